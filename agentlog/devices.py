@@ -1,0 +1,109 @@
+"""Device provisioning: enrol a new device, hand it a join token, let it join, revoke.
+
+The token carries the group id, the founder and genesis id (the root the group's
+history must reach), and the signed device.enroll event; the group secret in it is
+sealed to the new device's key so only that device can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from . import crypto, payloads
+from .errors import DecodeError, EventError, TokenError, UsageError
+from .event import decode_record
+from .schema import token as _schema
+from .store import Store, pack_anchor
+from .validate import check_payload
+from .wire import reader
+
+TOKEN_PREFIX = "agentlog-join:"
+MAX_TOKEN_BYTES = 64 * 1024
+
+
+def parse_device_id(text: str) -> bytes:
+    """A device id as printed by `agentlog init --join`: 64 hex digits of an Ed25519 key."""
+    try:
+        device = bytes.fromhex(text.strip())
+    except ValueError:
+        raise UsageError(f"device id {text!r} is not hexadecimal") from None
+    if not crypto.is_valid_public_key(device):
+        raise UsageError(f"device id {text!r} is not a 64-digit Ed25519 device key")
+    return device
+
+
+def enroll(store: Store, device: bytes, name: str) -> str:
+    """Append a device.enroll for `device` and return the join token for it."""
+    roster = store.roster()
+    if device in roster.members:
+        raise UsageError(f"device {device.hex()[:16]} is already enrolled as {roster.name_of(device)!r}")
+    if any(m.name == name and m.active for m in roster.members.values()):
+        raise UsageError(f"an active device is already named {name!r}; choose another --name")
+    eid = store.append(payloads.DeviceEnroll(device=device, name=name))
+    event = store.get(eid)
+    msg = _schema.JoinToken.new_message(
+        formatVersion=1, group=store.group, founder=store.founder, genesis=store.genesis, device=device,
+        name=name, enrollHeader=event.record, enrollPayload=event.payload,
+        sealedGroupKey=crypto.seal_to(device, store.meta("group_key")),
+    )
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(msg.to_bytes()).decode().rstrip("=")
+
+
+def join(store: Store, token: str) -> payloads.DeviceEnroll:
+    """Accept a join token on the new device: check it, open its secret, record the group."""
+    if store.group is not None:
+        raise UsageError("this device already belongs to a group")
+    text = token.strip()
+    if not text.startswith(TOKEN_PREFIX):
+        raise TokenError(f"join token must start with {TOKEN_PREFIX!r}")
+    try:
+        raw = base64.urlsafe_b64decode(text[len(TOKEN_PREFIX):] + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenError("join token is not valid base64") from None
+    try:
+        with reader(_schema.JoinToken, raw, MAX_TOKEN_BYTES, "join token") as msg:
+            t = {k: getattr(msg, k) for k in ("formatVersion", "group", "founder", "genesis", "device", "name",
+                                                "enrollHeader", "enrollPayload", "sealedGroupKey")}
+    except DecodeError as exc:
+        raise TokenError(str(exc)) from None
+    if t["formatVersion"] != 1:
+        raise TokenError(f"join token version {t['formatVersion']} is not supported")
+    if t["device"] != store.device:
+        raise TokenError(f"join token is for device {t['device'].hex()[:16]}, not this one ({store.device.hex()[:16]})")
+    try:
+        event = decode_record(t["enrollHeader"], t["enrollPayload"])
+        enrolment = check_payload(event)
+    except EventError as exc:
+        raise TokenError(f"join token's enrolment event is invalid: {exc}") from None
+    h = event.header
+    if h.kind != "device.enroll" or enrolment.device != store.device or h.group != t["group"]:
+        raise TokenError("join token's enrolment event does not enrol this device in that group")
+    if not crypto.verify(h.author, event.id, event.signature):
+        raise TokenError("join token's enrolment event is not signed by its author")
+    try:
+        group_key = store.key.open_sealed(t["sealedGroupKey"])
+    except ValueError as exc:
+        raise TokenError(f"join token's group key: {exc}") from None
+    store.set_meta({
+        "group": t["group"], "founder": t["founder"], "genesis": t["genesis"], "group_key": group_key,
+        "name": enrolment.name.encode(), "anchor": pack_anchor(event.record, event.payload),
+        "lamport": h.lamport.to_bytes(8, "big"),
+    })
+    return enrolment
+
+
+def revoke(store: Store, ref: str, reason: str = "") -> payloads.DeviceRevoke:
+    """Append a device.revoke for the device named or id'd by `ref`, up to the seq seen of it."""
+    roster = store.roster()
+    member = roster.find(ref)
+    if member is None:
+        raise UsageError(f"no enrolled device is named or has id {ref!r}: see `agentlog devices list`")
+    if member.device == store.device:
+        raise UsageError("a device cannot revoke itself; revoke it from another enrolled device")
+    if not member.active:
+        raise UsageError(f"device {member.name!r} is already revoked (after seq {member.until_seq})")
+    head = store.heads().get(member.device)
+    payload = payloads.DeviceRevoke(device=member.device, until_seq=head.seq if head else 0, reason=reason)
+    store.append(payload)
+    return payload

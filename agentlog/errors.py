@@ -1,0 +1,95 @@
+"""The one exception hierarchy of agentlog.
+
+Every error says what was wrong and where. Facts are attributes (`author`, `seq`,
+`path`, `peer`) so callers and logs can use them without parsing messages.
+Exceptions from lmdb, capnp and nacl are translated into these where they enter.
+"""
+
+from __future__ import annotations
+
+
+class AgentlogError(Exception):
+    """Root of every error agentlog raises on purpose."""
+
+
+class UsageError(AgentlogError):
+    """The user asked for something that cannot be done as asked (bad argument, no home)."""
+
+
+class HomeError(AgentlogError):
+    """The home directory is missing, incomplete or unsafe."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class StoreError(AgentlogError):
+    """The LMDB store could not be opened or written."""
+
+
+class EventError(AgentlogError):
+    """An event failed validation. Subclasses follow DESIGN.md section 3, in check order."""
+
+    check = "event"
+
+    def __init__(self, message: str, author: bytes | None = None, seq: int | None = None):
+        super().__init__(message)
+        self.author = author
+        self.seq = seq
+
+    def __str__(self) -> str:
+        where = []
+        if self.author is not None:
+            where.append(f"author {self.author.hex()[:16]}")
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        prefix = f"{' '.join(where)}: " if where else ""
+        return f"{prefix}{self.args[0]}"
+
+
+class SizeLimitError(EventError):
+    check = "size"
+
+
+class DecodeError(EventError):
+    check = "decode"
+
+
+class GroupMismatchError(EventError):
+    check = "group"
+
+
+class NotEnrolledError(EventError):
+    check = "enrolment"
+
+
+class SequenceError(EventError):
+    check = "seq"
+
+
+class ChainError(EventError):
+    check = "prev"
+
+
+class SignatureError(EventError):
+    check = "signature"
+
+
+class PayloadHashError(EventError):
+    check = "payload"
+
+
+class ForkError(EventError):
+    """A second, different event at one (author, epoch, seq): both are kept as proof."""
+
+    check = "fork"
+
+    def __init__(self, message: str, author: bytes, seq: int, existing: bytes, incoming: bytes):
+        super().__init__(message, author, seq)
+        self.existing = existing
+        self.incoming = incoming
+
+
+class TokenError(AgentlogError):
+    """A join token could not be read, opened or accepted."""

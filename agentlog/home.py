@@ -1,0 +1,67 @@
+"""A device's home directory: its key file and its store.
+
+Layout: `device.key` (hex Ed25519 seed, mode 0600) and `store/` (the LMDB
+environment). The home comes from --home, else AGENTLOG_HOME, else
+~/.local/share/agentlog.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .crypto import DeviceKey
+from .errors import HomeError
+from .store import Store
+
+KEY_FILE = "device.key"
+STORE_DIR = "store"
+
+
+def resolve(home: str | os.PathLike | None = None) -> Path:
+    """The home directory to use, from the argument, AGENTLOG_HOME or the default."""
+    if home:
+        return Path(home).expanduser()
+    if os.environ.get("AGENTLOG_HOME"):
+        return Path(os.environ["AGENTLOG_HOME"]).expanduser()
+    return Path("~/.local/share/agentlog").expanduser()
+
+
+def create(home: str | os.PathLike | None, name: str) -> Store:
+    """Create a home with a new device key and an empty store; the caller starts or joins a group."""
+    path = resolve(home)
+    if (path / KEY_FILE).exists():
+        raise HomeError(f"{path} already holds an agentlog device; use another --home", str(path))
+    if not name or len(name) > 64 or not name.isprintable():
+        raise HomeError("device name must be 1 to 64 printable characters", str(path))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = DeviceKey.generate()
+    fd = os.open(path / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.seed.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    store = Store(path / STORE_DIR, key)
+    store.set_meta({"device": key.public, "name": name.encode()})
+    return store
+
+
+def open_home(home: str | os.PathLike | None = None) -> Store:
+    """Open an existing home's store with its device key.
+
+    Raises:
+        HomeError: no home there, or its key file is unreadable or open to others.
+    """
+    path = resolve(home)
+    key_path = path / KEY_FILE
+    if not key_path.is_file():
+        raise HomeError(f"no agentlog device at {path}: run `agentlog init --name NAME` first", str(path))
+    mode = key_path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise HomeError(f"{key_path} is readable by others (mode {mode & 0o777:o}): chmod 600 it", str(key_path))
+    try:
+        key = DeviceKey(bytes.fromhex(key_path.read_text().strip()))
+    except ValueError:
+        raise HomeError(f"{key_path} does not hold a device key", str(key_path)) from None
+    return Store(path / STORE_DIR, key)

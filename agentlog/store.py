@@ -1,0 +1,421 @@
+"""The per-device LMDB store: append, ingest, read. The I/O shell around the pure core.
+
+Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian keys
+  events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
+  payloads  event id(32)                -> payload bytes
+  ids       event id(32)                -> author(32) epoch(4) seq(8)
+  heads     author(32)                  -> epoch(4) seq(8) id(32)
+  forks     author(32) epoch(4) seq(8) id(32) -> the second record (proof)
+  views.roster  b"state"                -> canonical roster bytes
+  meta      identity, group, lamport, own clock
+An append or an ingested batch, its view updates and new heads commit in one write
+transaction: a crash leaves all of it or none. Several processes may open one home;
+every write re-reads what it depends on inside its transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from . import crypto, payloads
+from .errors import EventError, ForkError, HomeError, StoreError, UsageError
+from .event import ClockEntry, Event, Header, decode_record, device_scope, encode_header, event_id
+from .roster import Roster
+from .validate import ROSTER_KINDS, Duplicate, Head, check_event
+
+INITIAL_MAP_SIZE = 64 * 1024 * 1024
+_DBS = ("events", "payloads", "ids", "heads", "forks", "views.roster", "meta")
+_POS = struct.Struct(">IQ")
+
+
+def event_key(author: bytes, epoch: int, seq: int) -> bytes:
+    return author + _POS.pack(epoch, seq)
+
+
+def _head_value(head: Head) -> bytes:
+    return _POS.pack(head.epoch, head.seq) + head.id
+
+
+def _head_from(raw: bytes) -> Head:
+    epoch, seq = _POS.unpack_from(raw)
+    return Head(epoch, seq, bytes(raw[12:44]))
+
+
+def _pack_clock(clock: dict[bytes, tuple[int, int]]) -> bytes:
+    return b"".join(a + _POS.pack(*clock[a]) for a in sorted(clock))
+
+
+def _unpack_clock(raw: bytes | None) -> dict[bytes, tuple[int, int]]:
+    out = {}
+    for i in range(0, len(raw or b""), 44):
+        out[bytes(raw[i : i + 32])] = _POS.unpack_from(raw, i + 32)
+    return out
+
+
+def pack_anchor(record: bytes, payload: bytes) -> bytes:
+    """The enrolment a join token vouched for, kept until the group's history arrives."""
+    return len(record).to_bytes(4, "big") + record + payload
+
+
+def unpack_anchor(raw: bytes) -> tuple[Event, payloads.DeviceEnroll]:
+    n = int.from_bytes(raw[:4], "big")
+    return decode_record(raw[4 : 4 + n]), payloads.decode("device.enroll", raw[4 + n :])
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProof:
+    """Two validly signed, different events at one (author, epoch, seq)."""
+
+    author: bytes
+    epoch: int
+    seq: int
+    kept: bytes
+    other_record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+class _TxnLog:
+    """The validator's view of the store inside one write transaction."""
+
+    def __init__(self, store: "Store", txn: lmdb.Transaction, roster: Roster):
+        self._store, self._txn = store, txn
+        self.group = store.group
+        self.genesis = store.genesis
+        self.roster = roster
+
+    def head(self, author: bytes) -> Head | None:
+        raw = self._txn.get(author, db=self._store._db["heads"])
+        return _head_from(raw) if raw else None
+
+    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
+        raw = self._txn.get(event_key(author, epoch, seq), db=self._store._db["events"])
+        return event_id(raw[: -crypto.SIG_LEN]) if raw else None
+
+
+class Store:
+    """One device's log. Create with `agentlog.open(home)` or `Store.open(path, key)`."""
+
+    def __init__(self, path: Path, key: crypto.DeviceKey | None, *, map_size: int = INITIAL_MAP_SIZE,
+                 clock: Callable[[], int] | None = None):
+        self.path = Path(path)
+        self.key = key
+        self._now_ms = clock or (lambda: time.time_ns() // 1_000_000)
+        try:
+            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS) + 8, subdir=True,
+                                 sync=True, metasync=True, readahead=False, max_readers=126)
+            self._db = {name: self.env.open_db(name.encode()) for name in _DBS}
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+
+    # -- identity ----------------------------------------------------------
+
+    def meta(self, name: str) -> bytes | None:
+        return self._read(lambda txn: txn.get(name.encode(), db=self._db["meta"]))
+
+    def set_meta(self, values: dict[str, bytes]) -> None:
+        def write(txn):
+            for name, value in values.items():
+                txn.put(name.encode(), value, db=self._db["meta"])
+        self._write(write)
+
+    @property
+    def device(self) -> bytes:
+        return self.key.public if self.key else self.meta("device") or b""
+
+    @property
+    def name(self) -> str:
+        return (self.meta("name") or b"").decode()
+
+    @property
+    def group(self) -> bytes | None:
+        return self.meta("group")
+
+    @property
+    def genesis(self) -> bytes | None:
+        return self.meta("genesis")
+
+    @property
+    def founder(self) -> bytes | None:
+        return self.meta("founder")
+
+    # -- writing -----------------------------------------------------------
+
+    def create_group(self, name: str) -> bytes:
+        """Start a new group whose genesis event enrols this device; returns the genesis id."""
+        if self.group is not None:
+            raise UsageError("this device already belongs to a group")
+        group, group_key = os.urandom(32), os.urandom(32)
+        genesis = payloads.DeviceEnroll(device=self.key.public, name=name)
+
+        def write(txn):
+            meta = self._db["meta"]
+            for k, v in ((b"group", group), (b"group_key", group_key), (b"founder", self.key.public)):
+                txn.put(k, v, db=meta)
+            [event] = self._append_in(txn, [(genesis, "user")], Roster(self.key.public))
+            txn.put(b"genesis", event.id, db=meta)
+            return event.id
+
+        return self._write(write)
+
+    def append(self, payload, *, scope: str | None = None) -> bytes:
+        """Sign and durably store one event of this device; returns its id."""
+        return self.append_many([payload], scope=scope)[0]
+
+    def append_many(self, items: Iterable, *, scope: str | None = None) -> list[bytes]:
+        """Sign and store many events in one write transaction; returns their ids in order.
+
+        Items are payload objects, or (payload, scope) pairs.
+        """
+        pairs = [item if isinstance(item, tuple) else (item, scope) for item in items]
+        if self.key is None:
+            raise UsageError("this store was opened without the device key; it cannot append")
+        if self.group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        events = self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
+        return [e.id for e in events]
+
+    def _append_in(self, txn, pairs: list, roster: Roster) -> list[Event]:
+        db, me, group = self._db, self.key.public, txn.get(b"group", db=self._db["meta"])
+        raw_head = txn.get(me, db=db["heads"])
+        head = _head_from(raw_head) if raw_head else Head(0, 0, crypto.ZERO_ID)
+        member = roster.members.get(me)
+        if head.seq and (member is None or (member.until_seq is not None and head.seq >= member.until_seq)):
+            raise UsageError("this device is not enrolled or has been revoked; it can no longer write to the group")
+        lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
+        own_clock = _unpack_clock(txn.get(b"own_clock", db=db["meta"]))
+        seen = self._seen_in(txn, me)
+        delta = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
+        now = self._now_ms()
+        headers, bodies = [], []
+        prev, seq = head.id, head.seq
+        for payload, scope in pairs:
+            body = payloads.encode(payload)
+            kind = payloads.kind_of(payload)
+            seq += 1
+            lamport += 1
+            header = Header(
+                group=group, author=me, epoch=head.epoch, seq=seq, prev=prev, lamport=lamport,
+                clock=delta if seq == head.seq + 1 else (), time_ms=now,
+                scope=scope or (device_scope(me) if kind.startswith("override.") else "user"),
+                kind=kind, payload_hash=crypto.blake2b256(body), payload_len=len(body),
+            )
+            header_bytes = encode_header(header)
+            prev = event_id(header_bytes)
+            headers.append((header, header_bytes, prev))
+            bodies.append((payload, body))
+        signatures = self.key.sign_many([eid for _, _, eid in headers])
+        events = []
+        roster_changed = False
+        for (header, header_bytes, eid), sig, (payload, body) in zip(headers, signatures, bodies):
+            event = Event(header_bytes, sig, header, eid, body)
+            self._put_event(txn, event)
+            if header.kind in ROSTER_KINDS:
+                roster_changed |= roster.apply(header, eid, payload)
+            events.append(event)
+        last = events[-1]
+        txn.put(me, _head_value(Head(head.epoch, last.seq, last.id)), db=db["heads"])
+        txn.put(b"lamport", lamport.to_bytes(8, "big"), db=db["meta"])
+        txn.put(b"own_clock", _pack_clock(seen), db=db["meta"])
+        if roster_changed:
+            self._save_roster(txn, roster)
+        return events
+
+    def _seen_in(self, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
+        """Heads of every other author this store holds, plus the enrolment a join token vouched for."""
+        seen = {}
+        with txn.cursor(db=self._db["heads"]) as cur:
+            for author, raw in cur:
+                if author != me:
+                    h = _head_from(raw)
+                    seen[bytes(author)] = (h.epoch, h.seq)
+        anchor = txn.get(b"anchor", db=self._db["meta"])
+        if anchor:
+            enroll = unpack_anchor(bytes(anchor))[0].header
+            if seen.get(enroll.author, (-1, -1)) < (enroll.epoch, enroll.seq):
+                seen[enroll.author] = (enroll.epoch, enroll.seq)
+        return seen
+
+    def _put_event(self, txn, event: Event) -> None:
+        h = event.header
+        key = event_key(h.author, h.epoch, h.seq)
+        txn.put(key, event.record, db=self._db["events"])
+        txn.put(event.id, key, db=self._db["ids"])
+        if event.payload is not None:
+            txn.put(event.id, event.payload, db=self._db["payloads"])
+
+    def ingest(self, events: Iterable[tuple[bytes, bytes | None]]) -> IngestResult:
+        """Validate and store (record, payload) pairs from outside, all in one transaction.
+
+        The batch is rejected whole on the first invalid event, leaving the store as it
+        was; a fork found on the way is still recorded as proof (see `forks`).
+
+        Raises:
+            EventError: the first event that failed, naming author and seq.
+        """
+        batch = list(events)
+        if self.group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        try:
+            result = self._write(lambda txn: self._ingest_in(txn, batch))
+        except ForkError as fork:
+            self._record_fork(fork, batch)
+            raise
+        return result
+
+    def _ingest_in(self, txn, batch) -> IngestResult:
+        roster = self._roster_in(txn)
+        log = _TxnLog(self, txn, roster)
+        accepted = duplicates = 0
+        lamport = int.from_bytes(txn.get(b"lamport", db=self._db["meta"]) or b"\0", "big")
+        roster_changed = False
+        for record, payload in batch:
+            try:
+                event, decoded = check_event(record, payload, log)
+            except Duplicate:
+                duplicates += 1
+                continue
+            h = event.header
+            self._put_event(txn, event)
+            txn.put(h.author, _head_value(Head(h.epoch, h.seq, event.id)), db=self._db["heads"])
+            lamport = max(lamport, h.lamport)
+            if h.kind in ROSTER_KINDS:
+                roster_changed |= roster.apply(h, event.id, decoded)
+            accepted += 1
+        txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
+        if roster_changed:
+            self._save_roster(txn, roster)
+        return IngestResult(accepted, duplicates)
+
+    def _record_fork(self, fork: ForkError, batch) -> None:
+        for record, _ in batch:
+            if event_id(record[: -crypto.SIG_LEN]) == fork.incoming:
+                h = decode_record(record).header
+                key = event_key(h.author, h.epoch, h.seq) + fork.incoming
+                self._write(lambda txn: txn.put(key, record, db=self._db["forks"]))
+                return
+
+    # -- roster --------------------------------------------------------------
+
+    def roster(self) -> Roster:
+        """The current group roster, plus the enrolment a join token vouched for."""
+        return self._read(self._roster_in)
+
+    def _roster_in(self, txn) -> Roster:
+        raw = txn.get(b"state", db=self._db["views.roster"])
+        roster = Roster.from_bytes(bytes(raw)) if raw else Roster(txn.get(b"founder", db=self._db["meta"]))
+        anchor = txn.get(b"anchor", db=self._db["meta"])
+        if anchor:
+            event, enroll = unpack_anchor(bytes(anchor))
+            roster.apply(event.header, event.id, enroll)
+        return roster
+
+    def anchor(self) -> tuple[Event, payloads.DeviceEnroll] | None:
+        """The enrolment a join token vouched for on this device, if it joined by token."""
+        raw = self.meta("anchor")
+        return unpack_anchor(raw) if raw else None
+
+    def _save_roster(self, txn, roster: Roster) -> None:
+        txn.put(b"state", roster.to_bytes(), db=self._db["views.roster"])
+
+    # -- reading -------------------------------------------------------------
+
+    def heads(self) -> dict[bytes, Head]:
+        def read(txn):
+            with txn.cursor(db=self._db["heads"]) as cur:
+                return {bytes(a): _head_from(v) for a, v in cur}
+        return self._read(read)
+
+    def count(self) -> int:
+        return self._read(lambda txn: txn.stat(self._db["events"])["entries"])
+
+    def events(self, author: bytes | None = None, *, decode: bool = True) -> Iterator[Event]:
+        """Events in key order (author, epoch, seq), with payloads; one read snapshot."""
+        with self.env.begin(buffers=False) as txn:
+            cur = txn.cursor(db=self._db["events"])
+            found = cur.set_range(author) if author else cur.first()
+            while found:
+                key, record = cur.item()
+                if author and not key.startswith(author):
+                    break
+                header_bytes, sig = record[: -crypto.SIG_LEN], record[-crypto.SIG_LEN :]
+                eid = event_id(header_bytes)
+                payload = txn.get(eid, db=self._db["payloads"])
+                if decode:
+                    yield decode_record(record, payload)
+                else:
+                    yield key, record, payload
+                found = cur.next()
+
+    def get(self, eid: bytes) -> Event | None:
+        def read(txn):
+            key = txn.get(eid, db=self._db["ids"])
+            if key is None:
+                return None
+            record = txn.get(key, db=self._db["events"])
+            return decode_record(record, txn.get(eid, db=self._db["payloads"])) if record else None
+        return self._read(read)
+
+    def forks(self) -> list[ForkProof]:
+        def read(txn):
+            out = []
+            with txn.cursor(db=self._db["forks"]) as cur:
+                for key, record in cur:
+                    author, (epoch, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
+                    kept = txn.get(bytes(key[:44]), db=self._db["events"])
+                    kept_id = event_id(kept[: -crypto.SIG_LEN]) if kept else b""
+                    out.append(ForkProof(author, epoch, seq, kept_id, bytes(record)))
+            return out
+        return self._read(read)
+
+    def raw_txn(self, write: bool = False) -> lmdb.Transaction:
+        """A transaction for tools that inspect or repair the layout (verify, tests)."""
+        return self.env.begin(write=write)
+
+    def db(self, name: str):
+        return self._db[name]
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions --------------------------------------------------------
+
+    def _write(self, fn):
+        """Run fn(txn) in one write transaction, growing the map when it is full."""
+        for _ in range(32):
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise StoreError(f"write to the store at {self.path} failed: {exc}") from None
+        raise StoreError(f"the store at {self.path} could not grow its map")
+
+    def _read(self, fn):
+        for _ in range(4):
+            try:
+                with self.env.begin() as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+        raise StoreError(f"the store at {self.path} keeps resizing under this reader")

@@ -1,0 +1,124 @@
+"""Validation of events from outside, in the order DESIGN.md section 3 fixes. Pure.
+
+size -> decode -> group -> enrolment -> seq -> prev -> signature -> payload hash.
+Each failure raises its own EventError subclass naming author and seq. The caller
+supplies what the store knows through the small `LogView` protocol, so the same
+rules run on LMDB, in memory, or in a simulated peer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import crypto, payloads
+from .errors import (
+    ChainError,
+    DecodeError,
+    ForkError,
+    GroupMismatchError,
+    NotEnrolledError,
+    PayloadHashError,
+    SequenceError,
+    SignatureError,
+    SizeLimitError,
+)
+from .event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, decode_record
+from .roster import Roster
+
+ROSTER_KINDS = ("device.enroll", "device.revoke")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last event of an author's chain that a store holds."""
+
+    epoch: int
+    seq: int
+    id: bytes
+
+
+class LogView(Protocol):
+    group: bytes
+    genesis: bytes | None
+    roster: Roster
+
+    def head(self, author: bytes) -> Head | None: ...
+
+    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None: ...
+
+
+class Duplicate(Exception):
+    """Not an error: the store already holds this exact event."""
+
+
+def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True) -> tuple[Event, object]:
+    """Validate one incoming event against `log`.
+
+    Returns:
+        (event, decoded payload or None when the payload is withheld, sealed or of an unknown kind).
+    Raises:
+        Duplicate: the exact event is already stored.
+        EventError: the first check that failed.
+    """
+    if len(record) > MAX_HEADER_BYTES + crypto.SIG_LEN:
+        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
+    if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
+        raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    event = decode_record(record, payload)
+    h = event.header
+    if h.group != log.group:
+        raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", h.author, h.seq)
+    _check_enrolment(event, log)
+    head = log.head(h.author)
+    expected = 1 if head is None else head.seq + 1
+    if h.seq < expected:
+        existing = log.id_at(h.author, h.epoch, h.seq)
+        if existing == event.id:
+            raise Duplicate()
+        _check_signature(event)
+        raise ForkError(
+            f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq, existing or b"", event.id
+        )
+    if h.seq > expected:
+        raise SequenceError(f"seq {h.seq} arrives before seq {expected}: a gap", h.author, h.seq)
+    if head is not None and h.epoch != head.epoch:
+        raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", h.author, h.seq)
+    prev = crypto.ZERO_ID if head is None else head.id
+    if h.prev != prev:
+        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", h.author, h.seq)
+    if check_signature:
+        _check_signature(event)
+    return event, check_payload(event)
+
+
+def check_payload(event: Event) -> object:
+    """Check a present payload against the header; decode it when it is plain and of a known kind."""
+    h = event.header
+    if event.payload is None:
+        if h.kind in ROSTER_KINDS:
+            raise PayloadHashError(f"{h.kind} event arrived without its payload", h.author, h.seq)
+        return None
+    if len(event.payload) != h.payload_len or crypto.blake2b256(event.payload) != h.payload_hash:
+        raise PayloadHashError("payload does not match the header's payload hash", h.author, h.seq)
+    if h.payload_codec != "plain" or h.kind not in payloads.KINDS:
+        return None
+    try:
+        return payloads.decode(h.kind, event.payload)
+    except DecodeError as exc:
+        raise DecodeError(exc.args[0], h.author, h.seq) from None
+
+
+def _check_enrolment(event: Event, log: LogView) -> None:
+    h = event.header
+    if h.seq == 1 and h.author == log.roster.founder:
+        if log.genesis is not None and event.id != log.genesis:
+            raise NotEnrolledError("founder's first event is not this group's genesis", h.author, h.seq)
+        if log.roster.members.get(h.author) is None:
+            return
+    log.roster.check_author(h)
+
+
+def _check_signature(event: Event) -> None:
+    if not crypto.verify(event.header.author, event.id, event.signature):
+        raise SignatureError("signature does not verify for this author and event id", event.header.author, event.header.seq)

@@ -1,0 +1,45 @@
+"""Strict decoding of single-segment Cap'n Proto messages from outside.
+
+Bytes are hashed exactly as received, so one message must have one encoding we
+accept: a single segment, no trailing bytes, within a size limit, and a traversal
+limit tied to its length so a crafted message cannot amplify work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Iterator
+
+import capnp
+
+from .errors import DecodeError, SizeLimitError
+
+
+def check_framing(raw: bytes, limit: int, what: str) -> None:
+    """Raise unless `raw` is one single-segment message of at most `limit` bytes."""
+    if len(raw) > limit:
+        raise SizeLimitError(f"{what} is {len(raw)} bytes, over the limit of {limit}")
+    if len(raw) < 8 or len(raw) % 8:
+        raise DecodeError(f"{what} is {len(raw)} bytes, not a Cap'n Proto message")
+    segments_minus_one, words = struct.unpack_from("<II", raw)
+    if segments_minus_one != 0:
+        raise DecodeError(f"{what} has {segments_minus_one + 1} segments; exactly one is allowed")
+    if 8 + 8 * words != len(raw):
+        raise DecodeError(f"{what} declares {8 + 8 * words} bytes but holds {len(raw)}")
+
+
+@contextlib.contextmanager
+def reader(struct_type, raw: bytes, limit: int, what: str) -> Iterator:
+    """Open `raw` as `struct_type` after framing checks; capnp failures become DecodeError."""
+    check_framing(raw, limit, what)
+    try:
+        with struct_type.from_bytes(raw, traversal_limit_in_words=len(raw) // 8 + 8, nesting_limit=16) as msg:
+            yield msg
+    except (capnp.KjException, ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"{what} does not decode: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split("; ", 1)[-1][:160]
