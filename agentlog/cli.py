@@ -114,7 +114,7 @@ def cmd_devices_list(args) -> int:
     with home.open_home(args.home) as store:
         roster, heads = store.roster(), store.heads()
         rows = []
-        for m in sorted(roster.members.values(), key=lambda m: (m.name, m.device)):
+        for m in sorted(roster.enrolled_members(), key=lambda m: (m.name, m.device)):
             head = heads.get(m.device)
             rows.append({
                 "name": m.name, "id": m.device.hex(), "this_device": m.device == store.device,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import nacl.bindings as sodium
@@ -88,6 +89,13 @@ def verify_many(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
         return [verify(*item) for item in items]
     parts = _executor().map(lambda chunk: [verify(*item) for item in chunk], _chunks(items, _WORKERS))
     return [ok for part in parts for ok in part]
+
+
+def verify_async(items: list[tuple[bytes, bytes, bytes]]) -> Callable[[], list[bool]]:
+    """Start checking triples on the worker threads; call the result to wait for the bools."""
+    futures = [_executor().submit(lambda chunk: [verify(*item) for item in chunk], chunk)
+               for chunk in _chunks(items, _WORKERS)] if items else []
+    return lambda: [ok for future in futures for ok in future.result()]
 
 
 def is_valid_public_key(key: bytes) -> bool:

@@ -36,9 +36,10 @@ def parse_device_id(text: str) -> bytes:
 def enroll(store: Store, device: bytes, name: str) -> str:
     """Append a device.enroll for `device` and return the join token for it."""
     roster = store.roster()
-    if device in roster.members:
-        raise UsageError(f"device {device.hex()[:16]} is already enrolled as {roster.name_of(device)!r}")
-    if any(m.name == name and m.active for m in roster.members.values()):
+    known = roster.members.get(device)
+    if known is not None and (known.enrolled or known.until_seq is not None):
+        raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
+    if any(m.name == name and m.active for m in roster.enrolled_members()):
         raise UsageError(f"an active device is already named {name!r}; choose another --name")
     eid = store.append(payloads.DeviceEnroll(device=device, name=name))
     event = store.get(eid)
@@ -58,7 +59,8 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
     if not text.startswith(TOKEN_PREFIX):
         raise TokenError(f"join token must start with {TOKEN_PREFIX!r}")
     try:
-        raw = base64.urlsafe_b64decode(text[len(TOKEN_PREFIX):] + "=" * (-len(text) % 4))
+        body = text[len(TOKEN_PREFIX):]
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         raise TokenError("join token is not valid base64") from None
     try:
@@ -77,7 +79,7 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
     except EventError as exc:
         raise TokenError(f"join token's enrolment event is invalid: {exc}") from None
     h = event.header
-    if h.kind != "device.enroll" or enrolment.device != store.device or h.group != t["group"]:
+    if not isinstance(enrolment, payloads.DeviceEnroll) or enrolment.device != store.device or h.group != t["group"]:
         raise TokenError("join token's enrolment event does not enrol this device in that group")
     if not crypto.verify(h.author, event.id, event.signature):
         raise TokenError("join token's enrolment event is not signed by its author")

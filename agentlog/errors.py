@@ -68,6 +68,10 @@ class SequenceError(EventError):
     check = "seq"
 
 
+class CausalGapError(SequenceError):
+    """The event's clock names events of other authors this store does not hold yet."""
+
+
 class ChainError(EventError):
     check = "prev"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import crypto
 from .errors import DecodeError, SizeLimitError
 from .schema import event as _schema
-from .wire import reader
+from .wire import build, reader
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024
@@ -25,7 +25,7 @@ MAX_SCOPE_LEN = 256
 MAX_KIND_LEN = 64
 CODECS = ("plain", "sealed")
 
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class Event:
 
 def encode_header(h: Header) -> bytes:
     """Serialize a header as one single-segment Cap'n Proto message."""
-    msg = _schema.Header.new_message(
+    return build(_schema.Header, dict(
         formatVersion=h.format_version,
         group=h.group,
         author=h.author,
@@ -96,14 +96,8 @@ def encode_header(h: Header) -> bytes:
         payloadHash=h.payload_hash,
         payloadLen=h.payload_len,
         payloadCodec=h.payload_codec,
-    )
-    if h.clock:
-        entries = msg.init("clock", len(h.clock))
-        for slot, entry in zip(entries, h.clock):
-            slot.author = entry.author
-            slot.epoch = entry.epoch
-            slot.seq = entry.seq
-    return msg.to_bytes()
+        clock=[{"author": e.author, "epoch": e.epoch, "seq": e.seq} for e in h.clock],
+    ))
 
 
 def decode_header(raw: bytes) -> Header:
@@ -135,11 +129,12 @@ def decode_header(raw: bytes) -> Header:
             payload_len=msg.payloadLen,
             payload_codec=str(msg.payloadCodec),
         )
-    _check_shape(header)
+    check_shape(header)
     return header
 
 
-def _check_shape(h: Header) -> None:
+def check_shape(h: Header) -> None:
+    """Raise unless every header field has its required shape; writers call it too."""
     author, seq = h.author, h.seq
     if len(h.author) != crypto.KEY_LEN:
         raise DecodeError(f"header author is {len(h.author)} bytes, not {crypto.KEY_LEN}", seq=seq)
@@ -152,10 +147,12 @@ def _check_shape(h: Header) -> None:
         raise DecodeError("header prev must be zero exactly at seq 1", author, seq)
     if h.lamport < 1:
         raise DecodeError("header lamport must be 1 or more", author, seq)
-    if not _KIND_RE.match(h.kind) or len(h.kind) > MAX_KIND_LEN:
+    if not _KIND_RE.fullmatch(h.kind) or len(h.kind) > MAX_KIND_LEN:
         raise DecodeError(f"header kind {h.kind[:MAX_KIND_LEN]!r} is not a valid kind name", author, seq)
-    if not h.scope or len(h.scope) > MAX_SCOPE_LEN:
-        raise DecodeError("header scope must be 1 to 256 characters", author, seq)
+    if len(h.clock) > MAX_CLOCK_ENTRIES:
+        raise SizeLimitError(f"header clock has {len(h.clock)} entries, over the limit of {MAX_CLOCK_ENTRIES}", author, seq)
+    if not h.scope or len(h.scope) > MAX_SCOPE_LEN or not h.scope.isprintable():
+        raise DecodeError("header scope must be 1 to 256 printable characters", author, seq)
     if h.payload_codec not in CODECS:
         raise DecodeError(f"header payload codec {h.payload_codec!r} is unknown", author, seq)
     if h.payload_len > MAX_PAYLOAD_BYTES:

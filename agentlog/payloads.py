@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DecodeError
+from .errors import DecodeError, SizeLimitError
 from .event import MAX_PAYLOAD_BYTES
 from .schema import payloads as _schema
-from .wire import reader
+from .wire import build, reader
 
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
@@ -185,6 +185,7 @@ KIND_OF: dict[type, str] = {cls: kind for kind, cls in KINDS.items()}
 _STRUCTS = {cls: getattr(_schema, cls.__name__) for cls in KINDS.values()}
 _NESTED = {"context": None, "embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
+_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
 
 
 def kind_of(payload: Any) -> str:
@@ -197,7 +198,10 @@ def kind_of(payload: Any) -> str:
 
 def encode(payload: Any) -> bytes:
     """Serialize a payload object as a single-segment message of its kind's struct."""
-    return _STRUCTS[type(payload)].new_message(**_to_capnp(payload)).to_bytes()
+    raw = build(_STRUCTS[type(payload)], _to_capnp(payload))
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise SizeLimitError(f"{kind_of(payload)} payload is {len(raw)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    return raw
 
 
 def decode(kind: str, raw: bytes) -> Any:
@@ -253,6 +257,8 @@ def _from_capnp(cls: type, data: dict, kind: str) -> Any:
             value = tuple(_from_capnp(nested, item, kind) for item in value)
         elif isinstance(value, list):
             value = tuple(value)
+        if f.name in _LENGTHS and len(value) != _LENGTHS[f.name]:
+            raise DecodeError(f"{kind} payload {f.name} is {len(value)} bytes, not {_LENGTHS[f.name]}")
         if f.name in _RANGES and value is not None and value > _RANGES[f.name]:
             raise DecodeError(f"{kind} payload {f.name} {value} is out of range")
         kwargs[f.name] = value

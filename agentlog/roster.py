@@ -3,7 +3,8 @@
 Folds device.enroll and device.revoke events. A device may write from its
 enrolment on (its first event's clock must cover the enrolling event) until the
 seq a revocation names (the revoker's view of its head; the lowest one wins when
-several revocations are concurrent). The founder is enrolled by the group's
+several revocations are concurrent). A revocation that arrives before the enrolment
+it concerns is kept and applies once the enrolment is folded. The founder is enrolled by the group's
 genesis event. The state is a function of the set of roster events.
 """
 
@@ -29,15 +30,28 @@ class Position:
 
 @dataclass(slots=True)
 class Member:
+    """A device the roster events name; it may write only once some enrolment names it."""
+
     device: bytes
-    name: str
-    enrolled_by: list[Position] = field(default_factory=list)
+    enrollments: list[tuple[Position, str]] = field(default_factory=list)
     until_seq: int | None = None
     revoked_by: list[Position] = field(default_factory=list)
 
     @property
+    def enrolled_by(self) -> list[Position]:
+        return [pos for pos, _ in self.enrollments]
+
+    @property
+    def name(self) -> str:
+        return self.enrollments[0][1] if self.enrollments else self.device.hex()[:12]
+
+    @property
+    def enrolled(self) -> bool:
+        return bool(self.enrollments)
+
+    @property
     def active(self) -> bool:
-        return self.until_seq is None
+        return self.enrolled and self.until_seq is None
 
 
 class Roster:
@@ -50,21 +64,17 @@ class Roster:
     def apply(self, header: Header, event_id: bytes, payload) -> bool:
         """Fold one roster event; returns True when the roster changed."""
         here = Position(header.author, header.epoch, header.seq, event_id)
+        if not isinstance(payload, (DeviceEnroll, DeviceRevoke)):
+            return False
+        member = self.members.setdefault(payload.device, Member(payload.device))
         if isinstance(payload, DeviceEnroll):
-            member = self.members.get(payload.device)
-            if member is None:
-                self.members[payload.device] = Member(payload.device, payload.name, [here])
-                return True
             if here in member.enrolled_by:
                 return False
-            member.enrolled_by.append(here)
-            member.enrolled_by.sort()
-            if here == member.enrolled_by[0]:
-                member.name = payload.name
+            member.enrollments.append((here, payload.name))
+            member.enrollments.sort()
             return True
         if isinstance(payload, DeviceRevoke):
-            member = self.members.get(payload.device)
-            if member is None or here in member.revoked_by:
+            if here in member.revoked_by:
                 return False
             member.revoked_by.append(here)
             member.revoked_by.sort()
@@ -75,7 +85,7 @@ class Roster:
     def check_author(self, header: Header) -> None:
         """Raise NotEnrolledError unless the header's author may write this event."""
         member = self.members.get(header.author)
-        if member is None:
+        if member is None or not member.enrolled:
             raise NotEnrolledError("device is not enrolled in this group", header.author, header.seq)
         if member.until_seq is not None and header.seq > member.until_seq:
             raise NotEnrolledError(f"device was revoked after seq {member.until_seq}", header.author, header.seq)
@@ -92,7 +102,7 @@ class Roster:
     def find(self, ref: str) -> Member | None:
         """A member by exact name, or by hex id or unique id prefix (8+ characters)."""
         ref_lower = ref.lower()
-        named = [m for m in self.members.values() if m.name == ref]
+        named = [m for m in self.members.values() if m.enrolled and m.name == ref]
         if len(named) == 1:
             return named[0]
         if len(ref_lower) >= 8:
@@ -105,6 +115,9 @@ class Roster:
         member = self.members.get(device)
         return member.name if member else device.hex()[:12]
 
+    def enrolled_members(self) -> list[Member]:
+        return [m for m in self.members.values() if m.enrolled]
+
     def to_bytes(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace; equal rosters give equal bytes."""
         doc = {
@@ -112,8 +125,7 @@ class Roster:
             "members": [
                 {
                     "device": m.device.hex(),
-                    "name": m.name,
-                    "enrolled_by": [_pos_json(p) for p in m.enrolled_by],
+                    "enrollments": [_pos_json(p) + [name] for p, name in m.enrollments],
                     "until_seq": m.until_seq,
                     "revoked_by": [_pos_json(p) for p in m.revoked_by],
                 }
@@ -129,8 +141,7 @@ class Roster:
         for m in doc["members"]:
             roster.members[bytes.fromhex(m["device"])] = Member(
                 bytes.fromhex(m["device"]),
-                m["name"],
-                [_pos_from(p) for p in m["enrolled_by"]],
+                [(_pos_from(p), p[4]) for p in m["enrollments"]],
                 m["until_seq"],
                 [_pos_from(p) for p in m["revoked_by"]],
             )

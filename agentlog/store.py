@@ -3,6 +3,7 @@
 Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian keys
   events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
   payloads  event id(32)                -> payload bytes
+  withheld  event id(32)                -> b"" for events whose payload was not received
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> the second record (proof)
@@ -25,13 +26,23 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, payloads
-from .errors import EventError, ForkError, HomeError, StoreError, UsageError
-from .event import ClockEntry, Event, Header, decode_record, device_scope, encode_header, event_id
+from .errors import ForkError, SizeLimitError, StoreError, UsageError
+from .event import (
+    MAX_HEADER_BYTES,
+    ClockEntry,
+    Event,
+    Header,
+    check_shape,
+    decode_record,
+    device_scope,
+    encode_header,
+    event_id,
+)
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
-_DBS = ("events", "payloads", "ids", "heads", "forks", "views.roster", "meta")
+_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", "meta")
 _POS = struct.Struct(">IQ")
 
 
@@ -163,7 +174,7 @@ class Store:
             meta = self._db["meta"]
             for k, v in ((b"group", group), (b"group_key", group_key), (b"founder", self.key.public)):
                 txn.put(k, v, db=meta)
-            [event] = self._append_in(txn, [(genesis, "user")], Roster(self.key.public))
+            [event] = self._append_in(txn, [(genesis, "user")], Roster(self.key.public), genesis=True)
             txn.put(b"genesis", event.id, db=meta)
             return event.id
 
@@ -186,12 +197,12 @@ class Store:
         events = self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
         return [e.id for e in events]
 
-    def _append_in(self, txn, pairs: list, roster: Roster) -> list[Event]:
+    def _append_in(self, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[Event]:
         db, me, group = self._db, self.key.public, txn.get(b"group", db=self._db["meta"])
         raw_head = txn.get(me, db=db["heads"])
         head = _head_from(raw_head) if raw_head else Head(0, 0, crypto.ZERO_ID)
         member = roster.members.get(me)
-        if head.seq and (member is None or (member.until_seq is not None and head.seq >= member.until_seq)):
+        if not genesis and (member is None or not member.enrolled or (member.until_seq is not None and head.seq >= member.until_seq)):
             raise UsageError("this device is not enrolled or has been revoked; it can no longer write to the group")
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         own_clock = _unpack_clock(txn.get(b"own_clock", db=db["meta"]))
@@ -211,7 +222,10 @@ class Store:
                 scope=scope or (device_scope(me) if kind.startswith("override.") else "user"),
                 kind=kind, payload_hash=crypto.blake2b256(body), payload_len=len(body),
             )
+            check_shape(header)
             header_bytes = encode_header(header)
+            if len(header_bytes) > MAX_HEADER_BYTES:
+                raise SizeLimitError(f"header would be {len(header_bytes)} bytes, over the limit of {MAX_HEADER_BYTES}")
             prev = event_id(header_bytes)
             headers.append((header, header_bytes, prev))
             bodies.append((payload, body))
@@ -254,6 +268,8 @@ class Store:
         txn.put(event.id, key, db=self._db["ids"])
         if event.payload is not None:
             txn.put(event.id, event.payload, db=self._db["payloads"])
+        else:
+            txn.put(event.id, b"", db=self._db["withheld"])
 
     def ingest(self, events: Iterable[tuple[bytes, bytes | None]]) -> IngestResult:
         """Validate and store (record, payload) pairs from outside, all in one transaction.
@@ -365,6 +381,13 @@ class Store:
                 return None
             record = txn.get(key, db=self._db["events"])
             return decode_record(record, txn.get(eid, db=self._db["payloads"])) if record else None
+        return self._read(read)
+
+    def withheld_ids(self) -> set[bytes]:
+        """Ids of events stored without their payload (withheld by the sender or erased)."""
+        def read(txn):
+            with txn.cursor(db=self._db["withheld"]) as cur:
+                return {bytes(k) for k in cur.iternext(values=False)}
         return self._read(read)
 
     def forks(self) -> list[ForkProof]:

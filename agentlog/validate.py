@@ -1,6 +1,8 @@
 """Validation of events from outside, in the order DESIGN.md section 3 fixes. Pure.
 
-size -> decode -> group -> enrolment -> seq -> prev -> signature -> payload hash.
+size -> decode -> group -> enrolment -> seq (own chain, then causal context) -> prev ->
+signature -> payload hash. Causal delivery (every clock entry already held) makes
+the roster and views functions of the event set, whatever the arrival order.
 Each failure raises its own EventError subclass naming author and seq. The caller
 supplies what the store knows through the small `LogView` protocol, so the same
 rules run on LMDB, in memory, or in a simulated peer.
@@ -13,6 +15,7 @@ from typing import Protocol
 
 from . import crypto, payloads
 from .errors import (
+    CausalGapError,
     ChainError,
     DecodeError,
     ForkError,
@@ -76,6 +79,8 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         existing = log.id_at(h.author, h.epoch, h.seq)
         if existing == event.id:
             raise Duplicate()
+        if existing is None:
+            raise SequenceError(f"epoch {h.epoch} seq {h.seq} does not continue this author's chain", h.author, h.seq)
         _check_signature(event)
         raise ForkError(
             f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq, existing or b"", event.id
@@ -84,6 +89,12 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         raise SequenceError(f"seq {h.seq} arrives before seq {expected}: a gap", h.author, h.seq)
     if head is not None and h.epoch != head.epoch:
         raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", h.author, h.seq)
+    for dep in h.clock:
+        held = log.head(dep.author)
+        if held is None or (held.epoch, held.seq) < (dep.epoch, dep.seq):
+            raise CausalGapError(
+                f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", h.author, h.seq
+            )
     prev = crypto.ZERO_ID if head is None else head.id
     if h.prev != prev:
         raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", h.author, h.seq)
@@ -95,6 +106,8 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
 def check_payload(event: Event) -> object:
     """Check a present payload against the header; decode it when it is plain and of a known kind."""
     h = event.header
+    if h.kind in ROSTER_KINDS and h.payload_codec != "plain":
+        raise DecodeError(f"{h.kind} events must have a plain payload", h.author, h.seq)
     if event.payload is None:
         if h.kind in ROSTER_KINDS:
             raise PayloadHashError(f"{h.kind} event arrived without its payload", h.author, h.seq)

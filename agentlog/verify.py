@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from . import crypto
-from .errors import DecodeError, EventError
+from .errors import EventError
 from .event import Event, decode_record
 from .roster import Roster
 from .store import Store
@@ -50,19 +49,21 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     """Check every stored event; returns all problems found (none means the log is intact)."""
     report = Report()
     total = store.count()
-    pending: list[tuple[Future, list[Event]]] = []
+    pending: list[tuple[Callable[[], list[bool]], list[Event]]] = []
     roster_events: list[tuple[Event, object]] = []
     firsts: list[Event] = []
     tails: dict[bytes, tuple[int, int, bytes]] = {}
     last: tuple[bytes, int, int, bytes] | None = None
     chunk: list[Event] = []
+    group = store.group
+    withheld = store.withheld_ids()
 
     def flush() -> None:
         if chunk:
             items = [(e.header.author, e.id, e.signature) for e in chunk]
-            pending.append((crypto._executor().submit(crypto.verify_many, items), list(chunk)))
+            pending.append((crypto.verify_async(items), list(chunk)))
             chunk.clear()
-        while pending and (len(pending) > 2 or not chunk and pending[0][0].done()):
+        while len(pending) > 2:
             _collect(report, *pending.pop(0))
 
     for key, record, payload in store.events(decode=False):
@@ -70,11 +71,13 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         report.checked += 1
         try:
             event = decode_record(record, payload)
-        except DecodeError as exc:
+        except EventError as exc:
             report.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
             last = (author, epoch, seq, b"")
             continue
         h = event.header
+        if h.group != group:
+            report.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
         if (h.author, h.epoch, h.seq) != (author, epoch, seq):
             report.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
         if last is None or last[0] != author:
@@ -90,7 +93,8 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         last = (author, epoch, seq, event.id)
         tails[author] = (epoch, seq, event.id)
         if payload is None:
-            report.problems.append(Problem(author, seq, "payload is missing"))
+            if event.id not in withheld or h.kind in ROSTER_KINDS:
+                report.problems.append(Problem(author, seq, "payload is missing"))
             decoded = None
         else:
             try:
@@ -119,8 +123,8 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     return report
 
 
-def _collect(report: Report, future: Future, events: list[Event]) -> None:
-    for ok, event in zip(future.result(), events):
+def _collect(report: Report, results: Callable[[], list[bool]], events: list[Event]) -> None:
+    for ok, event in zip(results(), events):
         if not ok:
             report.problems.append(Problem(event.header.author, event.header.seq, "signature does not verify (header or signature altered)"))
 

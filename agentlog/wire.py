@@ -29,6 +29,14 @@ def check_framing(raw: bytes, limit: int, what: str) -> None:
         raise DecodeError(f"{what} declares {8 + 8 * words} bytes but holds {len(raw)}")
 
 
+def build(struct_type, fields: dict) -> bytes:
+    """Encode `fields` as one single-segment message, however large it is."""
+    raw = struct_type.new_message(**fields).to_bytes()
+    if struct.unpack_from("<I", raw)[0] != 0:
+        raw = struct_type.new_message(num_first_segment_words=len(raw) // 8 + 8, **fields).to_bytes()
+    return raw
+
+
 @contextlib.contextmanager
 def reader(struct_type, raw: bytes, limit: int, what: str) -> Iterator:
     """Open `raw` as `struct_type` after framing checks; capnp failures become DecodeError."""
@@ -36,7 +44,7 @@ def reader(struct_type, raw: bytes, limit: int, what: str) -> Iterator:
     try:
         with struct_type.from_bytes(raw, traversal_limit_in_words=len(raw) // 8 + 8, nesting_limit=16) as msg:
             yield msg
-    except (capnp.KjException, ValueError, AttributeError, UnicodeDecodeError) as exc:
+    except (capnp.KjException, ValueError, AttributeError, UnicodeDecodeError, RuntimeError, TypeError, IndexError) as exc:
         raise DecodeError(f"{what} does not decode: {_short(exc)}") from None
 
 

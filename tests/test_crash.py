@@ -1,0 +1,197 @@
+"""Crash safety: a writer process appending in a loop is kill -9'd at random moments.
+
+After each kill the store must verify, hold no half-written event (the chain is
+dense and every event has its payload), keep every append the writer had seen
+committed, and hold either all or none of the batch the writer was inside.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentlog import crypto, home, payloads
+from agentlog.verify import verify_store
+
+ROUNDS = 20
+WRITER = Path(__file__).with_name("crash_writer.py")
+REPO = WRITER.parents[1]
+READY_TIMEOUT = 30.0
+VERIFY_TIMEOUT = 30.0
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    """Move the child's stdout lines into a queue until EOF, so the pipe never fills."""
+    try:
+        for raw in stream:
+            lines.put(raw.decode())
+    finally:
+        lines.put(None)
+
+
+def _run_and_kill(home_path: Path, seed: int, delay: float, stderr_path: Path) -> list[str]:
+    """Start the writer, let it append for `delay` seconds after it is ready, SIGKILL it.
+
+    Returns every complete line it printed.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, str(WRITER), str(home_path), str(seed)],
+                                stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    out: list[str] = []
+    try:
+        first = lines.get(timeout=READY_TIMEOUT)
+        assert first is not None and first.startswith("ready "), \
+            f"writer did not start: {first!r}\n{stderr_path.read_text()}"
+        out.append(first)
+        time.sleep(delay)
+        assert proc.poll() is None, f"writer exited by itself ({proc.returncode}):\n{stderr_path.read_text()}"
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+    while (line := lines.get_nowait()) is not None:
+        out.append(line)
+    return out
+
+
+def _verify(store, where: str):
+    """verify_store, failing (not hanging) if it deadlocks.
+
+    verify_store runs crypto.verify_many on crypto's thread pool, and verify_many
+    maps its own chunks onto that same pool: with 2-3 workers and more than ~4100
+    events every worker can end up waiting for work queued behind it. If that
+    happens, run the queued work here so the pool drains and pytest can exit, then fail.
+    """
+    result = {}
+
+    def run():
+        try:
+            result["report"] = verify_store(store)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(VERIFY_TIMEOUT)
+    if thread.is_alive():
+        deadline = time.monotonic() + 60
+        while thread.is_alive() and time.monotonic() < deadline:
+            pool = crypto._pool
+            try:
+                while pool is not None:
+                    item = pool._work_queue.get_nowait()
+                    if item is not None:
+                        item.run()
+            except queue.Empty:
+                pass
+            thread.join(0.05)
+        pytest.fail(f"{where}: verify_store({store.count()} events) did not finish in {VERIFY_TIMEOUT:.0f}s, "
+                    "probably the crypto thread pool deadlock (verify.py submits crypto.verify_many to the pool "
+                    "that verify_many itself maps onto)")
+    if "error" in result:
+        raise result["error"]
+    return result["report"]
+
+
+def _parse(lines: list[str]) -> tuple[int, list[tuple[int, list[bytes]]], int | None]:
+    """(head seq at start, committed calls as (head seq after, ids), size of the call cut short or None)."""
+    assert lines and all(line.endswith("\n") for line in lines), f"half a line in the writer's output: {lines[-1:]!r}"
+    start = int(lines[0].split()[1])
+    done: list[tuple[int, list[bytes]]] = []
+    pending = None
+    for line in lines[1:]:
+        word, *rest = line.split()
+        if word == "begin":
+            assert pending is None, "two begins without a done"
+            pending = int(rest[0])
+        else:
+            assert word == "done" and pending == len(rest) - 1, f"bad line {line!r} after begin {pending}"
+            done.append((int(rest[0]), [bytes.fromhex(h) for h in rest[1:]]))
+            pending = None
+    return start, done, pending
+
+
+def test_kill_9_writer_leaves_a_verifiable_store(tmp_path):
+    home_path = tmp_path / "home"
+    store = home.create(home_path, "writer")
+    try:
+        store.create_group("writer")
+        me = store.device
+        count = store.count()
+    finally:
+        store.close()
+    assert count == 1
+
+    rng = random.Random(20240917)
+    cut_short = committed = 0
+    for round_no in range(ROUNDS):
+        delay = rng.uniform(0.01, 0.3)
+        lines = _run_and_kill(home_path, rng.randrange(2**32), delay, tmp_path / f"writer-{round_no}.err")
+        start, done, pending = _parse(lines)
+        where = f"round {round_no} (killed {delay:.3f}s after ready, {len(done)} calls committed, in flight: {pending})"
+        assert start == count, f"{where}: writer started at seq {start}, but the store held {count} events"
+
+        store = home.open_home(home_path)
+        try:
+            report = _verify(store, where)
+            assert report.ok, f"{where}: verify found problems:\n" + "\n".join(
+                p.line(store.roster()) for p in report.problems)
+            assert not report.forks, f"{where}: forks after a crash: {report.forks}"
+
+            heads = store.heads()
+            assert set(heads) == {me}, f"{where}: unexpected authors {heads.keys()}"
+            new_count = store.count()
+            assert new_count == heads[me].seq == report.checked, \
+                f"{where}: {new_count} events but head seq {heads[me].seq}, {report.checked} checked"
+
+            # Every call the writer saw return is there, event by event, in order.
+            seq = start
+            for head_after, ids in done:
+                for eid in ids:
+                    seq += 1
+                    event = store.get(eid)
+                    assert event is not None, f"{where}: committed event {eid.hex()} (seq {seq}) is gone"
+                    assert event.header.seq == seq and event.header.author == me, \
+                        f"{where}: event {eid.hex()} sits at seq {event.header.seq}, expected {seq}"
+                    assert event.payload is not None, f"{where}: event {eid.hex()} has no payload"
+                    obs = payloads.decode(event.header.kind, event.payload)
+                    assert isinstance(obs, payloads.Observation) and obs.setting == "crash.writer"
+                assert head_after == seq, f"{where}: writer reported head {head_after}, expected {seq}"
+
+            # The call cut short by the kill is all there or not there at all.
+            allowed = {seq} if pending is None else {seq, seq + pending}
+            assert new_count in allowed, \
+                f"{where}: {new_count} events after the kill; expected one of {sorted(allowed)} (a batch half-written)"
+            assert new_count >= count, f"{where}: event count went back from {count} to {new_count}"
+            committed += len(done)
+            cut_short += pending is not None
+            count = new_count
+        finally:
+            store.close()
+
+    # The store still takes appends after all the crashes.
+    store = home.open_home(home_path)
+    try:
+        eid = store.append(payloads.Observation(setting="crash.writer", value="after"))
+        assert store.get(eid).header.seq == count + 1
+        assert _verify(store, "after the last round").ok
+    finally:
+        store.close()
+    print(f"{ROUNDS} kills, {committed} committed calls, {cut_short} kills inside a call, {count} events")

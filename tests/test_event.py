@@ -1,0 +1,108 @@
+"""Header and payload encoding: round trips and strict decoding of outside bytes."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from agentlog import crypto, payloads
+from agentlog.errors import DecodeError, SizeLimitError
+from agentlog.event import ClockEntry, Header, decode_header, decode_record, encode_header, event_id, seal
+
+
+def header(**over) -> Header:
+    fields = dict(group=b"g" * 32, author=b"a" * 32, epoch=0, seq=1, prev=crypto.ZERO_ID, lamport=1,
+                  time_ms=1_700_000_000_000, scope="user", kind="observation", payload_hash=b"h" * 32, payload_len=10)
+    fields.update(over)
+    return Header(**fields)
+
+
+def test_header_round_trip_keeps_every_field():
+    h = header(seq=7, prev=b"p" * 32, lamport=42, clock=(ClockEntry(b"b" * 32, 0, 5), ClockEntry(b"c" * 32, 1, 9)),
+               scope="device:ab", kind="memory.update", payload_codec="sealed")
+    assert decode_header(encode_header(h)) == h
+
+
+def test_id_is_blake2b_of_exact_header_bytes_and_signature_covers_it():
+    key = crypto.DeviceKey.generate()
+    event = seal(header(author=key.public), key, b"x")
+    assert event.id == crypto.blake2b256(event.header_bytes) == event_id(event.header_bytes)
+    assert crypto.verify(key.public, event.id, event.signature)
+    assert not crypto.verify(key.public, crypto.blake2b256(b"other"), event.signature)
+    assert decode_record(event.record).id == event.id
+
+
+@pytest.mark.parametrize("raw, error", [
+    (b"", DecodeError),
+    (b"\x00" * 7, DecodeError),
+    (b"\x01\x00\x00\x00" + b"\x00" * 12, DecodeError),
+    (struct.pack("<II", 0, 100) + b"\x00" * 16, DecodeError),
+    (b"\xff" * 64, DecodeError),
+    (struct.pack("<II", 0, 3000) + b"\x00" * 24000, SizeLimitError),
+])
+def test_malformed_headers_raise_named_errors(raw, error):
+    with pytest.raises(error):
+        decode_header(raw)
+
+
+def test_trailing_bytes_are_rejected():
+    with pytest.raises(DecodeError, match="declares"):
+        decode_header(encode_header(header()) + b"\x00" * 8)
+
+
+@pytest.mark.parametrize("over, words", [
+    (dict(author=b"short"), "author"),
+    (dict(seq=0), "seq"),
+    (dict(seq=2), "prev"),
+    (dict(prev=b"p" * 32), "prev"),
+    (dict(kind="Not A Kind"), "kind"),
+    (dict(scope=""), "scope"),
+    (dict(payload_len=2 * 1024 * 1024), "payload length"),
+    (dict(format_version=2), "version"),
+])
+def test_header_field_shapes_are_checked(over, words):
+    with pytest.raises((DecodeError, SizeLimitError), match=words):
+        decode_header(encode_header(header(**over)))
+
+
+ALL_PAYLOADS = [
+    payloads.Observation(setting="theme", value="dark", context=(("daypart", "night"),), weight_milli=1500),
+    payloads.Decision(setting="theme", value="dark", confidence_bp=8000, reason="it is night"),
+    payloads.Correction(decision=b"d" * 32, value="light", reason="user"),
+    payloads.PrefSet(setting="units", value="metric"),
+    payloads.PrefForget(setting="units"),
+    payloads.PrefConfig(setting="theme", policy="reconfirm", half_life_ms=86_400_000),
+    payloads.PrefConfirm(setting="theme"),
+    payloads.OverrideSet(setting="volume", value="low"),
+    payloads.OverrideClear(setting="volume"),
+    payloads.MemoryPut(entry=b"e" * 16, type="finding", content="likes tea", tags=("food",), confidence_bp=9000,
+                       embedding=payloads.Embedding(model="m", vector=(0.5, -1.0))),
+    payloads.MemoryUpdate(entry=b"e" * 16, fields=(payloads.MemoryField(content="loves tea"),), tags_add=("drink",),
+                          tags_remove=("food",)),
+    payloads.MemoryDelete(entry=b"e" * 16, reason="wrong"),
+    payloads.DeviceEnroll(device=b"k" * 32, name="phone"),
+    payloads.DeviceRevoke(device=b"k" * 32, until_seq=12, reason="lost"),
+    payloads.Snapshot(frontier=(payloads.HeadRef(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32),),
+                      views=(payloads.ViewState(name="prefs", version=1, digest=b"d" * 32, state=b"..."),)),
+    payloads.EpochStart(branches=(payloads.HeadRef(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32),)),
+]
+
+
+def test_every_kind_has_a_payload_struct():
+    assert {payloads.kind_of(p) for p in ALL_PAYLOADS} == set(payloads.KINDS)
+
+
+@pytest.mark.parametrize("payload", ALL_PAYLOADS, ids=lambda p: type(p).__name__)
+def test_payload_round_trip(payload):
+    assert payloads.decode(payloads.kind_of(payload), payloads.encode(payload)) == payload
+
+
+def test_payload_range_and_kind_checks():
+    raw = payloads.encode(payloads.Decision(setting="s", value="v", confidence_bp=20000))
+    with pytest.raises(DecodeError, match="out of range"):
+        payloads.decode("decision", raw)
+    with pytest.raises(DecodeError, match="unknown"):
+        payloads.decode("no.such.kind", raw)
+    with pytest.raises(DecodeError):
+        payloads.decode("observation", raw[:-8])
