@@ -60,7 +60,7 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         raise TokenError(f"join token must start with {TOKEN_PREFIX!r}")
     try:
         body = text[len(TOKEN_PREFIX):]
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise TokenError("join token is not valid base64") from None
     try:

@@ -38,7 +38,8 @@ def main(argv: list[str]) -> None:
     _say(f"ready {head}")
     n = 0
     while True:
-        size = 1 if rng.random() < 0.3 else rng.randint(1, MAX_BATCH)
+        # Single appends and batches of 1..50, log-uniform so small batches are common.
+        size = 1 if rng.random() < 0.3 else max(1, min(MAX_BATCH, int(MAX_BATCH ** rng.random())))
         batch = []
         for _ in range(size):
             n += 1

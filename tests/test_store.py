@@ -1,0 +1,103 @@
+"""The LMDB store: map growth, several processes on one home, one-transaction appends,
+and the roster folding to the same state whatever order events arrive in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from agentlog import crypto, devices, home, payloads
+from agentlog.errors import CausalGapError, SizeLimitError, UsageError
+from agentlog.store import Store
+from agentlog.verify import verify_store
+
+from .conftest import sync
+
+
+def test_store_grows_its_map_instead_of_failing(tmp_path, laptop):
+    laptop.close()
+    store = Store(tmp_path / "laptop" / "store", home.open_home(tmp_path / "laptop").key, map_size=256 * 1024)
+    before = store.env.info()["map_size"]
+    for i in range(20):
+        store.append_many([payloads.Observation(setting=f"s{j}", value="x" * 200) for j in range(100)])
+    assert store.env.info()["map_size"] > before
+    assert store.count() == 2001 and verify_store(store).ok
+    store.close()
+
+
+def test_large_payload_round_trips_and_oversized_is_refused(laptop):
+    eid = laptop.append(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * 200_000))
+    assert payloads.decode("memory.put", laptop.get(eid).payload).content == "x" * 200_000
+    with pytest.raises(SizeLimitError):
+        laptop.append(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * 2_000_000))
+    assert verify_store(laptop).ok
+
+
+def test_batch_append_is_one_chain(laptop):
+    ids = laptop.append_many([payloads.Observation(setting="s", value=str(i)) for i in range(250)])
+    events = list(laptop.events(laptop.device))
+    assert [e.id for e in events[1:]] == ids
+    assert all(b.header.prev == a.id for a, b in zip(events, events[1:]))
+    assert laptop.heads()[laptop.device].seq == 251
+
+
+def test_revoked_device_cannot_append(tmp_path, laptop, phone):
+    devices.revoke(laptop, "phone")
+    sync(laptop, phone)
+    with pytest.raises(UsageError, match="revoked"):
+        phone.append(payloads.Observation(setting="s", value="v"))
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from agentlog import home, payloads
+    store = home.open_home(sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        store.append(payloads.Observation(setting="s", value=f"{sys.argv[3]}-{i}"))
+    store.close()
+""")
+
+
+def test_several_processes_append_to_one_home(tmp_path, laptop):
+    """The CLI, an agent and the daemon may write at once; LMDB serializes them safely."""
+    laptop.close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "laptop"), "150", f"w{n}"]) for n in range(3)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    store = home.open_home(tmp_path / "laptop")
+    assert store.count() == 451 and store.heads()[store.device].seq == 451
+    assert verify_store(store).ok
+    store.close()
+
+
+def test_event_whose_causal_context_is_missing_waits(tmp_path, laptop, phone):
+    """The phone's first event follows the laptop's seq 3 (the hub's enrolment): a
+    device holding only the laptop's seqs 1-2 must not accept it yet."""
+    hub = home.create(tmp_path / "hub", "hub")
+    devices.join(hub, devices.enroll(laptop, hub.device, "hub"))
+    sync(laptop, phone)
+    eid = phone.append(payloads.Observation(setting="s", value="v"))
+    genesis, enrol_phone = list(laptop.events())[:2]
+    hub.ingest([(genesis.record, genesis.payload), (enrol_phone.record, enrol_phone.payload)])
+    with pytest.raises(CausalGapError):
+        hub.ingest([(phone.get(eid).record, phone.get(eid).payload)])
+    sync(laptop, hub)
+    assert hub.ingest([(phone.get(eid).record, phone.get(eid).payload)]).accepted == 1
+    assert verify_store(hub).ok
+    hub.close()
+
+
+def test_roster_is_the_same_whatever_the_arrival_order(tmp_path, laptop, phone):
+    """A revocation written concurrently with another device's enrolment of the same key."""
+    tablet = crypto.DeviceKey.generate().public
+    devices.enroll(laptop, tablet, "tablet")
+    sync(laptop, phone)
+    phone.append(payloads.DeviceRevoke(device=tablet, until_seq=0, reason="lost"))
+    laptop.append(payloads.DeviceEnroll(device=tablet, name="tablet-again"))
+    sync(phone, laptop)
+    sync(laptop, phone)
+    assert laptop.roster().to_bytes() == phone.roster().to_bytes()
+    assert not laptop.roster().members[tablet].active
