@@ -200,7 +200,8 @@ def cmd_verify(args) -> int:
             print(p.line(roster))
         for p in report.forks:
             print(f"warning: {p.line(roster)}")
-        print(f"{report.checked} events checked, {len(report.problems)} problems", file=sys.stderr)
+        n = len(report.problems)
+        print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}", file=sys.stderr)
     return 0 if report.ok else EXIT_PROBLEMS
 
 
