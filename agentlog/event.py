@@ -82,22 +82,28 @@ class Event:
 
 def encode_header(h: Header) -> bytes:
     """Serialize a header as one single-segment Cap'n Proto message."""
-    return build(_schema.Header, dict(
-        formatVersion=h.format_version,
-        group=h.group,
-        author=h.author,
-        epoch=h.epoch,
-        seq=h.seq,
-        prev=h.prev,
-        lamport=h.lamport,
-        time=h.time_ms,
-        scope=h.scope,
-        kind=h.kind,
-        payloadHash=h.payload_hash,
-        payloadLen=h.payload_len,
-        payloadCodec=h.payload_codec,
-        clock=[{"author": e.author, "epoch": e.epoch, "seq": e.seq} for e in h.clock],
-    ))
+    return build(_schema.Header, _fill_header, h)
+
+
+def _fill_header(msg, h: Header) -> None:
+    msg.formatVersion = h.format_version
+    msg.group = h.group
+    msg.author = h.author
+    msg.epoch = h.epoch
+    msg.seq = h.seq
+    msg.prev = h.prev
+    msg.lamport = h.lamport
+    msg.time = h.time_ms
+    msg.scope = h.scope
+    msg.kind = h.kind
+    msg.payloadHash = h.payload_hash
+    msg.payloadLen = h.payload_len
+    msg.payloadCodec = h.payload_codec
+    if h.clock:
+        for slot, entry in zip(msg.init("clock", len(h.clock)), h.clock):
+            slot.author = entry.author
+            slot.epoch = entry.epoch
+            slot.seq = entry.seq
 
 
 def decode_header(raw: bytes) -> Header:

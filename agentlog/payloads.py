@@ -182,8 +182,20 @@ KINDS: dict[str, type] = {
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in KINDS.items()}
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 _STRUCTS = {cls: getattr(_schema, cls.__name__) for cls in KINDS.values()}
-_NESTED = {"context": None, "embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
+_NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
+_POINTERS = {"embedding"}
+_ENUMS = {"type", "policy"}
+_TEXT_LISTS = {"tags", "tags_add", "tags_remove"}
+_FIELDS = {
+    cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
+    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState)
+}
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
 
@@ -198,7 +210,7 @@ def kind_of(payload: Any) -> str:
 
 def encode(payload: Any) -> bytes:
     """Serialize a payload object as a single-segment message of its kind's struct."""
-    raw = build(_STRUCTS[type(payload)], _to_capnp(payload))
+    raw = build(_STRUCTS[type(payload)], _fill, payload)
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise SizeLimitError(f"{kind_of(payload)} payload is {len(raw)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     return raw
@@ -214,55 +226,60 @@ def decode(kind: str, raw: bytes) -> Any:
     if cls is None:
         raise DecodeError(f"payload kind {kind!r} is unknown to this version")
     with reader(_STRUCTS[cls], raw, MAX_PAYLOAD_BYTES, f"{kind} payload") as msg:
-        fields = msg.to_dict()
-    return _from_capnp(cls, fields, kind)
+        return _read(msg, cls, kind)
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _to_capnp(obj: Any) -> dict:
-    out = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+def _fill(msg, obj: Any) -> None:
+    """Set a builder's fields from a payload dataclass, one attribute at a time (fast in pycapnp)."""
+    for name, key in _FIELDS[type(obj)]:
+        value = getattr(obj, name)
         if value is None:
             continue
-        if f.name == "context":
-            value = [{"key": k, "value": v} for k, v in value]
+        if name == "context":
+            for slot, (k, v) in zip(msg.init(key, len(value)), value):
+                slot.key = k
+                slot.value = v
         elif dataclasses.is_dataclass(value):
-            value = _to_capnp(value)
+            _fill(msg.init(key), value)
         elif isinstance(value, tuple):
-            value = [_to_capnp(v) if dataclasses.is_dataclass(v) else v for v in value]
-        out[_camel(f.name)] = value
-    return out
+            slots = msg.init(key, len(value))
+            if value and dataclasses.is_dataclass(value[0]):
+                for slot, item in zip(slots, value):
+                    _fill(slot, item)
+            else:
+                for i, item in enumerate(value):
+                    slots[i] = item
+        else:
+            setattr(msg, key, value)
 
 
-def _from_capnp(cls: type, data: dict, kind: str) -> Any:
+def _read(msg, cls: type, kind: str) -> Any:
+    """Build a payload dataclass from a reader, field by field, checking lengths and ranges."""
+    if cls is MemoryField:
+        names = [(n, k) for n, k in _FIELDS[cls] if k == msg.which()]
+    else:
+        names = _FIELDS[cls]
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = _camel(f.name)
-        if key not in data:
+    for name, key in names:
+        if name in _POINTERS and not msg._has(key):
             continue
-        value = data[key]
-        nested = _NESTED.get(f.name)
-        if f.name == "context":
-            value = tuple((kv.get("key", ""), kv.get("value", "")) for kv in value)
-        elif f.name == "embedding":
-            value = Embedding(model=value.get("model", ""), vector=tuple(value.get("vector", ())))
-            if not all(math.isfinite(x) for x in value.vector):
-                raise DecodeError(f"{kind} payload embedding holds a non-finite number")
-        elif nested is not None:
-            value = tuple(_from_capnp(nested, item, kind) for item in value)
-        elif isinstance(value, list):
+        value = getattr(msg, key)
+        if name == "context":
+            value = tuple((kv.key, kv.value) for kv in value)
+        elif name in _NESTED:
+            nested = _NESTED[name]
+            value = _read(value, nested, kind) if nested is Embedding else tuple(_read(v, nested, kind) for v in value)
+        elif name in _ENUMS:
+            value = str(value)
+        elif name == "vector":
             value = tuple(value)
-        if f.name in _LENGTHS and len(value) != _LENGTHS[f.name]:
-            raise DecodeError(f"{kind} payload {f.name} is {len(value)} bytes, not {_LENGTHS[f.name]}")
-        if f.name in _RANGES and value is not None and value > _RANGES[f.name]:
-            raise DecodeError(f"{kind} payload {f.name} {value} is out of range")
-        kwargs[f.name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise DecodeError(f"{kind} payload is missing a field: {exc}") from None
+            if not all(math.isfinite(x) for x in value):
+                raise DecodeError(f"{kind} payload embedding holds a non-finite number")
+        elif name in _TEXT_LISTS:
+            value = tuple(value)
+        if name in _LENGTHS and len(value) != _LENGTHS[name]:
+            raise DecodeError(f"{kind} payload {name} is {len(value)} bytes, not {_LENGTHS[name]}")
+        if name in _RANGES and value > _RANGES[name]:
+            raise DecodeError(f"{kind} payload {name} {value} is out of range")
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -2,8 +2,8 @@
 
 Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian keys
   events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
-  payloads  event id(32)                -> payload bytes
-  withheld  event id(32)                -> b"" for events whose payload was not received
+  payloads  author(32) epoch(4) seq(8)  -> payload bytes (same key as the event: appends stay sequential)
+  withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> the second record (proof)
@@ -190,20 +190,24 @@ class Store:
         Items are payload objects, or (payload, scope) pairs.
         """
         pairs = [item if isinstance(item, tuple) else (item, scope) for item in items]
+        if not pairs:
+            return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
-        if self.group is None:
-            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         events = self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
         return [e.id for e in events]
 
     def _append_in(self, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[Event]:
         db, me, group = self._db, self.key.public, txn.get(b"group", db=self._db["meta"])
+        if group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         raw_head = txn.get(me, db=db["heads"])
         head = _head_from(raw_head) if raw_head else Head(0, 0, crypto.ZERO_ID)
         member = roster.members.get(me)
-        if not genesis and (member is None or not member.enrolled or (member.until_seq is not None and head.seq >= member.until_seq)):
-            raise UsageError("this device is not enrolled or has been revoked; it can no longer write to the group")
+        if not genesis and (member is None or not member.enrolled):
+            raise UsageError("this device is not enrolled in its group; it cannot write")
+        if not genesis and member.until_seq is not None and head.seq + len(pairs) > member.until_seq:
+            raise UsageError(f"this device was revoked after its seq {member.until_seq}; it can no longer write to the group")
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         own_clock = _unpack_clock(txn.get(b"own_clock", db=db["meta"]))
         seen = self._seen_in(txn, me)
@@ -267,9 +271,9 @@ class Store:
         txn.put(key, event.record, db=self._db["events"])
         txn.put(event.id, key, db=self._db["ids"])
         if event.payload is not None:
-            txn.put(event.id, event.payload, db=self._db["payloads"])
+            txn.put(key, event.payload, db=self._db["payloads"])
         else:
-            txn.put(event.id, b"", db=self._db["withheld"])
+            txn.put(key, b"", db=self._db["withheld"])
 
     def ingest(self, events: Iterable[tuple[bytes, bytes | None]]) -> IngestResult:
         """Validate and store (record, payload) pairs from outside, all in one transaction.
@@ -365,9 +369,9 @@ class Store:
                 key, record = cur.item()
                 if author and not key.startswith(author):
                     break
-                header_bytes, sig = record[: -crypto.SIG_LEN], record[-crypto.SIG_LEN :]
-                eid = event_id(header_bytes)
-                payload = txn.get(eid, db=self._db["payloads"])
+                header_bytes, _sig = record[: -crypto.SIG_LEN], record[-crypto.SIG_LEN :]
+                event_id(header_bytes)
+                payload = txn.get(key, db=self._db["payloads"])
                 if decode:
                     yield decode_record(record, payload)
                 else:
@@ -380,14 +384,7 @@ class Store:
             if key is None:
                 return None
             record = txn.get(key, db=self._db["events"])
-            return decode_record(record, txn.get(eid, db=self._db["payloads"])) if record else None
-        return self._read(read)
-
-    def withheld_ids(self) -> set[bytes]:
-        """Ids of events stored without their payload (withheld by the sender or erased)."""
-        def read(txn):
-            with txn.cursor(db=self._db["withheld"]) as cur:
-                return {bytes(k) for k in cur.iternext(values=False)}
+            return decode_record(record, txn.get(key, db=self._db["payloads"])) if record else None
         return self._read(read)
 
     def forks(self) -> list[ForkProof]:

@@ -1,27 +1,39 @@
 """Full re-check of every stored event: `agentlog verify`.
 
-For each author's chain, in key order: the record decodes, sits under its own
-(author, epoch, seq), seqs are dense, prev links to the previous id, the signature
-verifies over the id, the payload is present and matches its hash (and decodes for
-known kinds), and the author was enrolled at the time. Then heads and the id index
-must agree with the chains. Signatures are checked in parallel threads.
+For each author's chain, in key order: the record decodes, belongs to this group,
+sits under its own (author, epoch, seq), seqs are dense, prev links to the previous
+id, the signature verifies over the id, the id index points at it, and the payload
+is present (or recorded as withheld) and matches its hash. Then: the author was
+enrolled at the time (roster folded in lamport order), heads agree with the chains,
+and every id-index entry names a stored event with that id.
+
+Large stores are split into key ranges checked by worker processes (Ed25519 verify
+is the cost; processes use every core). Ranges report their first and last event
+per author so chains are checked across range boundaries too.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import queue
 import struct
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import crypto
-from .errors import EventError
-from .event import Event, decode_record
+from .errors import EventError, StoreError
+from .event import decode_record
 from .roster import Roster
-from .store import Store
+from .store import Store, event_key
 from .validate import ROSTER_KINDS, check_payload
 
-_CHUNK = 2048
 _POS = struct.Struct(">IQ")
+PARALLEL_MIN_EVENTS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,103 +57,230 @@ class Report:
         return not self.problems
 
 
-def verify_store(store: Store, progress: Callable[[int, int], None] | None = None) -> Report:
+@dataclass(slots=True)
+class _Range:
+    """What one worker found in [start, end) of the events and of the id index."""
+
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    first: tuple | None = None                 # (author, epoch, seq, prev) of the range's first event
+    last: tuple | None = None                  # (author, epoch, seq, id) of its last event
+    tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
+    notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
+
+
+def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
     """Check every stored event; returns all problems found (none means the log is intact)."""
-    report = Report()
+    heads = store.heads()
     total = store.count()
-    pending: list[tuple[Callable[[], list[bool]], list[Event]]] = []
-    roster_events: list[tuple[Event, object]] = []
-    firsts: list[Event] = []
-    tails: dict[bytes, tuple[int, int, bytes]] = {}
-    last: tuple[bytes, int, int, bytes] | None = None
-    chunk: list[Event] = []
-    group = store.group
-    withheld = store.withheld_ids()
-
-    def flush() -> None:
-        if chunk:
-            items = [(e.header.author, e.id, e.signature) for e in chunk]
-            pending.append((crypto.verify_async(items), list(chunk)))
-            chunk.clear()
-        while len(pending) > 2:
-            _collect(report, *pending.pop(0))
-
-    for key, record, payload in store.events(decode=False):
-        author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
-        report.checked += 1
-        try:
-            event = decode_record(record, payload)
-        except EventError as exc:
-            report.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
-            last = (author, epoch, seq, b"")
-            continue
-        h = event.header
-        if h.group != group:
-            report.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
-        if (h.author, h.epoch, h.seq) != (author, epoch, seq):
-            report.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
-        if last is None or last[0] != author:
-            if seq != 1:
-                report.problems.append(Problem(author, seq, f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"))
-            elif h.prev != crypto.ZERO_ID:
-                report.problems.append(Problem(author, seq, "seq 1 has a non-zero prev"))
-        else:
-            if seq != last[2] + 1:
-                report.problems.append(Problem(author, seq, f"seqs {last[2] + 1}..{seq - 1} are missing (deleted)"))
-            elif h.prev != last[3]:
-                report.problems.append(Problem(author, seq, "prev does not link to the previous event's id"))
-        last = (author, epoch, seq, event.id)
-        tails[author] = (epoch, seq, event.id)
-        if payload is None:
-            if event.id not in withheld or h.kind in ROSTER_KINDS:
-                report.problems.append(Problem(author, seq, "payload is missing"))
-            decoded = None
-        else:
-            try:
-                decoded = check_payload(event)
-            except EventError as exc:
-                report.problems.append(Problem(author, seq, exc.args[0]))
-                decoded = None
-        if h.kind in ROSTER_KINDS and decoded is not None:
-            roster_events.append((event, decoded))
-        if seq == 1 or h.kind in ROSTER_KINDS:
-            firsts.append(event)
-        chunk.append(event)
-        if len(chunk) >= _CHUNK:
-            flush()
-            if progress:
-                progress(report.checked, total)
-    flush()
-    for item in pending:
-        _collect(report, *item)
-    _check_enrolment(store, report, roster_events, firsts)
-    _check_index(store, report, tails)
+    jobs = jobs or os.cpu_count() or 1
+    if total < PARALLEL_MIN_EVENTS or jobs == 1:
+        ranges = [_check_range(store, None, None, store.group, (None, None))]
+    else:
+        ranges = _check_parallel(store, total, jobs, progress)
+    report = Report(checked=sum(r.checked for r in ranges))
+    report.problems = [p for r in ranges for p in r.problems]
+    _check_boundaries(report, ranges)
+    tails = {}
+    for r in ranges:
+        tails.update(r.tails)
+    _check_enrolment(store, report, [n for r in ranges for n in r.notable], heads)
+    _check_heads(store, report, heads, tails)
     _check_forks(store, report)
     if progress:
-        progress(report.checked, total)
+        progress(total, total)
     report.problems.sort(key=lambda p: (p.author, p.seq))
     return report
 
 
-def _collect(report: Report, results: Callable[[], list[bool]], events: list[Event]) -> None:
-    for ok, event in zip(results(), events):
-        if not ok:
-            report.problems.append(Problem(event.header.author, event.header.seq, "signature does not verify (header or signature altered)"))
+def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Range]:
+    """Hand the ranges to `jobs` worker processes (python -m agentlog.verify_worker)."""
+    parts = jobs * 4
+    starts = _split_keys(store, total, parts)
+    id_cuts = [None] + [bytes([256 * i // parts]) for i in range(1, parts)] + [None]
+    tasks = [(i, lo, hi, (id_cuts[i], id_cuts[i + 1])) for i, (lo, hi) in enumerate(zip(starts, starts[1:] + [None]))]
+    results: queue.Queue = queue.Queue()
+    workers = []
+    for n in range(jobs):
+        proc = subprocess.Popen([sys.executable, "-m", "agentlog.verify_worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pickle.dump((str(store.path), store.group, tasks[n::jobs]), proc.stdin)
+        proc.stdin.close()
+        reader = threading.Thread(target=_drain, args=(proc, results), daemon=True)
+        reader.start()
+        workers.append((proc, reader))
+    found: dict[int, _Range] = {}
+    done = 0
+    while len(found) < len(tasks):
+        item = results.get()
+        if isinstance(item, str):
+            for proc, _ in workers:
+                proc.kill()
+            raise StoreError(f"verify worker failed: {item}")
+        found[item[0]] = item[1]
+        done += item[1].checked
+        if progress:
+            progress(min(done, total), total)
+    for proc, reader in workers:
+        proc.wait()
+        reader.join()
+    return [found[i] for i in range(len(tasks))]
 
 
-def _check_enrolment(store: Store, report: Report, roster_events, firsts: list[Event]) -> None:
+def _drain(proc: subprocess.Popen, results: queue.Queue) -> None:
+    """Forward each (index, _Range) a worker writes; an error text if it dies early."""
+    try:
+        while True:
+            results.put(pickle.load(proc.stdout))
+    except EOFError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any failure here is reported to the caller
+        results.put(f"{type(exc).__name__}: {exc}")
+        return
+    if proc.wait() != 0:
+        err = proc.stderr.read().decode(errors="replace").strip()
+        results.put(err.splitlines()[-1] if err else f"exit status {proc.returncode}")
+
+
+def run_worker(stdin, stdout) -> None:
+    """Worker side: check each task's ranges and write (index, _Range) pickles as they finish."""
+    path, group, tasks = pickle.load(stdin)
+    with Store(Path(path), None) as store:
+        for index, lo, hi, ids in tasks:
+            pickle.dump((index, _check_range(store, lo, hi, group, ids)), stdout)
+            stdout.flush()
+
+
+def _split_keys(store: Store, total: int, parts: int) -> list[bytes | None]:
+    """Start keys cutting the events database into `parts` ranges of about equal count."""
+    step, starts = max(1, total // parts), [None]
+    with store.raw_txn() as txn:
+        for i, key in enumerate(txn.cursor(db=store.db("events")).iternext(values=False)):
+            if i and i % step == 0 and len(starts) < parts:
+                starts.append(bytes(key))
+    return starts
+
+
+def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes, ids: tuple) -> _Range:
+    """Check events with lo <= key < hi, and id-index entries in the `ids` byte range."""
+    out = _Range()
+    batch: list[tuple[bytes, int, bytes, bytes]] = []
+    db_events, db_payloads, db_withheld, db_ids = (store.db(n) for n in ("events", "payloads", "withheld", "ids"))
+    last = None
+    with store.raw_txn() as txn:
+        cur = txn.cursor(db=db_events)
+        found = cur.set_range(lo) if lo else cur.first()
+        while found:
+            key, record = cur.item()
+            if hi is not None and key >= hi:
+                break
+            author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
+            out.checked += 1
+            payload = txn.get(key, db=db_payloads)
+            try:
+                event = decode_record(record, payload)
+            except EventError as exc:
+                out.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
+                last = (author, epoch, seq, b"")
+                found = cur.next()
+                continue
+            h = event.header
+            if h.group != group:
+                out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+            if (h.author, h.epoch, h.seq) != (author, epoch, seq):
+                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
+            if last is None:
+                out.first = (author, epoch, seq, h.prev)
+            else:
+                gap = _link_problem(last, author, seq, h.prev)
+                if gap:
+                    out.problems.append(Problem(author, seq, gap))
+            last = (author, epoch, seq, event.id)
+            out.tails[author] = (epoch, seq, event.id)
+            if txn.get(event.id, db=db_ids) != key:
+                out.problems.append(Problem(author, seq, "id index does not point at this event"))
+            if payload is None:
+                if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
+                    out.problems.append(Problem(author, seq, "payload is missing"))
+            elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
+                out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
+            if seq == 1 or h.kind in ROSTER_KINDS:
+                out.notable.append((bytes(record), payload))
+            batch.append((author, seq, event.id, event.signature))
+            if len(batch) >= 256:
+                _check_signatures(out, batch)
+            found = cur.next()
+        _check_signatures(out, batch)
+        out.last = last
+        _check_ids(txn, store, out, *ids)
+    return out
+
+
+def _check_signatures(out: _Range, batch: list) -> None:
+    for author, seq, eid, sig in batch:
+        if not crypto.verify(author, eid, sig):
+            out.problems.append(Problem(author, seq, "signature does not verify (header or signature altered)"))
+    batch.clear()
+
+
+def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes) -> str | None:
+    """What is wrong with the chain between the event before (or None) and this one."""
+    if last is None or last[0] != author:
+        if seq != 1:
+            return f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"
+        return None if prev == crypto.ZERO_ID else "seq 1 has a non-zero prev"
+    if seq != last[2] + 1:
+        return f"seqs {last[2] + 1}..{seq - 1} are missing (deleted)"
+    return None if prev == last[3] else "prev does not link to the previous event's id"
+
+
+def _check_boundaries(report: Report, ranges: list[_Range]) -> None:
+    last = None
+    for r in ranges:
+        if r.first is not None:
+            author, _, seq, prev = r.first
+            gap = _link_problem(last, author, seq, prev)
+            if gap:
+                report.problems.append(Problem(author, seq, gap))
+        if r.last is not None:
+            last = r.last
+
+
+def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | None) -> None:
+    """Every id-index entry in [lo, hi) must name a stored event with exactly that id."""
+    cur = txn.cursor(db=store.db("ids"))
+    found = cur.set_range(lo) if lo else cur.first()
+    while found:
+        eid, key = cur.item()
+        if hi is not None and eid >= hi:
+            break
+        record = txn.get(key, db=store.db("events"))
+        if record is None or crypto.blake2b256(record[: -crypto.SIG_LEN]) != eid:
+            author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
+            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
+        found = cur.next()
+
+
+def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -> None:
     """Fold roster events in causal (lamport) order, then check who wrote what."""
+    events = []
+    for record, payload in notable:
+        try:
+            event = decode_record(record, payload)
+            events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
+        except EventError:
+            continue
     roster = Roster(store.founder)
     anchor = store.anchor()
     if anchor is not None:
         roster.apply(anchor[0].header, anchor[0].id, anchor[1])
-    for event, decoded in sorted(roster_events, key=lambda ed: (ed[0].header.lamport, ed[0].header.author, ed[0].header.seq)):
-        roster.apply(event.header, event.id, decoded)
-    genesis = store.genesis
-    for event in firsts:
+    for event, decoded in sorted(events, key=lambda ed: (ed[0].header.lamport, ed[0].header.author, ed[0].header.seq)):
+        if decoded is not None:
+            roster.apply(event.header, event.id, decoded)
+    for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
-            if event.id != genesis:
+            if event.id != store.genesis:
                 report.problems.append(Problem(h.author, 1, "founder's first event is not the group's genesis"))
             continue
         try:
@@ -149,30 +288,25 @@ def _check_enrolment(store: Store, report: Report, roster_events, firsts: list[E
         except EventError as exc:
             report.problems.append(Problem(h.author, h.seq, exc.args[0]))
     for author, member in roster.members.items():
-        if member.until_seq is not None:
-            head = store.heads().get(author)
-            if head and head.seq > member.until_seq:
-                report.problems.append(Problem(author, head.seq, f"events after revocation at seq {member.until_seq}"))
+        head = heads.get(author)
+        if member.until_seq is not None and head and head.seq > member.until_seq:
+            report.problems.append(Problem(author, head.seq, f"events after revocation at seq {member.until_seq}"))
 
 
-def _check_index(store: Store, report: Report, tails: dict) -> None:
-    """Heads and the id index must agree with the chains."""
-    heads = store.heads()
-    for author in set(heads) | set(tails):
-        head, tail = heads.get(author), tails.get(author)
-        if head is None or tail is None or (head.epoch, head.seq, head.id) != tail:
-            at = tail[1] if tail else 0
-            report.problems.append(Problem(author, at, f"head records seq {head.seq if head else 'none'} but the chain ends at seq {at}"))
+def _check_heads(store: Store, report: Report, heads: dict, tails: dict) -> None:
+    """Each head (read before the scan) must be an event of its chain; chains may have grown since."""
     with store.raw_txn() as txn:
-        indexed = 0
-        for eid, key in txn.cursor(db=store.db("ids")):
-            indexed += 1
-            record = txn.get(key, db=store.db("events"))
-            if record is None or crypto.blake2b256(record[: -crypto.SIG_LEN]) != eid:
-                author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
-                report.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
-        if indexed != report.checked:
-            report.problems.append(Problem(b"", 0, f"id index holds {indexed} entries for {report.checked} events"))
+        for author in set(heads) | set(tails):
+            head, tail = heads.get(author), tails.get(author)
+            if head is None:
+                continue
+            if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
+                at = tail[1] if tail else 0
+                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
+                continue
+            record = txn.get(event_key(author, head.epoch, head.seq), db=store.db("events"))
+            if record is None or crypto.blake2b256(record[: -crypto.SIG_LEN]) != head.id:
+                report.problems.append(Problem(author, head.seq, "head does not name the event stored at its seq"))
 
 
 def _check_forks(store: Store, report: Report) -> None:

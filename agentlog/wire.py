@@ -29,11 +29,15 @@ def check_framing(raw: bytes, limit: int, what: str) -> None:
         raise DecodeError(f"{what} declares {8 + 8 * words} bytes but holds {len(raw)}")
 
 
-def build(struct_type, fields: dict) -> bytes:
-    """Encode `fields` as one single-segment message, however large it is."""
-    raw = struct_type.new_message(**fields).to_bytes()
+def build(struct_type, fill, value) -> bytes:
+    """Encode `value` with `fill(builder, value)` as one single-segment message, however large."""
+    msg = struct_type.new_message()
+    fill(msg, value)
+    raw = msg.to_bytes()
     if struct.unpack_from("<I", raw)[0] != 0:
-        raw = struct_type.new_message(num_first_segment_words=len(raw) // 8 + 8, **fields).to_bytes()
+        msg = struct_type.new_message(num_first_segment_words=len(raw) // 8 + 8)
+        fill(msg, value)
+        raw = msg.to_bytes()
     return raw
 
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from agentlog import payloads
-from agentlog.store import Store
+from agentlog.store import Store, event_key
 from agentlog.verify import verify_store
 
 N = 12
@@ -48,6 +48,10 @@ def verify_copy(src, dst, mutate_file=None, mutate_store=None):
         store.close()
 
 
+def key_of(event):
+    return event_key(event.header.author, event.header.epoch, event.header.seq)
+
+
 def flip_at(offset):
     def mutate(data):
         data[offset] ^= 0x01
@@ -84,7 +88,7 @@ def test_deleted_event_is_named(sealed_log, tmp_path):
     victim = events[3]
 
     def delete(store, txn):
-        assert txn.delete(victim.header.author + bytes(4) + victim.header.seq.to_bytes(8, "big"), db=store.db("events"))
+        assert txn.delete(key_of(victim), db=store.db("events"))
 
     report = verify_copy(path, tmp_path / "copy", mutate_store=delete)
     assert any(p.author == victim.header.author and p.seq == victim.header.seq + 1 and "missing" in p.what
@@ -96,7 +100,7 @@ def test_deleted_last_event_is_named(sealed_log, tmp_path):
     last = max((e for e in events if e.header.author == events[0].header.author), key=lambda e: e.header.seq)
 
     def delete(store, txn):
-        txn.delete(last.header.author + bytes(4) + last.header.seq.to_bytes(8, "big"), db=store.db("events"))
+        txn.delete(key_of(last), db=store.db("events"))
 
     report = verify_copy(path, tmp_path / "copy", mutate_store=delete)
     assert any(p.author == last.header.author and "head records" in p.what for p in report.problems)
@@ -105,7 +109,7 @@ def test_deleted_last_event_is_named(sealed_log, tmp_path):
 def test_swapped_events_are_named(sealed_log, tmp_path):
     path, events = sealed_log
     a, b = events[2], events[3]
-    key = lambda e: e.header.author + bytes(4) + e.header.seq.to_bytes(8, "big")
+    key = key_of
 
     def swap(store, txn):
         txn.put(key(a), b.record, db=store.db("events"))
@@ -120,5 +124,5 @@ def test_deleted_payload_is_named(sealed_log, tmp_path):
     path, events = sealed_log
     victim = events[7]
     report = verify_copy(path, tmp_path / "copy",
-                         mutate_store=lambda store, txn: txn.delete(victim.id, db=store.db("payloads")))
+                         mutate_store=lambda store, txn: txn.delete(key_of(victim), db=store.db("payloads")))
     assert [(p.author, p.seq, p.what) for p in report.problems] == [(victim.header.author, victim.header.seq, "payload is missing")]

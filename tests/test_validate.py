@@ -31,7 +31,7 @@ def store_digest(store) -> str:
     """A digest of every key and value in every named database."""
     h = hashlib.blake2b()
     with store.raw_txn() as txn:
-        for name in ("events", "payloads", "ids", "heads", "forks", "views.roster", "meta"):
+        for name in ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", "meta"):
             for k, v in txn.cursor(db=store.db(name)):
                 h.update(name.encode() + bytes(k) + b"=" + bytes(v))
     return h.hexdigest()
