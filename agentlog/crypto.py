@@ -1,14 +1,13 @@
 """Hashing, signing and sealing: the only module that touches nacl.
 
 Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes.
-libsodium releases the GIL, so `verify_many`/`sign_many` spread work over threads.
+libsodium releases the GIL, so a batch's signatures are made on worker threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import nacl.bindings as sodium
@@ -51,12 +50,12 @@ class DeviceKey:
         return sodium.crypto_sign(event_id, self._signing._signing_key)[:SIG_LEN]
 
     def sign_many(self, event_ids: list[bytes]) -> list[bytes]:
-        """Sign ids in parallel threads (libsodium drops the GIL); order kept."""
-        if len(event_ids) < 64 or _WORKERS == 1:
+        """Sign many ids on the worker threads (libsodium drops the GIL); order kept."""
+        if len(event_ids) < 32 or _WORKERS == 1:
             return [self.sign(i) for i in event_ids]
-        sk = self._signing._signing_key
-        chunks = _chunks(event_ids, _WORKERS)
-        parts = _executor().map(lambda ids: [sodium.crypto_sign(i, sk)[:SIG_LEN] for i in ids], chunks)
+        secret, size = self._signing._signing_key, -(-len(event_ids) // _WORKERS)
+        chunks = [event_ids[i : i + size] for i in range(0, len(event_ids), size)]
+        parts = _executor().map(lambda ids: [sodium.crypto_sign(i, secret)[:SIG_LEN] for i in ids], chunks)
         return [sig for part in parts for sig in part]
 
     def open_sealed(self, sealed: bytes) -> bytes:
@@ -83,21 +82,6 @@ def verify(author: bytes, event_id: bytes, signature: bytes) -> bool:
         return False
 
 
-def verify_many(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Check (author, id, signature) triples in parallel; one bool per triple, in order."""
-    if len(items) < 64 or _WORKERS == 1:
-        return [verify(*item) for item in items]
-    parts = _executor().map(lambda chunk: [verify(*item) for item in chunk], _chunks(items, _WORKERS))
-    return [ok for part in parts for ok in part]
-
-
-def verify_async(items: list[tuple[bytes, bytes, bytes]]) -> Callable[[], list[bool]]:
-    """Start checking triples on the worker threads; call the result to wait for the bools."""
-    futures = [_executor().submit(lambda chunk: [verify(*item) for item in chunk], chunk)
-               for chunk in _chunks(items, _WORKERS)] if items else []
-    return lambda: [ok for future in futures for ok in future.result()]
-
-
 def is_valid_public_key(key: bytes) -> bool:
     """A 32-byte Ed25519 point that libsodium accepts for X25519 conversion."""
     if len(key) != KEY_LEN:
@@ -107,11 +91,6 @@ def is_valid_public_key(key: bytes) -> bool:
         return True
     except Exception:  # noqa: BLE001 - libsodium rejects bad points with several types
         return False
-
-
-def _chunks(items: list, parts: int) -> list[list]:
-    size = -(-len(items) // parts)
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _executor() -> ThreadPoolExecutor:

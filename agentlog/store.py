@@ -213,7 +213,7 @@ class Store:
         seen = self._seen_in(txn, me)
         delta = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
         now = self._now_ms()
-        headers, bodies = [], []
+        built = []
         prev, seq = head.id, head.seq
         for payload, scope in pairs:
             body = payloads.encode(payload)
@@ -231,12 +231,10 @@ class Store:
             if len(header_bytes) > MAX_HEADER_BYTES:
                 raise SizeLimitError(f"header would be {len(header_bytes)} bytes, over the limit of {MAX_HEADER_BYTES}")
             prev = event_id(header_bytes)
-            headers.append((header, header_bytes, prev))
-            bodies.append((payload, body))
-        signatures = self.key.sign_many([eid for _, _, eid in headers])
+            built.append((header, header_bytes, prev, payload, body))
         events = []
         roster_changed = False
-        for (header, header_bytes, eid), sig, (payload, body) in zip(headers, signatures, bodies):
+        for (header, header_bytes, eid, payload, body), sig in zip(built, self.key.sign_many([b[2] for b in built])):
             event = Event(header_bytes, sig, header, eid, body)
             self._put_event(txn, event)
             if header.kind in ROSTER_KINDS:
