@@ -35,17 +35,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line, like every other error."""
+
+    def error(self, message: str):
+        print(f"agentlog: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agentlog", description="Signed, hash-chained event logs for one agent across devices.")
-    p.add_argument("--home", help="device home (default: $AGENTLOG_HOME or ~/.local/share/agentlog)")
-    sub = p.add_subparsers(metavar="COMMAND")
+    home_help = "device home (default: $AGENTLOG_HOME or ~/.local/share/agentlog)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
+    p = _Parser(prog="agentlog", description="Signed, hash-chained event logs for one agent across devices.")
+    p.add_argument("--home", help=home_help)
+    sub = p.add_subparsers(metavar="COMMAND", parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
 
     c = sub.add_parser("init", help="create this device's home and key, and a new group (or wait to --join one)")
     c.add_argument("--name", required=True, help="this device's name, e.g. laptop")
     c.add_argument("--join", action="store_true", help="do not create a group; print the device id to enrol elsewhere")
     c.set_defaults(func=cmd_init)
 
-    d = sub.add_parser("devices", help="enrol, join, list and revoke devices").add_subparsers(metavar="ACTION")
+    d = sub.add_parser("devices", help="enrol, join, list and revoke devices").add_subparsers(metavar="ACTION", parser_class=_Parser)
+    _add_device = d.add_parser
+    d.add_parser = lambda *a, **k: _add_device(*a, parents=[common], **k)
     c = d.add_parser("add", help="enrol a new device and print its join token")
     c.add_argument("device_id")
     c.add_argument("--name", required=True)

@@ -54,6 +54,10 @@ class Member:
         return self.enrolled and self.until_seq is None
 
 
+VERSION = 2
+"""Bumped whenever folding rules or `to_bytes` change; stores then rebuild the roster by replay."""
+
+
 class Roster:
     """Group membership folded from roster events."""
 

@@ -7,8 +7,8 @@ Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian ke
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> the second record (proof)
-  views.roster  b"state"                -> canonical roster bytes
-  meta      identity, group, lamport, own clock
+  views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
+  meta      layout version, identity, group, lamport, own clock
 An append or an ingested batch, its view updates and new heads commit in one write
 transaction: a crash leaves all of it or none. Several processes may open one home;
 every write re-reads what it depends on inside its transaction.
@@ -26,7 +26,7 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, payloads
-from .errors import ForkError, SizeLimitError, StoreError, UsageError
+from .errors import EventError, ForkError, SizeLimitError, StoreError, UsageError
 from .event import (
     MAX_HEADER_BYTES,
     ClockEntry,
@@ -38,12 +38,15 @@ from .event import (
     encode_header,
     event_id,
 )
+from . import roster as roster_module
 from .roster import Roster
-from .validate import ROSTER_KINDS, Duplicate, Head, check_event
+from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
+LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", "meta")
 _POS = struct.Struct(">IQ")
+_ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 
 
 def event_key(author: bytes, epoch: int, seq: int) -> bytes:
@@ -129,6 +132,21 @@ class Store:
             self._db = {name: self.env.open_db(name.encode()) for name in _DBS}
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        self._check_layout()
+        if self._read(lambda txn: txn.get(b"version", db=self._db["views.roster"])) != _ROSTER_VERSION:
+            self._write(self._rebuild_roster)
+
+    def _check_layout(self) -> None:
+        """Stamp a new store with the layout version; refuse one written in another layout."""
+        def check(txn):
+            found = txn.get(b"layout", db=self._db["meta"])
+            if found is None and txn.stat(self._db["events"])["entries"] == 0:
+                txn.put(b"layout", LAYOUT_VERSION.to_bytes(4, "big"), db=self._db["meta"])
+            elif found is None or int.from_bytes(found, "big") != LAYOUT_VERSION:
+                version = int.from_bytes(found, "big") if found else "unknown"
+                raise StoreError(f"the store at {self.path} uses layout {version}; this agentlog reads layout {LAYOUT_VERSION}")
+        if self._read(lambda txn: txn.get(b"layout", db=self._db["meta"])) != LAYOUT_VERSION.to_bytes(4, "big"):
+            self._write(check)
 
     # -- identity ----------------------------------------------------------
 
@@ -332,7 +350,8 @@ class Store:
 
     def _roster_in(self, txn) -> Roster:
         raw = txn.get(b"state", db=self._db["views.roster"])
-        roster = Roster.from_bytes(bytes(raw)) if raw else Roster(txn.get(b"founder", db=self._db["meta"]))
+        roster = Roster.from_bytes(bytes(raw)) if raw else Roster()
+        roster.founder = txn.get(b"founder", db=self._db["meta"])
         anchor = txn.get(b"anchor", db=self._db["meta"])
         if anchor:
             event, enroll = unpack_anchor(bytes(anchor))
@@ -346,6 +365,23 @@ class Store:
 
     def _save_roster(self, txn, roster: Roster) -> None:
         txn.put(b"state", roster.to_bytes(), db=self._db["views.roster"])
+        txn.put(b"version", _ROSTER_VERSION, db=self._db["views.roster"])
+
+    def _rebuild_roster(self, txn) -> None:
+        """Fold the roster again from the log: the view's version changed (or it is new)."""
+        found = []
+        with txn.cursor(db=self._db["events"]) as cur:
+            for key, record in cur:
+                try:
+                    event = decode_record(bytes(record), txn.get(key, db=self._db["payloads"]))
+                    if event.header.kind in ROSTER_KINDS:
+                        found.append((event, check_payload(event)))
+                except EventError:
+                    continue
+        roster = Roster(txn.get(b"founder", db=self._db["meta"]))
+        for event, payload in sorted(found, key=lambda ep: (ep[0].header.lamport, ep[0].header.author, ep[0].header.seq)):
+            roster.apply(event.header, event.id, payload)
+        self._save_roster(txn, roster)
 
     # -- reading -------------------------------------------------------------
 

@@ -112,6 +112,16 @@ def test_bad_tokens_get_one_line(tmp_path, token, words):
     assert_one_line_error(run(home, "observe", "a", "b", check=False), "devices join")
 
 
+def test_home_option_after_the_command_and_usage_errors_in_one_line(tmp_path):
+    home = tmp_path / "h"
+    run(home, "init", "--name", "laptop")
+    proc = subprocess.run([sys.executable, "-m", "agentlog", "observe", "theme", "dark", "--home", str(home)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and len(proc.stdout.strip()) == 64
+    assert_one_line_error(run(home, "init", check=False), "--name")
+    assert_one_line_error(run(home, "observe", "--weight", "x", "a", "b", check=False), "--weight")
+
+
 def test_missing_home_and_open_key_file(tmp_path):
     assert_one_line_error(run(tmp_path / "none", "log", check=False), "agentlog init")
     home = tmp_path / "h"

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from agentlog import crypto, devices, home, payloads
-from agentlog.errors import CausalGapError, SizeLimitError, UsageError
+from agentlog.errors import CausalGapError, SizeLimitError, StoreError, UsageError
 from agentlog.store import Store
 from agentlog.verify import verify_store
 
@@ -101,3 +101,23 @@ def test_roster_is_the_same_whatever_the_arrival_order(tmp_path, laptop, phone):
     sync(laptop, phone)
     assert laptop.roster().to_bytes() == phone.roster().to_bytes()
     assert not laptop.roster().members[tablet].active
+
+
+def test_roster_view_is_rebuilt_by_replay_when_its_version_changes(tmp_path, laptop, phone):
+    devices.revoke(laptop, "phone")
+    before = laptop.roster().to_bytes()
+    with laptop.raw_txn(write=True) as txn:
+        txn.put(b"version", b"\x00\x00\x00\x00", db=laptop.db("views.roster"))
+        txn.put(b"state", b'{"founder":null,"members":[]}', db=laptop.db("views.roster"))
+    laptop.close()
+    reopened = home.open_home(tmp_path / "laptop")
+    assert reopened.roster().to_bytes() == before
+    reopened.close()
+
+
+def test_store_of_another_layout_is_refused(tmp_path, laptop):
+    with laptop.raw_txn(write=True) as txn:
+        txn.put(b"layout", (99).to_bytes(4, "big"), db=laptop.db("meta"))
+    laptop.close()
+    with pytest.raises(StoreError, match="layout 99"):
+        home.open_home(tmp_path / "laptop")
