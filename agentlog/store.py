@@ -394,7 +394,7 @@ class Store:
     def count(self) -> int:
         return self._read(lambda txn: txn.stat(self._db["events"])["entries"])
 
-    def events(self, author: bytes | None = None, *, decode: bool = True) -> Iterator[Event]:
+    def events(self, author: bytes | None = None) -> Iterator[Event]:
         """Events in key order (author, epoch, seq), with payloads; one read snapshot."""
         with self.env.begin(buffers=False) as txn:
             cur = txn.cursor(db=self._db["events"])
@@ -403,14 +403,33 @@ class Store:
                 key, record = cur.item()
                 if author and not key.startswith(author):
                     break
-                header_bytes, _sig = record[: -crypto.SIG_LEN], record[-crypto.SIG_LEN :]
-                event_id(header_bytes)
-                payload = txn.get(key, db=self._db["payloads"])
-                if decode:
-                    yield decode_record(record, payload)
-                else:
-                    yield key, record, payload
+                yield decode_record(record, txn.get(key, db=self._db["payloads"]))
                 found = cur.next()
+
+    def events_after(self, frontier: dict[bytes, int]) -> list[Event]:
+        """The events a holder of `frontier` (author -> seq) lacks, in causal (lamport) order.
+
+        This is the order ingest accepts: every event after the ones its clock names.
+        """
+        out = []
+        with self.env.begin(buffers=False) as txn:
+            cur = txn.cursor(db=self._db["events"])
+            found = cur.first()
+            while found:
+                key, record = cur.item()
+                author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
+                have = frontier.get(author, 0)
+                if seq <= have:
+                    found = cur.set_range(event_key(author, epoch, have + 1))
+                    continue
+                out.append(decode_record(record, txn.get(key, db=self._db["payloads"])))
+                found = cur.next()
+        out.sort(key=lambda e: (e.header.lamport, e.header.author, e.header.seq))
+        return out
+
+    def frontier(self) -> dict[bytes, int]:
+        """Author -> highest seq held: what a peer needs to know to send what is missing."""
+        return {author: head.seq for author, head in self.heads().items()}
 
     def get(self, eid: bytes) -> Event | None:
         def read(txn):

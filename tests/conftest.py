@@ -9,8 +9,8 @@ from agentlog.store import Store
 
 
 def sync(src: Store, dst: Store):
-    """Copy every event `dst` lacks from `src` (what replication will do over a socket)."""
-    return dst.ingest([(e.record, e.payload) for e in src.events()])
+    """Copy every event `dst` lacks from `src`, in causal order (what replication will do over a socket)."""
+    return dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())])
 
 
 @pytest.fixture

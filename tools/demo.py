@@ -32,8 +32,8 @@ def _short(text: str) -> str:
 def exchange(a: Path, b: Path) -> None:
     """Copy each device's missing events to the other (the replicator's job, issue 5)."""
     with home.open_home(a) as sa, home.open_home(b) as sb:
-        into_b = sb.ingest([(e.record, e.payload) for e in sa.events()])
-        into_a = sa.ingest([(e.record, e.payload) for e in sb.events()])
+        into_b = sb.ingest([(e.record, e.payload) for e in sa.events_after(sb.frontier())])
+        into_a = sa.ingest([(e.record, e.payload) for e in sb.events_after(sa.frontier())])
     print(f"\n# exchanged logs: {into_b.accepted} events {a.name} -> {b.name}, {into_a.accepted} {b.name} -> {a.name}"
           " (every one validated: group, enrolment, chain, signature, payload hash)")
 
