@@ -1,13 +1,14 @@
 """Hashing, signing and sealing: the only module that touches nacl.
 
 Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes.
-libsodium releases the GIL, so a batch's signatures are made on worker threads.
+libsodium releases the GIL, so a batch's signatures are made on several threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import nacl.bindings as sodium
@@ -21,6 +22,7 @@ SIG_LEN = 64
 ZERO_ID = bytes(ID_LEN)
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
+_CHUNK = 8
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -50,12 +52,36 @@ class DeviceKey:
         return sodium.crypto_sign(event_id, self._signing._signing_key)[:SIG_LEN]
 
     def sign_many(self, event_ids: list[bytes]) -> list[bytes]:
-        """Sign many ids on the worker threads (libsodium drops the GIL); order kept."""
-        if len(event_ids) < 32 or _WORKERS == 1:
+        """Sign many ids, order kept: this thread and the workers take chunks in turn (libsodium drops the GIL).
+
+        The caller signs too and never waits for a worker to wake up (that can take a
+        millisecond on a VM), only for chunks a worker has already taken.
+        """
+        if len(event_ids) < 2 * _CHUNK or _WORKERS == 1:
             return [self.sign(i) for i in event_ids]
-        secret, size = self._signing._signing_key, -(-len(event_ids) // _WORKERS)
-        chunks = [event_ids[i : i + size] for i in range(0, len(event_ids), size)]
-        parts = _executor().map(lambda ids: [sodium.crypto_sign(i, secret)[:SIG_LEN] for i in ids], chunks)
+        secret = self._signing._signing_key
+        chunks = [event_ids[i : i + _CHUNK] for i in range(0, len(event_ids), _CHUNK)]
+        parts: list = [None] * len(chunks)
+        todo, done = iter(range(len(chunks))), threading.Condition()
+
+        def work() -> None:
+            for k in todo:
+                try:
+                    part = [sodium.crypto_sign(i, secret)[:SIG_LEN] for i in chunks[k]]
+                except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                    part = exc
+                with done:
+                    parts[k] = part
+                    done.notify()
+
+        for _ in range(_WORKERS - 1):
+            _executor().submit(work)
+        work()
+        with done:
+            done.wait_for(lambda: all(part is not None for part in parts))
+        for part in parts:
+            if isinstance(part, Exception):
+                raise part
         return [sig for part in parts for sig in part]
 
     def open_sealed(self, sealed: bytes) -> bytes:
@@ -96,5 +122,5 @@ def is_valid_public_key(key: bytes) -> bool:
 def _executor() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="agentlog-crypto")
+        _pool = ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="agentlog-crypto")
     return _pool

@@ -12,10 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .capnp_encode import Layout
 from .errors import DecodeError, SizeLimitError
 from .event import MAX_PAYLOAD_BYTES
 from .schema import payloads as _schema
-from .wire import build, reader
+from .wire import reader
 
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
@@ -196,6 +197,25 @@ _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
     for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState)
 }
+
+
+def _layout(cls: type, nested: dict[str, Layout]) -> Layout:
+    """The encoder of a payload dataclass's struct; objects are laid out in dataclass field order."""
+    names = _FIELDS[cls]
+    return Layout(getattr(_schema, cls.__name__), [key for _, key in names], [name for name, _ in names], nested)
+
+
+_EMBEDDING = _layout(Embedding, {})
+_HEAD_REF = _layout(HeadRef, {})
+_NESTED_LAYOUTS = {
+    "context": Layout(_schema.KeyValue, ("key", "value")),
+    "embedding": _EMBEDDING,
+    "fields": _layout(MemoryField, {"embedding": _EMBEDDING}),
+    "frontier": _HEAD_REF,
+    "branches": _HEAD_REF,
+    "views": _layout(ViewState, {}),
+}
+_LAYOUTS = {cls: _layout(cls, _NESTED_LAYOUTS) for cls in KINDS.values()}
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
 
@@ -209,8 +229,17 @@ def kind_of(payload: Any) -> str:
 
 
 def encode(payload: Any) -> bytes:
-    """Serialize a payload object as a single-segment message of its kind's struct."""
-    raw = build(_STRUCTS[type(payload)], _fill, payload)
+    """Serialize a payload object as a single-segment message of its kind's struct.
+
+    Raises:
+        TypeError: not an agentlog payload.
+        ValueError: a field value its struct field cannot hold.
+        SizeLimitError: the message is over MAX_PAYLOAD_BYTES.
+    """
+    layout = _LAYOUTS.get(type(payload))
+    if layout is None:
+        raise TypeError(f"{type(payload).__name__} is not an agentlog payload")
+    raw = layout.encode(payload)
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise SizeLimitError(f"{kind_of(payload)} payload is {len(raw)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     return raw
@@ -227,30 +256,6 @@ def decode(kind: str, raw: bytes) -> Any:
         raise DecodeError(f"payload kind {kind!r} is unknown to this version")
     with reader(_STRUCTS[cls], raw, MAX_PAYLOAD_BYTES, f"{kind} payload") as msg:
         return _read(msg, cls, kind)
-
-
-def _fill(msg, obj: Any) -> None:
-    """Set a builder's fields from a payload dataclass, one attribute at a time (fast in pycapnp)."""
-    for name, key in _FIELDS[type(obj)]:
-        value = getattr(obj, name)
-        if value is None:
-            continue
-        if name == "context":
-            for slot, (k, v) in zip(msg.init(key, len(value)), value):
-                slot.key = k
-                slot.value = v
-        elif dataclasses.is_dataclass(value):
-            _fill(msg.init(key), value)
-        elif isinstance(value, tuple):
-            slots = msg.init(key, len(value))
-            if value and dataclasses.is_dataclass(value[0]):
-                for slot, item in zip(slots, value):
-                    _fill(slot, item)
-            else:
-                for i, item in enumerate(value):
-                    slots[i] = item
-        else:
-            setattr(msg, key, value)
 
 
 def _read(msg, cls: type, kind: str) -> Any:

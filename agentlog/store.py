@@ -26,16 +26,14 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, payloads
-from .errors import EventError, ForkError, SizeLimitError, StoreError, UsageError
+from .errors import EventError, ForkError, StoreError, UsageError
 from .event import (
-    MAX_HEADER_BYTES,
     ClockEntry,
     Event,
-    Header,
-    check_shape,
+    HeaderWriter,
+    decode_header,
     decode_record,
     device_scope,
-    encode_header,
     event_id,
 )
 from . import roster as roster_module
@@ -85,13 +83,13 @@ def unpack_anchor(raw: bytes) -> tuple[Event, payloads.DeviceEnroll]:
 
 @dataclass(frozen=True, slots=True)
 class ForkProof:
-    """Two validly signed, different events at one (author, epoch, seq)."""
+    """Different signed records seen at one (author, epoch, seq); `kept` is the chain's (or None)."""
 
     author: bytes
     epoch: int
     seq: int
-    kept: bytes
-    other_record: bytes
+    kept: bytes | None
+    records: tuple[tuple[bytes, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +190,9 @@ class Store:
             meta = self._db["meta"]
             for k, v in ((b"group", group), (b"group_key", group_key), (b"founder", self.key.public)):
                 txn.put(k, v, db=meta)
-            [event] = self._append_in(txn, [(genesis, "user")], Roster(self.key.public), genesis=True)
-            txn.put(b"genesis", event.id, db=meta)
-            return event.id
+            [genesis_id] = self._append_in(txn, [(genesis, "user")], Roster(self.key.public), genesis=True)
+            txn.put(b"genesis", genesis_id, db=meta)
+            return genesis_id
 
         return self._write(write)
 
@@ -212,10 +210,10 @@ class Store:
             return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
-        events = self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
-        return [e.id for e in events]
+        return self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
 
-    def _append_in(self, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[Event]:
+    def _append_in(self, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[bytes]:
+        """Encode, check, sign and store (payload, scope) pairs as this device's next events; returns their ids."""
         db, me, group = self._db, self.key.public, txn.get(b"group", db=self._db["meta"])
         if group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
@@ -229,42 +227,34 @@ class Store:
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         own_clock = _unpack_clock(txn.get(b"own_clock", db=db["meta"]))
         seen = self._seen_in(txn, me)
-        delta = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
-        now = self._now_ms()
-        built = []
-        prev, seq = head.id, head.seq
+        clock = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
+        epoch, prev, seq = head.epoch, head.id, head.seq
+        headers = HeaderWriter(group, me, epoch, self._now_ms())
+        rows, roster_changed = [], False
         for payload, scope in pairs:
-            body = payloads.encode(payload)
             kind = payloads.kind_of(payload)
+            body = payloads.encode(payload)
             seq += 1
             lamport += 1
-            header = Header(
-                group=group, author=me, epoch=head.epoch, seq=seq, prev=prev, lamport=lamport,
-                clock=delta if seq == head.seq + 1 else (), time_ms=now,
-                scope=scope or (device_scope(me) if kind.startswith("override.") else "user"),
-                kind=kind, payload_hash=crypto.blake2b256(body), payload_len=len(body),
+            header_bytes = headers.encode(
+                seq, prev, lamport, clock, scope or (device_scope(me) if kind.startswith("override.") else "user"),
+                kind, crypto.blake2b256(body), len(body),
             )
-            check_shape(header)
-            header_bytes = encode_header(header)
-            if len(header_bytes) > MAX_HEADER_BYTES:
-                raise SizeLimitError(f"header would be {len(header_bytes)} bytes, over the limit of {MAX_HEADER_BYTES}")
+            clock = ()
             prev = event_id(header_bytes)
-            built.append((header, header_bytes, prev, payload, body))
-        events = []
-        roster_changed = False
-        for (header, header_bytes, eid, payload, body), sig in zip(built, self.key.sign_many([b[2] for b in built])):
-            event = Event(header_bytes, sig, header, eid, body)
-            self._put_event(txn, event)
-            if header.kind in ROSTER_KINDS:
-                roster_changed |= roster.apply(header, eid, payload)
-            events.append(event)
-        last = events[-1]
-        txn.put(me, _head_value(Head(head.epoch, last.seq, last.id)), db=db["heads"])
+            rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
+            if kind in ROSTER_KINDS:
+                roster_changed |= roster.apply(decode_header(header_bytes), prev, payload)
+        signatures = self.key.sign_many([row[2] for row in rows])
+        txn.cursor(db["events"]).putmulti([(row[0], row[1] + sig) for row, sig in zip(rows, signatures)])
+        txn.cursor(db["ids"]).putmulti([(eid, key) for key, _, eid, _ in rows])
+        txn.cursor(db["payloads"]).putmulti([(key, body) for key, _, _, body in rows])
+        txn.put(me, _head_value(Head(epoch, seq, prev)), db=db["heads"])
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=db["meta"])
         txn.put(b"own_clock", _pack_clock(seen), db=db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
-        return events
+        return [row[2] for row in rows]
 
     def _seen_in(self, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
         """Heads of every other author this store holds, plus the enrolment a join token vouched for."""
@@ -282,6 +272,7 @@ class Store:
         return seen
 
     def _put_event(self, txn, event: Event) -> None:
+        """Store one event from outside; _append_in writes its own events to the same databases."""
         h = event.header
         key = event_key(h.author, h.epoch, h.seq)
         txn.put(key, event.record, db=self._db["events"])
@@ -335,12 +326,18 @@ class Store:
         return IngestResult(accepted, duplicates)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
-        for record, _ in batch:
-            if event_id(record[: -crypto.SIG_LEN]) == fork.incoming:
-                h = decode_record(record).header
-                key = event_key(h.author, h.epoch, h.seq) + fork.incoming
-                self._write(lambda txn: txn.put(key, record, db=self._db["forks"]))
-                return
+        """Keep both signed records of a fork as proof, even when the batch held both."""
+        candidates = {event_id(record[: -crypto.SIG_LEN]): record for record, _ in batch}
+
+        def write(txn):
+            pos = event_key(fork.author, decode_record(candidates[fork.incoming]).header.epoch, fork.seq)
+            stored = txn.get(pos, db=self._db["events"])
+            if stored is not None:
+                candidates[event_id(stored[: -crypto.SIG_LEN])] = bytes(stored)
+            for eid in (fork.existing, fork.incoming):
+                if eid in candidates:
+                    txn.put(pos + eid, candidates[eid], db=self._db["forks"])
+        self._write(write)
 
     # -- roster --------------------------------------------------------------
 
@@ -441,14 +438,18 @@ class Store:
         return self._read(read)
 
     def forks(self) -> list[ForkProof]:
+        """Every position where two different signed records were seen, with those records."""
         def read(txn):
-            out = []
+            found: dict[bytes, dict[bytes, bytes]] = {}
             with txn.cursor(db=self._db["forks"]) as cur:
                 for key, record in cur:
-                    author, (epoch, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
-                    kept = txn.get(bytes(key[:44]), db=self._db["events"])
-                    kept_id = event_id(kept[: -crypto.SIG_LEN]) if kept else b""
-                    out.append(ForkProof(author, epoch, seq, kept_id, bytes(record)))
+                    found.setdefault(bytes(key[:44]), {})[bytes(key[44:])] = bytes(record)
+            out = []
+            for pos, records in sorted(found.items()):
+                author, (epoch, seq) = pos[:32], _POS.unpack_from(pos, 32)
+                kept = txn.get(pos, db=self._db["events"])
+                kept_id = event_id(kept[: -crypto.SIG_LEN]) if kept else None
+                out.append(ForkProof(author, epoch, seq, kept_id, tuple(sorted(records.items()))))
             return out
         return self._read(read)
 
