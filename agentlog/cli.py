@@ -209,11 +209,12 @@ def cmd_verify(args) -> int:
             "ok": report.ok, "checked": report.checked,
             "problems": [{"author": p.author.hex(), "seq": p.seq, "problem": p.what} for p in report.problems],
             "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
+            "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
         }, indent=2))
     else:
         for p in report.problems:
             print(p.line(roster))
-        for p in report.forks:
+        for p in report.forks + report.after_revocation:
             print(f"warning: {p.line(roster)}")
         n = len(report.problems)
         print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}", file=sys.stderr)

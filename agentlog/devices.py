@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from . import crypto, payloads
-from .errors import DecodeError, EventError, TokenError, UsageError
+from .errors import EventError, TokenError, UsageError
 from .event import decode_record
 from .schema import token as _schema
 from .store import Store, pack_anchor
 from .validate import check_payload
-from .wire import reader
+from .wire import build, reader
 
 TOKEN_PREFIX = "agentlog-join:"
 MAX_TOKEN_BYTES = 64 * 1024
+MAX_DEVICES = 200
+"""A group's size limit: a header's clock names at most MAX_CLOCK_ENTRIES (256) other authors."""
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def parse_device_id(text: str) -> bytes:
@@ -39,16 +43,26 @@ def enroll(store: Store, device: bytes, name: str) -> str:
     known = roster.members.get(device)
     if known is not None and (known.enrolled or known.until_seq is not None):
         raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
+    if len(roster.members) >= MAX_DEVICES:
+        raise UsageError(f"this group already has {len(roster.members)} devices, the most it can hold")
+    if not name or len(name) > 64 or not name.isprintable():
+        raise UsageError("device name must be 1 to 64 printable characters")
     if any(m.name == name and m.active for m in roster.enrolled_members()):
         raise UsageError(f"an active device is already named {name!r}; choose another --name")
     eid = store.append(payloads.DeviceEnroll(device=device, name=name))
     event = store.get(eid)
-    msg = _schema.JoinToken.new_message(
+    fields = dict(
         formatVersion=1, group=store.group, founder=store.founder, genesis=store.genesis, device=device,
         name=name, enrollHeader=event.record, enrollPayload=event.payload,
         sealedGroupKey=crypto.seal_to(device, store.meta("group_key")),
     )
-    return TOKEN_PREFIX + base64.urlsafe_b64encode(msg.to_bytes()).decode().rstrip("=")
+    raw = build(_schema.JoinToken, _fill_token, fields)
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _fill_token(msg, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(msg, name, value)
 
 
 def join(store: Store, token: str) -> payloads.DeviceEnroll:
@@ -60,14 +74,16 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         raise TokenError(f"join token must start with {TOKEN_PREFIX!r}")
     try:
         body = text[len(TOKEN_PREFIX):]
+        if not _BASE64URL.fullmatch(body):
+            raise ValueError("not base64url")
         raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise TokenError("join token is not valid base64") from None
+        raise TokenError("join token is not valid unpadded base64url") from None
     try:
         with reader(_schema.JoinToken, raw, MAX_TOKEN_BYTES, "join token") as msg:
             t = {k: getattr(msg, k) for k in ("formatVersion", "group", "founder", "genesis", "device", "name",
                                                 "enrollHeader", "enrollPayload", "sealedGroupKey")}
-    except DecodeError as exc:
+    except EventError as exc:
         raise TokenError(str(exc)) from None
     if t["formatVersion"] != 1:
         raise TokenError(f"join token version {t['formatVersion']} is not supported")

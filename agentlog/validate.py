@@ -1,7 +1,7 @@
 """Validation of events from outside, in the order DESIGN.md section 3 fixes. Pure.
 
-size -> decode -> group -> enrolment -> seq (own chain, then causal context) -> prev ->
-signature -> payload hash. Causal delivery (every clock entry already held) makes
+size -> decode -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
+chain, then causal context) -> prev -> signature -> payload hash. Causal delivery (every clock entry already held) makes
 the roster and views functions of the event set, whatever the arrival order.
 Each failure raises its own EventError subclass naming author and seq. The caller
 supplies what the store knows through the small `LogView` protocol, so the same
@@ -72,18 +72,18 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
     h = event.header
     if h.group != log.group:
         raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", h.author, h.seq)
+    existing = log.id_at(h.author, h.epoch, h.seq)
+    if existing == event.id:
+        raise Duplicate()
     _check_enrolment(event, log)
     head = log.head(h.author)
     expected = 1 if head is None else head.seq + 1
     if h.seq < expected:
-        existing = log.id_at(h.author, h.epoch, h.seq)
-        if existing == event.id:
-            raise Duplicate()
         if existing is None:
             raise SequenceError(f"epoch {h.epoch} seq {h.seq} does not continue this author's chain", h.author, h.seq)
         _check_signature(event)
         raise ForkError(
-            f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq, existing or b"", event.id
+            f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq, existing, event.id
         )
     if h.seq > expected:
         raise SequenceError(f"seq {h.seq} arrives before seq {expected}: a gap", h.author, h.seq)

@@ -51,6 +51,7 @@ class Report:
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
     forks: list[Problem] = field(default_factory=list)
+    after_revocation: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,7 +86,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     for r in ranges:
         tails.update(r.tails)
     _check_enrolment(store, report, [n for r in ranges for n in r.notable], heads)
-    _check_heads(store, report, heads, tails)
+    _check_heads(store, report, heads, store.heads(), tails)
     _check_forks(store, report)
     if progress:
         progress(total, total)
@@ -267,9 +268,12 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
     for record, payload in notable:
         try:
             event = decode_record(record, payload)
-            events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
         except EventError:
             continue
+        try:
+            events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
+        except EventError as exc:
+            report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
     roster = Roster(store.founder)
     anchor = store.anchor()
     if anchor is not None:
@@ -290,14 +294,20 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
     for author, member in roster.members.items():
         head = heads.get(author)
         if member.until_seq is not None and head and head.seq > member.until_seq:
-            report.problems.append(Problem(author, head.seq, f"events after revocation at seq {member.until_seq}"))
+            report.after_revocation.append(Problem(
+                author, head.seq, f"seqs {member.until_seq + 1}..{head.seq} were written concurrently with the "
+                f"device's revocation at seq {member.until_seq}: kept, not accepted from now on"))
 
 
-def _check_heads(store: Store, report: Report, heads: dict, tails: dict) -> None:
-    """Each head (read before the scan) must be an event of its chain; chains may have grown since."""
+def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, tails: dict) -> None:
+    """Heads read before the scan must be events of their chains, and heads read after it
+    must reach the chains' ends (a concurrent writer only moves both forward)."""
     with store.raw_txn() as txn:
         for author in set(heads) | set(tails):
-            head, tail = heads.get(author), tails.get(author)
+            head, tail, after = heads.get(author), tails.get(author), heads_after.get(author)
+            if tail is not None and (after is None or (after.epoch, after.seq) < (tail[0], tail[1])):
+                report.problems.append(Problem(author, tail[1], f"head records seq {after.seq if after else 'none'} "
+                                                                f"but the chain goes on to seq {tail[1]}"))
             if head is None:
                 continue
             if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
@@ -310,11 +320,19 @@ def _check_heads(store: Store, report: Report, heads: dict, tails: dict) -> None
 
 
 def _check_forks(store: Store, report: Report) -> None:
+    """A fork is proven by two different records at one position, each signed by the author."""
     for fork in store.forks():
-        try:
-            other = decode_record(fork.other_record)
-            proven = crypto.verify(fork.author, other.id, other.signature)
-        except EventError:
-            proven = False
-        what = "fork: two different signed events at this seq (both kept)" if proven else "fork record is not validly signed"
-        (report.forks if proven else report.problems).append(Problem(fork.author, fork.seq, what))
+        valid = {fork.kept} if fork.kept else set()
+        for eid, record in fork.records:
+            try:
+                event = decode_record(record)
+            except EventError:
+                continue
+            h = event.header
+            if (h.author, h.epoch, h.seq, event.id) == (fork.author, fork.epoch, fork.seq, eid) and \
+                    crypto.verify(h.author, event.id, event.signature):
+                valid.add(eid)
+        if len(valid) >= 2:
+            report.forks.append(Problem(fork.author, fork.seq, f"fork: {len(valid)} different signed events at this seq (all kept)"))
+        else:
+            report.problems.append(Problem(fork.author, fork.seq, "fork record does not prove a fork (unsigned or not different)"))

@@ -64,7 +64,7 @@ def test_observe_log_verify(tmp_path):
     assert [e["kind"] for e in events] == ["device.enroll", "observation"]
     assert events[1]["id"] == eid and set(events[1]) >= {"author", "seq", "kind", "scope", "time", "id"}
     report = json.loads(run(home, "verify", "--json").stdout)
-    assert report == {"ok": True, "checked": 2, "problems": [], "forks": []}
+    assert report == {"ok": True, "checked": 2, "problems": [], "forks": [], "after_revocation": []}
 
 
 def test_join_flow_and_device_listing(two_devices):
@@ -103,6 +103,8 @@ def test_user_mistakes_get_one_line(tmp_path, args, words):
 @pytest.mark.parametrize("token, words", [
     ("agentlog-join:AAAA", ("join token",)),
     ("agentlog-join:!!!", ("base64",)),
+    ("agentlog-join:AA+/", ("base64url",)),
+    ("agentlog-join:" + "A" * 100_000, ("over the limit",)),
     ("hello", ("agentlog-join:",)),
 ])
 def test_bad_tokens_get_one_line(tmp_path, token, words):

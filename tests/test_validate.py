@@ -182,7 +182,8 @@ def test_fork_is_detected_kept_as_proof_and_reported(tmp_path, laptop, phone):
         laptop.ingest([(other.record, other.payload)])
     assert (info.value.author, info.value.seq) == (phone.device, 1)
     [proof] = laptop.forks()
-    assert (proof.author, proof.seq, proof.kept, proof.other_record) == (phone.device, 1, original.id, other.record)
+    assert (proof.author, proof.seq, proof.kept) == (phone.device, 1, original.id)
+    assert dict(proof.records) == {original.id: original.record, other.id: other.record}
     assert laptop.count() == before
     report = verify_store(laptop)
     assert report.ok and [(f.author, f.seq) for f in report.forks] == [(phone.device, 1)]
@@ -200,3 +201,29 @@ def test_forged_fork_is_not_recorded(laptop, phone):
         laptop.ingest([(header_bytes + event.signature, event.payload)])
     assert laptop.forks() == []
     assert event_id(header_bytes) != event.id
+
+
+def test_fork_inside_one_batch_keeps_both_records(tmp_path, laptop, phone):
+    phone.close()
+    shutil.copytree(tmp_path / "phone", tmp_path / "restored")
+    phone = home.open_home(tmp_path / "phone")
+    restored = home.open_home(tmp_path / "restored")
+    [a] = phone_events(phone, 1)
+    [b] = phone_events(restored, 1, value="restored")
+    with pytest.raises(ForkError):
+        laptop.ingest([(a.record, a.payload), (b.record, b.payload)])
+    [proof] = laptop.forks()
+    assert proof.kept is None and dict(proof.records) == {a.id: a.record, b.id: b.record}
+    report = verify_store(laptop)
+    assert report.ok and len(report.forks) == 1
+    phone.close()
+    restored.close()
+
+
+def test_resending_held_events_after_a_revocation_is_harmless(laptop, phone):
+    events = phone_events(phone, 3)
+    laptop.ingest([(e.record, e.payload) for e in events])
+    from agentlog import devices
+    devices.revoke(laptop, "phone")
+    assert laptop.ingest([(e.record, e.payload) for e in events]).duplicates == 3
+    assert verify_store(laptop).ok
