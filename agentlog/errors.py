@@ -16,6 +16,10 @@ class UsageError(AgentlogError):
     """The user asked for something that cannot be done as asked (bad argument, no home)."""
 
 
+class InvalidValueError(UsageError):
+    """A value handed to agentlog cannot be written: wrong type, length or range."""
+
+
 class HomeError(AgentlogError):
     """The home directory is missing, incomplete or unsafe."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .capnp_encode import Layout
-from .errors import DecodeError, SizeLimitError
+from .errors import DecodeError, InvalidValueError, SizeLimitError
 from .event import MAX_PAYLOAD_BYTES
 from .schema import payloads as _schema
 from .wire import reader
@@ -191,7 +191,7 @@ def _camel(name: str) -> str:
 _STRUCTS = {cls: getattr(_schema, cls.__name__) for cls in KINDS.values()}
 _NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
 _POINTERS = {"embedding"}
-_ENUMS = {"type", "policy"}
+_ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES}
 _TEXT_LISTS = {"tags", "tags_add", "tags_remove"}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
@@ -233,13 +233,17 @@ def encode(payload: Any) -> bytes:
 
     Raises:
         TypeError: not an agentlog payload.
-        ValueError: a field value its struct field cannot hold.
+        InvalidValueError: a field value readers would refuse, or its struct field cannot hold.
         SizeLimitError: the message is over MAX_PAYLOAD_BYTES.
     """
     layout = _LAYOUTS.get(type(payload))
     if layout is None:
         raise TypeError(f"{type(payload).__name__} is not an agentlog payload")
-    raw = layout.encode(payload)
+    check(payload)
+    try:
+        raw = layout.encode(payload)
+    except ValueError as exc:
+        raise InvalidValueError(f"{kind_of(payload)} payload: {exc}") from None
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise SizeLimitError(f"{kind_of(payload)} payload is {len(raw)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     return raw
@@ -276,15 +280,41 @@ def _read(msg, cls: type, kind: str) -> Any:
             value = _read(value, nested, kind) if nested is Embedding else tuple(_read(v, nested, kind) for v in value)
         elif name in _ENUMS:
             value = str(value)
-        elif name == "vector":
+        elif name in _TEXT_LISTS or name == "vector":
             value = tuple(value)
-            if not all(math.isfinite(x) for x in value):
-                raise DecodeError(f"{kind} payload embedding holds a non-finite number")
-        elif name in _TEXT_LISTS:
-            value = tuple(value)
-        if name in _LENGTHS and len(value) != _LENGTHS[name]:
-            raise DecodeError(f"{kind} payload {name} is {len(value)} bytes, not {_LENGTHS[name]}")
-        if name in _RANGES and value > _RANGES[name]:
-            raise DecodeError(f"{kind} payload {name} {value} is out of range")
+        problem = _field_problem(name, value)
+        if problem:
+            raise DecodeError(f"{kind} payload {problem}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """Why a field value is not allowed (the same rule for writers and readers), or None."""
+    if name in _LENGTHS and len(value) != _LENGTHS[name]:
+        return f"{name} is {len(value)} bytes, not {_LENGTHS[name]}"
+    if name in _RANGES and not 0 <= value <= _RANGES[name]:
+        return f"{name} {value} is out of range 0..{_RANGES[name]}"
+    if name == "vector" and not all(math.isfinite(x) for x in value):
+        return "embedding holds a non-finite number"
+    if name in _ENUMS and value not in _ENUMS[name]:
+        return f"{name} {value!r} is not one of {', '.join(_ENUMS[name])}"
+    return None
+
+
+def check(payload: Any, kind: str | None = None) -> None:
+    """Raise InvalidValueError unless a reader would accept every field of `payload`."""
+    kind = kind or kind_of(payload)
+    values = [(f.name, getattr(payload, f.name)) for f in dataclasses.fields(payload)]
+    if isinstance(payload, MemoryField) and sum(v is not None for _, v in values) != 1:
+        raise InvalidValueError(f"{kind} payload: a memory field update sets exactly one field")
+    for name, value in values:
+        if value is None:
+            continue
+        problem = _field_problem(name, value)
+        if problem:
+            raise InvalidValueError(f"{kind} payload {problem}")
+        nested = value if isinstance(value, tuple) else (value,)
+        for item in nested:
+            if dataclasses.is_dataclass(item):
+                check(item, kind)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentlog import crypto, payloads
-from agentlog.errors import DecodeError, SizeLimitError
+from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
 from agentlog.event import (
     MAX_HEADER_BYTES,
     ClockEntry,
@@ -135,24 +135,26 @@ def test_oversized_payload_is_refused():
 
 TEXT = st.text(max_size=40)
 CONTEXT = st.lists(st.tuples(TEXT, TEXT), max_size=4).map(tuple)
-U16, U32, U64 = (st.integers(0, 2**bits - 1) for bits in (16, 32, 64))
+U32, U64 = (st.integers(0, 2**bits - 1) for bits in (32, 64))
+BP, MILLI = st.integers(0, 10_000), st.integers(0, 1_000_000_000)
+ID, ENTRY = st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16)
 EMBEDDINGS = st.builds(payloads.Embedding, model=TEXT,
                        vector=st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=20).map(tuple))
 FIELDS = st.one_of(st.builds(payloads.MemoryField, type=st.sampled_from(payloads.MEMORY_TYPES)),
-                   st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=U16),
+                   st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=BP),
                    st.builds(payloads.MemoryField, embedding=EMBEDDINGS))
-HEAD_REFS = st.builds(payloads.HeadRef, author=st.binary(max_size=40), epoch=U32, seq=U64, id=st.binary(max_size=40))
+HEAD_REFS = st.builds(payloads.HeadRef, author=ID, epoch=U32, seq=U64, id=ID)
 ANY_PAYLOAD = st.one_of(
-    st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=U32),
-    st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=U16, reason=TEXT),
+    st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=MILLI),
+    st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=BP, reason=TEXT),
     st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=U64),
-    st.builds(payloads.MemoryPut, entry=st.binary(max_size=20), type=st.sampled_from(payloads.MEMORY_TYPES),
-              content=TEXT, tags=st.lists(TEXT, max_size=4).map(tuple), confidence_bp=U16,
+    st.builds(payloads.MemoryPut, entry=ENTRY, type=st.sampled_from(payloads.MEMORY_TYPES),
+              content=TEXT, tags=st.lists(TEXT, max_size=4).map(tuple), confidence_bp=BP,
               embedding=st.none() | EMBEDDINGS),
-    st.builds(payloads.MemoryUpdate, entry=st.binary(max_size=20), fields=st.lists(FIELDS, max_size=4).map(tuple),
+    st.builds(payloads.MemoryUpdate, entry=ENTRY, fields=st.lists(FIELDS, max_size=4).map(tuple),
               tags_add=st.lists(TEXT, max_size=3).map(tuple), tags_remove=st.lists(TEXT, max_size=3).map(tuple)),
     st.builds(payloads.Snapshot, frontier=st.lists(HEAD_REFS, max_size=3).map(tuple), views=st.lists(
-        st.builds(payloads.ViewState, name=TEXT, version=U32, digest=st.binary(max_size=40),
+        st.builds(payloads.ViewState, name=TEXT, version=U32, digest=ID,
                   state=st.binary(max_size=100)), max_size=3).map(tuple)),
 )
 
@@ -186,9 +188,15 @@ def pycapnp_message(payload):
     payloads.MemoryPut(entry=b"e" * 16, type="no such type", content="c"),
     payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c",
                        embedding=payloads.Embedding(model="m", vector=(1e39,))),
+    payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c",
+                       embedding=payloads.Embedding(model="m", vector=(float("nan"),))),
+    payloads.Correction(decision=b"short", value="v"),
+    payloads.Decision(setting="s", value="v", confidence_bp=10_001),
+    payloads.MemoryUpdate(entry=b"e" * 16, fields=(payloads.MemoryField(),)),
+    payloads.DeviceEnroll(device=b"k" * 31, name="x"),
 ], ids=repr)
-def test_values_a_field_cannot_hold_raise_value_error(bad):
-    with pytest.raises(ValueError):
+def test_values_readers_would_refuse_are_refused_on_write(bad):
+    with pytest.raises(InvalidValueError):
         payloads.encode(bad)
 
 

@@ -8,7 +8,16 @@ import pytest
 
 from agentlog import crypto, payloads
 from agentlog.errors import DecodeError, SizeLimitError
-from agentlog.event import ClockEntry, Header, decode_header, decode_record, encode_header, event_id, seal
+from agentlog.event import (
+    ClockEntry,
+    Header,
+    decode_header,
+    decode_record,
+    encode_header,
+    event_id,
+    seal,
+)
+from agentlog.schema import payloads as payload_schema
 
 
 def header(**over) -> Header:
@@ -99,7 +108,7 @@ def test_payload_round_trip(payload):
 
 
 def test_payload_range_and_kind_checks():
-    raw = payloads.encode(payloads.Decision(setting="s", value="v", confidence_bp=20000))
+    raw = payload_schema.Decision.new_message(setting="s", value="v", confidenceBp=20000).to_bytes()
     with pytest.raises(DecodeError, match="out of range"):
         payloads.decode("decision", raw)
     with pytest.raises(DecodeError, match="unknown"):
