@@ -289,6 +289,12 @@ def _read(msg, cls: type, kind: str) -> Any:
     return cls(**kwargs)
 
 
+_CHECKED = {
+    cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n == "vector")
+    for cls, names in _FIELDS.items()
+}
+
+
 def _field_problem(name: str, value: Any) -> str | None:
     """Why a field value is not allowed (the same rule for writers and readers), or None."""
     if name in _LENGTHS and len(value) != _LENGTHS[name]:
@@ -305,16 +311,15 @@ def _field_problem(name: str, value: Any) -> str | None:
 def check(payload: Any, kind: str | None = None) -> None:
     """Raise InvalidValueError unless a reader would accept every field of `payload`."""
     kind = kind or kind_of(payload)
-    values = [(f.name, getattr(payload, f.name)) for f in dataclasses.fields(payload)]
-    if isinstance(payload, MemoryField) and sum(v is not None for _, v in values) != 1:
+    if type(payload) is MemoryField and sum(getattr(payload, n) is not None for n, _ in _FIELDS[MemoryField]) != 1:
         raise InvalidValueError(f"{kind} payload: a memory field update sets exactly one field")
-    for name, value in values:
+    for name in _CHECKED[type(payload)]:
+        value = getattr(payload, name)
         if value is None:
             continue
         problem = _field_problem(name, value)
         if problem:
             raise InvalidValueError(f"{kind} payload {problem}")
-        nested = value if isinstance(value, tuple) else (value,)
-        for item in nested:
-            if dataclasses.is_dataclass(item):
+        if name in _NESTED:
+            for item in value if isinstance(value, tuple) else (value,):
                 check(item, kind)

@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from agentlog import home, payloads
 from agentlog.verify import verify_store
 

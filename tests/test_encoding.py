@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlog import crypto, payloads
+from agentlog import crypto, payloads, wire
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
 from agentlog.event import (
     MAX_HEADER_BYTES,
@@ -29,14 +29,7 @@ from .test_event import ALL_PAYLOADS
 
 def pycapnp_bytes(struct_type, fill, value) -> bytes:
     """What pycapnp's builders give when set field by field, grown to one segment when large."""
-    msg = struct_type.new_message()
-    fill(msg, value)
-    raw = msg.to_bytes()
-    if struct.unpack_from("<I", raw)[0] != 0:
-        msg = struct_type.new_message(num_first_segment_words=len(raw) // 8 + 8)
-        fill(msg, value)
-        raw = msg.to_bytes()
-    return raw
+    return wire.build(struct_type, fill, value)
 
 
 def fill_payload(msg, obj) -> None:

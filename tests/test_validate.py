@@ -167,28 +167,30 @@ def test_bad_batch_is_rejected_whole(laptop, phone):
     assert store_digest(laptop) == before
 
 
-def test_fork_is_detected_kept_as_proof_and_reported(tmp_path, laptop, phone):
-    """A phone restored from a backup writes a different seq 1: both signed headers are kept."""
+@pytest.fixture
+def forked(tmp_path, phone):
+    """Seq 1 as the phone wrote it, and as a copy of the phone restored from a backup wrote it."""
     phone.close()
     shutil.copytree(tmp_path / "phone", tmp_path / "restored")
-    phone = home.open_home(tmp_path / "phone")
-    restored = home.open_home(tmp_path / "restored")
-    [original] = phone_events(phone, 1)
-    [other] = phone_events(restored, 1, value="restored")
+    with home.open_home(tmp_path / "phone") as original, home.open_home(tmp_path / "restored") as restored:
+        yield original.device, phone_events(original, 1)[0], phone_events(restored, 1, value="restored")[0]
+
+
+def test_fork_is_detected_kept_as_proof_and_reported(laptop, forked):
+    """A phone restored from a backup writes a different seq 1: both signed headers are kept."""
+    device, original, other = forked
     assert original.id != other.id and original.header.seq == other.header.seq == 1
     laptop.ingest([(original.record, original.payload)])
     before = laptop.count()
     with pytest.raises(ForkError) as info:
         laptop.ingest([(other.record, other.payload)])
-    assert (info.value.author, info.value.seq) == (phone.device, 1)
+    assert (info.value.author, info.value.seq) == (device, 1)
     [proof] = laptop.forks()
-    assert (proof.author, proof.seq, proof.kept) == (phone.device, 1, original.id)
+    assert (proof.author, proof.seq, proof.kept) == (device, 1, original.id)
     assert dict(proof.records) == {original.id: original.record, other.id: other.record}
     assert laptop.count() == before
     report = verify_store(laptop)
-    assert report.ok and [(f.author, f.seq) for f in report.forks] == [(phone.device, 1)]
-    phone.close()
-    restored.close()
+    assert report.ok and [(f.author, f.seq) for f in report.forks] == [(device, 1)]
 
 
 def test_forged_fork_is_not_recorded(laptop, phone):
@@ -203,21 +205,14 @@ def test_forged_fork_is_not_recorded(laptop, phone):
     assert event_id(header_bytes) != event.id
 
 
-def test_fork_inside_one_batch_keeps_both_records(tmp_path, laptop, phone):
-    phone.close()
-    shutil.copytree(tmp_path / "phone", tmp_path / "restored")
-    phone = home.open_home(tmp_path / "phone")
-    restored = home.open_home(tmp_path / "restored")
-    [a] = phone_events(phone, 1)
-    [b] = phone_events(restored, 1, value="restored")
+def test_fork_inside_one_batch_keeps_both_records(laptop, forked):
+    _, a, b = forked
     with pytest.raises(ForkError):
         laptop.ingest([(a.record, a.payload), (b.record, b.payload)])
     [proof] = laptop.forks()
     assert proof.kept is None and dict(proof.records) == {a.id: a.record, b.id: b.record}
     report = verify_store(laptop)
     assert report.ok and len(report.forks) == 1
-    phone.close()
-    restored.close()
 
 
 def test_resending_held_events_after_a_revocation_is_harmless(laptop, phone):
