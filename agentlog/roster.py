@@ -65,6 +65,14 @@ class Roster:
         self.founder = founder
         self.members: dict[bytes, Member] = {}
 
+    @classmethod
+    def replay(cls, founder: bytes | None, events) -> "Roster":
+        """Fold (header, event id, payload) triples in lamport order: a causal order of any event set."""
+        roster = cls(founder)
+        for header, event_id, payload in sorted(events, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+            roster.apply(header, event_id, payload)
+        return roster
+
     def apply(self, header: Header, event_id: bytes, payload) -> bool:
         """Fold one roster event; returns True when the roster changed."""
         here = Position(header.author, header.epoch, header.seq, event_id)

@@ -6,7 +6,7 @@ Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian ke
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
-  forks     author(32) epoch(4) seq(8) id(32) -> the second record (proof)
+  forks     author(32) epoch(4) seq(8) id(32) -> each different record seen there (fork proof)
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
   meta      layout version, identity, group, lamport, own clock
 An append or an ingested batch, its view updates and new heads commit in one write
@@ -27,16 +27,8 @@ import lmdb
 
 from . import crypto, payloads
 from .errors import EventError, ForkError, StoreError, UsageError
-from .event import (
-    ClockEntry,
-    Event,
-    HeaderWriter,
-    decode_header,
-    decode_record,
-    device_scope,
-    event_id,
-)
 from . import roster as roster_module
+from .event import ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
@@ -103,8 +95,8 @@ class _TxnLog:
 
     def __init__(self, store: "Store", txn: lmdb.Transaction, roster: Roster):
         self._store, self._txn = store, txn
-        self.group = store.group
-        self.genesis = store.genesis
+        self.group = txn.get(b"group", db=store._db["meta"])
+        self.genesis = txn.get(b"genesis", db=store._db["meta"])
         self.roster = roster
 
     def head(self, author: bytes) -> Head | None:
@@ -117,7 +109,7 @@ class _TxnLog:
 
 
 class Store:
-    """One device's log. Create with `agentlog.open(home)` or `Store.open(path, key)`."""
+    """One device's log: `agentlog.open(home)`, or `Store(path, key)` (key None: read and ingest only)."""
 
     def __init__(self, path: Path, key: crypto.DeviceKey | None, *, map_size: int = INITIAL_MAP_SIZE,
                  clock: Callable[[], int] | None = None):
@@ -372,13 +364,10 @@ class Store:
                 try:
                     event = decode_record(bytes(record), txn.get(key, db=self._db["payloads"]))
                     if event.header.kind in ROSTER_KINDS:
-                        found.append((event, check_payload(event)))
+                        found.append((event.header, event.id, check_payload(event)))
                 except EventError:
                     continue
-        roster = Roster(txn.get(b"founder", db=self._db["meta"]))
-        for event, payload in sorted(found, key=lambda ep: (ep[0].header.lamport, ep[0].header.author, ep[0].header.seq)):
-            roster.apply(event.header, event.id, payload)
-        self._save_roster(txn, roster)
+        self._save_roster(txn, Roster.replay(txn.get(b"founder", db=self._db["meta"]), found))
 
     # -- reading -------------------------------------------------------------
 

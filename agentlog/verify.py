@@ -274,13 +274,9 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
             events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
         except EventError as exc:
             report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
-    roster = Roster(store.founder)
     anchor = store.anchor()
-    if anchor is not None:
-        roster.apply(anchor[0].header, anchor[0].id, anchor[1])
-    for event, decoded in sorted(events, key=lambda ed: (ed[0].header.lamport, ed[0].header.author, ed[0].header.seq)):
-        if decoded is not None:
-            roster.apply(event.header, event.id, decoded)
+    folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
+    roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
     for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
