@@ -134,6 +134,7 @@ def cmd_devices_list(args) -> int:
             rows.append({
                 "name": m.name, "id": m.device.hex(), "this_device": m.device == store.device,
                 "founder": m.device == roster.founder, "enrolled_by": roster.name_of(m.enrolled_by[0].author),
+                "enrolled_at": {"author": m.enrolled_by[0].author.hex(), "seq": m.enrolled_by[0].seq},
                 "status": "active" if m.active else "revoked", "until_seq": m.until_seq, "seq": head.seq if head else 0,
             })
     if args.json:
@@ -142,7 +143,8 @@ def cmd_devices_list(args) -> int:
     for r in rows:
         status = r["status"] if r["until_seq"] is None else f"revoked after seq {r['until_seq']}"
         mark = "*" if r["this_device"] else " "
-        print(f"{mark} {r['name']:<16} {r['id'][:16]}  seq {r['seq']:<8} {status:<24} enrolled by {r['enrolled_by']}")
+        print(f"{mark} {r['name']:<16} {r['id'][:16]}  seq {r['seq']:<8} {status:<24} "
+              f"enrolled by {r['enrolled_by']} at its seq {r['enrolled_at']['seq']}")
     return 0
 
 
@@ -229,6 +231,9 @@ def cmd_status(args) -> int:
             "group": store.group.hex() if store.group else None, "events": store.count(),
             "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
             "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
+            "views": {name: {"version": v["version"], "digest": v["digest"].hex(),
+                             "frontier": {roster.name_of(a): seq for a, seq in sorted(v["frontier"].items())}}
+                      for name, v in store.views().items()},
         }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -239,6 +244,8 @@ def cmd_status(args) -> int:
         print(f"  {name:<16} seq {h['seq']}")
     for f in doc["forks"]:
         print(f"  fork: {f['author'][:16]} seq {f['seq']}")
+    for name, v in doc["views"].items():
+        print(f"view {name} v{v['version']} digest {v['digest'][:16]}")
     return 0
 
 

@@ -347,6 +347,16 @@ class Store:
             roster.apply(event.header, event.id, enroll)
         return roster
 
+    def views(self) -> dict[str, dict]:
+        """Each materialized view's reducer version, digest and the frontier it reflects (one snapshot)."""
+        def read(txn):
+            state = txn.get(b"state", db=self._db["views.roster"]) or b""
+            version = int.from_bytes(txn.get(b"version", db=self._db["views.roster"]) or b"\0", "big")
+            with txn.cursor(db=self._db["heads"]) as cur:
+                frontier = {bytes(a): _head_from(v).seq for a, v in cur}
+            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state)), "frontier": frontier}}
+        return self._read(read)
+
     def anchor(self) -> tuple[Event, payloads.DeviceEnroll] | None:
         """The enrolment a join token vouched for on this device, if it joined by token."""
         raw = self.meta("anchor")

@@ -166,3 +166,11 @@ def test_verify_names_a_tampered_event(tmp_path):
     proc = run(home, "verify", check=False)
     assert proc.returncode == 1
     assert proc.stdout.strip().splitlines() == [f"laptop ({json.loads(run(home, 'status', '--json').stdout)['device'][:16]}) seq 2: payload does not match the header's payload hash"]
+
+
+def test_status_reports_heads_and_each_view_with_its_frontier(two_devices):
+    laptop, phone, _ = two_devices
+    status = json.loads(run(laptop, "status", "--json").stdout)
+    assert status["heads"]["laptop"]["seq"] == 2 and status["events"] == 2
+    assert status["views"]["roster"]["frontier"] == {"laptop": 2}
+    assert len(status["views"]["roster"]["digest"]) == 64
