@@ -14,10 +14,10 @@ import struct
 from dataclasses import dataclass, field
 
 from . import crypto
+from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, SizeLimitError
 from .schema import event as _schema
-from .wire import reader
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024
@@ -158,30 +158,33 @@ def decode_header(raw: bytes) -> Header:
         SizeLimitError: too large.
         DecodeError: not a valid header (framing, schema, field shapes).
     """
-    with reader(_schema.Header, raw, MAX_HEADER_BYTES, "header") as msg:
-        version = msg.formatVersion
-        if version != FORMAT_VERSION:
-            raise DecodeError(f"header format version {version} is not supported (this reader knows {FORMAT_VERSION})")
-        clock_list = msg.clock
-        if len(clock_list) > MAX_CLOCK_ENTRIES:
-            raise SizeLimitError(f"header clock has {len(clock_list)} entries, over the limit of {MAX_CLOCK_ENTRIES}")
-        header = Header(
-            group=msg.group,
-            author=msg.author,
-            epoch=msg.epoch,
-            seq=msg.seq,
-            prev=msg.prev,
-            lamport=msg.lamport,
-            clock=tuple(ClockEntry(e.author, e.epoch, e.seq) for e in clock_list),
-            time_ms=msg.time,
-            scope=msg.scope,
-            kind=msg.kind,
-            payload_hash=msg.payloadHash,
-            payload_len=msg.payloadLen,
-            payload_codec=str(msg.payloadCodec),
-        )
+    header = _HEADER_READER.read(raw, MAX_HEADER_BYTES, "header")
     check_shape(header)
     return header
+
+
+def _check_version(version: int) -> None:
+    """Raise unless this reader knows the header format `version`."""
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"header format version {version} is not supported (this reader knows {FORMAT_VERSION})")
+
+
+def _check_clock_length(n: int) -> None:
+    """Raise before a clock of more than MAX_CLOCK_ENTRIES entries is read."""
+    if n > MAX_CLOCK_ENTRIES:
+        raise SizeLimitError(f"header clock has {n} entries, over the limit of {MAX_CLOCK_ENTRIES}")
+
+
+_HEADER_READER = Reader(
+    _schema.Header,
+    ("formatVersion", "clock", "group", "author", "epoch", "seq", "prev", "lamport", "time", "scope", "kind",
+     "payloadHash", "payloadLen", "payloadCodec"),
+    Header,
+    ("format_version", "clock", "group", "author", "epoch", "seq", "prev", "lamport", "time_ms", "scope", "kind",
+     "payload_hash", "payload_len", "payload_codec"),
+    nested={"clock": Reader(_schema.ClockEntry, ("author", "epoch", "seq"), ClockEntry, ("author", "epoch", "seq"))},
+    checks={"formatVersion": _check_version, "clock": _check_clock_length},
+)
 
 
 def check_shape(h: Header) -> None:

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, InvalidValueError, SizeLimitError
 from .event import MAX_PAYLOAD_BYTES
 from .schema import payloads as _schema
-from .wire import reader
 
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
@@ -188,11 +188,8 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-_STRUCTS = {cls: getattr(_schema, cls.__name__) for cls in KINDS.values()}
 _NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
-_POINTERS = {"embedding"}
 _ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES}
-_TEXT_LISTS = {"tags", "tags_add", "tags_remove"}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
     for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState)
@@ -216,6 +213,25 @@ _NESTED_LAYOUTS = {
     "views": _layout(ViewState, {}),
 }
 _LAYOUTS = {cls: _layout(cls, _NESTED_LAYOUTS) for cls in KINDS.values()}
+
+
+def _reader(cls: type, nested: dict[str, Reader]) -> Reader:
+    """The decoder of a payload dataclass's struct; fields are read in dataclass field order."""
+    names = _FIELDS[cls]
+    return Reader(getattr(_schema, cls.__name__), [key for _, key in names], cls, [name for name, _ in names], nested)
+
+
+_EMBEDDING_READER = _reader(Embedding, {})
+_HEAD_REF_READER = _reader(HeadRef, {})
+_NESTED_READERS = {
+    "context": Reader(_schema.KeyValue, ("key", "value")),
+    "embedding": _EMBEDDING_READER,
+    "fields": _reader(MemoryField, {"embedding": _EMBEDDING_READER}),
+    "frontier": _HEAD_REF_READER,
+    "branches": _HEAD_REF_READER,
+    "views": _reader(ViewState, {}),
+}
+_READERS = {cls: _reader(cls, _NESTED_READERS) for cls in KINDS.values()}
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
 
@@ -254,39 +270,37 @@ def decode(kind: str, raw: bytes) -> Any:
 
     Raises:
         DecodeError: unknown kind, bad framing, or a field out of its range.
+        SizeLimitError: over MAX_PAYLOAD_BYTES.
     """
     cls = KINDS.get(kind)
     if cls is None:
         raise DecodeError(f"payload kind {kind!r} is unknown to this version")
-    with reader(_STRUCTS[cls], raw, MAX_PAYLOAD_BYTES, f"{kind} payload") as msg:
-        return _read(msg, cls, kind)
+    payload = _READERS[cls].read(raw, MAX_PAYLOAD_BYTES, f"{kind} payload")
+    problem = _decoded_problem(payload)
+    if problem:
+        raise DecodeError(f"{kind} payload {problem}")
+    return payload
 
 
-def _read(msg, cls: type, kind: str) -> Any:
-    """Build a payload dataclass from a reader, field by field, checking lengths and ranges."""
-    if cls is MemoryField:
-        names = [(n, k) for n, k in _FIELDS[cls] if k == msg.which()]
-    else:
-        names = _FIELDS[cls]
-    kwargs = {}
-    for name, key in names:
-        if name in _POINTERS and not msg._has(key):
+def _decoded_problem(obj: Any) -> str | None:
+    """The first problem `_field_problem` finds in a decoded payload or nested struct, or None.
+
+    A decoded vector holds Float32 values, whose sum cannot overflow a float: it is
+    finite exactly when every value is.
+    """
+    for name in _CHECKED[type(obj)]:
+        value = getattr(obj, name)
+        if value is None or name == "vector" and math.isfinite(sum(value)):
             continue
-        value = getattr(msg, key)
-        if name == "context":
-            value = tuple((kv.key, kv.value) for kv in value)
-        elif name in _NESTED:
-            nested = _NESTED[name]
-            value = _read(value, nested, kind) if nested is Embedding else tuple(_read(v, nested, kind) for v in value)
-        elif name in _ENUMS:
-            value = str(value)
-        elif name in _TEXT_LISTS or name == "vector":
-            value = tuple(value)
         problem = _field_problem(name, value)
         if problem:
-            raise DecodeError(f"{kind} payload {problem}")
-        kwargs[name] = value
-    return cls(**kwargs)
+            return problem
+        if name in _NESTED:
+            for item in value if type(value) is tuple else (value,):
+                problem = _decoded_problem(item)
+                if problem:
+                    return problem
+    return None
 
 
 _CHECKED = {

@@ -15,6 +15,14 @@ import capnp
 
 from .errors import DecodeError, SizeLimitError
 
+NESTING_LIMIT = 16
+_TABLE = struct.Struct("<II")
+
+
+def traversal_limit(raw: bytes) -> int:
+    """How many words a reader may visit in `raw`: its length in words, plus 8."""
+    return len(raw) // 8 + 8
+
 
 def check_framing(raw: bytes, limit: int, what: str) -> None:
     """Raise unless `raw` is one single-segment message of at most `limit` bytes."""
@@ -22,7 +30,7 @@ def check_framing(raw: bytes, limit: int, what: str) -> None:
         raise SizeLimitError(f"{what} is {len(raw)} bytes, over the limit of {limit}")
     if len(raw) < 8 or len(raw) % 8:
         raise DecodeError(f"{what} is {len(raw)} bytes, not a Cap'n Proto message")
-    segments_minus_one, words = struct.unpack_from("<II", raw)
+    segments_minus_one, words = _TABLE.unpack_from(raw)
     if segments_minus_one != 0:
         raise DecodeError(f"{what} has {segments_minus_one + 1} segments; exactly one is allowed")
     if 8 + 8 * words != len(raw):
@@ -46,7 +54,8 @@ def reader(struct_type, raw: bytes, limit: int, what: str) -> Iterator:
     """Open `raw` as `struct_type` after framing checks; capnp failures become DecodeError."""
     check_framing(raw, limit, what)
     try:
-        with struct_type.from_bytes(raw, traversal_limit_in_words=len(raw) // 8 + 8, nesting_limit=16) as msg:
+        with struct_type.from_bytes(raw, traversal_limit_in_words=traversal_limit(raw),
+                                    nesting_limit=NESTING_LIMIT) as msg:
             yield msg
     except (capnp.KjException, ValueError, AttributeError, UnicodeDecodeError, RuntimeError, TypeError, IndexError) as exc:
         raise DecodeError(f"{what} does not decode: {_short(exc)}") from None
