@@ -283,6 +283,9 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
             if event.id != store.genesis:
                 report.problems.append(Problem(h.author, 1, "founder's first event is not the group's genesis"))
             continue
+        member = roster.members.get(h.author)
+        if member is not None and member.until_seq is not None and h.seq > member.until_seq:
+            continue
         try:
             roster.check_author(h)
         except EventError as exc:

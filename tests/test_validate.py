@@ -222,3 +222,14 @@ def test_resending_held_events_after_a_revocation_is_harmless(laptop, phone):
     devices.revoke(laptop, "phone")
     assert laptop.ingest([(e.record, e.payload) for e in events]).duplicates == 3
     assert verify_store(laptop).ok
+
+
+def test_roster_event_written_concurrently_with_a_revocation_is_a_warning(laptop, phone):
+    """The phone enrols a tablet while the laptop, not having seen it, revokes the phone."""
+    from agentlog import devices
+    phone.append(payloads.DeviceEnroll(device=crypto.DeviceKey.generate().public, name="tablet"))
+    devices.revoke(laptop, "phone")
+    sync(laptop, phone)
+    report = verify_store(phone)
+    assert report.ok, report.problems
+    assert [(w.author, w.seq) for w in report.after_revocation] == [(phone.device, 1)]
