@@ -42,6 +42,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .capnp_encode import section_struct
 from .errors import DecodeError
 from .wire import NESTING_LIMIT, check_framing, traversal_limit
 
@@ -156,15 +157,7 @@ def _generate(schema, fields: Sequence[str], make: Callable | None, attrs: Seque
             body.extend(f"        {line}" for line in code)
         else:
             body.extend(f"    {line}" for line in code)
-    fmt, names, at = "<", [], 0
-    for offset in sorted(slots):
-        code, var = slots[offset]
-        if offset < at:
-            raise NotImplementedError(f"{schema.node.displayName}: overlapping fields of different sizes")
-        fmt += "x" * (offset - at) + code
-        names.append(var)
-        at = offset + struct.calcsize(code)
-    env["SECTION"] = struct.Struct(fmt + "x" * (data_bytes + 8 * node.pointerCount - at))
+    env["SECTION"], names = section_struct(schema, slots)
     unpacked = f"{', '.join(names)}," if names else "_"
     head = [f"    if dw == {node.dataWordCount} and pc >= {node.pointerCount}:",
             f"        {unpacked} = SECTION.unpack_from(buf, at)",
@@ -296,17 +289,11 @@ def _bytes(buf: bytes, pos: int, lo: int, hi: int, budget: int, what: str) -> tu
 
 def _text(buf: bytes, pos: int, lo: int, hi: int, budget: int, what: str) -> tuple[str, int]:
     """The Text that the non-null pointer at byte `pos` points to, and the budget left."""
-    if lo & 3 != 1 or hi & 7 != 2:
-        raise _Malformed(_list_problem(lo, hi, 2, what))
-    n = hi >> 3
-    at = pos + 8 + (lo >> 2 << 3)
-    budget -= n + 7 >> 3
-    if at < 8 or at + n > len(buf) or budget < 0:
-        raise _Malformed(_bounds_problem(buf, at, n, budget, what))
-    if not n or buf[at + n - 1]:
+    raw, budget = _bytes(buf, pos, lo, hi, budget, what)
+    if not raw or raw[-1]:
         raise _Malformed(f"{what}: Text is not NUL-terminated")
     try:
-        return buf[at : at + n - 1].decode(), budget
+        return raw[:-1].decode(), budget
     except UnicodeDecodeError:
         raise _Malformed(f"{what}: Text is not UTF-8") from None
 

@@ -70,6 +70,20 @@ def _getter(attrs: Sequence[str]) -> Callable[[Any], tuple]:
     return lambda obj: (get(obj),)
 
 
+def section_struct(schema, slots: dict[int, tuple[str, str]]) -> tuple[struct.Struct, list[str]]:
+    """The struct.Struct of a whole data+pointer section, given {byte offset: (format code, variable)}."""
+    node = schema.node.struct
+    fmt, names, at = "<", [], 0
+    for offset in sorted(slots):
+        code, var = slots[offset]
+        if offset < at:
+            raise NotImplementedError(f"{schema.node.displayName}: overlapping fields of different sizes")
+        fmt += "x" * (offset - at) + code
+        names.append(var)
+        at = offset + struct.calcsize(code)
+    return struct.Struct(fmt + "x" * (8 * (node.dataWordCount + node.pointerCount) - at)), names
+
+
 def _generate(schema, fields: Sequence[str], nested: dict[str, Layout]) -> tuple[str, dict]:
     """Source of `fill(parts, at, end, values) -> (section bytes, end)` for one struct, and its globals.
 
@@ -108,15 +122,7 @@ def _generate(schema, fields: Sequence[str], nested: dict[str, Layout]) -> tuple
             body.extend(f"        {line}" for line in code)
         else:
             body.extend(f"    {line}" for line in code)
-    fmt, names, at = "<", [], 0
-    for offset in sorted(slots):
-        code, var = slots[offset]
-        if offset < at:
-            raise NotImplementedError(f"{schema.node.displayName}: overlapping fields of different sizes")
-        fmt += "x" * (offset - at) + code
-        names.append(var)
-        at = offset + struct.calcsize(code)
-    env["SECTION"] = struct.Struct(fmt + "x" * (data_bytes + 8 * node.pointerCount - at))
+    env["SECTION"], names = section_struct(schema, slots)
     head = [f"    {''.join(f'v{i}, ' for i in range(len(fields)))}= values"] + [f"    {var} = 0" for var in sorted(unset)]
     source = "def fill(parts, at, end, values):\n" + "\n".join(head + body) + "\n"
     return source + f"    return SECTION.pack({', '.join(names)}), end\n", env
