@@ -174,3 +174,33 @@ def test_status_reports_heads_and_each_view_with_its_frontier(two_devices):
     assert status["heads"]["laptop"]["seq"] == 2 and status["events"] == 2
     assert status["views"]["roster"]["frontier"] == {"laptop": 2}
     assert len(status["views"]["roster"]["digest"]) == 64
+
+
+def stderr_on_a_terminal(home, *args) -> bytes:
+    """Run agentlog with stderr on a pseudo-terminal; what it wrote there."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "agentlog", "--home", str(home), *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child_fd)
+    os.close(child_fd)
+    assert proc.wait(timeout=60) == 0
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main_fd)
+    return seen
+
+
+def test_verify_shows_progress_on_a_terminal_only(tmp_path):
+    home = tmp_path / "h"
+    run(home, "init", "--name", "laptop")
+    assert b"verify: 1/1 (100%)" in stderr_on_a_terminal(home, "verify")
+    assert b"verify:" not in stderr_on_a_terminal(home, "verify", "--json")
+    assert "verify:" not in run(home, "verify").stderr
