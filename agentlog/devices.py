@@ -38,9 +38,15 @@ def parse_device_id(text: str) -> bytes:
 
 
 def enroll(store: Store, device: bytes, name: str) -> str:
-    """Append a device.enroll for `device` and return the join token for it."""
+    """Append a device.enroll for `device` and return the join token for it.
+
+    For a device already enrolled under this name that has not written yet (its token
+    was lost), the token for the existing enrolment is printed again instead.
+    """
     roster = store.roster()
     known = roster.members.get(device)
+    if known is not None and known.active and known.name == name and device not in store.heads():
+        return _token(store, store.get(known.enrolled_by[0].id), device, name)
     if known is not None and (known.enrolled or known.until_seq is not None):
         raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
     if len(roster.members) >= MAX_DEVICES:
@@ -49,8 +55,11 @@ def enroll(store: Store, device: bytes, name: str) -> str:
         raise UsageError("device name must be 1 to 64 printable characters")
     if any(m.name == name and m.active for m in roster.enrolled_members()):
         raise UsageError(f"an active device is already named {name!r}; choose another --name")
-    eid = store.append(payloads.DeviceEnroll(device=device, name=name))
-    event = store.get(eid)
+    return _token(store, store.get(store.append(payloads.DeviceEnroll(device=device, name=name))), device, name)
+
+
+def _token(store: Store, event, device: bytes, name: str) -> str:
+    """The join token for `device`, carrying its signed enrolment `event`."""
     fields = dict(
         formatVersion=1, group=store.group, founder=store.founder, genesis=store.genesis, device=device,
         name=name, enrollHeader=event.record, enrollPayload=event.payload,

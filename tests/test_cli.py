@@ -204,3 +204,14 @@ def test_verify_shows_progress_on_a_terminal_only(tmp_path):
     assert b"verify: 1/1 (100%)" in stderr_on_a_terminal(home, "verify")
     assert b"verify:" not in stderr_on_a_terminal(home, "verify", "--json")
     assert "verify:" not in run(home, "verify").stderr
+
+
+def test_lost_token_can_be_printed_again_until_the_device_writes(tmp_path):
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    run(laptop, "init", "--name", "laptop")
+    device_id = run(phone, "init", "--name", "phone", "--join").stdout.strip()
+    run(laptop, "devices", "add", device_id, "--name", "phone")
+    again = run(laptop, "devices", "add", device_id, "--name", "phone").stdout.strip()
+    assert again.startswith("agentlog-join:") and len(json.loads(run(laptop, "log", "--json").stdout)) == 2
+    run(phone, "devices", "join", again)
+    assert_one_line_error(run(laptop, "devices", "add", device_id, "--name", "other", check=False), "already known")
