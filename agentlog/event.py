@@ -227,6 +227,11 @@ def event_id(header_bytes: bytes) -> bytes:
     return crypto.blake2b256(header_bytes)
 
 
+def record_id(record: bytes) -> bytes:
+    """The id of the event a stored record (header ++ signature) holds."""
+    return event_id(record[: -crypto.SIG_LEN])
+
+
 def split_record(record: bytes) -> tuple[bytes, bytes]:
     """Split a stored record into (header bytes, signature)."""
     if len(record) <= crypto.SIG_LEN:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from .capnp_decode import Reader
@@ -202,36 +203,22 @@ def _layout(cls: type, nested: dict[str, Layout]) -> Layout:
     return Layout(getattr(_schema, cls.__name__), [key for _, key in names], [name for name, _ in names], nested)
 
 
-_EMBEDDING = _layout(Embedding, {})
-_HEAD_REF = _layout(HeadRef, {})
-_NESTED_LAYOUTS = {
-    "context": Layout(_schema.KeyValue, ("key", "value")),
-    "embedding": _EMBEDDING,
-    "fields": _layout(MemoryField, {"embedding": _EMBEDDING}),
-    "frontier": _HEAD_REF,
-    "branches": _HEAD_REF,
-    "views": _layout(ViewState, {}),
-}
-_LAYOUTS = {cls: _layout(cls, _NESTED_LAYOUTS) for cls in KINDS.values()}
-
-
 def _reader(cls: type, nested: dict[str, Reader]) -> Reader:
     """The decoder of a payload dataclass's struct; fields are read in dataclass field order."""
     names = _FIELDS[cls]
     return Reader(getattr(_schema, cls.__name__), [key for _, key in names], cls, [name for name, _ in names], nested)
 
 
-_EMBEDDING_READER = _reader(Embedding, {})
-_HEAD_REF_READER = _reader(HeadRef, {})
-_NESTED_READERS = {
-    "context": Reader(_schema.KeyValue, ("key", "value")),
-    "embedding": _EMBEDDING_READER,
-    "fields": _reader(MemoryField, {"embedding": _EMBEDDING_READER}),
-    "frontier": _HEAD_REF_READER,
-    "branches": _HEAD_REF_READER,
-    "views": _reader(ViewState, {}),
-}
-_READERS = {cls: _reader(cls, _NESTED_READERS) for cls in KINDS.values()}
+def _codecs(make: Callable, key_value) -> dict[type, Any]:
+    """One encoder or decoder per kind, built by `make(cls, nested)`, sharing the nested ones."""
+    embedding, head_ref = make(Embedding, {}), make(HeadRef, {})
+    nested = {"context": key_value, "embedding": embedding, "fields": make(MemoryField, {"embedding": embedding}),
+              "frontier": head_ref, "branches": head_ref, "views": make(ViewState, {})}
+    return {cls: make(cls, nested) for cls in KINDS.values()}
+
+
+_LAYOUTS = _codecs(_layout, Layout(_schema.KeyValue, ("key", "value")))
+_READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
 

@@ -28,7 +28,7 @@ import lmdb
 from . import crypto, payloads
 from .errors import EventError, ForkError, StoreError, UsageError
 from . import roster as roster_module
-from .event import ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id
+from .event import ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, record_id
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
@@ -105,7 +105,7 @@ class _TxnLog:
 
     def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
         raw = self._txn.get(event_key(author, epoch, seq), db=self._store._db["events"])
-        return event_id(raw[: -crypto.SIG_LEN]) if raw else None
+        return record_id(raw) if raw else None
 
 
 class Store:
@@ -319,13 +319,13 @@ class Store:
 
     def _record_fork(self, fork: ForkError, batch) -> None:
         """Keep both signed records of a fork as proof, even when the batch held both."""
-        candidates = {event_id(record[: -crypto.SIG_LEN]): record for record, _ in batch}
+        candidates = {record_id(record): record for record, _ in batch}
 
         def write(txn):
             pos = event_key(fork.author, decode_record(candidates[fork.incoming]).header.epoch, fork.seq)
             stored = txn.get(pos, db=self._db["events"])
             if stored is not None:
-                candidates[event_id(stored[: -crypto.SIG_LEN])] = bytes(stored)
+                candidates[record_id(stored)] = bytes(stored)
             for eid in (fork.existing, fork.incoming):
                 if eid in candidates:
                     txn.put(pos + eid, candidates[eid], db=self._db["forks"])
@@ -447,7 +447,7 @@ class Store:
             for pos, records in sorted(found.items()):
                 author, (epoch, seq) = pos[:32], _POS.unpack_from(pos, 32)
                 kept = txn.get(pos, db=self._db["events"])
-                kept_id = event_id(kept[: -crypto.SIG_LEN]) if kept else None
+                kept_id = record_id(kept) if kept else None
                 out.append(ForkProof(author, epoch, seq, kept_id, tuple(sorted(records.items()))))
             return out
         return self._read(read)

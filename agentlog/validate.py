@@ -72,12 +72,12 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
     h = event.header
     if h.group != log.group:
         raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", h.author, h.seq)
-    existing = log.id_at(h.author, h.epoch, h.seq)
+    head = log.head(h.author)
+    expected = 1 if head is None else head.seq + 1
+    existing = log.id_at(h.author, h.epoch, h.seq) if h.seq < expected else None
     if existing == event.id:
         raise Duplicate()
     _check_enrolment(event, log)
-    head = log.head(h.author)
-    expected = 1 if head is None else head.seq + 1
     if h.seq < expected:
         if existing is None:
             raise SequenceError(f"epoch {h.epoch} seq {h.seq} does not continue this author's chain", h.author, h.seq)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import crypto
 from .errors import EventError, StoreError
-from .event import decode_record
+from .event import decode_record, record_id
 from .roster import Roster
 from .store import Store, event_key
 from .validate import ROSTER_KINDS, check_payload
@@ -256,7 +256,7 @@ def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | Non
         if hi is not None and eid >= hi:
             break
         record = txn.get(key, db=store.db("events"))
-        if record is None or crypto.blake2b256(record[: -crypto.SIG_LEN]) != eid:
+        if record is None or record_id(record) != eid:
             author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
             out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
         found = cur.next()
@@ -314,7 +314,7 @@ def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, t
                 report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
                 continue
             record = txn.get(event_key(author, head.epoch, head.seq), db=store.db("events"))
-            if record is None or crypto.blake2b256(record[: -crypto.SIG_LEN]) != head.id:
+            if record is None or record_id(record) != head.id:
                 report.problems.append(Problem(author, head.seq, "head does not name the event stored at its seq"))
 
 
