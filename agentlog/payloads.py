@@ -22,6 +22,7 @@ from .schema import payloads as _schema
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
 POLICIES = ("unchanged", "sticky", "vote", "reconfirm")
+VALUE_TYPES = ("unchanged", "text", "bool", "number", "choice")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,11 +66,14 @@ class PrefConfig:
     setting: str
     policy: str = "unchanged"
     half_life_ms: int = 0
+    value_type: str = "unchanged"
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrefConfirm:
     setting: str
+    baseline: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +81,7 @@ class OverrideSet:
     setting: str
     value: str
     context: Context = ()
+    baseline: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +195,7 @@ def _camel(name: str) -> str:
 
 
 _NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
-_ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES}
+_ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES, "value_type": VALUE_TYPES}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
     for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState)

@@ -48,20 +48,32 @@ enum OverridePolicy {
   reconfirm @3;
 }
 
-struct PrefConfig {                  # kind "pref.config": per-setting policy and decay
+enum ValueType {
+  unchanged @0;
+  text @1;
+  bool @2;                           # "true" | "false"
+  number @3;                         # canonical decimal, e.g. "-1.5", "20"
+  choice @4;                         # one of `choices`
+}
+
+struct PrefConfig {                  # kind "pref.config": per-setting policy, decay and value type
   setting @0 :Text;
   policy @1 :OverridePolicy;         # unchanged keeps the current policy
   halfLifeMs @2 :UInt64;             # 0 keeps the current half-life
+  valueType @3 :ValueType;           # unchanged keeps the current type
+  choices @4 :List(Text);            # the allowed values when valueType is choice
 }
 
 struct PrefConfirm {                 # kind "pref.confirm": re-confirm a stale override
   setting @0 :Text;
+  baseline @1 :Text;                 # the shared belief the device accepts living beside ("" = none)
 }
 
 struct OverrideSet {                 # kind "override.set": this device only (scope device:<id>)
   setting @0 :Text;
   value @1 :Text;
-  context @2 :List(KeyValue);
+  context @2 :List(KeyValue);        # must be empty: an override holds in every context on its device
+  baseline @3 :Text;                 # the shared belief when the override was set ("" = none)
 }
 
 struct OverrideClear {               # kind "override.clear"

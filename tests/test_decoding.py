@@ -90,7 +90,7 @@ def _reference_read(msg, cls: type, kind: str):
                      else tuple(_reference_read(v, nested, kind) for v in value))
         elif name in payloads._ENUMS:
             value = str(value)
-        elif name in ("tags", "tags_add", "tags_remove", "vector"):
+        elif name in ("tags", "tags_add", "tags_remove", "vector", "choices"):
             value = tuple(value)
         problem = payloads._field_problem(name, value)
         if problem:
@@ -132,7 +132,8 @@ VALUES = {
     "weight_milli": st.one_of(st.integers(0, 1_000_000_000), U32), "confidence_bp": st.one_of(st.integers(0, 10_000), U16),
     "decision": SOME_BYTES, "device": SOME_BYTES, "author": SOME_BYTES, "id": SOME_BYTES, "digest": SOME_BYTES,
     "entry": SOME_BYTES, "state": st.binary(max_size=20),
-    "policy": st.sampled_from(payloads.POLICIES), "type": st.sampled_from(payloads.MEMORY_TYPES),
+    "policy": st.sampled_from(payloads.POLICIES), "value_type": st.sampled_from(payloads.VALUE_TYPES),
+    "baseline": TEXT, "choices": st.lists(TEXT, max_size=3).map(tuple), "type": st.sampled_from(payloads.MEMORY_TYPES),
     "half_life_ms": U64, "until_seq": U64, "epoch": U32, "seq": U64, "version": U32,
     "tags": st.lists(TEXT, max_size=3).map(tuple), "tags_add": st.lists(TEXT, max_size=3).map(tuple),
     "tags_remove": st.lists(TEXT, max_size=3).map(tuple), "embedding": st.none() | EMBEDDINGS,

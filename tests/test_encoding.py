@@ -140,7 +140,9 @@ HEAD_REFS = st.builds(payloads.HeadRef, author=ID, epoch=U32, seq=U64, id=ID)
 ANY_PAYLOAD = st.one_of(
     st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=MILLI),
     st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=BP, reason=TEXT),
-    st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=U64),
+    st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=U64,
+              value_type=st.sampled_from(payloads.VALUE_TYPES), choices=st.lists(TEXT, max_size=3).map(tuple)),
+    st.builds(payloads.OverrideSet, setting=TEXT, value=TEXT, context=CONTEXT, baseline=TEXT),
     st.builds(payloads.MemoryPut, entry=ENTRY, type=st.sampled_from(payloads.MEMORY_TYPES),
               content=TEXT, tags=st.lists(TEXT, max_size=4).map(tuple), confidence_bp=BP,
               embedding=st.none() | EMBEDDINGS),
