@@ -21,20 +21,22 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import lmdb
 
-from . import crypto, payloads
+from . import crypto, payloads, pref_view
 from .errors import EventError, ForkError, StoreError, UsageError
 from . import roster as roster_module
 from .event import ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, record_id
+from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
-_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", "meta")
+_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", *pref_view.DBS, "meta")
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 
@@ -71,6 +73,33 @@ def pack_anchor(record: bytes, payload: bytes) -> bytes:
 def unpack_anchor(raw: bytes) -> tuple[Event, payloads.DeviceEnroll]:
     n = int.from_bytes(raw[:4], "big")
     return decode_record(raw[4 : 4 + n]), payloads.decode("device.enroll", raw[4 + n :])
+
+
+def _time_of(db: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
+    """The author's clock on a stored event (or on the enrolment a join token vouched for)."""
+    raw = txn.get(event_key(author, epoch, seq), db=db["events"])
+    if raw is not None:
+        return decode_record(bytes(raw)).header.time_ms
+    anchor = txn.get(b"anchor", db=db["meta"])
+    if anchor:
+        h = unpack_anchor(bytes(anchor))[0].header
+        if (h.author, h.epoch, h.seq) == (author, epoch, seq):
+            return h.time_ms
+    return None
+
+
+def _event_of(db: dict, txn, eid: bytes):
+    """(header, id, decoded payload or None) of a stored event, or None."""
+    key = txn.get(eid, db=db["ids"])
+    record = txn.get(key, db=db["events"]) if key else None
+    if record is None:
+        return None
+    event = decode_record(bytes(record))
+    raw = txn.get(key, db=db["payloads"])
+    decoded = None
+    if raw is not None and event.header.kind in payloads.KINDS and event.header.payload_codec == "plain":
+        decoded = payloads.decode(event.header.kind, bytes(raw))
+    return event.header, event.id, decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +152,11 @@ class Store:
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         self._check_layout()
+        self._pref = PrefView(self._db, partial(_time_of, self._db), partial(_event_of, self._db))
         if self._read(lambda txn: txn.get(b"version", db=self._db["views.roster"])) != _ROSTER_VERSION:
             self._write(self._rebuild_roster)
+        if not self._read(self._pref.current):
+            self._write(self._pref_rebuild)
 
     def _check_layout(self) -> None:
         """Stamp a new store with the layout version; refuse one written in another layout."""
@@ -222,7 +254,7 @@ class Store:
         clock = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
         epoch, prev, seq = head.epoch, head.id, head.seq
         headers = HeaderWriter(group, me, epoch, self._now_ms())
-        rows, roster_changed = [], False
+        rows, folded, roster_changed = [], [], False
         for payload, scope in pairs:
             kind = payloads.kind_of(payload)
             body = payloads.encode(payload)
@@ -232,8 +264,9 @@ class Store:
                 seq, prev, lamport, clock, scope or (device_scope(me) if kind.startswith("override.") else "user"),
                 kind, crypto.blake2b256(body), len(body),
             )
-            clock = ()
             prev = event_id(header_bytes)
+            folded.append(Folded(me, epoch, seq, lamport, headers.time_ms, kind, clock, prev, payload))
+            clock = ()
             rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
             if kind in ROSTER_KINDS:
                 roster_changed |= roster.apply(decode_header(header_bytes), prev, payload)
@@ -246,6 +279,7 @@ class Store:
         txn.put(b"own_clock", _pack_clock(seen), db=db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
+        self._pref.fold(txn, folded)
         return [row[2] for row in rows]
 
     def _seen_in(self, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
@@ -298,7 +332,7 @@ class Store:
         log = _TxnLog(self, txn, roster)
         accepted = duplicates = 0
         lamport = int.from_bytes(txn.get(b"lamport", db=self._db["meta"]) or b"\0", "big")
-        roster_changed = False
+        roster_changed, folded = False, []
         for record, payload in batch:
             try:
                 event, decoded = check_event(record, payload, log)
@@ -311,10 +345,12 @@ class Store:
             lamport = max(lamport, h.lamport)
             if h.kind in ROSTER_KINDS:
                 roster_changed |= roster.apply(h, event.id, decoded)
+            folded.append(Folded.of(h, event.id, decoded))
             accepted += 1
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
+        self._pref.fold(txn, folded)
         return IngestResult(accepted, duplicates)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
@@ -352,10 +388,20 @@ class Store:
         def read(txn):
             state = txn.get(b"state", db=self._db["views.roster"]) or b""
             version = int.from_bytes(txn.get(b"version", db=self._db["views.roster"]) or b"\0", "big")
-            with txn.cursor(db=self._db["heads"]) as cur:
-                frontier = {bytes(a): _head_from(v).seq for a, v in cur}
-            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state)), "frontier": frontier}}
+            frontier = self._frontier_in(txn)
+            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state)), "frontier": frontier},
+                    "pref": {"version": self._pref.version(txn), "digest": self._pref.digest(txn), "frontier": frontier}}
         return self._read(read)
+
+    def rebuild_views(self, progress: Callable[[int], None] | None = None) -> int:
+        """Drop every view and fold it again from the log in one transaction; returns the events replayed."""
+        def write(txn):
+            self._rebuild_roster(txn)
+            return self._pref_rebuild(txn, progress)
+        return self._write(write)
+
+    def _pref_rebuild(self, txn, progress: Callable[[int], None] | None = None) -> int:
+        return self._pref.rebuild(txn, folded_from_log(txn, self._db["events"], self._db["payloads"]), progress)
 
     def anchor(self) -> tuple[Event, payloads.DeviceEnroll] | None:
         """The enrolment a join token vouched for on this device, if it joined by token."""
@@ -425,7 +471,17 @@ class Store:
 
     def frontier(self) -> dict[bytes, int]:
         """Author -> highest seq held: what a peer needs to know to send what is missing."""
-        return {author: head.seq for author, head in self.heads().items()}
+        return self._read(self._frontier_in)
+
+    def _frontier_in(self, txn) -> dict[bytes, int]:
+        with txn.cursor(db=self._db["heads"]) as cur:
+            return {bytes(a): _POS.unpack_from(v)[1] for a, v in cur}
+
+    @property
+    def prefs(self):
+        """Preference operations on this store (agentlog.preferences)."""
+        from .preferences import Preferences
+        return Preferences(self, self._now_ms)
 
     def get(self, eid: bytes) -> Event | None:
         def read(txn):

@@ -1,0 +1,539 @@
+"""The preference reducer: evidence from every device folded into one belief per setting. Pure.
+
+The rules are written out, with examples, in docs/preferences.md. In short: each
+piece of evidence (observation, decision, correction) adds a decayed weight for a
+value in every context bucket its context covers; explicit statements (pref.set)
+outrank learned evidence; overrides hold on their own device under the setting's
+policy. Everything stored is an exact integer or a latest-by-(lamport, author)
+choice, so the state is a function of the set of events, whatever their order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import combinations
+from typing import Any, Protocol
+
+from . import decay
+
+VERSION = 1
+DAY_MS = 86_400_000
+DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
+MIN_HALF_LIFE_MS = 3_600_000
+MAX_HALF_LIFE_MS = 3650 * DAY_MS
+LEAD_MS = DAY_MS                 # how far past what it has seen from others a device's clock may count
+KEEP_HALVINGS = 64               # evidence older than this many half-lives before the newest is dropped
+DECISION_WEIGHT = 500            # milli, at confidence 1.0: the agent's own choice is weak evidence
+CORRECTION_FOR = 4000            # milli, for the value the user wanted
+CORRECTION_AGAINST = 2000        # milli, against the value the agent chose
+VOTE_WEIGHT = 3000               # milli: an override under the vote policy
+MIN_BUCKET_WEIGHT = 1.0          # decayed weight a context bucket needs before it answers
+CONFIDENCE_PRIOR = 1.0           # pseudo-weight that keeps thin evidence from looking sure
+UNCERTAIN_BELOW = 0.4
+MAX_SETTING_LEN = 128
+MAX_VALUE_LEN = 1024
+MAX_CONTEXT_KEYS = 4
+MAX_CONTEXT_LEN = 64
+MAX_CHOICES = 64
+POLICIES = ("sticky", "vote", "reconfirm")
+VALUE_TYPES = ("text", "bool", "number", "choice")
+DEFAULT_POLICY = "sticky"
+EVIDENCE_KINDS = frozenset({"observation", "decision", "correction"})
+KINDS = EVIDENCE_KINDS | {"pref.set", "pref.forget", "pref.config", "pref.confirm", "override.set", "override.clear"}
+
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?")
+_CONTEXT_KEY = re.compile(r"[A-Za-z0-9_.:-]+")
+SEP = "\x1f"
+
+
+# -- names and values -----------------------------------------------------------
+
+def setting_problem(name: str) -> str | None:
+    """Why `name` cannot name a setting, or None."""
+    if not name:
+        return "a setting name cannot be empty"
+    if len(name) > MAX_SETTING_LEN:
+        return f"setting name is {len(name)} characters, over the limit of {MAX_SETTING_LEN}"
+    if not name.isprintable() or any(c.isspace() for c in name):
+        return f"setting name {name!r} holds a control or space character"
+    return None
+
+
+def value_problem(value: str) -> str | None:
+    """Why `value` cannot be a preference value of any type, or None."""
+    if not value:
+        return "a value cannot be empty"
+    if len(value) > MAX_VALUE_LEN:
+        return f"value is {len(value)} characters, over the limit of {MAX_VALUE_LEN}"
+    if not value.isprintable():
+        return f"value {value[:40]!r} holds a control character"
+    return None
+
+
+def context_problem(context: Iterable[tuple[str, str]]) -> str | None:
+    """Why a context (key=value pairs) is not allowed, or None."""
+    pairs = list(context)
+    if len(pairs) > MAX_CONTEXT_KEYS:
+        return f"context has {len(pairs)} keys, over the limit of {MAX_CONTEXT_KEYS}"
+    if len({k for k, _ in pairs}) != len(pairs):
+        return "context names a key twice"
+    for k, v in pairs:
+        if not _CONTEXT_KEY.fullmatch(k) or len(k) > MAX_CONTEXT_LEN:
+            return f"context key {k!r} must be 1 to {MAX_CONTEXT_LEN} of A-Z a-z 0-9 _ . : -"
+        if not v or len(v) > MAX_CONTEXT_LEN or not v.isprintable():
+            return f"context value for {k!r} must be 1 to {MAX_CONTEXT_LEN} printable characters"
+    return None
+
+
+def typed_problem(value: str, value_type: str, choices: tuple[str, ...]) -> str | None:
+    """Why `value` is not of the setting's type, or None."""
+    if value_type == "bool" and value not in ("true", "false"):
+        return f"{value!r} is not a bool (true or false)"
+    if value_type == "number" and not _NUMBER.fullmatch(value):
+        return f"{value!r} is not a number in canonical form (like 20, -1.5)"
+    if value_type == "choice" and value not in choices:
+        return f"{value!r} is not one of {', '.join(choices)}"
+    return None
+
+
+def normalize(value: str, value_type: str) -> str:
+    """The canonical spelling of a value a user typed (yes -> true, 1.50 -> 1.5); others unchanged."""
+    v = value.strip()
+    if value_type == "bool":
+        return {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(v.lower(), v.lower())
+    if value_type == "number":
+        from decimal import Decimal
+        try:
+            d = Decimal(v)
+        except (ArithmeticError, ValueError):
+            return value
+        if not d.is_finite():
+            return value
+        text = format(d.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    return value
+
+
+def bucket_key(context: Iterable[tuple[str, str]]) -> str:
+    """The key of a context bucket: sorted k=v pairs; "" is the bucket of every context."""
+    return SEP.join(f"{k}={v}" for k, v in sorted(context))
+
+
+def buckets_of(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """Every bucket evidence in `context` counts in: each subset of its pairs, most specific first."""
+    pairs = sorted(context)
+    return tuple(bucket_key(c) for n in range(len(pairs), -1, -1) for c in combinations(pairs, n))
+
+
+def effective_time(time_ms: int, seen_ms: int | None) -> int:
+    """The time evidence counts at: its author's clock, but at most LEAD_MS past the newest
+    time its author had seen from another device (no cap while it has seen none)."""
+    return time_ms if seen_ms is None else min(time_ms, seen_ms + LEAD_MS)
+
+
+# -- evidence -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One weight for one value in a context (and every bucket it covers), indexed per setting by effective time."""
+
+    eff: int
+    eid: bytes
+    role: int                # 0, or 1 for a correction's weight against the chosen value
+    kind: str
+    value: str
+    context: str             # bucket key of the full context
+    weight: int              # milli, signed
+    lamport: int
+    author: bytes
+    time_ms: int
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return _subsets(self.context)
+
+    def to_bytes(self) -> bytes:
+        value = self.value.encode()
+        return (_EVIDENCE.pack(_KIND_CODES[self.kind], self.weight, self.lamport, self.time_ms, self.author, len(value))
+                + value + self.context.encode())
+
+    @classmethod
+    def from_bytes(cls, eff: int, eid: bytes, role: int, raw: bytes) -> "Evidence":
+        code, weight, lamport, time_ms, author, n = _EVIDENCE.unpack_from(raw)
+        at = _EVIDENCE.size
+        return cls(eff, eid, role, _KIND_NAMES[code], raw[at : at + n].decode(), raw[at + n :].decode(), weight,
+                   lamport, author, time_ms)
+
+
+_EVIDENCE = struct.Struct(">BqQQ32sH")
+_KIND_NAMES = ("observation", "decision", "correction")
+_KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
+
+
+@lru_cache(maxsize=4096)
+def _subsets(context: str) -> tuple[str, ...]:
+    return buckets_of(tuple(_bucket_pairs(context).items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What the reducer needs of one event: its place, effective time, id and decoded payload."""
+
+    author: bytes
+    epoch: int
+    seq: int
+    lamport: int
+    time_ms: int
+    eff: int
+    kind: str
+    eid: bytes
+    payload: Any
+
+
+def setting_of(fact: Fact) -> str | None:
+    """The setting a preference event is about (corrections: their decision's, found by the caller)."""
+    return getattr(fact.payload, "setting", None)
+
+
+def evidence_of(fact: Fact, decision: Fact | None = None) -> list[Evidence]:
+    """The evidence an observation, decision or (with its decision) correction gives; [] if malformed."""
+    p = fact.payload
+    if fact.kind == "correction":
+        if decision is None or decision.kind != "decision":
+            return []
+        d = decision.payload
+        if value_problem(p.value) or not _usable(d.setting, d.value, d.context):
+            return []
+        ctx = bucket_key(d.context)
+        base = (fact.eff, fact.eid)
+        return [Evidence(*base, 0, "correction", p.value, ctx, CORRECTION_FOR, fact.lamport, fact.author, fact.time_ms),
+                Evidence(*base, 1, "correction", d.value, ctx, -CORRECTION_AGAINST, fact.lamport, fact.author,
+                         fact.time_ms)]
+    if not _usable(p.setting, p.value, p.context):
+        return []
+    weight = p.weight_milli if fact.kind == "observation" else p.confidence_bp * DECISION_WEIGHT // 10000
+    if weight == 0:
+        return []
+    return [Evidence(fact.eff, fact.eid, 0, fact.kind, p.value, bucket_key(p.context), weight, fact.lamport,
+                     fact.author, fact.time_ms)]
+
+
+def _usable(setting: str, value: str, context) -> bool:
+    return not (setting_problem(setting) or value_problem(value) or context_problem(context))
+
+
+# -- one setting's state --------------------------------------------------------------
+
+class Index(Protocol):
+    """One setting's evidence, ordered by effective time (the view's storage provides it)."""
+
+    def scan(self, lo: int, hi: int) -> Iterable[Evidence]:
+        """Evidence with lo <= eff < hi, in order."""
+
+    def put(self, ev: Evidence) -> None: ...
+
+    def delete(self, ev: Evidence) -> None: ...
+
+
+@dataclass
+class Setting:
+    """One setting's folded state: configuration, decayed sums per bucket and value, explicit
+    statements, overrides. `to_bytes` is canonical: equal sets of events give equal bytes."""
+
+    name: str
+    config: dict[str, list] = field(default_factory=dict)   # field -> [lamport, author hex, value]
+    forget: int = 0                                          # evidence below this lamport is forgotten
+    tmax: int | None = None
+    anchor: int = 0
+    sums: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # bucket -> value -> [total, old]
+    explicit: dict[str, list] = field(default_factory=dict)  # bucket -> [lamport, author hex, value, eid hex, time]
+    overrides: dict[str, dict] = field(default_factory=dict)  # device hex -> override
+
+    # configuration
+    @property
+    def half_life(self) -> int:
+        return self.config["half_life"][2] if "half_life" in self.config else DEFAULT_HALF_LIFE_MS
+
+    @property
+    def policy(self) -> str:
+        return self.config["policy"][2] if "policy" in self.config else DEFAULT_POLICY
+
+    @property
+    def value_type(self) -> tuple[str, tuple[str, ...]]:
+        if "type" in self.config:
+            kind, choices = self.config["type"][2]
+            return kind, tuple(choices)
+        return "text", ()
+
+    @property
+    def recent_ms(self) -> int:
+        """How long a change of winner counts as recent: a quarter half-life, at most a day."""
+        return min(DAY_MS, self.half_life // 4)
+
+    def to_bytes(self) -> bytes:
+        sums = {b: {v: s for v, s in sorted(vals.items()) if s != [0, 0]} for b, vals in sorted(self.sums.items())}
+        doc = {"config": self.config, "forget": self.forget, "tmax": self.tmax, "anchor": self.anchor,
+               "sums": {b: v for b, v in sums.items() if v}, "explicit": self.explicit, "overrides": self.overrides}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, name: str, raw: bytes) -> "Setting":
+        d = json.loads(raw)
+        return cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
+
+    # evidence
+    def _add_term(self, ev: Evidence, old: bool, sign: int = 1) -> None:
+        t = sign * decay.term(ev.weight, ev.eff, self.half_life, self.anchor)
+        for b in ev.buckets:
+            s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
+            s[0] += t
+            if old:
+                s[1] += t
+
+    def add(self, ev: Evidence, index: Index) -> None:
+        """Fold one piece of evidence in, O(1) amortized (the cut-offs only move forward)."""
+        if ev.lamport < self.forget:
+            return
+        index.put(ev)
+        if self.tmax is None:
+            self.tmax, self.anchor = ev.eff, decay.halvings(ev.eff, self.half_life) - KEEP_HALVINGS
+            self._add_term(ev, False)
+        elif ev.eff > self.tmax:
+            self._add_term(ev, False)
+            self._advance(ev.eff, index)
+        elif ev.eff >= self.anchor * self.half_life:
+            self._add_term(ev, ev.eff <= self.tmax - self.recent_ms)
+
+    def _advance(self, tmax: int, index: Index) -> None:
+        """Move the newest time: promote evidence out of the recent window, drop what is too old."""
+        h = self.half_life
+        floor = self.anchor * h
+        for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
+            for b in ev.buckets:
+                self.sums[b][ev.value][1] += decay.term(ev.weight, ev.eff, h, self.anchor)
+        anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
+        if anchor > self.anchor:
+            for ev in index.scan(floor, anchor * h):
+                self._add_term(ev, True, -1)
+            shift = anchor - self.anchor
+            for vals in self.sums.values():
+                for s in vals.values():
+                    s[0] >>= shift
+                    s[1] >>= shift
+            self.anchor = anchor
+        self.tmax = tmax
+
+    def recompute(self, everything: Iterable[Evidence]) -> None:
+        """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""
+        kept = [ev for ev in everything if ev.lamport >= self.forget]
+        self.sums = {}
+        if not kept:
+            self.tmax, self.anchor = None, 0
+            return
+        h = self.half_life
+        self.tmax = max(ev.eff for ev in kept)
+        self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
+        floor, cut = self.anchor * h, self.tmax - self.recent_ms
+        for ev in kept:
+            if ev.eff >= floor:
+                self._add_term(ev, ev.eff <= cut)
+
+    # statements, configuration, overrides
+    def state(self, fact: Fact) -> str:
+        """Apply a non-evidence preference event; returns "recompute" when the sums must be folded again."""
+        p, who = fact.payload, [fact.lamport, fact.author.hex()]
+        if fact.kind == "pref.set":
+            if value_problem(p.value) or context_problem(p.context) or fact.lamport < self.forget:
+                return ""
+            b = bucket_key(p.context)
+            entry = [*who, p.value, fact.eid.hex(), fact.time_ms]
+            if b not in self.explicit or _later(entry, self.explicit[b]):
+                self.explicit[b] = entry
+        elif fact.kind == "pref.forget":
+            if fact.lamport > self.forget:
+                self.forget = fact.lamport
+                self.explicit = {b: e for b, e in self.explicit.items() if e[0] >= self.forget}
+                return "recompute"
+        elif fact.kind == "pref.config":
+            return self._configure(fact, who)
+        elif fact.kind in ("override.set", "override.clear", "pref.confirm"):
+            self._override(fact)
+        return ""
+
+    def _configure(self, fact: Fact, who: list) -> str:
+        p, changes = fact.payload, {}
+        if p.policy != "unchanged":
+            changes["policy"] = p.policy
+        if p.half_life_ms and MIN_HALF_LIFE_MS <= p.half_life_ms <= MAX_HALF_LIFE_MS:
+            changes["half_life"] = p.half_life_ms
+        if p.value_type != "unchanged" and (p.value_type != "choice" or 0 < len(p.choices) <= MAX_CHOICES):
+            changes["type"] = [p.value_type, list(p.choices) if p.value_type == "choice" else []]
+        before = self.half_life
+        for name, value in changes.items():
+            if name not in self.config or _later([*who, value], self.config[name]):
+                self.config[name] = [*who, value]
+        return "recompute" if self.half_life != before else ""
+
+    def _override(self, fact: Fact) -> None:
+        p, device, pos = fact.payload, fact.author.hex(), [fact.epoch, fact.seq]
+        current = self.overrides.get(device)
+        if current is not None and pos <= current["pos"]:
+            return
+        if fact.kind == "override.set":
+            if p.context or value_problem(p.value):
+                return
+            self.overrides[device] = {"value": p.value, "baseline": p.baseline, "pos": pos, "eff": fact.eff,
+                                      "eid": fact.eid.hex(), "time": fact.time_ms}
+        elif fact.kind == "override.clear":
+            self.overrides[device] = {"value": None, "pos": pos}
+        elif current is not None and current["value"] is not None:
+            current.update(baseline=p.baseline, pos=pos)
+
+
+def _later(a: list, b: list) -> bool:
+    """Whether entry a = [lamport, author hex, ...] is ordered after b: higher lamport, then author."""
+    return (a[0], a[1]) > (b[0], b[1])
+
+
+# -- answers ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A preference lookup's result (see docs/preferences.md for each field)."""
+
+    setting: str
+    value: str | None
+    confidence: float
+    source: str                  # override | explicit | learned | default
+    uncertain: bool
+    stale_override: bool
+    bucket: str | None = None    # the context bucket that answered ("" = every context)
+    scores: tuple[tuple[str, float], ...] = ()   # learned weight per value in that bucket, highest first
+
+    def to_json(self) -> dict:
+        return {"setting": self.setting, "value": self.value, "confidence": round(self.confidence, 4),
+                "source": self.source, "uncertain": self.uncertain, "stale_override": self.stale_override,
+                "context_bucket": None if self.bucket is None else _bucket_pairs(self.bucket),
+                "scores": {v: round(s, 4) for v, s in self.scores}}
+
+
+def _bucket_pairs(bucket: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in bucket.split(SEP)) if bucket else {}
+
+
+def default_answer(setting: str) -> Answer:
+    return Answer(setting, None, 0.0, "default", False, False)
+
+
+def lookup_buckets(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """Buckets a lookup in `context` consults, most specific first (ties: by key)."""
+    pairs = sorted(context)
+    return tuple(b for n in range(len(pairs), -1, -1) for b in sorted(bucket_key(c) for c in combinations(pairs, n)))
+
+
+def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms: int) -> Answer:
+    """The belief on `device` (hex id) in `context` at `now_ms`."""
+    kind, choices = s.value_type
+    ok = (lambda v: True) if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)
+    buckets = lookup_buckets(context)
+    ov = s.overrides.get(device)
+    if ov is not None and (ov["value"] is None or not ok(ov["value"])):
+        ov = None
+    shared = _shared(s, buckets, ok, now_ms, None)
+    if ov is None:
+        return shared
+    moved = (shared.value or "") != ov["baseline"]
+    if s.policy == "vote" and moved:
+        voted = _shared(s, buckets, ok, now_ms, ov)
+        return Answer(s.name, voted.value, voted.confidence, voted.source, voted.uncertain, True, voted.bucket,
+                      voted.scores)
+    stale = moved and s.policy == "reconfirm"
+    return Answer(s.name, ov["value"], 1.0, "override", stale, stale)
+
+
+def _shared(s: Setting, buckets: tuple[str, ...], ok, now_ms: int, vote: dict | None) -> Answer:
+    """The belief every device shares (explicit, else learned), with an override's vote when given."""
+    for b in buckets:
+        e = s.explicit.get(b)
+        if e is not None and ok(e[2]):
+            return Answer(s.name, e[2], 1.0, "explicit", False, False, b)
+    chosen = None
+    for b in buckets:
+        scores = _scores(s, b, ok, now_ms, vote, 0)
+        total = sum(w for w in scores.values() if w > 0)
+        if total >= MIN_BUCKET_WEIGHT or (b == "" and total > 0):
+            chosen = (b, scores, total)
+            break
+    if chosen is None:
+        return default_answer(s.name)
+    b, scores, total = chosen
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    best, runner = ranked[0], ranked[1][1] if len(ranked) > 1 else 0.0
+    if best[1] <= 0:
+        return default_answer(s.name)
+    confidence = (best[1] - max(runner, 0.0)) / (total + CONFIDENCE_PRIOR)
+    before = _winner(_scores(s, b, ok, now_ms, None, 1)) if s.tmax is not None and now_ms < s.tmax + s.recent_ms else None
+    recent = before is not None and before != best[0]
+    return Answer(s.name, best[0], confidence, "learned", confidence < UNCERTAIN_BELOW or recent, False, b,
+                  tuple((v, w) for v, w in ranked))
+
+
+def _scores(s: Setting, bucket: str, ok, now_ms: int, vote: dict | None, which: int) -> dict[str, float]:
+    """Decayed weight per value in one bucket: which=0 all evidence, 1 only what is older than the recent window."""
+    out = {v: decay.value_at(t[which], s.anchor, now_ms, s.half_life) / 1000
+           for v, t in s.sums.get(bucket, {}).items() if ok(v)}
+    if vote is not None:
+        out[vote["value"]] = out.get(vote["value"], 0.0) + decay.decayed(VOTE_WEIGHT / 1000, vote["eff"], now_ms,
+                                                                         s.half_life)
+    return out
+
+
+def _winner(scores: dict[str, float]) -> str | None:
+    best = min(scores.items(), key=lambda kv: (-kv[1], kv[0]), default=None)
+    return best[0] if best and best[1] > 0 else None
+
+
+# -- explanations ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One event behind an answer, with its weight decayed to the time of asking."""
+
+    eid: bytes
+    author: bytes
+    kind: str
+    value: str
+    time_ms: int
+    effective_ms: int
+    weight: float | None     # None: an override or explicit statement, which does not decay
+
+
+def contributions(s: Setting, a: Answer, device: str, evidence: Iterable[Evidence], now_ms: int,
+                  limit: int = 10) -> list[Contribution]:
+    """The events that decided `a`, strongest first: the override or explicit statement, else the
+    learned evidence in the bucket that answered."""
+    if a.source == "override":
+        ov = s.overrides[device]
+        return [Contribution(bytes.fromhex(ov["eid"]), bytes.fromhex(device), "override.set", ov["value"], ov["time"],
+                             ov["eff"], None)]
+    if a.source == "explicit":
+        lamport, author, value, eid, time_ms = s.explicit[a.bucket]
+        return [Contribution(bytes.fromhex(eid), bytes.fromhex(author), "pref.set", value, time_ms, time_ms, None)]
+    if a.source == "default" or a.bucket is None:
+        return []
+    floor, h = s.anchor * s.half_life, s.half_life
+    out = [Contribution(ev.eid, ev.author, ev.kind, ev.value, ev.time_ms, ev.eff,
+                        decay.decayed(ev.weight / 1000, ev.eff, now_ms, h))
+           for ev in evidence if a.bucket in ev.buckets and ev.eff >= floor and ev.lamport >= s.forget]
+    out.sort(key=lambda c: (-abs(c.weight), c.eid))
+    return out[:limit]
+
+
+def sorted_evidence(evidence: Iterable[Evidence]) -> Iterator[Evidence]:
+    """Evidence in index order (effective time, id, role)."""
+    return iter(sorted(evidence, key=lambda ev: (ev.eff, ev.eid, ev.role)))

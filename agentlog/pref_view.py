@@ -1,0 +1,330 @@
+"""The preference view in LMDB: folded in the append's or ingest's own transaction, rebuilt by replay.
+
+Databases (keys big-endian, see docs/preferences.md):
+  views.pref           setting name -> Setting bytes; b"\\0version" -> reducer version
+  views.pref.evidence  skey(16) eff(8) event id(32) role(1) -> Evidence bytes   (skey = BLAKE2b-128 of the name)
+  views.pref.pending   decision id(32) correction id(32) -> correction's effective time(8): corrections
+                       whose decision has not arrived
+  views.pref.seen      author(32) -> newest time(8) the author had seen from another device
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import payloads
+from . import pref_reducer as pr
+from .event import Header, decode_record
+from .errors import EventError
+
+DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen")
+VERSION_KEY = b"\0version"
+_VERSION = pr.VERSION.to_bytes(4, "big")
+_U64 = struct.Struct(">Q")
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """One stored event as the view folds it: header fields, id and decoded payload (None if not decoded)."""
+
+    author: bytes
+    epoch: int
+    seq: int
+    lamport: int
+    time_ms: int
+    kind: str
+    clock: tuple
+    eid: bytes
+    payload: Any
+
+    @classmethod
+    def of(cls, h: Header, eid: bytes, payload: Any) -> "Folded":
+        return cls(h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload)
+
+
+def setting_key(name: str) -> bytes:
+    return hashlib.blake2b(name.encode(), digest_size=16).digest()
+
+
+def _evidence_key(skey: bytes, ev: pr.Evidence) -> bytes:
+    return skey + _U64.pack(ev.eff) + ev.eid + bytes((ev.role,))
+
+
+class _Index:
+    """One setting's evidence in LMDB, for the reducer (pr.Index)."""
+
+    def __init__(self, txn, db, skey: bytes):
+        self.txn, self.db, self.skey = txn, db, skey
+
+    def scan(self, lo: int, hi: int) -> Iterator[pr.Evidence]:
+        lo, hi = max(lo, 0), max(hi, 0)
+        if lo >= hi:
+            return
+        end = self.skey + _U64.pack(hi)
+        with self.txn.cursor(db=self.db) as cur:
+            found = cur.set_range(self.skey + _U64.pack(lo))
+            while found:
+                key = cur.key()
+                if key >= end:
+                    break
+                yield _evidence_from(key, cur.value())
+                found = cur.next()
+
+    def everything(self) -> list[pr.Evidence]:
+        return list(self.scan(0, 2**64 - 1))
+
+    def put(self, ev: pr.Evidence) -> None:
+        self.txn.put(_evidence_key(self.skey, ev), ev.to_bytes(), db=self.db)
+
+    def delete(self, ev: pr.Evidence) -> None:
+        self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
+
+
+def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
+    key = bytes(key)
+    return pr.Evidence.from_bytes(_U64.unpack_from(key, 16)[0], key[24:56], key[56], bytes(value))
+
+
+class PrefView:
+    """Folds events into the preference view and reads it, inside the store's transactions."""
+
+    def __init__(self, dbs: dict, time_of: Callable[[Any, bytes, int, int], int | None],
+                 event_of: Callable[[Any, bytes], tuple[Header, bytes, Any] | None]):
+        """`time_of(txn, author, epoch, seq)` gives a stored event's time; `event_of(txn, id)` an event's
+        header, id and decoded payload (both None when not held)."""
+        self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
+        self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
+        self._time_of, self._event_of = time_of, event_of
+
+    # -- folding ----------------------------------------------------------------
+
+    def fold(self, txn, batch: list[Folded]) -> None:
+        """Fold a batch of newly stored events, in their causal order, in O(batch)."""
+        times = {(f.author, f.epoch, f.seq): f.time_ms for f in batch}
+        facts = {}
+        open_settings: dict[str, pr.Setting] = {}
+        for f in batch:
+            eff = self._effective(txn, f, times)
+            if f.kind not in pr.KINDS or f.payload is None:
+                continue
+            fact = pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, eff, f.kind, f.eid, f.payload)
+            facts[f.eid] = fact
+            self._apply(txn, fact, facts, open_settings)
+        for name, s in open_settings.items():
+            txn.put(name.encode(), s.to_bytes(), db=self.settings)
+
+    def _effective(self, txn, f: Folded, times: dict) -> int:
+        raw = txn.get(f.author, db=self.seen)
+        seen = _U64.unpack(raw)[0] if raw else None
+        newest = seen
+        for c in f.clock:
+            t = times.get((c.author, c.epoch, c.seq))
+            if t is None:
+                t = self._time_of(txn, c.author, c.epoch, c.seq)
+            if t is not None and (newest is None or t > newest):
+                newest = t
+        if newest != seen:
+            txn.put(f.author, _U64.pack(newest), db=self.seen)
+        return pr.effective_time(f.time_ms, newest)
+
+    def _setting(self, txn, name: str, open_settings: dict) -> pr.Setting | None:
+        if pr.setting_problem(name):
+            return None
+        s = open_settings.get(name)
+        if s is None:
+            raw = txn.get(name.encode(), db=self.settings)
+            s = pr.Setting.from_bytes(name, bytes(raw)) if raw else pr.Setting(name)
+            open_settings[name] = s
+        return s
+
+    def _apply(self, txn, fact: pr.Fact, facts: dict, open_settings: dict) -> None:
+        if fact.kind == "correction":
+            decision = self._decision(txn, fact.payload.decision, facts)
+            if decision is None:
+                txn.put(fact.payload.decision + fact.eid, _U64.pack(fact.eff), db=self.pending)
+                return
+            self._add(txn, decision.payload.setting, pr.evidence_of(fact, decision), open_settings)
+            return
+        if fact.kind == "decision":
+            self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
+            for correction in self._pending_for(txn, fact.eid, facts):
+                self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
+            return
+        if fact.kind == "observation":
+            self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
+            return
+        s = self._setting(txn, fact.payload.setting, open_settings)
+        if s is not None and s.state(fact) == "recompute":
+            index = _Index(txn, self.evidence, setting_key(s.name))
+            everything = index.everything()
+            for ev in everything:
+                if ev.lamport < s.forget:
+                    index.delete(ev)
+            s.recompute(everything)
+
+    def _add(self, txn, name: str, evidence: list[pr.Evidence], open_settings: dict) -> None:
+        s = self._setting(txn, name, open_settings) if evidence else None
+        if s is not None:
+            index = _Index(txn, self.evidence, setting_key(name))
+            for ev in evidence:
+                s.add(ev, index)
+
+    def _decision(self, txn, did: bytes, facts: dict) -> pr.Fact | None:
+        """The decision a correction names, if held (its effective time is not needed)."""
+        fact = facts.get(did)
+        if fact is None:
+            found = self._event_of(txn, did)
+            if found is None:
+                return None
+            h, eid, payload = found
+            fact = pr.Fact(h.author, h.epoch, h.seq, h.lamport, h.time_ms, 0, h.kind, eid, payload)
+        return fact if fact.kind == "decision" and fact.payload is not None else None
+
+    def _pending_for(self, txn, did: bytes, facts: dict) -> list[pr.Fact]:
+        """Corrections that arrived before decision `did`, removed from the pending list."""
+        out = []
+        with txn.cursor(db=self.pending) as cur:
+            found = cur.set_range(did)
+            keys = []
+            while found and cur.key()[:32] == did:
+                keys.append((bytes(cur.key()), _U64.unpack(cur.value())[0]))
+                found = cur.next()
+        for key, eff in keys:
+            txn.delete(key, db=self.pending)
+            cid = key[32:]
+            fact = facts.get(cid)
+            if fact is None:
+                found = self._event_of(txn, cid)
+                if found is None:
+                    continue
+                h, eid, payload = found
+                fact = pr.Fact(h.author, h.epoch, h.seq, h.lamport, h.time_ms, eff, h.kind, eid, payload)
+            out.append(fact)
+        return out
+
+    # -- rebuilding -----------------------------------------------------------------
+
+    def clear(self, txn) -> None:
+        for db in (self.settings, self.evidence, self.pending, self.seen):
+            txn.drop(db, delete=False)
+
+    def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
+        """Fold the whole log again from scratch, in memory, then write the view; returns events read.
+
+        `events` yields each author's events in (epoch, seq) order, authors one after another.
+        """
+        self.clear(txn)
+        folded: list[Folded] = []
+        times: dict[tuple, int] = {}
+        for n, f in enumerate(events, 1):
+            folded.append(f)
+            times[(f.author, f.epoch, f.seq)] = f.time_ms
+            if progress and n % 10000 == 0:
+                progress(n)
+        seen: dict[bytes, int] = {}
+        facts: list[pr.Fact] = []
+        for f in folded:
+            newest = seen.get(f.author)
+            for c in f.clock:
+                t = times.get((c.author, c.epoch, c.seq))
+                if t is None:
+                    t = self._time_of(txn, c.author, c.epoch, c.seq)
+                if t is not None and (newest is None or t > newest):
+                    newest = t
+            if newest is not None:
+                seen[f.author] = newest
+            if f.kind in pr.KINDS and f.payload is not None:
+                facts.append(pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms,
+                                     pr.effective_time(f.time_ms, newest), f.kind, f.eid, f.payload))
+        self._write_rebuilt(txn, facts, seen)
+        return len(folded)
+
+    def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int]) -> None:
+        decisions = {f.eid: f for f in facts if f.kind == "decision"}
+        by_setting: dict[str, list[pr.Fact]] = {}
+        evidence: dict[str, list[pr.Evidence]] = {}
+        pending = []
+        for f in facts:
+            if f.kind == "correction":
+                d = decisions.get(f.payload.decision)
+                if d is None:
+                    pending.append((f.payload.decision + f.eid, _U64.pack(f.eff)))
+                elif not pr.setting_problem(d.payload.setting):
+                    evidence.setdefault(d.payload.setting, []).extend(pr.evidence_of(f, d))
+            elif f.kind in pr.EVIDENCE_KINDS:
+                if not pr.setting_problem(f.payload.setting):
+                    evidence.setdefault(f.payload.setting, []).extend(pr.evidence_of(f))
+            elif not pr.setting_problem(f.payload.setting):
+                by_setting.setdefault(f.payload.setting, []).append(f)
+        rows = []
+        order = {"pref.config": 0, "pref.forget": 1}
+        for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
+            s = pr.Setting(name)
+            for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq)):
+                s.state(f)
+            kept = [ev for ev in evidence.get(name, ()) if ev.lamport >= s.forget]
+            s.recompute(kept)
+            skey = setting_key(name)
+            rows.extend((_evidence_key(skey, ev), ev.to_bytes()) for ev in kept)
+            txn.put(name.encode(), s.to_bytes(), db=self.settings)
+        rows.sort()
+        txn.cursor(db=self.evidence).putmulti(rows, append=True)
+        txn.cursor(db=self.pending).putmulti(sorted(pending))
+        txn.cursor(db=self.seen).putmulti(sorted((a, _U64.pack(t)) for a, t in seen.items()), append=True)
+        txn.put(VERSION_KEY, _VERSION, db=self.settings)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def version(self, txn) -> int:
+        return int.from_bytes(txn.get(VERSION_KEY, db=self.settings) or b"\0", "big")
+
+    def current(self, txn) -> bool:
+        return txn.get(VERSION_KEY, db=self.settings) == _VERSION
+
+    def mark_current(self, txn) -> None:
+        txn.put(VERSION_KEY, _VERSION, db=self.settings)
+
+    def setting(self, txn, name: str) -> pr.Setting | None:
+        raw = txn.get(name.encode(), db=self.settings)
+        return pr.Setting.from_bytes(name, bytes(raw)) if raw else None
+
+    def names(self, txn) -> list[str]:
+        with txn.cursor(db=self.settings) as cur:
+            return [bytes(k).decode() for k in cur.iternext(keys=True, values=False) if k != VERSION_KEY]
+
+    def evidence_of(self, txn, name: str) -> list[pr.Evidence]:
+        return _Index(txn, self.evidence, setting_key(name)).everything()
+
+    def digest(self, txn) -> bytes:
+        """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
+        h = hashlib.blake2b(digest_size=32)
+        for db in (self.settings, self.evidence, self.pending, self.seen):
+            h.update(b"\xff")
+            with txn.cursor(db=db) as cur:
+                for k, v in cur:
+                    h.update(len(k).to_bytes(4, "big") + bytes(k) + len(v).to_bytes(4, "big") + bytes(v))
+        return h.digest()
+
+
+def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
+    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped."""
+    with txn.cursor(db=events_db) as cur:
+        for key, record in cur:
+            try:
+                event = decode_record(bytes(record))
+            except EventError:
+                continue
+            h = event.header
+            payload = None
+            if h.kind in pr.KINDS and h.payload_codec == "plain":
+                raw = txn.get(key, db=payloads_db)
+                if raw is not None:
+                    try:
+                        payload = payloads.decode(h.kind, bytes(raw))
+                    except EventError:
+                        payload = None
+            yield Folded.of(h, event.id, payload)
