@@ -175,6 +175,7 @@ def _check_clock_length(n: int) -> None:
         raise SizeLimitError(f"header clock has {n} entries, over the limit of {MAX_CLOCK_ENTRIES}")
 
 
+_CLOCK_READER = Reader(_schema.ClockEntry, ("author", "epoch", "seq"), ClockEntry, ("author", "epoch", "seq"))
 _HEADER_READER = Reader(
     _schema.Header,
     ("formatVersion", "clock", "group", "author", "epoch", "seq", "prev", "lamport", "time", "scope", "kind",
@@ -182,9 +183,20 @@ _HEADER_READER = Reader(
     Header,
     ("format_version", "clock", "group", "author", "epoch", "seq", "prev", "lamport", "time_ms", "scope", "kind",
      "payload_hash", "payload_len", "payload_codec"),
-    nested={"clock": Reader(_schema.ClockEntry, ("author", "epoch", "seq"), ClockEntry, ("author", "epoch", "seq"))},
+    nested={"clock": _CLOCK_READER},
     checks={"formatVersion": _check_version, "clock": _check_clock_length},
 )
+
+
+_PEEK_READER = Reader(_schema.Header, ("lamport", "time", "kind", "payloadCodec", "clock"), nested={"clock": _CLOCK_READER})
+
+
+def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ...]]:
+    """(lamport, time, kind, payload codec, clock) of a stored record, without the full header's checks.
+
+    For replaying records the store validated when it accepted them; never for input from outside.
+    """
+    return _PEEK_READER.read(record[: -crypto.SIG_LEN], MAX_HEADER_BYTES, "header")
 
 
 def check_shape(h: Header) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from . import decay
 
@@ -53,6 +53,7 @@ SEP = "\x1f"
 
 # -- names and values -----------------------------------------------------------
 
+@lru_cache(maxsize=65536)
 def setting_problem(name: str) -> str | None:
     """Why `name` cannot name a setting, or None."""
     if not name:
@@ -119,7 +120,8 @@ def normalize(value: str, value_type: str) -> str:
     return value
 
 
-def bucket_key(context: Iterable[tuple[str, str]]) -> str:
+@lru_cache(maxsize=65536)
+def bucket_key(context: tuple[tuple[str, str], ...]) -> str:
     """The key of a context bucket: sorted k=v pairs; "" is the bucket of every context."""
     return SEP.join(f"{k}={v}" for k, v in sorted(context))
 
@@ -138,8 +140,7 @@ def effective_time(time_ms: int, seen_ms: int | None) -> int:
 
 # -- evidence -------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One weight for one value in a context (and every bucket it covers), indexed per setting by effective time."""
 
     eff: int
@@ -171,6 +172,7 @@ class Evidence:
 
 
 _EVIDENCE = struct.Struct(">BqQQ32sH")
+_new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction")
 _KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
 
@@ -180,8 +182,7 @@ def _subsets(context: str) -> tuple[str, ...]:
     return buckets_of(tuple(_bucket_pairs(context).items()))
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(NamedTuple):
     """What the reducer needs of one event: its place, effective time, id and decoded payload."""
 
     author: bytes
@@ -210,20 +211,21 @@ def evidence_of(fact: Fact, decision: Fact | None = None) -> list[Evidence]:
         if value_problem(p.value) or not _usable(d.setting, d.value, d.context):
             return []
         ctx = bucket_key(d.context)
-        base = (fact.eff, fact.eid)
-        return [Evidence(*base, 0, "correction", p.value, ctx, CORRECTION_FOR, fact.lamport, fact.author, fact.time_ms),
-                Evidence(*base, 1, "correction", d.value, ctx, -CORRECTION_AGAINST, fact.lamport, fact.author,
-                         fact.time_ms)]
+        return [_new(Evidence, (fact.eff, fact.eid, 0, "correction", p.value, ctx, CORRECTION_FOR, fact.lamport,
+                                fact.author, fact.time_ms)),
+                _new(Evidence, (fact.eff, fact.eid, 1, "correction", d.value, ctx, -CORRECTION_AGAINST, fact.lamport,
+                                fact.author, fact.time_ms))]
     if not _usable(p.setting, p.value, p.context):
         return []
     weight = p.weight_milli if fact.kind == "observation" else p.confidence_bp * DECISION_WEIGHT // 10000
     if weight == 0:
         return []
-    return [Evidence(fact.eff, fact.eid, 0, fact.kind, p.value, bucket_key(p.context), weight, fact.lamport,
-                     fact.author, fact.time_ms)]
+    return [_new(Evidence, (fact.eff, fact.eid, 0, fact.kind, p.value, bucket_key(p.context), weight, fact.lamport,
+                            fact.author, fact.time_ms))]
 
 
-def _usable(setting: str, value: str, context) -> bool:
+@lru_cache(maxsize=65536)
+def _usable(setting: str, value: str, context: tuple) -> bool:
     return not (setting_problem(setting) or value_problem(value) or context_problem(context))
 
 

@@ -13,22 +13,22 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import payloads
 from . import pref_reducer as pr
-from .event import Header, decode_record
+from .event import Header, peek_record, record_id
 from .errors import EventError
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
 _U64 = struct.Struct(">Q")
+_POS = struct.Struct(">IQ")
+_CACHED_PAYLOAD, _CACHED_PAYLOADS = 256, 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class Folded:
+class Folded(NamedTuple):
     """One stored event as the view folds it: header fields, id and decoded payload (None if not decoded)."""
 
     author: bytes
@@ -227,6 +227,7 @@ class PrefView:
                 progress(n)
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
+        kinds, new = pr.KINDS, tuple.__new__
         for f in folded:
             newest = seen.get(f.author)
             for c in f.clock:
@@ -237,9 +238,9 @@ class PrefView:
                     newest = t
             if newest is not None:
                 seen[f.author] = newest
-            if f.kind in pr.KINDS and f.payload is not None:
-                facts.append(pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms,
-                                     pr.effective_time(f.time_ms, newest), f.kind, f.eid, f.payload))
+            if f.kind in kinds and f.payload is not None:
+                facts.append(new(pr.Fact, (f.author, f.epoch, f.seq, f.lamport, f.time_ms,
+                                           pr.effective_time(f.time_ms, newest), f.kind, f.eid, f.payload)))
         self._write_rebuilt(txn, facts, seen)
         return len(folded)
 
@@ -311,20 +312,27 @@ class PrefView:
 
 
 def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
-    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped."""
+    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped.
+
+    Records were validated when stored, so only the fields the view folds are read. Payloads
+    repeat (the same observation, again and again), so each distinct small one is decoded once.
+    """
+    kinds, new = pr.KINDS, tuple.__new__
+    decoded: dict[tuple[str, bytes], Any] = {}
     with txn.cursor(db=events_db) as cur:
         for key, record in cur:
             try:
-                event = decode_record(bytes(record))
+                lamport, time_ms, kind, codec, clock = peek_record(record)
+                payload = None
+                if kind in kinds and codec == "plain":
+                    raw = txn.get(key, db=payloads_db)
+                    if raw is not None:
+                        payload = decoded.get((kind, raw))
+                        if payload is None:
+                            payload = payloads.decode(kind, raw)
+                            if len(raw) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
+                                decoded[kind, raw] = payload
             except EventError:
                 continue
-            h = event.header
-            payload = None
-            if h.kind in pr.KINDS and h.payload_codec == "plain":
-                raw = txn.get(key, db=payloads_db)
-                if raw is not None:
-                    try:
-                        payload = payloads.decode(h.kind, bytes(raw))
-                    except EventError:
-                        payload = None
-            yield Folded.of(h, event.id, payload)
+            epoch, seq = _POS.unpack_from(key, 32)
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, record_id(record), payload))

@@ -29,7 +29,8 @@ import lmdb
 from . import crypto, payloads, pref_view
 from .errors import EventError, ForkError, StoreError, UsageError
 from . import roster as roster_module
-from .event import ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, record_id
+from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
+                    record_id)
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
@@ -100,6 +101,13 @@ def _event_of(db: dict, txn, eid: bytes):
     if raw is not None and event.header.kind in payloads.KINDS and event.header.payload_codec == "plain":
         decoded = payloads.decode(event.header.kind, bytes(raw))
     return event.header, event.id, decoded
+
+
+def _kind_or_none(record: bytes) -> str | None:
+    try:
+        return peek_record(record)[2]
+    except EventError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,8 +404,16 @@ class Store:
     def rebuild_views(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop every view and fold it again from the log in one transaction; returns the events replayed."""
         def write(txn):
-            self._rebuild_roster(txn)
-            return self._pref_rebuild(txn, progress)
+            roster_keys = []
+
+            def events():
+                for f in folded_from_log(txn, self._db["events"], self._db["payloads"]):
+                    if f.kind in ROSTER_KINDS:
+                        roster_keys.append(event_key(f.author, f.epoch, f.seq))
+                    yield f
+            n = self._pref.rebuild(txn, events(), progress)
+            self._rebuild_roster(txn, roster_keys)
+            return n
         return self._write(write)
 
     def _pref_rebuild(self, txn, progress: Callable[[int], None] | None = None) -> int:
@@ -412,17 +428,18 @@ class Store:
         txn.put(b"state", roster.to_bytes(), db=self._db["views.roster"])
         txn.put(b"version", _ROSTER_VERSION, db=self._db["views.roster"])
 
-    def _rebuild_roster(self, txn) -> None:
-        """Fold the roster again from the log: the view's version changed (or it is new)."""
+    def _rebuild_roster(self, txn, keys: list[bytes] | None = None) -> None:
+        """Fold the roster again from the log (or from the roster events at `keys`, when known)."""
+        if keys is None:
+            with txn.cursor(db=self._db["events"]) as cur:
+                keys = [key for key, record in cur if _kind_or_none(record) in ROSTER_KINDS]
         found = []
-        with txn.cursor(db=self._db["events"]) as cur:
-            for key, record in cur:
-                try:
-                    event = decode_record(bytes(record), txn.get(key, db=self._db["payloads"]))
-                    if event.header.kind in ROSTER_KINDS:
-                        found.append((event.header, event.id, check_payload(event)))
-                except EventError:
-                    continue
+        for key in keys:
+            try:
+                event = decode_record(txn.get(key, db=self._db["events"]), txn.get(key, db=self._db["payloads"]))
+                found.append((event.header, event.id, check_payload(event)))
+            except EventError:
+                continue
         self._save_roster(txn, Roster.replay(txn.get(b"founder", db=self._db["meta"]), found))
 
     # -- reading -------------------------------------------------------------
