@@ -316,8 +316,8 @@ class Setting:
         h = self.half_life
         floor = self.anchor * h
         for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
-            for b in ev.buckets:
-                self.sums[b][ev.value][1] += decay.term(ev.weight, ev.eff, h, self.anchor)
+            for b in ev.buckets:     # a sum that cancelled to [0, 0] was not stored: it may be missing
+                self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
             for ev in index.scan(floor, anchor * h):
