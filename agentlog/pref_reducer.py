@@ -449,7 +449,10 @@ def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms
     shared = _shared(s, buckets, ok, now_ms, None)
     if ov is None:
         return shared
-    moved = (shared.value or "") != ov["baseline"]
+    # The baseline is the shared belief with no context (what override.set and pref.confirm record):
+    # compare like with like, or a context's own belief would mark a fresh override stale.
+    overall = _shared(s, ("",), ok, now_ms, None) if context else shared
+    moved = (overall.value or "") != ov["baseline"]
     if s.policy == "vote" and moved:
         voted = _shared(s, buckets, ok, now_ms, ov)
         return Answer(s.name, voted.value, voted.confidence, voted.source, voted.uncertain, True, voted.bucket,
