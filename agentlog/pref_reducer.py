@@ -535,6 +535,10 @@ def contributions(s: Setting, a: Answer, device: str, evidence: Iterable[Evidenc
     out = [Contribution(ev.eid, ev.author, ev.kind, ev.value, ev.time_ms, ev.eff,
                         decay.decayed(ev.weight / 1000, ev.eff, now_ms, h))
            for ev in evidence if a.bucket in ev.buckets and ev.eff >= floor and ev.lamport >= s.forget]
+    ov = s.overrides.get(device) if a.stale_override else None
+    if ov is not None and ov["value"] is not None:     # a learned answer beside a stale override: it voted
+        out.append(Contribution(bytes.fromhex(ov["eid"]), bytes.fromhex(device), "override.set", ov["value"],
+                                ov["time"], ov["eff"], decay.decayed(VOTE_WEIGHT / 1000, ov["eff"], now_ms, h)))
     out.sort(key=lambda c: (-abs(c.weight), c.eid))
     return out[:limit]
 
