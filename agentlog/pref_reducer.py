@@ -108,14 +108,14 @@ def normalize(value: str, value_type: str) -> str:
     if value_type == "bool":
         return {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(v.lower(), v.lower())
     if value_type == "number":
-        from decimal import Decimal
+        from decimal import Context, Decimal
         try:
             d = Decimal(v)
         except (ArithmeticError, ValueError):
             return value
-        if not d.is_finite():
+        if not d.is_finite() or (d and abs(d.adjusted()) > MAX_VALUE_LEN):   # too long to be a value anyway
             return value
-        text = format(d.normalize(), "f")
+        text = format(d.normalize(Context(prec=len(d.as_tuple().digits))), "f")   # every digit: no rounding
         return "0" if text in ("-0", "0") else text
     return value
 
