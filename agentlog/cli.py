@@ -1,17 +1,18 @@
 """The `agentlog` command line. Errors print one line and exit non-zero; never a traceback
-for user mistakes or bad data."""
+for user mistakes or bad data.
+
+Agents shell out to it, so each command imports what it needs inside its function:
+`agentlog pref get` reads the view through agentlog.pref_lookup and never loads the
+event codec (pycapnp). Keep module-level imports to the standard library's cheapest.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 
-from . import devices, home, payloads
 from .errors import AgentlogError, UsageError
-from .progress import Progress
-from .verify import verify_store
 
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
@@ -49,18 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
     p = _Parser(prog="agentlog", description="Signed, hash-chained event logs for one agent across devices.")
     p.add_argument("--home", help=home_help)
-    sub = p.add_subparsers(metavar="COMMAND", parser_class=_Parser)
-    _add = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
+    sub = _actions(p, common, "COMMAND")
 
     c = sub.add_parser("init", help="create this device's home and key, and a new group (or wait to --join one)")
     c.add_argument("--name", required=True, help="this device's name, e.g. laptop")
     c.add_argument("--join", action="store_true", help="do not create a group; print the device id to enrol elsewhere")
     c.set_defaults(func=cmd_init)
 
-    d = sub.add_parser("devices", help="enrol, join, list and revoke devices").add_subparsers(metavar="ACTION", parser_class=_Parser)
-    _add_device = d.add_parser
-    d.add_parser = lambda *a, **k: _add_device(*a, parents=[common], **k)
+    d = _actions(sub.add_parser("devices", help="enrol, join, list and revoke devices"), common)
     c = d.add_parser("add", help="enrol a new device and print its join token")
     c.add_argument("device_id")
     c.add_argument("--name", required=True)
@@ -76,12 +73,69 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--reason", default="")
     c.set_defaults(func=cmd_devices_revoke)
 
-    c = sub.add_parser("observe", help="record an observation of a setting's value")
+    c = sub.add_parser("observe", help="record that the user was seen using a setting's value")
     c.add_argument("setting")
     c.add_argument("value")
-    c.add_argument("--context", action="append", default=[], metavar="K=V")
-    c.add_argument("--weight", type=float, default=1.0)
+    _context_option(c)
+    c.add_argument("--weight", type=float, default=1.0, help="1 is one ordinary observation (above 0, at most 1000000)")
     c.set_defaults(func=cmd_observe)
+
+    c = sub.add_parser("decide", help="record the agent's choice of a value; prints its id for corrections")
+    c.add_argument("setting")
+    c.add_argument("value")
+    c.add_argument("--confidence", type=float, default=0.5, help="how sure the agent was, 0 to 1 (default 0.5)")
+    _context_option(c)
+    c.add_argument("--reason", default="")
+    c.set_defaults(func=cmd_decide)
+
+    c = sub.add_parser("correct", help="record that the user corrected a decision to another value")
+    c.add_argument("decision_id", metavar="DECISION_ID", help="the event id `agentlog decide` printed (hex)")
+    c.add_argument("value")
+    c.add_argument("--reason", default="")
+    c.set_defaults(func=cmd_correct)
+
+    pref = _actions(sub.add_parser("pref", help="ask for, state, forget and configure preferences"), common)
+    c = pref.add_parser("get", help="what this device believes about a setting")
+    c.add_argument("setting")
+    _context_option(c)
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--explain", action="store_true", help="also list the events that decided it, strongest first")
+    c.add_argument("--limit", type=int, default=10, help="with --explain: how many events at most (default 10)")
+    c.set_defaults(func=cmd_pref_get)
+    c = pref.add_parser("list", help="every setting's value on this device, with no context")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_pref_list)
+    c = pref.add_parser("set", help="state a value explicitly: it outranks learned evidence")
+    c.add_argument("setting")
+    c.add_argument("value")
+    _context_option(c)
+    c.set_defaults(func=cmd_pref_set)
+    c = pref.add_parser("forget", help="drop everything learned and stated about a setting so far")
+    c.add_argument("setting")
+    c.set_defaults(func=cmd_pref_forget)
+    c = pref.add_parser("policy", help="what an override does when the shared belief moves")
+    c.add_argument("setting")
+    c.add_argument("policy", metavar="sticky|vote|reconfirm")
+    c.set_defaults(func=cmd_pref_policy)
+    c = pref.add_parser("config", help="set a setting's policy, evidence half-life or value type")
+    c.add_argument("setting")
+    c.add_argument("--policy", metavar="sticky|vote|reconfirm")
+    c.add_argument("--half-life", type=_duration_ms, metavar="DURATION", help="e.g. 14d, 36h, 90m (1 hour to 3650 days)")
+    c.add_argument("--type", dest="value_type", metavar="text|bool|number|choice")
+    c.add_argument("--choices", metavar="A,B,C", help="with --type choice: the allowed values")
+    c.set_defaults(func=cmd_pref_config)
+    c = pref.add_parser("confirm", help="keep this device's override beside the shared belief as it is now")
+    c.add_argument("setting")
+    c.set_defaults(func=cmd_pref_confirm)
+
+    override = _actions(sub.add_parser("override", help="set or clear a value on this device only"), common)
+    c = override.add_parser("set", help="override a setting on this device")
+    c.add_argument("setting")
+    c.add_argument("value")
+    c.set_defaults(func=cmd_override_set)
+    c = override.add_parser("clear", help="remove this device's override")
+    c.add_argument("setting")
+    c.set_defaults(func=cmd_override_clear)
 
     c = sub.add_parser("log", help="list events")
     c.add_argument("--author", metavar="NAME|ID")
@@ -92,13 +146,58 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_verify)
 
+    c = sub.add_parser("replay", help="fold the views again from the log (--rebuild)")
+    c.add_argument("--rebuild", action="store_true", help="drop every view and fold it again; compare digests")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_replay)
+
     c = sub.add_parser("status", help="this device, its group and what it holds")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
     return p
 
 
+def _actions(parser: argparse.ArgumentParser, common: argparse.ArgumentParser, metavar: str = "ACTION"):
+    """Subcommands of `parser` that each take the common options; the bare group prints its help."""
+    sub = parser.add_subparsers(metavar=metavar, parser_class=_Parser)
+    add = sub.add_parser
+    sub.add_parser = lambda *a, **k: add(*a, parents=[common], **k)
+    parser.set_defaults(func=lambda args: parser.print_help() or EXIT_ERROR)
+    return sub
+
+
+def _context_option(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--context", action="append", default=[], metavar="K=V",
+                   help="where it applies, e.g. daypart=night (repeat, at most 4 keys)")
+
+
+_UNITS_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000}
+
+
+def _duration_ms(text: str) -> int:
+    """A duration such as 14d, 36h or 90m, in milliseconds (argparse type)."""
+    number, unit = text[:-1], text[-1:]
+    if not (number.isascii() and number.isdigit() and len(number) <= 9 and unit in _UNITS_MS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 14d, 36h or 90m")
+    return int(number) * _UNITS_MS[unit]
+
+
+def _context(pairs: list[str]) -> list[tuple[str, str]]:
+    """--context key=value options as pairs, in the order given (the API checks keys and values)."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--context {pair!r} must look like key=value")
+        out.append((key, value))
+    return out
+
+
+# -- devices -------------------------------------------------------------------------
+
 def cmd_init(args) -> int:
+    from . import home
+
     store = home.create(args.home, args.name)
     with store:
         if args.join:
@@ -112,6 +211,8 @@ def cmd_init(args) -> int:
 
 
 def cmd_devices_add(args) -> int:
+    from . import devices, home
+
     device = devices.parse_device_id(args.device_id)
     with home.open_home(args.home) as store:
         print(devices.enroll(store, device, args.name))
@@ -119,6 +220,8 @@ def cmd_devices_add(args) -> int:
 
 
 def cmd_devices_join(args) -> int:
+    from . import devices, home
+
     with home.open_home(args.home) as store:
         enrolment = devices.join(store, args.token)
         print(f"joined group {store.group.hex()[:16]} as {enrolment.name!r}")
@@ -126,6 +229,8 @@ def cmd_devices_join(args) -> int:
 
 
 def cmd_devices_list(args) -> int:
+    from . import home
+
     with home.open_home(args.home) as store:
         roster, heads = store.roster(), store.heads()
         rows = []
@@ -149,33 +254,165 @@ def cmd_devices_list(args) -> int:
 
 
 def cmd_devices_revoke(args) -> int:
+    from . import devices, home
+
     with home.open_home(args.home) as store:
         revoked = devices.revoke(store, args.device, args.reason)
         print(f"revoked {store.roster().name_of(revoked.device)!r}: events after its seq {revoked.until_seq} will be refused")
     return 0
 
 
-def cmd_observe(args) -> int:
-    if not 0 <= args.weight <= 1_000_000:
-        raise UsageError("--weight must be between 0 and 1000000")
-    payload = payloads.Observation(setting=args.setting, value=args.value, context=_context(args.context),
-                                   weight_milli=round(args.weight * 1000))
+# -- preferences: writing -----------------------------------------------------------------
+
+def _record(args, write) -> int:
+    """Open the home, append with write(store.prefs) and print the new event's id."""
+    from . import home
+
     with home.open_home(args.home) as store:
-        print(store.append(payload).hex())
+        print(write(store.prefs).hex())
     return 0
 
 
-def _context(pairs: list[str]) -> payloads.Context:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--context {pair!r} must look like key=value")
-        out[key] = value
-    return tuple(sorted(out.items()))
+def cmd_observe(args) -> int:
+    context = _context(args.context)
+    return _record(args, lambda prefs: prefs.observe(args.setting, args.value, context, args.weight))
 
+
+def cmd_decide(args) -> int:
+    context = _context(args.context)
+    return _record(args, lambda prefs: prefs.decide(args.setting, args.value, args.confidence, context, args.reason))
+
+
+def cmd_correct(args) -> int:
+    try:
+        decision = bytes.fromhex(args.decision_id)
+    except ValueError:
+        decision = b""
+    if len(decision) != 32:
+        raise UsageError(f"decision id {args.decision_id!r} is not an event id (64 hex digits, as `agentlog decide` prints)")
+    return _record(args, lambda prefs: prefs.correct(decision, args.value, args.reason))
+
+
+def cmd_pref_set(args) -> int:
+    context = _context(args.context)
+    return _record(args, lambda prefs: prefs.set(args.setting, args.value, context))
+
+
+def cmd_pref_forget(args) -> int:
+    return _record(args, lambda prefs: prefs.forget(args.setting))
+
+
+def cmd_pref_policy(args) -> int:
+    return _record(args, lambda prefs: prefs.configure(args.setting, policy=args.policy))
+
+
+def cmd_pref_config(args) -> int:
+    choices = tuple(args.choices.split(",")) if args.choices is not None else ()
+    return _record(args, lambda prefs: prefs.configure(args.setting, policy=args.policy, half_life_ms=args.half_life,
+                                                       value_type=args.value_type, choices=choices))
+
+
+def cmd_pref_confirm(args) -> int:
+    return _record(args, lambda prefs: prefs.confirm(args.setting))
+
+
+def cmd_override_set(args) -> int:
+    return _record(args, lambda prefs: prefs.override(args.setting, args.value))
+
+
+def cmd_override_clear(args) -> int:
+    return _record(args, lambda prefs: prefs.clear_override(args.setting))
+
+
+# -- preferences: reading -------------------------------------------------------------------
+
+def cmd_pref_get(args) -> int:
+    context = _context(args.context)
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if not args.explain:
+        from . import pref_lookup
+
+        found = pref_lookup.get(args.home, args.setting, context)
+        if found is not None:
+            return _show_answer(args, *found)
+    from . import home
+
+    with home.open_home(args.home) as store:
+        roster = store.roster()
+        if args.explain:
+            explained = store.prefs.explain(args.setting, context, limit=args.limit)
+            answer, frontier = explained.answer, explained.frontier
+            contributions = [_contribution(c, roster) for c in explained.contributions]
+        else:
+            looked_up = store.prefs.get(args.setting, context)
+            answer, frontier, contributions = looked_up.answer, looked_up.frontier, None
+    return _show_answer(args, answer, _by_name(roster, frontier), contributions)
+
+
+def cmd_pref_list(args) -> int:
+    from . import pref_lookup
+
+    found = pref_lookup.list_all(args.home)
+    if found is None:
+        from . import home
+
+        with home.open_home(args.home) as store:
+            frontier = store.frontier()          # read first: the answers reflect at least this much
+            found = store.prefs.list(), _by_name(store.roster(), frontier)
+    answers, frontier = found
+    docs = [{**a.to_json(), "frontier": frontier} for a in answers]
+    if args.json:
+        print(json.dumps(docs, indent=2))
+        return 0
+    if not docs:
+        print("no settings recorded yet", file=sys.stderr)
+        return 0
+    width = max(len(d["setting"]) for d in docs)
+    for d in docs:
+        value = "-" if d["value"] is None else d["value"]
+        print(f"{d['setting']:<{width}}  {value:<16} {d['source']:<9} {d['confidence']:>6.2f}  {', '.join(_flags(d))}".rstrip())
+    return 0
+
+
+def _by_name(roster, frontier: dict[bytes, int]) -> dict[str, int]:
+    return {roster.name_of(a): seq for a, seq in sorted(frontier.items())}
+
+
+def _contribution(c, roster) -> dict:
+    return {"id": c.eid.hex(), "author": roster.name_of(c.author), "author_id": c.author.hex(), "kind": c.kind,
+            "value": c.value, "time": _iso(c.time_ms), "effective_time": _iso(c.effective_ms),
+            "weight": None if c.weight is None else round(c.weight, 4)}
+
+
+def _flags(doc: dict) -> list[str]:
+    return [name for name, on in (("uncertain", doc["uncertain"]), ("stale override", doc["stale_override"])) if on]
+
+
+def _show_answer(args, answer, frontier: dict[str, int], contributions: list[dict] | None = None) -> int:
+    doc = {**answer.to_json(), "frontier": frontier}
+    if contributions is not None:
+        doc["contributions"] = contributions
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    if doc["value"] is None:
+        print(f"{doc['setting']}: no value (default)")
+    else:
+        where = [f"context {' '.join(f'{k}={v}' for k, v in doc['context_bucket'].items())}"] if doc["context_bucket"] else []
+        details = ", ".join([doc["source"], f"confidence {doc['confidence']:.2f}", *where, *_flags(doc)])
+        print(f"{doc['setting']} = {doc['value']}  ({details})")
+    for c in contributions or ():
+        weight = "-" if c["weight"] is None else f"{c['weight']:.3f}"
+        print(f"  {weight:>9}  {c['kind']:<12} {c['value']:<16} {c['author']:<12} {c['time']}  {c['id'][:16]}")
+    return 0
+
+
+# -- the log -------------------------------------------------------------------------------
 
 def cmd_log(args) -> int:
+    from . import home
+
     with home.open_home(args.home) as store:
         roster = store.roster()
         author = None
@@ -198,10 +435,16 @@ def cmd_log(args) -> int:
 
 
 def _iso(ms: int) -> str:
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cmd_verify(args) -> int:
+    from . import home
+    from .progress import Progress
+    from .verify import verify_store
+
     with home.open_home(args.home) as store:
         with Progress("verify", enabled=not args.json) as progress:
             report = verify_store(store, progress.update)
@@ -223,7 +466,44 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else EXIT_PROBLEMS
 
 
+def cmd_replay(args) -> int:
+    if not args.rebuild:
+        raise UsageError("replay needs --rebuild (drop every view and fold it again from the log)")
+    import time
+
+    from . import home
+    from .progress import Progress
+
+    with home.open_home(args.home) as store:
+        before, total = store.views(), store.count()
+        with Progress("replay", enabled=not args.json) as progress:
+            start = time.perf_counter()
+            replayed = store.rebuild_views(lambda n: progress.update(n, total))
+            elapsed = time.perf_counter() - start
+            progress.update(replayed, replayed)
+        after = store.views()
+    views = {name: {"version": after[name]["version"], "before": before[name]["digest"].hex(),
+                    "after": after[name]["digest"].hex(), "same": before[name]["digest"] == after[name]["digest"]}
+             for name in after}
+    same = all(v["same"] for v in views.values()) and set(before) == set(after)
+    doc = {"events": replayed, "elapsed_s": round(elapsed, 6), "events_per_s": round(replayed / elapsed) if elapsed else None,
+           "views": views, "same": same}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        rate = f"{doc['events_per_s']:,} events/s" if doc["events_per_s"] is not None else "too fast to time"
+        print(f"replayed {replayed} events in {elapsed:.3f} s ({rate})")
+        for name, v in views.items():
+            print(f"view {name:<8} digest {v['before'][:16]} before, {v['after'][:16]} after: "
+                  f"{'same' if v['same'] else 'DIFFERENT'}")
+        print("every view folded to the same digest as before" if same
+              else "the views differ from what was stored before: the stored view was wrong or the fold is not deterministic")
+    return 0 if same else EXIT_PROBLEMS
+
+
 def cmd_status(args) -> int:
+    from . import home
+
     with home.open_home(args.home) as store:
         roster, heads = store.roster(), store.heads()
         doc = {
@@ -231,8 +511,7 @@ def cmd_status(args) -> int:
             "group": store.group.hex() if store.group else None, "events": store.count(),
             "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
             "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
-            "views": {name: {"version": v["version"], "digest": v["digest"].hex(),
-                             "frontier": {roster.name_of(a): seq for a, seq in sorted(v["frontier"].items())}}
+            "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
                       for name, v in store.views().items()},
         }
     if args.json:
