@@ -1,11 +1,24 @@
-"""agentlog: signed, hash-chained event logs for one agent across a person's devices."""
+"""agentlog: signed, hash-chained event logs for one agent across a person's devices.
+
+Names load on first use, so `agentlog pref get` does not pay for the event codec.
+"""
 
 from __future__ import annotations
 
-from . import payloads
+import importlib
+
 from .errors import AgentlogError
-from .event import Event, Header
-from .home import open_home as open
-from .store import Store
 
 __all__ = ["AgentlogError", "Event", "Header", "Store", "open", "payloads"]
+_LAZY = {"Event": ("event", "Event"), "Header": ("event", "Header"), "Store": ("store", "Store"),
+         "open": ("home", "open_home"), "payloads": ("payloads", None)}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'agentlog' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    found = importlib.import_module(f".{module}", __name__)
+    value = found if attr is None else getattr(found, attr)
+    globals()[name] = value
+    return value

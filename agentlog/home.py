@@ -11,9 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from .crypto import DeviceKey
 from .errors import HomeError
-from .store import Store
 
 KEY_FILE = "device.key"
 STORE_DIR = "store"
@@ -28,8 +26,10 @@ def resolve(home: str | os.PathLike | None = None) -> Path:
     return Path("~/.local/share/agentlog").expanduser()
 
 
-def create(home: str | os.PathLike | None, name: str) -> Store:
+def create(home: str | os.PathLike | None, name: str):
     """Create a home with a new device key and an empty store; the caller starts or joins a group."""
+    from .crypto import DeviceKey
+    from .store import Store
     path = resolve(home)
     if (path / KEY_FILE).exists():
         raise HomeError(f"{path} already holds an agentlog device; use another --home", str(path))
@@ -47,11 +47,25 @@ def create(home: str | os.PathLike | None, name: str) -> Store:
     return store
 
 
-def open_home(home: str | os.PathLike | None = None) -> Store:
-    """Open an existing home's store with its device key.
+def open_home(home: str | os.PathLike | None = None):
+    """Open an existing home's store (an agentlog.store.Store) with its device key.
 
     Raises:
         HomeError: no home there, or its key file is unreadable or open to others.
+    """
+    from .crypto import DeviceKey
+    from .store import Store
+    path, seed = read_key(home)
+    return Store(path / STORE_DIR, DeviceKey(seed))
+
+
+def read_key(home: str | os.PathLike | None = None) -> tuple[Path, bytes]:
+    """The home's path and its device key seed, after checking the key file is there and private.
+
+    Cheap (no store, no crypto): the fast lookup path uses it too.
+
+    Raises:
+        HomeError: no home there, or its key file is unreadable, open to others or holds no key.
     """
     path = resolve(home)
     key_path = path / KEY_FILE
@@ -61,7 +75,9 @@ def open_home(home: str | os.PathLike | None = None) -> Store:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise HomeError(f"{key_path} is readable by others (mode {mode & 0o777:o}): chmod 600 it", str(key_path))
     try:
-        key = DeviceKey(bytes.fromhex(key_path.read_text().strip()))
+        seed = bytes.fromhex(key_path.read_text().strip())
     except ValueError:
-        raise HomeError(f"{key_path} does not hold a device key", str(key_path)) from None
-    return Store(path / STORE_DIR, key)
+        seed = b""
+    if len(seed) != 32:
+        raise HomeError(f"{key_path} does not hold a device key", str(key_path))
+    return path, seed

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -27,12 +26,11 @@ from typing import Any
 import lmdb
 
 from . import pref_reducer as pr
-from .errors import HomeError, InvalidValueError
+from .errors import InvalidValueError
+from .home import STORE_DIR, read_key
 
 # The store's layout, mirrored because importing agentlog.store or agentlog.home loads
 # pycapnp; tests/test_cli_prefs.py checks every one against its source.
-KEY_FILE = "device.key"                           # home.KEY_FILE
-STORE_DIR = "store"                               # home.STORE_DIR
 MAX_DBS = 20                                      # len(store._DBS) + 8: what Store opens the environment with
 LAYOUT = (1).to_bytes(4, "big")                   # store.LAYOUT_VERSION
 ROSTER_VERSION = (2).to_bytes(4, "big")           # roster.VERSION
@@ -42,35 +40,9 @@ _PREF_VERSION = pr.VERSION.to_bytes(4, "big")
 _POS = struct.Struct(">IQ")                       # a head: epoch(4) seq(8) id(32)
 
 
-def resolve(home: str | os.PathLike | None) -> Path:
-    """The home directory, as agentlog.home.resolve finds it."""
-    if home:
-        return Path(home).expanduser()
-    if os.environ.get("AGENTLOG_HOME"):
-        return Path(os.environ["AGENTLOG_HOME"]).expanduser()
-    return Path("~/.local/share/agentlog").expanduser()
-
-
 def check_home(home: str | os.PathLike | None) -> Path:
-    """The home's path after open_home's key-file checks.
-
-    Raises:
-        HomeError: no home there, or its key file is open to others or holds no key.
-    """
-    path = resolve(home)
-    key_path = path / KEY_FILE
-    if not key_path.is_file():
-        raise HomeError(f"no agentlog device at {path}: run `agentlog init --name NAME` first", str(path))
-    mode = key_path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise HomeError(f"{key_path} is readable by others (mode {mode & 0o777:o}): chmod 600 it", str(key_path))
-    try:
-        seed = bytes.fromhex(key_path.read_text().strip())
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
-        raise HomeError(f"{key_path} does not hold a device key", str(key_path))
-    return path
+    """The home's path after open_home's key-file checks (HomeError, same messages)."""
+    return read_key(home)[0]
 
 
 def checked_context(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
