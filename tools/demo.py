@@ -1,5 +1,6 @@
-"""`make demo`: two devices form a group, record observations, exchange logs, verify,
-and catch a tampered byte. Runs the real `agentlog` CLI on throwaway homes."""
+"""`make demo`: two devices form a group, learn preferences offline, exchange logs, agree
+on what the user prefers (and why), verify, and catch a tampered byte. Runs the real
+`agentlog` CLI on throwaway homes."""
 
 from __future__ import annotations
 
@@ -47,10 +48,16 @@ def main() -> None:
         token = agentlog(laptop, "devices", "add", device_id, "--name", "phone")
         agentlog(phone, "devices", "join", token)
 
-        print("\n# 2. Each device records what the agent observes, offline.")
-        agentlog(laptop, "observe", "theme", "dark", "--context", "daypart=night")
+        print("\n# 2. Offline, the phone sees dark mode at night; the laptop sees light mode by day,")
+        print("#    decides a font size, and the user corrects it.")
+        for _ in range(3):
+            agentlog(phone, "observe", "theme", "dark", "--context", "daypart=night")
+        for _ in range(2):
+            agentlog(laptop, "observe", "theme", "light", "--context", "daypart=day")
         agentlog(laptop, "observe", "units", "metric")
-        agentlog(phone, "observe", "theme", "light", "--context", "daypart=day", "--weight", "0.5")
+        decision = agentlog(laptop, "decide", "font", "small", "--confidence", "0.8")
+        agentlog(laptop, "correct", decision, "large")
+        agentlog(phone, "override", "set", "font", "medium")
 
         print("\n# 3. They meet again and exchange what the other lacks.")
         exchange(laptop, phone)
@@ -58,7 +65,18 @@ def main() -> None:
         agentlog(phone, "devices", "list")
         agentlog(phone, "verify")
 
-        print("\n# 4. Someone edits the phone's LMDB file behind agentlog's back.")
+        print("\n# 4. Both devices now hold the same preference view (same digest) and answer alike,")
+        print("#    except where the phone overrides for itself.")
+        agentlog(phone, "pref", "get", "theme", "--context", "daypart=night")
+        agentlog(laptop, "pref", "get", "theme", "--context", "daypart=day")
+        agentlog(laptop, "pref", "get", "theme")
+        agentlog(laptop, "pref", "get", "font", "--explain")
+        agentlog(phone, "pref", "list")
+        agentlog(laptop, "status")
+        agentlog(phone, "status")
+        agentlog(laptop, "replay", "--rebuild")
+
+        print("\n# 5. Someone edits the phone's LMDB file behind agentlog's back.")
         data = phone / "store" / "data.mdb"
         with Store(phone / "store", None) as store:
             target = next(e for e in store.events() if e.header.kind == "observation" and b"metric" in (e.payload or b""))
