@@ -440,6 +440,7 @@ def lookup_buckets(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
 
 def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms: int) -> Answer:
     """The belief on `device` (hex id) in `context` at `now_ms`."""
+    now_ms = _reading_time(s, now_ms)
     kind, choices = s.value_type
     ok = (lambda v: True) if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)
     buckets = lookup_buckets(context)
@@ -459,6 +460,12 @@ def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms
                       voted.scores)
     stale = moved and s.policy == "reconfirm"
     return Answer(s.name, ov["value"], 1.0, "override", stale, stale)
+
+
+def _reading_time(s: Setting, now_ms: int) -> int:
+    """When to decay to: `now_ms`, but never before the setting's newest evidence. A reader whose clock
+    is behind would weigh evidence above its own weight, by 2^(1000+) past 1000 half-lives (an overflow)."""
+    return now_ms if s.tmax is None or now_ms >= s.tmax else s.tmax
 
 
 def _shared(s: Setting, buckets: tuple[str, ...], ok, now_ms: int, vote: dict | None) -> Answer:
@@ -493,8 +500,8 @@ def _scores(s: Setting, bucket: str, ok, now_ms: int, vote: dict | None, which: 
     out = {v: decay.value_at(t[which], s.anchor, now_ms, s.half_life) / 1000
            for v, t in s.sums.get(bucket, {}).items() if ok(v)}
     if vote is not None:
-        out[vote["value"]] = out.get(vote["value"], 0.0) + decay.decayed(VOTE_WEIGHT / 1000, vote["eff"], now_ms,
-                                                                         s.half_life)
+        out[vote["value"]] = out.get(vote["value"], 0.0) + decay.decayed(VOTE_WEIGHT / 1000, min(vote["eff"], now_ms),
+                                                                         now_ms, s.half_life)
     return out
 
 
@@ -531,14 +538,15 @@ def contributions(s: Setting, a: Answer, device: str, evidence: Iterable[Evidenc
         return [Contribution(bytes.fromhex(eid), bytes.fromhex(author), "pref.set", value, time_ms, time_ms, None)]
     if a.source == "default" or a.bucket is None:
         return []
-    floor, h = s.anchor * s.half_life, s.half_life
+    floor, h, now_ms = s.anchor * s.half_life, s.half_life, _reading_time(s, now_ms)
     out = [Contribution(ev.eid, ev.author, ev.kind, ev.value, ev.time_ms, ev.eff,
                         decay.decayed(ev.weight / 1000, ev.eff, now_ms, h))
            for ev in evidence if a.bucket in ev.buckets and ev.eff >= floor and ev.lamport >= s.forget]
     ov = s.overrides.get(device) if a.stale_override else None
     if ov is not None and ov["value"] is not None:     # a learned answer beside a stale override: it voted
         out.append(Contribution(bytes.fromhex(ov["eid"]), bytes.fromhex(device), "override.set", ov["value"],
-                                ov["time"], ov["eff"], decay.decayed(VOTE_WEIGHT / 1000, ov["eff"], now_ms, h)))
+                                ov["time"], ov["eff"],
+                                decay.decayed(VOTE_WEIGHT / 1000, min(ov["eff"], now_ms), now_ms, h)))
     out.sort(key=lambda c: (-abs(c.weight), c.eid))
     return out[:limit]
 
