@@ -432,6 +432,7 @@ def default_answer(setting: str) -> Answer:
     return Answer(setting, None, 0.0, "default", False, False)
 
 
+@lru_cache(maxsize=4096)
 def lookup_buckets(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     """Buckets a lookup in `context` consults, most specific first (ties: by key)."""
     pairs = sorted(context)
@@ -442,10 +443,10 @@ def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms
     """The belief on `device` (hex id) in `context` at `now_ms`."""
     now_ms = _reading_time(s, now_ms)
     kind, choices = s.value_type
-    ok = (lambda v: True) if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)
+    ok = None if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)
     buckets = lookup_buckets(context)
     ov = s.overrides.get(device)
-    if ov is not None and (ov["value"] is None or not ok(ov["value"])):
+    if ov is not None and (ov["value"] is None or ok and not ok(ov["value"])):
         ov = None
     shared = _shared(s, buckets, ok, now_ms, None)
     if ov is None:
@@ -472,11 +473,12 @@ def _shared(s: Setting, buckets: tuple[str, ...], ok, now_ms: int, vote: dict | 
     """The belief every device shares (explicit, else learned), with an override's vote when given."""
     for b in buckets:
         e = s.explicit.get(b)
-        if e is not None and ok(e[2]):
+        if e is not None and (ok is None or ok(e[2])):
             return Answer(s.name, e[2], 1.0, "explicit", False, False, b)
     chosen = None
+    scale = decay.value_at(1, s.anchor, now_ms, s.half_life) / 1000
     for b in buckets:
-        scores = _scores(s, b, ok, now_ms, vote, 0)
+        scores = _scores(s, b, ok, scale, now_ms, vote)
         total = sum(w for w in scores.values() if w > 0)
         if total >= MIN_BUCKET_WEIGHT or (b == "" and total > 0):
             chosen = (b, scores, total)
@@ -489,24 +491,25 @@ def _shared(s: Setting, buckets: tuple[str, ...], ok, now_ms: int, vote: dict | 
     if best[1] <= 0:
         return default_answer(s.name)
     confidence = (best[1] - max(runner, 0.0)) / (total + CONFIDENCE_PRIOR)
-    before = _winner(_scores(s, b, ok, now_ms, None, 1)) if s.tmax is not None and now_ms < s.tmax + s.recent_ms else None
+    before = _winner_before(s.sums.get(b, {}), ok) if s.tmax is not None and now_ms < s.tmax + s.recent_ms else None
     recent = before is not None and before != best[0]
     return Answer(s.name, best[0], confidence, "learned", confidence < UNCERTAIN_BELOW or recent, False, b,
                   tuple((v, w) for v, w in ranked))
 
 
-def _scores(s: Setting, bucket: str, ok, now_ms: int, vote: dict | None, which: int) -> dict[str, float]:
-    """Decayed weight per value in one bucket: which=0 all evidence, 1 only what is older than the recent window."""
-    out = {v: decay.value_at(t[which], s.anchor, now_ms, s.half_life) / 1000
-           for v, t in s.sums.get(bucket, {}).items() if ok(v)}
+def _scores(s: Setting, bucket: str, ok, scale: float, now_ms: int, vote: dict | None) -> dict[str, float]:
+    """Decayed weight per value in one bucket (`scale`: one fixed-point unit of the sums, decayed to now)."""
+    out = {v: t[0] * scale for v, t in s.sums.get(bucket, {}).items() if ok is None or ok(v)}
     if vote is not None:
         out[vote["value"]] = out.get(vote["value"], 0.0) + decay.decayed(VOTE_WEIGHT / 1000, min(vote["eff"], now_ms),
                                                                          now_ms, s.half_life)
     return out
 
 
-def _winner(scores: dict[str, float]) -> str | None:
-    best = min(scores.items(), key=lambda kv: (-kv[1], kv[0]), default=None)
+def _winner_before(sums: dict[str, list[int]], ok) -> str | None:
+    """The winner among the evidence older than the recent window: every sum shares one scale, so
+    the integers rank as the decayed weights do."""
+    best = min(((v, t[1]) for v, t in sums.items() if ok is None or ok(v)), key=lambda kv: (-kv[1], kv[0]), default=None)
     return best[0] if best and best[1] > 0 else None
 
 

@@ -289,6 +289,9 @@ class PrefView:
     def mark_current(self, txn) -> None:
         txn.put(VERSION_KEY, _VERSION, db=self.settings)
 
+    def raw_setting(self, txn, name: str) -> bytes | None:
+        return txn.get(name.encode(), db=self.settings)
+
     def setting(self, txn, name: str) -> pr.Setting | None:
         raw = txn.get(name.encode(), db=self.settings)
         return pr.Setting.from_bytes(name, bytes(raw)) if raw else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import payloads
 from . import pref_reducer as pr
@@ -45,7 +46,14 @@ def context_of(context: ContextArg) -> tuple[tuple[str, str], ...]:
     Raises:
         InvalidValueError: too many keys, a key twice, or a malformed key or value.
     """
-    pairs = list(context.items()) if isinstance(context, Mapping) else list(context or ())
+    if not context:
+        return ()
+    pairs = tuple(context.items()) if isinstance(context, Mapping) else tuple(tuple(p) for p in context)
+    return _checked_context(pairs)
+
+
+@lru_cache(maxsize=4096)
+def _checked_context(pairs: tuple) -> tuple[tuple[str, str], ...]:
     problem = pr.context_problem(pairs)
     if problem:
         raise InvalidValueError(problem)
@@ -180,9 +188,23 @@ class Preferences:
         _check_setting(setting)
         ctx = context_of(context)
         now = self._now_ms() if now_ms is None else now_ms
-        s, frontier = self._store._read(lambda txn: (self._store._pref.setting(txn, setting), self._store._frontier_in(txn)))
-        a = pr.answer(s, self._store.device.hex(), ctx, now) if s else pr.default_answer(setting)
-        return Lookup(a, frontier)
+        store = self._store
+        raw, frontier = store._read(lambda txn: (store._pref.raw_setting(txn, setting), store._frontier_in(txn)))
+        if raw is None:
+            return Lookup(pr.default_answer(setting), frontier)
+        return Lookup(pr.answer(self._parsed(setting, raw), store.device.hex(), ctx, now), frontier)
+
+    def _parsed(self, setting: str, raw: bytes) -> pr.Setting:
+        """The setting's state, parsed once per version of its bytes (lookups repeat; the state is read-only here)."""
+        cache = self._store._pref_cache
+        hit = cache.get(setting)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        if len(cache) >= 4096:
+            cache.clear()
+        parsed = pr.Setting.from_bytes(setting, raw)
+        cache[setting] = (raw, parsed)
+        return parsed
 
     def explain(self, setting: str, context: ContextArg = None, now_ms: int | None = None, limit: int = 10) -> Explanation:
         """The answer and the events that contributed most to it, strongest first."""

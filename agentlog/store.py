@@ -153,6 +153,7 @@ class Store:
         self.path = Path(path)
         self.key = key
         self._now_ms = clock or (lambda: time.time_ns() // 1_000_000)
+        self._pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         try:
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS) + 8, subdir=True,
                                  sync=True, metasync=True, readahead=False, max_readers=126)
