@@ -196,7 +196,7 @@ def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ..
 
     For replaying records the store validated when it accepted them; never for input from outside.
     """
-    return _PEEK_READER.read(record[: -crypto.SIG_LEN], MAX_HEADER_BYTES, "header")
+    return _PEEK_READER.read_stored(record[: -crypto.SIG_LEN], "header")
 
 
 def check_shape(h: Header) -> None:

@@ -15,6 +15,7 @@ from agentlog.event import (
     decode_record,
     encode_header,
     event_id,
+    peek_record,
     seal,
 )
 from agentlog.schema import payloads as payload_schema
@@ -31,6 +32,18 @@ def test_header_round_trip_keeps_every_field():
     h = header(seq=7, prev=b"p" * 32, lamport=42, clock=(ClockEntry(b"b" * 32, 0, 5), ClockEntry(b"c" * 32, 1, 9)),
                scope="device:ab", kind="memory.update", payload_codec="sealed")
     assert decode_header(encode_header(h)) == h
+
+
+def test_peek_of_a_stored_record_reads_what_the_full_decoder_reads():
+    h = header(seq=7, prev=b"p" * 32, lamport=42, clock=(ClockEntry(b"b" * 32, 0, 5),), kind="decision")
+    raw = encode_header(h)
+    assert peek_record(raw + b"s" * 64) == (42, h.time_ms, "decision", "plain", h.clock)
+    far = raw[:8] + struct.pack("<iI", 4, struct.unpack_from("<I", raw, 12)[0]) + b"\0" * 8 + raw[16:]
+    far = struct.pack("<II", 0, len(far) // 8 - 1) + far[8:]
+    assert decode_header(far) == h                      # the root struct one word further: not the fast path
+    assert peek_record(far + b"s" * 64) == (42, h.time_ms, "decision", "plain", h.clock)
+    with pytest.raises(DecodeError):
+        peek_record(raw[:40] + b"\xff" * (len(raw) - 40) + b"s" * 64)
 
 
 def test_id_is_blake2b_of_exact_header_bytes_and_signature_covers_it():
