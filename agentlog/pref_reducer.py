@@ -278,7 +278,7 @@ class Setting:
         return min(DAY_MS, self.half_life // 4)
 
     def to_bytes(self) -> bytes:
-        sums = {b: {v: s for v, s in sorted(vals.items()) if s != [0, 0]} for b, vals in sorted(self.sums.items())}
+        sums = {b: {v: s for v, s in vals.items() if s[0] or s[1]} for b, vals in self.sums.items()}
         doc = {"config": self.config, "forget": self.forget, "tmax": self.tmax, "anchor": self.anchor,
                "sums": {b: v for b, v in sums.items() if v}, "explicit": self.explicit, "overrides": self.overrides}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

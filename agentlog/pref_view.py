@@ -99,6 +99,9 @@ class PrefView:
         self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
         self._time_of, self._event_of = time_of, event_of
+        # setting -> (bytes written, the state they encode): the next batch that finds those bytes
+        # still stored skips parsing them (if the transaction was aborted, the bytes differ)
+        self._folded: dict[str, tuple[bytes, pr.Setting]] = {}
 
     # -- folding ----------------------------------------------------------------
 
@@ -114,8 +117,12 @@ class PrefView:
             fact = pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, eff, f.kind, f.eid, f.payload)
             facts[f.eid] = fact
             self._apply(txn, fact, facts, open_settings)
+        if len(self._folded) > 4096:
+            self._folded.clear()
         for name, s in open_settings.items():
-            txn.put(name.encode(), s.to_bytes(), db=self.settings)
+            raw = s.to_bytes()
+            txn.put(name.encode(), raw, db=self.settings)
+            self._folded[name] = (raw, s)
 
     def _effective(self, txn, f: Folded, times: dict) -> int:
         raw = txn.get(f.author, db=self.seen)
@@ -137,7 +144,13 @@ class PrefView:
         s = open_settings.get(name)
         if s is None:
             raw = txn.get(name.encode(), db=self.settings)
-            s = pr.Setting.from_bytes(name, bytes(raw)) if raw else pr.Setting(name)
+            hit = self._folded.pop(name, None)
+            if raw is None:
+                s = pr.Setting(name)
+            elif hit is not None and hit[0] == raw:
+                s = hit[1]
+            else:
+                s = pr.Setting.from_bytes(name, bytes(raw))
             open_settings[name] = s
         return s
 
