@@ -127,16 +127,21 @@ class PrefView:
     def _effective(self, txn, f: Folded, times: dict) -> int:
         raw = txn.get(f.author, db=self.seen)
         seen = _U64.unpack(raw)[0] if raw else None
-        newest = seen
+        newest = self._newest_seen(txn, f, times, seen)
+        if newest != seen:
+            txn.put(f.author, _U64.pack(newest), db=self.seen)
+        return pr.effective_time(f.time_ms, newest)
+
+    def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
+        """The newest time of another device's event its author had seen at `f`: `newest` (as of its
+        previous event) or a time its clock names, from the batch (`times`) or the store."""
         for c in f.clock:
             t = times.get((c.author, c.epoch, c.seq))
             if t is None:
                 t = self._time_of(txn, c.author, c.epoch, c.seq)
             if t is not None and (newest is None or t > newest):
                 newest = t
-        if newest != seen:
-            txn.put(f.author, _U64.pack(newest), db=self.seen)
-        return pr.effective_time(f.time_ms, newest)
+        return newest
 
     def _setting(self, txn, name: str, open_settings: dict) -> pr.Setting | None:
         if pr.setting_problem(name):
@@ -242,13 +247,7 @@ class PrefView:
         facts: list[pr.Fact] = []
         kinds, new = pr.KINDS, tuple.__new__
         for f in folded:
-            newest = seen.get(f.author)
-            for c in f.clock:
-                t = times.get((c.author, c.epoch, c.seq))
-                if t is None:
-                    t = self._time_of(txn, c.author, c.epoch, c.seq)
-                if t is not None and (newest is None or t > newest):
-                    newest = t
+            newest = self._newest_seen(txn, f, times, seen.get(f.author)) if f.clock else seen.get(f.author)
             if newest is not None:
                 seen[f.author] = newest
             if f.kind in kinds and f.payload is not None:
