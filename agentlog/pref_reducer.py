@@ -255,6 +255,9 @@ class Setting:
     sums: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # bucket -> value -> [total, old]
     explicit: dict[str, list] = field(default_factory=dict)  # bucket -> [lamport, author hex, value, eid hex, time]
     overrides: dict[str, dict] = field(default_factory=dict)  # device hex -> override
+    # whether a negative term was added since the state was built: only then can a sum be [0, 0],
+    # which the canonical bytes leave out
+    _zeros: bool = field(default=False, init=False, repr=False, compare=False)
 
     # configuration
     @property
@@ -278,9 +281,12 @@ class Setting:
         return min(DAY_MS, self.half_life // 4)
 
     def to_bytes(self) -> bytes:
-        sums = {b: {v: s for v, s in vals.items() if s[0] or s[1]} for b, vals in self.sums.items()}
+        if self._zeros:
+            sums = {b: {v: s for v, s in vals.items() if s[0] or s[1]} for b, vals in self.sums.items()}
+            self.sums = {b: vals for b, vals in sums.items() if vals}
+            self._zeros = False
         doc = {"config": self.config, "forget": self.forget, "tmax": self.tmax, "anchor": self.anchor,
-               "sums": {b: v for b, v in sums.items() if v}, "explicit": self.explicit, "overrides": self.overrides}
+               "sums": self.sums, "explicit": self.explicit, "overrides": self.overrides}
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
@@ -291,6 +297,8 @@ class Setting:
     # evidence
     def _add_term(self, ev: Evidence, old: bool, sign: int = 1) -> None:
         t = sign * decay.term(ev.weight, ev.eff, self.half_life, self.anchor)
+        if t < 0:
+            self._zeros = True
         for b in ev.buckets:
             s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
             s[0] += t
@@ -316,6 +324,7 @@ class Setting:
         h = self.half_life
         floor = self.anchor * h
         for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
+            self._zeros |= ev.weight < 0
             for b in ev.buckets:     # a sum that cancelled to [0, 0] was not stored: it may be missing
                 self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
