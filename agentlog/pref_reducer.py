@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
@@ -194,11 +194,6 @@ class Fact(NamedTuple):
     kind: str
     eid: bytes
     payload: Any
-
-
-def setting_of(fact: Fact) -> str | None:
-    """The setting a preference event is about (corrections: their decision's, found by the caller)."""
-    return getattr(fact.payload, "setting", None)
 
 
 def evidence_of(fact: Fact, decision: Fact | None = None) -> list[Evidence]:
@@ -562,7 +557,3 @@ def contributions(s: Setting, a: Answer, device: str, evidence: Iterable[Evidenc
     out.sort(key=lambda c: (-abs(c.weight), c.eid))
     return out[:limit]
 
-
-def sorted_evidence(evidence: Iterable[Evidence]) -> Iterator[Evidence]:
-    """Evidence in index order (effective time, id, role)."""
-    return iter(sorted(evidence, key=lambda ev: (ev.eff, ev.eid, ev.role)))

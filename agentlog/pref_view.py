@@ -298,9 +298,6 @@ class PrefView:
     def current(self, txn) -> bool:
         return txn.get(VERSION_KEY, db=self.settings) == _VERSION
 
-    def mark_current(self, txn) -> None:
-        txn.put(VERSION_KEY, _VERSION, db=self.settings)
-
     def raw_setting(self, txn, name: str) -> bytes | None:
         return txn.get(name.encode(), db=self.settings)
 
