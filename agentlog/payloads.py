@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
+from . import pref_reducer
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, InvalidValueError, SizeLimitError
@@ -21,8 +22,8 @@ from .schema import payloads as _schema
 
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
-POLICIES = ("unchanged", "sticky", "vote", "reconfirm")
-VALUE_TYPES = ("unchanged", "text", "bool", "number", "choice")
+POLICIES = ("unchanged", *pref_reducer.POLICIES)        # "unchanged": a pref.config that keeps the current one
+VALUE_TYPES = ("unchanged", *pref_reducer.VALUE_TYPES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -110,8 +110,13 @@ class PrefView:
         times = {(f.author, f.epoch, f.seq): f.time_ms for f in batch}
         facts = {}
         open_settings: dict[str, pr.Setting] = {}
+        seen: dict[bytes, int | None] = {}
         for f in batch:
-            eff = self._effective(txn, f, times)
+            if f.author not in seen:
+                raw = txn.get(f.author, db=self.seen)
+                seen[f.author] = _U64.unpack(raw)[0] if raw else None
+            newest = seen[f.author] = self._newest_seen(txn, f, times, seen[f.author])
+            eff = pr.effective_time(f.time_ms, newest)
             if f.kind not in pr.KINDS or f.payload is None:
                 continue
             fact = pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, eff, f.kind, f.eid, f.payload)
@@ -119,18 +124,13 @@ class PrefView:
             self._apply(txn, fact, facts, open_settings)
         if len(self._folded) > 4096:
             self._folded.clear()
+        for author, newest in seen.items():
+            if newest is not None:
+                txn.put(author, _U64.pack(newest), db=self.seen)
         for name, s in open_settings.items():
             raw = s.to_bytes()
             txn.put(name.encode(), raw, db=self.settings)
             self._folded[name] = (raw, s)
-
-    def _effective(self, txn, f: Folded, times: dict) -> int:
-        raw = txn.get(f.author, db=self.seen)
-        seen = _U64.unpack(raw)[0] if raw else None
-        newest = self._newest_seen(txn, f, times, seen)
-        if newest != seen:
-            txn.put(f.author, _U64.pack(newest), db=self.seen)
-        return pr.effective_time(f.time_ms, newest)
 
     def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
         """The newest time of another device's event its author had seen at `f`: `newest` (as of its

@@ -80,7 +80,7 @@ def _time_of(db: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
     """The author's clock on a stored event (or on the enrolment a join token vouched for)."""
     raw = txn.get(event_key(author, epoch, seq), db=db["events"])
     if raw is not None:
-        return decode_record(bytes(raw)).header.time_ms
+        return peek_record(raw)[1]
     anchor = txn.get(b"anchor", db=db["meta"])
     if anchor:
         h = unpack_anchor(bytes(anchor))[0].header

@@ -28,6 +28,22 @@ def test_store_grows_its_map_instead_of_failing(tmp_path, laptop):
     store.close()
 
 
+def test_preference_view_survives_the_retries_of_a_growing_map(tmp_path, laptop):
+    """A write that finds the map full is aborted and run again: the view folded in the retry (which
+    may reuse states parsed in the aborted one) is the one a replay gives."""
+    laptop.close()
+    store = Store(tmp_path / "laptop" / "store", home.open_home(tmp_path / "laptop").key, map_size=256 * 1024)
+    before = store.env.info()["map_size"]
+    for i in range(20):
+        store.append_many([payloads.Observation(setting=f"s{j % 7}", value=f"v{(i + j) % 3}" + "x" * 150,
+                                                context=(("n", str(j % 2)),)) for j in range(100)])
+    assert store.env.info()["map_size"] > before
+    folded = store.views()["pref"]["digest"]
+    store.rebuild_views()
+    assert store.views()["pref"]["digest"] == folded
+    store.close()
+
+
 def test_large_payload_round_trips_and_oversized_is_refused(laptop):
     eid = laptop.append(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * 200_000))
     assert payloads.decode("memory.put", laptop.get(eid).payload).content == "x" * 200_000
