@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
-from . import pref_reducer
+from . import memory_reducer, pref_reducer
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, InvalidValueError, SizeLimitError
@@ -21,7 +21,7 @@ from .event import MAX_PAYLOAD_BYTES
 from .schema import payloads as _schema
 
 Context = tuple[tuple[str, str], ...]
-MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
+MEMORY_TYPES = memory_reducer.TYPES
 POLICIES = ("unchanged", *pref_reducer.POLICIES)        # "unchanged": a pref.config that keeps the current one
 VALUE_TYPES = ("unchanged", *pref_reducer.VALUE_TYPES)
 

@@ -31,7 +31,7 @@ from .home import STORE_DIR, read_key
 
 # The store's layout, mirrored because importing agentlog.store or agentlog.home loads
 # pycapnp; tests/test_cli_prefs.py checks every one against its source.
-MAX_DBS = 20                                      # len(store._DBS) + 8: what Store opens the environment with
+MAX_DBS = 32                                      # store.MAX_DBS: what Store opens the environment with
 LAYOUT = (1).to_bytes(4, "big")                   # store.LAYOUT_VERSION
 ROSTER_VERSION = (2).to_bytes(4, "big")           # roster.VERSION
 PREF_VERSION_KEY = b"\0version"                   # pref_view.VERSION_KEY

@@ -15,9 +15,10 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from . import payloads
+from . import crypto, payloads
+from . import memory_reducer as mr
 from . import pref_reducer as pr
-from .event import Header, peek_record, record_id
+from .event import Header, decode_header, peek_record, record_id
 from .errors import EventError
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen")
@@ -29,7 +30,10 @@ _CACHED_PAYLOAD, _CACHED_PAYLOADS = 256, 100_000
 
 
 class Folded(NamedTuple):
-    """One stored event as the view folds it: header fields, id and decoded payload (None if not decoded)."""
+    """One stored event as the views fold it: header fields, id and decoded payload (None if not decoded).
+
+    `scope` is read only where a view needs it (memory.put); elsewhere it may be "".
+    """
 
     author: bytes
     epoch: int
@@ -40,10 +44,11 @@ class Folded(NamedTuple):
     clock: tuple
     eid: bytes
     payload: Any
+    scope: str
 
     @classmethod
     def of(cls, h: Header, eid: bytes, payload: Any) -> "Folded":
-        return cls(h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload)
+        return cls(h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload, h.scope)
 
 
 def setting_key(name: str) -> bytes:
@@ -329,7 +334,7 @@ def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
     """
-    kinds, new = pr.KINDS, tuple.__new__
+    kinds, new = pr.KINDS | mr.KINDS, tuple.__new__
     decoded: dict[tuple[str, bytes], Any] = {}
     with txn.cursor(db=events_db) as cur:
         for key, record in cur:
@@ -347,4 +352,5 @@ def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
             except EventError:
                 continue
             epoch, seq = _POS.unpack_from(key, 32)
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, record_id(record), payload))
+            scope = decode_header(bytes(record[: -crypto.SIG_LEN])).scope if kind == "memory.put" else ""
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, record_id(record), payload, scope))

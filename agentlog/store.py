@@ -26,18 +26,22 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, payloads, pref_view
+from . import crypto, memory_view, payloads, pref_view
 from .errors import EventError, ForkError, StoreError, UsageError
 from . import roster as roster_module
 from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
                     record_id)
+from .memory_reducer import KINDS as MEMORY_KINDS
+from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
 from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
-_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", *pref_view.DBS, "meta")
+_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", *pref_view.DBS, *memory_view.DBS,
+        "meta")
+MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 
@@ -155,17 +159,20 @@ class Store:
         self._now_ms = clock or (lambda: time.time_ns() // 1_000_000)
         self._pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         try:
-            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS) + 8, subdir=True,
+            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
                                  sync=True, metasync=True, readahead=False, max_readers=126)
             self._db = {name: self.env.open_db(name.encode()) for name in _DBS}
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         self._check_layout()
         self._pref = PrefView(self._db, partial(_time_of, self._db), partial(_event_of, self._db))
+        self._memory = MemoryView(self._db)
         if self._read(lambda txn: txn.get(b"version", db=self._db["views.roster"])) != _ROSTER_VERSION:
             self._write(self._rebuild_roster)
         if not self._read(self._pref.current):
-            self._write(self._pref_rebuild)
+            self._write(lambda txn: self._pref.rebuild(txn, self._folded_log(txn)))
+        if not self._read(self._memory.current):
+            self._write(lambda txn: self._memory.rebuild(txn, self._folded_log(txn)))
 
     def _check_layout(self) -> None:
         """Stamp a new store with the layout version; refuse one written in another layout."""
@@ -269,12 +276,10 @@ class Store:
             body = payloads.encode(payload)
             seq += 1
             lamport += 1
-            header_bytes = headers.encode(
-                seq, prev, lamport, clock, scope or (device_scope(me) if kind.startswith("override.") else "user"),
-                kind, crypto.blake2b256(body), len(body),
-            )
+            scope = scope or (device_scope(me) if kind.startswith("override.") else "user")
+            header_bytes = headers.encode(seq, prev, lamport, clock, scope, kind, crypto.blake2b256(body), len(body))
             prev = event_id(header_bytes)
-            folded.append(Folded(me, epoch, seq, lamport, headers.time_ms, kind, clock, prev, payload))
+            folded.append(Folded(me, epoch, seq, lamport, headers.time_ms, kind, clock, prev, payload, scope))
             clock = ()
             rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
             if kind in ROSTER_KINDS:
@@ -289,6 +294,7 @@ class Store:
         if roster_changed:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
+        self._memory.fold(txn, folded)
         return [row[2] for row in rows]
 
     def _seen_in(self, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
@@ -360,6 +366,7 @@ class Store:
         if roster_changed:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
+        self._memory.fold(txn, folded)
         return IngestResult(accepted, duplicates)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
@@ -399,26 +406,31 @@ class Store:
             version = int.from_bytes(txn.get(b"version", db=self._db["views.roster"]) or b"\0", "big")
             frontier = self._frontier_in(txn)
             return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state)), "frontier": frontier},
-                    "pref": {"version": self._pref.version(txn), "digest": self._pref.digest(txn), "frontier": frontier}}
+                    "pref": {"version": self._pref.version(txn), "digest": self._pref.digest(txn), "frontier": frontier},
+                    "memory": {"version": self._memory.version(txn), "digest": self._memory.digest(txn),
+                               "frontier": frontier}}
         return self._read(read)
 
     def rebuild_views(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop every view and fold it again from the log in one transaction; returns the events replayed."""
         def write(txn):
             roster_keys = []
+            memory = self._memory.rebuilder(txn)
 
             def events():
-                for f in folded_from_log(txn, self._db["events"], self._db["payloads"]):
+                for f in self._folded_log(txn):
                     if f.kind in ROSTER_KINDS:
                         roster_keys.append(event_key(f.author, f.epoch, f.seq))
-                    yield f
+                    memory.add(f)
+                    yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
             n = self._pref.rebuild(txn, events(), progress)
+            memory.finish()
             self._rebuild_roster(txn, roster_keys)
             return n
         return self._write(write)
 
-    def _pref_rebuild(self, txn, progress: Callable[[int], None] | None = None) -> int:
-        return self._pref.rebuild(txn, folded_from_log(txn, self._db["events"], self._db["payloads"]), progress)
+    def _folded_log(self, txn) -> Iterator[Folded]:
+        return folded_from_log(txn, self._db["events"], self._db["payloads"])
 
     def anchor(self) -> tuple[Event, payloads.DeviceEnroll] | None:
         """The enrolment a join token vouched for on this device, if it joined by token."""
@@ -494,6 +506,12 @@ class Store:
     def _frontier_in(self, txn) -> dict[bytes, int]:
         with txn.cursor(db=self._db["heads"]) as cur:
             return {bytes(a): _POS.unpack_from(v)[1] for a, v in cur}
+
+    @property
+    def memory(self):
+        """Memory operations on this store (agentlog.memory)."""
+        from .memory import Memory
+        return Memory(self, self._now_ms)
 
     @property
     def prefs(self):

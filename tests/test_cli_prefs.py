@@ -214,7 +214,7 @@ def test_replay_rebuild_folds_the_same_digests(laptop):
     assert fingerprint(laptop) == before
     lines = out(laptop, "replay", "--rebuild").splitlines()
     assert lines[0].startswith("replayed 5 events in ") and lines[-1] == "every view folded to the same digest as before"
-    assert all(line.endswith("after: same") for line in lines[1:-1]) and len(lines) == 4
+    assert all(line.endswith("after: same") for line in lines[1:-1]) and len(lines) == 5
     assert b"replay: 5/5 (100%)" in stderr_on_a_terminal(laptop, "replay", "--rebuild")
     assert b"replay:" not in stderr_on_a_terminal(laptop, "replay", "--rebuild", "--json")
 
@@ -222,7 +222,7 @@ def test_replay_rebuild_folds_the_same_digests(laptop):
 # -- the fast path (agentlog.pref_lookup) -----------------------------------------------------------
 
 def test_lookup_mirrors_the_store_layout():
-    assert pref_lookup.MAX_DBS == len(store_module._DBS) + 8
+    assert pref_lookup.MAX_DBS == store_module.MAX_DBS >= len(store_module._DBS)
     assert pref_lookup.LAYOUT == store_module.LAYOUT_VERSION.to_bytes(4, "big")
     assert pref_lookup.ROSTER_VERSION == roster.VERSION.to_bytes(4, "big")
     assert pref_lookup.PREF_VERSION_KEY == pref_view.VERSION_KEY
