@@ -5,7 +5,7 @@ digest. It lives in LMDB and survives restart; the view marks what changed (memo
 in the same transaction as the fold, and `sync` embeds those entries before a search.
 A process keeps the matrix in memory and patches it from the journal of changed ids.
 
-Databases:
+Databases (opened by the store, see memory_view.DBS):
   memory.index          entry id(16) -> row: type(1) how(1) scope tags content (each length-prefixed) float32 vector
                         (how: STORED, EMBEDDED here, REEMBEDDED from another model, or EXCLUDED with no vector)
   memory.index.journal  change number(8) -> entry id(16): what changed, for other processes' in-memory copies
@@ -25,7 +25,6 @@ from . import memory_reducer as mr
 from .embedding import Embedder, normalized
 from .memory_reducer import Entry
 
-DBS = ("memory.index", "memory.index.journal", "memory.index.meta")
 JOURNAL_KEEP = 100_000
 _U64 = struct.Struct(">Q")
 _WORD = re.compile(r"\w+")

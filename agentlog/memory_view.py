@@ -6,7 +6,9 @@ Databases (see docs/memory.md):
   views.memory.conflicts  entry id(16) -> b"": entries with a field in conflict
   views.memory.past       author(32) -> (author(32) epoch(4) seq(8))*: the causal past of its newest event
   memory.dirty            entry id(16) -> b"": entries the local search index has not caught up with
-                          (local bookkeeping, not part of the view or its digest)
+  memory.index*           the local search index (agentlog/memory_index.py)
+The memory.* databases are this device's bookkeeping, not part of the view or its digest.
+numpy is imported only where vectors are read, so commands that only write stay quick to start.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable
 
-import numpy as np
-
 from . import memory_reducer as mr
 from . import payloads
 from .memory_reducer import Entry, Fact
 
-DBS = ("views.memory", "views.memory.vectors", "views.memory.conflicts", "views.memory.past", "memory.dirty")
+DBS = ("views.memory", "views.memory.vectors", "views.memory.conflicts", "views.memory.past", "memory.dirty",
+       "memory.index", "memory.index.journal", "memory.index.meta")
 VERSION_KEY = b"\0version"
 _VERSION = mr.VERSION.to_bytes(4, "big")
 _POS = struct.Struct(">IQ")
@@ -31,10 +32,13 @@ _POS = struct.Struct(">IQ")
 def vector_bytes(model: str, vector) -> bytes:
     """The stored form of an embedding: its model's name, then float32 little-endian values."""
     name = model.encode()
-    return len(name).to_bytes(2, "big") + name + np.asarray(vector, dtype="<f4").tobytes()
+    return len(name).to_bytes(2, "big") + name + struct.pack(f"<{len(vector)}f", *vector)
 
 
-def vector_from(raw: bytes) -> tuple[str, np.ndarray]:
+def vector_from(raw: bytes):
+    """(model, float32 numpy vector) from the stored form."""
+    import numpy as np
+
     n = int.from_bytes(raw[:2], "big")
     return bytes(raw[2 : 2 + n]).decode(), np.frombuffer(bytes(raw[2 + n :]), dtype="<f4")
 
@@ -161,7 +165,7 @@ class MemoryView:
         raw = txn.get(entry_id, db=self.entries) if len(entry_id) == mr.ENTRY_ID_LEN else None
         return Entry.from_bytes(entry_id, bytes(raw)) if raw else None
 
-    def vector(self, txn, write_eid: bytes) -> tuple[str, np.ndarray] | None:
+    def vector(self, txn, write_eid: bytes):
         raw = txn.get(write_eid, db=self.vectors)
         return vector_from(raw) if raw else None
 
