@@ -1,0 +1,85 @@
+@0xd3b1c9a07e5f4a21;
+# The replication protocol between two devices (docs/protocol.md).
+# Frontier and range lists are packed into Data (fixed-size big-endian records) so an
+# in-sync round costs a few bytes per author, not a pointer and a struct per entry.
+
+# --- handshake --------------------------------------------------------------
+
+struct ClientHello {                 # client -> server, in the clear
+  magic @0 :Text;                    # "agentlog"
+  version @1 :UInt16;                # 1
+  groupTag @2 :Data;                 # BLAKE2b-256(key = group secret, "agentlog group tag v1")
+  ephemeral @3 :Data;                # X25519 public key (32), fresh per connection
+}
+
+struct ServerHello {                 # server -> client, in the clear
+  version @0 :UInt16;
+  ephemeral @1 :Data;
+}
+
+struct Auth {                        # each way, encrypted: who I am, bound to this connection
+  device @0 :Data;                   # Ed25519 public key (32)
+  signature @1 :Data;                # over BLAKE2b-256(role label ++ transcript hash)
+}
+
+struct Refusal {                     # either way, then close
+  reason @0 :Text;
+}
+
+# --- protocol -----------------------------------------------------------------
+
+struct Message {
+  union {
+    hello @0 :Hello;
+    want @1 :Want;
+    events @2 :Events;
+    ack @3 :Ack;
+    heartbeat @4 :Heartbeat;
+    frontier @5 :Frontier;
+    error @6 :Error;
+    goodbye @7 :Goodbye;
+  }
+}
+
+struct Hello {                       # first message each way after the handshake
+  version @0 :UInt16;                # 1
+  group @1 :Data;                    # group id (32)
+  device @2 :Data;                   # sender's device key (32), as authenticated
+  frontier @3 :Data;                 # n x (author(32) epoch(u32be) seq(u64be)), sorted by author
+}
+
+struct Want {                        # "send me these", answered with Events
+  ranges @0 :Data;                   # n x (author(32) epoch(u32be) from(u64be) to(u64be)), inclusive
+}
+
+struct Events {                      # a batch; the receiver ingests it whole or not at all, then acks
+  batch @0 :UInt64;                  # sender's batch number, 1, 2, 3 ... per connection
+  events @1 :List(WireEvent);        # in an order ingest accepts (causal)
+}
+
+struct WireEvent {
+  record @0 :Data;                   # header bytes ++ signature, exactly as stored
+  payload @1 :Data;                  # exactly as hashed; null when withheld
+}
+
+struct Ack {
+  batch @0 :UInt64;                  # the batch ingested
+  frontier @1 :Data;                 # the receiver's frontier after it (packed as in Hello)
+}
+
+struct Heartbeat {
+  digest @0 :Data;                   # BLAKE2b-128 of the sender's packed frontier
+}
+
+struct Frontier {                    # the full frontier, sent when heartbeat digests differ
+  frontier @0 :Data;
+}
+
+struct Error {                       # the sender closes after it
+  code @0 :Text;                     # e.g. "signature", "chain", "fork", "decode", "too-large", "not-enrolled"
+  message @1 :Text;
+}
+
+struct Goodbye {
+  reason @0 :Text;
+}
