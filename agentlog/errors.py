@@ -101,3 +101,30 @@ class ForkError(EventError):
 
 class TokenError(AgentlogError):
     """A join token could not be read, opened or accepted."""
+
+
+class PeerError(AgentlogError):
+    """Something went wrong with a peer connection; `peer` names the remote address or device."""
+
+    def __init__(self, message: str, peer: str = ""):
+        super().__init__(f"{peer}: {message}" if peer else message)
+        self.peer = peer
+        self.reason = message
+
+
+class HandshakeError(PeerError):
+    """The handshake failed: wrong group, bad signature, timeout, or a malformed handshake frame."""
+
+
+class PeerRefused(HandshakeError):
+    """One side refused the other (not enrolled, revoked, wrong group); `reason` says why."""
+
+
+class ProtocolError(PeerError):
+    """A peer broke the protocol: a message that does not decode, is out of place, or breaks a limit."""
+
+    code = "protocol"
+
+
+class PeerClosed(PeerError):
+    """The connection ended (EOF, reset, or the peer's goodbye)."""
