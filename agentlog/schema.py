@@ -21,3 +21,4 @@ def _load(name: str):
 event = _load("event.capnp")
 payloads = _load("payloads.capnp")
 token = _load("token.capnp")
+protocol = _load("protocol.capnp")
