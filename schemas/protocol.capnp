@@ -60,7 +60,7 @@ struct Events {                      # a batch; the receiver ingests it whole or
 struct WireEvent {
   record @0 :Data;                   # header bytes ++ signature, exactly as stored
   payload @1 :Data;                  # exactly as hashed; empty when withheld
-  withheld @2 :Bool;                 # the payload is not sent (partial replication, erasure)
+  flags @2 :UInt8;                   # bit 0: withheld, the payload is not sent (partial replication, erasure)
 }
 
 struct Ack {

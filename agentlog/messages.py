@@ -1,0 +1,239 @@
+"""Replication messages (schemas/protocol.capnp `Message`) and their encoding. Pure.
+
+Each message is a dataclass; `encode` and `decode` map it onto the `Message` union
+with the same strict reader events use, so a peer's bytes either decode within the
+limits of docs/protocol.md section 3 or raise ProtocolError. Frontiers and ranges
+travel packed in Data and are unpacked (and checked) here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from .capnp_decode import Reader
+from .capnp_encode import Layout
+from .errors import DecodeError, ProtocolError, SizeLimitError
+from .schema import protocol as _schema
+
+VERSION = 1
+MAX_MESSAGE = 16 * 1024 * 1024
+MAX_BATCH = 2000
+MAX_ENTRIES = 4096
+KEY_LEN = 32
+_HEAD = struct.Struct(">IQ")
+_RANGE = struct.Struct(">IQQ")
+_HEAD_LEN, _RANGE_LEN = 32 + _HEAD.size, 32 + _RANGE.size
+
+Frontier = dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of the newest event held
+Range = tuple[bytes, int, int, int]            # (author, epoch, from seq, to seq), inclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    version: int
+    group: bytes
+    device: bytes
+    frontier: Frontier
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    ranges: tuple[Range, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WireEvent:
+    record: bytes
+    payload: bytes | None                      # None: withheld
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    batch: int
+    events: tuple[WireEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    batch: int
+    frontier: Frontier
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierMsg:
+    frontier: Frontier
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    reason: str
+
+
+Message = Hello | Want | Events | Ack | Heartbeat | FrontierMsg | Error | Goodbye
+
+
+# -- packed lists ------------------------------------------------------------------------------
+
+def pack_frontier(frontier: Frontier) -> bytes:
+    return b"".join(a + _HEAD.pack(*frontier[a]) for a in sorted(frontier))
+
+
+def unpack_frontier(raw: bytes, what: str = "frontier") -> Frontier:
+    """A packed frontier, checked: whole entries, at most MAX_ENTRIES, authors sorted and distinct, seq >= 1."""
+    if len(raw) % _HEAD_LEN or len(raw) // _HEAD_LEN > MAX_ENTRIES:
+        raise ProtocolError(f"{what} is {len(raw)} bytes: not a list of at most {MAX_ENTRIES} entries of {_HEAD_LEN}")
+    out: Frontier = {}
+    last = b""
+    for i in range(0, len(raw), _HEAD_LEN):
+        author = raw[i : i + 32]
+        epoch, seq = _HEAD.unpack_from(raw, i + 32)
+        if author <= last or seq < 1:
+            raise ProtocolError(f"{what} entry {i // _HEAD_LEN} is out of order, repeated or has seq 0")
+        out[author] = (epoch, seq)
+        last = author
+    return out
+
+
+def frontier_digest(frontier: Frontier) -> bytes:
+    """BLAKE2b-128 of the packed frontier: equal digests mean equal frontiers."""
+    return hashlib.blake2b(pack_frontier(frontier), digest_size=16).digest()
+
+
+def pack_ranges(ranges) -> bytes:
+    return b"".join(a + _RANGE.pack(e, lo, hi) for a, e, lo, hi in ranges)
+
+
+def unpack_ranges(raw: bytes) -> tuple[Range, ...]:
+    if len(raw) % _RANGE_LEN or len(raw) // _RANGE_LEN > MAX_ENTRIES:
+        raise ProtocolError(f"want is {len(raw)} bytes: not a list of at most {MAX_ENTRIES} ranges of {_RANGE_LEN}")
+    out = []
+    for i in range(0, len(raw), _RANGE_LEN):
+        epoch, lo, hi = _RANGE.unpack_from(raw, i + 32)
+        if not 1 <= lo <= hi:
+            raise ProtocolError(f"want range {i // _RANGE_LEN} is empty or starts at seq 0")
+        out.append((raw[i : i + 32], epoch, lo, hi))
+    return tuple(out)
+
+
+# -- the Message union ---------------------------------------------------------------------------
+
+_UNION = ("hello", "want", "events", "ack", "heartbeat", "frontier", "error", "goodbye")
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """The union as the codec sees it: exactly one member set, packed lists as bytes."""
+
+    hello: tuple | None = None
+    want: tuple | None = None
+    events: tuple | None = None
+    ack: tuple | None = None
+    heartbeat: tuple | None = None
+    frontier: tuple | None = None
+    error: tuple | None = None
+    goodbye: tuple | None = None
+
+
+_WIRE_EVENT_FIELDS = ("record", "payload", "flags")
+WITHHELD = 1
+_LAYOUT = Layout(_schema.Message, _UNION, _UNION, {
+    "hello": Layout(_schema.Hello, ("version", "group", "device", "frontier")),
+    "want": Layout(_schema.Want, ("ranges",)),
+    "events": Layout(_schema.Events, ("batch", "events"), None,
+                     {"events": Layout(_schema.WireEvent, _WIRE_EVENT_FIELDS)}),
+    "ack": Layout(_schema.Ack, ("batch", "frontier")),
+    "heartbeat": Layout(_schema.Heartbeat, ("digest",)),
+    "frontier": Layout(_schema.Frontier, ("frontier",)),
+    "error": Layout(_schema.Error, ("code", "message")),
+    "goodbye": Layout(_schema.Goodbye, ("reason",)),
+})
+
+
+def _batch_size(n: int) -> None:
+    if n > MAX_BATCH:
+        raise SizeLimitError(f"a batch holds at most {MAX_BATCH} events, not {n}")
+
+
+_READER = Reader(_schema.Message, _UNION, _Wire, _UNION, {
+    "hello": Reader(_schema.Hello, ("version", "group", "device", "frontier")),
+    "want": Reader(_schema.Want, ("ranges",)),
+    "events": Reader(_schema.Events, ("batch", "events"), None, None,
+                     {"events": Reader(_schema.WireEvent, _WIRE_EVENT_FIELDS)}, {"events": _batch_size}),
+    "ack": Reader(_schema.Ack, ("batch", "frontier")),
+    "heartbeat": Reader(_schema.Heartbeat, ("digest",)),
+    "frontier": Reader(_schema.Frontier, ("frontier",)),
+    "error": Reader(_schema.Error, ("code", "message")),
+    "goodbye": Reader(_schema.Goodbye, ("reason",)),
+})
+
+
+def encode(msg: Message) -> bytes:
+    """The Cap'n Proto bytes of one message."""
+    if isinstance(msg, Hello):
+        wire = _Wire(hello=(msg.version, msg.group, msg.device, pack_frontier(msg.frontier)))
+    elif isinstance(msg, Want):
+        wire = _Wire(want=(pack_ranges(msg.ranges),))
+    elif isinstance(msg, Events):
+        wire = _Wire(events=(msg.batch, [(e.record, e.payload or b"", WITHHELD if e.payload is None else 0)
+                                          for e in msg.events]))
+    elif isinstance(msg, Ack):
+        wire = _Wire(ack=(msg.batch, pack_frontier(msg.frontier)))
+    elif isinstance(msg, Heartbeat):
+        wire = _Wire(heartbeat=(msg.digest,))
+    elif isinstance(msg, FrontierMsg):
+        wire = _Wire(frontier=(pack_frontier(msg.frontier),))
+    elif isinstance(msg, Error):
+        wire = _Wire(error=(msg.code, msg.message))
+    elif isinstance(msg, Goodbye):
+        wire = _Wire(goodbye=(msg.reason,))
+    else:
+        raise TypeError(f"{type(msg).__name__} is not a replication message")
+    return _LAYOUT.encode(wire)
+
+
+def decode(raw: bytes) -> Message:
+    """One message from a peer.
+
+    Raises:
+        ProtocolError: it does not decode, has no member set, or breaks a limit.
+    """
+    try:
+        wire = _READER.read(raw, MAX_MESSAGE, "message")
+    except (DecodeError, SizeLimitError) as exc:
+        raise ProtocolError(str(exc)) from None
+    if wire.hello is not None:
+        version, group, device, frontier = wire.hello
+        if len(group) != KEY_LEN or len(device) != KEY_LEN:
+            raise ProtocolError("hello: group and device must be 32 bytes")
+        return Hello(version, group, device, unpack_frontier(frontier, "hello frontier"))
+    if wire.want is not None:
+        return Want(unpack_ranges(wire.want[0]))
+    if wire.events is not None:
+        batch, events = wire.events
+        if any(flags & ~WITHHELD for _, _, flags in events):
+            raise ProtocolError("events: unknown event flags")
+        return Events(batch, tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events))
+    if wire.ack is not None:
+        return Ack(wire.ack[0], unpack_frontier(wire.ack[1], "ack frontier"))
+    if wire.heartbeat is not None:
+        return Heartbeat(wire.heartbeat[0])
+    if wire.frontier is not None:
+        return FrontierMsg(unpack_frontier(wire.frontier[0]))
+    if wire.error is not None:
+        return Error(*wire.error)
+    if wire.goodbye is not None:
+        return Goodbye(wire.goodbye[0])
+    raise ProtocolError("message has no member set")
