@@ -126,7 +126,8 @@ def _check(problem: str | None) -> None:
 
 
 def _tags(tags: Iterable[str], what: str) -> tuple[str, ...]:
-    tags = tuple(tags)
+    if not isinstance(tags, str):
+        tags = tuple(tags)
     if isinstance(tags, str) or any(not isinstance(t, str) for t in tags):
         raise InvalidValueError(f"{what} must be a list of strings")
     for t in tags:
