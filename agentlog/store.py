@@ -27,7 +27,7 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, memory_view, payloads, pref_view
-from .errors import EventError, ForkError, StoreError, UsageError
+from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
 from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
                     record_id)
@@ -324,11 +324,13 @@ class Store:
         else:
             txn.put(key, b"", db=self._db["withheld"])
 
-    def ingest(self, events: Iterable[tuple[bytes, bytes | None]]) -> IngestResult:
+    def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True) -> IngestResult:
         """Validate and store (record, payload) pairs from outside, all in one transaction.
 
         The batch is rejected whole on the first invalid event, leaving the store as it
-        was; a fork found on the way is still recorded as proof (see `forks`).
+        was; a fork found on the way is still recorded as proof (see `forks`). With
+        `every_signature` False, only the signature of each author's last event in the
+        batch is verified: the hash links from it prove the others (DESIGN.md section 3).
 
         Raises:
             EventError: the first event that failed, naming author and seq.
@@ -337,25 +339,27 @@ class Store:
         if self.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         try:
-            result = self._write(lambda txn: self._ingest_in(txn, batch))
+            result = self._write(lambda txn: self._ingest_in(txn, batch, every_signature))
         except ForkError as fork:
             self._record_fork(fork, batch)
             raise
         return result
 
-    def _ingest_in(self, txn, batch) -> IngestResult:
+    def _ingest_in(self, txn, batch, every_signature: bool = True) -> IngestResult:
         roster = self._roster_in(txn)
         log = _TxnLog(self, txn, roster)
         accepted = duplicates = 0
         lamport = int.from_bytes(txn.get(b"lamport", db=self._db["meta"]) or b"\0", "big")
         roster_changed, folded = False, []
+        last: dict[bytes, Event] = {}
         for record, payload in batch:
             try:
-                event, decoded = check_event(record, payload, log)
+                event, decoded = check_event(record, payload, log, check_signature=every_signature)
             except Duplicate:
                 duplicates += 1
                 continue
             h = event.header
+            last[h.author] = event
             self._put_event(txn, event)
             txn.put(h.author, _head_value(Head(h.epoch, h.seq, event.id)), db=self._db["heads"])
             lamport = max(lamport, h.lamport)
@@ -363,6 +367,11 @@ class Store:
                 roster_changed |= roster.apply(h, event.id, decoded)
             folded.append(Folded.of(h, event.id, decoded))
             accepted += 1
+        if not every_signature:
+            for event in last.values():
+                if not crypto.verify(event.header.author, event.id, event.signature):
+                    raise SignatureError("signature does not verify for this author and event id",
+                                         event.header.author, event.header.seq)
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
@@ -498,6 +507,22 @@ class Store:
                 out.append(decode_record(record, txn.get(key, db=self._db["payloads"])))
                 found = cur.next()
         out.sort(key=lambda e: (e.header.lamport, e.header.author, e.header.seq))
+        return out
+
+    def read_range(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, bytes, bytes | None]]:
+        """Up to `limit` events of `author` from seq `lo` to `hi` with no gap, as (lamport, record, payload or None)."""
+        out = []
+        with self.env.begin(buffers=False) as txn:
+            cur = txn.cursor(db=self._db["events"])
+            found = cur.set_key(event_key(author, epoch, lo))
+            seq = lo
+            while found and seq <= hi and len(out) < limit:
+                key, record = cur.item()
+                if key != event_key(author, epoch, seq):
+                    break
+                out.append((peek_record(record)[0], record, txn.get(key, db=self._db["payloads"])))
+                seq += 1
+                found = cur.next()
         return out
 
     def frontier(self) -> dict[bytes, int]:

@@ -1,0 +1,329 @@
+"""The replication protocol for one connection: a sans-IO state machine (docs/protocol.md section 4).
+
+A `Connection` takes messages, ingest results, local changes and the current time,
+and returns actions: messages to send, batches to ingest, and when to close. It owns
+no socket and no clock; it reads the local log through the small `LogReader`
+protocol, so the same rules run over TCP, in a simulation, and in unit tests.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import EventError
+from .messages import (MAX_BATCH, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
+                       Message, Want, WireEvent, frontier_digest)
+
+HEARTBEAT_S = 5.0
+PARTITION_AFTER = 3                  # heartbeat intervals of silence
+WINDOW = 4                           # batches sent and not yet acked
+BATCH_EVENTS = 1000
+BATCH_BYTES = 1 << 20
+READ_CHUNK = 512
+
+
+class LogReader(Protocol):
+    """What the protocol needs from the local log."""
+
+    def frontier(self) -> Frontier: ...
+
+    def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
+        """Up to `limit` held events of `author` from seq `lo` on (at most `hi`), in seq order and without
+        a gap, as (lamport, event)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """Validate and store this batch in one transaction, then call `ingested` (or `rejected`)."""
+
+    batch: int
+    events: tuple[WireEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    reason: str
+    error: bool                      # True: the peer broke a rule (or we did); False: a normal end
+
+
+Action = Send | Ingest | Close
+
+
+def _seq(f: Frontier, author: bytes) -> int:
+    return f.get(author, (0, 0))[1]
+
+
+def _merge(into: Frontier, more: Frontier) -> None:
+    for author, pos in more.items():
+        if into.get(author, (-1, -1)) < pos:
+            into[author] = pos
+
+
+@dataclass
+class _Outbox:
+    """Ranges owed to the peer, read author by author and merged into causal (lamport) order."""
+
+    log: LogReader
+    ranges: dict[bytes, list[int]] = field(default_factory=dict)     # author -> [epoch, next seq, last seq]
+    buffers: dict[bytes, deque] = field(default_factory=dict)
+
+    def owe(self, author: bytes, epoch: int, lo: int, hi: int) -> None:
+        r = self.ranges.get(author)
+        if r is None or r[0] != epoch:
+            self.ranges[author] = [epoch, lo, hi]
+        else:
+            r[1], r[2] = min(r[1], lo), max(r[2], hi)
+
+    def empty(self) -> bool:
+        return not any(self.buffers.values()) and not self.ranges
+
+    def _head(self, author: bytes):
+        buf = self.buffers.setdefault(author, deque())
+        if not buf and author in self.ranges:
+            epoch, lo, hi = self.ranges[author]
+            got = self.log.read(author, epoch, lo, hi, READ_CHUNK)
+            buf.extend((lamport, epoch, lo + i, event) for i, (lamport, event) in enumerate(got))
+            nxt = lo + len(got)
+            if not got or nxt > hi:
+                del self.ranges[author]          # done, or not held: the peer asks again after a frontier
+            else:
+                self.ranges[author][1] = nxt
+        return buf[0] if buf else None
+
+    def batch(self, max_events: int, max_bytes: int) -> list[tuple[bytes, int, int, WireEvent]]:
+        """The next events owed, in lamport order, as (author, epoch, seq, event)."""
+        heap = []
+        for author in list(self.ranges) + [a for a, b in self.buffers.items() if b and a not in self.ranges]:
+            head = self._head(author)
+            if head is not None:
+                heap.append((head[0], author))
+        heapq.heapify(heap)
+        out, size = [], 0
+        while heap and len(out) < max_events:
+            lamport, author = heapq.heappop(heap)
+            _, epoch, seq, event = self.buffers[author][0]
+            cost = len(event.record) + len(event.payload or b"") + 16
+            if out and size + cost > max_bytes:
+                break
+            self.buffers[author].popleft()
+            out.append((author, epoch, seq, event))
+            size += cost
+            head = self._head(author)
+            if head is not None:
+                heapq.heappush(heap, (head[0], author))
+        return out
+
+
+class Connection:
+    """The protocol state of one authenticated connection to `peer` (both sides run the same machine)."""
+
+    def __init__(self, log: LogReader, group: bytes, me: bytes, peer: bytes, now: float, *,
+                 heartbeat: float = HEARTBEAT_S, window: int = WINDOW, batch_events: int = BATCH_EVENTS,
+                 batch_bytes: int = BATCH_BYTES):
+        self.log, self.group, self.me, self.peer = log, group, me, peer
+        self.heartbeat, self.window = heartbeat, window
+        self.batch_events, self.batch_bytes = min(batch_events, MAX_BATCH), batch_bytes
+        self.state = "hello"
+        self.theirs: Frontier = {}          # what the peer holds, as far as we know
+        self.sent: Frontier = {}            # what the peer holds or we have queued for it
+        self.wanted: Frontier = {}          # what we asked for and have not received yet
+        self.outbox = _Outbox(log)
+        self.unacked: dict[int, Frontier] = {}   # batch -> newest event per author in it
+        self.next_batch = 1
+        self.expect_batch = 1
+        self.ingesting = 0
+        self.last_sent = self.last_heard = now
+        self.sent_events = self.received_events = 0
+        self.announced: Frontier = {}       # our frontier as our hello gave it: the peer asks for up to there
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """The opening move: our hello."""
+        self.announced = self.log.frontier()
+        return [self._send(Hello(VERSION, self.group, self.me, self.announced), now)]
+
+    def receive(self, msg: Message, now: float) -> list[Action]:
+        """A message from the peer."""
+        self.last_heard = now
+        if self.state == "closed":
+            return []
+        if isinstance(msg, Hello):
+            return self._hello(msg, now)
+        if isinstance(msg, (Error, Goodbye)):
+            self.state = "closed"
+            if isinstance(msg, Error):
+                return [Close(f"peer reported {msg.code}: {msg.message}", True)]
+            return [Close(f"peer said goodbye: {msg.reason}", False)]
+        if self.state == "hello":
+            return self._violation(f"{type(msg).__name__.lower()} before hello", now)
+        if isinstance(msg, Want):
+            return self._want(msg, now)
+        if isinstance(msg, Events):
+            return self._events(msg, now)
+        if isinstance(msg, Ack):
+            return self._ack(msg, now)
+        if isinstance(msg, Heartbeat):
+            if msg.digest != frontier_digest(self.log.frontier()) and self._idle():
+                return [self._send(FrontierMsg(self.log.frontier()), now)]
+            return []
+        if isinstance(msg, FrontierMsg):
+            _merge(self.theirs, msg.frontier)
+            return self._catch_up(now) + self._flush(now)
+        return self._violation(f"unexpected {type(msg).__name__}", now)
+
+    def ingested(self, batch: int, heads: Frontier, frontier: Frontier, now: float) -> list[Action]:
+        """Batch `batch` is stored: `heads` is the newest event per author it held, `frontier` ours now."""
+        self.ingesting -= 1
+        _merge(self.theirs, heads)
+        _merge(self.sent, heads)
+        for author, pos in list(self.wanted.items()):
+            if _seq(frontier, author) >= pos[1]:
+                del self.wanted[author]
+        out = [self._send(Ack(batch, frontier), now)]
+        out += self._flush(now)
+        self._maybe_live()
+        return out
+
+    def rejected(self, batch: int, exc: EventError, now: float) -> list[Action]:
+        """Batch `batch` failed validation: nothing of it was stored; tell the peer why and close."""
+        self.ingesting -= 1
+        code = getattr(exc, "check", "event")
+        return self._fail(code, f"batch {batch}: {exc}", now)
+
+    def local_changed(self, now: float) -> list[Action]:
+        """New events are held locally (appended here, or ingested from any peer)."""
+        if self.state not in ("syncing", "live"):
+            return []
+        ours = self.log.frontier()
+        for author, (epoch, seq) in ours.items():
+            have = _seq(self.sent, author)
+            if seq > have and self.sent.get(author, (epoch, 0))[0] == epoch:
+                self.outbox.owe(author, epoch, have + 1, seq)
+                self.sent[author] = (epoch, seq)
+        return self._flush(now)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: send a heartbeat when due; close a peer that went silent."""
+        if self.state == "closed":
+            return []
+        if now - self.last_heard >= PARTITION_AFTER * self.heartbeat:
+            self.state = "closed"
+            return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
+        if self.state != "hello" and now - self.last_sent >= self.heartbeat:
+            return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)]
+        return []
+
+    def deadline(self) -> float:
+        """The time by which `tick` must be called next."""
+        return min(self.last_sent + self.heartbeat, self.last_heard + PARTITION_AFTER * self.heartbeat)
+
+    def goodbye(self, reason: str, now: float) -> list[Action]:
+        self.state = "closed"
+        return [self._send(Goodbye(reason), now), Close(reason, False)]
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _hello(self, msg: Hello, now: float) -> list[Action]:
+        if self.state != "hello":
+            return self._violation("a second hello", now)
+        if msg.version != VERSION:
+            return self._fail("protocol", f"protocol version {msg.version} is not {VERSION}", now)
+        if msg.group != self.group:
+            return self._fail("group", "hello names another group", now)
+        if msg.device != self.peer:
+            return self._fail("protocol", "hello names another device than the one authenticated", now)
+        self.state = "syncing"
+        self.theirs = dict(msg.frontier)
+        self.sent = dict(msg.frontier)
+        _merge(self.sent, self.announced)           # the peer wants those; only newer events are pushed
+        out = self._catch_up(now)
+        out += self.local_changed(now)
+        self._maybe_live()
+        return out
+
+    def _catch_up(self, now: float) -> list[Action]:
+        """Ask for every range the peer holds and we lack (and have not asked for yet)."""
+        ours = self.log.frontier()
+        ranges = []
+        for author, (epoch, seq) in sorted(self.theirs.items()):
+            have = _seq(ours, author)
+            if seq > have and ours.get(author, (epoch, 0))[0] == epoch and self.wanted.get(author, (0, 0))[1] < seq:
+                ranges.append((author, epoch, have + 1, seq))
+                self.wanted[author] = (epoch, seq)
+        return [self._send(Want(tuple(ranges)), now)] if ranges else []
+
+    def _want(self, msg: Want, now: float) -> list[Action]:
+        for author, epoch, lo, hi in msg.ranges:
+            self.outbox.owe(author, epoch, lo, hi)
+            if _seq(self.sent, author) < hi:
+                self.sent[author] = (epoch, hi)
+        return self._flush(now)
+
+    def _events(self, msg: Events, now: float) -> list[Action]:
+        if msg.batch != self.expect_batch:
+            return self._violation(f"batch {msg.batch} arrived where batch {self.expect_batch} was due", now)
+        self.expect_batch += 1
+        self.ingesting += 1
+        self.received_events += len(msg.events)
+        return [Ingest(msg.batch, msg.events)]
+
+    def _ack(self, msg: Ack, now: float) -> list[Action]:
+        if msg.batch not in self.unacked:
+            return self._violation(f"ack of batch {msg.batch}, which is not in flight", now)
+        _merge(self.theirs, self.unacked.pop(msg.batch))
+        _merge(self.theirs, msg.frontier)
+        out = self._flush(now)
+        self._maybe_live()
+        return out
+
+    def _flush(self, now: float) -> list[Action]:
+        """Send owed events in batches while the window allows."""
+        out = []
+        while len(self.unacked) < self.window and not self.outbox.empty():
+            owed = self.outbox.batch(self.batch_events, self.batch_bytes)
+            if not owed:
+                break
+            batch = self.next_batch
+            self.next_batch += 1
+            self.unacked[batch] = heads_of((a, e, s) for a, e, s, _ in owed)
+            self.sent_events += len(owed)
+            out.append(self._send(Events(batch, tuple(ev for _, _, _, ev in owed)), now))
+        return out
+
+    def _idle(self) -> bool:
+        return not self.unacked and self.outbox.empty() and not self.ingesting and not self.wanted
+
+    def _maybe_live(self) -> None:
+        if self.state == "syncing" and self._idle():
+            self.state = "live"
+
+    def _send(self, msg: Message, now: float) -> Send:
+        self.last_sent = now
+        return Send(msg)
+
+    def _violation(self, what: str, now: float) -> list[Action]:
+        return self._fail("protocol", what, now)
+
+    def _fail(self, code: str, message: str, now: float) -> list[Action]:
+        self.state = "closed"
+        return [self._send(Error(code, message), now), Close(f"{code}: {message}", True)]
+
+
+def heads_of(events: Iterable[tuple[bytes, int, int]]) -> Frontier:
+    """The newest (epoch, seq) per author among (author, epoch, seq) triples."""
+    out: Frontier = {}
+    for author, epoch, seq in events:
+        if out.get(author, (-1, -1)) < (epoch, seq):
+            out[author] = (epoch, seq)
+    return out
