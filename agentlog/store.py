@@ -129,6 +129,7 @@ class ForkProof:
 class IngestResult:
     accepted: int
     duplicates: int
+    heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
 
 
 class _TxnLog:
@@ -377,7 +378,8 @@ class Store:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
         self._memory.fold(txn, folded)
-        return IngestResult(accepted, duplicates)
+        heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
+        return IngestResult(accepted, duplicates, heads)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
         """Keep both signed records of a fork as proof, even when the batch held both."""

@@ -1,0 +1,30 @@
+"""The local store as the replication protocol sees it: frontier, range reads, and batch ingest."""
+
+from __future__ import annotations
+
+from .messages import Frontier, WireEvent
+from .store import Store
+
+
+class StoreLog:
+    """`protocol.LogReader` over a Store, plus the ingest step the protocol's `Ingest` action asks for."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def frontier(self) -> Frontier:
+        return {author: (h.epoch, h.seq) for author, h in self.store.heads().items()}
+
+    def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
+        return [(lamport, WireEvent(record, payload))
+                for lamport, record, payload in self.store.read_range(author, epoch, lo, hi, limit)]
+
+    def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
+        """Validate and store a batch whole (one signature per author run); returns
+        (newest event per author in the batch, our frontier after it, events accepted).
+
+        Raises:
+            EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
+        """
+        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False)
+        return result.heads, self.frontier(), result.accepted

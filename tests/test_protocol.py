@@ -1,0 +1,228 @@
+"""The sans-IO replication protocol, driven directly: real stores, no sockets, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentlog import devices, home, messages
+from agentlog.errors import EventError
+from agentlog.messages import Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
+from agentlog.peer_log import StoreLog
+from agentlog.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Send
+from tests.conftest import sync
+
+
+class Link:
+    """Two connections joined by an in-order queue of encoded messages; ingest runs at once."""
+
+    def __init__(self, a_store, b_store, now: float = 0.0, **options):
+        self.stores = {}
+        self.a = self._conn(a_store, b_store, now, **options)
+        self.b = self._conn(b_store, a_store, now, **options)
+        self.queue: list = []
+        self.closed: list[tuple[str, Close]] = []
+        self.sent: list[tuple[str, object]] = []
+        self.wire_bytes = 0
+        self.now = now
+
+    def _conn(self, store, other, now, **options):
+        conn = Connection(StoreLog(store), store.group, store.device, other.device, now, **options)
+        self.stores[id(conn)] = store
+        return conn
+
+    def name(self, conn) -> str:
+        return "a" if conn is self.a else "b"
+
+    def start(self) -> None:
+        self.handle(self.a, self.a.start(self.now))
+        self.handle(self.b, self.b.start(self.now))
+
+    def handle(self, conn, actions) -> None:
+        other = self.b if conn is self.a else self.a
+        for act in actions:
+            if isinstance(act, Send):
+                raw = messages.encode(act.message)
+                self.wire_bytes += len(raw)
+                self.sent.append((self.name(conn), act.message))
+                self.queue.append((other, raw))
+            elif isinstance(act, Ingest):
+                log = StoreLog(self.stores[id(conn)])
+                try:
+                    heads, frontier, _ = log.ingest(act.events)
+                except EventError as exc:
+                    self.handle(conn, conn.rejected(act.batch, exc, self.now))
+                else:
+                    self.handle(conn, conn.ingested(act.batch, heads, frontier, self.now))
+            elif isinstance(act, Close):
+                self.closed.append((self.name(conn), act))
+
+    def run(self, limit: int = 100_000) -> None:
+        for _ in range(limit):
+            if not self.queue:
+                return
+            target, raw = self.queue.pop(0)
+            self.handle(target, target.receive(messages.decode(raw), self.now))
+        raise AssertionError("the protocol did not settle")
+
+
+def views(store):
+    v = store.views()
+    return {name: v[name]["digest"] for name in v}
+
+
+@pytest.fixture
+def hub(tmp_path, laptop):
+    store = home.create(tmp_path / "hub", "hub")
+    devices.join(store, devices.enroll(laptop, store.device, "hub"))
+    sync(laptop, store)
+    yield store
+    store.close()
+
+
+def test_two_devices_catch_up_both_ways_and_go_live(laptop, phone):
+    for i in range(1500):
+        laptop.prefs.observe("ui.theme", "dark" if i % 3 else "light")
+    for i in range(200):
+        phone.memory.put(f"fact {i}")
+    link = Link(laptop, phone, batch_events=400)
+    link.start()
+    link.run()
+    assert link.a.state == link.b.state == "live"
+    assert laptop.frontier() == phone.frontier()
+    assert views(laptop) == views(phone)
+    assert link.a.sent_events == 1500 and link.b.sent_events == 200
+    assert not link.closed
+    wants = [m for who, m in link.sent if isinstance(m, Want)]
+    assert len(wants) == 2
+
+
+def test_live_push_reaches_the_peer_and_is_not_echoed(laptop, phone):
+    link = Link(laptop, phone)
+    link.start()
+    link.run()
+    phone.memory.put("bought oat milk")
+    link.handle(link.b, link.b.local_changed(1.0))
+    link.run()
+    assert laptop.frontier() == phone.frontier()
+    before = len(link.sent)
+    link.handle(link.a, link.a.local_changed(1.0))
+    link.run()
+    assert [m for _, m in link.sent[before:] if isinstance(m, Events)] == []
+
+
+def test_at_most_window_batches_are_unacked(laptop, phone):
+    for i in range(100):
+        laptop.prefs.observe("ui.theme", "dark")
+    link = Link(laptop, phone, batch_events=10)
+    link.start()
+    in_flight = 0
+    peak = 0
+    for _ in range(10_000):
+        if not link.queue:
+            break
+        target, raw = link.queue.pop(0)
+        msg = messages.decode(raw)
+        if isinstance(msg, Events):
+            in_flight += 1
+        if isinstance(msg, Ack) and target is link.a:
+            in_flight -= 1
+        peak = max(peak, in_flight, len(link.a.unacked))
+        link.handle(target, target.receive(msg, 0.0))
+    assert laptop.frontier() == phone.frontier()
+    assert peak == WINDOW
+
+
+def test_events_are_relayed_through_a_third_device(laptop, phone, hub):
+    phone.memory.put("phone only")
+    phone_laptop = Link(phone, laptop)
+    phone_laptop.start()
+    phone_laptop.run()
+    laptop_hub = Link(laptop, hub)
+    laptop_hub.start()
+    laptop_hub.run()
+    assert hub.frontier() == phone.frontier() == laptop.frontier()
+    assert views(hub) == views(phone)
+
+
+def test_events_before_hello_are_a_protocol_error(laptop, phone):
+    conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
+    actions = conn.receive(Events(1, ()), 0.0)
+    assert isinstance(actions[0], Send) and actions[0].message.code == "protocol"
+    assert isinstance(actions[1], Close) and actions[1].error and conn.state == "closed"
+    assert conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0) == []
+
+
+@pytest.mark.parametrize("hello, code", [
+    (lambda s, p: Hello(2, s.group, p.device, {}), "protocol"),
+    (lambda s, p: Hello(1, b"\x01" * 32, p.device, {}), "group"),
+    (lambda s, p: Hello(1, s.group, s.device, {}), "protocol"),
+])
+def test_a_bad_hello_is_refused(laptop, phone, hello, code):
+    conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
+    conn.start(0.0)
+    send, close = conn.receive(hello(laptop, phone), 0.0)
+    assert send.message.code == code and close.error
+
+
+def test_out_of_place_messages_are_refused(laptop, phone):
+    for msg, words in [(Ack(7, {}), "ack of batch 7"), (Events(2, ()), "batch 2 arrived where batch 1")]:
+        conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
+        conn.start(0.0)
+        conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0)
+        send, close = conn.receive(msg, 0.0)
+        assert send.message.code == "protocol" and words in send.message.message and close.error
+
+
+def test_a_batch_that_fails_validation_is_refused_whole(laptop, phone):
+    for i in range(5):
+        laptop.prefs.observe("ui.theme", "dark")
+    link = Link(laptop, phone)
+    link.start()
+    count = phone.count()
+    original = link.handle
+
+    def tamper(conn, actions):
+        out = []
+        for act in actions:
+            if isinstance(act, Send) and isinstance(act.message, Events) and act.message.events:
+                evs = list(act.message.events)
+                last = evs[-1]
+                evs[-1] = WireEvent(last.record[:-1] + bytes([last.record[-1] ^ 1]), last.payload)
+                act = Send(Events(act.message.batch, tuple(evs)))
+            out.append(act)
+        original(conn, out)
+    link.handle = tamper
+    link.run()
+    assert phone.count() == count
+    errors = [m for who, m in link.sent if isinstance(m, Error)]
+    assert errors and errors[0].code == "signature"
+    assert {who for who, c in link.closed} == {"a", "b"} and all(c.error for _, c in link.closed)
+
+
+def test_heartbeats_partition_and_frontier_repair(laptop, phone):
+    link = Link(laptop, phone)
+    link.start()
+    link.run()
+    t = HEARTBEAT_S
+    link.now = t
+    link.handle(link.a, link.a.tick(t))
+    assert isinstance(link.sent[-1][1], Heartbeat)
+    laptop.prefs.observe("ui.theme", "dark")     # the laptop holds more, the phone is not told (no local_changed)
+    link.handle(link.b, link.b.tick(t))           # the phone's heartbeat: digests now differ
+    link.run()
+    kinds = [type(m).__name__ for _, m in link.sent[-4:]]
+    assert "FrontierMsg" in kinds and "Want" in kinds
+    assert laptop.frontier() == phone.frontier()
+    assert link.a.tick(t + 0.1) == []
+    silent = link.a.last_heard + PARTITION_AFTER * HEARTBEAT_S
+    [close] = link.a.tick(silent)
+    assert isinstance(close, Close) and "partitioned" in close.reason and not close.error
+
+
+def test_an_in_sync_round_is_a_few_bytes_per_direction(laptop, phone):
+    link = Link(laptop, phone)
+    link.start()
+    link.run()
+    frontier = StoreLog(laptop).frontier()
+    assert len(messages.encode(Heartbeat(messages.frontier_digest(frontier)))) <= 64
+    assert len(messages.encode(FrontierMsg(frontier))) <= 32 + 48 * len(frontier)
