@@ -225,4 +225,4 @@ def test_an_in_sync_round_is_a_few_bytes_per_direction(laptop, phone):
     link.run()
     frontier = StoreLog(laptop).frontier()
     assert len(messages.encode(Heartbeat(messages.frontier_digest(frontier)))) <= 64
-    assert len(messages.encode(FrontierMsg(frontier))) <= 32 + 48 * len(frontier)
+    assert len(messages.encode(FrontierMsg(frontier))) <= 48 + 48 * len(frontier)
