@@ -268,14 +268,16 @@ class Matrix:
         no positive similarity are not near at all and are left out."""
         if not self.n or k <= 0:
             return []
-        scores = self.vectors[: self.n] @ query
+        # einsum, not `@`: BLAS sums the last rows of a block in another order, so equal rows would score unequally
+        scores = np.einsum("ij,j->i", self.vectors[: self.n], query)
         scores[~mask] = -np.inf
         count = int(mask.sum())
         k = min(k, count)
         if k == 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < self.n else np.arange(self.n)
-        best = sorted(((-float(scores[i]), self.ids[i]) for i in top if mask[i] and scores[i] > 0))[:k]
+        kth = -np.partition(-scores, k - 1)[k - 1] if k < self.n else -np.inf
+        top = np.flatnonzero((scores >= kth) & (scores > 0))      # every row tied with the k-th, for the id order
+        best = sorted(((-float(scores[i]), self.ids[i]) for i in top if mask[i]))[:k]
         return [(entry_id, -neg) for neg, entry_id in best]
 
     def lexical(self, query: str, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
