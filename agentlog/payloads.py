@@ -258,13 +258,34 @@ def encode(payload: Any) -> bytes:
     return raw
 
 
+_DECODED: dict[tuple[str, bytes], Any] = {}
+_DECODED_MAX_BYTES, _DECODED_MAX = 256, 4096
+
+
 def decode(kind: str, raw: bytes) -> Any:
     """Decode payload bytes of a known kind into its dataclass.
+
+    Small payloads repeat (the same observation, again and again): each distinct one
+    is decoded once and its (immutable) object shared.
 
     Raises:
         DecodeError: unknown kind, bad framing, or a field out of its range.
         SizeLimitError: over MAX_PAYLOAD_BYTES.
     """
+    small = len(raw) <= _DECODED_MAX_BYTES
+    if small:
+        hit = _DECODED.get((kind, raw))
+        if hit is not None:
+            return hit
+    payload = _decode(kind, raw)
+    if small:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[kind, bytes(raw)] = payload
+    return payload
+
+
+def _decode(kind: str, raw: bytes) -> Any:
     cls = KINDS.get(kind)
     if cls is None:
         raise DecodeError(f"payload kind {kind!r} is unknown to this version")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, memory_view, payloads, pref_view
+from . import crypto, memory_view, payloads, peers, pref_view
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
 from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
@@ -40,7 +40,7 @@ from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", *pref_view.DBS, *memory_view.DBS,
-        "meta")
+        *peers.DBS, "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")

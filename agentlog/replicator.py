@@ -1,0 +1,371 @@
+"""The replicator: runs protocol.Connection over net.Channel for every peer, pushes local changes, reconnects.
+
+Each connection has one loop task that owns its `Connection` and performs its actions,
+a reader task that decodes frames into that loop's inbox, and an ingester that stores
+received batches in a worker thread (LMDB's writer blocks; the event loop must not).
+Local changes by any process are noticed by watching LMDB's last transaction id.
+Peer states are saved in the store for `agentlog status` (peers.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+import trio
+
+from . import messages, net
+from .errors import EventError, PeerClosed, PeerError
+from .handshake import CheckPeer
+from .peer_log import StoreLog
+from .peers import PeerState, Peers, address, parse_address
+from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Send
+from .store import Store
+
+WATCH_S = 0.002                 # how often LMDB is checked for events written by other processes
+PUSH_WINDOW_S = 0.001           # live pushes are batched over this long
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
+SAVE_EVERY_S = 1.0
+
+log = structlog.get_logger("agentlog.replicator")
+
+
+def _now() -> float:
+    return trio.current_time()
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def check_peer(store: Store) -> CheckPeer:
+    """Accept a device that is enrolled and not revoked in the store's roster now (or the device
+    whose token this one joined with, until the roster arrives)."""
+    def check(device: bytes) -> str | None:
+        if device == store.device:
+            return "that is this device itself"
+        roster = store.roster()
+        member = roster.members.get(device)
+        if member is not None and member.active:
+            return None
+        anchor = store.anchor()
+        if anchor is not None and anchor[0].header.author == device:
+            return None
+        if member is not None and member.enrolled:
+            return f"device {device.hex()[:16]} was revoked from this group"
+        return f"device {device.hex()[:16]} is not enrolled in this group"
+    return check
+
+
+@dataclass
+class SyncResult:
+    """What one connection moved."""
+
+    peer: bytes
+    address: str
+    received: int = 0           # events stored here
+    sent: int = 0               # events sent
+    reason: str = ""
+    error: bool = False
+    synced: bool = False
+
+
+class Link:
+    """One live connection: its protocol state, channel and inbox."""
+
+    def __init__(self, replicator: "Replicator", channel: net.Channel, address_: str, client: bytes):
+        self.r, self.channel, self.address = replicator, channel, address_
+        self.client = client                # the device that dialed: decides which of two duplicate links stays
+        store = replicator.store
+        self.log = StoreLog(store)
+        self.conn = Connection(self.log, store.group, store.device, channel.peer, _now(),
+                               heartbeat=replicator.heartbeat)
+        self.inbox_send, self.inbox = trio.open_memory_channel(math.inf)
+        self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
+        self.result = SyncResult(channel.peer, address_)
+        self.local_pending = False
+        self.done = trio.Event()
+        self.scope: trio.CancelScope | None = None
+
+    def poke(self) -> None:
+        """Local events changed: wake the loop (coalesced)."""
+        if not self.local_pending:
+            self.local_pending = True
+            self.inbox_send.send_nowait(("local",))
+
+    async def run(self, stop_when_synced: bool = False) -> SyncResult:
+        with trio.CancelScope() as self.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read)
+                nursery.start_soon(self._ingest)
+                nursery.start_soon(self._tick)
+                await self._perform(self.conn.start(_now()))
+                async for item in self.inbox:
+                    await self._step(item)
+                    if stop_when_synced and self.conn.state == "live" and self._peer_synced():
+                        self.result.synced = True
+                        await self._perform(self.conn.goodbye("sync done", _now()))
+                    if self.conn.state == "closed":
+                        break
+                nursery.cancel_scope.cancel()
+        await self.channel.aclose()
+        self.done.set()
+        return self.result
+
+    def _peer_synced(self) -> bool:
+        announced = self.conn.announced
+        return all(self.conn.theirs.get(a, (0, 0)) >= pos for a, pos in announced.items())
+
+    async def _step(self, item) -> None:
+        kind, now = item[0], _now()
+        if kind == "msg":
+            actions = self.conn.receive(item[1], now)
+        elif kind == "ingested":
+            _, batch, heads, frontier, accepted = item
+            self.result.received += accepted
+            actions = self.conn.ingested(batch, heads, frontier, now)
+            if accepted:
+                self.r.changed(exclude=self)
+        elif kind == "rejected":
+            actions = self.conn.rejected(item[1], item[2], now)
+        elif kind == "local":
+            await trio.sleep(PUSH_WINDOW_S)
+            self.local_pending = False
+            actions = self.conn.local_changed(_now())
+        elif kind == "tick":
+            actions = self.conn.tick(now)
+        elif kind == "closed":
+            actions = [Close(item[1], item[2])]
+        else:
+            raise AssertionError(kind)
+        await self._perform(actions)
+        self.r.note(self)
+
+    async def _perform(self, actions) -> None:
+        for act in actions:
+            if isinstance(act, Send):
+                if isinstance(act.message, messages.Events):
+                    self.result.sent += len(act.message.events)
+                try:
+                    await self.channel.send(messages.encode(act.message))
+                except PeerError as exc:
+                    self._close(str(exc), False)
+                    return
+            elif isinstance(act, Ingest):
+                self.ingest_send.send_nowait(act)
+            elif isinstance(act, Close):
+                self._close(act.reason, act.error)
+
+    def _close(self, reason: str, error: bool) -> None:
+        if not self.result.reason:
+            self.result.reason, self.result.error = reason, error
+            (log.warning if error else log.info)("connection closed", peer=self.name, address=self.address,
+                                                  reason=reason)
+        self.conn.state = "closed"
+
+    @property
+    def name(self) -> str:
+        return self.r.name_of(self.channel.peer)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                raw = await self.channel.receive()
+                msg = messages.decode(raw)
+            except PeerClosed as exc:
+                self.inbox_send.send_nowait(("closed", f"connection closed by the peer ({exc.reason})", False))
+                return
+            except PeerError as exc:
+                if getattr(exc, "code", "") == "protocol":
+                    await self._perform([Send(messages.Error("protocol", exc.reason))])
+                self.inbox_send.send_nowait(("closed", str(exc), True))
+                return
+            self.inbox_send.send_nowait(("msg", msg))
+
+    async def _ingest(self) -> None:
+        async for act in self.ingest_recv:
+            try:
+                heads, frontier, accepted = await trio.to_thread.run_sync(self.log.ingest, act.events)
+            except EventError as exc:
+                self.inbox_send.send_nowait(("rejected", act.batch, exc))
+                return
+            self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+
+    async def _tick(self) -> None:
+        while True:
+            await trio.sleep_until(max(self.conn.deadline(), _now() + 0.01))
+            self.inbox_send.send_nowait(("tick",))
+
+
+class Replicator:
+    """`agentlog serve`: listen, dial peers, keep every connection synced, push local changes."""
+
+    def __init__(self, store: Store, *, listen: tuple[str, int] | None = None, peers: list[str] = (),
+                 heartbeat: float = HEARTBEAT_S, on_state: Callable[[], None] | None = None):
+        self.store, self.listen, self.heartbeat = store, listen, heartbeat
+        self.peer_book = Peers(store)
+        self.addresses = list(dict.fromkeys([*self.peer_book.addresses(), *(address(*parse_address(p)) for p in peers)]))
+        self.links: dict[bytes, Link] = {}
+        self.states: dict[bytes, PeerState] = self.peer_book.states()
+        self.port: int | None = None
+        self._dirty = False
+        self._on_state = on_state
+        self._names: dict[bytes, str] = {}
+        self._device_at: dict[str, bytes] = {}
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        for state in self.states.values():
+            if state.state == "connected":
+                state.state = "partitioned"
+        async with trio.open_nursery() as nursery:
+            if self.listen:
+                host, port = self.listen
+                listeners = await nursery.start(partial(trio.serve_tcp, self._accept, port, host=host))
+                self.port = listeners[0].socket.getsockname()[1]
+                log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
+            for addr in self.addresses:
+                nursery.start_soon(self._dial_forever, addr)
+            nursery.start_soon(self._watch)
+            nursery.start_soon(self._save_states)
+            task_status.started(self)
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        try:
+            channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
+                                               check_peer(self.store))
+        except PeerError as exc:
+            log.warning("handshake refused", address=_remote(stream), reason=str(exc))
+            await stream.aclose()
+            return
+        await self._serve(channel, channel.remote, client=channel.peer)
+
+    async def _dial_forever(self, addr: str) -> None:
+        host, port = parse_address(addr)
+        backoff = BACKOFF_MIN_S
+        while True:
+            up = self.links.get(self._device_at.get(addr, b""))
+            if up is not None:                      # that device dialed us: wait until its link ends
+                await up.done.wait()
+                continue
+            try:
+                channel = await net.open_channel(host, port, self.store.key, self.store.meta("group_key"),
+                                                 check_peer(self.store))
+            except PeerError as exc:
+                log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
+            else:
+                self._device_at[addr] = channel.peer
+                result = await self._serve(channel, addr, client=self.store.device)
+                if result is not None and not result.error:
+                    backoff = BACKOFF_MIN_S
+            await trio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _serve(self, channel: net.Channel, addr: str, client: bytes) -> SyncResult | None:
+        """Run one authenticated connection to its end. Of two links to one device (both dialed at
+        once), both sides keep the one whose dialer has the smaller key."""
+        device = channel.peer
+        other = self.links.get(device)
+        if other is not None:
+            if other.client <= client:
+                log.info("duplicate connection closed", peer=self.name_of(device), address=addr)
+                await channel.aclose()
+                return None
+            other.scope.cancel()
+            await other.done.wait()
+        link = self.links[device] = Link(self, channel, addr, client)
+        log.info("connected", peer=link.name, address=addr)
+        self._set_state(device, "connected", addr)
+        try:
+            result = await link.run()
+        finally:
+            if self.links.get(device) is link:
+                del self.links[device]
+            self._set_state(device, "partitioned", addr, link.result.reason if link.result.error else "")
+        return result
+
+    async def _watch(self) -> None:
+        """Notice events written by any process (the CLI, an agent) and push them to live peers."""
+        last = self.store.env.info()["last_txnid"]
+        while True:
+            await trio.sleep(WATCH_S)
+            txnid = self.store.env.info()["last_txnid"]
+            if txnid != last:
+                last = txnid
+                self.changed()
+
+    def changed(self, exclude: Link | None = None) -> None:
+        for link in self.links.values():
+            if link is not exclude:
+                link.poke()
+
+    # -- state for `agentlog status` -----------------------------------------------------------------
+
+    def name_of(self, device: bytes) -> str:
+        if device not in self._names:
+            member = self.store.roster().members.get(device)
+            self._names[device] = member.name if member else device.hex()[:12]
+        return self._names[device]
+
+    def _set_state(self, device: bytes, state: str, addr: str, error: str = "") -> None:
+        s = self.states.setdefault(device, PeerState())
+        s.name, s.address, s.state, s.error = self.name_of(device), addr, state, error
+        s.last_seen_ms = _wall_ms()
+        self._dirty = True
+
+    def note(self, link: Link) -> None:
+        """A link made progress: remember when we last heard from it and what it holds."""
+        s = self.states.setdefault(link.channel.peer, PeerState())
+        s.last_seen_ms = _wall_ms()
+        s.frontier = {a.hex(): pos[1] for a, pos in link.conn.theirs.items()}
+        self._dirty = True
+
+    async def _save_states(self) -> None:
+        while True:
+            await trio.sleep(SAVE_EVERY_S)
+            await self.save_states()
+
+    async def save_states(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            snapshot = {d: PeerState(**vars(s)) for d, s in self.states.items()}
+            await trio.to_thread.run_sync(self.peer_book.save, snapshot)
+            if self._on_state:
+                self._on_state()
+
+
+async def sync_once(store: Store, addr: str, *, timeout: float = 60.0) -> SyncResult:
+    """`agentlog sync`: connect, exchange what each side lacks, say goodbye.
+
+    Raises:
+        PeerError: the connection or handshake failed, was refused, or did not finish within `timeout`.
+    """
+    host, port = parse_address(addr)
+    replicator = Replicator(store)
+    result = None
+    with trio.move_on_after(timeout) as scope:
+        channel = await net.open_channel(host, port, store.key, store.meta("group_key"), check_peer(store))
+        link = Link(replicator, channel, address(host, port), store.device)
+        result = await link.run(stop_when_synced=True)
+        replicator._set_state(channel.peer, "partitioned", link.address, result.reason if result.error else "")
+        replicator.note(link)
+        await replicator.save_states()
+    if scope.cancelled_caught or result is None:
+        raise PeerError(f"sync did not finish within {timeout:g} s", addr)
+    if result is None or result.error or not result.synced:
+        raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
+    return result
+
+
+def _remote(stream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return address(host, port)
+    except (OSError, AttributeError):
+        return "?"
