@@ -272,7 +272,7 @@ def decode(kind: str, raw: bytes) -> Any:
         DecodeError: unknown kind, bad framing, or a field out of its range.
         SizeLimitError: over MAX_PAYLOAD_BYTES.
     """
-    small = len(raw) <= _DECODED_MAX_BYTES
+    small = type(raw) is bytes and len(raw) <= _DECODED_MAX_BYTES
     if small:
         hit = _DECODED.get((kind, raw))
         if hit is not None:
@@ -281,7 +281,7 @@ def decode(kind: str, raw: bytes) -> Any:
     if small:
         if len(_DECODED) >= _DECODED_MAX:
             _DECODED.clear()
-        _DECODED[kind, bytes(raw)] = payload
+        _DECODED[kind, raw] = payload
     return payload
 
 
