@@ -19,7 +19,7 @@ from functools import partial
 import structlog
 import trio
 
-from . import messages, net
+from . import messages, net, nudge
 from .errors import EventError, PeerClosed, PeerError
 from .handshake import CheckPeer
 from .peer_log import StoreLog
@@ -27,8 +27,7 @@ from .peers import PeerState, Peers, address, parse_address
 from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Send
 from .store import Store
 
-WATCH_S = 0.002                 # how often LMDB is checked for events written by other processes
-PUSH_WINDOW_S = 0.001           # live pushes are batched over this long
+PUSH_WINDOW_S = 0.0005          # live pushes are batched over this long
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 SAVE_EVERY_S = 1.0
 
@@ -291,14 +290,21 @@ class Replicator:
         return result
 
     async def _watch(self) -> None:
-        """Notice events written by any process (the CLI, an agent) and push them to live peers."""
-        last = self.store.env.info()["last_txnid"]
-        while True:
-            await trio.sleep(WATCH_S)
-            txnid = self.store.env.info()["last_txnid"]
-            if txnid != last:
-                last = txnid
-                self.changed()
+        """Notice events written by any process (the CLI, an agent) and push them to live peers:
+        writers nudge us (nudge.py); LMDB's last transaction id says whether anything changed."""
+        sock = await nudge.listen(self.store.path)
+        try:
+            last = self.store.env.info()["last_txnid"]
+            while True:
+                with trio.move_on_after(nudge.POLL_S):
+                    await sock.recv(64)
+                txnid = self.store.env.info()["last_txnid"]
+                if txnid != last:
+                    last = txnid
+                    self.changed()
+        finally:
+            nudge.unpublish(self.store.path, sock)
+            sock.close()
 
     def changed(self, exclude: Link | None = None) -> None:
         for link in self.links.values():

@@ -27,6 +27,7 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, memory_view, payloads, peers, pref_view
+from .nudge import Nudger
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
 from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
@@ -160,6 +161,7 @@ class Store:
         self._now_ms = clock or (lambda: time.time_ns() // 1_000_000)
         self._pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         self._memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
+        self._nudge = Nudger(self.path)
         try:
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
                                  sync=True, metasync=True, readahead=False, max_readers=126)
@@ -252,7 +254,9 @@ class Store:
             return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
-        return self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
+        ids = self._write(lambda txn: self._append_in(txn, pairs, self._roster_in(txn)))
+        self._nudge()
+        return ids
 
     def _append_in(self, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[bytes]:
         """Encode, check, sign and store (payload, scope) pairs as this device's next events; returns their ids."""
@@ -344,6 +348,8 @@ class Store:
         except ForkError as fork:
             self._record_fork(fork, batch)
             raise
+        if result.accepted:
+            self._nudge()
         return result
 
     def _ingest_in(self, txn, batch, every_signature: bool = True) -> IngestResult:
@@ -580,6 +586,7 @@ class Store:
         return self._db[name]
 
     def close(self) -> None:
+        self._nudge.close()
         self.env.close()
 
     def __enter__(self) -> "Store":
