@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -189,7 +189,7 @@ class Link:
     async def _ingest(self) -> None:
         async for act in self.ingest_recv:
             try:
-                heads, frontier, accepted = await trio.to_thread.run_sync(self.log.ingest, act.events)
+                heads, frontier, accepted = await self.r.run_sync(self.log.ingest, act.events)
             except EventError as exc:
                 self.inbox_send.send_nowait(("rejected", act.batch, exc))
                 return
@@ -205,8 +205,18 @@ class Replicator:
     """`agentlog serve`: listen, dial peers, keep every connection synced, push local changes."""
 
     def __init__(self, store: Store, *, listen: tuple[str, int] | None = None, peers: list[str] = (),
-                 heartbeat: float = HEARTBEAT_S, on_state: Callable[[], None] | None = None):
+                 heartbeat: float = HEARTBEAT_S, on_state: Callable[[], None] | None = None,
+                 connect: Callable[[str], Awaitable[trio.abc.Stream]] | None = None,
+                 run_sync: Callable[..., Awaitable] | None = None, watch: bool = True,
+                 rng: random.Random | None = None):
+        """`connect(address)` opens a stream instead of TCP, `run_sync` runs blocking store work instead
+        of a worker thread, `watch=False` leaves noticing local writes to the caller (`changed()`), and
+        `rng` draws backoff jitter: together they let a simulation run the replicator deterministically."""
         self.store, self.listen, self.heartbeat = store, listen, heartbeat
+        self.connect = connect
+        self.run_sync = run_sync or trio.to_thread.run_sync
+        self.watch = watch
+        self.rng = rng or random.Random()
         self.peer_book = Peers(store)
         self.addresses = list(dict.fromkeys([*self.peer_book.addresses(), *(address(*parse_address(p)) for p in peers)]))
         self.links: dict[bytes, Link] = {}
@@ -231,11 +241,16 @@ class Replicator:
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
             for addr in self.addresses:
                 nursery.start_soon(self._dial_forever, addr)
-            nursery.start_soon(self._watch)
+            if self.watch:
+                nursery.start_soon(self._watch)
             nursery.start_soon(self._save_states)
             task_status.started(self)
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, stream: trio.abc.Stream) -> None:
+        await self.accept(stream)
+
+    async def accept(self, stream: trio.abc.Stream) -> None:
+        """Serve one incoming stream: handshake, then the protocol until it ends."""
         try:
             channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
                                                check_peer(self.store))
@@ -254,8 +269,7 @@ class Replicator:
                 await up.done.wait()
                 continue
             try:
-                channel = await net.open_channel(host, port, self.store.key, self.store.meta("group_key"),
-                                                 check_peer(self.store))
+                channel = await self._open(addr, host, port)
             except PeerError as exc:
                 log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
             else:
@@ -263,8 +277,18 @@ class Replicator:
                 result = await self._serve(channel, addr, client=self.store.device)
                 if result is not None and not result.error:
                     backoff = BACKOFF_MIN_S
-            await trio.sleep(backoff * random.uniform(0.8, 1.2))
+            await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _open(self, addr: str, host: str, port: int) -> net.Channel:
+        key, group_key, check = self.store.key, self.store.meta("group_key"), check_peer(self.store)
+        if self.connect is None:
+            return await net.open_channel(host, port, key, group_key, check)
+        try:
+            stream = await self.connect(addr)
+        except OSError as exc:
+            raise PeerError(f"cannot connect: {exc}", addr) from None
+        return await net.connect_channel(stream, key, group_key, check, remote=addr)
 
     async def _serve(self, channel: net.Channel, addr: str, client: bytes) -> SyncResult | None:
         """Run one authenticated connection to its end. Of two links to one device (both dialed at
@@ -341,7 +365,7 @@ class Replicator:
         if self._dirty:
             self._dirty = False
             snapshot = {d: PeerState(**vars(s)) for d, s in self.states.items()}
-            await trio.to_thread.run_sync(self.peer_book.save, snapshot)
+            await self.run_sync(self.peer_book.save, snapshot)
             if self._on_state:
                 self._on_state()
 
