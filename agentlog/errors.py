@@ -113,18 +113,50 @@ class PeerError(AgentlogError):
 
 
 class HandshakeError(PeerError):
-    """The handshake failed: wrong group, bad signature, timeout, or a malformed handshake frame."""
+    """The handshake failed: wrong group, bad signature, timeout, or a malformed handshake frame.
+
+    `reply` is the frame body (a refusal) to send the peer before closing, if any.
+    """
+
+    def __init__(self, message: str, peer: str = "", *, reply: bytes | None = None):
+        super().__init__(message, peer)
+        self.reply = reply
 
 
 class PeerRefused(HandshakeError):
-    """One side refused the other (not enrolled, revoked, wrong group); `reason` says why."""
+    """One side refused the other (not enrolled, revoked, wrong group); `reason` says why.
+
+    `by_peer` is True when the peer refused us, False when we refused the peer.
+    """
+
+    def __init__(self, reason: str, peer: str = "", *, by_peer: bool = False, reply: bytes | None = None):
+        super().__init__(f"{'the peer refused us' if by_peer else 'refused'}: {reason}", peer, reply=reply)
+        self.reason = reason
+        self.by_peer = by_peer
 
 
 class ProtocolError(PeerError):
-    """A peer broke the protocol: a message that does not decode, is out of place, or breaks a limit."""
+    """A peer broke the protocol: a message that does not decode, is out of place, or breaks a limit.
+
+    `code` is the docs/protocol.md section 4 error code ("protocol", "too-large", "decode", ...), or
+    "decrypt" for a frame that does not decrypt, which is never answered.
+    """
 
     code = "protocol"
 
+    def __init__(self, message: str, peer: str = "", *, code: str | None = None):
+        super().__init__(message, peer)
+        if code is not None:
+            self.code = code
+
 
 class PeerClosed(PeerError):
-    """The connection ended (EOF, reset, or the peer's goodbye)."""
+    """The peer closed the connection cleanly: EOF between frames, or its goodbye."""
+
+
+class ConnectionLost(PeerError):
+    """The connection broke: reset, EOF inside a frame, a frame that stalled, an interrupted send."""
+
+
+class Unreachable(PeerError):
+    """No connection could be made: refused, no route, unknown host, or the connect timed out."""
