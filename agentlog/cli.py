@@ -227,9 +227,33 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_replay)
 
-    c = sub.add_parser("status", help="this device, its group and what it holds")
+    c = sub.add_parser("status", help="this device, its group, what it holds, and its peers")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("serve", help="run the background replicator: listen, dial peers, stay in sync")
+    c.add_argument("--listen", metavar="HOST:PORT", help="accept peers here (port 0: any free port)")
+    c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="also dial this peer (repeat); `agentlog peers add` remembers peers")
+    c.add_argument("--heartbeat", type=float, default=5.0, metavar="S", help="seconds between heartbeats (default 5)")
+    c.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
+    c.add_argument("peer", metavar="HOST:PORT")
+    c.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_sync)
+
+    peers = _actions(sub.add_parser("peers", help="the peers `agentlog serve` dials"), common)
+    c = peers.add_parser("add", help="remember a peer address")
+    c.add_argument("peer", metavar="HOST:PORT")
+    c.set_defaults(func=cmd_peers_add)
+    c = peers.add_parser("remove", help="forget a peer address")
+    c.add_argument("peer", metavar="HOST:PORT")
+    c.set_defaults(func=cmd_peers_remove)
+    c = peers.add_parser("list", help="the remembered peer addresses")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_peers_list)
     return p
 
 
@@ -833,6 +857,7 @@ def cmd_status(args) -> int:
             "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
             "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
                       for name, v in store.views().items()},
+            "peers": _peer_status(store, roster),
         }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -845,6 +870,114 @@ def cmd_status(args) -> int:
         print(f"  fork: {f['author'][:16]} seq {f['seq']}")
     for name, v in doc["views"].items():
         print(f"view {name} v{v['version']} digest {v['digest'][:16]}")
+    for p in doc["peers"]:
+        seen = _ago(p["last_seen_ms"]) if p["last_seen_ms"] else "never"
+        lag = f"we lack {p['we_lack']}, they lack {p['they_lack']}" if p["state"] != "never" else ""
+        print(f"peer {p['name'] or '?':<12} {p['address'] or '-':<22} {p['state']:<11} seen {seen:<12} {lag}"
+              + (f" ({p['error']})" if p["error"] else ""))
+    return 0
+
+
+def _peer_status(store, roster) -> list[dict]:
+    """Each known peer: state (connected|partitioned|never), last seen, events behind each way."""
+    from .peers import Peers, behind
+
+    book, ours = Peers(store), store.frontier()
+    out, addresses = [], set()
+    for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
+        we_lack, they_lack = behind(ours, s.frontier)
+        addresses.add(s.address)
+        out.append({"device": device.hex(), "name": roster.name_of(device), "address": s.address, "state": s.state,
+                    "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack, "error": s.error})
+    for addr in book.addresses():
+        if addr not in addresses:
+            out.append({"device": None, "name": "", "address": addr, "state": "never", "last_seen_ms": 0,
+                        "we_lack": None, "they_lack": None, "error": ""})
+    return out
+
+
+def _ago(ms: int) -> str:
+    import time
+
+    s = max(0.0, time.time() - ms / 1000)
+    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else f"{s / 3600:.0f} h ago"
+
+
+def cmd_serve(args) -> int:
+    import trio
+
+    from . import home
+    from .peers import parse_address
+    from .serve import configure_logging, serve
+
+    listen = parse_address(args.listen) if args.listen else None
+    for peer in args.peer:
+        parse_address(peer)
+    if args.heartbeat <= 0:
+        raise UsageError("--heartbeat must be a positive number of seconds")
+    with home.open_home(args.home) as store:
+        if store.group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        if listen is None and not args.peer and not store.peer_book.addresses():
+            raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
+        configure_logging()
+        try:
+            trio.run(serve, store, listen, args.peer, args.heartbeat)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    return 0
+
+
+def cmd_sync(args) -> int:
+    import trio
+
+    from . import home
+    from .peers import parse_address
+    from .replicator import sync_once
+    from .serve import configure_logging
+
+    parse_address(args.peer)
+    configure_logging(quiet=True)
+    with home.open_home(args.home) as store:
+        if store.group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        before = store.count()
+        result = trio.run(lambda: sync_once(store, args.peer, timeout=args.timeout))
+        doc = {"peer": store.roster().name_of(result.peer), "device": result.peer.hex(), "address": result.address,
+               "received": result.received, "sent": result.sent, "events": store.count(), "new": store.count() - before}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"synced with {doc['peer']} at {doc['address']}: received {doc['received']} events, "
+              f"sent {doc['sent']}; this device now holds {doc['events']}")
+    return 0
+
+
+def cmd_peers_add(args) -> int:
+    from . import home
+
+    with home.open_home(args.home) as store:
+        print(f"added peer {store.peer_book.add(args.peer)}")
+    return 0
+
+
+def cmd_peers_remove(args) -> int:
+    from . import home
+
+    with home.open_home(args.home) as store:
+        print(f"removed peer {store.peer_book.remove(args.peer)}")
+    return 0
+
+
+def cmd_peers_list(args) -> int:
+    from . import home
+
+    with home.open_home(args.home) as store:
+        addresses = store.peer_book.addresses()
+    if args.json:
+        print(json.dumps(addresses))
+    else:
+        print("\n".join(addresses) if addresses else "no peers (add one with agentlog peers add HOST:PORT)")
     return 0
 
 

@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from . import messages, net, nudge
-from .errors import EventError, PeerClosed, PeerError
+from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError
 from .handshake import CheckPeer
 from .peer_log import StoreLog
 from .peers import PeerState, Peers, address, parse_address
@@ -176,12 +176,12 @@ class Link:
             try:
                 raw = await self.channel.receive()
                 msg = messages.decode(raw)
-            except PeerClosed as exc:
-                self.inbox_send.send_nowait(("closed", f"connection closed by the peer ({exc.reason})", False))
+            except (PeerClosed, ConnectionLost) as exc:
+                self.inbox_send.send_nowait(("closed", f"connection ended: {exc.reason}", False))
                 return
-            except PeerError as exc:
-                if getattr(exc, "code", "") == "protocol":
-                    await self._perform([Send(messages.Error("protocol", exc.reason))])
+            except ProtocolError as exc:
+                if exc.code != "decrypt":
+                    await self._perform([Send(messages.Error(exc.code, exc.reason))])
                 self.inbox_send.send_nowait(("closed", str(exc), True))
                 return
             self.inbox_send.send_nowait(("msg", msg))

@@ -542,6 +542,11 @@ class Store:
             return {bytes(a): _POS.unpack_from(v)[1] for a, v in cur}
 
     @property
+    def peer_book(self):
+        """The peers `agentlog serve` dials and what it last knew of each (agentlog.peers)."""
+        return peers.Peers(self)
+
+    @property
     def memory(self):
         """Memory operations on this store (agentlog.memory)."""
         from .memory import Memory
