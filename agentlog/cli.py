@@ -910,7 +910,7 @@ def cmd_serve(args) -> int:
     from .peers import parse_address
     from .serve import configure_logging, serve
 
-    listen = parse_address(args.listen) if args.listen else None
+    listen = parse_address(args.listen, listen=True) if args.listen else None
     for peer in args.peer:
         parse_address(peer)
     if args.heartbeat <= 0:

@@ -18,11 +18,12 @@ DBS = ("peers", "peers.state")
 STATES = ("connected", "partitioned", "never")
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """(host, port) from "HOST:PORT"; InvalidValueError naming what is wrong."""
+def parse_address(text: str, *, listen: bool = False) -> tuple[str, int]:
+    """(host, port) from "HOST:PORT"; InvalidValueError naming what is wrong. Port 0 (any free port)
+    only for an address to `listen` on."""
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not (0 if listen else 1) <= int(port) < 65536:
         raise InvalidValueError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:4711)")
     return host, int(port)
 
