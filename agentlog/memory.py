@@ -20,6 +20,7 @@ from . import memory_reducer as mr
 from . import payloads
 from .embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
 from .errors import InvalidValueError
+from .event import MAX_SCOPE_LEN
 from .memory_index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
 from .memory_reducer import Entry, Write
 
@@ -73,8 +74,9 @@ class MemoryEntry:
         def candidate(c: Candidate) -> dict:
             return {"value": c.value, "device": who(c.author), "author": c.author.hex(), "lamport": c.lamport,
                     "time_ms": c.time_ms, "event": c.event.hex()}
-        return {"id": self.id.hex(), "type": self.type, "content": self.content, "tags": list(self.tags),
-                "confidence": self.confidence, "scope": self.scope, "embedding_model": self.embedding_model,
+        gone = self.is_deleted
+        return {"id": self.id.hex(), "type": None if gone else self.type, "content": None if gone else self.content,
+                "tags": list(self.tags), "confidence": None if gone else self.confidence, "scope": self.scope, "embedding_model": self.embedding_model,
                 "device": who(self.author), "author": self.author.hex(), "created_ms": self.created_ms,
                 "updated_ms": self.updated_ms, "deleted": [candidate(c) for c in self.deleted],
                 "conflicts": {f: [candidate(c) for c in cs] for f, cs in self.conflicts.items()}}
@@ -89,7 +91,8 @@ def entry_of(e: Entry) -> MemoryEntry:
     return MemoryEntry(
         id=e.id, type=e.value("type", ""), content=e.value("content", ""), tags=e.tag_set,
         confidence=e.value("confidence", 0) / 10000, scope=e.scope, embedding_model=e.value("embedding"),
-        author=origin.author if origin else b"", created_ms=origin.time_ms if origin else 0, updated_ms=e.updated_ms,
+        author=origin.author if origin else b"", created_ms=origin.time_ms if origin else 0,
+        updated_ms=max([e.updated_ms, *(w.time_ms for w in e.deleted)]),
         deleted=tuple(Candidate.of(w) for w in e.deleted),
         conflicts={name: tuple(Candidate.of(w, _shown(name, w)) for w in e.fields[name]) for name in e.conflicts},
     )
@@ -175,6 +178,8 @@ class Memory:
         (default: this home's embedder); without one the search index embeds the content itself."""
         _check(mr.content_problem(content) if isinstance(content, str) else "memory content must be text")
         _check(mr.type_problem(type))
+        if not isinstance(scope, str) or not scope or len(scope) > MAX_SCOPE_LEN or not scope.isprintable():
+            raise InvalidValueError(f"scope must be 1 to {MAX_SCOPE_LEN} printable characters, e.g. user or topic:home")
         tags = _tags(tags, "tags")
         if len(tags) > mr.MAX_TAGS:
             raise InvalidValueError(f"an entry holds at most {mr.MAX_TAGS} tags, not {len(tags)}")
@@ -344,7 +349,8 @@ class Memory:
             return [(store._memory.entry(txn, i), score) for i, score in found]
         hits = tuple(Hit(entry_of(e), score) for e, score in store._read(read) if e is not None and e.visible)
         return SearchResult(hits, self.embedder.name, "lexical" if lexical else "semantic", int(mask.sum()),
-                            matrix.counts[REEMBEDDED], matrix.counts[EXCLUDED])
+                            *matrix.count(mask if lexical else matrix.mask(type, tag, scope, vectors=False),
+                                          (REEMBEDDED, EXCLUDED)))
 
     def matrix(self) -> Matrix:
         """This process's copy of the search index, brought up to date (embedding what changed first)."""

@@ -182,9 +182,9 @@ class Matrix:
         self.ids: list[bytes | None] = []
         self.rows: list[Row | None] = []
         self.alive = np.zeros(0, dtype=bool)
+        self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; 255 when empty
         self._masks: dict[tuple, np.ndarray] = {}
         self._folded: list[str | None] = []
-        self.counts = [0, 0, 0, 0]                 # rows per `how`
 
     def refresh(self, txn, index: MemoryIndex) -> None:
         """Bring this copy up to the index's current change number."""
@@ -218,7 +218,9 @@ class Matrix:
         vectors[: self.n] = self.vectors[: self.n]
         alive = np.zeros(size, dtype=bool)
         alive[: self.n] = self.alive[: self.n]
-        self.vectors, self.alive = vectors, alive
+        how = np.full(size, 255, dtype=np.uint8)
+        how[: self.n] = self.how[: self.n]
+        self.vectors, self.alive, self.how = vectors, alive, how
 
     def _set(self, entry_id: bytes, row: Row) -> None:
         i = self.row_of.get(entry_id)
@@ -229,11 +231,8 @@ class Matrix:
             self.ids.append(entry_id)
             self.rows.append(None)
             self._folded.append(None)
-        old = self.rows[i]
-        if old is not None:
-            self.counts[old.how] -= 1
-        self.counts[row.how] += 1
         self.rows[i], self._folded[i] = row, None
+        self.how[i] = row.how
         usable = row.how != EXCLUDED and len(row.vector) == self.dim
         self.vectors[i] = row.vector if usable else 0
         self.alive[i] = usable
@@ -241,8 +240,8 @@ class Matrix:
     def _drop(self, entry_id: bytes) -> None:
         i = self.row_of.pop(entry_id, None)
         if i is not None:
-            self.counts[self.rows[i].how] -= 1
             self.ids[i], self.rows[i], self._folded[i] = None, None, None
+            self.how[i] = 255
             self.vectors[i] = 0
             self.alive[i] = False
 
@@ -262,6 +261,16 @@ class Matrix:
                 self._masks.clear()
             self._masks[key] = found
         return found
+
+    @property
+    def counts(self) -> list[int]:
+        """Rows indexed each way: [STORED, EMBEDDED, REEMBEDDED, EXCLUDED]."""
+        return self.count(np.ones(self.n, dtype=bool), (STORED, EMBEDDED, REEMBEDDED, EXCLUDED))
+
+    def count(self, mask: np.ndarray, hows: tuple[int, ...]) -> list[int]:
+        """How many rows under `mask` were indexed each way in `hows`."""
+        picked = self.how[: self.n][mask]
+        return [int(np.count_nonzero(picked == how)) for how in hows]
 
     def semantic(self, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
