@@ -273,6 +273,8 @@ class Connection:
     def _events(self, msg: Events, now: float) -> list[Action]:
         if msg.batch != self.expect_batch:
             return self._violation(f"batch {msg.batch} arrived where batch {self.expect_batch} was due", now)
+        if self.ingesting >= 2 * WINDOW:
+            return self._violation(f"{self.ingesting + 1} batches in flight; the window is {WINDOW}", now)
         self.expect_batch += 1
         self.ingesting += 1
         self.received_events += len(msg.events)

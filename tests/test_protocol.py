@@ -226,3 +226,14 @@ def test_an_in_sync_round_is_a_few_bytes_per_direction(laptop, phone):
     frontier = StoreLog(laptop).frontier()
     assert len(messages.encode(Heartbeat(messages.frontier_digest(frontier)))) <= 64
     assert len(messages.encode(FrontierMsg(frontier))) <= 48 + 48 * len(frontier)
+
+
+def test_a_peer_that_ignores_the_window_is_cut_off(laptop, phone):
+    conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
+    conn.start(0.0)
+    conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0)
+    for batch in range(1, 2 * WINDOW + 1):
+        [ingest] = conn.receive(Events(batch, ()), 0.0)
+        assert isinstance(ingest, Ingest)
+    send, close = conn.receive(Events(2 * WINDOW + 1, ()), 0.0)
+    assert send.message.code == "protocol" and "window" in send.message.message and close.error
