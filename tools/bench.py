@@ -5,9 +5,11 @@ appends and a full `verify_store`, all on real LMDB stores in a temporary
 directory. Then the preference view (issue 3): two devices write six weeks of
 preference events and sync twice a day; on the laptop's store, lookups are timed
 alone and while tools/bench_writer.py appends from another process, the view is
-rebuilt by replay, and `agentlog pref get` is timed as a whole process. Every
-figure is measured in each run; the table shows the median, and the JSON results
-file keeps every run.
+rebuilt by replay, and `agentlog pref get` is timed as a whole process. Then
+memory (issue 4, tools/bench_memory.py): a home bulk-loaded with 100,000 entries
+with 384-dimensional embeddings, its index build, single puts, gets, top-10
+searches and a cold start. Every figure is measured in each run; the table shows
+the median, and the JSON results file keeps every run.
 """
 
 from __future__ import annotations
@@ -56,10 +58,17 @@ class Sizes:
     lookups: int = 100_000
     writer_rate: int = 1_000
     processes: int = 20
+    mem_entries: int = 100_000
+    mem_batch: int = 1_000
+    mem_puts: int = 200
+    mem_gets: int = 10_000
+    mem_queries: int = 250
+    mem_lexical: int = 60
 
 
 QUICK = Sizes(signs=2_000, verifies=1_000, hashes=20_000, puts=100, bulk_puts=10_000, appends=200, events=5_000,
-              pref_events=10_000, lookups=10_000, processes=5)
+              pref_events=10_000, lookups=10_000, processes=5, mem_entries=10_000, mem_puts=50, mem_gets=2_000,
+              mem_queries=100, mem_lexical=30)
 
 FIGURES = (
     ("sign", "Ed25519 sign, 1 thread", "ops/s"),
@@ -83,19 +92,67 @@ FIGURES = (
     ("writer_rate", "paced writer in another process", "events/s"),
     ("rebuild", "rebuild_views, full replay", "events/s"),
     ("cli_pref_get", "agentlog pref get process, p50 of {processes}", "ms"),
+    ("mem_put", "memory.put, durable, one txn each", "events/s"),
+    ("mem_put_bulk", "MemoryPut with 384-d vector, append_many of {mem_batch}", "events/s"),
+    ("mem_index_build", "index build of {mem_entries} entries, first search", "entries/s"),
+    ("mem_lmdb_get_p50", "LMDB read txn + get of {entry_bytes} B p50", "µs"),
+    ("mem_lmdb_get_p99", "LMDB read txn + get of {entry_bytes} B p99", "µs"),
+    ("mem_get_p50", "memory.get p50, {mem_entries} entries", "µs"),
+    ("mem_get_p99", "memory.get p99, {mem_entries} entries", "µs"),
+    ("mem_get_best_p99", "memory.get p99, each get's faster of 2 passes", "µs"),
+    ("mem_embed_p50", "embed one query (agentlog-hash-384) p50", "ms"),
+    ("mem_matmul_p50", "scan {mem_entries}x384 float32 by query, @ p50", "ms"),
+    ("mem_matmul_p99", "scan {mem_entries}x384 float32 by query, @ p99", "ms"),
+    ("mem_einsum_p50", "the same scan with einsum p50", "ms"),
+    ("mem_einsum_p99", "the same scan with einsum p99", "ms"),
+    ("mem_search_p50", "memory.search top-10 p50, {mem_entries} entries", "ms"),
+    ("mem_search_p99", "memory.search top-10 p99, {mem_entries} entries", "ms"),
+    ("mem_search_type_p50", "memory.search top-10, type filter, p50", "ms"),
+    ("mem_search_type_p99", "memory.search top-10, type filter, p99", "ms"),
+    ("mem_search_lexical_p50", "memory.search top-10 lexical p50", "ms"),
+    ("mem_search_lexical_p99", "memory.search top-10 lexical p99", "ms"),
+    ("mem_cold", "cold start: open + first search, new process", "ms"),
+    ("mem_cold_disk", "the same, store files evicted from page cache", "ms"),
+    ("mem_vector_mb", "the index's float32 vectors", "MB"),
+    ("mem_rss", "RSS growth of open + first search, new process", "MB"),
+    ("repl_catchup", "catch-up of {repl_events} events, B's daemon started", "events/s"),
+    ("repl_catchup_linked", "the same, from B's connection up (no startup)", "events/s"),
+    ("repl_payload", "payload per event, mean", "B"),
+    ("repl_wire", "catch-up wire bytes per event, both ways", "B"),
+    ("repl_wire_over", "catch-up wire bytes per event over its payload", "B"),
+    ("repl_live_p50", "live push p50, committed on A to held by B", "ms"),
+    ("repl_live_p99", "live push p99, committed on A to held by B", "ms"),
+    ("repl_live_call_p50", "live push p50, append called on A to held by B", "ms"),
+    ("repl_live_call_p99", "live push p99, append called on A to held by B", "ms"),
+    ("repl_heartbeat", "in-sync heartbeat round, 2 authors, both ways", "B"),
+    ("repl_reconverge", "3 devices x {repl_partitioned} events reconverge", "ms"),
+    ("repl_reconverge_serving", "the same, from the last daemon listening", "ms"),
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
           "pref_get_p50": ("lmdb_get_p50",), "pref_get_p99": ("lmdb_get_p99",),
-          "rebuild": ("lmdb_put_bulk", "blake2b"), "cli_pref_get": ("python_startup",)}
+          "rebuild": ("lmdb_put_bulk", "blake2b"), "cli_pref_get": ("python_startup",),
+          "mem_put": ("lmdb_put", "sign"), "mem_put_bulk": ("lmdb_put_bulk", "sign"),
+          "mem_index_build": ("lmdb_put_bulk",), "mem_get_p50": ("mem_lmdb_get_p50",),
+          "mem_get_p99": ("mem_lmdb_get_p99",), "mem_search_p50": ("mem_einsum_p50", "mem_matmul_p50"),
+          "mem_search_p99": ("mem_einsum_p99", "mem_matmul_p99"),
+          "mem_search_type_p50": ("mem_einsum_p50", "mem_matmul_p50"),
+          "mem_search_type_p99": ("mem_einsum_p99", "mem_matmul_p99"), "mem_rss": ("mem_vector_mb",),
+          "repl_catchup": ("verify",), "repl_catchup_linked": ("verify",), "repl_live_p50": ("lmdb_put_p50",),
+          "repl_live_p99": ("lmdb_put_p50",)}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
-           "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150)}
+           "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
+           "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
+           "repl_catchup": (">=", 20_000), "repl_wire_over": ("<=", 200), "repl_live_p50": ("<=", 2.0),
+           "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000)}
 SCALED = ("batched", "verify_store")
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 REFERENCE_SIGN_PER_S = 67_000
 """Ed25519 sign/s per core on the machine the throughput targets were set on (issue 2)."""
 PREF_RUNS = 3
 """Runs of the preference figures (writer, lookups, rebuild) on the one store built per bench."""
+MEM_RUNS = 3
+"""Runs of the memory figures (puts, gets, searches, cold start) on the one home loaded per bench."""
 
 
 def rate(count: int, seconds: float) -> float:
@@ -529,6 +586,76 @@ def run_pref(sizes: Sizes, runs: int) -> tuple[list[dict[str, float]], dict]:
     return results, info
 
 
+# -- memory (issue 4) -------------------------------------------------------------------
+
+def run_memory(sizes: Sizes, runs: int) -> tuple[list[dict[str, float]], dict]:
+    """Bulk-load one home with sizes.mem_entries memory entries and build its index (timed once), then
+    `runs` runs of the primitives and the memory figures on it (tools/bench_memory.py); removed afterwards."""
+    import bench_memory
+
+    rng = random.Random(13)
+    vocab = bench_memory.vocabulary(rng)
+    limit = 300 + sizes.mem_entries / 250 + runs * (60 + sizes.mem_queries / 10)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="agentlog-bench-memory-") as tmp:
+        faulthandler.dump_traceback_later(limit, exit=True)
+        try:
+            path = Path(tmp) / "home"
+            ids, info = bench_memory.build(path, sizes.mem_entries, sizes.mem_batch, rng, vocab)
+            results.append({"mem_put_bulk": rate(sizes.mem_entries, info["load_seconds"]),
+                            "mem_index_build": rate(sizes.mem_entries, info["index_seconds"])})
+            print(f"memory home: {sizes.mem_entries:,} entries loaded in {info['load_seconds']:.1f} s, "
+                  f"indexed in {info['index_seconds']:.1f} s", file=sys.stderr, flush=True)
+            info.update(load_average=[], put_sync_ms=[], lexical_warmup_ms=[], lexical_hits=[], cold=[], notes=[])
+            for n in range(runs):
+                info["load_average"].append(os.getloadavg()[0])
+                start, workdir = time.perf_counter(), Path(tmp) / f"run{n}"
+                out = bench_crypto(sizes)
+                out["lmdb_put"], out["lmdb_put_p50"] = bench_lmdb_put(workdir / "lmdb", sizes.puts)
+                out["lmdb_put_bulk"] = bench_lmdb_put_bulk(workdir / "lmdb-bulk", sizes.bulk_puts)
+                shutil.rmtree(workdir)
+                out.update(bench_memory.memory_run(path, ids, sizes, rng, vocab, percentile, info))
+                results.append(out)
+                print(f"memory run {n + 1}/{runs} done in {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr, flush=True)
+            if bench_memory.evict(path):
+                cold = bench_memory.run_cold(path, bench_memory.queries(rng, vocab, 1, (3, 3))[0])
+                info["cold_disk"] = cold
+                results.append({"mem_cold_disk": cold["open_ms"] + cold["search_ms"]})
+            else:
+                info["notes"].append("no posix_fadvise here: the cold start with the page cache evicted is left out")
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    return results, info
+
+
+def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
+    """What the memory figures measured, below the table."""
+    import bench_memory
+
+    med = statistics.median
+    cold = mem["cold"]
+    print(f"\nmemory figures: one home of {mem['entries']:,} entries ({mem['store_mb']:,.0f} MB on disk), loaded "
+          f"once through append_many and indexed by its first search ({mem['load_seconds']:.1f} s and "
+          f"{mem['index_seconds']:.1f} s: one sample each), then {runs} run{'s' * (runs != 1)} with the primitives "
+          f"beside them. Each run: {sizes.mem_puts} single puts (no embedding: the next search embeds them, "
+          f"{med(mem['put_sync_ms']):.0f} ms); {sizes.mem_gets:,} gets of random ids, timed again in a second pass "
+          f"(faster of 2: each get's faster time); {sizes.mem_queries} semantic queries of 2 to 5 words (the "
+          f"query's embedding is part of each search) without and with type={bench_memory.FILTER_TYPE}, taking "
+          f"turns query by query with embedding the query alone and the two scans of every vector by it (@: "
+          f"numpy's matmul, BLAS on all cores; einsum: numpy's own loop, one thread); {sizes.mem_lexical} lexical "
+          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; the first lexical search "
+          f"folds every row's words, {med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
+          f"opens the home and searches once, loading the index from LMDB, the files in the page cache (import "
+          f"{med([c['import_ms'] for c in cold]):.0f} ms before it, not counted; open "
+          f"{med([c['open_ms'] for c in cold]):.0f} ms, first search {med([c['search_ms'] for c in cold]):,.0f} ms); "
+          f"evicted: once after the runs, with the store's files dropped from the page cache (posix_fadvise) "
+          f"first; RSS growth: anonymous memory after the first search less before the open. 1-minute load "
+          f"average before each run: {', '.join(f'{x:.1f}' for x in mem['load_average'])} on {os.cpu_count()} cpus")
+    for note in mem["notes"]:
+        print(f"note: {note}")
+
+
 def summarize(results: list[dict[str, float]], sizes: Sizes, extras: dict | None = None,
               failures: dict[str, str] | None = None) -> dict:
     """Medians, extremes, ratios and target checks of all runs; a figure no run measured is left out.
@@ -567,6 +694,8 @@ def fmt(value: float, unit: str) -> str:
     """A number formatted for its unit."""
     if unit == "ms":
         return f"{value:.3f}"
+    if unit == "MB":
+        return f"{value:,.1f}"
     return f"{value:.1f}" if unit == "µs" else f"{value:,.0f}"
 
 
@@ -601,7 +730,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lookups", type=int, help="preference lookups timed per run")
     p.add_argument("--pref-runs", type=int,
                    help=f"runs of the preference figures (default {PREF_RUNS}, 1 with --quick)")
-    p.add_argument("--only", choices=("core", "pref"), help="only the log figures, or only the preference ones")
+    p.add_argument("--mem-entries", type=int, help="entries in the memory home (default 100000)")
+    p.add_argument("--mem-runs", type=int, help=f"runs of the memory figures (default {MEM_RUNS}, 1 with --quick)")
+    p.add_argument("--repl-runs", type=int, help="runs of the replication figures (default 3, 1 with --quick)")
+    p.add_argument("--only", choices=("core", "pref", "memory", "replication"),
+                   help="only the log figures, the preference ones, the memory ones or the replication ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -610,22 +743,36 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON results."""
     args = parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
-    sizes = replace(sizes, **{k: v for k in ("appends", "events", "batch", "pref_events", "lookups")
+    sizes = replace(sizes, **{k: v for k in ("appends", "events", "batch", "pref_events", "lookups", "mem_entries")
                               if (v := getattr(args, k))})
     runs = args.runs or (2 if args.quick else 5)
     pref_runs = args.pref_runs or (1 if args.quick else PREF_RUNS)
+    mem_runs = args.mem_runs or (1 if args.quick else MEM_RUNS)
+    repl_runs = args.repl_runs or (1 if args.quick else 3)
     started = time.time()
-    results, pref = [], {}
-    if args.only != "pref":
+    results, pref, mem, repl = [], {}, {}, {}
+    if args.only in (None, "core"):
         results += run_all(sizes, runs)
-    if args.only != "core":
+    if args.only in (None, "pref"):
         pref_results, pref = run_pref(sizes, pref_runs)
         results += pref_results
-    figures = summarize(results, sizes, {"value_bytes": pref.get("value_bytes", 0)}, pref.get("failures"))
-    print(f"agentlog bench: {runs} runs, python {platform.python_version()}, {os.cpu_count()} cpus, "
+    if args.only in (None, "memory"):
+        mem_results, mem = run_memory(sizes, mem_runs)
+        results += mem_results
+    if args.only in (None, "replication"):
+        import bench_replication
+        repl_results, repl = bench_replication.run(sizes, repl_runs, args.quick, sys.modules[__name__])
+        results += repl_results
+    figures = summarize(results, sizes, {"value_bytes": pref.get("value_bytes", 0),
+                                         "entry_bytes": mem.get("entry_bytes", 0), **repl.get("labels", {})},
+                        pref.get("failures"))
+    counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs}
+    done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
+                     if args.only in (None, "pref" if part == "preference" else part))
+    print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
           f"median of runs (min, max)\n")
     print_table(figures)
-    if args.only != "core":
+    if args.only in (None, "pref"):
         print(f"\npreference figures: {pref_runs} run{'s' * (pref_runs != 1)} on one store of "
               f"{pref['events']:,} events "
               f"({', '.join(f'{n:,} by the {d}' for d, n in pref['written'].items())}, over {HISTORY_DAYS} days); "
@@ -636,13 +783,19 @@ def main(argv: list[str] | None = None) -> int:
               f"before each run: {', '.join(f'{x:.1f}' for x in pref['load_average'])} on {os.cpu_count()} cpus")
         for note in pref["notes"]:
             print(f"note: {note}")
-    if args.only != "pref":
+    if args.only in (None, "memory"):
+        print_memory_notes(mem, sizes, mem_runs)
+    if args.only in (None, "replication"):
+        import bench_replication
+        bench_replication.print_notes(repl, figures, repl_runs)
+    if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on")
     results = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                "seconds": round(time.time() - started, 1), "python": sys.version, "platform": platform.platform(),
                "cpu_count": os.cpu_count(), "lmdb": ".".join(map(str, lmdb.version())), "runs": runs,
-               "pref_runs": pref_runs, "sizes": asdict(sizes), "pref_store": pref, "figures": figures}
+               "pref_runs": pref_runs, "mem_runs": mem_runs, "sizes": asdict(sizes), "pref_store": pref,
+               "memory_home": mem, "repl_runs": repl_runs, "replication": repl, "figures": figures}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {args.out}")
     return 0
