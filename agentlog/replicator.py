@@ -338,10 +338,13 @@ class Replicator:
     # -- state for `agentlog status` -----------------------------------------------------------------
 
     def name_of(self, device: bytes) -> str:
-        if device not in self._names:
+        name = self._names.get(device)
+        if name is None:
             member = self.store.roster().members.get(device)
-            self._names[device] = member.name if member else device.hex()[:12]
-        return self._names[device]
+            if member is None:
+                return device.hex()[:12]            # not in the roster yet: look again once it has arrived
+            name = self._names[device] = member.name
+        return name
 
     def _set_state(self, device: bytes, state: str, addr: str, error: str = "") -> None:
         s = self.states.setdefault(device, PeerState())
