@@ -145,6 +145,7 @@ class Connection:
         self.last_sent = self.last_heard = now
         self.sent_events = self.received_events = 0
         self.announced: Frontier = {}       # our frontier as our hello gave it: the peer asks for up to there
+        self.push_held = False              # local changes wait until the peer has asked for what we announced
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -179,7 +180,8 @@ class Connection:
             return []
         if isinstance(msg, FrontierMsg):
             _merge(self.theirs, msg.frontier)
-            return self._catch_up(now) + self._flush(now)
+            _merge(self.sent, msg.frontier)
+            return self._catch_up(now) + self._flush(now) + self._release(now)
         return self._violation(f"unexpected {type(msg).__name__}", now)
 
     def ingested(self, batch: int, heads: Frontier, frontier: Frontier, now: float) -> list[Action]:
@@ -191,7 +193,7 @@ class Connection:
             if _seq(frontier, author) >= pos[1]:
                 del self.wanted[author]
         out = [self._send(Ack(batch, frontier), now)]
-        out += self._flush(now)
+        out += self._flush(now) + self._release(now)
         self._maybe_live()
         return out
 
@@ -202,9 +204,18 @@ class Connection:
         return self._fail(code, f"batch {batch}: {exc}", now)
 
     def local_changed(self, now: float) -> list[Action]:
-        """New events are held locally (appended here, or ingested from any peer)."""
+        """New events are held locally (appended here, or ingested from any peer).
+
+        They are pushed only once the peer holds, or has asked for, everything our hello
+        announced: sent before that want is answered, they would arrive ahead of the
+        events they follow (a gap in an author's chain, or a clock naming a missing event).
+        """
         if self.state not in ("syncing", "live"):
             return []
+        if self._announced_unasked():
+            self.push_held = True
+            return []
+        self.push_held = False
         ours = self.log.frontier()
         for author, (epoch, seq) in ours.items():
             have = _seq(self.sent, author)
@@ -223,6 +234,15 @@ class Connection:
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
             return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)]
         return []
+
+    def _announced_unasked(self) -> bool:
+        """Whether the peer has neither asked for nor told us it holds some event our hello announced."""
+        return any(_seq(self.sent, author) < seq and self.sent.get(author, (epoch, 0))[0] == epoch
+                   for author, (epoch, seq) in self.announced.items())
+
+    def _release(self, now: float) -> list[Action]:
+        """Push the local changes held back by `local_changed`, if the peer's want or frontier now allows."""
+        return self.local_changed(now) if self.push_held else []
 
     def deadline(self) -> float:
         """The time by which `tick` must be called next."""
@@ -245,8 +265,7 @@ class Connection:
             return self._fail("protocol", "hello names another device than the one authenticated", now)
         self.state = "syncing"
         self.theirs = dict(msg.frontier)
-        self.sent = dict(msg.frontier)
-        _merge(self.sent, self.announced)           # the peer wants those; only newer events are pushed
+        self.sent = dict(msg.frontier)              # what we announced beyond it, the peer will ask for
         out = self._catch_up(now)
         out += self.local_changed(now)
         self._maybe_live()
@@ -268,7 +287,7 @@ class Connection:
             self.outbox.owe(author, epoch, lo, hi)
             if _seq(self.sent, author) < hi:
                 self.sent[author] = (epoch, hi)
-        return self._flush(now)
+        return self._flush(now) + self._release(now)
 
     def _events(self, msg: Events, now: float) -> list[Action]:
         if msg.batch != self.expect_batch:
@@ -285,7 +304,8 @@ class Connection:
             return self._violation(f"ack of batch {msg.batch}, which is not in flight", now)
         _merge(self.theirs, self.unacked.pop(msg.batch))
         _merge(self.theirs, msg.frontier)
-        out = self._flush(now)
+        _merge(self.sent, msg.frontier)
+        out = self._flush(now) + self._release(now)
         self._maybe_live()
         return out
 
