@@ -250,8 +250,8 @@ class Setting:
     sums: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # bucket -> value -> [total, old]
     explicit: dict[str, list] = field(default_factory=dict)  # bucket -> [lamport, author hex, value, eid hex, time]
     overrides: dict[str, dict] = field(default_factory=dict)  # device hex -> override
-    # whether a negative term was added since the state was built: only then can a sum be [0, 0],
-    # which the canonical bytes leave out
+    # whether a sum may have cancelled to [0, 0] since the state was last serialized: the canonical
+    # bytes leave such sums out
     _zeros: bool = field(default=False, init=False, repr=False, compare=False)
 
     # configuration
@@ -287,18 +287,20 @@ class Setting:
     @classmethod
     def from_bytes(cls, name: str, raw: bytes) -> "Setting":
         d = json.loads(raw)
-        return cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
+        s = cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
+        s._zeros = any(not (t[0] or t[1]) for vals in s.sums.values() for t in vals.values())
+        return s
 
     # evidence
     def _add_term(self, ev: Evidence, old: bool, sign: int = 1) -> None:
         t = sign * decay.term(ev.weight, ev.eff, self.half_life, self.anchor)
-        if t < 0:
-            self._zeros = True
         for b in ev.buckets:
             s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
             s[0] += t
             if old:
                 s[1] += t
+            if not (s[0] or s[1]):       # a negative term, or a positive one meeting a negative sum
+                self._zeros = True
 
     def add(self, ev: Evidence, index: Index) -> None:
         """Fold one piece of evidence in, O(1) amortized (the cut-offs only move forward)."""
@@ -319,9 +321,10 @@ class Setting:
         h = self.half_life
         floor = self.anchor * h
         for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
-            self._zeros |= ev.weight < 0
             for b in ev.buckets:     # a sum that cancelled to [0, 0] was not stored: it may be missing
-                self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
+                s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
+                s[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
+                self._zeros |= not (s[0] or s[1])
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
             for ev in index.scan(floor, anchor * h):
@@ -331,6 +334,7 @@ class Setting:
                 for s in vals.values():
                     s[0] >>= shift
                     s[1] >>= shift
+                    self._zeros |= not (s[0] or s[1])
             self.anchor = anchor
         self.tmax = tmax
 
