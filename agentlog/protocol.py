@@ -100,8 +100,9 @@ class _Outbox:
                 self.ranges[author][1] = nxt
         return buf[0] if buf else None
 
-    def batch(self, max_events: int, max_bytes: int) -> list[tuple[bytes, int, int, WireEvent]]:
-        """The next events owed, in lamport order, as (author, epoch, seq, event)."""
+    def batch(self, max_events: int, max_bytes: int, held: Frontier) -> list[tuple[bytes, int, int, WireEvent]]:
+        """The next events owed, in lamport order, as (author, epoch, seq, event); events the peer is
+        known to hold by now (`held`, e.g. relayed to it by a third device) are dropped unsent."""
         heap = []
         for author in list(self.ranges) + [a for a, b in self.buffers.items() if b and a not in self.ranges]:
             head = self._head(author)
@@ -116,7 +117,10 @@ class _Outbox:
             if out and size + cost > max_bytes:
                 break
             self.buffers[author].popleft()
-            out.append((author, epoch, seq, event))
+            if held.get(author, (-1, 0)) >= (epoch, seq):
+                cost = 0
+            else:
+                out.append((author, epoch, seq, event))
             size += cost
             head = self._head(author)
             if head is not None:
@@ -313,7 +317,7 @@ class Connection:
         """Send owed events in batches while the window allows."""
         out = []
         while len(self.unacked) < self.window and not self.outbox.empty():
-            owed = self.outbox.batch(self.batch_events, self.batch_bytes)
+            owed = self.outbox.batch(self.batch_events, self.batch_bytes, self.theirs)
             if not owed:
                 break
             batch = self.next_batch

@@ -27,9 +27,9 @@ from .peers import PeerState, Peers, address, parse_address
 from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Send
 from .store import Store
 
-PUSH_WINDOW_S = 0.0005          # live pushes are batched over this long
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
-SAVE_EVERY_S = 1.0
+SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
+SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
 
 log = structlog.get_logger("agentlog.replicator")
 
@@ -133,7 +133,7 @@ class Link:
         elif kind == "rejected":
             actions = self.conn.rejected(item[1], item[2], now)
         elif kind == "local":
-            await trio.sleep(PUSH_WINDOW_S)
+            await trio.sleep(0)              # let writes that arrive together go out in one batch
             self.local_pending = False
             actions = self.conn.local_changed(_now())
         elif kind == "tick":
@@ -353,11 +353,15 @@ class Replicator:
         self._dirty = True
 
     def note(self, link: Link) -> None:
-        """A link made progress: remember when we last heard from it and what it holds."""
+        """A link made progress: remember when we last heard from it and what it holds (saved when the
+        frontier moved, or every SEEN_EVERY_S for the last-seen time alone, so idle daemons stay idle)."""
         s = self.states.setdefault(link.channel.peer, PeerState())
-        s.last_seen_ms = _wall_ms()
-        s.frontier = {a.hex(): pos[1] for a, pos in link.conn.theirs.items()}
-        self._dirty = True
+        now = _wall_ms()
+        frontier = {a.hex(): pos[1] for a, pos in link.conn.theirs.items()}
+        if frontier != s.frontier or now - s.last_seen_ms >= SEEN_EVERY_S * 1000:
+            self._dirty = True
+            s.frontier = frontier
+        s.last_seen_ms = now
 
     async def _save_states(self) -> None:
         while True:
