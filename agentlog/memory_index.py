@@ -29,6 +29,7 @@ JOURNAL_KEEP = 100_000
 _U64 = struct.Struct(">Q")
 _WORD = re.compile(r"\w+")
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
+MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
 
 
 def _pack_text(s: str) -> bytes:
@@ -49,7 +50,7 @@ class Row:
     scope: str
     tags: tuple[str, ...]
     content: str
-    vector: np.ndarray
+    vector: np.ndarray | None
 
 
 def unpack_row(raw: bytes) -> Row:
@@ -235,6 +236,7 @@ class Matrix:
         self.how[i] = row.how
         usable = row.how != EXCLUDED and len(row.vector) == self.dim
         self.vectors[i] = row.vector if usable else 0
+        row.vector = None                  # the matrix holds it now
         self.alive[i] = usable
 
     def _drop(self, entry_id: bytes) -> None:
@@ -274,19 +276,24 @@ class Matrix:
 
     def semantic(self, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
-        no positive similarity are not near at all and are left out."""
+        a similarity of MIN_SCORE or less are not near at all and are left out.
+
+        BLAS scans every row fast, but may sum a row in another order than its neighbours, so equal
+        rows can score a few ulps apart. The rows that could be in the top k (within twice that error
+        of the k-th) are scored again with einsum, which sums every row alike, and ranked on those.
+        """
         if not self.n or k <= 0:
             return []
-        # einsum, not `@`: BLAS sums the last rows of a block in another order, so equal rows would score unequally
-        scores = np.einsum("ij,j->i", self.vectors[: self.n], query)
-        scores[~mask] = -np.inf
-        count = int(mask.sum())
-        k = min(k, count)
+        coarse = self.vectors[: self.n] @ query
+        coarse[~mask] = -np.inf
+        k = min(k, int(mask.sum()))
         if k == 0:
             return []
-        kth = -np.partition(-scores, k - 1)[k - 1] if k < self.n else -np.inf
-        top = np.flatnonzero((scores >= kth) & (scores > 0))      # every row tied with the k-th, for the id order
-        best = sorted(((-float(scores[i]), self.ids[i]) for i in top if mask[i]))[:k]
+        kth = -np.partition(-coarse, k - 1)[k - 1] if k < self.n else -np.inf
+        slack = 2 * self.dim * float(np.finfo(np.float32).eps)
+        rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
+        exact = np.einsum("ij,j->i", self.vectors[rows], query)
+        best = sorted((-float(score), self.ids[i]) for i, score in zip(rows, exact) if score > MIN_SCORE)[:k]
         return [(entry_id, -neg) for neg, entry_id in best]
 
     def lexical(self, query: str, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
