@@ -125,8 +125,12 @@ class MemoryIndex:
                 elif len(vec) != self.embedder.dim:
                     how = EXCLUDED
                 else:
-                    how, vector = STORED, normalized(vec[None, :])[0]
+                    how, vector = STORED, vec
             indexed.append([entry, how, vector])
+        stored = [row for row in indexed if row[1] == STORED]
+        if stored:
+            for row, vec in zip(stored, normalized(np.stack([row[2] for row in stored]))):
+                row[2] = vec
         pending = [row for row in indexed if row[1] in (EMBEDDED, REEMBEDDED)]
         if pending:
             for row, vec in zip(pending, self.embedder.embed([row[0].value("content") for row in pending])):
