@@ -256,6 +256,10 @@ class Connection:
         self.state = "closed"
         return [self._send(Goodbye(reason), now), Close(reason, False)]
 
+    def refuse(self, code: str, reason: str, now: float) -> list[Action]:
+        """End the connection because the peer may no longer take part (e.g. it was revoked)."""
+        return self._fail(code, reason, now)
+
     # -- steps -------------------------------------------------------------------------------
 
     def _hello(self, msg: Hello, now: float) -> list[Action]:

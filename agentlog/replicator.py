@@ -140,6 +140,8 @@ class Link:
             actions = self.conn.tick(now)
         elif kind == "closed":
             actions = [Close(item[1], item[2])]
+        elif kind == "refuse":
+            actions = self.conn.refuse("enrolment", item[1], now)
         else:
             raise AssertionError(kind)
         await self._perform(actions)
@@ -331,8 +333,13 @@ class Replicator:
             sock.close()
 
     def changed(self, exclude: Link | None = None) -> None:
+        """Local events changed: push them, and drop any peer the roster no longer admits (revoked)."""
+        check = check_peer(self.store) if self.links else None
         for link in self.links.values():
-            if link is not exclude:
+            reason = check(link.channel.peer)
+            if reason:
+                link.inbox_send.send_nowait(("refuse", reason))
+            elif link is not exclude:
                 link.poke()
 
     # -- state for `agentlog status` -----------------------------------------------------------------

@@ -269,3 +269,19 @@ def test_unenrolled_and_revoked_devices_are_refused(tmp_path, daemons):
     assert any("revoked" in e["reason"] for e in refusals), refusals
     after = snapshot(homes["laptop"])
     assert after["count"] == before["count"] + 1 and after["forks"] == 0        # + the revocation
+
+
+def test_revoking_a_connected_device_cuts_its_link(tmp_path, daemons):
+    """A revocation written while the device is connected ends that link at once: nothing more is sent to it."""
+    homes = provision(tmp_path, "laptop", "phone")
+    laptop = daemons(homes["laptop"], heartbeat=60)
+    phone = daemons(homes["phone"], listen=False, peers=(laptop.address,), heartbeat=60)
+    wait_converged(*homes.values(), count=GENESIS_AND_ENROLMENTS[2])
+    agentlog(homes["laptop"], "devices", "revoke", "phone", "--reason", "stolen")
+    closed = laptop.wait_log(lambda e: e["event"] == "connection closed" and "revoked" in e.get("reason", ""),
+                             "the laptop closing the revoked phone's link")
+    assert closed["peer"] == "phone"
+    eid = agentlog(homes["laptop"], "observe", "theme", "after the revocation").stdout.strip()
+    phone.wait_log(lambda e: e["event"] == "connect failed" and "revoked" in e.get("reason", ""),
+                   "the phone's redial being refused")
+    assert not holds(homes["phone"], eid)
