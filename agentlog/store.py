@@ -134,21 +134,55 @@ class IngestResult:
 
 
 class _TxnLog:
-    """The validator's view of the store inside one write transaction."""
+    """The validator's view of the store inside one write transaction.
+
+    Events a batch accepts are kept here, and their heads, until `flush` writes them: the
+    validator reads each author's head for every event, and a dict is cheaper than LMDB.
+    """
 
     def __init__(self, store: "Store", txn: lmdb.Transaction, roster: Roster):
-        self._store, self._txn = store, txn
+        self._db, self._txn = store._db, txn
         self.group = txn.get(b"group", db=store._db["meta"])
         self.genesis = txn.get(b"genesis", db=store._db["meta"])
         self.roster = roster
+        self._heads: dict[bytes, Head | None] = {}
+        self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
 
     def head(self, author: bytes) -> Head | None:
-        raw = self._txn.get(author, db=self._store._db["heads"])
-        return _head_from(raw) if raw else None
+        try:
+            return self._heads[author]
+        except KeyError:
+            raw = self._txn.get(author, db=self._db["heads"])
+            head = self._heads[author] = _head_from(raw) if raw else None
+            return head
 
     def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
-        raw = self._txn.get(event_key(author, epoch, seq), db=self._store._db["events"])
+        key = event_key(author, epoch, seq)
+        event = self._accepted.get(key)
+        if event is not None:
+            return event.id
+        raw = self._txn.get(key, db=self._db["events"])
         return record_id(raw) if raw else None
+
+    def accept(self, event: Event) -> None:
+        """Hold a validated event as its author's new head, to be stored by `flush`."""
+        h = event.header
+        self._accepted[event_key(h.author, h.epoch, h.seq)] = event
+        self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+
+    def flush(self) -> None:
+        """Store the accepted events (as _append_in stores its own) and each author's last head."""
+        db, txn, events = self._db, self._txn, self._accepted.items()
+        txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
+        txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
+        txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
+        withheld = [(key, b"") for key, e in events if e.payload is None]
+        if withheld:
+            txn.cursor(db["withheld"]).putmulti(withheld)
+        authors = {e.header.author for e in self._accepted.values()}
+        for author in sorted(authors):
+            txn.put(author, _head_value(self._heads[author]), db=db["heads"])
+        self._accepted.clear()
 
 
 class Store:
@@ -318,17 +352,6 @@ class Store:
                 seen[enroll.author] = (enroll.epoch, enroll.seq)
         return seen
 
-    def _put_event(self, txn, event: Event) -> None:
-        """Store one event from outside; _append_in writes its own events to the same databases."""
-        h = event.header
-        key = event_key(h.author, h.epoch, h.seq)
-        txn.put(key, event.record, db=self._db["events"])
-        txn.put(event.id, key, db=self._db["ids"])
-        if event.payload is not None:
-            txn.put(key, event.payload, db=self._db["payloads"])
-        else:
-            txn.put(key, b"", db=self._db["withheld"])
-
     def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True) -> IngestResult:
         """Validate and store (record, payload) pairs from outside, all in one transaction.
 
@@ -367,8 +390,7 @@ class Store:
                 continue
             h = event.header
             last[h.author] = event
-            self._put_event(txn, event)
-            txn.put(h.author, _head_value(Head(h.epoch, h.seq, event.id)), db=self._db["heads"])
+            log.accept(event)
             lamport = max(lamport, h.lamport)
             if h.kind in ROSTER_KINDS:
                 roster_changed |= roster.apply(h, event.id, decoded)
@@ -379,6 +401,7 @@ class Store:
                 if not crypto.verify(event.header.author, event.id, event.signature):
                     raise SignatureError("signature does not verify for this author and event id",
                                          event.header.author, event.header.seq)
+        log.flush()
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
