@@ -118,7 +118,7 @@ class SearchResult:
 
 
 def _bp(confidence: float) -> int:
-    if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise InvalidValueError(f"confidence {confidence!r} must be between 0 and 1")
     return round(confidence * 10000)
 
@@ -129,9 +129,9 @@ def _check(problem: str | None) -> None:
 
 
 def _tags(tags: Iterable[str], what: str) -> tuple[str, ...]:
-    if not isinstance(tags, str):
+    if isinstance(tags, (list, tuple, set, frozenset)):
         tags = tuple(tags)
-    if isinstance(tags, str) or any(not isinstance(t, str) for t in tags):
+    if not isinstance(tags, tuple) or any(not isinstance(t, str) for t in tags):
         raise InvalidValueError(f"{what} must be a list of strings")
     for t in tags:
         _check(mr.tag_problem(t))
