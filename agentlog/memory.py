@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +129,7 @@ def _check(problem: str | None) -> None:
 
 
 def _tags(tags: Iterable[str], what: str) -> tuple[str, ...]:
-    if isinstance(tags, (list, tuple, set, frozenset)):
+    if isinstance(tags, Iterable) and not isinstance(tags, (str, bytes, Mapping)):
         tags = tuple(tags)
     if not isinstance(tags, tuple) or any(not isinstance(t, str) for t in tags):
         raise InvalidValueError(f"{what} must be a list of strings")
