@@ -158,8 +158,12 @@ def decode_header(raw: bytes) -> Header:
         SizeLimitError: too large.
         DecodeError: not a valid header (framing, schema, field shapes).
     """
-    header = _HEADER_READER.read(raw, MAX_HEADER_BYTES, "header")
-    check_shape(header)
+    buf = raw if type(raw) is bytes else memoryview(raw).tobytes()
+    header = _KNOWN.decode(buf)
+    if header is None:
+        header = _HEADER_READER.read(buf, MAX_HEADER_BYTES, "header")
+        check_shape(header)
+        _KNOWN.learn(buf, header)
     return header
 
 
@@ -213,12 +217,7 @@ def check_fields(group: bytes, author: bytes, seq: int, prev: bytes, lamport: in
     for name, value in (("group", group), ("prev", prev), ("payload_hash", payload_hash)):
         if len(value) != crypto.ID_LEN:
             raise DecodeError(f"header {name} is {len(value)} bytes, not {crypto.ID_LEN}", author, seq)
-    if seq < 1:
-        raise DecodeError("header seq must be 1 or more", author, seq)
-    if (seq == 1) != (prev == crypto.ZERO_ID):
-        raise DecodeError("header prev must be zero exactly at seq 1", author, seq)
-    if lamport < 1:
-        raise DecodeError("header lamport must be 1 or more", author, seq)
+    _check_position(author, seq, prev, lamport)
     if not _KIND_RE.fullmatch(kind) or len(kind) > MAX_KIND_LEN:
         raise DecodeError(f"header kind {kind[:MAX_KIND_LEN]!r} is not a valid kind name", author, seq)
     if len(clock) > MAX_CLOCK_ENTRIES:
@@ -227,11 +226,145 @@ def check_fields(group: bytes, author: bytes, seq: int, prev: bytes, lamport: in
         raise DecodeError("header scope must be 1 to 256 printable characters", author, seq)
     if payload_codec not in CODECS:
         raise DecodeError(f"header payload codec {payload_codec!r} is unknown", author, seq)
-    if payload_len > MAX_PAYLOAD_BYTES:
-        raise SizeLimitError(f"payload length {payload_len} is over the limit of {MAX_PAYLOAD_BYTES}", author, seq)
+    _check_payload_len(author, seq, payload_len)
     for entry in clock:
         if len(entry.author) != crypto.KEY_LEN or entry.author == author or entry.seq < 1:
             raise DecodeError("header clock entry is malformed", author, seq)
+
+
+def _check_position(author: bytes, seq: int, prev: bytes, lamport: int) -> None:
+    if seq < 1:
+        raise DecodeError("header seq must be 1 or more", author, seq)
+    if (seq == 1) != (prev == crypto.ZERO_ID):
+        raise DecodeError("header prev must be zero exactly at seq 1", author, seq)
+    if lamport < 1:
+        raise DecodeError("header lamport must be 1 or more", author, seq)
+
+
+def _check_payload_len(author: bytes, seq: int, payload_len: int) -> None:
+    if payload_len > MAX_PAYLOAD_BYTES:
+        raise SizeLimitError(f"payload length {payload_len} is over the limit of {MAX_PAYLOAD_BYTES}", author, seq)
+
+
+class _KnownHeaders:
+    """Headers decoded before, by their bytes outside the fields that change from one event to the next.
+
+    An author's events mostly differ only in seq, lamport, time and payload length (the data
+    words at message bytes `_VARYING`, 24 to 52) and in the 32 bytes of prev and of the payload
+    hash: a replication batch decodes the same scope, kind, group and author again and again.
+    A header that decoded and passed check_shape, whose root struct sits right after its
+    pointer with the schema's section sizes, whose clock is null and whose other objects
+    lie apart from those bytes, is `learn`ed under the rest of its bytes. A message equal to
+    it in all of those bytes (so of the same length, and with the same pointers, hence prev
+    and the payload hash at the same places) is read by `read` exactly as it was, but for
+    those fields: it decodes to the learned header with those fields replaced, and passes
+    every check `read` and check_shape make except perhaps the ones on those fields, which
+    `decode` makes again in check_fields' order. So `decode` gives what the full decoder
+    gives, for every input, or None when it does not know the message.
+    """
+
+    LIMIT = 4096
+
+    def __init__(self):
+        self._known: dict[bytes, Header] = {}
+
+    @staticmethod
+    def _places(buf: bytes) -> tuple[int, int] | None:
+        """Where prev and the payload hash lie if the pointers are read as a canonical layout's."""
+        if len(buf) < _END_OF_POINTERS:
+            return None
+        prev_at = _PREV_PTR + 8 + (_I32(buf, _PREV_PTR)[0] >> 2 << 3)
+        hash_at = _HASH_PTR + 8 + (_I32(buf, _HASH_PTR)[0] >> 2 << 3)
+        if _END_OF_POINTERS <= prev_at and prev_at + crypto.ID_LEN <= hash_at and hash_at + crypto.ID_LEN <= len(buf):
+            return prev_at, hash_at
+        return None
+
+    @staticmethod
+    def _rest(buf: bytes, prev_at: int, hash_at: int) -> bytes:
+        return (buf[: _VARYING[0]] + buf[_VARYING[1] : prev_at] + buf[prev_at + crypto.ID_LEN : hash_at]
+                + buf[hash_at + crypto.ID_LEN :])
+
+    def decode(self, buf: bytes) -> Header | None:
+        places = self._places(buf)
+        if places is None or not self._known:
+            return None
+        prev_at, hash_at = places
+        known = self._known.get(self._rest(buf, prev_at, hash_at))
+        if known is None:
+            return None
+        seq, lamport, time_ms, payload_len = _CHANGING(buf, _VARYING[0])
+        prev, payload_hash, author = buf[prev_at : prev_at + crypto.ID_LEN], buf[hash_at : hash_at + crypto.ID_LEN], known.author
+        _check_position(author, seq, prev, lamport)
+        _check_payload_len(author, seq, payload_len)
+        h = _new(Header)
+        _set_group(h, known.group)
+        _set_author(h, author)
+        _set_epoch(h, known.epoch)
+        _set_seq(h, seq)
+        _set_prev(h, prev)
+        _set_lamport(h, lamport)
+        _set_clock(h, ())
+        _set_time(h, time_ms)
+        _set_scope(h, known.scope)
+        _set_kind(h, known.kind)
+        _set_hash(h, payload_hash)
+        _set_len(h, payload_len)
+        _set_codec(h, known.payload_codec)
+        _set_version(h, known.format_version)
+        return h
+
+    def learn(self, buf: bytes, header: Header) -> None:
+        """Remember a header that decoded and passed check_shape, if its layout allows (see the class)."""
+        places = self._places(buf)
+        if places is None or buf[8:16] != _CANONICAL_ROOT or any(buf[_CLOCK_PTR : _CLOCK_PTR + 8]):
+            return
+        changing = (_VARYING, (places[0], places[0] + crypto.ID_LEN), (places[1], places[1] + crypto.ID_LEN))
+        for ptr in _OTHER_PTRS:
+            lo, hi = _POINTER(buf, ptr)
+            if lo or hi:
+                start = ptr + 8 + (lo >> 2 << 3)
+                end = start + (hi >> 3)
+                if any(start < b and a < end for a, b in changing):
+                    return
+        if len(self._known) >= self.LIMIT:
+            self._known.clear()
+        self._known[self._rest(buf, *places)] = header
+
+
+def _header_layout():
+    """Byte offsets in a message whose root Header sits right after its pointer, from the schema."""
+    node = _schema.Header.schema.node.struct
+    fields = _schema.Header.schema.fields
+    pointers = 16 + 8 * node.dataWordCount
+
+    def data(name: str, size: int) -> tuple[int, int]:
+        at = 16 + size * fields[name].proto.slot.offset
+        return at, at + size
+
+    spans = [data("seq", 8), data("lamport", 8), data("time", 8), data("payloadLen", 4)]
+    if any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
+        raise ImportError("the header's changing data fields are not contiguous; _KnownHeaders needs them to be")
+    others = [data("formatVersion", 2), data("payloadCodec", 2), data("epoch", 4)]
+    if any(a < spans[-1][1] and spans[0][0] < b for a, b in others):
+        raise ImportError("a header data field lies among the changing ones; _KnownHeaders needs them apart")
+    ptr = {name: pointers + 8 * fields[name].proto.slot.offset for name in
+           ("group", "author", "prev", "clock", "scope", "kind", "payloadHash")}
+    root = struct.pack("<iI", 0, node.pointerCount << 16 | node.dataWordCount)
+    return ((spans[0][0], spans[-1][1]), pointers + 8 * node.pointerCount, ptr["prev"], ptr["payloadHash"],
+            ptr["clock"], tuple(ptr[n] for n in ("group", "author", "scope", "kind")), root)
+
+
+_VARYING, _END_OF_POINTERS, _PREV_PTR, _HASH_PTR, _CLOCK_PTR, _OTHER_PTRS, _CANONICAL_ROOT = _header_layout()
+_CHANGING = struct.Struct("<QQqI").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_POINTER = struct.Struct("<iI").unpack_from
+_new = object.__new__
+(_set_group, _set_author, _set_epoch, _set_seq, _set_prev, _set_lamport, _set_clock, _set_time, _set_scope, _set_kind,
+ _set_hash, _set_len, _set_codec, _set_version) = (
+    getattr(Header, name).__set__ for name in ("group", "author", "epoch", "seq", "prev", "lamport", "clock", "time_ms",
+                                               "scope", "kind", "payload_hash", "payload_len", "payload_codec",
+                                               "format_version"))
+_KNOWN = _KnownHeaders()
 
 
 def event_id(header_bytes: bytes) -> bytes:
@@ -257,7 +390,17 @@ def decode_record(record: bytes, payload: bytes | None = None) -> Event:
         raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
     header_bytes, signature = split_record(record)
     header = decode_header(header_bytes)
-    return Event(header_bytes, signature, header, event_id(header_bytes), payload)
+    event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__
+    _set_header_bytes(event, header_bytes)
+    _set_signature(event, signature)
+    _set_header(event, header)
+    _set_id(event, event_id(header_bytes))
+    _set_payload(event, payload)
+    return event
+
+
+_set_header_bytes, _set_signature, _set_header, _set_id, _set_payload = (
+    getattr(Event, name).__set__ for name in ("header_bytes", "signature", "header", "id", "payload"))
 
 
 def seal(header: Header, key: crypto.DeviceKey, payload: bytes) -> Event:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlog import payloads, wire
+from agentlog import event, payloads, wire
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
 from agentlog.event import (
     FORMAT_VERSION,
@@ -497,3 +497,65 @@ def test_embedding_vectors_must_be_finite_and_large_finite_ones_are():
     big = payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c",
                              embedding=payloads.Embedding(model="m", vector=(3.4e38, -3.4e38, 3.4e38) * 20_000))
     assert assert_same("memory.put", payloads.encode(big))[0] == "ok"
+
+
+# --- headers like one decoded before (event._KnownHeaders) ----------------------------------------------------------
+
+ID = st.binary(min_size=32, max_size=32)
+VALID_HEADER = st.builds(
+    Header, group=ID, author=ID, epoch=U32, seq=st.integers(2, 2**64 - 1), prev=ID.filter(any),
+    lamport=st.integers(1, 2**64 - 1), time_ms=st.integers(-(2**63), 2**63 - 1),
+    scope=st.one_of(st.just("user"), st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]), min_size=1,
+                                              max_size=12)),
+    kind=st.sampled_from(["observation", "memory.put", "device.enroll", "x"]), payload_hash=ID,
+    payload_len=st.integers(0, MAX_PAYLOAD_BYTES), payload_codec=st.sampled_from(["plain", "sealed"]))
+CHANGES = st.dictionaries(st.sampled_from(["seq", "prev", "lamport", "time_ms", "payload_hash", "payload_len"]), st.one_of(
+    st.sampled_from([0, 1, 2, 2**64 - 1, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES + 1, 2**32 - 1, -1, -(2**63)]),
+    st.sampled_from([bytes(32), b"\1" * 32]), ID), max_size=6)
+
+
+def fits(name: str, value) -> bool:
+    """Whether a header field of that name can be encoded holding `value`."""
+    if name in ("prev", "payload_hash"):
+        return isinstance(value, bytes)
+    bits, signed = {"seq": (64, False), "lamport": (64, False), "time_ms": (64, True), "payload_len": (32, False)}[name]
+    return isinstance(value, int) and (-(2 ** (bits - 1)) if signed else 0) <= value < 2 ** (bits - (1 if signed else 0))
+
+
+def full_decode(raw: bytes) -> Header:
+    """decode_header without the known headers: the generated reader, then check_shape."""
+    header = event._HEADER_READER.read(raw, MAX_HEADER_BYTES, "header")
+    check_shape(header)
+    return header
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(VALID_HEADER, ANY_HEADER), st.booleans(), CHANGES, st.one_of(st.none(), MUTATIONS))
+def test_a_header_like_one_decoded_before_decodes_as_the_full_decoder_reads_it(header, by_pycapnp, changes, mutations):
+    """One header is decoded (and learned when it may be), then another with its changing fields replaced, maybe
+    mutated too: decode_header must give exactly what the full decoder gives."""
+    raw = encodings(header)[by_pycapnp][1]
+    assert outcome(decode_header, raw) == outcome(full_decode, raw)
+    changed = dataclasses.replace(header, **{name: value for name, value in changes.items() if fits(name, value)})
+    other = encodings(changed)[by_pycapnp][1]
+    if mutations:
+        other = mutate(other, mutations)
+    assert outcome(decode_header, other) == outcome(full_decode, other)
+
+
+def test_an_authors_next_header_is_decoded_from_the_known_one():
+    first = dataclasses.replace(HEADERS[0], seq=7, prev=b"p" * 32, author=bytes(range(32)))
+    assert decode_header(encode_header(first)) == first
+    for over in ({"seq": 8, "lamport": 9, "time_ms": -1, "prev": b"q" * 32, "payload_hash": b"r" * 32,
+                  "payload_len": 0}, {"seq": 1, "prev": bytes(32)}):
+        nxt = dataclasses.replace(first, **over)
+        assert event._KNOWN.decode(encode_header(nxt)) == nxt
+    for over, error in (({"seq": 0}, "seq must be 1 or more"), ({"seq": 1}, "prev must be zero exactly at seq 1"),
+                        ({"prev": bytes(32)}, "prev must be zero exactly at seq 1"), ({"lamport": 0}, "lamport must be"),
+                        ({"payload_len": MAX_PAYLOAD_BYTES + 1}, "over the limit")):
+        raw = encode_header(dataclasses.replace(first, **over))
+        assert outcome(decode_header, raw) == outcome(full_decode, raw)
+        with pytest.raises((DecodeError, SizeLimitError), match=error):
+            event._KNOWN.decode(raw)
+    other_scope = encode_header(dataclasses.replace(first, scope="other"))
+    assert event._KNOWN.decode(other_scope) is None
