@@ -273,7 +273,7 @@ class Setting:
     @property
     def recent_ms(self) -> int:
         """How long a change of winner counts as recent: a quarter half-life, at most a day."""
-        return min(DAY_MS, self.half_life // 4)
+        return min(DAY_MS, self.half_life // 4)       # Setting.add computes it too, from its half-life
 
     def to_bytes(self) -> bytes:
         if self._zeros:
@@ -292,10 +292,17 @@ class Setting:
         return s
 
     # evidence
-    def _add_term(self, ev: Evidence, old: bool, sign: int = 1) -> None:
-        t = sign * decay.term(ev.weight, ev.eff, self.half_life, self.anchor)
-        for b in ev.buckets:
-            s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
+    def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
+        """Add (or with sign -1, take away) ev's term to its buckets' sums; `h` is the half-life."""
+        t = sign * decay.term(ev.weight, ev.eff, h, self.anchor)
+        sums, value = self.sums, ev.value
+        for b in _subsets(ev.context):
+            vals = sums.get(b)
+            if vals is None:
+                vals = sums[b] = {}
+            s = vals.get(value)
+            if s is None:
+                s = vals[value] = [0, 0]
             s[0] += t
             if old:
                 s[1] += t
@@ -307,14 +314,15 @@ class Setting:
         if ev.lamport < self.forget:
             return
         index.put(ev)
+        h, eff = self.half_life, ev.eff
         if self.tmax is None:
-            self.tmax, self.anchor = ev.eff, decay.halvings(ev.eff, self.half_life) - KEEP_HALVINGS
-            self._add_term(ev, False)
-        elif ev.eff > self.tmax:
-            self._add_term(ev, False)
-            self._advance(ev.eff, index)
-        elif ev.eff >= self.anchor * self.half_life:
-            self._add_term(ev, ev.eff <= self.tmax - self.recent_ms)
+            self.tmax, self.anchor = eff, decay.halvings(eff, h) - KEEP_HALVINGS
+            self._add_term(ev, False, h)
+        elif eff > self.tmax:
+            self._add_term(ev, False, h)
+            self._advance(eff, index)
+        elif eff >= self.anchor * h:
+            self._add_term(ev, eff <= self.tmax - min(DAY_MS, h // 4), h)
 
     def _advance(self, tmax: int, index: Index) -> None:
         """Move the newest time: promote evidence out of the recent window, drop what is too old."""
@@ -328,7 +336,7 @@ class Setting:
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
             for ev in index.scan(floor, anchor * h):
-                self._add_term(ev, True, -1)
+                self._add_term(ev, True, h, -1)
             shift = anchor - self.anchor
             for vals in self.sums.values():
                 for s in vals.values():
@@ -351,7 +359,7 @@ class Setting:
         floor, cut = self.anchor * h, self.tmax - self.recent_ms
         for ev in kept:
             if ev.eff >= floor:
-                self._add_term(ev, ev.eff <= cut)
+                self._add_term(ev, ev.eff <= cut, h)
 
     # statements, configuration, overrides
     def state(self, fact: Fact) -> str:

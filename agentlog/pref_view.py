@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from . import crypto, payloads
@@ -51,12 +52,17 @@ class Folded(NamedTuple):
         return cls(h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload, h.scope)
 
 
+@lru_cache(maxsize=4096)
 def setting_key(name: str) -> bytes:
     return hashlib.blake2b(name.encode(), digest_size=16).digest()
 
 
 def _evidence_key(skey: bytes, ev: pr.Evidence) -> bytes:
-    return skey + _U64.pack(ev.eff) + ev.eid + bytes((ev.role,))
+    return skey + _PACK_U64(ev.eff) + ev.eid + _BYTE[ev.role]
+
+
+_PACK_U64 = _U64.pack
+_BYTE = tuple(bytes((i,)) for i in range(256))
 
 
 class _Index:
@@ -112,19 +118,27 @@ class PrefView:
 
     def fold(self, txn, batch: list[Folded]) -> None:
         """Fold a batch of newly stored events, in their causal order, in O(batch)."""
-        times = {(f.author, f.epoch, f.seq): f.time_ms for f in batch}
+        times = None
         facts = {}
-        open_settings: dict[str, pr.Setting] = {}
+        open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
+        kinds, new, effective_time = pr.KINDS, tuple.__new__, pr.effective_time
         for f in batch:
-            if f.author not in seen:
-                raw = txn.get(f.author, db=self.seen)
-                seen[f.author] = _U64.unpack(raw)[0] if raw else None
-            newest = seen[f.author] = self._newest_seen(txn, f, times, seen[f.author])
-            eff = pr.effective_time(f.time_ms, newest)
-            if f.kind not in pr.KINDS or f.payload is None:
+            author = f.author
+            try:
+                newest = seen[author]
+            except KeyError:
+                raw = txn.get(author, db=self.seen)
+                newest = _U64.unpack(raw)[0] if raw else None
+            if f.clock:
+                if times is None:
+                    times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
+                newest = self._newest_seen(txn, f, times, newest)
+            seen[author] = newest
+            if f.kind not in kinds or f.payload is None:
                 continue
-            fact = pr.Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, eff, f.kind, f.eid, f.payload)
+            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, effective_time(f.time_ms, newest), f.kind,
+                                 f.eid, f.payload))
             facts[f.eid] = fact
             self._apply(txn, fact, facts, open_settings)
         if len(self._folded) > 4096:
@@ -132,7 +146,10 @@ class PrefView:
         for author, newest in seen.items():
             if newest is not None:
                 txn.put(author, _U64.pack(newest), db=self.seen)
-        for name, s in open_settings.items():
+        for name, opened in open_settings.items():
+            if opened is None:
+                continue
+            s = opened[0]
             raw = s.to_bytes()
             txn.put(name.encode(), raw, db=self.settings)
             self._folded[name] = (raw, s)
@@ -148,11 +165,15 @@ class PrefView:
                 newest = t
         return newest
 
-    def _setting(self, txn, name: str, open_settings: dict) -> pr.Setting | None:
+    def _setting(self, txn, name: str, open_settings: dict) -> tuple[pr.Setting, _Index] | None:
+        """The setting `name` names, and its evidence, as this batch folds them (None: not a setting name)."""
+        try:
+            return open_settings[name]
+        except KeyError:
+            pass
         if pr.setting_problem(name):
-            return None
-        s = open_settings.get(name)
-        if s is None:
+            opened = None
+        else:
             raw = txn.get(name.encode(), db=self.settings)
             hit = self._folded.pop(name, None)
             if raw is None:
@@ -161,10 +182,14 @@ class PrefView:
                 s = hit[1]
             else:
                 s = pr.Setting.from_bytes(name, bytes(raw))
-            open_settings[name] = s
-        return s
+            opened = (s, _Index(txn, self.evidence, setting_key(name)))
+        open_settings[name] = opened
+        return opened
 
     def _apply(self, txn, fact: pr.Fact, facts: dict, open_settings: dict) -> None:
+        if fact.kind == "observation":
+            self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
+            return
         if fact.kind == "correction":
             decision = self._decision(txn, fact.payload.decision, facts)
             if decision is None:
@@ -177,12 +202,9 @@ class PrefView:
             for correction in self._pending_for(txn, fact.eid, facts):
                 self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
             return
-        if fact.kind == "observation":
-            self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
-            return
-        s = self._setting(txn, fact.payload.setting, open_settings)
-        if s is not None and s.state(fact) == "recompute":
-            index = _Index(txn, self.evidence, setting_key(s.name))
+        opened = self._setting(txn, fact.payload.setting, open_settings)
+        if opened is not None and opened[0].state(fact) == "recompute":
+            s, index = opened
             everything = index.everything()
             for ev in everything:
                 if ev.lamport < s.forget:
@@ -190,9 +212,9 @@ class PrefView:
             s.recompute(everything)
 
     def _add(self, txn, name: str, evidence: list[pr.Evidence], open_settings: dict) -> None:
-        s = self._setting(txn, name, open_settings) if evidence else None
-        if s is not None:
-            index = _Index(txn, self.evidence, setting_key(name))
+        opened = self._setting(txn, name, open_settings) if evidence else None
+        if opened is not None:
+            s, index = opened
             for ev in evidence:
                 s.add(ev, index)
 
