@@ -845,20 +845,25 @@ def cmd_replay(args) -> int:
     return 0 if same else EXIT_PROBLEMS
 
 
+def _status_doc(store, home_path) -> dict:
+    """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers."""
+    roster, heads = store.roster(), store.heads()
+    return {
+        "device": store.device.hex(), "name": store.name, "home": str(home_path),
+        "group": store.group.hex() if store.group else None, "events": store.count(),
+        "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
+        "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
+        "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
+                  for name, v in store.views().items()},
+        "peers": _peer_status(store, roster),
+    }
+
+
 def cmd_status(args) -> int:
     from . import home
 
     with home.open_home(args.home) as store:
-        roster, heads = store.roster(), store.heads()
-        doc = {
-            "device": store.device.hex(), "name": store.name, "home": str(home.resolve(args.home)),
-            "group": store.group.hex() if store.group else None, "events": store.count(),
-            "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
-            "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
-            "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
-                      for name, v in store.views().items()},
-            "peers": _peer_status(store, roster),
-        }
+        doc = _status_doc(store, home.resolve(args.home))
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
