@@ -244,6 +244,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_sync)
 
+    c = sub.add_parser("mcp", help="serve this device's preferences and memory to an AI agent over MCP on stdio")
+    c.set_defaults(func=cmd_mcp)
+
     peers = _actions(sub.add_parser("peers", help="the peers `agentlog serve` dials"), common)
     c = peers.add_parser("add", help="remember a peer address")
     c.add_argument("peer", metavar="HOST:PORT")
@@ -955,6 +958,20 @@ def cmd_sync(args) -> int:
     else:
         print(f"synced with {doc['peer']} at {doc['address']}: received {doc['received']} events, "
               f"sent {doc['sent']}; this device now holds {doc['events']}")
+    return 0
+
+
+def cmd_mcp(args) -> int:
+    try:
+        from . import mcp_server
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        raise UsageError("agentlog mcp needs the optional extra: pip install 'agentlog[mcp]'") from None
+    from . import home
+
+    with home.open_home(args.home) as store:
+        mcp_server.serve_stdio(store, home.resolve(args.home))
     return 0
 
 
