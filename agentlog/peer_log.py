@@ -19,6 +19,9 @@ class StoreLog:
         return [(lamport, WireEvent(record, payload))
                 for lamport, record, payload in self.store.read_range(author, epoch, lo, hi, limit)]
 
+    def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
+        return self.store.signature_ok(author, epoch, seq, record)
+
     def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
         """Validate and store a batch whole (one signature per author run); returns
         (newest event per author in the batch, our frontier after it, events accepted).

@@ -36,6 +36,11 @@ class LogReader(Protocol):
         a gap, as (lamport, event)."""
         ...
 
+    def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
+        """Whether the held event's signature verifies (events whose signature was checked, or that
+        this device wrote, are known good without checking again)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Send:
@@ -102,30 +107,47 @@ class _Outbox:
 
     def batch(self, max_events: int, max_bytes: int, held: Frontier) -> list[tuple[bytes, int, int, WireEvent]]:
         """The next events owed, in lamport order, as (author, epoch, seq, event); events the peer is
-        known to hold by now (`held`, e.g. relayed to it by a third device) are dropped unsent."""
+        known to hold by now (`held`, e.g. relayed to it by a third device) are dropped unsent.
+
+        The receiver checks the signature of each author's last event in a batch, so a batch does not
+        end an author's run on an event whose stored signature is bad (one a peer garbled inside a run
+        whose content the hash links proved): past the size limits it takes further events, up to
+        MAX_BATCH, until every run ends on a good signature (`LogReader.signature_ok`).
+        """
         heap = []
         for author in list(self.ranges) + [a for a, b in self.buffers.items() if b and a not in self.ranges]:
             head = self._head(author)
             if head is not None:
                 heap.append((head[0], author))
         heapq.heapify(heap)
-        out, size = [], 0
-        while heap and len(out) < max_events:
-            lamport, author = heapq.heappop(heap)
+        out, size, ends, checked = [], 0, {}, {}
+        while heap and len(out) < MAX_BATCH:
+            lamport, author = heap[0]
             _, epoch, seq, event = self.buffers[author][0]
             cost = len(event.record) + len(event.payload or b"") + 16
-            if out and size + cost > max_bytes:
+            if out and (len(out) >= max_events or size + cost > max_bytes) and self._ends_ok(out, ends, checked):
                 break
+            heapq.heappop(heap)
             self.buffers[author].popleft()
             if held.get(author, (-1, 0)) >= (epoch, seq):
                 cost = 0
             else:
+                ends[author] = len(out)
                 out.append((author, epoch, seq, event))
             size += cost
             head = self._head(author)
             if head is not None:
                 heapq.heappush(heap, (head[0], author))
         return out
+
+    def _ends_ok(self, out: list, ends: dict[bytes, int], checked: dict[int, bool]) -> bool:
+        for i in ends.values():
+            if i not in checked:
+                author, epoch, seq, event = out[i]
+                checked[i] = self.log.signature_ok(author, epoch, seq, event.record)
+            if not checked[i]:
+                return False
+        return True
 
 
 class Connection:
@@ -191,6 +213,7 @@ class Connection:
     def ingested(self, batch: int, heads: Frontier, frontier: Frontier, now: float) -> list[Action]:
         """Batch `batch` is stored: `heads` is the newest event per author it held, `frontier` ours now."""
         self.ingesting -= 1
+        self.last_heard = max(self.last_heard, now)      # the peer's silence while we stored its batch is ours
         _merge(self.theirs, heads)
         _merge(self.sent, heads)
         for author, pos in list(self.wanted.items()):
@@ -232,7 +255,7 @@ class Connection:
         """Time passed: send a heartbeat when due; close a peer that went silent."""
         if self.state == "closed":
             return []
-        if now - self.last_heard >= PARTITION_AFTER * self.heartbeat:
+        if not self.ingesting and now - self.last_heard >= PARTITION_AFTER * self.heartbeat:
             self.state = "closed"
             return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
@@ -249,7 +272,7 @@ class Connection:
         return self.local_changed(now) if self.push_held else []
 
     def deadline(self) -> float:
-        """The time by which `tick` must be called next."""
+        """The time by which `tick` must be called next (a peer is not timed out while we store its batch)."""
         return min(self.last_sent + self.heartbeat, self.last_heard + PARTITION_AFTER * self.heartbeat)
 
     def goodbye(self, reason: str, now: float) -> list[Action]:

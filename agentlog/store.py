@@ -4,6 +4,8 @@ Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian ke
   events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
   payloads  author(32) epoch(4) seq(8)  -> payload bytes (same key as the event: appends stay sequential)
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
+  unverified author(32) epoch(4) seq(8) -> b"" for events ingested without their own signature checked
+                                           (inside a peer's run: the run's last signature and the hash links proved them)
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> each different record seen there (fork proof)
@@ -40,8 +42,8 @@ from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
-_DBS = ("events", "payloads", "withheld", "ids", "heads", "forks", "views.roster", *pref_view.DBS, *memory_view.DBS,
-        *peers.DBS, "meta")
+_DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "views.roster", *pref_view.DBS,
+        *memory_view.DBS, *peers.DBS, "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
@@ -196,6 +198,7 @@ class Store:
         self._pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         self._memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
         self._nudge = Nudger(self.path)
+        self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
         try:
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
                                  sync=True, metasync=True, readahead=False, max_readers=126)
@@ -401,13 +404,16 @@ class Store:
                 if not crypto.verify(event.header.author, event.id, event.signature):
                     raise SignatureError("signature does not verify for this author and event id",
                                          event.header.author, event.header.seq)
+        heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
+        if not every_signature:
+            txn.cursor(db=self._db["unverified"]).putmulti(
+                [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
         log.flush()
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
         self._memory.fold(txn, folded)
-        heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
         return IngestResult(accepted, duplicates, heads)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
@@ -555,6 +561,19 @@ class Store:
                 seq += 1
                 found = cur.next()
         return out
+
+    def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
+        """Whether a held event's signature verifies. Only events stored unchecked (inside a run a peer
+        sent, whose content the hash links proved) are checked, once per process."""
+        key = event_key(author, epoch, seq)
+        if key in self._checked or self._read(lambda txn: txn.get(key, db=self._db["unverified"])) is None:
+            return True
+        if not crypto.verify(author, record_id(record), record[-crypto.SIG_LEN:]):
+            return False
+        if len(self._checked) > 1_000_000:
+            self._checked.clear()
+        self._checked.add(key)
+        return True
 
     def frontier(self) -> dict[bytes, int]:
         """Author -> highest seq held: what a peer needs to know to send what is missing."""
