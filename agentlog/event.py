@@ -250,7 +250,7 @@ class _KnownHeaders:
     """Headers decoded before, by their bytes outside the fields that change from one event to the next.
 
     An author's events mostly differ only in seq, lamport, time and payload length (the data
-    words at message bytes `_VARYING`, 24 to 52) and in the 32 bytes of prev and of the payload
+    words at message bytes 24 to 52) and in the 32 bytes of prev and of the payload
     hash: a replication batch decodes the same scope, kind, group and author again and again.
     A header that decoded and passed check_shape, whose root struct sits right after its
     pointer with the schema's section sizes, whose clock is null and whose other objects
@@ -269,36 +269,35 @@ class _KnownHeaders:
         self._known: dict[bytes, Header] = {}
 
     @staticmethod
-    def _places(buf: bytes) -> tuple[int, int] | None:
-        """Where prev and the payload hash lie if the pointers are read as a canonical layout's."""
+    def _key(buf: bytes) -> tuple[bytes, int, int] | None:
+        """(the bytes outside the changing fields, where prev lies, where the payload hash lies), reading the
+        pointers as a canonical layout's; None when they cannot be read so."""
         if len(buf) < _END_OF_POINTERS:
             return None
-        prev_at = _PREV_PTR + 8 + (_I32(buf, _PREV_PTR)[0] >> 2 << 3)
-        hash_at = _HASH_PTR + 8 + (_I32(buf, _HASH_PTR)[0] >> 2 << 3)
-        if _END_OF_POINTERS <= prev_at and prev_at + crypto.ID_LEN <= hash_at and hash_at + crypto.ID_LEN <= len(buf):
-            return prev_at, hash_at
+        prev_ptr, hash_ptr = _PREV_AND_HASH_PTRS(buf, _PREV_PTR)
+        prev_at = _PREV_PTR + 8 + (prev_ptr >> 2 << 3)
+        hash_at = _HASH_PTR + 8 + (hash_ptr >> 2 << 3)
+        if _END_OF_POINTERS <= prev_at and prev_at + _ID_LEN <= hash_at and hash_at + _ID_LEN <= len(buf):
+            return (buf[:_VARYING_FROM] + buf[_VARYING_TO:prev_at] + buf[prev_at + _ID_LEN : hash_at] + buf[hash_at + _ID_LEN :],
+                    prev_at, hash_at)
         return None
 
-    @staticmethod
-    def _rest(buf: bytes, prev_at: int, hash_at: int) -> bytes:
-        return (buf[: _VARYING[0]] + buf[_VARYING[1] : prev_at] + buf[prev_at + crypto.ID_LEN : hash_at]
-                + buf[hash_at + crypto.ID_LEN :])
-
     def decode(self, buf: bytes) -> Header | None:
-        places = self._places(buf)
-        if places is None or not self._known:
+        found = self._key(buf) if self._known else None
+        if found is None:
             return None
-        prev_at, hash_at = places
-        known = self._known.get(self._rest(buf, prev_at, hash_at))
+        key, prev_at, hash_at = found
+        known = self._known.get(key)
         if known is None:
             return None
-        seq, lamport, time_ms, payload_len = _CHANGING(buf, _VARYING[0])
-        prev, payload_hash, author = buf[prev_at : prev_at + crypto.ID_LEN], buf[hash_at : hash_at + crypto.ID_LEN], known.author
-        _check_position(author, seq, prev, lamport)
-        _check_payload_len(author, seq, payload_len)
+        seq, lamport, time_ms, payload_len = _CHANGING(buf, _VARYING_FROM)
+        prev, payload_hash = buf[prev_at : prev_at + _ID_LEN], buf[hash_at : hash_at + _ID_LEN]
+        if not (seq > 1 and lamport and payload_len <= MAX_PAYLOAD_BYTES and prev != crypto.ZERO_ID):
+            _check_position(known.author, seq, prev, lamport)
+            _check_payload_len(known.author, seq, payload_len)
         h = _new(Header)
         _set_group(h, known.group)
-        _set_author(h, author)
+        _set_author(h, known.author)
         _set_epoch(h, known.epoch)
         _set_seq(h, seq)
         _set_prev(h, prev)
@@ -315,10 +314,11 @@ class _KnownHeaders:
 
     def learn(self, buf: bytes, header: Header) -> None:
         """Remember a header that decoded and passed check_shape, if its layout allows (see the class)."""
-        places = self._places(buf)
-        if places is None or buf[8:16] != _CANONICAL_ROOT or any(buf[_CLOCK_PTR : _CLOCK_PTR + 8]):
+        found = self._key(buf)
+        if found is None or buf[8:16] != _CANONICAL_ROOT or any(buf[_CLOCK_PTR : _CLOCK_PTR + 8]):
             return
-        changing = (_VARYING, (places[0], places[0] + crypto.ID_LEN), (places[1], places[1] + crypto.ID_LEN))
+        key, prev_at, hash_at = found
+        changing = ((_VARYING_FROM, _VARYING_TO), (prev_at, prev_at + _ID_LEN), (hash_at, hash_at + _ID_LEN))
         for ptr in _OTHER_PTRS:
             lo, hi = _POINTER(buf, ptr)
             if lo or hi:
@@ -328,7 +328,7 @@ class _KnownHeaders:
                     return
         if len(self._known) >= self.LIMIT:
             self._known.clear()
-        self._known[self._rest(buf, *places)] = header
+        self._known[key] = header
 
 
 def _header_layout():
@@ -349,14 +349,19 @@ def _header_layout():
         raise ImportError("a header data field lies among the changing ones; _KnownHeaders needs them apart")
     ptr = {name: pointers + 8 * fields[name].proto.slot.offset for name in
            ("group", "author", "prev", "clock", "scope", "kind", "payloadHash")}
+    if ptr["payloadHash"] <= ptr["prev"] or any(f.proto.slot.type.which() != "data" or f.proto.slot.hadExplicitDefault
+                                                for f in (fields["prev"], fields["payloadHash"])):
+        raise ImportError("_KnownHeaders needs prev and payloadHash as Data, prev's pointer first")
     root = struct.pack("<iI", 0, node.pointerCount << 16 | node.dataWordCount)
-    return ((spans[0][0], spans[-1][1]), pointers + 8 * node.pointerCount, ptr["prev"], ptr["payloadHash"],
+    return (spans[0][0], spans[-1][1], pointers + 8 * node.pointerCount, ptr["prev"], ptr["payloadHash"],
             ptr["clock"], tuple(ptr[n] for n in ("group", "author", "scope", "kind")), root)
 
 
-_VARYING, _END_OF_POINTERS, _PREV_PTR, _HASH_PTR, _CLOCK_PTR, _OTHER_PTRS, _CANONICAL_ROOT = _header_layout()
+(_VARYING_FROM, _VARYING_TO, _END_OF_POINTERS, _PREV_PTR, _HASH_PTR, _CLOCK_PTR, _OTHER_PTRS,
+ _CANONICAL_ROOT) = _header_layout()
+_ID_LEN = crypto.ID_LEN
 _CHANGING = struct.Struct("<QQqI").unpack_from
-_I32 = struct.Struct("<i").unpack_from
+_PREV_AND_HASH_PTRS = struct.Struct(f"<i{_HASH_PTR - _PREV_PTR - 4}xi").unpack_from
 _POINTER = struct.Struct("<iI").unpack_from
 _new = object.__new__
 (_set_group, _set_author, _set_epoch, _set_seq, _set_prev, _set_lamport, _set_clock, _set_time, _set_scope, _set_kind,
@@ -386,13 +391,16 @@ def split_record(record: bytes) -> tuple[bytes, bytes]:
 
 def decode_record(record: bytes, payload: bytes | None = None) -> Event:
     """Decode a stored or received record (header ++ signature). Checks shape, not signature."""
-    if len(record) > MAX_HEADER_BYTES + crypto.SIG_LEN:
-        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
-    header_bytes, signature = split_record(record)
+    n = len(record)
+    if n > MAX_HEADER_BYTES + crypto.SIG_LEN:
+        raise SizeLimitError(f"event record is {n} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
+    if n <= crypto.SIG_LEN:
+        split_record(record)
+    header_bytes = record[: -crypto.SIG_LEN]
     header = decode_header(header_bytes)
     event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__
     _set_header_bytes(event, header_bytes)
-    _set_signature(event, signature)
+    _set_signature(event, record[-crypto.SIG_LEN :])
     _set_header(event, header)
     _set_id(event, event_id(header_bytes))
     _set_payload(event, payload)

@@ -203,25 +203,29 @@ def evidence_of(fact: Fact, decision: Fact | None = None) -> list[Evidence]:
         if decision is None or decision.kind != "decision":
             return []
         d = decision.payload
-        if value_problem(p.value) or not _usable(d.setting, d.value, d.context):
+        ctx = _usable_bucket(d.setting, d.value, d.context)
+        if value_problem(p.value) or ctx is None:
             return []
-        ctx = bucket_key(d.context)
         return [_new(Evidence, (fact.eff, fact.eid, 0, "correction", p.value, ctx, CORRECTION_FOR, fact.lamport,
                                 fact.author, fact.time_ms)),
                 _new(Evidence, (fact.eff, fact.eid, 1, "correction", d.value, ctx, -CORRECTION_AGAINST, fact.lamport,
                                 fact.author, fact.time_ms))]
-    if not _usable(p.setting, p.value, p.context):
+    ctx = _usable_bucket(p.setting, p.value, p.context)
+    if ctx is None:
         return []
     weight = p.weight_milli if fact.kind == "observation" else p.confidence_bp * DECISION_WEIGHT // 10000
     if weight == 0:
         return []
-    return [_new(Evidence, (fact.eff, fact.eid, 0, fact.kind, p.value, bucket_key(p.context), weight, fact.lamport,
-                            fact.author, fact.time_ms))]
+    return [_new(Evidence, (fact.eff, fact.eid, 0, fact.kind, p.value, ctx, weight, fact.lamport, fact.author,
+                            fact.time_ms))]
 
 
 @lru_cache(maxsize=65536)
-def _usable(setting: str, value: str, context: tuple) -> bool:
-    return not (setting_problem(setting) or value_problem(value) or context_problem(context))
+def _usable_bucket(setting: str, value: str, context: tuple) -> str | None:
+    """The bucket key of evidence for `value` of `setting` in `context`, or None if any of them is malformed."""
+    if setting_problem(setting) or value_problem(value) or context_problem(context):
+        return None
+    return bucket_key(context)
 
 
 # -- one setting's state --------------------------------------------------------------

@@ -49,7 +49,10 @@ class Folded(NamedTuple):
 
     @classmethod
     def of(cls, h: Header, eid: bytes, payload: Any) -> "Folded":
-        return cls(h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload, h.scope)
+        return _tuple_new(cls, (h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload, h.scope))
+
+
+_tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
 
 
 @lru_cache(maxsize=4096)
@@ -124,22 +127,21 @@ class PrefView:
         seen: dict[bytes, int | None] = {}
         kinds, new, effective_time = pr.KINDS, tuple.__new__, pr.effective_time
         for f in batch:
-            author = f.author
+            author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
             try:
                 newest = seen[author]
             except KeyError:
                 raw = txn.get(author, db=self.seen)
                 newest = _U64.unpack(raw)[0] if raw else None
-            if f.clock:
+            if clock:
                 if times is None:
                     times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
                 newest = self._newest_seen(txn, f, times, newest)
             seen[author] = newest
-            if f.kind not in kinds or f.payload is None:
+            if kind not in kinds or payload is None:
                 continue
-            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, effective_time(f.time_ms, newest), f.kind,
-                                 f.eid, f.payload))
-            facts[f.eid] = fact
+            fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, effective_time(time_ms, newest), kind, eid, payload))
+            facts[eid] = fact
             self._apply(txn, fact, facts, open_settings)
         if len(self._folded) > 4096:
             self._folded.clear()

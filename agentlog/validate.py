@@ -10,8 +10,7 @@ rules run on LMDB, in memory, or in a simulated peer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import crypto, payloads
 from .errors import (
@@ -30,10 +29,10 @@ from .event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, decode_record
 from .roster import Roster
 
 ROSTER_KINDS = ("device.enroll", "device.revoke")
+_MAX_RECORD = MAX_HEADER_BYTES + crypto.SIG_LEN
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """The last event of an author's chain that a store holds."""
 
     epoch: int
@@ -64,40 +63,41 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         Duplicate: the exact event is already stored.
         EventError: the first check that failed.
     """
-    if len(record) > MAX_HEADER_BYTES + crypto.SIG_LEN:
-        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
+    if len(record) > _MAX_RECORD:
+        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {_MAX_RECORD}")
     if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
         raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     event = decode_record(record, payload)
     h = event.header
+    author, seq = h.author, h.seq
     if h.group != log.group:
-        raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", h.author, h.seq)
-    head = log.head(h.author)
+        raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", author, seq)
+    head = log.head(author)
     expected = 1 if head is None else head.seq + 1
-    existing = log.id_at(h.author, h.epoch, h.seq) if h.seq < expected else None
-    if existing == event.id:
-        raise Duplicate()
+    existing = None
+    if seq < expected:
+        existing = log.id_at(author, h.epoch, seq)
+        if existing == event.id:
+            raise Duplicate()
     _check_enrolment(event, log)
-    if h.seq < expected:
+    if seq < expected:
         if existing is None:
-            raise SequenceError(f"epoch {h.epoch} seq {h.seq} does not continue this author's chain", h.author, h.seq)
+            raise SequenceError(f"epoch {h.epoch} seq {seq} does not continue this author's chain", author, seq)
         _check_signature(event)
-        raise ForkError(
-            f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq, existing, event.id
-        )
-    if h.seq > expected:
-        raise SequenceError(f"seq {h.seq} arrives before seq {expected}: a gap", h.author, h.seq)
+        raise ForkError(f"fork: a second, different event at epoch {h.epoch} seq {seq}", author, seq, existing, event.id)
+    if seq > expected:
+        raise SequenceError(f"seq {seq} arrives before seq {expected}: a gap", author, seq)
     if head is not None and h.epoch != head.epoch:
-        raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", h.author, h.seq)
+        raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", author, seq)
     for dep in h.clock:
         held = log.head(dep.author)
         if held is None or (held.epoch, held.seq) < (dep.epoch, dep.seq):
             raise CausalGapError(
-                f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", h.author, h.seq
+                f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", author, seq
             )
     prev = crypto.ZERO_ID if head is None else head.id
     if h.prev != prev:
-        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", h.author, h.seq)
+        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", author, seq)
     if check_signature:
         _check_signature(event)
     return event, check_payload(event)
@@ -105,19 +105,20 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
 
 def check_payload(event: Event) -> object:
     """Check a present payload against the header; decode it when it is plain and of a known kind."""
-    h = event.header
-    if h.kind in ROSTER_KINDS and h.payload_codec != "plain":
-        raise DecodeError(f"{h.kind} events must have a plain payload", h.author, h.seq)
-    if event.payload is None:
-        if h.kind in ROSTER_KINDS:
-            raise PayloadHashError(f"{h.kind} event arrived without its payload", h.author, h.seq)
+    h, payload = event.header, event.payload
+    kind, codec = h.kind, h.payload_codec
+    if kind in ROSTER_KINDS and codec != "plain":
+        raise DecodeError(f"{kind} events must have a plain payload", h.author, h.seq)
+    if payload is None:
+        if kind in ROSTER_KINDS:
+            raise PayloadHashError(f"{kind} event arrived without its payload", h.author, h.seq)
         return None
-    if len(event.payload) != h.payload_len or crypto.blake2b256(event.payload) != h.payload_hash:
+    if len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
         raise PayloadHashError("payload does not match the header's payload hash", h.author, h.seq)
-    if h.payload_codec != "plain" or h.kind not in payloads.KINDS:
+    if codec != "plain" or kind not in payloads.KINDS:
         return None
     try:
-        return payloads.decode(h.kind, event.payload)
+        return payloads.decode(kind, payload)
     except DecodeError as exc:
         raise DecodeError(exc.args[0], h.author, h.seq) from None
 
