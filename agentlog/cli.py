@@ -931,9 +931,24 @@ def cmd_serve(args) -> int:
         configure_logging()
         try:
             trio.run(serve, store, listen, args.peer, args.heartbeat)
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+        except (OSError, BaseExceptionGroup) as exc:
+            failure = _os_error(exc)
+            if failure is None:
+                raise
+            raise UsageError(f"cannot listen on {args.listen}: {failure.strerror or failure}") from None
     return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside `exc` (trio wraps a failed listen in exception groups), or None."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def cmd_sync(args) -> int:

@@ -53,8 +53,9 @@ def enroll(store: Store, device: bytes, name: str) -> str:
         raise UsageError(f"this group already has {len(roster.members)} devices, the most it can hold")
     if not name or len(name) > 64 or not name.isprintable():
         raise UsageError("device name must be 1 to 64 printable characters")
-    if any(m.name == name and m.active for m in roster.enrolled_members()):
-        raise UsageError(f"an active device is already named {name!r}; choose another --name")
+    if any(m.name == name for m in roster.enrolled_members()):
+        raise UsageError(f"a device of this group is already named {name!r} (revoked devices keep their names); "
+                         "choose another --name")
     return _token(store, store.get(store.append(payloads.DeviceEnroll(device=device, name=name))), device, name)
 
 

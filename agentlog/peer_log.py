@@ -13,11 +13,18 @@ class StoreLog:
         self.store = store
 
     def frontier(self) -> Frontier:
-        return {author: (h.epoch, h.seq) for author, h in self.store.heads().items()}
+        """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
+        it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them)."""
+        limits = self.store.revoked_limits()
+        return {author: (h.epoch, min(h.seq, limits[author]) if author in limits else h.seq)
+                for author, h in self.store.heads().items() if limits.get(author, 1) > 0}
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
         return [(lamport, WireEvent(record, payload))
                 for lamport, record, payload in self.store.read_range(author, epoch, lo, hi, limit)]
+
+    def revoked_limits(self) -> dict[bytes, int]:
+        return self.store.revoked_limits()
 
     def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
         return self.store.signature_ok(author, epoch, seq, record)

@@ -36,6 +36,10 @@ class LogReader(Protocol):
         a gap, as (lamport, event)."""
         ...
 
+    def revoked_limits(self) -> dict[bytes, int]:
+        """Revoked device -> its last seq this group accepts."""
+        ...
+
     def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
         """Whether the held event's signature verifies (events whose signature was checked, or that
         this device wrote, are known good without checking again)."""
@@ -304,9 +308,10 @@ class Connection:
 
     def _catch_up(self, now: float) -> list[Action]:
         """Ask for every range the peer holds and we lack (and have not asked for yet)."""
-        ours = self.log.frontier()
+        ours, limits = self.log.frontier(), self.log.revoked_limits()
         ranges = []
         for author, (epoch, seq) in sorted(self.theirs.items()):
+            seq = min(seq, limits.get(author, seq))        # a revoked device's later events would be refused
             have = _seq(ours, author)
             if seq > have and ours.get(author, (epoch, 0))[0] == epoch and self.wanted.get(author, (0, 0))[1] < seq:
                 ranges.append((author, epoch, have + 1, seq))

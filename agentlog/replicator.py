@@ -53,8 +53,8 @@ def check_peer(store: Store) -> CheckPeer:
         if member is not None and member.active:
             return None
         anchor = store.anchor()
-        if anchor is not None and anchor[0].header.author == device:
-            return None
+        if member is None and anchor is not None and anchor[0].header.author == device:
+            return None                     # the device whose token we joined with, until the roster knows it
         if member is not None and member.enrolled:
             return f"device {device.hex()[:16]} was revoked from this group"
         return f"device {device.hex()[:16]} is not enrolled in this group"

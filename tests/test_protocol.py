@@ -237,3 +237,25 @@ def test_a_peer_that_ignores_the_window_is_cut_off(laptop, phone):
         assert isinstance(ingest, Ingest)
     send, close = conn.receive(Events(2 * WINDOW + 1, ()), 0.0)
     assert send.message.code == "protocol" and "window" in send.message.message and close.error
+
+
+def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
+    """The hub took the phone's events 4 and 5 before the laptop revoked the phone after its seq 3:
+    the laptop does not ask for them (it would refuse them), the hub stops offering them once it
+    holds the revocation, and the two stay in sync."""
+    from agentlog import devices as devices_module
+    for i in range(3):
+        phone.prefs.observe("ui.theme", "dark")
+    sync(phone, laptop)
+    for i in range(2):
+        phone.prefs.observe("ui.theme", "light")
+    sync(phone, hub)
+    devices_module.revoke(laptop, "phone", "lost")
+    assert laptop.revoked_limits() == {phone.device: 3}
+    link = Link(laptop, hub)
+    link.start()
+    link.run()
+    assert not link.closed
+    assert hub.revoked_limits() == {phone.device: 3}
+    assert StoreLog(hub).frontier() == StoreLog(laptop).frontier()
+    assert hub.frontier()[phone.device] == 5 and laptop.frontier()[phone.device] == 3
