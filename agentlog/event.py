@@ -278,8 +278,9 @@ class _KnownHeaders:
         prev_at = _PREV_PTR + 8 + (prev_ptr >> 2 << 3)
         hash_at = _HASH_PTR + 8 + (hash_ptr >> 2 << 3)
         if _END_OF_POINTERS <= prev_at and prev_at + _ID_LEN <= hash_at and hash_at + _ID_LEN <= len(buf):
-            return (buf[:_VARYING_FROM] + buf[_VARYING_TO:prev_at] + buf[prev_at + _ID_LEN : hash_at] + buf[hash_at + _ID_LEN :],
-                    prev_at, hash_at)
+            rest = (buf[:_VARYING_FROM] + buf[_VARYING_TO:prev_at] + buf[prev_at + _ID_LEN : hash_at]
+                    + buf[hash_at + _ID_LEN :])
+            return rest, prev_at, hash_at
         return None
 
     def decode(self, buf: bytes) -> Header | None:
@@ -292,7 +293,7 @@ class _KnownHeaders:
             return None
         seq, lamport, time_ms, payload_len = _CHANGING(buf, _VARYING_FROM)
         prev, payload_hash = buf[prev_at : prev_at + _ID_LEN], buf[hash_at : hash_at + _ID_LEN]
-        if not (seq > 1 and lamport and payload_len <= MAX_PAYLOAD_BYTES and prev != crypto.ZERO_ID):
+        if not (seq > 1 and lamport and payload_len <= MAX_PAYLOAD_BYTES and prev != crypto.ZERO_ID):  # else both pass
             _check_position(known.author, seq, prev, lamport)
             _check_payload_len(known.author, seq, payload_len)
         h = _new(Header)
@@ -337,14 +338,17 @@ def _header_layout():
     fields = _schema.Header.schema.fields
     pointers = 16 + 8 * node.dataWordCount
 
-    def data(name: str, size: int) -> tuple[int, int]:
-        at = 16 + size * fields[name].proto.slot.offset
-        return at, at + size
+    def data(name: str, kind: str, size: int) -> tuple[int, int]:
+        slot = fields[name].proto.slot
+        if slot.type.which() != kind or slot.hadExplicitDefault:
+            raise ImportError(f"_KnownHeaders reads Header.{name} as a {kind} without a default")
+        return 16 + size * slot.offset, 16 + size * slot.offset + size
 
-    spans = [data("seq", 8), data("lamport", 8), data("time", 8), data("payloadLen", 4)]
+    spans = [data("seq", "uint64", 8), data("lamport", "uint64", 8), data("time", "int64", 8),
+             data("payloadLen", "uint32", 4)]                    # as _CHANGING unpacks them
     if any(a[1] != b[0] for a, b in zip(spans, spans[1:])):
         raise ImportError("the header's changing data fields are not contiguous; _KnownHeaders needs them to be")
-    others = [data("formatVersion", 2), data("payloadCodec", 2), data("epoch", 4)]
+    others = [data("formatVersion", "uint16", 2), data("payloadCodec", "enum", 2), data("epoch", "uint32", 4)]
     if any(a < spans[-1][1] and spans[0][0] < b for a, b in others):
         raise ImportError("a header data field lies among the changing ones; _KnownHeaders needs them apart")
     ptr = {name: pointers + 8 * fields[name].proto.slot.offset for name in
@@ -391,16 +395,13 @@ def split_record(record: bytes) -> tuple[bytes, bytes]:
 
 def decode_record(record: bytes, payload: bytes | None = None) -> Event:
     """Decode a stored or received record (header ++ signature). Checks shape, not signature."""
-    n = len(record)
-    if n > MAX_HEADER_BYTES + crypto.SIG_LEN:
-        raise SizeLimitError(f"event record is {n} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
-    if n <= crypto.SIG_LEN:
-        split_record(record)
-    header_bytes = record[: -crypto.SIG_LEN]
+    if len(record) > MAX_HEADER_BYTES + crypto.SIG_LEN:
+        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
+    header_bytes, signature = split_record(record)
     header = decode_header(header_bytes)
     event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__
     _set_header_bytes(event, header_bytes)
-    _set_signature(event, record[-crypto.SIG_LEN :])
+    _set_signature(event, signature)
     _set_header(event, header)
     _set_id(event, event_id(header_bytes))
     _set_payload(event, payload)
