@@ -186,6 +186,9 @@ class Link:
                     await self._perform([Send(messages.Error(exc.code, exc.reason))])
                 self.inbox_send.send_nowait(("closed", str(exc), True))
                 return
+            except PeerError as exc:             # e.g. the peer refused us after its side of the handshake
+                self.inbox_send.send_nowait(("closed", str(exc), True))
+                return
             self.inbox_send.send_nowait(("msg", msg))
 
     async def _ingest(self) -> None:
@@ -260,7 +263,10 @@ class Replicator:
             log.warning("handshake refused", address=_remote(stream), reason=str(exc))
             await stream.aclose()
             return
-        await self._serve(channel, channel.remote, client=channel.peer)
+        try:
+            await self._serve(channel, channel.remote, client=channel.peer)
+        except PeerError as exc:
+            log.warning("connection failed", address=channel.remote, reason=str(exc))
 
     async def _dial_forever(self, addr: str) -> None:
         host, port = parse_address(addr)
@@ -276,7 +282,11 @@ class Replicator:
                 log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
             else:
                 self._device_at[addr] = channel.peer
-                result = await self._serve(channel, addr, client=self.store.device)
+                try:
+                    result = await self._serve(channel, addr, client=self.store.device)
+                except PeerError as exc:
+                    log.warning("connection failed", address=addr, reason=str(exc))
+                    result = None
                 if result is not None and not result.error:
                     backoff = BACKOFF_MIN_S
             await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))

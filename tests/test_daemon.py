@@ -285,3 +285,20 @@ def test_revoking_a_connected_device_cuts_its_link(tmp_path, daemons):
     phone.wait_log(lambda e: e["event"] == "connect failed" and "revoked" in e.get("reason", ""),
                    "the phone's redial being refused")
     assert not holds(homes["phone"], eid)
+
+
+def test_a_peer_refusing_after_the_handshake_does_not_stop_the_daemon(tmp_path, daemons):
+    """A freshly joined phone knows only its own enrolment, so it refuses the hub (enrolled before it)
+    after the hub's side of the handshake ended: the hub closes that link and keeps serving."""
+    homes = provision(tmp_path, "laptop", "hub", "phone")
+    laptop = daemons(homes["laptop"])
+    hub = daemons(homes["hub"], peers=(laptop.address,))
+    wait_converged(homes["laptop"], homes["hub"], count=GENESIS_AND_ENROLMENTS[3])
+    phone = daemons(homes["phone"], listen=False, peers=(hub.address,))
+    phone.wait_log(lambda e: e["event"] == "connect failed" and "not enrolled" in e.get("reason", ""),
+                   "the phone refusing the hub it does not know yet")
+    hub.wait_log(lambda e: "refused" in e.get("reason", "") and e["event"] in ("connection closed", "connection failed"),
+                 "the hub logging the phone's refusal")
+    assert hub.proc.poll() is None, "the hub's daemon died"
+    observe(homes["laptop"], 1, tag="after")
+    wait_converged(homes["laptop"], homes["hub"], count=GENESIS_AND_ENROLMENTS[3] + 1)
