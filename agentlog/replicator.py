@@ -28,6 +28,7 @@ from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Send
 from .store import Store
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
+UNREAD_MAX = 16                 # messages read ahead of the connection's loop
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
 
@@ -85,6 +86,7 @@ class Link:
         self.conn = Connection(self.log, store.group, store.device, channel.peer, _now(),
                                heartbeat=replicator.heartbeat)
         self.inbox_send, self.inbox = trio.open_memory_channel(math.inf)
+        self.unread = trio.Semaphore(UNREAD_MAX)     # decoded messages the loop has not taken yet
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
@@ -123,6 +125,7 @@ class Link:
     async def _step(self, item) -> None:
         kind, now = item[0], _now()
         if kind == "msg":
+            self.unread.release()
             actions = self.conn.receive(item[1], now)
         elif kind == "ingested":
             _, batch, heads, frontier, accepted = item
@@ -189,6 +192,7 @@ class Link:
             except PeerError as exc:             # e.g. the peer refused us after its side of the handshake
                 self.inbox_send.send_nowait(("closed", str(exc), True))
                 return
+            await self.unread.acquire()              # a peer faster than we process waits in TCP, not in memory
             self.inbox_send.send_nowait(("msg", msg))
 
     async def _ingest(self) -> None:
