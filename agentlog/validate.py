@@ -91,7 +91,13 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", author, seq)
     for dep in h.clock:
         held = log.head(dep.author)
-        if held is None or (held.epoch, held.seq) < (dep.epoch, dep.seq):
+        needed = dep.seq
+        member = log.roster.members.get(dep.author)
+        if member is not None and member.until_seq is not None:
+            needed = min(needed, member.until_seq)     # a revoked device's later events do not exist for the group
+        if held is None and needed == 0:
+            continue
+        if held is None or (held.epoch, held.seq) < (dep.epoch, needed):
             raise CausalGapError(
                 f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", author, seq
             )

@@ -240,9 +240,11 @@ def test_a_peer_that_ignores_the_window_is_cut_off(laptop, phone):
 
 
 def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
-    """The hub took the phone's events 4 and 5 before the laptop revoked the phone after its seq 3:
-    the laptop does not ask for them (it would refuse them), the hub stops offering them once it
-    holds the revocation, and the two stay in sync."""
+    """The hub took the phone's events 4 and 5 before the laptop revoked the phone after its seq 3,
+    and wrote an event that follows them: the laptop does not ask for them (it would refuse them),
+    accepts the hub's event (a clock naming a revoked device's later event needs only what the
+    group accepts of it), the hub stops offering them once it holds the revocation, and the two
+    stay in sync."""
     from agentlog import devices as devices_module
     for i in range(3):
         phone.prefs.observe("ui.theme", "dark")
@@ -250,6 +252,7 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     for i in range(2):
         phone.prefs.observe("ui.theme", "light")
     sync(phone, hub)
+    hub.prefs.observe("ui.theme", "dark")           # its clock names the phone's seq 5
     devices_module.revoke(laptop, "phone", "lost")
     assert laptop.revoked_limits() == {phone.device: 3}
     link = Link(laptop, hub)
@@ -259,3 +262,4 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     assert hub.revoked_limits() == {phone.device: 3}
     assert StoreLog(hub).frontier() == StoreLog(laptop).frontier()
     assert hub.frontier()[phone.device] == 5 and laptop.frontier()[phone.device] == 3
+    assert laptop.frontier()[hub.device] == hub.frontier()[hub.device]     # the hub's own event arrived
