@@ -44,8 +44,8 @@ def _wall_ms() -> int:
 
 
 def check_peer(store: Store) -> CheckPeer:
-    """Accept a device that is enrolled and not revoked in the store's roster now (or the device
-    whose token this one joined with, until the roster arrives)."""
+    """Accept a device that is enrolled and not revoked in the store's roster now (or, until the
+    group's history arrives, the founder and the device whose token this one joined with)."""
     def check(device: bytes) -> str | None:
         if device == store.device:
             return "that is this device itself"
@@ -54,8 +54,9 @@ def check_peer(store: Store) -> CheckPeer:
         if member is not None and member.active:
             return None
         anchor = store.anchor()
-        if member is None and anchor is not None and anchor[0].header.author == device:
-            return None                     # the device whose token we joined with, until the roster knows it
+        if member is None and (device == store.founder or anchor is not None and anchor[0].header.author == device):
+            return None                     # the founder or the device whose token we joined with (both named by
+                                            # the token), until the roster knows them
         if member is not None and member.enrolled:
             return f"device {device.hex()[:16]} was revoked from this group"
         return f"device {device.hex()[:16]} is not enrolled in this group"
