@@ -352,8 +352,9 @@ class PrefView:
         return h.digest()
 
 
-def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
-    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped.
+def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None = None) -> Iterator[Folded]:
+    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped,
+    and so are a revoked device's events past its revocation seq (`limits`: device -> last seq that counts).
 
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
@@ -362,6 +363,8 @@ def folded_from_log(txn, events_db, payloads_db) -> Iterator[Folded]:
     decoded: dict[tuple[str, bytes], Any] = {}
     with txn.cursor(db=events_db) as cur:
         for key, record in cur:
+            if limits and key[:32] in limits and _POS.unpack_from(key, 32)[1] > limits[key[:32]]:
+                continue
             try:
                 lamport, time_ms, kind, codec, clock = peek_record(record)
                 payload = None

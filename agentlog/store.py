@@ -83,8 +83,28 @@ def unpack_anchor(raw: bytes) -> tuple[Event, payloads.DeviceEnroll]:
     return decode_record(raw[4 : 4 + n]), payloads.decode("device.enroll", raw[4 + n :])
 
 
+_LIMITS: dict[bytes, dict[bytes, int]] = {}
+
+
+def _limits_in(db: dict, txn) -> dict[bytes, int]:
+    """Revoked device -> its last seq the group accepts, from the roster view in `txn` (parsed once per state)."""
+    raw = bytes(txn.get(b"state", db=db["views.roster"]) or b"")
+    found = _LIMITS.get(raw)
+    if found is None:
+        roster = Roster.from_bytes(raw) if raw else Roster()
+        found = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+        if len(_LIMITS) > 64:
+            _LIMITS.clear()
+        _LIMITS[raw] = found
+    return found
+
+
 def _time_of(db: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
-    """The author's clock on a stored event (or on the enrolment a join token vouched for)."""
+    """The author's clock on a stored event that counts (or on the enrolment a join token vouched for):
+    a revoked device's events past its revocation seq do not."""
+    limit = _limits_in(db, txn).get(author)
+    if limit is not None and seq > limit:
+        return None
     raw = txn.get(event_key(author, epoch, seq), db=db["events"])
     if raw is not None:
         return peek_record(raw)[1]
@@ -339,6 +359,8 @@ class Store:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
         self._memory.fold(txn, folded)
+        if roster_changed:
+            self._drop_past_revocations(txn)
         return [row[2] for row in rows]
 
     def _seen_in(self, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
@@ -415,6 +437,8 @@ class Store:
             self._save_roster(txn, roster)
         self._pref.fold(txn, folded)
         self._memory.fold(txn, folded)
+        if roster_changed:
+            self._drop_past_revocations(txn)
         return IngestResult(accepted, duplicates, heads)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
@@ -469,24 +493,35 @@ class Store:
 
     def rebuild_views(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop every view and fold it again from the log in one transaction; returns the events replayed."""
-        def write(txn):
-            roster_keys = []
-            memory = self._memory.rebuilder(txn)
+        return self._write(lambda txn: self._refold(txn, progress))
 
-            def events():
-                for f in self._folded_log(txn):
-                    if f.kind in ROSTER_KINDS:
-                        roster_keys.append(event_key(f.author, f.epoch, f.seq))
-                    memory.add(f)
-                    yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
-            n = self._pref.rebuild(txn, events(), progress)
-            memory.finish()
+    def _refold(self, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
+        roster_keys = []
+        memory = self._memory.rebuilder(txn)
+
+        def events():
+            for f in self._folded_log(txn):
+                if f.kind in ROSTER_KINDS:
+                    roster_keys.append(event_key(f.author, f.epoch, f.seq))
+                memory.add(f)
+                yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
+        n = self._pref.rebuild(txn, events(), progress)
+        memory.finish()
+        if roster:
             self._rebuild_roster(txn, roster_keys)
-            return n
-        return self._write(write)
+        return n
 
     def _folded_log(self, txn) -> Iterator[Folded]:
-        return folded_from_log(txn, self._db["events"], self._db["payloads"])
+        return folded_from_log(txn, self._db["events"], self._db["payloads"], _limits_in(self._db, txn))
+
+    def _drop_past_revocations(self, txn) -> None:
+        """After a revocation: if this store took the device's events past its revocation seq (before the
+        revocation reached it), fold the views again without them, as every other device has them."""
+        for device, limit in _limits_in(self._db, txn).items():
+            raw = txn.get(device, db=self._db["heads"])
+            if raw is not None and _head_from(raw).seq > limit:
+                self._refold(txn, roster=False)
+                return
 
     def anchor(self) -> tuple[Event, payloads.DeviceEnroll] | None:
         """The enrolment a join token vouched for on this device, if it joined by token."""

@@ -243,8 +243,8 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     """The hub took the phone's events 4 and 5 before the laptop revoked the phone after its seq 3,
     and wrote an event that follows them: the laptop does not ask for them (it would refuse them),
     accepts the hub's event (a clock naming a revoked device's later event needs only what the
-    group accepts of it), the hub stops offering them once it holds the revocation, and the two
-    stay in sync."""
+    group accepts of it), the hub stops offering them and folds them out of its views once it
+    holds the revocation, and the two hold the same views."""
     from agentlog import devices as devices_module
     for i in range(3):
         phone.prefs.observe("ui.theme", "dark")
@@ -263,3 +263,7 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     assert StoreLog(hub).frontier() == StoreLog(laptop).frontier()
     assert hub.frontier()[phone.device] == 5 and laptop.frontier()[phone.device] == 3
     assert laptop.frontier()[hub.device] == hub.frontier()[hub.device]     # the hub's own event arrived
+    assert views(hub) == views(laptop)          # the hub folds its copies of events 4 and 5 out of its views
+    before = views(hub)
+    hub.rebuild_views()
+    assert views(hub) == before
