@@ -496,6 +496,7 @@ class Store:
         return self._write(lambda txn: self._refold(txn, progress))
 
     def _refold(self, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
+        """Fold the preference and memory views (and the roster, which counts every accepted event) again."""
         roster_keys = []
         memory = self._memory.rebuilder(txn)
 
@@ -508,7 +509,7 @@ class Store:
         n = self._pref.rebuild(txn, events(), progress)
         memory.finish()
         if roster:
-            self._rebuild_roster(txn, roster_keys)
+            self._rebuild_roster(txn, None if _limits_in(self._db, txn) else roster_keys)
         return n
 
     def _folded_log(self, txn) -> Iterator[Folded]:
