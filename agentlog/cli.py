@@ -240,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
     c.add_argument("peer", metavar="HOST:PORT")
-    c.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    c.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S seconds in which nothing moved (default 60)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_sync)
 
@@ -965,7 +965,10 @@ def cmd_sync(args) -> int:
         if store.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         before = store.count()
-        result = trio.run(lambda: sync_once(store, args.peer, timeout=args.timeout))
+        from .progress import Progress
+
+        with Progress("sync", enabled=not args.json) as progress:
+            result = trio.run(lambda: sync_once(store, args.peer, timeout=args.timeout, progress=progress.update))
         doc = {"peer": store.roster().name_of(result.peer), "device": result.peer.hex(), "address": result.address,
                "received": result.received, "sent": result.sent, "events": store.count(), "new": store.count() - before}
     if args.json:

@@ -93,6 +93,7 @@ class Link:
         self.local_pending = False
         self.done = trio.Event()
         self.scope: trio.CancelScope | None = None
+        self.on_progress: Callable[[int, int], None] | None = None   # (events stored, events expected in all)
 
     def poke(self) -> None:
         """Local events changed: wake the loop (coalesced)."""
@@ -134,6 +135,9 @@ class Link:
             actions = self.conn.ingested(batch, heads, frontier, now)
             if accepted:
                 self.r.changed(exclude=self)
+            if self.on_progress:
+                remaining = sum(max(0, seq - frontier.get(a, (0, 0))[1]) for a, (_, seq) in self.conn.theirs.items())
+                self.on_progress(self.result.received, self.result.received + remaining)
         elif kind == "rejected":
             actions = self.conn.rejected(item[1], item[2], now)
         elif kind == "local":
@@ -399,11 +403,13 @@ class Replicator:
                 self._on_state()
 
 
-async def sync_once(store: Store, addr: str, *, timeout: float = 60.0) -> SyncResult:
-    """`agentlog sync`: connect, exchange what each side lacks, say goodbye.
+async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
+                    progress: Callable[[int, int], None] | None = None) -> SyncResult:
+    """`agentlog sync`: connect, exchange what each side lacks, say goodbye. `progress(stored, expected)`
+    hears of each batch stored.
 
     Raises:
-        PeerError: the connection or handshake failed, was refused, or did not finish within `timeout`.
+        PeerError: the connection or handshake failed, was refused, or nothing moved for `timeout` seconds.
     """
     host, port = parse_address(addr)
     replicator = Replicator(store)
@@ -411,12 +417,18 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0) -> SyncRe
     with trio.move_on_after(timeout) as scope:
         channel = await net.open_channel(host, port, store.key, store.meta("group_key"), check_peer(store))
         link = Link(replicator, channel, address(host, port), store.device)
+
+        def moved(stored: int, expected: int) -> None:
+            scope.deadline = trio.current_time() + timeout        # the timeout is for silence, not for size
+            if progress:
+                progress(stored, expected)
+        link.on_progress = moved
         result = await link.run(stop_when_synced=True)
         replicator._set_state(channel.peer, "partitioned", link.address, result.reason if result.error else "")
         replicator.note(link)
         await replicator.save_states()
     if scope.cancelled_caught or result is None:
-        raise PeerError(f"sync did not finish within {timeout:g} s", addr)
+        raise PeerError(f"sync stalled: nothing moved for {timeout:g} s", addr)
     if result is None or result.error or not result.synced:
         raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
     return result
