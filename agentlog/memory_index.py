@@ -68,14 +68,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    indexed: int          # entries (re)indexed
-    removed: int          # entries dropped (deleted, or never visible)
-    reembedded: int       # entries whose stored embedding came from another model, embedded here instead
-    excluded: int         # entries whose stored embedding claims this model but has the wrong dimension
-
-
 class MemoryIndex:
     """The index's databases, for one embedder; `Matrix` is a process's in-memory copy."""
 
@@ -92,7 +84,7 @@ class MemoryIndex:
         model = txn.get(b"model", db=self.meta)
         return model != self.embedder.name.encode() or txn.stat(self.dirty)["entries"] > 0
 
-    def sync(self, txn, view) -> SyncReport:
+    def sync(self, txn, view) -> None:
         """Index every entry the view marked changed (all of them after a change of model); write transaction."""
         if txn.get(b"model", db=self.meta) != self.embedder.name.encode():
             for db in (self.rows, self.journal):
@@ -105,14 +97,12 @@ class MemoryIndex:
             with txn.cursor(db=self.dirty) as cur:
                 ids = [bytes(k) for k in cur.iternext(keys=True, values=False)]
         gen = self.gen(txn)
-        removed = 0
         indexed: list[list] = []          # [entry, how, vector]
         journal = []
         for entry_id in ids:
             entry = view.entry(txn, entry_id)
             if entry is None or not entry.visible:
                 if txn.delete(entry_id, db=self.rows):
-                    removed += 1
                     gen += 1
                     journal.append((_U64.pack(gen), entry_id))
                 continue
@@ -143,8 +133,6 @@ class MemoryIndex:
         txn.put(b"gen", _U64.pack(gen), db=self.meta)
         txn.drop(self.dirty, delete=False)
         self._trim(txn, gen)
-        return SyncReport(len(indexed), removed, sum(r[1] == REEMBEDDED for r in indexed),
-                          sum(r[1] == EXCLUDED for r in indexed))
 
     def _trim(self, txn, gen: int) -> None:
         floor_raw = txn.get(b"floor", db=self.meta)

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from .errors import InvalidValueError
 
 DBS = ("peers", "peers.state")
-STATES = ("connected", "partitioned", "never")
 
 
 def parse_address(text: str, *, listen: bool = False) -> tuple[str, int]:

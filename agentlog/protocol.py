@@ -173,7 +173,7 @@ class Connection:
         self.expect_batch = 1
         self.ingesting = 0
         self.last_sent = self.last_heard = now
-        self.sent_events = self.received_events = 0
+        self.sent_events = 0
         self.announced: Frontier = {}       # our frontier as our hello gave it: the peer asks for up to there
         self.push_held = False              # local changes wait until the peer has asked for what we announced
 
@@ -332,7 +332,6 @@ class Connection:
             return self._violation(f"{self.ingesting + 1} batches in flight; the window is {WINDOW}", now)
         self.expect_batch += 1
         self.ingesting += 1
-        self.received_events += len(msg.events)
         return [Ingest(msg.batch, msg.events)]
 
     def _ack(self, msg: Ack, now: float) -> list[Action]:

@@ -240,6 +240,7 @@ class Replicator:
         self._on_state = on_state
         self._names: dict[bytes, str] = {}
         self._device_at: dict[str, bytes] = {}
+        self._seen_saved: dict[bytes, int] = {}      # device -> when its last-seen time last went to disk
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -384,8 +385,9 @@ class Replicator:
         s = self.states.setdefault(link.channel.peer, PeerState())
         now = _wall_ms()
         frontier = {a.hex(): pos[1] for a, pos in link.conn.theirs.items()}
-        if frontier != s.frontier or now - s.last_seen_ms >= SEEN_EVERY_S * 1000:
+        if frontier != s.frontier or now - self._seen_saved.get(link.channel.peer, 0) >= SEEN_EVERY_S * 1000:
             self._dirty = True
+            self._seen_saved[link.channel.peer] = now
             s.frontier = frontier
         s.last_seen_ms = now
 

@@ -219,7 +219,6 @@ class Store:
         self._memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
         self._nudge = Nudger(self.path)
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
-        self._limits: tuple = (None, {})     # (roster state bytes, revoked_limits parsed from them)
         try:
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
                                  sync=True, metasync=True, readahead=False, max_readers=126)
@@ -472,12 +471,8 @@ class Store:
         return roster
 
     def revoked_limits(self) -> dict[bytes, int]:
-        """Revoked device -> the last seq of its that this group accepts (parsed once per roster state)."""
-        raw = self._read(lambda txn: txn.get(b"state", db=self._db["views.roster"]))
-        if raw != self._limits[0]:
-            roster = self.roster()
-            self._limits = (raw, {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None})
-        return self._limits[1]
+        """Revoked device -> the last seq of its that this group accepts."""
+        return self._read(lambda txn: _limits_in(self._db, txn))
 
     def views(self) -> dict[str, dict]:
         """Each materialized view's reducer version, digest and the frontier it reflects (one snapshot)."""
