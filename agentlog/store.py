@@ -9,6 +9,9 @@ Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian ke
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> each different record seen there (fork proof)
+  truncated author(32)                  -> epoch(4) seq(8) id(32) of its last event compaction dropped
+  snapshots (see agentlog/compaction.py)
+  ledger.sent, ledger.received (see agentlog/ledger.py): which ranges went to or came from which peer
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
   meta      layout version, identity, group, lamport, own clock
 An append or an ingested batch, its view updates and new heads commit in one write
@@ -42,8 +45,8 @@ from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
-_DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "views.roster", *pref_view.DBS,
-        *memory_view.DBS, *peers.DBS, "meta")
+_DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "truncated", "snapshots",
+        "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, "ledger.sent", "ledger.received", "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
@@ -614,6 +617,13 @@ class Store:
             self._checked.clear()
         self._checked.add(key)
         return True
+
+    def truncated(self) -> dict[bytes, Head]:
+        """Author -> its last event compaction dropped here (the retained log continues from it)."""
+        def read(txn):
+            with txn.cursor(db=self._db["truncated"]) as cur:
+                return {bytes(a): _head_from(v) for a, v in cur}
+        return self._read(read)
 
     def frontier(self) -> dict[bytes, int]:
         """Author -> highest seq held: what a peer needs to know to send what is missing."""
