@@ -9,8 +9,9 @@ from .store import Store
 class StoreLog:
     """`protocol.LogReader` over a Store, plus the ingest step the protocol's `Ingest` action asks for."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, peer: bytes | None = None):
         self.store = store
+        self.peer = peer                 # the device on the other end, for the replication ledger
 
     def frontier(self) -> Frontier:
         """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
@@ -36,5 +37,6 @@ class StoreLog:
         Raises:
             EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
         """
-        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False)
+        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
+                                   source=self.peer)
         return result.heads, self.frontier(), result.accepted

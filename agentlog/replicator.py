@@ -83,7 +83,7 @@ class Link:
         self.r, self.channel, self.address = replicator, channel, address_
         self.client = client                # the device that dialed: decides which of two duplicate links stays
         store = replicator.store
-        self.log = StoreLog(store)
+        self.log = StoreLog(store, channel.peer)
         self.conn = Connection(self.log, store.group, store.device, channel.peer, _now(),
                                heartbeat=replicator.heartbeat)
         self.inbox_send, self.inbox = trio.open_memory_channel(math.inf)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, memory_view, payloads, peers, pref_view
+from . import crypto, ledger, memory_view, payloads, peers, pref_view
 from .nudge import Nudger
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
@@ -46,7 +46,7 @@ from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "truncated", "snapshots",
-        "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, "ledger.sent", "ledger.received", "meta")
+        "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
@@ -380,13 +380,16 @@ class Store:
                 seen[enroll.author] = (enroll.epoch, enroll.seq)
         return seen
 
-    def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True) -> IngestResult:
+    def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True,
+               source: bytes | None = None) -> IngestResult:
         """Validate and store (record, payload) pairs from outside, all in one transaction.
 
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With
         `every_signature` False, only the signature of each author's last event in the
         batch is verified: the hash links from it prove the others (DESIGN.md section 3).
+        `source`, the peer device that sent the batch, has the accepted events entered in the
+        replication ledger (agentlog.ledger) in the same transaction.
 
         Raises:
             EventError: the first event that failed, naming author and seq.
@@ -395,7 +398,7 @@ class Store:
         if self.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         try:
-            result = self._write(lambda txn: self._ingest_in(txn, batch, every_signature))
+            result = self._write(lambda txn: self._ingest_in(txn, batch, every_signature, source))
         except ForkError as fork:
             self._record_fork(fork, batch)
             raise
@@ -403,7 +406,7 @@ class Store:
             self._nudge()
         return result
 
-    def _ingest_in(self, txn, batch, every_signature: bool = True) -> IngestResult:
+    def _ingest_in(self, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
         roster = self._roster_in(txn)
         log = _TxnLog(self, txn, roster)
         accepted = duplicates = 0
@@ -441,6 +444,9 @@ class Store:
         self._memory.fold(txn, folded)
         if roster_changed:
             self._drop_past_revocations(txn)
+        if source is not None and folded:
+            ledger.record(txn, self._db["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
+                          self._now_ms())
         return IngestResult(accepted, duplicates, heads)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
