@@ -6,6 +6,11 @@ Databases (keys big-endian, so one peer's ranges of one author scan in seq order
 A row says events lo..hi of that author went out (or arrived) between first_ms and last_ms,
 local wall clock. A range that continues the previous one within a second is merged
 into it, so a steady stream costs one row a second per peer and author, not one per event.
+
+"Sent" means handed to the peer's encrypted connection (the batch left this device), whether or
+not the peer acknowledged it: for a privacy review what left the device is what counts, and a
+batch cut off before its ack may still have been read. "Received" means stored here from that
+peer (accepted in its ingest transaction; duplicates are not entered).
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from . import crypto
+from .capnp_decode import Reader
+from .schema import event as _schema
+
 DBS = ("ledger.sent", "ledger.received")
 MERGE_MS = 1000
 _KEY = struct.Struct(">32s32sIQ")
 _VALUE = struct.Struct(">QQQ")
+_POSITION = Reader(_schema.Header, ("author", "epoch", "seq"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +84,29 @@ def ranges(txn, db, peer: bytes | None = None) -> list[Range]:
             out.append(Range(p, author, epoch, lo, hi, first, last))
             found = cur.next()
     return out
+
+
+def positions(records: Iterable[bytes]) -> list[tuple[bytes, int, int]]:
+    """(author, epoch, seq) of stored records (header ++ signature), read without the full header's checks."""
+    return [_POSITION.read_stored(record[: -crypto.SIG_LEN], "header") for record in records]
+
+
+class Ledger:
+    """The ledger of one store: record what a connection sent, read both directions."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def record_sent(self, peer: bytes, batches: Iterable[tuple[int, Iterable[bytes]]]) -> None:
+        """Enter (time_ms, records) batches handed to `peer`'s connection, all in one write transaction."""
+        db = self.store.db("ledger.sent")
+        found = [(time_ms, positions(records)) for time_ms, records in batches]
+        self.store._write(lambda txn: [record(txn, db, peer, pos, time_ms) for time_ms, pos in found])
+
+    def sent(self, peer: bytes | None = None) -> list[Range]:
+        """Ranges that left this device (to `peer`, or to any)."""
+        return self.store._read(lambda txn: ranges(txn, self.store.db("ledger.sent"), peer))
+
+    def received(self, peer: bytes | None = None) -> list[Range]:
+        """Ranges stored here that a peer (`peer`, or any) sent."""
+        return self.store._read(lambda txn: ranges(txn, self.store.db("ledger.received"), peer))

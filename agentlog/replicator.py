@@ -19,7 +19,7 @@ from functools import partial
 import structlog
 import trio
 
-from . import messages, net, nudge
+from . import ledger, messages, net, nudge
 from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError
 from .handshake import CheckPeer
 from .peer_log import StoreLog
@@ -94,6 +94,8 @@ class Link:
         self.done = trio.Event()
         self.scope: trio.CancelScope | None = None
         self.on_progress: Callable[[int, int], None] | None = None   # (events stored, events expected in all)
+        self.sent_log: list[tuple[int, tuple[bytes, ...]]] = []      # (time_ms, records) sent, not yet in the ledger
+        self.sent_wake = trio.Event()
 
     def poke(self) -> None:
         """Local events changed: wake the loop (coalesced)."""
@@ -107,6 +109,7 @@ class Link:
                 nursery.start_soon(self._read)
                 nursery.start_soon(self._ingest)
                 nursery.start_soon(self._tick)
+                nursery.start_soon(self._ledger)
                 await self._perform(self.conn.start(_now()))
                 async for item in self.inbox:
                     await self._step(item)
@@ -116,6 +119,8 @@ class Link:
                     if self.conn.state == "closed":
                         break
                 nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._enter_sent()
         await self.channel.aclose()
         self.done.set()
         return self.result
@@ -165,6 +170,9 @@ class Link:
                 except PeerError as exc:
                     self._close(str(exc), False)
                     return
+                if isinstance(act.message, messages.Events) and act.message.events:
+                    self.sent_log.append((_wall_ms(), tuple(e.record for e in act.message.events)))
+                    self.sent_wake.set()
             elif isinstance(act, Ingest):
                 self.ingest_send.send_nowait(act)
             elif isinstance(act, Close):
@@ -208,6 +216,19 @@ class Link:
                 self.inbox_send.send_nowait(("rejected", act.batch, exc))
                 return
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+
+    async def _ledger(self) -> None:
+        """Enter sent batches in the replication ledger: one write transaction for whatever piled up
+        meanwhile (at most one per batch), off the protocol loop so sending never waits on LMDB."""
+        while True:
+            await self.sent_wake.wait()
+            self.sent_wake = trio.Event()
+            await self._enter_sent()
+
+    async def _enter_sent(self) -> None:
+        if self.sent_log:
+            batches, self.sent_log = self.sent_log, []
+            await self.r.run_sync(ledger.Ledger(self.r.store).record_sent, self.channel.peer, batches)
 
     async def _tick(self) -> None:
         while True:
