@@ -222,8 +222,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_verify)
 
-    c = sub.add_parser("replay", help="fold the views again from the log (--rebuild)")
+    c = sub.add_parser("replay", help="the views as this device held them at a point, folded in a scratch space "
+                                      "(docs/replay.md); --rebuild folds the live views again")
     c.add_argument("--rebuild", action="store_true", help="drop every view and fold it again; compare digests")
+    point = c.add_mutually_exclusive_group()
+    point.add_argument("--until", metavar="TIME", help="as held at TIME: ISO 8601 (UTC if no zone) or epoch ms")
+    point.add_argument("--at", metavar="AUTHOR:SEQ", help="as held right after this event (device name or id prefix)")
+    point.add_argument("--diff", nargs=2, metavar=("P1", "P2"), help="what changed between two points (TIME or AUTHOR:SEQ)")
+    what = c.add_mutually_exclusive_group()
+    what.add_argument("--setting", metavar="S", help="how the setting's value, confidence and source changed, event by event")
+    what.add_argument("--memory", metavar="ID", help="how the memory entry changed, event by event")
+    _context_option(c)
+    c.add_argument("--every", action="store_true", help="with --setting or --memory: every event, not only changes")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_replay)
 
@@ -815,7 +825,10 @@ def cmd_verify(args) -> int:
 
 def cmd_replay(args) -> int:
     if not args.rebuild:
-        raise UsageError("replay needs --rebuild (drop every view and fold it again from the log)")
+        from . import pref_lookup, replay_cli
+        return replay_cli.run(args, pref_lookup.checked_context(_context(args.context)))
+    if args.until or args.at or args.diff or args.setting or args.memory or args.context or args.every:
+        raise UsageError("--rebuild folds the live views again; it takes no point, setting or memory")
     import time
 
     from . import home

@@ -1,0 +1,395 @@
+"""Replay: the views as this device held them at a point, folded again in a scratch LMDB environment.
+
+The live store is opened read-only and never written. Which events a device held at a
+time comes from when each one arrived (docs/replay.md): its own events at their author
+time, received ones at the end of the replication-ledger range that recorded them
+(agentlog.ledger), events with no ledger row at their author time. Each event's arrival
+is raised to its causal past's (prev and clock), so every cut by arrival is causally
+closed. The *held order* sorts events by (arrival, lamport, author, epoch, seq); every
+prefix of it is a set the view can be folded from, and a point names a prefix.
+The views are folded by the store's own PrefView and MemoryView into a `Scratch`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lmdb
+
+from . import crypto, ledger, memory_view, pref_view
+from . import roster as roster_module
+from .errors import EventError, UsageError
+from .event import decode_record
+from .memory_view import MemoryView
+from .pref_view import Folded, PrefView, folded_from_log
+from .roster import Roster
+from .store import MAX_DBS, event_key, unpack_anchor
+from .validate import ROSTER_KINDS, check_payload
+
+VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
+_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received")
+_SCRATCH_MAP = 1 << 30
+_POS = struct.Struct(">IQ")
+_ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
+ProgressFn = Callable[[int, int], None]
+
+
+# -- points in time ---------------------------------------------------------------------------------
+
+def parse_time(text: str) -> int:
+    """Epoch milliseconds from `text`: digits are epoch ms; else ISO 8601, UTC when no zone is given.
+
+    Raises:
+        UsageError: neither.
+    """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"time {text!r} is neither epoch milliseconds nor ISO 8601 "
+                         "(e.g. 2025-05-03T14:00:00Z; UTC when no zone is given)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A prefix of the held order: through time `until` (ms), or through the event at `at` (author, seq)."""
+
+    until: int | None = None
+    at: tuple[bytes, int] | None = None
+    text: str = "now"
+
+
+# -- the live log, read-only ----------------------------------------------------------------------
+
+class LiveLog:
+    """A home's store opened read-only: its events as the views fold them, with their arrival times."""
+
+    def __init__(self, store_path: Path):
+        if not (Path(store_path) / "data.mdb").is_file():
+            raise UsageError(f"no store at {store_path}: run agentlog init first")
+        try:
+            self.env = lmdb.open(str(store_path), max_dbs=MAX_DBS, readonly=True, create=False, subdir=True,
+                                 readahead=False, max_readers=126)
+        except lmdb.Error as exc:
+            raise UsageError(f"cannot open the store at {store_path} read-only: {exc}") from None
+        self.db = {}
+        for name in _LIVE_DBS:
+            try:
+                self.db[name] = self.env.open_db(name.encode(), create=False)
+            except lmdb.NotFoundError:
+                self.db[name] = None
+        with self.env.begin() as txn:
+            meta = self.db["meta"]
+            self.device = bytes(txn.get(b"device", db=meta) or b"")
+            self.founder = txn.get(b"founder", db=meta)
+            self.founder = bytes(self.founder) if self.founder else None
+            raw = txn.get(b"anchor", db=meta)
+            self.anchor = unpack_anchor(bytes(raw))[0].header if raw else None
+            state = txn.get(b"state", db=self.db["views.roster"]) if self.db["views.roster"] else None
+            self.roster = Roster.from_bytes(bytes(state)) if state else Roster(self.founder)
+            self.truncated = self._rows(txn, "truncated")
+
+    def _rows(self, txn, name: str) -> dict[bytes, bytes]:
+        if self.db[name] is None:
+            return {}
+        with txn.cursor(db=self.db[name]) as cur:
+            return {bytes(k): bytes(v) for k, v in cur}
+
+    def read(self, progress: ProgressFn | None = None) -> "Log":
+        """Every stored event (key order) and its arrival, from one read snapshot."""
+        with self.env.begin() as txn:
+            total = txn.stat(self.db["events"])["entries"]
+            events = []
+            for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"]), 1):
+                events.append(f)
+                if progress and n % 10000 == 0:
+                    progress(n, total)
+            received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
+            roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
+        return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor)
+
+    def device_named(self, ref: str) -> bytes:
+        member = self.roster.find(ref)
+        if member is None:
+            raise UsageError(f"no device is named or has id {ref!r}: see `agentlog devices list`")
+        return member.device
+
+    def name_of(self, device: bytes) -> str:
+        return self.roster.name_of(device)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> "LiveLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _roster_events(txn, db: dict, found: list[Folded]) -> dict[bytes, tuple]:
+    """Event id -> (header, id, payload) of the roster events, decoded as the store's roster rebuild does."""
+    out = {}
+    for f in found:
+        key = event_key(f.author, f.epoch, f.seq)
+        try:
+            event = decode_record(bytes(txn.get(key, db=db["events"])), txn.get(key, db=db["payloads"]))
+            out[f.eid] = (event.header, event.id, check_payload(event))
+        except EventError:
+            continue
+    return out
+
+
+def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
+    """Each event's arrival time (ms), aligned with `events` (key order): own events at their time,
+    received ones at their ledger range's last_ms, no row: their time; then raised to the arrival of
+    everything in their causal past, so that a cut by arrival is causally closed."""
+    index = {(f.author, f.epoch, f.seq): i for i, f in enumerate(events)}
+    arrival = [f.time_ms for f in events]
+    for r in received:
+        for seq in range(r.lo, r.hi + 1):
+            i = index.get((r.author, r.epoch, seq))
+            if i is not None:
+                arrival[i] = r.last_ms
+    for i in sorted(range(len(events)), key=lambda i: events[i].lamport):
+        f = events[i]
+        t = arrival[i]
+        before = index.get((f.author, f.epoch, f.seq - 1))
+        if before is not None and arrival[before] > t:
+            t = arrival[before]
+        for c in f.clock:
+            j = index.get((c.author, c.epoch, c.seq))
+            if j is not None and arrival[j] > t:
+                t = arrival[j]
+        arrival[i] = t
+    return arrival
+
+
+@dataclass
+class Log:
+    """The events a store holds (key order) with their arrivals; `order` is the held order (indices)."""
+
+    events: list[Folded]
+    arrival: list[int]
+    roster_events: dict[bytes, tuple]
+    founder: bytes | None
+    anchor: object | None
+
+    def __post_init__(self):
+        ev, arr = self.events, self.arrival
+        self.order = sorted(range(len(ev)), key=lambda i: (arr[i], ev[i].lamport, ev[i].author, ev[i].epoch, ev[i].seq))
+
+    def prefix(self, point: Point) -> int:
+        """How many events of the held order `point` takes."""
+        if point.at is not None:
+            author, seq = point.at
+            for n, i in enumerate(self.order, 1):
+                f = self.events[i]
+                if f.author == author and f.seq == seq:
+                    return n
+            raise UsageError(f"this device holds no event {point.text}")
+        if point.until is None:
+            return len(self.order)
+        lo, hi = 0, len(self.order)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.arrival[self.order[mid]] <= point.until:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def held(self, n: int) -> list[Folded]:
+        """The first n events of the held order, in key order (as the view rebuild takes them), less any
+        revoked device's events past its revocation seq by the roster those n events give."""
+        chosen = sorted(self.order[:n])
+        events = [self.events[i] for i in chosen]
+        limits = self.limits(events)
+        if limits:
+            events = [f for f in events if f.seq <= limits.get(f.author, f.seq)]
+        return events
+
+    def roster(self, events: Iterable[Folded]) -> Roster:
+        return Roster.replay(self.founder, [self.roster_events[f.eid] for f in events
+                                            if f.kind in ROSTER_KINDS and f.eid in self.roster_events])
+
+    def limits(self, events: list[Folded]) -> dict[bytes, int]:
+        roster = self.roster(events)
+        return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+
+    def time_of(self, _txn, author: bytes, epoch: int, seq: int) -> int | None:
+        """For PrefView: the time of a clock entry not among the events folded (the join anchor's), else None."""
+        a = self.anchor
+        if a is not None and (a.author, a.epoch, a.seq) == (author, epoch, seq):
+            return a.time_ms
+        return None
+
+
+# -- the scratch environment ------------------------------------------------------------------------
+
+class Scratch:
+    """A temporary LMDB environment holding only the view databases, removed by `close`.
+
+    `initial` (database name -> (key, value) rows) seeds it with a view state to fold on from
+    (a compaction snapshot's); without it, `rebuild` folds from nothing.
+    """
+
+    def __init__(self, time_of, event_of=None, initial: dict[str, list[tuple[bytes, bytes]]] | None = None):
+        self.dir = tempfile.mkdtemp(prefix="agentlog-replay-")
+        try:
+            self.env = lmdb.open(self.dir, map_size=_SCRATCH_MAP, max_dbs=MAX_DBS, sync=False, metasync=False,
+                                 lock=False, writemap=True, readahead=False)
+            self.db = {name: self.env.open_db(name.encode()) for name in VIEW_DBS}
+        except lmdb.Error as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None
+        self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None))
+        self.memory = MemoryView(self.db)
+        if initial:
+            self.write(lambda txn: [txn.cursor(db=self.db[name]).putmulti(rows) for name, rows in initial.items()])
+
+    def write(self, fn):
+        """fn(txn) in one write transaction, growing the map when it fills."""
+        for _ in range(16):
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        raise UsageError(f"the scratch store in {self.dir} could not grow its map")
+
+    def read(self, fn):
+        with self.env.begin() as txn:
+            return fn(txn)
+
+    def rebuild(self, events: list[Folded], roster: Roster) -> int:
+        """Fold `events` (each author's in seq order, authors one after another) from nothing, as
+        Store.rebuild_views does, and store `roster`."""
+        def fold(txn):
+            memory = self.memory.rebuilder(txn)
+
+            def each():
+                for f in events:
+                    memory.add(f)
+                    yield f
+            n = self.pref.rebuild(txn, each())
+            memory.finish()
+            self.save_roster(txn, roster)
+            return n
+        return self.write(fold)
+
+    def fold(self, batch: list[Folded]) -> None:
+        """Fold newly held events incrementally, as an append or ingest does."""
+        def fold(txn):
+            self.pref.fold(txn, batch)
+            self.memory.fold(txn, batch)
+        self.write(fold)
+
+    def save_roster(self, txn, roster: Roster) -> None:
+        txn.put(b"state", roster.to_bytes(), db=self.db["views.roster"])
+        txn.put(b"version", _ROSTER_VERSION, db=self.db["views.roster"])
+
+    def views(self) -> dict[str, dict]:
+        """Each view's reducer version and digest, computed as Store.views computes them."""
+        def read(txn):
+            state = txn.get(b"state", db=self.db["views.roster"]) or b""
+            version = int.from_bytes(txn.get(b"version", db=self.db["views.roster"]) or b"\0", "big")
+            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
+                    "pref": {"version": self.pref.version(txn), "digest": self.pref.digest(txn)},
+                    "memory": {"version": self.memory.version(txn), "digest": self.memory.digest(txn)}}
+        return self.read(read)
+
+    def close(self) -> None:
+        self.env.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- replays ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A replay's outcome: events folded of those held in all, the point's time, frontier and digests."""
+
+    events: int
+    held: int
+    time_ms: int | None
+    frontier: dict[bytes, int]
+    views: dict[str, dict]
+
+
+def check_truncation(live: LiveLog, names: Callable[[bytes], str]) -> None:
+    """Refuse to replay a compacted store from its log: the dropped events are gone.
+
+    Raises:
+        UsageError: naming the boundary (each author's last dropped seq).
+    """
+    if live.truncated:
+        boundary = ", ".join(f"{names(a)}:{_POS.unpack_from(v)[1]}" for a, v in sorted(live.truncated.items()))
+        raise UsageError(f"this store was compacted: events up to {boundary} were dropped; replay from "
+                         "the compaction snapshot is not built yet, so no point can be replayed here")
+
+
+def resolve_point(live: LiveLog, until: str | None = None, at: str | None = None) -> Point:
+    """The Point that --until TIME or --at AUTHOR:SEQ names (neither: everything held)."""
+    if at is not None:
+        ref, sep, seq = at.rpartition(":")
+        if not sep or not ref or not seq.isdigit() or int(seq) < 1:
+            raise UsageError(f"--at {at!r} must be AUTHOR:SEQ (a device name or id prefix, a seq from 1)")
+        return Point(at=(live.device_named(ref), int(seq)), text=at)
+    if until is not None:
+        return Point(until=parse_time(until), text=until)
+    return Point()
+
+
+def point_of(live: LiveLog, text: str) -> Point:
+    """A point given as one string (--diff): a TIME, else AUTHOR:SEQ."""
+    try:
+        return resolve_point(live, until=text)
+    except UsageError:
+        if ":" in text and text.rpartition(":")[2].isdigit():
+            return resolve_point(live, at=text)
+        raise
+
+
+def replay(live: LiveLog, point: Point, log: Log | None = None, progress: ProgressFn | None = None,
+           keep: Callable[[Scratch], object] | None = None) -> tuple[Replayed, object]:
+    """Fold the views as this device held them at `point` in a scratch environment; `keep(scratch)`
+    reads what else the caller needs before the scratch is removed."""
+    check_truncation(live, live.name_of)
+    log = log or live.read(progress)
+    n = log.prefix(point)
+    events = log.held(n)
+    frontier: dict[bytes, int] = {}
+    for f in events:
+        frontier[f.author] = f.seq
+    with Scratch(log.time_of) as scratch:
+        scratch.rebuild(events, log.roster(events))
+        views = scratch.views()
+        kept = keep(scratch) if keep else None
+    when = log.arrival[log.order[n - 1]] if n else None
+    return Replayed(len(events), len(log.events), when, frontier, views), kept
+
+
+__all__ = ["LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "parse_time", "point_of", "replay",
+           "resolve_point"]
