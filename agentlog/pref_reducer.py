@@ -210,14 +210,21 @@ def evidence_of(fact: Fact, decision: Fact | None = None) -> list[Evidence]:
                                 fact.author, fact.time_ms)),
                 _new(Evidence, (fact.eff, fact.eid, 1, "correction", d.value, ctx, -CORRECTION_AGAINST, fact.lamport,
                                 fact.author, fact.time_ms))]
+    ev = direct_evidence(fact.kind, p, fact.eff, fact.eid, fact.lamport, fact.author, fact.time_ms)
+    return [] if ev is None else [ev]
+
+
+def direct_evidence(kind: str, p: Any, eff: int, eid: bytes, lamport: int, author: bytes,
+                    time_ms: int) -> Evidence | None:
+    """The evidence an observation or decision gives (None if malformed or of no weight): evidence_of's
+    rule without building a Fact, for a rebuild's loop over every event."""
     ctx = _usable_bucket(p.setting, p.value, p.context)
     if ctx is None:
-        return []
-    weight = p.weight_milli if fact.kind == "observation" else p.confidence_bp * DECISION_WEIGHT // 10000
+        return None
+    weight = p.weight_milli if kind == "observation" else p.confidence_bp * DECISION_WEIGHT // 10000
     if weight == 0:
-        return []
-    return [_new(Evidence, (fact.eff, fact.eid, 0, fact.kind, p.value, ctx, weight, fact.lamport, fact.author,
-                            fact.time_ms))]
+        return None
+    return _new(Evidence, (eff, eid, 0, kind, p.value, ctx, weight, lamport, author, time_ms))
 
 
 @lru_cache(maxsize=65536)
@@ -298,9 +305,12 @@ class Setting:
     # evidence
     def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
         """Add (or with sign -1, take away) ev's term to its buckets' sums; `h` is the half-life."""
-        t = sign * decay.term(ev.weight, ev.eff, h, self.anchor)
-        sums, value = self.sums, ev.value
-        for b in _subsets(ev.context):
+        self._add_sum(ev.context, ev.value, sign * decay.term(ev.weight, ev.eff, h, self.anchor), old)
+
+    def _add_sum(self, context: str, value: str, t: int, old: bool) -> None:
+        """Add the decayed term `t` for `value` to the sums of every bucket `context` counts in."""
+        sums = self.sums
+        for b in _subsets(context):
             vals = sums.get(b)
             if vals is None:
                 vals = sums[b] = {}
@@ -360,10 +370,15 @@ class Setting:
         h = self.half_life
         self.tmax = max(ev.eff for ev in kept)
         self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
-        floor, cut = self.anchor * h, self.tmax - self.recent_ms
+        floor, cut, anchor, term = self.anchor * h, self.tmax - self.recent_ms, self.anchor, decay.term
+        totals: dict[tuple[str, str, bool], int] = {}       # exact integer sums: adding them first changes nothing
         for ev in kept:
-            if ev.eff >= floor:
-                self._add_term(ev, ev.eff <= cut, h)
+            eff = ev.eff
+            if eff >= floor:
+                key = (ev.context, ev.value, eff <= cut)
+                totals[key] = totals.get(key, 0) + term(ev.weight, eff, h, anchor)
+        for (context, value, old), t in totals.items():
+            self._add_sum(context, value, t, old)
 
     # statements, configuration, overrides
     def state(self, fact: Fact) -> str:

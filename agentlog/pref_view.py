@@ -274,21 +274,35 @@ class PrefView:
                 progress(n)
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
-        kinds, new = pr.KINDS, tuple.__new__
+        evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
+        kinds, new, direct, effective_time = pr.KINDS, tuple.__new__, pr.direct_evidence, pr.effective_time
         for f in folded:
-            newest = self._newest_seen(txn, f, times, seen.get(f.author)) if f.clock else seen.get(f.author)
+            author, kind, payload = f.author, f.kind, f.payload
+            newest = self._newest_seen(txn, f, times, seen.get(author)) if f.clock else seen.get(author)
             if newest is not None:
-                seen[f.author] = newest
-            if f.kind in kinds and f.payload is not None:
-                facts.append(new(pr.Fact, (f.author, f.epoch, f.seq, f.lamport, f.time_ms,
-                                           pr.effective_time(f.time_ms, newest), f.kind, f.eid, f.payload)))
-        self._write_rebuilt(txn, facts, seen)
+                seen[author] = newest
+            if kind not in kinds or payload is None:
+                continue
+            eff = effective_time(f.time_ms, newest)
+            if kind == "observation" or kind == "decision":
+                ev = direct(kind, payload, eff, f.eid, f.lamport, author, f.time_ms)
+                if ev is not None:
+                    found = evidence.get(payload.setting)
+                    if found is None:
+                        evidence[payload.setting] = [ev]
+                    else:
+                        found.append(ev)
+                if kind == "observation":
+                    continue
+            facts.append(new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)))
+        self._write_rebuilt(txn, facts, seen, evidence)
         return len(folded)
 
-    def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int]) -> None:
+    def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int],
+                       evidence: dict[str, list[pr.Evidence]]) -> None:
+        """Write the view from the non-observation facts and the evidence rebuild took directly."""
         decisions = {f.eid: f for f in facts if f.kind == "decision"}
         by_setting: dict[str, list[pr.Fact]] = {}
-        evidence: dict[str, list[pr.Evidence]] = {}
         pending = []
         for f in facts:
             if f.kind == "correction":
@@ -298,8 +312,7 @@ class PrefView:
                 elif not pr.setting_problem(d.payload.setting):
                     evidence.setdefault(d.payload.setting, []).extend(pr.evidence_of(f, d))
             elif f.kind in pr.EVIDENCE_KINDS:
-                if not pr.setting_problem(f.payload.setting):
-                    evidence.setdefault(f.payload.setting, []).extend(pr.evidence_of(f))
+                continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
         rows = []
