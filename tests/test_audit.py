@@ -1,0 +1,170 @@
+"""`agentlog audit export` and `audit verify`: an intact export verifies; any byte of an event changed,
+an event removed, or its readable fields edited fails naming the event; subsets, redaction and a
+log that starts after a compaction boundary verify; bad files fail in one line, without a traceback."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from agentlog import audit_format as fmt
+from agentlog import ledger, payloads
+from agentlog.audit_export import Selection, event_line, event_text, export
+from agentlog.audit_verify import verify_file
+from agentlog.store import _head_value, event_key
+from agentlog.validate import Head
+from tests.conftest import sync
+
+SECRET = "Anna's birthday <script>alert(1)</script> & \u00e9\u4e2d"
+
+
+@pytest.fixture
+def history(laptop, phone):
+    """Two devices, a mix of kinds and scopes, synced both ways, with ledger rows."""
+    laptop.prefs.observe("ui.theme", "dark", {"daypart": "night"})
+    laptop.memory.put(SECRET, type="fact", tags=["family"])
+    laptop.append(payloads.Observation(setting="topic.x", value="1"), scope="topic:home")
+    phone.append_many([payloads.Observation(setting="ui.font", value=f"v{i}") for i in range(6)])
+    sync(laptop, phone)
+    sync(phone, laptop)
+    with laptop.raw_txn(write=True) as txn:
+        ledger.record(txn, laptop.db("ledger.sent"), phone.device, [(laptop.device, 0, s) for s in (1, 2, 3)], 1_000)
+    return laptop, phone
+
+
+def _export(store, path, selection=Selection()):
+    with open(path, "wb") as f:
+        return export(store, f, selection)
+
+
+def _cli(*args, home=None):
+    base = [sys.executable, "-m", "agentlog"] + (["--home", str(home)] if home else [])
+    return subprocess.run(base + list(args), capture_output=True, text=True, timeout=60)
+
+
+def _lines(path):
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def _write(path, lines):
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _event_lines(lines):
+    return [(i, json.loads(line)) for i, line in enumerate(lines) if line.startswith(b'{"type":"event"')]
+
+
+def test_intact_export_verifies_from_the_command_line(tmp_path, history):
+    laptop, phone = history
+    out = tmp_path / "audit.jsonl"
+    done = _cli("audit", "export", "--out", str(out), "--json", home=laptop.path.parent)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["events"] == laptop.count() and (tmp_path / "audit.html").exists()
+    checked = _cli("audit", "verify", str(out))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{laptop.count()} events" in checked.stderr and "0 problems" in checked.stderr
+    types = [json.loads(line)["type"] for line in _lines(out)]
+    assert types[0] == "export" and types[-2:] == ["frontier", "end"]
+    assert {"device", "roster", "event", "ledger"} <= set(types)
+    memory = [e for _, e in _event_lines(_lines(out)) if e["kind"] == "memory.put"]
+    assert memory[0]["content"]["content"] == SECRET and memory[0]["device"] == "laptop"
+
+
+def test_any_byte_of_an_event_altered_fails_naming_it(tmp_path, history):
+    laptop, _ = history
+    out, bad = tmp_path / "a.jsonl", tmp_path / "bad.jsonl"
+    _export(laptop, out)
+    lines = _lines(out)
+    rng = random.Random(5)
+    for index, event in rng.sample(_event_lines(lines), 4):
+        line = lines[index]
+        for pos in rng.sample(range(len(line)), 25):
+            changed = bytearray(line)
+            changed[pos] = (changed[pos] + rng.randrange(1, 255)) % 256
+            _write(bad, lines[:index] + [bytes(changed)] + lines[index + 1:])
+            report = verify_file(bad)
+            assert not report.ok
+            named = [p for p in report.problems if f"seq {event['seq']}" in p or f"line {index + 1}" in p]
+            assert named, (pos, report.problems)
+
+
+def test_readable_fields_edited_fail_naming_the_event(tmp_path, history):
+    laptop, _ = history
+    out, bad = tmp_path / "a.jsonl", tmp_path / "bad.jsonl"
+    _export(laptop, out)
+    lines = _lines(out)
+    index, event = next((i, e) for i, e in _event_lines(lines) if e["kind"] == "memory.put")
+    for field, value in (("content", {**event["content"], "content": "something else"}), ("scope", "topic:x"),
+                         ("time", "2001-01-01T00:00:00.000Z"), ("device", "phone"), ("kind", "observation")):
+        edited = fmt.dumps({**event, field: value}).encode()
+        _write(bad, lines[:index] + [edited] + lines[index + 1:])
+        problems = verify_file(bad).problems
+        assert any(f"seq {event['seq']}" in p and field in p for p in problems), (field, problems)
+
+
+def test_an_event_removed_fails_naming_author_and_seq(tmp_path, history):
+    laptop, phone = history
+    out, bad = tmp_path / "a.jsonl", tmp_path / "bad.jsonl"
+    _export(laptop, out)
+    lines = _lines(out)
+    index, event = next((i, e) for i, e in _event_lines(lines) if e["author"] == phone.device.hex() and e["seq"] == 3)
+    _write(bad, lines[:index] + lines[index + 1:])
+    done = _cli("audit", "verify", str(bad))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert any(line.startswith(f"phone ({phone.device.hex()[:16]}) seq 3:") and "missing" in line
+               for line in done.stdout.splitlines()), done.stdout
+
+
+def test_a_subset_states_its_selection_and_verifies(tmp_path, history):
+    laptop, phone = history
+    out, bad = tmp_path / "a.jsonl", tmp_path / "bad.jsonl"
+    summary = _export(laptop, out, Selection(scopes=("user",), redact=True))
+    report = verify_file(out)
+    assert report.ok, report.problems
+    events = _event_lines(_lines(out))
+    assert summary.events == len(events) and {e["scope"] for _, e in events} == {"user"}
+    assert SECRET not in out.read_text() and "family" not in out.read_text()
+    assert all(e["content"] is None and e["payload"] is None and e["redacted"] for _, e in events
+               if not e["kind"].startswith("device."))
+    lines = _lines(out)
+    index, event = events[len(events) // 2]
+    _write(bad, lines[:index] + lines[index + 1:])
+    assert any(f"seq {event['seq']}: stated in the frontier but missing" in p for p in verify_file(bad).problems)
+
+
+def test_a_log_starting_after_a_compaction_boundary_verifies(tmp_path, history):
+    laptop, phone = history
+    cut = laptop.heads()[phone.device].seq - 3
+    cut_event = next(e for e in laptop.events(phone.device) if e.seq == cut)
+    with laptop.raw_txn(write=True) as txn:
+        for seq in range(1, cut + 1):
+            txn.delete(event_key(phone.device, 0, seq), db=laptop.db("events"))
+        txn.put(phone.device, _head_value(Head(0, cut, cut_event.id)), db=laptop.db("truncated"))
+    out = tmp_path / "a.jsonl"
+    _export(laptop, out)
+    assert verify_file(out).ok, verify_file(out).problems
+    kinds = [json.loads(line) for line in _lines(out)]
+    assert any(k["type"] == "truncation" and k["seq"] == cut for k in kinds)
+    chain = next(c for c in kinds[-2]["chains"] if c["author"] == phone.device.hex())
+    assert chain["from"] == cut + 1 and chain["selected"][0][0] == cut + 1
+
+
+def test_the_fast_line_is_the_canonical_one(history):
+    laptop, _ = history
+    for event in laptop.events():
+        for redact in (False, True):
+            assert event_text(event, "na\u00efve \"name\"", redact) == fmt.dumps(event_line(event, "na\u00efve \"name\"", redact))
+
+
+def test_bad_files_fail_in_one_line(tmp_path):
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\x00\xffnot json\n{\"type\": 1}\n")
+    done = _cli("audit", "verify", str(garbage))
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "not a readable export line" in done.stdout
+    missing = _cli("audit", "verify", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
