@@ -47,36 +47,56 @@ def _stripped(f: Folded) -> Folded:
 def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], read: Callable[[Any, Any, int], dict],
              same: Callable[[dict, dict], bool]) -> list[Step]:
     """Fold the first n events of the held order one by one into the scratch's `which` view ("pref" or
-    "memory"); a Step after each one `touches` accepts, from read(view, txn, arrival)."""
+    "memory"); a Step after each one `touches` accepts, from read(view, txn, arrival).
+
+    An event that does not touch it and carries no clock entries is not folded at all: it would
+    change neither the times its author had seen nor any causal past a later event of it reads.
+    """
     held: dict[bytes, Folded] = {}
-    with Scratch(log.time_of, lambda _txn, eid: _as_event(held.get(eid))) as scratch:
+    times: dict[tuple[bytes, int, int], int] = {}
+    limits: dict[bytes, int] = {}
+
+    def time_of(txn, author: bytes, epoch: int, seq: int) -> int | None:
+        """A held event's time, as the store's own lookup gives it (None past a revocation)."""
+        if seq > limits.get(author, seq):
+            return None
+        t = times.get((author, epoch, seq))
+        return t if t is not None else log.time_of(txn, author, epoch, seq)
+
+    with Scratch(time_of, lambda _txn, eid: _as_event(held.get(eid))) as scratch:
         view = scratch.pref if which == "pref" else scratch.memory
 
         def run(txn) -> list[Step]:
             held.clear()
+            times.clear()
+            limits.clear()
             steps: list[Step] = []
             batch: list[Folded] = []
             folded: list[Folded] = []
-            limits: dict[bytes, int] = {}
             before: dict | None = None
             for i in log.order[:n]:
                 f = log.events[i]
                 if f.seq > limits.get(f.author, f.seq):
                     continue
                 held[f.eid] = f
+                times[f.author, f.epoch, f.seq] = f.time_ms
+                folded.append(f)
                 hit = touches(f)
-                batch.append(f if hit else _stripped(f))
+                if hit:
+                    batch.append(f)
+                elif f.clock:
+                    batch.append(_stripped(f))
                 if f.kind in ROSTER_KINDS:
                     view.fold(txn, batch)
-                    folded.extend(batch)
                     batch = []
-                    limits = log.limits(folded)
+                    limits.clear()
+                    limits.update(log.limits(folded))
                     if any(g.seq > limits.get(g.author, g.seq) for g in folded):
                         folded = [g for g in folded if g.seq <= limits.get(g.author, g.seq)]
-                        view.rebuild(txn, sorted(folded, key=lambda g: (g.author, g.epoch, g.seq)))
+                        view.rebuild(txn, [g if touches(g) else _stripped(g)
+                                           for g in sorted(folded, key=lambda g: (g.author, g.epoch, g.seq))])
                 if hit:
                     view.fold(txn, batch)
-                    folded.extend(batch)
                     batch = []
                     state = read(view, txn, log.arrival[i])
                     steps.append(Step(f, log.arrival[i], state, before is None or not same(before, state)))
@@ -113,8 +133,12 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
 
     def read(view, txn, now: int) -> dict:
         raw = txn.get(key, db=view.settings)
-        a = (pr.answer(pr.Setting.from_bytes(setting, bytes(raw)), device_hex, context, now) if raw
-             else pr.default_answer(setting))
+        if raw is None:
+            a = pr.default_answer(setting)
+        else:
+            hit = view._folded.get(setting)          # what the fold just wrote, already parsed
+            s = hit[1] if hit is not None and hit[0] == raw else pr.Setting.from_bytes(setting, bytes(raw))
+            a = pr.answer(s, device_hex, context, now)
         return {"value": a.value, "confidence": round(a.confidence, 4), "source": a.source,
                 "uncertain": a.uncertain, "stale_override": a.stale_override}
 

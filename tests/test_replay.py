@@ -189,6 +189,32 @@ def test_a_settings_history_names_the_event_behind_each_change(tmp_path):
     assert steps[2].arrival == START + 5000                  # the decision counted from when the laptop received it
 
 
+def test_a_settings_history_caps_a_fast_clock_as_the_view_does(tmp_path):
+    """The phone's clock runs a year ahead: its one observation counts a day after what it had seen,
+    so the laptop's three still win, in the history as in the live view (docs/preferences.md)."""
+    clock = Clock()
+    laptop = device(tmp_path, "laptop", clock.of(0))
+    laptop.create_group("laptop")
+    phone = device(tmp_path, "phone", clock.of(365 * 86_400_000))
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))
+    for _ in range(3):
+        clock.now += 1000
+        laptop.prefs.observe("ui.theme", "dark")
+    sync(laptop, phone)
+    clock.now += 1000
+    phone.prefs.observe("ui.theme", "light", weight=2.5)
+    phone.prefs.observe("ui.font", "small")
+    clock.now += 1000
+    sync(phone, laptop)
+    live = laptop.prefs.get("ui.theme", now_ms=clock.now)
+    laptop.close()
+    phone.close()
+    with LiveLog(tmp_path / "laptop" / home.STORE_DIR) as log_:
+        steps = setting_history(log_.read(), Point(), "ui.theme", log_.device)
+    assert (live.value, live.source) == ("dark", "learned")
+    assert (steps[-1].state["value"], steps[-1].state["confidence"]) == (live.value, round(live.confidence, 4))
+
+
 def test_a_memorys_history_shows_each_write(tmp_path):
     clock = Clock()
     laptop = device(tmp_path, "laptop", clock.of(0))
