@@ -131,6 +131,9 @@ FIGURES = (
     ("repl_heartbeat", "in-sync heartbeat round, 2 authors, both ways", "B"),
     ("repl_reconverge", "3 devices x {repl_partitioned} events reconverge", "ms"),
     ("repl_reconverge_serving", "the same, from the last daemon listening", "ms"),
+    ("replay_full", "replay of {replay_events} events, read-only, scratch fold", "events/s"),
+    ("replay_half", "replay --until half way", "events/s"),
+    ("replay_setting", "replay --setting, the busiest setting", "events/s"),
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
@@ -143,12 +146,15 @@ RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store":
           "mem_search_type_p50": ("mem_einsum_p50", "mem_matmul_p50"),
           "mem_search_type_p99": ("mem_einsum_p99", "mem_matmul_p99"), "mem_rss": ("mem_vector_mb",),
           "repl_catchup": ("verify",), "repl_catchup_linked": ("verify",),
-          "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",)}
+          "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",),
+          "replay_full": ("lmdb_put_bulk", "blake2b"), "replay_half": ("lmdb_put_bulk", "blake2b"),
+          "replay_setting": ("lmdb_put_bulk", "blake2b")}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
            "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
            "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
            "repl_catchup": (">=", 20_000), "repl_wire_over": ("<=", 200), "repl_live_p50": ("<=", 2.0),
-           "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000)}
+           "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000),
+           "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000)}
 SCALED = ("batched", "verify_store")
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 REFERENCE_SIGN_PER_S = 67_000
@@ -740,8 +746,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mem-runs", type=int, help=f"runs of the memory figures (default {MEM_RUNS}, 1 with --quick)")
     p.add_argument("--repl-runs", type=int,
                    help=f"runs of the replication figures (default {REPL_RUNS}, 1 with --quick)")
-    p.add_argument("--only", choices=("core", "pref", "memory", "replication"),
-                   help="only the log figures, the preference ones, the memory ones or the replication ones")
+    p.add_argument("--replay-runs", type=int, help="runs of the replay figures (default 3, 1 with --quick)")
+    p.add_argument("--only", choices=("core", "pref", "memory", "replication", "replay"),
+                   help="only the log figures, the preference, memory, replication or replay ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -770,10 +777,17 @@ def main(argv: list[str] | None = None) -> int:
         import bench_replication
         repl_results, repl = bench_replication.run(sizes, repl_runs, args.quick, sys.modules[__name__])
         results += repl_results
+    replay_runs, replay = args.replay_runs or (1 if args.quick else 3), {}
+    if args.only in (None, "replay"):
+        import bench_replay
+        replay_results, replay = bench_replay.run(sizes, replay_runs, args.quick, sys.modules[__name__])
+        results += replay_results
     figures = summarize(results, sizes, {"value_bytes": pref.get("value_bytes", 0),
-                                         "entry_bytes": mem.get("entry_bytes", 0), **repl.get("labels", {})},
+                                         "entry_bytes": mem.get("entry_bytes", 0), **repl.get("labels", {}),
+                                         **replay.get("labels", {})},
                         pref.get("failures"))
-    counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs}
+    counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
+              "replay": replay_runs}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -795,6 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "replication"):
         import bench_replication
         bench_replication.print_notes(repl, figures, repl_runs)
+    if args.only in (None, "replay"):
+        import bench_replay
+        bench_replay.print_notes(replay, replay_runs)
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on")
