@@ -123,6 +123,15 @@ class LiveLog:
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
         return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor)
 
+    def views(self) -> dict[str, dict] | None:
+        """The live views' versions and digests (as Store.views gives them), or None if a view database is missing."""
+        try:
+            db = {name: self.env.open_db(name.encode(), create=False) for name in VIEW_DBS}
+        except lmdb.NotFoundError:
+            return None
+        with self.env.begin() as txn:
+            return view_digests(db, txn)
+
     def device_named(self, ref: str) -> bytes:
         member = self.roster.find(ref)
         if member is None:
@@ -240,6 +249,16 @@ class Log:
         return None
 
 
+def view_digests(db: dict, txn) -> dict[str, dict]:
+    """Each view's reducer version and digest in `txn`, computed as Store.views computes them."""
+    pref, memory = PrefView(db, None, None), MemoryView(db)
+    state = txn.get(b"state", db=db["views.roster"]) or b""
+    version = int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big")
+    return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
+            "pref": {"version": pref.version(txn), "digest": pref.digest(txn)},
+            "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
+
+
 # -- the scratch environment ------------------------------------------------------------------------
 
 class Scratch:
@@ -305,14 +324,7 @@ class Scratch:
         txn.put(b"version", _ROSTER_VERSION, db=self.db["views.roster"])
 
     def views(self) -> dict[str, dict]:
-        """Each view's reducer version and digest, computed as Store.views computes them."""
-        def read(txn):
-            state = txn.get(b"state", db=self.db["views.roster"]) or b""
-            version = int.from_bytes(txn.get(b"version", db=self.db["views.roster"]) or b"\0", "big")
-            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
-                    "pref": {"version": self.pref.version(txn), "digest": self.pref.digest(txn)},
-                    "memory": {"version": self.memory.version(txn), "digest": self.memory.digest(txn)}}
-        return self.read(read)
+        return self.read(lambda txn: view_digests(self.db, txn))
 
     def close(self) -> None:
         self.env.close()

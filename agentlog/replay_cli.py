@@ -10,6 +10,7 @@ import time
 
 from . import pref_reducer as pr
 from . import replay_history as rh
+from .cli import EXIT_PROBLEMS
 from .errors import UsageError
 from .home import STORE_DIR
 from .pref_lookup import check_home
@@ -67,13 +68,20 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
            "views": {name: {"version": v["version"], "digest": v["digest"].hex()} for name, v in done.views.items()},
            "prefs": [a.to_json() for _, a in sorted(state.answers.items())],
            "memory": [{"id": i.hex(), **e} for i, e in sorted(state.entries.items())]}
+    live_views = live.views() if point.until is None and point.at is None else None
+    if live_views is not None:
+        doc["same_as_live"] = all(live_views[n]["digest"].hex() == v["digest"] for n, v in doc["views"].items())
     if args.json:
         print(json.dumps(doc, indent=2))
-        return 0
+        return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
     print(f"replayed {done.events} of the {done.held} events this device holds, as held at {point.text}"
           f" (last arrival {doc['held_at'] or 'none'}), in a scratch space; the live store is untouched")
     for name, v in doc["views"].items():
-        print(f"view {name:<8} digest {v['digest'][:16]}")
+        same = ""
+        if live_views is not None:
+            same = ": same as the live view" if live_views[name]["digest"].hex() == v["digest"] else \
+                f": DIFFERENT from the live view's {live_views[name]['digest'].hex()[:16]}"
+        print(f"view {name:<8} digest {v['digest'][:16]}{same}")
     print("frontier: " + (", ".join(f"{n} {s}" for n, s in doc["frontier"].items()) or "nothing"))
     for a in doc["prefs"]:
         print(f"  {a['setting']:<24} {str(a['value']):<16} {a['source']:<9} {a['confidence']:.2f}"
@@ -81,7 +89,7 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
     for e in doc["memory"]:
         mark = "deleted" if e["deleted"] else e["type"]
         print(f"  memory {e['id'][:12]} {mark:<11} {e['content'][:60]}")
-    return 0
+    return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
 
 
 def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:

@@ -254,6 +254,7 @@ def test_the_command_replays_without_touching_the_live_store(scenario):
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert {v: bytes.fromhex(d["digest"]) for v, d in doc["views"].items()} == scenario["finals"]["phone"]
+    assert doc["same_as_live"] is True
     at, expected = scenario["moments"]["phone"][5]
     done = agentlog("--home", str(homes / "phone"), "replay", "--until", str(at), "--json")
     assert {v: bytes.fromhex(d["digest"]) for v, d in json.loads(done.stdout)["views"].items()} == expected
