@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import bench_audit
 import lmdb
 
 from agentlog import crypto, devices, home, payloads
@@ -134,6 +135,7 @@ FIGURES = (
     ("replay_full", "replay of {replay_events} events, read-only, scratch fold", "events/s"),
     ("replay_half", "replay --until half way", "events/s"),
     ("replay_setting", "replay --setting, the busiest setting", "events/s"),
+    *bench_audit.FIGURES,
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
@@ -148,13 +150,14 @@ RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store":
           "repl_catchup": ("verify",), "repl_catchup_linked": ("verify",),
           "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",),
           "replay_full": ("lmdb_put_bulk", "blake2b"), "replay_half": ("lmdb_put_bulk", "blake2b"),
-          "replay_setting": ("lmdb_put_bulk", "blake2b")}
+          "replay_setting": ("lmdb_put_bulk", "blake2b"), **bench_audit.RATIOS}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
            "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
            "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
            "repl_catchup": (">=", 20_000), "repl_wire_over": ("<=", 200), "repl_live_p50": ("<=", 2.0),
            "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000),
-           "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000)}
+           "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000),
+           **bench_audit.TARGETS}
 SCALED = ("batched", "verify_store")
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 REFERENCE_SIGN_PER_S = 67_000
@@ -345,6 +348,16 @@ def sync(src: Store, dst: Store) -> None:
     dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())])
 
 
+def end_round(laptop: Store, others: list[Store], history: "History", fresh: list, send=sync) -> None:
+    """A round's meeting: each other device sends the laptop what it lacks, then takes what it lacks;
+    the round's decisions (`fresh`) are held everywhere now, so later rounds may correct them."""
+    for store in others:
+        send(store, laptop)
+    for store in others:
+        send(laptop, store)
+    history.decisions.extend(fresh)
+
+
 class History:
     """Draws a device's batches of preference events: learned evidence in day/night and device
     contexts with a few corrections, and on the first STATED settings explicit statements,
@@ -431,11 +444,7 @@ def build_history(path: Path, sizes: Sizes, seed: int = 7) -> dict:
                     fresh.extend((ids[i], items[i].value) for i in decided)
                     written[name] += len(items)
                 clock.now += rng.randrange(10, 40) * 60_000
-            for store in others:
-                sync(store, laptop)
-            for store in others:
-                sync(laptop, store)
-            history.decisions.extend(fresh)
+            end_round(laptop, others, history, fresh)
             clock.now = round_start + DAY_MS // 2
         count = laptop.count()
     finally:
@@ -747,8 +756,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repl-runs", type=int,
                    help=f"runs of the replication figures (default {REPL_RUNS}, 1 with --quick)")
     p.add_argument("--replay-runs", type=int, help="runs of the replay figures (default 3, 1 with --quick)")
-    p.add_argument("--only", choices=("core", "pref", "memory", "replication", "replay"),
-                   help="only the log figures, the preference, memory, replication or replay ones")
+    p.add_argument("--audit-runs", type=int, help="runs of the audit figures (default 3, 1 with --quick)")
+    p.add_argument("--only", choices=("core", "pref", "memory", "replication", "replay", "audit"),
+                   help="only the log figures, the preference, memory, replication, replay or audit ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -782,12 +792,16 @@ def main(argv: list[str] | None = None) -> int:
         import bench_replay
         replay_results, replay = bench_replay.run(sizes, replay_runs, args.quick, sys.modules[__name__])
         results += replay_results
+    audit_runs, audit = args.audit_runs or (1 if args.quick else 3), {}
+    if args.only in (None, "audit"):
+        audit_results, audit = bench_audit.run(sizes, audit_runs, args.quick, sys.modules[__name__])
+        results += audit_results
     figures = summarize(results, sizes, {"value_bytes": pref.get("value_bytes", 0),
                                          "entry_bytes": mem.get("entry_bytes", 0), **repl.get("labels", {}),
-                                         **replay.get("labels", {})},
+                                         **replay.get("labels", {}), **audit.get("labels", {})},
                         pref.get("failures"))
     counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
-              "replay": replay_runs}
+              "replay": replay_runs, "audit": audit_runs}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -812,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "replay"):
         import bench_replay
         bench_replay.print_notes(replay, replay_runs)
+    if args.only in (None, "audit"):
+        bench_audit.print_notes(audit, audit_runs)
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on")
