@@ -77,11 +77,7 @@ def build(path: Path, events: int, bench, seed: int = 23) -> dict:
                 fresh.extend((ids[i], items[i].value) for i in decided)
                 written[name] += n
                 clock.now += rng.randrange(10, 40) * 60_000
-            for store in others:
-                sync(store, laptop)
-            for store in others:
-                sync(laptop, store)
-            history.decisions.extend(fresh)
+            bench.end_round(laptop, others, history, fresh, sync)
             clock.now = round_start + bench.DAY_MS // 2
         count = laptop.count()
     finally:
