@@ -160,3 +160,7 @@ class ConnectionLost(PeerError):
 
 class Unreachable(PeerError):
     """No connection could be made: refused, no route, unknown host, or the connect timed out."""
+
+
+class SnapshotError(AgentlogError):
+    """A snapshot (from a peer or this store) does not hold: bad signature, digest, author or state."""

@@ -160,9 +160,27 @@ class ViewState:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogPoint:
+    author: bytes
+    epoch: int
+    seq: int
+    id: bytes
+    lamport: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingCut:
+    setting: str
+    before: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    frontier: tuple[HeadRef, ...] = ()
+    frontier: tuple[LogPoint, ...] = ()
     views: tuple[ViewState, ...] = ()
+    stable: tuple[LogPoint, ...] = ()
+    cuts: tuple[SettingCut, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,11 +213,12 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-_NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": HeadRef, "views": ViewState, "branches": HeadRef}
+_NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": LogPoint, "views": ViewState, "branches": HeadRef,
+           "stable": LogPoint, "cuts": SettingCut}
 _ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES, "value_type": VALUE_TYPES}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
-    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState)
+    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint)
 }
 
 
@@ -217,9 +236,10 @@ def _reader(cls: type, nested: dict[str, Reader]) -> Reader:
 
 def _codecs(make: Callable, key_value) -> dict[type, Any]:
     """One encoder or decoder per kind, built by `make(cls, nested)`, sharing the nested ones."""
-    embedding, head_ref = make(Embedding, {}), make(HeadRef, {})
+    embedding, head_ref, log_point = make(Embedding, {}), make(HeadRef, {}), make(LogPoint, {})
     nested = {"context": key_value, "embedding": embedding, "fields": make(MemoryField, {"embedding": embedding}),
-              "frontier": head_ref, "branches": head_ref, "views": make(ViewState, {})}
+              "frontier": log_point, "branches": head_ref, "stable": log_point, "views": make(ViewState, {}),
+              "cuts": make(SettingCut, {})}
     return {cls: make(cls, nested) for cls in KINDS.values()}
 
 

@@ -10,6 +10,7 @@ choice, so the state is a function of the set of events, whatever their order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -150,9 +151,9 @@ class Evidence(NamedTuple):
     value: str
     context: str             # bucket key of the full context
     weight: int              # milli, signed
-    lamport: int
-    author: bytes
-    time_ms: int
+    lamport: int             # a summary's: the highest of the events it sums
+    author: bytes            # a summary's: zeros
+    time_ms: int             # a summary's: how many events it sums
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -173,7 +174,7 @@ class Evidence(NamedTuple):
 
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
-_KIND_NAMES = ("observation", "decision", "correction")
+_KIND_NAMES = ("observation", "decision", "correction", "summary")
 _KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
 
 
@@ -233,6 +234,41 @@ def _usable_bucket(setting: str, value: str, context: tuple) -> str | None:
     if setting_problem(setting) or value_problem(value) or context_problem(context):
         return None
     return bucket_key(context)
+
+
+# -- summaries: what a snapshot folds old evidence into ------------------------------------
+
+SUMMARY_CELL_MS = DAY_MS        # a summary holds one day's old evidence for one value in one context
+SUMMARY_AGE_MS = DAY_MS         # a snapshot summarizes a setting's evidence this far behind its newest, or older
+_NO_AUTHOR = bytes(32)
+
+
+def summary_id(context: str, value: str) -> bytes:
+    """The id of the summary of `value` in `context` (one per day cell; the cell is in the index key)."""
+    return hashlib.blake2b(b"agentlog summary" + context.encode() + SEP.encode() + value.encode(),
+                           digest_size=32).digest()
+
+
+def summarize(covered: list[Evidence], existing: dict[bytes, Evidence]) -> dict[tuple[int, bytes], Evidence]:
+    """Summaries after folding `covered` evidence into day cells, merged with the `existing` summaries
+    (keyed by (cell time, id)); returns only the summaries that changed, keyed the same way.
+
+    A summary's weight is the exact sum of its events' weights, counted at the start of its day; so
+    merging is associative and every device that summarizes the same evidence holds the same rows.
+    """
+    changed: dict[tuple[int, bytes], Evidence] = {}
+    for ev in covered:
+        cell = ev.eff - ev.eff % SUMMARY_CELL_MS
+        sid = summary_id(ev.context, ev.value)
+        key = (cell, sid)
+        old = changed.get(key) or existing.get(key)
+        if old is None:
+            changed[key] = _new(Evidence, (cell, sid, 0, "summary", ev.value, ev.context, ev.weight, ev.lamport,
+                                           _NO_AUTHOR, 1))
+        else:
+            changed[key] = old._replace(weight=old.weight + ev.weight, lamport=max(old.lamport, ev.lamport),
+                                        time_ms=old.time_ms + 1)
+    return changed
 
 
 # -- one setting's state --------------------------------------------------------------
@@ -359,6 +395,18 @@ class Setting:
                     self._zeros |= not (s[0] or s[1])
             self.anchor = anchor
         self.tmax = tmax
+
+    def swap(self, gone: Iterable[Evidence], deltas: Iterable[Evidence]) -> None:
+        """Take `gone` evidence out of the sums and add `deltas` (summaries' added weight): a snapshot's
+        summary step, exact because terms are linear in weight. All of it is old evidence."""
+        h = self.half_life
+        floor = self.anchor * h
+        for ev in gone:
+            if ev.eff >= floor and ev.lamport >= self.forget:
+                self._add_term(ev, True, h, -1)
+        for ev in deltas:
+            if ev.eff >= floor and ev.lamport >= self.forget:
+                self._add_term(ev, True, h)
 
     def recompute(self, everything: Iterable[Evidence]) -> None:
         """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""

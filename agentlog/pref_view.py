@@ -6,6 +6,9 @@ Databases (keys big-endian, see docs/preferences.md):
   views.pref.pending   decision id(32) correction id(32) -> correction's effective time(8): corrections
                        whose decision has not arrived
   views.pref.seen      author(32) -> newest time(8) the author had seen from another device
+  views.pref.decisions decision id(32) -> author(32) epoch(4) seq(8) lamport(8) time(8) payload: every
+                       decision, so a correction still finds its decision after compaction drops it
+A snapshot event folds its covered old evidence into day summaries (docs/compaction.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from . import pref_reducer as pr
 from .event import Header, decode_header, peek_record, record_id
 from .errors import EventError
 
-DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen")
+DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions")
+_DECISION = struct.Struct(">32sIQQQ")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
 _U64 = struct.Struct(">Q")
@@ -98,6 +102,10 @@ class _Index:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
 
 
+def _decision_row(fact: pr.Fact) -> bytes:
+    return _DECISION.pack(fact.author, fact.epoch, fact.seq, fact.lamport, fact.time_ms) + payloads.encode(fact.payload)
+
+
 def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
     key = bytes(key)
     return pr.Evidence.from_bytes(_U64.unpack_from(key, 16)[0], key[24:56], key[56], bytes(value))
@@ -112,6 +120,7 @@ class PrefView:
         header, id and decoded payload (both None when not held)."""
         self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
+        self.decisions = dbs["views.pref.decisions"]
         self._time_of, self._event_of = time_of, event_of
         # setting -> (bytes written, the state they encode): the next batch that finds those bytes
         # still stored skips parsing them (if the transaction was aborted, the bytes differ)
@@ -139,6 +148,8 @@ class PrefView:
                 newest = self._newest_seen(txn, f, times, newest)
             seen[author] = newest
             if kind not in kinds or payload is None:
+                if kind == "snapshot" and payload is not None:
+                    self._summarize(txn, payload, open_settings)
                 continue
             fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, effective_time(time_ms, newest), kind, eid, payload))
             facts[eid] = fact
@@ -200,6 +211,7 @@ class PrefView:
             self._add(txn, decision.payload.setting, pr.evidence_of(fact, decision), open_settings)
             return
         if fact.kind == "decision":
+            txn.put(fact.eid, _decision_row(fact), db=self.decisions)
             self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
             for correction in self._pending_for(txn, fact.eid, facts):
                 self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
@@ -221,14 +233,15 @@ class PrefView:
                 s.add(ev, index)
 
     def _decision(self, txn, did: bytes, facts: dict) -> pr.Fact | None:
-        """The decision a correction names, if held (its effective time is not needed)."""
+        """The decision a correction names, if folded here (its event may since have been compacted away)."""
         fact = facts.get(did)
         if fact is None:
-            found = self._event_of(txn, did)
-            if found is None:
+            raw = txn.get(did, db=self.decisions)
+            if raw is None:
                 return None
-            h, eid, payload = found
-            fact = pr.Fact(h.author, h.epoch, h.seq, h.lamport, h.time_ms, 0, h.kind, eid, payload)
+            author, epoch, seq, lamport, time_ms = _DECISION.unpack_from(raw)
+            payload = payloads.decode("decision", bytes(raw[_DECISION.size :]))
+            fact = pr.Fact(author, epoch, seq, lamport, time_ms, 0, "decision", did, payload)
         return fact if fact.kind == "decision" and fact.payload is not None else None
 
     def _pending_for(self, txn, did: bytes, facts: dict) -> list[pr.Fact]:
@@ -253,10 +266,37 @@ class PrefView:
             out.append(fact)
         return out
 
+    # -- snapshots ------------------------------------------------------------------
+
+    def _summarize(self, txn, snap: payloads.Snapshot, open_settings: dict) -> None:
+        """Fold a snapshot: each setting's evidence at or below its stable frontier and cut becomes day summaries."""
+        stable = {p.author: p.lamport for p in snap.stable}     # an author's lamports grow with its seq
+
+        def covered(ev: pr.Evidence) -> bool:
+            return ev.lamport <= stable.get(ev.author, -1)
+
+        for cut in snap.cuts:
+            opened = self._setting(txn, cut.setting, open_settings)
+            if opened is None:
+                continue
+            s, index = opened
+            rows = list(index.scan(0, cut.before + 1))
+            gone = [ev for ev in rows if ev.kind != "summary" and covered(ev)]
+            if not gone:
+                continue
+            existing = {(ev.eff, ev.eid): ev for ev in rows if ev.kind == "summary"}
+            changed = pr.summarize(gone, existing)
+            s.swap(gone, [ev._replace(weight=ev.weight - existing[k].weight) if k in existing else ev
+                          for k, ev in changed.items()])
+            for ev in gone:
+                index.delete(ev)
+            for ev in changed.values():
+                index.put(ev)
+
     # -- rebuilding -----------------------------------------------------------------
 
     def clear(self, txn) -> None:
-        for db in (self.settings, self.evidence, self.pending, self.seen):
+        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions):
             txn.drop(db, delete=False)
 
     def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
@@ -272,6 +312,11 @@ class PrefView:
             times[(f.author, f.epoch, f.seq)] = f.time_ms
             if progress and n % 10000 == 0:
                 progress(n)
+        if any(f.kind == "snapshot" for f in folded):      # summaries: fold as the devices did, in causal order
+            folded.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+            self.fold(txn, folded)
+            txn.put(VERSION_KEY, _VERSION, db=self.settings)
+            return len(folded)
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
@@ -328,6 +373,8 @@ class PrefView:
             txn.put(name.encode(), s.to_bytes(), db=self.settings)
         rows.sort()
         txn.cursor(db=self.evidence).putmulti(rows, append=True)
+        txn.cursor(db=self.decisions).putmulti(sorted((eid, _decision_row(d)) for eid, d in decisions.items()),
+                                               append=True)
         txn.cursor(db=self.pending).putmulti(sorted(pending))
         txn.cursor(db=self.seen).putmulti(sorted((a, _U64.pack(t)) for a, t in seen.items()), append=True)
         txn.put(VERSION_KEY, _VERSION, db=self.settings)
@@ -357,7 +404,7 @@ class PrefView:
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
         h = hashlib.blake2b(digest_size=32)
-        for db in (self.settings, self.evidence, self.pending, self.seen):
+        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions):
             h.update(b"\xff")
             with txn.cursor(db=db) as cur:
                 for k, v in cur:
@@ -372,7 +419,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
     """
-    kinds, new = pr.KINDS | mr.KINDS, tuple.__new__
+    kinds, new = pr.KINDS | mr.KINDS | {"snapshot"}, tuple.__new__
     decoded: dict[tuple[str, bytes], Any] = {}
     with txn.cursor(db=events_db) as cur:
         for key, record in cur:

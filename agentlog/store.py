@@ -41,7 +41,7 @@ from .memory_reducer import KINDS as MEMORY_KINDS
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
-from .validate import ROSTER_KINDS, Duplicate, Head, check_event, check_payload
+from .validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 
 INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
@@ -111,6 +111,9 @@ def _time_of(db: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
     raw = txn.get(event_key(author, epoch, seq), db=db["events"])
     if raw is not None:
         return peek_record(raw)[1]
+    cut = txn.get(author, db=db["truncated"])
+    if cut is not None and _POS.unpack_from(cut) == (epoch, seq):
+        return int.from_bytes(cut[44:52], "big")          # compaction dropped it and kept its time
     anchor = txn.get(b"anchor", db=db["meta"])
     if anchor:
         h = unpack_anchor(bytes(anchor))[0].header
@@ -187,7 +190,16 @@ class _TxnLog:
         if event is not None:
             return event.id
         raw = self._txn.get(key, db=self._db["events"])
-        return record_id(raw) if raw else None
+        if raw:
+            return record_id(raw)
+        cut = self._txn.get(author, db=self._db["truncated"])
+        if cut is not None:
+            point = _head_from(cut)
+            if (epoch, seq) == (point.epoch, point.seq):
+                return point.id
+            if (epoch, seq) < (point.epoch, point.seq):
+                return TRUNCATED
+        return None
 
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
@@ -233,6 +245,10 @@ class Store:
         self._memory = MemoryView(self._db)
         if self._read(lambda txn: txn.get(b"version", db=self._db["views.roster"])) != _ROSTER_VERSION:
             self._write(self._rebuild_roster)
+        if self.meta("base") is not None:
+            if not (self._read(self._pref.current) and self._read(self._memory.current)):
+                self._write(self._refold)
+            return
         if not self._read(self._pref.current):
             self._write(lambda txn: self._pref.rebuild(txn, self._folded_log(txn)))
         if not self._read(self._memory.current):
@@ -500,7 +516,12 @@ class Store:
         return self._write(lambda txn: self._refold(txn, progress))
 
     def _refold(self, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
-        """Fold the preference and memory views (and the roster, which counts every accepted event) again."""
+        """Fold the preference and memory views (and the roster, which counts every accepted event) again:
+        from the base snapshot's state when compaction dropped events, else from the whole log."""
+        from .compaction import refold_from_base
+        n = refold_from_base(self, txn, progress)
+        if n is not None:
+            return n
         roster_keys = []
         memory = self._memory.rebuilder(txn)
 

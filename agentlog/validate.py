@@ -40,6 +40,9 @@ class Head(NamedTuple):
     id: bytes
 
 
+TRUNCATED = b"truncated"      # id_at's answer below an author's truncation point
+
+
 class LogView(Protocol):
     group: bytes
     genesis: bytes | None
@@ -47,7 +50,9 @@ class LogView(Protocol):
 
     def head(self, author: bytes) -> Head | None: ...
 
-    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None: ...
+    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
+        """The stored event's id there; for a position compaction dropped, the truncation point's id or
+        TRUNCATED (below it: the event is covered by a snapshot and cannot be compared)."""
 
 
 class Duplicate(Exception):
@@ -77,7 +82,7 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
     existing = None
     if seq < expected:
         existing = log.id_at(author, h.epoch, seq)
-        if existing == event.id:
+        if existing == event.id or existing == TRUNCATED:
             raise Duplicate()
     _check_enrolment(event, log)
     if seq < expected:

@@ -154,8 +154,24 @@ struct ViewState {
 }
 
 struct Snapshot {                    # kind "snapshot": views' state at a frontier
-  frontier @0 :List(HeadRef);
-  views @1 :List(ViewState);
+  frontier @0 :List(LogPoint);       # what the views' state covers: the writer's heads
+  views @1 :List(ViewState);         # state may be empty: then it travels beside the event (bootstrap)
+  stable @2 :List(LogPoint);       # what every device had seen: evidence at or below it is summarized
+  cuts @3 :List(SettingCut);         # ... when its effective time is at or before its setting's cut
+}
+
+struct LogPoint {                    # one author's event, named with its lamport
+  author @0 :Data;
+  epoch @1 :UInt32;
+  seq @2 :UInt64;
+  id @3 :Data;
+  lamport @4 :UInt64;                # an author's lamports grow with its seq: "at or below" by lamport alone
+  time @5 :UInt64;                   # the event's time (ms), for a later event's clock that names it
+}
+
+struct SettingCut {
+  setting @0 :Text;
+  before @1 :UInt64;                 # ms: the setting's newest evidence at the snapshot, less a day
 }
 
 struct EpochStart {                  # kind "epoch.start": first event after a fork

@@ -149,7 +149,10 @@ VALUES["fields"] = st.lists(st.one_of(
     st.just(payloads.MemoryField()), st.builds(payloads.MemoryField, type=VALUES["type"]),
     st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=VALUES["confidence_bp"]),
     st.builds(payloads.MemoryField, embedding=EMBEDDINGS)), max_size=3).map(tuple)
-VALUES["frontier"] = VALUES["branches"] = st.lists(built(payloads.HeadRef), max_size=2).map(tuple)
+VALUES.update(lamport=U64, time=U64, before=U64)
+VALUES["branches"] = st.lists(built(payloads.HeadRef), max_size=2).map(tuple)
+VALUES["frontier"] = VALUES["stable"] = st.lists(built(payloads.LogPoint), max_size=2).map(tuple)
+VALUES["cuts"] = st.lists(built(payloads.SettingCut), max_size=2).map(tuple)
 VALUES["views"] = st.lists(built(payloads.ViewState), max_size=2).map(tuple)
 ANY_PAYLOAD = st.one_of([built(cls) for cls in payloads.KINDS.values()])
 ANY_HEADER = st.builds(

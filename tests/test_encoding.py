@@ -97,10 +97,12 @@ EDGE_PAYLOADS = [
         payloads.MemoryField(embedding=EMBEDDING)), tags_add=("a",), tags_remove=("b", "c")),
     payloads.DeviceRevoke(device=b"k" * 32, until_seq=0),
     payloads.Snapshot(),
-    payloads.Snapshot(frontier=tuple(payloads.HeadRef(author=bytes([i]) * 32, epoch=i, seq=i * 7, id=b"i" * 32)
-                                     for i in range(3)),
+    payloads.Snapshot(frontier=tuple(payloads.LogPoint(author=bytes([i]) * 32, epoch=i, seq=i * 7, id=b"i" * 32,
+                                                       lamport=i * 9, time=i * 1000) for i in range(3)),
                       views=(payloads.ViewState(name="v", version=2, digest=b"d" * 32, state=b"\x00" * 13),
-                             payloads.ViewState(name="", version=0, digest=b"d" * 32, state=b""))),
+                             payloads.ViewState(name="", version=0, digest=b"d" * 32, state=b"")),
+                      stable=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=5, id=b"j" * 32, lamport=6, time=7),),
+                      cuts=(payloads.SettingCut(setting="ui.theme", before=2**40),)),
     payloads.EpochStart(),
 ]
 LARGE_PAYLOADS = [
@@ -136,7 +138,7 @@ EMBEDDINGS = st.builds(payloads.Embedding, model=TEXT,
 FIELDS = st.one_of(st.builds(payloads.MemoryField, type=st.sampled_from(payloads.MEMORY_TYPES)),
                    st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=BP),
                    st.builds(payloads.MemoryField, embedding=EMBEDDINGS))
-HEAD_REFS = st.builds(payloads.HeadRef, author=ID, epoch=U32, seq=U64, id=ID)
+LOG_POINTS = st.builds(payloads.LogPoint, author=ID, epoch=U32, seq=U64, id=ID, lamport=U64, time=U64)
 ANY_PAYLOAD = st.one_of(
     st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=MILLI),
     st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=BP, reason=TEXT),
@@ -148,9 +150,11 @@ ANY_PAYLOAD = st.one_of(
               embedding=st.none() | EMBEDDINGS),
     st.builds(payloads.MemoryUpdate, entry=ENTRY, fields=st.lists(FIELDS, max_size=4).map(tuple),
               tags_add=st.lists(TEXT, max_size=3).map(tuple), tags_remove=st.lists(TEXT, max_size=3).map(tuple)),
-    st.builds(payloads.Snapshot, frontier=st.lists(HEAD_REFS, max_size=3).map(tuple), views=st.lists(
+    st.builds(payloads.Snapshot, frontier=st.lists(LOG_POINTS, max_size=3).map(tuple), views=st.lists(
         st.builds(payloads.ViewState, name=TEXT, version=U32, digest=ID,
-                  state=st.binary(max_size=100)), max_size=3).map(tuple)),
+                  state=st.binary(max_size=100)), max_size=3).map(tuple),
+              stable=st.lists(LOG_POINTS, max_size=2).map(tuple),
+              cuts=st.lists(st.builds(payloads.SettingCut, setting=TEXT, before=U64), max_size=2).map(tuple)),
 )
 
 

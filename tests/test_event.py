@@ -105,7 +105,7 @@ ALL_PAYLOADS = [
     payloads.MemoryDelete(entry=b"e" * 16, reason="wrong"),
     payloads.DeviceEnroll(device=b"k" * 32, name="phone"),
     payloads.DeviceRevoke(device=b"k" * 32, until_seq=12, reason="lost"),
-    payloads.Snapshot(frontier=(payloads.HeadRef(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32),),
+    payloads.Snapshot(frontier=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32, lamport=4, time=5),),
                       views=(payloads.ViewState(name="prefs", version=1, digest=b"d" * 32, state=b"..."),)),
     payloads.EpochStart(branches=(payloads.HeadRef(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32),)),
 ]
