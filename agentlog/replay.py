@@ -175,12 +175,14 @@ def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Rang
             i = index.get((r.author, r.epoch, seq))
             if i is not None:
                 arrival[i] = r.last_ms
-    for i in sorted(range(len(events)), key=lambda i: events[i].lamport):
+    lamports = [f.lamport for f in events]
+    for i in sorted(range(len(events)), key=lamports.__getitem__):
         f = events[i]
         t = arrival[i]
-        before = index.get((f.author, f.epoch, f.seq - 1))
-        if before is not None and arrival[before] > t:
-            t = arrival[before]
+        if i and arrival[i - 1] > t:
+            g = events[i - 1]                          # key order: the author's previous event, if any
+            if g.author == f.author and g.epoch == f.epoch:
+                t = arrival[i - 1]
         for c in f.clock:
             j = index.get((c.author, c.epoch, c.seq))
             if j is not None and arrival[j] > t:
@@ -200,8 +202,9 @@ class Log:
     anchor: object | None
 
     def __post_init__(self):
-        ev, arr = self.events, self.arrival
-        self.order = sorted(range(len(ev)), key=lambda i: (arr[i], ev[i].lamport, ev[i].author, ev[i].epoch, ev[i].seq))
+        # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort
+        keys = [a << 64 | f.lamport for a, f in zip(self.arrival, self.events)]
+        self.order = sorted(range(len(keys)), key=keys.__getitem__)
 
     def prefix(self, point: Point) -> int:
         """How many events of the held order `point` takes."""
@@ -301,13 +304,10 @@ class Scratch:
         Store.rebuild_views does, and store `roster`."""
         def fold(txn):
             memory = self.memory.rebuilder(txn)
-
-            def each():
-                for f in events:
-                    memory.add(f)
-                    yield f
-            n = self.pref.rebuild(txn, each())
+            for f in events:
+                memory.add(f)
             memory.finish()
+            n = self.pref.rebuild(txn, events)
             self.save_roster(txn, roster)
             return n
         return self.write(fold)
