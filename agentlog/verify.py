@@ -5,7 +5,9 @@ sits under its own (author, epoch, seq), seqs are dense, prev links to the previ
 id, the signature verifies over the id, the id index points at it, and the payload
 is present (or recorded as withheld) and matches its hash. Then: the author was
 enrolled at the time (roster folded in lamport order), heads agree with the chains,
-and every id-index entry names a stored event with that id.
+and every id-index entry names a stored event with that id. On a compacted store each
+chain starts right after its author's truncation point (seq and id), and the base
+snapshot's signature, digests and frontier must hold (docs/compaction.md).
 
 Large stores are split into key ranges checked by worker processes (Ed25519 verify
 is the cost; processes use every core). Ranges report their first and last event
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import crypto
-from .errors import EventError, StoreError
+from . import snapshot
+from .compaction import base_bundle
+from .errors import EventError, SnapshotError, StoreError
 from .event import decode_record, record_id
 from .roster import Roster
 from .store import Store, event_key
@@ -81,13 +85,14 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         ranges = _check_parallel(store, total, jobs, progress)
     report = Report(checked=sum(r.checked for r in ranges))
     report.problems = [p for r in ranges for p in r.problems]
-    _check_boundaries(report, ranges)
+    _check_boundaries(report, ranges, store.truncated())
     tails = {}
     for r in ranges:
         tails.update(r.tails)
     _check_enrolment(store, report, [n for r in ranges for n in r.notable], heads)
     _check_heads(store, report, heads, store.heads(), tails)
     _check_forks(store, report)
+    _check_snapshot(store, report)
     if progress:
         progress(total, total)
     report.problems.sort(key=lambda p: (p.author, p.seq))
@@ -168,6 +173,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
     batch: list[tuple[bytes, int, bytes, bytes]] = []
     db_events, db_payloads, db_withheld, db_ids = (store.db(n) for n in ("events", "payloads", "withheld", "ids"))
     last = None
+    cuts = store.truncated()
     with store.raw_txn() as txn:
         cur = txn.cursor(db=db_events)
         found = cur.set_range(lo) if lo else cur.first()
@@ -193,7 +199,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             if last is None:
                 out.first = (author, epoch, seq, h.prev)
             else:
-                gap = _link_problem(last, author, seq, h.prev)
+                gap = _link_problem(last, author, seq, h.prev, cuts)
                 if gap:
                     out.problems.append(Problem(author, seq, gap))
             last = (author, epoch, seq, event.id)
@@ -224,9 +230,15 @@ def _check_signatures(out: _Range, batch: list) -> None:
     batch.clear()
 
 
-def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes) -> str | None:
-    """What is wrong with the chain between the event before (or None) and this one."""
+def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts: dict) -> str | None:
+    """What is wrong with the chain between the event before (or None) and this one; a chain starts at
+    seq 1, or right after its author's truncation point (`cuts`: author -> Head)."""
     if last is None or last[0] != author:
+        cut = cuts.get(author)
+        if cut is not None:
+            if seq != cut.seq + 1:
+                return f"chain starts at seq {seq}, not right after its truncation point at seq {cut.seq}"
+            return None if prev == cut.id else "prev does not link to the truncation point's id"
         if seq != 1:
             return f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"
         return None if prev == crypto.ZERO_ID else "seq 1 has a non-zero prev"
@@ -235,12 +247,12 @@ def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes) -> s
     return None if prev == last[3] else "prev does not link to the previous event's id"
 
 
-def _check_boundaries(report: Report, ranges: list[_Range]) -> None:
+def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
     last = None
     for r in ranges:
         if r.first is not None:
             author, _, seq, prev = r.first
-            gap = _link_problem(last, author, seq, prev)
+            gap = _link_problem(last, author, seq, prev, cuts)
             if gap:
                 report.problems.append(Problem(author, seq, gap))
         if r.last is not None:
@@ -277,6 +289,12 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
     anchor = store.anchor()
     folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
     roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
+    bundle = base_bundle(store)
+    if bundle is not None and bundle.states.get("roster"):     # roster events compaction dropped
+        roster = Roster.from_bytes(bundle.states["roster"])
+        roster.founder = store.founder
+        for header, eid, decoded in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+            roster.apply(header, eid, decoded)
     for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
@@ -301,6 +319,7 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
 def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, tails: dict) -> None:
     """Heads read before the scan must be events of their chains, and heads read after it
     must reach the chains' ends (a concurrent writer only moves both forward)."""
+    cuts = store.truncated()
     with store.raw_txn() as txn:
         for author in set(heads) | set(tails):
             head, tail, after = heads.get(author), tails.get(author), heads_after.get(author)
@@ -309,6 +328,9 @@ def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, t
                                                                 f"but the chain goes on to seq {tail[1]}"))
             if head is None:
                 continue
+            cut = cuts.get(author)
+            if tail is None and cut is not None and cut == head:
+                continue                        # every event of the author up to its head was compacted away
             if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
                 at = tail[1] if tail else 0
                 report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
@@ -335,3 +357,27 @@ def _check_forks(store: Store, report: Report) -> None:
             report.forks.append(Problem(fork.author, fork.seq, f"fork: {len(valid)} different signed events at this seq (all kept)"))
         else:
             report.problems.append(Problem(fork.author, fork.seq, "fork record does not prove a fork (unsigned or not different)"))
+
+
+def _check_snapshot(store: Store, report: Report) -> None:
+    """The base snapshot must verify (signature, payload hash, each view's state against its signed
+    digest), and every truncation point must lie within the frontier its state covers."""
+    bundle = base_bundle(store)
+    cuts = store.truncated()
+    if bundle is None:
+        for author, cut in cuts.items():
+            report.problems.append(Problem(author, cut.seq, "truncated, but the store holds no snapshot covering it"))
+        return
+    event = bundle.event
+    try:
+        snap = snapshot.check(bundle, lambda author, roster: True)
+    except SnapshotError as exc:
+        report.problems.append(Problem(event.header.author, event.header.seq, f"base snapshot: {exc}"))
+        return
+    covered = {p.author: p for p in snap.frontier}
+    for author, cut in cuts.items():
+        point = covered.get(author)
+        if point is None or (cut.epoch, cut.seq) > (point.epoch, point.seq):
+            report.problems.append(Problem(author, cut.seq, "truncated past the base snapshot's frontier"))
+        elif (cut.epoch, cut.seq) == (point.epoch, point.seq) and cut.id != point.id:
+            report.problems.append(Problem(author, cut.seq, "truncation point's id differs from the snapshot's"))
