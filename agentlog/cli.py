@@ -237,6 +237,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_replay)
 
+    c = sub.add_parser("compact", help="snapshot the views and drop the events every device has seen")
+    c.add_argument("--horizon", type=float, default=30.0, metavar="DAYS",
+                   help="leave out of the reckoning devices silent this many days (default 30; docs/compaction.md)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compact)
+
     c = sub.add_parser("status", help="this device, its group, what it holds, and its peers")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
@@ -246,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                    help="also dial this peer (repeat); `agentlog peers add` remembers peers")
     c.add_argument("--heartbeat", type=float, default=5.0, metavar="S", help="seconds between heartbeats (default 5)")
+    c.add_argument("--compact-events", type=int, default=1_000_000, metavar="N",
+                   help="compact when the log holds N events or more (default 1000000; 0: never by count)")
+    c.add_argument("--compact-mb", type=float, default=1024.0, metavar="MB",
+                   help="compact when the store uses MB megabytes or more (default 1024; 0: never by size)")
+    c.add_argument("--horizon", type=float, default=30.0, metavar="DAYS",
+                   help="for compaction: leave out devices silent this many days (default 30)")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
@@ -955,6 +967,7 @@ def cmd_serve(args) -> int:
         parse_address(peer)
     if args.heartbeat <= 0:
         raise UsageError("--heartbeat must be a positive number of seconds")
+    policy = _compaction_policy(args)
     with home.open_home(args.home) as store:
         if store.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
@@ -962,12 +975,59 @@ def cmd_serve(args) -> int:
             raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
         configure_logging()
         try:
-            trio.run(serve, store, listen, args.peer, args.heartbeat)
+            trio.run(serve, store, listen, args.peer, args.heartbeat, policy)
         except (OSError, BaseExceptionGroup) as exc:
             failure = _os_error(exc)
             if failure is None:
                 raise
             raise UsageError(f"cannot listen on {args.listen}: {failure.strerror or failure}") from None
+    return 0
+
+
+def _compaction_policy(args):
+    from .compaction import DAY_MS, Policy
+
+    if args.compact_events < 0 or args.compact_mb < 0:
+        raise UsageError("--compact-events and --compact-mb must be 0 (never) or positive")
+    if args.horizon <= 0:
+        raise UsageError("--horizon must be a positive number of days")
+    return Policy(events=args.compact_events, bytes=int(args.compact_mb * 1024 * 1024),
+                  horizon_ms=int(args.horizon * DAY_MS))
+
+
+def cmd_compact(args) -> int:
+    import time
+
+    from . import compaction, home
+    from .progress import Progress
+
+    if args.horizon <= 0:
+        raise UsageError("--horizon must be a positive number of days")
+    with home.open_home(args.home) as store:
+        if store.group is None:
+            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        roster, before_events, before_bytes = store.roster(), store.count(), compaction.used_bytes(store)
+        start = time.perf_counter()
+        with Progress("compact", enabled=not args.json) as progress:
+            report = compaction.compact(store, horizon_ms=int(args.horizon * compaction.DAY_MS),
+                                        progress=progress.update)
+        elapsed = time.perf_counter() - start
+        after_bytes = compaction.used_bytes(store)
+    doc = {"snapshot": report.snapshot.hex() if report.snapshot else None, "dropped": report.dropped,
+           "events_before": before_events, "events_after": report.kept, "used_bytes_before": before_bytes,
+           "used_bytes_after": after_bytes, "elapsed_s": round(elapsed, 3),
+           "stable": {roster.name_of(a): seq for a, (_, seq) in sorted(report.stable.items())},
+           "silent": [roster.name_of(d) for d in report.silent]}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"snapshot {doc['snapshot'][:16]} written" if report.snapshot else "the newest snapshot already covers every event held")
+    print(f"dropped {report.dropped} events every device has seen; {report.kept} kept "
+          f"({before_bytes / 1e6:.1f} MB -> {after_bytes / 1e6:.1f} MB in use) in {elapsed:.1f} s")
+    for name, seq in doc["stable"].items():
+        print(f"  {name}: every device has seen up to seq {seq}")
+    for name in doc["silent"]:
+        print(f"  {name}: silent past the horizon, left out; it starts from a snapshot when it returns")
     return 0
 
 

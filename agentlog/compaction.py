@@ -25,6 +25,29 @@ CHUNK = 50_000                 # events dropped per write transaction: each step
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """When `agentlog serve` compacts on its own: at `events` held or `bytes` in use (0: never by that)."""
+
+    events: int = 1_000_000
+    bytes: int = 1 << 30
+    horizon_ms: int = DEFAULT_HORIZON_MS
+
+    def due(self, store: Store) -> bool:
+        return bool(self.events and store.count() >= self.events) or bool(self.bytes and used_bytes(store) >= self.bytes)
+
+
+def used_bytes(store: Store) -> int:
+    """Bytes in use by the store's databases (LMDB keeps its file's size; freed pages are reused)."""
+    def read(txn):
+        total = 0
+        for db in store._db.values():
+            st = txn.stat(db)
+            total += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
+        return total
+    return store._read(read)
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     snapshot: bytes | None       # the snapshot event written (None: nothing new to cover)
     dropped: int                 # events truncated

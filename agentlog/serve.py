@@ -9,10 +9,14 @@ import sys
 import structlog
 import trio
 
+from .compaction import Policy, compact
+from .errors import AgentlogError
 from .replicator import Replicator
 from .store import Store
 
 log = structlog.get_logger("agentlog.serve")
+CHECK_EVERY_S = 60.0
+RESTING_S = 3600.0                          # at most one automatic compaction an hour
 
 
 def configure_logging(stream=None, *, quiet: bool = False) -> None:
@@ -27,12 +31,15 @@ def configure_logging(stream=None, *, quiet: bool = False) -> None:
 
 
 async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
-                *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states."""
+                policy: Policy | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states;
+    compact when the policy says the log has grown enough."""
     replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(replicator.run)
+            if policy is not None:
+                nursery.start_soon(compact_when_due, store, policy)
             log.info("serving", device=store.device.hex()[:16], name=store.name, port=replicator.port,
                      peers=replicator.addresses)
             task_status.started(replicator)
@@ -42,3 +49,19 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
             nursery.cancel_scope.cancel()
     replicator.peer_book.save(replicator.states)
     log.info("stopped")
+
+
+async def compact_when_due(store: Store, policy: Policy, interval: float = CHECK_EVERY_S) -> None:
+    """Check the policy every `interval` seconds; compact in a worker thread when it is due."""
+    while True:
+        await trio.sleep(interval)
+        if not await trio.to_thread.run_sync(policy.due, store):
+            continue
+        try:
+            report = await trio.to_thread.run_sync(lambda: compact(store, horizon_ms=policy.horizon_ms))
+        except AgentlogError as exc:
+            log.warning("compaction failed", error=str(exc))
+            continue
+        log.info("compacted", snapshot=report.snapshot.hex()[:16] if report.snapshot else None,
+                 dropped=report.dropped, kept=report.kept, silent=[d.hex()[:16] for d in report.silent])
+        await trio.sleep(RESTING_S)        # what stays (views, events not yet stable) may keep the size over

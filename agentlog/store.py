@@ -439,8 +439,9 @@ class Store:
             last[h.author] = event
             log.accept(event)
             lamport = max(lamport, h.lamport)
-            if h.kind in ROSTER_KINDS:
-                roster_changed |= roster.apply(h, event.id, decoded)
+            if h.kind in ROSTER_KINDS:      # saved even when the join token's anchor already applied it
+                roster.apply(h, event.id, decoded)
+                roster_changed = True
             folded.append(Folded.of(h, event.id, decoded))
             accepted += 1
         if not every_signature:
