@@ -29,7 +29,7 @@ from .event import decode_record
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
-from .store import MAX_DBS, event_key, unpack_anchor
+from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor
 from .validate import ROSTER_KINDS, check_payload
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
@@ -95,6 +95,10 @@ class LiveLog:
                 self.db[name] = None
         with self.env.begin() as txn:
             meta = self.db["meta"]
+            if txn.get(b"layout", db=meta) != LAYOUT_VERSION.to_bytes(4, "big"):
+                self.env.close()
+                raise UsageError(f"the store at {store_path} is not in layout {LAYOUT_VERSION}, the one this "
+                                 "agentlog reads")
             self.device = bytes(txn.get(b"device", db=meta) or b"")
             self.founder = txn.get(b"founder", db=meta)
             self.founder = bytes(self.founder) if self.founder else None
@@ -267,8 +271,8 @@ def view_digests(db: dict, txn) -> dict[str, dict]:
 class Scratch:
     """A temporary LMDB environment holding only the view databases, removed by `close`.
 
-    `initial` (database name -> (key, value) rows) seeds it with a view state to fold on from
-    (a compaction snapshot's); without it, `rebuild` folds from nothing.
+    `initial` (database name -> (key, value) rows) seeds it with a view state to `fold` on from
+    (a compaction snapshot's); `rebuild` clears the views and folds from nothing.
     """
 
     def __init__(self, time_of, event_of=None, initial: dict[str, list[tuple[bytes, bytes]]] | None = None):

@@ -174,7 +174,8 @@ def typed_home(tmp_path_factory):
     (("pref", "get", ""), ("empty",)),
     (("pref", "get", "theme", "--context", "a=1", "--context", "a=2"), ("twice",)),
     (("pref", "get", "theme", "--limit", "0"), ("--limit",)),
-    (("replay",), ("--rebuild",)),
+    (("replay", "--rebuild", "--until", "0"), ("--rebuild", "no point")),
+    (("replay", "--setting", "theme", "--until", "soon"), ("soon", "ISO 8601")),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(typed_home, args, words):
     h, decision, before = typed_home
