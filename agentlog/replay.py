@@ -12,9 +12,11 @@ The views are folded by the store's own PrefView and MemoryView into a `Scratch`
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import struct
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, ledger, memory_view, pref_view
+from . import crypto, ledger, memory_view, payloads, pref_view
 from . import roster as roster_module
 from .errors import EventError, UsageError
 from .event import decode_record
@@ -120,7 +122,7 @@ class LiveLog:
             total = txn.stat(self.db["events"])["entries"]
             events = []
             for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"]), 1):
-                events.append(f)
+                events.append(_compact(f) if f.kind in _EMBEDDING_KINDS and f.payload is not None else f)
                 if progress and n % 10000 == 0:
                     progress(n, total)
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
@@ -153,6 +155,28 @@ class LiveLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
+
+
+def _compact(f: Folded) -> Folded:
+    """A memory write with its embedding vectors held as float32 arrays instead of tuples of floats:
+    the same values (they are float32 in the payload) and the same packed bytes, in a sixth of the
+    memory, since a replay holds every event at once."""
+    def small(e):
+        return None if e is None else dataclasses.replace(e, vector=array("f", e.vector))
+    p = f.payload
+    if isinstance(p, payloads.MemoryPut):
+        if p.embedding is None:
+            return f
+        p = dataclasses.replace(p, embedding=small(p.embedding))
+    elif any(field.embedding is not None for field in p.fields):
+        p = dataclasses.replace(p, fields=tuple(dataclasses.replace(field, embedding=small(field.embedding))
+                                                for field in p.fields))
+    else:
+        return f
+    return f._replace(payload=p)
 
 
 def _roster_events(txn, db: dict, found: list[Folded]) -> dict[bytes, tuple]:

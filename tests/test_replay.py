@@ -65,10 +65,15 @@ def write_something(store: Store, rng: random.Random, mine: dict) -> None:
     elif roll < 0.8:
         store.prefs.override(setting, value)
     elif roll < 0.9 or not store.memory.list():
-        store.memory.put(f"note {rng.randrange(1000)}", type="fact", tags=[rng.choice(("a", "b"))])
+        vector = [rng.uniform(-1, 1) for _ in range(8)] if rng.random() < 0.5 else None
+        store.memory.put(f"note {rng.randrange(1000)}", type="fact", tags=[rng.choice(("a", "b"))],
+                         embedding=vector, model="test-8d" if vector else None)
     elif roll < 0.97:
         entry = rng.choice(store.memory.list())
-        store.memory.update(entry.id, content=f"edited {rng.randrange(1000)}")
+        if rng.random() < 0.5:
+            store.memory.update(entry.id, content=f"edited {rng.randrange(1000)}")
+        else:
+            store.memory.update(entry.id, embedding=[rng.uniform(-1, 1) for _ in range(8)], model="test-8d")
     else:
         store.memory.delete(rng.choice(store.memory.list()).id)
 
@@ -124,6 +129,7 @@ def files_digest(path: Path) -> str:
 def test_replay_until_each_moment_equals_the_digests_the_device_had(scenario, name):
     with LiveLog(store_path(scenario, name)) as live:
         log = live.read()
+        assert any(f.kind == "memory.update" and any(x.embedding for x in f.payload.fields) for f in log.events)
         for at, expected in scenario["moments"][name]:
             done, _ = replay(live, Point(until=at), log)
             assert {v: d["digest"] for v, d in done.views.items()} == expected, f"{name} at {at}"
