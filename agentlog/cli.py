@@ -538,6 +538,10 @@ def _by_name(roster, frontier: dict[bytes, int]) -> dict[str, int]:
 
 
 def _contribution(c, roster) -> dict:
+    if c.kind == "summary":          # a snapshot's sum of one day's evidence (time_ms holds how many events)
+        return {"id": c.eid.hex(), "author": "(summary)", "author_id": None, "kind": "summary", "value": c.value,
+                "time": _iso(c.effective_ms), "effective_time": _iso(c.effective_ms), "events": c.time_ms,
+                "weight": None if c.weight is None else round(c.weight, 4)}
     return {"id": c.eid.hex(), "author": roster.name_of(c.author), "author_id": c.author.hex(), "kind": c.kind,
             "value": c.value, "time": _iso(c.time_ms), "effective_time": _iso(c.effective_ms),
             "weight": None if c.weight is None else round(c.weight, 4)}
@@ -903,6 +907,8 @@ def _status_doc(store, home_path) -> dict:
         "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
                   for name, v in store.views().items()},
         "peers": _peer_status(store, roster),
+        "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
+                       "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
     }
 
 
@@ -916,6 +922,9 @@ def cmd_status(args) -> int:
         return 0
     print(f"device {doc['name']} ({doc['device'][:16]}) in group {(doc['group'] or 'none (not joined yet)')[:16]}")
     print(f"{doc['events']} events")
+    if doc["compaction"]["snapshot"]:
+        dropped = ", ".join(f"{name} to seq {seq}" for name, seq in doc["compaction"]["truncated"].items())
+        print(f"compacted: snapshot {doc['compaction']['snapshot'][:16]}; dropped {dropped or 'nothing yet'}")
     for name, h in doc["heads"].items():
         print(f"  {name:<16} seq {h['seq']}")
     for f in doc["forks"]:
@@ -1059,14 +1068,18 @@ def cmd_sync(args) -> int:
         before = store.count()
         from .progress import Progress
 
-        with Progress("sync", enabled=not args.json) as progress:
-            result = trio.run(lambda: sync_once(store, args.peer, timeout=args.timeout, progress=progress.update))
+        with Progress("sync", enabled=not args.json) as progress, \
+                Progress("snapshot bytes", enabled=not args.json) as snapshot_progress:
+            result = trio.run(lambda: sync_once(store, args.peer, timeout=args.timeout, progress=progress.update,
+                                                snapshot_progress=snapshot_progress.update))
         doc = {"peer": store.roster().name_of(result.peer), "device": result.peer.hex(), "address": result.address,
-               "received": result.received, "sent": result.sent, "events": store.count(), "new": store.count() - before}
+               "received": result.received, "sent": result.sent, "events": store.count(), "new": store.count() - before,
+               "bootstrapped": result.bootstrapped}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"synced with {doc['peer']} at {doc['address']}: received {doc['received']} events, "
+        start = "started from its snapshot, " if result.bootstrapped else ""
+        print(f"synced with {doc['peer']} at {doc['address']}: {start}received {doc['received']} events, "
               f"sent {doc['sent']}; this device now holds {doc['events']}")
     return 0
 
