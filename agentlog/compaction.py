@@ -130,6 +130,10 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
     def write(txn):
         db = store._db
         stable, silent = stable_frontier(store, txn, now_ms, horizon_ms)
+        for author, raw in txn.cursor(db=db["truncated"]):    # a device back from silence may lag what is gone
+            cut = _head_from(raw)
+            if bytes(author) in stable and stable[bytes(author)] < (cut.epoch, cut.seq):
+                stable[bytes(author)] = (cut.epoch, cut.seq)
         limits = _limits_in(db, txn)
         frontier = {}
         for author, h in ((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
@@ -218,12 +222,12 @@ def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -
     bundle = base_bundle(store)
     if bundle is None:
         return 0
-    stable = {h.author: (h.epoch, h.seq, h.id) for h in bundle.snapshot().stable}
-    total = sum(_count_below(store, a, e, s) for a, (e, s, _) in stable.items())
+    stable = {h.author: (h.epoch, h.seq) for h in bundle.snapshot().stable}
+    total = sum(_count_below(store, a, e, s) for a, (e, s) in stable.items())
     dropped = 0
-    for author, (epoch, seq, eid) in sorted(stable.items()):
+    for author, (epoch, seq) in sorted(stable.items()):
         while True:
-            n = store._write(lambda txn: _drop_step(store, txn, author, epoch, seq, eid))
+            n = store._write(lambda txn: _drop_step(store, txn, author, epoch, seq))
             if not n:
                 break
             dropped += n
@@ -244,7 +248,7 @@ def _count_below(store: Store, author: bytes, epoch: int, seq: int) -> int:
     return store._read(read)
 
 
-def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int, eid: bytes) -> int:
+def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
     """Delete up to CHUNK of `author`'s events at or below (epoch, seq) and record the last one dropped."""
     db = store._db
     keys, last = [], None

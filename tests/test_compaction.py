@@ -29,7 +29,19 @@ def observe_days(f: Family, days: int, per_day: int = 12, seed: int = 1, devices
             store.append(payloads.Observation(setting=rnd.choice(SETTINGS), value=rnd.choice("abc"),
                                               context=(("daypart", rnd.choice(["day", "night"])),), weight_milli=1000))
             f.later(DAY // per_day)
+        meet(f, writers if devices_ else None)
+
+
+def meet(f: Family, stores=None) -> None:
+    """Every device (or only `stores`) exchanges with every other until all hold the same events."""
+    if stores is None:
         f.meet()
+        return
+    for _ in range(2):
+        for a in stores:
+            for b in stores:
+                if a is not b:
+                    f.sync(a, b)
 
 
 def digests(store: Store) -> dict[str, bytes]:
@@ -252,3 +264,24 @@ def test_explain_names_a_snapshot_summary_with_its_day_and_event_count(family):
     shown = _contribution(summaries[0], f.laptop.roster())
     assert shown["author"] == "(summary)" and shown["events"] == summaries[0].time_ms
     assert shown["time"].endswith("00:00:00Z") or "T00:00" in shown["time"]
+
+
+def test_a_device_back_after_the_horizon_bootstraps_and_its_offline_events_count(family):
+    f = family
+    hub = f.hub()
+    hub.append(payloads.Observation(setting="s0", value="a", weight_milli=1000))
+    f.meet()
+    hub_had = hub.frontier()
+    observe_days(f, 35, devices_=[f.laptop, f.phone])       # the hub is away (meet() below skips it)
+    report = compaction.compact(f.laptop, now_ms=f.now, horizon_ms=30 * DAY)
+    assert report.silent == [hub.device] and report.dropped > 0
+    offline = hub.append(payloads.Observation(setting="s5", value="c", weight_milli=5000))
+    f.laptop.ingest([(e.record, e.payload) for e in hub.events_after(f.laptop.frontier())])
+    assert f.laptop.get(offline) is not None
+    assert compaction.compact(f.laptop, now_ms=f.now, horizon_ms=30 * DAY).snapshot is not None
+    assert any(hub_had.get(a, 0) < cut.seq for a, cut in f.laptop.truncated().items())
+    compaction.bootstrap(hub, compaction.base_bundle(f.laptop))
+    f.sync(f.laptop, hub)
+    f.sync(f.laptop, f.phone)
+    assert digests(hub) == digests(f.laptop) == digests(f.phone)
+    assert hub.get(offline) is not None and verify_store(hub, jobs=1).ok
