@@ -37,6 +37,7 @@ from functools import partial
 from pathlib import Path
 
 import bench_audit
+import bench_compaction
 import lmdb
 
 from agentlog import crypto, devices, home, payloads
@@ -136,6 +137,7 @@ FIGURES = (
     ("replay_half", "replay --until half way", "events/s"),
     ("replay_setting", "replay --setting, the busiest setting", "events/s"),
     *bench_audit.FIGURES,
+    *bench_compaction.FIGURES,
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
@@ -150,14 +152,14 @@ RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store":
           "repl_catchup": ("verify",), "repl_catchup_linked": ("verify",),
           "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",),
           "replay_full": ("lmdb_put_bulk", "blake2b"), "replay_half": ("lmdb_put_bulk", "blake2b"),
-          "replay_setting": ("lmdb_put_bulk", "blake2b"), **bench_audit.RATIOS}
+          "replay_setting": ("lmdb_put_bulk", "blake2b"), **bench_audit.RATIOS, **bench_compaction.RATIOS}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
            "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
            "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
            "repl_catchup": (">=", 20_000), "repl_wire_over": ("<=", 200), "repl_live_p50": ("<=", 2.0),
            "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000),
            "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000),
-           **bench_audit.TARGETS}
+           **bench_audit.TARGETS, **bench_compaction.TARGETS}
 SCALED = ("batched", "verify_store")
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 REFERENCE_SIGN_PER_S = 67_000
@@ -717,6 +719,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "MB":
         return f"{value:,.1f}"
+    if unit == "%":
+        return f"{value:.2f}"
     return f"{value:.1f}" if unit == "µs" else f"{value:,.0f}"
 
 
@@ -757,8 +761,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"runs of the replication figures (default {REPL_RUNS}, 1 with --quick)")
     p.add_argument("--replay-runs", type=int, help="runs of the replay figures (default 3, 1 with --quick)")
     p.add_argument("--audit-runs", type=int, help="runs of the audit figures (default 3, 1 with --quick)")
-    p.add_argument("--only", choices=("core", "pref", "memory", "replication", "replay", "audit"),
-                   help="only the log figures, the preference, memory, replication, replay or audit ones")
+    p.add_argument("--compaction-runs", type=int, help="runs of the compaction figures (default 3, 1 with --quick)")
+    p.add_argument("--only", choices=("core", "pref", "memory", "replication", "replay", "audit", "compaction"),
+                   help="only the log figures, the preference, memory, replication, replay, audit or compaction ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -796,12 +801,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "audit"):
         audit_results, audit = bench_audit.run(sizes, audit_runs, args.quick, sys.modules[__name__])
         results += audit_results
+    compaction_runs, compaction = args.compaction_runs or (1 if args.quick else 3), {}
+    if args.only in (None, "compaction"):
+        compaction_results, compaction = bench_compaction.run(sizes, compaction_runs, args.quick, sys.modules[__name__])
+        results += compaction_results
     figures = summarize(results, sizes, {"value_bytes": pref.get("value_bytes", 0),
                                          "entry_bytes": mem.get("entry_bytes", 0), **repl.get("labels", {}),
-                                         **replay.get("labels", {}), **audit.get("labels", {})},
+                                         **replay.get("labels", {}), **audit.get("labels", {}),
+                                         **compaction.get("labels", {})},
                         pref.get("failures"))
     counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
-              "replay": replay_runs, "audit": audit_runs}
+              "replay": replay_runs, "audit": audit_runs, "compaction": compaction_runs}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -828,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_replay.print_notes(replay, replay_runs)
     if args.only in (None, "audit"):
         bench_audit.print_notes(audit, audit_runs)
+    if args.only in (None, "compaction"):
+        bench_compaction.print_notes(compaction, compaction_runs)
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on")
