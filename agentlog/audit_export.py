@@ -3,8 +3,9 @@ check without agentlog (docs/audit.md), signed by this device at the end.
 
 Lines, in order: export (who, when, the selection), device (the roster as folded), roster (every
 enrol/revoke event, signed, whatever the selection), event (each selected event: readable fields,
-exact signed header, signature, payload or a redaction marker), snapshot and truncation (compaction
-boundaries), fork (both signed records), ledger (what left this device to which device, what
+exact signed header, signature, payload or a redaction marker), base (the store's base snapshot: its
+signed event and the roster's state at its frontier, for a compacted store), snapshot and truncation
+(compaction boundaries), fork (both signed records), ledger (what left this device to which device, what
 arrived), frontier (per author: the chain's bounds and the seqs selected), end (a digest of every
 line before it, signed by this device). Events are read in one LMDB snapshot.
 """
@@ -28,6 +29,7 @@ from typing import BinaryIO
 
 from . import ledger
 from . import audit_format as fmt
+from .compaction import base_bundle
 from .errors import EventError, StoreError, UsageError
 from .event import decode_record
 from .store import Store
@@ -35,6 +37,7 @@ from .store import Store
 PARALLEL_MIN_EVENTS = 20_000
 PARTS_PER_JOB = 8
 RECENT = 200
+BASE_STATES = ("roster",)      # the base snapshot's view states the export carries (pref and memory: digests only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
         roster_events.setdefault(anchor[0].id, _with_payload(anchor))
     for event in sorted(roster_events.values(), key=lambda e: (e.header.lamport, e.header.author, e.header.seq)):
         w.line({**event_line(event, names.get(event.header.author, ""), False), "type": "roster"})
-    _compaction(w, store, snapshots)
+    _compaction(w, store, snapshots, names)
     _forks(w, store)
     _ledger(w, store, names)
     truncated = store.truncated()
@@ -318,7 +321,13 @@ def _content_text(kind: str, codec: str, payload: bytes) -> str:
     return text
 
 
-def _compaction(w: _Writer, store: Store, snapshots: list) -> None:
+def _compaction(w: _Writer, store: Store, snapshots: list, names: dict) -> None:
+    bundle = base_bundle(store)
+    if bundle is not None:                      # a compacted store: the roster folds from its state
+        event = decode_record(bundle.record, bundle.payload)
+        w.line({**event_line(event, names.get(event.header.author, ""), False), "type": "base",
+                "states": {name: fmt.b64(bundle.states[name]) if name in BASE_STATES else None
+                           for name in sorted(bundle.states)}})
     for event in snapshots:
         try:
             snap = fmt.content_of("snapshot", event.header.payload_codec, event.payload or b"")

@@ -53,11 +53,15 @@ def render(summary: Summary) -> str:
                       _detail(r["content"])] for r in by_type.get("roster", [])])
     out += _section(SECTIONS[6], ["device", "seq", "signed records"],
                     [[names.get(f["author"], f["author"][:16]), f["seq"], len(f["records"])] for f in by_type.get("fork", [])])
-    out += _section(SECTIONS[7], ["boundary", "device", "seq", "id"],
-                    [["truncated up to", names.get(t["author"], t["author"][:16]), t["seq"], t["id"][:16]]
+    out += _section(SECTIONS[7], ["boundary", "device", "seq", "id", "time", "covers (each device's seq)"],
+                    [["base snapshot", names.get(b["author"], b["author"][:16]), b["seq"], b["id"][:16], b["time"],
+                      _frontier((b["content"] or {}).get("frontier"), names)] for b in by_type.get("base", [])] +
+                    [["truncated up to", names.get(t["author"], t["author"][:16]), t["seq"], t["id"][:16], "", ""]
                      for t in by_type.get("truncation", [])] +
-                    [["snapshot", names.get(s["author"], s["author"][:16]), s["seq"], s["id"][:16]]
-                     for s in by_type.get("snapshot", [])])
+                    [["snapshot", names.get(s["author"], s["author"][:16]), s["seq"], s["id"][:16], "",
+                      _frontier(s["frontier"], names)] for s in by_type.get("snapshot", [])],
+                    "The base snapshot is the signed state this device's views and roster start from; each "
+                    "device's events up to its truncation point were dropped after every device had seen them.")
     out += _section(SECTIONS[8], ["time", "device", "seq", "kind", "scope", "content"],
                     [[e["time"], e["device"], e["seq"], e["kind"], e["scope"],
                       "[redacted]" if e["redacted"] else "[withheld]" if e["withheld"] else _detail(e["content"])]
@@ -75,6 +79,13 @@ def _detail(content) -> str:
     if not isinstance(content, dict):
         return str(content)
     return ", ".join(f"{k}={v}" for k, v in content.items() if v not in (None, [], ""))
+
+
+def _frontier(points, names: dict) -> str:
+    """A snapshot's frontier as 'laptop 120, phone 96'."""
+    if not isinstance(points, list):
+        return "?"
+    return ", ".join(f"{names.get(p.get('author'), str(p.get('author'))[:16])} {p.get('seq')}" for p in points)
 
 
 def _totals(counts: Counter, key) -> list[list]:

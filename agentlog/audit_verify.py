@@ -5,7 +5,9 @@ must hash to its id, its signature verify under its author's key, its readable f
 signed header and payload say, its payload match the header's hash (or be marked redacted or
 withheld), and it must fall in the stated selection. Chains link where consecutive seqs are
 present (from a compaction boundary's (seq, id) where one is stated). The roster is folded again
-from the signed roster lines; every author must be a device of it. The stated frontier must match
+from the signed roster lines, on top of the base snapshot's roster state when the store was compacted
+(the snapshot's signature, payload hash and the state's signed digest checked first); every author
+must be a device of it, and every truncation point must lie within the snapshot's frontier. The stated frontier must match
 the events present exactly; the end line's digest must cover every line before it and carry the
 exporting device's signature.
 """
@@ -18,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import audit_format as fmt
-from . import crypto
+from . import crypto, payloads
 from .errors import EventError
 from .event import decode_header, event_id
 from .roster import Roster
+from .snapshot import VIEWS
 from .validate import check_payload
 
 _HEADER_FIELDS = ("author", "epoch", "seq", "prev", "lamport", "time_ms", "kind", "scope", "payload_hash",
@@ -47,7 +50,9 @@ class _State:
     devices: dict = field(default_factory=dict)        # hex -> device line
     roster_events: list = field(default_factory=list)  # (line no, header, id, decoded payload)
     events: dict = field(default_factory=dict)         # (author hex, epoch) -> {seq: (line no, id, prev)}
-    truncations: dict = field(default_factory=dict)    # author hex -> (epoch, seq, id hex)
+    truncations: dict = field(default_factory=dict)    # author hex -> (epoch, seq, id hex, line no)
+    base: tuple | None = None                           # (line no, snapshot author hex, Snapshot, Roster) once checked
+    bases: int = 0                                      # base lines seen
     forks: list = field(default_factory=list)
     frontier: dict | None = None
     end: tuple | None = None                            # (line no, line dict, digest of the lines before it)
@@ -112,6 +117,8 @@ def _guess(raw: bytes) -> str:
 def _where(obj: dict) -> str:
     if obj.get("type") in ("event", "roster"):
         return f" ({obj.get('device') or '?'} {str(obj.get('author'))[:16]} seq {obj.get('seq')})"
+    if obj.get("type") == "base":
+        return f" (base snapshot by {obj.get('device') or '?'} {str(obj.get('author'))[:16]} seq {obj.get('seq')})"
     return f" ({obj.get('type')})"
 
 
@@ -133,10 +140,10 @@ def _dispatch(obj: dict, n: int, state: _State, report: Report) -> None:
             state.export = {}
         elif kind == "device":
             state.devices[obj["device"]] = obj
-        elif kind in ("event", "roster"):
+        elif kind in ("event", "roster", "base"):
             _event(obj, n, state, report)
         elif kind == "truncation":
-            state.truncations[obj["author"]] = (obj["epoch"], obj["seq"], obj["id"])
+            state.truncations[obj["author"]] = (obj["epoch"], obj["seq"], obj["id"], n)
         elif kind == "fork":
             state.forks.append((n, obj))
         elif kind == "frontier":
@@ -159,8 +166,11 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
     eid = event_id(header_bytes)
     if obj["id"] != eid.hex():
         problems.append("id is not the BLAKE2b-256 of the header (header or id altered)")
-    if not crypto.verify(h.author, eid, bytes.fromhex(obj["signature"])):
+    signature = bytes.fromhex(obj["signature"])
+    if not crypto.verify(h.author, eid, signature):
         problems.append("signature does not verify (header or signature altered)")
+    elif signature.hex() != obj["signature"]:           # fromhex reads upper case too: the text was altered
+        problems.append("signature is not the lowercase hex the export writes (the line was altered)")
     if h.group.hex() != state.export.get("group"):
         problems.append("belongs to another group than the export states")
     signed = [getattr(h, name) for name in _HEADER_FIELDS]
@@ -177,6 +187,8 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
             problems.append(f"a roster line holds a {h.kind} event")
         elif decoded is not None and not problems:
             state.roster_events.append((n, h, eid, decoded))
+    elif obj["type"] == "base":
+        _base(obj, n, h, state, problems)
     else:
         report.events += 1
         if not fmt.selected(h.time_ms, h.scope, state.export.get("selection") or {}):
@@ -186,6 +198,48 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
             problems.append(f"appears twice (also line {chain[h.seq][0]})")
         chain[h.seq] = (n, eid, h.prev)
     report.problems += [f"{where}: {p}" for p in problems]
+
+
+def _base(obj: dict, n: int, h, state: _State, problems: list) -> None:
+    """The base snapshot: a signed snapshot event with its payload, and the roster's state at its frontier,
+    which must hash to the digest the payload signs; the roster is folded from it."""
+    state.bases += 1
+    if state.bases > 1:
+        problems.append("a second base snapshot line")
+    if h.kind != "snapshot":
+        problems.append(f"the base snapshot line holds a {h.kind} event")
+    if obj["payload"] is None:
+        problems.append("the base snapshot carries no payload")
+    if problems:                                        # unsigned, altered or not a snapshot: start from nothing
+        return
+    try:
+        snap = payloads.decode("snapshot", fmt.unb64(obj["payload"]))
+    except EventError as exc:
+        problems.append(f"the base snapshot's payload does not decode ({_short(exc)})")
+        return
+    digests = {v.name: v.digest for v in snap.views}
+    states = obj["states"]
+    if sorted(states) != sorted(VIEWS) or set(digests) != set(VIEWS):
+        problems.append(f"the base snapshot must list the views {', '.join(VIEWS)}")
+        return
+    for name, text in states.items():
+        if text is None:
+            if name == "roster":
+                problems.append("the base snapshot carries no roster state")
+        elif crypto.blake2b256(fmt.unb64(text)) != digests[name]:
+            problems.append(f"the {name} view's state does not match the snapshot's signed digest")
+    if problems:
+        return
+    try:
+        roster = Roster.from_bytes(fmt.unb64(states["roster"]))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        problems.append(f"the base snapshot's roster state does not parse ({_short(exc)})")
+        return
+    author = roster.members.get(h.author)
+    if h.author.hex() != state.export.get("founder") and (author is None or not author.active):
+        problems.append("the base snapshot's author is not an active device of its own roster")
+        return
+    state.base = (n, h.author.hex(), snap, roster)
 
 
 def _payload(obj: dict, h, problems: list) -> object | None:
@@ -226,6 +280,7 @@ def _check_whole(state: _State, report: Report) -> None:
         report.problems.append("the file holds no export line: not an agentlog audit export")
         return
     _check_roster(state, report)
+    _check_truncations(state, report)
     _check_chains(state, report)
     _check_frontier(state, report)
     _check_forks(state, report)
@@ -235,7 +290,14 @@ def _check_whole(state: _State, report: Report) -> None:
 def _check_roster(state: _State, report: Report) -> None:
     founder = state.export.get("founder")
     try:
-        roster = Roster.replay(bytes.fromhex(founder), [(h, eid, p) for _, h, eid, p in state.roster_events])
+        folded = [(h, eid, p) for _, h, eid, p in state.roster_events]
+        if state.base is None:
+            roster = Roster.replay(bytes.fromhex(founder), folded)
+        else:                                           # roster events compaction dropped: start from the state
+            roster = state.base[3]
+            roster.founder = bytes.fromhex(founder)
+            for h, eid, p in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+                roster.apply(h, eid, p)
     except (TypeError, ValueError) as exc:
         report.problems.append(f"roster cannot be folded from the roster lines ({_short(exc)})")
         return
@@ -255,6 +317,20 @@ def _check_roster(state: _State, report: Report) -> None:
     for author, _ in state.events:
         if author not in folded:
             report.problems.append(f"author {author[:16]}: not a device of the group's roster")
+
+
+def _check_truncations(state: _State, report: Report) -> None:
+    """Every truncation point lies within the base snapshot's frontier (at it, with the same id, or before)."""
+    frontier = {p.author.hex(): p for p in state.base[2].frontier} if state.base else {}
+    for author, (epoch, seq, eid, n) in sorted(state.truncations.items()):
+        where = f"line {n} (truncation of {(state.devices.get(author) or {}).get('name', '?')} {author[:16]} seq {seq})"
+        point = frontier.get(author)
+        if state.base is None:
+            report.problems.append(f"{where}: no verified base snapshot covers it")
+        elif point is None or (epoch, seq) > (point.epoch, point.seq):
+            report.problems.append(f"{where}: truncated past the base snapshot's frontier")
+        elif (epoch, seq) == (point.epoch, point.seq) and eid != point.id.hex():
+            report.problems.append(f"{where}: the truncation point's id differs from the base snapshot's")
 
 
 def _check_chains(state: _State, report: Report) -> None:

@@ -12,12 +12,15 @@ import sys
 import pytest
 
 from agentlog import audit_format as fmt
-from agentlog import ledger, payloads
+from agentlog import compaction, ledger, payloads
 from agentlog.audit_export import Selection, event_line, event_text, export
+from agentlog.audit_html import render
 from agentlog.audit_verify import verify_file
 from agentlog.store import _head_value, event_key
 from agentlog.validate import Head
 from tests.conftest import sync
+from tests.test_compaction import observe_days
+from tests.test_pref_scenarios import Family
 
 SECRET = "Anna's birthday <script>alert(1)</script> & \u00e9\u4e2d"
 
@@ -137,7 +140,9 @@ def test_a_subset_states_its_selection_and_verifies(tmp_path, history):
     assert any(f"seq {event['seq']}: stated in the frontier but missing" in p for p in verify_file(bad).problems)
 
 
-def test_a_log_starting_after_a_compaction_boundary_verifies(tmp_path, history):
+def test_a_truncation_no_snapshot_covers_is_named(tmp_path, history):
+    """Events dropped by hand (no compaction, so no base snapshot): the chain still links from the truncation
+    point, but nothing signed vouches for the cut."""
     laptop, phone = history
     cut = laptop.heads()[phone.device].seq - 3
     cut_event = next(e for e in laptop.events(phone.device) if e.seq == cut)
@@ -147,11 +152,102 @@ def test_a_log_starting_after_a_compaction_boundary_verifies(tmp_path, history):
         txn.put(phone.device, _head_value(Head(0, cut, cut_event.id)), db=laptop.db("truncated"))
     out = tmp_path / "a.jsonl"
     _export(laptop, out)
-    assert verify_file(out).ok, verify_file(out).problems
     kinds = [json.loads(line) for line in _lines(out)]
     assert any(k["type"] == "truncation" and k["seq"] == cut for k in kinds)
     chain = next(c for c in kinds[-2]["chains"] if c["author"] == phone.device.hex())
     assert chain["from"] == cut + 1 and chain["selected"][0][0] == cut + 1
+    assert verify_file(out).problems == [f"line {next(i for i, k in enumerate(kinds, 1) if k['type'] == 'truncation')} "
+                                         f"(truncation of phone {phone.device.hex()[:16]} seq {cut}): no verified base "
+                                         f"snapshot covers it"]
+
+
+@pytest.fixture(scope="module")
+def compacted(tmp_path_factory):
+    """Two devices after real compaction (their roster events dropped too), then a day more of events; and
+    the laptop's export of it."""
+    f = Family(tmp_path_factory.mktemp("compacted"))
+    try:
+        observe_days(f, 5)
+        assert compaction.compact(f.laptop, now_ms=f.now).dropped > 0
+        observe_days(f, 1, per_day=6)
+        out = f.tmp / "audit.jsonl"
+        summary = _export(f.laptop, out)
+        yield f, out, summary
+    finally:
+        f.close()
+
+
+def test_a_compacted_store_exports_its_base_snapshot_and_verifies(compacted):
+    f, out, summary = compacted
+    report = verify_file(out)
+    assert report.ok, report.problems
+    lines = [json.loads(line) for line in _lines(out)]
+    [base] = [k for k in lines if k["type"] == "base"]
+    bundle = compaction.base_bundle(f.laptop)
+    assert base["id"] == bundle.event.id.hex() and base["kind"] == "snapshot" and base["device"] == "laptop"
+    assert fmt.unb64(base["states"]["roster"]) == bundle.states["roster"]
+    assert base["states"]["pref"] is None and base["states"]["memory"] is None
+    assert {v["name"] for v in base["content"]["views"]} == {"roster", "pref", "memory"}
+    assert not any(k["type"] == "roster" for k in lines)      # compaction dropped every roster event
+    cuts = {k["author"]: k["seq"] for k in lines if k["type"] == "truncation"}
+    assert cuts == {a.hex(): h.seq for a, h in f.laptop.truncated().items()} and len(cuts) == 2
+    for chain in lines[-2]["chains"]:
+        assert chain["from"] == cuts[chain["author"]] + 1 == chain["selected"][0][0]
+    page = render(summary)
+    assert "base snapshot" in page and "truncated up to" in page
+    names = {f.laptop.device.hex(): "laptop", f.phone.device.hex(): "phone"}
+    covers = ", ".join(f"{names[p['author']]} {p['seq']}" for p in base["content"]["frontier"])
+    assert f"<td>{base['time']}</td><td>{covers}</td>" in page and "phone" in covers and "laptop" in covers
+
+
+def _base_edited(lines, edit):
+    index = next(i for i, line in enumerate(lines) if line.startswith(b'{"type":"base"'))
+    return lines[:index] + [fmt.dumps(edit(json.loads(lines[index]))).encode()] + lines[index + 1:], index + 1
+
+
+def _flip_hex(text: str) -> str:
+    return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+
+def _flip_state(obj):
+    raw = bytearray(fmt.unb64(obj["states"]["roster"]))
+    raw[len(raw) // 2] ^= 0x01
+    return {**obj, "states": {**obj["states"], "roster": fmt.b64(bytes(raw))}}
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("roster state", "the roster view's state does not match the snapshot's signed digest"),
+    ("signature", "signature does not verify"),
+    ("state left out", "the base snapshot carries no roster state"),
+])
+def test_a_tampered_base_snapshot_fails_naming_it(tmp_path, compacted, case, expect):
+    _, out, _ = compacted
+    edit = {"roster state": _flip_state,
+            "signature": lambda obj: {**obj, "signature": _flip_hex(obj["signature"])},
+            "state left out": lambda obj: {**obj, "states": {**obj["states"], "roster": None}}}[case]
+    lines, n = _base_edited(_lines(out), edit)
+    bad = tmp_path / "bad.jsonl"
+    _write(bad, lines)
+    problems = verify_file(bad).problems
+    assert any(p.startswith(f"line {n} (base snapshot by laptop ") and expect in p for p in problems), problems
+    assert any("no verified base snapshot covers it" in p for p in problems), problems
+
+
+def test_a_truncation_past_the_snapshot_or_an_event_after_it_removed_is_named(tmp_path, compacted):
+    f, out, _ = compacted
+    lines, bad = _lines(out), tmp_path / "bad.jsonl"
+    phone = f.phone.device.hex()
+    cut = f.laptop.truncated()[f.phone.device].seq
+    index = next(i for i, e in _event_lines(lines) if e["author"] == phone and e["seq"] == cut + 1)
+    _write(bad, lines[:index] + lines[index + 1:])
+    problems = verify_file(bad).problems
+    assert any(p.startswith(f"phone ({phone[:16]}) seq {cut + 1}: stated in the frontier but missing") for p in problems)
+    index = next(i for i, line in enumerate(lines) if line.startswith(b'{"type":"truncation"') and phone.encode() in line)
+    moved = fmt.dumps({**json.loads(lines[index]), "seq": 10**6}).encode()
+    _write(bad, lines[:index] + [moved] + lines[index + 1:])
+    problems = verify_file(bad).problems
+    assert any(p.startswith(f"line {index + 1} (truncation of phone {phone[:16]} seq {10**6}): truncated past the base "
+                            f"snapshot's frontier") for p in problems), problems
 
 
 def test_the_fast_line_is_the_canonical_one(history):
