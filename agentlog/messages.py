@@ -3,25 +3,30 @@
 Each message is a dataclass; `encode` and `decode` map it onto the `Message` union
 with the same strict reader events use, so a peer's bytes either decode within the
 limits of docs/protocol.md section 3 or raise ProtocolError. Frontiers and ranges
-travel packed in Data and are unpacked (and checked) here.
+travel packed in Data and are unpacked (and checked) here. A bootstrap's snapshot
+travels as an offer (the event and each view's total length) and chunks of at most
+SNAPSHOT_CHUNK bytes (docs/protocol.md section 8).
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, ProtocolError, SizeLimitError
 from .schema import protocol as _schema
 
-VERSION = 1
+VERSION = 2                                    # 2: hello and frontier carry truncation points; snapshots
 MAX_MESSAGE = 16 * 1024 * 1024
 MAX_BATCH = 2000
 MAX_ENTRIES = 4096
 KEY_LEN = 32
+SNAPSHOT_CHUNK = 1 << 20                       # bytes of state per chunk, at most
+MAX_SNAPSHOT = 1 << 32                         # bytes of state in all views of one offer, at most
+MAX_VIEWS = 16
 _HEAD = struct.Struct(">IQ")
 _RANGE = struct.Struct(">IQQ")
 _HEAD_LEN, _RANGE_LEN = 32 + _HEAD.size, 32 + _RANGE.size
@@ -36,6 +41,7 @@ class Hello:
     group: bytes
     device: bytes
     frontier: Frontier
+    truncated: Frontier = field(default_factory=dict)   # the sender holds no event at or below these
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True)
 class FrontierMsg:
     frontier: Frontier
+    truncated: Frontier = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,32 @@ class Goodbye:
     reason: str
 
 
-Message = Hello | Want | Events | Ack | Heartbeat | FrontierMsg | Error | Goodbye
+@dataclass(frozen=True, slots=True)
+class SnapshotWant:
+    frontier: Frontier                         # the asker's, now
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer:
+    record: bytes
+    payload: bytes
+    views: tuple[tuple[str, int], ...]         # (view name, total bytes of its state), in chunk order
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    view: str
+    offset: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAck:
+    chunk: int                                 # 1, 2, 3 ... per offer
+
+
+Message = (Hello | Want | Events | Ack | Heartbeat | FrontierMsg | Error | Goodbye | SnapshotWant | SnapshotOffer
+           | SnapshotChunk | SnapshotAck)
 
 
 # -- packed lists ------------------------------------------------------------------------------
@@ -130,7 +162,8 @@ def unpack_ranges(raw: bytes) -> tuple[Range, ...]:
 
 # -- the Message union ---------------------------------------------------------------------------
 
-_UNION = ("hello", "want", "events", "ack", "heartbeat", "frontier", "error", "goodbye")
+_UNION = ("hello", "want", "events", "ack", "heartbeat", "frontier", "error", "goodbye", "snapshotWant",
+          "snapshotOffer", "snapshotChunk", "snapshotAck")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,20 +178,34 @@ class _Wire:
     frontier: tuple | None = None
     error: tuple | None = None
     goodbye: tuple | None = None
+    snapshotWant: tuple | None = None           # noqa: N815 (the schema's names)
+    snapshotOffer: tuple | None = None          # noqa: N815
+    snapshotChunk: tuple | None = None          # noqa: N815
+    snapshotAck: tuple | None = None            # noqa: N815
 
 
 _WIRE_EVENT_FIELDS = ("record", "payload", "flags")
 WITHHELD = 1
+_HELLO_FIELDS = ("version", "group", "device", "frontier", "truncated")
+_FRONTIER_FIELDS = ("frontier", "truncated")
+_OFFER_FIELDS = ("record", "payload", "views")
+_VIEW_FIELDS = ("name", "size")
+_CHUNK_FIELDS = ("view", "offset", "data")
 _LAYOUT = Layout(_schema.Message, _UNION, _UNION, {
-    "hello": Layout(_schema.Hello, ("version", "group", "device", "frontier")),
+    "hello": Layout(_schema.Hello, _HELLO_FIELDS),
     "want": Layout(_schema.Want, ("ranges",)),
     "events": Layout(_schema.Events, ("batch", "events"), None,
                      {"events": Layout(_schema.WireEvent, _WIRE_EVENT_FIELDS)}),
     "ack": Layout(_schema.Ack, ("batch", "frontier")),
     "heartbeat": Layout(_schema.Heartbeat, ("digest",)),
-    "frontier": Layout(_schema.Frontier, ("frontier",)),
+    "frontier": Layout(_schema.Frontier, _FRONTIER_FIELDS),
     "error": Layout(_schema.Error, ("code", "message")),
     "goodbye": Layout(_schema.Goodbye, ("reason",)),
+    "snapshotWant": Layout(_schema.SnapshotWant, ("frontier",)),
+    "snapshotOffer": Layout(_schema.SnapshotOffer, _OFFER_FIELDS, None,
+                            {"views": Layout(_schema.SnapshotView, _VIEW_FIELDS)}),
+    "snapshotChunk": Layout(_schema.SnapshotChunk, _CHUNK_FIELDS),
+    "snapshotAck": Layout(_schema.SnapshotAck, ("chunk",)),
 })
 
 
@@ -167,23 +214,34 @@ def _batch_size(n: int) -> None:
         raise SizeLimitError(f"a batch holds at most {MAX_BATCH} events, not {n}")
 
 
+def _view_count(n: int) -> None:
+    if n > MAX_VIEWS:
+        raise SizeLimitError(f"a snapshot offer names at most {MAX_VIEWS} views, not {n}")
+
+
 _READER = Reader(_schema.Message, _UNION, _Wire, _UNION, {
-    "hello": Reader(_schema.Hello, ("version", "group", "device", "frontier")),
+    "hello": Reader(_schema.Hello, _HELLO_FIELDS),
     "want": Reader(_schema.Want, ("ranges",)),
     "events": Reader(_schema.Events, ("batch", "events"), None, None,
                      {"events": Reader(_schema.WireEvent, _WIRE_EVENT_FIELDS)}, {"events": _batch_size}),
     "ack": Reader(_schema.Ack, ("batch", "frontier")),
     "heartbeat": Reader(_schema.Heartbeat, ("digest",)),
-    "frontier": Reader(_schema.Frontier, ("frontier",)),
+    "frontier": Reader(_schema.Frontier, _FRONTIER_FIELDS),
     "error": Reader(_schema.Error, ("code", "message")),
     "goodbye": Reader(_schema.Goodbye, ("reason",)),
+    "snapshotWant": Reader(_schema.SnapshotWant, ("frontier",)),
+    "snapshotOffer": Reader(_schema.SnapshotOffer, _OFFER_FIELDS, None, None,
+                            {"views": Reader(_schema.SnapshotView, _VIEW_FIELDS)}, {"views": _view_count}),
+    "snapshotChunk": Reader(_schema.SnapshotChunk, _CHUNK_FIELDS),
+    "snapshotAck": Reader(_schema.SnapshotAck, ("chunk",)),
 })
 
 
 def encode(msg: Message) -> bytes:
     """The Cap'n Proto bytes of one message."""
     if isinstance(msg, Hello):
-        wire = _Wire(hello=(msg.version, msg.group, msg.device, pack_frontier(msg.frontier)))
+        wire = _Wire(hello=(msg.version, msg.group, msg.device, pack_frontier(msg.frontier),
+                            pack_frontier(msg.truncated)))
     elif isinstance(msg, Want):
         wire = _Wire(want=(pack_ranges(msg.ranges),))
     elif isinstance(msg, Events):
@@ -194,11 +252,19 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, Heartbeat):
         wire = _Wire(heartbeat=(msg.digest,))
     elif isinstance(msg, FrontierMsg):
-        wire = _Wire(frontier=(pack_frontier(msg.frontier),))
+        wire = _Wire(frontier=(pack_frontier(msg.frontier), pack_frontier(msg.truncated)))
     elif isinstance(msg, Error):
         wire = _Wire(error=(msg.code, msg.message))
     elif isinstance(msg, Goodbye):
         wire = _Wire(goodbye=(msg.reason,))
+    elif isinstance(msg, SnapshotWant):
+        wire = _Wire(snapshotWant=(pack_frontier(msg.frontier),))
+    elif isinstance(msg, SnapshotOffer):
+        wire = _Wire(snapshotOffer=(msg.record, msg.payload, list(msg.views)))
+    elif isinstance(msg, SnapshotChunk):
+        wire = _Wire(snapshotChunk=(msg.view, msg.offset, msg.data))
+    elif isinstance(msg, SnapshotAck):
+        wire = _Wire(snapshotAck=(msg.chunk,))
     else:
         raise TypeError(f"{type(msg).__name__} is not a replication message")
     return _LAYOUT.encode(wire)
@@ -215,10 +281,11 @@ def decode(raw: bytes) -> Message:
     except (DecodeError, SizeLimitError) as exc:
         raise ProtocolError(str(exc)) from None
     if wire.hello is not None:
-        version, group, device, frontier = wire.hello
+        version, group, device, frontier, truncated = wire.hello
         if len(group) != KEY_LEN or len(device) != KEY_LEN:
             raise ProtocolError("hello: group and device must be 32 bytes")
-        return Hello(version, group, device, unpack_frontier(frontier, "hello frontier"))
+        return Hello(version, group, device, unpack_frontier(frontier, "hello frontier"),
+                     unpack_frontier(truncated, "hello truncation points"))
     if wire.want is not None:
         return Want(unpack_ranges(wire.want[0]))
     if wire.events is not None:
@@ -231,9 +298,33 @@ def decode(raw: bytes) -> Message:
     if wire.heartbeat is not None:
         return Heartbeat(wire.heartbeat[0])
     if wire.frontier is not None:
-        return FrontierMsg(unpack_frontier(wire.frontier[0]))
+        return FrontierMsg(unpack_frontier(wire.frontier[0]), unpack_frontier(wire.frontier[1], "truncation points"))
     if wire.error is not None:
         return Error(*wire.error)
     if wire.goodbye is not None:
         return Goodbye(wire.goodbye[0])
+    if wire.snapshotWant is not None:
+        return SnapshotWant(unpack_frontier(wire.snapshotWant[0], "snapshot want frontier"))
+    if wire.snapshotOffer is not None:
+        return _offer(*wire.snapshotOffer)
+    if wire.snapshotChunk is not None:
+        view, offset, data = wire.snapshotChunk
+        if not 1 <= len(data) <= SNAPSHOT_CHUNK:
+            raise ProtocolError(f"snapshot chunk holds {len(data)} bytes, not 1 to {SNAPSHOT_CHUNK}", code="too-large")
+        return SnapshotChunk(view, offset, data)
+    if wire.snapshotAck is not None:
+        return SnapshotAck(wire.snapshotAck[0])
     raise ProtocolError("message has no member set")
+
+
+def _offer(record: bytes, payload: bytes, views) -> SnapshotOffer:
+    """A snapshot offer, checked: distinct, non-empty view names and at most MAX_SNAPSHOT bytes in all."""
+    names = [name for name, _ in views]
+    if not names or len(set(names)) != len(names) or not all(names):
+        raise ProtocolError("snapshot offer: view names must be distinct and not empty")
+    total = sum(size for _, size in views)
+    if total > MAX_SNAPSHOT:
+        raise ProtocolError(f"snapshot offer of {total} bytes is over the limit of {MAX_SNAPSHOT}", code="too-large")
+    if not record:
+        raise ProtocolError("snapshot offer holds no snapshot event")
+    return SnapshotOffer(record, payload, tuple((name, size) for name, size in views))

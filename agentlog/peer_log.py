@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from . import compaction
 from .messages import Frontier, WireEvent
+from .snapshot import Bundle
 from .store import Store
 
 
@@ -40,3 +42,19 @@ class StoreLog:
         result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
                                    source=self.peer)
         return result.heads, self.frontier(), result.accepted
+
+    def truncated(self) -> Frontier:
+        return {author: (h.epoch, h.seq) for author, h in self.store.truncated().items()}
+
+    def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        bundle = compaction.base_bundle(self.store)
+        return None if bundle is None else (bundle.record, bundle.payload, bundle.states)
+
+    def install(self, record: bytes, payload: bytes, states: dict[str, bytes]) -> Frontier:
+        """Check a peer's snapshot and start this store from it (compaction.bootstrap); our frontier after.
+
+        Raises:
+            SnapshotError: the snapshot does not hold; nothing is changed.
+        """
+        compaction.bootstrap(self.store, Bundle(record, payload, states))
+        return self.frontier()

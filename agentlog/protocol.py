@@ -4,6 +4,11 @@ A `Connection` takes messages, ingest results, local changes and the current tim
 and returns actions: messages to send, batches to ingest, and when to close. It owns
 no socket and no clock; it reads the local log through the small `LogReader`
 protocol, so the same rules run over TCP, in a simulation, and in unit tests.
+
+Bootstrap (section 8): when the peer's truncation points (from its hello or frontier) lie
+above our frontier for an author, the events we lack are gone from it; we ask once for its
+snapshot instead of events, take it in chunks (transfer.py), hand it over to be checked and
+installed (`Install`), then re-announce our frontier and catch up on the events after it.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import EventError
+from .errors import EventError, ProtocolError
 from .messages import (MAX_BATCH, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
-                       Message, Want, WireEvent, frontier_digest)
+                       Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
+                       frontier_digest)
+from .transfer import Incoming, Outgoing
 
 HEARTBEAT_S = 5.0
 PARTITION_AFTER = 3                  # heartbeat intervals of silence
@@ -45,6 +52,14 @@ class LogReader(Protocol):
         this device wrote, are known good without checking again)."""
         ...
 
+    def truncated(self) -> Frontier:
+        """Author -> the last position compaction dropped here: no event at or below it can be read."""
+        ...
+
+    def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        """The base snapshot a bootstrap hands over: (event record, payload, view name -> state), or None."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Send:
@@ -60,12 +75,21 @@ class Ingest:
 
 
 @dataclass(frozen=True, slots=True)
+class Install:
+    """Check and install this snapshot (compaction.bootstrap), then call `installed` (or `install_failed`)."""
+
+    record: bytes
+    payload: bytes
+    states: dict[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     reason: str
     error: bool                      # True: the peer broke a rule (or we did); False: a normal end
 
 
-Action = Send | Ingest | Close
+Action = Send | Ingest | Install | Close
 
 
 def _seq(f: Frontier, author: bytes) -> int:
@@ -176,13 +200,19 @@ class Connection:
         self.sent_events = 0
         self.announced: Frontier = {}       # our frontier as our hello gave it: the peer asks for up to there
         self.push_held = False              # local changes wait until the peer has asked for what we announced
+        self.their_cuts: Frontier = {}      # the peer's truncation points: it holds nothing at or below them
+        self.snap_asked = False             # we asked for the peer's snapshot (at most once per connection)
+        self.snap_offered = False           # ... and its offer came
+        self.snap_in: Incoming | None = None
+        self.installing = False
+        self.snap_out: Outgoing | None = None
 
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
         """The opening move: our hello."""
         self.announced = self.log.frontier()
-        return [self._send(Hello(VERSION, self.group, self.me, self.announced), now)]
+        return [self._send(Hello(VERSION, self.group, self.me, self.announced, self.log.truncated()), now)]
 
     def receive(self, msg: Message, now: float) -> list[Action]:
         """A message from the peer."""
@@ -198,21 +228,10 @@ class Connection:
             return [Close(f"peer said goodbye: {msg.reason}", False)]
         if self.state == "hello":
             return self._violation(f"{type(msg).__name__.lower()} before hello", now)
-        if isinstance(msg, Want):
-            return self._want(msg, now)
-        if isinstance(msg, Events):
-            return self._events(msg, now)
-        if isinstance(msg, Ack):
-            return self._ack(msg, now)
-        if isinstance(msg, Heartbeat):
-            if msg.digest != frontier_digest(self.log.frontier()) and self._idle():
-                return [self._send(FrontierMsg(self.log.frontier()), now)]
-            return []
-        if isinstance(msg, FrontierMsg):
-            _merge(self.theirs, msg.frontier)
-            _merge(self.sent, msg.frontier)
-            return self._catch_up(now) + self._flush(now) + self._release(now)
-        return self._violation(f"unexpected {type(msg).__name__}", now)
+        step = _STEPS.get(type(msg))
+        if step is None:
+            return self._violation(f"unexpected {type(msg).__name__}", now)
+        return step(self, msg, now)
 
     def ingested(self, batch: int, heads: Frontier, frontier: Frontier, now: float) -> list[Action]:
         """Batch `batch` is stored: `heads` is the newest event per author it held, `frontier` ours now."""
@@ -233,6 +252,28 @@ class Connection:
         self.ingesting -= 1
         code = getattr(exc, "check", "event")
         return self._fail(code, f"batch {batch}: {exc}", now)
+
+    def installed(self, frontier: Frontier, now: float) -> list[Action]:
+        """The peer's snapshot is installed and `frontier` is ours now: ack its last chunk, re-announce
+        our frontier and ask for the events after it."""
+        self.installing, chunks, self.snap_in = False, self.snap_in.chunks, None
+        self.last_heard = max(self.last_heard, now)
+        _merge(self.announced, frontier)
+        if self._needs_snapshot():
+            return self._fail("snapshot", "the peer's snapshot does not reach its own truncation points", now)
+        out = [self._send(SnapshotAck(chunks), now), self._send(FrontierMsg(frontier, self.log.truncated()), now)]
+        out += self._catch_up(now) + self._release(now)
+        self._maybe_live()
+        return out
+
+    def install_failed(self, reason: str, now: float) -> list[Action]:
+        """The peer's snapshot did not hold (signature, digest, author): nothing was installed; refuse it."""
+        self.installing, self.snap_in = False, None
+        return self._fail("snapshot", f"snapshot refused: {reason}", now)
+
+    def snapshot_progress(self) -> tuple[int, int] | None:
+        """(state bytes received, bytes offered) while a snapshot arrives, else None."""
+        return (self.snap_in.received, self.snap_in.total) if self.snap_in else None
 
     def local_changed(self, now: float) -> list[Action]:
         """New events are held locally (appended here, or ingested from any peer).
@@ -259,7 +300,7 @@ class Connection:
         """Time passed: send a heartbeat when due; close a peer that went silent."""
         if self.state == "closed":
             return []
-        if not self.ingesting and now - self.last_heard >= PARTITION_AFTER * self.heartbeat:
+        if not self.ingesting and not self.installing and now - self.last_heard >= PARTITION_AFTER * self.heartbeat:
             self.state = "closed"
             return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
@@ -299,6 +340,7 @@ class Connection:
         if msg.device != self.peer:
             return self._fail("protocol", "hello names another device than the one authenticated", now)
         self.state = "syncing"
+        self.their_cuts = dict(msg.truncated)
         self.theirs = dict(msg.frontier)
         self.sent = dict(msg.frontier)              # what we announced beyond it, the peer will ask for
         out = self._catch_up(now)
@@ -306,8 +348,26 @@ class Connection:
         self._maybe_live()
         return out
 
+    def _needs_snapshot(self) -> bool:
+        """Whether the peer dropped events of some author that we lack (and would accept)."""
+        ours, limits = self.log.frontier(), self.log.revoked_limits()
+        for author, cut in self.their_cuts.items():
+            have = ours.get(author)
+            if limits.get(author, cut[1]) > (have[1] if have else 0) and (have is None or have < cut):
+                return True
+        return False
+
     def _catch_up(self, now: float) -> list[Action]:
-        """Ask for every range the peer holds and we lack (and have not asked for yet)."""
+        """Ask for every range the peer holds and we lack (and have not asked for yet); or, when the peer
+        truncated events we lack, for its snapshot first."""
+        if self.snap_asked and not self._snapshot_settled():
+            return []
+        if self._needs_snapshot():
+            if self.snap_asked:
+                return self._fail("snapshot", "the peer truncated events this device lacks, and its snapshot "
+                                  "was taken already", now)
+            self.snap_asked = True
+            return [self._send(SnapshotWant(self.log.frontier()), now)]
         ours, limits = self.log.frontier(), self.log.revoked_limits()
         ranges = []
         for author, (epoch, seq) in sorted(self.theirs.items()):
@@ -317,6 +377,70 @@ class Connection:
                 ranges.append((author, epoch, have + 1, seq))
                 self.wanted[author] = (epoch, seq)
         return [self._send(Want(tuple(ranges)), now)] if ranges else []
+
+    def _snapshot_settled(self) -> bool:
+        return self.snap_in is None and not self.installing and self.snap_offered
+
+    def _snapshot_want(self, msg: SnapshotWant, now: float) -> list[Action]:
+        if self.snap_out is not None:
+            return self._violation("a snapshot asked for while one is being sent", now)
+        cuts = self.log.truncated()
+        if not any(msg.frontier.get(a, (-1, 0)) < cut for a, cut in cuts.items()):
+            return self._violation("snapshot asked for, but your frontier is at or past my truncation points", now)
+        found = self.log.snapshot()
+        if found is None:
+            return self._fail("snapshot", "this device has no snapshot to send", now)
+        self.snap_out = Outgoing(*found, window=self.window)
+        return [self._send(self.snap_out.offer(), now)] + [self._send(c, now) for c in self.snap_out.chunks()]
+
+    def _snapshot_offer(self, msg: SnapshotOffer, now: float) -> list[Action]:
+        if not self.snap_asked or self.snap_offered:
+            return self._violation("a snapshot offer that was not asked for", now)
+        self.snap_offered = True
+        self.snap_in = Incoming(msg)
+        return self._snapshot_arrived(now)
+
+    def _snapshot_chunk(self, msg: SnapshotChunk, now: float) -> list[Action]:
+        if self.snap_in is None or self.installing:
+            return self._violation("a snapshot chunk outside a snapshot transfer", now)
+        try:
+            self.snap_in.take(msg)
+        except ProtocolError as exc:
+            return self._fail(exc.code, exc.reason, now)
+        if not self.snap_in.complete:
+            return [self._send(SnapshotAck(self.snap_in.chunks), now)]
+        return self._snapshot_arrived(now)
+
+    def _snapshot_arrived(self, now: float) -> list[Action]:
+        if not self.snap_in.complete:
+            return []
+        self.installing = True
+        offer = self.snap_in.offer
+        return [Install(offer.record, offer.payload, self.snap_in.states())]
+
+    def _snapshot_ack(self, msg: SnapshotAck, now: float) -> list[Action]:
+        if self.snap_out is None:
+            return self._violation("a snapshot ack with no snapshot being sent", now)
+        try:
+            self.snap_out.ack(msg.chunk)
+        except ProtocolError as exc:
+            return self._violation(exc.reason, now)
+        if self.snap_out.done:
+            self.snap_out = None
+            self._maybe_live()
+            return []
+        return [self._send(c, now) for c in self.snap_out.chunks()]
+
+    def _heartbeat(self, msg: Heartbeat, now: float) -> list[Action]:
+        if msg.digest != frontier_digest(self.log.frontier()) and self._idle():
+            return [self._send(FrontierMsg(self.log.frontier(), self.log.truncated()), now)]
+        return []
+
+    def _frontier(self, msg: FrontierMsg, now: float) -> list[Action]:
+        _merge(self.theirs, msg.frontier)
+        _merge(self.sent, msg.frontier)
+        _merge(self.their_cuts, msg.truncated)
+        return self._catch_up(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:
         for author, epoch, lo, hi in msg.ranges:
@@ -359,7 +483,8 @@ class Connection:
         return out
 
     def _idle(self) -> bool:
-        return not self.unacked and self.outbox.empty() and not self.ingesting and not self.wanted
+        return (not self.unacked and self.outbox.empty() and not self.ingesting and not self.wanted
+                and self.snap_out is None and (not self.snap_asked or self._snapshot_settled()))
 
     def _maybe_live(self) -> None:
         if self.state == "syncing" and self._idle():
@@ -375,6 +500,13 @@ class Connection:
     def _fail(self, code: str, message: str, now: float) -> list[Action]:
         self.state = "closed"
         return [self._send(Error(code, message), now), Close(f"{code}: {message}", True)]
+
+
+_STEPS = {Want: Connection._want, Events: Connection._events, Ack: Connection._ack, Heartbeat: Connection._heartbeat,
+          FrontierMsg: Connection._frontier, SnapshotWant: Connection._snapshot_want,
+          SnapshotOffer: Connection._snapshot_offer, SnapshotChunk: Connection._snapshot_chunk,
+          SnapshotAck: Connection._snapshot_ack}
+"""What each message does once hellos are exchanged (hello, error and goodbye are handled before)."""
 
 
 def heads_of(events: Iterable[tuple[bytes, int, int]]) -> Frontier:

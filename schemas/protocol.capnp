@@ -38,14 +38,19 @@ struct Message {
     frontier @5 :Frontier;
     error @6 :Error;
     goodbye @7 :Goodbye;
+    snapshotWant @8 :SnapshotWant;
+    snapshotOffer @9 :SnapshotOffer;
+    snapshotChunk @10 :SnapshotChunk;
+    snapshotAck @11 :SnapshotAck;
   }
 }
 
 struct Hello {                       # first message each way after the handshake
-  version @0 :UInt16;                # 1
+  version @0 :UInt16;                # 2
   group @1 :Data;                    # group id (32)
   device @2 :Data;                   # sender's device key (32), as authenticated
   frontier @3 :Data;                 # n x (author(32) epoch(u32be) seq(u64be)), sorted by author
+  truncated @4 :Data;                # the sender's truncation points, packed as frontier: it holds no event at or below them
 }
 
 struct Want {                        # "send me these", answered with Events
@@ -74,6 +79,7 @@ struct Heartbeat {
 
 struct Frontier {                    # the full frontier, sent when heartbeat digests differ
   frontier @0 :Data;
+  truncated @1 :Data;                # as in Hello
 }
 
 struct Error {                       # the sender closes after it
@@ -83,4 +89,31 @@ struct Error {                       # the sender closes after it
 
 struct Goodbye {
   reason @0 :Text;
+}
+
+# --- bootstrap from a snapshot (docs/protocol.md section 8) ----------------------
+
+struct SnapshotWant {                # "send me your base snapshot": my frontier is below your truncation points
+  frontier @0 :Data;                 # the asker's frontier now (packed as in Hello)
+}
+
+struct SnapshotOffer {               # answer to SnapshotWant; the views' state follows in SnapshotChunks
+  record @0 :Data;                   # the snapshot event's record, exactly as stored
+  payload @1 :Data;                  # its payload (a Snapshot)
+  views @2 :List(SnapshotView);      # each view's state length, in the order the chunks come
+}
+
+struct SnapshotView {
+  name @0 :Text;                     # "roster", "pref", "memory"
+  size @1 :UInt64;                   # total bytes of that view's state
+}
+
+struct SnapshotChunk {               # the next piece of one view's state, in order, at most 1 MiB
+  view @0 :Text;
+  offset @1 :UInt64;                 # bytes of this view sent before this chunk
+  data @2 :Data;
+}
+
+struct SnapshotAck {                 # the receiver took chunk n (1, 2, 3 ... per offer); the last one once installed
+  chunk @0 :UInt64;
 }

@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 
 from agentlog import devices, home, messages
-from agentlog.errors import EventError
-from agentlog.messages import Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
+from agentlog.errors import EventError, SnapshotError
+from agentlog.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
 from agentlog.peer_log import StoreLog
-from agentlog.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Send
+from agentlog.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Install, Send
 from tests.conftest import sync
 
 
 class Link:
-    """Two connections joined by an in-order queue of encoded messages; ingest runs at once."""
+    """Two connections joined by an in-order queue of encoded messages; ingest and install run at once."""
 
-    def __init__(self, a_store, b_store, now: float = 0.0, **options):
+    def __init__(self, a_store, b_store, now: float = 0.0, *, log=StoreLog, **options):
+        self.log = log
         self.stores = {}
         self.a = self._conn(a_store, b_store, now, **options)
         self.b = self._conn(b_store, a_store, now, **options)
@@ -26,7 +27,7 @@ class Link:
         self.now = now
 
     def _conn(self, store, other, now, **options):
-        conn = Connection(StoreLog(store), store.group, store.device, other.device, now, **options)
+        conn = Connection(self.log(store), store.group, store.device, other.device, now, **options)
         self.stores[id(conn)] = store
         return conn
 
@@ -53,6 +54,13 @@ class Link:
                     self.handle(conn, conn.rejected(act.batch, exc, self.now))
                 else:
                     self.handle(conn, conn.ingested(act.batch, heads, frontier, self.now))
+            elif isinstance(act, Install):
+                try:
+                    frontier = StoreLog(self.stores[id(conn)]).install(act.record, act.payload, act.states)
+                except SnapshotError as exc:
+                    self.handle(conn, conn.install_failed(str(exc), self.now))
+                else:
+                    self.handle(conn, conn.installed(frontier, self.now))
             elif isinstance(act, Close):
                 self.closed.append((self.name(conn), act))
 
@@ -149,13 +157,13 @@ def test_events_before_hello_are_a_protocol_error(laptop, phone):
     actions = conn.receive(Events(1, ()), 0.0)
     assert isinstance(actions[0], Send) and actions[0].message.code == "protocol"
     assert isinstance(actions[1], Close) and actions[1].error and conn.state == "closed"
-    assert conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0) == []
+    assert conn.receive(Hello(VERSION, laptop.group, phone.device, {}), 0.0) == []
 
 
 @pytest.mark.parametrize("hello, code", [
-    (lambda s, p: Hello(2, s.group, p.device, {}), "protocol"),
-    (lambda s, p: Hello(1, b"\x01" * 32, p.device, {}), "group"),
-    (lambda s, p: Hello(1, s.group, s.device, {}), "protocol"),
+    (lambda s, p: Hello(1, s.group, p.device, {}), "protocol"),
+    (lambda s, p: Hello(VERSION, b"\x01" * 32, p.device, {}), "group"),
+    (lambda s, p: Hello(VERSION, s.group, s.device, {}), "protocol"),
 ])
 def test_a_bad_hello_is_refused(laptop, phone, hello, code):
     conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
@@ -168,7 +176,7 @@ def test_out_of_place_messages_are_refused(laptop, phone):
     for msg, words in [(Ack(7, {}), "ack of batch 7"), (Events(2, ()), "batch 2 arrived where batch 1")]:
         conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
         conn.start(0.0)
-        conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0)
+        conn.receive(Hello(VERSION, laptop.group, phone.device, {}), 0.0)
         send, close = conn.receive(msg, 0.0)
         assert send.message.code == "protocol" and words in send.message.message and close.error
 
@@ -231,7 +239,7 @@ def test_an_in_sync_round_is_a_few_bytes_per_direction(laptop, phone):
 def test_a_peer_that_ignores_the_window_is_cut_off(laptop, phone):
     conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
     conn.start(0.0)
-    conn.receive(Hello(1, laptop.group, phone.device, {}), 0.0)
+    conn.receive(Hello(VERSION, laptop.group, phone.device, {}), 0.0)
     for batch in range(1, 2 * WINDOW + 1):
         [ingest] = conn.receive(Events(batch, ()), 0.0)
         assert isinstance(ingest, Ingest)
