@@ -20,11 +20,11 @@ import structlog
 import trio
 
 from . import ledger, messages, net, nudge
-from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError
+from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError
 from .handshake import CheckPeer
 from .peer_log import StoreLog
 from .peers import PeerState, Peers, address, parse_address
-from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Send
+from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Install, Send
 from .store import Store
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
@@ -74,6 +74,7 @@ class SyncResult:
     reason: str = ""
     error: bool = False
     synced: bool = False
+    bootstrapped: bool = False  # this device started from the peer's snapshot
 
 
 class Link:
@@ -94,6 +95,7 @@ class Link:
         self.done = trio.Event()
         self.scope: trio.CancelScope | None = None
         self.on_progress: Callable[[int, int], None] | None = None   # (events stored, events expected in all)
+        self.on_snapshot: Callable[[int, int], None] | None = None   # (state bytes received, bytes offered)
         self.sent_log: list[tuple[int, tuple[bytes, ...]]] = []      # (time_ms, records) sent, not yet in the ledger
         self.sent_wake = trio.Event()
 
@@ -134,6 +136,8 @@ class Link:
         if kind == "msg":
             self.unread.release()
             actions = self.conn.receive(item[1], now)
+            if self.on_snapshot and isinstance(item[1], (messages.SnapshotOffer, messages.SnapshotChunk)):
+                self.on_snapshot(*(self.conn.snapshot_progress() or (0, 0)))
         elif kind == "ingested":
             _, batch, heads, frontier, accepted = item
             self.result.received += accepted
@@ -145,6 +149,13 @@ class Link:
                 self.on_progress(self.result.received, self.result.received + remaining)
         elif kind == "rejected":
             actions = self.conn.rejected(item[1], item[2], now)
+        elif kind == "installed":
+            log.info("bootstrapped from the peer's snapshot", peer=self.name, address=self.address)
+            self.result.bootstrapped = True
+            actions = self.conn.installed(item[1], now)
+            self.r.changed(exclude=self)
+        elif kind == "install_failed":
+            actions = self.conn.install_failed(item[1], now)
         elif kind == "local":
             await trio.sleep(0)              # let writes that arrive together go out in one batch
             self.local_pending = False
@@ -173,7 +184,7 @@ class Link:
                 if isinstance(act.message, messages.Events) and act.message.events:
                     self.sent_log.append((_wall_ms(), tuple(e.record for e in act.message.events)))
                     self.sent_wake.set()
-            elif isinstance(act, Ingest):
+            elif isinstance(act, (Ingest, Install)):
                 self.ingest_send.send_nowait(act)
             elif isinstance(act, Close):
                 self._close(act.reason, act.error)
@@ -210,6 +221,14 @@ class Link:
 
     async def _ingest(self) -> None:
         async for act in self.ingest_recv:
+            if isinstance(act, Install):
+                try:
+                    frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states)
+                except SnapshotError as exc:
+                    self.inbox_send.send_nowait(("install_failed", str(exc)))
+                    return
+                self.inbox_send.send_nowait(("installed", frontier))
+                continue
             try:
                 heads, frontier, accepted = await self.r.run_sync(self.log.ingest, act.events)
             except EventError as exc:
@@ -427,9 +446,11 @@ class Replicator:
 
 
 async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
-                    progress: Callable[[int, int], None] | None = None) -> SyncResult:
-    """`agentlog sync`: connect, exchange what each side lacks, say goodbye. `progress(stored, expected)`
-    hears of each batch stored.
+                    progress: Callable[[int, int], None] | None = None,
+                    snapshot_progress: Callable[[int, int], None] | None = None) -> SyncResult:
+    """`agentlog sync`: connect, exchange what each side lacks (bootstrapping from the peer's snapshot
+    when it truncated events this device lacks), say goodbye. `progress(stored, expected)` hears of each
+    batch stored, `snapshot_progress(received, offered)` of each piece of a snapshot's state.
 
     Raises:
         PeerError: the connection or handshake failed, was refused, or nothing moved for `timeout` seconds.
@@ -441,11 +462,12 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
         channel = await net.open_channel(host, port, store.key, store.meta("group_key"), check_peer(store))
         link = Link(replicator, channel, address(host, port), store.device)
 
-        def moved(stored: int, expected: int) -> None:
+        def moved(report: Callable[[int, int], None] | None, done: int, total: int) -> None:
             scope.deadline = trio.current_time() + timeout        # the timeout is for silence, not for size
-            if progress:
-                progress(stored, expected)
-        link.on_progress = moved
+            if report:
+                report(done, total)
+        link.on_progress = partial(moved, progress)
+        link.on_snapshot = partial(moved, snapshot_progress)
         result = await link.run(stop_when_synced=True)
         replicator._set_state(channel.peer, "partitioned", link.address, result.reason if result.error else "")
         replicator.note(link)
