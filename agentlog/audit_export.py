@@ -12,6 +12,7 @@ line before it, signed by this device). Events are read in one LMDB snapshot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,14 +25,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from binascii import b2a_base64
 from pathlib import Path
 from typing import BinaryIO
 
 from . import ledger
 from . import audit_format as fmt
+from .capnp_decode import Reader
 from .compaction import base_bundle
+from .crypto import SIG_LEN as _SIG_LEN
+from .crypto import blake2b256
 from .errors import EventError, StoreError, UsageError
 from .event import decode_record
+from .schema import event as _event_schema
 from .store import Store
 
 PARALLEL_MIN_EVENTS = 20_000
@@ -168,33 +174,56 @@ class Part:
     counts: Counter = field(default_factory=Counter)  # (author hex, scope, kind, day) -> selected events
 
 
+# The header fields a line shows, read from stored records without the checks ingest already made
+# (decode_header's): a tuple, no Header object. Input from outside never takes this path.
+_STORED_HEADER = Reader(_event_schema.Header, ("author", "epoch", "seq", "prev", "lamport", "time", "scope", "kind",
+                                               "payloadHash", "payloadLen", "payloadCodec"))
+
+
 def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, select: dict, redact: bool) -> Part:
-    """Event lines for the stored events with lo <= key < hi, in key order."""
+    """Event lines for the stored events with lo <= key < hi, in key order.
+
+    The export's hot path: headers are read as stored (validated at ingest), each author's hex and name
+    are made once, and the line is one format (`_line`; tests check it is `fmt.dumps(event_line(...))`).
+    """
     part, lines = Part(), []
+    chains, counts, roster, snapshots = part.chains, part.counts, part.roster, part.snapshots
+    read, line, iso = _STORED_HEADER.read_stored, _line, fmt.iso
+    everything = select.get("since_ms") is None and select.get("until_ms") is None and select.get("scopes") is None
+    authors: dict[bytes, tuple[str, str]] = {}
+    rows = 0
     with store.raw_txn() as txn:
-        db_payloads = store.db("payloads")
+        get_payload = functools.partial(txn.get, db=store.db("payloads"))
         cur = txn.cursor(db=store.db("events"))
         found = cur.set_range(lo) if lo else cur.first()
-        while found:
-            key, record = cur.item()
+        for key, record in (cur.iternext() if found else ()):
             if hi is not None and key >= hi:
                 break
-            event = decode_record(record, txn.get(key, db=db_payloads))
-            h = event.header
-            part.rows += 1
-            chain = part.chains.get((h.author, h.epoch))
-            seqs = chain[3] if chain else []
-            part.chains[h.author, h.epoch] = (chain[0] if chain else h.seq, h.seq, event.id, seqs)
-            if h.kind in fmt.ROSTER_KINDS:
-                part.roster.append((event.record, event.payload))
-            if fmt.selected(h.time_ms, h.scope, select):
-                lines.append(event_text(event, names.get(h.author, ""), redact))
-                seqs.append(h.seq)
-                part.counts[h.author.hex(), h.scope, h.kind, fmt.iso(h.time_ms)[:10]] += 1
-                if h.kind == "snapshot":
-                    part.snapshots.append((event.record, event.payload))
-            found = cur.next()
-    part.events = len(lines)
+            rows += 1
+            header_bytes, signature = record[:-_SIG_LEN], record[-_SIG_LEN:]
+            author, epoch, seq, prev, lamport, time_ms, scope, kind, payload_hash, payload_len, codec = \
+                read(header_bytes, "header")
+            eid = blake2b256(header_bytes)
+            payload = get_payload(key)
+            chain = chains.get((author, epoch))
+            if chain is None:
+                chains[author, epoch] = (seq, seq, eid, [])
+            else:
+                chains[author, epoch] = (chain[0], seq, eid, chain[3])
+            if kind in fmt.ROSTER_KINDS:
+                roster.append((record, payload))
+            if everything or fmt.selected(time_ms, scope, select):
+                who = authors.get(author)
+                if who is None:
+                    who = authors[author] = (author.hex(), _string(names.get(author, "")))
+                time_text = iso(time_ms)
+                lines.append(line(who, epoch, seq, time_text, time_ms, kind, scope, eid, prev, lamport, codec,
+                                  payload_hash, payload_len, header_bytes, signature, payload, redact))
+                chains[author, epoch][3].append(seq)
+                counts[who[0], scope, kind, time_text[:10]] += 1
+                if kind == "snapshot":
+                    snapshots.append((record, payload))
+    part.rows, part.events = rows, len(lines)
     part.text = ("\n".join(lines) + "\n").encode("ascii") if lines else b""
     return part
 
@@ -282,29 +311,42 @@ def _string(text: str) -> str:
 
 
 def event_text(event, name: str, redact: bool) -> str:
-    """`fmt.dumps(event_line(...))`, built directly: the export's hot path (tests check they agree)."""
-    h, payload = event.header, event.payload
-    withheld = payload is None
-    hide = redact and h.kind not in fmt.ROSTER_KINDS
-    content = "null" if withheld or hide else _content_text(h.kind, h.payload_codec, payload)
-    return (f'{{"type":"event","device":{_string(name)},"author":"{h.author.hex()}","epoch":{h.epoch},'
-            f'"seq":{h.seq},"time":"{fmt.iso(h.time_ms)}","time_ms":{h.time_ms},"kind":{_string(h.kind)},'
-            f'"scope":{_string(h.scope)},"content":{content},"redacted":{_BOOL[hide and not withheld]},'
-            f'"withheld":{_BOOL[withheld]},"id":"{event.id.hex()}","prev":"{h.prev.hex()}","lamport":{h.lamport},'
-            f'"codec":{_string(h.payload_codec)},"payload_hash":"{h.payload_hash.hex()}",'
-            f'"payload_len":{h.payload_len},"header":"{fmt.b64(event.header_bytes)}",'
-            f'"signature":"{event.signature.hex()}","payload":'
-            + ("null}" if withheld or hide else f'"{fmt.b64(payload)}"}}'))
+    """`fmt.dumps(event_line(...))`, built directly (tests check they agree)."""
+    h = event.header
+    return _line((h.author.hex(), _string(name)), h.epoch, h.seq, fmt.iso(h.time_ms), h.time_ms, h.kind, h.scope,
+                 event.id, h.prev, h.lamport, h.payload_codec, h.payload_hash, h.payload_len, event.header_bytes,
+                 event.signature, event.payload, redact)
 
 
-_BOOL = {True: "true", False: "false"}
+def _line(who: tuple[str, str], epoch: int, seq: int, time_text: str, time_ms: int, kind: str, scope: str, eid: bytes,
+          prev: bytes, lamport: int, codec: str, payload_hash: bytes, payload_len: int, header_bytes: bytes,
+          signature: bytes, payload: bytes | None, redact: bool) -> str:
+    """One event line's text from its fields; `who` is (author hex, the JSON literal of its device name)."""
+    if payload is None:
+        content, redacted, withheld, payload_text = "null", "false", "true", "null"
+    elif redact and kind not in fmt.ROSTER_KINDS:
+        content, redacted, withheld, payload_text = "null", "true", "false", "null"
+    else:
+        content, redacted, withheld = _content_text(kind, codec, payload), "false", "false"
+        payload_text = f'"{b2a_base64(payload, newline=False).decode()}"'
+    return (f'{{"type":"event","device":{who[1]},"author":"{who[0]}","epoch":{epoch},"seq":{seq},'
+            f'"time":"{time_text}","time_ms":{time_ms},"kind":{_string(kind)},"scope":{_string(scope)},'
+            f'"content":{content},"redacted":{redacted},"withheld":{withheld},"id":"{eid.hex()}",'
+            f'"prev":"{prev.hex()}","lamport":{lamport},"codec":{_string(codec)},'
+            f'"payload_hash":"{payload_hash.hex()}","payload_len":{payload_len},'
+            f'"header":"{b2a_base64(header_bytes, newline=False).decode()}","signature":"{signature.hex()}",'
+            f'"payload":{payload_text}}}')
+
+
 _CONTENT: dict[tuple[str, str, bytes], str] = {}
-_CONTENT_MAX_BYTES, _CONTENT_MAX = 256, 4096
+# Small payloads repeat: a device observes the same settings, values and contexts day after day, a cycle
+# of thousands of distinct payloads. Each distinct one is decoded and formatted once while it stays
+# cached (about 0.5 KB an entry: some 16 MB at most per process).
+_CONTENT_MAX_BYTES, _CONTENT_MAX = 256, 32_768
 
 
 def _content_text(kind: str, codec: str, payload: bytes) -> str:
-    """The content's JSON text; small payloads repeat (the same observation again and again), so each
-    distinct one is decoded and formatted once."""
+    """The content's JSON text, cached by payload bytes for small payloads."""
     small = len(payload) <= _CONTENT_MAX_BYTES
     if small:
         hit = _CONTENT.get((kind, codec, payload))

@@ -13,7 +13,7 @@ import pytest
 
 from agentlog import audit_format as fmt
 from agentlog import compaction, ledger, payloads
-from agentlog.audit_export import Selection, event_line, event_text, export
+from agentlog.audit_export import Selection, event_line, event_text, export, render_part
 from agentlog.audit_html import render
 from agentlog.audit_verify import verify_file
 from agentlog.store import _head_value, event_key
@@ -251,10 +251,26 @@ def test_a_truncation_past_the_snapshot_or_an_event_after_it_removed_is_named(tm
 
 
 def test_the_fast_line_is_the_canonical_one(history):
-    laptop, _ = history
-    for event in laptop.events():
-        for redact in (False, True):
-            assert event_text(event, "na\u00efve \"name\"", redact) == fmt.dumps(event_line(event, "na\u00efve \"name\"", redact))
+    """The export's hot path (render_part: headers read as stored, cached content) writes exactly the
+    canonical line of each event, withheld and redacted ones included."""
+    laptop, phone = history
+    withheld = event_key(phone.device, 0, 2)
+    with laptop.raw_txn(write=True) as txn:
+        assert txn.delete(withheld, db=laptop.db("payloads"))
+    names = {laptop.device: "na\u00efve \"name\"", phone.device: "phone"}
+    events = list(laptop.events())
+    assert sum(e.payload is None for e in events) == 1
+    for redact in (False, True):
+        expected = [fmt.dumps(event_line(e, names[e.header.author], redact)) for e in events]
+        for _ in range(2):                                              # the second time from the content cache
+            part = render_part(laptop, None, None, names, Selection(redact=redact).to_json(), redact)
+            assert part.text.decode("ascii").splitlines() == expected
+        assert [event_text(e, names[e.header.author], redact) for e in events] == expected
+    cut = event_key(phone.device, 0, 3)
+    head, tail = (render_part(laptop, lo, hi, names, Selection().to_json(), False) for lo, hi in ((None, cut), (cut, None)))
+    assert (head.text + tail.text).decode("ascii").splitlines() == [
+        fmt.dumps(event_line(e, names[e.header.author], False)) for e in events]
+    assert head.rows + tail.rows == len(events) and tail.chains[phone.device, 0][0] == 3
 
 
 def test_bad_files_fail_in_one_line(tmp_path):

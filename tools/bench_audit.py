@@ -5,7 +5,9 @@ observations (tools/bench.py's `observation`, whose payloads repeat as real ones
 memory.put with unique content. Each run measures, beside the primitives (BLAKE2b-256, Ed25519
 verify): the export of the whole log to a JSON Lines file in the temporary directory (events/s,
 worker processes on every core as in `agentlog audit export`; the HTML report is rendered
-afterwards and timed apart), and `audit verify` of that file (events/s, one process). Run alone:
+afterwards and timed apart), the export's CPU time per event over every process (this one and its
+workers: a figure that other work on a shared machine barely moves, unlike the rate), and `audit
+verify` of that file (events/s, one process). Run alone:
 `python tools/bench_audit.py [--events N] [--runs N]`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from agentlog.audit_verify import verify_file  # noqa: E402
 
 EVENTS, QUICK_EVENTS = 100_000, 20_000
 FIGURES = (("audit_export", "audit export of {audit_events} events, JSON Lines", "events/s"),
+           ("audit_export_cpu", "its CPU time per event, every process", "µs"),
            ("audit_html", "its HTML report, rendered", "ms"),
            ("audit_verify", "audit verify of that file, 1 process", "events/s"))
 RATIOS = {"audit_export": ("blake2b",), "audit_verify": ("verify",)}
@@ -46,13 +50,20 @@ def build(path: Path, events: int, bench) -> None:
                                if i % 5 == 0 else bench.observation(i) for i in range(start, min(events, start + 1000))])
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (the export's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def one_run(path: Path, out: Path, bench, sizes) -> dict[str, float]:
     figures = bench.bench_crypto(sizes)
     with home.open_home(path) as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         with open(out, "wb") as f:
             summary = export(store, f)
         figures["audit_export"] = bench.rate(summary.events, time.perf_counter() - start)
+        figures["audit_export_cpu"] = (cpu_seconds() - cpu) * 1e6 / summary.events
     start = time.perf_counter()
     render(summary)
     figures["audit_html"] = (time.perf_counter() - start) * 1000
