@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentlog import devices, home, payloads
+from agentlog.errors import UsageError
 from agentlog.replay import LiveLog, Point, parse_time, replay
 from agentlog.replay_history import memory_history, setting_history
 from agentlog.store import Store
@@ -303,3 +304,26 @@ def test_a_compacted_store_refuses_a_replay_naming_the_boundary(tmp_path):
     laptop.close()
     done = agentlog("--home", str(tmp_path / "laptop"), "replay", "--until", str(START))
     assert done.returncode == 2 and "compacted: events up to laptop:2 were dropped" in done.stderr
+
+
+def test_a_device_holding_a_peers_snapshot_replays_to_its_live_views_and_a_compacted_one_refuses(tmp_path):
+    from agentlog import compaction
+
+    from .test_compaction import observe_days
+    from .test_pref_scenarios import Family
+
+    f = Family(tmp_path)
+    try:
+        observe_days(f, 15)
+        compaction.compact(f.laptop, now_ms=f.now)
+        f.sync(f.laptop, f.phone)                      # the phone never compacted: it folds the snapshot event
+        phone, laptop = digests(f.phone), f.laptop.path
+        truncated = f.laptop.truncated()
+    finally:
+        f.close()
+    with LiveLog(tmp_path / "phone") as live:
+        done, _ = replay(live, Point())
+        assert {v: d["digest"] for v, d in done.views.items()} == phone
+    assert truncated
+    with LiveLog(laptop) as live, pytest.raises(UsageError, match="compacted: events up to"):
+        replay(live, Point())
