@@ -125,6 +125,8 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
 
     def touches(f: Folded) -> bool:
         p = f.payload
+        if p is not None and f.kind == "snapshot":           # it folds the setting's old evidence into summaries
+            return any(cut.setting == setting for cut in p.cuts)
         if p is None or f.kind not in pr.KINDS:
             return False
         return p.decision in decisions if f.kind == "correction" else p.setting == setting

@@ -318,12 +318,17 @@ def test_a_device_holding_a_peers_snapshot_replays_to_its_live_views_and_a_compa
         compaction.compact(f.laptop, now_ms=f.now)
         f.sync(f.laptop, f.phone)                      # the phone never compacted: it folds the snapshot event
         phone, laptop = digests(f.phone), f.laptop.path
-        truncated = f.laptop.truncated()
+        truncated, now = f.laptop.truncated(), f.now
+        last = f.phone.prefs.get("s0", now_ms=now)
     finally:
         f.close()
     with LiveLog(tmp_path / "phone") as live:
-        done, _ = replay(live, Point())
-        assert {v: d["digest"] for v, d in done.views.items()} == phone
+        log = live.read()
+        done, _ = replay(live, Point(), log)
+        steps = setting_history(log, Point(), "s0", live.device)
+    assert {v: d["digest"] for v, d in done.views.items()} == phone
+    assert steps[-1].event.kind == "snapshot" and steps[-1].arrival == now
+    assert (steps[-1].state["value"], steps[-1].state["confidence"]) == (last.value, round(last.confidence, 4))
     assert truncated
     with LiveLog(laptop) as live, pytest.raises(UsageError, match="compacted: events up to"):
         replay(live, Point())
