@@ -191,7 +191,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
     read, line, iso = _STORED_HEADER.read_stored, _line, fmt.iso
     everything = select.get("since_ms") is None and select.get("until_ms") is None and select.get("scopes") is None
     authors: dict[bytes, tuple[str, str]] = {}
-    rows = 0
+    rows, chain_author, chain_epoch = 0, None, None
     with store.raw_txn() as txn:
         get_payload = functools.partial(txn.get, db=store.db("payloads"))
         cur = txn.cursor(db=store.db("events"))
@@ -205,21 +205,21 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
                 read(header_bytes, "header")
             eid = blake2b256(header_bytes)
             payload = get_payload(key)
-            chain = chains.get((author, epoch))
-            if chain is None:
-                chains[author, epoch] = (seq, seq, eid, [])
-            else:
-                chains[author, epoch] = (chain[0], seq, eid, chain[3])
-            if kind in fmt.ROSTER_KINDS:
-                roster.append((record, payload))
-            if everything or fmt.selected(time_ms, scope, select):
+            if author != chain_author or epoch != chain_epoch:       # keys are sorted: a chain's events are together
+                chain_author, chain_epoch = author, epoch
+                seqs = chains[author, epoch][3] if (author, epoch) in chains else []
+                first = chains[author, epoch][0] if (author, epoch) in chains else seq
                 who = authors.get(author)
                 if who is None:
                     who = authors[author] = (author.hex(), _string(names.get(author, "")))
+            chains[author, epoch] = (first, seq, eid, seqs)
+            if kind in fmt.ROSTER_KINDS:
+                roster.append((record, payload))
+            if everything or fmt.selected(time_ms, scope, select):
                 time_text = iso(time_ms)
                 lines.append(line(who, epoch, seq, time_text, time_ms, kind, scope, eid, prev, lamport, codec,
                                   payload_hash, payload_len, header_bytes, signature, payload, redact))
-                chains[author, epoch][3].append(seq)
+                seqs.append(seq)
                 counts[who[0], scope, kind, time_text[:10]] += 1
                 if kind == "snapshot":
                     snapshots.append((record, payload))
@@ -329,8 +329,13 @@ def _line(who: tuple[str, str], epoch: int, seq: int, time_text: str, time_ms: i
     else:
         content, redacted, withheld = _content_text(kind, codec, payload), "false", "false"
         payload_text = f'"{b2a_base64(payload, newline=False).decode()}"'
+    kind_scope = _KIND_SCOPE.get((kind, scope))
+    if kind_scope is None:
+        if len(_KIND_SCOPE) > 4096:
+            _KIND_SCOPE.clear()
+        kind_scope = _KIND_SCOPE[kind, scope] = f'"kind":{fmt.string(kind)},"scope":{fmt.string(scope)}'
     return (f'{{"type":"event","device":{who[1]},"author":"{who[0]}","epoch":{epoch},"seq":{seq},'
-            f'"time":"{time_text}","time_ms":{time_ms},"kind":{_string(kind)},"scope":{_string(scope)},'
+            f'"time":"{time_text}","time_ms":{time_ms},{kind_scope},'
             f'"content":{content},"redacted":{redacted},"withheld":{withheld},"id":"{eid.hex()}",'
             f'"prev":"{prev.hex()}","lamport":{lamport},"codec":{_string(codec)},'
             f'"payload_hash":"{payload_hash.hex()}","payload_len":{payload_len},'
@@ -338,6 +343,7 @@ def _line(who: tuple[str, str], epoch: int, seq: int, time_text: str, time_ms: i
             f'"payload":{payload_text}}}')
 
 
+_KIND_SCOPE: dict[tuple[str, str], str] = {}        # (kind, scope) -> their two fields' text: few, repeated
 _CONTENT: dict[tuple[str, str, bytes], str] = {}
 # Small payloads repeat: a device observes the same settings, values and contexts day after day, a cycle
 # of thousands of distinct payloads. Each distinct one is decoded and formatted once while it stays

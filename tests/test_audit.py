@@ -19,7 +19,7 @@ from agentlog.audit_verify import verify_file
 from agentlog.store import _head_value, event_key
 from agentlog.validate import Head
 from tests.conftest import sync
-from tests.test_compaction import observe_days
+from tests.test_compaction import new_device, observe_days
 from tests.test_pref_scenarios import Family
 
 SECRET = "Anna's birthday <script>alert(1)</script> & \u00e9\u4e2d"
@@ -198,6 +198,32 @@ def test_a_compacted_store_exports_its_base_snapshot_and_verifies(compacted):
     names = {f.laptop.device.hex(): "laptop", f.phone.device.hex(): "phone"}
     covers = ", ".join(f"{names[p['author']]} {p['seq']}" for p in base["content"]["frontier"])
     assert f"<td>{base['time']}</td><td>{covers}</td>" in page and "phone" in covers and "laptop" in covers
+
+
+def test_a_device_bootstrapped_from_a_snapshot_exports_what_verifies(tmp_path):
+    """The hub never held the events before the laptop's snapshot: its truncation points are the snapshot's
+    frontier itself, and its roster starts from the snapshot's roster plus its own enrolment."""
+    f = Family(tmp_path)
+    stores = [f]
+    try:
+        observe_days(f, 3)
+        compaction.compact(f.laptop, now_ms=f.now)
+        stores.append(new_device(f, "hub"))
+        hub = stores[-1]
+        compaction.bootstrap(hub, compaction.base_bundle(f.laptop))
+        f.sync(f.laptop, hub)
+        hub.append(payloads.Observation(setting="s1", value="a", weight_milli=1000))
+        summary = _export(hub, tmp_path / "hub.jsonl")
+        report = verify_file(tmp_path / "hub.jsonl")
+        assert report.ok and report.events == summary.events == hub.count(), report.problems
+        lines = [json.loads(line) for line in _lines(tmp_path / "hub.jsonl")]
+        base = next(k for k in lines if k["type"] == "base")
+        assert {k["author"]: k["seq"] for k in lines if k["type"] == "truncation"} == \
+            {p["author"]: p["seq"] for p in base["content"]["frontier"]}
+        assert {k["name"] for k in lines if k["type"] == "device"} == {"laptop", "phone", "hub"}
+    finally:
+        for store in reversed(stores):
+            store.close()
 
 
 def _base_edited(lines, edit):
