@@ -24,7 +24,7 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, ledger, memory_view, payloads, pref_view
+from . import crypto, ledger, memory_view, payloads, pref_view, snapshot
 from . import roster as roster_module
 from .errors import EventError, UsageError
 from .event import decode_record
@@ -35,7 +35,7 @@ from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor
 from .validate import ROSTER_KINDS, check_payload
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
-_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received")
+_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots")
 _SCRATCH_MAP = 1 << 30
 _POS = struct.Struct(">IQ")
 _ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
@@ -109,6 +109,9 @@ class LiveLog:
             state = txn.get(b"state", db=self.db["views.roster"]) if self.db["views.roster"] else None
             self.roster = Roster.from_bytes(bytes(state)) if state else Roster(self.founder)
             self.truncated = self._rows(txn, "truncated")
+            sid = txn.get(b"base", db=meta)
+            self.base = _read_base(txn, self.db["snapshots"], bytes(sid), self.roster) \
+                if sid is not None and self.db["snapshots"] is not None else None
 
     def _rows(self, txn, name: str) -> dict[bytes, bytes]:
         if self.db[name] is None:
@@ -127,7 +130,11 @@ class LiveLog:
                     progress(n, total)
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
-        return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor)
+        base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
+        cuts = {(a, *_POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
+                if len(v) >= 52}
+        return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
+                   base, cuts)
 
     def views(self) -> dict[str, dict] | None:
         """The live views' versions and digests (as Store.views gives them), or None if a view database is missing."""
@@ -155,6 +162,59 @@ class LiveLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Base:
+    """A compacted store's base snapshot: the views' state it keeps and the frontier that state covers.
+
+    A replay of a store that dropped events starts from this state and folds the held events after
+    `covered` (each author's (epoch, seq)); points before the snapshot cannot be replayed there.
+    """
+
+    sid: bytes
+    event: Folded                   # the snapshot event's header fields (payload None)
+    name: str                       # AUTHOR:SEQ of the snapshot event
+    covered: dict[bytes, tuple[int, int]]
+    states: dict[str, bytes]
+
+    @property
+    def time_ms(self) -> int:
+        return self.event.time_ms
+
+    @property
+    def text(self) -> str:
+        return f"the compaction snapshot {self.name} ({self.sid.hex()[:12]}) of {iso(self.time_ms)}"
+
+    def covers(self, f: Folded) -> bool:
+        return (f.epoch, f.seq) <= self.covered.get(f.author, (-1, -1))
+
+    def rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        """The scratch's initial rows: each view database's rows at the snapshot, and the roster."""
+        out = {"views.roster": [(b"state", self.states["roster"]), (b"version", _ROSTER_VERSION)]}
+        for view, names in snapshot.VIEW_DBS.items():
+            out.update(zip(names, snapshot.rows(self.states[view], len(names))))
+        return out
+
+    def roster(self, founder: bytes | None) -> Roster:
+        roster = Roster.from_bytes(self.states["roster"]) if self.states["roster"] else Roster(founder)
+        roster.founder = founder
+        return roster
+
+
+def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
+    """The base snapshot as compaction keeps it (snapshot.EVENT_KEY row in pack_anchor form, a state per view)."""
+    raw = txn.get(sid + snapshot.EVENT_KEY, db=db)
+    if raw is None:
+        return None
+    raw = bytes(raw)
+    n = int.from_bytes(raw[:4], "big")
+    event = decode_record(raw[4 : 4 + n])
+    snap = payloads.decode("snapshot", raw[4 + n :])
+    h = event.header
+    states = {name: bytes(txn.get(sid + name.encode(), db=db) or b"") for name in snapshot.VIEWS}
+    return Base(sid, Folded.of(h, event.id, None), f"{roster.name_of(h.author)}:{h.seq}",
+                {p.author: (p.epoch, p.seq) for p in snap.frontier}, states)
 
 
 _EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
@@ -221,30 +281,52 @@ def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Rang
 
 @dataclass
 class Log:
-    """The events a store holds (key order) with their arrivals; `order` is the held order (indices)."""
+    """The events a store holds (key order) with their arrivals; `order` is the held order (indices).
+
+    With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
+    the ones a replay folds on top of the snapshot's state; `cuts` are the truncation points'
+    times ((author, epoch, seq) -> ms), which the live store still answers for.
+    """
 
     events: list[Folded]
     arrival: list[int]
     roster_events: dict[bytes, tuple]
     founder: bytes | None
     anchor: object | None
+    base: Base | None = None
+    cuts: dict[tuple, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort
         keys = [a << 64 | f.lamport for a, f in zip(self.arrival, self.events)]
-        self.order = sorted(range(len(keys)), key=keys.__getitem__)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        base, events = self.base, self.events
+        self.order = order if base is None else [i for i in order if not base.covers(events[i])]
+        self._covered: dict | None = None
+        self._by_id: dict | None = None
 
     def prefix(self, point: Point) -> int:
-        """How many events of the held order `point` takes."""
+        """How many events of the held order `point` takes.
+
+        Raises:
+            UsageError: an event not held, or a point before the base snapshot.
+        """
+        base = self.base
         if point.at is not None:
             author, seq = point.at
             for n, i in enumerate(self.order, 1):
                 f = self.events[i]
                 if f.author == author and f.seq == seq:
                     return n
+            if base is not None and seq <= base.covered.get(author, (0, 0))[1]:
+                raise UsageError(f"{point.text} is at or below the frontier of {base.text}: this store dropped "
+                                 f"the events before it, so a replay starts there (points from {iso(base.time_ms)})")
             raise UsageError(f"this device holds no event {point.text}")
         if point.until is None:
             return len(self.order)
+        if base is not None and point.until < base.time_ms:
+            raise UsageError(f"{point.text} is before {base.text}: this store dropped the events before it, so "
+                             f"a replay starts there (points from {iso(base.time_ms)})")
         lo, hi = 0, len(self.order)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -254,10 +336,10 @@ class Log:
                 hi = mid
         return lo
 
-    def held(self, n: int) -> list[Folded]:
-        """The first n events of the held order, in key order (as the view rebuild takes them), less any
-        revoked device's events past its revocation seq by the roster those n events give."""
-        chosen = sorted(self.order[:n])
+    def held(self, n: int, key_order: bool = True) -> list[Folded]:
+        """The first n events of the held order, in key order (as the view rebuild takes them) or in the
+        held order, less any revoked device's events past its revocation seq by the roster they give."""
+        chosen = sorted(self.order[:n]) if key_order else self.order[:n]
         events = [self.events[i] for i in chosen]
         limits = self.limits(events)
         if limits:
@@ -265,19 +347,48 @@ class Log:
         return events
 
     def roster(self, events: Iterable[Folded]) -> Roster:
-        return Roster.replay(self.founder, [self.roster_events[f.eid] for f in events
-                                            if f.kind in ROSTER_KINDS and f.eid in self.roster_events])
+        """The roster of the base (or of nothing) and the roster events among `events`, in lamport order."""
+        found = [self.roster_events[f.eid] for f in events if f.kind in ROSTER_KINDS and f.eid in self.roster_events]
+        if self.base is None:
+            return Roster.replay(self.founder, found)
+        roster = self.base.roster(self.founder)
+        for header, event_id, payload in sorted(found, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+            roster.apply(header, event_id, payload)
+        return roster
 
     def limits(self, events: list[Folded]) -> dict[bytes, int]:
         roster = self.roster(events)
         return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
 
+    def covered(self) -> dict[tuple, Folded]:
+        """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
+        if self._covered is None:
+            base = self.base
+            self._covered = {} if base is None else \
+                {(f.author, f.epoch, f.seq): f for f in self.events if base.covers(f)}
+        return self._covered
+
     def time_of(self, _txn, author: bytes, epoch: int, seq: int) -> int | None:
-        """For PrefView: the time of a clock entry not among the events folded (the join anchor's), else None."""
+        """For PrefView: the time of a clock entry not among the events folded, as the live store gives it
+        (the join anchor's; on a compacted store also an event the snapshot covers, held or the
+        truncation point), else None."""
         a = self.anchor
         if a is not None and (a.author, a.epoch, a.seq) == (author, epoch, seq):
             return a.time_ms
+        if self.base is not None:
+            f = self.covered().get((author, epoch, seq))
+            return f.time_ms if f is not None else self.cuts.get((author, epoch, seq))
         return None
+
+    def event_of(self, _txn, eid: bytes):
+        """For PrefView: (header, id, payload) of a held event the base snapshot covers, else None
+        (a pending correction's, when its decision arrives after the snapshot)."""
+        if self.base is None:
+            return None
+        if self._by_id is None:
+            self._by_id = {f.eid: f for f in self.covered().values()}
+        f = self._by_id.get(eid)
+        return None if f is None else (f, f.eid, f.payload)
 
 
 def view_digests(db: dict, txn) -> dict[str, dict]:
@@ -310,8 +421,17 @@ class Scratch:
             raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None
         self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None))
         self.memory = MemoryView(self.db)
+        self.initial = initial or {}
         if initial:
-            self.write(lambda txn: [txn.cursor(db=self.db[name]).putmulti(rows) for name, rows in initial.items()])
+            self.write(lambda txn: self.load(txn))
+
+    def load(self, txn, names: Iterable[str] | None = None) -> None:
+        """Set databases (`names`, else every one `initial` names) to their initial rows."""
+        for name in self.initial if names is None else names:
+            txn.drop(self.db[name], delete=False)
+            rows = self.initial.get(name)
+            if rows:
+                txn.cursor(db=self.db[name]).putmulti(rows, append=True)
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it fills."""
@@ -340,11 +460,14 @@ class Scratch:
             return n
         return self.write(fold)
 
-    def fold(self, batch: list[Folded]) -> None:
-        """Fold newly held events incrementally, as an append or ingest does."""
+    def fold(self, batch: list[Folded], roster: Roster | None = None) -> None:
+        """Fold newly held events (in a causal order) incrementally, as an append or ingest does; store
+        `roster` if given."""
         def fold(txn):
             self.pref.fold(txn, batch)
             self.memory.fold(txn, batch)
+            if roster is not None:
+                self.save_roster(txn, roster)
         self.write(fold)
 
     def save_roster(self, txn, roster: Roster) -> None:
@@ -369,25 +492,27 @@ class Scratch:
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
-    """A replay's outcome: events folded of those held in all, the point's time, frontier and digests."""
+    """A replay's outcome: events folded of those held in all, the point's time, frontier and digests;
+    `base` names the compaction snapshot it started from (None: from nothing)."""
 
     events: int
     held: int
     time_ms: int | None
     frontier: dict[bytes, int]
     views: dict[str, dict]
+    base: str | None = None
 
 
 def check_truncation(live: LiveLog, names: Callable[[bytes], str]) -> None:
-    """Refuse to replay a compacted store from its log: the dropped events are gone.
+    """Refuse to replay a store that dropped events but keeps no base snapshot to start from.
 
     Raises:
         UsageError: naming the boundary (each author's last dropped seq).
     """
-    if live.truncated:
+    if live.truncated and live.base is None:
         boundary = ", ".join(f"{names(a)}:{_POS.unpack_from(v)[1]}" for a, v in sorted(live.truncated.items()))
-        raise UsageError(f"this store was compacted: events up to {boundary} were dropped; replay from "
-                         "the compaction snapshot is not built yet, so no point can be replayed here")
+        raise UsageError(f"this store was compacted: events up to {boundary} were dropped and it keeps no "
+                         "compaction snapshot to replay from, so no point can be replayed here")
 
 
 def resolve_point(live: LiveLog, until: str | None = None, at: str | None = None) -> Point:
@@ -419,17 +544,29 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
     check_truncation(live, live.name_of)
     log = log or live.read(progress)
     n = log.prefix(point)
-    events = log.held(n)
-    frontier: dict[bytes, int] = {}
+    base = log.base
+    events = log.held(n, key_order=base is None)
+    frontier: dict[bytes, int] = {} if base is None else {a: seq for a, (_, seq) in base.covered.items()}
     for f in events:
-        frontier[f.author] = f.seq
-    with Scratch(log.time_of) as scratch:
-        scratch.rebuild(events, log.roster(events))
-        views = scratch.views()
-        kept = keep(scratch) if keep else None
-    when = log.arrival[log.order[n - 1]] if n else None
-    return Replayed(len(events), len(log.events), when, frontier, views), kept
+        if f.seq > frontier.get(f.author, 0):
+            frontier[f.author] = f.seq
+    if base is None:
+        with Scratch(log.time_of) as scratch:
+            scratch.rebuild(events, log.roster(events))
+            views = scratch.views()
+            kept = keep(scratch) if keep else None
+    else:
+        limits = log.limits(events)
+
+        def time_of(txn, author: bytes, epoch: int, seq: int) -> int | None:
+            return None if seq > limits.get(author, seq) else log.time_of(txn, author, epoch, seq)
+        with Scratch(time_of, log.event_of, initial=base.rows()) as scratch:
+            scratch.fold(events, log.roster(events))     # on the snapshot's state, in the held order
+            views = scratch.views()
+            kept = keep(scratch) if keep else None
+    when = log.arrival[log.order[n - 1]] if n else (base.time_ms if base else None)
+    return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
 
 
-__all__ = ["LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "parse_time", "point_of", "replay",
+__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "parse_time", "point_of", "replay",
            "resolve_point"]

@@ -63,7 +63,7 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
     done, state = _state(live, log, point)
     elapsed = time.perf_counter() - start
     doc = {"point": point.text, "until_ms": point.until, "held_at": iso(done.time_ms) if done.time_ms else None,
-           "events": done.events, "held": done.held, "fold_s": round(elapsed, 6),
+           "events": done.events, "held": done.held, "from_snapshot": done.base, "fold_s": round(elapsed, 6),
            "frontier": {live.name_of(a): seq for a, seq in sorted(done.frontier.items())},
            "views": {name: {"version": v["version"], "digest": v["digest"].hex()} for name, v in done.views.items()},
            "prefs": [a.to_json() for _, a in sorted(state.answers.items())],
@@ -74,7 +74,8 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
-    print(f"replayed {done.events} of the {done.held} events this device holds, as held at {point.text}"
+    start = f" on {done.base}" if done.base else ""
+    print(f"replayed {done.events} of the {done.held} events this device holds{start}, as held at {point.text}"
           f" (last arrival {doc['held_at'] or 'none'}), in a scratch space; the live store is untouched")
     for name, v in doc["views"].items():
         same = ""
@@ -99,10 +100,14 @@ def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
                           "steps": rows}, indent=2))
         return 0
     shown = rows if args.every else [r for r in rows if r["changed"]]
-    print(f"{what}: {len(rows)} events touched it, {sum(r['changed'] for r in rows)} changed it"
+    events = [r for r in rows if not r["from_snapshot"]]
+    start = " after the compaction snapshot it starts from" if len(events) < len(rows) else ""
+    print(f"{what}: {len(events)} events touched it{start}, {sum(r['changed'] for r in events)} changed it"
           f"{'' if args.every else ' (shown; --every for all)'}")
     for r in shown:
         cause = f"{r['event'][:12]} {r['device']}:{r['seq']} {r['kind']:<14} {r['time']}"
+        if r["from_snapshot"]:
+            cause = f"from the compaction snapshot {r['device']}:{r['seq']} ({r['event'][:12]}) of {r['time']}"
         print(f"{'*' if r['changed'] else ' '} {cause}  {_summary(r)}")
     return 0
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import memory_reducer as mr
+from . import memory_view, payloads, pref_view
 from . import pref_reducer as pr
 from .errors import UsageError
 from .memory import entry_of
@@ -32,12 +33,13 @@ class Step:
     arrival: int
     state: dict[str, Any]
     changed: bool
+    start: bool = False             # the state at the compaction snapshot the history starts from
 
     def to_json(self, name_of: Callable[[bytes], str]) -> dict:
         f = self.event
         return {"event": f.eid.hex(), "device": name_of(f.author), "author": f.author.hex(), "seq": f.seq,
                 "kind": f.kind, "time": iso(f.time_ms), "held": iso(self.arrival), "changed": self.changed,
-                **self.state}
+                "from_snapshot": self.start, **self.state}
 
 
 def _stripped(f: Folded) -> Folded:
@@ -51,7 +53,10 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
 
     An event that does not touch it and carries no clock entries is not folded at all: it would
     change neither the times its author had seen nor any causal past a later event of it reads.
+    On a compacted store (`log.base`) the fold starts from the snapshot's state, and the first Step
+    is that state, read at the snapshot's time.
     """
+    base = log.base
     held: dict[bytes, Folded] = {}
     times: dict[tuple[bytes, int, int], int] = {}
     limits: dict[bytes, int] = {}
@@ -63,17 +68,27 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
         t = times.get((author, epoch, seq))
         return t if t is not None else log.time_of(txn, author, epoch, seq)
 
-    with Scratch(time_of, lambda _txn, eid: _as_event(held.get(eid))) as scratch:
+    def event_of(txn, eid: bytes):
+        f = held.get(eid)
+        return _as_event(f) if f is not None else log.event_of(txn, eid)
+
+    with Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
         view = scratch.pref if which == "pref" else scratch.memory
+        names = pref_view.DBS if which == "pref" else memory_view.DBS
 
         def run(txn) -> list[Step]:
             held.clear()
             times.clear()
             limits.clear()
+            limits.update(log.limits([]))                   # the base snapshot's roster (none: nothing)
             steps: list[Step] = []
             batch: list[Folded] = []
             folded: list[Folded] = []
             before: dict | None = None
+            if base is not None:
+                scratch.load(txn, [name for name in names if name in scratch.initial])
+                before = read(view, txn, base.time_ms)
+                steps.append(Step(base.event, base.time_ms, before, True, start=True))
             for i in log.order[:n]:
                 f = log.events[i]
                 if f.seq > limits.get(f.author, f.seq):
@@ -93,8 +108,12 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                     limits.update(log.limits(folded))
                     if any(g.seq > limits.get(g.author, g.seq) for g in folded):
                         folded = [g for g in folded if g.seq <= limits.get(g.author, g.seq)]
-                        view.rebuild(txn, [g if touches(g) else _stripped(g)
-                                           for g in sorted(folded, key=lambda g: (g.author, g.epoch, g.seq))])
+                        if base is None:
+                            view.rebuild(txn, [g if touches(g) else _stripped(g)
+                                               for g in sorted(folded, key=lambda g: (g.author, g.epoch, g.seq))])
+                        else:                           # again from the snapshot's state, in the held order
+                            scratch.load(txn, [name for name in names if name in scratch.initial])
+                            view.fold(txn, [g if touches(g) else _stripped(g) for g in folded])
                 if hit:
                     view.fold(txn, batch)
                     batch = []
@@ -122,6 +141,10 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
     n = log.prefix(point)
     decisions = {f.eid for f in log.events
                  if f.kind == "decision" and f.payload is not None and f.payload.setting == setting}
+    base_rows = log.base.rows() if log.base else {}
+    for eid, row in base_rows.get("views.pref.decisions", ()):      # decisions the snapshot keeps
+        if payloads.decode("decision", bytes(row[pref_view._DECISION.size:])).setting == setting:
+            decisions.add(bytes(eid))
 
     def touches(f: Folded) -> bool:
         p = f.payload
@@ -146,7 +169,8 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
 
     steps = _history(log, n, "pref", touches, read,
                      lambda a, b: (a["value"], a["source"]) == (b["value"], b["source"]))
-    if not steps:
+    known = any(k == key for k, _ in base_rows.get("views.pref", ()))
+    if not [s for s in steps if not s.start] and not known:
         raise UsageError(f"no event held up to {point.text} names the setting {setting!r}")
     return steps
 
@@ -154,8 +178,15 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
 # -- one memory entry -----------------------------------------------------------------------------------
 
 def entry_ids(log: Log) -> list[bytes]:
-    """Every memory entry id the log names, sorted."""
-    return sorted({f.payload.entry for f in log.events if f.kind in mr.KINDS and f.payload is not None})
+    """Every memory entry id the log (and the base snapshot it starts from) names, sorted."""
+    found = {f.payload.entry for f in log.events if f.kind in mr.KINDS and f.payload is not None}
+    return sorted(found | _base_entries(log))
+
+
+def _base_entries(log: Log) -> set[bytes]:
+    if log.base is None:
+        return set()
+    return {bytes(k) for k, _ in log.base.rows()["views.memory"] if len(k) == mr.ENTRY_ID_LEN}
 
 
 def entry_named(log: Log, text: str) -> bytes:
@@ -196,7 +227,7 @@ def memory_history(log: Log, point: Point, entry_id: bytes) -> list[Step]:
 
     steps = _history(log, log.prefix(point), "memory", touches,
                      lambda view, txn, _now: memory_state(view.entry(txn, entry_id)), lambda a, b: a == b)
-    if not steps:
+    if not [s for s in steps if not s.start] and entry_id not in _base_entries(log):
         raise UsageError(f"no event held up to {point.text} names memory {entry_id.hex()}")
     return steps
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from agentlog import devices, home, payloads
-from agentlog.errors import UsageError
 from agentlog.replay import LiveLog, Point, parse_time, replay
 from agentlog.replay_history import memory_history, setting_history
 from agentlog.store import Store
@@ -306,7 +305,7 @@ def test_a_compacted_store_refuses_a_replay_naming_the_boundary(tmp_path):
     assert done.returncode == 2 and "compacted: events up to laptop:2 were dropped" in done.stderr
 
 
-def test_a_device_holding_a_peers_snapshot_replays_to_its_live_views_and_a_compacted_one_refuses(tmp_path):
+def test_a_device_holding_a_peers_snapshot_and_the_compacted_one_replay_to_their_live_views(tmp_path):
     from agentlog import compaction
 
     from .test_compaction import observe_days
@@ -317,7 +316,7 @@ def test_a_device_holding_a_peers_snapshot_replays_to_its_live_views_and_a_compa
         observe_days(f, 15)
         compaction.compact(f.laptop, now_ms=f.now)
         f.sync(f.laptop, f.phone)                      # the phone never compacted: it folds the snapshot event
-        phone, laptop = digests(f.phone), f.laptop.path
+        phone, laptop, compacted = digests(f.phone), f.laptop.path, digests(f.laptop)
         truncated, now = f.laptop.truncated(), f.now
         last = f.phone.prefs.get("s0", now_ms=now)
     finally:
@@ -330,5 +329,6 @@ def test_a_device_holding_a_peers_snapshot_replays_to_its_live_views_and_a_compa
     assert steps[-1].event.kind == "snapshot" and steps[-1].arrival == now
     assert (steps[-1].state["value"], steps[-1].state["confidence"]) == (last.value, round(last.confidence, 4))
     assert truncated
-    with LiveLog(laptop) as live, pytest.raises(UsageError, match="compacted: events up to"):
-        replay(live, Point())
+    with LiveLog(laptop) as live:                      # from its base snapshot (tests/test_replay_compacted.py)
+        done, _ = replay(live, Point())
+    assert done.base and {v: d["digest"] for v, d in done.views.items()} == compacted
