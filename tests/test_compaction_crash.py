@@ -151,9 +151,8 @@ def _full_replay(path: Path, seed: bytes, now: int) -> dict[str, bytes]:
     """Every view folded from the first event of the log holding the snapshot event, without the base."""
     store = Store(path, DeviceKey(seed), clock=lambda: now)
     try:
-        with store.raw_txn(write=True) as txn:
-            txn.delete(b"base", db=store.db("meta"))
-            txn.drop(store.db("snapshots"), delete=False)
+        store._write(lambda txn: (txn.delete(b"base", db=store.db("meta")),      # _write grows a full map
+                                  txn.drop(store.db("snapshots"), delete=False)))
         assert not store.truncated(), "the copy before truncation has truncation points"
         store.rebuild_views()
         return _digests(store)

@@ -190,9 +190,8 @@ def compaction_run(built: Path, work: Path, now_ms: int, info: dict) -> dict[str
 
         before = Store(work / "before-truncation", None)
         try:
-            with before.raw_txn(write=True) as txn:          # no base: every view folds from the first event
-                txn.delete(b"base", db=before.db("meta"))
-                txn.drop(before.db("snapshots"), delete=False)
+            before._write(lambda txn: (txn.delete(b"base", db=before.db("meta")),   # no base: every view
+                                       txn.drop(before.db("snapshots"), delete=False)))  # folds from the first event
             start = time.perf_counter()
             replayed = before.rebuild_views()
             out["cmp_replay"] = replayed / (time.perf_counter() - start)
