@@ -7,9 +7,9 @@ withheld), and it must fall in the stated selection. Chains link where consecuti
 present (from a compaction boundary's (seq, id) where one is stated). The roster is folded again
 from the signed roster lines, on top of the base snapshot's roster state when the store was compacted
 (the snapshot's signature, payload hash and the state's signed digest checked first); every author
-must be a device of it, and every truncation point must lie within the snapshot's frontier. The stated frontier must match
-the events present exactly; the end line's digest must cover every line before it and carry the
-exporting device's signature.
+must be a device of it, and every truncation point must lie within the snapshot's frontier. The
+stated frontier must match the events present exactly; the end line's digest must cover every line
+before it and carry the exporting device's signature.
 """
 
 from __future__ import annotations
@@ -143,15 +143,35 @@ def _dispatch(obj: dict, n: int, state: _State, report: Report) -> None:
         elif kind in ("event", "roster", "base"):
             _event(obj, n, state, report)
         elif kind == "truncation":
+            if type(obj["epoch"]) is not int or type(obj["seq"]) is not int or len(_hex_id(obj["id"])) != 32:
+                raise ValueError("epoch and seq must be integers, id 64 lowercase hex digits")
             state.truncations[obj["author"]] = (obj["epoch"], obj["seq"], obj["id"], n)
         elif kind == "fork":
             state.forks.append((n, obj))
         elif kind == "frontier":
+            for c in obj["chains"]:
+                _frontier_chain(c)
             state.frontier = obj
         elif kind not in ("snapshot", "ledger", "end"):
             report.problems.append(f"line {n}: unknown line type {kind!r}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         report.problems.append(f"line {n}{_where(obj)}: malformed {kind} line ({type(exc).__name__}: {_short(exc)})")
+
+
+def _frontier_chain(c: dict) -> None:
+    """ValueError unless a frontier chain has the fields and types the export writes."""
+    ints = [c["epoch"], c["from"], c["head"], c["count"]] + [s for run in c["selected"] for s in run]
+    if not isinstance(c["author"], str) or any(type(v) is not int for v in ints) or \
+            any(type(run) is not list or len(run) != 2 for run in c["selected"]) or len(_hex_id(c["head_id"])) != 32:
+        raise ValueError("a chain's fields are not the export's")
+
+
+def _hex_id(text: str) -> bytes:
+    """Lowercase hex as the export writes it; ValueError for anything else."""
+    raw = bytes.fromhex(text)
+    if raw.hex() != text:
+        raise ValueError("not lowercase hex")
+    return raw
 
 
 def _event(obj: dict, n: int, state: _State, report: Report) -> None:

@@ -306,3 +306,18 @@ def test_bad_files_fail_in_one_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr and "not a readable export line" in done.stdout
     missing = _cli("audit", "verify", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "cannot read" in missing.stderr
+
+
+@pytest.mark.parametrize("kind, edit", [
+    ("truncation", lambda obj: {**obj, "id": "zz" + obj["id"][2:]}),
+    ("truncation", lambda obj: {**obj, "seq": str(obj["seq"])}),
+    ("frontier", lambda obj: {**obj, "chains": [{k: v for k, v in c.items() if k != "count"} for c in obj["chains"]]}),
+    ("frontier", lambda obj: {**obj, "chains": [{**c, "head_id": c["head_id"].upper()} for c in obj["chains"]]}),
+])
+def test_a_malformed_compaction_or_frontier_line_is_named_not_a_traceback(tmp_path, compacted, kind, edit):
+    _, out, _ = compacted
+    lines, bad = _lines(out), tmp_path / "bad.jsonl"
+    index = next(i for i, line in enumerate(lines) if line.startswith(f'{{"type":"{kind}"'.encode()))
+    _write(bad, lines[:index] + [fmt.dumps(edit(json.loads(lines[index]))).encode()] + lines[index + 1:])
+    problems = verify_file(bad).problems
+    assert any(p.startswith(f"line {index + 1} ({kind}): malformed {kind} line") for p in problems), problems
