@@ -6,6 +6,7 @@ databases (it is the store's compaction half, kept apart so store.py stays about
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,11 +144,6 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
         base = txn.get(b"base", db=db["meta"])
         if base is not None and _covers(txn, store, bytes(base), frontier):
             return None, stable, silent
-        states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
-        for name, names in snapshot.VIEW_DBS.items():
-            states[name] = snapshot.dump(txn, [db[n] for n in names])
-        versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
-                    "pref": store._pref.version(txn), "memory": store._memory.version(txn)}
         cuts = []
         for name in store._pref.names(txn):
             s = store._pref.setting(txn, name)
@@ -158,9 +154,16 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
             return tuple(payloads.LogPoint(author=a, epoch=e, seq=s, id=eid, lamport=lamport, time=t)
                          for a, (e, s) in sorted(positions.items())
                          for eid, lamport, t in [_point(store, txn, a, e, s)])
-        snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable), cuts=tuple(cuts),
-            views=tuple(payloads.ViewState(name=n, version=versions[n], digest=crypto.blake2b256(states[n]), state=b"")
-                        for n in snapshot.VIEWS))
+        snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable), cuts=tuple(cuts))
+        store._pref.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
+        states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
+        for name, names in snapshot.VIEW_DBS.items():
+            states[name] = snapshot.dump(txn, [db[n] for n in names])
+        versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
+                    "pref": store._pref.version(txn), "memory": store._memory.version(txn)}
+        snap = dataclasses.replace(snap, views=tuple(
+            payloads.ViewState(name=n, version=versions[n], digest=crypto.blake2b256(states[n]), state=b"")
+            for n in snapshot.VIEWS))
         [sid] = store._append_in(txn, [(snap, "user")], store._roster_in(txn))
         key = event_key(store.device, *_POS.unpack_from(txn.get(store.device, db=db["heads"])))
         record = bytes(txn.get(key, db=db["events"]))

@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 from . import crypto, payloads
 from . import memory_reducer as mr
 from . import pref_reducer as pr
-from .event import Header, decode_header, peek_record, record_id
+from .event import _PEEK_READER as _PEEK
+from .event import Header, decode_header
 from .errors import EventError
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions")
@@ -159,6 +160,9 @@ class PrefView:
         for author, newest in seen.items():
             if newest is not None:
                 txn.put(author, _U64.pack(newest), db=self.seen)
+        self._save(txn, open_settings)
+
+    def _save(self, txn, open_settings: dict) -> None:
         for name, opened in open_settings.items():
             if opened is None:
                 continue
@@ -267,6 +271,13 @@ class PrefView:
         return out
 
     # -- snapshots ------------------------------------------------------------------
+
+    def summarize(self, txn, snap: payloads.Snapshot) -> None:
+        """What folding the snapshot does to the evidence, done ahead (its writer signs the state after
+        it); folding the snapshot event afterwards finds nothing left to summarize."""
+        open_settings: dict = {}
+        self._summarize(txn, snap, open_settings)
+        self._save(txn, open_settings)
 
     def _summarize(self, txn, snap: payloads.Snapshot, open_settings: dict) -> None:
         """Fold a snapshot: each setting's evidence at or below its stable frontier and cut becomes day summaries."""
@@ -421,23 +432,28 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     """
     kinds, new = pr.KINDS | mr.KINDS | {"snapshot"}, tuple.__new__
     decoded: dict[tuple[str, bytes], Any] = {}
-    with txn.cursor(db=events_db) as cur:
+    peek, unpack, blake2b, sig = _PEEK.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
+    with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
+        stored = iter(pcur)                          # payloads share the events' keys: read them alongside
+        pkey, pvalue = next(stored, (None, None))
         for key, record in cur:
-            if limits and key[:32] in limits and _POS.unpack_from(key, 32)[1] > limits[key[:32]]:
+            if limits and key[:32] in limits and unpack(key, 32)[1] > limits[key[:32]]:
                 continue
+            while pkey is not None and pkey < key:
+                pkey, pvalue = next(stored, (None, None))
+            header = record[:-sig]
             try:
-                lamport, time_ms, kind, codec, clock = peek_record(record)
+                lamport, time_ms, kind, codec, clock = peek(header, "header")
                 payload = None
-                if kind in kinds and codec == "plain":
-                    raw = txn.get(key, db=payloads_db)
-                    if raw is not None:
-                        payload = decoded.get((kind, raw))
-                        if payload is None:
-                            payload = payloads.decode(kind, raw)
-                            if len(raw) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
-                                decoded[kind, raw] = payload
+                if kind in kinds and codec == "plain" and pkey == key:
+                    payload = decoded.get((kind, pvalue))
+                    if payload is None:
+                        payload = payloads.decode(kind, pvalue)
+                        if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
+                            decoded[kind, pvalue] = payload
             except EventError:
                 continue
-            epoch, seq = _POS.unpack_from(key, 32)
-            scope = decode_header(bytes(record[: -crypto.SIG_LEN])).scope if kind == "memory.put" else ""
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, record_id(record), payload, scope))
+            epoch, seq = unpack(key, 32)
+            scope = decode_header(header).scope if kind == "memory.put" else ""
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, blake2b(header, digest_size=32).digest(),
+                               payload, scope))
