@@ -19,7 +19,7 @@ from . import pref_reducer as pr
 from .errors import UsageError
 from .memory import entry_of
 from .pref_view import Folded
-from .replay import Log, Point, Scratch, iso
+from .replay import Log, Point, Scratch, iso, quiet_gc
 from .validate import ROSTER_KINDS
 
 _new = tuple.__new__
@@ -72,7 +72,7 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
         f = held.get(eid)
         return _as_event(f) if f is not None else log.event_of(txn, eid)
 
-    with Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
+    with quiet_gc(), Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
         view = scratch.pref if which == "pref" else scratch.memory
         names = pref_view.DBS if which == "pref" else memory_view.DBS
 
