@@ -467,8 +467,7 @@ class Scratch:
         Store.rebuild_views does, and store `roster`."""
         def fold(txn):
             memory = self.memory.rebuilder(txn)
-            for f in events:
-                memory.add(f)
+            memory.add_all(events)
             memory.finish()
             n = self.pref.rebuild(txn, events)
             self.save_roster(txn, roster)
