@@ -290,7 +290,7 @@ def print_notes(info: dict, runs: int) -> None:
           f"copy (env.copy compact=True, what a backup or a `cp` of a copy gives) is the size the data now needs, "
           f"and the 5 % bar is checked on it. Bootstrap: the tablet (joined on day 0, silent since, so past the "
           f"horizon) takes the laptop's base bundle in process (no network, no chunking), checks and installs it, "
-          f"ingests the {med([x['rest'] for x in r]):,.0f} events after its frontier as the replicator does (one "
+          f"ingests the {med([x['rest'] for x in r]):,.0f} event(s) after its frontier as the replicator does (one "
           f"signature per author's run, hash links for the rest) and answers prefs.get: read the bundle "
           f"{med([x['bundle_s'] for x in r]):.2f} s, check and install {med([x['install_s'] for x in r]):.2f} s, "
           f"ingest {med([x['ingest_s'] for x in r]):.2f} s. Full replay: rebuild_views of the copy taken between "
