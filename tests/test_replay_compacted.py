@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from agentlog import compaction, devices
+from agentlog import compaction, devices, home
 from agentlog.errors import UsageError
 from agentlog.replay import LiveLog, Point, replay
 from agentlog.replay_history import memory_history, setting_history
@@ -73,7 +73,6 @@ def compacted(tmp_path_factory):
 
 
 def path_of(compacted):
-    from agentlog import home
     return compacted["tmp"] / "laptop" / home.STORE_DIR
 
 
@@ -137,3 +136,40 @@ def test_the_command_replays_a_compacted_store_and_refuses_an_earlier_point_in_o
         assert "the compaction snapshot laptop:" in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert "Traceback" not in done.stderr
     assert files_digest(path) == before
+
+
+def test_a_device_bootstrapped_from_a_snapshot_replays_from_it(tmp_path):
+    """The hub starts from the laptop's snapshot (its log holds only what came after), then writes and
+    syncs: a replay --until each later moment, and of everything, gives the hub's digests then."""
+    clock, rng = Clock(), random.Random(3)
+    laptop = device(tmp_path, "laptop", clock.of(0))
+    laptop.create_group("laptop")
+    mine: dict = {}
+    for _ in range(30):
+        clock.now += DAY // 10
+        write_something(laptop, rng, mine)
+    compaction.compact(laptop, now_ms=clock.now)
+    mine = {}                                   # its decisions' events are gone: Preferences.correct needs them
+    hub = device(tmp_path, "hub", clock.of(-2_000))
+    devices.join(hub, devices.enroll(laptop, hub.device, "hub"))
+    compaction.bootstrap(hub, compaction.base_bundle(laptop))
+    sync(laptop, hub)
+    moments, hub_mine = [], {}
+    for _ in range(5):
+        clock.now += 3_600_000
+        write_something(hub, rng, hub_mine)
+        write_something(laptop, rng, mine)
+        sync(laptop, hub)
+        sync(hub, laptop)
+        moments.append((clock.now - 2_000, digests(hub)))
+    final = digests(hub)
+    laptop.close()
+    hub.close()
+    with LiveLog(tmp_path / "hub" / home.STORE_DIR) as live:
+        log = live.read()
+        assert log.base is not None and len(log.events) < 20
+        for at, expected in moments:
+            done, _ = replay(live, Point(until=at), log)
+            assert {v: d["digest"] for v, d in done.views.items()} == expected, at
+        done, _ = replay(live, Point(), log)
+        assert {v: d["digest"] for v, d in done.views.items()} == final
