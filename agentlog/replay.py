@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import lmdb
@@ -205,7 +206,12 @@ class Base:
         return (f.epoch, f.seq) <= self.covered.get(f.author, (-1, -1))
 
     def rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
-        """The scratch's initial rows: each view database's rows at the snapshot, and the roster."""
+        """The scratch's initial rows: each view database's rows at the snapshot, and the roster (parsed
+        once; not to be changed)."""
+        return self._rows
+
+    @cached_property
+    def _rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
         out = {"views.roster": [(b"state", self.states["roster"]), (b"version", _ROSTER_VERSION)]}
         for view, names in snapshot.VIEW_DBS.items():
             out.update(zip(names, snapshot.rows(self.states[view], len(names))))
