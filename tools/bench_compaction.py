@@ -138,7 +138,8 @@ def used_by_db(store: Store) -> dict[str, float]:
 
 
 def used_mb(store: Store) -> float:
-    return sum(used_by_db(store).values())
+    """What `agentlog serve --compact-mb` compares: the pages every named database uses (compaction.used_bytes)."""
+    return compaction.used_bytes(store) / 1e6
 
 
 def file_mb(store_dir: Path) -> float:
@@ -286,7 +287,7 @@ def print_notes(info: dict, runs: int) -> None:
           f"(the last meeting's are not yet acknowledged; {med([x['silent'] for x in r]):.0f} silent device left out): "
           f"snapshot {med([x['snapshot_s'] for x in r]):.2f} s, truncation {med([x['truncate_s'] for x in r]):.1f} s. "
           f"Sizes: data.mdb is the file a user sees (LMDB never shrinks it: the freed pages are reused by later "
-          f"writes); pages in use: branch, leaf and overflow pages of every database (txn.stat); the compacting "
+          f"writes); pages in use: branch, leaf and overflow pages of every database (txn.stat; compaction.used_bytes, what serve's --compact-mb compares); the compacting "
           f"copy (env.copy compact=True, what a backup or a `cp` of a copy gives) is the size the data now needs, "
           f"and the 5 % bar is checked on it. Bootstrap: the tablet (joined on day 0, silent since, so past the "
           f"horizon) takes the laptop's base bundle in process (no network, no chunking), checks and installs it, "
