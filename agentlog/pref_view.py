@@ -3,8 +3,9 @@
 Databases (keys big-endian, see docs/preferences.md):
   views.pref           setting name -> Setting bytes; b"\\0version" -> reducer version
   views.pref.evidence  skey(16) eff(8) event id(32) role(1) -> Evidence bytes   (skey = BLAKE2b-128 of the name)
-  views.pref.pending   decision id(32) correction id(32) -> correction's effective time(8): corrections
-                       whose decision has not arrived
+  views.pref.pending   decision id(32) correction id(32) -> effective time(8) author(32) epoch(4) seq(8)
+                       lamport(8) time(8) payload: corrections whose decision has not arrived (whole, so
+                       compaction may drop the correction's event)
   views.pref.seen      author(32) -> newest time(8) the author had seen from another device
   views.pref.decisions decision id(32) -> author(32) epoch(4) seq(8) lamport(8) time(8) payload: every
                        decision, so a correction still finds its decision after compaction drops it
@@ -101,6 +102,16 @@ class _Index:
 
     def delete(self, ev: pr.Evidence) -> None:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
+
+
+def _pending_row(fact: pr.Fact) -> bytes:
+    return _U64.pack(fact.eff) + _decision_row(fact)
+
+
+def _fact_from_row(eid: bytes, kind: str, raw: bytes, eff: int = 0) -> pr.Fact:
+    """A decision (or a pending correction) as the pref view keeps it: its place, times and payload."""
+    author, epoch, seq, lamport, time_ms = _DECISION.unpack_from(raw)
+    return pr.Fact(author, epoch, seq, lamport, time_ms, eff, kind, eid, payloads.decode(kind, bytes(raw[_DECISION.size :])))
 
 
 def _decision_row(fact: pr.Fact) -> bytes:
@@ -210,7 +221,7 @@ class PrefView:
         if fact.kind == "correction":
             decision = self._decision(txn, fact.payload.decision, facts)
             if decision is None:
-                txn.put(fact.payload.decision + fact.eid, _U64.pack(fact.eff), db=self.pending)
+                txn.put(fact.payload.decision + fact.eid, _pending_row(fact), db=self.pending)
                 return
             self._add(txn, decision.payload.setting, pr.evidence_of(fact, decision), open_settings)
             return
@@ -243,31 +254,26 @@ class PrefView:
             raw = txn.get(did, db=self.decisions)
             if raw is None:
                 return None
-            author, epoch, seq, lamport, time_ms = _DECISION.unpack_from(raw)
-            payload = payloads.decode("decision", bytes(raw[_DECISION.size :]))
-            fact = pr.Fact(author, epoch, seq, lamport, time_ms, 0, "decision", did, payload)
+            fact = _fact_from_row(did, "decision", bytes(raw))
         return fact if fact.kind == "decision" and fact.payload is not None else None
+
+    def decision(self, txn, did: bytes) -> payloads.Decision | None:
+        fact = self._decision(txn, did, {})
+        return fact.payload if fact is not None else None
 
     def _pending_for(self, txn, did: bytes, facts: dict) -> list[pr.Fact]:
         """Corrections that arrived before decision `did`, removed from the pending list."""
-        out = []
         with txn.cursor(db=self.pending) as cur:
             found = cur.set_range(did)
-            keys = []
+            rows = []
             while found and cur.key()[:32] == did:
-                keys.append((bytes(cur.key()), _U64.unpack(cur.value())[0]))
+                rows.append((bytes(cur.key()), bytes(cur.value())))
                 found = cur.next()
-        for key, eff in keys:
+        out = []
+        for key, raw in rows:
             txn.delete(key, db=self.pending)
             cid = key[32:]
-            fact = facts.get(cid)
-            if fact is None:
-                found = self._event_of(txn, cid)
-                if found is None:
-                    continue
-                h, eid, payload = found
-                fact = pr.Fact(h.author, h.epoch, h.seq, h.lamport, h.time_ms, eff, h.kind, eid, payload)
-            out.append(fact)
+            out.append(facts.get(cid) or _fact_from_row(cid, "correction", raw[8:], _U64.unpack_from(raw)[0]))
         return out
 
     # -- snapshots ------------------------------------------------------------------
@@ -364,7 +370,7 @@ class PrefView:
             if f.kind == "correction":
                 d = decisions.get(f.payload.decision)
                 if d is None:
-                    pending.append((f.payload.decision + f.eid, _U64.pack(f.eff)))
+                    pending.append((f.payload.decision + f.eid, _pending_row(f)))
                 elif not pr.setting_problem(d.payload.setting):
                     evidence.setdefault(d.payload.setting, []).extend(pr.evidence_of(f, d))
             elif f.kind in pr.EVIDENCE_KINDS:

@@ -104,10 +104,9 @@ class Preferences:
 
     def correct(self, decision: bytes, value: str, reason: str = "") -> bytes:
         """Record that the user corrected decision `decision` (its event id) to `value`."""
-        event = self._store.get(decision) if len(decision) == 32 else None
-        if event is None or event.header.kind != "decision" or event.payload is None:
+        chosen = self._store.decision(decision) if len(decision) == 32 else None
+        if chosen is None:
             raise InvalidValueError(f"{decision.hex()} names no decision held on this device")
-        chosen = payloads.decode("decision", event.payload)
         return self._store.append(payloads.Correction(decision=decision, value=self._value(chosen.setting, value),
                                                       reason=reason))
 

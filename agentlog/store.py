@@ -687,6 +687,10 @@ class Store:
             return decode_record(record, txn.get(key, db=self._db["payloads"])) if record else None
         return self._read(read)
 
+    def decision(self, eid: bytes) -> payloads.Decision | None:
+        """The decision event `eid` names, as the preference view keeps it (also after compaction dropped it)."""
+        return self._read(lambda txn: self._pref.decision(txn, eid))
+
     def forks(self) -> list[ForkProof]:
         """Every position where two different signed records were seen, with those records."""
         def read(txn):

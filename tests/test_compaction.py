@@ -285,3 +285,17 @@ def test_a_device_back_after_the_horizon_bootstraps_and_its_offline_events_count
     f.sync(f.laptop, f.phone)
     assert digests(hub) == digests(f.laptop) == digests(f.phone)
     assert hub.get(offline) is not None and verify_store(hub, jobs=1).ok
+
+
+
+def test_this_device_can_still_correct_a_decision_whose_event_compaction_dropped(family):
+    f = family
+    decision = f.laptop.prefs.decide("s4", "a", confidence=1.0)
+    observe_days(f, 4)
+    compaction.compact(f.laptop, now_ms=f.now)
+    assert f.laptop.get(decision) is None and f.laptop.decision(decision).value == "a"
+    correction = f.laptop.prefs.correct(decision, "c")
+    f.meet()
+    assert digests(f.phone) == digests(f.laptop)
+    counted = f.laptop.prefs.explain("s4", limit=1000).contributions
+    assert [c.eid for c in counted if c.kind == "correction"] == [correction] * 2
