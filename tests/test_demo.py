@@ -54,7 +54,9 @@ def test_demo_converges_and_cleans_up(demo, capsys):
     assert "the user corrects it" in out and "$ agentlog override set ui.theme dark" in out
     assert re.search(r"^    ui\.font +x-large +large → x-large +x-large$", out, re.MULTILINE), out
     assert re.search(r"^    ui\.theme by day +light +dark\* +light$", out, re.MULTILINE), out
-    assert "forks: none, verify: OK" in out and "not built yet" in out
+    assert "forks: none, verify: OK" in out and "# intact: signatures, chains" in out
+    assert re.search(r"compact   # snapshot [0-9a-f]{16}: dropped \d+ of \d+ events", out), out
+    assert "the tablet's views equal the laptop's" in out, out
     assert out.rstrip().splitlines()[-1].startswith("demo: ok, ")
     pids = _pids(out)
     assert len(pids) == 4, out                    # laptop, hub, and the phone twice (stopped, then started again)
