@@ -11,6 +11,9 @@ orders of each author's chain and each event's clock) and batch sizes: every
 observer's view digest, every fresh replay and every fully synced device agree byte
 for byte, and so do the answers.
 
+Devices also write compaction snapshots now and then (without truncating): each folds its
+covered old evidence into day summaries on every device, whatever the order it arrives in.
+
 A few corrections name a decision their device does not hold (as a client that
 learned the id out of band would write them), so observers meet corrections both
 before and after their decisions.
@@ -26,7 +29,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agentlog import devices, payloads
+from agentlog import compaction, devices, payloads
 from agentlog import pref_reducer as pr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import InvalidValueError
@@ -62,6 +65,8 @@ OPS = st.one_of(
     st.tuples(st.just("override"), device, setting, value),
     st.tuples(st.just("clear"), device, setting),
     st.tuples(st.just("confirm"), device, setting),
+    st.tuples(st.just("snapshot"), device, st.sampled_from([HOUR, 3 * DAY, 30 * DAY])),
+    st.tuples(st.just("snapshot"), device, st.sampled_from([HOUR, 3 * DAY, 30 * DAY])),
 )
 
 
@@ -113,6 +118,10 @@ class World:
             return
         if kind == "sync":
             sync(self.stores[args[0]], self.stores[args[1]])
+            return
+        if kind == "snapshot":           # its day summaries fold on every device, in any order (no truncation)
+            written = compaction.write_snapshot(self.stores[args[0]], now_ms=self.now, horizon_ms=args[1])[0]
+            event("snapshot written" if written else "snapshot: nothing new")
             return
         store = self.stores[args[0]]
         prefs = store.prefs
@@ -221,6 +230,18 @@ def test_pref_view_is_a_function_of_the_event_set(ops, skews, data):
     try:
         for op in ops:
             world.apply(op)
+        ending = data.draw(st.booleans(), label="meet, acknowledge and snapshot at the end")
+        event(f"ending with a stable snapshot: {ending}")
+        if ending:
+            for _ in range(2):           # every device sees everything and says so: the log becomes stable
+                for src in NAMES:
+                    for dst in NAMES:
+                        sync(world.stores[src], world.stores[dst])
+                world.apply(("tick", 2 * DAY))
+                for name in NAMES:
+                    for setting_name in SETTINGS:
+                        world.apply(("observe", name, setting_name, "auto", None, 1.0))
+            world.apply(("snapshot", data.draw(device, label="last snapshot by"), HOUR))  # the watcher: silent
         for _ in range(2):
             for src in NAMES:
                 for dst in NAMES:
@@ -228,6 +249,10 @@ def test_pref_view_is_a_function_of_the_event_set(ops, skews, data):
         synced = {digest(s) for s in world.stores.values()}
         assert len(synced) == 1, "fully synced devices disagree"
         [expected] = synced
+        laptop = world.stores["laptop"]
+        with laptop.raw_txn() as txn:
+            summaries = sum(ev.kind == "summary" for name in SETTINGS for ev in laptop._pref.evidence_of(txn, name))
+        event(f"day summaries in the view: {'some' if summaries else 'none'}")
         events = world.stores["laptop"].events_after({})
         n = len(events)
         event(f"events in the set: {n // 20 * 20}+")
