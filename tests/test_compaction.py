@@ -299,3 +299,24 @@ def test_this_device_can_still_correct_a_decision_whose_event_compaction_dropped
     assert digests(f.phone) == digests(f.laptop)
     counted = f.laptop.prefs.explain("s4", limit=1000).contributions
     assert [c.eid for c in counted if c.kind == "correction"] == [correction] * 2
+
+
+async def test_serve_compacts_on_its_own_once_the_policy_is_due(family):
+    import trio
+
+    from agentlog.serve import compact_when_due
+
+    f = family
+    observe_days(f, 3)
+    policy = compaction.Policy(events=f.laptop.count() + 5, bytes=0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(compact_when_due, f.laptop, policy, 0.01)
+        await trio.sleep(0.2)
+        assert f.laptop.meta("base") is None                 # not due yet: fewer events than the policy's count
+        for _ in range(5):
+            f.laptop.append(payloads.Observation(setting="s0", value="a", weight_milli=1000))
+        with trio.fail_after(20):
+            while f.laptop.meta("base") is None:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert f.laptop.truncated() and verify_store(f.laptop, jobs=1).ok
