@@ -273,11 +273,31 @@ def _roster_events(txn, db: dict, found: list[Folded]) -> dict[bytes, tuple]:
     return out
 
 
+class _Positions:
+    """(author, epoch, seq) -> index in `events` (key order): one entry per run of consecutive seqs, not per event."""
+
+    def __init__(self, events: list[Folded]):
+        self.runs: dict[tuple[bytes, int], list[tuple[int, int, int]]] = {}   # -> [(first index, first seq, count)]
+        start = 0
+        for i in range(1, len(events) + 1):
+            f, g = events[start], events[i - 1]
+            if i == len(events) or events[i][0] != f[0] or events[i][1] != f[1] or events[i][2] != g[2] + 1:
+                self.runs.setdefault((f[0], f[1]), []).append((start, f[2], i - start))
+                start = i
+
+    def get(self, position: tuple[bytes, int, int]) -> int | None:
+        for first, seq, count in self.runs.get(position[:2], ()):
+            offset = position[2] - seq
+            if 0 <= offset < count:
+                return first + offset
+        return None
+
+
 def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
     """Each event's arrival time (ms), aligned with `events` (key order): own events at their time,
     received ones at their ledger range's last_ms, no row: their time; then raised to the arrival of
     everything in their causal past, so that a cut by arrival is causally closed."""
-    index = {(f.author, f.epoch, f.seq): i for i, f in enumerate(events)}
+    index = _Positions(events)
     arrival = [f.time_ms for f in events]
     for r in received:
         for seq in range(r.lo, r.hi + 1):
