@@ -104,6 +104,25 @@ class _Index:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
 
 
+def _summary_step(rows: list[pr.Evidence], stable: dict[bytes, int], before: int):
+    """What a snapshot does to one setting's `rows`: (the rows it covers, the summaries that change, the
+    existing summaries by (cell, id)). Covered: not a summary, effective at or before `before`, and at or
+    below its author's stable lamport."""
+    gone = [ev for ev in rows if ev.kind != "summary" and ev.eff <= before and ev.lamport <= stable.get(ev.author, -1)]
+    existing = {(ev.eff, ev.eid): ev for ev in rows if ev.kind == "summary"}
+    return gone, (pr.summarize(gone, existing) if gone else {}), existing
+
+
+def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int) -> list[pr.Evidence]:
+    """`rows` after a snapshot's summary step (the rebuild's form of `PrefView._summarize`)."""
+    gone, changed, _ = _summary_step(rows, stable, before)
+    if not gone:
+        return rows
+    dropped = set(gone)
+    return [ev for ev in rows if ev not in dropped and (ev.kind != "summary" or (ev.eff, ev.eid) not in changed)] \
+        + list(changed.values())
+
+
 def _pending_row(fact: pr.Fact) -> bytes:
     return _U64.pack(fact.eff) + _decision_row(fact)
 
@@ -288,21 +307,15 @@ class PrefView:
     def _summarize(self, txn, snap: payloads.Snapshot, open_settings: dict) -> None:
         """Fold a snapshot: each setting's evidence at or below its stable frontier and cut becomes day summaries."""
         stable = {p.author: p.lamport for p in snap.stable}     # an author's lamports grow with its seq
-
-        def covered(ev: pr.Evidence) -> bool:
-            return ev.lamport <= stable.get(ev.author, -1)
-
         for cut in snap.cuts:
             opened = self._setting(txn, cut.setting, open_settings)
             if opened is None:
                 continue
             s, index = opened
             rows = list(index.scan(0, cut.before + 1))
-            gone = [ev for ev in rows if ev.kind != "summary" and covered(ev)]
+            gone, changed, existing = _summary_step(rows, stable, cut.before)
             if not gone:
                 continue
-            existing = {(ev.eff, ev.eid): ev for ev in rows if ev.kind == "summary"}
-            changed = pr.summarize(gone, existing)
             s.swap(gone, [ev._replace(weight=ev.weight - existing[k].weight) if k in existing else ev
                           for k, ev in changed.items()])
             for ev in gone:
@@ -329,11 +342,8 @@ class PrefView:
             times[(f.author, f.epoch, f.seq)] = f.time_ms
             if progress and n % 10000 == 0:
                 progress(n)
-        if any(f.kind == "snapshot" for f in folded):      # summaries: fold as the devices did, in causal order
-            folded.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
-            self.fold(txn, folded)
-            txn.put(VERSION_KEY, _VERSION, db=self.settings)
-            return len(folded)
+        snapshots = sorted((f for f in folded if f.kind == "snapshot" and f.payload is not None),
+                           key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
@@ -357,12 +367,13 @@ class PrefView:
                 if kind == "observation":
                     continue
             facts.append(new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)))
-        self._write_rebuilt(txn, facts, seen, evidence)
+        self._write_rebuilt(txn, facts, seen, evidence, [f.payload for f in snapshots])
         return len(folded)
 
     def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int],
-                       evidence: dict[str, list[pr.Evidence]]) -> None:
-        """Write the view from the non-observation facts and the evidence rebuild took directly."""
+                       evidence: dict[str, list[pr.Evidence]], snapshots: list[payloads.Snapshot]) -> None:
+        """Write the view from the non-observation facts and the evidence rebuild took directly; each
+        snapshot (in causal order) summarizes what it covers, as folding it does (`_summarize`)."""
         decisions = {f.eid: f for f in facts if f.kind == "decision"}
         by_setting: dict[str, list[pr.Fact]] = {}
         pending = []
@@ -384,6 +395,10 @@ class PrefView:
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq)):
                 s.state(f)
             kept = [ev for ev in evidence.get(name, ()) if ev.lamport >= s.forget]
+            for snap in snapshots:
+                for cut in snap.cuts:
+                    if cut.setting == name:
+                        kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before)
             s.recompute(kept)
             skey = setting_key(name)
             rows.extend((_evidence_key(skey, ev), ev.to_bytes()) for ev in kept)

@@ -295,9 +295,9 @@ def print_notes(info: dict, runs: int) -> None:
           f"signature per author's run, hash links for the rest) and answers prefs.get: read the bundle "
           f"{med([x['bundle_s'] for x in r]):.2f} s, check and install {med([x['install_s'] for x in r]):.2f} s, "
           f"ingest {med([x['ingest_s'] for x in r]):.2f} s. Full replay: rebuild_views of the copy taken between "
-          f"the snapshot and the truncation, its base dropped (with a snapshot event in the log the preference "
-          f"view folds event by event in causal order); the same log before the snapshot event: rebuild_views of "
-          f"the run's copy before compaction (the batch rebuild). Largest databases after compaction (MB in use): "
+          f"the snapshot and the truncation, its base dropped (the batch rebuild, whose summary step for the "
+          f"snapshot event covers the whole log); the same log before the snapshot event: rebuild_views of "
+          f"the run's copy before compaction. Largest databases after compaction (MB in use): "
           f"{', '.join(f'{n} {mb:,.1f}' for n, mb in info['largest_after'])}. 1-minute load average before each run: "
           f"{', '.join(f'{x:.1f}' for x in info['load_average'])} on {os.cpu_count()} cpus")
     print(digest_line(info))
