@@ -994,14 +994,19 @@ def cmd_serve(args) -> int:
 
 
 def _compaction_policy(args):
-    from .compaction import DAY_MS, Policy
+    from .compaction import Policy
 
     if args.compact_events < 0 or args.compact_mb < 0:
         raise UsageError("--compact-events and --compact-mb must be 0 (never) or positive")
+    return Policy(events=args.compact_events, bytes=int(args.compact_mb * 1024 * 1024), horizon_ms=_horizon_ms(args))
+
+
+def _horizon_ms(args) -> int:
+    from .compaction import DAY_MS
+
     if args.horizon <= 0:
         raise UsageError("--horizon must be a positive number of days")
-    return Policy(events=args.compact_events, bytes=int(args.compact_mb * 1024 * 1024),
-                  horizon_ms=int(args.horizon * DAY_MS))
+    return int(args.horizon * DAY_MS)
 
 
 def cmd_compact(args) -> int:
@@ -1010,16 +1015,14 @@ def cmd_compact(args) -> int:
     from . import compaction, home
     from .progress import Progress
 
-    if args.horizon <= 0:
-        raise UsageError("--horizon must be a positive number of days")
+    horizon_ms = _horizon_ms(args)
     with home.open_home(args.home) as store:
         if store.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         roster, before_events, before_bytes = store.roster(), store.count(), compaction.used_bytes(store)
         start = time.perf_counter()
         with Progress("compact", enabled=not args.json) as progress:
-            report = compaction.compact(store, horizon_ms=int(args.horizon * compaction.DAY_MS),
-                                        progress=progress.update)
+            report = compaction.compact(store, horizon_ms=horizon_ms, progress=progress.update)
         elapsed = time.perf_counter() - start
         after_bytes = compaction.used_bytes(store)
     doc = {"snapshot": report.snapshot.hex() if report.snapshot else None, "dropped": report.dropped,

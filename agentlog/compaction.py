@@ -17,7 +17,7 @@ from .event import decode_record, peek_record, record_id
 from .memory_view import _unpack_past
 from .pref_view import folded_from_log
 from .roster import Roster
-from .store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key, pack_anchor
+from .store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key
 from .validate import Head
 
 DAY_MS = 86_400_000
@@ -166,8 +166,8 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
             for n in snapshot.VIEWS))
         [sid] = store._append_in(txn, [(snap, "user")], store._roster_in(txn))
         key = event_key(store.device, *_POS.unpack_from(txn.get(store.device, db=db["heads"])))
-        record = bytes(txn.get(key, db=db["events"]))
-        _set_base(txn, store, sid, states, record, bytes(txn.get(key, db=db["payloads"])))
+        _set_base(txn, store, sid, snapshot.Bundle(bytes(txn.get(key, db=db["events"])),
+                                                   bytes(txn.get(key, db=db["payloads"])), states))
         return sid, stable, silent
 
     result = store._write(write)
@@ -177,43 +177,29 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
 
 def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
     """Whether the base snapshot's frontier (plus its own event) already covers `frontier`."""
-    raw = txn.get(base + snapshot.EVENT_KEY, db=store._db["snapshots"])
-    if raw is None:
+    bundle = snapshot.stored(txn, store._db["snapshots"], base)
+    if bundle is None:
         return False
-    event, snap = _unpack_base(bytes(raw))
-    covered = {h.author: (h.epoch, h.seq) for h in snap.frontier}
-    covered[event.header.author] = (event.header.epoch, event.header.seq)
+    h = bundle.event.header
+    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    covered[h.author] = (h.epoch, h.seq)
     return all(covered.get(a, (-1, -1)) >= p for a, p in frontier.items())
 
 
-def _unpack_base(raw: bytes):
-    """(snapshot event, decoded Snapshot) from the base's stored event."""
-    n = int.from_bytes(raw[:4], "big")
-    return decode_record(raw[4 : 4 + n]), payloads.decode("snapshot", raw[4 + n :])
-
-
-def _set_base(txn, store: Store, sid: bytes, states: dict[str, bytes], record: bytes, payload: bytes) -> None:
+def _set_base(txn, store: Store, sid: bytes, bundle: snapshot.Bundle) -> None:
     """Make `sid` the store's base snapshot, dropping the previous base's states."""
-    db = store._db["snapshots"]
-    txn.drop(db, delete=False)
-    for name, state in states.items():
-        txn.put(sid + name.encode(), state, db=db)
-    txn.put(sid + snapshot.EVENT_KEY, pack_anchor(record, payload), db=db)
+    snapshot.store(txn, store._db["snapshots"], sid, bundle)
     txn.put(b"base", sid, db=store._db["meta"])
+
+
+def _base_in(store: Store, txn) -> snapshot.Bundle | None:
+    sid = txn.get(b"base", db=store._db["meta"])
+    return snapshot.stored(txn, store._db["snapshots"], bytes(sid)) if sid is not None else None
 
 
 def base_bundle(store: Store) -> snapshot.Bundle | None:
     """The store's base snapshot and its views' state, as a bootstrap hands it over (None: no base)."""
-    def read(txn):
-        sid = txn.get(b"base", db=store._db["meta"])
-        if sid is None:
-            return None
-        sid, db = bytes(sid), store._db["snapshots"]
-        raw = bytes(txn.get(sid + snapshot.EVENT_KEY, db=db))
-        n = int.from_bytes(raw[:4], "big")
-        states = {name: bytes(txn.get(sid + name.encode(), db=db) or b"") for name in snapshot.VIEWS}
-        return snapshot.Bundle(raw[4 : 4 + n], raw[4 + n :], states)
-    return store._read(read)
+    return store._read(lambda txn: _base_in(store, txn))
 
 
 def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -> int:
@@ -229,12 +215,11 @@ def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -
     total = sum(_count_below(store, a, e, s) for a, (e, s) in stable.items())
     dropped = 0
     for author, (epoch, seq) in sorted(stable.items()):
-        while True:
+        n = CHUNK
+        while n == CHUNK:                    # a step short of CHUNK reached the stable point
             n = store._write(lambda txn: _drop_step(store, txn, author, epoch, seq))
-            if not n:
-                break
             dropped += n
-            if progress:
+            if progress and n:
                 progress(dropped, total)
     return dropped
 
@@ -253,29 +238,39 @@ def _count_below(store: Store, author: bytes, epoch: int, seq: int) -> int:
 
 def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
     """Delete up to CHUNK of `author`'s events at or below (epoch, seq) and record the last one dropped."""
-    db = store._db
-    keys, last = [], None
-    with txn.cursor(db=db["events"]) as cur:
-        found = cur.set_range(author)
-        while found and len(keys) < CHUNK:
-            key = bytes(cur.key())
-            if key[:32] != author or _POS.unpack_from(key, 32) > (epoch, seq):
-                break
-            keys.append(key)
-            last = (key, record_id(cur.value()))
-            found = cur.next()
-    if not keys:
+    rows = _events_of(store, txn, author, (epoch, seq), CHUNK)
+    if not rows:
         return 0
-    key, last_id = last
-    last_lamport, last_time = peek_record(txn.get(key, db=db["events"]))[:2]
-    for key in keys:
-        raw = txn.get(key, db=db["events"])
-        txn.delete(record_id(raw), db=db["ids"])
+    key, last_id = rows[-1]
+    last_lamport, last_time = peek_record(txn.get(key, db=store._db["events"]))[:2]
+    _delete_events(store, txn, rows)
+    txn.put(author, _truncation_value(*_POS.unpack_from(key, 32), last_id, last_time, last_lamport),
+            db=store._db["truncated"])
+    return len(rows)
+
+
+def _events_of(store: Store, txn, author: bytes, upto: tuple[int, int] | None = None,
+               limit: int | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, id) of `author`'s oldest stored events, at or below `upto` (epoch, seq), at most `limit`."""
+    rows = []
+    with txn.cursor(db=store._db["events"]) as cur:
+        found = cur.set_range(author)
+        while found and (limit is None or len(rows) < limit):
+            key = bytes(cur.key())
+            if key[:32] != author or (upto is not None and _POS.unpack_from(key, 32) > upto):
+                break
+            rows.append((key, record_id(cur.value())))
+            found = cur.next()
+    return rows
+
+
+def _delete_events(store: Store, txn, rows: list[tuple[bytes, bytes]]) -> None:
+    """Delete stored events, given as (key, id), with their payload, id-index and bookkeeping rows."""
+    db = store._db
+    for key, eid in rows:
+        txn.delete(eid, db=db["ids"])
         for name in ("events", "payloads", "withheld", "unverified"):
             txn.delete(key, db=db[name])
-    txn.put(author, _truncation_value(*_POS.unpack_from(key, 32), last_id, last_time, last_lamport),
-            db=db["truncated"])
-    return len(keys)
 
 
 def _truncation_value(epoch: int, seq: int, eid: bytes, time_ms: int, lamport: int) -> bytes:
@@ -297,14 +292,12 @@ def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int |
 def refold_from_base(store: Store, txn, progress: Callable[[int], None] | None = None) -> int | None:
     """Set every view to the base snapshot's state and fold the held events it does not cover, in causal
     order; None when the store has no base. Returns the events folded."""
-    sid = txn.get(b"base", db=store._db["meta"])
-    if sid is None:
+    bundle = _base_in(store, txn)
+    if bundle is None:
         return None
-    sid, db = bytes(sid), store._db
-    raw = bytes(txn.get(sid + snapshot.EVENT_KEY, db=db["snapshots"]))
-    _, snap = _unpack_base(raw)
-    _install_states(store, txn, {n: bytes(txn.get(sid + n.encode(), db=db["snapshots"]) or b"") for n in snapshot.VIEWS})
-    covered = {h.author: (h.epoch, h.seq) for h in snap.frontier}
+    db = store._db
+    _install_states(store, txn, bundle.states)
+    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
     later = [f for f in folded_from_log(txn, db["events"], db["payloads"], _limits_in(db, txn))
              if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
     later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
@@ -373,28 +366,12 @@ def bootstrap(store: Store, bundle: snapshot.Bundle) -> payloads.Snapshot:
             raw = txn.get(h.author, db=db["heads"])
             held = _head_from(raw) if raw else None
             if held is None or (held.epoch, held.seq) < (h.epoch, h.seq):
-                _drop_author(store, txn, h.author)
+                _delete_events(store, txn, _events_of(store, txn, h.author))   # it held less than the snapshot
                 txn.put(h.author, _head_value(Head(h.epoch, h.seq, h.id)), db=db["heads"])
                 txn.put(h.author, _truncation_value(h.epoch, h.seq, h.id, h.time, h.lamport), db=db["truncated"])
-        _set_base(txn, store, event.id, bundle.states, bundle.record, bundle.payload)
+        _set_base(txn, store, event.id, bundle)
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         txn.put(b"lamport", max(lamport, event.header.lamport - 1).to_bytes(8, "big"), db=db["meta"])
         refold_from_base(store, txn)
     store._write(write)
     return snap
-
-
-def _drop_author(store: Store, txn, author: bytes) -> None:
-    """Delete every held event of `author`: a snapshot's frontier covers more of it than this store holds."""
-    db = store._db
-    with txn.cursor(db=db["events"]) as cur:
-        keys = []
-        found = cur.set_range(author)
-        while found and cur.key()[:32] == author:
-            keys.append((bytes(cur.key()), record_id(cur.value())))
-            found = cur.next()
-    for key, eid in keys:
-        txn.delete(eid, db=db["ids"])
-        for name in ("events", "payloads", "withheld", "unverified"):
-            txn.delete(key, db=db[name])
-

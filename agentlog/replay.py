@@ -27,14 +27,14 @@ from pathlib import Path
 
 import lmdb
 
-from . import crypto, ledger, memory_view, payloads, pref_view, snapshot
+from . import ledger, memory_view, payloads, pref_view, snapshot
 from . import roster as roster_module
 from .errors import EventError, UsageError
 from .event import decode_record
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
-from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor
+from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests, write_growing
 from .validate import ROSTER_KINDS, check_payload
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
@@ -224,18 +224,13 @@ class Base:
 
 
 def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
-    """The base snapshot as compaction keeps it (snapshot.EVENT_KEY row in pack_anchor form, a state per view)."""
-    raw = txn.get(sid + snapshot.EVENT_KEY, db=db)
-    if raw is None:
+    """The base snapshot as compaction keeps it in the `snapshots` database `db`."""
+    bundle = snapshot.stored(txn, db, sid)
+    if bundle is None:
         return None
-    raw = bytes(raw)
-    n = int.from_bytes(raw[:4], "big")
-    event = decode_record(raw[4 : 4 + n])
-    snap = payloads.decode("snapshot", raw[4 + n :])
-    h = event.header
-    states = {name: bytes(txn.get(sid + name.encode(), db=db) or b"") for name in snapshot.VIEWS}
+    event, h = bundle.event, bundle.event.header
     return Base(sid, Folded.of(h, event.id, None), f"{roster.name_of(h.author)}:{h.seq}",
-                {p.author: (p.epoch, p.seq) for p in snap.frontier}, states)
+                {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}, bundle.states)
 
 
 _EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
@@ -432,16 +427,6 @@ class Log:
         return None if f is None else (f, f.eid, f.payload)
 
 
-def view_digests(db: dict, txn) -> dict[str, dict]:
-    """Each view's reducer version and digest in `txn`, computed as Store.views computes them."""
-    pref, memory = PrefView(db, None, None), MemoryView(db)
-    state = txn.get(b"state", db=db["views.roster"]) or b""
-    version = int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big")
-    return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
-            "pref": {"version": pref.version(txn), "digest": pref.digest(txn)},
-            "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
-
-
 # -- the scratch environment ------------------------------------------------------------------------
 
 class Scratch:
@@ -476,13 +461,7 @@ class Scratch:
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it fills."""
-        for _ in range(16):
-            try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-        raise UsageError(f"the scratch store in {self.dir} could not grow its map")
+        return write_growing(self.env, fn, f"the scratch store in {self.dir}")
 
     def read(self, fn):
         with self.env.begin() as txn:

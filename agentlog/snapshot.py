@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import crypto, memory_view, payloads, pref_view
-from .errors import SnapshotError
+from .errors import EventError, SnapshotError
 from .event import Event, decode_record
 
 VIEW_DBS = {"pref": pref_view.DBS[:5], "memory": memory_view.DBS[:4]}     # the digested databases, in digest order
@@ -86,6 +86,25 @@ class Bundle:
         return payloads.decode("snapshot", self.payload)
 
 
+def stored(txn, db, sid: bytes) -> Bundle | None:
+    """The snapshot `sid` as the `snapshots` database `db` keeps it (None: its event is not there)."""
+    raw = txn.get(sid + EVENT_KEY, db=db)
+    if raw is None:
+        return None
+    raw = bytes(raw)
+    n = int.from_bytes(raw[:4], "big")
+    return Bundle(raw[4 : 4 + n], raw[4 + n :], {name: bytes(txn.get(sid + name.encode(), db=db) or b"")
+                                                  for name in VIEWS})
+
+
+def store(txn, db, sid: bytes, bundle: Bundle) -> None:
+    """Keep `bundle` as the only snapshot in the `snapshots` database `db`, under id `sid`."""
+    txn.drop(db, delete=False)
+    for name, state in bundle.states.items():
+        txn.put(sid + name.encode(), state, db=db)
+    txn.put(sid + EVENT_KEY, len(bundle.record).to_bytes(4, "big") + bundle.record + bundle.payload, db=db)
+
+
 def check(bundle: Bundle, trusted) -> payloads.Snapshot:
     """Check a bundle before anything is installed: the event's id, signature and payload hash, an author
     `trusted(author, roster bytes)` accepts, and every view's digest recomputed from its state.
@@ -96,7 +115,7 @@ def check(bundle: Bundle, trusted) -> payloads.Snapshot:
     try:
         event = bundle.event
         snap = bundle.snapshot()
-    except Exception as exc:                                  # any decoding failure of outside bytes
+    except EventError as exc:
         raise SnapshotError(f"snapshot does not decode: {exc}") from None
     h = event.header
     if h.kind != "snapshot":

@@ -136,6 +136,31 @@ def _event_of(db: dict, txn, eid: bytes):
     return event.header, event.id, decoded
 
 
+def view_digests(db: dict, txn) -> dict[str, dict]:
+    """Each view's reducer version and digest in `txn` (the store's, or a scratch environment's)."""
+    pref, memory = PrefView(db, None, None), MemoryView(db)
+    state = txn.get(b"state", db=db["views.roster"]) or b""
+    version = int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big")
+    return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
+            "pref": {"version": pref.version(txn), "digest": pref.digest(txn)},
+            "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
+
+
+def write_growing(env: lmdb.Environment, fn, what: str):
+    """Run fn(txn) in one write transaction of `env`, growing its map when it is full."""
+    for _ in range(32):
+        try:
+            with env.begin(write=True) as txn:
+                return fn(txn)
+        except lmdb.MapFullError:
+            env.set_mapsize(env.info()["map_size"] * 2)
+        except lmdb.MapResizedError:
+            env.set_mapsize(0)
+        except lmdb.Error as exc:
+            raise StoreError(f"write to {what} failed: {exc}") from None
+    raise StoreError(f"{what} could not grow its map")
+
+
 def _kind_or_none(record: bytes) -> str | None:
     try:
         return peek_record(record)[2]
@@ -503,13 +528,8 @@ class Store:
     def views(self) -> dict[str, dict]:
         """Each materialized view's reducer version, digest and the frontier it reflects (one snapshot)."""
         def read(txn):
-            state = txn.get(b"state", db=self._db["views.roster"]) or b""
-            version = int.from_bytes(txn.get(b"version", db=self._db["views.roster"]) or b"\0", "big")
             frontier = self._frontier_in(txn)
-            return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state)), "frontier": frontier},
-                    "pref": {"version": self._pref.version(txn), "digest": self._pref.digest(txn), "frontier": frontier},
-                    "memory": {"version": self._memory.version(txn), "digest": self._memory.digest(txn),
-                               "frontier": frontier}}
+            return {name: {**v, "frontier": frontier} for name, v in view_digests(self._db, txn).items()}
         return self._read(read)
 
     def rebuild_views(self, progress: Callable[[int], None] | None = None) -> int:
@@ -728,17 +748,7 @@ class Store:
 
     def _write(self, fn):
         """Run fn(txn) in one write transaction, growing the map when it is full."""
-        for _ in range(32):
-            try:
-                with self.env.begin(write=True) as txn:
-                    return fn(txn)
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
-            except lmdb.Error as exc:
-                raise StoreError(f"write to the store at {self.path} failed: {exc}") from None
-        raise StoreError(f"the store at {self.path} could not grow its map")
+        return write_growing(self.env, fn, f"the store at {self.path}")
 
     def _read(self, fn):
         for _ in range(4):

@@ -288,13 +288,14 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
             report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
     anchor = store.anchor()
     folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
-    roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
     bundle = base_bundle(store)
     if bundle is not None and bundle.states.get("roster"):     # roster events compaction dropped
         roster = Roster.from_bytes(bundle.states["roster"])
         roster.founder = store.founder
         for header, eid, decoded in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
             roster.apply(header, eid, decoded)
+    else:
+        roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
     for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
