@@ -247,6 +247,9 @@ def test_agentlog_compact_reports_and_refuses_a_bad_horizon(tmp_path):
     assert json.loads(run(home, "compact", "--json").stdout)["snapshot"] is None
     assert "0 problems" in run(home, "verify").stderr
     assert "dark" in run(home, "pref", "get", "ui.theme").stdout
+    status = json.loads(run(home, "status", "--json").stdout)["compaction"]
+    assert status["snapshot"] == doc["snapshot"] and status["truncated"] == {"laptop": 4}
+    assert f"compacted: snapshot {doc['snapshot'][:16]}; dropped laptop to seq 4" in run(home, "status").stdout
     bad = run(home, "compact", "--horizon", "0", check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--horizon" in bad.stderr
 
