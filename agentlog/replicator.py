@@ -31,6 +31,7 @@ BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
+LEDGER_PAUSE_S = 0.5            # sent batches are entered in the ledger at most this often (a crash may lose that much)
 
 log = structlog.get_logger("agentlog.replicator")
 
@@ -238,11 +239,14 @@ class Link:
 
     async def _ledger(self) -> None:
         """Enter sent batches in the replication ledger: one write transaction for whatever piled up
-        meanwhile (at most one per batch), off the protocol loop so sending never waits on LMDB."""
+        meanwhile, at most one per LEDGER_PAUSE_S, off the protocol loop so sending never waits on LMDB
+        (and a live push does not cost its sender a second durable transaction). Each batch keeps the
+        time it was handed over; the link's end enters what is left."""
         while True:
             await self.sent_wake.wait()
             self.sent_wake = trio.Event()
             await self._enter_sent()
+            await trio.sleep(LEDGER_PAUSE_S)
 
     async def _enter_sent(self) -> None:
         if self.sent_log:
