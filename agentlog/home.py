@@ -35,13 +35,18 @@ def create(home: str | os.PathLike | None, name: str):
         raise HomeError(f"{path} already holds an agentlog device; use another --home", str(path))
     if not name or len(name) > 64 or not name.isprintable():
         raise HomeError("device name must be 1 to 64 printable characters", str(path))
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise HomeError(f"{path} is a file, not a directory: give --home a directory", str(path))
     key = DeviceKey.generate()
-    fd = os.open(path / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.seed.hex() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.seed.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise HomeError(f"cannot create a home at {path}: {exc.strerror or exc}", str(path)) from None
     store = Store(path / STORE_DIR, key)
     store.set_meta({"device": key.public, "name": name.encode()})
     return store
@@ -52,11 +57,12 @@ def open_home(home: str | os.PathLike | None = None):
 
     Raises:
         HomeError: no home there, or its key file is unreadable or open to others.
+        StoreError: the store is missing, empty, cut short or unreadable (it is never created again here).
     """
     from .crypto import DeviceKey
     from .store import Store
     path, seed = read_key(home)
-    return Store(path / STORE_DIR, DeviceKey(seed))
+    return Store(path / STORE_DIR, DeviceKey(seed), create=False)
 
 
 def read_key(home: str | os.PathLike | None = None) -> tuple[Path, bytes]:

@@ -28,6 +28,7 @@ import lmdb
 from . import pref_reducer as pr
 from .errors import InvalidValueError
 from .home import STORE_DIR, read_key
+from .lmdb_env import check_data_file
 
 # The store's layout, mirrored because importing agentlog.store or agentlog.home loads
 # pycapnp; tests/test_cli_prefs.py checks every one against its source.
@@ -97,10 +98,11 @@ def _now(now_ms: int | None) -> int:
 
 def _snapshot(path: Path, read: Callable[[Any, dict, str], Any]) -> tuple[Any, dict[str, int]] | None:
     """read(txn, dbs, device hex) and the frontier by name, in one read snapshot; None if the
-    store is missing or not exactly as this module expects."""
+    store is missing or not exactly as this module expects (StoreError if its data file is cut short)."""
     store = path / STORE_DIR
     if not (store / "data.mdb").is_file():
         return None
+    check_data_file(store)
     try:
         env = lmdb.open(str(store), max_dbs=MAX_DBS, readonly=True, create=False, subdir=True,
                         readahead=False, max_readers=126)

@@ -29,12 +29,13 @@ import lmdb
 
 from . import ledger, memory_view, payloads, pref_view, snapshot
 from . import roster as roster_module
-from .errors import EventError, UsageError
+from .errors import EventError, StoreError, UsageError
 from .event import decode_record
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
-from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests, write_growing
+from .lmdb_env import Env
+from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests
 from .validate import ROSTER_KINDS, check_payload
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
@@ -100,18 +101,16 @@ class LiveLog:
     def __init__(self, store_path: Path):
         if not (Path(store_path) / "data.mdb").is_file():
             raise UsageError(f"no store at {store_path}: run agentlog init first")
-        try:
-            self.env = lmdb.open(str(store_path), max_dbs=MAX_DBS, readonly=True, create=False, subdir=True,
-                                 readahead=False, max_readers=126)
-        except lmdb.Error as exc:
-            raise UsageError(f"cannot open the store at {store_path} read-only: {exc}") from None
+        self._env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
+                        readahead=False, max_readers=126)
+        self.env = self._env.env
         self.db = {}
         for name in _LIVE_DBS:
             try:
                 self.db[name] = self.env.open_db(name.encode(), create=False)
             except lmdb.NotFoundError:
                 self.db[name] = None
-        with self.env.begin() as txn:
+        with self._env.txn() as txn:
             meta = self.db["meta"]
             if txn.get(b"layout", db=meta) != LAYOUT_VERSION.to_bytes(4, "big"):
                 self.env.close()
@@ -137,7 +136,7 @@ class LiveLog:
 
     def read(self, progress: ProgressFn | None = None) -> "Log":
         """Every stored event (key order) and its arrival, from one read snapshot."""
-        with quiet_gc(), self.env.begin() as txn:
+        with quiet_gc(), self._env.txn() as txn:
             total = txn.stat(self.db["events"])["entries"]
             events = []
             for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"]), 1):
@@ -158,8 +157,7 @@ class LiveLog:
             db = {name: self.env.open_db(name.encode(), create=False) for name in VIEW_DBS}
         except lmdb.NotFoundError:
             return None
-        with self.env.begin() as txn:
-            return view_digests(db, txn)
+        return self._env.read(lambda txn: view_digests(db, txn))
 
     def device_named(self, ref: str) -> bytes:
         member = self.roster.find(ref)
@@ -439,10 +437,11 @@ class Scratch:
     def __init__(self, time_of, event_of=None, initial: dict[str, list[tuple[bytes, bytes]]] | None = None):
         self.dir = tempfile.mkdtemp(prefix="agentlog-replay-")
         try:
-            self.env = lmdb.open(self.dir, map_size=_SCRATCH_MAP, max_dbs=MAX_DBS, sync=False, metasync=False,
-                                 lock=False, writemap=True, readahead=False)
+            self._env = Env(Path(self.dir), f"the scratch store in {self.dir}", map_size=_SCRATCH_MAP, max_dbs=MAX_DBS,
+                            sync=False, metasync=False, lock=False, writemap=True, readahead=False)
+            self.env = self._env.env
             self.db = {name: self.env.open_db(name.encode()) for name in VIEW_DBS}
-        except lmdb.Error as exc:
+        except (lmdb.Error, StoreError) as exc:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None
         self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None))
@@ -461,11 +460,10 @@ class Scratch:
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it fills."""
-        return write_growing(self.env, fn, f"the scratch store in {self.dir}")
+        return self._env.write(fn)
 
     def read(self, fn):
-        with self.env.begin() as txn:
-            return fn(txn)
+        return self._env.read(fn)
 
     def rebuild(self, events: list[Folded], roster: Roster) -> int:
         """Fold `events` (each author's in seq order, authors one after another) from nothing, as

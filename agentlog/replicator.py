@@ -384,11 +384,11 @@ class Replicator:
         writers nudge us (nudge.py); LMDB's last transaction id says whether anything changed."""
         sock = await nudge.listen(self.store.path)
         try:
-            last = self.store.env.info()["last_txnid"]
+            last = self.store.last_txnid()
             while True:
                 with trio.move_on_after(nudge.POLL_S):
                     await sock.recv(64)
-                txnid = self.store.env.info()["last_txnid"]
+                txnid = self.store.last_txnid()
                 if txnid != last:
                     last = txnid
                     self.changed()

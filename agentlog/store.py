@@ -32,6 +32,7 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, ledger, memory_view, payloads, peers, pref_view
+from .lmdb_env import DATA_FILE, Env
 from .nudge import Nudger
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
@@ -43,7 +44,6 @@ from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
 from .validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 
-INITIAL_MAP_SIZE = 64 * 1024 * 1024
 LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "truncated", "snapshots",
         "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, "meta")
@@ -146,21 +146,6 @@ def view_digests(db: dict, txn) -> dict[str, dict]:
             "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
 
 
-def write_growing(env: lmdb.Environment, fn, what: str):
-    """Run fn(txn) in one write transaction of `env`, growing its map when it is full."""
-    for _ in range(32):
-        try:
-            with env.begin(write=True) as txn:
-                return fn(txn)
-        except lmdb.MapFullError:
-            env.set_mapsize(env.info()["map_size"] * 2)
-        except lmdb.MapResizedError:
-            env.set_mapsize(0)
-        except lmdb.Error as exc:
-            raise StoreError(f"write to {what} failed: {exc}") from None
-    raise StoreError(f"{what} could not grow its map")
-
-
 def _kind_or_none(record: bytes) -> str | None:
     try:
         return peek_record(record)[2]
@@ -250,8 +235,10 @@ class _TxnLog:
 class Store:
     """One device's log: `agentlog.open(home)`, or `Store(path, key)` (key None: read and ingest only)."""
 
-    def __init__(self, path: Path, key: crypto.DeviceKey | None, *, map_size: int = INITIAL_MAP_SIZE,
-                 clock: Callable[[], int] | None = None):
+    def __init__(self, path: Path, key: crypto.DeviceKey | None, *, map_size: int | None = None,
+                 clock: Callable[[], int] | None = None, create: bool = True):
+        """`create` False: refuse a store directory or data file that is missing or empty (the home's key
+        file says a device lives there) instead of starting an empty store."""
         self.path = Path(path)
         self.key = key
         self._now_ms = clock or (lambda: time.time_ns() // 1_000_000)
@@ -259,11 +246,15 @@ class Store:
         self._memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
         self._nudge = Nudger(self.path)
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
+        if not create:
+            _check_present(self.path)
+        self._env = Env(self.path, f"the store at {self.path}", **({"map_size": map_size} if map_size else {}),
+                        max_dbs=MAX_DBS, sync=True, metasync=True, readahead=False, max_readers=126)
+        self.env = self._env.env
         try:
-            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=MAX_DBS, subdir=True,
-                                 sync=True, metasync=True, readahead=False, max_readers=126)
             self._db = {name: self.env.open_db(name.encode()) for name in _DBS}
         except lmdb.Error as exc:
+            self._env.close()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         self._check_layout()
         self._pref = PrefView(self._db, partial(_time_of, self._db), partial(_event_of, self._db))
@@ -606,7 +597,7 @@ class Store:
 
     def events(self, author: bytes | None = None) -> Iterator[Event]:
         """Events in key order (author, epoch, seq), with payloads; one read snapshot."""
-        with self.env.begin(buffers=False) as txn:
+        with self._env.txn() as txn:
             cur = txn.cursor(db=self._db["events"])
             found = cur.set_range(author) if author else cur.first()
             while found:
@@ -622,7 +613,7 @@ class Store:
         This is the order ingest accepts: every event after the ones its clock names.
         """
         out = []
-        with self.env.begin(buffers=False) as txn:
+        with self._env.txn() as txn:
             cur = txn.cursor(db=self._db["events"])
             found = cur.first()
             while found:
@@ -640,7 +631,7 @@ class Store:
     def read_range(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, bytes, bytes | None]]:
         """Up to `limit` events of `author` from seq `lo` to `hi` with no gap, as (lamport, record, payload or None)."""
         out = []
-        with self.env.begin(buffers=False) as txn:
+        with self._env.txn() as txn:
             cur = txn.cursor(db=self._db["events"])
             found = cur.set_key(event_key(author, epoch, lo))
             seq = lo
@@ -727,16 +718,23 @@ class Store:
             return out
         return self._read(read)
 
-    def raw_txn(self, write: bool = False) -> lmdb.Transaction:
-        """A transaction for tools that inspect or repair the layout (verify, tests)."""
-        return self.env.begin(write=write)
+    def raw_txn(self, write: bool = False):
+        """A transaction for tools that inspect or repair the layout (verify, tests), as a context manager."""
+        return self._env.txn(write=write)
+
+    def last_txnid(self) -> int:
+        """The id of the last transaction any process committed: it moves whenever the store changes."""
+        return self._env.info()["last_txnid"]
+
+    def map_size(self) -> int:
+        return self._env.info()["map_size"]
 
     def db(self, name: str):
         return self._db[name]
 
     def close(self) -> None:
         self._nudge.close()
-        self.env.close()
+        self._env.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -748,13 +746,18 @@ class Store:
 
     def _write(self, fn):
         """Run fn(txn) in one write transaction, growing the map when it is full."""
-        return write_growing(self.env, fn, f"the store at {self.path}")
+        return self._env.write(fn)
 
     def _read(self, fn):
-        for _ in range(4):
-            try:
-                with self.env.begin() as txn:
-                    return fn(txn)
-            except lmdb.MapResizedError:
-                self.env.set_mapsize(0)
-        raise StoreError(f"the store at {self.path} keeps resizing under this reader")
+        return self._env.read(fn)
+
+
+def _check_present(path: Path) -> None:
+    """Refuse a store whose directory or data file is missing or empty: opening would start a new one."""
+    data = path / DATA_FILE
+    if not path.is_dir():
+        raise StoreError(f"the store at {path} is missing: restore it from a backup, or init a new home and sync "
+                         "it from another device")
+    if not data.is_file() or data.stat().st_size == 0:
+        raise StoreError(f"{data} is {'empty' if data.is_file() else 'missing'}: restore it from a backup, or init "
+                         "a new home and sync it from another device")

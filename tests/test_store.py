@@ -20,10 +20,10 @@ from .conftest import sync
 def test_store_grows_its_map_instead_of_failing(tmp_path, laptop):
     laptop.close()
     store = Store(tmp_path / "laptop" / "store", home.open_home(tmp_path / "laptop").key, map_size=256 * 1024)
-    before = store.env.info()["map_size"]
+    before = store.map_size()
     for i in range(20):
         store.append_many([payloads.Observation(setting=f"s{j}", value="x" * 200) for j in range(100)])
-    assert store.env.info()["map_size"] > before
+    assert store.map_size() > before
     assert store.count() == 2001 and verify_store(store).ok
     store.close()
 
@@ -33,11 +33,11 @@ def test_preference_view_survives_the_retries_of_a_growing_map(tmp_path, laptop)
     may reuse states parsed in the aborted one) is the one a replay gives."""
     laptop.close()
     store = Store(tmp_path / "laptop" / "store", home.open_home(tmp_path / "laptop").key, map_size=256 * 1024)
-    before = store.env.info()["map_size"]
+    before = store.map_size()
     for i in range(20):
         store.append_many([payloads.Observation(setting=f"s{j % 7}", value=f"v{(i + j) % 3}" + "x" * 150,
                                                 context=(("n", str(j % 2)),)) for j in range(100)])
-    assert store.env.info()["map_size"] > before
+    assert store.map_size() > before
     folded = store.views()["pref"]["digest"]
     store.rebuild_views()
     assert store.views()["pref"]["digest"] == folded
