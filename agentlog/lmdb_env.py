@@ -92,6 +92,23 @@ class Env:
                 raise
             return lmdb.open(str(self.path), map_size=_FALLBACK_MAP, subdir=True, **options)
 
+    def open_dbs(self, names, create: bool = True) -> dict:
+        """Name -> handle of each named database (lmdb.NotFoundError if one is missing and not `create`)."""
+        for _ in range(8):
+            self._enter()
+            try:
+                return {name: self.env.open_db(name.encode(), create=create) for name in names}
+            except lmdb.MapResizedError:
+                pass
+            except lmdb.NotFoundError:
+                raise
+            except lmdb.Error as exc:
+                raise StoreError(f"cannot open {self.what}: {exc}") from None
+            finally:
+                self._leave()
+            self._resize(0)
+        raise StoreError(f"{self.what} keeps resizing under this reader")
+
     def read(self, fn):
         """fn(txn) in one read transaction."""
         for _ in range(8):

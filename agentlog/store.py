@@ -252,10 +252,10 @@ class Store:
                         max_dbs=MAX_DBS, sync=True, metasync=True, readahead=False, max_readers=126)
         self.env = self._env.env
         try:
-            self._db = {name: self.env.open_db(name.encode()) for name in _DBS}
-        except lmdb.Error as exc:
+            self._db = self._env.open_dbs(_DBS)
+        except StoreError:
             self._env.close()
-            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+            raise
         self._check_layout()
         self._pref = PrefView(self._db, partial(_time_of, self._db), partial(_event_of, self._db))
         self._memory = MemoryView(self._db)
