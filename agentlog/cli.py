@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .errors import AgentlogError, UsageError
+from .errors import AgentlogError, StoreError, UsageError
 
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
@@ -840,20 +840,25 @@ def cmd_verify(args) -> int:
     with home.open_home(args.home) as store:
         with Progress("verify", enabled=not args.json) as progress:
             report = verify_store(store, progress.update)
-        roster = store.roster()
+        roster = None if report.damage else store.roster()     # a damaged file may not read
     if args.json:
         print(json.dumps({
             "ok": report.ok, "checked": report.checked,
             "problems": [{"author": p.author.hex(), "seq": p.seq, "problem": p.what} for p in report.problems],
             "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
             "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
+            "damage": report.damage, "notes": report.notes,
         }, indent=2))
     else:
+        for line in report.damage:
+            print(line)
         for p in report.problems:
             print(p.line(roster))
         for p in report.forks + report.after_revocation:
             print(f"warning: {p.line(roster)}")
-        n = len(report.problems)
+        for note in report.notes:
+            print(f"note: {note}")
+        n = len(report.problems) + len(report.damage)
         print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}", file=sys.stderr)
     return 0 if report.ok else EXIT_PROBLEMS
 
@@ -982,15 +987,30 @@ def cmd_serve(args) -> int:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
         if listen is None and not args.peer and not store.peer_book.addresses():
             raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
+        damage = store.structure_problems()
+        if damage:
+            raise StoreError(f"{damage[0]} ({len(damage)} problems): run agentlog verify")
         configure_logging()
         try:
             trio.run(serve, store, listen, args.peer, args.heartbeat, policy)
-        except (OSError, BaseExceptionGroup) as exc:
-            failure = _os_error(exc)
-            if failure is None:
-                raise
-            raise UsageError(f"cannot listen on {args.listen}: {failure.strerror or failure}") from None
+        except (OSError, AgentlogError, BaseExceptionGroup) as exc:
+            raise _serve_failure(exc, args.listen) from None
     return 0
+
+
+def _serve_failure(exc: BaseException, listen: str | None) -> AgentlogError:
+    """One line for what stopped `serve`: the store, a file it writes, or the listening socket."""
+    found = _inner(exc, AgentlogError)
+    if found is not None:
+        return StoreError(f"serve stopped: {found}") if isinstance(found, StoreError) else found
+    failure = _inner(exc, OSError)
+    if failure is None:
+        raise exc
+    if failure.filename:
+        return StoreError(f"serve stopped: cannot write {failure.filename}: {failure.strerror or failure}")
+    if listen is None:
+        return UsageError(f"serve stopped: {failure.strerror or failure}")
+    return UsageError(f"cannot listen on {listen}: {failure.strerror or failure}")
 
 
 def _compaction_policy(args):
@@ -1043,13 +1063,13 @@ def cmd_compact(args) -> int:
     return 0
 
 
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError inside `exc` (trio wraps a failed listen in exception groups), or None."""
-    if isinstance(exc, OSError):
+def _inner(exc: BaseException, kind: type):
+    """The first `kind` exception in `exc` (trio wraps failures in exception groups), or None."""
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _os_error(inner)
+            found = _inner(inner, kind)
             if found is not None:
                 return found
     return None

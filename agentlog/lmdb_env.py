@@ -29,15 +29,23 @@ _FALLBACK_MAP = 64 << 20               # where the address space is limited (uli
 DATA_FILE = "data.mdb"
 _MAGIC = 0xBEEFC0DE
 _META_END = 152                         # a meta page's header and MDB_meta, through mm_txnid (64-bit LMDB)
+_DAMAGED = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.PanicError, lmdb.InvalidError)
+# what reading a damaged file raises: lmdb's errors, and a stored view state that no longer parses
+_UNDECODABLE = (lmdb.Error, ValueError, struct.error, IndexError)
 
 
 def check_data_file(store_dir: Path) -> None:
-    """Refuse a data file that is not LMDB's or is shorter than its newest meta page says.
+    """Refuse a store directory or data file that is missing or empty, a data file that is not LMDB's,
+    and one shorter than its newest meta page says.
 
     Raises:
         StoreError: naming the file and what is wrong with it.
     """
     data = Path(store_dir) / DATA_FILE
+    if not data.is_file() or data.stat().st_size == 0:
+        gone = f"the store at {store_dir} is missing" if not Path(store_dir).is_dir() else \
+            f"{data} is {'empty' if data.is_file() else 'missing'}"
+        raise StoreError(f"{gone}: restore it from a backup, or init a new home and sync it from another device")
     try:
         with open(data, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -82,7 +90,7 @@ class Env:
         try:
             self.env = self._open_env(map_size, options)
         except lmdb.Error as exc:
-            raise StoreError(f"cannot open {what}: {exc}") from None
+            raise self._failed("open", exc) from None
 
     def _open_env(self, map_size: int, options: dict) -> lmdb.Environment:
         try:
@@ -103,7 +111,7 @@ class Env:
             except lmdb.NotFoundError:
                 raise
             except lmdb.Error as exc:
-                raise StoreError(f"cannot open {self.what}: {exc}") from None
+                raise self._failed("open", exc) from None
             finally:
                 self._leave()
             self._resize(0)
@@ -118,8 +126,8 @@ class Env:
                     return fn(txn)
             except lmdb.MapResizedError:
                 pass
-            except lmdb.Error as exc:
-                raise StoreError(f"cannot read {self.what}: {exc}") from None
+            except _UNDECODABLE as exc:
+                raise self._failed("read", exc) from None
             finally:
                 self._leave()
             self._resize(0)
@@ -138,7 +146,7 @@ class Env:
             except lmdb.MapResizedError:
                 grow = (0, None)
             except lmdb.Error as exc:
-                raise StoreError(f"write to {self.what} failed: {exc}") from None
+                raise self._failed("write to", exc) from None
             finally:
                 self._leave()
             self._resize(*grow)
@@ -157,16 +165,40 @@ class Env:
                 continue
             except lmdb.Error as exc:
                 self._leave()
-                raise StoreError(f"cannot use {self.what}: {exc}") from None
+                raise self._failed("use", exc) from None
             try:
                 with txn:
                     yield txn
                 return
-            except lmdb.Error as exc:
-                raise StoreError(f"cannot use {self.what}: {exc}") from None
+            except _UNDECODABLE as exc:
+                raise self._failed("use", exc) from None
             finally:
                 self._leave()
         raise StoreError(f"{self.what} keeps resizing under this reader")
+
+    def structure_problems(self) -> list[str]:
+        """What LMDB's offline walk (lmdb.verify) finds wrong in the data file: pages reached twice or never,
+        keys out of order, a broken free list. A commit by another process during the walk moves the file
+        on under it: then it walks again, and gives up (finding nothing) after three."""
+        try:
+            from lmdb.verify import VerifyError, verify
+        except ImportError:                   # py-lmdb before 2.0 has no offline verifier
+            return []
+        for _ in range(3):
+            before = self.info()["last_txnid"]
+            try:
+                found = verify(str(self.path))
+            except (VerifyError, OSError) as exc:
+                found = [str(exc)]
+            if not found or self.info()["last_txnid"] == before:
+                return [f"{self.path / DATA_FILE}: {line}" for line in found]
+        return []
+
+    def _failed(self, verb: str, exc: Exception) -> StoreError:
+        damaged = not isinstance(exc, lmdb.Error) or isinstance(exc, _DAMAGED)
+        what = exc if isinstance(exc, lmdb.Error) else f"a stored record does not decode ({type(exc).__name__}: {exc})"
+        return StoreError(f"cannot {verb} {self.what}: {what}" + (": the file is damaged; run agentlog verify, restore it "
+                          "from a backup or sync a new home from another device" if damaged else ""))
 
     def info(self) -> dict:
         self._enter()

@@ -98,10 +98,11 @@ def _now(now_ms: int | None) -> int:
 
 def _snapshot(path: Path, read: Callable[[Any, dict, str], Any]) -> tuple[Any, dict[str, int]] | None:
     """read(txn, dbs, device hex) and the frontier by name, in one read snapshot; None if the
-    store is missing or not exactly as this module expects (StoreError if its data file is cut short)."""
+    store is not exactly as this module expects.
+
+    Raises:
+        StoreError: the store is missing, empty or cut short (agentlog.lmdb_env.check_data_file)."""
     store = path / STORE_DIR
-    if not (store / "data.mdb").is_file():
-        return None
     check_data_file(store)
     try:
         env = lmdb.open(str(store), max_dbs=MAX_DBS, readonly=True, create=False, subdir=True,

@@ -34,7 +34,7 @@ from .event import decode_record
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
 from .roster import Roster
-from .lmdb_env import Env
+from .lmdb_env import Env, check_data_file
 from .store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests
 from .validate import ROSTER_KINDS, check_payload
 
@@ -98,22 +98,25 @@ class Point:
 class LiveLog:
     """A home's store opened read-only: its events as the views fold them, with their arrival times."""
 
-    def __init__(self, store_path: Path):
-        if not (Path(store_path) / "data.mdb").is_file():
-            raise UsageError(f"no store at {store_path}: run agentlog init first")
-        self._env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
-                        readahead=False, max_readers=126)
-        self.env = self._env.env
+    def __init__(self, store_path: Path, env: Env | None = None):
+        """`env`: the environment of a Store open on it (LMDB opens a store once per process), left open
+        by `close`; else the store is opened read-only here."""
+        self._owned = env is None
+        if env is None:
+            check_data_file(store_path)
+            env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
+                      readahead=False, max_readers=126)
+        self._env, self.env = env, env.env
         self.db = {}
         for name in _LIVE_DBS:
             try:
-                self.db[name] = self.env.open_db(name.encode(), create=False)
+                self.db[name] = self._env.open_dbs([name], create=False)[name]
             except lmdb.NotFoundError:
                 self.db[name] = None
         with self._env.txn() as txn:
             meta = self.db["meta"]
             if txn.get(b"layout", db=meta) != LAYOUT_VERSION.to_bytes(4, "big"):
-                self.env.close()
+                self.close()
                 raise UsageError(f"the store at {store_path} is not in layout {LAYOUT_VERSION}, the one this "
                                  "agentlog reads")
             self.device = bytes(txn.get(b"device", db=meta) or b"")
@@ -154,7 +157,7 @@ class LiveLog:
     def views(self) -> dict[str, dict] | None:
         """The live views' versions and digests (as Store.views gives them), or None if a view database is missing."""
         try:
-            db = {name: self.env.open_db(name.encode(), create=False) for name in VIEW_DBS}
+            db = self._env.open_dbs(VIEW_DBS, create=False)
         except lmdb.NotFoundError:
             return None
         return self._env.read(lambda txn: view_digests(db, txn))
@@ -169,7 +172,8 @@ class LiveLog:
         return self.roster.name_of(device)
 
     def close(self) -> None:
-        self.env.close()
+        if self._owned:
+            self.env.close()
 
     def __enter__(self) -> "LiveLog":
         return self
@@ -440,7 +444,7 @@ class Scratch:
             self._env = Env(Path(self.dir), f"the scratch store in {self.dir}", map_size=_SCRATCH_MAP, max_dbs=MAX_DBS,
                             sync=False, metasync=False, lock=False, writemap=True, readahead=False)
             self.env = self._env.env
-            self.db = {name: self.env.open_db(name.encode()) for name in VIEW_DBS}
+            self.db = self._env.open_dbs(VIEW_DBS)
         except (lmdb.Error, StoreError) as exc:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None

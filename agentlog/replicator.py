@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from . import ledger, messages, net, nudge
-from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError
+from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, StoreError
 from .handshake import CheckPeer
 from .peer_log import StoreLog
 from .peers import PeerState, Peers, address, parse_address
@@ -235,6 +235,9 @@ class Link:
             except EventError as exc:
                 self.inbox_send.send_nowait(("rejected", act.batch, exc))
                 return
+            except StoreError as exc:                # e.g. the disk is full: this link ends, the daemon stays
+                self.inbox_send.send_nowait(("closed", f"cannot store what the peer sent: {exc}", True))
+                return
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
 
     async def _ledger(self) -> None:
@@ -251,7 +254,10 @@ class Link:
     async def _enter_sent(self) -> None:
         if self.sent_log:
             batches, self.sent_log = self.sent_log, []
-            await self.r.run_sync(ledger.Ledger(self.r.store).record_sent, self.channel.peer, batches)
+            try:
+                await self.r.run_sync(ledger.Ledger(self.r.store).record_sent, self.channel.peer, batches)
+            except StoreError as exc:
+                log.warning("ledger not written", peer=self.name, error=str(exc))
 
     async def _tick(self) -> None:
         while True:
@@ -444,7 +450,12 @@ class Replicator:
         if self._dirty:
             self._dirty = False
             snapshot = {d: PeerState(**vars(s)) for d, s in self.states.items()}
-            await self.run_sync(self.peer_book.save, snapshot)
+            try:
+                await self.run_sync(self.peer_book.save, snapshot)
+            except StoreError as exc:
+                self._dirty = True
+                log.warning("peer states not saved", error=str(exc))
+                return
             if self._on_state:
                 self._on_state()
 

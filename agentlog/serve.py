@@ -10,7 +10,7 @@ import structlog
 import trio
 
 from .compaction import Policy, compact
-from .errors import AgentlogError
+from .errors import AgentlogError, StoreError
 from .replicator import Replicator
 from .store import Store
 
@@ -47,7 +47,10 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
             nursery.cancel_scope.cancel()
-    replicator.peer_book.save(replicator.states)
+    try:
+        replicator.peer_book.save(replicator.states)
+    except StoreError as exc:
+        log.warning("peer states not saved", error=str(exc))
     log.info("stopped")
 
 

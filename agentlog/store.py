@@ -32,7 +32,7 @@ from pathlib import Path
 import lmdb
 
 from . import crypto, ledger, memory_view, payloads, peers, pref_view
-from .lmdb_env import DATA_FILE, Env
+from .lmdb_env import Env, check_data_file
 from .nudge import Nudger
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
@@ -247,7 +247,7 @@ class Store:
         self._nudge = Nudger(self.path)
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
         if not create:
-            _check_present(self.path)
+            check_data_file(self.path)
         self._env = Env(self.path, f"the store at {self.path}", **({"map_size": map_size} if map_size else {}),
                         max_dbs=MAX_DBS, sync=True, metasync=True, readahead=False, max_readers=126)
         self.env = self._env.env
@@ -288,9 +288,13 @@ class Store:
         return self._read(lambda txn: txn.get(name.encode(), db=self._db["meta"]))
 
     def set_meta(self, values: dict[str, bytes]) -> None:
+        """Set meta values in one transaction; a new founder (a join) is folded into the roster view too,
+        as a rebuild from the log would fold it."""
         def write(txn):
             for name, value in values.items():
                 txn.put(name.encode(), value, db=self._db["meta"])
+            if "founder" in values:
+                self._rebuild_roster(txn)
         self._write(write)
 
     @property
@@ -722,6 +726,15 @@ class Store:
         """A transaction for tools that inspect or repair the layout (verify, tests), as a context manager."""
         return self._env.txn(write=write)
 
+    def live_log(self):
+        """This store's log as a replay reads it (agentlog.replay.LiveLog), on this store's environment."""
+        from .replay import LiveLog
+        return LiveLog(self.path, self._env)
+
+    def structure_problems(self) -> list[str]:
+        """What LMDB's offline walk finds wrong in the data file (agentlog.lmdb_env.Env.structure_problems)."""
+        return self._env.structure_problems()
+
     def last_txnid(self) -> int:
         """The id of the last transaction any process committed: it moves whenever the store changes."""
         return self._env.info()["last_txnid"]
@@ -751,13 +764,3 @@ class Store:
     def _read(self, fn):
         return self._env.read(fn)
 
-
-def _check_present(path: Path) -> None:
-    """Refuse a store whose directory or data file is missing or empty: opening would start a new one."""
-    data = path / DATA_FILE
-    if not path.is_dir():
-        raise StoreError(f"the store at {path} is missing: restore it from a backup, or init a new home and sync "
-                         "it from another device")
-    if not data.is_file() or data.stat().st_size == 0:
-        raise StoreError(f"{data} is {'empty' if data.is_file() else 'missing'}: restore it from a backup, or init "
-                         "a new home and sync it from another device")

@@ -13,6 +13,7 @@ import pytest
 
 from agentlog import devices, home, pref_lookup, pref_view, roster, store as store_module
 from agentlog import pref_reducer as pr
+from agentlog.errors import StoreError
 
 from .conftest import sync
 from .test_cli import assert_one_line_error, stderr_on_a_terminal
@@ -277,7 +278,8 @@ def test_fast_path_steps_aside_when_it_cannot_be_sure(tmp_path):
     (tmp_path / "bare").mkdir(mode=0o700)
     (tmp_path / "bare" / "device.key").write_text("11" * 32)
     os.chmod(tmp_path / "bare" / "device.key", 0o600)
-    assert pref_lookup.get(tmp_path / "bare", "theme") is None
+    with pytest.raises(StoreError, match="missing"):               # a key file without its store is refused
+        pref_lookup.get(tmp_path / "bare", "theme")
 
 
 def test_pref_get_loads_no_event_codec(laptop):
