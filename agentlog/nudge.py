@@ -12,6 +12,8 @@ import os
 import socket
 from pathlib import Path
 
+from .errors import StoreError
+
 PORT_FILE = "replicator.port"
 POLL_S = 0.05
 
@@ -52,8 +54,12 @@ async def listen(store_dir: Path):
     await sock.bind(("127.0.0.1", 0))
     path = Path(store_dir) / PORT_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(sock.getsockname()[1]))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(str(sock.getsockname()[1]))
+        os.replace(tmp, path)
+    except OSError as exc:                    # a full disk
+        sock.close()
+        raise StoreError(f"cannot write {tmp}: {exc.strerror or exc}") from None
     return sock
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from agentlog import home, payloads
 from agentlog.crypto import DeviceKey
 from agentlog.store import Store
 
-from .daemons import agentlog
+from .daemons import Daemon, agentlog, end_all, provision, snapshot
 
 WORKER = Path(__file__).with_name("store_worker.py")
 TINY_MAP = 256 * 1024
@@ -188,3 +190,54 @@ def test_init_on_a_regular_file_says_so_in_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f"agentlog: error: {target} is a file, not a directory: give --home a directory"], proc.stderr
     assert target.read_text() == "not a directory\n"
+
+
+# -- a full disk -----------------------------------------------------------------------------------
+
+def file_size_limit(limit: int):
+    """A full disk without root: in the child, RLIMIT_FSIZE caps every file it writes at `limit` bytes, so a
+    write past that fails with EFBIG as one past a full disk fails with ENOSPC (SIGXFSZ, which would kill
+    the process instead, is ignored, and stays ignored across exec). Pipes are not files: stderr sent to a
+    pipe still works."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_serve_on_a_full_disk_says_what_it_could_not_write(tmp_path):
+    """No byte can be written: serve says which file it could not write (it used to say "cannot listen
+    on None", without --listen, and blame the socket)."""
+    homes = provision(tmp_path, "laptop", "phone")
+    proc = subprocess.run([sys.executable, "-m", "agentlog", "--home", str(homes["laptop"]), "serve",
+                           "--peer", "127.0.0.1:9"], capture_output=True, text=True, timeout=60,
+                          preexec_fn=file_size_limit(1))
+    error = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert error.startswith("agentlog: error: serve stopped: cannot write ") and "File too large" in error, error
+    assert "listen" not in error
+
+
+def test_serve_with_little_space_left_stays_up_and_loses_nothing(tmp_path):
+    """The phone's daemon may grow its files by 256 KiB only, and the laptop sends it 3 MB: the write fails,
+    the connection ends with the reason in the daemon's log (LMDB reports the short write as an I/O error),
+    the daemon stays up and its store is exactly as before (it used to die with a traceback)."""
+    homes = provision(tmp_path, "laptop", "phone")
+    with home.open_home(homes["laptop"]) as laptop:
+        for i in range(0, 60, 10):
+            laptop.append_many([_big(j, 50_000) for j in range(i, i + 10)])
+    before = snapshot(homes["phone"])
+    limit = (homes["phone"] / "store" / "data.mdb").stat().st_size + 256 * 1024
+    registry: list[Daemon] = []
+    try:
+        phone = Daemon(homes["phone"], registry=registry, preexec_fn=file_size_limit(limit)).start()
+        agentlog(homes["laptop"], "sync", phone.address, "--timeout", "20", check=False)
+        closed = phone.wait_log(lambda e: e.get("event") == "connection closed" and e.get("level") == "warning",
+                                "the failed write")
+        assert "cannot store what the peer sent: cannot write to the store at" in closed["reason"], closed
+        assert phone.running()
+        assert phone.stop() == 0
+    finally:
+        end_all(registry)
+    assert snapshot(homes["phone"]) == before
+    assert agentlog(homes["phone"], "verify").returncode == 0
