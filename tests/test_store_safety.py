@@ -20,7 +20,7 @@ from agentlog import home, payloads
 from agentlog.crypto import DeviceKey
 from agentlog.store import Store
 
-from .daemons import Daemon, agentlog, end_all, provision, snapshot
+from .daemons import Daemon, agentlog, end_all, provision, snapshot, wait_converged, wait_until
 
 WORKER = Path(__file__).with_name("store_worker.py")
 TINY_MAP = 256 * 1024
@@ -241,3 +241,59 @@ def test_serve_with_little_space_left_stays_up_and_loses_nothing(tmp_path):
         end_all(registry)
     assert snapshot(homes["phone"]) == before
     assert agentlog(homes["phone"], "verify").returncode == 0
+
+
+# -- the bar: a large catch-up under a live daemon ---------------------------------------------------
+
+CATCH_UP_BYTES = 500 * 1000 * 1000
+EVENT_BYTES = 900_000
+
+
+@pytest.mark.slow
+def test_a_daemon_stays_up_while_a_catch_up_grows_its_store_to_500_mb(tmp_path):
+    """The laptop holds 500 MB of large events; the phone starts empty and its `serve` receives them
+    all from the laptop's `serve`, while other processes run `status`, `pref get`, `log` and `observe`
+    on the phone's home in a loop: every one of those commands succeeds, the phone's daemon stays up,
+    and both end with the same events. (Before, the receiving daemon died with `mdb_put: Invalid
+    argument` as its map grew past 64 MiB, and other processes failed with MDB_MAP_RESIZED.)"""
+    homes = provision(tmp_path, "laptop", "phone")
+    with home.open_home(homes["laptop"]) as laptop:
+        n = CATCH_UP_BYTES // EVENT_BYTES
+        for i in range(0, n, 20):
+            laptop.append_many([payloads.Observation(setting=f"big.{j}", value=f"{j}:" + "x" * EVENT_BYTES)
+                                for j in range(i, min(n, i + 20))])
+        head = laptop.heads()[laptop.device].seq
+    registry: list[Daemon] = []
+    failures, commands, done = [], [], threading.Event()
+
+    def other_processes():
+        while not done.is_set():
+            for args in (("status", "--json"), ("pref", "get", "big.1"), ("log", "--author", "phone"),
+                         ("observe", "test.during", str(len(commands)))):
+                proc = agentlog(homes["phone"], *args, check=False, timeout=120)
+                commands.append(args[0])
+                if proc.returncode != 0:
+                    failures.append(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr[-500:]}")
+
+    try:
+        laptop_daemon = Daemon(homes["laptop"], registry=registry).start()
+        phone_daemon = Daemon(homes["phone"], peers=(laptop_daemon.address,), registry=registry).start()
+        loop = threading.Thread(target=other_processes)
+        loop.start()
+        try:
+            wait_until(lambda: snapshot(homes["phone"])["frontier"].get(laptop.device, 0) >= head
+                       or not phone_daemon.running(), "the phone holds every laptop event", timeout=600)
+        finally:
+            done.set()
+            loop.join()
+        assert phone_daemon.running(), "\n".join(phone_daemon.lines()[-20:])
+        assert not failures, failures[:5]
+        assert len(commands) >= 8
+        data = homes["phone"] / "store" / "data.mdb"
+        assert data.stat().st_size >= CATCH_UP_BYTES
+        wait_converged(homes["laptop"], homes["phone"], timeout=120)
+        assert phone_daemon.stop() == 0 and laptop_daemon.stop() == 0
+    finally:
+        end_all(registry)
+        for path in homes.values():
+            shutil.rmtree(path / "store", ignore_errors=True)        # a gigabyte pytest would keep
