@@ -73,6 +73,10 @@ def _meta(raw: bytes) -> tuple[int, int, int] | None:
     return (txnid, last_page, page_size) if page_size else None
 
 
+class _Depth(threading.local):
+    depth = 0                                   # transactions open in this thread
+
+
 class Env:
     """An lmdb.Environment (`env`) whose transactions share a gate that a map resize takes alone.
 
@@ -81,10 +85,11 @@ class Env:
 
     def __init__(self, path: Path, what: str, *, map_size: int = RESERVED_MAP, **options):
         self.path, self.what = Path(path), what
-        self._gate = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._gate = threading.Condition(self._lock)
         self._open = 0                          # transactions open in this process
         self._resizing = False
-        self._mine = threading.local()          # .depth: transactions open in this thread
+        self._mine = _Depth()
         if (self.path / DATA_FILE).exists():
             check_data_file(self.path)
         try:
@@ -211,17 +216,17 @@ class Env:
         self.env.close()
 
     def _enter(self) -> None:
-        depth = getattr(self._mine, "depth", 0)
-        with self._gate:
-            if not depth:                       # a thread already inside may open more (nested reads)
+        mine = self._mine
+        with self._lock:
+            if self._resizing and not mine.depth:      # a thread already inside may open more (nested reads)
                 while self._resizing:
                     self._gate.wait()
             self._open += 1
-        self._mine.depth = depth + 1
+        mine.depth += 1
 
     def _leave(self) -> None:
         self._mine.depth -= 1
-        with self._gate:
+        with self._lock:
             self._open -= 1
             if self._resizing and not self._open:
                 self._gate.notify_all()
@@ -229,7 +234,7 @@ class Env:
     def _resize(self, size: int, seen: int | None = None) -> None:
         """set_mapsize(size) with no transaction open in this process (0: adopt the size another process
         set); skipped when another thread already grew the map past `seen`."""
-        if getattr(self._mine, "depth", 0):
+        if self._mine.depth:
             raise StoreError(f"{self.what} needs its map resized while this thread holds a transaction open")
         with self._gate:
             while self._resizing:

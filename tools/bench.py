@@ -487,8 +487,8 @@ def setting_bytes(store: Store) -> int:
 
 
 def lmdb_get(store: Store, key: bytes) -> bytes | None:
-    """The primitive under a lookup: one read transaction and one get from the preference view."""
-    with store.raw_txn() as txn:
+    """The primitive under a lookup: one bare LMDB read transaction and one get from the preference view."""
+    with store.env.begin() as txn:
         return txn.get(key, db=store.db("views.pref"))
 
 
