@@ -124,38 +124,29 @@ class Env:
 
     def read(self, fn):
         """fn(txn) in one read transaction."""
-        for _ in range(8):
-            self._enter()
-            try:
-                with self.env.begin() as txn:
-                    return fn(txn)
-            except lmdb.MapResizedError:
-                pass
-            except _UNDECODABLE as exc:
-                raise self._failed("read", exc) from None
-            finally:
-                self._leave()
-            self._resize(0)
-        raise StoreError(f"{self.what} keeps resizing under this reader")
+        return self._run(fn, write=False)
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it is full."""
+        return self._run(fn, write=True)
+
+    def _run(self, fn, write: bool):
         for _ in range(32):
             self._enter()
             try:
-                with self.env.begin(write=True) as txn:
+                with self.env.begin(write=write) as txn:
                     return fn(txn)
             except lmdb.MapFullError:
                 size = self.env.info()["map_size"]
                 grow = (2 * size, size)
             except lmdb.MapResizedError:
                 grow = (0, None)
-            except lmdb.Error as exc:
-                raise self._failed("write to", exc) from None
+            except (lmdb.Error if write else _UNDECODABLE) as exc:   # in a write, a ValueError is the input
+                raise self._failed("write to" if write else "read", exc) from None
             finally:
                 self._leave()
             self._resize(*grow)
-        raise StoreError(f"{self.what} could not grow its map")
+        raise StoreError(f"{self.what} could not grow its map or keeps being resized under this process")
 
     @contextmanager
     def txn(self, write: bool = False, buffers: bool = False) -> Iterator[lmdb.Transaction]:

@@ -1,15 +1,17 @@
 """Preference lookups straight from the home's LMDB, for `agentlog pref get` and `pref list`.
 
 Agents shell out for a lookup, so the process must not pay for what a read does not
-need: this module imports lmdb, the reducer and the error classes, never the store,
+need: this module imports lmdb (and agentlog.lmdb_env's file check), the reducer and the
+error classes, never the store,
 events, payloads or schemas (those load pycapnp). It reads `views.pref`, `heads`,
 `meta` and the roster view in one snapshot and answers exactly as `store.prefs` would.
 
 When it cannot be sure of that it returns None and the caller opens the full Store,
-which repairs what needs repairing: no store yet, another layout, a view folded by
-another reducer version (Store rebuilds it), or a join anchor the roster view has not
-folded yet (Store applies it to name devices). The home's key file gets the same
-checks, and the same one-line errors, as `agentlog.home.open_home`.
+which repairs what needs repairing: another layout, a view folded by another reducer
+version (Store rebuilds it), or a join anchor the roster view has not folded yet (Store
+applies it to name devices). The home's key file and store file get the same checks,
+and the same one-line errors, as `agentlog.home.open_home` (a missing store is refused,
+never created).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def _snapshot(path: Path, read: Callable[[Any, dict, str], Any]) -> tuple[Any, d
     store is not exactly as this module expects.
 
     Raises:
-        StoreError: the store is missing, empty or cut short (agentlog.lmdb_env.check_data_file)."""
+        StoreError: the store is missing, empty or cut short (agentlog.lmdb_env.check_data_file).
+    """
     store = path / STORE_DIR
     check_data_file(store)
     try:
