@@ -576,6 +576,13 @@ class Store:
 
     def _rebuild_roster(self, txn, keys: list[bytes] | None = None) -> None:
         """Fold the roster again from the log (or from the roster events at `keys`, when known)."""
+        self._save_roster(txn, self._fold_roster(txn, keys))
+
+    def folded_roster(self) -> bytes:
+        """The roster view's state as a rebuild from the log would store it (`agentlog verify` compares)."""
+        return self._read(lambda txn: self._fold_roster(txn).to_bytes())
+
+    def _fold_roster(self, txn, keys: list[bytes] | None = None) -> Roster:
         if keys is None:
             with txn.cursor(db=self._db["events"]) as cur:
                 keys = [key for key, record in cur if _kind_or_none(record) in ROSTER_KINDS]
@@ -586,7 +593,7 @@ class Store:
                 found.append((event.header, event.id, check_payload(event)))
             except EventError:
                 continue
-        self._save_roster(txn, Roster.replay(txn.get(b"founder", db=self._db["meta"]), found))
+        return Roster.replay(txn.get(b"founder", db=self._db["meta"]), found)
 
     # -- reading -------------------------------------------------------------
 
