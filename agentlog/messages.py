@@ -5,7 +5,8 @@ with the same strict reader events use, so a peer's bytes either decode within t
 limits of docs/protocol.md section 3 or raise ProtocolError. Frontiers and ranges
 travel packed in Data and are unpacked (and checked) here. A bootstrap's snapshot
 travels as an offer (the event and each view's total length) and chunks of at most
-SNAPSHOT_CHUNK bytes (docs/protocol.md section 8).
+SNAPSHOT_CHUNK bytes (docs/protocol.md section 8). An error's or goodbye's text is at most
+MAX_REASON characters: senders cut theirs, receivers refuse a longer one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ KEY_LEN = 32
 SNAPSHOT_CHUNK = 1 << 20                       # bytes of state per chunk, at most
 MAX_SNAPSHOT = 1 << 32                         # bytes of state in all views of one offer, at most
 MAX_VIEWS = 16
+MAX_REASON = 1024                              # characters of an error's message or a goodbye's reason
+MAX_CODE = 32                                  # characters of an error's code
 _HEAD = struct.Struct(">IQ")
 _RANGE = struct.Struct(">IQQ")
 _HEAD_LEN, _RANGE_LEN = 32 + _HEAD.size, 32 + _RANGE.size
@@ -254,9 +257,9 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, FrontierMsg):
         wire = _Wire(frontier=(pack_frontier(msg.frontier), pack_frontier(msg.truncated)))
     elif isinstance(msg, Error):
-        wire = _Wire(error=(msg.code, msg.message))
+        wire = _Wire(error=(msg.code[:MAX_CODE], msg.message[:MAX_REASON]))
     elif isinstance(msg, Goodbye):
-        wire = _Wire(goodbye=(msg.reason,))
+        wire = _Wire(goodbye=(msg.reason[:MAX_REASON],))
     elif isinstance(msg, SnapshotWant):
         wire = _Wire(snapshotWant=(pack_frontier(msg.frontier),))
     elif isinstance(msg, SnapshotOffer):
@@ -300,9 +303,10 @@ def decode(raw: bytes) -> Message:
     if wire.frontier is not None:
         return FrontierMsg(unpack_frontier(wire.frontier[0]), unpack_frontier(wire.frontier[1], "truncation points"))
     if wire.error is not None:
-        return Error(*wire.error)
+        code, message = wire.error
+        return Error(_text(code, MAX_CODE, "error code"), _text(message, MAX_REASON, "error message"))
     if wire.goodbye is not None:
-        return Goodbye(wire.goodbye[0])
+        return Goodbye(_text(wire.goodbye[0], MAX_REASON, "goodbye reason"))
     if wire.snapshotWant is not None:
         return SnapshotWant(unpack_frontier(wire.snapshotWant[0], "snapshot want frontier"))
     if wire.snapshotOffer is not None:
@@ -315,6 +319,13 @@ def decode(raw: bytes) -> Message:
     if wire.snapshotAck is not None:
         return SnapshotAck(wire.snapshotAck[0])
     raise ProtocolError("message has no member set")
+
+
+def _text(value: str, limit: int, what: str) -> str:
+    """A peer's text field within its limit (it is shown and logged; the sender cuts its own to fit)."""
+    if len(value) > limit:
+        raise ProtocolError(f"{what} is {len(value)} characters, over the limit of {limit}", code="too-large")
+    return value
 
 
 def _offer(record: bytes, payload: bytes, views) -> SnapshotOffer:

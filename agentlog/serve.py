@@ -13,21 +13,29 @@ from .compaction import Policy, compact
 from .errors import AgentlogError
 from .replicator import Replicator
 from .store import Store
+from .text import printable_doc
 
 log = structlog.get_logger("agentlog.serve")
+LOG_FIELD_LIMIT = 2048                      # characters of one logged string (a peer's reason is at most 1024)
 CHECK_EVERY_S = 60.0
 RESTING_S = 3600.0                          # at most one automatic compaction an hour
 
 
 def configure_logging(stream=None, *, quiet: bool = False) -> None:
-    """One JSON object per line on stderr: timestamp (UTC), level, event and its fields (none when `quiet`)."""
+    """One JSON object per line on stderr: timestamp (UTC), level, event and its fields (none when `quiet`);
+    every string in it printable and bounded, since reasons and names come from peers."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL if quiet else logging.INFO),
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
-                    structlog.processors.JSONRenderer(sort_keys=True)],
+                    _printable_fields, structlog.processors.JSONRenderer(sort_keys=True)],
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def _printable_fields(logger, method: str, event: dict) -> dict:
+    """structlog processor: every string field through text.printable (escaped, at most LOG_FIELD_LIMIT)."""
+    return printable_doc(event, LOG_FIELD_LIMIT)
 
 
 async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
