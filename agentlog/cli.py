@@ -671,6 +671,7 @@ def cmd_memory_get(args) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    conflicts = _conflict_lines(doc)
     doc = {**_shown(doc), "content": _shown(doc["content"], CONTENT_LIMIT)}
     print(f"id          {doc['id']}")
     if not doc["deleted"]:
@@ -686,7 +687,7 @@ def cmd_memory_get(args) -> int:
         return 0
     print(f"updated     {_iso(doc['updated_ms'])}")
     print(f"embedding   {doc['embedding_model'] or 'none given (the search index embeds the content)'}")
-    for line in _conflict_lines(doc):
+    for line in conflicts:
         print(line)
     return 0
 
@@ -696,7 +697,8 @@ def _deleted_line(d: dict) -> str:
 
 
 def _conflict_lines(doc: dict) -> list[str]:
-    """Each field in conflict with all its standing values, the shown one (the winner) first and marked."""
+    """Each field in conflict with all its standing values, the shown one (the winner) first and marked;
+    from the doc as stored, each line made printable."""
     lines = []
     for name, candidates in doc["conflicts"].items():
         lines.append(f"conflict in {name}: {len(candidates)} standing values")
@@ -704,7 +706,7 @@ def _conflict_lines(doc: dict) -> list[str]:
             mark = "shown" if i == 0 else "     "
             lines.append(f"  {mark}  {json.dumps(c['value'], ensure_ascii=False)}  by {c['device']}, lamport {c['lamport']}, "
                          f"{_iso(c['time_ms'])}, event {c['event'][:16]}")
-    return lines
+    return _shown(lines, LINE_LIMIT)
 
 
 def _snippet(text: str, width: int = 60) -> str:
@@ -782,8 +784,8 @@ def cmd_memory_conflicts(args) -> int:
         return 0
     if not docs:
         print("no conflicts")
-    for doc in _shown(docs):
-        print(_entry_row(doc))
+    for doc in docs:
+        print(_entry_row(_shown(doc)))
         for line in _conflict_lines(doc):
             print(f"    {line}")
     return 0

@@ -281,7 +281,10 @@ def test_memory_get_shows_the_whole_content_escaped(synced):
     out = agentlog(laptop, "memory", "get", ids["crafted"]).stdout
     assert f"tags        {printable(TAG)}, ok\n" in out
     assert f"put by      {printable(EVIL_NAME)} at" in out
-    assert "conflict in content: 2 standing values" in out and f"{printable(CONTENT)}L" in out
+    assert "conflict in content: 2 standing values" in out
+    for mark in "LP":                                   # each standing value, escaped once (JSON's, then ours)
+        assert printable(json.dumps(CONTENT + mark, ensure_ascii=False)) in out
+    assert "\\\\" not in out
     listed = agentlog(laptop, "devices", "list").stdout
     assert printable(EVIL_NAME) in listed and len(listed.splitlines()) == 2
 
