@@ -1,8 +1,9 @@
 """The HTML report of an audit export: one self-contained page for people (docs/audit.md).
 
 Inline CSS, no script, no fonts, images or links to anything outside the page (and a CSP that
-forbids loading any), every piece of content escaped and cut to CELL_LIMIT characters. Bounded whatever the export's size: counts by
-device, scope, kind and day, capped tables; the JSON Lines file beside it holds every event.
+forbids loading any), every piece of content escaped (controls and bidi overrides too) and cut to
+CELL_LIMIT characters. Bounded whatever the export's size: counts by device, scope, kind and day,
+capped tables; the JSON Lines file beside it holds every event.
 """
 
 from __future__ import annotations

@@ -303,3 +303,13 @@ def test_the_daemon_logs_the_peers_name_escaped(synced):
     daemon.wait_log(lambda e: e["event"] == "connected", "the phone connecting")
     assert_logs_clean(daemon)
     assert any(e.get("peer") == printable(EVIL_NAME, 2048) for e in daemon.logs() if e["event"] == "connected")
+
+
+def test_the_audit_report_shows_escapes_not_controls(synced, tmp_path):
+    laptop, _, _ = synced
+    agentlog(laptop, "audit", "export", "--out", str(tmp_path / "audit.jsonl"))
+    page = (tmp_path / "audit.html").read_text(encoding="utf-8")
+    assert not hidden(page), hidden(page)[:8]
+    assert "\\x1b[2Jremember" in page and "ph\\x1b[31mone\\u202e\\n" in page
+    lines = (tmp_path / "audit.jsonl").read_text(encoding="utf-8")
+    assert json.dumps(CONTENT)[1:-1] in lines                     # the export itself stays exact
