@@ -2,11 +2,13 @@
 descriptors, and handshake slots that keep floods of idle connections from starving honest peers.
 
 trio.serve_tcp logs a failed accept through stdlib logging with a traceback and keeps every
-accepted connection until its handler ends; here a failed accept is one JSON line (at most one
-per REPORT_EVERY_S) and a pause, and connections that have not passed the handshake hold one of
-SLOTS slots (at most SLOTS_PER_HOST per remote address): a new connection past either cap
-evicts the oldest one holding a slot of that kind, so an attacker must keep opening connections
-faster than an honest handshake completes to keep one out. Authenticated links hold no slot.
+accepted connection until its handler ends. Here a failed accept is one JSON line (at most one
+per REPORT_EVERY_S); out of file descriptors, the oldest unauthenticated connection is closed
+to make room. Connections that have not passed the handshake hold one of SLOTS slots (at most
+SLOTS_PER_HOST per remote address): a new connection past either cap evicts a holder of that
+kind, the oldest that has sent nothing yet, else the oldest. An idle flood therefore never
+evicts a handshake under way; an attacker who sends must open connections from one address
+faster than an honest handshake completes to keep one out. Authenticated links hold no slot and are never closed to make room.
 """
 
 from __future__ import annotations
@@ -55,49 +57,75 @@ class Throttled:
         self.held, self.next_at = 0, now + self.every
 
 
+class Slot:
+    """One connection's place while it is in its handshake; `active` once the peer has sent anything."""
+
+    __slots__ = ("host", "scope", "active")
+
+    def __init__(self, host: str):
+        self.host, self.scope, self.active = host, trio.CancelScope(), False
+
+    def activate(self) -> None:
+        self.active = True
+
+
 class Slots:
-    """Connections in their handshake, oldest first; taking a slot past a cap evicts the oldest holder."""
+    """Connections in their handshake, oldest first. Taking a slot past a cap evicts a holder of that
+    kind: the oldest that has sent nothing yet, else the oldest (an idle flood never evicts a handshake
+    under way)."""
 
     def __init__(self, total: int = SLOTS, per_host: int = SLOTS_PER_HOST):
         self.total, self.per_host = total, per_host
-        self.held: dict[trio.CancelScope, str] = {}         # insertion order is age
+        self.held: list[Slot] = []                  # oldest first
         self.evicted = 0
-        self._report = Throttled("warning", "handshake slots full: oldest unauthenticated connections closed")
+        self._report = Throttled("warning", "handshake slots full: unauthenticated connections closed")
 
     @contextmanager
     def hold(self, host: str):
-        """Hold a slot for the block; the block is cancelled (scope.cancelled_caught) if it is evicted."""
-        mine = [s for s, h in self.held.items() if h == host]
-        if len(mine) >= self.per_host:
-            self._evict(mine[0], host)
+        """Hold a slot for the block; the block is cancelled (slot.scope.cancelled_caught) if it is evicted."""
+        same = [s for s in self.held if s.host == host]
+        if len(same) >= self.per_host:
+            self._evict(same)
         elif len(self.held) >= self.total:
-            self._evict(next(iter(self.held)), host)
-        with trio.CancelScope() as scope:
-            self.held[scope] = host
+            self._evict(self.held)
+        slot = Slot(host)
+        with slot.scope:
+            self.held.append(slot)
             try:
-                yield scope
+                yield slot
             finally:
-                self.held.pop(scope, None)
+                if slot in self.held:
+                    self.held.remove(slot)
 
-    def _evict(self, scope: trio.CancelScope, newcomer: str) -> None:
-        host = self.held.pop(scope)
-        scope.cancel()
+    def evict_oldest(self) -> bool:
+        """Close a connection in its handshake (to free its file descriptor); whether there was one."""
+        if not self.held:
+            return False
+        self._evict(self.held)
+        return True
+
+    def _evict(self, among: list[Slot]) -> None:
+        victim = next((s for s in among if not s.active), among[0])
+        self.held.remove(victim)
+        victim.scope.cancel()
         self.evicted += 1
-        self._report(address=host, newcomer=newcomer, slots=self.total, per_host=self.per_host,
-                     evicted_in_all=self.evicted)
+        self._report(address=victim.host, slots=self.total, per_host=self.per_host, evicted_in_all=self.evicted)
 
 
 async def accept_forever(listener: trio.SocketListener, handler: Callable[[trio.SocketStream], Awaitable[None]],
-                         nursery: trio.Nursery) -> None:
-    """Accept connections and start `handler(stream)` for each in `nursery`; a failed accept pauses
-    the loop (the connection waits in the kernel's backlog) and logs one line, never a traceback."""
-    report = Throttled("error", "accept failed; pausing")
+                         nursery: trio.Nursery, slots: Slots) -> None:
+    """Accept connections and start `handler(stream)` for each in `nursery`. Out of file descriptors
+    (or buffers, or memory), it closes the oldest unauthenticated connection to make room, or pauses
+    while there is none (new connections wait in the kernel's backlog); one log line, never a traceback."""
+    report = Throttled("error", "accept failed")
     while True:
         try:
             stream = await listener.accept()
         except OSError as exc:
-            report(error=describe(exc), shortage=exc.errno in SHORTAGE, pause_s=ACCEPT_PAUSE_S)
-            await trio.sleep(ACCEPT_PAUSE_S)
+            evicted = exc.errno in SHORTAGE and slots.evict_oldest()
+            pause = ACCEPT_PAUSE_S / 100 if evicted else ACCEPT_PAUSE_S    # the evicted task closes its socket
+            report(error=describe(exc), closed_oldest_unauthenticated=evicted, pause_s=pause)
+            await trio.sleep(pause)
             continue
         nursery.start_soon(handler, stream)
 

@@ -376,7 +376,7 @@ class Replicator:
                 listeners = await trio.open_tcp_listeners(port, host=host)
                 self.port = listeners[0].socket.getsockname()[1]
                 for sock in listeners:
-                    nursery.start_soon(listener.accept_forever, sock, self.accept, nursery)
+                    nursery.start_soon(listener.accept_forever, sock, self.accept, nursery, self.slots)
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
             for addr in self.addresses:
                 nursery.start_soon(self._dial_forever, addr)
@@ -405,10 +405,10 @@ class Replicator:
 
     async def _accept(self, stream: trio.abc.Stream) -> None:
         channel = None
-        with self.slots.hold(listener.host_of(stream)):
+        with self.slots.hold(listener.host_of(stream)) as slot:
             try:
                 channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
-                                                   check_peer(self.store))
+                                                   check_peer(self.store), on_data=slot.activate)
             except PeerError as exc:
                 log.warning("handshake refused", address=_remote(stream), reason=str(exc))
                 await trio.aclose_forcefully(stream)

@@ -1,0 +1,205 @@
+"""A daemon that nothing can stop: stalled peers, connection floods and failing links against real
+`agentlog serve` processes and an in-process replicator, on 127.0.0.1.
+
+- A peer that passes the handshake as an enrolled device and then stops reading (silent, like a
+  suspended `agentlog sync`, or still sending heartbeats) is dropped within the silence timeout;
+  the honest phone keeps syncing meanwhile, and the stalled device is welcome again afterwards.
+- Hundreds of idle connections against a daemon with a small open-file limit: an honest
+  `agentlog sync` still succeeds during the flood, and the daemon's log stays one JSON object a line.
+- An exception other than a refusal inside a link (a reducer failing in the ingest transaction, a
+  bug in the protocol step) drops that link with one log line; the replicator keeps serving.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import struct
+from functools import partial
+
+import pytest
+import structlog
+import trio
+from structlog.testing import capture_logs
+
+from agentlog import home, messages, net, payloads, protocol
+from agentlog.errors import ConnectionLost, PeerClosed, PeerError
+from agentlog.messages import VERSION, Heartbeat, Hello, Want, frontier_digest
+from agentlog.replicator import Replicator, check_peer, sync_once
+from agentlog.store import Store
+from tests.daemons import DEADLINE, Daemon, agentlog, end_all, observe, provision, snapshot, wait_until
+
+BULK = 3000                     # events the laptop holds: far more than a stalled reader's socket buffers take
+FLOOD = 300                     # idle connections
+FILES = 32                      # the flooded daemon's open-file limit (it needs about 19 of them itself)
+
+
+@pytest.fixture
+def registry():
+    daemons: list[Daemon] = []
+    yield daemons
+    end_all(daemons)            # also fails the test if a daemon wrote a line that is not JSON
+
+
+def _bulk(path, n: int) -> None:
+    with home.open_home(path) as store:
+        store.append_many([payloads.Observation(setting="test.bulk", value=f"{i:06d} " + "v" * 500)
+                           for i in range(n)])
+
+
+def _holds(path, eid: bytes) -> bool:
+    with home.open_home(path) as store:
+        return store.get(eid) is not None
+
+
+def _reaches(homes, writer: str, reader: str, text: str) -> None:
+    eid = bytes.fromhex(agentlog(homes[writer], "observe", "honest", text).stdout)
+    wait_until(lambda: _holds(homes[reader], eid), f"an event written on the {writer} reaches the {reader}")
+
+
+# -- a stalled peer ------------------------------------------------------------------------------
+
+async def _hello(port: int, store: Store, rcvbuf: int | None = None) -> tuple[net.Channel, Hello]:
+    """Connect as `store`'s device (with a small receive buffer if given), exchange hellos."""
+    sock = trio.socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    await sock.connect(("127.0.0.1", port))
+    channel = await net.connect_channel(trio.SocketStream(sock), store.key, store.meta("group_key"),
+                                        check_peer(store))
+    await channel.send(messages.encode(Hello(VERSION, store.group, store.device, {})))
+    with trio.fail_after(DEADLINE):
+        hello = messages.decode(await channel.receive())
+    assert isinstance(hello, Hello), hello
+    return channel, hello
+
+
+async def _keep_talking(channel: net.Channel) -> None:
+    """Heartbeats every 0.3 s (the laptop never finds this peer silent) until the connection breaks."""
+    try:
+        while True:
+            await channel.send(messages.encode(Heartbeat(frontier_digest({}))))
+            await trio.sleep(0.3)
+    except PeerError:
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("talking", [False, True], ids=["silent", "talking"])
+def test_a_peer_that_stops_reading_is_dropped_and_may_return(tmp_path, registry, talking):
+    homes = provision(tmp_path, "laptop", "phone", "sloth")
+    _bulk(homes["laptop"], BULK)
+    laptop = Daemon(homes["laptop"], registry=registry).start()
+    phone = Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
+    wait_until(lambda: snapshot(homes["phone"])["count"] >= BULK, "the phone catches up")
+
+    def dropped():
+        return [e for e in laptop.logs() if e["event"] == "connection closed" and e.get("peer") == "sloth"]
+
+    async def scenario():
+        with home.open_home(homes["sloth"]) as sloth:
+            stalled, hello = await _hello(laptop.port, sloth, rcvbuf=4096)
+            ranges = tuple((a, epoch, 1, seq) for a, (epoch, seq) in sorted(hello.frontier.items()))
+            await stalled.send(messages.encode(Want(ranges)))       # then read nothing of the answer
+            async with trio.open_nursery() as nursery:
+                if talking:
+                    nursery.start_soon(_keep_talking, stalled)
+                await trio.to_thread.run_sync(_reaches, homes, "laptop", "phone", "while the sloth stalls")
+                await trio.to_thread.run_sync(partial(wait_until, dropped, "the laptop drops the stalled link",
+                                                      timeout=20))
+                again, _ = await _hello(laptop.port, sloth)         # welcome again, not a duplicate
+                await again.aclose()
+                nursery.cancel_scope.cancel()
+            await stalled.aclose()
+
+    trio.run(scenario)
+    reason = dropped()[0]["reason"]
+    assert "read nothing" in reason if talking else ("read nothing" in reason or "partitioned" in reason), reason
+    assert not [e for e in laptop.logs() if e["event"] == "duplicate connection closed"]
+    _reaches(homes, "phone", "laptop", "after the sloth left")
+    assert phone.running() and laptop.running()
+
+
+# -- a connection flood ----------------------------------------------------------------------------
+
+def _few_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES))
+
+
+@pytest.mark.slow
+def test_an_idle_connection_flood_does_not_keep_honest_devices_out(tmp_path, registry):
+    homes = provision(tmp_path, "laptop", "phone")
+    observe(homes["laptop"], 5, tag="before the flood")
+    laptop = Daemon(homes["laptop"], registry=registry, preexec=_few_files).start()
+    flood = []
+    try:
+        for _ in range(FLOOD):
+            flood.append(socket.create_connection(("127.0.0.1", laptop.port)))
+        done = agentlog(homes["phone"], "sync", laptop.address, check=False, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert snapshot(homes["phone"])["count"] == snapshot(homes["laptop"])["count"]
+        observe(homes["phone"], 1, tag="during the flood")
+        again = agentlog(homes["phone"], "sync", laptop.address, check=False, timeout=60)
+        assert again.returncode == 0, again.stderr
+    finally:
+        for sock in flood:
+            sock.close()
+    assert laptop.running()
+    assert [e for e in laptop.logs() if e["event"] in ("accept failed", "handshake slots full: unauthenticated "
+                                                                          "connections closed")]
+    assert laptop.stop() == 0
+
+
+# -- an exception inside a link ------------------------------------------------------------------
+
+def _fold_fails(*_args):
+    struct.unpack(">Q", b"\0")                  # what a reducer meeting a malformed field raises
+
+
+def _inject_into_ingest(monkeypatch, store: Store) -> None:
+    monkeypatch.setattr(store._pref, "fold", _fold_fails)
+
+
+def _inject_into_protocol(monkeypatch, store: Store) -> None:
+    """A bug in the step that takes a batch, on `store`'s side of the link only."""
+    step = protocol._STEPS[messages.Events]
+
+    def failing(conn, msg, now):
+        if conn.me == store.device:
+            raise AttributeError("'NoneType' object has no attribute 'frontier'")
+        return step(conn, msg, now)
+    monkeypatch.setitem(protocol._STEPS, messages.Events, failing)
+
+
+@pytest.mark.parametrize("inject", [_inject_into_ingest, _inject_into_protocol], ids=["ingest", "protocol step"])
+def test_an_exception_in_a_link_drops_that_link_and_the_replicator_serves_on(tmp_path, monkeypatch, inject):
+    homes = provision(tmp_path, "laptop", "phone")
+    observe(homes["phone"], 3, tag="from the phone")
+    laptop, phone = home.open_home(homes["laptop"]), home.open_home(homes["phone"])
+    try:
+        before = laptop.count()
+
+        async def scenario():
+            async with trio.open_nursery() as nursery:
+                replicator = await nursery.start(Replicator(laptop, listen=("127.0.0.1", 0), watch=False).run)
+                address = f"127.0.0.1:{replicator.port}"
+                with monkeypatch.context() as patch:
+                    inject(patch, laptop)
+                    with pytest.raises(PeerError) as failed:
+                        await sync_once(phone, address, timeout=DEADLINE)
+                    assert laptop.count() == before, "something of the failed batch was stored"
+                await sync_once(phone, address, timeout=DEADLINE)
+                nursery.cancel_scope.cancel()
+            return failed.value
+
+        with capture_logs() as logs:
+            failure = trio.run(scenario)
+        assert laptop.count() == before + 3
+        failed = [e for e in logs if e["event"] in ("ingest failed", "link failed")]
+        assert len(failed) == 1 and failed[0]["log_level"] == "error", logs
+        assert failed[0]["error"].startswith(("error: unpack", "AttributeError: ")), failed[0]
+        if inject is _inject_into_ingest:
+            assert "internal" in str(failure), failure
+    finally:
+        laptop.close()
+        phone.close()
