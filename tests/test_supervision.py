@@ -17,6 +17,7 @@ import logging
 import resource
 import socket
 import struct
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
@@ -86,39 +87,94 @@ async def _keep_talking(channel: net.Channel) -> None:
         pass
 
 
+def _world(root, registry: list, heartbeat: float = 1.0):
+    """The laptop (listening, holding BULK events) and the phone dialing it, both synced; the sloth
+    is enrolled and runs no daemon (this test plays it)."""
+    homes = provision(root, "laptop", "phone", "sloth")
+    _bulk(homes["laptop"], BULK)
+    laptop = Daemon(homes["laptop"], heartbeat=heartbeat, registry=registry).start()
+    phone = Daemon(homes["phone"], listen=False, peers=(laptop.address,), heartbeat=heartbeat,
+                   registry=registry).start()
+    wait_until(lambda: snapshot(homes["phone"])["count"] >= BULK, "the phone catches up")
+    return homes, laptop, phone
+
+
+def _sloth_closed(laptop: Daemon) -> list[dict]:
+    return [e for e in laptop.logs() if e["event"] == "connection closed" and e.get("peer") == "sloth"]
+
+
+async def _in_thread(fn, *args, **kwargs):
+    return await trio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+@asynccontextmanager
+async def _stalled(homes, laptop: Daemon, talking: bool):
+    """The sloth connects, asks for all the laptop holds, and reads nothing of it (while `talking`, it
+    keeps sending heartbeats); yields the sloth's store."""
+    with home.open_home(homes["sloth"]) as sloth:
+        stalled, hello = await _hello(laptop.port, sloth, rcvbuf=4096)
+        ranges = tuple((a, epoch, 1, seq) for a, (epoch, seq) in sorted(hello.frontier.items()))
+        await stalled.send(messages.encode(Want(ranges)))
+        async with trio.open_nursery() as nursery:
+            if talking:
+                nursery.start_soon(_keep_talking, stalled)
+            yield sloth
+            nursery.cancel_scope.cancel()
+        await stalled.aclose()
+
+
 @pytest.mark.parametrize("talking", [False, True], ids=["silent", "talking"])
 def test_a_peer_that_stops_reading_is_dropped_and_may_return(tmp_path, registry, talking):
-    homes = provision(tmp_path, "laptop", "phone", "sloth")
-    _bulk(homes["laptop"], BULK)
-    laptop = Daemon(homes["laptop"], registry=registry).start()
-    phone = Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
-    wait_until(lambda: snapshot(homes["phone"])["count"] >= BULK, "the phone catches up")
-
-    def dropped():
-        return [e for e in laptop.logs() if e["event"] == "connection closed" and e.get("peer") == "sloth"]
+    homes, laptop, phone = _world(tmp_path, registry)
 
     async def scenario():
-        with home.open_home(homes["sloth"]) as sloth:
-            stalled, hello = await _hello(laptop.port, sloth, rcvbuf=4096)
-            ranges = tuple((a, epoch, 1, seq) for a, (epoch, seq) in sorted(hello.frontier.items()))
-            await stalled.send(messages.encode(Want(ranges)))       # then read nothing of the answer
-            async with trio.open_nursery() as nursery:
-                if talking:
-                    nursery.start_soon(_keep_talking, stalled)
-                await trio.to_thread.run_sync(_reaches, homes, "laptop", "phone", "while the sloth stalls")
-                await trio.to_thread.run_sync(partial(wait_until, dropped, "the laptop drops the stalled link",
-                                                      timeout=20))
-                again, _ = await _hello(laptop.port, sloth)         # welcome again, not a duplicate
-                await again.aclose()
-                nursery.cancel_scope.cancel()
-            await stalled.aclose()
+        async with _stalled(homes, laptop, talking) as sloth:
+            await _in_thread(_reaches, homes, "laptop", "phone", "while the sloth stalls")
+            await _in_thread(wait_until, lambda: _sloth_closed(laptop), "the laptop drops the stalled link",
+                             timeout=20)
+            again, _ = await _hello(laptop.port, sloth)             # welcome again, not a duplicate
+            await again.aclose()
 
     trio.run(scenario)
-    reason = dropped()[0]["reason"]
+    reason = _sloth_closed(laptop)[0]["reason"]
     assert "read nothing" in reason if talking else ("read nothing" in reason or "partitioned" in reason), reason
     assert not [e for e in laptop.logs() if e["event"] == "duplicate connection closed"]
     _reaches(homes, "phone", "laptop", "after the sloth left")
     assert phone.running() and laptop.running()
+
+
+def test_a_revocation_drops_a_link_stuck_in_a_send(tmp_path, registry):
+    """Heartbeats of 10 s: the send deadline (30 s) is far off when the sloth is revoked."""
+    homes, laptop, _ = _world(tmp_path, registry, heartbeat=10.0)
+
+    async def scenario():
+        async with _stalled(homes, laptop, talking=True):
+            await _in_thread(agentlog, homes["laptop"], "devices", "revoke", "sloth")
+            await _in_thread(wait_until, lambda: _sloth_closed(laptop), "the laptop drops the revoked sloth",
+                             timeout=20)
+
+    trio.run(scenario)
+    assert "revoked" in _sloth_closed(laptop)[0]["reason"], _sloth_closed(laptop)
+
+
+def test_a_new_connection_replaces_a_link_stuck_in_a_send(tmp_path, registry):
+    """Heartbeats of 3 s: the stuck link is stale after 6 s and would be dropped after 9 s; the sloth
+    dials again every half second, and the first connection the laptop keeps replaces the stuck one."""
+    homes, laptop, _ = _world(tmp_path, registry, heartbeat=3.0)
+
+    async def scenario():
+        async with _stalled(homes, laptop, talking=True) as sloth:
+            with trio.fail_after(DEADLINE):
+                while True:
+                    try:
+                        again, _ = await _hello(laptop.port, sloth)
+                        break
+                    except PeerError:                           # closed as a duplicate while not yet stale
+                        await trio.sleep(0.5)
+            await again.aclose()
+
+    trio.run(scenario)
+    assert "replaced by a new one" in _sloth_closed(laptop)[0]["reason"], _sloth_closed(laptop)
 
 
 # -- a connection flood ----------------------------------------------------------------------------
