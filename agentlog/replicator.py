@@ -119,6 +119,12 @@ class Link:
             self.local_pending = True
             self.inbox_send.send_nowait(("local",))
 
+    def cancel(self, reason: str = "") -> None:
+        """End the link from outside; `reason`, if given, is logged as why it closed."""
+        if reason:
+            self._close(reason, False)
+        self.scope.cancel()
+
     def stale(self) -> bool:
         """Whether the peer has been silent, or a send has been stuck, for TAKEOVER_AFTER heartbeats."""
         since = min(self.conn.last_heard, self.sending_since if self.sending_since is not None else math.inf)
@@ -158,9 +164,10 @@ class Link:
     async def _end(self) -> None:
         try:
             await self._enter_sent()
-            await self.channel.aclose()
         except Exception as exc:
-            log.error("link cleanup failed", peer=self.name, address=self.address, error=describe(exc))
+            log.error("ledger entry failed", peer=self.name, address=self.address, error=describe(exc))
+        try:
+            await self.channel.aclose()
         finally:
             self.done.set()
 
@@ -470,10 +477,8 @@ class Replicator:
                 log.info("duplicate connection closed", peer=self.name_of(device), address=addr)
                 await channel.aclose()
                 return None
-            if other.client <= client:
-                other._close("connection ended: replaced by a new one from the same device (this one was silent or stuck)",
-                                 False)
-            other.scope.cancel()
+            other.cancel("connection ended: replaced by a new one from the same device (this one was silent or "
+                         "stuck)" if other.client <= client else "")
             await other.done.wait()
         link = self.links[device] = Link(self, channel, addr, client)
         log.info("connected", peer=link.name, address=addr)

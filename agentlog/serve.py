@@ -23,7 +23,8 @@ FILES_MAX = 65536                           # the soft limit on open files serve
 
 def configure_logging(stream=None, *, quiet: bool = False) -> None:
     """One JSON object per line on stderr: timestamp (UTC), level, event and its fields (none when `quiet`).
-    Stdlib logging (trio's, any library's) goes the same way, one line each, without tracebacks."""
+    Stdlib logging (trio's, any library's) and Python's warnings go the same way, one line each, without
+    tracebacks."""
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL if quiet else logging.INFO),
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -37,6 +38,7 @@ def configure_logging(stream=None, *, quiet: bool = False) -> None:
     root.addHandler(_ToStructlog())
     root.setLevel(logging.WARNING)
     logging.raiseExceptions = False             # a record that cannot be formatted is dropped, not printed
+    logging.captureWarnings(True)               # Python's warnings too, instead of lines of their own
 
 
 class _ToStructlog(logging.Handler):

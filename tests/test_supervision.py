@@ -17,6 +17,7 @@ import logging
 import resource
 import socket
 import struct
+import warnings
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -280,12 +281,17 @@ def test_stdlib_log_records_become_one_json_line_each(tmp_path):
                 logging.getLogger("trio.serve_listeners").error("accept returned %s; retrying in %s seconds",
                                                                 "EMFILE", 0.1, exc_info=True)
             logging.getLogger("somelib").warning("a record\nover two lines")
+            warnings.warn("a warning of a library", RuntimeWarning, stacklevel=1)
     finally:
         structlog.configure(**config)
         root.handlers[:], root.level = handlers, level
+        logging.captureWarnings(False)
+        logging.raiseExceptions = True
     lines = path.read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [(r["level"], r["logger"], r["event"]) for r in records] == [
         ("error", "trio.serve_listeners", "accept returned EMFILE; retrying in 0.1 seconds"),
-        ("warning", "somelib", "a record over two lines")]
+        ("warning", "somelib", "a record over two lines"),
+        ("warning", "py.warnings", records[2]["event"])]
+    assert "RuntimeWarning: a warning of a library" in records[2]["event"]
     assert records[0]["error"] == "OSError: [Errno 24] Too many open files"
