@@ -17,6 +17,7 @@ from . import crypto
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, SizeLimitError
+from .limits import MAX_EPOCH, MAX_LAMPORT, MAX_SEQ, MAX_TIME_MS, MIN_TIME_MS
 from .schema import event as _schema
 
 FORMAT_VERSION = 1
@@ -26,9 +27,6 @@ MAX_CLOCK_ENTRIES = 256
 MAX_SCOPE_LEN = 256
 MAX_KIND_LEN = 64
 CODECS = ("plain", "sealed")
-MAX_EPOCH = 2**31 - 1                    # an author's epoch + 1 still fits the UInt32
-MAX_SEQ = MAX_LAMPORT = 2**53 - 1        # + 1 fits the UInt64, and JSON and float readers stay exact
-MIN_TIME_MS, MAX_TIME_MS = 0, 253_402_300_799_999    # 1970-01-01 to 9999-12-31T23:59:59.999Z
 
 _KIND_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _CLOCK_ENTRY = Layout(_schema.ClockEntry, ("author", "epoch", "seq"), ("author", "epoch", "seq"))
@@ -208,25 +206,38 @@ def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ..
 
 
 def check_shape(h: Header) -> None:
-    """Raise unless every header field has its required shape."""
-    check_fields(h.group, h.author, h.epoch, h.seq, h.prev, h.lamport, h.clock, h.time_ms, h.scope, h.kind,
-                 h.payload_hash, h.payload_len, h.payload_codec)
+    """Raise unless every header field has its required shape (the ranges are check_ranges')."""
+    _check_shape(h.group, h.author, h.seq, h.prev, h.lamport, h.clock, h.scope, h.kind, h.payload_hash,
+                 h.payload_len, h.payload_codec)
+
+
+def check_ranges(h: Header) -> None:
+    """Raise unless every number of the header is in its range (docs/format.md section 3).
+
+    Applied to events from outside (ingest, a bootstrap's snapshot, a join token) and, through
+    check_fields, to this device's own; not when a stored record is read, so a store that took an
+    event before these ranges existed can still show it.
+    """
+    _check_ranges(h.author, h.epoch, h.seq, h.lamport, h.clock, h.time_ms)
 
 
 def check_fields(group: bytes, author: bytes, epoch: int, seq: int, prev: bytes, lamport: int,
                  clock: tuple[ClockEntry, ...], time_ms: int, scope: str, kind: str, payload_hash: bytes,
                  payload_len: int, payload_codec: str) -> None:
-    """The header shape and range rules (docs/format.md), on bare fields: readers (via check_shape) and
-    writers apply the same ones."""
+    """The header shape and range rules on bare fields, for a writer: what readers apply to an event from
+    outside (check_shape when decoding, check_ranges when validating)."""
+    _check_shape(group, author, seq, prev, lamport, clock, scope, kind, payload_hash, payload_len, payload_codec)
+    _check_ranges(author, epoch, seq, lamport, clock, time_ms)
+
+
+def _check_shape(group: bytes, author: bytes, seq: int, prev: bytes, lamport: int, clock: tuple[ClockEntry, ...],
+                 scope: str, kind: str, payload_hash: bytes, payload_len: int, payload_codec: str) -> None:
     if len(author) != crypto.KEY_LEN:
         raise DecodeError(f"header author is {len(author)} bytes, not {crypto.KEY_LEN}", seq=seq)
     for name, value in (("group", group), ("prev", prev), ("payload_hash", payload_hash)):
         if len(value) != crypto.ID_LEN:
             raise DecodeError(f"header {name} is {len(value)} bytes, not {crypto.ID_LEN}", author, seq)
     _check_position(author, seq, prev, lamport)
-    _check_time(author, seq, time_ms)
-    if not 0 <= epoch <= MAX_EPOCH:
-        raise DecodeError(f"header epoch {epoch} is out of range 0..{MAX_EPOCH}", author, seq)
     if not _KIND_RE.fullmatch(kind) or len(kind) > MAX_KIND_LEN:
         raise DecodeError(f"header kind {kind[:MAX_KIND_LEN]!r} is not a valid kind name", author, seq)
     if len(clock) > MAX_CLOCK_ENTRIES:
@@ -239,28 +250,32 @@ def check_fields(group: bytes, author: bytes, epoch: int, seq: int, prev: bytes,
     for entry in clock:
         if len(entry.author) != crypto.KEY_LEN or entry.author == author or entry.seq < 1:
             raise DecodeError("header clock entry is malformed", author, seq)
-        if entry.seq > MAX_SEQ or not 0 <= entry.epoch <= MAX_EPOCH:
-            raise DecodeError(f"header clock entry epoch {entry.epoch} seq {entry.seq} is out of range "
-                              f"0..{MAX_EPOCH}, 1..{MAX_SEQ}", author, seq)
 
 
 def _check_position(author: bytes, seq: int, prev: bytes, lamport: int) -> None:
     if seq < 1:
         raise DecodeError("header seq must be 1 or more", author, seq)
-    if seq > MAX_SEQ:
-        raise DecodeError(f"header seq is over the limit of {MAX_SEQ}", author, seq)
     if (seq == 1) != (prev == crypto.ZERO_ID):
         raise DecodeError("header prev must be zero exactly at seq 1", author, seq)
     if lamport < 1:
         raise DecodeError("header lamport must be 1 or more", author, seq)
+
+
+def _check_ranges(author: bytes, epoch: int, seq: int, lamport: int, clock: tuple[ClockEntry, ...],
+                  time_ms: int) -> None:
+    if seq > MAX_SEQ:
+        raise DecodeError(f"header seq is over the limit of {MAX_SEQ}", author, seq)
     if lamport > MAX_LAMPORT:
         raise DecodeError(f"header lamport {lamport} is over the limit of {MAX_LAMPORT}", author, seq)
-
-
-def _check_time(author: bytes, seq: int, time_ms: int) -> None:
     if not MIN_TIME_MS <= time_ms <= MAX_TIME_MS:
         raise DecodeError(f"header time {time_ms} ms is outside {MIN_TIME_MS}..{MAX_TIME_MS} "
                           "(years 1970 to 9999)", author, seq)
+    if epoch > MAX_EPOCH:
+        raise DecodeError(f"header epoch {epoch} is over the limit of {MAX_EPOCH}", author, seq)
+    for entry in clock:
+        if entry.seq > MAX_SEQ or entry.epoch > MAX_EPOCH:
+            raise DecodeError(f"header clock entry epoch {entry.epoch} seq {entry.seq} is over the limits "
+                              f"{MAX_EPOCH}, {MAX_SEQ}", author, seq)
 
 
 def _check_payload_len(author: bytes, seq: int, payload_len: int) -> None:
@@ -315,10 +330,8 @@ class _KnownHeaders:
             return None
         seq, lamport, time_ms, payload_len = _CHANGING(buf, _VARYING_FROM)
         prev, payload_hash = buf[prev_at : prev_at + _ID_LEN], buf[hash_at : hash_at + _ID_LEN]
-        if not (1 < seq <= MAX_SEQ and 0 < lamport <= MAX_LAMPORT and MIN_TIME_MS <= time_ms <= MAX_TIME_MS
-                and payload_len <= MAX_PAYLOAD_BYTES and prev != crypto.ZERO_ID):    # else all three pass
+        if not (seq > 1 and lamport and payload_len <= MAX_PAYLOAD_BYTES and prev != crypto.ZERO_ID):  # else both pass
             _check_position(known.author, seq, prev, lamport)
-            _check_time(known.author, seq, time_ms)
             _check_payload_len(known.author, seq, payload_len)
         h = _new(Header)
         _set_group(h, known.group)
