@@ -212,7 +212,7 @@ def check_shape(h: Header) -> None:
 
 
 def check_ranges(h: Header) -> None:
-    """Raise unless every number of the header is in its range (docs/format.md section 3).
+    """Raise unless every number of the header is in its range (docs/format.md section 3.4).
 
     Applied to events from outside (ingest, a bootstrap's snapshot, a join token) and, through
     check_fields, to this device's own; not when a stored record is read, so a store that took an

@@ -1,4 +1,4 @@
-"""The ranges of an event header's numbers (docs/format.md section 3), in a module light enough for
+"""The ranges of an event header's numbers (docs/format.md section 3.4), in a module light enough for
 the quick readers (pref_lookup) to import. Pure."""
 
 MAX_EPOCH = 2**31 - 1                    # an author's epoch + 1 still fits the UInt32

@@ -242,12 +242,17 @@ class PrefView:
             if old is not None and old >= cap:
                 continue
             txn.put(c.author, _U64.pack(cap), db=self.early)
+            moved = {}
             for key, raw in self._early_rows(txn, c.author):
                 eff, time_ms = _EARLY.unpack_from(raw)
                 new = pr.effective_time(time_ms, None, cap)
                 if new != eff:
-                    self._move(txn, key[33:], raw, new, facts, open_settings)
+                    opened = self._move(txn, key[33:], raw, new, facts, open_settings)
+                    if opened is not None:
+                        moved[opened[0].name] = opened
                     txn.put(key, _EARLY.pack(new, time_ms) + raw[_EARLY.size :], db=self.early)
+            for s, index in moved.values():
+                s.recompute(index.everything())
 
     def _early_rows(self, txn, author: bytes) -> list[tuple[bytes, bytes]]:
         prefix = author + _UNWITNESSED
@@ -259,8 +264,10 @@ class PrefView:
                 found = cur.next()
         return rows
 
-    def _move(self, txn, eid: bytes, row: bytes, new: int, facts: dict, open_settings: dict) -> None:
-        """Move one unwitnessed event's evidence (or its pending correction) to effective time `new`."""
+    def _move(self, txn, eid: bytes, row: bytes, new: int, facts: dict,
+              open_settings: dict) -> tuple[pr.Setting, _Index] | None:
+        """Move one unwitnessed event's evidence (or its pending correction) to effective time `new`; returns
+        the setting whose sums must be folded again, if any."""
         eff, ref = _EARLY.unpack_from(row)[0], row[_EARLY.size + 1 :]
         name = ref.decode() if row[_EARLY.size : _EARLY.size + 1] == b"s" else None
         if name is None:
@@ -269,22 +276,20 @@ class PrefView:
                 pending = txn.get(ref + eid, db=self.pending)
                 if pending is not None:
                     txn.put(ref + eid, _U64.pack(new) + bytes(pending)[8:], db=self.pending)
-                return
+                return None
             name = decision.payload.setting
         opened = self._setting(txn, name, open_settings)
         if opened is None:
-            return
-        s, index = opened
+            return None
         skey, moved = setting_key(name), False
         for role in (0, 1):
             key = skey + _U64.pack(eff) + eid + _BYTE[role]
             raw = txn.get(key, db=self.evidence)
             if raw is not None:
                 txn.delete(key, db=self.evidence)
-                index.put(_evidence_from(key, bytes(raw))._replace(eff=new))
+                opened[1].put(_evidence_from(key, bytes(raw))._replace(eff=new))
                 moved = True
-        if moved:
-            s.recompute(index.everything())
+        return opened if moved else None
 
     def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
         """The newest time of another device's event its author had seen at `f`: `newest` (as of its
@@ -453,9 +458,10 @@ class PrefView:
                 continue
             unwitnessed = newest is None and kind in pr.EVIDENCE_KINDS
             eff = effective_time(f.time_ms, newest, caps.get(author) if unwitnessed else None)
+            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)) \
+                if unwitnessed or kind != "observation" else None
             if unwitnessed:
-                early[author + _UNWITNESSED + f.eid] = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid,
-                                                      payload))
+                early[author + _UNWITNESSED + f.eid] = fact
             if kind == "observation" or kind == "decision":
                 ev = direct(kind, payload, eff, f.eid, f.lamport, author, f.time_ms)
                 if ev is not None:
@@ -466,7 +472,7 @@ class PrefView:
                         found.append(ev)
                 if kind == "observation":
                     continue
-            facts.append(new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)))
+            facts.append(fact)
         txn.cursor(db=self.early).putmulti(sorted([(a, _U64.pack(cap)) for a, cap in caps.items()]
                                                   + [(key, b"") for key in witnessed]
                                                   + [(key, _early_row(f)) for key, f in early.items()]))
