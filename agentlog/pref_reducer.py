@@ -138,7 +138,7 @@ def effective_time(time_ms: int, seen_ms: int | None, witnessed_ms: int | None =
     """The time evidence counts at: its author's clock, but at most LEAD_MS past the newest
     time its author had seen from another device; while it has seen none, at most `witnessed_ms`
     (witness_cap: LEAD_MS past the earliest time of another device's event that names the author)."""
-    t = min(max(time_ms, MIN_TIME_MS), MAX_TIME_MS)     # a store from before the range checks may hold others
+    t = clamp_time(time_ms)
     if seen_ms is not None:
         return min(t, seen_ms + LEAD_MS)
     return t if witnessed_ms is None else min(t, witnessed_ms)
@@ -147,7 +147,12 @@ def effective_time(time_ms: int, seen_ms: int | None, witnessed_ms: int | None =
 def witness_cap(witness_time_ms: int) -> int:
     """The cap an event of another device puts, by naming an author in its clock, on that author's
     evidence written before it had seen any other device (docs/preferences.md, Clock skew)."""
-    return min(max(witness_time_ms, MIN_TIME_MS), MAX_TIME_MS) + LEAD_MS
+    return clamp_time(witness_time_ms) + LEAD_MS
+
+
+def clamp_time(time_ms: int) -> int:
+    """An event's time within the range ingest enforces (a store from before the range checks may hold others)."""
+    return min(max(time_ms, MIN_TIME_MS), MAX_TIME_MS)
 
 
 # -- evidence -------------------------------------------------------------------

@@ -138,7 +138,7 @@ def _cap(raw) -> int | None:
 def _early_row(fact: pr.Fact) -> bytes:
     """An unwitnessed evidence event's row in views.pref.early: its effective time and where its evidence lies."""
     ref = b"c" + fact.payload.decision if fact.kind == "correction" else b"s" + fact.payload.setting.encode()
-    return _EARLY.pack(fact.eff, pr.effective_time(fact.time_ms, None)) + ref
+    return _EARLY.pack(fact.eff, pr.clamp_time(fact.time_ms)) + ref
 
 
 _EARLY = struct.Struct(">QQ")
@@ -187,9 +187,10 @@ class PrefView:
         facts = {}
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
-        kinds, new, effective_time = pr.KINDS, tuple.__new__, pr.effective_time
+        kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
+            time_ms = clamp_time(time_ms)
             try:
                 newest = seen[author]
             except KeyError:
@@ -299,7 +300,7 @@ class PrefView:
             if t is None:
                 t = self._time_of(txn, c.author, c.epoch, c.seq)
             if t is not None and (newest is None or t > newest):
-                newest = t
+                newest = pr.clamp_time(t)
         return newest
 
     def _setting(self, txn, name: str, open_settings: dict) -> tuple[pr.Setting, _Index] | None:
@@ -457,13 +458,14 @@ class PrefView:
             if kind not in kinds or payload is None:
                 continue
             unwitnessed = newest is None and kind in pr.EVIDENCE_KINDS
-            eff = effective_time(f.time_ms, newest, caps.get(author) if unwitnessed else None)
-            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)) \
+            time_ms = pr.clamp_time(f.time_ms)
+            eff = effective_time(time_ms, newest, caps.get(author) if unwitnessed else None)
+            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, time_ms, eff, kind, f.eid, payload)) \
                 if unwitnessed or kind != "observation" else None
             if unwitnessed:
                 early[author + _UNWITNESSED + f.eid] = fact
             if kind == "observation" or kind == "decision":
-                ev = direct(kind, payload, eff, f.eid, f.lamport, author, f.time_ms)
+                ev = direct(kind, payload, eff, f.eid, f.lamport, author, time_ms)
                 if ev is not None:
                     found = evidence.get(payload.setting)
                     if found is None:
