@@ -842,9 +842,9 @@ def cmd_log(args) -> int:
 
 
 def _iso(ms: int) -> str:
-    from datetime import datetime, timezone
+    from .audit_format import iso
 
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(ms)
 
 
 def cmd_verify(args) -> int:
@@ -957,12 +957,15 @@ def cmd_status(args) -> int:
 
 def _peer_status(store, roster) -> list[dict]:
     """Each known peer: state (connected|partitioned|never), last seen, events behind each way."""
+    from .event import MAX_SEQ
     from .peers import Peers, behind
 
     book, ours = Peers(store), store.frontier()
     out, addresses = [], set()
     for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
-        we_lack, they_lack = behind(ours, s.frontier)
+        # a peer's claims count only for enrolled authors and seqs an event may hold (a rogue or old claim does not)
+        claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
+        we_lack, they_lack = behind(ours, claims)
         addresses.add(s.address)
         out.append({"device": device.hex(), "name": roster.name_of(device), "address": s.address, "state": s.state,
                     "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack, "error": s.error})
