@@ -315,12 +315,12 @@ def test_the_audit_report_shows_escapes_not_controls(synced, tmp_path):
     assert json.dumps(CONTENT)[1:-1] in lines                     # the export itself stays exact
 
 
-def test_joining_under_a_long_name_full_of_escapes_prints_it_escaped_and_cut(tmp_path):
-    name = EVIL_NAME + "x" * 5000
+def test_joining_under_a_name_full_of_escapes_prints_it_escaped(tmp_path):
+    name = (EVIL_NAME * 8)[:64]                   # the longest name an enrolment may carry, escapes throughout
     with home.create(tmp_path / "laptop", "laptop") as laptop, home.create(tmp_path / "new", "new") as new:
         laptop.create_group("laptop")
         laptop.append(payloads.DeviceEnroll(device=new.device, name=name))
         token = devices.enroll(laptop, new.device, name)
     proc = agentlog(tmp_path / "new", "devices", "join", token)
     assert_clean(proc.stdout + proc.stderr, max_line=LIMIT + 100)
-    assert f"as '{printable(name)}'" in proc.stdout and f"({len(name)} characters)" in proc.stdout
+    assert f"as '{printable(name)}'" in proc.stdout
