@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from . import payloads
+from .event import MAX_TIME_MS, MIN_TIME_MS
 
 FORMAT = "agentlog-audit/1"
 DIGEST_PREFIX = b"agentlog audit export v1\n"       # hashed before the lines: the signed digest is no event id
@@ -48,7 +49,10 @@ _SECOND: list = [None, ""]
 
 
 def iso(ms: int) -> str:
-    """UTC time with milliseconds, e.g. 2026-11-21T10:52:14.123Z (the second's text is cached: exports are sorted)."""
+    """UTC time with milliseconds, e.g. 2026-11-21T10:52:14.123Z (the second's text is cached: exports are sorted);
+    a time outside the range events may hold (an older store may keep one) as its milliseconds, e.g. "-5ms"."""
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        return f"{ms}ms"
     second = ms // 1000
     if _SECOND[0] != second:
         _SECOND[0], _SECOND[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))

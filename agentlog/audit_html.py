@@ -1,8 +1,9 @@
 """The HTML report of an audit export: one self-contained page for people (docs/audit.md).
 
 Inline CSS, no script, no fonts, images or links to anything outside the page (and a CSP that
-forbids loading any), every piece of content escaped. Bounded whatever the export's size: counts by
-device, scope, kind and day, capped tables; the JSON Lines file beside it holds every event.
+forbids loading any), every piece of content escaped (controls and bidi overrides too) and cut to
+CELL_LIMIT characters. Bounded whatever the export's size: counts by device, scope, kind and day,
+capped tables; the JSON Lines file beside it holds every event.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from collections import Counter
 from html import escape
 
 from .audit_export import Summary
+from .text import printable
 
 TABLE_ROWS = 500
+CELL_LIMIT = 2000               # characters of one cell (content, a name, a reason); the JSON Lines file holds all
 SECTIONS = ("Summary by device", "Summary by scope", "Summary by kind", "Timeline", "Which devices hold what",
             "Roster history", "Forks", "Compaction boundaries", "Recent events")
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.5em}h2{font-size:1.15em;
@@ -72,7 +75,8 @@ def render(summary: Summary) -> str:
 
 
 def _e(value) -> str:
-    return escape(str(value), quote=True)
+    """`value` for the page: controls and bidi overrides shown as escapes (agentlog.text), cut, HTML-escaped."""
+    return escape(printable(str(value), CELL_LIMIT), quote=True)
 
 
 def _detail(content) -> str:

@@ -16,6 +16,8 @@ from .errors import AgentlogError, StoreError, UsageError
 
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
+LINE_LIMIT = 2000               # characters of an error or problem line shown (agentlog.text)
+CONTENT_LIMIT = 16 * 1024       # characters of a memory entry's content `memory get` shows (an API write's limit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except AgentlogError as exc:
-        print(f"agentlog: error: {exc}", file=sys.stderr)
+        print(f"agentlog: error: {_shown(str(exc), LINE_LIMIT)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("agentlog: interrupted", file=sys.stderr)
@@ -340,6 +342,14 @@ def _duration_ms(text: str) -> int:
     return int(number) * _UNITS_MS[unit]
 
 
+def _shown(doc, limit: int | None = None):
+    """`doc` (a string, or a --json document) as printed for people: every string escaped and bounded by
+    agentlog.text, since names, values, content and reasons may come from other devices."""
+    from .text import LIMIT, printable_doc
+
+    return printable_doc(doc, limit or LIMIT)
+
+
 def _context(pairs: list[str]) -> list[tuple[str, str]]:
     """--context key=value options as pairs, in the order given (the API checks keys and values)."""
     out = []
@@ -382,7 +392,7 @@ def cmd_devices_join(args) -> int:
 
     with home.open_home(args.home) as store:
         enrolment = devices.join(store, args.token)
-        print(f"joined group {store.group.hex()[:16]} as {enrolment.name!r}")
+        print(f"joined group {store.group.hex()[:16]} as '{_shown(enrolment.name)}'")
     return 0
 
 
@@ -403,7 +413,7 @@ def cmd_devices_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for r in rows:
+    for r in _shown(rows):
         status = r["status"] if r["until_seq"] is None else f"revoked after seq {r['until_seq']}"
         mark = "*" if r["this_device"] else " "
         print(f"{mark} {r['name']:<16} {r['id'][:16]}  seq {r['seq']:<8} {status:<24} "
@@ -416,7 +426,7 @@ def cmd_devices_revoke(args) -> int:
 
     with home.open_home(args.home) as store:
         revoked = devices.revoke(store, args.device, args.reason)
-        print(f"revoked {store.roster().name_of(revoked.device)!r}: events after its seq {revoked.until_seq} will be refused")
+        print(f"revoked '{_shown(store.roster().name_of(revoked.device))}': events after its seq {revoked.until_seq} will be refused")
     return 0
 
 
@@ -526,6 +536,7 @@ def cmd_pref_list(args) -> int:
     if not docs:
         print("no settings recorded yet", file=sys.stderr)
         return 0
+    docs = _shown(docs)
     width = max(len(d["setting"]) for d in docs)
     for d in docs:
         value = "-" if d["value"] is None else d["value"]
@@ -558,13 +569,14 @@ def _show_answer(args, answer, frontier: dict[str, int], contributions: list[dic
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    doc = _shown(doc)
     if doc["value"] is None:
         print(f"{doc['setting']}: no value (default)")
     else:
         where = [f"context {' '.join(f'{k}={v}' for k, v in doc['context_bucket'].items())}"] if doc["context_bucket"] else []
         details = ", ".join([doc["source"], f"confidence {doc['confidence']:.2f}", *where, *_flags(doc)])
         print(f"{doc['setting']} = {doc['value']}  ({details})")
-    for c in contributions or ():
+    for c in doc.get("contributions", ()):
         weight = "-" if c["weight"] is None else f"{c['weight']:.3f}"
         print(f"  {weight:>9}  {c['kind']:<12} {c['value']:<16} {c['author']:<12} {c['time']}  {c['id'][:16]}")
     return 0
@@ -659,6 +671,8 @@ def cmd_memory_get(args) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    conflicts = _conflict_lines(doc)
+    doc = {**_shown(doc), "content": _shown(doc["content"], CONTENT_LIMIT)}
     print(f"id          {doc['id']}")
     if not doc["deleted"]:
         print(f"type        {doc['type']}")
@@ -673,7 +687,7 @@ def cmd_memory_get(args) -> int:
         return 0
     print(f"updated     {_iso(doc['updated_ms'])}")
     print(f"embedding   {doc['embedding_model'] or 'none given (the search index embeds the content)'}")
-    for line in _conflict_lines(doc):
+    for line in conflicts:
         print(line)
     return 0
 
@@ -683,7 +697,8 @@ def _deleted_line(d: dict) -> str:
 
 
 def _conflict_lines(doc: dict) -> list[str]:
-    """Each field in conflict with all its standing values, the shown one (the winner) first and marked."""
+    """Each field in conflict with all its standing values, the shown one (the winner) first and marked;
+    from the doc as stored, each line made printable."""
     lines = []
     for name, candidates in doc["conflicts"].items():
         lines.append(f"conflict in {name}: {len(candidates)} standing values")
@@ -691,7 +706,7 @@ def _conflict_lines(doc: dict) -> list[str]:
             mark = "shown" if i == 0 else "     "
             lines.append(f"  {mark}  {json.dumps(c['value'], ensure_ascii=False)}  by {c['device']}, lamport {c['lamport']}, "
                          f"{_iso(c['time_ms'])}, event {c['event'][:16]}")
-    return lines
+    return _shown(lines, LINE_LIMIT)
 
 
 def _snippet(text: str, width: int = 60) -> str:
@@ -719,7 +734,7 @@ def cmd_memory_list(args) -> int:
         return 0
     if not docs:
         print("no deleted entries" if args.deleted else "no entries", file=sys.stderr)
-    for doc in docs:
+    for doc in _shown(docs):
         print(_entry_row(doc))
     return 0
 
@@ -749,7 +764,7 @@ def cmd_memory_search(args) -> int:
         print(json.dumps({"hits": hits, "model": found.model, "mode": found.mode, "searched": found.searched,
                           "reembedded": found.reembedded, "excluded": found.excluded}, indent=2))
         return 0
-    for h in hits:
+    for h in _shown(hits):
         print(f"{h['score']:6.3f} {_entry_row(h['entry'])}")
     for note in _search_notes(found) if found.mode == "semantic" else ():
         print(f"agentlog: note: {note}", file=sys.stderr)
@@ -770,7 +785,7 @@ def cmd_memory_conflicts(args) -> int:
     if not docs:
         print("no conflicts")
     for doc in docs:
-        print(_entry_row(doc))
+        print(_entry_row(_shown(doc)))
         for line in _conflict_lines(doc):
             print(f"    {line}")
     return 0
@@ -821,15 +836,15 @@ def cmd_log(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for r in rows:
+    for r in _shown(rows):
         print(f"{r['time']}  {r['author']:<12} {r['seq']:>6}  {r['kind']:<14} {r['scope']:<10} {r['id'][:16]}")
     return 0
 
 
 def _iso(ms: int) -> str:
-    from datetime import datetime, timezone
+    from .audit_format import iso
 
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(ms)
 
 
 def cmd_verify(args) -> int:
@@ -853,9 +868,9 @@ def cmd_verify(args) -> int:
         for line in report.damage:
             print(line)
         for p in report.problems:
-            print(p.line(roster))
+            print(_shown(p.line(roster), LINE_LIMIT))
         for p in report.forks + report.after_revocation:
-            print(f"warning: {p.line(roster)}")
+            print(f"warning: {_shown(p.line(roster), LINE_LIMIT)}")
         for note in report.notes:
             print(f"note: {note}")
         n = len(report.problems) + len(report.damage)
@@ -925,6 +940,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    doc = _shown(doc)
     print(f"device {doc['name']} ({doc['device'][:16]}) in group {(doc['group'] or 'none (not joined yet)')[:16]}")
     print(f"{doc['events']} events")
     if doc["compaction"]["snapshot"]:
@@ -946,12 +962,15 @@ def cmd_status(args) -> int:
 
 def _peer_status(store, roster) -> list[dict]:
     """Each known peer: state (connected|partitioned|never), last seen, events behind each way."""
+    from .event import MAX_SEQ
     from .peers import Peers, behind
 
     book, ours = Peers(store), store.frontier()
     out, addresses = [], set()
     for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
-        we_lack, they_lack = behind(ours, s.frontier)
+        # a peer's claims count only for enrolled authors and seqs an event may hold (a rogue or old claim does not)
+        claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
+        we_lack, they_lack = behind(ours, claims)
         addresses.add(s.address)
         out.append({"device": device.hex(), "name": roster.name_of(device), "address": s.address, "state": s.state,
                     "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack, "error": s.error})
@@ -1053,6 +1072,7 @@ def cmd_compact(args) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    doc = _shown(doc)
     print(f"snapshot {doc['snapshot'][:16]} written" if report.snapshot else "the newest snapshot already covers every event held")
     print(f"dropped {report.dropped} events every device has seen; {report.kept} kept "
           f"({before_bytes / 1e6:.1f} MB -> {after_bytes / 1e6:.1f} MB in use) in {elapsed:.1f} s")
@@ -1102,7 +1122,7 @@ def cmd_sync(args) -> int:
         print(json.dumps(doc, indent=2))
     else:
         start = "started from its snapshot, " if result.bootstrapped else ""
-        print(f"synced with {doc['peer']} at {doc['address']}: {start}received {doc['received']} events, "
+        print(f"synced with {_shown(doc['peer'])} at {doc['address']}: {start}received {doc['received']} events, "
               f"sent {doc['sent']}; this device now holds {doc['events']}")
     return 0
 
@@ -1205,7 +1225,7 @@ def cmd_audit_verify(args) -> int:
                           "problems": report.problems}, indent=2))
     else:
         for problem in report.problems:
-            print(problem)
+            print(_shown(problem, LINE_LIMIT))
         n = len(report.problems)
         print(f"{report.events} events in {report.lines} lines checked, {n} problem{'' if n == 1 else 's'}",
               file=sys.stderr)
@@ -1225,7 +1245,7 @@ def cmd_audit_ledger(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for r in rows:
+    for r in _shown(rows):
         arrow = "to" if r["direction"] == "sent" else "from"
         print(f"{r['direction']:<8} {arrow:<4} {r['peer']:<12} {r['author']:<12} seq {r['lo']}..{r['hi']}  "
               f"{r['first']} .. {r['last']}")

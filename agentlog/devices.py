@@ -13,7 +13,7 @@ import re
 
 from . import crypto, payloads
 from .errors import EventError, TokenError, UsageError
-from .event import decode_record
+from .event import check_ranges, decode_record
 from .schema import token as _schema
 from .store import Store, pack_anchor
 from .validate import check_payload
@@ -101,6 +101,7 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         raise TokenError(f"join token is for device {t['device'].hex()[:16]}, not this one ({store.device.hex()[:16]})")
     try:
         event = decode_record(t["enrollHeader"], t["enrollPayload"])
+        check_ranges(event.header)
         enrolment = check_payload(event)
     except EventError as exc:
         raise TokenError(f"join token's enrolment event is invalid: {exc}") from None

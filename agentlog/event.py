@@ -17,6 +17,7 @@ from . import crypto
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, SizeLimitError
+from .limits import MAX_EPOCH, MAX_LAMPORT, MAX_SEQ, MAX_TIME_MS, MIN_TIME_MS
 from .schema import event as _schema
 
 FORMAT_VERSION = 1
@@ -111,7 +112,8 @@ class HeaderWriter:
         Raises:
             DecodeError, SizeLimitError: what a reader would raise on these fields or bytes.
         """
-        check_fields(self.group, self.author, seq, prev, lamport, clock, scope, kind, payload_hash, payload_len, "plain")
+        check_fields(self.group, self.author, self.epoch, seq, prev, lamport, clock, self.time_ms, scope, kind,
+                     payload_hash, payload_len, "plain")
         template = None if clock else self._templates.get((scope, kind))
         if template is None:
             raw = _HEADER.encode((FORMAT_VERSION, self.group, self.author, self.epoch, seq, prev, lamport, self.time_ms,
@@ -204,14 +206,32 @@ def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ..
 
 
 def check_shape(h: Header) -> None:
-    """Raise unless every header field has its required shape."""
-    check_fields(h.group, h.author, h.seq, h.prev, h.lamport, h.clock, h.scope, h.kind, h.payload_hash,
+    """Raise unless every header field has its required shape (the ranges are check_ranges')."""
+    _check_shape(h.group, h.author, h.seq, h.prev, h.lamport, h.clock, h.scope, h.kind, h.payload_hash,
                  h.payload_len, h.payload_codec)
 
 
-def check_fields(group: bytes, author: bytes, seq: int, prev: bytes, lamport: int, clock: tuple[ClockEntry, ...],
+def check_ranges(h: Header) -> None:
+    """Raise unless every number of the header is in its range (docs/format.md section 3.4).
+
+    Applied to events from outside (ingest, a bootstrap's snapshot, a join token) and, through
+    check_fields, to this device's own; not when a stored record is read, so a store that took an
+    event before these ranges existed can still show it.
+    """
+    _check_ranges(h.author, h.epoch, h.seq, h.lamport, h.clock, h.time_ms)
+
+
+def check_fields(group: bytes, author: bytes, epoch: int, seq: int, prev: bytes, lamport: int,
+                 clock: tuple[ClockEntry, ...], time_ms: int, scope: str, kind: str, payload_hash: bytes,
+                 payload_len: int, payload_codec: str) -> None:
+    """The header shape and range rules on bare fields, for a writer: what readers apply to an event from
+    outside (check_shape when decoding, check_ranges when validating)."""
+    _check_shape(group, author, seq, prev, lamport, clock, scope, kind, payload_hash, payload_len, payload_codec)
+    _check_ranges(author, epoch, seq, lamport, clock, time_ms)
+
+
+def _check_shape(group: bytes, author: bytes, seq: int, prev: bytes, lamport: int, clock: tuple[ClockEntry, ...],
                  scope: str, kind: str, payload_hash: bytes, payload_len: int, payload_codec: str) -> None:
-    """The header shape rules, on bare fields: readers (via check_shape) and writers apply the same ones."""
     if len(author) != crypto.KEY_LEN:
         raise DecodeError(f"header author is {len(author)} bytes, not {crypto.KEY_LEN}", seq=seq)
     for name, value in (("group", group), ("prev", prev), ("payload_hash", payload_hash)):
@@ -239,6 +259,23 @@ def _check_position(author: bytes, seq: int, prev: bytes, lamport: int) -> None:
         raise DecodeError("header prev must be zero exactly at seq 1", author, seq)
     if lamport < 1:
         raise DecodeError("header lamport must be 1 or more", author, seq)
+
+
+def _check_ranges(author: bytes, epoch: int, seq: int, lamport: int, clock: tuple[ClockEntry, ...],
+                  time_ms: int) -> None:
+    if seq > MAX_SEQ:
+        raise DecodeError(f"header seq is over the limit of {MAX_SEQ}", author, seq)
+    if lamport > MAX_LAMPORT:
+        raise DecodeError(f"header lamport {lamport} is over the limit of {MAX_LAMPORT}", author, seq)
+    if not MIN_TIME_MS <= time_ms <= MAX_TIME_MS:
+        raise DecodeError(f"header time {time_ms} ms is outside {MIN_TIME_MS}..{MAX_TIME_MS} "
+                          "(years 1970 to 9999)", author, seq)
+    if epoch > MAX_EPOCH:
+        raise DecodeError(f"header epoch {epoch} is over the limit of {MAX_EPOCH}", author, seq)
+    for entry in clock:
+        if entry.seq > MAX_SEQ or entry.epoch > MAX_EPOCH:
+            raise DecodeError(f"header clock entry epoch {entry.epoch} seq {entry.seq} is over the limits "
+                              f"{MAX_EPOCH}, {MAX_SEQ}", author, seq)
 
 
 def _check_payload_len(author: bytes, seq: int, payload_len: int) -> None:

@@ -5,7 +5,8 @@ with the same strict reader events use, so a peer's bytes either decode within t
 limits of docs/protocol.md section 3 or raise ProtocolError. Frontiers and ranges
 travel packed in Data and are unpacked (and checked) here. A bootstrap's snapshot
 travels as an offer (the event and each view's total length) and chunks of at most
-SNAPSHOT_CHUNK bytes (docs/protocol.md section 8).
+SNAPSHOT_CHUNK bytes (docs/protocol.md section 8). An error's or goodbye's text is at most
+MAX_REASON characters: senders cut theirs, receivers refuse a longer one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, ProtocolError, SizeLimitError
+from .event import MAX_EPOCH, MAX_SEQ
 from .schema import protocol as _schema
 
 VERSION = 2                                    # 2: hello and frontier carry truncation points; snapshots
@@ -27,6 +29,10 @@ KEY_LEN = 32
 SNAPSHOT_CHUNK = 1 << 20                       # bytes of state per chunk, at most
 MAX_SNAPSHOT = 1 << 32                         # bytes of state in all views of one offer, at most
 MAX_VIEWS = 16
+MAX_REASON = 1024                              # characters of an error's message or a goodbye's reason
+MAX_CODE = 32                                  # characters of an error's code
+MAX_COUNT = MAX_SEQ                            # batch and chunk numbers, and the seqs frontiers and ranges name
+DIGEST_LEN = 16
 _HEAD = struct.Struct(">IQ")
 _RANGE = struct.Struct(">IQQ")
 _HEAD_LEN, _RANGE_LEN = 32 + _HEAD.size, 32 + _RANGE.size
@@ -124,7 +130,8 @@ def pack_frontier(frontier: Frontier) -> bytes:
 
 
 def unpack_frontier(raw: bytes, what: str = "frontier") -> Frontier:
-    """A packed frontier, checked: whole entries, at most MAX_ENTRIES, authors sorted and distinct, seq >= 1."""
+    """A packed frontier, checked: whole entries, at most MAX_ENTRIES, authors sorted and distinct, epoch and
+    seq in the ranges events may hold (docs/format.md), seq >= 1."""
     if len(raw) % _HEAD_LEN or len(raw) // _HEAD_LEN > MAX_ENTRIES:
         raise ProtocolError(f"{what} is {len(raw)} bytes: not a list of at most {MAX_ENTRIES} entries of {_HEAD_LEN}")
     out: Frontier = {}
@@ -134,9 +141,23 @@ def unpack_frontier(raw: bytes, what: str = "frontier") -> Frontier:
         epoch, seq = _HEAD.unpack_from(raw, i + 32)
         if author <= last or seq < 1:
             raise ProtocolError(f"{what} entry {i // _HEAD_LEN} is out of order, repeated or has seq 0")
+        _check_position(what, i // _HEAD_LEN, epoch, seq)
         out[author] = (epoch, seq)
         last = author
     return out
+
+
+def _check_position(what: str, n: int, epoch: int, seq: int) -> None:
+    if epoch > MAX_EPOCH or seq > MAX_SEQ:
+        raise ProtocolError(f"{what} entry {n} names epoch {epoch} seq {seq}, beyond what an event may hold "
+                            f"({MAX_EPOCH}, {MAX_SEQ})")
+
+
+def _check_count(what: str, n: int) -> int:
+    """A batch, chunk or offset number from a peer, within MAX_COUNT."""
+    if n > MAX_COUNT:
+        raise ProtocolError(f"{what} {n} is over the limit of {MAX_COUNT}")
+    return n
 
 
 def frontier_digest(frontier: Frontier) -> bytes:
@@ -156,6 +177,7 @@ def unpack_ranges(raw: bytes) -> tuple[Range, ...]:
         epoch, lo, hi = _RANGE.unpack_from(raw, i + 32)
         if not 1 <= lo <= hi:
             raise ProtocolError(f"want range {i // _RANGE_LEN} is empty or starts at seq 0")
+        _check_position("want range", i // _RANGE_LEN, epoch, hi)
         out.append((raw[i : i + 32], epoch, lo, hi))
     return tuple(out)
 
@@ -254,9 +276,9 @@ def encode(msg: Message) -> bytes:
     elif isinstance(msg, FrontierMsg):
         wire = _Wire(frontier=(pack_frontier(msg.frontier), pack_frontier(msg.truncated)))
     elif isinstance(msg, Error):
-        wire = _Wire(error=(msg.code, msg.message))
+        wire = _Wire(error=(msg.code[:MAX_CODE], msg.message[:MAX_REASON]))
     elif isinstance(msg, Goodbye):
-        wire = _Wire(goodbye=(msg.reason,))
+        wire = _Wire(goodbye=(msg.reason[:MAX_REASON],))
     elif isinstance(msg, SnapshotWant):
         wire = _Wire(snapshotWant=(pack_frontier(msg.frontier),))
     elif isinstance(msg, SnapshotOffer):
@@ -292,17 +314,20 @@ def decode(raw: bytes) -> Message:
         batch, events = wire.events
         if any(flags & ~WITHHELD for _, _, flags in events):
             raise ProtocolError("events: unknown event flags")
-        return Events(batch, tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events))
+        return Events(_check_count("events batch number", batch), tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events))
     if wire.ack is not None:
-        return Ack(wire.ack[0], unpack_frontier(wire.ack[1], "ack frontier"))
+        return Ack(_check_count("ack batch number", wire.ack[0]), unpack_frontier(wire.ack[1], "ack frontier"))
     if wire.heartbeat is not None:
+        if len(wire.heartbeat[0]) != DIGEST_LEN:
+            raise ProtocolError(f"heartbeat digest is {len(wire.heartbeat[0])} bytes, not {DIGEST_LEN}")
         return Heartbeat(wire.heartbeat[0])
     if wire.frontier is not None:
         return FrontierMsg(unpack_frontier(wire.frontier[0]), unpack_frontier(wire.frontier[1], "truncation points"))
     if wire.error is not None:
-        return Error(*wire.error)
+        code, message = wire.error
+        return Error(_text(code, MAX_CODE, "error code"), _text(message, MAX_REASON, "error message"))
     if wire.goodbye is not None:
-        return Goodbye(wire.goodbye[0])
+        return Goodbye(_text(wire.goodbye[0], MAX_REASON, "goodbye reason"))
     if wire.snapshotWant is not None:
         return SnapshotWant(unpack_frontier(wire.snapshotWant[0], "snapshot want frontier"))
     if wire.snapshotOffer is not None:
@@ -311,10 +336,19 @@ def decode(raw: bytes) -> Message:
         view, offset, data = wire.snapshotChunk
         if not 1 <= len(data) <= SNAPSHOT_CHUNK:
             raise ProtocolError(f"snapshot chunk holds {len(data)} bytes, not 1 to {SNAPSHOT_CHUNK}", code="too-large")
+        if offset > MAX_SNAPSHOT:
+            raise ProtocolError(f"snapshot chunk offset {offset} is over the limit of {MAX_SNAPSHOT}", code="too-large")
         return SnapshotChunk(view, offset, data)
     if wire.snapshotAck is not None:
-        return SnapshotAck(wire.snapshotAck[0])
+        return SnapshotAck(_check_count("snapshot ack chunk number", wire.snapshotAck[0]))
     raise ProtocolError("message has no member set")
+
+
+def _text(value: str, limit: int, what: str) -> str:
+    """A peer's text field within its limit (it is shown and logged; the sender cuts its own to fit)."""
+    if len(value) > limit:
+        raise ProtocolError(f"{what} is {len(value)} characters, over the limit of {limit}", code="too-large")
+    return value
 
 
 def _offer(record: bytes, payload: bytes, views) -> SnapshotOffer:

@@ -24,6 +24,7 @@ import errno
 import socket
 import struct
 import zlib
+from collections.abc import Callable
 
 import trio
 
@@ -45,9 +46,11 @@ _CHUNK = 256 * 1024
 class _Frames:
     """Length-prefixed frames over a trio stream, with wire byte counters."""
 
-    def __init__(self, stream: trio.abc.Stream, remote: str):
+    def __init__(self, stream: trio.abc.Stream, remote: str, on_data: Callable[[], None] | None = None):
         self.stream = stream
         self.remote = remote
+        self.on_data = on_data
+        """Called once, when the first bytes arrive."""
         self.sent_bytes = 0
         self.received_bytes = 0
         self._buffer = bytearray()
@@ -87,6 +90,9 @@ class _Frames:
                     raise PeerClosed("connection closed", self.remote)
                 if self._frame_began is None:
                     self._frame_began = trio.current_time()
+                if self.on_data is not None:
+                    self.on_data, on_data = None, self.on_data
+                    on_data()
                 self.received_bytes += len(chunk)
                 self._buffer += chunk
                 continue
@@ -221,17 +227,19 @@ async def connect_channel(stream: trio.abc.Stream, key: DeviceKey, group_key: by
 
 
 async def accept_channel(stream: trio.abc.Stream, key: DeviceKey, group_key: bytes, check_peer: hs.CheckPeer, *,
-                         timeout: float = HANDSHAKE_TIMEOUT, remote: str | None = None) -> Channel:
+                         timeout: float = HANDSHAKE_TIMEOUT, remote: str | None = None,
+                         on_data: Callable[[], None] | None = None) -> Channel:
     """Run the server handshake on an accepted stream within `timeout` seconds.
 
-    `remote` names the peer in errors; by default the stream's socket peer address.
+    `remote` names the peer in errors; by default the stream's socket peer address. `on_data` is
+    called once the client has sent its first bytes (an idle connection never calls it).
 
     Raises:
         HandshakeError: the handshake failed or timed out; PeerRefused when either side refused.
     """
     remote = remote or _peer_address(stream)
     handshake = hs.ServerHandshake(key, group_key, check_peer, peer=remote)
-    return await _establish(_Frames(stream, remote), handshake, trio.current_time() + timeout, timeout)
+    return await _establish(_Frames(stream, remote, on_data), handshake, trio.current_time() + timeout, timeout)
 
 
 async def _establish(frames: _Frames, handshake, deadline: float, timeout: float) -> Channel:

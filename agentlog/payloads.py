@@ -17,7 +17,7 @@ from . import memory_reducer, pref_reducer
 from .capnp_decode import Reader
 from .capnp_encode import Layout
 from .errors import DecodeError, InvalidValueError, SizeLimitError
-from .event import MAX_PAYLOAD_BYTES
+from .event import MAX_EPOCH, MAX_LAMPORT, MAX_PAYLOAD_BYTES, MAX_SEQ, MAX_TIME_MS
 from .schema import payloads as _schema
 
 Context = tuple[tuple[str, str], ...]
@@ -245,8 +245,24 @@ def _codecs(make: Callable, key_value) -> dict[type, Any]:
 
 _LAYOUTS = _codecs(_layout, Layout(_schema.KeyValue, ("key", "value")))
 _READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
-_RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000}
+_RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": pref_reducer.MAX_HALF_LIFE_MS,
+           "until_seq": MAX_SEQ, "epoch": MAX_EPOCH, "seq": MAX_SEQ, "lamport": MAX_LAMPORT, "time": MAX_TIME_MS,
+           "before": MAX_TIME_MS}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
+MAX_NAME_LEN = 64                       # a device's name (devices.py) and a snapshot view's
+MAX_FIELD_UPDATES = 16                  # field changes in one memory.update
+MAX_LIST = 4096                         # a snapshot's frontier, stable points or cuts; an epoch start's branches
+# characters a text field may hold (content: UTF-8 bytes), and items a list field may hold
+_TEXTS = {"setting": pref_reducer.MAX_SETTING_LEN, "value": pref_reducer.MAX_VALUE_LEN,
+          "baseline": pref_reducer.MAX_VALUE_LEN, "reason": memory_reducer.MAX_REASON_LEN,
+          "model": memory_reducer.MAX_MODEL_LEN, "name": MAX_NAME_LEN}
+_ITEMS = {"context": pref_reducer.MAX_CONTEXT_KEYS, "choices": pref_reducer.MAX_CHOICES, "tags": memory_reducer.MAX_TAGS,
+          "tags_add": memory_reducer.MAX_TAGS, "tags_remove": memory_reducer.MAX_TAGS,
+          "vector": memory_reducer.MAX_EMBEDDING_DIM, "frontier": MAX_LIST, "stable": MAX_LIST, "cuts": MAX_LIST,
+          "branches": MAX_LIST, "views": MAX_LIST, "fields": MAX_FIELD_UPDATES}
+_ITEM_LEN = {"context": pref_reducer.MAX_CONTEXT_LEN, "choices": pref_reducer.MAX_VALUE_LEN,
+             "tags": memory_reducer.MAX_TAG_LEN, "tags_add": memory_reducer.MAX_TAG_LEN,
+             "tags_remove": memory_reducer.MAX_TAG_LEN}
 
 
 def kind_of(payload: Any) -> str:
@@ -324,7 +340,9 @@ def _decoded_problem(obj: Any) -> str | None:
     """
     for name in _CHECKED[type(obj)]:
         value = getattr(obj, name)
-        if value is None or name == "vector" and math.isfinite(sum(value)):
+        if value is None:
+            continue
+        if name == "vector" and len(value) <= _ITEMS["vector"] and math.isfinite(sum(value)):
             continue
         problem = _field_problem(name, value)
         if problem:
@@ -338,17 +356,29 @@ def _decoded_problem(obj: Any) -> str | None:
 
 
 _CHECKED = {
-    cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n == "vector")
+    cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n in _TEXTS
+               or n in _ITEMS or n == "content")
     for cls, names in _FIELDS.items()
 }
 
 
 def _field_problem(name: str, value: Any) -> str | None:
-    """Why a field value is not allowed (the same rule for writers and readers), or None."""
+    """Why a field value is not allowed (the same rule for writers and readers: docs/format.md), or None."""
     if name in _LENGTHS and len(value) != _LENGTHS[name]:
         return f"{name} is {len(value)} bytes, not {_LENGTHS[name]}"
     if name in _RANGES and not 0 <= value <= _RANGES[name]:
         return f"{name} {value} is out of range 0..{_RANGES[name]}"
+    if name in _TEXTS and len(value) > _TEXTS[name]:
+        return f"{name} is {len(value)} characters, over the limit of {_TEXTS[name]}"
+    if name == "content" and len(value.encode()) > memory_reducer.MAX_CONTENT_BYTES:
+        return f"content is {len(value.encode())} bytes, over the limit of {memory_reducer.MAX_CONTENT_BYTES}"
+    if name in _ITEMS and len(value) > _ITEMS[name]:
+        return f"{name} has {len(value)} items, over the limit of {_ITEMS[name]}"
+    if name in _ITEM_LEN:
+        limit = _ITEM_LEN[name]
+        long = next((x for x in value for x in (x if name == "context" else (x,)) if len(x) > limit), None)
+        if long is not None:
+            return f"{name} holds an item of {len(long)} characters, over the limit of {limit}"
     if name == "vector" and not math.isfinite(sum(value)) and not all(math.isfinite(x) for x in value):
         return "embedding holds a non-finite number"
     if name in _ENUMS and value not in _ENUMS[name]:

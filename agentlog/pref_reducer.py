@@ -21,8 +21,9 @@ from itertools import combinations
 from typing import Any, NamedTuple, Protocol
 
 from . import decay
+from .limits import MAX_TIME_MS, MIN_TIME_MS
 
-VERSION = 1
+VERSION = 2                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
 DAY_MS = 86_400_000
 DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
 MIN_HALF_LIFE_MS = 3_600_000
@@ -133,10 +134,25 @@ def buckets_of(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     return tuple(bucket_key(c) for n in range(len(pairs), -1, -1) for c in combinations(pairs, n))
 
 
-def effective_time(time_ms: int, seen_ms: int | None) -> int:
+def effective_time(time_ms: int, seen_ms: int | None, witnessed_ms: int | None = None) -> int:
     """The time evidence counts at: its author's clock, but at most LEAD_MS past the newest
-    time its author had seen from another device (no cap while it has seen none)."""
-    return time_ms if seen_ms is None else min(time_ms, seen_ms + LEAD_MS)
+    time its author had seen from another device; while it has seen none, at most `witnessed_ms`
+    (witness_cap: LEAD_MS past the earliest time of another device's event that names the author)."""
+    t = clamp_time(time_ms)
+    if seen_ms is not None:
+        return min(t, seen_ms + LEAD_MS)
+    return t if witnessed_ms is None else min(t, witnessed_ms)
+
+
+def witness_cap(witness_time_ms: int) -> int:
+    """The cap an event of another device puts, by naming an author in its clock, on that author's
+    evidence written before it had seen any other device (docs/preferences.md, Clock skew)."""
+    return clamp_time(witness_time_ms) + LEAD_MS
+
+
+def clamp_time(time_ms: int) -> int:
+    """An event's time within the range ingest enforces (a store from before the range checks may hold others)."""
+    return min(max(time_ms, MIN_TIME_MS), MAX_TIME_MS)
 
 
 # -- evidence -------------------------------------------------------------------

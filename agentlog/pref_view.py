@@ -9,6 +9,11 @@ Databases (keys big-endian, see docs/preferences.md):
   views.pref.seen      author(32) -> newest time(8) the author had seen from another device
   views.pref.decisions decision id(32) -> author(32) epoch(4) seq(8) lamport(8) time(8) payload: every
                        decision, so a correction still finds its decision after compaction drops it
+  views.pref.early     author(32) -> the witness cap (8) on its unwitnessed evidence (docs/preferences.md);
+                       author(32) 0x00 witness(32) -> b"": the witness has named the author in a clock;
+                       author(32) 0x01 event id(32) -> effective time(8) time(8) then b"s" setting name or b"c"
+                       decision id: each observation, decision and correction the author wrote before it had
+                       seen another device (never summarized: a later witness may move its effective time)
 A snapshot event folds its covered old evidence into day summaries (docs/compaction.md).
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from . import crypto, payloads
@@ -27,7 +32,8 @@ from .event import _PEEK_READER as _PEEK
 from .event import Header, decode_header
 from .errors import EventError
 
-DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions")
+DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions",
+       "views.pref.early")
 _DECISION = struct.Struct(">32sIQQQ")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
@@ -104,23 +110,39 @@ class _Index:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
 
 
-def _summary_step(rows: list[pr.Evidence], stable: dict[bytes, int], before: int):
+def _summary_step(rows: list[pr.Evidence], stable: dict[bytes, int], before: int, early: Callable[[pr.Evidence], bool]):
     """What a snapshot does to one setting's `rows`: (the rows it covers, the summaries that change, the
-    existing summaries by (cell, id)). Covered: not a summary, effective at or before `before`, and at or
-    below its author's stable lamport."""
-    gone = [ev for ev in rows if ev.kind != "summary" and ev.eff <= before and ev.lamport <= stable.get(ev.author, -1)]
+    existing summaries by (cell, id)). Covered: not a summary, effective at or before `before`, at or
+    below its author's stable lamport, and not unwitnessed (`early`)."""
+    gone = [ev for ev in rows if ev.kind != "summary" and ev.eff <= before and ev.lamport <= stable.get(ev.author, -1)
+            and not early(ev)]
     existing = {(ev.eff, ev.eid): ev for ev in rows if ev.kind == "summary"}
     return gone, (pr.summarize(gone, existing) if gone else {}), existing
 
 
-def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int) -> list[pr.Evidence]:
+def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int,
+                early: Callable[[pr.Evidence], bool]) -> list[pr.Evidence]:
     """`rows` after a snapshot's summary step (the rebuild's form of `PrefView._summarize`)."""
-    gone, changed, _ = _summary_step(rows, stable, before)
+    gone, changed, _ = _summary_step(rows, stable, before, early)
     if not gone:
         return rows
     dropped = set(gone)
     return [ev for ev in rows if ev not in dropped and (ev.kind != "summary" or (ev.eff, ev.eid) not in changed)] \
         + list(changed.values())
+
+
+def _cap(raw) -> int | None:
+    return _U64.unpack(raw)[0] if raw else None
+
+
+def _early_row(fact: pr.Fact) -> bytes:
+    """An unwitnessed evidence event's row in views.pref.early: its effective time and where its evidence lies."""
+    ref = b"c" + fact.payload.decision if fact.kind == "correction" else b"s" + fact.payload.setting.encode()
+    return _EARLY.pack(fact.eff, pr.clamp_time(fact.time_ms)) + ref
+
+
+_EARLY = struct.Struct(">QQ")
+_WITNESS, _UNWITNESSED = b"\x00", b"\x01"
 
 
 def _pending_row(fact: pr.Fact) -> bytes:
@@ -151,7 +173,7 @@ class PrefView:
         header, id and decoded payload (both None when not held)."""
         self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
-        self.decisions = dbs["views.pref.decisions"]
+        self.decisions, self.early = dbs["views.pref.decisions"], dbs["views.pref.early"]
         self._time_of, self._event_of = time_of, event_of
         # setting -> (bytes written, the state they encode): the next batch that finds those bytes
         # still stored skips parsing them (if the transaction was aborted, the bytes differ)
@@ -165,9 +187,10 @@ class PrefView:
         facts = {}
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
-        kinds, new, effective_time = pr.KINDS, tuple.__new__, pr.effective_time
+        kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
+            time_ms = clamp_time(time_ms)
             try:
                 newest = seen[author]
             except KeyError:
@@ -177,13 +200,18 @@ class PrefView:
                 if times is None:
                     times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
                 newest = self._newest_seen(txn, f, times, newest)
+                self._witness(txn, f, facts, open_settings)
             seen[author] = newest
             if kind not in kinds or payload is None:
                 if kind == "snapshot" and payload is not None:
                     self._summarize(txn, payload, open_settings)
                 continue
-            fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, effective_time(time_ms, newest), kind, eid, payload))
+            early = newest is None and kind in pr.EVIDENCE_KINDS
+            eff = effective_time(time_ms, newest, _cap(txn.get(author, db=self.early)) if early else None)
+            fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload))
             facts[eid] = fact
+            if early:
+                txn.put(author + _UNWITNESSED + eid, _early_row(fact), db=self.early)
             self._apply(txn, fact, facts, open_settings)
         if len(self._folded) > 4096:
             self._folded.clear()
@@ -201,6 +229,69 @@ class PrefView:
             txn.put(name.encode(), raw, db=self.settings)
             self._folded[name] = (raw, s)
 
+    def _witness(self, txn, f: Folded, facts: dict, open_settings: dict) -> None:
+        """For each author `f`'s clock names for the first time from `f`'s author: raise that author's witness
+        cap to `f`'s if higher, and move its unwitnessed evidence to its new effective time (in its setting's
+        sums, which are folded again)."""
+        cap = pr.witness_cap(f.time_ms)
+        for c in f.clock:
+            first = c.author + _WITNESS + f.author
+            if txn.get(first, db=self.early) is not None:
+                continue
+            txn.put(first, b"", db=self.early)
+            old = _cap(txn.get(c.author, db=self.early))
+            if old is not None and old >= cap:
+                continue
+            txn.put(c.author, _U64.pack(cap), db=self.early)
+            moved = {}
+            for key, raw in self._early_rows(txn, c.author):
+                eff, time_ms = _EARLY.unpack_from(raw)
+                new = pr.effective_time(time_ms, None, cap)
+                if new != eff:
+                    opened = self._move(txn, key[33:], raw, new, facts, open_settings)
+                    if opened is not None:
+                        moved[opened[0].name] = opened
+                    txn.put(key, _EARLY.pack(new, time_ms) + raw[_EARLY.size :], db=self.early)
+            for s, index in moved.values():
+                s.recompute(index.everything())
+
+    def _early_rows(self, txn, author: bytes) -> list[tuple[bytes, bytes]]:
+        prefix = author + _UNWITNESSED
+        with txn.cursor(db=self.early) as cur:
+            rows = []
+            found = cur.set_range(prefix)
+            while found and cur.key()[:33] == prefix:
+                rows.append((bytes(cur.key()), bytes(cur.value())))
+                found = cur.next()
+        return rows
+
+    def _move(self, txn, eid: bytes, row: bytes, new: int, facts: dict,
+              open_settings: dict) -> tuple[pr.Setting, _Index] | None:
+        """Move one unwitnessed event's evidence (or its pending correction) to effective time `new`; returns
+        the setting whose sums must be folded again, if any."""
+        eff, ref = _EARLY.unpack_from(row)[0], row[_EARLY.size + 1 :]
+        name = ref.decode() if row[_EARLY.size : _EARLY.size + 1] == b"s" else None
+        if name is None:
+            decision = self._decision(txn, ref, facts)
+            if decision is None:
+                pending = txn.get(ref + eid, db=self.pending)
+                if pending is not None:
+                    txn.put(ref + eid, _U64.pack(new) + bytes(pending)[8:], db=self.pending)
+                return None
+            name = decision.payload.setting
+        opened = self._setting(txn, name, open_settings)
+        if opened is None:
+            return None
+        skey, moved = setting_key(name), False
+        for role in (0, 1):
+            key = skey + _U64.pack(eff) + eid + _BYTE[role]
+            raw = txn.get(key, db=self.evidence)
+            if raw is not None:
+                txn.delete(key, db=self.evidence)
+                opened[1].put(_evidence_from(key, bytes(raw))._replace(eff=new))
+                moved = True
+        return opened if moved else None
+
     def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
         """The newest time of another device's event its author had seen at `f`: `newest` (as of its
         previous event) or a time its clock names, from the batch (`times`) or the store."""
@@ -209,7 +300,7 @@ class PrefView:
             if t is None:
                 t = self._time_of(txn, c.author, c.epoch, c.seq)
             if t is not None and (newest is None or t > newest):
-                newest = t
+                newest = pr.clamp_time(t)
         return newest
 
     def _setting(self, txn, name: str, open_settings: dict) -> tuple[pr.Setting, _Index] | None:
@@ -313,7 +404,7 @@ class PrefView:
                 continue
             s, index = opened
             rows = list(index.scan(0, cut.before + 1))
-            gone, changed, existing = _summary_step(rows, stable, cut.before)
+            gone, changed, existing = _summary_step(rows, stable, cut.before, partial(self._is_early, txn))
             if not gone:
                 continue
             s.swap(gone, [ev._replace(weight=ev.weight - existing[k].weight) if k in existing else ev
@@ -323,10 +414,13 @@ class PrefView:
             for ev in changed.values():
                 index.put(ev)
 
+    def _is_early(self, txn, ev: pr.Evidence) -> bool:
+        return txn.get(ev.author + _UNWITNESSED + ev.eid, db=self.early) is not None
+
     # -- rebuilding -----------------------------------------------------------------
 
     def clear(self, txn) -> None:
-        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions):
+        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             txn.drop(db, delete=False)
 
     def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
@@ -344,6 +438,14 @@ class PrefView:
                 progress(n)
         snapshots = sorted((f for f in folded if f.kind == "snapshot" and f.payload is not None),
                            key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+        witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
+        for f in folded:
+            for c in f.clock:
+                witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
+        caps: dict[bytes, int] = {}
+        for key, time_ms in witnessed.items():
+            caps[key[:32]] = max(caps.get(key[:32], 0), pr.witness_cap(time_ms))
+        early: dict[bytes, pr.Fact] = {}                  # author 0x01 event id -> an unwitnessed evidence fact
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
@@ -355,9 +457,15 @@ class PrefView:
                 seen[author] = newest
             if kind not in kinds or payload is None:
                 continue
-            eff = effective_time(f.time_ms, newest)
+            unwitnessed = newest is None and kind in pr.EVIDENCE_KINDS
+            time_ms = pr.clamp_time(f.time_ms)
+            eff = effective_time(time_ms, newest, caps.get(author) if unwitnessed else None)
+            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, time_ms, eff, kind, f.eid, payload)) \
+                if unwitnessed or kind != "observation" else None
+            if unwitnessed:
+                early[author + _UNWITNESSED + f.eid] = fact
             if kind == "observation" or kind == "decision":
-                ev = direct(kind, payload, eff, f.eid, f.lamport, author, f.time_ms)
+                ev = direct(kind, payload, eff, f.eid, f.lamport, author, time_ms)
                 if ev is not None:
                     found = evidence.get(payload.setting)
                     if found is None:
@@ -366,12 +474,17 @@ class PrefView:
                         found.append(ev)
                 if kind == "observation":
                     continue
-            facts.append(new(pr.Fact, (author, f.epoch, f.seq, f.lamport, f.time_ms, eff, kind, f.eid, payload)))
-        self._write_rebuilt(txn, facts, seen, evidence, [f.payload for f in snapshots])
+            facts.append(fact)
+        txn.cursor(db=self.early).putmulti(sorted([(a, _U64.pack(cap)) for a, cap in caps.items()]
+                                                  + [(key, b"") for key in witnessed]
+                                                  + [(key, _early_row(f)) for key, f in early.items()]))
+        self._write_rebuilt(txn, facts, seen, evidence, [f.payload for f in snapshots],
+                            lambda ev: ev.author + _UNWITNESSED + ev.eid in early)
         return len(folded)
 
     def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int],
-                       evidence: dict[str, list[pr.Evidence]], snapshots: list[payloads.Snapshot]) -> None:
+                       evidence: dict[str, list[pr.Evidence]], snapshots: list[payloads.Snapshot],
+                       early: Callable[[pr.Evidence], bool]) -> None:
         """Write the view from the non-observation facts and the evidence rebuild took directly; each
         snapshot (in causal order) summarizes what it covers, as folding it does (`_summarize`)."""
         decisions = {f.eid: f for f in facts if f.kind == "decision"}
@@ -398,7 +511,7 @@ class PrefView:
             for snap in snapshots:
                 for cut in snap.cuts:
                     if cut.setting == name:
-                        kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before)
+                        kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before, early)
             s.recompute(kept)
             skey = setting_key(name)
             rows.extend((_evidence_key(skey, ev), ev.to_bytes()) for ev in kept)
@@ -436,7 +549,7 @@ class PrefView:
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
         h = hashlib.blake2b(digest_size=32)
-        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions):
+        for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             h.update(b"\xff")
             with txn.cursor(db=db) as cur:
                 for k, v in cur:

@@ -28,6 +28,7 @@ from pathlib import Path
 import lmdb
 
 from . import ledger, memory_view, payloads, pref_view, snapshot
+from .audit_format import iso
 from . import roster as roster_module
 from .errors import EventError, StoreError, UsageError
 from .event import decode_record
@@ -80,8 +81,6 @@ def parse_time(text: str) -> int:
     return int(t.timestamp() * 1000)
 
 
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from .home import STORE_DIR
 from .pref_lookup import check_home
 from .progress import Progress
 from .replay import LiveLog, Log, Point, check_truncation, iso, point_of, replay, resolve_point
+from .text import printable_doc
 
 
 def run(args, context: tuple[tuple[str, str], ...]) -> int:
@@ -74,6 +75,7 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
+    doc = printable_doc(doc)
     start = f" on {done.base}" if done.base else ""
     print(f"replayed {done.events} of the {done.held} events this device holds{start}, as held at {point.text}"
           f" (last arrival {doc['held_at'] or 'none'}), in a scratch space; the live store is untouched")
@@ -99,7 +101,7 @@ def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
         print(json.dumps({"history": what, "events": len(rows), "changes": sum(r["changed"] for r in rows),
                           "steps": rows}, indent=2))
         return 0
-    shown = rows if args.every else [r for r in rows if r["changed"]]
+    shown = printable_doc(rows if args.every else [r for r in rows if r["changed"]])
     events = [r for r in rows if not r["from_snapshot"]]
     start = " after the compaction snapshot it starts from" if len(events) < len(rows) else ""
     print(f"{what}: {len(events)} events touched it{start}, {sum(r['changed'] for r in events)} changed it"
@@ -120,7 +122,7 @@ def _summary(r: dict) -> str:
         return "(not held)"
     conflicts = f" conflicts: {', '.join(r['conflicts'])}" if r["conflicts"] else ""
     gone = " DELETED" if r["deleted"] else ""
-    return f"{r['type']} {r['content'][:50]!r} tags {','.join(r['tags']) or '-'} {r['confidence']:.2f}{gone}{conflicts}"
+    return f"{r['type']} '{r['content'][:50]}' tags {','.join(r['tags']) or '-'} {r['confidence']:.2f}{gone}{conflicts}"
 
 
 def _print_diff(args, live: LiveLog, log: Log, points: list[Point]) -> int:
@@ -130,6 +132,7 @@ def _print_diff(args, live: LiveLog, log: Log, points: list[Point]) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
+    doc = printable_doc(doc)
     print(f"from {points[0].text} ({first.events} events held) to {points[1].text} ({second.events} events held):")
     for s in doc["settings"]:
         a, b = s["before"], s["after"]

@@ -1,8 +1,11 @@
 """The replicator: runs protocol.Connection over net.Channel for every peer, pushes local changes, reconnects.
 
 Each connection has one loop task that owns its `Connection` and performs its actions,
-a reader task that decodes frames into that loop's inbox, and an ingester that stores
-received batches in a worker thread (LMDB's writer blocks; the event loop must not).
+a reader task that decodes frames into that loop's inbox, a sender task that writes the
+loop's messages (each within the silence timeout, so a peer that stops reading is dropped
+and never blocks the loop), and an ingester that stores received batches in a worker thread
+(LMDB's writer blocks; the event loop must not). Whatever a link's tasks raise ends that link
+alone: it is logged as one line and the link is dropped; the listener and other links go on.
 Local changes by any process are noticed by watching LMDB's last transaction id.
 Peer states are saved in the store for `agentlog status` (peers.py).
 """
@@ -19,12 +22,13 @@ from functools import partial
 import structlog
 import trio
 
-from . import ledger, messages, net, nudge
-from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, StoreError
+from . import ledger, listener, messages, net, nudge
+from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError
 from .handshake import CheckPeer
+from .listener import describe
 from .peer_log import StoreLog
 from .peers import PeerState, Peers, address, parse_address
-from .protocol import HEARTBEAT_S, Close, Connection, Ingest, Install, Send
+from .protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
 from .store import Store
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
@@ -32,6 +36,11 @@ UNREAD_MAX = 16                 # messages read ahead of the connection's loop
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
 LEDGER_PAUSE_S = 0.5            # sent batches are entered in the ledger at most this often (a crash may lose that much)
+OUTBOX_MAX = 64                 # messages waiting for the sender; a peer that lets more pile up is not reading
+FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye) get this long to leave
+TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
+                                # connection from its device replaces it
+RESTART_S = 5.0                 # a background task that failed starts again after this pause
 
 log = structlog.get_logger("agentlog.replicator")
 
@@ -79,7 +88,7 @@ class SyncResult:
 
 
 class Link:
-    """One live connection: its protocol state, channel and inbox."""
+    """One live connection: its protocol state, channel, inbox and outbox."""
 
     def __init__(self, replicator: "Replicator", channel: net.Channel, address_: str, client: bytes):
         self.r, self.channel, self.address = replicator, channel, address_
@@ -88,8 +97,12 @@ class Link:
         self.log = StoreLog(store, channel.peer)
         self.conn = Connection(self.log, store.group, store.device, channel.peer, _now(),
                                heartbeat=replicator.heartbeat)
+        self.silence = PARTITION_AFTER * replicator.heartbeat   # a send that takes longer drops the link
         self.inbox_send, self.inbox = trio.open_memory_channel(math.inf)
         self.unread = trio.Semaphore(UNREAD_MAX)     # decoded messages the loop has not taken yet
+        self.outbox_send, self.outbox = trio.open_memory_channel(OUTBOX_MAX)
+        self.sending_since: float | None = None      # when the send under way began
+        self.flushed = trio.Event()                  # the sender wrote everything (or gave up)
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
@@ -106,27 +119,57 @@ class Link:
             self.local_pending = True
             self.inbox_send.send_nowait(("local",))
 
+    def cancel(self, reason: str = "") -> None:
+        """End the link from outside; `reason`, if given, is logged as why it closed."""
+        if reason:
+            self._close(reason, False)
+        self.scope.cancel()
+
+    def stale(self) -> bool:
+        """Whether the peer has been silent, or a send has been stuck, for TAKEOVER_AFTER heartbeats."""
+        since = min(self.conn.last_heard, self.sending_since if self.sending_since is not None else math.inf)
+        return _now() - since >= TAKEOVER_AFTER * self.r.heartbeat
+
     async def run(self, stop_when_synced: bool = False) -> SyncResult:
-        with trio.CancelScope() as self.scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read)
-                nursery.start_soon(self._ingest)
-                nursery.start_soon(self._tick)
-                nursery.start_soon(self._ledger)
-                await self._perform(self.conn.start(_now()))
-                async for item in self.inbox:
-                    await self._step(item)
-                    if stop_when_synced and self.conn.state == "live" and self._peer_synced():
-                        self.result.synced = True
-                        await self._perform(self.conn.goodbye("sync done", _now()))
-                    if self.conn.state == "closed":
-                        break
-                nursery.cancel_scope.cancel()
-        with trio.CancelScope(shield=True):
-            await self._enter_sent()
-        await self.channel.aclose()
-        self.done.set()
+        """Run the connection to its end. Whatever its tasks raise ends this link only: logged, then dropped."""
+        try:
+            with trio.CancelScope() as self.scope:
+                async with trio.open_nursery() as nursery:
+                    for task in (self._read, self._send, self._ingest, self._tick, self._ledger):
+                        nursery.start_soon(task)
+                    self._perform(self.conn.start(_now()))
+                    async for item in self.inbox:
+                        await self._step(item)
+                        if stop_when_synced and self.conn.state == "live" and self._peer_synced():
+                            self.result.synced = True
+                            self._perform(self.conn.goodbye("sync done", _now()))
+                        if self.conn.state == "closed":
+                            break
+                    self.outbox_send.close()
+                    with trio.move_on_after(FLUSH_S):
+                        await self.flushed.wait()
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._end()
         return self.result
+
+    def _failed(self, exc: Exception) -> None:
+        log.error("link failed", peer=self.name, address=self.address, error=describe(exc))
+        self.result.reason, self.result.error = f"internal error: {describe(exc)}", True
+        self.conn.state = "closed"
+
+    async def _end(self) -> None:
+        try:
+            await self._enter_sent()
+        except Exception as exc:
+            log.error("ledger entry failed", peer=self.name, address=self.address, error=describe(exc))
+        try:
+            await self.channel.aclose()
+        finally:
+            self.done.set()
 
     def _peer_synced(self) -> bool:
         announced = self.conn.announced
@@ -166,25 +209,24 @@ class Link:
         elif kind == "closed":
             actions = [Close(item[1], item[2])]
         elif kind == "refuse":
-            actions = self.conn.refuse("enrolment", item[1], now)
+            actions = self.conn.refuse(item[1], item[2], now)
         else:
             raise AssertionError(kind)
-        await self._perform(actions)
+        self._perform(actions)
         self.r.note(self)
 
-    async def _perform(self, actions) -> None:
+    def _perform(self, actions) -> None:
         for act in actions:
             if isinstance(act, Send):
                 if isinstance(act.message, messages.Events):
                     self.result.sent += len(act.message.events)
                 try:
-                    await self.channel.send(messages.encode(act.message))
-                except PeerError as exc:
-                    self._close(str(exc), False)
+                    self.outbox_send.send_nowait(act.message)
+                except trio.WouldBlock:
+                    self._close(f"connection ended: the peer read nothing while {OUTBOX_MAX} messages piled up", False)
                     return
-                if isinstance(act.message, messages.Events) and act.message.events:
-                    self.sent_log.append((_wall_ms(), tuple(e.record for e in act.message.events)))
-                    self.sent_wake.set()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return                      # the sender gave up; its reason is in the inbox
             elif isinstance(act, (Ingest, Install)):
                 self.ingest_send.send_nowait(act)
             elif isinstance(act, Close):
@@ -211,7 +253,7 @@ class Link:
                 return
             except ProtocolError as exc:
                 if exc.code != "decrypt":
-                    await self._perform([Send(messages.Error(exc.code, exc.reason))])
+                    self._perform([Send(messages.Error(exc.code, exc.reason))])
                 self.inbox_send.send_nowait(("closed", str(exc), True))
                 return
             except PeerError as exc:             # e.g. the peer refused us after its side of the handshake
@@ -219,6 +261,34 @@ class Link:
                 return
             await self.unread.acquire()              # a peer faster than we process waits in TCP, not in memory
             self.inbox_send.send_nowait(("msg", msg))
+
+    async def _send(self) -> None:
+        """Write the loop's messages in order, each within the silence timeout: a peer that stops
+        reading (a suspended process, a window it never drains) is dropped, not waited on."""
+        try:
+            async with self.outbox:
+                async for message in self.outbox:
+                    if not await self._write(message):
+                        return
+        finally:
+            self.flushed.set()
+
+    async def _write(self, message: messages.Message) -> bool:
+        self.sending_since = _now()
+        with trio.move_on_after(self.silence):
+            try:
+                await self.channel.send(messages.encode(message))
+            except PeerError as exc:
+                self.inbox_send.send_nowait(("closed", str(exc), False))
+                return False
+            self.sending_since = None
+            if isinstance(message, messages.Events) and message.events:
+                self.sent_log.append((_wall_ms(), tuple(e.record for e in message.events)))
+                self.sent_wake.set()
+            return True
+        self.inbox_send.send_nowait(("closed", f"connection ended: the peer read nothing for {self.silence:g} s",
+                                     False))
+        return False
 
     async def _ingest(self) -> None:
         async for act in self.ingest_recv:
@@ -228,6 +298,9 @@ class Link:
                 except SnapshotError as exc:
                     self.inbox_send.send_nowait(("install_failed", str(exc)))
                     return
+                except Exception as exc:
+                    self._cannot_store("the snapshot", exc)
+                    return
                 self.inbox_send.send_nowait(("installed", frontier))
                 continue
             try:
@@ -235,10 +308,16 @@ class Link:
             except EventError as exc:
                 self.inbox_send.send_nowait(("rejected", act.batch, exc))
                 return
-            except StoreError as exc:                # e.g. the disk is full: this link ends, the daemon stays
-                self.inbox_send.send_nowait(("closed", f"cannot store what the peer sent: {exc}", True))
+            except Exception as exc:
+                self._cannot_store(f"batch {act.batch}", exc)
                 return
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+
+    def _cannot_store(self, what: str, exc: Exception) -> None:
+        """Storing failed for another reason than a check (a reducer, LMDB, a bug): the transaction
+        left the store as it was; refuse the batch to the peer as `internal` and end the link."""
+        log.error("ingest failed", peer=self.name, address=self.address, what=what, error=describe(exc))
+        self.inbox_send.send_nowait(("refuse", "internal", f"{what} could not be stored here ({type(exc).__name__})"))
 
     async def _ledger(self) -> None:
         """Enter sent batches in the replication ledger: one write transaction for whatever piled up
@@ -254,10 +333,7 @@ class Link:
     async def _enter_sent(self) -> None:
         if self.sent_log:
             batches, self.sent_log = self.sent_log, []
-            try:
-                await self.r.run_sync(ledger.Ledger(self.r.store).record_sent, self.channel.peer, batches)
-            except StoreError as exc:
-                log.warning("ledger not written", peer=self.name, error=str(exc))
+            await self.r.run_sync(ledger.Ledger(self.r.store).record_sent, self.channel.peer, batches)
 
     async def _tick(self) -> None:
         while True:
@@ -291,37 +367,59 @@ class Replicator:
         self._names: dict[bytes, str] = {}
         self._device_at: dict[str, bytes] = {}
         self._seen_saved: dict[bytes, int] = {}      # device -> when its last-seen time last went to disk
+        self.slots = listener.Slots()                # incoming connections in their handshake
 
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial, watch and save until cancelled. Only a failure to listen ends it: every
+        connection and background task is supervised (logged and dropped, or restarted)."""
         for state in self.states.values():
             if state.state == "connected":
                 state.state = "partitioned"
         async with trio.open_nursery() as nursery:
             if self.listen:
                 host, port = self.listen
-                listeners = await nursery.start(partial(trio.serve_tcp, self._accept, port, host=host))
+                listeners = await trio.open_tcp_listeners(port, host=host)
                 self.port = listeners[0].socket.getsockname()[1]
+                for sock in listeners:
+                    nursery.start_soon(listener.accept_forever, sock, self.accept, nursery, self.slots)
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
             for addr in self.addresses:
                 nursery.start_soon(self._dial_forever, addr)
             if self.watch:
-                nursery.start_soon(self._watch)
-            nursery.start_soon(self._save_states)
+                nursery.start_soon(self._supervised, "watching local writes", self._watch)
+            nursery.start_soon(self._supervised, "saving peer states", self._save_states)
             task_status.started(self)
 
-    async def _accept(self, stream: trio.abc.Stream) -> None:
-        await self.accept(stream)
+    async def _supervised(self, what: str, task: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task; when it fails, log one line and start it again after RESTART_S."""
+        while True:
+            try:
+                return await task()
+            except Exception as exc:
+                log.error(f"{what} failed", error=describe(exc), retry_in_s=RESTART_S)
+            await trio.sleep(RESTART_S)
 
     async def accept(self, stream: trio.abc.Stream) -> None:
-        """Serve one incoming stream: handshake, then the protocol until it ends."""
+        """Serve one incoming stream: handshake (holding a slot), then the protocol until it ends.
+        Nothing it raises leaves it: a failure is logged and the connection dropped."""
         try:
-            channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
-                                               check_peer(self.store))
-        except PeerError as exc:
-            log.warning("handshake refused", address=_remote(stream), reason=str(exc))
-            await stream.aclose()
+            await self._accept(stream)
+        except Exception as exc:
+            log.error("connection failed", address=_remote(stream), error=describe(exc))
+            await trio.aclose_forcefully(stream)
+
+    async def _accept(self, stream: trio.abc.Stream) -> None:
+        channel = None
+        with self.slots.hold(listener.host_of(stream)) as slot:
+            try:
+                channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
+                                                   check_peer(self.store), on_data=slot.activate)
+            except PeerError as exc:
+                log.warning("handshake refused", address=_remote(stream), reason=str(exc))
+                await trio.aclose_forcefully(stream)
+        if channel is None:                     # refused, or evicted from its slot (the stream is closed)
             return
         try:
             await self._serve(channel, channel.remote, client=channel.peer)
@@ -337,20 +435,27 @@ class Replicator:
                 await up.done.wait()
                 continue
             try:
-                channel = await self._open(addr, host, port)
-            except PeerError as exc:
-                log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
-            else:
-                self._device_at[addr] = channel.peer
-                try:
-                    result = await self._serve(channel, addr, client=self.store.device)
-                except PeerError as exc:
-                    log.warning("connection failed", address=addr, reason=str(exc))
-                    result = None
-                if result is not None and not result.error:
+                if await self._dial(addr, host, port, backoff):
                     backoff = BACKOFF_MIN_S
+            except Exception as exc:
+                log.error("connection failed", address=addr, error=describe(exc), retry_in_s=round(backoff, 2))
             await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _dial(self, addr: str, host: str, port: int, backoff: float) -> bool:
+        """One connection to `addr`, run to its end; whether it ended without an error."""
+        try:
+            channel = await self._open(addr, host, port)
+        except PeerError as exc:
+            log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
+            return False
+        self._device_at[addr] = channel.peer
+        try:
+            result = await self._serve(channel, addr, client=self.store.device)
+        except PeerError as exc:
+            log.warning("connection failed", address=addr, reason=str(exc))
+            return False
+        return result is not None and not result.error
 
     async def _open(self, addr: str, host: str, port: int) -> net.Channel:
         key, group_key, check = self.store.key, self.store.meta("group_key"), check_peer(self.store)
@@ -364,15 +469,16 @@ class Replicator:
 
     async def _serve(self, channel: net.Channel, addr: str, client: bytes) -> SyncResult | None:
         """Run one authenticated connection to its end. Of two links to one device (both dialed at
-        once), both sides keep the one whose dialer has the smaller key."""
+        once), both sides keep the one whose dialer has the smaller key, unless the one kept has been
+        silent or stuck in a send for TAKEOVER_AFTER heartbeats: then the new connection replaces it."""
         device = channel.peer
-        other = self.links.get(device)
-        if other is not None:
-            if other.client <= client:
+        while (other := self.links.get(device)) is not None:
+            if other.client <= client and not other.stale():
                 log.info("duplicate connection closed", peer=self.name_of(device), address=addr)
                 await channel.aclose()
                 return None
-            other.scope.cancel()
+            other.cancel("connection ended: replaced by a new one from the same device (this one was silent or "
+                         "stuck)" if other.client <= client else "")
             await other.done.wait()
         link = self.links[device] = Link(self, channel, addr, client)
         log.info("connected", peer=link.name, address=addr)
@@ -408,7 +514,7 @@ class Replicator:
         for link in self.links.values():
             reason = check(link.channel.peer)
             if reason:
-                link.inbox_send.send_nowait(("refuse", reason))
+                link.inbox_send.send_nowait(("refuse", "enrolment", reason))
             elif link is not exclude:
                 link.poke()
 
@@ -417,7 +523,10 @@ class Replicator:
     def name_of(self, device: bytes) -> str:
         name = self._names.get(device)
         if name is None:
-            member = self.store.roster().members.get(device)
+            try:
+                member = self.store.roster().members.get(device)
+            except Exception:                       # a log line names the device even when the store fails
+                member = None
             if member is None:
                 return device.hex()[:12]            # not in the roster yet: look again once it has arrived
             name = self._names[device] = member.name
@@ -452,10 +561,9 @@ class Replicator:
             snapshot = {d: PeerState(**vars(s)) for d, s in self.states.items()}
             try:
                 await self.run_sync(self.peer_book.save, snapshot)
-            except StoreError as exc:
+            except BaseException:
                 self._dirty = True
-                log.warning("peer states not saved", error=str(exc))
-                return
+                raise
             if self._on_state:
                 self._on_state()
 

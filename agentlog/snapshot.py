@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from . import crypto, memory_view, payloads, pref_view
 from .errors import EventError, SnapshotError
-from .event import Event, decode_record
+from .event import Event, check_ranges, decode_record
 
-VIEW_DBS = {"pref": pref_view.DBS[:5], "memory": memory_view.DBS[:4]}     # the digested databases, in digest order
+VIEW_DBS = {"pref": pref_view.DBS[:6], "memory": memory_view.DBS[:4]}     # the digested databases, in digest order
 VIEWS = ("roster", "pref", "memory")
 EVENT_KEY = b"\0event"
 
@@ -114,6 +114,7 @@ def check(bundle: Bundle, trusted) -> payloads.Snapshot:
     """
     try:
         event = bundle.event
+        check_ranges(event.header)
         snap = bundle.snapshot()
     except EventError as exc:
         raise SnapshotError(f"snapshot does not decode: {exc}") from None

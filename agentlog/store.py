@@ -211,6 +211,13 @@ class _TxnLog:
                 return TRUNCATED
         return None
 
+    def lamport_at(self, author: bytes, epoch: int, seq: int) -> int | None:
+        event = self._accepted.get(event_key(author, epoch, seq))
+        if event is not None:
+            return event.header.lamport
+        raw = self._txn.get(event_key(author, epoch, seq), db=self._db["events"])
+        return peek_record(raw)[0] if raw else None
+
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
         h = event.header

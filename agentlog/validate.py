@@ -1,7 +1,7 @@
 """Validation of events from outside, in the order DESIGN.md section 3 fixes. Pure.
 
-size -> decode -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
-chain, then causal context) -> prev -> signature -> payload hash. Causal delivery (every clock entry already held) makes
+size -> decode (shape, then ranges) -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
+chain, then causal context) -> prev -> lamport -> signature -> payload hash. Causal delivery (every clock entry already held) makes
 the roster and views functions of the event set, whatever the arrival order.
 Each failure raises its own EventError subclass naming author and seq. The caller
 supplies what the store knows through the small `LogView` protocol, so the same
@@ -25,10 +25,11 @@ from .errors import (
     SignatureError,
     SizeLimitError,
 )
-from .event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, decode_record
+from .event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check_ranges, decode_record
 from .roster import Roster
 
 ROSTER_KINDS = ("device.enroll", "device.revoke")
+LAMPORT_STEP = 1 << 16         # how far past what it follows an event's lamport may be (honest: 1)
 _MAX_RECORD = MAX_HEADER_BYTES + crypto.SIG_LEN
 
 
@@ -54,6 +55,9 @@ class LogView(Protocol):
         """The stored event's id there; for a position compaction dropped, the truncation point's id or
         TRUNCATED (below it: the event is covered by a snapshot and cannot be compared)."""
 
+    def lamport_at(self, author: bytes, epoch: int, seq: int) -> int | None:
+        """The stored (or accepted) event's lamport there; None when its record is not held."""
+
 
 class Duplicate(Exception):
     """Not an error: the store already holds this exact event."""
@@ -74,6 +78,7 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
     event = decode_record(record, payload)
     h = event.header
+    check_ranges(h)
     author, seq = h.author, h.seq
     if h.group != log.group:
         raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", author, seq)
@@ -109,9 +114,27 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
     prev = crypto.ZERO_ID if head is None else head.id
     if h.prev != prev:
         raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", author, seq)
+    _check_lamport(h, head, log)
     if check_signature:
         _check_signature(event)
     return event, check_payload(event)
+
+
+def _check_lamport(h, head: Head | None, log: LogView) -> None:
+    """Raise unless the lamport is above the author's previous one and at most LAMPORT_STEP above the
+    highest of its previous event and the heads its clock names (an honest writer's is exactly 1 above).
+    So no event can push the group's lamports near MAX_LAMPORT. Skipped when one of them is not held
+    (compacted away): the range check still holds."""
+    known = [0 if head is None else log.lamport_at(h.author, head.epoch, head.seq)]
+    known += [log.lamport_at(c.author, c.epoch, c.seq) for c in h.clock]
+    if None in known:
+        return
+    if h.lamport <= known[0]:
+        raise SequenceError(f"lamport {h.lamport} is not above the author's previous lamport {known[0]}",
+                            h.author, h.seq)
+    if h.lamport > max(known) + LAMPORT_STEP:
+        raise SequenceError(f"lamport {h.lamport} is more than {LAMPORT_STEP} above the highest lamport it "
+                            f"follows ({max(known)})", h.author, h.seq)
 
 
 def check_payload(event: Event) -> object:

@@ -43,8 +43,8 @@ def main(argv: list[str]) -> None:
         batch = []
         for _ in range(size):
             n += 1
-            # Values from a few bytes to a few KB, so some transactions span many pages.
-            value = f"{os.getpid()}:{n}:" + "x" * rng.choice((0, 10, 200, 3000))
+            # Values from a few bytes to about 1 KB (a value's limit), so some transactions span many pages.
+            value = f"{os.getpid()}:{n}:" + "x" * rng.choice((0, 10, 200, 990))
             batch.append(payloads.Observation(setting="crash.writer", value=value, weight_milli=n % 1000))
         _say(f"begin {size}")
         if size == 1 and rng.random() < 0.5:

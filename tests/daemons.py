@@ -104,10 +104,10 @@ class Daemon:
     """One `agentlog serve` process on a home: start, read its JSON log, stop (SIGTERM) or kill (-9)."""
 
     def __init__(self, home_dir: Path, *, listen: bool = True, peers: tuple[str, ...] = (), heartbeat: float = 1.0,
-                 registry: list | None = None, preexec_fn: Callable[[], None] | None = None):
-        """`preexec_fn` runs in the child before it starts (e.g. to set a resource limit)."""
+                 registry: list | None = None, preexec: Callable[[], None] | None = None):
+        """`preexec` runs in the child before `agentlog serve` starts (e.g. to lower a resource limit)."""
         self.home, self.listen, self.peers, self.heartbeat = Path(home_dir), listen, list(peers), heartbeat
-        self.preexec_fn = preexec_fn
+        self.preexec = preexec
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.starts = 0
@@ -135,7 +135,7 @@ class Daemon:
             args += ["--peer", peer]
         with open(self.log_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                         env=_env(), preexec_fn=self.preexec_fn)
+                                         env=_env(), preexec_fn=self.preexec)
         serving = self.wait_log(lambda e: e.get("event") == "serving", "the 'serving' log line")
         if self.listen:
             self.port = serving["port"]

@@ -301,8 +301,8 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert proc.returncode == 0, proc.stderr
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
-    assert loaded == str(["agentlog.cli", "agentlog.decay", "agentlog.errors", "agentlog.home", "agentlog.lmdb_env",
-                          "agentlog.pref_lookup", "agentlog.pref_reducer"])
+    assert loaded == str(["agentlog.cli", "agentlog.decay", "agentlog.errors", "agentlog.home", "agentlog.limits",
+                          "agentlog.lmdb_env", "agentlog.pref_lookup", "agentlog.pref_reducer", "agentlog.text"])
 
 
 def test_pref_get_as_a_whole_process_loads_no_pycapnp(laptop):

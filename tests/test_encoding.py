@@ -10,10 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlog import crypto, payloads, wire
+from agentlog import crypto, payloads, pref_reducer, wire
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
 from agentlog.event import (
+    MAX_EPOCH,
     MAX_HEADER_BYTES,
+    MAX_LAMPORT,
+    MAX_SEQ,
+    MAX_TIME_MS,
     ClockEntry,
     Header,
     HeaderWriter,
@@ -86,7 +90,7 @@ EDGE_PAYLOADS = [
     payloads.Observation(setting="s" * 7, value="v" * 8, context=(("k" * 9, "v" * 15),), weight_milli=1_000_000_000),
     payloads.Decision(setting="s", value="v", reason="", confidence_bp=0),
     payloads.Correction(decision=b"d" * 32, value="", reason=""),
-    payloads.PrefConfig(setting="s", policy="unchanged", half_life_ms=2**64 - 1),
+    payloads.PrefConfig(setting="s", policy="unchanged", half_life_ms=pref_reducer.MAX_HALF_LIFE_MS),
     payloads.MemoryPut(entry=b"e" * 16, type="conversation", content="", tags=(), embedding=None),
     payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c", tags=("", "t\u00e9", "x" * 8), embedding=EMBEDDING),
     payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c", embedding=payloads.Embedding(model="", vector=())),
@@ -106,9 +110,9 @@ EDGE_PAYLOADS = [
     payloads.EpochStart(),
 ]
 LARGE_PAYLOADS = [
-    payloads.MemoryPut(entry=b"e" * 16, type="fact", content="\u00e9" * 20_000, tags=tuple(f"t{i}" for i in range(500)),
-                       embedding=payloads.Embedding(model="big", vector=tuple(i / 8 for i in range(3000)))),
-    payloads.Observation(setting="s", value="v", context=tuple((f"k{i}", "v" * i) for i in range(300))),
+    payloads.MemoryPut(entry=b"e" * 16, type="fact", content="\u00e9" * 8192, tags=tuple(f"t{i}" for i in range(32)),
+                       embedding=payloads.Embedding(model="big", vector=tuple(i / 8 for i in range(4096)))),
+    payloads.PrefConfig(setting="s", value_type="choice", choices=tuple(f"{i}" + "v" * 1020 for i in range(64))),
     payloads.Snapshot(views=tuple(payloads.ViewState(name=f"v{i}", version=i, digest=b"d" * 32, state=b"s" * 5000)
                                   for i in range(4))),
 ]
@@ -125,7 +129,8 @@ def test_large_payloads_are_one_segment_over_8_kib():
 
 def test_oversized_payload_is_refused():
     with pytest.raises(SizeLimitError):
-        payloads.encode(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * (1024 * 1024)))
+        payloads.encode(payloads.Snapshot(views=(payloads.ViewState(name="v", version=1, digest=b"d" * 32,
+                                                                    state=b"s" * (1024 * 1024)),)))
 
 
 TEXT = st.text(max_size=40)
@@ -138,11 +143,13 @@ EMBEDDINGS = st.builds(payloads.Embedding, model=TEXT,
 FIELDS = st.one_of(st.builds(payloads.MemoryField, type=st.sampled_from(payloads.MEMORY_TYPES)),
                    st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=BP),
                    st.builds(payloads.MemoryField, embedding=EMBEDDINGS))
-LOG_POINTS = st.builds(payloads.LogPoint, author=ID, epoch=U32, seq=U64, id=ID, lamport=U64, time=U64)
+SEQS, TIMES = st.integers(0, MAX_SEQ), st.integers(0, MAX_TIME_MS)
+LOG_POINTS = st.builds(payloads.LogPoint, author=ID, epoch=st.integers(0, MAX_EPOCH), seq=SEQS, id=ID, lamport=SEQS,
+                       time=TIMES)
 ANY_PAYLOAD = st.one_of(
     st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=MILLI),
     st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=BP, reason=TEXT),
-    st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=U64,
+    st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=st.integers(0, pref_reducer.MAX_HALF_LIFE_MS),
               value_type=st.sampled_from(payloads.VALUE_TYPES), choices=st.lists(TEXT, max_size=3).map(tuple)),
     st.builds(payloads.OverrideSet, setting=TEXT, value=TEXT, context=CONTEXT, baseline=TEXT),
     st.builds(payloads.MemoryPut, entry=ENTRY, type=st.sampled_from(payloads.MEMORY_TYPES),
@@ -154,7 +161,7 @@ ANY_PAYLOAD = st.one_of(
         st.builds(payloads.ViewState, name=TEXT, version=U32, digest=ID,
                   state=st.binary(max_size=100)), max_size=3).map(tuple),
               stable=st.lists(LOG_POINTS, max_size=2).map(tuple),
-              cuts=st.lists(st.builds(payloads.SettingCut, setting=TEXT, before=U64), max_size=2).map(tuple)),
+              cuts=st.lists(st.builds(payloads.SettingCut, setting=TEXT, before=TIMES), max_size=2).map(tuple)),
 )
 
 
@@ -213,9 +220,9 @@ def header(**over) -> Header:
 
 HEADERS = [
     header(),
-    header(seq=1, prev=crypto.ZERO_ID, time_ms=-5, payload_codec="sealed", epoch=2**32 - 1, lamport=2**64 - 1),
+    header(seq=1, prev=crypto.ZERO_ID, time_ms=0, payload_codec="sealed", epoch=MAX_EPOCH, lamport=MAX_LAMPORT),
     header(scope="topic:caf\u00e9 \U0001F600" * 10, kind="memory.update"),
-    header(clock=(ClockEntry(b"b" * 32, 0, 5), ClockEntry(b"c" * 32, 7, 2**64 - 1))),
+    header(clock=(ClockEntry(b"b" * 32, 0, 5), ClockEntry(b"c" * 32, 7, MAX_SEQ)), time_ms=MAX_TIME_MS),
     header(clock=tuple(ClockEntry(bytes([i]) * 32, i, i + 1) for i in range(1, 200) if i != ord("a"))),
     header(author=b"short", kind="Not A Kind", scope=""),
 ]
@@ -243,7 +250,7 @@ def test_written_headers_are_encode_header_bytes(h):
 
 PREVS = st.binary(min_size=32, max_size=32).filter(lambda b: b != crypto.ZERO_ID)
 HEADER_STEPS = st.lists(st.tuples(
-    st.integers(2, 2**64 - 1), PREVS, st.integers(1, 2**64 - 1), st.sampled_from(["user", "topic:\u00e9t\u00e9", "d" * 256]),
+    st.integers(2, MAX_SEQ), PREVS, st.integers(1, MAX_LAMPORT), st.sampled_from(["user", "topic:\u00e9t\u00e9", "d" * 256]),
     st.sampled_from(["observation", "memory.put", "k" * 64]), st.binary(min_size=32, max_size=32),
     st.integers(0, 1024 * 1024)), min_size=1, max_size=12)
 
@@ -284,7 +291,7 @@ def test_writer_refuses_what_readers_refuse(over, templated):
 
 def test_largest_valid_header_is_within_the_limit():
     h = header(scope="\U0001F600" * 256, kind="k" * 64,
-               clock=tuple(ClockEntry(bytes([i % 250 + 1]) * 31 + bytes([i // 250]), 2**32 - 1, 2**64 - 1)
+               clock=tuple(ClockEntry(bytes([i % 250 + 1]) * 31 + bytes([i // 250]), MAX_EPOCH, MAX_SEQ)
                            for i in range(256)))
     raw = written(h)
     assert len(raw) <= MAX_HEADER_BYTES and decode_header(raw) == h

@@ -352,9 +352,45 @@ def test_a_device_clock_a_year_ahead_does_not_dominate(tmp_path, monkeypatch):
         family.close()
 
 
+def test_a_founder_clock_a_year_ahead_writing_before_its_first_sync_does_not_dominate(tmp_path, monkeypatch):
+    """The README's order: the founder writes before any other device has written. Nothing it had seen caps
+    its clock; the phone's first event, which names it, does (issue 14, item 9)."""
+    family = Family(tmp_path, laptop=YEAR)
+    try:
+        founder = family.laptop.prefs.observe("ui.theme", "dark")
+        family.meet()
+        for _ in range(50):
+            family.phone.prefs.observe("ui.theme", "light")
+            family.later(MINUTE)
+        family.meet()
+        for device in (family.laptop, family.phone):
+            a = get(device, "ui.theme", now=family.now)
+            assert a.value == "light" and dict(a.scores)["light"] > 40 * dict(a.scores)["dark"]
+            by_id = {c.eid: c for c in device.prefs.explain("ui.theme", now_ms=family.now).contributions}
+            assert by_id[founder].time_ms > family.now + YEAR - HOUR
+            assert by_id[founder].effective_ms <= family.now + DAY
+        family.laptop.rebuild_views()
+        assert family.laptop.views()["pref"]["digest"] == family.phone.views()["pref"]["digest"]
+
+        # Without the witness cap the founder's one observation outweighs the fifty.
+        monkeypatch.setattr(pr, "witness_cap", lambda time_ms: pr.MAX_TIME_MS)
+        family.laptop.rebuild_views()
+        assert get(family.laptop, "ui.theme", now=family.now).value == "dark"
+    finally:
+        family.close()
+
+
+def witnessed_by_an_honest_hub(family: Family) -> None:
+    """A third device with a right clock names the laptop in its clock: with only a phone whose clock is
+    behind to witness it, the laptop's evidence from before it met anyone would count at the phone's time
+    (two clocks that disagree: the group cannot tell which is wrong; see docs/preferences.md)."""
+    family.hub().prefs.observe("ui.font", "small")
+
+
 def test_a_device_clock_behind_counts_its_evidence_as_old(tmp_path):
     family = Family(tmp_path, phone=-YEAR)
     try:
+        witnessed_by_an_honest_hub(family)
         family.phone.prefs.observe("ui.theme", "dark", weight=5.0)
         family.laptop.prefs.observe("ui.theme", "light")
         family.meet()
@@ -368,6 +404,7 @@ def test_a_device_clock_far_behind_with_a_short_half_life_still_answers(tmp_path
     """Evidence a thousand half-lives in the reader's future: read as of that evidence, not 2^1000 heavier."""
     family = Family(tmp_path, phone=-45 * DAY)
     try:
+        witnessed_by_an_honest_hub(family)
         family.laptop.prefs.configure("ui.theme", half_life_ms=HOUR, policy="vote")
         for _ in range(2):
             family.laptop.prefs.observe("ui.theme", "dark")

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from agentlog import crypto, devices, home, payloads
-from agentlog.errors import CausalGapError, SizeLimitError, StoreError, UsageError
+from agentlog.errors import CausalGapError, InvalidValueError, SizeLimitError, StoreError, UsageError
 from agentlog.store import Store
 from agentlog.verify import verify_store
 
@@ -45,10 +45,15 @@ def test_preference_view_survives_the_retries_of_a_growing_map(tmp_path, laptop)
 
 
 def test_large_payload_round_trips_and_oversized_is_refused(laptop):
-    eid = laptop.append(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * 200_000))
-    assert payloads.decode("memory.put", laptop.get(eid).payload).content == "x" * 200_000
-    with pytest.raises(SizeLimitError):
+    choices = tuple(f"{i}" + "x" * 1000 for i in range(64))
+    eid = laptop.append(payloads.PrefConfig(setting="s", value_type="choice", choices=choices))
+    assert len(laptop.get(eid).payload) > 64_000
+    assert payloads.decode("pref.config", laptop.get(eid).payload).choices == choices
+    with pytest.raises(InvalidValueError, match="content is 2000000 bytes, over the limit of 16384"):
         laptop.append(payloads.MemoryPut(entry=b"e" * 16, type="fact", content="x" * 2_000_000))
+    with pytest.raises(SizeLimitError):
+        laptop.append(payloads.Snapshot(views=(payloads.ViewState(name="v", version=1, digest=b"d" * 32,
+                                                                  state=b"s" * 2_000_000),)))
     assert verify_store(laptop).ok
 
 

@@ -109,8 +109,9 @@ class Trace:
         fields = dict(event_dict)
         event = fields.pop("event")
         self.add(_device_var.get(), f"{method}:{event}", **fields)
-        if event in ("connection closed", "handshake refused", "connect failed"):
-            reason = str(fields.get("reason", ""))
+        if event in ("connection closed", "handshake refused", "connect failed", "connection failed", "link failed",
+                     "ingest failed"):
+            reason = str(fields.get("reason", fields.get("error", "")))
             if not any(b in reason for b in BENIGN):
                 self.findings.append(f"{_device_var.get()}: {event}: {reason}")
         raise structlog.DropEvent
