@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import EventError, ProtocolError
-from .messages import (MAX_BATCH, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
+from .messages import (MAX_BATCH, MAX_ENTRIES, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
                        Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
                        frontier_digest)
 from .transfer import Incoming, Outgoing
 
 HEARTBEAT_S = 5.0
 PARTITION_AFTER = 3                  # heartbeat intervals of silence
+PAYLOAD_RETRY = 6                    # heartbeat intervals between asks for the same missing payloads
 WINDOW = 4                           # batches sent and not yet acked
 BATCH_EVENTS = 1000
 BATCH_BYTES = 1 << 20
@@ -58,6 +59,10 @@ class LogReader(Protocol):
 
     def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
         """The base snapshot a bootstrap hands over: (event record, payload, view name -> state), or None."""
+        ...
+
+    def withheld(self) -> list[tuple[bytes, int, int, int]]:
+        """Runs of events held without their payload, as (author, epoch, first seq, last seq)."""
         ...
 
 
@@ -206,6 +211,10 @@ class Connection:
         self.snap_in: Incoming | None = None
         self.installing = False
         self.snap_out: Outgoing | None = None
+        self.refill: deque = deque()        # ranges whose payloads the peer lacks and we owe it, whole
+        self.payloads_asked: tuple = ()     # the missing payloads we last asked the peer for ...
+        self.payloads_asked_at = now        # ... and when
+        self.payloads_pending = 0           # payload wants we sent that the peer has not finished answering
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -284,9 +293,10 @@ class Connection:
         """
         if self.state not in ("syncing", "live"):
             return []
+        asked = self._ask_payloads(now)
         if self._announced_unasked():
             self.push_held = True
-            return []
+            return asked
         self.push_held = False
         ours = self.log.frontier()
         for author, (epoch, seq) in ours.items():
@@ -294,7 +304,7 @@ class Connection:
             if seq > have and self.sent.get(author, (epoch, 0))[0] == epoch:
                 self.outbox.owe(author, epoch, have + 1, seq)
                 self.sent[author] = (epoch, seq)
-        return self._flush(now)
+        return asked + self._flush(now)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: send a heartbeat when due; close a peer that went silent."""
@@ -304,8 +314,20 @@ class Connection:
             self.state = "closed"
             return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
-            return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)]
+            return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)] + self._ask_payloads(now)
         return []
+
+    def _ask_payloads(self, now: float) -> list[Action]:
+        """Ask the peer for the payloads of events we hold without them: when the set changed, and again
+        every PAYLOAD_RETRY heartbeats while any is missing (the peer may have got them meanwhile)."""
+        missing = tuple(self.log.withheld())
+        if not missing or (missing == self.payloads_asked
+                           and now - self.payloads_asked_at < PAYLOAD_RETRY * self.heartbeat):
+            self.payloads_asked = missing
+            return []
+        self.payloads_asked, self.payloads_asked_at = missing, now
+        self.payloads_pending += 1
+        return [self._send(Want((), missing), now)]
 
     def _announced_unasked(self) -> bool:
         """Whether the peer has neither asked for nor told us it holds some event our hello announced."""
@@ -443,6 +465,11 @@ class Connection:
         return self._catch_up(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:
+        if msg.payloads:
+            if len(self.refill) + len(msg.payloads) > MAX_ENTRIES:
+                return self._violation(f"over {MAX_ENTRIES} payload ranges asked for and not yet sent", now)
+            self.refill.extend(msg.payloads)
+            self.refill.append(None)
         for author, epoch, lo, hi in msg.ranges:
             self.outbox.owe(author, epoch, lo, hi)
             if _seq(self.sent, author) < hi:
@@ -454,6 +481,10 @@ class Connection:
             return self._violation(f"batch {msg.batch} arrived where batch {self.expect_batch} was due", now)
         if self.ingesting >= 2 * WINDOW:
             return self._violation(f"{self.ingesting + 1} batches in flight; the window is {WINDOW}", now)
+        if msg.answered > self.payloads_pending:
+            return self._violation(f"batch {msg.batch} answers {msg.answered} payload wants; "
+                                   f"{self.payloads_pending} are open", now)
+        self.payloads_pending -= msg.answered
         self.expect_batch += 1
         self.ingesting += 1
         return [Ingest(msg.batch, msg.events)]
@@ -480,10 +511,43 @@ class Connection:
             self.unacked[batch] = heads_of((a, e, s) for a, e, s, _ in owed)
             self.sent_events += len(owed)
             out.append(self._send(Events(batch, tuple(ev for _, _, _, ev in owed)), now))
+        while len(self.unacked) < self.window and self.refill:
+            owed, answered = self._refill_batch()
+            batch = self.next_batch
+            self.next_batch += 1
+            self.unacked[batch] = heads_of((a, e, s) for a, e, s, _ in owed)
+            out.append(self._send(Events(batch, tuple(ev for _, _, _, ev in owed), answered), now))
         return out
 
+    def _refill_batch(self) -> tuple[list[tuple[bytes, int, int, WireEvent]], int]:
+        """The next events whose payloads the peer asked for, whole, as (author, epoch, seq, event), and how
+        many payload wants they finish: only events we hold with their payload go. The peer holds their
+        headers already, so any order is causal for it."""
+        out, size, answered = [], 0, 0
+        while self.refill and len(out) < self.batch_events:
+            if self.refill[0] is None:                   # the end of one payload want
+                self.refill.popleft()
+                answered += 1
+                continue
+            author, epoch, lo, hi = self.refill[0]
+            got = self.log.read(author, epoch, lo, hi, min(READ_CHUNK, self.batch_events - len(out)))
+            for i, (_, event) in enumerate(got):
+                cost = len(event.record) + len(event.payload or b"") + 16
+                if out and size + cost > self.batch_bytes:
+                    self.refill[0] = (author, epoch, lo + i, hi)
+                    return out, answered
+                if event.payload is not None:
+                    out.append((author, epoch, lo + i, event))
+                    size += cost
+            if not got or lo + len(got) > hi:
+                self.refill.popleft()
+            else:
+                self.refill[0] = (author, epoch, lo + len(got), hi)
+        return out, answered
+
     def _idle(self) -> bool:
-        return (not self.unacked and self.outbox.empty() and not self.ingesting and not self.wanted
+        return (not self.unacked and self.outbox.empty() and not self.refill and not self.payloads_pending
+                and not self.ingesting and not self.wanted
                 and self.snap_out is None and (not self.snap_asked or self._snapshot_settled()))
 
     def _maybe_live(self) -> None:
