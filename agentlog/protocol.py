@@ -188,8 +188,11 @@ class Connection:
 
     def __init__(self, log: LogReader, group: bytes, me: bytes, peer: bytes, now: float, *,
                  heartbeat: float = HEARTBEAT_S, window: int = WINDOW, batch_events: int = BATCH_EVENTS,
-                 batch_bytes: int = BATCH_BYTES):
+                 batch_bytes: int = BATCH_BYTES, guarded: bool = False):
+        """`guarded`: the peer is not (yet) in our roster: take its events, send it nothing (`admit` ends it)."""
         self.log, self.group, self.me, self.peer = log, group, me, peer
+        self.guarded = guarded
+        self.shown: Frontier = {}           # the frontier a guarded side last showed the peer
         self.heartbeat, self.window = heartbeat, window
         self.batch_events, self.batch_bytes = min(batch_events, MAX_BATCH), batch_bytes
         self.state = "hello"
@@ -220,8 +223,35 @@ class Connection:
 
     def start(self, now: float) -> list[Action]:
         """The opening move: our hello."""
+        self.announced = {} if self.guarded else self.log.frontier()
+        return [self._send(Hello(VERSION, self.group, self.me, self.announced, self._cuts()), now)]
+
+    def admit(self, now: float) -> list[Action]:
+        """Our roster now admits the peer: show it our whole frontier and serve it like any member."""
+        if not self.guarded or self.state == "closed":
+            return []
+        self.guarded = False
         self.announced = self.log.frontier()
-        return [self._send(Hello(VERSION, self.group, self.me, self.announced, self.log.truncated()), now)]
+        return [self._send(FrontierMsg(self.announced, self.log.truncated()), now)] + self.local_changed(now)
+
+    def _shown_frontier(self, ours: Frontier | None = None) -> Frontier:
+        """Our frontier as we show it: whole; or, guarded, only authors the peer named and no further than it
+        holds, so the peer learns nothing of our log it did not claim (yet knows what to send us)."""
+        ours = self.log.frontier() if ours is None else ours
+        if not self.guarded:
+            return ours
+        return {a: min(pos, self.theirs[a]) for a, pos in ours.items() if a in self.theirs}
+
+    def _cuts(self) -> Frontier:
+        return {} if self.guarded else self.log.truncated()
+
+    def _show(self, now: float) -> list[Action]:
+        """Guarded: tell the peer what we hold of the authors it named, when that changed (it then sends)."""
+        shown = self._shown_frontier()
+        if not self.guarded or shown == self.shown:
+            return []
+        self.shown = shown
+        return [self._send(FrontierMsg(shown, {}), now)]
 
     def receive(self, msg: Message, now: float) -> list[Action]:
         """A message from the peer."""
@@ -251,7 +281,7 @@ class Connection:
         for author, pos in list(self.wanted.items()):
             if _seq(frontier, author) >= pos[1]:
                 del self.wanted[author]
-        out = [self._send(Ack(batch, frontier), now)]
+        out = [self._send(Ack(batch, self._shown_frontier(frontier)), now)]
         out += self._flush(now) + self._release(now)
         self._maybe_live()
         return out
@@ -270,7 +300,8 @@ class Connection:
         _merge(self.announced, frontier)
         if self._needs_snapshot():
             return self._fail("snapshot", "the peer's snapshot does not reach its own truncation points", now)
-        out = [self._send(SnapshotAck(chunks), now), self._send(FrontierMsg(frontier, self.log.truncated()), now)]
+        out = [self._send(SnapshotAck(chunks), now),
+               self._send(FrontierMsg(self._shown_frontier(frontier), self._cuts()), now)]
         out += self._catch_up(now) + self._release(now)
         self._maybe_live()
         return out
@@ -291,7 +322,7 @@ class Connection:
         announced: sent before that want is answered, they would arrive ahead of the
         events they follow (a gap in an author's chain, or a clock naming a missing event).
         """
-        if self.state not in ("syncing", "live"):
+        if self.state not in ("syncing", "live") or self.guarded:
             return []
         asked = self._ask_payloads(now)
         if self._announced_unasked():
@@ -314,7 +345,8 @@ class Connection:
             self.state = "closed"
             return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
-            return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)] + self._ask_payloads(now)
+            out = [self._send(Heartbeat(frontier_digest(self._shown_frontier())), now)]
+            return out if self.guarded else out + self._ask_payloads(now)
         return []
 
     def _ask_payloads(self, now: float) -> list[Action]:
@@ -365,7 +397,7 @@ class Connection:
         self.their_cuts = dict(msg.truncated)
         self.theirs = dict(msg.frontier)
         self.sent = dict(msg.frontier)              # what we announced beyond it, the peer will ask for
-        out = self._catch_up(now)
+        out = self._catch_up(now) + self._show(now)
         out += self.local_changed(now)
         self._maybe_live()
         return out
@@ -389,7 +421,7 @@ class Connection:
                 return self._fail("snapshot", "the peer truncated events this device lacks, and its snapshot "
                                   "was taken already", now)
             self.snap_asked = True
-            return [self._send(SnapshotWant(self.log.frontier()), now)]
+            return [self._send(SnapshotWant(self._shown_frontier()), now)]
         ours, limits = self.log.frontier(), self.log.revoked_limits()
         ranges = []
         for author, (epoch, seq) in sorted(self.theirs.items()):
@@ -404,6 +436,8 @@ class Connection:
         return self.snap_in is None and not self.installing and self.snap_offered
 
     def _snapshot_want(self, msg: SnapshotWant, now: float) -> list[Action]:
+        if self.guarded:
+            return self._fail("snapshot", "this device sends nothing to a device its roster does not know yet", now)
         if self.snap_out is not None:
             return self._violation("a snapshot asked for while one is being sent", now)
         cuts = self.log.truncated()
@@ -454,6 +488,8 @@ class Connection:
         return [self._send(c, now) for c in self.snap_out.chunks()]
 
     def _heartbeat(self, msg: Heartbeat, now: float) -> list[Action]:
+        if self.guarded:
+            return self._show(now)
         if msg.digest != frontier_digest(self.log.frontier()) and self._idle():
             return [self._send(FrontierMsg(self.log.frontier(), self.log.truncated()), now)]
         return []
@@ -462,9 +498,11 @@ class Connection:
         _merge(self.theirs, msg.frontier)
         _merge(self.sent, msg.frontier)
         _merge(self.their_cuts, msg.truncated)
-        return self._catch_up(now) + self._flush(now) + self._release(now)
+        return self._catch_up(now) + self._show(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:
+        if self.guarded:
+            return []                                # skipped, as a range not held: the peer asks again later
         if msg.payloads:
             if len(self.refill) + len(msg.payloads) > MAX_ENTRIES:
                 return self._violation(f"over {MAX_ENTRIES} payload ranges asked for and not yet sent", now)

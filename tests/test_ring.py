@@ -1,0 +1,134 @@
+"""Fresh devices connected only in a ring converge: a device that has not received the group's history yet
+takes events from an enrolled device it does not know (receive-only) until its roster admits it."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentlog import devices, home
+from agentlog.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
+from agentlog.peer_log import StoreLog
+from agentlog.protocol import Connection, Send
+from agentlog.replicator import admits, check_peer
+from tests.conftest import sync
+from tests.daemons import Daemon, end_all, observe, provision, status, wait_until
+from tests.test_protocol import Link, views
+
+RING = 8
+
+
+@pytest.fixture
+def registry():
+    found: list[Daemon] = []
+    yield found
+    end_all(found)
+
+
+def test_fresh_devices_in_a_ring_converge(tmp_path, registry):
+    """The founder enrols every device, each joins by token and writes; then each daemon dials only its
+    ring neighbour (the last one also the founder, closing the ring). All reach identical views."""
+    names = [f"d{i}" for i in range(RING)]
+    homes = provision(tmp_path, *names)
+    for name in names:
+        observe(homes[name], 1, tag=name)
+    started: list[Daemon] = []
+    for i, name in enumerate(names):
+        peers = (started[-1].address,) if started else ()
+        if i == RING - 1:
+            peers += (started[0].address,)
+        started.append(Daemon(homes[name], peers=peers, heartbeat=0.5, registry=registry).start())
+    expected = 1 + (RING - 1) + RING                   # genesis, enrolments, one observation each
+
+    def same():
+        docs = [status(homes[name]) for name in names]
+        digests = [{v: d["views"][v]["digest"] for v in d["views"]} for d in docs]
+        return all(d["events"] == expected for d in docs) and all(x == digests[0] for x in digests)
+    wait_until(same, "every device of the ring holding every event, with identical view digests", timeout=90)
+    for daemon in started:
+        assert daemon.running(), f"{daemon.name}'s daemon died"
+
+
+# -- receive-only (guarded) connections, driven directly ---------------------------------------------
+
+def fresh_and_member(tmp_path):
+    """(founder, member, fresh): the fresh device joined by the founder's token and wrote, holding no history;
+    the member holds the whole log (the fresh device's enrolment too) but is unknown to the fresh one."""
+    founder = home.create(tmp_path / "founder", "founder")
+    founder.create_group("founder")
+    member = home.create(tmp_path / "member", "member")
+    devices.join(member, devices.enroll(founder, member.device, "member"))
+    fresh = home.create(tmp_path / "fresh", "fresh")
+    devices.join(fresh, devices.enroll(founder, fresh.device, "fresh"))
+    sync(founder, member)
+    member.prefs.observe("ui.theme", "dark")
+    fresh.prefs.observe("ui.theme", "light")
+    return founder, member, fresh
+
+
+def test_a_receive_only_side_takes_events_and_sends_nothing_until_admitted(tmp_path):
+    founder, member, fresh = fresh_and_member(tmp_path)
+    assert check_peer(fresh)(member.device) is None and not admits(fresh, member.device)
+    link = Link(fresh, member)
+    link.a.guarded = True
+    link.start()
+    link.run()
+    assert not link.closed
+    from_fresh = [m for who, m in link.sent if who == "a"]
+    assert not any(isinstance(m, Events) and m.events for m in from_fresh)
+    assert from_fresh[0].frontier == {} and from_fresh[0].truncated == {}        # the hello shows nothing
+    named = StoreLog(member).frontier()
+    for m in from_fresh:                        # whatever frontier it shows is no more than the member claimed
+        shown = getattr(m, "frontier", None)
+        if isinstance(shown, dict):
+            assert all(a in named and pos <= named[a] for a, pos in shown.items())
+    assert fresh.device not in member.frontier()
+    assert StoreLog(fresh).frontier().items() >= StoreLog(member).frontier().items()   # it took the member's log
+    assert admits(fresh, member.device)                                               # ... whose roster admits it
+    link.handle(link.a, link.a.admit(link.now))
+    link.run()
+    assert not link.closed and not link.a.guarded
+    assert StoreLog(fresh).frontier() == StoreLog(member).frontier()
+    assert views(fresh) == views(member)
+    for store in (founder, member, fresh):
+        store.close()
+
+
+def test_a_receive_only_side_answers_no_want_and_no_snapshot_want(tmp_path):
+    founder, member, fresh = fresh_and_member(tmp_path)
+    conn = Connection(StoreLog(fresh), fresh.group, fresh.device, member.device, 0.0, guarded=True)
+    [hello] = conn.start(0.0)
+    assert hello.message.frontier == {}
+    conn.receive(Hello(VERSION, fresh.group, member.device, {}), 0.0)
+    asked = conn.receive(Want(((fresh.device, 0, 1, 9),), ((founder.device, 0, 1, 3),)), 0.0)
+    assert asked == [] and conn.state != "closed"
+    conn.receive(Heartbeat(b"\0" * 16), 0.0)
+    assert not any(isinstance(a, Send) and isinstance(a.message, Events) for a in conn.local_changed(0.0))
+    send, close = conn.receive(SnapshotWant({}), 0.0)
+    assert send.message.code == "snapshot" and "sends nothing" in send.message.message and close.error
+    for store in (founder, member, fresh):
+        store.close()
+
+
+def test_both_sides_receive_only_wait_until_one_learns(tmp_path):
+    """Two fresh devices that know only the founder: nothing flows until one has the history and is admitted."""
+    founder, member, fresh = fresh_and_member(tmp_path)
+    other = home.create(tmp_path / "other", "other")
+    devices.join(other, devices.enroll(founder, other.device, "other"))
+    other.prefs.observe("ui.theme", "auto")
+    link = Link(fresh, other)
+    link.a.guarded = link.b.guarded = True
+    link.start()
+    link.run()
+    assert not any(isinstance(m, Events) and m.events for _, m in link.sent)
+    sync(founder, other)                        # the other device gets the history: it knows the fresh one now
+    assert admits(other, fresh.device)
+    link.handle(link.b, link.b.admit(link.now))
+    link.run()
+    assert fresh.frontier().items() >= founder.frontier().items() and other.device in fresh.frontier()
+    assert fresh.device not in other.frontier()                  # the fresh side still sends nothing
+    assert admits(fresh, other.device)
+    link.handle(link.a, link.a.admit(link.now))
+    link.run()
+    assert StoreLog(fresh).frontier() == StoreLog(other).frontier() and views(fresh) == views(other)
+    for store in (founder, member, fresh, other):
+        store.close()
