@@ -4,12 +4,13 @@ takes events from an enrolled device it does not know (receive-only) until its r
 from __future__ import annotations
 
 import pytest
+import trio
 
 from agentlog import devices, home
 from agentlog.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
 from agentlog.peer_log import StoreLog
 from agentlog.protocol import Connection, Send
-from agentlog.replicator import admits, check_peer
+from agentlog.replicator import Replicator, admits, check_peer, sync_once
 from tests.conftest import sync
 from tests.daemons import Daemon, end_all, observe, provision, status, wait_until
 from tests.test_protocol import Link, views
@@ -131,4 +132,57 @@ def test_both_sides_receive_only_wait_until_one_learns(tmp_path):
     link.run()
     assert StoreLog(fresh).frontier() == StoreLog(other).frontier() and views(fresh) == views(other)
     for store in (founder, member, fresh, other):
+        store.close()
+
+
+def test_a_receive_only_link_ends_when_the_history_shows_the_peer_revoked(tmp_path):
+    """Over real sockets: a fresh device takes a link from a device it does not know, receive-only; when the
+    group's history arrives and says that device was revoked, the fresh device ends the link."""
+    founder = home.create(tmp_path / "founder", "founder")
+    founder.create_group("founder")
+    fresh, gone = home.create(tmp_path / "fresh", "fresh"), home.create(tmp_path / "gone", "gone")
+    for store in (fresh, gone):
+        devices.join(store, devices.enroll(founder, store.device, store.name))
+    devices.revoke(founder, "gone", "lost")
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(Replicator(fresh, listen=("127.0.0.1", 0), heartbeat=0.2).run)
+            nursery.start_soon(Replicator(gone, peers=[f"127.0.0.1:{server.port}"], heartbeat=0.2).run)
+            with trio.fail_after(20):
+                while gone.device not in server.links:
+                    await trio.sleep(0.01)
+                link = server.links[gone.device]
+                assert link.conn.guarded
+                sync(founder, fresh)
+                await link.done.wait()
+            nursery.cancel_scope.cancel()
+        return link.result
+
+    result = trio.run(main)
+    assert result.error and "revoked" in result.reason and result.sent == 0
+    for store in (founder, fresh, gone):
+        store.close()
+
+
+def test_sync_with_an_unknown_member_receives_then_sends_once_the_history_is_in(tmp_path):
+    """`agentlog sync` from a fresh device to a member it does not know: the first run only receives (the
+    history, which admits the member); the second sends the fresh device's own events."""
+    founder, member, fresh = fresh_and_member(tmp_path)
+    sync(fresh, founder)                        # the founder holds the fresh device's event; the member not yet
+
+    async def sync_with_member():
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(Replicator(member, listen=("127.0.0.1", 0)).run)
+            result = await sync_once(fresh, f"127.0.0.1:{server.port}", timeout=20)
+            nursery.cancel_scope.cancel()
+        return result
+
+    first = trio.run(sync_with_member)
+    assert first.received > 0 and first.sent == 0 and fresh.device not in member.frontier()
+    assert admits(fresh, member.device)
+    second = trio.run(sync_with_member)
+    assert second.sent > 0 and StoreLog(member).frontier() == StoreLog(fresh).frontier()
+    assert views(member) == views(fresh)
+    for store in (founder, member, fresh):
         store.close()
