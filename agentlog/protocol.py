@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import EventError, ProtocolError
-from .messages import (MAX_BATCH, MAX_ENTRIES, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
-                       Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
+from .messages import (MAX_BATCH, MAX_ENTRIES, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye,
+                       Heartbeat, Hello, Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
                        frontier_digest)
 from .transfer import Incoming, Outgoing
 

@@ -25,7 +25,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -245,7 +245,7 @@ class _TxnLog:
             if pending.payload is not None:
                 return False
             check_payload(event)
-            self._accepted[key] = event
+            self._accepted[key] = replace(pending, payload=event.payload)   # its record as accepted
             return True
         if self._txn.get(key, db=self._db["withheld"]) is None:
             return False
