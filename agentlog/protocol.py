@@ -501,13 +501,14 @@ class Connection:
         return self._catch_up(now) + self._show(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:
-        if self.guarded:
-            return []                                # skipped, as a range not held: the peer asks again later
         if msg.payloads:
             if len(self.refill) + len(msg.payloads) > MAX_ENTRIES:
                 return self._violation(f"over {MAX_ENTRIES} payload ranges asked for and not yet sent", now)
-            self.refill.extend(msg.payloads)
-            self.refill.append(None)
+            if not self.guarded:
+                self.refill.extend(msg.payloads)
+            self.refill.append(None)                 # the want's end: answered (guarded: with nothing)
+        if self.guarded:
+            return self._flush(now)                  # ranges skipped, as ranges not held: the peer asks again later
         for author, epoch, lo, hi in msg.ranges:
             self.outbox.owe(author, epoch, lo, hi)
             if _seq(self.sent, author) < hi:

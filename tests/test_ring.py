@@ -100,8 +100,8 @@ def test_a_receive_only_side_answers_no_want_and_no_snapshot_want(tmp_path):
     [hello] = conn.start(0.0)
     assert hello.message.frontier == {}
     conn.receive(Hello(VERSION, fresh.group, member.device, {}), 0.0)
-    asked = conn.receive(Want(((fresh.device, 0, 1, 9),), ((founder.device, 0, 1, 3),)), 0.0)
-    assert asked == [] and conn.state != "closed"
+    [answer] = conn.receive(Want(((fresh.device, 0, 1, 9),), ((founder.device, 0, 1, 3),)), 0.0)
+    assert answer.message == Events(1, (), answered=1) and conn.state != "closed"   # the payload want: answered empty
     conn.receive(Heartbeat(b"\0" * 16), 0.0)
     assert not any(isinstance(a, Send) and isinstance(a.message, Events) for a in conn.local_changed(0.0))
     send, close = conn.receive(SnapshotWant({}), 0.0)
@@ -184,5 +184,27 @@ def test_sync_with_an_unknown_member_receives_then_sends_once_the_history_is_in(
     second = trio.run(sync_with_member)
     assert second.sent > 0 and StoreLog(member).frontier() == StoreLog(fresh).frontier()
     assert views(member) == views(fresh)
+    for store in (founder, member, fresh):
+        store.close()
+
+
+def test_a_receive_only_side_answers_a_payload_want_with_nothing_so_a_sync_ends(tmp_path):
+    """A member holding events without their payload asks every peer for them; a fresh device that does not
+    know it yet answers with an empty batch (it sends nothing), so the member's `sync` still ends."""
+    founder, member, fresh = fresh_and_member(tmp_path)
+    founder.prefs.observe("ui.theme", "auto")
+    member.ingest([(e.record, None) for e in founder.events_after(member.frontier())])
+    assert member.withheld_count() == 1
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(Replicator(fresh, listen=("127.0.0.1", 0)).run)
+            result = await sync_once(member, f"127.0.0.1:{server.port}", timeout=10)
+            nursery.cancel_scope.cancel()
+        return result
+
+    result = trio.run(main)
+    assert result.synced and result.sent > 0
+    assert fresh.frontier().items() >= member.frontier().items() and fresh.withheld_count() == 1
     for store in (founder, member, fresh):
         store.close()
