@@ -76,6 +76,20 @@ def _unpack_clock(raw: bytes | None) -> dict[bytes, tuple[int, int]]:
     return out
 
 
+def seq_runs(positions: Iterable[tuple[bytes, int, int]], limit: int | None = None) -> list[tuple[bytes, int, int, int]]:
+    """Sorted (author, epoch, seq) positions as runs of consecutive seqs, (author, epoch, first, last); at most
+    `limit` runs."""
+    runs: list[list] = []
+    for author, epoch, seq in positions:
+        if runs and runs[-1][:2] == [author, epoch] and runs[-1][3] + 1 == seq:
+            runs[-1][3] = seq
+        elif len(runs) == limit:
+            break
+        else:
+            runs.append([author, epoch, seq, seq])
+    return [tuple(r) for r in runs]
+
+
 def pack_anchor(record: bytes, payload: bytes) -> bytes:
     """The enrolment a join token vouched for, kept until the group's history arrives."""
     return len(record).to_bytes(4, "big") + record + payload
@@ -697,18 +711,9 @@ class Store:
     def withheld(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
         """Up to `limit` runs of events held without their payload, as (author, epoch, first seq, last seq)."""
         def read(txn):
-            runs: list[list] = []
             with txn.cursor(db=self._db["withheld"]) as cur:
-                for key in cur.iternext(values=False):
-                    author, (epoch, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
-                    last = runs[-1] if runs else None
-                    if last and last[0] == author and last[1] == epoch and last[3] + 1 == seq:
-                        last[3] = seq
-                    elif len(runs) == limit:
-                        break
-                    else:
-                        runs.append([author, epoch, seq, seq])
-            return [tuple(r) for r in runs]
+                keys = cur.iternext(values=False)
+                return seq_runs(((bytes(k[:32]), *_POS.unpack_from(k, 32)) for k in keys), limit)
         return self._read(read)
 
     def withheld_count(self) -> int:

@@ -33,7 +33,7 @@ from .compaction import base_bundle
 from .errors import EventError, SnapshotError, StoreError
 from .event import decode_record, record_id
 from .roster import Roster
-from .store import Store, event_key
+from .store import Store, event_key, seq_runs
 from .validate import ROSTER_KINDS, check_payload
 
 _POS = struct.Struct(">IQ")
@@ -231,14 +231,8 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
 
 def _withheld_runs(found: list[tuple[bytes, int, int]]) -> list[Problem]:
     """Events held without their payload, one Problem per run of consecutive seqs of an author."""
-    runs: list[list] = []
-    for author, epoch, seq in sorted(found):
-        if runs and runs[-1][:2] == [author, epoch] and runs[-1][3] + 1 == seq:
-            runs[-1][3] = seq
-        else:
-            runs.append([author, epoch, seq, seq])
     return [Problem(author, lo, f"{_seqs(lo, hi)} held without the payload (a peer withheld it): views lack it "
-                                "until a peer supplies it") for author, _, lo, hi in runs]
+                                "until a peer supplies it") for author, _, lo, hi in seq_runs(sorted(found))]
 
 
 def _seqs(lo: int, hi: int) -> str:

@@ -15,6 +15,7 @@ from agentlog.event import peek_record
 from agentlog.messages import WireEvent
 from agentlog.peer_log import StoreLog
 from agentlog.replicator import Replicator, sync_once
+from agentlog.store import seq_runs
 from agentlog.validate import ROSTER_KINDS
 from agentlog.verify import verify_store
 from tests.conftest import sync
@@ -134,3 +135,10 @@ def test_a_stripping_relay_is_healed_over_real_sockets(laptop, phone, tablet, mo
     checked = agentlog(laptop.path.parent, "verify", "--json", check=False)
     assert checked.returncode == 0, checked.stdout
     assert json.loads(agentlog(laptop.path.parent, "status", "--json").stdout)["payloads_missing"] == 0
+
+
+def test_positions_group_into_runs_of_consecutive_seqs():
+    a, b = b"a" * 32, b"b" * 32
+    positions = [(a, 0, 1), (a, 0, 2), (a, 0, 4), (a, 1, 5), (b, 0, 1), (b, 0, 2)]
+    assert seq_runs(positions) == [(a, 0, 1, 2), (a, 0, 4, 4), (a, 1, 5, 5), (b, 0, 1, 2)]
+    assert seq_runs(positions, limit=2) == [(a, 0, 1, 2), (a, 0, 4, 4)]
