@@ -862,6 +862,7 @@ def cmd_verify(args) -> int:
             "problems": [{"author": p.author.hex(), "seq": p.seq, "problem": p.what} for p in report.problems],
             "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
             "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
+            "withheld": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.withheld],
             "damage": report.damage, "notes": report.notes,
         }, indent=2))
     else:
@@ -869,12 +870,14 @@ def cmd_verify(args) -> int:
             print(line)
         for p in report.problems:
             print(_shown(p.line(roster), LINE_LIMIT))
-        for p in report.forks + report.after_revocation:
+        for p in report.forks + report.after_revocation + report.withheld:
             print(f"warning: {_shown(p.line(roster), LINE_LIMIT)}")
         for note in report.notes:
             print(f"note: {note}")
         n = len(report.problems) + len(report.damage)
-        print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}", file=sys.stderr)
+        missing = f", {len(report.withheld)} run{'' if len(report.withheld) == 1 else 's'} of payloads missing" \
+            if report.withheld else ""
+        print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}{missing}", file=sys.stderr)
     return 0 if report.ok else EXIT_PROBLEMS
 
 
@@ -922,6 +925,7 @@ def _status_doc(store, home_path) -> dict:
     return {
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
         "group": store.group.hex() if store.group else None, "events": store.count(),
+        "payloads_missing": store.withheld_count(),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
         "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
         "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
@@ -943,6 +947,9 @@ def cmd_status(args) -> int:
     doc = _shown(doc)
     print(f"device {doc['name']} ({doc['device'][:16]}) in group {(doc['group'] or 'none (not joined yet)')[:16]}")
     print(f"{doc['events']} events")
+    if doc["payloads_missing"]:
+        print(f"{doc['payloads_missing']} events held without their payload (a peer withheld them): "
+              "views lack them until a peer supplies them")
     if doc["compaction"]["snapshot"]:
         dropped = ", ".join(f"{name} to seq {seq}" for name, seq in doc["compaction"]["truncated"].items())
         print(f"compacted: snapshot {doc['compaction']['snapshot'][:16]}; dropped {dropped or 'nothing yet'}")

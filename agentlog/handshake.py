@@ -12,6 +12,8 @@ Invariants:
   fixed by the frame's place in the handshake.
 - Both signatures cover the transcript, which binds the group tag and both fresh
   ephemerals: a relay cannot splice two connections, a recording cannot be replayed.
+- The session keys are keyed with the group secret: the group tag, sent in the clear,
+  is not enough to complete a handshake.
 - The server answers nothing until the client proved its device key, and checks
   the signature before it asks the roster, so an unsigned claim learns nothing.
 - Every failure raises HandshakeError (PeerRefused for a refusal either way); when
@@ -34,7 +36,7 @@ from .schema import protocol as _schema
 from .wire import build, reader
 
 MAGIC = "agentlog"
-VERSION = 1
+VERSION = 2                        # 2: session keys are bound to the group secret
 KEY_LEN = 32
 MAX_BODY = 1024
 """A handshake frame's plaintext body is at most 1 KiB."""
@@ -51,6 +53,7 @@ MAX_REASON = 200
 
 _TAG_DATA = b"agentlog group tag v1"
 _TRANSCRIPT = b"agentlog/handshake/1"
+_SESSION = b"agentlog/session/1"
 _CLIENT_LABEL = b"agentlog/auth/client"
 _SERVER_LABEL = b"agentlog/auth/server"
 
@@ -61,6 +64,12 @@ CheckPeer = Callable[[bytes], str | None]
 def group_tag(group_key: bytes) -> bytes:
     """BLAKE2b-256 keyed with the group secret: names the group to its members, not to observers."""
     return hashlib.blake2b(_TAG_DATA, key=group_key, digest_size=32).digest()
+
+
+def session_key(group_key: bytes, kx_key: bytes) -> bytes:
+    """A secretstream key from a crypto_kx session key, keyed with the group secret: the group tag travels in
+    the clear, so only this binding makes a peer prove that it holds the secret (else nothing decrypts)."""
+    return hashlib.blake2b(_SESSION + kx_key, key=group_key, digest_size=32).digest()
 
 
 def transcript(tag: bytes, client_ephemeral: bytes, server_ephemeral: bytes) -> bytes:
@@ -147,6 +156,7 @@ class _Handshake:
 
     def __init__(self, key: DeviceKey, group_key: bytes, check_peer: CheckPeer, *, peer: str = ""):
         self._key = key
+        self._group_key = group_key
         self._tag = group_tag(group_key)
         self._check_peer = check_peer
         self._ephemeral_public, self._ephemeral_secret = sodium.crypto_kx_keypair()
@@ -212,7 +222,7 @@ class _Handshake:
         return _decode(struct_type, message, names, what, self._label)
 
     def _start_cipher(self, tx: bytes, rx: bytes, client_ephemeral: bytes, server_ephemeral: bytes) -> None:
-        self.cipher = Cipher(tx, rx, self._label)
+        self.cipher = Cipher(session_key(self._group_key, tx), session_key(self._group_key, rx), self._label)
         self._transcript = transcript(self._tag, client_ephemeral, server_ephemeral)
 
     def _auth(self) -> bytes:

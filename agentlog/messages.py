@@ -21,7 +21,8 @@ from .errors import DecodeError, ProtocolError, SizeLimitError
 from .event import MAX_EPOCH, MAX_SEQ
 from .schema import protocol as _schema
 
-VERSION = 2                                    # 2: hello and frontier carry truncation points; snapshots
+VERSION = 3                                    # 2: hello and frontier carry truncation points; snapshots
+                                               # 3: payload wants (Want.payloads, Events.answered)
 MAX_MESSAGE = 16 * 1024 * 1024
 MAX_BATCH = 2000
 MAX_ENTRIES = 4096
@@ -53,6 +54,7 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Want:
     ranges: tuple[Range, ...]
+    payloads: tuple[Range, ...] = ()           # events the sender holds without their payload: send them whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class WireEvent:
 class Events:
     batch: int
     events: tuple[WireEvent, ...]
+    answered: int = 0                          # payload wants this batch finishes answering
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,15 +172,15 @@ def pack_ranges(ranges) -> bytes:
     return b"".join(a + _RANGE.pack(e, lo, hi) for a, e, lo, hi in ranges)
 
 
-def unpack_ranges(raw: bytes) -> tuple[Range, ...]:
+def unpack_ranges(raw: bytes, what: str = "want") -> tuple[Range, ...]:
     if len(raw) % _RANGE_LEN or len(raw) // _RANGE_LEN > MAX_ENTRIES:
-        raise ProtocolError(f"want is {len(raw)} bytes: not a list of at most {MAX_ENTRIES} ranges of {_RANGE_LEN}")
+        raise ProtocolError(f"{what} is {len(raw)} bytes: not a list of at most {MAX_ENTRIES} ranges of {_RANGE_LEN}")
     out = []
     for i in range(0, len(raw), _RANGE_LEN):
         epoch, lo, hi = _RANGE.unpack_from(raw, i + 32)
         if not 1 <= lo <= hi:
-            raise ProtocolError(f"want range {i // _RANGE_LEN} is empty or starts at seq 0")
-        _check_position("want range", i // _RANGE_LEN, epoch, hi)
+            raise ProtocolError(f"{what} range {i // _RANGE_LEN} is empty or starts at seq 0")
+        _check_position(f"{what} range", i // _RANGE_LEN, epoch, hi)
         out.append((raw[i : i + 32], epoch, lo, hi))
     return tuple(out)
 
@@ -209,14 +212,16 @@ class _Wire:
 _WIRE_EVENT_FIELDS = ("record", "payload", "flags")
 WITHHELD = 1
 _HELLO_FIELDS = ("version", "group", "device", "frontier", "truncated")
+_WANT_FIELDS = ("ranges", "payloads")
+_EVENTS_FIELDS = ("batch", "events", "answered")
 _FRONTIER_FIELDS = ("frontier", "truncated")
 _OFFER_FIELDS = ("record", "payload", "views")
 _VIEW_FIELDS = ("name", "size")
 _CHUNK_FIELDS = ("view", "offset", "data")
 _LAYOUT = Layout(_schema.Message, _UNION, _UNION, {
     "hello": Layout(_schema.Hello, _HELLO_FIELDS),
-    "want": Layout(_schema.Want, ("ranges",)),
-    "events": Layout(_schema.Events, ("batch", "events"), None,
+    "want": Layout(_schema.Want, _WANT_FIELDS),
+    "events": Layout(_schema.Events, _EVENTS_FIELDS, None,
                      {"events": Layout(_schema.WireEvent, _WIRE_EVENT_FIELDS)}),
     "ack": Layout(_schema.Ack, ("batch", "frontier")),
     "heartbeat": Layout(_schema.Heartbeat, ("digest",)),
@@ -243,8 +248,8 @@ def _view_count(n: int) -> None:
 
 _READER = Reader(_schema.Message, _UNION, _Wire, _UNION, {
     "hello": Reader(_schema.Hello, _HELLO_FIELDS),
-    "want": Reader(_schema.Want, ("ranges",)),
-    "events": Reader(_schema.Events, ("batch", "events"), None, None,
+    "want": Reader(_schema.Want, _WANT_FIELDS),
+    "events": Reader(_schema.Events, _EVENTS_FIELDS, None, None,
                      {"events": Reader(_schema.WireEvent, _WIRE_EVENT_FIELDS)}, {"events": _batch_size}),
     "ack": Reader(_schema.Ack, ("batch", "frontier")),
     "heartbeat": Reader(_schema.Heartbeat, ("digest",)),
@@ -265,10 +270,10 @@ def encode(msg: Message) -> bytes:
         wire = _Wire(hello=(msg.version, msg.group, msg.device, pack_frontier(msg.frontier),
                             pack_frontier(msg.truncated)))
     elif isinstance(msg, Want):
-        wire = _Wire(want=(pack_ranges(msg.ranges),))
+        wire = _Wire(want=(pack_ranges(msg.ranges), pack_ranges(msg.payloads)))
     elif isinstance(msg, Events):
         wire = _Wire(events=(msg.batch, [(e.record, e.payload or b"", WITHHELD if e.payload is None else 0)
-                                          for e in msg.events]))
+                                          for e in msg.events], msg.answered))
     elif isinstance(msg, Ack):
         wire = _Wire(ack=(msg.batch, pack_frontier(msg.frontier)))
     elif isinstance(msg, Heartbeat):
@@ -309,12 +314,13 @@ def decode(raw: bytes) -> Message:
         return Hello(version, group, device, unpack_frontier(frontier, "hello frontier"),
                      unpack_frontier(truncated, "hello truncation points"))
     if wire.want is not None:
-        return Want(unpack_ranges(wire.want[0]))
+        return Want(unpack_ranges(wire.want[0]), unpack_ranges(wire.want[1], "payload want"))
     if wire.events is not None:
-        batch, events = wire.events
+        batch, events, answered = wire.events
         if any(flags & ~WITHHELD for _, _, flags in events):
             raise ProtocolError("events: unknown event flags")
-        return Events(_check_count("events batch number", batch), tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events))
+        return Events(_check_count("events batch number", batch),
+                      tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events), answered)
     if wire.ack is not None:
         return Ack(_check_count("ack batch number", wire.ack[0]), unpack_frontier(wire.ack[1], "ack frontier"))
     if wire.heartbeat is not None:

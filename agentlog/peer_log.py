@@ -34,14 +34,20 @@ class StoreLog:
 
     def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
         """Validate and store a batch whole (one signature per author run); returns
-        (newest event per author in the batch, our frontier after it, events accepted).
+        (newest event per author in the batch, our frontier after it, events accepted or completed with
+        the payload they lacked).
 
         Raises:
             EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
         """
+        if not events:
+            return {}, self.frontier(), 0           # a batch that only ends a payload want
         result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
                                    source=self.peer)
-        return result.heads, self.frontier(), result.accepted
+        return result.heads, self.frontier(), result.accepted + result.filled
+
+    def withheld(self) -> list[tuple[bytes, int, int, int]]:
+        return self.store.withheld()
 
     def truncated(self) -> Frontier:
         return {author: (h.epoch, h.seq) for author, h in self.store.truncated().items()}

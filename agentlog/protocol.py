@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import EventError, ProtocolError
-from .messages import (MAX_BATCH, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye, Heartbeat, Hello,
-                       Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
+from .messages import (MAX_BATCH, MAX_ENTRIES, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye,
+                       Heartbeat, Hello, Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
                        frontier_digest)
 from .transfer import Incoming, Outgoing
 
 HEARTBEAT_S = 5.0
 PARTITION_AFTER = 3                  # heartbeat intervals of silence
+PAYLOAD_RETRY = 6                    # heartbeat intervals between asks for the same missing payloads
 WINDOW = 4                           # batches sent and not yet acked
 BATCH_EVENTS = 1000
 BATCH_BYTES = 1 << 20
@@ -58,6 +59,10 @@ class LogReader(Protocol):
 
     def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
         """The base snapshot a bootstrap hands over: (event record, payload, view name -> state), or None."""
+        ...
+
+    def withheld(self) -> list[tuple[bytes, int, int, int]]:
+        """Runs of events held without their payload, as (author, epoch, first seq, last seq)."""
         ...
 
 
@@ -183,8 +188,11 @@ class Connection:
 
     def __init__(self, log: LogReader, group: bytes, me: bytes, peer: bytes, now: float, *,
                  heartbeat: float = HEARTBEAT_S, window: int = WINDOW, batch_events: int = BATCH_EVENTS,
-                 batch_bytes: int = BATCH_BYTES):
+                 batch_bytes: int = BATCH_BYTES, guarded: bool = False):
+        """`guarded`: the peer is not (yet) in our roster: take its events, send it nothing (`admit` ends it)."""
         self.log, self.group, self.me, self.peer = log, group, me, peer
+        self.guarded = guarded
+        self.shown: Frontier = {}           # the frontier a guarded side last showed the peer
         self.heartbeat, self.window = heartbeat, window
         self.batch_events, self.batch_bytes = min(batch_events, MAX_BATCH), batch_bytes
         self.state = "hello"
@@ -206,13 +214,44 @@ class Connection:
         self.snap_in: Incoming | None = None
         self.installing = False
         self.snap_out: Outgoing | None = None
+        self.refill: deque = deque()        # ranges whose payloads the peer lacks and we owe it, whole
+        self.payloads_asked: tuple = ()     # the missing payloads we last asked the peer for ...
+        self.payloads_asked_at = now        # ... and when
+        self.payloads_pending = 0           # payload wants we sent that the peer has not finished answering
 
     # -- inputs ------------------------------------------------------------------------------
 
     def start(self, now: float) -> list[Action]:
         """The opening move: our hello."""
+        self.announced = {} if self.guarded else self.log.frontier()
+        return [self._send(Hello(VERSION, self.group, self.me, self.announced, self._cuts()), now)]
+
+    def admit(self, now: float) -> list[Action]:
+        """Our roster now admits the peer: show it our whole frontier and serve it like any member."""
+        if not self.guarded or self.state == "closed":
+            return []
+        self.guarded = False
         self.announced = self.log.frontier()
-        return [self._send(Hello(VERSION, self.group, self.me, self.announced, self.log.truncated()), now)]
+        return [self._send(FrontierMsg(self.announced, self.log.truncated()), now)] + self.local_changed(now)
+
+    def _shown_frontier(self, ours: Frontier | None = None) -> Frontier:
+        """Our frontier as we show it: whole; or, guarded, only authors the peer named and no further than it
+        holds, so the peer learns nothing of our log it did not claim (yet knows what to send us)."""
+        ours = self.log.frontier() if ours is None else ours
+        if not self.guarded:
+            return ours
+        return {a: min(pos, self.theirs[a]) for a, pos in ours.items() if a in self.theirs}
+
+    def _cuts(self) -> Frontier:
+        return {} if self.guarded else self.log.truncated()
+
+    def _show(self, now: float) -> list[Action]:
+        """Guarded: tell the peer what we hold of the authors it named, when that changed (it then sends)."""
+        shown = self._shown_frontier()
+        if not self.guarded or shown == self.shown:
+            return []
+        self.shown = shown
+        return [self._send(FrontierMsg(shown, {}), now)]
 
     def receive(self, msg: Message, now: float) -> list[Action]:
         """A message from the peer."""
@@ -242,7 +281,7 @@ class Connection:
         for author, pos in list(self.wanted.items()):
             if _seq(frontier, author) >= pos[1]:
                 del self.wanted[author]
-        out = [self._send(Ack(batch, frontier), now)]
+        out = [self._send(Ack(batch, self._shown_frontier(frontier)), now)]
         out += self._flush(now) + self._release(now)
         self._maybe_live()
         return out
@@ -261,7 +300,8 @@ class Connection:
         _merge(self.announced, frontier)
         if self._needs_snapshot():
             return self._fail("snapshot", "the peer's snapshot does not reach its own truncation points", now)
-        out = [self._send(SnapshotAck(chunks), now), self._send(FrontierMsg(frontier, self.log.truncated()), now)]
+        out = [self._send(SnapshotAck(chunks), now),
+               self._send(FrontierMsg(self._shown_frontier(frontier), self._cuts()), now)]
         out += self._catch_up(now) + self._release(now)
         self._maybe_live()
         return out
@@ -282,11 +322,12 @@ class Connection:
         announced: sent before that want is answered, they would arrive ahead of the
         events they follow (a gap in an author's chain, or a clock naming a missing event).
         """
-        if self.state not in ("syncing", "live"):
+        if self.state not in ("syncing", "live") or self.guarded:
             return []
+        asked = self._ask_payloads(now)
         if self._announced_unasked():
             self.push_held = True
-            return []
+            return asked
         self.push_held = False
         ours = self.log.frontier()
         for author, (epoch, seq) in ours.items():
@@ -294,7 +335,7 @@ class Connection:
             if seq > have and self.sent.get(author, (epoch, 0))[0] == epoch:
                 self.outbox.owe(author, epoch, have + 1, seq)
                 self.sent[author] = (epoch, seq)
-        return self._flush(now)
+        return asked + self._flush(now)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: send a heartbeat when due; close a peer that went silent."""
@@ -304,8 +345,21 @@ class Connection:
             self.state = "closed"
             return [Close(f"partitioned: nothing heard for {now - self.last_heard:.1f} s", False)]
         if self.state != "hello" and now - self.last_sent >= self.heartbeat:
-            return [self._send(Heartbeat(frontier_digest(self.log.frontier())), now)]
+            out = [self._send(Heartbeat(frontier_digest(self._shown_frontier())), now)]
+            return out if self.guarded else out + self._ask_payloads(now)
         return []
+
+    def _ask_payloads(self, now: float) -> list[Action]:
+        """Ask the peer for the payloads of events we hold without them: when the set changed, and again
+        every PAYLOAD_RETRY heartbeats while any is missing (the peer may have got them meanwhile)."""
+        missing = tuple(self.log.withheld())
+        if not missing or (missing == self.payloads_asked
+                           and now - self.payloads_asked_at < PAYLOAD_RETRY * self.heartbeat):
+            self.payloads_asked = missing
+            return []
+        self.payloads_asked, self.payloads_asked_at = missing, now
+        self.payloads_pending += 1
+        return [self._send(Want((), missing), now)]
 
     def _announced_unasked(self) -> bool:
         """Whether the peer has neither asked for nor told us it holds some event our hello announced."""
@@ -343,7 +397,7 @@ class Connection:
         self.their_cuts = dict(msg.truncated)
         self.theirs = dict(msg.frontier)
         self.sent = dict(msg.frontier)              # what we announced beyond it, the peer will ask for
-        out = self._catch_up(now)
+        out = self._catch_up(now) + self._show(now)
         out += self.local_changed(now)
         self._maybe_live()
         return out
@@ -367,7 +421,7 @@ class Connection:
                 return self._fail("snapshot", "the peer truncated events this device lacks, and its snapshot "
                                   "was taken already", now)
             self.snap_asked = True
-            return [self._send(SnapshotWant(self.log.frontier()), now)]
+            return [self._send(SnapshotWant(self._shown_frontier()), now)]
         ours, limits = self.log.frontier(), self.log.revoked_limits()
         ranges = []
         for author, (epoch, seq) in sorted(self.theirs.items()):
@@ -382,6 +436,8 @@ class Connection:
         return self.snap_in is None and not self.installing and self.snap_offered
 
     def _snapshot_want(self, msg: SnapshotWant, now: float) -> list[Action]:
+        if self.guarded:
+            return self._fail("snapshot", "this device sends nothing to a device its roster does not know yet", now)
         if self.snap_out is not None:
             return self._violation("a snapshot asked for while one is being sent", now)
         cuts = self.log.truncated()
@@ -432,6 +488,8 @@ class Connection:
         return [self._send(c, now) for c in self.snap_out.chunks()]
 
     def _heartbeat(self, msg: Heartbeat, now: float) -> list[Action]:
+        if self.guarded:
+            return self._show(now)
         if msg.digest != frontier_digest(self.log.frontier()) and self._idle():
             return [self._send(FrontierMsg(self.log.frontier(), self.log.truncated()), now)]
         return []
@@ -440,9 +498,17 @@ class Connection:
         _merge(self.theirs, msg.frontier)
         _merge(self.sent, msg.frontier)
         _merge(self.their_cuts, msg.truncated)
-        return self._catch_up(now) + self._flush(now) + self._release(now)
+        return self._catch_up(now) + self._show(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:
+        if msg.payloads:
+            if len(self.refill) + len(msg.payloads) > MAX_ENTRIES:
+                return self._violation(f"over {MAX_ENTRIES} payload ranges asked for and not yet sent", now)
+            if not self.guarded:
+                self.refill.extend(msg.payloads)
+            self.refill.append(None)                 # the want's end: answered (guarded: with nothing)
+        if self.guarded:
+            return self._flush(now)                  # ranges skipped, as ranges not held: the peer asks again later
         for author, epoch, lo, hi in msg.ranges:
             self.outbox.owe(author, epoch, lo, hi)
             if _seq(self.sent, author) < hi:
@@ -454,6 +520,10 @@ class Connection:
             return self._violation(f"batch {msg.batch} arrived where batch {self.expect_batch} was due", now)
         if self.ingesting >= 2 * WINDOW:
             return self._violation(f"{self.ingesting + 1} batches in flight; the window is {WINDOW}", now)
+        if msg.answered > self.payloads_pending:
+            return self._violation(f"batch {msg.batch} answers {msg.answered} payload wants; "
+                                   f"{self.payloads_pending} are open", now)
+        self.payloads_pending -= msg.answered
         self.expect_batch += 1
         self.ingesting += 1
         return [Ingest(msg.batch, msg.events)]
@@ -480,10 +550,43 @@ class Connection:
             self.unacked[batch] = heads_of((a, e, s) for a, e, s, _ in owed)
             self.sent_events += len(owed)
             out.append(self._send(Events(batch, tuple(ev for _, _, _, ev in owed)), now))
+        while len(self.unacked) < self.window and self.refill:
+            owed, answered = self._refill_batch()
+            batch = self.next_batch
+            self.next_batch += 1
+            self.unacked[batch] = heads_of((a, e, s) for a, e, s, _ in owed)
+            out.append(self._send(Events(batch, tuple(ev for _, _, _, ev in owed), answered), now))
         return out
 
+    def _refill_batch(self) -> tuple[list[tuple[bytes, int, int, WireEvent]], int]:
+        """The next events whose payloads the peer asked for, whole, as (author, epoch, seq, event), and how
+        many payload wants they finish: only events we hold with their payload go. The peer holds their
+        headers already, so any order is causal for it."""
+        out, size, answered = [], 0, 0
+        while self.refill and len(out) < self.batch_events:
+            if self.refill[0] is None:                   # the end of one payload want
+                self.refill.popleft()
+                answered += 1
+                continue
+            author, epoch, lo, hi = self.refill[0]
+            got = self.log.read(author, epoch, lo, hi, min(READ_CHUNK, self.batch_events - len(out)))
+            for i, (_, event) in enumerate(got):
+                cost = len(event.record) + len(event.payload or b"") + 16
+                if out and size + cost > self.batch_bytes:
+                    self.refill[0] = (author, epoch, lo + i, hi)
+                    return out, answered
+                if event.payload is not None:
+                    out.append((author, epoch, lo + i, event))
+                    size += cost
+            if not got or lo + len(got) > hi:
+                self.refill.popleft()
+            else:
+                self.refill[0] = (author, epoch, lo + len(got), hi)
+        return out, answered
+
     def _idle(self) -> bool:
-        return (not self.unacked and self.outbox.empty() and not self.ingesting and not self.wanted
+        return (not self.unacked and self.outbox.empty() and not self.refill and not self.payloads_pending
+                and not self.ingesting and not self.wanted
                 and self.snap_out is None and (not self.snap_asked or self._snapshot_settled()))
 
     def _maybe_live(self) -> None:

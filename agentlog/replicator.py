@@ -54,23 +54,39 @@ def _wall_ms() -> int:
 
 
 def check_peer(store: Store) -> CheckPeer:
-    """Accept a device that is enrolled and not revoked in the store's roster now (or, until the
-    group's history arrives, the founder and the device whose token this one joined with)."""
+    """Accept a device that `admits` accepts; and, while this device has not received the group's history
+    up to its own enrolment, any device its roster does not know, receive-only (docs/protocol.md §4.1)."""
     def check(device: bytes) -> str | None:
         if device == store.device:
             return "that is this device itself"
-        roster = store.roster()
-        member = roster.members.get(device)
-        if member is not None and member.active:
+        member = store.roster().members.get(device)
+        if admits(store, device) or member is None and not _has_history(store):
             return None
-        anchor = store.anchor()
-        if member is None and (device == store.founder or anchor is not None and anchor[0].header.author == device):
-            return None                     # the founder or the device whose token we joined with (both named by
-                                            # the token), until the roster knows them
         if member is not None and member.enrolled:
             return f"device {device.hex()[:16]} was revoked from this group"
         return f"device {device.hex()[:16]} is not enrolled in this group"
     return check
+
+
+def admits(store: Store, device: bytes) -> bool:
+    """Whether the roster lets `device` read this device's log: enrolled and not revoked (or, until the roster
+    knows them, the founder and the device whose token this one joined with: both named by the token)."""
+    member = store.roster().members.get(device)
+    if member is not None:
+        return member.active
+    anchor = store.anchor()
+    return device == store.founder or anchor is not None and anchor[0].header.author == device
+
+
+def _has_history(store: Store) -> bool:
+    """Whether the store holds the group's history up to its own enrolment (a device that joined by token
+    has only the token's enrolment until then, so its roster may lack devices enrolled before it)."""
+    anchor = store.anchor()
+    if anchor is None:
+        return True
+    h = anchor[0].header
+    head = store.heads().get(h.author)
+    return head is not None and (head.epoch, head.seq) >= (h.epoch, h.seq)
 
 
 @dataclass
@@ -96,7 +112,7 @@ class Link:
         store = replicator.store
         self.log = StoreLog(store, channel.peer)
         self.conn = Connection(self.log, store.group, store.device, channel.peer, _now(),
-                               heartbeat=replicator.heartbeat)
+                               heartbeat=replicator.heartbeat, guarded=not admits(store, channel.peer))
         self.silence = PARTITION_AFTER * replicator.heartbeat   # a send that takes longer drops the link
         self.inbox_send, self.inbox = trio.open_memory_channel(math.inf)
         self.unread = trio.Semaphore(UNREAD_MAX)     # decoded messages the loop has not taken yet
@@ -210,6 +226,9 @@ class Link:
             actions = [Close(item[1], item[2])]
         elif kind == "refuse":
             actions = self.conn.refuse(item[1], item[2], now)
+        elif kind == "admit":
+            log.info("roster admits the peer: sending to it", peer=self.name, address=self.address)
+            actions = self.conn.admit(now)
         else:
             raise AssertionError(kind)
         self._perform(actions)
@@ -509,12 +528,15 @@ class Replicator:
             sock.close()
 
     def changed(self, exclude: Link | None = None) -> None:
-        """Local events changed: push them, and drop any peer the roster no longer admits (revoked)."""
+        """Local events changed: push them, drop any peer the roster no longer accepts (revoked; unknown once
+        the history is here), and start sending to a receive-only peer the roster now admits."""
         check = check_peer(self.store) if self.links else None
         for link in self.links.values():
             reason = check(link.channel.peer)
             if reason:
                 link.inbox_send.send_nowait(("refuse", "enrolment", reason))
+            elif link.conn.guarded and admits(self.store, link.channel.peer):
+                link.inbox_send.send_nowait(("admit",))
             elif link is not exclude:
                 link.poke()
 

@@ -25,7 +25,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -74,6 +74,20 @@ def _unpack_clock(raw: bytes | None) -> dict[bytes, tuple[int, int]]:
     for i in range(0, len(raw or b""), 44):
         out[bytes(raw[i : i + 32])] = _POS.unpack_from(raw, i + 32)
     return out
+
+
+def seq_runs(positions: Iterable[tuple[bytes, int, int]], limit: int | None = None) -> list[tuple[bytes, int, int, int]]:
+    """Sorted (author, epoch, seq) positions as runs of consecutive seqs, (author, epoch, first, last); at most
+    `limit` runs."""
+    runs: list[list] = []
+    for author, epoch, seq in positions:
+        if runs and runs[-1][:2] == [author, epoch] and runs[-1][3] + 1 == seq:
+            runs[-1][3] = seq
+        elif len(runs) == limit:
+            break
+        else:
+            runs.append([author, epoch, seq, seq])
+    return [tuple(r) for r in runs]
 
 
 def pack_anchor(record: bytes, payload: bytes) -> bytes:
@@ -169,6 +183,7 @@ class IngestResult:
     accepted: int
     duplicates: int
     heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
+    filled: int = 0                            # events held without their payload that this batch completed
 
 
 class _TxnLog:
@@ -223,6 +238,27 @@ class _TxnLog:
         h = event.header
         self._accepted[event_key(h.author, h.epoch, h.seq)] = event
         self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+
+    def fill(self, event: Event) -> bool:
+        """Complete an event held without its payload when this delivery of it carries the payload; whether
+        it did. The payload must match the header's hash (PayloadHashError otherwise)."""
+        if event.payload is None:
+            return False
+        h = event.header
+        key = event_key(h.author, h.epoch, h.seq)
+        pending = self._accepted.get(key)
+        if pending is not None:
+            if pending.payload is not None:
+                return False
+            check_payload(event)
+            self._accepted[key] = replace(pending, payload=event.payload)   # its record as accepted
+            return True
+        if self._txn.get(key, db=self._db["withheld"]) is None:
+            return False
+        check_payload(event)
+        self._txn.put(key, event.payload, db=self._db["payloads"])
+        self._txn.delete(key, db=self._db["withheld"])
+        return True
 
     def flush(self) -> None:
         """Store the accepted events (as _append_in stores its own) and each author's last head."""
@@ -445,22 +481,25 @@ class Store:
         except ForkError as fork:
             self._record_fork(fork, batch)
             raise
-        if result.accepted:
+        if result.accepted or result.filled:
             self._nudge()
         return result
 
     def _ingest_in(self, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
         roster = self._roster_in(txn)
         log = _TxnLog(self, txn, roster)
-        accepted = duplicates = 0
+        accepted = duplicates = filled = 0
         lamport = int.from_bytes(txn.get(b"lamport", db=self._db["meta"]) or b"\0", "big")
         roster_changed, folded = False, []
         last: dict[bytes, Event] = {}
         for record, payload in batch:
             try:
                 event, decoded = check_event(record, payload, log, check_signature=every_signature)
-            except Duplicate:
-                duplicates += 1
+            except Duplicate as dup:
+                if log.fill(dup.event):
+                    filled += 1
+                else:
+                    duplicates += 1
                 continue
             h = event.header
             last[h.author] = event
@@ -484,14 +523,17 @@ class Store:
         txn.put(b"lamport", lamport.to_bytes(8, "big"), db=self._db["meta"])
         if roster_changed:
             self._save_roster(txn, roster)
-        self._pref.fold(txn, folded)
-        self._memory.fold(txn, folded)
+        if filled:
+            self._refold(txn, roster=False)          # a filled payload may change what earlier events folded to
+        else:
+            self._pref.fold(txn, folded)
+            self._memory.fold(txn, folded)
         if roster_changed:
             self._drop_past_revocations(txn)
         if source is not None and folded:
             ledger.record(txn, self._db["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                           self._now_ms())
-        return IngestResult(accepted, duplicates, heads)
+        return IngestResult(accepted, duplicates, heads, filled)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
         """Keep both signed records of a fork as proof, even when the batch held both."""
@@ -674,6 +716,18 @@ class Store:
             self._checked.clear()
         self._checked.add(key)
         return True
+
+    def withheld(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
+        """Up to `limit` runs of events held without their payload, as (author, epoch, first seq, last seq)."""
+        def read(txn):
+            with txn.cursor(db=self._db["withheld"]) as cur:
+                keys = cur.iternext(values=False)
+                return seq_runs(((bytes(k[:32]), *_POS.unpack_from(k, 32)) for k in keys), limit)
+        return self._read(read)
+
+    def withheld_count(self) -> int:
+        """How many events this store holds without their payload."""
+        return self._read(lambda txn: txn.stat(self._db["withheld"])["entries"])
 
     def truncated(self) -> dict[bytes, Head]:
         """Author -> its last event compaction dropped here (the retained log continues from it)."""

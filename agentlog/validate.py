@@ -60,7 +60,12 @@ class LogView(Protocol):
 
 
 class Duplicate(Exception):
-    """Not an error: the store already holds this exact event."""
+    """Not an error: the store already holds this exact event (`event`, as it arrived now: with its payload
+    or not, so a store holding it without its payload can fill that in)."""
+
+    def __init__(self, event: Event | None = None):
+        super().__init__()
+        self.event = event
 
 
 def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True) -> tuple[Event, object]:
@@ -88,7 +93,7 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
     if seq < expected:
         existing = log.id_at(author, h.epoch, seq)
         if existing == event.id or existing == TRUNCATED:
-            raise Duplicate()
+            raise Duplicate(event)
     _check_enrolment(event, log)
     if seq < expected:
         if existing is None:

@@ -38,7 +38,7 @@ from .compaction import base_bundle
 from .errors import EventError, SnapshotError, StoreError, UsageError
 from .event import decode_record, record_id
 from .roster import Roster
-from .store import Store, event_key
+from .store import Store, event_key, seq_runs
 from .validate import ROSTER_KINDS, check_payload
 
 _POS = struct.Struct(">IQ")
@@ -61,12 +61,15 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     forks: list[Problem] = field(default_factory=list)
     after_revocation: list[Problem] = field(default_factory=list)
+    withheld: list[Problem] = field(default_factory=list)     # runs of events held without their payload
     damage: list[str] = field(default_factory=list)      # the data file's structure, and views that differ
     notes: list[str] = field(default_factory=list)       # what could not be checked, and why
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.damage
+        """No problem, no damage, and no payload missing: a store missing payloads folds views that differ
+        from the group's."""
+        return not self.problems and not self.damage and not self.withheld
 
 
 @dataclass(slots=True)
@@ -79,6 +82,7 @@ class _Range:
     last: tuple | None = None                  # (author, epoch, seq, id) of its last event
     tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
     notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
+    withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
@@ -96,6 +100,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     report.checked = sum(r.checked for r in ranges)
     report.problems = [p for r in ranges for p in r.problems]
     _check_boundaries(report, ranges, store.truncated())
+    report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
     tails = {}
     for r in ranges:
         tails.update(r.tails)
@@ -245,6 +250,8 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             if payload is None:
                 if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
                     out.problems.append(Problem(author, seq, "payload is missing"))
+                else:
+                    out.withheld.append((author, epoch, seq))
             elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
             if seq == 1 or h.kind in ROSTER_KINDS:
@@ -257,6 +264,16 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
         out.last = last
         _check_ids(txn, store, out, *ids)
     return out
+
+
+def _withheld_runs(found: list[tuple[bytes, int, int]]) -> list[Problem]:
+    """Events held without their payload, one Problem per run of consecutive seqs of an author."""
+    return [Problem(author, lo, f"{_seqs(lo, hi)} held without the payload (a peer withheld it): views lack it "
+                                "until a peer supplies it") for author, _, lo, hi in seq_runs(sorted(found))]
+
+
+def _seqs(lo: int, hi: int) -> str:
+    return f"seq {lo}" if lo == hi else f"seqs {lo}..{hi}"
 
 
 def _check_signatures(out: _Range, batch: list) -> None:

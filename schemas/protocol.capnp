@@ -46,7 +46,7 @@ struct Message {
 }
 
 struct Hello {                       # first message each way after the handshake
-  version @0 :UInt16;                # 2
+  version @0 :UInt16;                # 3
   group @1 :Data;                    # group id (32)
   device @2 :Data;                   # sender's device key (32), as authenticated
   frontier @3 :Data;                 # n x (author(32) epoch(u32be) seq(u64be)), sorted by author
@@ -55,11 +55,13 @@ struct Hello {                       # first message each way after the handshak
 
 struct Want {                        # "send me these", answered with Events
   ranges @0 :Data;                   # n x (author(32) epoch(u32be) from(u64be) to(u64be)), inclusive
+  payloads @1 :Data;                 # packed as ranges: events I hold without their payload; send them whole
 }
 
 struct Events {                      # a batch; the receiver ingests it whole or not at all, then acks
   batch @0 :UInt64;                  # sender's batch number, 1, 2, 3 ... per connection
   events @1 :List(WireEvent);        # in an order ingest accepts (causal)
+  answered @2 :UInt32;               # payload wants (Want.payloads) this batch finishes answering (version 3)
 }
 
 struct WireEvent {

@@ -122,6 +122,9 @@ class StubLog:
     def snapshot(self):
         return self._snapshot
 
+    def withheld(self):
+        return []
+
 
 BIG = {"roster": b"r" * 10, "pref": os.urandom(2 * SNAPSHOT_CHUNK + 5), "memory": b"",
        "extra": os.urandom(9 * SNAPSHOT_CHUNK)}

@@ -64,8 +64,8 @@ def test_observe_log_verify(tmp_path):
     assert [e["kind"] for e in events] == ["device.enroll", "observation"]
     assert events[1]["id"] == eid and set(events[1]) >= {"author", "seq", "kind", "scope", "time", "id"}
     report = json.loads(run(home, "verify", "--json").stdout)
-    assert report == {"ok": True, "checked": 2, "problems": [], "forks": [], "after_revocation": [], "damage": [],
-                      "notes": []}
+    assert report == {"ok": True, "checked": 2, "problems": [], "forks": [], "after_revocation": [], "withheld": [],
+                      "damage": [], "notes": []}
 
 
 def test_join_flow_and_device_listing(two_devices):

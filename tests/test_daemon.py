@@ -288,15 +288,20 @@ def test_revoking_a_connected_device_cuts_its_link(tmp_path, daemons):
 
 
 def test_a_peer_refusing_after_the_handshake_does_not_stop_the_daemon(tmp_path, daemons):
-    """A freshly joined phone knows only its own enrolment, so it refuses the hub (enrolled before it)
-    after the hub's side of the handshake ended: the hub closes that link and keeps serving."""
-    homes = provision(tmp_path, "laptop", "hub", "phone")
+    """The phone holds the group's history but not the hub's enrolment (written after the phone synced), so
+    it refuses the hub after the hub's side of the handshake ended: the hub closes that link and keeps serving."""
+    from agentlog import devices
+    homes = provision(tmp_path, "laptop", "phone")
     laptop = daemons(homes["laptop"])
+    agentlog(homes["phone"], "sync", laptop.address)
+    homes["hub"] = tmp_path / "hub"
+    with home.create(homes["hub"], "hub") as hub_store, home.open_home(homes["laptop"]) as laptop_store:
+        devices.join(hub_store, devices.enroll(laptop_store, hub_store.device, "hub"))
     hub = daemons(homes["hub"], peers=(laptop.address,))
     wait_converged(homes["laptop"], homes["hub"], count=GENESIS_AND_ENROLMENTS[3])
     phone = daemons(homes["phone"], listen=False, peers=(hub.address,))
     phone.wait_log(lambda e: e["event"] == "connect failed" and "not enrolled" in e.get("reason", ""),
-                   "the phone refusing the hub it does not know yet")
+                   "the phone refusing the hub it does not know")
     hub.wait_log(lambda e: "refused" in e.get("reason", "") and e["event"] in ("connection closed", "connection failed"),
                  "the hub logging the phone's refusal")
     assert hub.proc.poll() is None, "the hub's daemon died"

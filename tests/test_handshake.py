@@ -32,7 +32,7 @@ def encode(struct_type, **fields) -> bytes:
     return build(struct_type, fill, fields)
 
 
-def client_hello(magic="agentlog", version=1, tag=None, ephemeral=None) -> bytes:
+def client_hello(magic="agentlog", version=hs.VERSION, tag=None, ephemeral=None) -> bytes:
     return b"\x00" + encode(schema.ClientHello, magic=magic, version=version, groupTag=tag or hs.group_tag(GROUP),
                             ephemeral=ephemeral if ephemeral is not None else sodium.crypto_kx_keypair()[0])
 
@@ -124,7 +124,7 @@ def test_wrong_group_is_refused_with_the_reason():
 
 @pytest.mark.parametrize("hello, reason", [
     (client_hello(magic="agentlox"), "unknown magic 'agentlox'"),
-    (client_hello(version=2), "protocol version 2 is not supported"),
+    (client_hello(version=3), "protocol version 3 is not supported"),
     (client_hello(tag=hs.group_tag(OTHER_GROUP)), "wrong group"),
 ])
 def test_server_refuses_a_bad_client_hello_in_the_clear(hello, reason):
@@ -139,8 +139,8 @@ def test_server_refuses_a_bad_client_hello_in_the_clear(hello, reason):
 def test_client_refuses_a_server_speaking_another_version():
     client = hs.ClientHandshake(DeviceKey.generate(), GROUP, allow())
     client.start()
-    hello = b"\x00" + encode(schema.ServerHello, version=2, ephemeral=sodium.crypto_kx_keypair()[0])
-    with pytest.raises(HandshakeError, match="server speaks protocol version 2"):
+    hello = b"\x00" + encode(schema.ServerHello, version=3, ephemeral=sodium.crypto_kx_keypair()[0])
+    with pytest.raises(HandshakeError, match="server speaks protocol version 3"):
         client.receive(hello)
 
 
@@ -208,15 +208,29 @@ def test_spliced_connection_fails_the_signature_check():
     [hello_from_client] = client.start()
     [server_hello] = server.receive(client_hello(ephemeral=relay_pub))
     rx, tx = sodium.crypto_kx_client_session_keys(relay_pub, relay_sec, ephemeral_of(schema.ServerHello, server_hello))
-    to_server = hs.Cipher(tx, rx)
+    to_server = hs.Cipher(hs.session_key(GROUP, tx), hs.session_key(GROUP, rx))
     client_ephemeral = ephemeral_of(schema.ClientHello, hello_from_client)
     rx, tx = sodium.crypto_kx_server_session_keys(relay_pub, relay_sec, client_ephemeral)
-    to_client = hs.Cipher(tx, rx)
-    [client_auth] = client.receive(b"\x00" + encode(schema.ServerHello, version=1, ephemeral=relay_pub))
+    to_client = hs.Cipher(hs.session_key(GROUP, tx), hs.session_key(GROUP, rx))
+    [client_auth] = client.receive(b"\x00" + encode(schema.ServerHello, version=hs.VERSION, ephemeral=relay_pub))
 
     forwarded = to_server.encrypt(to_client.decrypt(client_auth))
     with pytest.raises(PeerRefused, match="signature does not verify"):
         server.receive(forwarded)
+
+
+def test_the_group_tag_alone_does_not_pass_the_handshake():
+    """The tag travels in the clear: a device that replays it without the group secret is not accepted,
+    even by a server that would accept its key (a device whose roster is incomplete accepts unknown ones)."""
+    impostor_key = DeviceKey.generate()
+    impostor = hs.ClientHandshake(impostor_key, OTHER_GROUP, allow())
+    impostor._tag = hs.group_tag(GROUP)                      # seen in someone else's ClientHello
+    server = hs.ServerHandshake(DeviceKey.generate(), GROUP, allow(impostor_key))
+    [hello] = server.receive(impostor.start()[0])
+    [auth] = impostor.receive(hello)
+    with pytest.raises(HandshakeError, match="client Auth frame does not decrypt"):
+        server.receive(auth)
+    assert not server.done and server.peer is None
 
 
 def test_substituted_ephemeral_without_the_keys_does_not_decrypt():

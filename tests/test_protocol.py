@@ -278,17 +278,20 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
 
 
 def test_a_freshly_joined_device_accepts_its_founder_and_enroller_until_the_roster_knows_them(tmp_path, laptop):
-    """The join token names the founder and the enroller; any other device waits for the group's history."""
-    from agentlog.replicator import check_peer
+    """The join token names the founder and the enroller, who may read; until the group's history arrives,
+    any other device is accepted receive-only (not admitted), and refused once the history says it is unknown."""
+    from agentlog.replicator import admits, check_peer
     hub = home.create(tmp_path / "hub2", "hub2")
     devices.join(hub, devices.enroll(laptop, hub.device, "hub2"))
     sync(laptop, hub)
     fresh = home.create(tmp_path / "fresh", "fresh")
     devices.join(fresh, devices.enroll(hub, fresh.device, "fresh"))
     check = check_peer(fresh)
-    assert check(laptop.device) is None                  # the founder, named by the token
-    assert check(hub.device) is None                     # the enroller
+    assert check(laptop.device) is None and admits(fresh, laptop.device)     # the founder, named by the token
+    assert check(hub.device) is None and admits(fresh, hub.device)           # the enroller
     stranger = home.create(tmp_path / "stranger", "stranger")
+    assert check(stranger.device) is None and not admits(fresh, stranger.device)
+    sync(hub, fresh)
     assert "not enrolled" in check(stranger.device)
     for store in (hub, fresh, stranger):
         store.close()
