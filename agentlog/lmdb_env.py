@@ -178,7 +178,7 @@ class Env:
         on under it: then it walks again, and gives up (finding nothing) after three."""
         try:
             from lmdb.verify import VerifyError, verify
-        except ImportError:                   # py-lmdb before 2.0 has no offline verifier
+        except ImportError:                   # an older py-lmdb has no offline verifier
             return []
         for _ in range(3):
             before = self.info()["last_txnid"]
