@@ -330,14 +330,17 @@ def _install_states(store: Store, txn, states: dict[str, bytes]) -> None:
     txn.cursor(db=db["memory.dirty"]).putmulti(dirty)
 
 
-def bootstrap(store: Store, bundle: snapshot.Bundle) -> payloads.Snapshot:
+def bootstrap(store: Store, bundle: snapshot.Bundle,
+              dropped: dict[bytes, tuple[int, int]] | None = None) -> payloads.Snapshot:
     """Start this store from a peer's snapshot: check it, install every view's state and take its frontier
     as held and truncated, so the ordinary protocol sends only the events after it.
 
     The snapshot's author must be the founder, or the device whose enrolment of this one a join token
     vouched for, or enrolled and not revoked in the snapshot's own roster when this store's roster
-    already knows it as such. Events this store holds past the frontier (its own unsent ones, a
-    returning device's) are kept and folded on top.
+    already knows it as such. It must agree with the history this store holds (`_check_held`):
+    `dropped` is the peer's truncation points, author -> (epoch, seq) (None: the snapshot's own stable
+    frontier, for a bundle the caller took from a store it trusts). Events this store holds past the
+    frontier (its own unsent ones, a returning device's) are kept and folded on top.
 
     Raises:
         SnapshotError: the bundle does not hold; nothing is changed.
@@ -356,12 +359,15 @@ def bootstrap(store: Store, bundle: snapshot.Bundle) -> payloads.Snapshot:
 
     snap = snapshot.check(bundle, trusted)
     event = bundle.event
+    if dropped is None:
+        dropped = {p.author: (p.epoch, p.seq) for p in snap.stable}
 
     def write(txn):
         db = store._db
         group = txn.get(b"group", db=db["meta"])
         if event.header.group != group:
             raise SnapshotError("snapshot belongs to another group")
+        _check_held(store, txn, snap, dropped)
         for h in snap.frontier:
             raw = txn.get(h.author, db=db["heads"])
             held = _head_from(raw) if raw else None
@@ -375,3 +381,48 @@ def bootstrap(store: Store, bundle: snapshot.Bundle) -> payloads.Snapshot:
         refold_from_base(store, txn)
     store._write(write)
     return snap
+
+
+def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+    """Refuse a snapshot that disagrees with the history this store holds (docs/compaction.md, Bootstrap).
+
+    For each author this store holds anything of: a covered position it holds must be the very event
+    (or truncation point) held there; the snapshot may not end below what this store compacted (the
+    views would lose those events); it may cover past the head only where the peer dropped the events
+    in between (`dropped` is past the head too), and never this device's own chain.
+
+    Raises:
+        SnapshotError: naming the author and positions.
+    """
+    db = store._db
+    covered = {p.author: p for p in snap.frontier}
+    cuts = {bytes(a): _head_from(v) for a, v in txn.cursor(db=db["truncated"])}
+    for author, held in sorted((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+        p = covered.get(author)
+        at, have, name = (p.epoch, p.seq) if p else (0, 0), (held.epoch, held.seq), author.hex()[:16]
+        cut = cuts.get(author)
+        if cut is not None and at < (cut.epoch, cut.seq):
+            raise SnapshotError(f"the snapshot covers {name} to seq {at[1]}, below seq {cut.seq}, which this "
+                                f"device compacted: its views would lose those events")
+        if p is None:
+            continue
+        if at <= have:
+            if _held_id(store, txn, author, at) != p.id:
+                raise SnapshotError(f"the snapshot names another event of {name} at seq {p.seq} than the one "
+                                    f"this device holds")
+        elif author == store.device:
+            raise SnapshotError(f"the snapshot covers this device's own log to seq {p.seq}, past its head "
+                                f"(seq {held.seq}): only this device can have written those events")
+        elif dropped.get(author, (-1, -1)) <= have:
+            raise SnapshotError(f"the snapshot covers {name} to seq {p.seq}, past seq {held.seq} held here, "
+                                f"but the peer has not dropped the events in between: this device takes them "
+                                f"as events, not from a snapshot")
+
+
+def _held_id(store: Store, txn, author: bytes, at: tuple[int, int]) -> bytes | None:
+    """The id of the author's event held at `at` (epoch, seq), or of its truncation point there; else None."""
+    raw = txn.get(event_key(author, *at), db=store._db["events"])
+    if raw is not None:
+        return record_id(raw)
+    cut = txn.get(author, db=store._db["truncated"])
+    return _head_from(cut).id if cut is not None and _head_from(cut)[:2] == at else None

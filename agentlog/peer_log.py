@@ -18,9 +18,7 @@ class StoreLog:
     def frontier(self) -> Frontier:
         """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
         it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them)."""
-        limits = self.store.revoked_limits()
-        return {author: (h.epoch, min(h.seq, limits[author]) if author in limits else h.seq)
-                for author, h in self.store.heads().items() if limits.get(author, 1) > 0}
+        return _clamped(self.store.heads(), self.store.revoked_limits())
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
         return [(lamport, WireEvent(record, payload))
@@ -50,17 +48,26 @@ class StoreLog:
         return self.store.withheld()
 
     def truncated(self) -> Frontier:
-        return {author: (h.epoch, h.seq) for author, h in self.store.truncated().items()}
+        """What this device no longer holds, clamped like `frontier` at a revoked device's cut, so that no
+        truncation point it shows lies past the frontier it shows."""
+        return _clamped(self.store.truncated(), self.store.revoked_limits())
 
     def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
         bundle = compaction.base_bundle(self.store)
         return None if bundle is None else (bundle.record, bundle.payload, bundle.states)
 
-    def install(self, record: bytes, payload: bytes, states: dict[str, bytes]) -> Frontier:
-        """Check a peer's snapshot and start this store from it (compaction.bootstrap); our frontier after.
+    def install(self, record: bytes, payload: bytes, states: dict[str, bytes], cuts: Frontier) -> Frontier:
+        """Check a peer's snapshot against its truncation points `cuts` and what this store holds, and start
+        this store from it (compaction.bootstrap); our frontier after.
 
         Raises:
             SnapshotError: the snapshot does not hold; nothing is changed.
         """
-        compaction.bootstrap(self.store, Bundle(record, payload, states))
+        compaction.bootstrap(self.store, Bundle(record, payload, states), cuts)
         return self.frontier()
+
+
+def _clamped(positions: dict, limits: dict[bytes, int]) -> Frontier:
+    """Author -> (epoch, seq) of `positions` (Heads), a revoked device's at most its limit (left out at 0)."""
+    return {author: (h.epoch, min(h.seq, limits[author]) if author in limits else h.seq)
+            for author, h in positions.items() if limits.get(author, 1) > 0}

@@ -86,6 +86,7 @@ class Install:
     record: bytes
     payload: bytes
     states: dict[str, bytes]
+    cuts: Frontier                   # the peer's truncation points: where the snapshot may pass our heads
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,16 +398,31 @@ class Connection:
         self.their_cuts = dict(msg.truncated)
         self.theirs = dict(msg.frontier)
         self.sent = dict(msg.frontier)              # what we announced beyond it, the peer will ask for
+        if bad := self._cut_past_frontier():
+            return self._violation(bad, now)
         out = self._catch_up(now) + self._show(now)
         out += self.local_changed(now)
         self._maybe_live()
         return out
 
+    def _cut_past_frontier(self) -> str | None:
+        """What is wrong when a truncation point the peer claims lies past the frontier it shows (it cannot
+        have dropped events it never held), else None."""
+        for author, cut in sorted(self.their_cuts.items()):
+            shown = self.theirs.get(author)
+            if shown is None or shown < cut:
+                return (f"truncation point of {author.hex()[:16]} at seq {cut[1]} lies past the frontier shown "
+                        f"for it ({f'seq {shown[1]}' if shown else 'none'})")
+        return None
+
     def _needs_snapshot(self) -> bool:
-        """Whether the peer dropped events of some author that we lack (and would accept)."""
+        """Whether the peer dropped events of some author that we lack (and would accept); never our own:
+        only this device writes them, so no peer can hold one it lacks."""
         ours, limits = self.log.frontier(), self.log.revoked_limits()
         for author, cut in self.their_cuts.items():
             have = ours.get(author)
+            if author == self.me:
+                continue
             if limits.get(author, cut[1]) > (have[1] if have else 0) and (have is None or have < cut):
                 return True
         return False
@@ -472,7 +488,7 @@ class Connection:
             return []
         self.installing = True
         offer = self.snap_in.offer
-        return [Install(offer.record, offer.payload, self.snap_in.states())]
+        return [Install(offer.record, offer.payload, self.snap_in.states(), dict(self.their_cuts))]
 
     def _snapshot_ack(self, msg: SnapshotAck, now: float) -> list[Action]:
         if self.snap_out is None:
@@ -498,6 +514,8 @@ class Connection:
         _merge(self.theirs, msg.frontier)
         _merge(self.sent, msg.frontier)
         _merge(self.their_cuts, msg.truncated)
+        if bad := self._cut_past_frontier():
+            return self._violation(bad, now)
         return self._catch_up(now) + self._show(now) + self._flush(now) + self._release(now)
 
     def _want(self, msg: Want, now: float) -> list[Action]:

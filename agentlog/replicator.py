@@ -313,7 +313,7 @@ class Link:
         async for act in self.ingest_recv:
             if isinstance(act, Install):
                 try:
-                    frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states)
+                    frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
                 except SnapshotError as exc:
                     self.inbox_send.send_nowait(("install_failed", str(exc)))
                     return

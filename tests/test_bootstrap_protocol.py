@@ -17,6 +17,7 @@ from tests.conftest import sync
 from tests.test_protocol import Link, views
 
 AUTHOR, OTHER = b"a" * 32, b"o" * 32
+WRITER = b"w" * 32                   # a third device, whose events the stub sender truncated
 GROUP = b"g" * 32
 
 
@@ -131,10 +132,10 @@ BIG = {"roster": b"r" * 10, "pref": os.urandom(2 * SNAPSHOT_CHUNK + 5), "memory"
 
 
 def pair(states=BIG, asker_frontier=None):
-    """(sender, asker): the sender truncated AUTHOR up to seq 5 and holds `states`; the asker holds less."""
-    sender = Connection(StubLog({AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}, (b"record", b"payload", states)),
+    """(sender, asker): the sender truncated WRITER up to seq 5 and holds `states`; the asker holds less."""
+    sender = Connection(StubLog({WRITER: (0, 9)}, {WRITER: (0, 5)}, (b"record", b"payload", states)),
                         GROUP, OTHER, AUTHOR, 0.0)
-    asker = Connection(StubLog(asker_frontier or {AUTHOR: (0, 2)}), GROUP, AUTHOR, OTHER, 0.0)
+    asker = Connection(StubLog(asker_frontier or {WRITER: (0, 2)}), GROUP, AUTHOR, OTHER, 0.0)
     sender.start(0.0)
     asker.start(0.0)
     sender.receive(Hello(VERSION, GROUP, AUTHOR, asker.log.frontier()), 0.0)
@@ -155,7 +156,7 @@ def deliver(conn, msgs):
 
 def test_snapshot_chunks_keep_a_window_and_reassemble_exactly():
     sender, asker = pair()
-    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0))
+    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0))
     assert isinstance(want, SnapshotWant) and asker.state == "syncing"
     to_asker = sends(deliver(sender, [want]))
     assert isinstance(to_asker[0], SnapshotOffer)
@@ -174,11 +175,11 @@ def test_snapshot_chunks_keep_a_window_and_reassemble_exactly():
     assert peak == WINDOW
     assert install is not None and install.states == BIG and install.record == b"record"
     assert asker.snapshot_progress() == (sum(map(len, BIG.values())),) * 2
-    asker.log._frontier = {AUTHOR: (0, 6)}             # what the install left
-    after = sends(asker.installed({AUTHOR: (0, 6)}, 1.0))
+    asker.log._frontier = {WRITER: (0, 6)}             # what the install left
+    after = sends(asker.installed({WRITER: (0, 6)}, 1.0))
     assert isinstance(after[0], SnapshotAck) and after[0].chunk == 2 + 1 + 9 + 1
     assert isinstance(after[1], FrontierMsg)
-    assert isinstance(after[2], Want) and after[2].ranges == ((AUTHOR, 0, 7, 9),)
+    assert isinstance(after[2], Want) and after[2].ranges == ((WRITER, 0, 7, 9),)
     assert sender.snap_out is not None
     deliver(sender, after[:1])
     assert sender.snap_out is None
@@ -186,29 +187,29 @@ def test_snapshot_chunks_keep_a_window_and_reassemble_exactly():
 
 def test_a_snapshot_of_empty_states_is_installed_on_its_offer_and_acked_with_chunk_0():
     sender, asker = pair({"roster": b"", "pref": b""})
-    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0))
+    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0))
     [offer] = sends(deliver(sender, [want]))
     [install] = deliver(asker, [offer])
     assert isinstance(install, Install) and install.states == {"roster": b"", "pref": b""}
-    asker.log._frontier = {AUTHOR: (0, 5)}
-    ack = sends(asker.installed({AUTHOR: (0, 5)}, 0.0))[0]
+    asker.log._frontier = {WRITER: (0, 5)}
+    ack = sends(asker.installed({WRITER: (0, 5)}, 0.0))[0]
     assert ack == SnapshotAck(0)
     assert deliver(sender, [ack]) == [] and sender.snap_out is None
 
 
 def test_still_below_the_truncation_points_after_installing_is_refused():
     sender, asker = pair()
-    asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0)
+    asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0)
     asker.snap_asked = asker.snap_offered = asker.installing = True
     asker.snap_in = type("In", (), {"chunks": 3})()
-    send, close = asker.installed({AUTHOR: (0, 2)}, 0.0)
+    send, close = asker.installed({WRITER: (0, 2)}, 0.0)
     assert send.message.code == "snapshot" and "does not reach" in send.message.message and close.error
 
 
 def _offered():
     """An asker that asked and got BIG's offer."""
     sender, asker = pair()
-    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0))
+    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0))
     offer = sends(deliver(sender, [want]))[0]
     deliver(asker, [offer])
     return asker
@@ -229,15 +230,15 @@ def test_a_garbled_snapshot_stream_is_refused(msg, words):
 
 def test_chunks_without_an_offer_and_offers_without_a_want_are_refused():
     for msg in (SnapshotChunk("roster", 0, b"x"), SnapshotOffer(b"r", b"p", (("roster", 1),))):
-        _, asker = pair(asker_frontier={AUTHOR: (0, 9)})
-        asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0)
+        _, asker = pair(asker_frontier={WRITER: (0, 9)})
+        asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0)
         send, close = deliver(asker, [msg])
         assert send.message.code == "protocol" and close.error
 
 
 def test_a_sender_refuses_needless_repeated_and_out_of_order_requests():
     sender, _ = pair()
-    send, close = deliver(sender, [SnapshotWant({AUTHOR: (0, 5)})])
+    send, close = deliver(sender, [SnapshotWant({WRITER: (0, 5)})])
     assert "at or past my truncation points" in send.message.message and close.error
     sender, _ = pair()
     deliver(sender, [SnapshotWant({})])
@@ -247,7 +248,7 @@ def test_a_sender_refuses_needless_repeated_and_out_of_order_requests():
     deliver(sender, [SnapshotWant({})])
     send, close = deliver(sender, [SnapshotAck(2)])
     assert "chunk 1" in send.message.message and close.error
-    nothing = Connection(StubLog({AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), GROUP, OTHER, AUTHOR, 0.0)
+    nothing = Connection(StubLog({WRITER: (0, 9)}, {WRITER: (0, 5)}), GROUP, OTHER, AUTHOR, 0.0)
     nothing.receive(Hello(VERSION, GROUP, AUTHOR, {}), 0.0)
     send, close = deliver(nothing, [SnapshotWant({})])
     assert send.message.code == "snapshot" and "no snapshot" in send.message.message
@@ -255,16 +256,16 @@ def test_a_sender_refuses_needless_repeated_and_out_of_order_requests():
 
 def test_a_device_asks_for_one_snapshot_per_connection_at_most():
     _, asker = pair()
-    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0))
+    [want] = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {WRITER: (0, 5)}), 0.0))
     assert isinstance(want, SnapshotWant)
-    assert sends(asker.receive(FrontierMsg({AUTHOR: (0, 9)}, {AUTHOR: (0, 7)}), 0.0)) == []
+    assert sends(asker.receive(FrontierMsg({WRITER: (0, 9)}, {WRITER: (0, 7)}), 0.0)) == []
 
 
 def test_snapshot_messages_round_trip_and_their_limits_hold():
-    for msg in (SnapshotWant({AUTHOR: (1, 2)}), SnapshotOffer(b"rec", b"pay", (("roster", 3), ("pref", 0))),
+    for msg in (SnapshotWant({WRITER: (1, 2)}), SnapshotOffer(b"rec", b"pay", (("roster", 3), ("pref", 0))),
                 SnapshotChunk("memory", 7, b"\0" * SNAPSHOT_CHUNK), SnapshotAck(12),
-                Hello(VERSION, GROUP, AUTHOR, {AUTHOR: (0, 3)}, {AUTHOR: (0, 2)}),
-                FrontierMsg({AUTHOR: (0, 3)}, {OTHER: (0, 1)})):
+                Hello(VERSION, GROUP, AUTHOR, {WRITER: (0, 3)}, {WRITER: (0, 2)}),
+                FrontierMsg({WRITER: (0, 3)}, {OTHER: (0, 1)})):
         assert messages.decode(messages.encode(msg)) == msg
     for msg, code in [(SnapshotOffer(b"r", b"p", (("roster", MAX_SNAPSHOT), ("pref", 1))), "too-large"),
                       (SnapshotOffer(b"r", b"p", (("roster", 1), ("roster", 1))), "protocol"),

@@ -56,7 +56,7 @@ class Link:
                     self.handle(conn, conn.ingested(act.batch, heads, frontier, self.now))
             elif isinstance(act, Install):
                 try:
-                    frontier = StoreLog(self.stores[id(conn)]).install(act.record, act.payload, act.states)
+                    frontier = StoreLog(self.stores[id(conn)]).install(act.record, act.payload, act.states, act.cuts)
                 except SnapshotError as exc:
                     self.handle(conn, conn.install_failed(str(exc), self.now))
                 else:
