@@ -1,0 +1,174 @@
+"""Property test: a rogue peer (tests/rogue.py) says whatever hypothesis draws to a real daemon pair.
+
+The honest laptop runs `agentlog serve` listening on 127.0.0.1; the honest phone runs
+`agentlog serve` dialing it. The rogue, an enrolled device played by this process, connects to
+the laptop and sends a drawn session: protocol messages in any order with fields at the edges
+of their ranges, its own events with bent headers and payloads, honest events replayed or
+altered, and a little frame-level abuse.
+
+The invariant, checked after every example:
+
+- both daemons are still running;
+- every line either daemon wrote to stderr is one JSON object of at most MAX_LOG_LINE bytes;
+- an event written on each honest device reaches the other, and the two then hold the same
+  events and byte-identical view digests (the rogue's valid events may be among them);
+- `verify_store` finds no problem in either honest store;
+- the laptop never dropped its link to the phone.
+
+One daemon pair serves every example of a test; it is rebuilt from scratch only after an example
+broke the invariant, so that hypothesis shrinks each failure on a fresh pair. A failure prints
+the drawn `Session` (hypothesis's "Falsifying example") and what the rogue saw; run the test
+again to replay it (hypothesis keeps it in its example database).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+
+from agentlog import crypto, home, payloads
+from agentlog.crypto import DeviceKey
+from agentlog.verify import verify_store
+from tests import rogue
+from tests.daemons import Daemon, end_all, provision, wait_converged, wait_until
+
+MAX_LOG_LINE = 8192            # bytes: a daemon's log line never carries a peer's text in full
+HONEST_TIMEOUT = 20.0          # seconds for an honest event to cross, once the rogue hung up
+MAX_HONEST_REPLAYS = 50
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Pair:
+    """The honest daemon pair and the rogue's credentials, as built by `provision`."""
+
+    homes: dict[str, Path]
+    laptop: Daemon
+    phone: Daemon
+    rogue: DeviceKey
+    group_key: bytes
+    writes: int = 0
+
+
+class World:
+    """A daemon pair reused across a test's examples, rebuilt after an example broke the invariant."""
+
+    def __init__(self, root: Path):
+        self.root, self.rebuilds, self.registry = root, 0, []
+        self.pair: Pair | None = None
+
+    def get(self) -> Pair:
+        if self.pair is None:
+            self.rebuilds += 1
+            self.pair = _pair(self.root / f"pair{self.rebuilds}", self.registry)
+        return self.pair
+
+    def broken(self) -> None:
+        for daemon in self.registry:
+            daemon.cleanup()
+        self.pair = None
+
+
+def _pair(root: Path, registry: list) -> Pair:
+    homes = provision(root, "laptop", "phone", "rogue")
+    laptop = Daemon(homes["laptop"], registry=registry).start()
+    phone = Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
+    wait_converged(homes["laptop"], homes["phone"], count=3)
+    with home.open_home(homes["rogue"]) as store:
+        return Pair(homes, laptop, phone, store.key, store.meta("group_key"))
+
+
+def _context(pair: Pair) -> rogue.Context:
+    """The rogue's view of the world now: keys, the laptop's events, its own chain's head there."""
+    with home.open_home(pair.homes["laptop"]) as laptop, home.open_home(pair.homes["rogue"]) as mine:
+        events = list(laptop.events())
+        head = laptop.heads().get(pair.rogue.public)
+        keys = {"laptop": laptop.device, "phone": next(iter(set(laptop.frontier()) - {laptop.device, pair.rogue.public}),
+                                                       bytes(32))}
+        anchor, group = mine.anchor()[0], mine.group
+    stranger = DeviceKey(crypto.blake2b256(b"stranger"))
+    keys.update(rogue=pair.rogue.public, stranger=stranger.public, zero=bytes(32), ones=b"\xff" * 32)
+    lamport = min(max(e.header.lamport for e in events), 2**64 - 2)
+    return rogue.Context(keys, pair.rogue, stranger, group, anchor, events[:MAX_HONEST_REPLAYS],
+                         (head.seq, head.id, lamport) if head else (0, crypto.ZERO_ID, lamport))
+
+
+def _check_invariant(pair: Pair, seen: list[str]) -> None:
+    for daemon in (pair.laptop, pair.phone):
+        assert daemon.running(), (f"the {daemon.name}'s daemon exited {daemon.proc.returncode}; its log ends:\n"
+                                  + "\n".join(daemon.lines()[-20:]) + f"\nthe rogue saw: {seen}")
+    for daemon in (pair.laptop, pair.phone):
+        for line in daemon.lines():
+            assert len(line.encode()) <= MAX_LOG_LINE, f"the {daemon.name} logged a line of {len(line)} chars: {line[:300]}"
+            assert isinstance(json.loads(line), dict), f"the {daemon.name} logged a line that is not JSON: {line[:300]}"
+    _honest_writes_cross(pair)
+    for name in ("laptop", "phone"):
+        with home.open_home(pair.homes[name]) as store:
+            report = verify_store(store, jobs=1)
+        assert report.ok, f"verify finds problems on the {name}: {[p.what for p in report.problems][:5]}"
+    dropped = [e for e in pair.laptop.logs() if e.get("event") == "connection closed" and e.get("peer") == "phone"]
+    assert not dropped, f"the laptop dropped its link to the phone: {dropped[:2]}"
+
+
+def _honest_writes_cross(pair: Pair) -> None:
+    written = {}
+    for name in ("laptop", "phone"):
+        pair.writes += 1
+        with home.open_home(pair.homes[name]) as store:
+            written[name] = store.append(payloads.Observation(setting="honest", value=f"{name} {pair.writes}"))
+    for writer, reader in (("laptop", "phone"), ("phone", "laptop")):
+        def arrived(path=pair.homes[reader], eid=written[writer]):
+            with home.open_home(path) as store:
+                return store.get(eid) is not None
+        wait_until(arrived, f"an event written on the {writer} reaches the {reader}", HONEST_TIMEOUT)
+    wait_converged(pair.homes["laptop"], pair.homes["phone"], timeout=HONEST_TIMEOUT)
+
+
+def _play(world: World, session: rogue.Session) -> None:
+    """One example: run the rogue's session against the laptop, then check the invariant."""
+    pair = world.get()
+    ctx = _context(pair)
+    try:
+        seen = trio.run(rogue.run_session, session, ctx, "127.0.0.1", pair.laptop.port, pair.group_key)
+        _check_invariant(pair, seen)
+    except BaseException:
+        world.broken()
+        raise
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = World(tmp_path)
+    try:
+        yield w
+    finally:
+        end_all(w.registry)
+
+
+SETTINGS = dict(deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(session=rogue.message_sessions)
+def test_rogue_messages_leave_the_honest_pair_converging(world, session):
+    _play(world, session)
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(session=rogue.event_sessions)
+def test_rogue_events_leave_the_honest_pair_converging(world, session):
+    _play(world, session)
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(session=rogue.frame_sessions)
+def test_rogue_frames_leave_the_honest_pair_converging(world, session):
+    _play(world, session)
