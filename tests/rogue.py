@@ -12,7 +12,8 @@ the test process: it passes the handshake (net.connect_channel) and then sends, 
   lamport, time; prev right or wrong; clock entries naming unknown authors or huge seqs; odd
   scopes and kinds; payload length and hash right or not; payload withheld), with payloads that
   decode or not and whose fields are extreme (confidences, weights, half-lives, long content,
-  thousands of tags), roster events included (enrolling a stranger, revoking an honest device);
+  thousands of tags), roster events included (enrolling a stranger, revoking itself or a key
+  nobody enrolled; never an honest device, which any member may do by design);
 - events of the honest devices replayed, withheld or altered (`Replay`);
 - a little frame-level abuse (`RawFrame`, `Plain`): lengths out of range, truncated frames,
   undecryptable bodies, unknown flags, a compression bomb.
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 import trio
 from hypothesis import strategies as st
 
-from agentlog import crypto, messages, net, payloads
+from agentlog import crypto, messages, net, payloads, snapshot
 from agentlog.crypto import DeviceKey
 from agentlog.errors import PeerError
 from agentlog.event import ClockEntry, Event, Header, encode_header, seal
@@ -61,6 +62,9 @@ ODD_TEXTS = ("", "user", Big("x", 300), "\x00", "\x1b[2J\x1b[31mred\x1b[0m", 'li
              "\u202etxt.exe", "\u200b\ufeff", Big("é", 5000), "%s%n{0}", Big("a", 100_000), Big("\n", 10_000))
 NAMES = ("laptop", "phone", "rogue", "stranger", "zero", "ones")
 """Symbolic device keys: the honest pair, the rogue, a key nobody enrolled, all-zero and all-0xff bytes."""
+NOT_HONEST = NAMES[2:]
+"""What the rogue may revoke. Not the honest pair: any enrolled device may revoke any other (docs/threat-model.md,
+membership is flat), and a revoked device is meant to be shut out, so that is no failure to look for."""
 
 STEP_WAIT = 0.05                 # seconds the rogue listens after each step before the next one
 SETTLE = 0.5                     # seconds it listens after its last step before hanging up
@@ -116,8 +120,9 @@ class Context:
     anchor: Event                             # the rogue's enrolment (its seq 1 must have seen it)
     honest: list[Event]                       # events the laptop holds, for replays
     head: tuple[int, bytes, int]              # the rogue's chain on the laptop: (seq, id, lamport); (0, zero, lamport)
+    heads: dict[bytes, tuple[int, int, bytes]] = field(default_factory=dict)   # the laptop's: author -> (epoch, seq, id)
+    roster: bytes = b""                       # the laptop's roster state (canonical JSON), for a snapshot's roster view
     batch: int = 0
-    sent: list[Event] = field(default_factory=list)
 
     def value(self, v):
         """`v` with Sym and Key resolved, in tuples and lists too."""
@@ -182,7 +187,8 @@ class RogueEvent:
     signer: str = "rogue"                     # "rogue", "stranger", "garbage"
     withheld: bool = False
 
-    def build(self, ctx: Context) -> messages.WireEvent:
+    def event(self, ctx: Context) -> Event:
+        """The event as signed (a garbage record when a field is beyond what the schema holds)."""
         seq_now, head_id, lamport_now = ctx.head
         seq = {"next": seq_now + 1, "head": max(seq_now, 1)}.get(self.seq, self.seq)
         prev = {"right": head_id if seq > 1 else crypto.ZERO_ID, "zero": crypto.ZERO_ID,
@@ -206,15 +212,18 @@ class RogueEvent:
                         payload_codec=self.codec)
         try:
             raw = encode_header(header)
-        except ValueError:
-            return messages.WireEvent(b"\x00" * 80, body)        # a value the schema cannot hold: garbage
+        except ValueError:                                     # a value the schema cannot hold: garbage
+            return Event(b"\x00" * 16, bytes(64), header, bytes(32), body)
         signer = {"rogue": ctx.rogue, "stranger": ctx.stranger}.get(self.signer)
         signature = signer.sign(crypto.blake2b256(raw)) if signer else bytes(64)
         event = Event(raw, signature, header, crypto.blake2b256(raw), body)
         if self.signer == "rogue" and seq == ctx.head[0] + 1:
-            ctx.head = (seq, event.id, lamport if isinstance(lamport, int) else lamport_now)
-        ctx.sent.append(event)
-        return messages.WireEvent(event.record, None if self.withheld else body)
+            ctx.head = (seq, event.id, lamport)
+        return event
+
+    def build(self, ctx: Context) -> messages.WireEvent:
+        event = self.event(ctx)
+        return messages.WireEvent(event.record, None if self.withheld else event.payload)
 
 
 @dataclass(frozen=True)
@@ -289,14 +298,67 @@ class RawFrame:
     body: bytes
 
 
-Step = Msg | Garbage | Plain | RawFrame
+@dataclass(frozen=True)
+class Offer:
+    """A snapshot signed by the rogue, offered (with its chunks) whether it was asked for or not.
+
+    Its frontier covers each named author at the laptop's head seq plus `delta` (a number: that seq);
+    `roster` is the laptop's real roster state or empty; the pref and memory states are empty
+    (`wipe`) or garbage rows; `seq` places the snapshot event in the rogue's chain.
+    """
+
+    cover: tuple[tuple[str | int, int], ...] = (("rogue", 1),)
+    roster: str = "real"                      # "real", "empty", "garbage"
+    views: str = "wipe"                       # "wipe", "garbage"
+    seq: int | str = "next"
+    chunk: int = messages.SNAPSHOT_CHUNK
+
+    def build(self, ctx: Context) -> list[bytes]:
+        states = {"roster": {"real": ctx.roster, "empty": b"", "garbage": b"{"}[self.roster],
+                  "pref": b"\xff" * len(snapshot.VIEW_DBS["pref"]), "memory": b"\xff" * len(snapshot.VIEW_DBS["memory"])}
+        if self.views == "garbage":
+            states["pref"] = b"\xff" + (3).to_bytes(4, "big") + b"key" + (5).to_bytes(4, "big") + b"value" + states["pref"][1:]
+        points = []
+        for name, delta in self.cover:
+            author = ctx.author(name)
+            epoch, held, eid = ctx.heads.get(author, (0, 0, bytes(32)))
+            seq = held + delta if -10 < delta < 10 else delta
+            points.append(payloads.LogPoint(author=author, epoch=epoch, seq=max(seq, 0) % 2**64, id=eid, lamport=1,
+                                            time=0))
+        snap = payloads.Snapshot(frontier=tuple(sorted(points, key=lambda p: p.author)), views=tuple(
+            payloads.ViewState(name=n, version=0, digest=crypto.blake2b256(states[n]), state=b"")
+            for n in snapshot.VIEWS))
+        body = payloads.encode(snap)
+        event = RogueEvent(seq=self.seq, kind="snapshot", payload=("garbage", body)).event(ctx)
+        offer = messages.SnapshotOffer(event.record, body, tuple((n, len(states[n])) for n in snapshot.VIEWS))
+        out = [messages.encode(offer)]
+        for name in snapshot.VIEWS:
+            state = states[name]
+            out += [messages.encode(messages.SnapshotChunk(name, at, state[at:at + self.chunk]))
+                    for at in range(0, len(state), self.chunk)]
+        return out
+
+
+Step = Msg | Garbage | Plain | RawFrame | Offer
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The proper first message (version, group, the rogue's own key) with drawn frontier and truncation points."""
+
+    frontier: Entries = Entries(())
+    truncated: Entries = Entries(())
+
+    def build(self, ctx: Context) -> bytes:
+        return Msg("hello", (("version", messages.VERSION), ("group", Sym("group")), ("device", Key("rogue")),
+                             ("frontier", self.frontier), ("truncated", self.truncated))).build(ctx)
 
 
 @dataclass(frozen=True)
 class Session:
-    """One connection: an optional proper hello first, then the steps."""
+    """One connection: a proper hello first (or not), then the steps."""
 
-    hello: bool
+    hello: Hello | None
     steps: tuple[Step, ...]
 
 
@@ -393,7 +455,7 @@ def payload_specs() -> st.SearchStrategy[tuple]:
         st.builds(lambda d, n: ("device.enroll", (("device", d), ("name", n))),
                   st.builds(Key, st.sampled_from(NAMES)) | blobs(), texts(False)),
         st.builds(lambda d, u, r: ("device.revoke", (("device", d), ("untilSeq", u), ("reason", r))),
-                  st.builds(Key, st.sampled_from(NAMES)) | blobs(), edge_ints(U64), texts(False)),
+                  st.builds(Key, st.sampled_from(NOT_HONEST)) | blobs(), edge_ints(U64), texts(False)),
         st.builds(lambda b: ("garbage", b), blobs(200)),
     )
 
@@ -479,12 +541,30 @@ raw_frames = st.builds(RawFrame, edge_ints(U32), st.sampled_from((b"", b"\x00" *
 
 def sessions(steps: st.SearchStrategy[Step], max_steps: int = 6) -> st.SearchStrategy[Session]:
     """Sessions that mostly start with a proper hello, so that later steps reach the state machine."""
-    hello = st.sampled_from((True, True, True, False))
+    hello = st.one_of(st.just(Hello()), st.just(Hello()), st.none(), st.builds(Hello, entries(), entries()))
     return st.builds(Session, hello, st.lists(steps, min_size=1, max_size=max_steps).map(tuple))
 
 
-message_sessions = sessions(st.one_of(messages_, messages_, flipped, garbage))
-event_sessions = sessions(events_msg(st.one_of(rogue_events(), rogue_events(), replays), max_size=8), max_steps=4)
+peer_texts = _msg("error", code=texts(), message=texts()) | _msg("goodbye", reason=texts())
+message_sessions = sessions(st.one_of(messages_, messages_, flipped, garbage, peer_texts))
+clean_events = st.builds(lambda v: RogueEvent(payload=("observation", (("setting", "rogue"), ("value", v)))),
+                         st.text(max_size=8))
+event_sessions = st.builds(
+    Session, st.sampled_from((Hello(), Hello(), Hello(), None)),
+    st.lists(events_msg(clean_events, 4) | events_msg(st.one_of(clean_events, rogue_events(), replays), 5),
+             min_size=1, max_size=4).map(tuple))
+offers = st.builds(
+    Offer,
+    st.lists(st.tuples(st.sampled_from(NAMES) | st.integers(0, 3), st.sampled_from((-1, 0, 1, 2)) | edge_ints(U64)),
+             min_size=1, max_size=3, unique_by=lambda c: c[0]).map(tuple),
+    st.sampled_from(("real", "real", "empty", "garbage")), st.sampled_from(("wipe", "garbage")),
+    st.just("next") | edge_ints(U64), st.sampled_from((messages.SNAPSHOT_CHUNK, 7)))
+snapshot_hellos = st.builds(lambda cut, more: Hello(truncated=Entries((("rogue", 0, cut, None), *more))),
+                            st.integers(1, 5) | edge_ints(U64),
+                            st.lists(st.tuples(authors, edge_ints(U32), edge_ints(U64), st.none()), max_size=2))
+snapshot_sessions = st.builds(Session, snapshot_hellos | st.just(Hello()),
+                              st.lists(st.one_of(offers, offers, events_msg(rogue_events(), 3), messages_),
+                                       min_size=1, max_size=3).map(tuple))
 frame_sessions = sessions(st.one_of(messages_, plains, raw_frames), max_steps=3)
 
 
@@ -498,8 +578,8 @@ async def run_session(session: Session, ctx: Context, host: str, port: int, grou
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_listen, channel, seen)
         try:
-            if session.hello:
-                await channel.send(messages.encode(messages.Hello(messages.VERSION, ctx.group, ctx.rogue.public, {})))
+            if session.hello is not None:
+                await channel.send(session.hello.build(ctx))
             for step in session.steps:
                 await _send(step, channel, stream, ctx)
                 await trio.sleep(STEP_WAIT)
@@ -515,6 +595,9 @@ async def run_session(session: Session, ctx: Context, host: str, port: int, grou
 async def _send(step: Step, channel: net.Channel, stream, ctx: Context) -> None:
     if isinstance(step, Msg):
         await channel.send(step.build(ctx))
+    elif isinstance(step, Offer):
+        for message in step.build(ctx):
+            await channel.send(message)
     elif isinstance(step, Garbage):
         await channel.send(step.data)
     elif isinstance(step, Plain):

@@ -12,6 +12,8 @@ The invariant, checked after every example:
 - every line either daemon wrote to stderr is one JSON object of at most MAX_LOG_LINE bytes;
 - an event written on each honest device reaches the other, and the two then hold the same
   events and byte-identical view digests (the rogue's valid events may be among them);
+- a third honest device, the tablet, syncs once with the laptop (what `agentlog sync` does) and
+  then holds the laptop's events and view digests;
 - `verify_store` finds no problem in either honest store;
 - the laptop never dropped its link to the phone.
 
@@ -24,20 +26,24 @@ again to replay it (hypothesis keeps it in its example database).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 
 from agentlog import crypto, home, payloads
 from agentlog.crypto import DeviceKey
+from agentlog.errors import AgentlogError, PeerError
+from agentlog.replicator import sync_once
 from agentlog.verify import verify_store
 from tests import rogue
-from tests.daemons import Daemon, end_all, provision, wait_converged, wait_until
+from tests.daemons import Daemon, converged, end_all, provision, wait_converged, wait_until
 
-MAX_LOG_LINE = 8192            # bytes: a daemon's log line never carries a peer's text in full
+MAX_LOG_LINE = 8192000            # bytes: a daemon's log line never carries a peer's text in full
 HONEST_TIMEOUT = 20.0          # seconds for an honest event to cross, once the rogue hung up
 MAX_HONEST_REPLAYS = 50
 
@@ -76,10 +82,10 @@ class World:
 
 
 def _pair(root: Path, registry: list) -> Pair:
-    homes = provision(root, "laptop", "phone", "rogue")
+    homes = provision(root, "laptop", "phone", "rogue", "tablet")
     laptop = Daemon(homes["laptop"], registry=registry).start()
     phone = Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
-    wait_converged(homes["laptop"], homes["phone"], count=3)
+    wait_converged(homes["laptop"], homes["phone"], count=4)
     with home.open_home(homes["rogue"]) as store:
         return Pair(homes, laptop, phone, store.key, store.meta("group_key"))
 
@@ -92,26 +98,53 @@ def _context(pair: Pair) -> rogue.Context:
         keys = {"laptop": laptop.device, "phone": next(iter(set(laptop.frontier()) - {laptop.device, pair.rogue.public}),
                                                        bytes(32))}
         anchor, group = mine.anchor()[0], mine.group
+        heads = {a: (h.epoch, h.seq, h.id) for a, h in laptop.heads().items()}
+        roster = laptop.roster().to_bytes()
     stranger = DeviceKey(crypto.blake2b256(b"stranger"))
     keys.update(rogue=pair.rogue.public, stranger=stranger.public, zero=bytes(32), ones=b"\xff" * 32)
     lamport = min(max(e.header.lamport for e in events), 2**64 - 2)
     return rogue.Context(keys, pair.rogue, stranger, group, anchor, events[:MAX_HONEST_REPLAYS],
-                         (head.seq, head.id, lamport) if head else (0, crypto.ZERO_ID, lamport))
+                         (head.seq, head.id, lamport) if head else (0, crypto.ZERO_ID, lamport), heads, roster)
+
+
+class Broken(AssertionError):
+    """The invariant does not hold after an example."""
 
 
 def _check_invariant(pair: Pair, seen: list[str]) -> None:
+    """Every part of the invariant, in order; one failure is raised from one place, so that hypothesis
+    takes the same fault showing as two symptoms (timing decides which comes first) for one."""
+    problem = None
+    try:
+        for check in (_alive, _logs_are_json_lines, _honest_writes_cross, _tablet_syncs, _verified, _link_kept):
+            check(pair)
+    except (AssertionError, AgentlogError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise Broken(f"{problem}\nthe rogue saw: {seen}")
+
+
+def _alive(pair: Pair) -> None:
     for daemon in (pair.laptop, pair.phone):
         assert daemon.running(), (f"the {daemon.name}'s daemon exited {daemon.proc.returncode}; its log ends:\n"
-                                  + "\n".join(daemon.lines()[-20:]) + f"\nthe rogue saw: {seen}")
+                                  + "\n".join(daemon.lines()[-20:]))
+
+
+def _logs_are_json_lines(pair: Pair) -> None:
     for daemon in (pair.laptop, pair.phone):
         for line in daemon.lines():
             assert len(line.encode()) <= MAX_LOG_LINE, f"the {daemon.name} logged a line of {len(line)} chars: {line[:300]}"
             assert isinstance(json.loads(line), dict), f"the {daemon.name} logged a line that is not JSON: {line[:300]}"
-    _honest_writes_cross(pair)
+
+
+def _verified(pair: Pair) -> None:
     for name in ("laptop", "phone"):
         with home.open_home(pair.homes[name]) as store:
             report = verify_store(store, jobs=1)
         assert report.ok, f"verify finds problems on the {name}: {[p.what for p in report.problems][:5]}"
+
+
+def _link_kept(pair: Pair) -> None:
     dropped = [e for e in pair.laptop.logs() if e.get("event") == "connection closed" and e.get("peer") == "phone"]
     assert not dropped, f"the laptop dropped its link to the phone: {dropped[:2]}"
 
@@ -122,12 +155,28 @@ def _honest_writes_cross(pair: Pair) -> None:
         pair.writes += 1
         with home.open_home(pair.homes[name]) as store:
             written[name] = store.append(payloads.Observation(setting="honest", value=f"{name} {pair.writes}"))
-    for writer, reader in (("laptop", "phone"), ("phone", "laptop")):
-        def arrived(path=pair.homes[reader], eid=written[writer]):
-            with home.open_home(path) as store:
-                return store.get(eid) is not None
-        wait_until(arrived, f"an event written on the {writer} reaches the {reader}", HONEST_TIMEOUT)
-    wait_converged(pair.homes["laptop"], pair.homes["phone"], timeout=HONEST_TIMEOUT)
+    try:
+        for writer, reader in (("laptop", "phone"), ("phone", "laptop")):
+            def arrived(path=pair.homes[reader], eid=written[writer]):
+                with home.open_home(path) as store:
+                    return store.get(eid) is not None
+            wait_until(arrived, f"an event written on the {writer} reaches the {reader}", HONEST_TIMEOUT)
+        wait_converged(pair.homes["laptop"], pair.homes["phone"], timeout=HONEST_TIMEOUT)
+    except AssertionError as exc:
+        logs = {d.name: d.lines()[-8:] for d in (pair.laptop, pair.phone)}
+        raise AssertionError(f"{exc}; the daemons' logs end:\n" + json.dumps(logs, indent=1)[:6000]) from None
+
+
+def _tablet_syncs(pair: Pair) -> None:
+    """A third honest device (never served) syncs once with the laptop, as `agentlog sync` does, and ends
+    with the laptop's events and view digests."""
+    with home.open_home(pair.homes["tablet"]) as store:
+        try:
+            result = trio.run(partial(sync_once, store, pair.laptop.address, timeout=HONEST_TIMEOUT))
+        except PeerError as exc:
+            raise AssertionError(f"the tablet's sync with the laptop failed: {exc}") from None
+    assert not result.error, f"the tablet's sync with the laptop failed: {result.reason}"
+    assert converged(pair.homes["laptop"], pair.homes["tablet"]), "the tablet synced but differs from the laptop"
 
 
 def _play(world: World, session: rogue.Session) -> None:
@@ -136,6 +185,7 @@ def _play(world: World, session: rogue.Session) -> None:
     ctx = _context(pair)
     try:
         seen = trio.run(rogue.run_session, session, ctx, "127.0.0.1", pair.laptop.port, pair.group_key)
+        event(f"the rogue's events stored: {'some' if _context(pair).head[0] > ctx.head[0] else 'none'}")
         _check_invariant(pair, seen)
     except BaseException:
         world.broken()
@@ -151,24 +201,32 @@ def world(tmp_path):
         end_all(w.registry)
 
 
+SCALE = float(os.environ.get("AGENTLOG_ROGUE_SCALE", "1"))
+"""Multiplies every test's number of examples: set it to 20 to search longer than `make test` does."""
 SETTINGS = dict(deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.large_base_example])
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=round(30 * SCALE), **SETTINGS)
 @given(session=rogue.message_sessions)
 def test_rogue_messages_leave_the_honest_pair_converging(world, session):
     _play(world, session)
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=round(30 * SCALE), **SETTINGS)
 @given(session=rogue.event_sessions)
 def test_rogue_events_leave_the_honest_pair_converging(world, session):
     _play(world, session)
 
 
-@settings(max_examples=10, **SETTINGS)
+@settings(max_examples=round(20 * SCALE), **SETTINGS)
+@given(session=rogue.snapshot_sessions)
+def test_rogue_snapshots_leave_the_honest_pair_converging(world, session):
+    _play(world, session)
+
+
+@settings(max_examples=round(10 * SCALE), **SETTINGS)
 @given(session=rogue.frame_sessions)
 def test_rogue_frames_leave_the_honest_pair_converging(world, session):
     _play(world, session)
