@@ -43,7 +43,7 @@ from agentlog.verify import verify_store
 from tests import rogue
 from tests.daemons import Daemon, converged, end_all, provision, wait_converged, wait_until
 
-MAX_LOG_LINE = 8192000            # bytes: a daemon's log line never carries a peer's text in full
+MAX_LOG_LINE = 8192            # bytes: a daemon's log line never carries a peer's text in full
 HONEST_TIMEOUT = 20.0          # seconds for an honest event to cross, once the rogue hung up
 MAX_HONEST_REPLAYS = 50
 
