@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -356,10 +357,13 @@ class Hello:
 
 @dataclass(frozen=True)
 class Session:
-    """One connection: a proper hello first (or not), then the steps."""
+    """One connection: a proper hello first (or not), then the steps; then the rogue hangs up, or holds
+    the connection open while the invariant is checked (`linger`): reading, no longer reading, or in the
+    middle of a frame whose rest never comes."""
 
     hello: Hello | None
     steps: tuple[Step, ...]
+    linger: str = "close"                     # "close", "hold", "hold-unread", "hold-midframe"
 
 
 def _resolve(name: str, value, ctx: Context):
@@ -542,7 +546,10 @@ raw_frames = st.builds(RawFrame, edge_ints(U32), st.sampled_from((b"", b"\x00" *
 def sessions(steps: st.SearchStrategy[Step], max_steps: int = 6) -> st.SearchStrategy[Session]:
     """Sessions that mostly start with a proper hello, so that later steps reach the state machine."""
     hello = st.one_of(st.just(Hello()), st.just(Hello()), st.none(), st.builds(Hello, entries(), entries()))
-    return st.builds(Session, hello, st.lists(steps, min_size=1, max_size=max_steps).map(tuple))
+    return st.builds(Session, hello, st.lists(steps, min_size=1, max_size=max_steps).map(tuple), lingers)
+
+
+lingers = st.sampled_from(("close", "close", "close", "hold", "hold-unread", "hold-midframe"))
 
 
 peer_texts = _msg("error", code=texts(), message=texts()) | _msg("goodbye", reason=texts())
@@ -552,7 +559,7 @@ clean_events = st.builds(lambda v: RogueEvent(payload=("observation", (("setting
 event_sessions = st.builds(
     Session, st.sampled_from((Hello(), Hello(), Hello(), None)),
     st.lists(events_msg(clean_events, 4) | events_msg(st.one_of(clean_events, rogue_events(), replays), 5),
-             min_size=1, max_size=4).map(tuple))
+             min_size=1, max_size=4).map(tuple), lingers)
 offers = st.builds(
     Offer,
     st.lists(st.tuples(st.sampled_from(NAMES) | st.integers(0, 3), st.sampled_from((-1, 0, 1, 2)) | edge_ints(U64)),
@@ -565,18 +572,23 @@ snapshot_hellos = st.builds(lambda cut, more: Hello(truncated=Entries((("rogue",
 snapshot_sessions = st.builds(Session, snapshot_hellos | st.just(Hello()),
                               st.lists(st.one_of(offers, offers, events_msg(rogue_events(), 3), messages_),
                                        min_size=1, max_size=3).map(tuple))
-frame_sessions = sessions(st.one_of(messages_, plains, raw_frames), max_steps=3)
+frame_sessions = sessions(st.one_of(plains, raw_frames, garbage), max_steps=3)
 
 
 # -- running a session --------------------------------------------------------------------------
 
-async def run_session(session: Session, ctx: Context, host: str, port: int, group_key: bytes) -> list[str]:
-    """Connect, handshake, send the session's steps, listen a little; returns what happened (for reports)."""
+async def run_session(session: Session, ctx: Context, host: str, port: int, group_key: bytes,
+                      sent: threading.Event | None = None, release: threading.Event | None = None) -> list[str]:
+    """Connect, handshake, send the session's steps, listen a little; returns what happened (for reports).
+
+    A lingering session sets `sent` once its steps are out and keeps the connection until `release` is set.
+    """
     stream = await trio.open_tcp_stream(host, port)
     channel = await net.connect_channel(stream, ctx.rogue, group_key, lambda device: None)
     seen: list[str] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_listen, channel, seen)
+        listening = trio.CancelScope()
+        nursery.start_soon(_listen, channel, seen, listening)
         try:
             if session.hello is not None:
                 await channel.send(session.hello.build(ctx))
@@ -584,9 +596,17 @@ async def run_session(session: Session, ctx: Context, host: str, port: int, grou
                 await _send(step, channel, stream, ctx)
                 await trio.sleep(STEP_WAIT)
             await trio.sleep(SETTLE)
+            if session.linger == "hold-unread":
+                listening.cancel()
+            elif session.linger == "hold-midframe":
+                await stream.send_all(struct.pack(">I", 1000) + bytes(10))
         except (PeerError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             seen.append(f"send failed: {exc}")
         finally:
+            if sent is not None:
+                sent.set()
+            while session.linger != "close" and release is not None and not release.is_set():
+                await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
             await trio.aclose_forcefully(stream)
     return seen
@@ -608,8 +628,14 @@ async def _send(step: Step, channel: net.Channel, stream, ctx: Context) -> None:
         await stream.send_all(struct.pack(">I", step.length) + step.body)
 
 
-async def _listen(channel: net.Channel, seen: list[str]) -> None:
-    """Read (and drop) what the daemon says, so its sends never block; note errors and the close."""
+async def _listen(channel: net.Channel, seen: list[str], scope: trio.CancelScope) -> None:
+    """Read (and drop) what the daemon says, so its sends never block, until `scope` is cancelled;
+    note errors and the close."""
+    with scope:
+        await _read(channel, seen)
+
+
+async def _read(channel: net.Channel, seen: list[str]) -> None:
     while True:
         try:
             raw = await channel.receive()

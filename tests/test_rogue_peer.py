@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, currently_in_test_context, event, given, settings
 
 from agentlog import crypto, home, payloads
 from agentlog.crypto import DeviceKey
@@ -183,13 +184,33 @@ def _play(world: World, session: rogue.Session) -> None:
     """One example: run the rogue's session against the laptop, then check the invariant."""
     pair = world.get()
     ctx = _context(pair)
+    sent, release, outcome = threading.Event(), threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["seen"] = trio.run(rogue.run_session, session, ctx, "127.0.0.1", pair.laptop.port, pair.group_key,
+                                       sent, release)
+        except BaseException as exc:       # noqa: BLE001 (handed to the test's thread)
+            outcome["error"] = exc
+            sent.set()
+
+    rogue_thread = threading.Thread(target=run, name="rogue")
+    rogue_thread.start()
     try:
-        seen = trio.run(rogue.run_session, session, ctx, "127.0.0.1", pair.laptop.port, pair.group_key)
-        event(f"the rogue's events stored: {'some' if _context(pair).head[0] > ctx.head[0] else 'none'}")
-        _check_invariant(pair, seen)
+        sent.wait(HONEST_TIMEOUT * 3)
+        if session.linger == "close":
+            rogue_thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        if currently_in_test_context():
+            event(f"the rogue's events stored: {'some' if _context(pair).head[0] > ctx.head[0] else 'none'}")
+        _check_invariant(pair, outcome.get("seen", ["(the rogue still holds its connection)"]))
     except BaseException:
         world.broken()
         raise
+    finally:
+        release.set()
+        rogue_thread.join()
 
 
 @pytest.fixture
@@ -203,11 +224,16 @@ def world(tmp_path):
 
 SCALE = float(os.environ.get("AGENTLOG_ROGUE_SCALE", "1"))
 """Multiplies every test's number of examples: set it to 20 to search longer than `make test` does."""
-SETTINGS = dict(deadline=None,
+SHRINK = os.environ.get("AGENTLOG_ROGUE_SHRINK") == "1"
+"""Shrink a failing example to a minimal one (minutes: every failing attempt rebuilds the daemon pair);
+`make test` reports the example as drawn, which hypothesis's database replays first on the next run."""
+SETTINGS = dict(deadline=None, phases=tuple(p for p in Phase if SHRINK or p not in (Phase.shrink, Phase.explain)),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.large_base_example])
 
 
+@pytest.mark.xfail(reason="issue 14: a peer's text is logged whole (see test_known_fault[peer text logged whole])",
+                   strict=False)
 @settings(max_examples=round(30 * SCALE), **SETTINGS)
 @given(session=rogue.message_sessions)
 def test_rogue_messages_leave_the_honest_pair_converging(world, session):
@@ -220,6 +246,8 @@ def test_rogue_events_leave_the_honest_pair_converging(world, session):
     _play(world, session)
 
 
+@pytest.mark.xfail(reason="issue 14: an established device installs a snapshot a rogue member forged (see "
+                   "test_known_fault[forged snapshot installed])", strict=False)
 @settings(max_examples=round(20 * SCALE), **SETTINGS)
 @given(session=rogue.snapshot_sessions)
 def test_rogue_snapshots_leave_the_honest_pair_converging(world, session):
@@ -230,3 +258,25 @@ def test_rogue_snapshots_leave_the_honest_pair_converging(world, session):
 @given(session=rogue.frame_sessions)
 def test_rogue_frames_leave_the_honest_pair_converging(world, session):
     _play(world, session)
+
+
+KNOWN_FAULTS = {
+    # name: (the minimal session hypothesis found, what breaks and where)
+    "peer text logged whole": (
+        rogue.Session(rogue.Hello(), (rogue.Msg("goodbye", (("reason", rogue.Big("é", 5000)),)),)),
+        "a goodbye's (or error's) text is logged whole: a 30 KB log line (protocol.Connection.receive "
+        "puts the peer's text in the Close reason, replicator.Link._close logs it)"),
+    "forged snapshot installed": (
+        rogue.Session(rogue.Hello(truncated=rogue.Entries((("rogue", 0, 1, None),))),
+                      (rogue.Offer(cover=(("phone", 3),)),)),
+        "the rogue claims a truncation point for itself, the laptop asks for its snapshot and "
+        "compaction.bootstrap installs one the rogue signed, covering the phone 3 events past its head: "
+        "the phone's later events are refused, the phone and the tablet then refuse or copy the forgery"),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=f"issue 14: {why}", strict=False))
+                                  for name, (_, why) in KNOWN_FAULTS.items()])
+def test_known_fault(world, name):
+    """Each fault the property tests found, as the session that shows it: fails until it is fixed."""
+    _play(world, KNOWN_FAULTS[name][0])
