@@ -123,6 +123,7 @@ class Context:
     head: tuple[int, bytes, int]              # the rogue's chain on the laptop: (seq, id, lamport); (0, zero, lamport)
     heads: dict[bytes, tuple[int, int, bytes]] = field(default_factory=dict)   # the laptop's: author -> (epoch, seq, id)
     roster: bytes = b""                       # the laptop's roster state (canonical JSON), for a snapshot's roster view
+    epoch: int = 0                            # the epoch of the rogue's head on the laptop
     batch: int = 0
 
     def value(self, v):
@@ -174,11 +175,12 @@ class RogueEvent:
     """An event signed by the rogue (or by `signer`): each field "right" for the next event, or drawn."""
 
     seq: int | str = "next"                   # "next", "head" (a fork at the head), or a number
-    epoch: int = 0
+    epoch: int | str = "same"                 # "same": the epoch of the rogue's head (0 at first)
     lamport: int | str = "next"
     time_ms: int | str = "now"
     prev: str = "right"                       # "right", "zero", "random"
-    clock: tuple[tuple[str | int, int, int], ...] | str = "anchor"
+    clock: tuple[tuple[str | int, int, int], ...] | str = "anchor"    # "anchor": only the enrolment at seq 1;
+                                                                        # "none": not even that; "many": 300 more
     scope: str = "user"
     kind: str = "observation"
     payload: tuple = ("observation", (("setting", "rogue"), ("value", "v")))
@@ -195,18 +197,17 @@ class RogueEvent:
         prev = {"right": head_id if seq > 1 else crypto.ZERO_ID, "zero": crypto.ZERO_ID,
                 "random": hashlib.blake2b(repr(self).encode(), digest_size=32).digest()}[self.prev]
         body = build_payload(ctx.value(self.payload))
-        clock = self.clock
-        if clock == "many":
-            clock = tuple(("laptop", 0, i + 1) for i in range(300))
-        if clock == "anchor":
-            a = ctx.anchor.header
-            clock = ((a.author, a.epoch, a.seq),) if seq == 1 else ()
-        else:
-            clock = tuple((ctx.author(n), e, s) for n, e, s in clock)
+        a = ctx.anchor.header
+        clock = ((a.author, a.epoch, a.seq),) if seq == 1 and self.clock != "none" else ()
+        if self.clock == "many":
+            clock += tuple((ctx.author("laptop"), 0, i + 1) for i in range(300))
+        elif self.clock not in ("anchor", "none"):
+            clock += tuple((ctx.author(n), e, s) for n, e, s in self.clock)
         lamport = lamport_now + 1 if self.lamport == "next" else self.lamport
         length = {"right": len(body), "plus1": len(body) + 1, "zero": 0, "max": U32[1]}[self.length]
         digest = crypto.blake2b256(body) if self.hash == "right" else bytes(32)
-        header = Header(group=ctx.group, author=ctx.rogue.public, epoch=self.epoch, seq=seq, prev=prev,
+        epoch = ctx.epoch if self.epoch == "same" else self.epoch
+        header = Header(group=ctx.group, author=ctx.rogue.public, epoch=epoch, seq=seq, prev=prev,
                         lamport=lamport, clock=tuple(ClockEntry(*c) for c in clock),
                         time_ms=time.time_ns() // 1_000_000 if self.time_ms == "now" else self.time_ms,
                         scope=ctx.value(self.scope), kind=self.kind, payload_hash=digest, payload_len=length,
@@ -218,8 +219,8 @@ class RogueEvent:
         signer = {"rogue": ctx.rogue, "stranger": ctx.stranger}.get(self.signer)
         signature = signer.sign(crypto.blake2b256(raw)) if signer else bytes(64)
         event = Event(raw, signature, header, crypto.blake2b256(raw), body)
-        if self.signer == "rogue" and seq == ctx.head[0] + 1:
-            ctx.head = (seq, event.id, lamport)
+        if seq == ctx.head[0] + 1:
+            ctx.head, ctx.epoch = (seq, event.id, lamport), epoch
         return event
 
     def build(self, ctx: Context) -> messages.WireEvent:
@@ -489,7 +490,7 @@ _BENT = {
     "time_ms": edge_ints(I64),
     "prev": st.sampled_from(("zero", "random")),
     "clock": st.lists(st.tuples(authors, edge_ints(U32), edge_ints(U64)), max_size=3).map(tuple)
-             | st.just("many"),
+             | st.sampled_from(("many", "none")),
     "scope": texts(False) | st.sampled_from(("device:" + "0" * 64, "topic:tttt", Big("s", 257))),
     "kind": st.sampled_from(KINDS),
     "length": st.sampled_from(("plus1", "zero", "max")),
@@ -506,9 +507,14 @@ raw_wires = st.builds(RawWire, blobs(120), blobs(), edge_ints(U8))
 wire_items = st.one_of(rogue_events(), replays, raw_wires)
 
 
+def mostly(value, other: st.SearchStrategy, odds: int = 8) -> st.SearchStrategy:
+    """`value`, but one time in `odds` what `other` draws (one_of would not weigh them so)."""
+    return st.integers(1, odds).flatmap(lambda i: other if i == 1 else st.just(value))
+
+
 def events_msg(items: st.SearchStrategy, max_size: int = 6) -> st.SearchStrategy[Msg]:
     """An events message, its batch number mostly the right one."""
-    batch = st.one_of(st.just(Sym("batch")), st.just(Sym("batch")), st.just(Sym("batch")), edge_ints(U64))
+    batch = mostly(Sym("batch"), edge_ints(U64))
     return st.builds(lambda b, ev: Msg("events", (("batch", b), ("events", tuple(ev)))), batch,
                      st.lists(items, max_size=max_size))
 
@@ -554,12 +560,22 @@ lingers = st.sampled_from(("close", "close", "close", "hold", "hold-unread", "ho
 
 peer_texts = _msg("error", code=texts(), message=texts()) | _msg("goodbye", reason=texts())
 message_sessions = sessions(st.one_of(messages_, messages_, flipped, garbage, peer_texts))
+EDGE_HEADERS = {
+    "lamport": (1, 2**31 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 2, 2**64 - 1),
+    "time_ms": (-(2**63), -(2**31), -1, 0, 1, 2**53 + 1, 2**63 - 1),
+    "epoch": (1, 2**31 - 1, 2**32 - 1),
+    "clock": tuple((("laptop", 0, s),) for s in (2, 2**63 - 1, 2**64 - 1)) + ((("stranger", 0, 1),), (("zero", 0, 1),)),
+}
+edge_events = st.sampled_from(sorted(EDGE_HEADERS)).flatmap(
+    lambda name: st.sampled_from(EDGE_HEADERS[name]).map(lambda value: RogueEvent(**{name: value})))
+"""A valid event but for one header field at an edge: the likeliest to be stored, and to hurt once stored."""
 clean_events = st.builds(lambda v: RogueEvent(payload=("observation", (("setting", "rogue"), ("value", v)))),
                          st.text(max_size=8))
 event_sessions = st.builds(
-    Session, st.sampled_from((Hello(), Hello(), Hello(), None)),
-    st.lists(events_msg(clean_events, 4) | events_msg(st.one_of(clean_events, rogue_events(), replays), 5),
-             min_size=1, max_size=4).map(tuple), lingers)
+    Session, mostly(Hello(), st.none()),
+    st.lists(st.booleans().flatmap(lambda mixed: events_msg(
+        st.one_of(clean_events, rogue_events(), replays) if mixed else st.one_of(clean_events, edge_events), 4)),
+             min_size=1, max_size=3).map(tuple), lingers)
 offers = st.builds(
     Offer,
     st.lists(st.tuples(st.sampled_from(NAMES) | st.integers(0, 3), st.sampled_from((-1, 0, 1, 2)) | edge_ints(U64)),

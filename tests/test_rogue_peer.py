@@ -109,7 +109,8 @@ def _context(pair: Pair) -> rogue.Context:
     keys.update(rogue=pair.rogue.public, stranger=stranger.public, zero=bytes(32), ones=b"\xff" * 32)
     lamport = min(max(e.header.lamport for e in events), 2**64 - 2)
     return rogue.Context(keys, pair.rogue, stranger, group, anchor, events[:MAX_HONEST_REPLAYS],
-                         (head.seq, head.id, lamport) if head else (0, crypto.ZERO_ID, lamport), heads, roster)
+                         (head.seq, head.id, lamport) if head else (0, crypto.ZERO_ID, lamport), heads, roster,
+                         head.epoch if head else 0)
 
 
 class Broken(AssertionError):
@@ -244,7 +245,10 @@ SESSIONS = [
     # what the rogue says: its strategy, or a pytest.param of it marked with the known fault it meets
     pytest.param(rogue.message_sessions, id="messages",
                  marks=_xfail("a peer's text is logged whole (see test_known_fault[peer text logged whole])")),
-    pytest.param(rogue.event_sessions, id="events"),
+    pytest.param(rogue.event_sessions, id="events",
+                 marks=_xfail("header fields at their edges stop or crash the laptop, a bad signature inside "
+                              "a run fails verify (see test_known_fault[lamport at 2^64-1], [negative time], "
+                              "[bad signature inside a run])")),
     pytest.param(rogue.snapshot_sessions, id="snapshots",
                  marks=_xfail("an established device installs a snapshot a rogue member forged "
                               "(see test_known_fault[forged snapshot installed])")),
@@ -259,12 +263,29 @@ def test_a_rogue_peer_leaves_the_honest_pair_converging(world, sessions, data):
     _play(world, data.draw(sessions, label="session"))
 
 
+def _batch(*events: rogue.RogueEvent) -> rogue.Session:
+    return rogue.Session(rogue.Hello(), (rogue.Msg("events", (("batch", rogue.Sym("batch")), ("events", events))),))
+
+
 KNOWN_FAULTS = {
     # name: (the minimal session hypothesis found, what breaks and where)
     "peer text logged whole": (
         rogue.Session(rogue.Hello(), (rogue.Msg("goodbye", (("reason", rogue.Big("é", 5000)),)),)),
         "a goodbye's (or error's) text is logged whole: a 30 KB log line (protocol.Connection.receive "
         "puts the peer's text in the Close reason, replicator.Link._close logs it)"),
+    "lamport at 2^64-1": (
+        _batch(rogue.RogueEvent(lamport=2**64 - 1)),
+        "the laptop stores a rogue event with lamport 2^64-1; its own next append needs lamport 2^64, which "
+        "its header encoder refuses (ValueError): the laptop can no longer write (event.py/validate.py ranges)"),
+    "negative time": (
+        _batch(rogue.RogueEvent(time_ms=-1)),
+        "the laptop's daemon exits 1 with a traceback: an observation at time -1 ms reaches pref_view."
+        "_evidence_key, whose u64 pack raises struct.error inside the ingest (the time range is not checked)"),
+    "bad signature inside a run": (
+        _batch(rogue.RogueEvent(signer="garbage"), rogue.RogueEvent()),
+        "a batch checks only the signature of each author's last event, so the rogue's seq 1 with a zeroed "
+        "signature is stored (and relayed); `agentlog verify` then fails on every honest store, and a later "
+        "second seq 1 records a fork proof verify rejects as unsigned (store.ingest, peer_log.StoreLog)"),
     "forged snapshot installed": (
         rogue.Session(rogue.Hello(truncated=rogue.Entries((("rogue", 0, 1, None),))),
                       (rogue.Offer(cover=(("phone", 3),)),)),
