@@ -15,8 +15,12 @@ the test process: it passes the handshake (net.connect_channel) and then sends, 
   thousands of tags), roster events included (enrolling a stranger, revoking itself or a key
   nobody enrolled; never an honest device, which any member may do by design);
 - events of the honest devices replayed, withheld or altered (`Replay`);
+- a snapshot it signed (`Offer`), after a hello claiming truncation points the laptop lies below,
+  so that the laptop asks for it: covering honest authors past their heads, wiping the views;
 - a little frame-level abuse (`RawFrame`, `Plain`): lengths out of range, truncated frames,
-  undecryptable bodies, unknown flags, a compression bomb.
+  undecryptable bodies, unknown flags, a compression bomb;
+- after its steps, hanging up or holding the connection open while the honest devices are
+  checked: still reading, no longer reading, or in the middle of a frame (`Session.linger`).
 
 Everything is symbolic until `build` resolves it against the live world (`Context`: the keys
 and events the honest devices hold now), so hypothesis prints a readable, reproducible example.
