@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from agentlog import crypto, messages, net, payloads, snapshot
 from agentlog.crypto import DeviceKey
 from agentlog.errors import PeerError
-from agentlog.event import ClockEntry, Event, Header, encode_header, seal
+from agentlog.event import ClockEntry, Event, Header, encode_header
 from agentlog.handshake import FLAG_COMPRESSED
 from agentlog.schema import payloads as payload_schema
 
