@@ -22,8 +22,8 @@ broke the invariant, so that each failing example runs on a fresh pair. A failur
 drawn `Session` and what the rogue saw; running the test again replays it first (hypothesis keeps
 it in its example database). AGENTLOG_ROGUE_SHRINK=1 shrinks it to a minimal one (minutes), and
 AGENTLOG_ROGUE_SCALE=20 draws twenty times as many examples. Each fault found is kept below as a
-`KNOWN_FAULTS` session, marked xfail (as is the property test that meets it) until it is fixed:
-remove the marks then.
+`KNOWN_FAULTS` session, marked xfail (as is the property test that meets it) until it is fixed,
+then listed in `FIXED` and kept as a regression test.
 """
 
 from __future__ import annotations
@@ -243,12 +243,8 @@ def _xfail(why: str):
 
 SESSIONS = [
     # what the rogue says: its strategy, or a pytest.param of it marked with the known fault it meets
-    pytest.param(rogue.message_sessions, id="messages",
-                 marks=_xfail("a peer's text is logged whole (see test_known_fault[peer text logged whole])")),
-    pytest.param(rogue.event_sessions, id="events",
-                 marks=_xfail("header fields at their edges stop or crash the laptop, a bad signature inside "
-                              "a run fails verify (see test_known_fault[lamport at 2^64-1], [negative time], "
-                              "[bad signature inside a run])")),
+    pytest.param(rogue.message_sessions, id="messages"),
+    pytest.param(rogue.event_sessions, id="events"),
     pytest.param(rogue.snapshot_sessions, id="snapshots",
                  marks=_xfail("an established device installs a snapshot a rogue member forged "
                               "(see test_known_fault[forged snapshot installed])")),
@@ -268,7 +264,7 @@ def _batch(*events: rogue.RogueEvent) -> rogue.Session:
 
 
 KNOWN_FAULTS = {
-    # name: (the minimal session hypothesis found, what breaks and where)
+    # name: (the minimal session hypothesis found, what broke and where); FIXED ones are regression tests
     "peer text logged whole": (
         rogue.Session(rogue.Hello(), (rogue.Msg("goodbye", (("reason", rogue.Big("é", 5000)),)),)),
         "a goodbye's (or error's) text is logged whole: a 30 KB log line (protocol.Connection.receive "
@@ -295,7 +291,11 @@ KNOWN_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=_xfail(why)) for name, (_, why) in KNOWN_FAULTS.items()])
+FIXED = {"peer text logged whole", "lamport at 2^64-1", "negative time", "bad signature inside a run"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in FIXED else _xfail(why))
+                                  for name, (_, why) in KNOWN_FAULTS.items()])
 def test_known_fault(world, name):
-    """Each fault the property tests found, as the session that shows it: fails until it is fixed."""
+    """Each fault the property tests found, as the session that shows it: a regression test once fixed."""
     _play(world, KNOWN_FAULTS[name][0])
