@@ -245,9 +245,7 @@ SESSIONS = [
     # what the rogue says: its strategy, or a pytest.param of it marked with the known fault it meets
     pytest.param(rogue.message_sessions, id="messages"),
     pytest.param(rogue.event_sessions, id="events"),
-    pytest.param(rogue.snapshot_sessions, id="snapshots",
-                 marks=_xfail("an established device installs a snapshot a rogue member forged "
-                              "(see test_known_fault[forged snapshot installed])")),
+    pytest.param(rogue.snapshot_sessions, id="snapshots"),
     pytest.param(rogue.frame_sessions, id="frames"),
 ]
 
@@ -291,7 +289,8 @@ KNOWN_FAULTS = {
 }
 
 
-FIXED = {"peer text logged whole", "lamport at 2^64-1", "negative time", "bad signature inside a run"}
+FIXED = {"peer text logged whole", "lamport at 2^64-1", "negative time", "bad signature inside a run",
+         "forged snapshot installed"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in FIXED else _xfail(why))
