@@ -284,3 +284,24 @@ def test_the_old_protocol_version_is_refused_by_name():
     conn.start(0.0)
     send, close = conn.receive(Hello(1, GROUP, AUTHOR, {}), 0.0)
     assert isinstance(close, Close) and f"protocol version 1 is not {VERSION}" in send.message.message
+
+
+@pytest.mark.parametrize("said", [
+    [Hello(VERSION, GROUP, OTHER, {}, {WRITER: (0, 5)})],
+    [Hello(VERSION, GROUP, OTHER, {WRITER: (0, 4)}, {WRITER: (0, 5)})],
+    [Hello(VERSION, GROUP, OTHER, {WRITER: (0, 9)}, {}), FrontierMsg({}, {WRITER: (0, 10)})],
+], ids=["missing", "below", "later"])
+def test_a_truncation_point_past_the_frontier_shown_is_refused_and_no_snapshot_asked_for(said):
+    _, asker = pair()
+    out = []
+    for msg in said:
+        out += asker.receive(msg, 0.0)
+    send, close = out[-2:]
+    assert send.message.code == "protocol" and "lies past the frontier shown for it" in send.message.message
+    assert close.error and not any(isinstance(m, SnapshotWant) for m in sends(out))
+
+
+def test_no_snapshot_is_asked_for_this_devices_own_events():
+    _, asker = pair(asker_frontier={AUTHOR: (0, 2)})
+    out = sends(asker.receive(Hello(VERSION, GROUP, OTHER, {AUTHOR: (0, 9)}, {AUTHOR: (0, 5)}), 0.0))
+    assert not any(isinstance(m, SnapshotWant) for m in out) and asker.state != "closed"
