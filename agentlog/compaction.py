@@ -367,6 +367,7 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
         group = txn.get(b"group", db=db["meta"])
         if event.header.group != group:
             raise SnapshotError("snapshot belongs to another group")
+        _check_reach(store, snap, dropped)
         _check_held(store, txn, snap, dropped)
         for h in snap.frontier:
             raw = txn.get(h.author, db=db["heads"])
@@ -417,6 +418,17 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
             raise SnapshotError(f"the snapshot covers {name} to seq {p.seq}, past seq {held.seq} held here, "
                                 f"but the peer has not dropped the events in between: this device takes them "
                                 f"as events, not from a snapshot")
+
+
+def _check_reach(store: Store, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+    """Refuse a snapshot that stops short of a truncation point of the peer's: it cannot stand in for the
+    events the peer dropped (an honest peer's snapshot covers all it truncated). This device's own
+    chain is left out: no peer holds an event of it that this device lacks."""
+    covered = {p.author: (p.epoch, p.seq) for p in snap.frontier}
+    for author, cut in sorted(dropped.items()):
+        if author != store.device and covered.get(author, (-1, -1)) < cut:
+            raise SnapshotError(f"the snapshot does not reach the peer's truncation point of {author.hex()[:16]} "
+                                f"(seq {cut[1]}): it cannot stand in for the events the peer dropped")
 
 
 def _held_id(store: Store, txn, author: bytes, at: tuple[int, int]) -> bytes | None:

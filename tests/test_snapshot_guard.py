@@ -37,9 +37,10 @@ def forged(signer: Store, cover: dict[bytes, tuple[int, int, bytes]], roster: by
 
 
 def past(store: Store, author: bytes, ahead: int) -> tuple[int, int, bytes]:
-    """A position `ahead` seqs past `author`'s head on `store`, with a made-up id."""
-    h = store.heads()[author]
-    return h.epoch, h.seq + ahead, crypto.blake2b256(b"made up")
+    """A position `ahead` seqs past `author`'s head on `store` (0 if it holds nothing of it), with a made-up id."""
+    h = store.heads().get(author)
+    epoch, seq = (h.epoch, h.seq) if h else (0, 0)
+    return epoch, seq + ahead, crypto.blake2b256(b"made up")
 
 
 def state(store: Store) -> dict:
@@ -186,7 +187,7 @@ def _honest_pair_goes_on(homes, before: dict) -> None:
 def test_an_established_device_refuses_a_members_forged_snapshot(served, hello, refusal):
     homes, laptop = served
     before = held_state(homes["laptop"])
-    _attack(homes, laptop, {"phone": 3}, hello)
+    _attack(homes, laptop, {"phone": 3, "rogue": 1}, hello)
     assert held_state(homes["laptop"]) == before
     _refused(laptop, refusal)
     _honest_pair_goes_on(homes, before)
@@ -201,3 +202,13 @@ def test_a_peer_claiming_this_devices_own_events_gets_no_snapshot_asked_for(serv
     assert not any(isinstance(m, SnapshotWant) for m in heard), heard
     _refused(laptop, "protocol: a snapshot offer that was not asked for")
     _honest_pair_goes_on(homes, before)
+
+
+def test_a_snapshot_short_of_the_peers_truncation_points_is_refused_before_anything_changes(family):
+    f = family
+    rogue = f._hub.device
+    bundle = forged(f._hub, {}, f.laptop.roster().to_bytes())        # its views wiped, covering nothing
+    before = state(f.laptop)
+    with pytest.raises(SnapshotError, match=f"does not reach the peer's truncation point of {rogue.hex()[:16]}"):
+        compaction.bootstrap(f.laptop, bundle, {rogue: (0, 50)})
+    assert state(f.laptop) == before
