@@ -863,6 +863,8 @@ def cmd_verify(args) -> int:
             "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
             "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
             "withheld": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.withheld],
+            "damaged_signatures": [{"author": p.author.hex(), "seq": p.seq, "last": p.last, "signed": p.signed,
+                                    "peer": p.peer.hex() if p.peer else None} for p in report.bad_signatures],
             "damage": report.damage, "notes": report.notes,
         }, indent=2))
     else:
@@ -870,7 +872,7 @@ def cmd_verify(args) -> int:
             print(line)
         for p in report.problems:
             print(_shown(p.line(roster), LINE_LIMIT))
-        for p in report.forks + report.after_revocation + report.withheld:
+        for p in report.forks + report.after_revocation + report.bad_signatures + report.withheld:
             print(f"warning: {_shown(p.line(roster), LINE_LIMIT)}")
         for note in report.notes:
             print(f"note: {note}")
