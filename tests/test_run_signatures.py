@@ -11,6 +11,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import trio
 
 from agentlog import crypto, devices, home, payloads
 from agentlog.errors import ForkError
@@ -19,7 +20,8 @@ from agentlog.peer_log import StoreLog
 from agentlog.store import event_key
 from agentlog.verify import verify_store
 from tests.conftest import sync
-from tests.daemons import agentlog
+from tests.daemons import Daemon, agentlog, end_all, provision, wait_until
+from tests.test_faults import World, _connect, _outcome, send_batch
 
 
 def garbled(e: Event) -> Event:
@@ -175,3 +177,51 @@ def test_a_fork_inside_one_batch_against_a_garbled_record_is_not_kept_as_proof(l
     with pytest.raises(ForkError):
         laptop.ingest(pairs(fork_one), every_signature=False)
     assert [(f.author, f.seq) for f in verify_store(laptop).forks] == [(mallory.device, 1)]
+
+
+def _verify_lines(path) -> tuple[int, list[str]]:
+    checked = agentlog(path, "verify", check=False)
+    return checked.returncode, [line for line in checked.stdout.splitlines() if "signature" in line]
+
+
+def test_daemons_warn_then_heal_from_an_honest_peer_over_real_sockets(tmp_path):
+    """Mallory, enrolled, sends the laptop's daemon one batch over a real connection: its seq 1 garbled,
+    its seq 2 signed. The laptop's `agentlog verify` exits 0 with one warning naming mallory. The phone
+    holds mallory's events whole (they reached it validly); once its daemon connects, the laptop's asks it
+    for the damaged record and heals: `verify` is clean on both."""
+    homes = provision(tmp_path, "laptop", "phone", "mallory")
+    with home.open_home(homes["laptop"]) as founder, home.open_home(homes["phone"]) as phone:
+        sync(founder, phone)                              # the phone knows mallory is enrolled
+    registry: list[Daemon] = []
+    try:
+        laptop = Daemon(homes["laptop"], registry=registry).start()
+        with home.open_home(homes["mallory"]) as m:
+            one, two = own_events(m, 2)
+            world = World(tmp_path, homes, laptop, None, m)
+
+            async def send():
+                channel = await _connect(world)
+                try:
+                    await send_batch(1, garbled(one), two)(channel)
+                    kind, msg = await _outcome(channel, until_ack=1)
+                    assert kind == "ack", (kind, msg)
+                finally:
+                    await channel.aclose()
+            trio.run(send)
+            with home.open_home(homes["phone"]) as phone:
+                sync(m, phone)
+        code, lines = _verify_lines(homes["laptop"])
+        assert code == 0 and len(lines) == 1, lines
+        assert lines[0].startswith("warning: mallory") and "received from mallory" in lines[0], lines
+
+        Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
+
+        def healed():
+            with home.open_home(homes["laptop"]) as store:
+                return stored_record(store, one) == one.record and not store.damaged()
+        wait_until(healed, "the laptop heals mallory's seq 1 from the phone")
+        for name in ("laptop", "phone"):
+            code, lines = _verify_lines(homes[name])
+            assert (code, lines) == (0, []), (name, lines)
+    finally:
+        end_all(registry)
