@@ -265,16 +265,18 @@ class _TxnLog:
 
     def heal(self, event: Event) -> bool:
         """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
-        delivery's, when it differs and verifies; whether it did. The header bytes are equal (the id is), so
+        delivery's, when the stored one does not verify and this one does; whether it did. The header bytes are equal (the id is), so
         only the 64 signature bytes change; a fork proof holding the old record gets the new one too."""
         h, db, txn = event.header, self._db, self._txn
         key = event_key(h.author, h.epoch, h.seq)
-        if key in self._accepted or (txn.get(key, db=db["unverified"]) is None
-                                     and txn.get(key, db=db["damaged"]) is None):
+        damaged = txn.get(key, db=db["damaged"]) is not None
+        if key in self._accepted or not (damaged or txn.get(key, db=db["unverified"]) is not None):
             return False
         stored = txn.get(key, db=db["events"])
         if stored is None or bytes(stored) == event.record or not crypto.verify(h.author, event.id, event.signature):
             return False
+        if not damaged and crypto.verify(h.author, event.id, bytes(stored[-crypto.SIG_LEN:])):
+            return False                  # a good signature stays: an author may sign one header many ways
         txn.put(key, event.record, db=db["events"])
         txn.delete(key, db=db["unverified"])
         txn.delete(key, db=db["damaged"])
@@ -488,7 +490,8 @@ class Store:
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With
         `every_signature` False, only the signature of each author's last event in the
-        batch is verified: the hash links from it prove the others (DESIGN.md section 3).
+        batch is verified: the hash links from it prove the others (DESIGN.md section 3). A duplicate
+        completes an event held without its payload (`fill`) or heals one whose signature is damaged (`heal`).
         `source`, the peer device that sent the batch, has the accepted events entered in the
         replication ledger (agentlog.ledger) in the same transaction.
 
@@ -744,7 +747,7 @@ class Store:
         if unverified is None:
             return True
         if not crypto.verify(author, record_id(record), record[-crypto.SIG_LEN:]):
-            self._settle_signatures([(key, record, False)])
+            self.mark_damaged([(key, record)])
             return False
         if len(self._checked) > 1_000_000:
             self._checked.clear()
@@ -762,6 +765,11 @@ class Store:
         self._settle_signatures([(key, record, len(record) > crypto.SIG_LEN and crypto.verify(
             key[:32], record_id(record), record[-crypto.SIG_LEN:])) for key, record in found])
         return len(found)
+
+    def mark_damaged(self, found: list[tuple[bytes, bytes]]) -> None:
+        """Mark events stored unchecked, given as (key, record), whose signature was found not to verify
+        (one write transaction): replication asks peers for their records again (`damaged`)."""
+        self._settle_signatures([(key, record, False) for key, record in found])
 
     def _settle_signatures(self, checked: list[tuple[bytes, bytes, bool]]) -> None:
         """Record (key, record, whether its signature verifies) for events stored unchecked, unless the

@@ -2,8 +2,9 @@
 
 For each author's chain, in key order: the record decodes, belongs to this group,
 sits under its own (author, epoch, seq), seqs are dense, prev links to the previous
-id, the signature verifies over the id, the id index points at it, and the payload
-is present (or recorded as withheld) and matches its hash. Then: the author was
+id, the signature verifies over the id (a damaged signature on an event a peer sent inside a
+run, whose content a later signed event proves, is a warning), the id index points at it,
+and the payload is present (or recorded as withheld) and matches its hash. Then: the author was
 enrolled at the time (roster folded in lamport order), heads agree with the chains,
 and every id-index entry names a stored event with that id. On a compacted store each
 chain starts right after its author's truncation point (seq and id), and the base
@@ -325,8 +326,10 @@ def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, in
                 report.problems.append(Problem(author, seq, "signature does not verify (header or signature altered)"))
                 continue
             damaged.append((author, epoch, seq, signed, bytes(record)))
-    for author, epoch, seq, _, record in damaged:
-        store.signature_ok(author, epoch, seq, record)         # marks it damaged: the daemon asks peers again
+    try:
+        store.mark_damaged([(event_key(*d[:3]), d[4]) for d in damaged])  # the daemon asks peers again
+    except StoreError as exc:
+        report.notes.append(f"damaged signatures not marked for peers to resend: {exc}")
     for author, epoch, lo, hi in seq_runs([d[:3] for d in damaged]):
         signed = next(d[3] for d in damaged if d[:3] == (author, epoch, hi))
         peer = next((r.peer for r in received if (r.author, r.epoch) == (author, epoch) and r.lo <= lo <= r.hi), None)

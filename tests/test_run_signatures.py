@@ -225,3 +225,16 @@ def test_daemons_warn_then_heal_from_an_honest_peer_over_real_sockets(tmp_path):
             assert (code, lines) == (0, []), (name, lines)
     finally:
         end_all(registry)
+
+
+
+def test_verify_in_worker_processes_classifies_the_same(laptop, mallory, monkeypatch):
+    """Split into key ranges checked by worker processes, the store's failures are classified once all
+    ranges are in: the damaged signature is a warning, as in one process."""
+    from agentlog import verify
+    run = own_events(mallory, 40)
+    laptop.ingest(pairs(*run[:19], garbled(run[19]), *run[20:]), every_signature=False, source=mallory.device)
+    monkeypatch.setattr(verify, "PARALLEL_MIN_EVENTS", 1)
+    report = verify_store(laptop, jobs=2)
+    assert report.ok and not report.problems, [p.what for p in report.problems]
+    assert [(b.seq, b.signed) for b in report.bad_signatures] == [(20, 21)]
