@@ -186,15 +186,19 @@ def _verify_lines(path) -> tuple[int, list[str]]:
 
 def test_daemons_warn_then_heal_from_an_honest_peer_over_real_sockets(tmp_path):
     """Mallory, enrolled, sends the laptop's daemon one batch over a real connection: its seq 1 garbled,
-    its seq 2 signed. The laptop's `agentlog verify` exits 0 with one warning naming mallory. The phone
-    holds mallory's events whole (they reached it validly); once its daemon connects, the laptop's asks it
-    for the damaged record and heals: `verify` is clean on both."""
-    homes = provision(tmp_path, "laptop", "phone", "mallory")
-    with home.open_home(homes["laptop"]) as founder, home.open_home(homes["phone"]) as phone:
-        sync(founder, phone)                              # the phone knows mallory is enrolled
+    its seq 2 signed. The laptop relays both to the phone's daemon. The laptop's `agentlog verify` exits
+    0 with one warning naming mallory. The tablet holds mallory's events whole (they reached it validly);
+    once its daemon connects, the laptop's asks it for the damaged record and heals, and the phone's (whose
+    background check found the damage) heals from the laptop: `verify` is clean on all three."""
+    homes = provision(tmp_path, "laptop", "phone", "tablet", "mallory")
+    with home.open_home(homes["laptop"]) as founder:
+        for name in ("phone", "tablet"):
+            with home.open_home(homes[name]) as store:
+                sync(founder, store)                      # each knows mallory is enrolled
     registry: list[Daemon] = []
     try:
         laptop = Daemon(homes["laptop"], registry=registry).start()
+        Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
         with home.open_home(homes["mallory"]) as m:
             one, two = own_events(m, 2)
             world = World(tmp_path, homes, laptop, None, m)
@@ -208,24 +212,31 @@ def test_daemons_warn_then_heal_from_an_honest_peer_over_real_sockets(tmp_path):
                 finally:
                     await channel.aclose()
             trio.run(send)
-            with home.open_home(homes["phone"]) as phone:
-                sync(m, phone)
+            with home.open_home(homes["tablet"]) as tablet:
+                sync(m, tablet)
+
+        def seq_one(name: str) -> bytes | None:
+            """Mallory's seq 1 as the device stores it (None until it holds seq 2 too)."""
+            with home.open_home(homes[name]) as store:
+                return stored_record(store, one) if store.frontier().get(one.header.author, 0) >= 2 else None
+
+        def healed(name: str) -> bool:
+            with home.open_home(homes[name]) as store:
+                return stored_record(store, one) == one.record and not store.damaged()
+        wait_until(lambda: seq_one("phone"), "the laptop relays mallory's run to the phone")
+        assert seq_one("phone") == garbled(one).record          # the damaged bytes came along, inside the run
         code, lines = _verify_lines(homes["laptop"])
         assert code == 0 and len(lines) == 1, lines
         assert lines[0].startswith("warning: mallory") and "received from mallory" in lines[0], lines
 
-        Daemon(homes["phone"], listen=False, peers=(laptop.address,), registry=registry).start()
-
-        def healed():
-            with home.open_home(homes["laptop"]) as store:
-                return stored_record(store, one) == one.record and not store.damaged()
-        wait_until(healed, "the laptop heals mallory's seq 1 from the phone")
+        Daemon(homes["tablet"], listen=False, peers=(laptop.address,), registry=registry).start()
         for name in ("laptop", "phone"):
+            wait_until(lambda name=name: healed(name), f"the {name} heals mallory's seq 1")
+        for name in ("laptop", "phone", "tablet"):
             code, lines = _verify_lines(homes[name])
             assert (code, lines) == (0, []), (name, lines)
     finally:
         end_all(registry)
-
 
 
 def test_verify_in_worker_processes_classifies_the_same(laptop, mallory, monkeypatch):
