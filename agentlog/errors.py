@@ -33,7 +33,7 @@ class StoreError(AgentlogError):
 
 
 class EventError(AgentlogError):
-    """An event failed validation. Subclasses follow DESIGN.md section 3, in check order."""
+    """An event failed validation. Subclasses follow docs/format.md's validation steps, in check order."""
 
     check = "event"
 

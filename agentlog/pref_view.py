@@ -279,18 +279,18 @@ class PrefView:
                     txn.put(ref + eid, _U64.pack(new) + bytes(pending)[8:], db=self.pending)
                 return None
             name = decision.payload.setting
-        opened = self._setting(txn, name, open_settings)
-        if opened is None:
+        if pr.setting_problem(name):
             return None
-        skey, moved = setting_key(name), False
-        for role in (0, 1):
-            key = skey + _U64.pack(eff) + eid + _BYTE[role]
-            raw = txn.get(key, db=self.evidence)
-            if raw is not None:
-                txn.delete(key, db=self.evidence)
-                opened[1].put(_evidence_from(key, bytes(raw))._replace(eff=new))
-                moved = True
-        return opened if moved else None
+        skey = setting_key(name)
+        found = [(key, bytes(raw)) for key in (skey + _U64.pack(eff) + eid + _BYTE[role] for role in (0, 1))
+                 if (raw := txn.get(key, db=self.evidence)) is not None]
+        if not found:
+            return None             # evidence of no weight left no row: the setting stays as a rebuild leaves it
+        opened = self._setting(txn, name, open_settings)
+        for key, raw in found:
+            txn.delete(key, db=self.evidence)
+            opened[1].put(_evidence_from(key, raw)._replace(eff=new))
+        return opened
 
     def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
         """The newest time of another device's event its author had seen at `f`: `newest` (as of its

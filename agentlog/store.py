@@ -1,6 +1,6 @@
 """The per-device LMDB store: append, ingest, read. The I/O shell around the pure core.
 
-Layout (DESIGN.md section 4, docs/format.md): named databases with big-endian keys
+Layout (docs/format.md): named databases with big-endian keys
   events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
   payloads  author(32) epoch(4) seq(8)  -> payload bytes (same key as the event: appends stay sequential)
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
@@ -490,7 +490,7 @@ class Store:
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With
         `every_signature` False, only the signature of each author's last event in the
-        batch is verified: the hash links from it prove the others (DESIGN.md section 3). A duplicate
+        batch is verified: the hash links from it prove the others (docs/format.md). A duplicate
         completes an event held without its payload (`fill`) or heals one whose signature is damaged (`heal`).
         `source`, the peer device that sent the batch, has the accepted events entered in the
         replication ledger (agentlog.ledger) in the same transaction.

@@ -1,4 +1,4 @@
-"""Validation of events from outside, in the order DESIGN.md section 3 fixes. Pure.
+"""Validation of events from outside, in the order docs/format.md fixes. Pure.
 
 size -> decode (shape, then ranges) -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
 chain, then causal context) -> prev -> lamport -> signature -> payload hash. Causal delivery (every clock entry already held) makes

@@ -1,4 +1,4 @@
-"""Ingest validation: one named error per check, in DESIGN.md section 3 order; a bad
+"""Ingest validation: one named error per check, in docs/format.md's order; a bad
 batch is rejected whole and leaves the store byte-for-byte as it was."""
 
 from __future__ import annotations
