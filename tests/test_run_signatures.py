@@ -80,6 +80,8 @@ def test_a_garbled_signature_inside_a_run_is_a_warning_naming_the_peer(laptop, m
     assert len(warnings) == 1 and warnings[0].startswith("warning: mallory") and "received from mallory" in warnings[0]
     report = json.loads(agentlog(laptop.path.parent, "verify", "--json").stdout)
     assert report["ok"] and not report["problems"]
+    assert json.loads(agentlog(laptop.path.parent, "status", "--json").stdout)["signatures_damaged"] == 1
+    assert "1 event with damaged signature bytes" in agentlog(laptop.path.parent, "status").stdout
     assert report["damaged_signatures"] == [{"author": mallory.device.hex(), "seq": 1, "last": 1, "signed": 2,
                                              "peer": mallory.device.hex()}]
 
@@ -96,6 +98,7 @@ def test_a_peer_with_the_valid_record_heals_the_signature(laptop, phone, mallory
     report = verify_store(laptop)
     assert report.ok and not report.problems and not report.bad_signatures
     assert laptop.damaged() == [] and laptop.signature_ok(mallory.device, 0, 1, one.record)
+    assert json.loads(agentlog(laptop.path.parent, "status", "--json").stdout)["signatures_damaged"] == 0
 
 
 def test_a_second_garbled_copy_heals_nothing(laptop, mallory):
