@@ -265,8 +265,9 @@ class _TxnLog:
 
     def heal(self, event: Event) -> bool:
         """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
-        delivery's, when the stored one does not verify and this one does; whether it did. The header bytes are equal (the id is), so
-        only the 64 signature bytes change; a fork proof holding the old record gets the new one too."""
+        delivery's, when the stored one does not verify and this one does; whether it did. The header bytes
+        are equal (the id is), so only the 64 signature bytes change; a fork proof holding the old record
+        gets the new one too."""
         h, db, txn = event.header, self._db, self._txn
         key = event_key(h.author, h.epoch, h.seq)
         damaged = txn.get(key, db=db["damaged"]) is not None

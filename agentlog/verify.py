@@ -330,8 +330,9 @@ def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, in
         store.mark_damaged([(event_key(*d[:3]), d[4]) for d in damaged])  # the daemon asks peers again
     except StoreError as exc:
         report.notes.append(f"damaged signatures not marked for peers to resend: {exc}")
-    for author, epoch, lo, hi in seq_runs([d[:3] for d in damaged]):
-        signed = next(d[3] for d in damaged if d[:3] == (author, epoch, hi))
+    signed_at = {d[:3]: d[3] for d in damaged}
+    for author, epoch, lo, hi in seq_runs(list(signed_at)):
+        signed = signed_at[author, epoch, hi]
         peer = next((r.peer for r in received if (r.author, r.epoch) == (author, epoch) and r.lo <= lo <= r.hi), None)
         report.bad_signatures.append(BadSignature(
             author, lo, f"signature bytes damaged{'' if lo == hi else f' (seqs {lo}..{hi})'}; the content is proven by "

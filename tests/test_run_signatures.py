@@ -252,3 +252,13 @@ def test_verify_in_worker_processes_classifies_the_same(laptop, mallory, monkeyp
     report = verify_store(laptop, jobs=2)
     assert report.ok and not report.problems, [p.what for p in report.problems]
     assert [(b.seq, b.signed) for b in report.bad_signatures] == [(20, 21)]
+
+
+def test_consecutive_damaged_signatures_are_one_warning(laptop, mallory):
+    run = own_events(mallory, 5)
+    laptop.ingest(pairs(run[0], *map(garbled, run[1:4]), run[4]), every_signature=False, source=mallory.device)
+    report = verify_store(laptop)
+    assert report.ok and not report.problems
+    [bad] = report.bad_signatures
+    assert (bad.seq, bad.last, bad.signed) == (2, 4, 5) and "(seqs 2..4)" in bad.what
+    assert laptop.damaged() == [(mallory.device, 0, 2, 4)]
