@@ -863,6 +863,8 @@ def cmd_verify(args) -> int:
             "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
             "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
             "withheld": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.withheld],
+            "damaged_signatures": [{"author": p.author.hex(), "seq": p.seq, "last": p.last, "signed": p.signed,
+                                    "peer": p.peer.hex() if p.peer else None} for p in report.bad_signatures],
             "damage": report.damage, "notes": report.notes,
         }, indent=2))
     else:
@@ -870,7 +872,7 @@ def cmd_verify(args) -> int:
             print(line)
         for p in report.problems:
             print(_shown(p.line(roster), LINE_LIMIT))
-        for p in report.forks + report.after_revocation + report.withheld:
+        for p in report.forks + report.after_revocation + report.bad_signatures + report.withheld:
             print(f"warning: {_shown(p.line(roster), LINE_LIMIT)}")
         for note in report.notes:
             print(f"note: {note}")
@@ -926,6 +928,7 @@ def _status_doc(store, home_path) -> dict:
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
         "group": store.group.hex() if store.group else None, "events": store.count(),
         "payloads_missing": store.withheld_count(),
+        "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
         "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
         "views": {name: {"version": v["version"], "digest": v["digest"].hex(), "frontier": _by_name(roster, v["frontier"])}
@@ -950,6 +953,10 @@ def cmd_status(args) -> int:
     if doc["payloads_missing"]:
         print(f"{doc['payloads_missing']} events held without their payload (a peer withheld them): "
               "views lack them until a peer supplies them")
+    if doc["signatures_damaged"]:
+        n = doc["signatures_damaged"]
+        print(f"{n} event{'' if n == 1 else 's'} with damaged signature bytes (a peer garbled them; the author's "
+              "later signed event proves the content): asked of peers again")
     if doc["compaction"]["snapshot"]:
         dropped = ", ".join(f"{name} to seq {seq}" for name, seq in doc["compaction"]["truncated"].items())
         print(f"compacted: snapshot {doc['compaction']['snapshot'][:16]}; dropped {dropped or 'nothing yet'}")

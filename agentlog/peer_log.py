@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import compaction
-from .messages import Frontier, WireEvent
+from .messages import MAX_ENTRIES, Frontier, WireEvent
 from .snapshot import Bundle
 from .store import Store
 
@@ -32,8 +32,8 @@ class StoreLog:
 
     def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
         """Validate and store a batch whole (one signature per author run); returns
-        (newest event per author in the batch, our frontier after it, events accepted or completed with
-        the payload they lacked).
+        (newest event per author in the batch, our frontier after it, events accepted, completed with
+        the payload they lacked, or given back their signature).
 
         Raises:
             EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
@@ -42,10 +42,12 @@ class StoreLog:
             return {}, self.frontier(), 0           # a batch that only ends a payload want
         result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
                                    source=self.peer)
-        return result.heads, self.frontier(), result.accepted + result.filled
+        return result.heads, self.frontier(), result.accepted + result.filled + result.healed
 
     def withheld(self) -> list[tuple[bytes, int, int, int]]:
-        return self.store.withheld()
+        """Runs whose records to ask peers for again: events held without their payload, and events whose
+        stored signature was found damaged (a peer's whole record heals it: `Store.ingest`)."""
+        return sorted(self.store.withheld() + self.store.damaged())[:MAX_ENTRIES]
 
     def truncated(self) -> Frontier:
         """What this device no longer holds, clamped like `frontier` at a revoked device's cut, so that no

@@ -41,6 +41,7 @@ FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye
 TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
                                 # connection from its device replaces it
 RESTART_S = 5.0                 # a background task that failed starts again after this pause
+SIGNATURES_PER_S = 1024         # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.replicator")
 
@@ -409,6 +410,7 @@ class Replicator:
             if self.watch:
                 nursery.start_soon(self._supervised, "watching local writes", self._watch)
             nursery.start_soon(self._supervised, "saving peer states", self._save_states)
+            nursery.start_soon(self._supervised, "checking signatures", self._check_signatures)
             task_status.started(self)
 
     async def _supervised(self, what: str, task: Callable[[], Awaitable[None]]) -> None:
@@ -526,6 +528,13 @@ class Replicator:
         finally:
             nudge.unpublish(self.store.path, sock)
             sock.close()
+
+    async def _check_signatures(self) -> None:
+        """Check, a little at a time, the signatures of events a peer sent inside a run (ingest checked each
+        run's last only): one found damaged is asked of peers again (StoreLog.withheld) until one heals it."""
+        while True:
+            checked = await self.run_sync(self.store.check_signatures, SIGNATURES_PER_S)
+            await trio.sleep(1.0 if checked else self.heartbeat)
 
     def changed(self, exclude: Link | None = None) -> None:
         """Local events changed: push them, drop any peer the roster no longer accepts (revoked; unknown once

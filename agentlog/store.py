@@ -6,6 +6,8 @@ Layout (docs/format.md): named databases with big-endian keys
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
   unverified author(32) epoch(4) seq(8) -> b"" for events ingested without their own signature checked
                                            (inside a peer's run: the run's last signature and the hash links proved them)
+  damaged   author(32) epoch(4) seq(8)  -> b"" for such events whose signature was checked since and does not
+                                           verify: authentic content, damaged signature bytes, asked of peers again
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> each different record seen there (fork proof)
@@ -45,7 +47,7 @@ from .roster import Roster
 from .validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 
 LAYOUT_VERSION = 1
-_DBS = ("events", "payloads", "withheld", "unverified", "ids", "heads", "forks", "truncated", "snapshots",
+_DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
         "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 _POS = struct.Struct(">IQ")
@@ -184,6 +186,7 @@ class IngestResult:
     duplicates: int
     heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
     filled: int = 0                            # events held without their payload that this batch completed
+    healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
 
 
 class _TxnLog:
@@ -258,6 +261,28 @@ class _TxnLog:
         check_payload(event)
         self._txn.put(key, event.payload, db=self._db["payloads"])
         self._txn.delete(key, db=self._db["withheld"])
+        return True
+
+    def heal(self, event: Event) -> bool:
+        """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
+        delivery's, when the stored one does not verify and this one does; whether it did. The header bytes
+        are equal (the id is), so only the 64 signature bytes change; a fork proof holding the old record
+        gets the new one too."""
+        h, db, txn = event.header, self._db, self._txn
+        key = event_key(h.author, h.epoch, h.seq)
+        damaged = txn.get(key, db=db["damaged"]) is not None
+        if key in self._accepted or not (damaged or txn.get(key, db=db["unverified"]) is not None):
+            return False
+        stored = txn.get(key, db=db["events"])
+        if stored is None or bytes(stored) == event.record or not crypto.verify(h.author, event.id, event.signature):
+            return False
+        if not damaged and crypto.verify(h.author, event.id, bytes(stored[-crypto.SIG_LEN:])):
+            return False                  # a good signature stays: an author may sign one header many ways
+        txn.put(key, event.record, db=db["events"])
+        txn.delete(key, db=db["unverified"])
+        txn.delete(key, db=db["damaged"])
+        if txn.get(key + event.id, db=db["forks"]) is not None:
+            txn.put(key + event.id, event.record, db=db["forks"])
         return True
 
     def flush(self) -> None:
@@ -466,7 +491,8 @@ class Store:
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With
         `every_signature` False, only the signature of each author's last event in the
-        batch is verified: the hash links from it prove the others (docs/format.md).
+        batch is verified: the hash links from it prove the others (docs/format.md). A duplicate
+        completes an event held without its payload (`fill`) or heals one whose signature is damaged (`heal`).
         `source`, the peer device that sent the batch, has the accepted events entered in the
         replication ledger (agentlog.ledger) in the same transaction.
 
@@ -481,14 +507,14 @@ class Store:
         except ForkError as fork:
             self._record_fork(fork, batch)
             raise
-        if result.accepted or result.filled:
+        if result.accepted or result.filled or result.healed:
             self._nudge()
         return result
 
     def _ingest_in(self, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
         roster = self._roster_in(txn)
         log = _TxnLog(self, txn, roster)
-        accepted = duplicates = filled = 0
+        accepted = duplicates = filled = healed = 0
         lamport = int.from_bytes(txn.get(b"lamport", db=self._db["meta"]) or b"\0", "big")
         roster_changed, folded = False, []
         last: dict[bytes, Event] = {}
@@ -496,10 +522,10 @@ class Store:
             try:
                 event, decoded = check_event(record, payload, log, check_signature=every_signature)
             except Duplicate as dup:
-                if log.fill(dup.event):
-                    filled += 1
-                else:
-                    duplicates += 1
+                was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
+                filled += was_filled
+                healed += was_healed
+                duplicates += not (was_filled or was_healed)
                 continue
             h = event.header
             last[h.author] = event
@@ -533,20 +559,24 @@ class Store:
         if source is not None and folded:
             ledger.record(txn, self._db["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                           self._now_ms())
-        return IngestResult(accepted, duplicates, heads, filled)
+        return IngestResult(accepted, duplicates, heads, filled, healed)
 
     def _record_fork(self, fork: ForkError, batch) -> None:
-        """Keep both signed records of a fork as proof, even when the batch held both."""
+        """Keep both records of a fork as proof, even when the batch held both: each must be signed by the
+        author, or be the stored one (its chain proves it: a signed later event links to it). A batch record
+        whose signature does not verify (one inside a run, unchecked) proves nothing: then none is kept."""
         candidates = {record_id(record): record for record, _ in batch}
 
         def write(txn):
             pos = event_key(fork.author, decode_record(candidates[fork.incoming]).header.epoch, fork.seq)
             stored = txn.get(pos, db=self._db["events"])
+            proven = {eid: record for eid, record in candidates.items()
+                      if eid in (fork.existing, fork.incoming) and crypto.verify(fork.author, eid, record[-crypto.SIG_LEN:])}
             if stored is not None:
-                candidates[record_id(stored)] = bytes(stored)
-            for eid in (fork.existing, fork.incoming):
-                if eid in candidates:
-                    txn.put(pos + eid, candidates[eid], db=self._db["forks"])
+                proven[record_id(stored)] = bytes(stored)
+            if fork.existing in proven and fork.incoming in proven:
+                for eid in (fork.existing, fork.incoming):
+                    txn.put(pos + eid, proven[eid], db=self._db["forks"])
         self._write(write)
 
     # -- roster --------------------------------------------------------------
@@ -706,16 +736,64 @@ class Store:
 
     def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
         """Whether a held event's signature verifies. Only events stored unchecked (inside a run a peer
-        sent, whose content the hash links proved) are checked, once per process."""
+        sent, whose content the hash links proved) are checked, once per process; one found bad is
+        marked damaged (`damaged`), so replication asks peers for its record again."""
         key = event_key(author, epoch, seq)
-        if key in self._checked or self._read(lambda txn: txn.get(key, db=self._db["unverified"])) is None:
+        if key in self._checked:
+            return True
+        unverified, damaged = self._read(lambda txn: (txn.get(key, db=self._db["unverified"]),
+                                                      txn.get(key, db=self._db["damaged"])))
+        if damaged is not None:
+            return False
+        if unverified is None:
             return True
         if not crypto.verify(author, record_id(record), record[-crypto.SIG_LEN:]):
+            self.mark_damaged([(key, record)])
             return False
         if len(self._checked) > 1_000_000:
             self._checked.clear()
         self._checked.add(key)
         return True
+
+    def check_signatures(self, limit: int = 1024) -> int:
+        """Check the signatures of up to `limit` events stored unchecked (the daemon's background check):
+        a good one loses its mark, a bad one is marked damaged. Returns how many were checked."""
+        def read(txn):
+            with txn.cursor(db=self._db["unverified"]) as cur:
+                keys = [bytes(k) for k, _ in zip(cur.iternext(values=False), range(limit))]
+            return [(k, bytes(txn.get(k, db=self._db["events"]) or b"")) for k in keys]
+        found = self._read(read)
+        self._settle_signatures([(key, record, len(record) > crypto.SIG_LEN and crypto.verify(
+            key[:32], record_id(record), record[-crypto.SIG_LEN:])) for key, record in found])
+        return len(found)
+
+    def mark_damaged(self, found: list[tuple[bytes, bytes]]) -> None:
+        """Mark events stored unchecked, given as (key, record), whose signature was found not to verify
+        (one write transaction): replication asks peers for their records again (`damaged`)."""
+        self._settle_signatures([(key, record, False) for key, record in found])
+
+    def _settle_signatures(self, checked: list[tuple[bytes, bytes, bool]]) -> None:
+        """Record (key, record, whether its signature verifies) for events stored unchecked, unless the
+        record changed meanwhile (healed, or compaction dropped it)."""
+        def write(txn):
+            for key, record, good in checked:
+                if txn.get(key, db=self._db["events"]) != record:
+                    txn.delete(key, db=self._db["unverified"])
+                    continue
+                if txn.delete(key, db=self._db["unverified"]) and not good:
+                    txn.put(key, b"", db=self._db["damaged"])
+        if checked:
+            self._write(write)
+
+    def damaged(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
+        """Up to `limit` runs of events whose stored signature was found damaged (authentic content: a signed
+        later event links to it), as (author, epoch, first seq, last seq)."""
+        def read(txn):
+            with txn.cursor(db=self._db["damaged"]) as cur:
+                keys = [bytes(k) for k in cur.iternext(values=False)
+                        if txn.get(k, db=self._db["events"]) is not None]
+            return seq_runs(((k[:32], *_POS.unpack_from(k, 32)) for k in keys), limit)
+        return self._read(read)
 
     def withheld(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
         """Up to `limit` runs of events held without their payload, as (author, epoch, first seq, last seq)."""

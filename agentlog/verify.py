@@ -2,8 +2,9 @@
 
 For each author's chain, in key order: the record decodes, belongs to this group,
 sits under its own (author, epoch, seq), seqs are dense, prev links to the previous
-id, the signature verifies over the id, the id index points at it, and the payload
-is present (or recorded as withheld) and matches its hash. Then: the author was
+id, the signature verifies over the id (a damaged signature on an event a peer sent inside a
+run, whose content a later signed event proves, is a warning), the id index points at it,
+and the payload is present (or recorded as withheld) and matches its hash. Then: the author was
 enrolled at the time (roster folded in lamport order), heads agree with the chains,
 and every id-index entry names a stored event with that id. On a compacted store each
 chain starts right after its author's truncation point (seq and id), and the base
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crypto
+from . import crypto, ledger
 from . import snapshot
 from .compaction import base_bundle
 from .errors import EventError, SnapshotError, StoreError, UsageError
@@ -55,6 +56,20 @@ class Problem:
         return f"{roster.name_of(self.author)} ({self.author.hex()[:16]}) seq {self.seq}: {self.what}"
 
 
+@dataclass(frozen=True, slots=True)
+class BadSignature(Problem):
+    """A run of events whose signature bytes are damaged, their content proven by the signed event at
+    `signed` and the hash links; `peer` sent them (from the replication ledger), None when not recorded."""
+
+    last: int = 0
+    signed: int = 0
+    peer: bytes | None = None
+
+    def line(self, roster: Roster) -> str:
+        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer else "sender not recorded"
+        return f"{Problem.line(self, roster)}; {source}"
+
+
 @dataclass(slots=True)
 class Report:
     checked: int = 0
@@ -62,6 +77,7 @@ class Report:
     forks: list[Problem] = field(default_factory=list)
     after_revocation: list[Problem] = field(default_factory=list)
     withheld: list[Problem] = field(default_factory=list)     # runs of events held without their payload
+    bad_signatures: list[Problem] = field(default_factory=list)  # damaged signature bytes on authentic content
     damage: list[str] = field(default_factory=list)      # the data file's structure, and views that differ
     notes: list[str] = field(default_factory=list)       # what could not be checked, and why
 
@@ -83,6 +99,7 @@ class _Range:
     tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
     notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
     withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
+    bad_signatures: list = field(default_factory=list)  # (author, epoch, seq) whose signature does not verify
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
@@ -101,6 +118,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     report.problems = [p for r in ranges for p in r.problems]
     _check_boundaries(report, ranges, store.truncated())
     report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
+    _classify_signatures(store, report, [b for r in ranges for b in r.bad_signatures])
     tails = {}
     for r in ranges:
         tails.update(r.tails)
@@ -259,7 +277,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
             if seq == 1 or h.kind in ROSTER_KINDS:
                 out.notable.append((bytes(record), payload))
-            batch.append((author, seq, event.id, event.signature))
+            batch.append((author, epoch, seq, event.id, event.signature))
             if len(batch) >= 256:
                 _check_signatures(out, batch)
             found = cur.next()
@@ -280,10 +298,45 @@ def _seqs(lo: int, hi: int) -> str:
 
 
 def _check_signatures(out: _Range, batch: list) -> None:
-    for author, seq, eid, sig in batch:
+    for author, epoch, seq, eid, sig in batch:
         if not crypto.verify(author, eid, sig):
-            out.problems.append(Problem(author, seq, "signature does not verify (header or signature altered)"))
+            out.bad_signatures.append((author, epoch, seq))
     batch.clear()
+
+
+def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, int, int]]) -> None:
+    """A signature that does not verify on an event a peer sent inside a run (stored unchecked), whose
+    content a later validly signed event of its author proves through sound hash links, is damaged
+    signature bytes on authentic content: a warning naming the peer it came from, and marked so the
+    daemon asks peers for the record again. Any other is a problem (the header or signature altered)."""
+    failed, damaged = set(bad), []
+    linked = {(p.author, p.seq) for p in report.problems}
+    with store.raw_txn() as txn:
+        received = ledger.ranges(txn, store.db("ledger.received"))
+        for author, epoch, seq in sorted(bad):
+            key = event_key(author, epoch, seq)
+            record = txn.get(key, db=store.db("events"))
+            came_in_run = any(txn.get(key, db=store.db(n)) is not None for n in ("unverified", "damaged"))
+            signed = seq + 1
+            while (author, epoch, signed) in failed:
+                signed += 1
+            proven = (came_in_run and txn.get(event_key(author, epoch, signed), db=store.db("events")) is not None
+                      and not any((author, s) in linked for s in range(seq, signed + 1)))
+            if not proven or record is None:
+                report.problems.append(Problem(author, seq, "signature does not verify (header or signature altered)"))
+                continue
+            damaged.append((author, epoch, seq, signed, bytes(record)))
+    try:
+        store.mark_damaged([(event_key(*d[:3]), d[4]) for d in damaged])  # the daemon asks peers again
+    except StoreError as exc:
+        report.notes.append(f"damaged signatures not marked for peers to resend: {exc}")
+    signed_at = {d[:3]: d[3] for d in damaged}
+    for author, epoch, lo, hi in seq_runs(list(signed_at)):
+        signed = signed_at[author, epoch, hi]
+        peer = next((r.peer for r in received if (r.author, r.epoch) == (author, epoch) and r.lo <= lo <= r.hi), None)
+        report.bad_signatures.append(BadSignature(
+            author, lo, f"signature bytes damaged{'' if lo == hi else f' (seqs {lo}..{hi})'}; the content is proven by "
+                        f"the signed seq {signed} and the hash links; asked of peers again", hi, signed, peer))
 
 
 def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts: dict) -> str | None:

@@ -388,7 +388,10 @@ def _wire(item, ctx: Context) -> dict:
 
 def _message(member: str, fields: dict) -> bytes:
     """Cap'n Proto bytes of one Message, single-segment, by the project's encoder of the union (which,
-    unlike messages.encode, takes packed lists as they are); fields come in schema order."""
+    unlike messages.encode, takes packed lists as they are); fields come in schema order. An events message
+    that names no `answered` (version 3's field) answers no payload want."""
+    if member == "events" and "answered" not in fields:
+        fields = {**fields, "answered": 0}
     values = tuple(([_wire_tuple(w) for w in v] if k == "events" else list(v) if k == "views" else v)
                    for k, v in fields.items())
     return messages._LAYOUT.encode(messages._Wire(**{member: values}))    # noqa: SLF001

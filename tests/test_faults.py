@@ -58,6 +58,10 @@ class World:
     def laptop_address(self) -> tuple[str, int]:
         return "127.0.0.1", self.laptop.port
 
+    def laptop_device(self) -> bytes:
+        with home.open_home(self.homes["laptop"]) as store:
+            return store.device
+
 
 def _world(root: Path, registry: list) -> World:
     homes = provision(root, "laptop", "phone", "mallory")
@@ -332,7 +336,8 @@ def test_garbled_signature_inside_a_run_does_not_stall_honest_devices(fresh_worl
     """A receiver checks each author run's last signature; the hash links prove the others' content
     (docs/protocol.md section 4), so a garbled signature inside the run is stored unchecked. When the
     laptop relays the run, no batch ends on that event (the phone would refuse it): the phone gets the
-    whole run, the honest pair keeps syncing, and `agentlog verify` names the garbled signature."""
+    whole run, the honest pair keeps syncing, and `agentlog verify` on either warns of the damaged signature
+    bytes, naming the device it got them from (the content is proven), and exits 0."""
     w = fresh_world
     run = chain(w.mallory.key, w, 1500, "inside")
     run[999] = flip_signature(run[999])
@@ -354,6 +359,8 @@ def test_garbled_signature_inside_a_run_does_not_stall_honest_devices(fresh_worl
                 return store.get(eid) is not None
         wait_until(arrived, f"an event written on the {writer} reaches the {reader}")
     assert not closed_lines(w, "phone"), "the laptop dropped its link to the phone"
-    report = json.loads(agentlog(w.homes["laptop"], "verify", "--json", check=False).stdout)
-    assert not report["ok"]
-    assert [(p["seq"], "signature" in p["problem"]) for p in report["problems"]] == [(1000, True)], report["problems"]
+    for name, sender in (("laptop", mallory), ("phone", w.laptop_device())):
+        report = json.loads(agentlog(w.homes[name], "verify", "--json").stdout)
+        assert report["ok"] and not report["problems"], report["problems"]
+        assert [(d["seq"], d["last"], d["signed"], d["peer"]) for d in report["damaged_signatures"]] == \
+            [(1000, 1000, 1001, sender.hex())], report["damaged_signatures"]
