@@ -62,7 +62,8 @@ class LogReader(Protocol):
         ...
 
     def withheld(self) -> list[tuple[bytes, int, int, int]]:
-        """Runs of events held without their payload, as (author, epoch, first seq, last seq)."""
+        """Runs of events to ask peers for again, as (author, epoch, first seq, last seq): held without their
+        payload, or with signature bytes a check found damaged."""
         ...
 
 
@@ -351,8 +352,9 @@ class Connection:
         return []
 
     def _ask_payloads(self, now: float) -> list[Action]:
-        """Ask the peer for the payloads of events we hold without them: when the set changed, and again
-        every PAYLOAD_RETRY heartbeats while any is missing (the peer may have got them meanwhile)."""
+        """Ask the peer again for events we hold without their payload or with damaged signature bytes: when
+        the set changed, and again every PAYLOAD_RETRY heartbeats while any remains (the peer may have got
+        them meanwhile)."""
         missing = tuple(self.log.withheld())
         if not missing or (missing == self.payloads_asked
                            and now - self.payloads_asked_at < PAYLOAD_RETRY * self.heartbeat):
