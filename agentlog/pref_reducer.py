@@ -23,7 +23,8 @@ from typing import Any, NamedTuple, Protocol
 from . import decay
 from .limits import MAX_TIME_MS, MIN_TIME_MS
 
-VERSION = 2                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
+VERSION = 3                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
+                                 # 3: a correction's evidence is never summarized
 DAY_MS = 86_400_000
 DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
 MIN_HALF_LIFE_MS = 3_600_000

@@ -112,12 +112,16 @@ class _Index:
 
 def _summary_step(rows: list[pr.Evidence], stable: dict[bytes, int], before: int, early: Callable[[pr.Evidence], bool]):
     """What a snapshot does to one setting's `rows`: (the rows it covers, the summaries that change, the
-    existing summaries by (cell, id)). Covered: not a summary, effective at or before `before`, at or
-    below its author's stable lamport, and not unwitnessed (`early`)."""
-    gone = [ev for ev in rows if ev.kind != "summary" and ev.eff <= before and ev.lamport <= stable.get(ev.author, -1)
+    existing summaries by (cell, id)). Covered: an observation's or decision's, effective at or before
+    `before`, at or below its author's stable lamport, and not unwitnessed (`early`). A correction's is
+    never covered: its decision may arrive after the snapshot, and its rows only then."""
+    gone = [ev for ev in rows if ev.kind in _SUMMARIZED and ev.eff <= before and ev.lamport <= stable.get(ev.author, -1)
             and not early(ev)]
     existing = {(ev.eff, ev.eid): ev for ev in rows if ev.kind == "summary"}
     return gone, (pr.summarize(gone, existing) if gone else {}), existing
+
+
+_SUMMARIZED = frozenset({"observation", "decision"})
 
 
 def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int,
@@ -248,7 +252,10 @@ class PrefView:
                 eff, time_ms = _EARLY.unpack_from(raw)
                 new = pr.effective_time(time_ms, None, cap)
                 if new != eff:
-                    opened = self._move(txn, key[33:], raw, new, facts, open_settings)
+                    eid = key[33:]
+                    if eid in facts:             # a pending correction of this batch is read from here
+                        facts[eid] = facts[eid]._replace(eff=new)
+                    opened = self._move(txn, eid, raw, new, facts, open_settings)
                     if opened is not None:
                         moved[opened[0].name] = opened
                     txn.put(key, _EARLY.pack(new, time_ms) + raw[_EARLY.size :], db=self.early)
