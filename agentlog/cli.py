@@ -66,12 +66,30 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_ERROR)
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked (the lookup's import
+    would cost every `agentlog pref get` several milliseconds)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            found = version("agentlog")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        print(f"agentlog {found}")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     home_help = "device home (default: $AGENTLOG_HOME or ~/.local/share/agentlog)"
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
     p = _Parser(prog="agentlog", description="Signed, hash-chained event logs for one agent across devices.")
     p.add_argument("--home", help=home_help)
+    p.add_argument("--version", action=_Version, help="print agentlog's version and exit")
     sub = _actions(p, common, "COMMAND")
 
     c = sub.add_parser("init", help="create this device's home and key, and a new group (or wait to --join one)")

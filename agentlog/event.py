@@ -45,7 +45,7 @@ class ClockEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Header:
-    """Decoded header fields; see schemas/event.capnp for their meaning."""
+    """Decoded header fields; see agentlog/schemas/event.capnp for their meaning."""
 
     group: bytes
     author: bytes

@@ -1,4 +1,4 @@
-"""Replication messages (schemas/protocol.capnp `Message`) and their encoding. Pure.
+"""Replication messages (agentlog/schemas/protocol.capnp `Message`) and their encoding. Pure.
 
 Each message is a dataclass; `encode` and `decode` map it onto the `Message` union
 with the same strict reader events use, so a peer's bytes either decode within the

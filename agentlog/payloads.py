@@ -1,7 +1,7 @@
 """Typed payloads, one per event kind, and their Cap'n Proto encoding. Pure.
 
 Each dataclass maps field by field (snake_case to camelCase) onto the struct of the
-same name in schemas/payloads.capnp. `KINDS` names the kind of each; a kind not in
+same name in agentlog/schemas/payloads.capnp. `KINDS` names the kind of each; a kind not in
 it is stored and relayed as opaque bytes, so newer devices can add kinds.
 """
 

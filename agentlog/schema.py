@@ -1,4 +1,4 @@
-"""Loads the Cap'n Proto schemas from the repository's `schemas/` directory once."""
+"""Loads the Cap'n Proto schemas shipped in the package (`agentlog/schemas/`) once."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import capnp
 
 capnp.remove_import_hook()
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def _load(name: str):
     path = SCHEMA_DIR / name
     if not path.is_file():
-        raise ImportError(f"schema {path} is missing: install agentlog from its source tree (make install)")
+        raise ImportError(f"schema {path} is missing: this agentlog installation is incomplete; reinstall it")
     return capnp.load(str(path))
 
 

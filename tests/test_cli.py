@@ -216,3 +216,10 @@ def test_lost_token_can_be_printed_again_until_the_device_writes(tmp_path):
     assert again.startswith("agentlog-join:") and len(json.loads(run(laptop, "log", "--json").stdout)) == 2
     run(phone, "devices", "join", again)
     assert_one_line_error(run(laptop, "devices", "add", device_id, "--name", "other", check=False), "already known")
+
+
+def test_version_prints_the_installed_distributions_version():
+    from importlib.metadata import version
+    proc = subprocess.run([sys.executable, "-m", "agentlog", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"agentlog {version('agentlog')}"
