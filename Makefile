@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench smoke clean
 
 install: $(STAMP)
 
@@ -22,6 +22,15 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+# The package as a user gets it: a wheel, installed with the mcp extra into a fresh virtual
+# environment outside the source tree, then tools/smoke_installed.sh run from there.
+smoke: $(STAMP)
+	set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir "$$out/wheel" . ; \
+	$(PYTHON) -m venv "$$out/venv"; \
+	"$$out/venv/bin/python" -m pip install --quiet "$$(ls "$$out"/wheel/agentlog-*.whl)[mcp]"; \
+	cd "$$out" && bash "$(CURDIR)/tools/smoke_installed.sh" "$$out/venv/bin/agentlog"
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench-results.json
