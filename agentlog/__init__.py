@@ -1,5 +1,10 @@
 """agentlog: signed, hash-chained event logs for one agent across a person's devices.
 
+`agentlog.open(home)` gives a `Store`; `store.prefs` (`Preferences`) and `store.memory`
+(`Memory`) are the APIs the CLI uses, and they answer with the types named in `__all__`.
+Every error agentlog raises on purpose is an `AgentlogError`. Ids are taken as bytes or as
+the hex the CLI prints.
+
 Names load on first use, so `agentlog pref get` does not pay for the event codec.
 """
 
@@ -7,14 +12,26 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import AgentlogError
+from .errors import (AgentlogError, EventError, HomeError, InvalidValueError, PeerError, SnapshotError, StoreError,
+                     TokenError, UsageError)
 
-__all__ = ["AgentlogError", "Event", "Header", "Store", "open", "payloads"]
+__all__ = [
+    "AgentlogError", "Answer", "Candidate", "Contribution", "Event", "EventError", "Explanation", "Header", "Hit",
+    "HomeError", "InvalidValueError", "Lookup", "Memory", "MemoryEntry", "PeerError", "Preferences", "SearchResult",
+    "SnapshotError", "Store", "StoreError", "TokenError", "UsageError", "__version__", "open", "payloads",
+]
 _LAZY = {"Event": ("event", "Event"), "Header": ("event", "Header"), "Store": ("store", "Store"),
-         "open": ("home", "open_home"), "payloads": ("payloads", None)}
+         "open": ("home", "open_home"), "payloads": ("payloads", None),
+         "Preferences": ("preferences", "Preferences"), "Lookup": ("preferences", "Lookup"),
+         "Explanation": ("preferences", "Explanation"), "Answer": ("pref_reducer", "Answer"),
+         "Contribution": ("pref_reducer", "Contribution"), "Memory": ("memory", "Memory"),
+         "MemoryEntry": ("memory", "MemoryEntry"), "Candidate": ("memory", "Candidate"), "Hit": ("memory", "Hit"),
+         "SearchResult": ("memory", "SearchResult")}
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        return _version()
     if name not in _LAZY:
         raise AttributeError(f"module 'agentlog' has no attribute {name!r}")
     module, attr = _LAZY[name]
@@ -22,3 +39,18 @@ def __getattr__(name: str):
     value = found if attr is None else getattr(found, attr)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _version() -> str:
+    """The installed distribution's version (the metadata lookup costs milliseconds, so only when asked)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        found = version("agentlog")
+    except PackageNotFoundError:
+        found = "unknown (not installed)"
+    globals()["__version__"] = found
+    return found
