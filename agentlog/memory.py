@@ -2,6 +2,7 @@
 
 `store.memory` (a `Memory`) checks every argument before anything is written
 (InvalidValueError, naming what and where). The merge rules are in docs/memory.md.
+An entry id is its 16 bytes or the 32 hex digits the CLI prints.
 Embeddings are optional on write: without one, this home's embedder embeds the content
 for its own search index, so the log does not carry vectors every device can recompute.
 """
@@ -21,6 +22,7 @@ from . import payloads
 from .embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
 from .errors import InvalidValueError
 from .event import MAX_SCOPE_LEN
+from .ids import id_bytes
 from .memory_index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
 from .memory_reducer import Entry, Write
 
@@ -189,13 +191,13 @@ class Memory:
         self._store.append(payload, scope=scope)
         return entry_id
 
-    def update(self, entry_id: bytes, *, content: str | None = None, type: str | None = None,
+    def update(self, entry_id: bytes | str, *, content: str | None = None, type: str | None = None,
                confidence: float | None = None, add_tags: Iterable[str] = (), remove_tags: Iterable[str] = (),
                embedding: Sequence[float] | None = None, model: str | None = None) -> bytes:
         """Change some fields of a visible entry; returns the update's event id. Each field written
         here replaces every value this device holds for it, so it also resolves that field's conflict."""
         entry = self._visible(entry_id)
-        where = f"memory {entry_id.hex()}"
+        where = f"memory {entry.id.hex()}"
         fields = []
         if type is not None:
             _check(mr.type_problem(type))
@@ -218,14 +220,14 @@ class Memory:
             raise InvalidValueError(f"{where}: an entry holds at most {mr.MAX_TAGS} tags")
         if not fields and not adds and not removes:
             raise InvalidValueError(f"{where}: nothing to update: give a content, type, confidence, tag or embedding")
-        return self._store.append(payloads.MemoryUpdate(entry=entry_id, fields=tuple(fields), tags_add=adds,
+        return self._store.append(payloads.MemoryUpdate(entry=entry.id, fields=tuple(fields), tags_add=adds,
                                                         tags_remove=removes), scope=entry.scope)
 
-    def resolve(self, entry_id: bytes, field_name: str, value: Any) -> bytes:
+    def resolve(self, entry_id: bytes | str, field_name: str, value: Any) -> bytes:
         """Settle a conflict: write `value` for the field over every standing value. For `embedding`,
         `value` names the standing write to keep (its event id, or hex prefix)."""
         entry = self._visible(entry_id)
-        where = f"memory {entry_id.hex()}"
+        where = f"memory {entry.id.hex()}"
         if field_name not in mr.FIELDS:
             raise InvalidValueError(f"{where}: field {field_name!r} is not one of {', '.join(mr.FIELDS)}")
         standing = entry.fields.get(field_name, [])
@@ -236,33 +238,32 @@ class Memory:
             if len(chosen) != 1:
                 raise InvalidValueError(f"{where}: {value!r} names none or several of the standing embeddings")
             model, vector = self._store._read(lambda txn: self._store._memory.vector(txn, chosen[0].eid))
-            return self.update(entry_id, embedding=vector, model=model)
+            return self.update(entry.id, embedding=vector, model=model)
         if field_name == "confidence":
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 raise InvalidValueError(f"{where}: confidence {value!r} is not a number") from None
-        return self.update(entry_id, **{field_name: value})
+        return self.update(entry.id, **{field_name: value})
 
-    def delete(self, entry_id: bytes, reason: str = "") -> bytes:
+    def delete(self, entry_id: bytes | str, reason: str = "") -> bytes:
         """Tombstone an entry on every device: a delete is final (docs/memory.md says why)."""
         entry = self._visible(entry_id)
         if len(reason) > mr.MAX_REASON_LEN:
             raise InvalidValueError(f"a reason is at most {mr.MAX_REASON_LEN} characters")
-        return self._store.append(payloads.MemoryDelete(entry=entry_id, reason=reason), scope=entry.scope)
+        return self._store.append(payloads.MemoryDelete(entry=entry.id, reason=reason), scope=entry.scope)
 
-    def _entry(self, entry_id: bytes) -> Entry:
-        if not isinstance(entry_id, bytes) or len(entry_id) != mr.ENTRY_ID_LEN:
-            raise InvalidValueError(f"a memory id is {mr.ENTRY_ID_LEN} bytes ({2 * mr.ENTRY_ID_LEN} hex digits)")
+    def _entry(self, entry_id: bytes | str) -> Entry:
+        entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
         entry = self._store._read(lambda txn: self._store._memory.entry(txn, entry_id))
         if entry is None or entry.origin is None:
             raise InvalidValueError(f"no memory {entry_id.hex()} on this device")
         return entry
 
-    def _visible(self, entry_id: bytes) -> Entry:
+    def _visible(self, entry_id: bytes | str) -> Entry:
         entry = self._entry(entry_id)
         if entry.deleted:
-            raise InvalidValueError(f"memory {entry_id.hex()} was deleted; put a new entry instead")
+            raise InvalidValueError(f"memory {entry.id.hex()} was deleted; put a new entry instead")
         return entry
 
     # -- reading -------------------------------------------------------------------------------
@@ -291,11 +292,11 @@ class Memory:
             raise InvalidValueError(f"memory id prefix {text} is ambiguous: give more digits")
         return found[0]
 
-    def get(self, entry_id: bytes) -> MemoryEntry:
+    def get(self, entry_id: bytes | str) -> MemoryEntry:
         """The entry as this device sees it, deleted or not; InvalidValueError if it was never put here."""
         return entry_of(self._entry(entry_id))
 
-    def vector(self, entry_id: bytes) -> tuple[str, np.ndarray] | None:
+    def vector(self, entry_id: bytes | str) -> tuple[str, np.ndarray] | None:
         """The entry's shown embedding (model, vector) as written, or None."""
         entry = self._entry(entry_id)
         writes = entry.fields.get("embedding")

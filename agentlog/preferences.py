@@ -15,6 +15,7 @@ from functools import lru_cache
 from . import payloads
 from . import pref_reducer as pr
 from .errors import InvalidValueError
+from .ids import id_bytes
 from .pref_reducer import Answer, Contribution
 
 ContextArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
@@ -102,9 +103,10 @@ class Preferences:
                                                     context=context_of(context), confidence_bp=round(confidence * 10000),
                                                     reason=reason))
 
-    def correct(self, decision: bytes, value: str, reason: str = "") -> bytes:
-        """Record that the user corrected decision `decision` (its event id) to `value`."""
-        chosen = self._store.decision(decision) if len(decision) == 32 else None
+    def correct(self, decision: bytes | str, value: str, reason: str = "") -> bytes:
+        """Record that the user corrected decision `decision` (its event id: 32 bytes or 64 hex digits) to `value`."""
+        decision = id_bytes(decision, "decision id")
+        chosen = self._store.decision(decision)
         if chosen is None:
             raise InvalidValueError(f"{decision.hex()} names no decision held on this device")
         return self._store.append(payloads.Correction(decision=decision, value=self._value(chosen.setting, value),

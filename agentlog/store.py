@@ -38,6 +38,7 @@ from .lmdb_env import Env, check_data_file
 from .nudge import Nudger
 from .errors import EventError, ForkError, SignatureError, StoreError, UsageError
 from . import roster as roster_module
+from .ids import id_bytes
 from .event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
                     record_id)
 from .memory_reducer import KINDS as MEMORY_KINDS
@@ -839,7 +840,10 @@ class Store:
         from .preferences import Preferences
         return Preferences(self, self._now_ms)
 
-    def get(self, eid: bytes) -> Event | None:
+    def get(self, eid: bytes | str) -> Event | None:
+        """The event `eid` names (32 bytes or 64 hex digits), or None if this store does not hold it."""
+        eid = id_bytes(eid)
+
         def read(txn):
             key = txn.get(eid, db=self._db["ids"])
             if key is None:
@@ -848,8 +852,9 @@ class Store:
             return decode_record(record, txn.get(key, db=self._db["payloads"])) if record else None
         return self._read(read)
 
-    def decision(self, eid: bytes) -> payloads.Decision | None:
+    def decision(self, eid: bytes | str) -> payloads.Decision | None:
         """The decision event `eid` names, as the preference view keeps it (also after compaction dropped it)."""
+        eid = id_bytes(eid, "decision id")
         return self._read(lambda txn: self._pref.decision(txn, eid))
 
     def forks(self) -> list[ForkProof]:

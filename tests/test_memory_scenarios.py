@@ -294,7 +294,7 @@ BAD_CALLS = {
     "delete unknown id": lambda m, e, d: m.delete(os.urandom(16)),
     "resolve unknown id": lambda m, e, d: m.resolve(os.urandom(16), "content", "x"),
     "id of the wrong length": lambda m, e, d: m.get(e[:8]),
-    "id as text": lambda m, e, d: m.update(e.hex(), content="x"),
+    "id as text that is not 32 hex digits": lambda m, e, d: m.update(e.hex()[:-1] + "g", content="x"),
     "id prefix not hex": lambda m, e, d: m.id("zzzz"),
     "id prefix too short": lambda m, e, d: m.id(e.hex()[:3]),
     "id prefix matching nothing": lambda m, e, d: m.id(next(p for p in ("0000", "5555", "aaaa")

@@ -487,8 +487,11 @@ def test_a_correction_naming_no_decision_is_refused_and_changes_nothing(family):
     observation = family.laptop.prefs.observe("ui.theme", "dark")
     decision = family.phone.prefs.decide("ui.theme", "dark")   # on the phone, not synced to the laptop
     before = state(family.laptop)
-    for eid in (b"\x07" * 32, observation, decision, b"short", b""):
+    for eid in (b"\x07" * 32, observation, decision, decision.hex()):
         with pytest.raises(InvalidValueError, match="names no decision"):
+            family.laptop.prefs.correct(eid, "light")
+    for eid in (b"short", b"", "ab" * 31, "xy" * 32):
+        with pytest.raises(InvalidValueError, match="decision id .* is not 32 bytes or 64 hex digits"):
             family.laptop.prefs.correct(eid, "light")
     assert state(family.laptop) == before
 

@@ -1,4 +1,4 @@
-"""The pinned public API: what `import agentlog` offers.
+"""The pinned public API: what `import agentlog` offers, and ids taken as bytes or as the hex the CLI prints.
 
 Adding or removing a public name is a decision: change PUBLIC below with it.
 """
@@ -67,3 +67,79 @@ def test_importing_the_package_loads_no_codec_store_or_numpy():
 def test_the_package_is_marked_typed():
     assert (Path(agentlog.__file__).parent / "py.typed").is_file()
     assert "py.typed" in (Path(__file__).resolve().parent.parent / "setup.cfg").read_text()
+
+
+# -- ids: bytes, or the hex the CLI prints ------------------------------------------------------
+
+MALFORMED = ["ab" * 31, "xy" * 32, " " + "ab" * 32, "ab" * 33, b"short", b"", 12345]
+
+
+def test_an_event_is_found_by_its_bytes_or_its_hex(laptop):
+    eid = laptop.prefs.observe("ui.theme", "dark")
+    assert laptop.get(eid).id == eid
+    assert laptop.get(eid.hex()).id == eid
+    assert laptop.get(eid.hex().upper()).id == eid
+    assert laptop.get("00" * 32) is None
+
+
+@pytest.mark.parametrize("bad", MALFORMED, ids=repr)
+def test_a_malformed_event_id_is_one_clear_error(laptop, bad):
+    with pytest.raises(InvalidValueError, match=r"^event id .* is not 32 bytes or 64 hex digits$"):
+        laptop.get(bad)
+    with pytest.raises(InvalidValueError, match=r"^decision id .* is not 32 bytes or 64 hex digits$"):
+        laptop.decision(bad)
+
+
+@pytest.mark.parametrize("as_hex", [False, True], ids=["bytes", "hex"])
+def test_a_decision_is_corrected_by_its_bytes_or_its_hex(laptop, as_hex):
+    decision = laptop.prefs.decide("ui.font", "small", confidence=0.8)
+    assert laptop.decision(decision.hex() if as_hex else decision).value == "small"
+    correction = laptop.prefs.correct(decision.hex() if as_hex else decision, "large")
+    assert laptop.get(correction).header.kind == "correction"
+    assert laptop.prefs.get("ui.font").answer.value == "large"
+
+
+@pytest.mark.parametrize("bad", MALFORMED, ids=repr)
+def test_a_malformed_decision_id_is_refused_and_changes_nothing(laptop, bad):
+    laptop.prefs.decide("ui.font", "small")
+    before = laptop.count(), laptop.heads()
+    with pytest.raises(InvalidValueError, match=r"^decision id .* is not 32 bytes or 64 hex digits$"):
+        laptop.prefs.correct(bad, "large")
+    assert (laptop.count(), laptop.heads()) == before
+
+
+@pytest.mark.parametrize("as_hex", [False, True], ids=["bytes", "hex"])
+def test_a_memory_is_read_changed_and_deleted_by_its_bytes_or_its_hex(laptop, as_hex):
+    entry_id = laptop.memory.put("prefers window seats", tags=["travel"], embedding=[0.6, 0.8], model="tiny")
+    ref = entry_id.hex() if as_hex else entry_id
+    assert laptop.memory.get(ref).id == entry_id
+    laptop.memory.update(ref, content="prefers aisle seats")
+    assert laptop.memory.get(ref).content == "prefers aisle seats"
+    assert laptop.memory.vector(ref)[0] == "tiny"
+    laptop.memory.delete(ref, "wrong person")
+    assert laptop.memory.get(ref).is_deleted
+
+
+def test_a_memory_conflict_is_resolved_by_hex(laptop, phone):
+    from .conftest import sync
+    entry_id = laptop.memory.put("standup is at 9")
+    sync(laptop, phone)
+    laptop.memory.update(entry_id, content="standup is at 10")
+    phone.memory.update(entry_id.hex(), content="standup is at 11")
+    sync(phone, laptop)
+    assert "content" in laptop.memory.get(entry_id.hex()).conflicts
+    laptop.memory.resolve(entry_id.hex(), "content", "standup is at 10")
+    assert laptop.memory.get(entry_id).conflicts == {}
+
+
+@pytest.mark.parametrize("bad", ["ab" * 15, "xy" * 16, "ab" * 32, b"short", b"\x00" * 32, None], ids=repr)
+def test_a_malformed_memory_id_is_one_clear_error_and_changes_nothing(laptop, bad):
+    laptop.memory.put("prefers window seats")
+    before = laptop.count(), laptop.heads()
+    calls = [lambda: laptop.memory.get(bad), lambda: laptop.memory.vector(bad),
+             lambda: laptop.memory.update(bad, content="x"), lambda: laptop.memory.delete(bad),
+             lambda: laptop.memory.resolve(bad, "content", "x")]
+    for call in calls:
+        with pytest.raises(InvalidValueError, match=r"^memory id .* is not 16 bytes or 32 hex digits$"):
+            call()
+    assert (laptop.count(), laptop.heads()) == before
