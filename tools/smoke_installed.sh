@@ -12,6 +12,9 @@ cd "$work"
 step() { echo "smoke: $*"; }
 
 step "version: $("$A" --version)"
+PY="$(dirname "$(command -v "$A")")/python"
+"$PY" -c 'import agentlog, pathlib; assert (pathlib.Path(agentlog.__file__).parent / "py.typed").is_file(), "no py.typed"'
+step "the installed package is marked typed"
 "$A" --home laptop init --name laptop >/dev/null
 PHONE=$("$A" --home phone init --name phone --join)
 TOKEN=$("$A" --home laptop devices add "$PHONE" --name phone)
