@@ -19,7 +19,7 @@ import numpy as np
 from . import memory_reducer as mr
 from . import payloads
 from .embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
-from .errors import InvalidValueError
+from .errors import InvalidValueError, NotFoundError
 from .event import MAX_SCOPE_LEN
 from .memory_index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
 from .memory_reducer import Entry, Write
@@ -256,7 +256,7 @@ class Memory:
             raise InvalidValueError(f"a memory id is {mr.ENTRY_ID_LEN} bytes ({2 * mr.ENTRY_ID_LEN} hex digits)")
         entry = self._store._read(lambda txn: self._store._memory.entry(txn, entry_id))
         if entry is None or entry.origin is None:
-            raise InvalidValueError(f"no memory {entry_id.hex()} on this device")
+            raise NotFoundError(f"no memory {entry_id.hex()} on this device")
         return entry
 
     def _visible(self, entry_id: bytes) -> Entry:
@@ -286,7 +286,7 @@ class Memory:
             return found
         found = self._store._read(read)
         if not found:
-            raise InvalidValueError(f"no memory whose id starts with {text} on this device")
+            raise NotFoundError(f"no memory whose id starts with {text} on this device")
         if len(found) > 1:
             raise InvalidValueError(f"memory id prefix {text} is ambiguous: give more digits")
         return found[0]

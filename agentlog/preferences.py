@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from . import payloads
 from . import pref_reducer as pr
-from .errors import InvalidValueError
+from .errors import InvalidValueError, NotFoundError
 from .pref_reducer import Answer, Contribution
 
 ContextArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
@@ -106,7 +106,7 @@ class Preferences:
         """Record that the user corrected decision `decision` (its event id) to `value`."""
         chosen = self._store.decision(decision) if len(decision) == 32 else None
         if chosen is None:
-            raise InvalidValueError(f"{decision.hex()} names no decision held on this device")
+            raise NotFoundError(f"{decision.hex()} names no decision held on this device")
         return self._store.append(payloads.Correction(decision=decision, value=self._value(chosen.setting, value),
                                                       reason=reason))
 
