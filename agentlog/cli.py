@@ -14,7 +14,7 @@ import sys
 
 from .errors import AgentlogError, NotFoundError, PeerError, StoreError, UsageError
 
-EXIT_PROBLEMS = 1               # a check (verify, audit verify, replay --check) found problems
+EXIT_PROBLEMS = 1               # a check found problems: verify, audit verify, replay
 EXIT_ERROR = 2                  # a usage mistake or bad input: arguments, values, tokens, damaged files
 EXIT_PEER = 3                   # a peer was unreachable, refused, timed out or broke the protocol
 EXIT_NOT_FOUND = 4              # what was named does not exist: memory entry, decision, device, home
