@@ -3,18 +3,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from tests.daemons import Daemon, agentlog, end_all, provision
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on: bound once by the OS's choice, then closed."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.daemons import Daemon, agentlog, closed_port, end_all, provision
 
 
 def _tamper(home_dir) -> None:
@@ -63,7 +54,7 @@ CASES = [
 
 @pytest.mark.parametrize("code, who, args", CASES, ids=[" ".join(a) for _, _, a in CASES])
 def test_exit_code(world, code, who, args):
-    args = tuple(a.format(closed=_closed_port(), laptop=world["laptop"]) for a in args)
+    args = tuple(a.format(closed=closed_port(), laptop=world["laptop"]) for a in args)
     proc = agentlog(world[who], *args, check=False)
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
