@@ -52,7 +52,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("code, who, args", CASES, ids=[" ".join(a) for _, _, a in CASES])
+@pytest.mark.parametrize("code, who, args", CASES, ids=[f"{c} {w}: {' '.join(a)}" for c, w, a in CASES])
 def test_exit_code(world, code, who, args):
     args = tuple(a.format(closed=closed_port(), laptop=world["laptop"]) for a in args)
     proc = agentlog(world[who], *args, check=False)
