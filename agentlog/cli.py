@@ -12,10 +12,12 @@ import argparse
 import json
 import sys
 
-from .errors import AgentlogError, StoreError, UsageError
+from .errors import AgentlogError, NotFoundError, PeerError, StoreError, UsageError
 
-EXIT_PROBLEMS = 1
-EXIT_ERROR = 2
+EXIT_PROBLEMS = 1               # a check found problems: verify, audit verify, replay
+EXIT_ERROR = 2                  # a usage mistake or bad input: arguments, values, tokens, damaged files
+EXIT_PEER = 3                   # a peer was unreachable, refused, timed out or broke the protocol
+EXIT_NOT_FOUND = 4              # what was named does not exist: memory entry, decision, device, home
 LINE_LIMIT = 2000               # characters of an error or problem line shown (agentlog.text)
 CONTENT_LIMIT = 16 * 1024       # characters of a memory entry's content `memory get` shows (an API write's limit)
 
@@ -30,12 +32,21 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except AgentlogError as exc:
         print(f"agentlog: error: {_shown(str(exc), LINE_LIMIT)}", file=sys.stderr)
-        return EXIT_ERROR
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("agentlog: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def exit_code(exc: AgentlogError) -> int:
+    """The exit code of a failure, from its place in the error hierarchy (README, "Exit codes")."""
+    if isinstance(exc, PeerError):
+        return EXIT_PEER
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    return EXIT_ERROR
 
 
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
@@ -844,7 +855,7 @@ def cmd_log(args) -> int:
         if args.author:
             member = roster.find(args.author)
             if member is None:
-                raise UsageError(f"no device is named or has id {args.author!r}: see `agentlog devices list`")
+                raise NotFoundError(f"no device is named or has id {args.author!r}: see `agentlog devices list`")
             author = member.device
         rows = [{
             "author": roster.name_of(e.header.author), "author_id": e.header.author.hex(), "seq": e.header.seq,

@@ -12,7 +12,7 @@ import binascii
 import re
 
 from . import crypto, payloads
-from .errors import EventError, TokenError, UsageError
+from .errors import EventError, NotFoundError, TokenError, UsageError
 from .event import check_ranges, decode_record
 from .schema import token as _schema
 from .store import Store, pack_anchor
@@ -127,7 +127,7 @@ def revoke(store: Store, ref: str, reason: str = "") -> payloads.DeviceRevoke:
     roster = store.roster()
     member = roster.find(ref)
     if member is None:
-        raise UsageError(f"no enrolled device is named or has id {ref!r}: see `agentlog devices list`")
+        raise NotFoundError(f"no enrolled device is named or has id {ref!r}: see `agentlog devices list`")
     if member.device == store.device:
         raise UsageError("a device cannot revoke itself; revoke it from another enrolled device")
     if not member.active:

@@ -20,12 +20,20 @@ class InvalidValueError(UsageError):
     """A value handed to agentlog cannot be written: wrong type, length or range."""
 
 
+class NotFoundError(InvalidValueError):
+    """What was named does not exist here: a memory entry, decision, device or home (CLI exit code 4)."""
+
+
 class HomeError(AgentlogError):
     """The home directory is missing, incomplete or unsafe."""
 
     def __init__(self, message: str, path: str | None = None):
         super().__init__(message)
         self.path = path
+
+
+class NoHomeError(HomeError, NotFoundError):
+    """No agentlog device lives at the home path: no key file there."""
 
 
 class StoreError(AgentlogError):

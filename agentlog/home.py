@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import HomeError
+from .errors import HomeError, NoHomeError
 
 KEY_FILE = "device.key"
 STORE_DIR = "store"
@@ -76,7 +76,7 @@ def read_key(home: str | os.PathLike | None = None) -> tuple[Path, bytes]:
     path = resolve(home)
     key_path = path / KEY_FILE
     if not key_path.is_file():
-        raise HomeError(f"no agentlog device at {path}: run `agentlog init --name NAME` first", str(path))
+        raise NoHomeError(f"no agentlog device at {path}: run `agentlog init --name NAME` first", str(path))
     mode = key_path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise HomeError(f"{key_path} is readable by others (mode {mode & 0o777:o}): chmod 600 it", str(key_path))

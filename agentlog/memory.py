@@ -20,7 +20,7 @@ import numpy as np
 from . import memory_reducer as mr
 from . import payloads
 from .embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
-from .errors import InvalidValueError
+from .errors import InvalidValueError, NotFoundError
 from .event import MAX_SCOPE_LEN
 from .ids import id_bytes
 from .memory_index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
@@ -257,7 +257,7 @@ class Memory:
         entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
         entry = self._store._read(lambda txn: self._store._memory.entry(txn, entry_id))
         if entry is None or entry.origin is None:
-            raise InvalidValueError(f"no memory {entry_id.hex()} on this device")
+            raise NotFoundError(f"no memory {entry_id.hex()} on this device")
         return entry
 
     def _visible(self, entry_id: bytes | str) -> Entry:
@@ -287,7 +287,7 @@ class Memory:
             return found
         found = self._store._read(read)
         if not found:
-            raise InvalidValueError(f"no memory whose id starts with {text} on this device")
+            raise NotFoundError(f"no memory whose id starts with {text} on this device")
         if len(found) > 1:
             raise InvalidValueError(f"memory id prefix {text} is ambiguous: give more digits")
         return found[0]

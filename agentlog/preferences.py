@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from . import payloads
 from . import pref_reducer as pr
-from .errors import InvalidValueError
+from .errors import InvalidValueError, NotFoundError
 from .ids import id_bytes
 from .pref_reducer import Answer, Contribution
 
@@ -108,7 +108,7 @@ class Preferences:
         decision = id_bytes(decision, "decision id")
         chosen = self._store.decision(decision)
         if chosen is None:
-            raise InvalidValueError(f"{decision.hex()} names no decision held on this device")
+            raise NotFoundError(f"{decision.hex()} names no decision held on this device")
         return self._store.append(payloads.Correction(decision=decision, value=self._value(chosen.setting, value),
                                                       reason=reason))
 

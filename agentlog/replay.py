@@ -30,7 +30,7 @@ import lmdb
 from . import ledger, memory_view, payloads, pref_view, snapshot
 from .audit_format import iso
 from . import roster as roster_module
-from .errors import EventError, StoreError, UsageError
+from .errors import EventError, NotFoundError, StoreError, UsageError
 from .event import decode_record
 from .memory_view import MemoryView
 from .pref_view import Folded, PrefView, folded_from_log
@@ -164,7 +164,7 @@ class LiveLog:
     def device_named(self, ref: str) -> bytes:
         member = self.roster.find(ref)
         if member is None:
-            raise UsageError(f"no device is named or has id {ref!r}: see `agentlog devices list`")
+            raise NotFoundError(f"no device is named or has id {ref!r}: see `agentlog devices list`")
         return member.device
 
     def name_of(self, device: bytes) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from . import memory_reducer as mr
 from . import memory_view, payloads, pref_view
 from . import pref_reducer as pr
-from .errors import UsageError
+from .errors import NotFoundError, UsageError
 from .memory import entry_of
 from .pref_view import Folded
 from .replay import Log, Point, Scratch, iso, quiet_gc
@@ -200,7 +200,7 @@ def entry_named(log: Log, text: str) -> bytes:
         raise UsageError(f"memory id {text!r} must be 4 to {2 * mr.ENTRY_ID_LEN} hex digits")
     found = [i for i in entry_ids(log) if i.hex().startswith(text)]
     if not found:
-        raise UsageError(f"no memory whose id starts with {text} in this device's log")
+        raise NotFoundError(f"no memory whose id starts with {text} in this device's log")
     if len(found) > 1:
         raise UsageError(f"memory id prefix {text} is ambiguous: give more digits")
     return found[0]

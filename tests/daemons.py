@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,13 @@ def agentlog(home_dir: Path, *args: str, check: bool = True, timeout: float = 90
     if check and proc.returncode != 0:
         raise AssertionError(f"agentlog {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once to find it free, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def status(home_dir: Path) -> dict:

@@ -8,7 +8,6 @@ longer) members. Every wait polls against a generous deadline; nothing asserts o
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -18,6 +17,7 @@ from tests.daemons import (
     DEADLINE,
     Daemon,
     agentlog,
+    closed_port,
     end_all,
     observe,
     provision,
@@ -36,13 +36,6 @@ def daemons():
     registry: list[Daemon] = []
     yield lambda home_dir, **options: Daemon(home_dir, registry=registry, **options).start()
     end_all(registry)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound once to find it free, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line_error(proc, *words: str) -> str:

@@ -88,9 +88,9 @@ def cli_json(home_dir, *args):
 
 
 def cli_error(home_dir, *args) -> str:
-    """The CLI's one-line error for a command that must fail, without its "agentlog: error: " prefix."""
+    """The CLI's one-line error for a command that must fail (bad input, 2, or not found, 4), without its prefix."""
     proc = run(home_dir, *args, check=False)
-    assert proc.returncode == 2 and proc.stderr.startswith("agentlog: error: "), proc.stderr
+    assert proc.returncode in (2, 4) and proc.stderr.startswith("agentlog: error: "), proc.stderr
     return proc.stderr.strip().removeprefix("agentlog: error: ")
 
 
@@ -257,5 +257,5 @@ def test_without_the_mcp_package_one_line_and_exit_2(tmp_path):
 
 def test_no_home_is_the_cli_error(tmp_path):
     proc = run(tmp_path / "nowhere", "mcp", check=False)
-    assert (proc.returncode, proc.stdout) == (2, "")
+    assert (proc.returncode, proc.stdout) == (4, "")
     assert proc.stderr.startswith("agentlog: error: no agentlog device at ") and len(proc.stderr.splitlines()) == 1

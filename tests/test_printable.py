@@ -214,7 +214,7 @@ def test_agentlog_sync_shows_a_peers_error_or_goodbye_escaped_and_bounded(world,
     homes, _, mallory = world
     proc = sync_against(homes["tablet"], mallory, msg)
     out, err = proc.stdout.decode(), proc.stderr.decode()
-    assert proc.returncode == 2, (out, err)
+    assert proc.returncode == 3, (out, err)
     assert err.startswith("agentlog: error: ") and err.count("\n") == 1, err[:2000]
     assert_clean(out + err)
     assert "\\x1b[2J" in err or "over the limit" in err, err

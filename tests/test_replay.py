@@ -273,20 +273,21 @@ def test_the_command_replays_without_touching_the_live_store(scenario):
     assert files_digest(path) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--until", "yesterday"), "neither epoch milliseconds nor ISO 8601"),
-    (("--at", "nobody:3"), "no device is named"),
-    (("--at", "laptop:99999"), "holds no event laptop:99999"),
-    (("--at", "laptop"), "must be AUTHOR:SEQ"),
-    (("--setting", "no.such"), "names the setting 'no.such'"),
-    (("--memory", "abcdef"), "no memory whose id starts with abcdef"),
-    (("--rebuild", "--setting", "ui.theme"), "takes no point"),
+@pytest.mark.parametrize("args,message,code", [
+    (("--until", "yesterday"), "neither epoch milliseconds nor ISO 8601", 2),
+    (("--at", "nobody:3"), "no device is named", 4),
+    (("--at", "laptop:99999"), "holds no event laptop:99999", 2),
+    (("--at", "laptop"), "must be AUTHOR:SEQ", 2),
+    (("--setting", "no.such"), "names the setting 'no.such'", 2),
+    (("--memory", "abcdef"), "no memory whose id starts with abcdef", 4),
+    (("--rebuild", "--setting", "ui.theme"), "takes no point", 2),
 ])
-def test_bad_input_is_one_line_and_exit_2(scenario, args, message):
+def test_bad_input_is_one_line_and_exit_2_or_4(scenario, args, message, code):
+    """Bad input exits 2, a device or memory that is not found 4; one line, the store unchanged."""
     path = store_path(scenario, "laptop")
     before = files_digest(path)
     done = agentlog("--home", str(scenario["tmp"] / "laptop"), "replay", *args)
-    assert done.returncode == 2
+    assert done.returncode == code
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert files_digest(path) == before
 
