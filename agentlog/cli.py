@@ -85,12 +85,8 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            found = version("agentlog")
-        except PackageNotFoundError:
-            found = "unknown (not installed)"
-        print(f"agentlog {found}")
+        import agentlog
+        print(f"agentlog {agentlog.__version__}")
         parser.exit(0)
 
 
