@@ -47,7 +47,7 @@ class StoreLog:
     def withheld(self) -> list[tuple[bytes, int, int, int]]:
         """Runs whose records to ask peers for again: events held without their payload, and events whose
         stored signature was found damaged (a peer's whole record heals it: `Store.ingest`)."""
-        return sorted(self.store.withheld() + self.store.damaged())[:MAX_ENTRIES]
+        return self.store.refetch(MAX_ENTRIES)
 
     def truncated(self) -> Frontier:
         """What this device no longer holds, clamped like `frontier` at a revoked device's cut, so that no

@@ -789,20 +789,31 @@ class Store:
     def damaged(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
         """Up to `limit` runs of events whose stored signature was found damaged (authentic content: a signed
         later event links to it), as (author, epoch, first seq, last seq)."""
-        def read(txn):
-            with txn.cursor(db=self._db["damaged"]) as cur:
-                keys = [bytes(k) for k in cur.iternext(values=False)
-                        if txn.get(k, db=self._db["events"]) is not None]
-            return seq_runs(((k[:32], *_POS.unpack_from(k, 32)) for k in keys), limit)
-        return self._read(read)
+        return self._read(lambda txn: self._damaged_in(txn, limit))
 
     def withheld(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
         """Up to `limit` runs of events held without their payload, as (author, epoch, first seq, last seq)."""
+        return self._read(lambda txn: self._withheld_in(txn, limit))
+
+    def refetch(self, limit: int = 4096) -> list[tuple[bytes, int, int, int]]:
+        """Up to `limit` runs whose records peers are asked for again: held without their payload, or with a
+        damaged signature. One read, and only two counts when there are none (replication asks on every
+        local change)."""
         def read(txn):
-            with txn.cursor(db=self._db["withheld"]) as cur:
-                keys = cur.iternext(values=False)
-                return seq_runs(((bytes(k[:32]), *_POS.unpack_from(k, 32)) for k in keys), limit)
+            if not (txn.stat(self._db["withheld"])["entries"] or txn.stat(self._db["damaged"])["entries"]):
+                return []
+            return sorted(self._withheld_in(txn, limit) + self._damaged_in(txn, limit))[:limit]
         return self._read(read)
+
+    def _withheld_in(self, txn, limit: int) -> list[tuple[bytes, int, int, int]]:
+        with txn.cursor(db=self._db["withheld"]) as cur:
+            keys = cur.iternext(values=False)
+            return seq_runs(((bytes(k[:32]), *_POS.unpack_from(k, 32)) for k in keys), limit)
+
+    def _damaged_in(self, txn, limit: int) -> list[tuple[bytes, int, int, int]]:
+        with txn.cursor(db=self._db["damaged"]) as cur:
+            keys = [bytes(k) for k in cur.iternext(values=False) if txn.get(k, db=self._db["events"]) is not None]
+        return seq_runs(((k[:32], *_POS.unpack_from(k, 32)) for k in keys), limit)
 
     def withheld_count(self) -> int:
         """How many events this store holds without their payload."""
