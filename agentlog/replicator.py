@@ -61,7 +61,7 @@ def check_peer(store: Store) -> CheckPeer:
         if device == store.device:
             return "that is this device itself"
         member = store.roster().members.get(device)
-        if admits(store, device) or member is None and not _has_history(store):
+        if _admitted(store, member, device) or member is None and not _has_history(store):
             return None
         if member is not None and member.enrolled:
             return f"device {device.hex()[:16]} was revoked from this group"
@@ -72,7 +72,11 @@ def check_peer(store: Store) -> CheckPeer:
 def admits(store: Store, device: bytes) -> bool:
     """Whether the roster lets `device` read this device's log: enrolled and not revoked (or, until the roster
     knows them, the founder and the device whose token this one joined with: both named by the token)."""
-    member = store.roster().members.get(device)
+    return _admitted(store, store.roster().members.get(device), device)
+
+
+def _admitted(store: Store, member, device: bytes) -> bool:
+    """`admits`, given the device's roster entry (None: the roster does not know it)."""
     if member is not None:
         return member.active
     anchor = store.anchor()
