@@ -7,6 +7,8 @@ Exceptions from lmdb, capnp and nacl are translated into these where they enter.
 
 from __future__ import annotations
 
+ERROR_TEXT_MAX = 300            # characters of an exception's text in a log line
+
 
 class AgentlogError(Exception):
     """Root of every error agentlog raises on purpose."""
@@ -172,3 +174,13 @@ class Unreachable(PeerError):
 
 class SnapshotError(AgentlogError):
     """A snapshot (from a peer or this store) does not hold: bad signature, digest, author or state."""
+
+
+def describe(exc: BaseException) -> str:
+    """One bounded line for a log: the exception's type and text (the first leaf of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    if len(text) > ERROR_TEXT_MAX:
+        text = text[:ERROR_TEXT_MAX] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -20,24 +20,15 @@ from contextlib import contextmanager
 import structlog
 import trio
 
+from .errors import describe
+
 SLOTS = 64                      # connections in their handshake at once
 SLOTS_PER_HOST = 16             # ... of which from one remote address
 ACCEPT_PAUSE_S = 0.1            # after a failed accept (out of file descriptors, buffers, memory)
 REPORT_EVERY_S = 10.0           # a repeated log line is written at most this often
 SHORTAGE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-ERROR_TEXT_MAX = 300            # characters of an exception's text in a log line
 
 log = structlog.get_logger("agentlog.listener")
-
-
-def describe(exc: BaseException) -> str:
-    """One bounded line for a log: the exception's type and text (the first leaf of an exception group)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    text = " ".join(str(exc).split())
-    if len(text) > ERROR_TEXT_MAX:
-        text = text[:ERROR_TEXT_MAX] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Throttled:

@@ -23,9 +23,8 @@ import structlog
 import trio
 
 from . import ledger, listener, messages, net, nudge
-from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError
+from .errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
 from .handshake import CheckPeer
-from .listener import describe
 from .peer_log import StoreLog
 from .peers import PeerState, Peers, address, parse_address
 from .protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send

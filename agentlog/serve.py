@@ -10,8 +10,7 @@ import structlog
 import trio
 
 from .compaction import Policy, compact
-from .errors import AgentlogError, StoreError
-from .listener import ERROR_TEXT_MAX, describe
+from .errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
 from .replicator import Replicator
 from .store import Store
 from .text import printable_doc
