@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import (AgentlogError, EventError, HomeError, InvalidValueError, PeerError, SnapshotError, StoreError,
-                     TokenError, UsageError)
+from agentlog.errors import (AgentlogError, EventError, HomeError, InvalidValueError, PeerError, SnapshotError,
+                             StoreError, TokenError, UsageError)
 
 __all__ = [
     "AgentlogError", "Answer", "Candidate", "Contribution", "Event", "EventError", "Explanation", "Header", "Hit",
     "HomeError", "InvalidValueError", "Lookup", "Memory", "MemoryEntry", "PeerError", "Preferences", "SearchResult",
     "SnapshotError", "Store", "StoreError", "TokenError", "UsageError", "__version__", "open", "payloads",
 ]
-_LAZY = {"Event": ("event", "Event"), "Header": ("event", "Header"), "Store": ("store", "Store"),
-         "open": ("home", "open_home"), "payloads": ("payloads", None),
-         "Preferences": ("preferences", "Preferences"), "Lookup": ("preferences", "Lookup"),
-         "Explanation": ("preferences", "Explanation"), "Answer": ("pref_reducer", "Answer"),
-         "Contribution": ("pref_reducer", "Contribution"), "Memory": ("memory", "Memory"),
-         "MemoryEntry": ("memory", "MemoryEntry"), "Candidate": ("memory", "Candidate"), "Hit": ("memory", "Hit"),
-         "SearchResult": ("memory", "SearchResult")}
+_LAZY = {"Event": ("log.event", "Event"), "Header": ("log.event", "Header"), "Store": ("store.store", "Store"),
+         "open": ("store.home", "open_home"), "payloads": ("log.payloads", None),
+         "Preferences": ("prefs.api", "Preferences"), "Lookup": ("prefs.api", "Lookup"),
+         "Explanation": ("prefs.api", "Explanation"), "Answer": ("prefs.reducer", "Answer"),
+         "Contribution": ("prefs.reducer", "Contribution"), "Memory": ("memory.api", "Memory"),
+         "MemoryEntry": ("memory.api", "MemoryEntry"), "Candidate": ("memory.api", "Candidate"), "Hit": ("memory.api", "Hit"),
+         "SearchResult": ("memory.api", "SearchResult")}
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from agentlog.cli.main import main
 
 sys.exit(main())

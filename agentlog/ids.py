@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import InvalidValueError
+from agentlog.errors import InvalidValueError
 
 EVENT_ID_LEN = 32
 _HEX = frozenset("0123456789abcdefABCDEF")

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 try:
-    from agentlog import compaction
+    from agentlog.store import compaction
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agentlog import compaction
+    from agentlog.store import compaction
 from agentlog.crypto import DeviceKey
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 
 def _say(line: str) -> None:

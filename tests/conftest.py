@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog import devices, home
-from agentlog.store import Store
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.store.store import Store
 
 
 def sync(src: Store, dst: Store):

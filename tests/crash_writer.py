@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 
 try:
-    from agentlog import home, payloads
+    from agentlog.store import home
+    from agentlog.log import payloads
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agentlog import home, payloads
+    from agentlog.store import home
+    from agentlog.log import payloads
 
 MAX_BATCH = 50
 

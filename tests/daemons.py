@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agentlog import devices, home, payloads
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
 
 DEADLINE = 30.0          # seconds: generous, only a hang or a real bug takes this long
 POLL = 0.05

@@ -15,12 +15,14 @@ import sys
 from pathlib import Path
 
 try:
-    from agentlog import home, payloads
+    from agentlog.store import home
+    from agentlog.log import payloads
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agentlog import home, payloads
+    from agentlog.store import home
+    from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 
 def open_small(path: Path, map_size: int) -> Store:

@@ -11,13 +11,15 @@ import sys
 
 import pytest
 
-from agentlog import audit_format as fmt
-from agentlog import compaction, ledger, payloads
-from agentlog.audit_export import Selection, event_line, event_text, export, render_part
-from agentlog.audit_html import render
-from agentlog.audit_verify import verify_file
-from agentlog.store import _head_value, event_key
-from agentlog.validate import Head
+from agentlog.audit import format as fmt
+from agentlog.store import compaction
+from agentlog.store import ledger
+from agentlog.log import payloads
+from agentlog.audit.export import Selection, event_line, event_text, export, render_part
+from agentlog.audit.html import render
+from agentlog.audit.verify import verify_file
+from agentlog.store.store import _head_value, event_key
+from agentlog.log.validate import Head
 from tests.conftest import sync
 from tests.test_compaction import new_device, observe_days
 from tests.test_pref_scenarios import Family

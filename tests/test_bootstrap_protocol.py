@@ -7,12 +7,15 @@ import os
 
 import pytest
 
-from agentlog import compaction, devices, home, messages
+from agentlog.store import compaction
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.sync import messages
 from agentlog.errors import ProtocolError
-from agentlog.messages import (MAX_SNAPSHOT, SNAPSHOT_CHUNK, VERSION, Events, FrontierMsg, Hello, SnapshotAck,
+from agentlog.sync.messages import (MAX_SNAPSHOT, SNAPSHOT_CHUNK, VERSION, Events, FrontierMsg, Hello, SnapshotAck,
                                SnapshotChunk, SnapshotOffer, SnapshotWant, Want)
-from agentlog.peer_log import StoreLog
-from agentlog.protocol import WINDOW, Close, Connection, Install, Send
+from agentlog.sync.peer_log import StoreLog
+from agentlog.sync.protocol import WINDOW, Close, Connection, Install, Send
 from tests.conftest import sync
 from tests.test_protocol import Link, views
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agentlog import cli, devices, home
-from agentlog import memory_reducer as mr
-from agentlog.embedding import DEFAULT_EMBEDDER, embedder_for
-from agentlog.memory import SearchResult
+from agentlog.cli import main as cli
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.memory import reducer as mr
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
+from agentlog.memory.api import SearchResult
 
 from .conftest import sync
 from .test_cli import assert_one_line_error

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agentlog import devices, home, pref_lookup, pref_view, roster, store as store_module
-from agentlog import pref_reducer as pr
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.prefs import lookup as pref_lookup
+from agentlog.prefs import view as pref_view
+from agentlog.log import roster
+from agentlog.store import store as store_module
+from agentlog.prefs import reducer as pr
 from agentlog.errors import StoreError
 
 from .conftest import sync
@@ -221,7 +226,7 @@ def test_replay_rebuild_folds_the_same_digests(laptop):
     assert b"replay:" not in stderr_on_a_terminal(laptop, "replay", "--rebuild", "--json")
 
 
-# -- the fast path (agentlog.pref_lookup) -----------------------------------------------------------
+# -- the fast path (agentlog.prefs.lookup) -----------------------------------------------------------
 
 def test_lookup_mirrors_the_store_layout():
     assert pref_lookup.MAX_DBS == store_module.MAX_DBS >= len(store_module._DBS)
@@ -292,7 +297,7 @@ def test_pref_get_loads_no_event_codec(laptop):
         pkg = types.ModuleType("agentlog")
         pkg.__path__ = [{str(package)!r}]
         sys.modules["agentlog"] = pkg
-        from agentlog.cli import main
+        from agentlog.cli.main import main
         assert main(["--home", {str(laptop)!r}, "pref", "get", "theme", "--json"]) == 0
         assert main(["--home", {str(laptop)!r}, "pref", "list"]) == 0
         print(sorted(m for m in sys.modules if m.startswith(("capnp", "nacl", "agentlog."))))
@@ -301,11 +306,12 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert proc.returncode == 0, proc.stderr
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
-    assert loaded == str(["agentlog.cli", "agentlog.decay", "agentlog.errors", "agentlog.home", "agentlog.limits",
-                          "agentlog.lmdb_env", "agentlog.pref_lookup", "agentlog.pref_reducer", "agentlog.text"])
+    assert loaded == str(sorted(["agentlog.cli", "agentlog.cli.main", "agentlog.errors", "agentlog.limits", "agentlog.prefs",
+                                 "agentlog.prefs.decay", "agentlog.prefs.lookup", "agentlog.prefs.reducer", "agentlog.store",
+                                 "agentlog.store.env", "agentlog.store.home", "agentlog.text"]))
 
 
 def test_pref_get_as_a_whole_process_loads_no_pycapnp(laptop):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "agentlog", "--home", str(laptop), "pref", "get", "x"],
                           capture_output=True, text=True, env=ENV, timeout=60)
-    assert proc.returncode == 0 and "capnp" not in proc.stderr and "agentlog.store" not in proc.stderr
+    assert proc.returncode == 0 and "capnp" not in proc.stderr and "agentlog.store.store" not in proc.stderr

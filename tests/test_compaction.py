@@ -9,10 +9,13 @@ import shutil
 
 import pytest
 
-from agentlog import compaction, devices, payloads, snapshot
+from agentlog.store import compaction
+from agentlog.store import devices
+from agentlog.log import payloads
+from agentlog.log import snapshot
 from agentlog.errors import SnapshotError
-from agentlog.store import Store
-from agentlog.verify import verify_store
+from agentlog.store.store import Store
+from agentlog.store.verify import verify_store
 
 from .test_pref_scenarios import DAY, HOUR, Family
 
@@ -256,7 +259,7 @@ def test_agentlog_compact_reports_and_refuses_a_bad_horizon(tmp_path):
 
 
 def test_explain_names_a_snapshot_summary_with_its_day_and_event_count(family):
-    from agentlog.cli import _contribution
+    from agentlog.cli.main import _contribution
 
     f = family
     observe_days(f, 8)
@@ -307,7 +310,7 @@ def test_this_device_can_still_correct_a_decision_whose_event_compaction_dropped
 async def test_serve_compacts_on_its_own_once_the_policy_is_due(family):
     import trio
 
-    from agentlog.serve import compact_when_due
+    from agentlog.sync.serve import compact_when_due
 
     f = family
     observe_days(f, 3)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import random
 
 
-from agentlog import compaction, payloads, pref_view, snapshot
+from agentlog.store import compaction
+from agentlog.log import payloads
+from agentlog.prefs import view as pref_view
+from agentlog.log import snapshot
 from tests.test_pref_scenarios import DAY, HOUR, Family
 
 

@@ -34,10 +34,13 @@ import threading
 import time
 from pathlib import Path
 
-from agentlog import compaction, crypto, devices, payloads
+from agentlog import crypto
+from agentlog.store import compaction
+from agentlog.store import devices
+from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
-from agentlog.store import Store
-from agentlog.verify import verify_store
+from agentlog.store.store import Store
+from agentlog.store.verify import verify_store
 from tests.test_crash import _pump
 from tests.test_pref_scenarios import DAY, HOUR, Family
 

@@ -17,8 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from agentlog import home, payloads
-from agentlog.verify import verify_store
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.store.verify import verify_store
 
 ROUNDS = 20
 WRITER = Path(__file__).with_name("crash_writer.py")

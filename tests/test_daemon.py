@@ -11,8 +11,9 @@ import json
 
 import pytest
 
-from agentlog import home, payloads
-from agentlog.peers import Peers
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.store.peers import Peers
 from tests.daemons import (
     DEADLINE,
     Daemon,
@@ -283,7 +284,7 @@ def test_revoking_a_connected_device_cuts_its_link(tmp_path, daemons):
 def test_a_peer_refusing_after_the_handshake_does_not_stop_the_daemon(tmp_path, daemons):
     """The phone holds the group's history but not the hub's enrolment (written after the phone synced), so
     it refuses the hub after the hub's side of the handshake ended: the hub closes that link and keeps serving."""
-    from agentlog import devices
+    from agentlog.store import devices
     homes = provision(tmp_path, "laptop", "phone")
     laptop = daemons(homes["laptop"])
     agentlog(homes["phone"], "sync", laptop.address)

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlog import event, payloads, wire
+from agentlog.log import event
+from agentlog.log import payloads
+from agentlog.codec import wire
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
-from agentlog.event import (
+from agentlog.log.event import (
     FORMAT_VERSION,
     MAX_CLOCK_ENTRIES,
     MAX_HEADER_BYTES,
@@ -28,8 +30,8 @@ from agentlog.event import (
     decode_header,
     encode_header,
 )
-from agentlog.schema import event as event_schema
-from agentlog.schema import payloads as payload_schema
+from agentlog.codec.schema import event as event_schema
+from agentlog.codec.schema import payloads as payload_schema
 
 from .test_encoding import (
     EDGE_PAYLOADS,

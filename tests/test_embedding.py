@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from agentlog.embedding import (
+from agentlog.memory.embedding import (
     DEFAULT_EMBEDDER,
     HashingEmbedder,
     SentenceTransformerEmbedder,
@@ -50,7 +50,7 @@ def test_same_text_gives_the_same_vector_wherever_it_sits_in_a_batch():
 def test_vectors_are_the_same_in_another_process_with_another_hash_seed():
     script = textwrap.dedent(f"""
         import sys
-        from agentlog.embedding import HashingEmbedder
+        from agentlog.memory.embedding import HashingEmbedder
         sys.stdout.write(HashingEmbedder().embed([{SENTENCE!r}]).tobytes().hex())
     """)
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -10,9 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlog import crypto, payloads, pref_reducer, wire
+from agentlog import crypto
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pref_reducer
+from agentlog.codec import wire
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
-from agentlog.event import (
+from agentlog.log.event import (
     MAX_EPOCH,
     MAX_HEADER_BYTES,
     MAX_LAMPORT,
@@ -25,8 +28,8 @@ from agentlog.event import (
     decode_header,
     encode_header,
 )
-from agentlog.schema import event as event_schema
-from agentlog.schema import payloads as payload_schema
+from agentlog.codec.schema import event as event_schema
+from agentlog.codec.schema import payloads as payload_schema
 
 from .test_event import ALL_PAYLOADS
 

@@ -6,9 +6,10 @@ import struct
 
 import pytest
 
-from agentlog import crypto, payloads
+from agentlog import crypto
+from agentlog.log import payloads
 from agentlog.errors import DecodeError, SizeLimitError
-from agentlog.event import (
+from agentlog.log.event import (
     ClockEntry,
     Header,
     decode_header,
@@ -18,7 +19,7 @@ from agentlog.event import (
     peek_record,
     seal,
 )
-from agentlog.schema import payloads as payload_schema
+from agentlog.codec.schema import payloads as payload_schema
 
 
 def header(**over) -> Header:

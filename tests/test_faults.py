@@ -23,13 +23,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from agentlog import crypto, home, messages, net, payloads
+from agentlog import crypto
+from agentlog.store import home
+from agentlog.sync import messages
+from agentlog.sync import net
+from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
 from agentlog.errors import ConnectionLost, PeerClosed
-from agentlog.event import ClockEntry, Event, Header, seal
-from agentlog.messages import Ack, Error, Events, Hello, WireEvent
-from agentlog.replicator import check_peer
-from agentlog.store import Store
+from agentlog.log.event import ClockEntry, Event, Header, seal
+from agentlog.sync.messages import Ack, Error, Events, Hello, WireEvent
+from agentlog.sync.replicator import check_peer
+from agentlog.store.store import Store
 from tests.daemons import (
     DEADLINE,
     Daemon,

@@ -9,11 +9,14 @@ import json
 
 import pytest
 
-from agentlog import crypto, messages, payloads, validate
+from agentlog import crypto
+from agentlog.sync import messages
+from agentlog.log import payloads
+from agentlog.log import validate
 from agentlog.errors import AgentlogError, DecodeError, ProtocolError, SequenceError
-from agentlog.event import MAX_LAMPORT, MAX_TIME_MS, Event, seal
-from agentlog.peers import Peers, PeerState
-from agentlog.store import Store
+from agentlog.log.event import MAX_LAMPORT, MAX_TIME_MS, Event, seal
+from agentlog.store.peers import Peers, PeerState
+from agentlog.store.store import Store
 
 from .daemons import agentlog, status
 from .test_validate import phone_events, resign, store_digest

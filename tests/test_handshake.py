@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlog import handshake as hs
+from agentlog.sync import handshake as hs
 from agentlog.crypto import DeviceKey
 from agentlog.errors import HandshakeError, PeerRefused, ProtocolError
-from agentlog.roster import Member, Position, Roster
-from agentlog.schema import protocol as schema
-from agentlog.wire import build
+from agentlog.log.roster import Member, Position, Roster
+from agentlog.codec.schema import protocol as schema
+from agentlog.codec.wire import build
 
 GROUP = bytes(range(32))
 OTHER_GROUP = bytes(range(1, 33))

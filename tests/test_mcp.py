@@ -17,8 +17,9 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from agentlog import devices, home
-from agentlog.peers import Peers, PeerState
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.store.peers import Peers, PeerState
 
 from .conftest import sync
 from .test_cli import run
@@ -248,7 +249,7 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
 
 
 def test_without_the_mcp_package_one_line_and_exit_2(tmp_path):
-    code = "import sys; sys.modules['mcp'] = None; from agentlog.cli import main; sys.exit(main())"
+    code = "import sys; sys.modules['mcp'] = None; from agentlog.cli.main import main; sys.exit(main())"
     proc = subprocess.run([sys.executable, "-c", code, "mcp", "--home", str(tmp_path / "h")],
                           capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (2, "")

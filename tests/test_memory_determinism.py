@@ -24,11 +24,12 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agentlog import devices, payloads
-from agentlog import memory_reducer as mr
+from agentlog.store import devices
+from agentlog.log import payloads
+from agentlog.memory import reducer as mr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import InvalidValueError
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 from .test_pref_determinism import batches, causal_order
 
@@ -306,7 +307,7 @@ def test_memory_view_is_a_function_of_the_event_set(ops, skews, salt, data):
     tmp = Path(tempfile.mkdtemp(prefix="agentlog-memdet-", dir=SCRATCH))
     world = World(tmp, skews, salt)
     try:
-        with mock.patch("agentlog.memory.os", SimpleNamespace(urandom=world.mint)):
+        with mock.patch("agentlog.memory.api.os", SimpleNamespace(urandom=world.mint)):
             for op in ops:
                 world.apply(op)
         for _ in range(2):

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentlog import home, memory_index
-from agentlog.embedding import DEFAULT_EMBEDDER, HashingEmbedder, normalized
-from agentlog.memory import Memory
-from agentlog.memory_index import EMBEDDED, EXCLUDED, REEMBEDDED, STORED, MemoryIndex, unpack_row
-from agentlog.store import Store
+from agentlog.store import home
+from agentlog.memory import index as memory_index
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder, normalized
+from agentlog.memory.api import Memory
+from agentlog.memory.index import EMBEDDED, EXCLUDED, REEMBEDDED, STORED, MemoryIndex, unpack_row
+from agentlog.store.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -205,7 +206,7 @@ def test_a_put_by_another_process_is_found_while_the_store_stays_open(store, hom
     assert ids(store.memory.search("laptop linux")) == [old]
     script = textwrap.dedent("""
         import sys
-        from agentlog import home
+        from agentlog.store import home
         store = home.open_home(sys.argv[1])
         entry = store.memory.put("the user's phone runs android", tags=["devices"])
         assert store.memory.search("phone android").hits[0].entry.id == entry

@@ -12,11 +12,12 @@ import os
 import numpy as np
 import pytest
 
-from agentlog import devices, home
-from agentlog import memory_reducer as mr
-from agentlog.embedding import DEFAULT_EMBEDDER, HashingEmbedder
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.memory import reducer as mr
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
 from agentlog.errors import InvalidValueError
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 from .conftest import sync
 

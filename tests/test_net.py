@@ -12,8 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from agentlog import handshake as hs
-from agentlog import net
+from agentlog.sync import handshake as hs
+from agentlog.sync import net
 from agentlog.crypto import DeviceKey
 from agentlog.errors import (
     ConnectionLost, HandshakeError, InvalidValueError, PeerClosed, PeerRefused, ProtocolError, Unreachable,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from agentlog import nudge, payloads
+from agentlog.store import nudge
+from agentlog.log import payloads
 
 
 async def test_an_append_nudges_the_published_port_and_unpublish_removes_it(laptop):

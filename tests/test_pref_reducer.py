@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlog import decay, payloads
-from agentlog import pref_reducer as pr
+from agentlog.prefs import decay
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pr
 
 HOUR = 3_600_000
 DAY = 24 * HOUR

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog import devices, payloads
-from agentlog import pref_reducer as pr
+from agentlog.store import devices
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import AgentlogError, InvalidValueError
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from agentlog import devices, home, messages, net, payloads
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.sync import messages
+from agentlog.sync import net
+from agentlog.log import payloads
 from agentlog.errors import ConnectionLost, PeerClosed, ProtocolError
-from agentlog.messages import Error, Goodbye, Hello
-from agentlog.replicator import check_peer
+from agentlog.sync.messages import Error, Goodbye, Hello
+from agentlog.sync.replicator import check_peer
 from agentlog.text import LIMIT, printable, printable_doc
 from tests.daemons import DEADLINE, Daemon, agentlog, end_all, provision, wait_until
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog import devices, home, messages
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.sync import messages
 from agentlog.errors import EventError, SnapshotError
-from agentlog.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
-from agentlog.peer_log import StoreLog
-from agentlog.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Install, Send
+from agentlog.sync.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
+from agentlog.sync.peer_log import StoreLog
+from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Install, Send
 from tests.conftest import sync
 
 
@@ -253,7 +255,7 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     accepts the hub's event (a clock naming a revoked device's later event needs only what the
     group accepts of it), the hub stops offering them and folds them out of its views once it
     holds the revocation, and the two hold the same views."""
-    from agentlog import devices as devices_module
+    from agentlog.store import devices as devices_module
     for i in range(3):
         phone.prefs.observe("ui.theme", "dark")
     sync(phone, laptop)
@@ -280,7 +282,7 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
 def test_a_freshly_joined_device_accepts_its_founder_and_enroller_until_the_roster_knows_them(tmp_path, laptop):
     """The join token names the founder and the enroller, who may read; until the group's history arrives,
     any other device is accepted receive-only (not admitted), and refused once the history says it is unknown."""
-    from agentlog.replicator import admits, check_peer
+    from agentlog.sync.replicator import admits, check_peer
     hub = home.create(tmp_path / "hub2", "hub2")
     devices.join(hub, devices.enroll(laptop, hub.device, "hub2"))
     sync(laptop, hub)

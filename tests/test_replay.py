@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agentlog import devices, home, payloads
-from agentlog.replay import LiveLog, Point, parse_time, replay
-from agentlog.replay_history import memory_history, setting_history
-from agentlog.store import Store
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.replay.scratch import LiveLog, Point, parse_time, replay
+from agentlog.replay.history import memory_history, setting_history
+from agentlog.store.store import Store
 
 START = 1_750_000_000_000
 SETTINGS = ("ui.theme", "ui.font", "audio.volume")
@@ -307,7 +309,7 @@ def test_a_compacted_store_refuses_a_replay_naming_the_boundary(tmp_path):
 
 
 def test_a_device_holding_a_peers_snapshot_and_the_compacted_one_replay_to_their_live_views(tmp_path):
-    from agentlog import compaction
+    from agentlog.store import compaction
 
     from .test_compaction import observe_days
     from .test_pref_scenarios import Family

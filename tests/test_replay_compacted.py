@@ -9,10 +9,12 @@ import random
 
 import pytest
 
-from agentlog import compaction, devices, home
+from agentlog.store import compaction
+from agentlog.store import devices
+from agentlog.store import home
 from agentlog.errors import UsageError
-from agentlog.replay import LiveLog, Point, replay
-from agentlog.replay_history import memory_history, setting_history
+from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.replay.history import memory_history, setting_history
 
 from .test_replay import Clock, agentlog, device, digests, files_digest, sync, write_something
 

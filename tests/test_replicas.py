@@ -12,9 +12,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from agentlog import devices, home, payloads
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.errors import EventError
-from agentlog.verify import verify_store
+from agentlog.store.verify import verify_store
 
 NAMES = ("laptop", "phone", "hub")
 

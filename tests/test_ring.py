@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from agentlog import devices, home
-from agentlog.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
-from agentlog.peer_log import StoreLog
-from agentlog.protocol import Connection, Send
-from agentlog.replicator import Replicator, admits, check_peer, sync_once
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.sync.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
+from agentlog.sync.peer_log import StoreLog
+from agentlog.sync.protocol import Connection, Send
+from agentlog.sync.replicator import Replicator, admits, check_peer, sync_once
 from tests.conftest import sync
 from tests.daemons import Daemon, end_all, observe, provision, status, wait_until
 from tests.test_protocol import Link, views

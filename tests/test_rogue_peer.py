@@ -40,11 +40,13 @@ import trio
 from hypothesis import HealthCheck, Phase, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from agentlog import crypto, home, payloads
+from agentlog import crypto
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
 from agentlog.errors import AgentlogError, PeerError
-from agentlog.replicator import sync_once
-from agentlog.verify import verify_store
+from agentlog.sync.replicator import sync_once
+from agentlog.store.verify import verify_store
 from tests import rogue
 from tests.daemons import Daemon, converged, end_all, provision, wait_converged, wait_until
 

@@ -13,12 +13,15 @@ from dataclasses import replace
 import pytest
 import trio
 
-from agentlog import crypto, devices, home, payloads
+from agentlog import crypto
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.errors import ForkError
-from agentlog.event import Event, seal
-from agentlog.peer_log import StoreLog
-from agentlog.store import event_key
-from agentlog.verify import verify_store
+from agentlog.log.event import Event, seal
+from agentlog.sync.peer_log import StoreLog
+from agentlog.store.store import event_key
+from agentlog.store.verify import verify_store
 from tests.conftest import sync
 from tests.daemons import Daemon, agentlog, end_all, provision, wait_until
 from tests.test_faults import World, _connect, _outcome, send_batch
@@ -245,7 +248,7 @@ def test_daemons_warn_then_heal_from_an_honest_peer_over_real_sockets(tmp_path):
 def test_verify_in_worker_processes_classifies_the_same(laptop, mallory, monkeypatch):
     """Split into key ranges checked by worker processes, the store's failures are classified once all
     ranges are in: the damaged signature is a warning, as in one process."""
-    from agentlog import verify
+    from agentlog.store import verify
     run = own_events(mallory, 40)
     laptop.ingest(pairs(*run[:19], garbled(run[19]), *run[20:]), every_signature=False, source=mallory.device)
     monkeypatch.setattr(verify, "PARALLEL_MIN_EVENTS", 1)

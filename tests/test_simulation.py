@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from agentlog import pref_reducer as pr
-from agentlog.protocol import Events
+from agentlog.prefs import reducer as pr
+from agentlog.sync.protocol import Events
 from tests.test_pref_reducer import NOW, MemoryIndex, evidence
 from tests.test_protocol import Link
 

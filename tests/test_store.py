@@ -9,10 +9,13 @@ import textwrap
 
 import pytest
 
-from agentlog import crypto, devices, home, payloads
+from agentlog import crypto
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.errors import CausalGapError, InvalidValueError, SizeLimitError, StoreError, UsageError
-from agentlog.store import Store
-from agentlog.verify import verify_store
+from agentlog.store.store import Store
+from agentlog.store.verify import verify_store
 
 from .conftest import sync
 
@@ -74,7 +77,8 @@ def test_revoked_device_cannot_append(tmp_path, laptop, phone):
 
 WRITER = textwrap.dedent("""
     import sys
-    from agentlog import home, payloads
+    from agentlog.store import home
+    from agentlog.log import payloads
     store = home.open_home(sys.argv[1])
     for i in range(int(sys.argv[2])):
         store.append(payloads.Observation(setting="s", value=f"{sys.argv[3]}-{i}"))

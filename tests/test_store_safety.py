@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from agentlog import home, payloads
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
-from agentlog.store import Store
+from agentlog.store.store import Store
 
 from .daemons import Daemon, agentlog, end_all, provision, snapshot, wait_converged, wait_until
 
@@ -96,7 +97,7 @@ def test_map_grows_safely_under_threads_and_processes(tmp_path, laptop):
         assert store.map_size() >= 64 * TINY_MAP
         written = sum(int(out.split()[1]) for _, out, _ in results)
         assert store.count() == 1 + 1 + 800 + written
-        from agentlog.verify import verify_store
+        from agentlog.store.verify import verify_store
         assert verify_store(store).ok
     finally:
         store.close()

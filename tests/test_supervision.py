@@ -26,11 +26,15 @@ import structlog
 import trio
 from structlog.testing import capture_logs
 
-from agentlog import home, messages, net, payloads, protocol
+from agentlog.store import home
+from agentlog.sync import messages
+from agentlog.sync import net
+from agentlog.log import payloads
+from agentlog.sync import protocol
 from agentlog.errors import PeerError
-from agentlog.messages import VERSION, Heartbeat, Hello, Want, frontier_digest
-from agentlog.replicator import Replicator, check_peer, sync_once
-from agentlog.store import Store
+from agentlog.sync.messages import VERSION, Heartbeat, Hello, Want, frontier_digest
+from agentlog.sync.replicator import Replicator, check_peer, sync_once
+from agentlog.store.store import Store
 from tests.daemons import DEADLINE, Daemon, agentlog, end_all, observe, provision, snapshot, wait_until
 
 BULK = 3000                     # events the laptop holds: far more than a stalled reader's socket buffers take
@@ -267,7 +271,7 @@ def test_an_exception_in_a_link_drops_that_link_and_the_replicator_serves_on(tmp
 def test_stdlib_log_records_become_one_json_line_each(tmp_path):
     """trio and other libraries log through stdlib logging (a failed accept with its traceback): in
     serve's log each record is one JSON object, its exception named in one line."""
-    from agentlog.serve import configure_logging
+    from agentlog.sync.serve import configure_logging
 
     path = tmp_path / "serve.log"
     root = logging.getLogger()

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from agentlog import payloads
-from agentlog.store import Store, event_key
-from agentlog.verify import verify_store
+from agentlog.log import payloads
+from agentlog.store.store import Store, event_key
+from agentlog.store.verify import verify_store
 
 N = 12
 

@@ -9,7 +9,9 @@ import shutil
 
 import pytest
 
-from agentlog import crypto, home, payloads
+from agentlog import crypto
+from agentlog.store import home
+from agentlog.log import payloads
 from agentlog.errors import (
     ChainError,
     DecodeError,
@@ -21,8 +23,8 @@ from agentlog.errors import (
     SignatureError,
     SizeLimitError,
 )
-from agentlog.event import Event, encode_header, event_id, seal
-from agentlog.verify import verify_store
+from agentlog.log.event import Event, encode_header, event_id, seal
+from agentlog.store.verify import verify_store
 
 from .conftest import sync
 
@@ -97,7 +99,7 @@ def test_enrolment_first_event_must_follow_enrolment(laptop, phone):
 def test_enrolment_after_revocation(laptop, phone):
     events = phone_events(phone, 3)
     laptop.ingest([(e.record, e.payload) for e in events[:1]])
-    from agentlog import devices
+    from agentlog.store import devices
     devices.revoke(laptop, "phone")
     with pytest.raises(NotEnrolledError, match="revoked after seq 1"):
         laptop.ingest([(e.record, e.payload) for e in events[1:]])
@@ -218,7 +220,7 @@ def test_fork_inside_one_batch_keeps_both_records(laptop, forked):
 def test_resending_held_events_after_a_revocation_is_harmless(laptop, phone):
     events = phone_events(phone, 3)
     laptop.ingest([(e.record, e.payload) for e in events])
-    from agentlog import devices
+    from agentlog.store import devices
     devices.revoke(laptop, "phone")
     assert laptop.ingest([(e.record, e.payload) for e in events]).duplicates == 3
     assert verify_store(laptop).ok
@@ -226,7 +228,7 @@ def test_resending_held_events_after_a_revocation_is_harmless(laptop, phone):
 
 def test_roster_event_written_concurrently_with_a_revocation_is_a_warning(laptop, phone):
     """The phone enrols a tablet while the laptop, not having seen it, revokes the phone."""
-    from agentlog import devices
+    from agentlog.store import devices
     phone.append(payloads.DeviceEnroll(device=crypto.DeviceKey.generate().public, name="tablet"))
     devices.revoke(laptop, "phone")
     sync(laptop, phone)

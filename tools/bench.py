@@ -40,9 +40,12 @@ import bench_audit
 import bench_compaction
 import lmdb
 
-from agentlog import crypto, devices, home, payloads
-from agentlog.store import Store
-from agentlog.verify import verify_store
+from agentlog import crypto
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.store.store import Store
+from agentlog.store.verify import verify_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agentlog import home, payloads
-from agentlog.embedding import DEFAULT_EMBEDDER
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.memory.embedding import DEFAULT_EMBEDDER
 
 DIM = 384
 TYPES = (("fact", 40), ("preference", 20), ("decision", 15), ("finding", 12), ("context", 8), ("conversation", 5))

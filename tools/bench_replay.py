@@ -20,9 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentlog import devices, home, payloads
-from agentlog.replay import LiveLog, Point, replay
-from agentlog.replay_history import setting_history
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.replay.history import setting_history
 
 DEVICES = (("laptop", 0.5, 0), ("phone", 0.3, 95_000), ("hub", 0.2, -30_000))
 SETTINGS = 50

@@ -36,8 +36,10 @@ from pathlib import Path
 
 import lmdb
 
-from agentlog import devices, home, payloads
-from agentlog.store import Store
+from agentlog.store import devices
+from agentlog.store import home
+from agentlog.log import payloads
+from agentlog.store.store import Store
 
 HEARTBEAT_S = 0.2
 """Heartbeat interval of the daemons in the live and heartbeat figures."""

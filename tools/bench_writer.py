@@ -18,7 +18,8 @@ import signal
 import sys
 import time
 
-from agentlog import home, payloads
+from agentlog.store import home
+from agentlog.log import payloads
 
 VALUES = ("a", "b", "c", "d")
 

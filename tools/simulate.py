@@ -55,11 +55,12 @@ import trio.testing
 if __package__ in (None, ""):                          # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlog import devices as enrolment, payloads   # noqa: E402
+from agentlog.store import devices as enrolment
+from agentlog.log import payloads   # noqa: E402
 from agentlog.crypto import DeviceKey                  # noqa: E402
 from agentlog.errors import InvalidValueError          # noqa: E402
-from agentlog.replicator import Replicator             # noqa: E402
-from agentlog.store import Store                       # noqa: E402
+from agentlog.sync.replicator import Replicator             # noqa: E402
+from agentlog.store.store import Store                       # noqa: E402
 
 START_MS = 1_750_000_000_000        # wall clock of the stores at mock time 0
 HEARTBEAT_S = 1.0                   # mock seconds: a silent peer counts as partitioned after 3

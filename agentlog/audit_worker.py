@@ -1,8 +1,0 @@
-"""One worker process of `agentlog audit export` on a large store: `python -m agentlog.audit_worker`."""
-
-import sys
-
-from .audit_export import run_worker
-
-if __name__ == "__main__":
-    run_worker(sys.stdin.buffer, sys.stdout.buffer)

@@ -1,0 +1,404 @@
+"""Typed payloads, one per event kind, and their Cap'n Proto encoding. Pure.
+
+Each dataclass maps field by field (snake_case to camelCase) onto the struct of the
+same name in agentlog/codec/schemas/payloads.capnp. `KINDS` names the kind of each; a kind not in
+it is stored and relayed as opaque bytes, so newer devices can add kinds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
+
+from agentlog.memory import reducer as memory_reducer
+from agentlog.prefs import reducer as pref_reducer
+from agentlog.codec.decode import Reader
+from agentlog.codec.encode import Layout
+from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
+from agentlog.log.event import MAX_EPOCH, MAX_LAMPORT, MAX_PAYLOAD_BYTES, MAX_SEQ, MAX_TIME_MS
+from agentlog.codec.schema import payloads as _schema
+
+Context = tuple[tuple[str, str], ...]
+MEMORY_TYPES = memory_reducer.TYPES
+POLICIES = ("unchanged", *pref_reducer.POLICIES)        # "unchanged": a pref.config that keeps the current one
+VALUE_TYPES = ("unchanged", *pref_reducer.VALUE_TYPES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observation:
+    setting: str
+    value: str
+    context: Context = ()
+    weight_milli: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    setting: str
+    value: str
+    context: Context = ()
+    confidence_bp: int = 5000
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Correction:
+    decision: bytes
+    value: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefSet:
+    setting: str
+    value: str
+    context: Context = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefForget:
+    setting: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefConfig:
+    setting: str
+    policy: str = "unchanged"
+    half_life_ms: int = 0
+    value_type: str = "unchanged"
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrefConfirm:
+    setting: str
+    baseline: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverrideSet:
+    setting: str
+    value: str
+    context: Context = ()
+    baseline: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverrideClear:
+    setting: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Embedding:
+    model: str
+    vector: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryPut:
+    entry: bytes
+    type: str
+    content: str
+    tags: tuple[str, ...] = ()
+    confidence_bp: int = 10000
+    embedding: Embedding | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryField:
+    """One changed field of a memory entry: exactly one of the attributes is set."""
+
+    type: str | None = None
+    content: str | None = None
+    confidence_bp: int | None = None
+    embedding: Embedding | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryUpdate:
+    entry: bytes
+    fields: tuple[MemoryField, ...] = ()
+    tags_add: tuple[str, ...] = ()
+    tags_remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryDelete:
+    entry: bytes
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceEnroll:
+    device: bytes
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceRevoke:
+    device: bytes
+    until_seq: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadRef:
+    author: bytes
+    epoch: int
+    seq: int
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewState:
+    name: str
+    version: int
+    digest: bytes
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogPoint:
+    author: bytes
+    epoch: int
+    seq: int
+    id: bytes
+    lamport: int
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingCut:
+    setting: str
+    before: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    frontier: tuple[LogPoint, ...] = ()
+    views: tuple[ViewState, ...] = ()
+    stable: tuple[LogPoint, ...] = ()
+    cuts: tuple[SettingCut, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EpochStart:
+    branches: tuple[HeadRef, ...] = ()
+
+
+KINDS: dict[str, type] = {
+    "observation": Observation,
+    "decision": Decision,
+    "correction": Correction,
+    "pref.set": PrefSet,
+    "pref.forget": PrefForget,
+    "pref.config": PrefConfig,
+    "pref.confirm": PrefConfirm,
+    "override.set": OverrideSet,
+    "override.clear": OverrideClear,
+    "memory.put": MemoryPut,
+    "memory.update": MemoryUpdate,
+    "memory.delete": MemoryDelete,
+    "device.enroll": DeviceEnroll,
+    "device.revoke": DeviceRevoke,
+    "snapshot": Snapshot,
+    "epoch.start": EpochStart,
+}
+KIND_OF: dict[type, str] = {cls: kind for kind, cls in KINDS.items()}
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+_NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": LogPoint, "views": ViewState, "branches": HeadRef,
+           "stable": LogPoint, "cuts": SettingCut}
+_ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES, "value_type": VALUE_TYPES}
+_FIELDS = {
+    cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
+    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint)
+}
+
+
+def _layout(cls: type, nested: dict[str, Layout]) -> Layout:
+    """The encoder of a payload dataclass's struct; objects are laid out in dataclass field order."""
+    names = _FIELDS[cls]
+    return Layout(getattr(_schema, cls.__name__), [key for _, key in names], [name for name, _ in names], nested)
+
+
+def _reader(cls: type, nested: dict[str, Reader]) -> Reader:
+    """The decoder of a payload dataclass's struct; fields are read in dataclass field order."""
+    names = _FIELDS[cls]
+    return Reader(getattr(_schema, cls.__name__), [key for _, key in names], cls, [name for name, _ in names], nested)
+
+
+def _codecs(make: Callable, key_value) -> dict[type, Any]:
+    """One encoder or decoder per kind, built by `make(cls, nested)`, sharing the nested ones."""
+    embedding, head_ref, log_point = make(Embedding, {}), make(HeadRef, {}), make(LogPoint, {})
+    nested = {"context": key_value, "embedding": embedding, "fields": make(MemoryField, {"embedding": embedding}),
+              "frontier": log_point, "branches": head_ref, "stable": log_point, "views": make(ViewState, {}),
+              "cuts": make(SettingCut, {})}
+    return {cls: make(cls, nested) for cls in KINDS.values()}
+
+
+_LAYOUTS = _codecs(_layout, Layout(_schema.KeyValue, ("key", "value")))
+_READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
+_RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": pref_reducer.MAX_HALF_LIFE_MS,
+           "until_seq": MAX_SEQ, "epoch": MAX_EPOCH, "seq": MAX_SEQ, "lamport": MAX_LAMPORT, "time": MAX_TIME_MS,
+           "before": MAX_TIME_MS}
+_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
+MAX_NAME_LEN = 64                       # a device's name (devices.py) and a snapshot view's
+MAX_FIELD_UPDATES = 16                  # field changes in one memory.update
+MAX_LIST = 4096                         # a snapshot's frontier, stable points or cuts; an epoch start's branches
+# characters a text field may hold (content: UTF-8 bytes), and items a list field may hold
+_TEXTS = {"setting": pref_reducer.MAX_SETTING_LEN, "value": pref_reducer.MAX_VALUE_LEN,
+          "baseline": pref_reducer.MAX_VALUE_LEN, "reason": memory_reducer.MAX_REASON_LEN,
+          "model": memory_reducer.MAX_MODEL_LEN, "name": MAX_NAME_LEN}
+_ITEMS = {"context": pref_reducer.MAX_CONTEXT_KEYS, "choices": pref_reducer.MAX_CHOICES, "tags": memory_reducer.MAX_TAGS,
+          "tags_add": memory_reducer.MAX_TAGS, "tags_remove": memory_reducer.MAX_TAGS,
+          "vector": memory_reducer.MAX_EMBEDDING_DIM, "frontier": MAX_LIST, "stable": MAX_LIST, "cuts": MAX_LIST,
+          "branches": MAX_LIST, "views": MAX_LIST, "fields": MAX_FIELD_UPDATES}
+_ITEM_LEN = {"context": pref_reducer.MAX_CONTEXT_LEN, "choices": pref_reducer.MAX_VALUE_LEN,
+             "tags": memory_reducer.MAX_TAG_LEN, "tags_add": memory_reducer.MAX_TAG_LEN,
+             "tags_remove": memory_reducer.MAX_TAG_LEN}
+
+
+def kind_of(payload: Any) -> str:
+    """The event kind a payload object is written as."""
+    try:
+        return KIND_OF[type(payload)]
+    except KeyError:
+        raise TypeError(f"{type(payload).__name__} is not an agentlog payload") from None
+
+
+def encode(payload: Any) -> bytes:
+    """Serialize a payload object as a single-segment message of its kind's struct.
+
+    Raises:
+        TypeError: not an agentlog payload.
+        InvalidValueError: a field value readers would refuse, or its struct field cannot hold.
+        SizeLimitError: the message is over MAX_PAYLOAD_BYTES.
+    """
+    layout = _LAYOUTS.get(type(payload))
+    if layout is None:
+        raise TypeError(f"{type(payload).__name__} is not an agentlog payload")
+    check(payload)
+    try:
+        raw = layout.encode(payload)
+    except ValueError as exc:
+        raise InvalidValueError(f"{kind_of(payload)} payload: {exc}") from None
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise SizeLimitError(f"{kind_of(payload)} payload is {len(raw)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    return raw
+
+
+_DECODED: dict[tuple[str, bytes], Any] = {}
+_DECODED_MAX_BYTES, _DECODED_MAX = 256, 4096
+
+
+def decode(kind: str, raw: bytes) -> Any:
+    """Decode payload bytes of a known kind into its dataclass.
+
+    Small payloads repeat (the same observation, again and again): each distinct one
+    is decoded once and its (immutable) object shared.
+
+    Raises:
+        DecodeError: unknown kind, bad framing, or a field out of its range.
+        SizeLimitError: over MAX_PAYLOAD_BYTES.
+    """
+    small = type(raw) is bytes and len(raw) <= _DECODED_MAX_BYTES
+    if small:
+        hit = _DECODED.get((kind, raw))
+        if hit is not None:
+            return hit
+    payload = _decode(kind, raw)
+    if small:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[kind, raw] = payload
+    return payload
+
+
+def _decode(kind: str, raw: bytes) -> Any:
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise DecodeError(f"payload kind {kind!r} is unknown to this version")
+    payload = _READERS[cls].read(raw, MAX_PAYLOAD_BYTES, f"{kind} payload")
+    problem = _decoded_problem(payload)
+    if problem:
+        raise DecodeError(f"{kind} payload {problem}")
+    return payload
+
+
+def _decoded_problem(obj: Any) -> str | None:
+    """The first problem `_field_problem` finds in a decoded payload or nested struct, or None.
+
+    A decoded vector holds Float32 values, whose sum cannot overflow a float: it is
+    finite exactly when every value is.
+    """
+    for name in _CHECKED[type(obj)]:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if name == "vector" and len(value) <= _ITEMS["vector"] and math.isfinite(sum(value)):
+            continue
+        problem = _field_problem(name, value)
+        if problem:
+            return problem
+        if name in _NESTED:
+            for item in value if type(value) is tuple else (value,):
+                problem = _decoded_problem(item)
+                if problem:
+                    return problem
+    return None
+
+
+_CHECKED = {
+    cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n in _TEXTS
+               or n in _ITEMS or n == "content")
+    for cls, names in _FIELDS.items()
+}
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    """Why a field value is not allowed (the same rule for writers and readers: docs/format.md), or None."""
+    if name in _LENGTHS and len(value) != _LENGTHS[name]:
+        return f"{name} is {len(value)} bytes, not {_LENGTHS[name]}"
+    if name in _RANGES and not 0 <= value <= _RANGES[name]:
+        return f"{name} {value} is out of range 0..{_RANGES[name]}"
+    if name in _TEXTS and len(value) > _TEXTS[name]:
+        return f"{name} is {len(value)} characters, over the limit of {_TEXTS[name]}"
+    if name == "content" and len(value.encode()) > memory_reducer.MAX_CONTENT_BYTES:
+        return f"content is {len(value.encode())} bytes, over the limit of {memory_reducer.MAX_CONTENT_BYTES}"
+    if name in _ITEMS and len(value) > _ITEMS[name]:
+        return f"{name} has {len(value)} items, over the limit of {_ITEMS[name]}"
+    if name in _ITEM_LEN:
+        limit = _ITEM_LEN[name]
+        long = next((x for x in value for x in (x if name == "context" else (x,)) if len(x) > limit), None)
+        if long is not None:
+            return f"{name} holds an item of {len(long)} characters, over the limit of {limit}"
+    if name == "vector" and not math.isfinite(sum(value)) and not all(math.isfinite(x) for x in value):
+        return "embedding holds a non-finite number"
+    if name in _ENUMS and value not in _ENUMS[name]:
+        return f"{name} {value!r} is not one of {', '.join(_ENUMS[name])}"
+    return None
+
+
+def check(payload: Any, kind: str | None = None) -> None:
+    """Raise InvalidValueError unless a reader would accept every field of `payload`."""
+    kind = kind or kind_of(payload)
+    if type(payload) is MemoryField and sum(getattr(payload, n) is not None for n, _ in _FIELDS[MemoryField]) != 1:
+        raise InvalidValueError(f"{kind} payload: a memory field update sets exactly one field")
+    for name in _CHECKED[type(payload)]:
+        value = getattr(payload, name)
+        if value is None:
+            continue
+        problem = _field_problem(name, value)
+        if problem:
+            raise InvalidValueError(f"{kind} payload {problem}")
+        if name in _NESTED:
+            for item in value if isinstance(value, tuple) else (value,):
+                check(item, kind)

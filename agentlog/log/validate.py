@@ -1,0 +1,178 @@
+"""Validation of events from outside, in the order docs/format.md fixes. Pure.
+
+size -> decode (shape, then ranges) -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
+chain, then causal context) -> prev -> lamport -> signature -> payload hash. Causal delivery (every clock entry already held) makes
+the roster and views functions of the event set, whatever the arrival order.
+Each failure raises its own EventError subclass naming author and seq. The caller
+supplies what the store knows through the small `LogView` protocol, so the same
+rules run on LMDB, in memory, or in a simulated peer.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from agentlog import crypto
+from agentlog.log import payloads
+from agentlog.errors import (
+    CausalGapError,
+    ChainError,
+    DecodeError,
+    ForkError,
+    GroupMismatchError,
+    NotEnrolledError,
+    PayloadHashError,
+    SequenceError,
+    SignatureError,
+    SizeLimitError,
+)
+from agentlog.log.event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check_ranges, decode_record
+from agentlog.log.roster import Roster
+
+ROSTER_KINDS = ("device.enroll", "device.revoke")
+LAMPORT_STEP = 1 << 16         # how far past what it follows an event's lamport may be (honest: 1)
+_MAX_RECORD = MAX_HEADER_BYTES + crypto.SIG_LEN
+
+
+class Head(NamedTuple):
+    """The last event of an author's chain that a store holds."""
+
+    epoch: int
+    seq: int
+    id: bytes
+
+
+TRUNCATED = b"truncated"      # id_at's answer below an author's truncation point
+
+
+class LogView(Protocol):
+    group: bytes
+    genesis: bytes | None
+    roster: Roster
+
+    def head(self, author: bytes) -> Head | None: ...
+
+    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
+        """The stored event's id there; for a position compaction dropped, the truncation point's id or
+        TRUNCATED (below it: the event is covered by a snapshot and cannot be compared)."""
+
+    def lamport_at(self, author: bytes, epoch: int, seq: int) -> int | None:
+        """The stored (or accepted) event's lamport there; None when its record is not held."""
+
+
+class Duplicate(Exception):
+    """Not an error: the store already holds this exact event (`event`, as it arrived now: with its payload
+    or not, so a store holding it without its payload can fill that in)."""
+
+    def __init__(self, event: Event | None = None):
+        super().__init__()
+        self.event = event
+
+
+def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True) -> tuple[Event, object]:
+    """Validate one incoming event against `log`.
+
+    Returns:
+        (event, decoded payload or None when the payload is withheld, sealed or of an unknown kind).
+    Raises:
+        Duplicate: the exact event is already stored.
+        EventError: the first check that failed.
+    """
+    if len(record) > _MAX_RECORD:
+        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {_MAX_RECORD}")
+    if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
+        raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+    event = decode_record(record, payload)
+    h = event.header
+    check_ranges(h)
+    author, seq = h.author, h.seq
+    if h.group != log.group:
+        raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", author, seq)
+    head = log.head(author)
+    expected = 1 if head is None else head.seq + 1
+    existing = None
+    if seq < expected:
+        existing = log.id_at(author, h.epoch, seq)
+        if existing == event.id or existing == TRUNCATED:
+            raise Duplicate(event)
+    _check_enrolment(event, log)
+    if seq < expected:
+        if existing is None:
+            raise SequenceError(f"epoch {h.epoch} seq {seq} does not continue this author's chain", author, seq)
+        _check_signature(event)
+        raise ForkError(f"fork: a second, different event at epoch {h.epoch} seq {seq}", author, seq, existing, event.id)
+    if seq > expected:
+        raise SequenceError(f"seq {seq} arrives before seq {expected}: a gap", author, seq)
+    if head is not None and h.epoch != head.epoch:
+        raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", author, seq)
+    for dep in h.clock:
+        held = log.head(dep.author)
+        needed = dep.seq
+        member = log.roster.members.get(dep.author)
+        if member is not None and member.until_seq is not None:
+            needed = min(needed, member.until_seq)     # a revoked device's later events do not exist for the group
+        if held is None and needed == 0:
+            continue
+        if held is None or (held.epoch, held.seq) < (dep.epoch, needed):
+            raise CausalGapError(
+                f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", author, seq
+            )
+    prev = crypto.ZERO_ID if head is None else head.id
+    if h.prev != prev:
+        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", author, seq)
+    _check_lamport(h, head, log)
+    if check_signature:
+        _check_signature(event)
+    return event, check_payload(event)
+
+
+def _check_lamport(h, head: Head | None, log: LogView) -> None:
+    """Raise unless the lamport is above the author's previous one and at most LAMPORT_STEP above the
+    highest of its previous event and the heads its clock names (an honest writer's is exactly 1 above).
+    So no event can push the group's lamports near MAX_LAMPORT. Skipped when one of them is not held
+    (compacted away): the range check still holds."""
+    known = [0 if head is None else log.lamport_at(h.author, head.epoch, head.seq)]
+    known += [log.lamport_at(c.author, c.epoch, c.seq) for c in h.clock]
+    if None in known:
+        return
+    if h.lamport <= known[0]:
+        raise SequenceError(f"lamport {h.lamport} is not above the author's previous lamport {known[0]}",
+                            h.author, h.seq)
+    if h.lamport > max(known) + LAMPORT_STEP:
+        raise SequenceError(f"lamport {h.lamport} is more than {LAMPORT_STEP} above the highest lamport it "
+                            f"follows ({max(known)})", h.author, h.seq)
+
+
+def check_payload(event: Event) -> object:
+    """Check a present payload against the header; decode it when it is plain and of a known kind."""
+    h, payload = event.header, event.payload
+    kind, codec = h.kind, h.payload_codec
+    if kind in ROSTER_KINDS and codec != "plain":
+        raise DecodeError(f"{kind} events must have a plain payload", h.author, h.seq)
+    if payload is None:
+        if kind in ROSTER_KINDS:
+            raise PayloadHashError(f"{kind} event arrived without its payload", h.author, h.seq)
+        return None
+    if len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
+        raise PayloadHashError("payload does not match the header's payload hash", h.author, h.seq)
+    if codec != "plain" or kind not in payloads.KINDS:
+        return None
+    try:
+        return payloads.decode(kind, payload)
+    except DecodeError as exc:
+        raise DecodeError(exc.args[0], h.author, h.seq) from None
+
+
+def _check_enrolment(event: Event, log: LogView) -> None:
+    h = event.header
+    if h.seq == 1 and h.author == log.roster.founder:
+        if log.genesis is not None and event.id != log.genesis:
+            raise NotEnrolledError("founder's first event is not this group's genesis", h.author, h.seq)
+        if log.roster.members.get(h.author) is None:
+            return
+    log.roster.check_author(h)
+
+
+def _check_signature(event: Event) -> None:
+    if not crypto.verify(event.header.author, event.id, event.signature):
+        raise SignatureError("signature does not verify for this author and event id", event.header.author, event.header.seq)

@@ -1,0 +1,290 @@
+"""`agentlog mcp`: one device's preferences, memory and status as Model Context Protocol tools over stdio.
+
+An AI agent's MCP client starts `agentlog mcp --home HOME` and calls these tools instead of
+shelling out to the CLI. One Store stays open for the server's life. Each tool is a thin
+wrapper over store.prefs or store.memory and returns the document the matching CLI command
+prints with --json, built by the same helpers in agentlog.cli.main, so an agent sees the same
+fields either way (a list comes wrapped in an object: a tool's structured result is one).
+The tool descriptions are written for the language model that reads them.
+
+Errors: an AgentlogError becomes a tool error (isError) whose text is exactly str(exc): for
+what the Python API refuses, the message the CLI prints after "agentlog: error: ", without
+that prefix. Arguments of the wrong JSON type are refused by the SDK's schema check
+(pydantic's message naming the argument), also as a tool error. A bug is the SDK's bare
+"Error executing tool NAME", its traceback logged to stderr only. Stdout is the protocol channel: the SDK points fd 1 at
+stderr while it serves, and nothing here prints.
+
+The SDK runs each call on a worker thread; a lock runs them one at a time, because the
+store's lookup and search caches are not shared across threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from agentlog.cli.main import _by_name, _contribution, _names, _status_doc
+from agentlog.errors import AgentlogError, UsageError
+
+INSTRUCTIONS = """\
+agentlog holds the user's preferences and this agent's long-term memory, shared by all of the \
+user's devices: each device keeps a signed log and syncs with the others, so what you record \
+here is known on the user's other devices too.
+Before choosing anything the user may care about (a theme, a unit, a tone, a tool), call \
+get_preference. If it answers with no value, or with "uncertain": true, do not act on your own: \
+ask the user, then record the answer. Record what you see the user do with observe, what the \
+user states outright with set_preference, your own choices with decide, and the user's \
+corrections of those choices with correct. Keep durable \
+facts about the user and their work with memory_put; find them with memory_search.
+A tool error says what was wrong; fix the arguments and call again."""
+
+Setting = Annotated[str, Field(description="The setting's name, without spaces, e.g. editor.theme, units.temperature, "
+                                           "reply.length. Use the same name every time for the same setting.")]
+Value = Annotated[str, Field(description="The value as text, e.g. dark, celsius, short, 14, true.")]
+Context = Annotated[dict[str, str] | None, Field(
+    description="Where this applies, as up to 4 key/value pairs, e.g. {\"daypart\": \"night\", \"app\": \"terminal\"}. "
+                "Omit it for everywhere. Keys: letters, digits and _ . : -")]
+Reason = Annotated[str, Field(description="Optional: why, in a few words.")]
+MemoryId = Annotated[str, Field(description="The entry's id (32 hex digits) as memory_put returned it, "
+                                            "or a unique prefix of at least 4 hex digits.")]
+MemoryType = Annotated[str, Field(description="One of fact, preference, decision, finding, context, conversation.")]
+Confidence = Annotated[float, Field(description="How sure you are, from 0 to 1.")]
+
+
+def _event(eid: bytes) -> dict:
+    return {"event": eid.hex()}
+
+
+class Tools:
+    """The server's tools over one open store; each method is one tool and its docstring is its description."""
+
+    def __init__(self, store, home_path):
+        self.store = store
+        self.home_path = home_path
+
+    # -- preferences: recording ---------------------------------------------------------
+
+    def observe(self, setting: Setting, value: Value, context: Context = None,
+                weight: Annotated[float, Field(description="1 is one ordinary observation; more for a stronger "
+                                                           "signal (above 0, at most 1000000).")] = 1.0) -> dict[str, Any]:
+        """Record that the user was seen using a value of a setting (they switched the theme to dark, they
+        wrote in celsius). Observations are the main evidence get_preference learns from; one observation
+        is weak, several agree into a confident preference. Returns the event id."""
+        return _event(self.store.prefs.observe(setting, value, context, weight))
+
+    def decide(self, setting: Setting, value: Value, confidence: Confidence = 0.5, context: Context = None,
+               reason: Reason = "") -> dict[str, Any]:
+        """Record a choice you made for the user without being told (you picked a short reply, a dark theme).
+        It counts as weak evidence. Returns decision_id: keep it, and if the user then changes or rejects
+        your choice, pass it to correct."""
+        return {"decision_id": self.store.prefs.decide(setting, value, confidence, context, reason).hex()}
+
+    def correct(self, decision_id: Annotated[str, Field(description="The decision_id that decide returned "
+                                                                    "(64 hex digits).")],
+                value: Annotated[str, Field(description="The value the user wanted instead.")],
+                reason: Reason = "") -> dict[str, Any]:
+        """Record that the user corrected one of your decisions to another value. A correction is strong
+        evidence for the value the user wanted and against the one you chose. Returns the event id."""
+        try:
+            decision = bytes.fromhex(decision_id)
+        except ValueError:
+            decision = b""
+        if len(decision) != 32:
+            raise UsageError(f"decision id {decision_id!r} is not an event id (64 hex digits, as decide returns)")
+        return _event(self.store.prefs.correct(decision, value, reason))
+
+    def set_preference(self, setting: Setting, value: Value, context: Context = None) -> dict[str, Any]:
+        """Record a preference the user stated explicitly ("always use metric units"). It outranks everything
+        learned from observations and decisions, on every device, until the user states another. Do not use
+        it for what you merely inferred: use observe or decide. Returns the event id."""
+        return _event(self.store.prefs.set(setting, value, context))
+
+    def set_override(self, setting: Setting, value: Value) -> dict[str, Any]:
+        """Set a value on this device only, in every context, when the user wants it different here than on
+        their other devices ("on this laptop, use the light theme"). get_preference then answers it with
+        source "override" on this device; other devices keep the shared belief. Returns the event id."""
+        return _event(self.store.prefs.override(setting, value))
+
+    def clear_override(self, setting: Setting) -> dict[str, Any]:
+        """Remove this device's override of a setting, so it follows the shared belief again. An error if
+        this device has no override of it. Returns the event id."""
+        return _event(self.store.prefs.clear_override(setting))
+
+    # -- preferences: reading -----------------------------------------------------------
+
+    def get_preference(self, setting: Setting, context: Context = None,
+                       explain: Annotated[bool, Field(description="Also list the events that decided the answer, "
+                                                                  "strongest first.")] = False,
+                       limit: Annotated[int, Field(description="With explain: at most this many events.")] = 10
+                       ) -> dict[str, Any]:
+        """What the user prefers for a setting, as this device believes it. Call it before choosing for the user.
+        Fields: value (null when nothing is known yet); source: override (set on this device), explicit (the
+        user stated it), learned (from observations, decisions and corrections) or default (nothing known);
+        confidence from 0 to 1; uncertain: true means do not act on it automatically: ask the user, then
+        record the answer; stale_override: this device's override was set against a shared belief that has
+        since changed, so ask whether to keep it; context_bucket: which part of the context answered; scores:
+        each value's decayed weight; frontier: how much of each device's log the answer reflects. With
+        explain, contributions lists the events behind the answer (kind, value, device, weight)."""
+        if limit < 1:
+            raise UsageError("limit must be at least 1")
+        prefs, roster = self.store.prefs, self.store.roster()
+        if explain:
+            found = prefs.explain(setting, context, limit=limit)
+            contributions = [_contribution(c, roster) for c in found.contributions]
+            return {**found.answer.to_json(), "frontier": _by_name(roster, found.frontier), "contributions": contributions}
+        found = prefs.get(setting, context)
+        return {**found.answer.to_json(), "frontier": _by_name(roster, found.frontier)}
+
+    def list_preferences(self) -> dict[str, Any]:
+        """Every setting this device knows of, each answered with no context, by name: the same fields as
+        get_preference for each. Use it to get an overview of the user's preferences."""
+        store = self.store
+        frontier = _by_name(store.roster(), store.frontier())
+        return {"settings": [{**a.to_json(), "frontier": frontier} for a in store.prefs.list()]}
+
+    # -- memory ---------------------------------------------------------------------------
+
+    def _written(self, entry_id: bytes, event: bytes) -> dict[str, Any]:
+        return {"id": entry_id.hex(), "event": event.hex(),
+                "entry": self.store.memory.get(entry_id).to_json(_names(self.store))}
+
+    def memory_put(self, content: Annotated[str, Field(description="What to remember, as a self-contained "
+                                                                   "statement, e.g. \"Anna's birthday is 3 May\".")],
+                   type: MemoryType = "fact",
+                   tags: Annotated[list[str] | None, Field(description="Labels to filter by later, without spaces, "
+                                                                       "e.g. [\"family\", \"dates\"].")] = None,
+                   confidence: Confidence = 1.0,
+                   scope: Annotated[str, Field(description="What it is about: user (default) or e.g. project:agentlog, "
+                                                           "topic:home.")] = "user") -> dict[str, Any]:
+        """Remember something for the long term, on all of the user's devices: a fact about the user, a finding,
+        a decision and why. Search first (memory_search) and update an entry that already holds it rather than
+        putting a duplicate. Returns the new entry's id and the entry."""
+        memory = self.store.memory
+        entry_id = memory.put(content, type=type, tags=tags or (), confidence=confidence, scope=scope)
+        return {"id": entry_id.hex(), "entry": memory.get(entry_id).to_json(_names(self.store))}
+
+    def memory_update(self, id: MemoryId,
+                      content: Annotated[str | None, Field(description="The new content, replacing the old.")] = None,
+                      type: Annotated[str | None, Field(description="The new type: fact, preference, decision, "
+                                                                    "finding, context or conversation.")] = None,
+                      confidence: Annotated[float | None, Field(description="The new confidence, 0 to 1.")] = None,
+                      add_tags: Annotated[list[str] | None, Field(description="Tags to add.")] = None,
+                      remove_tags: Annotated[list[str] | None, Field(description="Tags to remove.")] = None
+                      ) -> dict[str, Any]:
+        """Change an entry: give only what changes. Fields written here replace every value this device holds
+        for them, so writing a field in conflict also settles that conflict. Returns the entry id, the update's
+        event id and the entry as it is now."""
+        memory = self.store.memory
+        entry_id = memory.id(id)
+        return self._written(entry_id, memory.update(entry_id, content=content, type=type, confidence=confidence,
+                                                     add_tags=add_tags or (), remove_tags=remove_tags or ()))
+
+    def memory_delete(self, id: MemoryId, reason: Reason = "") -> dict[str, Any]:
+        """Delete an entry on every device, for good: it cannot be updated or restored afterwards (put a new
+        one instead). Use it when the user asks you to forget something or it is plainly wrong. Returns the
+        entry id, the event id and the entry, whose deleted field now says who deleted it and why."""
+        memory = self.store.memory
+        entry_id = memory.id(id)
+        return self._written(entry_id, memory.delete(entry_id, reason))
+
+    def memory_resolve(self, id: MemoryId,
+                       field: Annotated[str, Field(description="The field in conflict: content, type, confidence "
+                                                               "or embedding.")],
+                       value: Annotated[str | float, Field(description="The value to keep: one of the standing "
+                                                                       "values or a new one (for embedding: the "
+                                                                       "event id of the write to keep).")]
+                       ) -> dict[str, Any]:
+        """Settle a conflict that memory_conflicts or memory_get shows: write one value for the field over all
+        its standing values. Ask the user which is right when it is not clear. An error if the field is not in
+        conflict. Returns the entry id, the event id and the entry."""
+        memory = self.store.memory
+        entry_id = memory.id(id)
+        return self._written(entry_id, memory.resolve(entry_id, field, value))
+
+    def memory_get(self, id: MemoryId) -> dict[str, Any]:
+        """One entry as this device sees it. Fields: id, type, content, tags, confidence, scope, device (who put
+        it), created_ms and updated_ms (Unix milliseconds); deleted: empty, or who deleted it (then content
+        is null); conflicts: for a field two devices changed at the same time, all its standing values,
+        the shown one first: settle it with memory_resolve."""
+        memory = self.store.memory
+        return memory.get(memory.id(id)).to_json(_names(self.store))
+
+    def memory_search(self, query: Annotated[str, Field(description="What you are looking for, in words.")],
+                      k: Annotated[int, Field(description="How many hits at most (1 to 1000).")] = 10,
+                      type: Annotated[str | None, Field(description="Only entries of this type.")] = None,
+                      tag: Annotated[str | None, Field(description="Only entries with this tag.")] = None,
+                      scope: Annotated[str | None, Field(description="Only entries in this scope.")] = None,
+                      lexical: Annotated[bool, Field(description="Match entries holding every word of the query "
+                                                                 "instead of ranking by meaning.")] = False
+                      ) -> dict[str, Any]:
+        """Find remembered entries nearest the query by meaning (or, with lexical, holding all its words), best
+        first. Each hit has the entry (as memory_get) and a score (higher is nearer). Deleted entries are never
+        returned. searched: how many entries were considered."""
+        store = self.store
+        found = store.memory.search(query, k, type=type, tag=tag, scope=scope, lexical=lexical)
+        names = _names(store)
+        return {"hits": [{"entry": h.entry.to_json(names), "score": round(h.score, 6)} for h in found.hits],
+                "model": found.model, "mode": found.mode, "searched": found.searched,
+                "reembedded": found.reembedded, "excluded": found.excluded}
+
+    def memory_conflicts(self) -> dict[str, Any]:
+        """Entries with a field that two devices changed at the same time, each with all its standing values
+        (entry.conflicts). Check it now and then and settle each with memory_resolve, asking the user when the
+        right value is not clear."""
+        names = _names(self.store)
+        return {"entries": [e.to_json(names) for e in self.store.memory.conflicts()]}
+
+    # -- the device ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """This device and how it syncs: device and name, group, events held, heads (each device's latest
+        seq held here), forks, views (each view's digest: two devices that hold the same events show the same
+        digests) and peers (each: state connected, partitioned or never; last_seen_ms; we_lack and they_lack:
+        events each side was missing when last seen; error). Use it when the user asks whether their devices
+        are in sync."""
+        return _status_doc(self.store, self.home_path)
+
+
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+APPEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+TOOLS = {
+    "observe": APPEND, "decide": APPEND, "correct": APPEND, "set_preference": APPEND,
+    "set_override": APPEND, "clear_override": APPEND, "get_preference": READ, "list_preferences": READ,
+    "memory_put": APPEND, "memory_update": APPEND, "memory_delete": DELETE, "memory_resolve": APPEND,
+    "memory_get": READ, "memory_search": READ, "memory_conflicts": READ, "status": READ,
+}
+
+
+def _guarded(method: Callable[..., dict], lock: threading.Lock) -> Callable[..., dict | CallToolResult]:
+    """The tool method, one call at a time, with an AgentlogError returned as a tool error holding its message."""
+    @functools.wraps(method)
+    def call(**arguments):
+        with lock:
+            try:
+                return method(**arguments)
+            except AgentlogError as exc:
+                return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+    return call
+
+
+def build(store, home_path) -> MCPServer:
+    """An MCP server whose tools read and write `store` (an open agentlog Store at `home_path`)."""
+    from importlib.metadata import version
+
+    server = MCPServer("agentlog", instructions=INSTRUCTIONS, version=version("agentlog"), log_level="WARNING")
+    tools, lock = Tools(store, home_path), threading.Lock()
+    for name, hints in TOOLS.items():
+        server.add_tool(_guarded(getattr(tools, name), lock), annotations=hints)
+    return server
+
+
+def serve_stdio(store, home_path) -> None:
+    """Serve `store` over stdin and stdout until the client closes stdin."""
+    build(store, home_path).run("stdio")

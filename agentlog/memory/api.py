@@ -1,0 +1,366 @@
+"""The memory API: put, update, delete and resolve entries; get, list and search what the agent knows.
+
+`store.memory` (a `Memory`) checks every argument before anything is written
+(InvalidValueError, naming what and where). The merge rules are in docs/memory.md.
+An entry id is its 16 bytes or the 32 hex digits the CLI prints.
+Embeddings are optional on write: without one, this home's embedder embeds the content
+for its own search index, so the log does not carry vectors every device can recompute.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentlog.memory import reducer as mr
+from agentlog.log import payloads
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
+from agentlog.errors import InvalidValueError, NotFoundError
+from agentlog.log.event import MAX_SCOPE_LEN
+from agentlog.ids import id_bytes
+from agentlog.memory.index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
+from agentlog.memory.reducer import Entry, Write
+
+EMBEDDER_META = "embedder"                   # meta key: the embedder this home's search index uses
+MAX_K = 1000
+MIN_ID_PREFIX = 4                            # hex digits
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One standing value of a field (the shown one or a concurrent one that lost), and who wrote it."""
+
+    value: Any
+    author: bytes
+    lamport: int
+    time_ms: int
+    event: bytes
+
+    @classmethod
+    def of(cls, w: Write, value: Any = None) -> "Candidate":
+        return cls(w.value if value is None else value, w.author, w.lamport, w.time_ms, w.eid)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEntry:
+    """What this device knows about one entry. `conflicts` maps a field to all its standing values, shown one first."""
+
+    id: bytes
+    type: str
+    content: str
+    tags: tuple[str, ...]
+    confidence: float
+    scope: str
+    embedding_model: str | None
+    author: bytes
+    created_ms: int
+    updated_ms: int
+    deleted: tuple[Candidate, ...] = ()
+    conflicts: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
+
+    @property
+    def is_deleted(self) -> bool:
+        return bool(self.deleted)
+
+    def to_json(self, names: dict[bytes, str] | None = None) -> dict:
+        names = names or {}
+
+        def who(author: bytes) -> str:
+            return names.get(author, author.hex()[:16])
+
+        def candidate(c: Candidate) -> dict:
+            return {"value": c.value, "device": who(c.author), "author": c.author.hex(), "lamport": c.lamport,
+                    "time_ms": c.time_ms, "event": c.event.hex()}
+        gone = self.is_deleted
+        return {"id": self.id.hex(), "type": None if gone else self.type, "content": None if gone else self.content,
+                "tags": list(self.tags), "confidence": None if gone else self.confidence, "scope": self.scope, "embedding_model": self.embedding_model,
+                "device": who(self.author), "author": self.author.hex(), "created_ms": self.created_ms,
+                "updated_ms": self.updated_ms, "deleted": [candidate(c) for c in self.deleted],
+                "conflicts": {f: [candidate(c) for c in cs] for f, cs in self.conflicts.items()}}
+
+
+def _shown(name: str, w: Write) -> Any:
+    return w.value / 10000 if name == "confidence" else w.value
+
+
+def entry_of(e: Entry) -> MemoryEntry:
+    origin = e.origin
+    return MemoryEntry(
+        id=e.id, type=e.value("type", ""), content=e.value("content", ""), tags=e.tag_set,
+        confidence=e.value("confidence", 0) / 10000, scope=e.scope, embedding_model=e.value("embedding"),
+        author=origin.author if origin else b"", created_ms=origin.time_ms if origin else 0,
+        updated_ms=max([e.updated_ms, *(w.time_ms for w in e.deleted)]),
+        deleted=tuple(Candidate.of(w) for w in e.deleted),
+        conflicts={name: tuple(Candidate.of(w, _shown(name, w)) for w in e.fields[name]) for name in e.conflicts},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    entry: MemoryEntry
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Hits best first; `model` embedded the query; the counts say which entries were embedded here
+    because their own embedding came from another model, or left out because theirs has the wrong size."""
+
+    hits: tuple[Hit, ...]
+    model: str
+    mode: str
+    searched: int
+    reembedded: int
+    excluded: int
+
+
+def _bp(confidence: float) -> int:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise InvalidValueError(f"confidence {confidence!r} must be between 0 and 1")
+    return round(confidence * 10000)
+
+
+def _check(problem: str | None) -> None:
+    if problem:
+        raise InvalidValueError(problem)
+
+
+def _tags(tags: Iterable[str], what: str) -> tuple[str, ...]:
+    if isinstance(tags, Iterable) and not isinstance(tags, (str, bytes, Mapping)):
+        tags = tuple(tags)
+    if not isinstance(tags, tuple) or any(not isinstance(t, str) for t in tags):
+        raise InvalidValueError(f"{what} must be a list of strings")
+    for t in tags:
+        _check(mr.tag_problem(t))
+    if len(set(tags)) != len(tags):
+        raise InvalidValueError(f"{what} names a tag twice")
+    return tags
+
+
+class Memory:
+    """Memory operations on one store (this device's log)."""
+
+    def __init__(self, store, now_ms=None, embedder: Embedder | None = None):
+        self._store = store
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        """This home's embedder: the one given, else the one configured for the home, else the default."""
+        if self._embedder is None:
+            name = self._store.meta(EMBEDDER_META)
+            self._embedder = embedder_for(name.decode() if name else DEFAULT_EMBEDDER)
+        return self._embedder
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _embedding(self, embedding: Sequence[float] | None, model: str | None, where: str) -> payloads.Embedding | None:
+        if embedding is None:
+            if model is not None:
+                raise InvalidValueError(f"{where}: a model name goes with an embedding")
+            return None
+        model = model or self.embedder.name
+        if not model or len(model) > mr.MAX_MODEL_LEN or not model.isprintable():
+            raise InvalidValueError(f"{where}: the embedding's model name must be 1 to {mr.MAX_MODEL_LEN} printable characters")
+        dim = self.embedder.dim if model == self.embedder.name else None
+        vector = check_vector(embedding, dim, where)
+        if len(vector) > mr.MAX_EMBEDDING_DIM:
+            raise InvalidValueError(f"{where}: embedding has {len(vector)} dimensions, over the limit of {mr.MAX_EMBEDDING_DIM}")
+        return payloads.Embedding(model=model, vector=tuple(float(x) for x in vector))
+
+    def put(self, content: str, *, type: str = "fact", tags: Iterable[str] = (), confidence: float = 1.0,
+            scope: str = "user", embedding: Sequence[float] | None = None, model: str | None = None) -> bytes:
+        """Add a new entry; returns its id (16 bytes, minted here). `embedding` comes from `model`
+        (default: this home's embedder); without one the search index embeds the content itself."""
+        _check(mr.content_problem(content) if isinstance(content, str) else "memory content must be text")
+        _check(mr.type_problem(type))
+        if not isinstance(scope, str) or not scope or len(scope) > MAX_SCOPE_LEN or not scope.isprintable():
+            raise InvalidValueError(f"scope must be 1 to {MAX_SCOPE_LEN} printable characters, e.g. user or topic:home")
+        tags = _tags(tags, "tags")
+        if len(tags) > mr.MAX_TAGS:
+            raise InvalidValueError(f"an entry holds at most {mr.MAX_TAGS} tags, not {len(tags)}")
+        entry_id = os.urandom(mr.ENTRY_ID_LEN)
+        payload = payloads.MemoryPut(entry=entry_id, type=type, content=content, tags=tags, confidence_bp=_bp(confidence),
+                                     embedding=self._embedding(embedding, model, "memory put"))
+        self._store.append(payload, scope=scope)
+        return entry_id
+
+    def update(self, entry_id: bytes | str, *, content: str | None = None, type: str | None = None,
+               confidence: float | None = None, add_tags: Iterable[str] = (), remove_tags: Iterable[str] = (),
+               embedding: Sequence[float] | None = None, model: str | None = None) -> bytes:
+        """Change some fields of a visible entry; returns the update's event id. Each field written
+        here replaces every value this device holds for it, so it also resolves that field's conflict."""
+        entry = self._visible(entry_id)
+        where = f"memory {entry.id.hex()}"
+        fields = []
+        if type is not None:
+            _check(mr.type_problem(type))
+            fields.append(payloads.MemoryField(type=type))
+        if content is not None:
+            _check(mr.content_problem(content) if isinstance(content, str) else "memory content must be text")
+            fields.append(payloads.MemoryField(content=content))
+        if confidence is not None:
+            fields.append(payloads.MemoryField(confidence_bp=_bp(confidence)))
+        vector = self._embedding(embedding, model, where)
+        if vector is not None:
+            fields.append(payloads.MemoryField(embedding=vector))
+        adds, removes = _tags(add_tags, "tags to add"), _tags(remove_tags, "tags to remove")
+        if set(adds) & set(removes):
+            raise InvalidValueError(f"{where}: tag {sorted(set(adds) & set(removes))[0]!r} is both added and removed")
+        missing = [t for t in removes if t not in entry.tag_set]
+        if missing:
+            raise InvalidValueError(f"{where} has no tag {missing[0]!r}")
+        if len(set(entry.tag_set) | set(adds)) - len(removes) > mr.MAX_TAGS:
+            raise InvalidValueError(f"{where}: an entry holds at most {mr.MAX_TAGS} tags")
+        if not fields and not adds and not removes:
+            raise InvalidValueError(f"{where}: nothing to update: give a content, type, confidence, tag or embedding")
+        return self._store.append(payloads.MemoryUpdate(entry=entry.id, fields=tuple(fields), tags_add=adds,
+                                                        tags_remove=removes), scope=entry.scope)
+
+    def resolve(self, entry_id: bytes | str, field_name: str, value: Any) -> bytes:
+        """Settle a conflict: write `value` for the field over every standing value. For `embedding`,
+        `value` names the standing write to keep (its event id, or hex prefix)."""
+        entry = self._visible(entry_id)
+        where = f"memory {entry.id.hex()}"
+        if field_name not in mr.FIELDS:
+            raise InvalidValueError(f"{where}: field {field_name!r} is not one of {', '.join(mr.FIELDS)}")
+        standing = entry.fields.get(field_name, [])
+        if len(standing) < 2:
+            raise InvalidValueError(f"{where}: field {field_name} has no conflict to resolve")
+        if field_name == "embedding":
+            chosen = [w for w in standing if w.eid.hex().startswith(str(value).lower())] if value else []
+            if len(chosen) != 1:
+                raise InvalidValueError(f"{where}: {value!r} names none or several of the standing embeddings")
+            model, vector = self._store._read(lambda txn: self._store._memory.vector(txn, chosen[0].eid))
+            return self.update(entry.id, embedding=vector, model=model)
+        if field_name == "confidence":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise InvalidValueError(f"{where}: confidence {value!r} is not a number") from None
+        return self.update(entry.id, **{field_name: value})
+
+    def delete(self, entry_id: bytes | str, reason: str = "") -> bytes:
+        """Tombstone an entry on every device: a delete is final (docs/memory.md says why)."""
+        entry = self._visible(entry_id)
+        if len(reason) > mr.MAX_REASON_LEN:
+            raise InvalidValueError(f"a reason is at most {mr.MAX_REASON_LEN} characters")
+        return self._store.append(payloads.MemoryDelete(entry=entry.id, reason=reason), scope=entry.scope)
+
+    def _entry(self, entry_id: bytes | str) -> Entry:
+        entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
+        entry = self._store._read(lambda txn: self._store._memory.entry(txn, entry_id))
+        if entry is None or entry.origin is None:
+            raise NotFoundError(f"no memory {entry_id.hex()} on this device")
+        return entry
+
+    def _visible(self, entry_id: bytes | str) -> Entry:
+        entry = self._entry(entry_id)
+        if entry.deleted:
+            raise InvalidValueError(f"memory {entry.id.hex()} was deleted; put a new entry instead")
+        return entry
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def id(self, text: str) -> bytes:
+        """The entry id that `text` (its hex, or a unique prefix of at least 4 hex digits) names."""
+        text = text.strip().lower()
+        if len(text) < MIN_ID_PREFIX or len(text) > 2 * mr.ENTRY_ID_LEN or any(c not in "0123456789abcdef" for c in text):
+            raise InvalidValueError(f"memory id {text!r} must be {MIN_ID_PREFIX} to {2 * mr.ENTRY_ID_LEN} hex digits")
+        if len(text) == 2 * mr.ENTRY_ID_LEN:
+            return bytes.fromhex(text)
+        low = bytes.fromhex(text.ljust(2 * mr.ENTRY_ID_LEN, "0"))
+
+        def read(txn):
+            found = []
+            with txn.cursor(db=self._store._memory.entries) as cur:
+                ok = cur.set_range(low)
+                while ok and len(found) < 2 and bytes(cur.key()).hex().startswith(text):
+                    found.append(bytes(cur.key()))
+                    ok = cur.next()
+            return found
+        found = self._store._read(read)
+        if not found:
+            raise NotFoundError(f"no memory whose id starts with {text} on this device")
+        if len(found) > 1:
+            raise InvalidValueError(f"memory id prefix {text} is ambiguous: give more digits")
+        return found[0]
+
+    def get(self, entry_id: bytes | str) -> MemoryEntry:
+        """The entry as this device sees it, deleted or not; InvalidValueError if it was never put here."""
+        return entry_of(self._entry(entry_id))
+
+    def vector(self, entry_id: bytes | str) -> tuple[str, np.ndarray] | None:
+        """The entry's shown embedding (model, vector) as written, or None."""
+        entry = self._entry(entry_id)
+        writes = entry.fields.get("embedding")
+        return self._store._read(lambda txn: self._store._memory.vector(txn, writes[0].eid)) if writes else None
+
+    def list(self, *, type: str | None = None, tag: str | None = None, scope: str | None = None,
+             deleted: bool = False) -> list[MemoryEntry]:
+        """Entries matching every filter given, newest change first (deleted ones only when asked)."""
+        if type is not None:
+            _check(mr.type_problem(type))
+
+        def read(txn):
+            view = self._store._memory
+            return [view.entry(txn, i) for i in view.entry_ids(txn)]
+        out = []
+        for e in self._store._read(read):
+            if e.origin is None or bool(e.deleted) != deleted:
+                continue
+            if (type and e.value("type") != type) or (tag and tag not in e.tag_set) or (scope and e.scope != scope):
+                continue
+            out.append(entry_of(e))
+        out.sort(key=lambda m: (-m.updated_ms, m.id))
+        return out
+
+    def conflicts(self) -> list[MemoryEntry]:
+        """Visible entries with a field in conflict, by id."""
+        def read(txn):
+            view = self._store._memory
+            return [view.entry(txn, i) for i in view.conflicted(txn)]
+        return [entry_of(e) for e in self._store._read(read) if e.visible]
+
+    def search(self, query: str, k: int = 10, *, type: str | None = None, tag: str | None = None,
+               scope: str | None = None, lexical: bool = False) -> SearchResult:
+        """The k entries nearest `query` by meaning (cosine over this home's embedder), or with
+        `lexical` the entries holding every word of it; filtered by type, tag and scope."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidValueError("a search needs a query")
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidValueError(f"k must be between 1 and {MAX_K}")
+        if type is not None:
+            _check(mr.type_problem(type))
+        matrix = self.matrix()
+        mask = matrix.mask(type, tag, scope, vectors=not lexical)
+        if lexical:
+            found = matrix.lexical(query, k, mask)
+        else:
+            found = matrix.semantic(self.embedder.embed([query])[0], k, mask)
+        store = self._store
+
+        def read(txn):
+            return [(store._memory.entry(txn, i), score) for i, score in found]
+        hits = tuple(Hit(entry_of(e), score) for e, score in store._read(read) if e is not None and e.visible)
+        return SearchResult(hits, self.embedder.name, "lexical" if lexical else "semantic", int(mask.sum()),
+                            *matrix.count(mask if lexical else matrix.mask(type, tag, scope, vectors=False),
+                                          (REEMBEDDED, EXCLUDED)))
+
+    def matrix(self) -> Matrix:
+        """This process's copy of the search index, brought up to date (embedding what changed first)."""
+        store, embedder = self._store, self.embedder
+        index = MemoryIndex(store._db, embedder)
+        if store._read(index.needs_sync):
+            store._write(lambda txn: index.sync(txn, store._memory))
+        matrix = store._memory_cache.get(embedder.name)
+        if matrix is None:
+            matrix = store._memory_cache[embedder.name] = Matrix(embedder.dim)
+        store._read(lambda txn: matrix.refresh(txn, index))
+        return matrix

@@ -1,0 +1,596 @@
+"""Replay: the views as this device held them at a point, folded again in a scratch LMDB environment.
+
+The live store is opened read-only and never written. Which events a device held at a
+time comes from when each one arrived (docs/replay.md): its own events at their author
+time, received ones at the end of the replication-ledger range that recorded them
+(agentlog.store.ledger), events with no ledger row at their author time. Each event's arrival
+is raised to its causal past's (prev and clock), so every cut by arrival is causally
+closed. The *held order* sorts events by (arrival, lamport, author, epoch, seq); every
+prefix of it is a set the view can be folded from, and a point names a prefix.
+The views are folded by the store's own PrefView and MemoryView into a `Scratch`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import shutil
+import struct
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import lmdb
+
+from agentlog.store import ledger
+from agentlog.memory import view as memory_view
+from agentlog.log import payloads
+from agentlog.prefs import view as pref_view
+from agentlog.log import snapshot
+from agentlog.audit.format import iso
+from agentlog.log import roster as roster_module
+from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
+from agentlog.log.event import decode_record
+from agentlog.memory.view import MemoryView
+from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.log.roster import Roster
+from agentlog.store.env import Env, check_data_file
+from agentlog.store.store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests
+from agentlog.log.validate import ROSTER_KINDS, check_payload
+
+VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
+_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots")
+_SCRATCH_MAP = 1 << 30
+_POS = struct.Struct(">IQ")
+_ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
+ProgressFn = Callable[[int, int], None]
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """The cyclic garbage collector off while a replay makes its hundreds of thousands of small acyclic
+    objects (tuples, payloads): it would only walk them again and again (a sixth of a replay's time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+# -- points in time ---------------------------------------------------------------------------------
+
+def parse_time(text: str) -> int:
+    """Epoch milliseconds from `text`: digits are epoch ms; else ISO 8601, UTC when no zone is given.
+
+    Raises:
+        UsageError: neither.
+    """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"time {text!r} is neither epoch milliseconds nor ISO 8601 "
+                         "(e.g. 2025-05-03T14:00:00Z; UTC when no zone is given)") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp() * 1000)
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A prefix of the held order: through time `until` (ms), or through the event at `at` (author, seq)."""
+
+    until: int | None = None
+    at: tuple[bytes, int] | None = None
+    text: str = "now"
+
+
+# -- the live log, read-only ----------------------------------------------------------------------
+
+class LiveLog:
+    """A home's store opened read-only: its events as the views fold them, with their arrival times."""
+
+    def __init__(self, store_path: Path, env: Env | None = None):
+        """`env`: the environment of a Store open on it (LMDB opens a store once per process), left open
+        by `close`; else the store is opened read-only here."""
+        self._owned = env is None
+        if env is None:
+            check_data_file(store_path)
+            env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
+                      readahead=False, max_readers=126)
+        self._env, self.env = env, env.env
+        self.db = {}
+        for name in _LIVE_DBS:
+            try:
+                self.db[name] = self._env.open_dbs([name], create=False)[name]
+            except lmdb.NotFoundError:
+                self.db[name] = None
+        with self._env.txn() as txn:
+            meta = self.db["meta"]
+            if txn.get(b"layout", db=meta) != LAYOUT_VERSION.to_bytes(4, "big"):
+                self.close()
+                raise UsageError(f"the store at {store_path} is not in layout {LAYOUT_VERSION}, the one this "
+                                 "agentlog reads")
+            self.device = bytes(txn.get(b"device", db=meta) or b"")
+            self.founder = txn.get(b"founder", db=meta)
+            self.founder = bytes(self.founder) if self.founder else None
+            raw = txn.get(b"anchor", db=meta)
+            self.anchor = unpack_anchor(bytes(raw))[0].header if raw else None
+            state = txn.get(b"state", db=self.db["views.roster"]) if self.db["views.roster"] else None
+            self.roster = Roster.from_bytes(bytes(state)) if state else Roster(self.founder)
+            self.truncated = self._rows(txn, "truncated")
+            sid = txn.get(b"base", db=meta)
+            self.base = _read_base(txn, self.db["snapshots"], bytes(sid), self.roster) \
+                if sid is not None and self.db["snapshots"] is not None else None
+
+    def _rows(self, txn, name: str) -> dict[bytes, bytes]:
+        if self.db[name] is None:
+            return {}
+        with txn.cursor(db=self.db[name]) as cur:
+            return {bytes(k): bytes(v) for k, v in cur}
+
+    def read(self, progress: ProgressFn | None = None) -> "Log":
+        """Every stored event (key order) and its arrival, from one read snapshot."""
+        with quiet_gc(), self._env.txn() as txn:
+            total = txn.stat(self.db["events"])["entries"]
+            events = []
+            for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"]), 1):
+                events.append(_compact(f) if f.kind in _EMBEDDING_KINDS and f.payload is not None else f)
+                if progress and n % 10000 == 0:
+                    progress(n, total)
+            received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
+            roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
+        base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
+        cuts = {(a, *_POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
+                if len(v) >= 52}
+        return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
+                   base, cuts)
+
+    def views(self) -> dict[str, dict] | None:
+        """The live views' versions and digests (as Store.views gives them), or None if a view database is missing."""
+        try:
+            db = self._env.open_dbs(VIEW_DBS, create=False)
+        except lmdb.NotFoundError:
+            return None
+        return self._env.read(lambda txn: view_digests(db, txn))
+
+    def device_named(self, ref: str) -> bytes:
+        member = self.roster.find(ref)
+        if member is None:
+            raise NotFoundError(f"no device is named or has id {ref!r}: see `agentlog devices list`")
+        return member.device
+
+    def name_of(self, device: bytes) -> str:
+        return self.roster.name_of(device)
+
+    def close(self) -> None:
+        if self._owned:
+            self.env.close()
+
+    def __enter__(self) -> "LiveLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Base:
+    """A compacted store's base snapshot: the views' state it keeps and the frontier that state covers.
+
+    A replay of a store that dropped events starts from this state and folds the held events after
+    `covered` (each author's (epoch, seq)); points before the snapshot cannot be replayed there.
+    """
+
+    sid: bytes
+    event: Folded                   # the snapshot event's header fields (payload None)
+    name: str                       # AUTHOR:SEQ of the snapshot event
+    covered: dict[bytes, tuple[int, int]]
+    states: dict[str, bytes]
+
+    @property
+    def time_ms(self) -> int:
+        return self.event.time_ms
+
+    @property
+    def text(self) -> str:
+        return f"the compaction snapshot {self.name} ({self.sid.hex()[:12]}) of {iso(self.time_ms)}"
+
+    def covers(self, f: Folded) -> bool:
+        return (f.epoch, f.seq) <= self.covered.get(f.author, (-1, -1))
+
+    def rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        """The scratch's initial rows: each view database's rows at the snapshot, and the roster (parsed
+        once; not to be changed)."""
+        return self._rows
+
+    @cached_property
+    def _rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        out = {"views.roster": [(b"state", self.states["roster"]), (b"version", _ROSTER_VERSION)]}
+        for view, names in snapshot.VIEW_DBS.items():
+            out.update(zip(names, snapshot.rows(self.states[view], len(names))))
+        return out
+
+    def roster(self, founder: bytes | None) -> Roster:
+        roster = Roster.from_bytes(self.states["roster"]) if self.states["roster"] else Roster(founder)
+        roster.founder = founder
+        return roster
+
+
+def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
+    """The base snapshot as compaction keeps it in the `snapshots` database `db`."""
+    bundle = snapshot.stored(txn, db, sid)
+    if bundle is None:
+        return None
+    event, h = bundle.event, bundle.event.header
+    return Base(sid, Folded.of(h, event.id, None), f"{roster.name_of(h.author)}:{h.seq}",
+                {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}, bundle.states)
+
+
+_EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
+
+
+def _compact(f: Folded) -> Folded:
+    """A memory write with its embedding vectors held as float32 arrays instead of tuples of floats:
+    the same values (they are float32 in the payload) and the same packed bytes, in a sixth of the
+    memory, since a replay holds every event at once."""
+    def small(e):
+        return None if e is None else dataclasses.replace(e, vector=array("f", e.vector))
+    p = f.payload
+    if isinstance(p, payloads.MemoryPut):
+        if p.embedding is None:
+            return f
+        p = dataclasses.replace(p, embedding=small(p.embedding))
+    elif any(field.embedding is not None for field in p.fields):
+        p = dataclasses.replace(p, fields=tuple(dataclasses.replace(field, embedding=small(field.embedding))
+                                                for field in p.fields))
+    else:
+        return f
+    return f._replace(payload=p)
+
+
+def _roster_events(txn, db: dict, found: list[Folded]) -> dict[bytes, tuple]:
+    """Event id -> (header, id, payload) of the roster events, decoded as the store's roster rebuild does."""
+    out = {}
+    for f in found:
+        key = event_key(f.author, f.epoch, f.seq)
+        try:
+            event = decode_record(bytes(txn.get(key, db=db["events"])), txn.get(key, db=db["payloads"]))
+            out[f.eid] = (event.header, event.id, check_payload(event))
+        except EventError:
+            continue
+    return out
+
+
+class _Positions:
+    """(author, epoch, seq) -> index in `events` (key order): one entry per run of consecutive seqs, not per event."""
+
+    def __init__(self, events: list[Folded]):
+        self.runs: dict[tuple[bytes, int], list[tuple[int, int, int]]] = {}   # -> [(first index, first seq, count)]
+        start = 0
+        for i in range(1, len(events) + 1):
+            f, g = events[start], events[i - 1]
+            if i == len(events) or events[i][0] != f[0] or events[i][1] != f[1] or events[i][2] != g[2] + 1:
+                self.runs.setdefault((f[0], f[1]), []).append((start, f[2], i - start))
+                start = i
+
+    def get(self, position: tuple[bytes, int, int]) -> int | None:
+        for first, seq, count in self.runs.get(position[:2], ()):
+            offset = position[2] - seq
+            if 0 <= offset < count:
+                return first + offset
+        return None
+
+
+def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
+    """Each event's arrival time (ms), aligned with `events` (key order): own events at their time,
+    received ones at their ledger range's last_ms, no row: their time; then raised to the arrival of
+    everything in their causal past, so that a cut by arrival is causally closed."""
+    index = _Positions(events)
+    arrival = [f.time_ms for f in events]
+    for r in received:
+        for seq in range(r.lo, r.hi + 1):
+            i = index.get((r.author, r.epoch, seq))
+            if i is not None:
+                arrival[i] = r.last_ms
+    lamports = [f.lamport for f in events]
+    for i in sorted(range(len(events)), key=lamports.__getitem__):
+        f = events[i]
+        t = arrival[i]
+        if i and arrival[i - 1] > t:
+            g = events[i - 1]                          # key order: the author's previous event, if any
+            if g.author == f.author and g.epoch == f.epoch:
+                t = arrival[i - 1]
+        for c in f.clock:
+            j = index.get((c.author, c.epoch, c.seq))
+            if j is not None and arrival[j] > t:
+                t = arrival[j]
+        arrival[i] = t
+    return arrival
+
+
+@dataclass
+class Log:
+    """The events a store holds (key order) with their arrivals; `order` is the held order (indices).
+
+    With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
+    the ones a replay folds on top of the snapshot's state; `cuts` are the truncation points'
+    times ((author, epoch, seq) -> ms), which the live store still answers for.
+    """
+
+    events: list[Folded]
+    arrival: list[int]
+    roster_events: dict[bytes, tuple]
+    founder: bytes | None
+    anchor: object | None
+    base: Base | None = None
+    cuts: dict[tuple, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort
+        keys = [a << 64 | f.lamport for a, f in zip(self.arrival, self.events)]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        base, events = self.base, self.events
+        self.order = order if base is None else [i for i in order if not base.covers(events[i])]
+        self._covered: dict | None = None
+        self._by_id: dict | None = None
+
+    def prefix(self, point: Point) -> int:
+        """How many events of the held order `point` takes.
+
+        Raises:
+            UsageError: an event not held, or a point before the base snapshot.
+        """
+        base = self.base
+        if point.at is not None:
+            author, seq = point.at
+            for n, i in enumerate(self.order, 1):
+                f = self.events[i]
+                if f.author == author and f.seq == seq:
+                    return n
+            if base is not None and seq <= base.covered.get(author, (0, 0))[1]:
+                raise UsageError(f"{point.text} is at or below the frontier of {base.text}: this store dropped "
+                                 f"the events before it, so a replay starts there (points from {iso(base.time_ms)})")
+            raise UsageError(f"this device holds no event {point.text}")
+        if point.until is None:
+            return len(self.order)
+        if base is not None and point.until < base.time_ms:
+            raise UsageError(f"{point.text} is before {base.text}: this store dropped the events before it, so "
+                             f"a replay starts there (points from {iso(base.time_ms)})")
+        lo, hi = 0, len(self.order)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.arrival[self.order[mid]] <= point.until:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def held(self, n: int, key_order: bool = True) -> list[Folded]:
+        """The first n events of the held order, in key order (as the view rebuild takes them) or in the
+        held order, less any revoked device's events past its revocation seq by the roster they give."""
+        chosen = sorted(self.order[:n]) if key_order else self.order[:n]
+        events = [self.events[i] for i in chosen]
+        limits = self.limits(events)
+        if limits:
+            events = [f for f in events if f.seq <= limits.get(f.author, f.seq)]
+        return events
+
+    def roster(self, events: Iterable[Folded]) -> Roster:
+        """The roster of the base (or of nothing) and the roster events among `events`, in lamport order."""
+        found = [self.roster_events[f.eid] for f in events if f.kind in ROSTER_KINDS and f.eid in self.roster_events]
+        if self.base is None:
+            return Roster.replay(self.founder, found)
+        roster = self.base.roster(self.founder)
+        for header, event_id, payload in sorted(found, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+            roster.apply(header, event_id, payload)
+        return roster
+
+    def limits(self, events: list[Folded]) -> dict[bytes, int]:
+        roster = self.roster(events)
+        return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+
+    def covered(self) -> dict[tuple, Folded]:
+        """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
+        if self._covered is None:
+            base = self.base
+            self._covered = {} if base is None else \
+                {(f.author, f.epoch, f.seq): f for f in self.events if base.covers(f)}
+        return self._covered
+
+    def time_of(self, _txn, author: bytes, epoch: int, seq: int) -> int | None:
+        """For PrefView: the time of a clock entry not among the events folded, as the live store gives it
+        (the join anchor's; on a compacted store also an event the snapshot covers, held or the
+        truncation point), else None."""
+        a = self.anchor
+        if a is not None and (a.author, a.epoch, a.seq) == (author, epoch, seq):
+            return a.time_ms
+        if self.base is not None:
+            f = self.covered().get((author, epoch, seq))
+            return f.time_ms if f is not None else self.cuts.get((author, epoch, seq))
+        return None
+
+    def event_of(self, _txn, eid: bytes):
+        """For PrefView: (header, id, payload) of a held event the base snapshot covers, else None
+        (a pending correction's, when its decision arrives after the snapshot)."""
+        if self.base is None:
+            return None
+        if self._by_id is None:
+            self._by_id = {f.eid: f for f in self.covered().values()}
+        f = self._by_id.get(eid)
+        return None if f is None else (f, f.eid, f.payload)
+
+
+# -- the scratch environment ------------------------------------------------------------------------
+
+class Scratch:
+    """A temporary LMDB environment holding only the view databases, removed by `close`.
+
+    `initial` (database name -> (key, value) rows) seeds it with a view state to `fold` on from
+    (a compaction snapshot's); `rebuild` clears the views and folds from nothing.
+    """
+
+    def __init__(self, time_of, event_of=None, initial: dict[str, list[tuple[bytes, bytes]]] | None = None):
+        self.dir = tempfile.mkdtemp(prefix="agentlog-replay-")
+        try:
+            self._env = Env(Path(self.dir), f"the scratch store in {self.dir}", map_size=_SCRATCH_MAP, max_dbs=MAX_DBS,
+                            sync=False, metasync=False, lock=False, writemap=True, readahead=False)
+            self.env = self._env.env
+            self.db = self._env.open_dbs(VIEW_DBS)
+        except (lmdb.Error, StoreError) as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None
+        self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None))
+        self.memory = MemoryView(self.db)
+        self.initial = initial or {}
+        if initial:
+            self.write(lambda txn: self.load(txn))
+
+    def load(self, txn, names: Iterable[str] | None = None) -> None:
+        """Set databases (`names`, else every one `initial` names) to their initial rows."""
+        for name in self.initial if names is None else names:
+            txn.drop(self.db[name], delete=False)
+            rows = self.initial.get(name)
+            if rows:
+                txn.cursor(db=self.db[name]).putmulti(rows, append=True)
+
+    def write(self, fn):
+        """fn(txn) in one write transaction, growing the map when it fills."""
+        return self._env.write(fn)
+
+    def read(self, fn):
+        return self._env.read(fn)
+
+    def rebuild(self, events: list[Folded], roster: Roster) -> int:
+        """Fold `events` (each author's in seq order, authors one after another) from nothing, as
+        Store.rebuild_views does, and store `roster`."""
+        def fold(txn):
+            memory = self.memory.rebuilder(txn)
+            memory.add_all(events)
+            memory.finish()
+            n = self.pref.rebuild(txn, events)
+            self.save_roster(txn, roster)
+            return n
+        return self.write(fold)
+
+    def fold(self, batch: list[Folded], roster: Roster | None = None) -> None:
+        """Fold newly held events (in a causal order) incrementally, as an append or ingest does; store
+        `roster` if given."""
+        def fold(txn):
+            self.pref.fold(txn, batch)
+            self.memory.fold(txn, batch)
+            if roster is not None:
+                self.save_roster(txn, roster)
+        self.write(fold)
+
+    def save_roster(self, txn, roster: Roster) -> None:
+        txn.put(b"state", roster.to_bytes(), db=self.db["views.roster"])
+        txn.put(b"version", _ROSTER_VERSION, db=self.db["views.roster"])
+
+    def views(self) -> dict[str, dict]:
+        return self.read(lambda txn: view_digests(self.db, txn))
+
+    def close(self) -> None:
+        self.env.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# -- replays ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A replay's outcome: events folded of those held in all, the point's time, frontier and digests;
+    `base` names the compaction snapshot it started from (None: from nothing)."""
+
+    events: int
+    held: int
+    time_ms: int | None
+    frontier: dict[bytes, int]
+    views: dict[str, dict]
+    base: str | None = None
+
+
+def check_truncation(live: LiveLog, names: Callable[[bytes], str]) -> None:
+    """Refuse to replay a store that dropped events but keeps no base snapshot to start from.
+
+    Raises:
+        UsageError: naming the boundary (each author's last dropped seq).
+    """
+    if live.truncated and live.base is None:
+        boundary = ", ".join(f"{names(a)}:{_POS.unpack_from(v)[1]}" for a, v in sorted(live.truncated.items()))
+        raise UsageError(f"this store was compacted: events up to {boundary} were dropped and it keeps no "
+                         "compaction snapshot to replay from, so no point can be replayed here")
+
+
+def resolve_point(live: LiveLog, until: str | None = None, at: str | None = None) -> Point:
+    """The Point that --until TIME or --at AUTHOR:SEQ names (neither: everything held)."""
+    if at is not None:
+        ref, sep, seq = at.rpartition(":")
+        if not sep or not ref or not seq.isdigit() or int(seq) < 1:
+            raise UsageError(f"--at {at!r} must be AUTHOR:SEQ (a device name or id prefix, a seq from 1)")
+        return Point(at=(live.device_named(ref), int(seq)), text=at)
+    if until is not None:
+        return Point(until=parse_time(until), text=until)
+    return Point()
+
+
+def point_of(live: LiveLog, text: str) -> Point:
+    """A point given as one string (--diff): a TIME, else AUTHOR:SEQ."""
+    try:
+        return resolve_point(live, until=text)
+    except UsageError:
+        if ":" in text and text.rpartition(":")[2].isdigit():
+            return resolve_point(live, at=text)
+        raise
+
+
+def replay(live: LiveLog, point: Point, log: Log | None = None, progress: ProgressFn | None = None,
+           keep: Callable[[Scratch], object] | None = None) -> tuple[Replayed, object]:
+    """Fold the views as this device held them at `point` in a scratch environment; `keep(scratch)`
+    reads what else the caller needs before the scratch is removed."""
+    check_truncation(live, live.name_of)
+    log = log or live.read(progress)
+    n = log.prefix(point)
+    base = log.base
+    events = log.held(n, key_order=base is None)
+    frontier: dict[bytes, int] = {} if base is None else {a: seq for a, (_, seq) in base.covered.items()}
+    for f in events:
+        if f.seq > frontier.get(f.author, 0):
+            frontier[f.author] = f.seq
+    if base is None:
+        with quiet_gc(), Scratch(log.time_of) as scratch:
+            scratch.rebuild(events, log.roster(events))
+            views = scratch.views()
+            kept = keep(scratch) if keep else None
+    else:
+        limits = log.limits(events)
+
+        def time_of(txn, author: bytes, epoch: int, seq: int) -> int | None:
+            return None if seq > limits.get(author, seq) else log.time_of(txn, author, epoch, seq)
+        with quiet_gc(), Scratch(time_of, log.event_of, initial=base.rows()) as scratch:
+            scratch.fold(events, log.roster(events))     # on the snapshot's state, in the held order
+            views = scratch.views()
+            kept = keep(scratch) if keep else None
+    when = log.arrival[log.order[n - 1]] if n else (base.time_ms if base else None)
+    return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
+
+
+__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "parse_time", "point_of", "replay",
+           "resolve_point"]

@@ -1,0 +1,443 @@
+"""Compaction: write a snapshot, drop the events every device has seen, start a store from a snapshot.
+
+The rules are in docs/compaction.md. This module works inside the Store's transactions and on its
+databases (it is the store's compaction half, kept apart so store.py stays about the log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentlog import crypto
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pref_reducer
+from agentlog.log import snapshot
+from agentlog.errors import SnapshotError, UsageError
+from agentlog.log.event import decode_record, peek_record, record_id
+from agentlog.memory.view import _unpack_past
+from agentlog.prefs.view import folded_from_log
+from agentlog.log.roster import Roster
+from agentlog.store.store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key
+from agentlog.log.validate import Head
+
+DAY_MS = 86_400_000
+DEFAULT_HORIZON_MS = 30 * DAY_MS
+CHUNK = 50_000                 # events dropped per write transaction: each step leaves a store that verifies
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """When `agentlog serve` compacts on its own: at `events` held or `bytes` in use (0: never by that)."""
+
+    events: int = 1_000_000
+    bytes: int = 1 << 30
+    horizon_ms: int = DEFAULT_HORIZON_MS
+
+    def due(self, store: Store) -> bool:
+        return bool(self.events and store.count() >= self.events) or bool(self.bytes and used_bytes(store) >= self.bytes)
+
+
+def used_bytes(store: Store) -> int:
+    """Bytes in use by the store's databases (LMDB keeps its file's size; freed pages are reused)."""
+    def read(txn):
+        total = 0
+        for db in store._db.values():
+            st = txn.stat(db)
+            total += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
+        return total
+    return store._read(read)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    snapshot: bytes | None       # the snapshot event written (None: nothing new to cover)
+    dropped: int                 # events truncated
+    kept: int                    # events retained
+    stable: dict                 # author -> (epoch, seq) every counted device had seen
+    silent: list                 # devices left out of the minimum: silent past the horizon
+
+
+def stable_frontier(store: Store, txn, now_ms: int, horizon_ms: int) -> tuple[dict[bytes, tuple[int, int]], list[bytes]]:
+    """Author -> the (epoch, seq) every enrolled, not revoked device had seen at its newest event here,
+    leaving out devices silent for longer than the horizon; and the devices left out.
+
+    This device counts with everything it holds: the snapshot it is about to write acknowledges it.
+    """
+    db = store._db
+    roster = store._roster_in(txn)
+    heads = {bytes(a): _head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    limits = _limits_in(db, txn)
+    me = store.device
+    stable: dict[bytes, tuple[int, int]] | None = None
+    silent = []
+    for device, member in sorted(roster.members.items()):
+        if not member.active:
+            continue
+        if device == me:
+            seen = {a: (h.epoch, h.seq) for a, h in heads.items()}
+        else:
+            t = _last_heard(store, txn, device, heads.get(device), member)
+            if t is not None and now_ms - t > horizon_ms:
+                silent.append(device)
+                continue
+            seen = _unpack_past(txn.get(device, db=db["views.memory.past"]))
+        stable = dict(seen) if stable is None else {a: min(p, seen[a]) for a, p in stable.items() if a in seen}
+    stable = stable or {}
+    for device, limit in limits.items():
+        if device in stable and stable[device][1] > limit:
+            stable[device] = (stable[device][0], limit)
+    return {a: p for a, p in stable.items() if p[1] > 0}, silent
+
+
+def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
+    """The time of a device's newest event held here (or of its truncation point, or of its enrolment
+    when it has written nothing)."""
+    db = store._db
+    if head is not None:
+        raw = txn.get(event_key(device, head.epoch, head.seq), db=db["events"])
+        if raw is not None:
+            return peek_record(raw)[1]
+        cut = txn.get(device, db=db["truncated"])
+        if cut is not None and len(cut) >= 52:
+            return int.from_bytes(cut[44:52], "big")
+    for position, _ in member.enrollments:
+        raw = txn.get(event_key(position.author, position.epoch, position.seq), db=store._db["events"])
+        if raw is not None:
+            return peek_record(raw)[1]
+    return None
+
+
+def _point(store: Store, txn, author: bytes, epoch: int, seq: int) -> tuple[bytes, int, int]:
+    """The id, lamport and time of a held event, or of the author's truncation point there."""
+    raw = txn.get(event_key(author, epoch, seq), db=store._db["events"])
+    if raw is not None:
+        return record_id(raw), *peek_record(raw)[:2]
+    cut = txn.get(author, db=store._db["truncated"])
+    if cut is not None and _head_from(cut)[:2] == (epoch, seq):
+        return _head_from(cut).id, int.from_bytes(cut[52:60], "big"), int.from_bytes(cut[44:52], "big")
+    raise SnapshotError(f"no event of {author.hex()[:16]} at seq {seq} to name in a snapshot")
+
+
+def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int | None = None):
+    """Sign a snapshot of every view at this device's frontier, in one write transaction.
+
+    Returns (snapshot id, stable frontier, silent devices); the id is None when the newest snapshot
+    already covers everything held.
+    """
+    if store.key is None:
+        raise UsageError("this store was opened without the device key; it cannot write a snapshot")
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+
+    def write(txn):
+        db = store._db
+        stable, silent = stable_frontier(store, txn, now_ms, horizon_ms)
+        for author, raw in txn.cursor(db=db["truncated"]):    # a device back from silence may lag what is gone
+            cut = _head_from(raw)
+            if bytes(author) in stable and stable[bytes(author)] < (cut.epoch, cut.seq):
+                stable[bytes(author)] = (cut.epoch, cut.seq)
+        limits = _limits_in(db, txn)
+        frontier = {}
+        for author, h in ((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+            seq = min(h.seq, limits[author]) if author in limits else h.seq
+            if seq > 0:
+                frontier[author] = (h.epoch, seq)
+        base = txn.get(b"base", db=db["meta"])
+        if base is not None and _covers(txn, store, bytes(base), frontier):
+            return None, stable, silent
+        cuts = []
+        for name in store._pref.names(txn):
+            s = store._pref.setting(txn, name)
+            if s is not None and s.tmax is not None and s.tmax > pref_reducer.SUMMARY_AGE_MS:
+                cuts.append(payloads.SettingCut(setting=name, before=s.tmax - pref_reducer.SUMMARY_AGE_MS))
+
+        def points(positions):
+            return tuple(payloads.LogPoint(author=a, epoch=e, seq=s, id=eid, lamport=lamport, time=t)
+                         for a, (e, s) in sorted(positions.items())
+                         for eid, lamport, t in [_point(store, txn, a, e, s)])
+        snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable), cuts=tuple(cuts))
+        store._pref.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
+        states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
+        for name, names in snapshot.VIEW_DBS.items():
+            states[name] = snapshot.dump(txn, [db[n] for n in names])
+        versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
+                    "pref": store._pref.version(txn), "memory": store._memory.version(txn)}
+        snap = dataclasses.replace(snap, views=tuple(
+            payloads.ViewState(name=n, version=versions[n], digest=crypto.blake2b256(states[n]), state=b"")
+            for n in snapshot.VIEWS))
+        [sid] = store._append_in(txn, [(snap, "user")], store._roster_in(txn))
+        key = event_key(store.device, *_POS.unpack_from(txn.get(store.device, db=db["heads"])))
+        _set_base(txn, store, sid, snapshot.Bundle(bytes(txn.get(key, db=db["events"])),
+                                                   bytes(txn.get(key, db=db["payloads"])), states))
+        return sid, stable, silent
+
+    result = store._write(write)
+    store._nudge()
+    return result
+
+
+def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
+    """Whether the base snapshot's frontier (plus its own event) already covers `frontier`."""
+    bundle = snapshot.stored(txn, store._db["snapshots"], base)
+    if bundle is None:
+        return False
+    h = bundle.event.header
+    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    covered[h.author] = (h.epoch, h.seq)
+    return all(covered.get(a, (-1, -1)) >= p for a, p in frontier.items())
+
+
+def _set_base(txn, store: Store, sid: bytes, bundle: snapshot.Bundle) -> None:
+    """Make `sid` the store's base snapshot, dropping the previous base's states."""
+    snapshot.store(txn, store._db["snapshots"], sid, bundle)
+    txn.put(b"base", sid, db=store._db["meta"])
+
+
+def _base_in(store: Store, txn) -> snapshot.Bundle | None:
+    sid = txn.get(b"base", db=store._db["meta"])
+    return snapshot.stored(txn, store._db["snapshots"], bytes(sid)) if sid is not None else None
+
+
+def base_bundle(store: Store) -> snapshot.Bundle | None:
+    """The store's base snapshot and its views' state, as a bootstrap hands it over (None: no base)."""
+    return store._read(lambda txn: _base_in(store, txn))
+
+
+def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -> int:
+    """Drop the events at or below the base snapshot's stable frontier, one bounded step per transaction.
+
+    Each step deletes one author's oldest events and moves its truncation point, so a crash between
+    steps leaves a store that verifies. Returns the events dropped.
+    """
+    bundle = base_bundle(store)
+    if bundle is None:
+        return 0
+    stable = {h.author: (h.epoch, h.seq) for h in bundle.snapshot().stable}
+    total = sum(_count_below(store, a, e, s) for a, (e, s) in stable.items())
+    dropped = 0
+    for author, (epoch, seq) in sorted(stable.items()):
+        n = CHUNK
+        while n == CHUNK:                    # a step short of CHUNK reached the stable point
+            n = store._write(lambda txn: _drop_step(store, txn, author, epoch, seq))
+            dropped += n
+            if progress and n:
+                progress(dropped, total)
+    return dropped
+
+
+def _count_below(store: Store, author: bytes, epoch: int, seq: int) -> int:
+    def read(txn):
+        n = 0
+        with txn.cursor(db=store._db["events"]) as cur:
+            found = cur.set_range(author)
+            while found and cur.key()[:32] == author and _POS.unpack_from(cur.key(), 32) <= (epoch, seq):
+                n += 1
+                found = cur.next()
+        return n
+    return store._read(read)
+
+
+def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
+    """Delete up to CHUNK of `author`'s events at or below (epoch, seq) and record the last one dropped."""
+    rows = _events_of(store, txn, author, (epoch, seq), CHUNK)
+    if not rows:
+        return 0
+    key, last_id = rows[-1]
+    last_lamport, last_time = peek_record(txn.get(key, db=store._db["events"]))[:2]
+    _delete_events(store, txn, rows)
+    txn.put(author, _truncation_value(*_POS.unpack_from(key, 32), last_id, last_time, last_lamport),
+            db=store._db["truncated"])
+    return len(rows)
+
+
+def _events_of(store: Store, txn, author: bytes, upto: tuple[int, int] | None = None,
+               limit: int | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, id) of `author`'s oldest stored events, at or below `upto` (epoch, seq), at most `limit`."""
+    rows = []
+    with txn.cursor(db=store._db["events"]) as cur:
+        found = cur.set_range(author)
+        while found and (limit is None or len(rows) < limit):
+            key = bytes(cur.key())
+            if key[:32] != author or (upto is not None and _POS.unpack_from(key, 32) > upto):
+                break
+            rows.append((key, record_id(cur.value())))
+            found = cur.next()
+    return rows
+
+
+def _delete_events(store: Store, txn, rows: list[tuple[bytes, bytes]]) -> None:
+    """Delete stored events, given as (key, id), with their payload, id-index and bookkeeping rows."""
+    db = store._db
+    for key, eid in rows:
+        txn.delete(eid, db=db["ids"])
+        for name in ("events", "payloads", "withheld", "unverified", "damaged"):
+            txn.delete(key, db=db[name])
+
+
+def _truncation_value(epoch: int, seq: int, eid: bytes, time_ms: int, lamport: int) -> bytes:
+    """A `truncated` row: the head form (epoch, seq, id), then the dropped event's time (for the horizon)
+    and lamport (for a later snapshot that names it)."""
+    return _head_value(Head(epoch, seq, eid)) + time_ms.to_bytes(8, "big") + lamport.to_bytes(8, "big")
+
+
+def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Report:
+    """Write a snapshot (when there is anything new to cover), then truncate what it makes stable."""
+    sid, stable, silent = write_snapshot(store, horizon_ms=horizon_ms, now_ms=now_ms)
+    dropped = truncate(store, progress)
+    return Report(sid, dropped, store.count(), stable, silent)
+
+
+# -- starting from a snapshot --------------------------------------------------------------------------
+
+def refold_from_base(store: Store, txn, progress: Callable[[int], None] | None = None) -> int | None:
+    """Set every view to the base snapshot's state and fold the held events it does not cover, in causal
+    order; None when the store has no base. Returns the events folded."""
+    bundle = _base_in(store, txn)
+    if bundle is None:
+        return None
+    db = store._db
+    _install_states(store, txn, bundle.states)
+    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    later = [f for f in folded_from_log(txn, db["events"], db["payloads"], _limits_in(db, txn))
+             if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
+    later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+    roster = Roster.from_bytes(bytes(txn.get(b"state", db=db["views.roster"]) or b""))
+    roster.founder = txn.get(b"founder", db=db["meta"])
+    changed = False
+    for f in later:
+        if f.kind in ("device.enroll", "device.revoke"):
+            key = event_key(f.author, f.epoch, f.seq)
+            event = decode_record(bytes(txn.get(key, db=db["events"])), bytes(txn.get(key, db=db["payloads"])))
+            changed |= roster.apply(event.header, event.id, payloads.decode(f.kind, event.payload))
+    if changed:
+        store._save_roster(txn, roster)
+    store._pref.fold(txn, later)
+    store._memory.fold(txn, later)
+    if progress:
+        progress(len(later))
+    return len(later)
+
+
+def _install_states(store: Store, txn, states: dict[str, bytes]) -> None:
+    db = store._db
+    for name, names in snapshot.VIEW_DBS.items():
+        snapshot.load(txn, [db[n] for n in names], states[name])
+    txn.put(b"state", states["roster"], db=db["views.roster"])
+    txn.put(b"version", _ROSTER_VERSION, db=db["views.roster"])
+    txn.drop(db["memory.dirty"], delete=False)
+    with txn.cursor(db=db["views.memory"]) as cur:
+        dirty = [(bytes(k), b"") for k in cur.iternext(keys=True, values=False) if len(k) == 16]
+    txn.cursor(db=db["memory.dirty"]).putmulti(dirty)
+
+
+def bootstrap(store: Store, bundle: snapshot.Bundle,
+              dropped: dict[bytes, tuple[int, int]] | None = None) -> payloads.Snapshot:
+    """Start this store from a peer's snapshot: check it, install every view's state and take its frontier
+    as held and truncated, so the ordinary protocol sends only the events after it.
+
+    The snapshot's author must be the founder, or the device whose enrolment of this one a join token
+    vouched for, or enrolled and not revoked in the snapshot's own roster when this store's roster
+    already knows it as such. It must agree with the history this store holds (`_check_held`):
+    `dropped` is the peer's truncation points, author -> (epoch, seq) (None: the snapshot's own stable
+    frontier, for a bundle the caller took from a store it trusts). Events this store holds past the
+    frontier (its own unsent ones, a returning device's) are kept and folded on top.
+
+    Raises:
+        SnapshotError: the bundle does not hold; nothing is changed.
+    """
+    trusted_now = store.roster()
+    founder, anchor = store.founder, store.anchor()
+    vouched = anchor[0].header.author if anchor else None
+
+    def trusted(author: bytes, roster_state: bytes) -> bool:
+        roster = Roster.from_bytes(roster_state) if roster_state else Roster()
+        member = roster.members.get(author)
+        if member is None or not member.active:
+            return author == founder
+        known = trusted_now.members.get(author)
+        return author in (founder, vouched) or (known is not None and known.active)
+
+    snap = snapshot.check(bundle, trusted)
+    event = bundle.event
+    if dropped is None:
+        dropped = {p.author: (p.epoch, p.seq) for p in snap.stable}
+
+    def write(txn):
+        db = store._db
+        group = txn.get(b"group", db=db["meta"])
+        if event.header.group != group:
+            raise SnapshotError("snapshot belongs to another group")
+        _check_reach(store, snap, dropped)
+        _check_held(store, txn, snap, dropped)
+        for h in snap.frontier:
+            raw = txn.get(h.author, db=db["heads"])
+            held = _head_from(raw) if raw else None
+            if held is None or (held.epoch, held.seq) < (h.epoch, h.seq):
+                _delete_events(store, txn, _events_of(store, txn, h.author))   # it held less than the snapshot
+                txn.put(h.author, _head_value(Head(h.epoch, h.seq, h.id)), db=db["heads"])
+                txn.put(h.author, _truncation_value(h.epoch, h.seq, h.id, h.time, h.lamport), db=db["truncated"])
+        _set_base(txn, store, event.id, bundle)
+        lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
+        txn.put(b"lamport", max(lamport, event.header.lamport - 1).to_bytes(8, "big"), db=db["meta"])
+        refold_from_base(store, txn)
+    store._write(write)
+    return snap
+
+
+def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+    """Refuse a snapshot that disagrees with the history this store holds (docs/compaction.md, Bootstrap).
+
+    For each author this store holds anything of: a covered position it holds must be the very event
+    (or truncation point) held there; the snapshot may not end below what this store compacted (the
+    views would lose those events); it may cover past the head only where the peer dropped the events
+    in between (`dropped` is past the head too), and never this device's own chain.
+
+    Raises:
+        SnapshotError: naming the author and positions.
+    """
+    db = store._db
+    covered = {p.author: p for p in snap.frontier}
+    cuts = {bytes(a): _head_from(v) for a, v in txn.cursor(db=db["truncated"])}
+    for author, held in sorted((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+        p = covered.get(author)
+        at, have, name = (p.epoch, p.seq) if p else (0, 0), (held.epoch, held.seq), author.hex()[:16]
+        cut = cuts.get(author)
+        if cut is not None and at < (cut.epoch, cut.seq):
+            raise SnapshotError(f"the snapshot covers {name} to seq {at[1]}, below seq {cut.seq}, which this "
+                                f"device compacted: its views would lose those events")
+        if p is None:
+            continue
+        if at <= have:
+            if _held_id(store, txn, author, at) != p.id:
+                raise SnapshotError(f"the snapshot names another event of {name} at seq {p.seq} than the one "
+                                    f"this device holds")
+        elif author == store.device:
+            raise SnapshotError(f"the snapshot covers this device's own log to seq {p.seq}, past its head "
+                                f"(seq {held.seq}): only this device can have written those events")
+        elif dropped.get(author, (-1, -1)) <= have:
+            raise SnapshotError(f"the snapshot covers {name} to seq {p.seq}, past seq {held.seq} held here, "
+                                f"but the peer has not dropped the events in between: this device takes them "
+                                f"as events, not from a snapshot")
+
+
+def _check_reach(store: Store, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+    """Refuse a snapshot that stops short of a truncation point of the peer's: it cannot stand in for the
+    events the peer dropped (an honest peer's snapshot covers all it truncated). This device's own
+    chain is left out: no peer holds an event of it that this device lacks."""
+    covered = {p.author: (p.epoch, p.seq) for p in snap.frontier}
+    for author, cut in sorted(dropped.items()):
+        if author != store.device and covered.get(author, (-1, -1)) < cut:
+            raise SnapshotError(f"the snapshot does not reach the peer's truncation point of {author.hex()[:16]} "
+                                f"(seq {cut[1]}): it cannot stand in for the events the peer dropped")
+
+
+def _held_id(store: Store, txn, author: bytes, at: tuple[int, int]) -> bytes | None:
+    """The id of the author's event held at `at` (epoch, seq), or of its truncation point there; else None."""
+    raw = txn.get(event_key(author, *at), db=store._db["events"])
+    if raw is not None:
+        return record_id(raw)
+    cut = txn.get(author, db=store._db["truncated"])
+    return _head_from(cut).id if cut is not None and _head_from(cut)[:2] == at else None

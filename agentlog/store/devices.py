@@ -1,0 +1,139 @@
+"""Device provisioning: enrol a new device, hand it a join token, let it join, revoke.
+
+The token carries the group id, the founder and genesis id (the root the group's
+history must reach), and the signed device.enroll event; the group secret in it is
+sealed to the new device's key so only that device can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from agentlog import crypto
+from agentlog.log import payloads
+from agentlog.errors import EventError, NotFoundError, TokenError, UsageError
+from agentlog.log.event import check_ranges, decode_record
+from agentlog.codec.schema import token as _schema
+from agentlog.store.store import Store, pack_anchor
+from agentlog.log.validate import check_payload
+from agentlog.codec.wire import build, reader
+
+TOKEN_PREFIX = "agentlog-join:"
+MAX_TOKEN_BYTES = 64 * 1024
+MAX_DEVICES = 200
+"""A group's size limit: a header's clock names at most MAX_CLOCK_ENTRIES (256) other authors."""
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def parse_device_id(text: str) -> bytes:
+    """A device id as printed by `agentlog init --join`: 64 hex digits of an Ed25519 key."""
+    try:
+        device = bytes.fromhex(text.strip())
+    except ValueError:
+        raise UsageError(f"device id {text!r} is not hexadecimal") from None
+    if not crypto.is_valid_public_key(device):
+        raise UsageError(f"device id {text!r} is not a 64-digit Ed25519 device key")
+    return device
+
+
+def enroll(store: Store, device: bytes, name: str) -> str:
+    """Append a device.enroll for `device` and return the join token for it.
+
+    For a device already enrolled under this name that has not written yet (its token
+    was lost), the token for the existing enrolment is printed again instead.
+    """
+    roster = store.roster()
+    known = roster.members.get(device)
+    if known is not None and known.active and known.name == name and device not in store.heads():
+        return _token(store, store.get(known.enrolled_by[0].id), device, name)
+    if known is not None and (known.enrolled or known.until_seq is not None):
+        raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
+    if len(roster.members) >= MAX_DEVICES:
+        raise UsageError(f"this group already has {len(roster.members)} devices, the most it can hold")
+    if not name or len(name) > 64 or not name.isprintable():
+        raise UsageError("device name must be 1 to 64 printable characters")
+    if any(m.name == name for m in roster.enrolled_members()):
+        raise UsageError(f"a device of this group is already named {name!r} (revoked devices keep their names); "
+                         "choose another --name")
+    return _token(store, store.get(store.append(payloads.DeviceEnroll(device=device, name=name))), device, name)
+
+
+def _token(store: Store, event, device: bytes, name: str) -> str:
+    """The join token for `device`, carrying its signed enrolment `event`."""
+    fields = dict(
+        formatVersion=1, group=store.group, founder=store.founder, genesis=store.genesis, device=device,
+        name=name, enrollHeader=event.record, enrollPayload=event.payload,
+        sealedGroupKey=crypto.seal_to(device, store.meta("group_key")),
+    )
+    raw = build(_schema.JoinToken, _fill_token, fields)
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _fill_token(msg, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(msg, name, value)
+
+
+def join(store: Store, token: str) -> payloads.DeviceEnroll:
+    """Accept a join token on the new device: check it, open its secret, record the group."""
+    if store.group is not None:
+        raise UsageError("this device already belongs to a group")
+    text = token.strip()
+    if not text.startswith(TOKEN_PREFIX):
+        raise TokenError(f"join token must start with {TOKEN_PREFIX!r}")
+    try:
+        body = text[len(TOKEN_PREFIX):]
+        if not _BASE64URL.fullmatch(body):
+            raise ValueError("not base64url")
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise TokenError("join token is not valid unpadded base64url") from None
+    try:
+        with reader(_schema.JoinToken, raw, MAX_TOKEN_BYTES, "join token") as msg:
+            t = {k: getattr(msg, k) for k in ("formatVersion", "group", "founder", "genesis", "device", "name",
+                                                "enrollHeader", "enrollPayload", "sealedGroupKey")}
+    except EventError as exc:
+        raise TokenError(str(exc)) from None
+    if t["formatVersion"] != 1:
+        raise TokenError(f"join token version {t['formatVersion']} is not supported")
+    if t["device"] != store.device:
+        raise TokenError(f"join token is for device {t['device'].hex()[:16]}, not this one ({store.device.hex()[:16]})")
+    try:
+        event = decode_record(t["enrollHeader"], t["enrollPayload"])
+        check_ranges(event.header)
+        enrolment = check_payload(event)
+    except EventError as exc:
+        raise TokenError(f"join token's enrolment event is invalid: {exc}") from None
+    h = event.header
+    if not isinstance(enrolment, payloads.DeviceEnroll) or enrolment.device != store.device or h.group != t["group"]:
+        raise TokenError("join token's enrolment event does not enrol this device in that group")
+    if not crypto.verify(h.author, event.id, event.signature):
+        raise TokenError("join token's enrolment event is not signed by its author")
+    try:
+        group_key = store.key.open_sealed(t["sealedGroupKey"])
+    except ValueError as exc:
+        raise TokenError(f"join token's group key: {exc}") from None
+    store.set_meta({
+        "group": t["group"], "founder": t["founder"], "genesis": t["genesis"], "group_key": group_key,
+        "name": enrolment.name.encode(), "anchor": pack_anchor(event.record, event.payload),
+        "lamport": h.lamport.to_bytes(8, "big"),
+    })
+    return enrolment
+
+
+def revoke(store: Store, ref: str, reason: str = "") -> payloads.DeviceRevoke:
+    """Append a device.revoke for the device named or id'd by `ref`, up to the seq seen of it."""
+    roster = store.roster()
+    member = roster.find(ref)
+    if member is None:
+        raise NotFoundError(f"no enrolled device is named or has id {ref!r}: see `agentlog devices list`")
+    if member.device == store.device:
+        raise UsageError("a device cannot revoke itself; revoke it from another enrolled device")
+    if not member.active:
+        raise UsageError(f"device {member.name!r} is already revoked (after seq {member.until_seq})")
+    head = store.heads().get(member.device)
+    payload = payloads.DeviceRevoke(device=member.device, until_seq=head.seq if head else 0, reason=reason)
+    store.append(payload)
+    return payload

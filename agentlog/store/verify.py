@@ -1,0 +1,494 @@
+"""Full re-check of every stored event: `agentlog verify`.
+
+For each author's chain, in key order: the record decodes, belongs to this group,
+sits under its own (author, epoch, seq), seqs are dense, prev links to the previous
+id, the signature verifies over the id (a damaged signature on an event a peer sent inside a
+run, whose content a later signed event proves, is a warning), the id index points at it,
+and the payload is present (or recorded as withheld) and matches its hash. Then: the author was
+enrolled at the time (roster folded in lamport order), heads agree with the chains,
+and every id-index entry names a stored event with that id. On a compacted store each
+chain starts right after its author's truncation point (seq and id), and the base
+snapshot's signature, digests and frontier must hold (docs/compaction.md).
+
+Before any of that, LMDB's own offline walk checks the data file's structure (every page
+reached once, keys in order, the free list whole); after it, every view is folded again
+from the log in a scratch environment, as `agentlog replay` does, and its digest must be
+the stored view's.
+
+Large stores are split into key ranges checked by worker processes (Ed25519 verify
+is the cost; processes use every core). Ranges report their first and last event
+per author so chains are checked across range boundaries too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentlog import crypto
+from agentlog.store import ledger
+from agentlog.log import snapshot
+from agentlog.store.compaction import base_bundle
+from agentlog.errors import EventError, SnapshotError, StoreError, UsageError
+from agentlog.log.event import decode_record, record_id
+from agentlog.log.roster import Roster
+from agentlog.store.store import Store, event_key, seq_runs
+from agentlog.log.validate import ROSTER_KINDS, check_payload
+
+_POS = struct.Struct(">IQ")
+PARALLEL_MIN_EVENTS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    author: bytes
+    seq: int
+    what: str
+
+    def line(self, roster: Roster) -> str:
+        return f"{roster.name_of(self.author)} ({self.author.hex()[:16]}) seq {self.seq}: {self.what}"
+
+
+@dataclass(frozen=True, slots=True)
+class BadSignature(Problem):
+    """A run of events whose signature bytes are damaged, their content proven by the signed event at
+    `signed` and the hash links; `peer` sent them (from the replication ledger), None when not recorded."""
+
+    last: int = 0
+    signed: int = 0
+    peer: bytes | None = None
+
+    def line(self, roster: Roster) -> str:
+        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer else "sender not recorded"
+        return f"{Problem.line(self, roster)}; {source}"
+
+
+@dataclass(slots=True)
+class Report:
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    forks: list[Problem] = field(default_factory=list)
+    after_revocation: list[Problem] = field(default_factory=list)
+    withheld: list[Problem] = field(default_factory=list)     # runs of events held without their payload
+    bad_signatures: list[Problem] = field(default_factory=list)  # damaged signature bytes on authentic content
+    damage: list[str] = field(default_factory=list)      # the data file's structure, and views that differ
+    notes: list[str] = field(default_factory=list)       # what could not be checked, and why
+
+    @property
+    def ok(self) -> bool:
+        """No problem, no damage, and no payload missing: a store missing payloads folds views that differ
+        from the group's."""
+        return not self.problems and not self.damage and not self.withheld
+
+
+@dataclass(slots=True)
+class _Range:
+    """What one worker found in [start, end) of the events and of the id index."""
+
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    first: tuple | None = None                 # (author, epoch, seq, prev) of the range's first event
+    last: tuple | None = None                  # (author, epoch, seq, id) of its last event
+    tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
+    notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
+    withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
+    bad_signatures: list = field(default_factory=list)  # (author, epoch, seq) whose signature does not verify
+
+
+def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
+    """Check the file, every stored event and every view; returns all problems found (none: intact)."""
+    report = Report(damage=store.structure_problems())
+    if report.damage:
+        return report                      # a broken tree cannot be walked reliably
+    heads = store.heads()
+    total = store.count()
+    jobs = jobs or os.cpu_count() or 1
+    if total < PARALLEL_MIN_EVENTS or jobs == 1:
+        ranges = [_check_range(store, None, None, store.group, (None, None))]
+    else:
+        ranges = _check_parallel(store, total, jobs, progress)
+    report.checked = sum(r.checked for r in ranges)
+    report.problems = [p for r in ranges for p in r.problems]
+    _check_boundaries(report, ranges, store.truncated())
+    report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
+    _classify_signatures(store, report, [b for r in ranges for b in r.bad_signatures])
+    tails = {}
+    for r in ranges:
+        tails.update(r.tails)
+    _check_enrolment(store, report, [n for r in ranges for n in r.notable], heads)
+    _check_heads(store, report, heads, store.heads(), tails)
+    _check_forks(store, report)
+    _check_snapshot(store, report)
+    _check_views(store, report)
+    if progress:
+        progress(total, total)
+    report.problems.sort(key=lambda p: (p.author, p.seq))
+    return report
+
+
+def _check_views(store: Store, report: Report) -> None:
+    """Fold the preference and memory views again from the log in a scratch environment, and the roster as
+    the store rebuilds it, and compare digests with the stored views; when another process commits
+    meanwhile, try again, at most three times. (The scratch replay leaves out a revoked device's roster
+    events past its revocation, which the store's roster keeps, so the roster is taken from it only on a
+    compacted store, where both start from the base snapshot's roster.)"""
+    from agentlog.replay.scratch import Point, replay
+    for _ in range(3):
+        before = store.last_txnid()
+        stored = store.views()
+        try:
+            with store.live_log() as live:
+                done, _ = replay(live, Point())
+        except UsageError as exc:          # a truncated store without its snapshot: reported above
+            report.notes.append(f"views not checked: {exc}")
+            return
+        folded = dict(done.views)
+        if not done.base:
+            folded["roster"] = {"digest": crypto.blake2b256(store.folded_roster())}
+        if store.last_txnid() == before:
+            for name, v in stored.items():
+                if folded[name]["digest"] != v["digest"]:
+                    report.damage.append(f"view {name}: stored digest {v['digest'].hex()[:16]} but the log folds to "
+                                         f"{folded[name]['digest'].hex()[:16]} (agentlog replay --rebuild folds it again)")
+            return
+    report.notes.append("views not checked: the store kept changing under the check")
+
+
+def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Range]:
+    """Hand the ranges to `jobs` worker processes (python -m agentlog.store.verify_worker)."""
+    parts = jobs * 4
+    starts = _split_keys(store, total, parts)
+    id_cuts = [None] + [bytes([256 * i // parts]) for i in range(1, parts)] + [None]
+    tasks = [(i, lo, hi, (id_cuts[i], id_cuts[i + 1])) for i, (lo, hi) in enumerate(zip(starts, starts[1:] + [None]))]
+    results: queue.Queue = queue.Queue()
+    workers = []
+    for n in range(jobs):
+        proc = subprocess.Popen([sys.executable, "-m", "agentlog.store.verify_worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pickle.dump((str(store.path), store.group, tasks[n::jobs]), proc.stdin)
+        proc.stdin.close()
+        reader = threading.Thread(target=_drain, args=(proc, results), daemon=True)
+        reader.start()
+        workers.append((proc, reader))
+    found: dict[int, _Range] = {}
+    done = 0
+    while len(found) < len(tasks):
+        item = results.get()
+        if isinstance(item, str):
+            for proc, _ in workers:
+                proc.kill()
+            raise StoreError(f"verify worker failed: {item}")
+        found[item[0]] = item[1]
+        done += item[1].checked
+        if progress:
+            progress(min(done, total), total)
+    for proc, reader in workers:
+        proc.wait()
+        reader.join()
+    return [found[i] for i in range(len(tasks))]
+
+
+def _drain(proc: subprocess.Popen, results: queue.Queue) -> None:
+    """Forward each (index, _Range) a worker writes; an error text if it dies early."""
+    try:
+        while True:
+            results.put(pickle.load(proc.stdout))
+    except EOFError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any failure here is reported to the caller
+        results.put(f"{type(exc).__name__}: {exc}")
+        return
+    if proc.wait() != 0:
+        err = proc.stderr.read().decode(errors="replace").strip()
+        results.put(err.splitlines()[-1] if err else f"exit status {proc.returncode}")
+
+
+def run_worker(stdin, stdout) -> None:
+    """Worker side: check each task's ranges and write (index, _Range) pickles as they finish."""
+    path, group, tasks = pickle.load(stdin)
+    with Store(Path(path), None) as store:
+        for index, lo, hi, ids in tasks:
+            pickle.dump((index, _check_range(store, lo, hi, group, ids)), stdout)
+            stdout.flush()
+
+
+def _split_keys(store: Store, total: int, parts: int) -> list[bytes | None]:
+    """Start keys cutting the events database into `parts` ranges of about equal count."""
+    step, starts = max(1, total // parts), [None]
+    with store.raw_txn() as txn:
+        for i, key in enumerate(txn.cursor(db=store.db("events")).iternext(values=False)):
+            if i and i % step == 0 and len(starts) < parts:
+                starts.append(bytes(key))
+    return starts
+
+
+def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes, ids: tuple) -> _Range:
+    """Check events with lo <= key < hi, and id-index entries in the `ids` byte range."""
+    out = _Range()
+    batch: list[tuple[bytes, int, bytes, bytes]] = []
+    db_events, db_payloads, db_withheld, db_ids = (store.db(n) for n in ("events", "payloads", "withheld", "ids"))
+    last = None
+    cuts = store.truncated()
+    with store.raw_txn() as txn:
+        cur = txn.cursor(db=db_events)
+        found = cur.set_range(lo) if lo else cur.first()
+        while found:
+            key, record = cur.item()
+            if hi is not None and key >= hi:
+                break
+            author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
+            out.checked += 1
+            payload = txn.get(key, db=db_payloads)
+            try:
+                event = decode_record(record, payload)
+            except EventError as exc:
+                out.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
+                last = (author, epoch, seq, b"")
+                found = cur.next()
+                continue
+            h = event.header
+            if h.group != group:
+                out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+            if (h.author, h.epoch, h.seq) != (author, epoch, seq):
+                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
+            if last is None:
+                out.first = (author, epoch, seq, h.prev)
+            else:
+                gap = _link_problem(last, author, seq, h.prev, cuts)
+                if gap:
+                    out.problems.append(Problem(author, seq, gap))
+            last = (author, epoch, seq, event.id)
+            out.tails[author] = (epoch, seq, event.id)
+            if txn.get(event.id, db=db_ids) != key:
+                out.problems.append(Problem(author, seq, "id index does not point at this event"))
+            if payload is None:
+                if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
+                    out.problems.append(Problem(author, seq, "payload is missing"))
+                else:
+                    out.withheld.append((author, epoch, seq))
+            elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
+                out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
+            if seq == 1 or h.kind in ROSTER_KINDS:
+                out.notable.append((bytes(record), payload))
+            batch.append((author, epoch, seq, event.id, event.signature))
+            if len(batch) >= 256:
+                _check_signatures(out, batch)
+            found = cur.next()
+        _check_signatures(out, batch)
+        out.last = last
+        _check_ids(txn, store, out, *ids)
+    return out
+
+
+def _withheld_runs(found: list[tuple[bytes, int, int]]) -> list[Problem]:
+    """Events held without their payload, one Problem per run of consecutive seqs of an author."""
+    return [Problem(author, lo, f"{_seqs(lo, hi)} held without the payload (a peer withheld it): views lack it "
+                                "until a peer supplies it") for author, _, lo, hi in seq_runs(sorted(found))]
+
+
+def _seqs(lo: int, hi: int) -> str:
+    return f"seq {lo}" if lo == hi else f"seqs {lo}..{hi}"
+
+
+def _check_signatures(out: _Range, batch: list) -> None:
+    for author, epoch, seq, eid, sig in batch:
+        if not crypto.verify(author, eid, sig):
+            out.bad_signatures.append((author, epoch, seq))
+    batch.clear()
+
+
+def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, int, int]]) -> None:
+    """A signature that does not verify on an event a peer sent inside a run (stored unchecked), whose
+    content a later validly signed event of its author proves through sound hash links, is damaged
+    signature bytes on authentic content: a warning naming the peer it came from, and marked so the
+    daemon asks peers for the record again. Any other is a problem (the header or signature altered)."""
+    failed, damaged = set(bad), []
+    linked = {(p.author, p.seq) for p in report.problems}
+    with store.raw_txn() as txn:
+        received = ledger.ranges(txn, store.db("ledger.received"))
+        for author, epoch, seq in sorted(bad):
+            key = event_key(author, epoch, seq)
+            record = txn.get(key, db=store.db("events"))
+            came_in_run = any(txn.get(key, db=store.db(n)) is not None for n in ("unverified", "damaged"))
+            signed = seq + 1
+            while (author, epoch, signed) in failed:
+                signed += 1
+            proven = (came_in_run and txn.get(event_key(author, epoch, signed), db=store.db("events")) is not None
+                      and not any((author, s) in linked for s in range(seq, signed + 1)))
+            if not proven or record is None:
+                report.problems.append(Problem(author, seq, "signature does not verify (header or signature altered)"))
+                continue
+            damaged.append((author, epoch, seq, signed, bytes(record)))
+    try:
+        store.mark_damaged([(event_key(*d[:3]), d[4]) for d in damaged])  # the daemon asks peers again
+    except StoreError as exc:
+        report.notes.append(f"damaged signatures not marked for peers to resend: {exc}")
+    signed_at = {d[:3]: d[3] for d in damaged}
+    for author, epoch, lo, hi in seq_runs(list(signed_at)):
+        signed = signed_at[author, epoch, hi]
+        peer = next((r.peer for r in received if (r.author, r.epoch) == (author, epoch) and r.lo <= lo <= r.hi), None)
+        report.bad_signatures.append(BadSignature(
+            author, lo, f"signature bytes damaged{'' if lo == hi else f' (seqs {lo}..{hi})'}; the content is proven by "
+                        f"the signed seq {signed} and the hash links; asked of peers again", hi, signed, peer))
+
+
+def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts: dict) -> str | None:
+    """What is wrong with the chain between the event before (or None) and this one; a chain starts at
+    seq 1, or right after its author's truncation point (`cuts`: author -> Head)."""
+    if last is None or last[0] != author:
+        cut = cuts.get(author)
+        if cut is not None:
+            if seq != cut.seq + 1:
+                return f"chain starts at seq {seq}, not right after its truncation point at seq {cut.seq}"
+            return None if prev == cut.id else "prev does not link to the truncation point's id"
+        if seq != 1:
+            return f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"
+        return None if prev == crypto.ZERO_ID else "seq 1 has a non-zero prev"
+    if seq != last[2] + 1:
+        return f"seqs {last[2] + 1}..{seq - 1} are missing (deleted)"
+    return None if prev == last[3] else "prev does not link to the previous event's id"
+
+
+def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
+    last = None
+    for r in ranges:
+        if r.first is not None:
+            author, _, seq, prev = r.first
+            gap = _link_problem(last, author, seq, prev, cuts)
+            if gap:
+                report.problems.append(Problem(author, seq, gap))
+        if r.last is not None:
+            last = r.last
+
+
+def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | None) -> None:
+    """Every id-index entry in [lo, hi) must name a stored event with exactly that id."""
+    cur = txn.cursor(db=store.db("ids"))
+    found = cur.set_range(lo) if lo else cur.first()
+    while found:
+        eid, key = cur.item()
+        if hi is not None and eid >= hi:
+            break
+        record = txn.get(key, db=store.db("events"))
+        if record is None or record_id(record) != eid:
+            author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
+            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
+        found = cur.next()
+
+
+def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -> None:
+    """Fold roster events in causal (lamport) order, then check who wrote what."""
+    events = []
+    for record, payload in notable:
+        try:
+            event = decode_record(record, payload)
+        except EventError:
+            continue
+        try:
+            events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
+        except EventError as exc:
+            report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
+    anchor = store.anchor()
+    folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
+    bundle = base_bundle(store)
+    if bundle is not None and bundle.states.get("roster"):     # roster events compaction dropped
+        roster = Roster.from_bytes(bundle.states["roster"])
+        roster.founder = store.founder
+        for header, eid, decoded in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+            roster.apply(header, eid, decoded)
+    else:
+        roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
+    for event, _ in events:
+        h = event.header
+        if h.author == store.founder and h.seq == 1:
+            if event.id != store.genesis:
+                report.problems.append(Problem(h.author, 1, "founder's first event is not the group's genesis"))
+            continue
+        member = roster.members.get(h.author)
+        if member is not None and member.until_seq is not None and h.seq > member.until_seq:
+            continue
+        try:
+            roster.check_author(h)
+        except EventError as exc:
+            report.problems.append(Problem(h.author, h.seq, exc.args[0]))
+    for author, member in roster.members.items():
+        head = heads.get(author)
+        if member.until_seq is not None and head and head.seq > member.until_seq:
+            report.after_revocation.append(Problem(
+                author, head.seq, f"seqs {member.until_seq + 1}..{head.seq} were written concurrently with the "
+                f"device's revocation at seq {member.until_seq}: kept, not accepted from now on"))
+
+
+def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, tails: dict) -> None:
+    """Heads read before the scan must be events of their chains, and heads read after it
+    must reach the chains' ends (a concurrent writer only moves both forward)."""
+    cuts = store.truncated()
+    with store.raw_txn() as txn:
+        for author in set(heads) | set(tails):
+            head, tail, after = heads.get(author), tails.get(author), heads_after.get(author)
+            if tail is not None and (after is None or (after.epoch, after.seq) < (tail[0], tail[1])):
+                report.problems.append(Problem(author, tail[1], f"head records seq {after.seq if after else 'none'} "
+                                                                f"but the chain goes on to seq {tail[1]}"))
+            if head is None:
+                continue
+            cut = cuts.get(author)
+            if tail is None and cut is not None and cut == head:
+                continue                        # every event of the author up to its head was compacted away
+            if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
+                at = tail[1] if tail else 0
+                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
+                continue
+            record = txn.get(event_key(author, head.epoch, head.seq), db=store.db("events"))
+            if record is None or record_id(record) != head.id:
+                report.problems.append(Problem(author, head.seq, "head does not name the event stored at its seq"))
+
+
+def _check_forks(store: Store, report: Report) -> None:
+    """A fork is proven by two different records at one position, each signed by the author."""
+    for fork in store.forks():
+        valid = {fork.kept} if fork.kept else set()
+        for eid, record in fork.records:
+            try:
+                event = decode_record(record)
+            except EventError:
+                continue
+            h = event.header
+            if (h.author, h.epoch, h.seq, event.id) == (fork.author, fork.epoch, fork.seq, eid) and \
+                    crypto.verify(h.author, event.id, event.signature):
+                valid.add(eid)
+        if len(valid) >= 2:
+            report.forks.append(Problem(fork.author, fork.seq, f"fork: {len(valid)} different signed events at this seq (all kept)"))
+        else:
+            report.problems.append(Problem(fork.author, fork.seq, "fork record does not prove a fork (unsigned or not different)"))
+
+
+def _check_snapshot(store: Store, report: Report) -> None:
+    """The base snapshot must verify (signature, payload hash, each view's state against its signed
+    digest), and every truncation point must lie within the frontier its state covers."""
+    bundle = base_bundle(store)
+    cuts = store.truncated()
+    if bundle is None:
+        for author, cut in cuts.items():
+            report.problems.append(Problem(author, cut.seq, "truncated, but the store holds no snapshot covering it"))
+        return
+    event = bundle.event
+    try:
+        snap = snapshot.check(bundle, lambda author, roster: True)
+    except SnapshotError as exc:
+        report.problems.append(Problem(event.header.author, event.header.seq, f"base snapshot: {exc}"))
+        return
+    covered = {p.author: p for p in snap.frontier}
+    for author, cut in cuts.items():
+        point = covered.get(author)
+        if point is None or (cut.epoch, cut.seq) > (point.epoch, point.seq):
+            report.problems.append(Problem(author, cut.seq, "truncated past the base snapshot's frontier"))
+        elif (cut.epoch, cut.seq) == (point.epoch, point.seq) and cut.id != point.id:
+            report.problems.append(Problem(author, cut.seq, "truncation point's id differs from the snapshot's"))

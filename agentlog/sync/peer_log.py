@@ -1,0 +1,75 @@
+"""The local store as the replication protocol sees it: frontier, range reads, and batch ingest."""
+
+from __future__ import annotations
+
+from agentlog.store import compaction
+from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
+from agentlog.log.snapshot import Bundle
+from agentlog.store.store import Store
+
+
+class StoreLog:
+    """`protocol.LogReader` over a Store, plus the ingest step the protocol's `Ingest` action asks for."""
+
+    def __init__(self, store: Store, peer: bytes | None = None):
+        self.store = store
+        self.peer = peer                 # the device on the other end, for the replication ledger
+
+    def frontier(self) -> Frontier:
+        """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
+        it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them)."""
+        return _clamped(self.store.heads(), self.store.revoked_limits())
+
+    def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
+        return [(lamport, WireEvent(record, payload))
+                for lamport, record, payload in self.store.read_range(author, epoch, lo, hi, limit)]
+
+    def revoked_limits(self) -> dict[bytes, int]:
+        return self.store.revoked_limits()
+
+    def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
+        return self.store.signature_ok(author, epoch, seq, record)
+
+    def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
+        """Validate and store a batch whole (one signature per author run); returns
+        (newest event per author in the batch, our frontier after it, events accepted, completed with
+        the payload they lacked, or given back their signature).
+
+        Raises:
+            EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
+        """
+        if not events:
+            return {}, self.frontier(), 0           # a batch that only ends a payload want
+        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
+                                   source=self.peer)
+        return result.heads, self.frontier(), result.accepted + result.filled + result.healed
+
+    def withheld(self) -> list[tuple[bytes, int, int, int]]:
+        """Runs whose records to ask peers for again: events held without their payload, and events whose
+        stored signature was found damaged (a peer's whole record heals it: `Store.ingest`)."""
+        return self.store.refetch(MAX_ENTRIES)
+
+    def truncated(self) -> Frontier:
+        """What this device no longer holds, clamped like `frontier` at a revoked device's cut, so that no
+        truncation point it shows lies past the frontier it shows."""
+        return _clamped(self.store.truncated(), self.store.revoked_limits())
+
+    def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        bundle = compaction.base_bundle(self.store)
+        return None if bundle is None else (bundle.record, bundle.payload, bundle.states)
+
+    def install(self, record: bytes, payload: bytes, states: dict[str, bytes], cuts: Frontier) -> Frontier:
+        """Check a peer's snapshot against its truncation points `cuts` and what this store holds, and start
+        this store from it (compaction.bootstrap); our frontier after.
+
+        Raises:
+            SnapshotError: the snapshot does not hold; nothing is changed.
+        """
+        compaction.bootstrap(self.store, Bundle(record, payload, states), cuts)
+        return self.frontier()
+
+
+def _clamped(positions: dict, limits: dict[bytes, int]) -> Frontier:
+    """Author -> (epoch, seq) of `positions` (Heads), a revoked device's at most its limit (left out at 0)."""
+    return {author: (h.epoch, min(h.seq, limits[author]) if author in limits else h.seq)
+            for author, h in positions.items() if limits.get(author, 1) > 0}

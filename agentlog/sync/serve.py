@@ -1,0 +1,117 @@
+"""`agentlog serve`: the background replicator as a process: JSON logs, clean stop on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import structlog
+import trio
+
+from agentlog.store.compaction import Policy, compact
+from agentlog.errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
+from agentlog.sync.replicator import Replicator
+from agentlog.store.store import Store
+from agentlog.text import printable_doc
+
+log = structlog.get_logger("agentlog.sync.serve")
+LOG_FIELD_LIMIT = 2048                      # characters of one logged string (a peer's reason is at most 1024)
+CHECK_EVERY_S = 60.0
+RESTING_S = 3600.0                          # at most one automatic compaction an hour
+FILES_MAX = 65536                           # the soft limit on open files serve raises itself to, at most
+
+
+def configure_logging(stream=None, *, quiet: bool = False) -> None:
+    """One JSON object per line on stderr: timestamp (UTC), level, event and its fields (none when `quiet`);
+    every string in it printable and bounded, since reasons and names come from peers. Stdlib logging
+    (trio's, any library's) and Python's warnings go the same way, one line each, without tracebacks."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL if quiet else logging.INFO),
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    _printable_fields, structlog.processors.JSONRenderer(sort_keys=True)],
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(logging.WARNING)
+    logging.raiseExceptions = False             # a record that cannot be formatted is dropped, not printed
+    logging.captureWarnings(True)               # Python's warnings too, instead of lines of their own
+
+
+class _ToStructlog(logging.Handler):
+    """A stdlib log record as one structlog line: its logger, message and (instead of a traceback) the error."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["error"] = describe(record.exc_info[1])
+            message = " ".join(record.getMessage().split())[:ERROR_TEXT_MAX]
+            structlog.get_logger("stdlib").log(record.levelno, message, **fields)
+        except Exception:
+            pass
+
+
+def raise_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one (at most FILES_MAX): every connection holds one."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = FILES_MAX if hard == resource.RLIM_INFINITY else min(hard, FILES_MAX)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass                                    # not on this platform, or not allowed: keep the limit
+
+
+def _printable_fields(logger, method: str, event: dict) -> dict:
+    """structlog processor: every string field through text.printable (escaped, at most LOG_FIELD_LIMIT)."""
+    return printable_doc(event, LOG_FIELD_LIMIT)
+
+
+async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
+                policy: Policy | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states;
+    compact when the policy says the log has grown enough."""
+    raise_file_limit()
+    replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(replicator.run)
+            if policy is not None:
+                nursery.start_soon(compact_when_due, store, policy)
+            log.info("serving", device=store.device.hex()[:16], name=store.name, port=replicator.port,
+                     peers=replicator.addresses)
+            task_status.started(replicator)
+            async for signum in signals:
+                log.info("stopping", signal=signal.Signals(signum).name)
+                break
+            nursery.cancel_scope.cancel()
+    try:
+        replicator.peer_book.save(replicator.states)
+    except StoreError as exc:
+        log.warning("peer states not saved", error=str(exc))
+    log.info("stopped")
+
+
+async def compact_when_due(store: Store, policy: Policy, interval: float = CHECK_EVERY_S) -> None:
+    """Check the policy every `interval` seconds; compact in a worker thread when it is due."""
+    while True:
+        await trio.sleep(interval)
+        try:
+            if not await trio.to_thread.run_sync(policy.due, store):
+                continue
+            report = await trio.to_thread.run_sync(lambda: compact(store, horizon_ms=policy.horizon_ms))
+        except AgentlogError as exc:
+            log.warning("compaction failed", error=str(exc))
+            continue
+        except Exception as exc:                # not a refusal: a bug or the store failing; the daemon goes on
+            log.error("compaction failed", error=describe(exc))
+            continue
+        log.info("compacted", snapshot=report.snapshot.hex()[:16] if report.snapshot else None,
+                 dropped=report.dropped, kept=report.kept, silent=[d.hex()[:16] for d in report.silent])
+        await trio.sleep(RESTING_S)        # what stays (views, events not yet stable) may keep the size over

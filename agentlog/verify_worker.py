@@ -1,8 +1,0 @@
-"""Entry point of a verify worker process: `python -m agentlog.verify_worker` (see verify.py)."""
-
-import sys
-
-from .verify import run_worker
-
-if __name__ == "__main__":
-    run_worker(sys.stdin.buffer, sys.stdout.buffer)
