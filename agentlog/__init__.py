@@ -12,8 +12,17 @@ from __future__ import annotations
 
 import importlib
 
-from agentlog.errors import (AgentlogError, EventError, HomeError, InvalidValueError, PeerError, SnapshotError,
-                             StoreError, TokenError, UsageError)
+from agentlog.errors import (
+    AgentlogError,
+    EventError,
+    HomeError,
+    InvalidValueError,
+    PeerError,
+    SnapshotError,
+    StoreError,
+    TokenError,
+    UsageError,
+)
 
 __all__ = [
     "AgentlogError", "Answer", "Candidate", "Contribution", "Event", "EventError", "Explanation", "Header", "Hit",

@@ -41,7 +41,7 @@ class DeviceKey:
         self.public = bytes(self._signing.verify_key)
 
     @classmethod
-    def generate(cls) -> "DeviceKey":
+    def generate(cls) -> DeviceKey:
         return cls(os.urandom(32))
 
     @property

@@ -22,7 +22,7 @@ class Progress:
         self.stream.write(f"\r{self.label}: {done}/{total} ({pct}%)")
         self.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog.store import devices
-from agentlog.store import home
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 
 

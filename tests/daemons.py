@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import devices, home
 
 DEADLINE = 30.0          # seconds: generous, only a hang or a real bug takes this long
 POLL = 0.05

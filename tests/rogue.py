@@ -42,15 +42,13 @@ import trio
 from hypothesis import strategies as st
 
 from agentlog import crypto
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.log import payloads
-from agentlog.log import snapshot
+from agentlog.codec.schema import payloads as payload_schema
 from agentlog.crypto import DeviceKey
 from agentlog.errors import PeerError
+from agentlog.log import payloads, snapshot
 from agentlog.log.event import ClockEntry, Event, Header, encode_header
+from agentlog.sync import messages, net
 from agentlog.sync.handshake import FLAG_COMPRESSED
-from agentlog.codec.schema import payloads as payload_schema
 
 U8, U16, U32, U64 = (0, 2**8 - 1), (0, 2**16 - 1), (0, 2**32 - 1), (0, 2**64 - 1)
 I64 = (-(2**63), 2**63 - 1)

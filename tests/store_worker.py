@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 try:
-    from agentlog.store import home
     from agentlog.log import payloads
+    from agentlog.store import home
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from agentlog.store import home
     from agentlog.log import payloads
+    from agentlog.store import home
 from agentlog.crypto import DeviceKey
 from agentlog.store.store import Store
 

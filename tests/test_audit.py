@@ -12,14 +12,13 @@ import sys
 import pytest
 
 from agentlog.audit import format as fmt
-from agentlog.store import compaction
-from agentlog.store import ledger
-from agentlog.log import payloads
 from agentlog.audit.export import Selection, event_line, event_text, export, render_part
 from agentlog.audit.html import render
 from agentlog.audit.verify import verify_file
-from agentlog.store.store import _head_value, event_key
+from agentlog.log import payloads
 from agentlog.log.validate import Head
+from agentlog.store import compaction, ledger
+from agentlog.store.store import _head_value, event_key
 from tests.conftest import sync
 from tests.test_compaction import new_device, observe_days
 from tests.test_pref_scenarios import Family

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from agentlog.log import payloads
 from agentlog.audit.export import export
 from agentlog.audit.html import SECTIONS, render
+from agentlog.log import payloads
 from tests.conftest import sync
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

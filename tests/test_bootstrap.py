@@ -11,11 +11,10 @@ import pytest
 import structlog
 import trio
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.sync import net
-from agentlog.log import payloads
 from agentlog.errors import PeerError
+from agentlog.log import payloads
+from agentlog.store import compaction, devices
+from agentlog.sync import net
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.replicator import Replicator, sync_once
 from tests.test_pref_scenarios import DAY, HOUR, Family

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import devices, home
 from tests.conftest import sync
 from tests.daemons import agentlog, observe, provision, snapshot, wait_converged
 from tests.test_daemon import daemons  # noqa: F401 (the fixture)

@@ -7,13 +7,22 @@ import os
 
 import pytest
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.sync import messages
 from agentlog.errors import ProtocolError
-from agentlog.sync.messages import (MAX_SNAPSHOT, SNAPSHOT_CHUNK, VERSION, Events, FrontierMsg, Hello, SnapshotAck,
-                               SnapshotChunk, SnapshotOffer, SnapshotWant, Want)
+from agentlog.store import compaction, devices, home
+from agentlog.sync import messages
+from agentlog.sync.messages import (
+    MAX_SNAPSHOT,
+    SNAPSHOT_CHUNK,
+    VERSION,
+    Events,
+    FrontierMsg,
+    Hello,
+    SnapshotAck,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotWant,
+    Want,
+)
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import WINDOW, Close, Connection, Install, Send
 from tests.conftest import sync

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from agentlog.cli import main as cli
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.memory import reducer as mr
-from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
 from agentlog.memory.api import SearchResult
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
+from agentlog.store import devices, home
 
 from .conftest import sync
 from .test_cli import assert_one_line_error

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.prefs import lookup as pref_lookup
-from agentlog.prefs import view as pref_view
-from agentlog.log import roster
-from agentlog.store import store as store_module
-from agentlog.prefs import reducer as pr
 from agentlog.errors import StoreError
+from agentlog.log import roster
+from agentlog.prefs import lookup as pref_lookup
+from agentlog.prefs import reducer as pr
+from agentlog.prefs import view as pref_view
+from agentlog.store import devices, home
+from agentlog.store import store as store_module
 
 from .conftest import sync
 from .test_cli import assert_one_line_error, stderr_on_a_terminal

@@ -9,11 +9,9 @@ import shutil
 
 import pytest
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.log import payloads
-from agentlog.log import snapshot
 from agentlog.errors import SnapshotError
+from agentlog.log import payloads, snapshot
+from agentlog.store import compaction, devices
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 

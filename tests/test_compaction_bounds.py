@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import random
 
-
-from agentlog.store import compaction
-from agentlog.log import payloads
+from agentlog.log import payloads, snapshot
 from agentlog.prefs import view as pref_view
-from agentlog.log import snapshot
+from agentlog.store import compaction
 from tests.test_pref_scenarios import DAY, HOUR, Family
 
 

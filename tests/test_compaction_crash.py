@@ -35,10 +35,9 @@ import time
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
+from agentlog.log import payloads
+from agentlog.store import compaction, devices
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from tests.test_crash import _pump

@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import home
 from agentlog.store.verify import verify_store
 
 ROUNDS = 20

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import home
 from agentlog.store.peers import Peers
 from tests.daemons import (
     DEADLINE,

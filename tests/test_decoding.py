@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlog.log import event
-from agentlog.log import payloads
 from agentlog.codec import wire
+from agentlog.codec.schema import event as event_schema
+from agentlog.codec.schema import payloads as payload_schema
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
+from agentlog.log import event, payloads
 from agentlog.log.event import (
     FORMAT_VERSION,
     MAX_CLOCK_ENTRIES,
@@ -30,8 +31,6 @@ from agentlog.log.event import (
     decode_header,
     encode_header,
 )
-from agentlog.codec.schema import event as event_schema
-from agentlog.codec.schema import payloads as payload_schema
 
 from .test_encoding import (
     EDGE_PAYLOADS,

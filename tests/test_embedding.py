@@ -12,6 +12,7 @@ import types
 import numpy as np
 import pytest
 
+from agentlog.errors import InvalidValueError, UsageError
 from agentlog.memory.embedding import (
     DEFAULT_EMBEDDER,
     HashingEmbedder,
@@ -20,7 +21,6 @@ from agentlog.memory.embedding import (
     embedder_for,
     normalized,
 )
-from agentlog.errors import InvalidValueError, UsageError
 
 SENTENCE = "The user prefers dark mode at night, and darker themes généralement."
 

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentlog import crypto
-from agentlog.log import payloads
-from agentlog.prefs import reducer as pref_reducer
 from agentlog.codec import wire
+from agentlog.codec.schema import event as event_schema
+from agentlog.codec.schema import payloads as payload_schema
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
+from agentlog.log import payloads
 from agentlog.log.event import (
     MAX_EPOCH,
     MAX_HEADER_BYTES,
@@ -28,8 +29,7 @@ from agentlog.log.event import (
     decode_header,
     encode_header,
 )
-from agentlog.codec.schema import event as event_schema
-from agentlog.codec.schema import payloads as payload_schema
+from agentlog.prefs import reducer as pref_reducer
 
 from .test_event import ALL_PAYLOADS
 

@@ -7,8 +7,9 @@ import struct
 import pytest
 
 from agentlog import crypto
-from agentlog.log import payloads
+from agentlog.codec.schema import payloads as payload_schema
 from agentlog.errors import DecodeError, SizeLimitError
+from agentlog.log import payloads
 from agentlog.log.event import (
     ClockEntry,
     Header,
@@ -19,7 +20,6 @@ from agentlog.log.event import (
     peek_record,
     seal,
 )
-from agentlog.codec.schema import payloads as payload_schema
 
 
 def header(**over) -> Header:

@@ -24,16 +24,15 @@ import pytest
 import trio
 
 from agentlog import crypto
-from agentlog.store import home
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
 from agentlog.errors import ConnectionLost, PeerClosed
+from agentlog.log import payloads
 from agentlog.log.event import ClockEntry, Event, Header, seal
+from agentlog.store import home
+from agentlog.store.store import Store
+from agentlog.sync import messages, net
 from agentlog.sync.messages import Ack, Error, Events, Hello, WireEvent
 from agentlog.sync.replicator import check_peer
-from agentlog.store.store import Store
 from tests.daemons import (
     DEADLINE,
     Daemon,

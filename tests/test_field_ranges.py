@@ -10,13 +10,12 @@ import json
 import pytest
 
 from agentlog import crypto
-from agentlog.sync import messages
-from agentlog.log import payloads
-from agentlog.log import validate
 from agentlog.errors import AgentlogError, DecodeError, ProtocolError, SequenceError
+from agentlog.log import payloads, validate
 from agentlog.log.event import MAX_LAMPORT, MAX_TIME_MS, Event, seal
 from agentlog.store.peers import Peers, PeerState
 from agentlog.store.store import Store
+from agentlog.sync import messages
 
 from .daemons import agentlog, status
 from .test_validate import phone_events, resign, store_digest

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentlog.sync import handshake as hs
+from agentlog.codec.schema import protocol as schema
+from agentlog.codec.wire import build
 from agentlog.crypto import DeviceKey
 from agentlog.errors import HandshakeError, PeerRefused, ProtocolError
 from agentlog.log.roster import Member, Position, Roster
-from agentlog.codec.schema import protocol as schema
-from agentlog.codec.wire import build
+from agentlog.sync import handshake as hs
 
 GROUP = bytes(range(32))
 OTHER_GROUP = bytes(range(1, 33))
@@ -51,7 +51,7 @@ class Link:
         self.late: dict[str, list[bytes]] = {"client": [], "server": []}
         self.sent: dict[str, list[bytes]] = {"client": [], "server": []}
 
-    def run(self) -> "Link":
+    def run(self) -> Link:
         queue = [("server", body) for body in self.sides["client"].start()]
         self.sent["client"] += [body for _, body in queue]
         while queue:

@@ -17,8 +17,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from agentlog.store import devices
-from agentlog.store import home
+from agentlog.store import devices, home
 from agentlog.store.peers import Peers, PeerState
 
 from .conftest import sync

@@ -24,11 +24,11 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agentlog.store import devices
-from agentlog.log import payloads
-from agentlog.memory import reducer as mr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import InvalidValueError
+from agentlog.log import payloads
+from agentlog.memory import reducer as mr
+from agentlog.store import devices
 from agentlog.store.store import Store
 
 from .test_pref_determinism import batches, causal_order

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentlog.store import home
 from agentlog.memory import index as memory_index
-from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder, normalized
 from agentlog.memory.api import Memory
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder, normalized
 from agentlog.memory.index import EMBEDDED, EXCLUDED, REEMBEDDED, STORED, MemoryIndex, unpack_row
+from agentlog.store import home
 from agentlog.store.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ import itertools
 
 import pytest
 
+from agentlog.log.payloads import Embedding, MemoryDelete, MemoryField, MemoryPut, MemoryUpdate, kind_of
 from agentlog.memory import reducer as mr
 from agentlog.memory.reducer import Entry, Fact, Write, before
-from agentlog.log.payloads import Embedding, MemoryDelete, MemoryField, MemoryPut, MemoryUpdate, kind_of
 
 A, B, C = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
 ID = bytes(range(16))

@@ -12,11 +12,10 @@ import os
 import numpy as np
 import pytest
 
-from agentlog.store import devices
-from agentlog.store import home
+from agentlog.errors import InvalidValueError
 from agentlog.memory import reducer as mr
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
-from agentlog.errors import InvalidValueError
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 
 from .conftest import sync

@@ -12,12 +12,18 @@ import pytest
 import trio
 import trio.testing
 
-from agentlog.sync import handshake as hs
-from agentlog.sync import net
 from agentlog.crypto import DeviceKey
 from agentlog.errors import (
-    ConnectionLost, HandshakeError, InvalidValueError, PeerClosed, PeerRefused, ProtocolError, Unreachable,
+    ConnectionLost,
+    HandshakeError,
+    InvalidValueError,
+    PeerClosed,
+    PeerRefused,
+    ProtocolError,
+    Unreachable,
 )
+from agentlog.sync import handshake as hs
+from agentlog.sync import net
 
 GROUP = bytes(range(32))
 CLIENT, SERVER = DeviceKey.generate(), DeviceKey.generate()

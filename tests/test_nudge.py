@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from agentlog.store import nudge
 from agentlog.log import payloads
+from agentlog.store import nudge
 
 
 async def test_an_append_nudges_the_published_port_and_unpublish_removes_it(laptop):

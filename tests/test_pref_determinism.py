@@ -30,12 +30,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.log import payloads
-from agentlog.prefs import reducer as pr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import InvalidValueError
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pr
+from agentlog.store import compaction, devices
 from agentlog.store.store import Store
 
 HOUR = 3_600_000

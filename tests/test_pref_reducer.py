@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentlog.prefs import decay
 from agentlog.log import payloads
+from agentlog.prefs import decay
 from agentlog.prefs import reducer as pr
 
 HOUR = 3_600_000

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog.store import devices
-from agentlog.log import payloads
-from agentlog.prefs import reducer as pr
 from agentlog.crypto import DeviceKey
 from agentlog.errors import AgentlogError, InvalidValueError
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pr
+from agentlog.store import devices
 from agentlog.store.store import Store
 
 MINUTE = 60_000

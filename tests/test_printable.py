@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.log import payloads
 from agentlog.errors import ConnectionLost, PeerClosed, ProtocolError
+from agentlog.log import payloads
+from agentlog.store import devices, home
+from agentlog.sync import messages, net
 from agentlog.sync.messages import Error, Goodbye, Hello
 from agentlog.sync.replicator import check_peer
 from agentlog.text import LIMIT, printable, printable_doc

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.sync import messages
 from agentlog.errors import EventError, SnapshotError
+from agentlog.store import devices, home
+from agentlog.sync import messages
 from agentlog.sync.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Install, Send

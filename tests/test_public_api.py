@@ -35,11 +35,10 @@ def test_every_public_name_resolves_and_is_listed_by_dir(name):
 
 def test_public_names_are_the_real_objects():
     from agentlog import errors
-    from agentlog.store import home
-    from agentlog.memory import api as memory
     from agentlog.log import payloads
+    from agentlog.memory import api as memory
     from agentlog.prefs import api as preferences
-    from agentlog.store import store
+    from agentlog.store import home, store
     assert agentlog.open is home.open_home and agentlog.Store is store.Store and agentlog.log.payloads is payloads
     assert agentlog.Memory is memory.Memory and agentlog.Preferences is preferences.Preferences
     assert agentlog.__version__ == version("agentlog")

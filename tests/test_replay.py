@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
-from agentlog.replay.scratch import LiveLog, Point, parse_time, replay
 from agentlog.replay.history import memory_history, setting_history
+from agentlog.replay.scratch import LiveLog, Point, parse_time, replay
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 
 START = 1_750_000_000_000

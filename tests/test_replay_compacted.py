@@ -9,12 +9,10 @@ import random
 
 import pytest
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.errors import UsageError
-from agentlog.replay.scratch import LiveLog, Point, replay
 from agentlog.replay.history import memory_history, setting_history
+from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.store import compaction, devices, home
 
 from .test_replay import Clock, agentlog, device, digests, files_digest, sync, write_something
 

@@ -12,10 +12,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.errors import EventError
+from agentlog.log import payloads
+from agentlog.store import devices, home
 from agentlog.store.verify import verify_store
 
 NAMES = ("laptop", "phone", "hub")

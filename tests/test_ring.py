@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from agentlog.store import devices
-from agentlog.store import home
+from agentlog.store import devices, home
 from agentlog.sync.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import Connection, Send
@@ -215,7 +214,7 @@ def test_a_receive_only_side_answers_a_payload_want_with_nothing_so_a_sync_ends(
 CANARY = "canary-4b1d-fresh-device-memory"
 
 
-def _canary_run(fresh: "Store", other: "Store", other_home) -> list[str]:
+def _canary_run(fresh: Store, other: Store, other_home) -> list[str]:
     """Run the fresh device's replicator (listening) and `other`'s (dialing it) on 127.0.0.1 for ten
     heartbeats; then, both still running, list the files of `other_home` holding CANARY."""
     async def main():

@@ -41,12 +41,12 @@ from hypothesis import HealthCheck, Phase, currently_in_test_context, event, giv
 from hypothesis import strategies as st
 
 from agentlog import crypto
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
 from agentlog.errors import AgentlogError, PeerError
-from agentlog.sync.replicator import sync_once
+from agentlog.log import payloads
+from agentlog.store import home
 from agentlog.store.verify import verify_store
+from agentlog.sync.replicator import sync_once
 from tests import rogue
 from tests.daemons import Daemon, converged, end_all, provision, wait_converged, wait_until
 

@@ -14,14 +14,13 @@ import pytest
 import trio
 
 from agentlog import crypto
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.errors import ForkError
+from agentlog.log import payloads
 from agentlog.log.event import Event, seal
-from agentlog.sync.peer_log import StoreLog
+from agentlog.store import devices, home
 from agentlog.store.store import event_key
 from agentlog.store.verify import verify_store
+from agentlog.sync.peer_log import StoreLog
 from tests.conftest import sync
 from tests.daemons import Daemon, agentlog, end_all, provision, wait_until
 from tests.test_faults import World, _connect, _outcome, send_batch

@@ -12,15 +12,12 @@ import pytest
 import trio
 
 from agentlog import crypto
-from agentlog.store import compaction
-from agentlog.store import home
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.log import payloads
-from agentlog.log import snapshot
 from agentlog.errors import PeerError, SnapshotError
-from agentlog.sync.messages import Error, Hello, SnapshotOffer, SnapshotWant, Want
+from agentlog.log import payloads, snapshot
+from agentlog.store import compaction, home
 from agentlog.store.store import Store
+from agentlog.sync import messages, net
+from agentlog.sync.messages import Error, Hello, SnapshotOffer, SnapshotWant, Want
 from tests.daemons import provision, wait_converged
 from tests.daemons import snapshot as held_state
 from tests.test_daemon import daemons  # noqa: F401 (the fixture)

@@ -10,10 +10,9 @@ import textwrap
 import pytest
 
 from agentlog import crypto
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.errors import CausalGapError, InvalidValueError, SizeLimitError, StoreError, UsageError
+from agentlog.log import payloads
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.crypto import DeviceKey
+from agentlog.log import payloads
+from agentlog.store import home
 from agentlog.store.store import Store
 
 from .daemons import Daemon, agentlog, end_all, provision, snapshot, wait_converged, wait_until

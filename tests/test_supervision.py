@@ -26,15 +26,13 @@ import structlog
 import trio
 from structlog.testing import capture_logs
 
-from agentlog.store import home
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.log import payloads
-from agentlog.sync import protocol
 from agentlog.errors import PeerError
+from agentlog.log import payloads
+from agentlog.store import home
+from agentlog.store.store import Store
+from agentlog.sync import messages, net, protocol
 from agentlog.sync.messages import VERSION, Heartbeat, Hello, Want, frontier_digest
 from agentlog.sync.replicator import Replicator, check_peer, sync_once
-from agentlog.store.store import Store
 from tests.daemons import DEADLINE, Daemon, agentlog, end_all, observe, provision, snapshot, wait_until
 
 BULK = 3000                     # events the laptop holds: far more than a stalled reader's socket buffers take

@@ -10,8 +10,6 @@ import shutil
 import pytest
 
 from agentlog import crypto
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.errors import (
     ChainError,
     DecodeError,
@@ -23,7 +21,9 @@ from agentlog.errors import (
     SignatureError,
     SizeLimitError,
 )
+from agentlog.log import payloads
 from agentlog.log.event import Event, encode_header, event_id, seal
+from agentlog.store import home
 from agentlog.store.verify import verify_store
 
 from .conftest import sync

@@ -9,17 +9,16 @@ import json
 import pytest
 import trio
 
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.log import payloads
 from agentlog.errors import PayloadHashError
+from agentlog.log import payloads
 from agentlog.log.event import peek_record
+from agentlog.log.validate import ROSTER_KINDS
+from agentlog.store import devices, home
+from agentlog.store.store import seq_runs
+from agentlog.store.verify import verify_store
 from agentlog.sync.messages import WireEvent
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.replicator import Replicator, sync_once
-from agentlog.store.store import seq_runs
-from agentlog.log.validate import ROSTER_KINDS
-from agentlog.store.verify import verify_store
 from tests.conftest import sync
 from tests.daemons import agentlog
 

@@ -41,9 +41,8 @@ import bench_compaction
 import lmdb
 
 from agentlog import crypto
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 
@@ -353,7 +352,7 @@ def sync(src: Store, dst: Store) -> None:
     dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())])
 
 
-def end_round(laptop: Store, others: list[Store], history: "History", fresh: list, send=sync) -> None:
+def end_round(laptop: Store, others: list[Store], history: History, fresh: list, send=sync) -> None:
     """A round's meeting: each other device sends the laptop what it lacks, then takes what it lacks;
     the round's decisions (`fresh`) are held everywhere now, so later rounds may correct them."""
     for store in others:

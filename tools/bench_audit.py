@@ -26,11 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlog.store import home
-from agentlog.log import payloads  # noqa: E402
 from agentlog.audit.export import export  # noqa: E402
 from agentlog.audit.html import render  # noqa: E402
 from agentlog.audit.verify import verify_file  # noqa: E402
+from agentlog.log import payloads  # noqa: E402
+from agentlog.store import home
 
 EVENTS, QUICK_EVENTS = 100_000, 20_000
 FIGURES = (("audit_export", "audit export of {audit_events} events, JSON Lines", "events/s"),

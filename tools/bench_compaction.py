@@ -37,11 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentlog.store import compaction
-from agentlog.store import devices
-from agentlog.store import home
-from agentlog.log import payloads  # noqa: E402
 from agentlog.crypto import DeviceKey  # noqa: E402
+from agentlog.log import payloads  # noqa: E402
+from agentlog.store import compaction, devices, home
 from agentlog.store.store import _DBS, Store  # noqa: E402
 
 EVENTS, QUICK_EVENTS = 1_000_000, 50_000

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agentlog.store import home
 from agentlog.log import payloads
 from agentlog.memory.embedding import DEFAULT_EMBEDDER
+from agentlog.store import home
 
 DIM = 384
 TYPES = (("fact", 40), ("preference", 20), ("decision", 15), ("finding", 12), ("context", 8), ("conversation", 5))

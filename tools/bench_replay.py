@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
-from agentlog.replay.scratch import LiveLog, Point, replay
 from agentlog.replay.history import setting_history
+from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.store import devices, home
 
 DEVICES = (("laptop", 0.5, 0), ("phone", 0.3, 95_000), ("hub", 0.2, -30_000))
 SETTINGS = 50

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import lmdb
 
-from agentlog.store import devices
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import devices, home
 from agentlog.store.store import Store
 
 HEARTBEAT_S = 0.2

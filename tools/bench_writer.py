@@ -18,8 +18,8 @@ import signal
 import sys
 import time
 
-from agentlog.store import home
 from agentlog.log import payloads
+from agentlog.store import home
 
 VALUES = ("a", "b", "c", "d")
 

@@ -55,12 +55,12 @@ import trio.testing
 if __package__ in (None, ""):                          # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agentlog.crypto import DeviceKey  # noqa: E402
+from agentlog.errors import InvalidValueError  # noqa: E402
+from agentlog.log import payloads  # noqa: E402
 from agentlog.store import devices as enrolment
-from agentlog.log import payloads   # noqa: E402
-from agentlog.crypto import DeviceKey                  # noqa: E402
-from agentlog.errors import InvalidValueError          # noqa: E402
-from agentlog.sync.replicator import Replicator             # noqa: E402
-from agentlog.store.store import Store                       # noqa: E402
+from agentlog.store.store import Store  # noqa: E402
+from agentlog.sync.replicator import Replicator  # noqa: E402
 
 START_MS = 1_750_000_000_000        # wall clock of the stores at mock time 0
 HEARTBEAT_S = 1.0                   # mock seconds: a silent peer counts as partitioned after 3
@@ -185,7 +185,7 @@ class Pipe:
 class SimConnection:
     """A connection between two devices: two pipes, two ends, and whether a partition froze it."""
 
-    def __init__(self, net: "SimNet", number: int, client: "SimDevice", server: "SimDevice"):
+    def __init__(self, net: SimNet, number: int, client: SimDevice, server: SimDevice):
         self.net, self.number, self.devices = net, number, (client, server)
         self.latency = net.rng.uniform(0.001, 0.02)
         self.up, self.down = Pipe(), Pipe()     # client -> server, server -> client
@@ -230,7 +230,7 @@ class SimStream(trio.abc.Stream):
         self.conn, self.out, self.into = conn, out, into
         self.closed = False
 
-    def _peer(self) -> "SimStream":
+    def _peer(self) -> SimStream:
         return self.conn.server if self is self.conn.client else self.conn.client
 
     async def send_all(self, data) -> None:
@@ -325,7 +325,7 @@ class SimNet:
         self.conns = [c for c in self.conns if not c.done()]
         return self.conns
 
-    async def connect(self, src: "SimDevice", addr: str) -> trio.abc.Stream:
+    async def connect(self, src: SimDevice, addr: str) -> trio.abc.Stream:
         """`Replicator(connect=...)` for `src`: a stream to the device at `addr`, served by its replicator."""
         await trio.sleep(self.rng.uniform(0.001, 0.01))
         dst = self.devices.get(addr)
@@ -370,7 +370,7 @@ class SimNet:
             if conn.frozen:
                 conn.thaw()
 
-    def crash(self, device: "SimDevice") -> None:
+    def crash(self, device: SimDevice) -> None:
         """The device's process died: the other ends see a reset or a close after what was in flight."""
         for conn in self.live():
             if device in conn.devices:
@@ -394,7 +394,7 @@ async def _run_sync(delay, fn, *args):
 class SimDevice:
     """One device: its home, its store, and its current replicator incarnation."""
 
-    def __init__(self, sim: "Simulation", name: str, path: Path):
+    def __init__(self, sim: Simulation, name: str, path: Path):
         self.sim, self.name, self.path = sim, name, path
         self.key = DeviceKey(sim.rng.randbytes(32))
         self.address = f"{name}:4711"

@@ -22,22 +22,22 @@ import subprocess
 import sys
 import threading
 import time
+from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from binascii import b2a_base64
 from pathlib import Path
 from typing import BinaryIO
 
-from agentlog.store import ledger
 from agentlog.audit import format as fmt
 from agentlog.codec.decode import Reader
-from agentlog.store.compaction import base_bundle
+from agentlog.codec.schema import event as _event_schema
 from agentlog.crypto import SIG_LEN as _SIG_LEN
 from agentlog.crypto import blake2b256
 from agentlog.errors import EventError, StoreError, UsageError
 from agentlog.log.event import decode_record
-from agentlog.codec.schema import event as _event_schema
+from agentlog.store import ledger
+from agentlog.store.compaction import base_bundle
 from agentlog.store.store import Store
 
 PARALLEL_MIN_EVENTS = 20_000

@@ -19,10 +19,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agentlog.audit import format as fmt
 from agentlog import crypto
-from agentlog.log import payloads
+from agentlog.audit import format as fmt
 from agentlog.errors import EventError
+from agentlog.log import payloads
 from agentlog.log.event import decode_header, event_id
 from agentlog.log.roster import Roster
 from agentlog.log.snapshot import VIEWS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 
 from agentlog.errors import AgentlogError, NotFoundError, PeerError, StoreError, UsageError
 
@@ -404,8 +405,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_devices_add(args) -> int:
-    from agentlog.store import devices
-    from agentlog.store import home
+    from agentlog.store import devices, home
 
     device = devices.parse_device_id(args.device_id)
     with home.open_home(args.home) as store:
@@ -414,8 +414,7 @@ def cmd_devices_add(args) -> int:
 
 
 def cmd_devices_join(args) -> int:
-    from agentlog.store import devices
-    from agentlog.store import home
+    from agentlog.store import devices, home
 
     with home.open_home(args.home) as store:
         enrolment = devices.join(store, args.token)
@@ -449,8 +448,7 @@ def cmd_devices_list(args) -> int:
 
 
 def cmd_devices_revoke(args) -> int:
-    from agentlog.store import devices
-    from agentlog.store import home
+    from agentlog.store import devices, home
 
     with home.open_home(args.home) as store:
         revoked = devices.revoke(store, args.device, args.reason)
@@ -820,9 +818,9 @@ def cmd_memory_conflicts(args) -> int:
 
 
 def cmd_memory_embedder(args) -> int:
-    from agentlog.store import home
-    from agentlog.memory.embedding import embedder_for
     from agentlog.memory.api import EMBEDDER_META
+    from agentlog.memory.embedding import embedder_for
+    from agentlog.store import home
 
     with home.open_home(args.home) as store:
         if args.name is None:
@@ -876,8 +874,8 @@ def _iso(ms: int) -> str:
 
 
 def cmd_verify(args) -> int:
-    from agentlog.store import home
     from agentlog.progress import Progress
+    from agentlog.store import home
     from agentlog.store.verify import verify_store
 
     with home.open_home(args.home) as store:
@@ -913,15 +911,15 @@ def cmd_verify(args) -> int:
 
 def cmd_replay(args) -> int:
     if not args.rebuild:
-        from agentlog.prefs import lookup as pref_lookup
         from agentlog.cli import replay as replay_cli
+        from agentlog.prefs import lookup as pref_lookup
         return replay_cli.run(args, pref_lookup.checked_context(_context(args.context)))
     if args.until or args.at or args.diff or args.setting or args.memory or args.context or args.every:
         raise UsageError("--rebuild folds the live views again; it takes no point, setting or memory")
     import time
 
-    from agentlog.store import home
     from agentlog.progress import Progress
+    from agentlog.store import home
 
     with home.open_home(args.home) as store:
         before, total = store.views(), store.count()
@@ -1094,9 +1092,8 @@ def _horizon_ms(args) -> int:
 def cmd_compact(args) -> int:
     import time
 
-    from agentlog.store import compaction
-    from agentlog.store import home
     from agentlog.progress import Progress
+    from agentlog.store import compaction, home
 
     horizon_ms = _horizon_ms(args)
     with home.open_home(args.home) as store:
@@ -1214,7 +1211,7 @@ def cmd_peers_list(args) -> int:
 
 
 def _time_ms(text: str | None, option: str) -> int | None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if text is None:
         return None
@@ -1222,16 +1219,16 @@ def _time_ms(text: str | None, option: str) -> int | None:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"{option} {text!r} is not an ISO 8601 time (for example 2026-11-01 or 2026-11-01T08:00Z)") from None
-    return int((when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def cmd_audit_export(args) -> int:
     from pathlib import Path
 
-    from agentlog.store import home
     from agentlog.audit.export import Selection, export
     from agentlog.audit.html import render
     from agentlog.progress import Progress
+    from agentlog.store import home
 
     out = Path(args.out)
     html = Path(args.html) if args.html else out.with_suffix(".html")

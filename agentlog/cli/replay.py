@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import time
 
-from agentlog.prefs import reducer as pr
-from agentlog.replay import history as rh
 from agentlog.cli.main import EXIT_PROBLEMS
 from agentlog.errors import UsageError
-from agentlog.store.home import STORE_DIR
+from agentlog.prefs import reducer as pr
 from agentlog.prefs.lookup import check_home
 from agentlog.progress import Progress
+from agentlog.replay import history as rh
 from agentlog.replay.scratch import LiveLog, Log, Point, check_truncation, iso, point_of, replay, resolve_point
+from agentlog.store.home import STORE_DIR
 from agentlog.text import printable_doc
 
 

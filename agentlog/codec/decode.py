@@ -43,8 +43,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agentlog.codec.encode import section_struct
-from agentlog.errors import DecodeError
 from agentlog.codec.wire import NESTING_LIMIT, check_framing, traversal_limit
+from agentlog.errors import DecodeError
 
 _SCALARS = {"int8": "b", "int16": "h", "int32": "i", "int64": "q", "uint8": "B", "uint16": "H", "uint32": "I",
             "uint64": "Q", "float32": "f", "float64": "d", "enum": "H"}

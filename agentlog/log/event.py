@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from agentlog import crypto
 from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
+from agentlog.codec.schema import event as _schema
 from agentlog.errors import DecodeError, SizeLimitError
 from agentlog.limits import MAX_EPOCH, MAX_LAMPORT, MAX_SEQ, MAX_TIME_MS, MIN_TIME_MS
-from agentlog.codec.schema import event as _schema
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 16 * 1024

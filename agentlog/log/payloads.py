@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from agentlog.memory import reducer as memory_reducer
-from agentlog.prefs import reducer as pref_reducer
 from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
+from agentlog.codec.schema import payloads as _schema
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
 from agentlog.log.event import MAX_EPOCH, MAX_LAMPORT, MAX_PAYLOAD_BYTES, MAX_SEQ, MAX_TIME_MS
-from agentlog.codec.schema import payloads as _schema
+from agentlog.memory import reducer as memory_reducer
+from agentlog.prefs import reducer as pref_reducer
 
 Context = tuple[tuple[str, str], ...]
 MEMORY_TYPES = memory_reducer.TYPES

@@ -66,7 +66,7 @@ class Roster:
         self.members: dict[bytes, Member] = {}
 
     @classmethod
-    def replay(cls, founder: bytes | None, events) -> "Roster":
+    def replay(cls, founder: bytes | None, events) -> Roster:
         """Fold (header, event id, payload) triples in lamport order: a causal order of any event set."""
         roster = cls(founder)
         for header, event_id, payload in sorted(events, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
@@ -147,7 +147,7 @@ class Roster:
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Roster":
+    def from_bytes(cls, raw: bytes) -> Roster:
         doc = json.loads(raw)
         roster = cls(bytes.fromhex(doc["founder"]) if doc["founder"] else None)
         for m in doc["members"]:

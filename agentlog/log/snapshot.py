@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentlog import crypto
-from agentlog.memory import view as memory_view
-from agentlog.log import payloads
-from agentlog.prefs import view as pref_view
 from agentlog.errors import EventError, SnapshotError
+from agentlog.log import payloads
 from agentlog.log.event import Event, check_ranges, decode_record
+from agentlog.memory import view as memory_view
+from agentlog.prefs import view as pref_view
 
 VIEW_DBS = {"pref": pref_view.DBS[:6], "memory": memory_view.DBS[:4]}     # the digested databases, in digest order
 VIEWS = ("roster", "pref", "memory")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 from agentlog import crypto
-from agentlog.log import payloads
 from agentlog.errors import (
     CausalGapError,
     ChainError,
@@ -26,6 +25,7 @@ from agentlog.errors import (
     SignatureError,
     SizeLimitError,
 )
+from agentlog.log import payloads
 from agentlog.log.event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check_ranges, decode_record
 from agentlog.log.roster import Roster
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from agentlog.memory import reducer as mr
-from agentlog.log import payloads
-from agentlog.memory.embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
 from agentlog.errors import InvalidValueError, NotFoundError
-from agentlog.log.event import MAX_SCOPE_LEN
 from agentlog.ids import id_bytes
+from agentlog.log import payloads
+from agentlog.log.event import MAX_SCOPE_LEN
+from agentlog.memory import reducer as mr
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
 from agentlog.memory.index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
 from agentlog.memory.reducer import Entry, Write
 
@@ -42,7 +42,7 @@ class Candidate:
     event: bytes
 
     @classmethod
-    def of(cls, w: Write, value: Any = None) -> "Candidate":
+    def of(cls, w: Write, value: Any = None) -> Candidate:
         return cls(w.value if value is None else value, w.author, w.lamport, w.time_ms, w.eid)
 
 

@@ -43,7 +43,7 @@ class Write(NamedTuple):
         return [self.lamport, self.author.hex(), self.epoch, self.seq, self.time_ms, self.eid.hex(), self.value]
 
     @classmethod
-    def from_json(cls, row: list) -> "Write":
+    def from_json(cls, row: list) -> Write:
         return cls(row[0], bytes.fromhex(row[1]), row[2], row[3], row[4], bytes.fromhex(row[5]), row[6])
 
 
@@ -206,7 +206,7 @@ class Entry:
         return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
     @classmethod
-    def from_bytes(cls, entry_id: bytes, raw: bytes) -> "Entry":
+    def from_bytes(cls, entry_id: bytes, raw: bytes) -> Entry:
         doc = json.loads(raw)
         return cls(
             entry_id,

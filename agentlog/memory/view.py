@@ -18,8 +18,8 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable
 
-from agentlog.memory import reducer as mr
 from agentlog.log import payloads
+from agentlog.memory import reducer as mr
 from agentlog.memory.reducer import Entry, Fact
 
 DBS = ("views.memory", "views.memory.vectors", "views.memory.conflicts", "views.memory.past", "memory.dirty",
@@ -138,7 +138,7 @@ class MemoryView:
         for db in (self.entries, self.vectors, self.conflicts, self.past, self.dirty):
             txn.drop(db, delete=False)
 
-    def rebuilder(self, txn) -> "Rebuild":
+    def rebuilder(self, txn) -> Rebuild:
         self.clear(txn)
         return Rebuild(self, txn)
 

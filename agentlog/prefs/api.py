@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from agentlog.log import payloads
-from agentlog.prefs import reducer as pr
 from agentlog.errors import InvalidValueError, NotFoundError
 from agentlog.ids import id_bytes
+from agentlog.log import payloads
+from agentlog.prefs import reducer as pr
 from agentlog.prefs.reducer import Answer, Contribution
 
 ContextArg = Mapping[str, str] | Iterable[tuple[str, str]] | None

@@ -27,10 +27,10 @@ from typing import Any
 
 import lmdb
 
-from agentlog.prefs import reducer as pr
 from agentlog.errors import InvalidValueError
-from agentlog.store.home import STORE_DIR, read_key
+from agentlog.prefs import reducer as pr
 from agentlog.store.env import check_data_file
+from agentlog.store.home import STORE_DIR, read_key
 
 # The store's layout, mirrored because importing agentlog.store.store or agentlog.store.home loads
 # pycapnp; tests/test_cli_prefs.py checks every one against its source.

@@ -20,8 +20,8 @@ from functools import lru_cache
 from itertools import combinations
 from typing import Any, NamedTuple, Protocol
 
-from agentlog.prefs import decay
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
+from agentlog.prefs import decay
 
 VERSION = 3                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
                                  # 3: a correction's evidence is never summarized
@@ -182,7 +182,7 @@ class Evidence(NamedTuple):
                 + value + self.context.encode())
 
     @classmethod
-    def from_bytes(cls, eff: int, eid: bytes, role: int, raw: bytes) -> "Evidence":
+    def from_bytes(cls, eff: int, eid: bytes, role: int, raw: bytes) -> Evidence:
         code, weight, lamport, time_ms, author, n = _EVIDENCE.unpack_from(raw)
         at = _EVIDENCE.size
         return cls(eff, eid, role, _KIND_NAMES[code], raw[at : at + n].decode(), raw[at + n :].decode(), weight,
@@ -349,7 +349,7 @@ class Setting:
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def from_bytes(cls, name: str, raw: bytes) -> "Setting":
+    def from_bytes(cls, name: str, raw: bytes) -> Setting:
         d = json.loads(raw)
         s = cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
         s._zeros = any(not (t[0] or t[1]) for vals in s.sums.values() for t in vals.values())

@@ -26,12 +26,12 @@ from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from agentlog import crypto
+from agentlog.errors import EventError
 from agentlog.log import payloads
-from agentlog.memory import reducer as mr
-from agentlog.prefs import reducer as pr
 from agentlog.log.event import _PEEK_READER as _PEEK
 from agentlog.log.event import Header, decode_header
-from agentlog.errors import EventError
+from agentlog.memory import reducer as mr
+from agentlog.prefs import reducer as pr
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions",
        "views.pref.early")
@@ -61,7 +61,7 @@ class Folded(NamedTuple):
     scope: str
 
     @classmethod
-    def of(cls, h: Header, eid: bytes, payload: Any) -> "Folded":
+    def of(cls, h: Header, eid: bytes, payload: Any) -> Folded:
         return _tuple_new(cls, (h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, eid, payload, h.scope))
 
 

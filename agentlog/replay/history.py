@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agentlog.errors import NotFoundError, UsageError
+from agentlog.log import payloads
+from agentlog.log.validate import ROSTER_KINDS
 from agentlog.memory import reducer as mr
 from agentlog.memory import view as memory_view
-from agentlog.log import payloads
-from agentlog.prefs import view as pref_view
-from agentlog.prefs import reducer as pr
-from agentlog.errors import NotFoundError, UsageError
 from agentlog.memory.api import entry_of
+from agentlog.prefs import reducer as pr
+from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded
 from agentlog.replay.scratch import Log, Point, Scratch, iso, quiet_gc
-from agentlog.log.validate import ROSTER_KINDS
 
 _new = tuple.__new__
 

@@ -21,27 +21,26 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 import lmdb
 
-from agentlog.store import ledger
-from agentlog.memory import view as memory_view
-from agentlog.log import payloads
-from agentlog.prefs import view as pref_view
-from agentlog.log import snapshot
 from agentlog.audit.format import iso
-from agentlog.log import roster as roster_module
 from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
+from agentlog.log import payloads, snapshot
+from agentlog.log import roster as roster_module
 from agentlog.log.event import decode_record
-from agentlog.memory.view import MemoryView
-from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.log.roster import Roster
+from agentlog.log.validate import ROSTER_KINDS, check_payload
+from agentlog.memory import view as memory_view
+from agentlog.memory.view import MemoryView
+from agentlog.prefs import view as pref_view
+from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.store import ledger
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests
-from agentlog.log.validate import ROSTER_KINDS, check_payload
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
 _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots")
@@ -81,7 +80,7 @@ def parse_time(text: str) -> int:
         raise UsageError(f"time {text!r} is neither epoch milliseconds nor ISO 8601 "
                          "(e.g. 2025-05-03T14:00:00Z; UTC when no zone is given)") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
+        t = t.replace(tzinfo=UTC)
     return int(t.timestamp() * 1000)
 
 
@@ -140,7 +139,7 @@ class LiveLog:
         with txn.cursor(db=self.db[name]) as cur:
             return {bytes(k): bytes(v) for k, v in cur}
 
-    def read(self, progress: ProgressFn | None = None) -> "Log":
+    def read(self, progress: ProgressFn | None = None) -> Log:
         """Every stored event (key order) and its arrival, from one read snapshot."""
         with quiet_gc(), self._env.txn() as txn:
             total = txn.stat(self.db["events"])["entries"]
@@ -178,7 +177,7 @@ class LiveLog:
         if self._owned:
             self.env.close()
 
-    def __enter__(self) -> "LiveLog":
+    def __enter__(self) -> LiveLog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -505,7 +504,7 @@ class Scratch:
         self.env.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "Scratch":
+    def __enter__(self) -> Scratch:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,16 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentlog import crypto
-from agentlog.log import payloads
-from agentlog.prefs import reducer as pref_reducer
-from agentlog.log import snapshot
 from agentlog.errors import SnapshotError, UsageError
+from agentlog.log import payloads, snapshot
 from agentlog.log.event import decode_record, peek_record, record_id
-from agentlog.memory.view import _unpack_past
-from agentlog.prefs.view import folded_from_log
 from agentlog.log.roster import Roster
-from agentlog.store.store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key
 from agentlog.log.validate import Head
+from agentlog.memory.view import _unpack_past
+from agentlog.prefs import reducer as pref_reducer
+from agentlog.prefs.view import folded_from_log
+from agentlog.store.store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key
 
 DAY_MS = 86_400_000
 DEFAULT_HORIZON_MS = 30 * DAY_MS

@@ -12,13 +12,13 @@ import binascii
 import re
 
 from agentlog import crypto
-from agentlog.log import payloads
-from agentlog.errors import EventError, NotFoundError, TokenError, UsageError
-from agentlog.log.event import check_ranges, decode_record
 from agentlog.codec.schema import token as _schema
-from agentlog.store.store import Store, pack_anchor
-from agentlog.log.validate import check_payload
 from agentlog.codec.wire import build, reader
+from agentlog.errors import EventError, NotFoundError, TokenError, UsageError
+from agentlog.log import payloads
+from agentlog.log.event import check_ranges, decode_record
+from agentlog.log.validate import check_payload
+from agentlog.store.store import Store, pack_anchor
 
 TOKEN_PREFIX = "agentlog-join:"
 MAX_TOKEN_BYTES = 64 * 1024

@@ -46,7 +46,7 @@ class PeerState:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "PeerState":
+    def from_bytes(cls, raw: bytes) -> PeerState:
         doc = json.loads(raw)
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 

@@ -34,23 +34,31 @@ from pathlib import Path
 import lmdb
 
 from agentlog import crypto
-from agentlog.store import ledger
-from agentlog.memory import view as memory_view
-from agentlog.log import payloads
-from agentlog.store import peers
-from agentlog.prefs import view as pref_view
-from agentlog.store.env import Env, check_data_file
-from agentlog.store.nudge import Nudger
 from agentlog.errors import EventError, ForkError, SignatureError, StoreError, UsageError
-from agentlog.log import roster as roster_module
 from agentlog.ids import id_bytes
-from agentlog.log.event import (ClockEntry, Event, HeaderWriter, decode_header, decode_record, device_scope, event_id, peek_record,
-                    record_id)
-from agentlog.memory.reducer import KINDS as MEMORY_KINDS
-from agentlog.memory.view import MemoryView
-from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.log import payloads
+from agentlog.log import roster as roster_module
+from agentlog.log.event import (
+    ClockEntry,
+    Event,
+    HeaderWriter,
+    decode_header,
+    decode_record,
+    device_scope,
+    event_id,
+    peek_record,
+    record_id,
+)
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
+from agentlog.memory import view as memory_view
+from agentlog.memory.reducer import KINDS as MEMORY_KINDS
+from agentlog.memory.view import MemoryView
+from agentlog.prefs import view as pref_view
+from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.store import ledger, peers
+from agentlog.store.env import Env, check_data_file
+from agentlog.store.nudge import Nudger
 
 LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
@@ -202,7 +210,7 @@ class _TxnLog:
     validator reads each author's head for every event, and a dict is cheaper than LMDB.
     """
 
-    def __init__(self, store: "Store", txn: lmdb.Transaction, roster: Roster):
+    def __init__(self, store: Store, txn: lmdb.Transaction, roster: Roster):
         self._db, self._txn = store._db, txn
         self.group = txn.get(b"group", db=store._db["meta"])
         self.genesis = txn.get(b"genesis", db=store._db["meta"])
@@ -916,7 +924,7 @@ class Store:
         self._nudge.close()
         self._env.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.store import ledger
-from agentlog.log import snapshot
-from agentlog.store.compaction import base_bundle
 from agentlog.errors import EventError, SnapshotError, StoreError, UsageError
+from agentlog.log import snapshot
 from agentlog.log.event import decode_record, record_id
 from agentlog.log.roster import Roster
-from agentlog.store.store import Store, event_key, seq_runs
 from agentlog.log.validate import ROSTER_KINDS, check_payload
+from agentlog.store import ledger
+from agentlog.store.compaction import base_bundle
+from agentlog.store.store import Store, event_key, seq_runs
 
 _POS = struct.Struct(">IQ")
 PARALLEL_MIN_EVENTS = 4000

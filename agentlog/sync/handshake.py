@@ -30,10 +30,10 @@ from collections.abc import Callable
 import nacl.bindings as sodium
 import nacl.exceptions
 
-from agentlog.crypto import SIG_LEN, DeviceKey, blake2b256, verify
-from agentlog.errors import DecodeError, HandshakeError, PeerRefused, ProtocolError, SizeLimitError
 from agentlog.codec.schema import protocol as _schema
 from agentlog.codec.wire import build, reader
+from agentlog.crypto import SIG_LEN, DeviceKey, blake2b256, verify
+from agentlog.errors import DecodeError, HandshakeError, PeerRefused, ProtocolError, SizeLimitError
 
 MAGIC = "agentlog"
 VERSION = 2                        # 2: session keys are bound to the group secret

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
+from agentlog.codec.schema import protocol as _schema
 from agentlog.errors import DecodeError, ProtocolError, SizeLimitError
 from agentlog.log.event import MAX_EPOCH, MAX_SEQ
-from agentlog.codec.schema import protocol as _schema
 
 VERSION = 3                                    # 2: hello and frontier carry truncation points; snapshots
                                                # 3: payload wants (Want.payloads, Events.answered)

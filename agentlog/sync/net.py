@@ -28,11 +28,17 @@ from collections.abc import Callable
 
 import trio
 
-from agentlog.sync import handshake as hs
 from agentlog.crypto import DeviceKey
 from agentlog.errors import (
-    ConnectionLost, HandshakeError, InvalidValueError, PeerClosed, PeerError, ProtocolError, Unreachable,
+    ConnectionLost,
+    HandshakeError,
+    InvalidValueError,
+    PeerClosed,
+    PeerError,
+    ProtocolError,
+    Unreachable,
 )
+from agentlog.sync import handshake as hs
 
 MAX_FRAME = 4 * 1024 * 1024 + 64
 MAX_MESSAGE = 16 * 1024 * 1024

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agentlog.store import compaction
-from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 from agentlog.log.snapshot import Bundle
+from agentlog.store import compaction
 from agentlog.store.store import Store
+from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
 
 class StoreLog:

@@ -20,9 +20,27 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agentlog.errors import EventError, ProtocolError
-from agentlog.sync.messages import (MAX_BATCH, MAX_ENTRIES, VERSION, Ack, Error, Events, Frontier, FrontierMsg, Goodbye,
-                       Heartbeat, Hello, Message, SnapshotAck, SnapshotChunk, SnapshotOffer, SnapshotWant, Want, WireEvent,
-                       frontier_digest)
+from agentlog.sync.messages import (
+    MAX_BATCH,
+    MAX_ENTRIES,
+    VERSION,
+    Ack,
+    Error,
+    Events,
+    Frontier,
+    FrontierMsg,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    Message,
+    SnapshotAck,
+    SnapshotChunk,
+    SnapshotOffer,
+    SnapshotWant,
+    Want,
+    WireEvent,
+    frontier_digest,
+)
 from agentlog.sync.transfer import Incoming, Outgoing
 
 HEARTBEAT_S = 5.0

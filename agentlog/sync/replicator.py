@@ -22,17 +22,14 @@ from functools import partial
 import structlog
 import trio
 
-from agentlog.store import ledger
-from agentlog.sync import listener
-from agentlog.sync import messages
-from agentlog.sync import net
-from agentlog.store import nudge
 from agentlog.errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
+from agentlog.store import ledger, nudge
+from agentlog.store.peers import Peers, PeerState, address, parse_address
+from agentlog.store.store import Store
+from agentlog.sync import listener, messages, net
 from agentlog.sync.handshake import CheckPeer
 from agentlog.sync.peer_log import StoreLog
-from agentlog.store.peers import PeerState, Peers, address, parse_address
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
-from agentlog.store.store import Store
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
@@ -114,7 +111,7 @@ class SyncResult:
 class Link:
     """One live connection: its protocol state, channel, inbox and outbox."""
 
-    def __init__(self, replicator: "Replicator", channel: net.Channel, address_: str, client: bytes):
+    def __init__(self, replicator: Replicator, channel: net.Channel, address_: str, client: bytes):
         self.r, self.channel, self.address = replicator, channel, address_
         self.client = client                # the device that dialed: decides which of two duplicate links stays
         store = replicator.store

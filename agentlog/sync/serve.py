@@ -9,10 +9,10 @@ import sys
 import structlog
 import trio
 
-from agentlog.store.compaction import Policy, compact
 from agentlog.errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
-from agentlog.sync.replicator import Replicator
+from agentlog.store.compaction import Policy, compact
 from agentlog.store.store import Store
+from agentlog.sync.replicator import Replicator
 from agentlog.text import printable_doc
 
 log = structlog.get_logger("agentlog.sync.serve")
