@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench smoke clean
+.PHONY: install test test-fast lint demo bench smoke clean
 
 install: $(STAMP)
 
@@ -14,8 +14,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The unit tests alone: no daemons, subprocess mazes, simulations or browser.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow and not system"
+
+# The layout's import rules (setup.cfg, import-linter) and ruff (pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache agentlog tests tools
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py

@@ -35,7 +35,13 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    path, seed, now_ms, chunk, pause_ms = Path(argv[1]), bytes.fromhex(argv[2]), int(argv[3]), int(argv[4]), float(argv[5])
+    path, seed, now_ms, chunk, pause_ms = (
+        Path(argv[1]),
+        bytes.fromhex(argv[2]),
+        int(argv[3]),
+        int(argv[4]),
+        float(argv[5]),
+    )
     compaction.CHUNK = chunk
     store = Store(path, DeviceKey(seed), clock=lambda: now_ms)
     write, numbers = store._write, iter(range(1 << 30))

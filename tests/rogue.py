@@ -126,8 +126,8 @@ class Context:
     group: bytes
     anchor: Event                             # the rogue's enrolment (its seq 1 must have seen it)
     honest: list[Event]                       # events the laptop holds, for replays
-    head: tuple[int, bytes, int]              # the rogue's chain on the laptop: (seq, id, lamport); (0, zero, lamport)
-    heads: dict[bytes, tuple[int, int, bytes]] = field(default_factory=dict)   # the laptop's: author -> (epoch, seq, id)
+    head: tuple[int, bytes, int]  # the rogue's chain on the laptop: (seq, id, lamport); (0, zero, lamport)
+    heads: dict[bytes, tuple[int, int, bytes]] = field(default_factory=dict)  # the laptop's: author -> (epoch, seq, id)
     roster: bytes = b""                       # the laptop's roster state (canonical JSON), for a snapshot's roster view
     epoch: int = 0                            # the epoch of the rogue's head on the laptop
     batch: int = 0
@@ -322,10 +322,14 @@ class Offer:
     chunk: int = messages.SNAPSHOT_CHUNK
 
     def build(self, ctx: Context) -> list[bytes]:
-        states = {"roster": {"real": ctx.roster, "empty": b"", "garbage": b"{"}[self.roster],
-                  "pref": b"\xff" * len(snapshot.VIEW_DBS["pref"]), "memory": b"\xff" * len(snapshot.VIEW_DBS["memory"])}
+        states = {
+            "roster": {"real": ctx.roster, "empty": b"", "garbage": b"{"}[self.roster],
+            "pref": b"\xff" * len(snapshot.VIEW_DBS["pref"]),
+            "memory": b"\xff" * len(snapshot.VIEW_DBS["memory"]),
+        }
         if self.views == "garbage":
-            states["pref"] = b"\xff" + (3).to_bytes(4, "big") + b"key" + (5).to_bytes(4, "big") + b"value" + states["pref"][1:]
+            row = (3).to_bytes(4, "big") + b"key" + (5).to_bytes(4, "big") + b"value"
+            states["pref"] = b"\xff" + row + states["pref"][1:]
         points = []
         for name, delta in self.cover:
             author = ctx.author(name)
@@ -453,23 +457,53 @@ def payload_specs() -> st.SearchStrategy[tuple]:
     many_tags = st.sampled_from((0, 1, 3, 5000)).map(lambda n: Tags(n))
     return st.one_of(
         st.builds(lambda v: ("observation", (("setting", "rogue"), ("value", v))), st.text(max_size=10)),
-        st.builds(lambda s, v, c, w: ("observation", (("setting", s), ("value", v), ("context", c), ("weightMilli", w))),
-                  texts(), texts(), kv, edge_ints(U32)),
-        st.builds(lambda s, v, c, r: ("decision", (("setting", s), ("value", v), ("confidenceBp", c), ("reason", r))),
-                  texts(False), texts(False), edge_ints(U16), texts()),
-        st.builds(lambda s, p, h, t, c: ("pref.config", (("setting", s), ("policy", p), ("halfLifeMs", h),
-                                                         ("valueType", t), ("choices", c))),
-                  texts(False), st.sampled_from(("unchanged", "sticky", "vote", "reconfirm")), edge_ints(U64),
-                  st.sampled_from(("unchanged", "text", "bool", "number", "choice")),
-                  st.lists(texts(False), max_size=3).map(tuple)),
-        st.builds(lambda e, t, c, tags, cb: ("memory.put", (("entry", e), ("type", t), ("content", c), ("tags", tags),
-                                                            ("confidenceBp", cb))),
-                  st.just(b"e" * 16) | blobs(20), st.sampled_from(("fact", "finding", "conversation")),
-                  texts() | st.just(Big("c", payloads.MAX_PAYLOAD_BYTES - 200)), many_tags, edge_ints(U16)),
-        st.builds(lambda d, n: ("device.enroll", (("device", d), ("name", n))),
-                  st.builds(Key, st.sampled_from(NAMES)) | blobs(), texts(False)),
-        st.builds(lambda d, u, r: ("device.revoke", (("device", d), ("untilSeq", u), ("reason", r))),
-                  st.builds(Key, st.sampled_from(NOT_HONEST)) | blobs(), edge_ints(U64), texts(False)),
+        st.builds(
+            lambda s, v, c, w: ("observation", (("setting", s), ("value", v), ("context", c), ("weightMilli", w))),
+            texts(),
+            texts(),
+            kv,
+            edge_ints(U32),
+        ),
+        st.builds(
+            lambda s, v, c, r: ("decision", (("setting", s), ("value", v), ("confidenceBp", c), ("reason", r))),
+            texts(False),
+            texts(False),
+            edge_ints(U16),
+            texts(),
+        ),
+        st.builds(
+            lambda s, p, h, t, c: (
+                "pref.config",
+                (("setting", s), ("policy", p), ("halfLifeMs", h), ("valueType", t), ("choices", c)),
+            ),
+            texts(False),
+            st.sampled_from(("unchanged", "sticky", "vote", "reconfirm")),
+            edge_ints(U64),
+            st.sampled_from(("unchanged", "text", "bool", "number", "choice")),
+            st.lists(texts(False), max_size=3).map(tuple),
+        ),
+        st.builds(
+            lambda e, t, c, tags, cb: (
+                "memory.put",
+                (("entry", e), ("type", t), ("content", c), ("tags", tags), ("confidenceBp", cb)),
+            ),
+            st.just(b"e" * 16) | blobs(20),
+            st.sampled_from(("fact", "finding", "conversation")),
+            texts() | st.just(Big("c", payloads.MAX_PAYLOAD_BYTES - 200)),
+            many_tags,
+            edge_ints(U16),
+        ),
+        st.builds(
+            lambda d, n: ("device.enroll", (("device", d), ("name", n))),
+            st.builds(Key, st.sampled_from(NAMES)) | blobs(),
+            texts(False),
+        ),
+        st.builds(
+            lambda d, u, r: ("device.revoke", (("device", d), ("untilSeq", u), ("reason", r))),
+            st.builds(Key, st.sampled_from(NOT_HONEST)) | blobs(),
+            edge_ints(U64),
+            texts(False),
+        ),
         st.builds(lambda b: ("garbage", b), blobs(200)),
     )
 

@@ -40,9 +40,9 @@ def history(laptop, phone):
     return laptop, phone
 
 
-def _export(store, path, selection=Selection()):
+def _export(store, path, selection=None):
     with open(path, "wb") as f:
-        return export(store, f, selection)
+        return export(store, f, selection or Selection())
 
 
 def _cli(*args, home=None):
@@ -268,8 +268,12 @@ def test_a_truncation_past_the_snapshot_or_an_event_after_it_removed_is_named(tm
     index = next(i for i, e in _event_lines(lines) if e["author"] == phone and e["seq"] == cut + 1)
     _write(bad, lines[:index] + lines[index + 1:])
     problems = verify_file(bad).problems
-    assert any(p.startswith(f"phone ({phone[:16]}) seq {cut + 1}: stated in the frontier but missing") for p in problems)
-    index = next(i for i, line in enumerate(lines) if line.startswith(b'{"type":"truncation"') and phone.encode() in line)
+    assert any(
+        p.startswith(f"phone ({phone[:16]}) seq {cut + 1}: stated in the frontier but missing") for p in problems
+    )
+    index = next(
+        i for i, line in enumerate(lines) if line.startswith(b'{"type":"truncation"') and phone.encode() in line
+    )
     moved = fmt.dumps({**json.loads(lines[index]), "seq": 10**6}).encode()
     _write(bad, lines[:index] + [moved] + lines[index + 1:])
     problems = verify_file(bad).problems
@@ -294,7 +298,9 @@ def test_the_fast_line_is_the_canonical_one(history):
             assert part.text.decode("ascii").splitlines() == expected
         assert [event_text(e, names[e.header.author], redact) for e in events] == expected
     cut = event_key(phone.device, 0, 3)
-    head, tail = (render_part(laptop, lo, hi, names, Selection().to_json(), False) for lo, hi in ((None, cut), (cut, None)))
+    head, tail = (
+        render_part(laptop, lo, hi, names, Selection().to_json(), False) for lo, hi in ((None, cut), (cut, None))
+    )
     assert (head.text + tail.text).decode("ascii").splitlines() == [
         fmt.dumps(event_line(e, names[e.header.author], False)) for e in events]
     assert head.rows + tail.rows == len(events) and tail.chains[phone.device, 0][0] == 3

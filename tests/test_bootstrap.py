@@ -72,7 +72,7 @@ def newcomer(f: Family, name: str = "hub"):
 
 def compacted(f: Family) -> int:
     """Laptop and phone write and meet; the laptop compacts. Returns the events the laptop held before."""
-    for day in range(3):
+    for _day in range(3):
         write(f, f.laptop, 40, "l")
         write(f, f.phone, 40, "p")
         f.meet()

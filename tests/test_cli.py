@@ -75,7 +75,10 @@ def test_join_flow_and_device_listing(two_devices):
     assert listed["phone"]["id"] == device_id and listed["phone"]["status"] == "active"
     assert listed["laptop"]["founder"] and listed["laptop"]["this_device"]
     assert run(phone, "verify").returncode == 0
-    assert json.loads(run(phone, "status", "--json").stdout)["group"] == json.loads(run(laptop, "status", "--json").stdout)["group"]
+    assert (
+        json.loads(run(phone, "status", "--json").stdout)["group"]
+        == json.loads(run(laptop, "status", "--json").stdout)["group"]
+    )
 
 
 def test_revoke_by_name(two_devices):
@@ -166,7 +169,10 @@ def test_verify_names_a_tampered_event(tmp_path):
     data.write_bytes(bytes(raw))
     proc = run(home, "verify", check=False)
     assert proc.returncode == 1
-    assert proc.stdout.strip().splitlines() == [f"laptop ({json.loads(run(home, 'status', '--json').stdout)['device'][:16]}) seq 2: payload does not match the header's payload hash"]
+    device = json.loads(run(home, 'status', '--json').stdout)['device']
+    assert proc.stdout.strip().splitlines() == [
+        f"laptop ({device[:16]}) seq 2: payload does not match the header's payload hash"
+    ]
 
 
 def test_status_reports_heads_and_each_view_with_its_frontier(two_devices):

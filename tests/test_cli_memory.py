@@ -129,19 +129,30 @@ def test_list_search_and_filters(laptop):
     scores = [h["score"] for h in found["hits"]]
     assert found["hits"][0]["entry"]["id"] == ids["dark"] and scores == sorted(scores, reverse=True) and scores[0] > 0.3
     assert found["hits"][0]["entry"] == as_json(laptop, "memory", "get", ids["dark"])
-    assert [h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode editor", "--k", "1")["hits"]] == [ids["dark"]]
+    assert [h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode editor", "--k", "1")["hits"]] == [
+        ids["dark"]
+    ]
     by_type = as_json(laptop, "memory", "search", "dark mode editor", "--type", "context")
     assert [h["entry"]["id"] for h in by_type["hits"]] == [ids["budget"]] and by_type["searched"] == 1
-    assert ids["dark"] not in {h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode", "--tag", "family")["hits"]}
+    assert ids["dark"] not in {
+        h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode", "--tag", "family")["hits"]
+    }
 
     lexical = as_json(laptop, "memory", "search", "birth", "--lexical")
     assert lexical["mode"] == "lexical" and [h["entry"]["id"] for h in lexical["hits"]] == [ids["birthday"]]
-    assert {h["entry"]["id"] for h in as_json(laptop, "memory", "search", "editor", "--lexical")["hits"]} == {ids["dark"], ids["budget"]}
-    assert [h["entry"]["id"] for h in as_json(laptop, "memory", "search", "editor", "--lexical", "--type", "context")["hits"]] \
-        == [ids["budget"]]
+    assert {h["entry"]["id"] for h in as_json(laptop, "memory", "search", "editor", "--lexical")["hits"]} == {
+        ids["dark"],
+        ids["budget"],
+    }
+    assert [
+        h["entry"]["id"]
+        for h in as_json(laptop, "memory", "search", "editor", "--lexical", "--type", "context")["hits"]
+    ] == [ids["budget"]]
     table = run(laptop, "memory", "search", "dark mode editor")
     first = table.stdout.splitlines()[0]
-    assert first.split()[1:3] == [ids["dark"][:12], "preference"] and float(first.split()[0]) == pytest.approx(scores[0], abs=1e-3)
+    assert first.split()[1:3] == [ids["dark"][:12], "preference"] and float(first.split()[0]) == pytest.approx(
+        scores[0], abs=1e-3
+    )
     none = run(laptop, "memory", "search", "zebra", "--lexical")
     assert none.stdout == "" and none.stderr.strip() == "no match among 4 entries"
 
@@ -201,7 +212,9 @@ def test_id_prefixes(laptop):
     assert as_json(laptop, "memory", "get", entry_id[:differ + 1])["id"] == entry_id
     assert as_json(laptop, "memory", "get", twin[:differ + 1])["id"] == twin
     unknown = next(f"{n:04x}" for n in range(1 << 16) if f"{n:04x}" not in seen and f"{n:04x}" != entry_id[:4])
-    assert_one_line_error(run(laptop, "memory", "get", unknown, check=False), f"no memory whose id starts with {unknown}")
+    assert_one_line_error(
+        run(laptop, "memory", "get", unknown, check=False), f"no memory whose id starts with {unknown}"
+    )
     assert_one_line_error(run(laptop, "memory", "get", "abc", check=False), "4 to 32 hex digits")
 
 
@@ -214,9 +227,15 @@ def test_delete_is_reported_by_get_and_list(laptop):
     proc = run(laptop, "memory", "get", gone)
     assert proc.returncode == 0 and proc.stderr == ""
     deleted = [line for line in proc.stdout.splitlines() if line.startswith("deleted by ")]
-    assert len(deleted) == 1 and deleted[0].startswith("deleted by laptop at 20") and deleted[0].endswith("Z: user asked to forget it")
+    assert (
+        len(deleted) == 1
+        and deleted[0].startswith("deleted by laptop at 20")
+        and deleted[0].endswith("Z: user asked to forget it")
+    )
     doc = as_json(laptop, "memory", "get", gone)
-    assert [(d["device"], d["value"], d["event"]) for d in doc["deleted"]] == [("laptop", "user asked to forget it", event)]
+    assert [(d["device"], d["value"], d["event"]) for d in doc["deleted"]] == [
+        ("laptop", "user asked to forget it", event)
+    ]
     assert [e["id"] for e in as_json(laptop, "memory", "list")] == [kept]
     assert [e["id"] for e in as_json(laptop, "memory", "list", "--deleted")] == [gone]
     assert out(laptop, "memory", "list", "--deleted") == f"{gone[:12]}  {deleted[0]}"
@@ -248,7 +267,11 @@ def test_conflict_between_two_devices_is_shown_alike_and_resolved(tmp_path):
     text = out(ph, "memory", "get", entry).splitlines()
     assert "conflict in content: 2 standing values" in text
     shown = [line for line in text if line.startswith("  shown  ")]
-    assert len(shown) == 1 and json.dumps(candidates[0]["value"]) in shown[0] and f"by {candidates[0]['device']}," in shown[0]
+    assert (
+        len(shown) == 1
+        and json.dumps(candidates[0]["value"]) in shown[0]
+        and f"by {candidates[0]['device']}," in shown[0]
+    )
     assert out(ph, "memory", "list").startswith(f"! {entry[:12]}")
     table = out(lp, "memory", "conflicts").splitlines()
     assert table[0].startswith(f"! {entry[:12]}") and len(table) == 4 and "shown" in table[2]

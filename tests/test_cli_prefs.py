@@ -28,7 +28,9 @@ ENV = {k: v for k, v in os.environ.items() if k != "AGENTLOG_HOME"}
 
 
 def run(home_dir, *args, check=True):
-    proc = subprocess.run([*AGENTLOG, "--home", str(home_dir), *args], capture_output=True, text=True, env=ENV, timeout=60)
+    proc = subprocess.run(
+        [*AGENTLOG, "--home", str(home_dir), *args], capture_output=True, text=True, env=ENV, timeout=60
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"agentlog {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
@@ -55,7 +57,8 @@ def assert_same_answer(fast: dict, full: dict) -> None:
         if key == "confidence":
             assert value == pytest.approx(full[key], abs=1e-3)
         elif key == "scores":
-            assert value.keys() == full[key].keys() and all(v == pytest.approx(full[key][k], abs=1e-3) for k, v in value.items())
+            assert value.keys() == full[key].keys()
+            assert all(v == pytest.approx(full[key][k], abs=1e-3) for k, v in value.items())
         else:
             assert value == full[key], key
 
@@ -77,7 +80,16 @@ def test_learning_a_correction_and_explain(laptop):
     assert len(correction) == 64
 
     got = as_json(laptop, "pref", "get", "theme")
-    assert set(got) >= {"setting", "value", "confidence", "source", "uncertain", "stale_override", "frontier", "context_bucket"}
+    assert set(got) >= {
+        "setting",
+        "value",
+        "confidence",
+        "source",
+        "uncertain",
+        "stale_override",
+        "frontier",
+        "context_bucket",
+    }
     assert (got["setting"], got["value"], got["source"], got["context_bucket"]) == ("theme", "light", "learned", {})
     assert 0 < got["confidence"] <= 1 and got["frontier"] == {"laptop": 5}
     assert not got["uncertain"] and not got["stale_override"]
@@ -88,8 +100,13 @@ def test_learning_a_correction_and_explain(laptop):
     explained = as_json(laptop, "pref", "get", "theme", "--explain")
     assert_same_answer(got, explained)
     rows = explained["contributions"]
-    assert [(r["kind"], r["value"]) for r in rows] == [("correction", "light"), ("observation", "light"),
-                                                       ("correction", "dark"), ("observation", "dark"), ("decision", "dark")]
+    assert [(r["kind"], r["value"]) for r in rows] == [
+        ("correction", "light"),
+        ("observation", "light"),
+        ("correction", "dark"),
+        ("observation", "dark"),
+        ("decision", "dark"),
+    ]
     weights = [abs(r["weight"]) for r in rows]
     assert weights == sorted(weights, reverse=True) and rows[2]["weight"] < 0
     assert {r["author"] for r in rows} == {"laptop"} and rows[0]["id"] == correction and rows[4]["id"] == decision
@@ -120,7 +137,10 @@ def test_statements_overrides_policies_and_configuration(laptop):
     out(laptop, "pref", "confirm", "size")
     assert as_json(laptop, "pref", "get", "size")["stale_override"] is False
     out(laptop, "override", "clear", "size")
-    assert (as_json(laptop, "pref", "get", "size")["value"], as_json(laptop, "pref", "get", "size")["source"]) == ("m", "explicit")
+    assert (as_json(laptop, "pref", "get", "size")["value"], as_json(laptop, "pref", "get", "size")["source"]) == (
+        "m",
+        "explicit",
+    )
     out(laptop, "pref", "forget", "size")
     assert as_json(laptop, "pref", "get", "size")["source"] == "default"
     out(laptop, "pref", "config", "size", "--policy", "vote")
@@ -128,7 +148,10 @@ def test_statements_overrides_policies_and_configuration(laptop):
     out(laptop, "pref", "config", "notify", "--type", "bool")
     out(laptop, "observe", "notify", "yes", "--weight", "2")    # normalized to the bool's spelling
     listed = as_json(laptop, "pref", "list")
-    assert [(a["setting"], a["value"], a["source"]) for a in listed] == [("notify", "true", "learned"), ("size", None, "default")]
+    assert [(a["setting"], a["value"], a["source"]) for a in listed] == [
+        ("notify", "true", "learned"),
+        ("size", None, "default"),
+    ]
     assert all(a["frontier"] == {"laptop": 13} for a in listed)
     assert out(laptop, "pref", "list").splitlines()[0].split()[:3] == ["notify", "true", "learned"]
     kinds = [e["kind"] for e in as_json(laptop, "log")]
@@ -219,7 +242,9 @@ def test_replay_rebuild_folds_the_same_digests(laptop):
     assert all(v["before"] == v["after"] and v["same"] for v in report["views"].values())
     assert fingerprint(laptop) == before
     lines = out(laptop, "replay", "--rebuild").splitlines()
-    assert lines[0].startswith("replayed 5 events in ") and lines[-1] == "every view folded to the same digest as before"
+    assert (
+        lines[0].startswith("replayed 5 events in ") and lines[-1] == "every view folded to the same digest as before"
+    )
     assert all(line.endswith("after: same") for line in lines[1:-1]) and len(lines) == 5
     assert b"replay: 5/5 (100%)" in stderr_on_a_terminal(laptop, "replay", "--rebuild")
     assert b"replay:" not in stderr_on_a_terminal(laptop, "replay", "--rebuild", "--json")
@@ -277,7 +302,9 @@ def test_fast_path_steps_aside_when_it_cannot_be_sure(tmp_path):
         sync(laptop, phone)
     answer, frontier = pref_lookup.get(phone_path, "theme")
     assert frontier == {"laptop": 3, "phone": 1} and answer.value == "light"
-    assert_same_answer(as_json(phone_path, "pref", "get", "theme"), as_json(phone_path, "pref", "get", "theme", "--explain"))
+    assert_same_answer(
+        as_json(phone_path, "pref", "get", "theme"), as_json(phone_path, "pref", "get", "theme", "--explain")
+    )
 
     (tmp_path / "bare").mkdir(mode=0o700)
     (tmp_path / "bare" / "device.key").write_text("11" * 32)
@@ -305,12 +332,32 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert proc.returncode == 0, proc.stderr
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
-    assert loaded == str(sorted(["agentlog.cli", "agentlog.cli.main", "agentlog.errors", "agentlog.limits", "agentlog.prefs",
-                                 "agentlog.prefs.decay", "agentlog.prefs.lookup", "agentlog.prefs.reducer", "agentlog.store",
-                                 "agentlog.store.env", "agentlog.store.home", "agentlog.text"]))
+    assert loaded == str(
+        sorted(
+            [
+                "agentlog.cli",
+                "agentlog.cli.main",
+                "agentlog.errors",
+                "agentlog.limits",
+                "agentlog.prefs",
+                "agentlog.prefs.decay",
+                "agentlog.prefs.lookup",
+                "agentlog.prefs.reducer",
+                "agentlog.store",
+                "agentlog.store.env",
+                "agentlog.store.home",
+                "agentlog.text",
+            ]
+        )
+    )
 
 
 def test_pref_get_as_a_whole_process_loads_no_pycapnp(laptop):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "agentlog", "--home", str(laptop), "pref", "get", "x"],
-                          capture_output=True, text=True, env=ENV, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agentlog", "--home", str(laptop), "pref", "get", "x"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "capnp" not in proc.stderr and "agentlog.store.store" not in proc.stderr

@@ -104,7 +104,7 @@ def test_a_device_that_never_compacted_folds_the_snapshot_to_the_same_views(fami
 def test_a_device_behind_catches_up_from_a_compacted_one_and_they_converge(family):
     f = family
     observe_days(f, 10)
-    for i in range(30):                        # the phone is offline while the laptop learns on
+    for _i in range(30):                        # the phone is offline while the laptop learns on
         f.laptop.append(payloads.Observation(setting="s1", value="b", weight_milli=1000))
         f.later(HOUR)
     f.phone.append(payloads.Observation(setting="s2", value="c", weight_milli=1000))

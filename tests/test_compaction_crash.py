@@ -73,7 +73,8 @@ def _history(tmp: Path) -> tuple[Path, bytes, int, Store]:
                 if i % 10 == 9:
                     items.append(payloads.Decision(setting=setting, value=value, context=context, confidence_bp=6000))
                 elif i % 15 == 14:
-                    items.append(payloads.MemoryPut(entry=rng.randbytes(16), type="fact", content=f"day {day} note {i}"))
+                    note = f"day {day} note {i}"
+                    items.append(payloads.MemoryPut(entry=rng.randbytes(16), type="fact", content=note))
                 else:
                     items.append(payloads.Observation(setting=setting, value=value, context=context))
             store.append_many(items)
@@ -110,7 +111,8 @@ def _chain_problems(store: Store) -> list[str]:
         last[h.author] = (h.seq, event.id)
     for author, head in heads.items():
         if last.get(author) != (head.seq, head.id):
-            problems.append(f"{author.hex()[:8]}: head seq {head.seq} but the chain ends at {last.get(author, (0,))[0]}")
+            ends = last.get(author, (0,))[0]
+            problems.append(f"{author.hex()[:8]}: head seq {head.seq} but the chain ends at {ends}")
     return problems
 
 
@@ -168,8 +170,14 @@ def _run_and_kill(path: Path, seed: bytes, now: int, target: int, mode: str, del
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     trigger = {"inside": f"inside {target}", "done": f"done {target}", "timed": f"begin {target}"}[mode]
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, str(WORKER), str(path), seed.hex(), str(now), str(CHUNK), str(PAUSE_MS)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(path), seed.hex(), str(now), str(CHUNK), str(PAUSE_MS)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+        )
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
     reader.start()
@@ -213,7 +221,10 @@ def test_kill_9_during_compaction_leaves_a_state_before_or_after_each_step(tmp_p
         compaction.bootstrap(tablet, compaction.base_bundle(reference))
         tablet.ingest([(e.record, e.payload) for e in reference.events_after(tablet.frontier())])
         assert _digests(tablet) == digests[-1], "the bootstrapped tablet's views differ"
-        assert tablet.prefs.get("s1", {"daypart": "night"}).answer == reference.prefs.get("s1", {"daypart": "night"}).answer
+        assert (
+            tablet.prefs.get("s1", {"daypart": "night"}).answer
+            == reference.prefs.get("s1", {"daypart": "night"}).answer
+        )
     finally:
         reference.close()
         tablet.close()

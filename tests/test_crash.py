@@ -104,7 +104,8 @@ def test_kill_9_writer_leaves_a_verifiable_store(tmp_path):
         delay = rng.uniform(0.01, 0.15)
         lines = _run_and_kill(home_path, rng.randrange(2**32), delay, tmp_path / f"writer-{round_no}.err")
         start, done, pending = _parse(lines)
-        where = f"round {round_no} (killed {delay:.3f}s after ready, {len(done)} calls seen committed, in flight: {pending})"
+        where = (f"round {round_no} (killed {delay:.3f}s after ready, {len(done)} calls seen committed, "
+                 f"in flight: {pending})")
         assert start == count, f"{where}: writer started at seq {start}, but the store held {count} events"
 
         store = home.open_home(home_path)

@@ -296,8 +296,10 @@ def test_a_peer_refusing_after_the_handshake_does_not_stop_the_daemon(tmp_path, 
     phone = daemons(homes["phone"], listen=False, peers=(hub.address,))
     phone.wait_log(lambda e: e["event"] == "connect failed" and "not enrolled" in e.get("reason", ""),
                    "the phone refusing the hub it does not know")
-    hub.wait_log(lambda e: "refused" in e.get("reason", "") and e["event"] in ("connection closed", "connection failed"),
-                 "the hub logging the phone's refusal")
+    hub.wait_log(
+        lambda e: "refused" in e.get("reason", "") and e["event"] in ("connection closed", "connection failed"),
+        "the hub logging the phone's refusal",
+    )
     assert hub.proc.poll() is None, "the hub's daemon died"
     observe(homes["laptop"], 1, tag="after")
     wait_converged(homes["laptop"], homes["hub"], count=GENESIS_AND_ENROLMENTS[3] + 1)

@@ -128,16 +128,36 @@ U16, U32, U64 = (st.integers(0, 2**bits - 1) for bits in (16, 32, 64))
 SOME_BYTES = st.one_of(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16), st.binary(max_size=40))
 EMBEDDINGS = st.builds(payloads.Embedding, model=TEXT, vector=st.lists(st.floats(width=32), max_size=6).map(tuple))
 VALUES = {
-    "setting": TEXT, "value": TEXT, "reason": TEXT, "name": TEXT, "content": TEXT, "model": TEXT,
+    "setting": TEXT,
+    "value": TEXT,
+    "reason": TEXT,
+    "name": TEXT,
+    "content": TEXT,
+    "model": TEXT,
     "context": st.lists(st.tuples(TEXT, TEXT), max_size=3).map(tuple),
-    "weight_milli": st.one_of(st.integers(0, 1_000_000_000), U32), "confidence_bp": st.one_of(st.integers(0, 10_000), U16),
-    "decision": SOME_BYTES, "device": SOME_BYTES, "author": SOME_BYTES, "id": SOME_BYTES, "digest": SOME_BYTES,
-    "entry": SOME_BYTES, "state": st.binary(max_size=20),
-    "policy": st.sampled_from(payloads.POLICIES), "value_type": st.sampled_from(payloads.VALUE_TYPES),
-    "baseline": TEXT, "choices": st.lists(TEXT, max_size=3).map(tuple), "type": st.sampled_from(payloads.MEMORY_TYPES),
-    "half_life_ms": U64, "until_seq": U64, "epoch": U32, "seq": U64, "version": U32,
-    "tags": st.lists(TEXT, max_size=3).map(tuple), "tags_add": st.lists(TEXT, max_size=3).map(tuple),
-    "tags_remove": st.lists(TEXT, max_size=3).map(tuple), "embedding": st.none() | EMBEDDINGS,
+    "weight_milli": st.one_of(st.integers(0, 1_000_000_000), U32),
+    "confidence_bp": st.one_of(st.integers(0, 10_000), U16),
+    "decision": SOME_BYTES,
+    "device": SOME_BYTES,
+    "author": SOME_BYTES,
+    "id": SOME_BYTES,
+    "digest": SOME_BYTES,
+    "entry": SOME_BYTES,
+    "state": st.binary(max_size=20),
+    "policy": st.sampled_from(payloads.POLICIES),
+    "value_type": st.sampled_from(payloads.VALUE_TYPES),
+    "baseline": TEXT,
+    "choices": st.lists(TEXT, max_size=3).map(tuple),
+    "type": st.sampled_from(payloads.MEMORY_TYPES),
+    "half_life_ms": U64,
+    "until_seq": U64,
+    "epoch": U32,
+    "seq": U64,
+    "version": U32,
+    "tags": st.lists(TEXT, max_size=3).map(tuple),
+    "tags_add": st.lists(TEXT, max_size=3).map(tuple),
+    "tags_remove": st.lists(TEXT, max_size=3).map(tuple),
+    "embedding": st.none() | EMBEDDINGS,
 }
 
 
@@ -146,10 +166,16 @@ def built(cls: type) -> st.SearchStrategy:
     return st.builds(cls, **{f.name: VALUES[f.name] for f in dataclasses.fields(cls)})
 
 
-VALUES["fields"] = st.lists(st.one_of(
-    st.just(payloads.MemoryField()), st.builds(payloads.MemoryField, type=VALUES["type"]),
-    st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=VALUES["confidence_bp"]),
-    st.builds(payloads.MemoryField, embedding=EMBEDDINGS)), max_size=3).map(tuple)
+VALUES["fields"] = st.lists(
+    st.one_of(
+        st.just(payloads.MemoryField()),
+        st.builds(payloads.MemoryField, type=VALUES["type"]),
+        st.builds(payloads.MemoryField, content=TEXT),
+        st.builds(payloads.MemoryField, confidence_bp=VALUES["confidence_bp"]),
+        st.builds(payloads.MemoryField, embedding=EMBEDDINGS),
+    ),
+    max_size=3,
+).map(tuple)
 VALUES.update(lamport=U64, time=U64, before=U64)
 VALUES["branches"] = st.lists(built(payloads.HeadRef), max_size=2).map(tuple)
 VALUES["frontier"] = VALUES["stable"] = st.lists(built(payloads.LogPoint), max_size=2).map(tuple)
@@ -193,7 +219,9 @@ def test_headers_decode_as_pycapnp_reads_them(header):
             assert decode_header(raw) == header
 
 
-@pytest.mark.parametrize("value", ALL_PAYLOADS + EDGE_PAYLOADS + LARGE_PAYLOADS + HEADERS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    "value", ALL_PAYLOADS + EDGE_PAYLOADS + LARGE_PAYLOADS + HEADERS, ids=lambda v: type(v).__name__
+)
 def test_fixed_values_decode_as_pycapnp_reads_them_from_any_buffer(value):
     for kind, raw in encodings(value):
         fast = assert_same(kind, raw)
@@ -469,8 +497,17 @@ def test_malformed_payloads_are_refused_by_both(raw, kind, reason):
 
 def test_a_union_member_from_a_newer_writer_is_refused_by_both():
     for disc in (4, 0xFFFF):
-        raw = message(pointer_word(0, 0, 4 << 16), pointer_word(1, 3, 2 | 16 << 3), pointer_word(1, 4, 7 | 2 << 3), 0, 0,
-                      *padded(b"e" * 16), pointer_word(0, 1, 1 | 1 << 16), disc << 16, 0)
+        raw = message(
+            pointer_word(0, 0, 4 << 16),
+            pointer_word(1, 3, 2 | 16 << 3),
+            pointer_word(1, 4, 7 | 2 << 3),
+            0,
+            0,
+            *padded(b"e" * 16),
+            pointer_word(0, 1, 1 | 1 << 16),
+            disc << 16,
+            0,
+        )
         fast = assert_same("memory.update", raw)
         assert fast[0] == "error" and "union member" in fast[2]
 
@@ -487,7 +524,9 @@ def test_null_root_and_null_pointers_read_as_defaults():
 
 
 def test_a_clock_over_the_limit_is_a_size_error_before_its_entries_are_read():
-    entries = tuple(ClockEntry(bytes([i % 250 + 1]) * 31 + bytes([i // 250]), 0, 1) for i in range(MAX_CLOCK_ENTRIES + 1))
+    entries = tuple(
+        ClockEntry(bytes([i % 250 + 1]) * 31 + bytes([i // 250]), 0, 1) for i in range(MAX_CLOCK_ENTRIES + 1)
+    )
     raw = encode_header(dataclasses.replace(HEADERS[0], clock=entries))
     assert assert_same("header", raw)[1] is SizeLimitError
     assert assert_same("header", encode_header(dataclasses.replace(HEADERS[0], clock=entries, format_version=2)))[1] \
@@ -515,9 +554,15 @@ VALID_HEADER = st.builds(
                                               max_size=12)),
     kind=st.sampled_from(["observation", "memory.put", "device.enroll", "x"]), payload_hash=ID,
     payload_len=st.integers(0, MAX_PAYLOAD_BYTES), payload_codec=st.sampled_from(["plain", "sealed"]))
-CHANGES = st.dictionaries(st.sampled_from(["seq", "prev", "lamport", "time_ms", "payload_hash", "payload_len"]), st.one_of(
-    st.sampled_from([0, 1, 2, 2**64 - 1, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES + 1, 2**32 - 1, -1, -(2**63)]),
-    st.sampled_from([bytes(32), b"\1" * 32]), ID), max_size=6)
+CHANGES = st.dictionaries(
+    st.sampled_from(["seq", "prev", "lamport", "time_ms", "payload_hash", "payload_len"]),
+    st.one_of(
+        st.sampled_from([0, 1, 2, 2**64 - 1, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES + 1, 2**32 - 1, -1, -(2**63)]),
+        st.sampled_from([bytes(32), b"\1" * 32]),
+        ID,
+    ),
+    max_size=6,
+)
 
 
 def fits(name: str, value) -> bool:
@@ -525,7 +570,9 @@ def fits(name: str, value) -> bool:
     if name in ("prev", "payload_hash"):
         return isinstance(value, bytes)
     bits, signed = {"seq": (64, False), "lamport": (64, False), "time_ms": (64, True), "payload_len": (32, False)}[name]
-    return isinstance(value, int) and (-(2 ** (bits - 1)) if signed else 0) <= value < 2 ** (bits - (1 if signed else 0))
+    return isinstance(value, int) and (-(2 ** (bits - 1)) if signed else 0) <= value < 2 ** (
+        bits - (1 if signed else 0)
+    )
 
 
 def full_decode(raw: bytes) -> Header:
@@ -556,9 +603,13 @@ def test_an_authors_next_header_is_decoded_from_the_known_one():
                   "payload_len": 0}, {"seq": 1, "prev": bytes(32)}):
         nxt = dataclasses.replace(first, **over)
         assert event._KNOWN.decode(encode_header(nxt)) == nxt
-    for over, error in (({"seq": 0}, "seq must be 1 or more"), ({"seq": 1}, "prev must be zero exactly at seq 1"),
-                        ({"prev": bytes(32)}, "prev must be zero exactly at seq 1"), ({"lamport": 0}, "lamport must be"),
-                        ({"payload_len": MAX_PAYLOAD_BYTES + 1}, "over the limit")):
+    for over, error in (
+        ({"seq": 0}, "seq must be 1 or more"),
+        ({"seq": 1}, "prev must be zero exactly at seq 1"),
+        ({"prev": bytes(32)}, "prev must be zero exactly at seq 1"),
+        ({"lamport": 0}, "lamport must be"),
+        ({"payload_len": MAX_PAYLOAD_BYTES + 1}, "over the limit"),
+    ):
         raw = encode_header(dataclasses.replace(first, **over))
         assert outcome(decode_header, raw) == outcome(full_decode, raw)
         with pytest.raises((DecodeError, SizeLimitError), match=error):

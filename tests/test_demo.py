@@ -43,8 +43,11 @@ def _root(out: str) -> Path:
 def test_demo_converges_and_cleans_up(demo, capsys):
     assert demo.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^  converged: all three hold the same \d+ events and the same roster, pref, memory view digests$",
-                     out, re.MULTILINE), out
+    assert re.search(
+        r"^  converged: all three hold the same \d+ events and the same roster, pref, memory view digests$",
+        out,
+        re.MULTILINE,
+    ), out
     digests = {m.group(1): m.group(2) for m in re.finditer(r"^    (roster|pref|memory)  (.*)$", out, re.MULTILINE)}
     assert set(digests) == {"roster", "pref", "memory"}, out
     for view, row in digests.items():

@@ -89,7 +89,9 @@ def check_payload(payload) -> bytes:
 EMBEDDING = payloads.Embedding(model="m\u00e9", vector=(0.5, -1.0, 3.25))
 EDGE_PAYLOADS = [
     payloads.Observation(setting="", value="", context=(), weight_milli=0),
-    payloads.Observation(setting="caf\u00e9 \u2603 \U0001F600", value="\u65e5\u672c\u8a9e", context=(("k\u00e9", ""), ("", "v"))),
+    payloads.Observation(
+        setting="caf\u00e9 \u2603 \U0001f600", value="\u65e5\u672c\u8a9e", context=(("k\u00e9", ""), ("", "v"))
+    ),
     payloads.Observation(setting="s" * 7, value="v" * 8, context=(("k" * 9, "v" * 15),), weight_milli=1_000_000_000),
     payloads.Decision(setting="s", value="v", reason="", confidence_bp=0),
     payloads.Correction(decision=b"d" * 32, value="", reason=""),
@@ -98,18 +100,33 @@ EDGE_PAYLOADS = [
     payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c", tags=("", "t\u00e9", "x" * 8), embedding=EMBEDDING),
     payloads.MemoryPut(entry=b"e" * 16, type="fact", content="c", embedding=payloads.Embedding(model="", vector=())),
     payloads.MemoryUpdate(entry=b"e" * 16),
-    payloads.MemoryUpdate(entry=b"e" * 16, fields=(
-        payloads.MemoryField(type="decision"), payloads.MemoryField(type="fact"), payloads.MemoryField(content=""),
-        payloads.MemoryField(confidence_bp=0), payloads.MemoryField(confidence_bp=7),
-        payloads.MemoryField(embedding=EMBEDDING)), tags_add=("a",), tags_remove=("b", "c")),
+    payloads.MemoryUpdate(
+        entry=b"e" * 16,
+        fields=(
+            payloads.MemoryField(type="decision"),
+            payloads.MemoryField(type="fact"),
+            payloads.MemoryField(content=""),
+            payloads.MemoryField(confidence_bp=0),
+            payloads.MemoryField(confidence_bp=7),
+            payloads.MemoryField(embedding=EMBEDDING),
+        ),
+        tags_add=("a",),
+        tags_remove=("b", "c"),
+    ),
     payloads.DeviceRevoke(device=b"k" * 32, until_seq=0),
     payloads.Snapshot(),
-    payloads.Snapshot(frontier=tuple(payloads.LogPoint(author=bytes([i]) * 32, epoch=i, seq=i * 7, id=b"i" * 32,
-                                                       lamport=i * 9, time=i * 1000) for i in range(3)),
-                      views=(payloads.ViewState(name="v", version=2, digest=b"d" * 32, state=b"\x00" * 13),
-                             payloads.ViewState(name="", version=0, digest=b"d" * 32, state=b"")),
-                      stable=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=5, id=b"j" * 32, lamport=6, time=7),),
-                      cuts=(payloads.SettingCut(setting="ui.theme", before=2**40),)),
+    payloads.Snapshot(
+        frontier=tuple(
+            payloads.LogPoint(author=bytes([i]) * 32, epoch=i, seq=i * 7, id=b"i" * 32, lamport=i * 9, time=i * 1000)
+            for i in range(3)
+        ),
+        views=(
+            payloads.ViewState(name="v", version=2, digest=b"d" * 32, state=b"\x00" * 13),
+            payloads.ViewState(name="", version=0, digest=b"d" * 32, state=b""),
+        ),
+        stable=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=5, id=b"j" * 32, lamport=6, time=7),),
+        cuts=(payloads.SettingCut(setting="ui.theme", before=2**40),),
+    ),
     payloads.EpochStart(),
 ]
 LARGE_PAYLOADS = [
@@ -141,8 +158,11 @@ CONTEXT = st.lists(st.tuples(TEXT, TEXT), max_size=4).map(tuple)
 U32, U64 = (st.integers(0, 2**bits - 1) for bits in (32, 64))
 BP, MILLI = st.integers(0, 10_000), st.integers(0, 1_000_000_000)
 ID, ENTRY = st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16)
-EMBEDDINGS = st.builds(payloads.Embedding, model=TEXT,
-                       vector=st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=20).map(tuple))
+EMBEDDINGS = st.builds(
+    payloads.Embedding,
+    model=TEXT,
+    vector=st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=20).map(tuple),
+)
 FIELDS = st.one_of(st.builds(payloads.MemoryField, type=st.sampled_from(payloads.MEMORY_TYPES)),
                    st.builds(payloads.MemoryField, content=TEXT), st.builds(payloads.MemoryField, confidence_bp=BP),
                    st.builds(payloads.MemoryField, embedding=EMBEDDINGS))
@@ -152,19 +172,40 @@ LOG_POINTS = st.builds(payloads.LogPoint, author=ID, epoch=st.integers(0, MAX_EP
 ANY_PAYLOAD = st.one_of(
     st.builds(payloads.Observation, setting=TEXT, value=TEXT, context=CONTEXT, weight_milli=MILLI),
     st.builds(payloads.Decision, setting=TEXT, value=TEXT, context=CONTEXT, confidence_bp=BP, reason=TEXT),
-    st.builds(payloads.PrefConfig, setting=TEXT, policy=st.sampled_from(payloads.POLICIES), half_life_ms=st.integers(0, pref_reducer.MAX_HALF_LIFE_MS),
-              value_type=st.sampled_from(payloads.VALUE_TYPES), choices=st.lists(TEXT, max_size=3).map(tuple)),
+    st.builds(
+        payloads.PrefConfig,
+        setting=TEXT,
+        policy=st.sampled_from(payloads.POLICIES),
+        half_life_ms=st.integers(0, pref_reducer.MAX_HALF_LIFE_MS),
+        value_type=st.sampled_from(payloads.VALUE_TYPES),
+        choices=st.lists(TEXT, max_size=3).map(tuple),
+    ),
     st.builds(payloads.OverrideSet, setting=TEXT, value=TEXT, context=CONTEXT, baseline=TEXT),
-    st.builds(payloads.MemoryPut, entry=ENTRY, type=st.sampled_from(payloads.MEMORY_TYPES),
-              content=TEXT, tags=st.lists(TEXT, max_size=4).map(tuple), confidence_bp=BP,
-              embedding=st.none() | EMBEDDINGS),
-    st.builds(payloads.MemoryUpdate, entry=ENTRY, fields=st.lists(FIELDS, max_size=4).map(tuple),
-              tags_add=st.lists(TEXT, max_size=3).map(tuple), tags_remove=st.lists(TEXT, max_size=3).map(tuple)),
-    st.builds(payloads.Snapshot, frontier=st.lists(LOG_POINTS, max_size=3).map(tuple), views=st.lists(
-        st.builds(payloads.ViewState, name=TEXT, version=U32, digest=ID,
-                  state=st.binary(max_size=100)), max_size=3).map(tuple),
-              stable=st.lists(LOG_POINTS, max_size=2).map(tuple),
-              cuts=st.lists(st.builds(payloads.SettingCut, setting=TEXT, before=TIMES), max_size=2).map(tuple)),
+    st.builds(
+        payloads.MemoryPut,
+        entry=ENTRY,
+        type=st.sampled_from(payloads.MEMORY_TYPES),
+        content=TEXT,
+        tags=st.lists(TEXT, max_size=4).map(tuple),
+        confidence_bp=BP,
+        embedding=st.none() | EMBEDDINGS,
+    ),
+    st.builds(
+        payloads.MemoryUpdate,
+        entry=ENTRY,
+        fields=st.lists(FIELDS, max_size=4).map(tuple),
+        tags_add=st.lists(TEXT, max_size=3).map(tuple),
+        tags_remove=st.lists(TEXT, max_size=3).map(tuple),
+    ),
+    st.builds(
+        payloads.Snapshot,
+        frontier=st.lists(LOG_POINTS, max_size=3).map(tuple),
+        views=st.lists(
+            st.builds(payloads.ViewState, name=TEXT, version=U32, digest=ID, state=st.binary(max_size=100)), max_size=3
+        ).map(tuple),
+        stable=st.lists(LOG_POINTS, max_size=2).map(tuple),
+        cuts=st.lists(st.builds(payloads.SettingCut, setting=TEXT, before=TIMES), max_size=2).map(tuple),
+    ),
 )
 
 
@@ -252,10 +293,19 @@ def test_written_headers_are_encode_header_bytes(h):
 
 
 PREVS = st.binary(min_size=32, max_size=32).filter(lambda b: b != crypto.ZERO_ID)
-HEADER_STEPS = st.lists(st.tuples(
-    st.integers(2, MAX_SEQ), PREVS, st.integers(1, MAX_LAMPORT), st.sampled_from(["user", "topic:\u00e9t\u00e9", "d" * 256]),
-    st.sampled_from(["observation", "memory.put", "k" * 64]), st.binary(min_size=32, max_size=32),
-    st.integers(0, 1024 * 1024)), min_size=1, max_size=12)
+HEADER_STEPS = st.lists(
+    st.tuples(
+        st.integers(2, MAX_SEQ),
+        PREVS,
+        st.integers(1, MAX_LAMPORT),
+        st.sampled_from(["user", "topic:\u00e9t\u00e9", "d" * 256]),
+        st.sampled_from(["observation", "memory.put", "k" * 64]),
+        st.binary(min_size=32, max_size=32),
+        st.integers(0, 1024 * 1024),
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -265,8 +315,20 @@ def test_a_batch_of_written_headers_equals_encode_header(steps, first_has_clock)
     writer = HeaderWriter(b"g" * 32, b"a" * 32, 7, 1_700_000_000_000)
     for n, (seq, prev, lamport, scope, kind, payload_hash, payload_len) in enumerate(steps):
         clock = (ClockEntry(b"b" * 32, 1, 2),) if first_has_clock and n == 0 else ()
-        h = Header(group=b"g" * 32, author=b"a" * 32, epoch=7, seq=seq, prev=prev, lamport=lamport, clock=clock,
-                   time_ms=1_700_000_000_000, scope=scope, kind=kind, payload_hash=payload_hash, payload_len=payload_len)
+        h = Header(
+            group=b"g" * 32,
+            author=b"a" * 32,
+            epoch=7,
+            seq=seq,
+            prev=prev,
+            lamport=lamport,
+            clock=clock,
+            time_ms=1_700_000_000_000,
+            scope=scope,
+            kind=kind,
+            payload_hash=payload_hash,
+            payload_len=payload_len,
+        )
         assert written(h, writer) == encode_header(h)
 
 

@@ -113,7 +113,7 @@ def chain(key: DeviceKey, w: World, n: int, tag: str, start: Event | None = None
     """`n` linked events by `key`: from seq 1 (whose clock covers its enrolment), or after `start`."""
     anchor = w.mallory.anchor()[0].header
     out = [start] if start else []
-    for i in range(n):
+    for _i in range(n):
         seq = out[-1].header.seq + 1 if out else 1
         prev = out[-1].id if out else crypto.ZERO_ID
         clock = (ClockEntry(anchor.author, anchor.epoch, anchor.seq),) if seq == 1 else ()

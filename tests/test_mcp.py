@@ -104,8 +104,10 @@ async def test_every_tool_through_the_sdk_client(homes):
             assert tool.input_schema["type"] == "object"
             for name, prop in tool.input_schema.get("properties", {}).items():
                 assert prop.get("description"), f"{tool.name}.{name}"
-            assert tool.annotations.read_only_hint == (tool.name.startswith(("get_", "list_", "status"))
-                                                       or tool.name in ("memory_get", "memory_search", "memory_conflicts"))
+            assert tool.annotations.read_only_hint == (
+                tool.name.startswith(("get_", "list_", "status"))
+                or tool.name in ("memory_get", "memory_search", "memory_conflicts")
+            )
         await check_preferences(a, laptop_home, phone)
         await check_memory(a, laptop_home, phone)
         await check_status(a, laptop_home)
@@ -137,7 +139,12 @@ async def check_preferences(a: Agent, laptop_home, phone):
 
     await a.call("set_preference", setting="units.temperature", value="celsius")
     units = await a.call("get_preference", setting="units.temperature", context={"app": "weather"})
-    assert (units["value"], units["source"], units["confidence"], units["uncertain"]) == ("celsius", "explicit", 1.0, False)
+    assert (units["value"], units["source"], units["confidence"], units["uncertain"]) == (
+        "celsius",
+        "explicit",
+        1.0,
+        False,
+    )
 
     await a.call("set_override", setting="editor.theme", value="solarized")
     theme = await a.call("get_preference", setting="editor.theme")
@@ -158,7 +165,11 @@ async def check_preferences(a: Agent, laptop_home, phone):
 async def check_memory(a: Agent, laptop_home, phone):
     put = await a.call("memory_put", content="Anna's birthday is 3 May", tags=["family"])
     anna = put["id"]
-    assert (put["entry"]["content"], put["entry"]["type"], put["entry"]["tags"]) == ("Anna's birthday is 3 May", "fact", ["family"])
+    assert (put["entry"]["content"], put["entry"]["type"], put["entry"]["tags"]) == (
+        "Anna's birthday is 3 May",
+        "fact",
+        ["family"],
+    )
     helix = (await a.call("memory_put", content="The user edits code in Helix", type="preference", confidence=0.8,
                           scope="topic:tools"))["id"]
     got = await a.call("memory_get", id=anna[:8])
@@ -192,7 +203,11 @@ async def check_memory(a: Agent, laptop_home, phone):
 
     deleted = await a.call("memory_delete", id=helix[:6], reason="the user switched editors")
     [tombstone] = deleted["entry"]["deleted"]
-    assert (deleted["id"], deleted["entry"]["content"], tombstone["value"]) == (helix, None, "the user switched editors")
+    assert (deleted["id"], deleted["entry"]["content"], tombstone["value"]) == (
+        helix,
+        None,
+        "the user switched editors",
+    )
     assert (await a.call("memory_get", id=helix))["deleted"] == deleted["entry"]["deleted"]
     assert (await a.call("memory_search", query="helix", lexical=True))["hits"] == []
 
@@ -224,13 +239,20 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
             (("memory_put", {"content": "   "}), ("memory", "put", "   ")),
             (("memory_put", {"content": "x", "confidence": 1.5}), ("memory", "put", "x", "--confidence", "1.5")),
             (("memory_put", {"content": "x", "type": "rumour"}), ("memory", "put", "x", "--type", "rumour")),
-            (("memory_resolve", {"id": entry, "field": "content", "value": "y"}), ("memory", "resolve", entry, "content", "y")),
-            (("decide", {"setting": "editor.theme", "value": "dark", "confidence": 2}),
-             ("decide", "editor.theme", "dark", "--confidence", "2")),
+            (
+                ("memory_resolve", {"id": entry, "field": "content", "value": "y"}),
+                ("memory", "resolve", entry, "content", "y"),
+            ),
+            (
+                ("decide", {"setting": "editor.theme", "value": "dark", "confidence": 2}),
+                ("decide", "editor.theme", "dark", "--confidence", "2"),
+            ),
             (("observe", {"setting": "editor theme", "value": "dark"}), ("observe", "editor theme", "dark")),
             (("observe", {"setting": "editor.theme", "value": ""}), ("observe", "editor.theme", "")),
-            (("get_preference", {"setting": "editor.theme", "context": {"day part": "night"}}),
-             ("pref", "get", "editor.theme", "--context", "day part=night")),
+            (
+                ("get_preference", {"setting": "editor.theme", "context": {"day part": "night"}}),
+                ("pref", "get", "editor.theme", "--context", "day part=night"),
+            ),
             (("clear_override", {"setting": "editor.theme"}), ("override", "clear", "editor.theme")),
         ]
         for (tool, arguments), command in same_as_cli:

@@ -76,7 +76,9 @@ def causal_orders(facts: list[Fact]):
 
 
 def the_same_in_every_causal_order(facts: list[Fact], entry_id: bytes = ID) -> tuple[Entry, int]:
-    """Fold every causal order of `facts`; all must give the same canonical bytes. Returns one entry and the orders tried."""
+    """Fold every causal order of `facts`; all must give the same canonical bytes.
+
+    Returns one entry and the orders tried."""
     results = {}
     for order in causal_orders(facts):
         results.setdefault(folded(order, entry_id).to_bytes(), order)
@@ -320,7 +322,7 @@ def test_folding_in_batches_through_stored_bytes_equals_one_fold():
         stored: dict[bytes, bytes] = {}
         for batch in (facts[:cut], facts[cut:]):
             entries: dict[bytes, Entry] = {}
-            mr.fold(entries, batch, lambda i: Entry.from_bytes(i, stored[i]) if i in stored else None)
+            mr.fold(entries, batch, lambda i, held=stored: Entry.from_bytes(i, held[i]) if i in held else None)
             stored.update({i: e.to_bytes() for i, e in entries.items()})
         assert stored[ID] == whole
 

@@ -297,8 +297,9 @@ BAD_CALLS = {
     "id as text that is not 32 hex digits": lambda m, e, d: m.update(e.hex()[:-1] + "g", content="x"),
     "id prefix not hex": lambda m, e, d: m.id("zzzz"),
     "id prefix too short": lambda m, e, d: m.id(e.hex()[:3]),
-    "id prefix matching nothing": lambda m, e, d: m.id(next(p for p in ("0000", "5555", "aaaa")
-                                                            if not e.hex().startswith(p) and not d.hex().startswith(p))),
+    "id prefix matching nothing": lambda m, e, d: m.id(
+        next(p for p in ("0000", "5555", "aaaa") if not e.hex().startswith(p) and not d.hex().startswith(p))
+    ),
     "empty content": lambda m, e, d: m.put(""),
     "blank content": lambda m, e, d: m.put(" \n\t"),
     "content over the limit": lambda m, e, d: m.put("x" * (mr.MAX_CONTENT_BYTES + 1)),
@@ -316,8 +317,9 @@ BAD_CALLS = {
     "empty embedding": lambda m, e, d: m.put("x", embedding=[], model="other-model"),
     "embedding of strings": lambda m, e, d: m.put("x", embedding=["a", "b"], model="other-model"),
     "embedding of two rows": lambda m, e, d: m.put("x", embedding=[[0.1, 0.2]], model="other-model"),
-    "embedding over the size limit": lambda m, e, d: m.put("x", embedding=[0.1] * (mr.MAX_EMBEDDING_DIM + 1),
-                                                           model="other-model"),
+    "embedding over the size limit": lambda m, e, d: m.put(
+        "x", embedding=[0.1] * (mr.MAX_EMBEDDING_DIM + 1), model="other-model"
+    ),
     "model without an embedding": lambda m, e, d: m.put("x", model="other-model"),
     "empty model name": lambda m, e, d: m.put("x", embedding=[0.1], model="\n"),
     "bad type": lambda m, e, d: m.put("x", type="note"),

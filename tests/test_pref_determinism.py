@@ -222,7 +222,8 @@ def device_answers(stores: dict[str, Store], view: Store, now: int) -> dict:
         for device_name, store in stores.items():
             for i, ctx in enumerate(CONTEXTS):
                 pairs = tuple(sorted((ctx or {}).items()))
-                out[name, device_name, i] = pr.answer(s, store.device.hex(), pairs, now) if s else pr.default_answer(name)
+                answer = pr.answer(s, store.device.hex(), pairs, now) if s else pr.default_answer(name)
+                out[name, device_name, i] = answer
     return out
 
 

@@ -67,8 +67,11 @@ def test_a_correction_covered_by_a_snapshot_before_its_decision_arrives(tmp_path
         world.close()
 
 
-@pytest.mark.parametrize("then", [[], [("observe", "laptop", "theme", "dark", None, 1.0), ("snapshot", "laptop", HOUR)]],
-                         ids=["alone", "then-a-snapshot"])
+@pytest.mark.parametrize(
+    "then",
+    [[], [("observe", "laptop", "theme", "dark", None, 1.0), ("snapshot", "laptop", HOUR)]],
+    ids=["alone", "then-a-snapshot"],
+)
 def test_a_pending_unwitnessed_correction_moved_by_its_decisions_witness_in_one_batch(tmp_path, then):
     """The laptop, its clock a year ahead, corrects the phone's decision before it has seen the phone.
     An observer takes the correction (unwitnessed, pending) and then the decision in one batch; the

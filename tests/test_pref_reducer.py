@@ -326,8 +326,14 @@ def test_lookup_buckets_go_from_most_specific_to_every_context():
     ctx = (("device_class", "phone"), ("daypart", "night"), ("app", "mail"))
     assert pr.lookup_buckets(ctx) == (
         f"app=mail{pr.SEP}daypart=night{pr.SEP}device_class=phone",
-        f"app=mail{pr.SEP}daypart=night", f"app=mail{pr.SEP}device_class=phone", f"daypart=night{pr.SEP}device_class=phone",
-        "app=mail", "daypart=night", "device_class=phone", "")
+        f"app=mail{pr.SEP}daypart=night",
+        f"app=mail{pr.SEP}device_class=phone",
+        f"daypart=night{pr.SEP}device_class=phone",
+        "app=mail",
+        "daypart=night",
+        "device_class=phone",
+        "",
+    )
     assert pr.lookup_buckets(()) == ("",)
     assert set(pr.buckets_of(ctx)) == set(pr.lookup_buckets(ctx))
 

@@ -120,7 +120,7 @@ def test_live_push_reaches_the_peer_and_is_not_echoed(laptop, phone):
 
 
 def test_at_most_window_batches_are_unacked(laptop, phone):
-    for i in range(100):
+    for _i in range(100):
         laptop.prefs.observe("ui.theme", "dark")
     link = Link(laptop, phone, batch_events=10)
     link.start()
@@ -183,7 +183,7 @@ def test_out_of_place_messages_are_refused(laptop, phone):
 
 
 def test_a_batch_that_fails_validation_is_refused_whole(laptop, phone):
-    for i in range(5):
+    for _i in range(5):
         laptop.prefs.observe("ui.theme", "dark")
     link = Link(laptop, phone)
     link.start()
@@ -255,10 +255,10 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
     group accepts of it), the hub stops offering them and folds them out of its views once it
     holds the revocation, and the two hold the same views."""
     from agentlog.store import devices as devices_module
-    for i in range(3):
+    for _i in range(3):
         phone.prefs.observe("ui.theme", "dark")
     sync(phone, laptop)
-    for i in range(2):
+    for _i in range(2):
         phone.prefs.observe("ui.theme", "light")
     sync(phone, hub)
     hub.prefs.observe("ui.theme", "dark")           # its clock names the phone's seq 5

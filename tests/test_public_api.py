@@ -50,19 +50,24 @@ def test_public_names_are_the_real_objects():
 
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        agentlog.nothing
+        _ = agentlog.nothing
 
 
 def test_help_shows_the_public_names():
-    proc = subprocess.run([sys.executable, "-c", "import agentlog, pydoc; print(pydoc.render_doc(agentlog, renderer=pydoc.plaintext))"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import agentlog, pydoc; print(pydoc.render_doc(agentlog, renderer=pydoc.plaintext))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("Store", "MemoryEntry", "Lookup", "InvalidValueError", "open(", f"VERSION\n    {version('agentlog')}"):
         assert name in proc.stdout, name
 
 
 def test_importing_the_package_loads_no_codec_store_or_numpy():
-    code = "import sys, agentlog; print(sorted(m for m in sys.modules if m.startswith(('agentlog', 'capnp', 'lmdb', 'numpy'))))"
+    prefixes = "('agentlog', 'capnp', 'lmdb', 'numpy')"
+    code = f"import sys, agentlog; print(sorted(m for m in sys.modules if m.startswith({prefixes})))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(["agentlog", "agentlog.errors"])

@@ -50,7 +50,9 @@ class Replicas(RuleBasedStateMachine):
     def missing(self, src, dst):
         return src.events_after(dst.frontier())
 
-    @rule(name=st.sampled_from(NAMES), values=st.lists(st.sampled_from(["dark", "light", "auto"]), min_size=1, max_size=4))
+    @rule(
+        name=st.sampled_from(NAMES), values=st.lists(st.sampled_from(["dark", "light", "auto"]), min_size=1, max_size=4)
+    )
     def append(self, name, values):
         store = self.stores[name]
         if name != "laptop" and store.count() == 0:

@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from agentlog.store import devices, home
+from agentlog.store.store import Store
 from agentlog.sync.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import Connection, Send

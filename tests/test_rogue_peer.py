@@ -102,8 +102,10 @@ def _context(pair: Pair) -> rogue.Context:
     with home.open_home(pair.homes["laptop"]) as laptop, home.open_home(pair.homes["rogue"]) as mine:
         events = list(laptop.events())
         head = laptop.heads().get(pair.rogue.public)
-        keys = {"laptop": laptop.device, "phone": next(iter(set(laptop.frontier()) - {laptop.device, pair.rogue.public}),
-                                                       bytes(32))}
+        keys = {
+            "laptop": laptop.device,
+            "phone": next(iter(set(laptop.frontier()) - {laptop.device, pair.rogue.public}), bytes(32)),
+        }
         anchor, group = mine.anchor()[0], mine.group
         heads = {a: (h.epoch, h.seq, h.id) for a, h in laptop.heads().items()}
         roster = laptop.roster().to_bytes()
@@ -141,7 +143,8 @@ def _alive(pair: Pair) -> None:
 def _logs_are_json_lines(pair: Pair) -> None:
     for daemon in (pair.laptop, pair.phone):
         for line in daemon.lines():
-            assert len(line.encode()) <= MAX_LOG_LINE, f"the {daemon.name} logged a line of {len(line)} chars: {line[:300]}"
+            too_long = f"the {daemon.name} logged a line of {len(line)} chars: {line[:300]}"
+            assert len(line.encode()) <= MAX_LOG_LINE, too_long
             assert isinstance(json.loads(line), dict), f"the {daemon.name} logged a line that is not JSON: {line[:300]}"
 
 

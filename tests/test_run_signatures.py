@@ -72,7 +72,9 @@ def test_a_garbled_signature_inside_a_run_is_a_warning_naming_the_peer(laptop, m
     assert report.ok and not report.problems, [p.what for p in report.problems]
     [bad] = report.bad_signatures
     assert (bad.author, bad.seq, bad.last, bad.signed, bad.peer) == (mallory.device, 1, 1, 2, mallory.device)
-    assert "signature bytes damaged" in bad.line(laptop.roster()) and "received from mallory" in bad.line(laptop.roster())
+    assert "signature bytes damaged" in bad.line(laptop.roster()) and "received from mallory" in bad.line(
+        laptop.roster()
+    )
     assert laptop.damaged() == [(mallory.device, 0, 1, 1)]          # verify marked it: peers are asked again
     assert (mallory.device, 0, 1, 1) in StoreLog(laptop).withheld()
 

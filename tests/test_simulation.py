@@ -103,11 +103,11 @@ def test_events_written_after_hello_wait_for_the_peers_want(laptop, phone):
     """Seed 7: events written between a hello and the peer's want for what the hello announced
     were pushed ahead of the answer to that want, so the peer saw a gap in the author's chain
     and closed the connection with a `seq` error."""
-    for i in range(3):
+    for _i in range(3):
         laptop.prefs.observe("ui.theme", "dark")
     link = Link(laptop, phone)
     link.start()                                       # laptop's hello announces the three observations
-    for i in range(2):
+    for _i in range(2):
         laptop.prefs.observe("ui.theme", "light")      # written before the phone's want arrives
     link.run()
     assert link.closed == []

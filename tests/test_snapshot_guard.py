@@ -125,7 +125,8 @@ async def _rogue(port: int, key, group: bytes, group_key: bytes, hello: Hello, b
             heard.append(None)
             with trio.move_on_after(LISTEN):
                 heard[-1] = messages.decode(await channel.receive())
-            if isinstance(heard[-1], (SnapshotWant, Want)) and sum(isinstance(m, (SnapshotWant, Want)) for m in heard) == 1:
+            asks = sum(isinstance(m, (SnapshotWant, Want)) for m in heard)
+            if isinstance(heard[-1], (SnapshotWant, Want)) and asks == 1:
                 await channel.send(messages.encode(SnapshotOffer(
                     bundle.record, bundle.payload, tuple((n, len(bundle.states[n])) for n in snapshot.VIEWS))))
                 for n in snapshot.VIEWS:

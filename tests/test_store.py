@@ -23,7 +23,7 @@ def test_store_grows_its_map_instead_of_failing(tmp_path, laptop):
     laptop.close()
     store = Store(tmp_path / "laptop" / "store", home.open_home(tmp_path / "laptop").key, map_size=256 * 1024)
     before = store.map_size()
-    for i in range(20):
+    for _i in range(20):
         store.append_many([payloads.Observation(setting=f"s{j}", value="x" * 200) for j in range(100)])
     assert store.map_size() > before
     assert store.count() == 2001 and verify_store(store).ok
@@ -88,7 +88,9 @@ WRITER = textwrap.dedent("""
 def test_several_processes_append_to_one_home(tmp_path, laptop):
     """The CLI, an agent and the daemon may write at once; LMDB serializes them safely."""
     laptop.close()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "laptop"), "150", f"w{n}"]) for n in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "laptop"), "150", f"w{n}"]) for n in range(3)
+    ]
     for p in procs:
         assert p.wait(timeout=120) == 0
     store = home.open_home(tmp_path / "laptop")

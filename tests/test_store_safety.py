@@ -243,7 +243,8 @@ def test_serve_on_a_full_disk_says_what_it_could_not_write(tmp_path):
 def test_serve_with_little_space_left_stays_up_and_loses_nothing(tmp_path):
     """The phone's daemon may grow its files by 256 KiB only, and the laptop sends it 3 MB: the write fails,
     the batch is refused to the peer as `internal` and the reason is in the daemon's log (LMDB reports the
-    short write as an I/O error), the daemon stays up and its store is exactly as before (it used to die with a traceback)."""
+    short write as an I/O error), the daemon stays up and its store is exactly as before (it used to die
+    with a traceback)."""
     homes = provision(tmp_path, "laptop", "phone")
     with home.open_home(homes["laptop"]) as laptop:
         laptop.append_many([e for j in range(12) for e in _bulk(j)])
@@ -271,8 +272,8 @@ EVENT_BYTES = 16 * 16_000
 
 @pytest.mark.slow
 def test_a_daemon_stays_up_while_a_catch_up_grows_its_store_to_500_mb(tmp_path):
-    """The laptop holds 500 MB of large events (256 KB memory updates); the phone starts empty and its `serve` receives them
-    all from the laptop's `serve`, while other processes run `status`, `pref get`, `log` and `observe`
+    """The laptop holds 500 MB of large events (256 KB memory updates); the phone starts empty and its `serve`
+    receives them all from the laptop's `serve`, while other processes run `status`, `pref get`, `log` and `observe`
     on the phone's home in a loop: every one of those commands succeeds, the phone's daemon stays up,
     and both end with the same events. (Before, the receiving daemon died with `mdb_put: Invalid
     argument` as its map grew past 64 MiB, and other processes failed with MDB_MAP_RESIZED.)"""

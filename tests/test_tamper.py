@@ -19,7 +19,9 @@ N = 12
 def sealed_log(tmp_path, laptop, phone):
     """Laptop holds its own and the phone's events, compacted so each record lives in one place."""
     phone.append_many([payloads.Observation(setting="theme", value=f"phone-{i}") for i in range(N)])
-    laptop.append_many([payloads.Observation(setting="theme", value=f"laptop-{i}", context=(("n", str(i)),)) for i in range(N)])
+    laptop.append_many(
+        [payloads.Observation(setting="theme", value=f"laptop-{i}", context=(("n", str(i)),)) for i in range(N)]
+    )
     laptop.ingest([(e.record, e.payload) for e in phone.events()])
     events = list(laptop.events())
     assert verify_store(laptop).ok
@@ -125,4 +127,6 @@ def test_deleted_payload_is_named(sealed_log, tmp_path):
     victim = events[7]
     report = verify_copy(path, tmp_path / "copy",
                          mutate_store=lambda store, txn: txn.delete(key_of(victim), db=store.db("payloads")))
-    assert [(p.author, p.seq, p.what) for p in report.problems] == [(victim.header.author, victim.header.seq, "payload is missing")]
+    assert [(p.author, p.seq, p.what) for p in report.problems] == [
+        (victim.header.author, victim.header.seq, "payload is missing")
+    ]
