@@ -1,6 +1,7 @@
-"""Hashing, signing and sealing: the only module that touches nacl.
+"""Hashing, signing, sealing and the connection cipher's primitives: the only module that touches nacl.
 
-Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes.
+Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes; X25519
+key exchange and XChaCha20-Poly1305 secretstreams carry the sync handshake and its frames.
 libsodium releases the GIL, so the store signs a big batch on several threads
 (agentlog/store/signing.py); this module starts none.
 """
@@ -18,6 +19,9 @@ ID_LEN = 32
 KEY_LEN = 32
 SIG_LEN = 64
 ZERO_ID = bytes(ID_LEN)
+STREAM_HEADER_LEN = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+STREAM_TAG_LEN = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+STREAM_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 
 
 def blake2b256(data: bytes) -> bytes:
@@ -83,3 +87,56 @@ def is_valid_public_key(key: bytes) -> bool:
     except Exception:  # noqa: BLE001 - libsodium rejects bad points with several types
         return False
 
+
+
+def kx_keypair() -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair for one key exchange: (public, secret)."""
+    return sodium.crypto_kx_keypair()
+
+
+def kx_session_keys(public: bytes, secret: bytes, peer_public: bytes, *, client: bool) -> tuple[bytes, bytes]:
+    """The (rx, tx) session keys of crypto_kx, on the client's or the server's side.
+
+    Raises:
+        ValueError: the peer's public key is not a usable X25519 key.
+    """
+    derive = sodium.crypto_kx_client_session_keys if client else sodium.crypto_kx_server_session_keys
+    try:
+        return derive(public, secret, peer_public)
+    except nacl.exceptions.CryptoError:
+        raise ValueError("not a usable X25519 public key") from None
+
+
+class StreamPush:
+    """The sending half of a secretstream: `header` goes to the receiver before the first ciphertext."""
+
+    __slots__ = ("_state", "header")
+
+    def __init__(self, key: bytes):
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self.header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, key)
+
+    def push(self, plaintext: bytes) -> bytes:
+        """The next message's ciphertext (tag MESSAGE), STREAM_TAG_LEN bytes longer than its plaintext."""
+        return sodium.crypto_secretstream_xchacha20poly1305_push(self._state, plaintext, None, STREAM_TAG_MESSAGE)
+
+
+class StreamPull:
+    """The receiving half of a secretstream, started from the sender's header."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, header: bytes, key: bytes):
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
+
+    def pull(self, ciphertext: bytes) -> tuple[bytes, int]:
+        """The next message's plaintext and its tag.
+
+        Raises:
+            ValueError: it does not decrypt (another key, altered, reordered, or not bytes).
+        """
+        try:
+            return sodium.crypto_secretstream_xchacha20poly1305_pull(self._state, ciphertext, None)
+        except nacl.exceptions.CryptoError:
+            raise ValueError("ciphertext does not decrypt") from None
