@@ -1,29 +1,27 @@
-"""Hashing, signing and sealing: the only module that touches nacl.
+"""Hashing, signing, sealing and the connection cipher's primitives: the only module that touches nacl.
 
-Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes.
-libsodium releases the GIL, so a batch's signatures are made on several threads.
+Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes; X25519
+key exchange and XChaCha20-Poly1305 secretstreams carry the sync handshake and its frames.
+libsodium releases the GIL, so the store signs a big batch on several threads
+(agentlog/store/signing.py); this module starts none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import nacl.bindings as sodium
 import nacl.exceptions
 import nacl.public
-import nacl.signing
 
 ID_LEN = 32
 KEY_LEN = 32
 SIG_LEN = 64
 ZERO_ID = bytes(ID_LEN)
-
-_WORKERS = max(1, min(4, os.cpu_count() or 1))
-_CHUNK = 8
-_pool: ThreadPoolExecutor | None = None
+STREAM_HEADER_LEN = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+STREAM_TAG_LEN = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+STREAM_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
 
 
 def blake2b256(data: bytes) -> bytes:
@@ -34,11 +32,10 @@ def blake2b256(data: bytes) -> bytes:
 class DeviceKey:
     """A device's Ed25519 key pair; the public key is the device id."""
 
-    __slots__ = ("_signing", "public")
+    __slots__ = ("_secret", "public")
 
     def __init__(self, seed: bytes):
-        self._signing = nacl.signing.SigningKey(seed)
-        self.public = bytes(self._signing.verify_key)
+        self.public, self._secret = sodium.crypto_sign_seed_keypair(seed)
 
     @classmethod
     def generate(cls) -> DeviceKey:
@@ -46,47 +43,19 @@ class DeviceKey:
 
     @property
     def seed(self) -> bytes:
-        return bytes(self._signing)
+        return sodium.crypto_sign_ed25519_sk_to_seed(self._secret)
 
     def sign(self, event_id: bytes) -> bytes:
-        return sodium.crypto_sign(event_id, self._signing._signing_key)[:SIG_LEN]
+        return sodium.crypto_sign(event_id, self._secret)[:SIG_LEN]
 
-    def sign_many(self, event_ids: list[bytes]) -> list[bytes]:
-        """Sign many ids, order kept: this thread and the workers take chunks in turn (libsodium drops the GIL).
-
-        The caller signs too and never waits for a worker to wake up (that can take a
-        millisecond on a VM), only for chunks a worker has already taken.
-        """
-        if len(event_ids) < 2 * _CHUNK or _WORKERS == 1:
-            return [self.sign(i) for i in event_ids]
-        secret = self._signing._signing_key
-        chunks = [event_ids[i : i + _CHUNK] for i in range(0, len(event_ids), _CHUNK)]
-        parts: list = [None] * len(chunks)
-        todo, done = iter(range(len(chunks))), threading.Condition()
-
-        def work() -> None:
-            for k in todo:
-                try:
-                    part = [sodium.crypto_sign(i, secret)[:SIG_LEN] for i in chunks[k]]
-                except Exception as exc:  # noqa: BLE001 - handed to the caller below
-                    part = exc
-                with done:
-                    parts[k] = part
-                    done.notify()
-
-        for _ in range(_WORKERS - 1):
-            _executor().submit(work)
-        work()
-        with done:
-            done.wait_for(lambda: all(part is not None for part in parts))
-        for part in parts:
-            if isinstance(part, Exception):
-                raise part
-        return [sig for part in parts for sig in part]
+    def sign_all(self, event_ids: list[bytes]) -> list[bytes]:
+        """Sign each id in turn, order kept; libsodium drops the GIL, so threads may sign parts of a batch at once."""
+        secret = self._secret
+        return [sodium.crypto_sign(i, secret)[:SIG_LEN] for i in event_ids]
 
     def open_sealed(self, sealed: bytes) -> bytes:
         """Open a box sealed to this device's key (converted to X25519)."""
-        private = nacl.public.PrivateKey(sodium.crypto_sign_ed25519_sk_to_curve25519(self._signing._signing_key))
+        private = nacl.public.PrivateKey(sodium.crypto_sign_ed25519_sk_to_curve25519(self._secret))
         try:
             return nacl.public.SealedBox(private).decrypt(sealed)
         except nacl.exceptions.CryptoError as exc:
@@ -119,8 +88,55 @@ def is_valid_public_key(key: bytes) -> bool:
         return False
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="agentlog-crypto")
-    return _pool
+
+def kx_keypair() -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair for one key exchange: (public, secret)."""
+    return sodium.crypto_kx_keypair()
+
+
+def kx_session_keys(public: bytes, secret: bytes, peer_public: bytes, *, client: bool) -> tuple[bytes, bytes]:
+    """The (rx, tx) session keys of crypto_kx, on the client's or the server's side.
+
+    Raises:
+        ValueError: the peer's public key is not a usable X25519 key.
+    """
+    derive = sodium.crypto_kx_client_session_keys if client else sodium.crypto_kx_server_session_keys
+    try:
+        return derive(public, secret, peer_public)
+    except nacl.exceptions.CryptoError:
+        raise ValueError("not a usable X25519 public key") from None
+
+
+class StreamPush:
+    """The sending half of a secretstream: `header` goes to the receiver before the first ciphertext."""
+
+    __slots__ = ("_state", "header")
+
+    def __init__(self, key: bytes):
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        self.header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, key)
+
+    def push(self, plaintext: bytes) -> bytes:
+        """The next message's ciphertext (tag MESSAGE), STREAM_TAG_LEN bytes longer than its plaintext."""
+        return sodium.crypto_secretstream_xchacha20poly1305_push(self._state, plaintext, None, STREAM_TAG_MESSAGE)
+
+
+class StreamPull:
+    """The receiving half of a secretstream, started from the sender's header."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, header: bytes, key: bytes):
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        sodium.crypto_secretstream_xchacha20poly1305_init_pull(self._state, header, key)
+
+    def pull(self, ciphertext: bytes) -> tuple[bytes, int]:
+        """The next message's plaintext and its tag.
+
+        Raises:
+            ValueError: it does not decrypt (another key, altered, reordered, or not bytes).
+        """
+        try:
+            return sodium.crypto_secretstream_xchacha20poly1305_pull(self._state, ciphertext, None)
+        except nacl.exceptions.CryptoError:
+            raise ValueError("ciphertext does not decrypt") from None

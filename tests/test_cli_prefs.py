@@ -332,24 +332,11 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert proc.returncode == 0, proc.stderr
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
-    assert loaded == str(
-        sorted(
-            [
-                "agentlog.cli",
-                "agentlog.cli.main",
-                "agentlog.errors",
-                "agentlog.limits",
-                "agentlog.prefs",
-                "agentlog.prefs.decay",
-                "agentlog.prefs.lookup",
-                "agentlog.prefs.reducer",
-                "agentlog.store",
-                "agentlog.store.env",
-                "agentlog.store.home",
-                "agentlog.text",
-            ]
-        )
-    )
+    assert loaded == str(sorted([
+        "agentlog.cli", "agentlog.cli.main", "agentlog.errors", "agentlog.limits", "agentlog.log", "agentlog.log.kinds",
+        "agentlog.prefs", "agentlog.prefs.decay", "agentlog.prefs.lookup", "agentlog.prefs.reducer", "agentlog.store",
+        "agentlog.store.env", "agentlog.store.home", "agentlog.text",
+    ]))
 
 
 def test_pref_get_as_a_whole_process_loads_no_pycapnp(laptop):

@@ -30,6 +30,7 @@ from agentlog.log.event import (
     encode_header,
 )
 from agentlog.prefs import reducer as pref_reducer
+from agentlog.store import signing
 
 from .test_event import ALL_PAYLOADS
 
@@ -366,14 +367,14 @@ def test_largest_valid_header_is_within_the_limit():
 def test_sign_many_keeps_order_and_matches_single_signatures(count):
     key = crypto.DeviceKey.generate()
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(count)]
-    assert key.sign_many(ids) == [key.sign(i) for i in ids]
+    assert signing.sign_many(key, ids) == [key.sign(i) for i in ids]
 
 
 def test_sign_many_from_several_threads_at_once():
     key = crypto.DeviceKey.generate()
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(200)]
     expected, results = [key.sign(i) for i in ids], []
-    threads = [threading.Thread(target=lambda: results.append(key.sign_many(ids))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(signing.sign_many(key, ids))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -394,4 +395,4 @@ def test_sign_many_raises_a_failure_on_any_thread(monkeypatch):
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(100)]
     for at in (0, 50, 99):
         with pytest.raises(RuntimeError, match="boom"):
-            key.sign_many(ids[:at] + [bad] + ids[at:])
+            signing.sign_many(key, ids[:at] + [bad] + ids[at:])

@@ -1,7 +1,7 @@
 """Audit figures for `make bench` (issue 7): `agentlog audit export` and `audit verify` on one home.
 
 The home holds `events` events written by its device through append_many: four in five are
-observations (tools/bench.py's `observation`, whose payloads repeat as real ones do), one in five a
+observations (tools/benchlib.py's `observation`, whose payloads repeat as real ones do), one in five a
 memory.put with unique content. Each run measures, beside the primitives (BLAKE2b-256, Ed25519
 verify): the export of the whole log to a JSON Lines file in the temporary directory (events/s,
 worker processes on every core as in `agentlog audit export`; the HTML report is rendered
@@ -23,13 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchlib
 
-from agentlog.audit.export import export  # noqa: E402
-from agentlog.audit.html import render  # noqa: E402
-from agentlog.audit.verify import verify_file  # noqa: E402
-from agentlog.log import payloads  # noqa: E402
+from agentlog.audit.export import export
+from agentlog.audit.html import render
+from agentlog.audit.verify import verify_file
+from agentlog.log import payloads
 from agentlog.store import home
 
 EVENTS, QUICK_EVENTS = 100_000, 20_000
@@ -41,14 +40,15 @@ RATIOS = {"audit_export": ("blake2b",), "audit_verify": ("verify",)}
 TARGETS = {"audit_export": (">=", 50_000)}
 
 
-def build(path: Path, events: int, bench) -> None:
+def build(path: Path, events: int) -> None:
     """A home whose device wrote `events` events (plus its group's first), in batches of 1,000."""
     rng = random.Random(11)
     with home.create(path, "laptop") as store:
         store.create_group("laptop")
         for start in range(0, events, 1000):
-            store.append_many([payloads.MemoryPut(entry=rng.randbytes(16), type="fact", content=f"note {i}: {rng.random()}")
-                               if i % 5 == 0 else bench.observation(i) for i in range(start, min(events, start + 1000))])
+            store.append_many([
+                payloads.MemoryPut(entry=rng.randbytes(16), type="fact", content=f"note {i}: {rng.random()}")
+                if i % 5 == 0 else benchlib.observation(i) for i in range(start, min(events, start + 1000))])
 
 
 def cpu_seconds() -> float:
@@ -57,37 +57,37 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def one_run(path: Path, out: Path, bench, sizes) -> dict[str, float]:
-    figures = bench.bench_crypto(sizes)
+def one_run(path: Path, out: Path, sizes) -> dict[str, float]:
+    figures = benchlib.bench_crypto(sizes)
     with home.open_home(path) as store:
         start, cpu = time.perf_counter(), cpu_seconds()
         with open(out, "wb") as f:
             summary = export(store, f)
-        figures["audit_export"] = bench.rate(summary.events, time.perf_counter() - start)
+        figures["audit_export"] = benchlib.rate(summary.events, time.perf_counter() - start)
         figures["audit_export_cpu"] = (cpu_seconds() - cpu) * 1e6 / summary.events
     start = time.perf_counter()
     render(summary)
     figures["audit_html"] = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     report = verify_file(out)
-    figures["audit_verify"] = bench.rate(report.events, time.perf_counter() - start)
+    figures["audit_verify"] = benchlib.rate(report.events, time.perf_counter() - start)
     if not report.ok or report.events != summary.events:
         raise RuntimeError(f"audit verify failed on the benchmark's own export: {report.problems[:3]}")
     return figures
 
 
-def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], dict]:
+def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     """`runs` runs on one home built once; the figures, and labels and notes for bench.py."""
     events = QUICK_EVENTS if quick else EVENTS
     results, info = [], {"labels": {"audit_events": f"{events:,}"}, "load_average": [], "events": events}
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-audit-") as tmp:
         path = Path(tmp) / "home"
         start = time.perf_counter()
-        build(path, events, bench)
+        build(path, events)
         print(f"audit home: {events:,} events written in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         for n in range(runs):
             info["load_average"].append(os.getloadavg()[0])
-            results.append(one_run(path, Path(tmp) / "audit.jsonl", bench, sizes))
+            results.append(one_run(path, Path(tmp) / "audit.jsonl", sizes))
             info["bytes_per_event"] = (Path(tmp) / "audit.jsonl").stat().st_size / (events + 1)
             print(f"audit run {n + 1}/{runs} done", file=sys.stderr, flush=True)
     return results, info
@@ -100,13 +100,11 @@ def print_notes(info: dict, runs: int) -> None:
 
 
 def main() -> int:
-    import bench
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
-    results, info = run(bench.QUICK if args.quick else bench.Sizes(), args.runs, args.quick, bench)
+    results, info = run(benchlib.QUICK if args.quick else benchlib.Sizes(), args.runs, args.quick)
     for key, label, unit in FIGURES:
         values = [r[key] for r in results]
         med = statistics.median(values)
@@ -114,8 +112,8 @@ def main() -> int:
         target = TARGETS.get(key)
         verdict = "" if not target else f"target {target[0]} {target[1]:,}: " + \
             ("PASS" if (med >= target[1] if target[0] == ">=" else med <= target[1]) else "MISS")
-        print(f"{label.format(**info['labels']):<48} median {bench.fmt(med, unit):>10} {unit:<9} "
-              f"runs {', '.join(bench.fmt(v, unit) for v in values)}  {ratios}  {verdict}")
+        print(f"{label.format(**info['labels']):<48} median {benchlib.fmt(med, unit):>10} {unit:<9} "
+              f"runs {', '.join(benchlib.fmt(v, unit) for v in values)}  {ratios}  {verdict}")
     print_notes(info, args.runs)
     return 0
 

@@ -34,13 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import benchlib
 
-from agentlog.crypto import DeviceKey  # noqa: E402
-from agentlog.log import payloads  # noqa: E402
+from agentlog.crypto import DeviceKey
+from agentlog.log import payloads
 from agentlog.store import compaction, devices, home
-from agentlog.store.store import _DBS, Store  # noqa: E402
+from agentlog.store.store import _DBS, Store
 
 EVENTS, QUICK_EVENTS = 1_000_000, 50_000
 SETTINGS = 50
@@ -92,13 +91,13 @@ def send(src: Store, dst: Store) -> None:
     dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())], every_signature=False)
 
 
-def build(path: Path, events: int, bench, seed: int = 31) -> dict:
+def build(path: Path, events: int, seed: int = 31) -> dict:
     """DEVICES write `events` observations over DAYS simulated days; homes path/laptop and path/tablet."""
     rng = random.Random(seed)
     started = time.perf_counter()
-    clock = bench.SimClock(time.time_ns() // 1_000_000 - DAYS * bench.DAY_MS)
-    stores = {name: bench.open_device(path / name, name, clock.of(skew)) for name, _, skew in DEVICES}
-    tablet = bench.open_device(path / "tablet", "tablet", clock.of(0))
+    clock = benchlib.SimClock(time.time_ns() // 1_000_000 - DAYS * benchlib.DAY_MS)
+    stores = {name: benchlib.open_device(path / name, name, clock.of(skew)) for name, _, skew in DEVICES}
+    tablet = benchlib.open_device(path / "tablet", "tablet", clock.of(0))
     truth = [(rng.choice(VALUES), rng.choice(VALUES)) for _ in range(SETTINGS)]
     written = {name: 0 for name in stores}
     try:
@@ -121,7 +120,7 @@ def build(path: Path, events: int, bench, seed: int = 31) -> dict:
                 send(store, laptop)
             for store in others:
                 send(laptop, store)
-            clock.now = round_start + bench.DAY_MS // 2
+            clock.now = round_start + benchlib.DAY_MS // 2
         count = laptop.count()
     finally:
         tablet.close()
@@ -239,7 +238,7 @@ def compaction_run(built: Path, work: Path, now_ms: int, info: dict) -> dict[str
     return out
 
 
-def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], dict]:
+def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     """Build the homes once, then `runs` runs of the primitives and the compaction figures on copies."""
     events = QUICK_EVENTS if quick else EVENTS
     info = {"labels": {"cmp_events": f"{events:,}", "cmp_chunk": f"{compaction.CHUNK:,}"}, "load_average": [],
@@ -247,7 +246,7 @@ def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], d
     results = []
     with tempfile.TemporaryDirectory(prefix="agentlog-bench-compaction-") as tmp_name:
         tmp = Path(tmp_name)
-        info.update(build(tmp / "built", events, bench))
+        info.update(build(tmp / "built", events))
         info["build_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"compaction home: {info['events']:,} events by {len(DEVICES)} devices built in "
               f"{info['seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -255,9 +254,9 @@ def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], d
             info["load_average"].append(os.getloadavg()[0])
             began, work = time.perf_counter(), tmp / f"run{n}"
             work.mkdir()
-            out = bench.bench_crypto(sizes)
-            out["lmdb_put"], out["lmdb_put_p50"] = bench.bench_lmdb_put(work / "lmdb", sizes.puts)
-            out["lmdb_put_bulk"] = bench.bench_lmdb_put_bulk(work / "lmdb-bulk", sizes.bulk_puts)
+            out = benchlib.bench_crypto(sizes)
+            out["lmdb_put"], out["lmdb_put_p50"] = benchlib.bench_lmdb_put(work / "lmdb", sizes.puts)
+            out["lmdb_put_bulk"] = benchlib.bench_lmdb_put_bulk(work / "lmdb-bulk", sizes.bulk_puts)
             out.update(compaction_run(tmp / "built", work, info["now_ms"], info))
             shutil.rmtree(work)
             results.append(out)
@@ -305,15 +304,14 @@ def print_notes(info: dict, runs: int) -> None:
 
 
 def main() -> int:
-    import bench
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
-    sizes = bench.QUICK if args.quick else bench.Sizes()
-    results, info = run(sizes, args.runs, args.quick, bench)
-    bench.print_table(bench.summarize(results, sizes, info["labels"]))
+    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
+    results, info = run(sizes, args.runs, args.quick)
+    benchlib.print_table(benchlib.summarize(results, sizes, (*benchlib.PRIMITIVE_FIGURES, *FIGURES), RATIOS, TARGETS,
+                                            extras=info["labels"]))
     print_notes(info, args.runs)
     return 0
 

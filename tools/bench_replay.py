@@ -1,7 +1,7 @@
 """Replay figures for `make bench` (issue 7): `agentlog replay` on a laptop's home of 100,000 events.
 
 Three devices (laptop, phone, hub; the phone's clock 95 s ahead) write six weeks of preference
-events over 50 settings (observations, decisions, corrections, statements, overrides; tools/bench.py
+events over 50 settings (observations, decisions, corrections, statements, overrides; tools/benchlib.py
 History) and memory puts and updates, syncing with the laptop twice a day through ingest with the
 peer as `source`, so the laptop's replication ledger says when each event arrived. Each run times,
 on that home opened read-only, a full replay (read the log, fold every view in a scratch LMDB,
@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
 
 from agentlog.log import payloads
 from agentlog.replay.history import setting_history
@@ -50,22 +52,22 @@ def memory_items(rng: random.Random, n: int, own: list[bytes]) -> list:
     return out
 
 
-def build(path: Path, events: int, bench, seed: int = 23) -> dict:
-    """DEVICES write `events` events over bench.HISTORY_DAYS simulated days; the laptop's home is path/laptop."""
+def build(path: Path, events: int, seed: int = 23) -> dict:
+    """DEVICES write `events` events over benchlib.HISTORY_DAYS simulated days; the laptop's home is path/laptop."""
     rng = random.Random(seed)
     started = time.perf_counter()
-    clock = bench.SimClock(time.time_ns() // 1_000_000 - bench.HISTORY_DAYS * bench.DAY_MS)
-    stores = {name: bench.open_device(path / name, name, clock.of(skew)) for name, _, skew in DEVICES}
+    clock = benchlib.SimClock(time.time_ns() // 1_000_000 - benchlib.HISTORY_DAYS * benchlib.DAY_MS)
+    stores = {name: benchlib.open_device(path / name, name, clock.of(skew)) for name, _, skew in DEVICES}
     try:
         laptop, others = stores["laptop"], [stores[name] for name, _, _ in DEVICES[1:]]
         laptop.create_group("laptop")
         for store in others:
             devices.join(store, devices.enroll(laptop, store.device, store.name))
             sync(laptop, store)
-        history = bench.History(rng, SETTINGS)
+        history = benchlib.History(rng, SETTINGS)
         laptop.append_many(history.config())
         own: dict[str, list[bytes]] = {name: [] for name in stores}
-        rounds = bench.HISTORY_DAYS * 2
+        rounds = benchlib.HISTORY_DAYS * 2
         written = {name: 0 for name in stores}
         for r in range(rounds):
             round_start, fresh = clock.now, []
@@ -78,8 +80,8 @@ def build(path: Path, events: int, bench, seed: int = 23) -> dict:
                 fresh.extend((ids[i], items[i].value) for i in decided)
                 written[name] += n
                 clock.now += rng.randrange(10, 40) * 60_000
-            bench.end_round(laptop, others, history, fresh, sync)
-            clock.now = round_start + bench.DAY_MS // 2
+            benchlib.end_round(laptop, others, history, fresh, sync)
+            clock.now = round_start + benchlib.DAY_MS // 2
         count = laptop.count()
     finally:
         for store in stores.values():
@@ -126,7 +128,7 @@ def replay_run(store_path: Path, info: dict) -> dict[str, float]:
     return out
 
 
-def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], dict]:
+def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     """Build the laptop's home once, then `runs` runs of the primitives and the replay figures."""
     events = 10_000 if quick else 100_000
     results, info = [], {"load_average": [], "labels": {"replay_events": f"{events:,}"}}
@@ -134,15 +136,15 @@ def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], d
         tmp = Path(tmp_name)
         faulthandler.dump_traceback_later(300 + events / 500 + runs * 120, exit=True)
         try:
-            info.update(build(tmp, events, bench))
+            info.update(build(tmp, events))
             print(f"replay home: {info['events']:,} events by {len(DEVICES)} devices built in "
                   f"{info['seconds']:.1f} s", file=sys.stderr, flush=True)
             store_path = tmp / "laptop" / home.STORE_DIR
             for n in range(runs):
                 info["load_average"].append(os.getloadavg()[0])
                 began, workdir = time.perf_counter(), tmp / f"run{n}"
-                out = bench.bench_crypto(sizes)
-                out["lmdb_put_bulk"] = bench.bench_lmdb_put_bulk(workdir / "lmdb-bulk", sizes.bulk_puts)
+                out = benchlib.bench_crypto(sizes)
+                out["lmdb_put_bulk"] = benchlib.bench_lmdb_put_bulk(workdir / "lmdb-bulk", sizes.bulk_puts)
                 shutil.rmtree(workdir)
                 out.update(replay_run(store_path, info))
                 results.append(out)

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import benchlib
 import lmdb
 
 from agentlog.log import payloads
@@ -454,10 +455,10 @@ def reconverge(tmp: Path, sizes: ReplSizes, rng: random.Random, info: dict) -> d
     return {"repl_reconverge": (done - start) * 1e3, "repl_reconverge_serving": (done - serving) * 1e3}
 
 
-def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], dict]:
+def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     """Build A's home (sizes.events observations) with `runs` enrolled B homes, then `runs` runs of
-    the primitives and the replication figures; `bench` is tools/bench.py (its primitives and
-    percentile). Everything is removed afterwards; every daemon is stopped by its pid."""
+    the primitives and the replication figures. Everything is removed afterwards; every daemon is
+    stopped by its pid."""
     repl = QUICK if quick else ReplSizes()
     if shutil.which("ss") is None:
         raise RuntimeError("the replication bench reads TCP byte counters with `ss` (iproute2), not found")
@@ -485,13 +486,13 @@ def run(sizes, runs: int, quick: bool, bench) -> tuple[list[dict[str, float]], d
             for n in range(runs):
                 info["load_average"].append(os.getloadavg()[0])
                 began, workdir = time.perf_counter(), tmp / f"run{n}"
-                out = bench.bench_crypto(sizes)
-                out["lmdb_put"], out["lmdb_put_p50"] = bench.bench_lmdb_put(workdir / "lmdb", sizes.puts)
+                out = benchlib.bench_crypto(sizes)
+                out["lmdb_put"], out["lmdb_put_p50"] = benchlib.bench_lmdb_put(workdir / "lmdb", sizes.puts)
                 shutil.rmtree(workdir)
                 out.update(catch_up(a_path, b_paths[n], info))
                 out["repl_payload"] = info["payload_bytes"]
                 out["repl_wire_over"] = out["repl_wire"] - info["payload_bytes"]
-                out.update(live_and_heartbeat(tmp / f"pair{n}", repl, rng, bench.percentile, info))
+                out.update(live_and_heartbeat(tmp / f"pair{n}", repl, rng, benchlib.percentile, info))
                 out.update(reconverge(tmp / f"mesh{n}", repl, rng, info))
                 results.append(out)
                 print(f"replication run {n + 1}/{runs} done in {time.perf_counter() - began:.1f} s",

@@ -17,14 +17,13 @@ from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
 from agentlog.codec.schema import payloads as _schema
 from agentlog.errors import DecodeError, InvalidValueError, SizeLimitError
+from agentlog.log import kinds
 from agentlog.log.event import MAX_EPOCH, MAX_LAMPORT, MAX_PAYLOAD_BYTES, MAX_SEQ, MAX_TIME_MS
-from agentlog.memory import reducer as memory_reducer
-from agentlog.prefs import reducer as pref_reducer
 
 Context = tuple[tuple[str, str], ...]
-MEMORY_TYPES = memory_reducer.TYPES
-POLICIES = ("unchanged", *pref_reducer.POLICIES)        # "unchanged": a pref.config that keeps the current one
-VALUE_TYPES = ("unchanged", *pref_reducer.VALUE_TYPES)
+MEMORY_TYPES = kinds.MEMORY_TYPES
+POLICIES = ("unchanged", *kinds.POLICIES)        # "unchanged": a pref.config that keeps the current one
+VALUE_TYPES = ("unchanged", *kinds.VALUE_TYPES)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +245,7 @@ def _codecs(make: Callable, key_value) -> dict[type, Any]:
 
 _LAYOUTS = _codecs(_layout, Layout(_schema.KeyValue, ("key", "value")))
 _READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
-_RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": pref_reducer.MAX_HALF_LIFE_MS,
+_RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": kinds.MAX_HALF_LIFE_MS,
            "until_seq": MAX_SEQ, "epoch": MAX_EPOCH, "seq": MAX_SEQ, "lamport": MAX_LAMPORT, "time": MAX_TIME_MS,
            "before": MAX_TIME_MS}
 _LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
@@ -254,16 +253,14 @@ MAX_NAME_LEN = 64                       # a device's name (devices.py) and a sna
 MAX_FIELD_UPDATES = 16                  # field changes in one memory.update
 MAX_LIST = 4096                         # a snapshot's frontier, stable points or cuts; an epoch start's branches
 # characters a text field may hold (content: UTF-8 bytes), and items a list field may hold
-_TEXTS = {"setting": pref_reducer.MAX_SETTING_LEN, "value": pref_reducer.MAX_VALUE_LEN,
-          "baseline": pref_reducer.MAX_VALUE_LEN, "reason": memory_reducer.MAX_REASON_LEN,
-          "model": memory_reducer.MAX_MODEL_LEN, "name": MAX_NAME_LEN}
-_ITEMS = {"context": pref_reducer.MAX_CONTEXT_KEYS, "choices": pref_reducer.MAX_CHOICES, "tags": memory_reducer.MAX_TAGS,
-          "tags_add": memory_reducer.MAX_TAGS, "tags_remove": memory_reducer.MAX_TAGS,
-          "vector": memory_reducer.MAX_EMBEDDING_DIM, "frontier": MAX_LIST, "stable": MAX_LIST, "cuts": MAX_LIST,
-          "branches": MAX_LIST, "views": MAX_LIST, "fields": MAX_FIELD_UPDATES}
-_ITEM_LEN = {"context": pref_reducer.MAX_CONTEXT_LEN, "choices": pref_reducer.MAX_VALUE_LEN,
-             "tags": memory_reducer.MAX_TAG_LEN, "tags_add": memory_reducer.MAX_TAG_LEN,
-             "tags_remove": memory_reducer.MAX_TAG_LEN}
+_TEXTS = {"setting": kinds.MAX_SETTING_LEN, "value": kinds.MAX_VALUE_LEN, "baseline": kinds.MAX_VALUE_LEN,
+          "reason": kinds.MAX_REASON_LEN, "model": kinds.MAX_MODEL_LEN, "name": MAX_NAME_LEN}
+_ITEMS = {"context": kinds.MAX_CONTEXT_KEYS, "choices": kinds.MAX_CHOICES, "tags": kinds.MAX_TAGS,
+          "tags_add": kinds.MAX_TAGS, "tags_remove": kinds.MAX_TAGS, "vector": kinds.MAX_EMBEDDING_DIM,
+          "frontier": MAX_LIST, "stable": MAX_LIST, "cuts": MAX_LIST, "branches": MAX_LIST, "views": MAX_LIST,
+          "fields": MAX_FIELD_UPDATES}
+_ITEM_LEN = {"context": kinds.MAX_CONTEXT_LEN, "choices": kinds.MAX_VALUE_LEN, "tags": kinds.MAX_TAG_LEN,
+             "tags_add": kinds.MAX_TAG_LEN, "tags_remove": kinds.MAX_TAG_LEN}
 
 
 def kind_of(payload: Any) -> str:
@@ -371,8 +368,8 @@ def _field_problem(name: str, value: Any) -> str | None:
         return f"{name} {value} is out of range 0..{_RANGES[name]}"
     if name in _TEXTS and len(value) > _TEXTS[name]:
         return f"{name} is {len(value)} characters, over the limit of {_TEXTS[name]}"
-    if name == "content" and len(value.encode()) > memory_reducer.MAX_CONTENT_BYTES:
-        return f"content is {len(value.encode())} bytes, over the limit of {memory_reducer.MAX_CONTENT_BYTES}"
+    if name == "content" and len(value.encode()) > kinds.MAX_CONTENT_BYTES:
+        return f"content is {len(value.encode())} bytes, over the limit of {kinds.MAX_CONTENT_BYTES}"
     if name in _ITEMS and len(value) > _ITEMS[name]:
         return f"{name} has {len(value)} items, over the limit of {_ITEMS[name]}"
     if name in _ITEM_LEN:

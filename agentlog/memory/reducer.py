@@ -13,17 +13,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from agentlog.log import kinds
+
 VERSION = 1
-KINDS = frozenset({"memory.put", "memory.update", "memory.delete"})
-TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
+# the kinds, enumerations and limits the log checks payloads against (agentlog/log/kinds.py)
+KINDS = kinds.MEMORY_KINDS
+TYPES = kinds.MEMORY_TYPES
+MAX_CONTENT_BYTES = kinds.MAX_CONTENT_BYTES
+MAX_TAGS = kinds.MAX_TAGS
+MAX_TAG_LEN = kinds.MAX_TAG_LEN
+MAX_REASON_LEN = kinds.MAX_REASON_LEN
+MAX_EMBEDDING_DIM = kinds.MAX_EMBEDDING_DIM
+MAX_MODEL_LEN = kinds.MAX_MODEL_LEN
 FIELDS = ("type", "content", "confidence", "embedding")
 ENTRY_ID_LEN = 16
-MAX_CONTENT_BYTES = 16 * 1024
-MAX_TAGS = 32
-MAX_TAG_LEN = 64
-MAX_REASON_LEN = 1024
-MAX_EMBEDDING_DIM = 4096
-MAX_MODEL_LEN = 128
 
 Clock = dict[bytes, tuple[int, int]]          # author -> (epoch, seq): an event's whole causal past
 

@@ -21,6 +21,7 @@ from itertools import combinations
 from typing import Any, NamedTuple, Protocol
 
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
+from agentlog.log import kinds
 from agentlog.prefs import decay
 
 VERSION = 3                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
@@ -28,7 +29,6 @@ VERSION = 3                      # 2: unwitnessed evidence is capped by its witn
 DAY_MS = 86_400_000
 DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
 MIN_HALF_LIFE_MS = 3_600_000
-MAX_HALF_LIFE_MS = 3650 * DAY_MS
 LEAD_MS = DAY_MS                 # how far past what it has seen from others a device's clock may count
 KEEP_HALVINGS = 64               # evidence older than this many half-lives before the newest is dropped
 DECISION_WEIGHT = 500            # milli, at confidence 1.0: the agent's own choice is weak evidence
@@ -38,16 +38,18 @@ VOTE_WEIGHT = 3000               # milli: an override under the vote policy
 MIN_BUCKET_WEIGHT = 0.9          # decayed weight a context bucket needs to answer: one observation under ~4 days old
 CONFIDENCE_PRIOR = 1.0           # pseudo-weight that keeps thin evidence from looking sure
 UNCERTAIN_BELOW = 0.4
-MAX_SETTING_LEN = 128
-MAX_VALUE_LEN = 1024
-MAX_CONTEXT_KEYS = 4
-MAX_CONTEXT_LEN = 64
-MAX_CHOICES = 64
-POLICIES = ("sticky", "vote", "reconfirm")
-VALUE_TYPES = ("text", "bool", "number", "choice")
+# the kinds, enumerations and limits the log checks payloads against (agentlog/log/kinds.py)
+EVIDENCE_KINDS = kinds.EVIDENCE_KINDS
+KINDS = kinds.PREF_KINDS
+POLICIES = kinds.POLICIES
+VALUE_TYPES = kinds.VALUE_TYPES
+MAX_HALF_LIFE_MS = kinds.MAX_HALF_LIFE_MS
+MAX_SETTING_LEN = kinds.MAX_SETTING_LEN
+MAX_VALUE_LEN = kinds.MAX_VALUE_LEN
+MAX_CONTEXT_KEYS = kinds.MAX_CONTEXT_KEYS
+MAX_CONTEXT_LEN = kinds.MAX_CONTEXT_LEN
+MAX_CHOICES = kinds.MAX_CHOICES
 DEFAULT_POLICY = "sticky"
-EVIDENCE_KINDS = frozenset({"observation", "decision", "correction"})
-KINDS = EVIDENCE_KINDS | {"pref.set", "pref.forget", "pref.config", "pref.confirm", "override.set", "override.clear"}
 
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]*[1-9])?")
 _CONTEXT_KEY = re.compile(r"[A-Za-z0-9_.:-]+")

@@ -30,7 +30,7 @@ from agentlog.errors import EventError
 from agentlog.log import payloads
 from agentlog.log.event import _PEEK_READER as _PEEK
 from agentlog.log.event import Header, decode_header
-from agentlog.memory import reducer as mr
+from agentlog.log.kinds import MEMORY_KINDS
 from agentlog.prefs import reducer as pr
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions",
@@ -572,7 +572,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
     """
-    kinds, new = pr.KINDS | mr.KINDS | {"snapshot"}, tuple.__new__
+    kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
     decoded: dict[tuple[str, bytes], Any] = {}
     peek, unpack, blake2b, sig = _PEEK.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:

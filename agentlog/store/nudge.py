@@ -1,9 +1,9 @@
 """Writers nudge a running replicator over loopback UDP, so local events leave within a millisecond.
 
 `agentlog serve` binds a UDP socket on 127.0.0.1 and writes its port to
-`<store>/replicator.port`. After each committed write, a Store in any process sends one
-byte there. The datagram carries nothing but "look again": the replicator reads what
-changed from LMDB, and also looks every POLL_S in case a nudge is lost.
+`<store>/replicator.port` (agentlog/sync/wakeups.py). After each committed write, a Store in
+any process sends one byte there. The datagram carries nothing but "look again": the replicator
+reads what changed from LMDB, and also looks every wakeups.POLL_S in case a nudge is lost.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-from agentlog.errors import StoreError
-
 PORT_FILE = "replicator.port"
-POLL_S = 0.05
 
 
 class Nudger:
@@ -44,30 +41,3 @@ class Nudger:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-async def listen(store_dir: Path):
-    """A bound trio UDP socket whose port is published for writers; the caller closes it and calls `unpublish`."""
-    import trio
-
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    await sock.bind(("127.0.0.1", 0))
-    path = Path(store_dir) / PORT_FILE
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(str(sock.getsockname()[1]))
-        os.replace(tmp, path)
-    except OSError as exc:                    # a full disk
-        sock.close()
-        raise StoreError(f"cannot write {tmp}: {exc.strerror or exc}") from None
-    return sock
-
-
-def unpublish(store_dir: Path, sock) -> None:
-    """Remove the port file if it is still this socket's."""
-    path = Path(store_dir) / PORT_FILE
-    try:
-        if path.read_text().strip() == str(sock.getsockname()[1]):
-            path.unlink()
-    except (OSError, ValueError):
-        pass

@@ -59,6 +59,7 @@ from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store import ledger, peers
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.nudge import Nudger
+from agentlog.store.signing import sign_many
 
 LAYOUT_VERSION = 1
 _DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
@@ -468,7 +469,7 @@ class Store:
             rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
             if kind in ROSTER_KINDS:
                 roster_changed |= roster.apply(decode_header(header_bytes), prev, payload)
-        signatures = self.key.sign_many([row[2] for row in rows])
+        signatures = sign_many(self.key, [row[2] for row in rows])
         txn.cursor(db["events"]).putmulti([(row[0], row[1] + sig) for row, sig in zip(rows, signatures)])
         txn.cursor(db["ids"]).putmulti([(eid, key) for key, _, eid, _ in rows])
         txn.cursor(db["payloads"]).putmulti([(key, body) for key, _, _, body in rows])

@@ -27,12 +27,21 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-import nacl.bindings as sodium
-import nacl.exceptions
-
 from agentlog.codec.schema import protocol as _schema
 from agentlog.codec.wire import build, reader
-from agentlog.crypto import SIG_LEN, DeviceKey, blake2b256, verify
+from agentlog.crypto import (
+    SIG_LEN,
+    STREAM_HEADER_LEN,
+    STREAM_TAG_LEN,
+    STREAM_TAG_MESSAGE,
+    DeviceKey,
+    StreamPull,
+    StreamPush,
+    blake2b256,
+    kx_keypair,
+    kx_session_keys,
+    verify,
+)
 from agentlog.errors import DecodeError, HandshakeError, PeerRefused, ProtocolError, SizeLimitError
 
 MAGIC = "agentlog"
@@ -41,8 +50,8 @@ KEY_LEN = 32
 MAX_BODY = 1024
 """A handshake frame's plaintext body is at most 1 KiB."""
 
-HEADER_LEN = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
-TAG_LEN = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
+HEADER_LEN = STREAM_HEADER_LEN
+TAG_LEN = STREAM_TAG_LEN
 MAX_FRAME = MAX_BODY + HEADER_LEN + TAG_LEN
 """The largest handshake frame on the wire: an encrypted 1 KiB body with its stream header."""
 
@@ -99,9 +108,9 @@ class Cipher:
     """
 
     def __init__(self, tx: bytes, rx: bytes, peer: str = ""):
-        self._push = sodium.crypto_secretstream_xchacha20poly1305_state()
-        self._header: bytes | None = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._push, tx)
-        self._pull = None
+        self._push = StreamPush(tx)
+        self._header: bytes | None = self._push.header
+        self._pull: StreamPull | None = None
         self._rx = rx
         self.peer = peer
 
@@ -110,8 +119,7 @@ class Cipher:
         return TAG_LEN + (HEADER_LEN if self._header is not None else 0)
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        ciphertext = sodium.crypto_secretstream_xchacha20poly1305_push(
-            self._push, plaintext, None, sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
+        ciphertext = self._push.push(plaintext)
         if self._header is not None:
             ciphertext, self._header = self._header + ciphertext, None
         return ciphertext
@@ -122,13 +130,12 @@ class Cipher:
             if len(ciphertext) < HEADER_LEN + TAG_LEN:
                 raise ProtocolError(f"first encrypted frame is {len(ciphertext)} bytes, too short for a stream header",
                                     self.peer, code="decrypt")
-            pull, body = sodium.crypto_secretstream_xchacha20poly1305_state(), ciphertext[HEADER_LEN:]
-            sodium.crypto_secretstream_xchacha20poly1305_init_pull(pull, ciphertext[:HEADER_LEN], self._rx)
+            pull, body = StreamPull(ciphertext[:HEADER_LEN], self._rx), ciphertext[HEADER_LEN:]
         try:
-            plaintext, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(pull, body, None)
-        except nacl.exceptions.CryptoError:
+            plaintext, tag = pull.pull(body)
+        except ValueError:
             raise ProtocolError("frame does not decrypt", self.peer, code="decrypt") from None
-        if tag != sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE:
+        if tag != STREAM_TAG_MESSAGE:
             raise ProtocolError(f"frame has secretstream tag {tag}; only plain messages are used", self.peer,
                                 code="decrypt")
         self._pull = pull
@@ -159,7 +166,7 @@ class _Handshake:
         self._group_key = group_key
         self._tag = group_tag(group_key)
         self._check_peer = check_peer
-        self._ephemeral_public, self._ephemeral_secret = sodium.crypto_kx_keypair()
+        self._ephemeral_public, self._ephemeral_secret = kx_keypair()
         self._transcript = b""
         self._label = peer
         self._state = "start"
@@ -271,9 +278,8 @@ class ClientHandshake(_Handshake):
         if len(server_ephemeral) != KEY_LEN:
             raise self._fail(f"server ephemeral key is {len(server_ephemeral)} bytes, not {KEY_LEN}")
         try:
-            rx, tx = sodium.crypto_kx_client_session_keys(
-                self._ephemeral_public, self._ephemeral_secret, server_ephemeral)
-        except nacl.exceptions.CryptoError:
+            rx, tx = kx_session_keys(self._ephemeral_public, self._ephemeral_secret, server_ephemeral, client=True)
+        except ValueError:
             raise self._fail("server ephemeral key is not a usable X25519 key") from None
         self._start_cipher(tx, rx, self._ephemeral_public, server_ephemeral)
         self._state = "server-auth"
@@ -310,9 +316,8 @@ class ServerHandshake(_Handshake):
         if len(client_ephemeral) != KEY_LEN:
             raise self._fail(f"client ephemeral key is {len(client_ephemeral)} bytes, not {KEY_LEN}")
         try:
-            rx, tx = sodium.crypto_kx_server_session_keys(
-                self._ephemeral_public, self._ephemeral_secret, client_ephemeral)
-        except nacl.exceptions.CryptoError:
+            rx, tx = kx_session_keys(self._ephemeral_public, self._ephemeral_secret, client_ephemeral, client=False)
+        except ValueError:
             raise self._fail("client ephemeral key is not a usable X25519 key") from None
         self._start_cipher(tx, rx, client_ephemeral, self._ephemeral_public)
         self._state = "client-auth"

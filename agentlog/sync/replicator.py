@@ -23,10 +23,10 @@ import structlog
 import trio
 
 from agentlog.errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
-from agentlog.store import ledger, nudge
+from agentlog.store import ledger
 from agentlog.store.peers import Peers, PeerState, address, parse_address
 from agentlog.store.store import Store
-from agentlog.sync import listener, messages, net
+from agentlog.sync import listener, messages, net, wakeups
 from agentlog.sync.handshake import CheckPeer
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
@@ -518,19 +518,19 @@ class Replicator:
 
     async def _watch(self) -> None:
         """Notice events written by any process (the CLI, an agent) and push them to live peers:
-        writers nudge us (nudge.py); LMDB's last transaction id says whether anything changed."""
-        sock = await nudge.listen(self.store.path)
+        writers nudge us (wakeups.py); LMDB's last transaction id says whether anything changed."""
+        sock = await wakeups.listen(self.store.path)
         try:
             last = self.store.last_txnid()
             while True:
-                with trio.move_on_after(nudge.POLL_S):
+                with trio.move_on_after(wakeups.POLL_S):
                     await sock.recv(64)
                 txnid = self.store.last_txnid()
                 if txnid != last:
                     last = txnid
                     self.changed()
         finally:
-            nudge.unpublish(self.store.path, sock)
+            wakeups.unpublish(self.store.path, sock)
             sock.close()
 
     async def _check_signatures(self) -> None:
