@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
     path, seed, now_ms, chunk, pause_ms = Path(argv[1]), bytes.fromhex(argv[2]), int(argv[3]), int(argv[4]), float(argv[5])
     compaction.CHUNK = chunk
     store = Store(path, DeviceKey(seed), clock=lambda: now_ms)
-    write, numbers = store._write, iter(range(1 << 30))
+    write, numbers = store.write, iter(range(1 << 30))
 
     def announced(fn):
         k = next(numbers)
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
         _say(f"done {k}")
         return result
 
-    store._write = announced
+    store.write = announced
     _say("ready")
     report = compaction.compact(store, now_ms=now_ms)
     store.close()
