@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -41,9 +40,10 @@ from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.store import ledger
 from agentlog.store.compaction import base_bundle
-from agentlog.store.store import Store, event_key, seq_runs
+from agentlog.store.layout import POS, event_key, seq_runs
+from agentlog.store.scratch import Point, replay
+from agentlog.store.store import Store
 
-_POS = struct.Struct(">IQ")
 PARALLEL_MIN_EVENTS = 4000
 
 
@@ -140,7 +140,6 @@ def _check_views(store: Store, report: Report) -> None:
     meanwhile, try again, at most three times. (The scratch replay leaves out a revoked device's roster
     events past its revocation, which the store's roster keeps, so the roster is taken from it only on a
     compacted store, where both start from the base snapshot's roster.)"""
-    from agentlog.replay.scratch import Point, replay
     for _ in range(3):
         before = store.last_txnid()
         stored = store.views()
@@ -244,7 +243,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             key, record = cur.item()
             if hi is not None and key >= hi:
                 break
-            author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
+            author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
             out.checked += 1
             payload = txn.get(key, db=db_payloads)
             try:
@@ -379,7 +378,7 @@ def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | Non
             break
         record = txn.get(key, db=store.db("events"))
         if record is None or record_id(record) != eid:
-            author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
+            author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
             out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
         found = cur.next()
 
