@@ -27,7 +27,8 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     if not genesis and (member is None or not member.enrolled):
         raise UsageError("this device is not enrolled in its group; it cannot write")
     if not genesis and member.until_seq is not None and head.seq + len(pairs) > member.until_seq:
-        raise UsageError(f"this device was revoked after its seq {member.until_seq}; it can no longer write to the group")
+        raise UsageError(f"this device was revoked after its seq {member.until_seq}; "
+                         "it can no longer write to the group")
     lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
     own_clock = unpack_clock(txn.get(b"own_clock", db=db["meta"]))
     seen = _seen_in(db, txn, me)

@@ -39,7 +39,8 @@ class Policy:
     horizon_ms: int = DEFAULT_HORIZON_MS
 
     def due(self, store: Store) -> bool:
-        return bool(self.events and store.count() >= self.events) or bool(self.bytes and used_bytes(store) >= self.bytes)
+        return (bool(self.events and store.count() >= self.events)
+                or bool(self.bytes and used_bytes(store) >= self.bytes))
 
 
 def used_bytes(store: Store) -> int:
@@ -62,7 +63,8 @@ class Report:
     silent: list                 # devices left out of the minimum: silent past the horizon
 
 
-def stable_frontier(store: Store, txn, now_ms: int, horizon_ms: int) -> tuple[dict[bytes, tuple[int, int]], list[bytes]]:
+def stable_frontier(store: Store, txn, now_ms: int,
+                    horizon_ms: int) -> tuple[dict[bytes, tuple[int, int]], list[bytes]]:
     """Author -> the (epoch, seq) every enrolled, not revoked device had seen at its newest event here,
     leaving out devices silent for longer than the horizon; and the devices left out.
 

@@ -203,8 +203,8 @@ def record_fork(store, fork: ForkError, batch) -> None:
     def write(txn):
         pos = event_key(fork.author, decode_record(candidates[fork.incoming]).header.epoch, fork.seq)
         stored = txn.get(pos, db=dbs["events"])
-        proven = {eid: record for eid, record in candidates.items()
-                  if eid in (fork.existing, fork.incoming) and crypto.verify(fork.author, eid, record[-crypto.SIG_LEN:])}
+        proven = {eid: record for eid, record in candidates.items() if eid in (fork.existing, fork.incoming)
+                  and crypto.verify(fork.author, eid, record[-crypto.SIG_LEN:])}
         if stored is not None:
             proven[record_id(stored)] = bytes(stored)
         if fork.existing in proven and fork.incoming in proven:

@@ -5,7 +5,8 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   payloads  author(32) epoch(4) seq(8)  -> payload bytes (same key as the event: appends stay sequential)
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
   unverified author(32) epoch(4) seq(8) -> b"" for events ingested without their own signature checked
-                                           (inside a peer's run: the run's last signature and the hash links proved them)
+                                           (inside a peer's run: the run's last signature and the hash
+                                           links proved them)
   damaged   author(32) epoch(4) seq(8)  -> b"" for such events whose signature was checked since and does not
                                            verify: authentic content, damaged signature bytes, asked of peers again
   ids       event id(32)                -> author(32) epoch(4) seq(8)
@@ -71,7 +72,8 @@ def unpack_clock(raw: bytes | None) -> dict[bytes, tuple[int, int]]:
     return out
 
 
-def seq_runs(positions: Iterable[tuple[bytes, int, int]], limit: int | None = None) -> list[tuple[bytes, int, int, int]]:
+def seq_runs(positions: Iterable[tuple[bytes, int, int]],
+             limit: int | None = None) -> list[tuple[bytes, int, int, int]]:
     """Sorted (author, epoch, seq) positions as runs of consecutive seqs, (author, epoch, first, last); at most
     `limit` runs."""
     runs: list[list] = []

@@ -2,9 +2,9 @@
 
 Agents shell out for a lookup, so the process must not pay for what a read does not
 need: this module imports lmdb (and agentlog.store.env's file check), the reducer and the
-error classes, never the Store,
-events, payloads or schemas (those load pycapnp). It is the store part's: only the store opens LMDB. It reads `views.pref`, `heads`,
-`meta` and the roster view in one snapshot and answers exactly as `store.prefs` would.
+error classes, never the Store, events, payloads or schemas (those load pycapnp); it is in the
+store part because only the store opens LMDB. It reads `views.pref`, `heads`, `meta` and the
+roster view in one snapshot and answers exactly as `store.prefs` would.
 
 When it cannot be sure of that it returns None and the caller opens the full Store,
 which repairs what needs repairing: another layout, a view folded by another reducer
@@ -113,7 +113,8 @@ def _snapshot(path: Path, read: Callable[[Any, dict, str], Any]) -> tuple[Any, d
     except lmdb.Error:
         return None
     try:
-        dbs = {name: env.open_db(name.encode(), create=False) for name in ("views.pref", "views.roster", "heads", "meta")}
+        dbs = {name: env.open_db(name.encode(), create=False)
+               for name in ("views.pref", "views.roster", "heads", "meta")}
         with env.begin() as txn:
             meta = dbs["meta"]
             device = txn.get(b"device", db=meta)

@@ -112,7 +112,8 @@ class Store:
                 txn.put(b"layout", LAYOUT_VERSION.to_bytes(4, "big"), db=self.dbs["meta"])
             elif found is None or int.from_bytes(found, "big") != LAYOUT_VERSION:
                 version = int.from_bytes(found, "big") if found else "unknown"
-                raise StoreError(f"the store at {self.path} uses layout {version}; this agentlog reads layout {LAYOUT_VERSION}")
+                raise StoreError(f"the store at {self.path} uses layout {version}; "
+                                 f"this agentlog reads layout {LAYOUT_VERSION}")
         if self.read(lambda txn: txn.get(b"layout", db=self.dbs["meta"])) != LAYOUT_VERSION.to_bytes(4, "big"):
             self.write(check)
 
@@ -289,7 +290,8 @@ class Store:
         out.sort(key=lambda e: (e.header.lamport, e.header.author, e.header.seq))
         return out
 
-    def read_range(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, bytes, bytes | None]]:
+    def read_range(self, author: bytes, epoch: int, lo: int, hi: int,
+                   limit: int) -> list[tuple[int, bytes, bytes | None]]:
         """Up to `limit` events of `author` from seq `lo` to `hi` with no gap, as (lamport, record, payload or None)."""
         out = []
         with self._env.txn() as txn:

@@ -67,7 +67,8 @@ class BadSignature(Problem):
     peer: bytes | None = None
 
     def line(self, roster: Roster) -> str:
-        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer else "sender not recorded"
+        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer \
+            else "sender not recorded"
         return f"{Problem.line(self, roster)}; {source}"
 
 
@@ -156,7 +157,8 @@ def _check_views(store: Store, report: Report) -> None:
             for name, v in stored.items():
                 if folded[name]["digest"] != v["digest"]:
                     report.damage.append(f"view {name}: stored digest {v['digest'].hex()[:16]} but the log folds to "
-                                         f"{folded[name]['digest'].hex()[:16]} (agentlog replay --rebuild folds it again)")
+                                         f"{folded[name]['digest'].hex()[:16]} "
+                                         "(agentlog replay --rebuild folds it again)")
             return
     report.notes.append("views not checked: the store kept changing under the check")
 
@@ -257,7 +259,8 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
-                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
+                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
+                                                         f"seq {h.seq} (moved or swapped)"))
             if last is None:
                 out.first = (author, epoch, seq, h.prev)
             else:
@@ -379,7 +382,8 @@ def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | Non
         record = txn.get(key, db=store.db("events"))
         if record is None or record_id(record) != eid:
             author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
-            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
+            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the "
+                                                     "stored event"))
         found = cur.next()
 
 
@@ -394,7 +398,8 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
         try:
             events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
         except EventError as exc:
-            report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
+            report.problems.append(Problem(event.header.author, event.header.seq,
+                                           f"roster event unreadable: {exc.args[0]}"))
     anchor = store.anchor()
     folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
     bundle = base_bundle(store)
@@ -404,7 +409,8 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
         for header, eid, decoded in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
             roster.apply(header, eid, decoded)
     else:
-        roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
+        vouched = [(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []
+        roster = Roster.replay(store.founder, folded + vouched)
     for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
@@ -443,7 +449,8 @@ def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, t
                 continue                        # every event of the author up to its head was compacted away
             if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
                 at = tail[1] if tail else 0
-                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
+                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at "
+                                                           f"seq {at}"))
                 continue
             record = txn.get(event_key(author, head.epoch, head.seq), db=store.db("events"))
             if record is None or record_id(record) != head.id:
@@ -464,9 +471,11 @@ def _check_forks(store: Store, report: Report) -> None:
                     crypto.verify(h.author, event.id, event.signature):
                 valid.add(eid)
         if len(valid) >= 2:
-            report.forks.append(Problem(fork.author, fork.seq, f"fork: {len(valid)} different signed events at this seq (all kept)"))
+            report.forks.append(Problem(fork.author, fork.seq,
+                                        f"fork: {len(valid)} different signed events at this seq (all kept)"))
         else:
-            report.problems.append(Problem(fork.author, fork.seq, "fork record does not prove a fork (unsigned or not different)"))
+            report.problems.append(Problem(fork.author, fork.seq,
+                                           "fork record does not prove a fork (unsigned or not different)"))
 
 
 def _check_snapshot(store: Store, report: Report) -> None:
