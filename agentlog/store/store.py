@@ -67,7 +67,11 @@ class ForkProof:
 
 
 class Store:
-    """One device's log: `agentlog.open(home)`, or `Store(path, key)` (key None: read and ingest only)."""
+    """One device's log: `agentlog.open(home)`, or `Store(path, key)` (key None: read and ingest only).
+
+    The store's own modules and the preference and memory APIs work in its transactions (`read`,
+    `write`) on its databases (`dbs`) and views (`pref_view`, `memory_view`).
+    """
 
     def __init__(self, path: Path, key: crypto.DeviceKey | None, *, map_size: int | None = None,
                  clock: Callable[[], int] | None = None, create: bool = True):
