@@ -5,12 +5,16 @@ may hold escape sequences that rewrite a terminal, newlines that forge log lines
 that reorder what is read, or megabytes. `printable` shows such characters as visible escapes
 (ESC as `\\x1b`, a newline as `\\n`, U+202E as `\\u202e`) and cuts the text at a limit, saying
 how long it was. Printable text within the limit comes back unchanged; `--json` output is not
-passed through here (JSON escapes control characters itself).
+passed through here (JSON escapes control characters itself). `iso` writes an event's time as the
+UTC text exports and replays show (here, below every part that shows one).
 """
 
 from __future__ import annotations
 
+import time
 import unicodedata
+
+from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
 
 LIMIT = 300
 """Characters shown of one piece of text (a name, a value, a reason) unless the caller says."""
@@ -57,3 +61,17 @@ def printable_doc(value, limit: int = LIMIT):
     if isinstance(value, (list, tuple)):
         return [printable_doc(v, limit) for v in value]
     return value
+
+
+_SECOND: list = [None, ""]
+
+
+def iso(ms: int) -> str:
+    """UTC time with milliseconds, e.g. 2026-11-21T10:52:14.123Z (the second's text is cached: exports are sorted);
+    a time outside the range events may hold (an older store may keep one) as its milliseconds, e.g. "-5ms"."""
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        return f"{ms}ms"
+    second = ms // 1000
+    if _SECOND[0] != second:
+        _SECOND[0], _SECOND[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_SECOND[1]}.{ms % 1000:03d}Z"

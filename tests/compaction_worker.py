@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     )
     compaction.CHUNK = chunk
     store = Store(path, DeviceKey(seed), clock=lambda: now_ms)
-    write, numbers = store._write, iter(range(1 << 30))
+    write, numbers = store.write, iter(range(1 << 30))
 
     def announced(fn):
         k = next(numbers)
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
         _say(f"done {k}")
         return result
 
-    store._write = announced
+    store.write = announced
     _say("ready")
     report = compaction.compact(store, now_ms=now_ms)
     store.close()

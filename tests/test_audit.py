@@ -18,7 +18,7 @@ from agentlog.audit.verify import verify_file
 from agentlog.log import payloads
 from agentlog.log.validate import Head
 from agentlog.store import compaction, ledger
-from agentlog.store.store import _head_value, event_key
+from agentlog.store.layout import event_key, head_value
 from tests.conftest import sync
 from tests.test_compaction import new_device, observe_days
 from tests.test_pref_scenarios import Family
@@ -150,7 +150,7 @@ def test_a_truncation_no_snapshot_covers_is_named(tmp_path, history):
     with laptop.raw_txn(write=True) as txn:
         for seq in range(1, cut + 1):
             txn.delete(event_key(phone.device, 0, seq), db=laptop.db("events"))
-        txn.put(phone.device, _head_value(Head(0, cut, cut_event.id)), db=laptop.db("truncated"))
+        txn.put(phone.device, head_value(Head(0, cut, cut_event.id)), db=laptop.db("truncated"))
     out = tmp_path / "a.jsonl"
     _export(laptop, out)
     kinds = [json.loads(line) for line in _lines(out)]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from agentlog import crypto
 from agentlog.errors import StoreError
 from agentlog.log import roster
-from agentlog.prefs import lookup as pref_lookup
 from agentlog.prefs import reducer as pr
 from agentlog.prefs import view as pref_view
-from agentlog.store import devices, home
-from agentlog.store import store as store_module
+from agentlog.store import devices, home, pref_lookup
+from agentlog.store import layout as store_module
 
 from .conftest import sync
 from .test_cli import assert_one_line_error, stderr_on_a_terminal
@@ -250,15 +250,15 @@ def test_replay_rebuild_folds_the_same_digests(laptop):
     assert b"replay:" not in stderr_on_a_terminal(laptop, "replay", "--rebuild", "--json")
 
 
-# -- the fast path (agentlog.prefs.lookup) -----------------------------------------------------------
+# -- the fast path (agentlog.store.pref_lookup) -----------------------------------------------------------
 
 def test_lookup_mirrors_the_store_layout():
-    assert pref_lookup.MAX_DBS == store_module.MAX_DBS >= len(store_module._DBS)
+    assert pref_lookup.MAX_DBS == store_module.MAX_DBS >= len(store_module.DBS)
     assert pref_lookup.LAYOUT == store_module.LAYOUT_VERSION.to_bytes(4, "big")
     assert pref_lookup.ROSTER_VERSION == roster.VERSION.to_bytes(4, "big")
     assert pref_lookup.PREF_VERSION_KEY == pref_view.VERSION_KEY
-    assert pref_lookup.SIG_LEN == store_module.crypto.SIG_LEN
-    assert {"views.pref", "views.roster", "heads", "meta"} <= set(store_module._DBS)
+    assert pref_lookup.SIG_LEN == crypto.SIG_LEN
+    assert {"views.pref", "views.roster", "heads", "meta"} <= set(store_module.DBS)
 
 
 def test_fast_path_answers_as_the_store_does(laptop):
@@ -317,7 +317,7 @@ def test_pref_get_loads_no_event_codec(laptop):
     """cli.py and pref_lookup.py import neither the store nor pycapnp for `pref get` (package
     __init__ left out: it is measured separately below)."""
     out(laptop, "observe", "theme", "dark", "--weight", "2")
-    package = Path(pref_lookup.__file__).parent
+    package = Path(pref_lookup.__file__).parents[1]
     code = textwrap.dedent(f"""
         import sys, types
         pkg = types.ModuleType("agentlog")
@@ -334,8 +334,8 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
     assert loaded == str(sorted([
         "agentlog.cli", "agentlog.cli.main", "agentlog.errors", "agentlog.limits", "agentlog.log", "agentlog.log.kinds",
-        "agentlog.prefs", "agentlog.prefs.decay", "agentlog.prefs.lookup", "agentlog.prefs.reducer", "agentlog.store",
-        "agentlog.store.env", "agentlog.store.home", "agentlog.text",
+        "agentlog.prefs", "agentlog.prefs.decay", "agentlog.prefs.reducer", "agentlog.store", "agentlog.store.env",
+        "agentlog.store.home", "agentlog.store.pref_lookup", "agentlog.text",
     ]))
 
 

@@ -97,7 +97,7 @@ def test_a_device_that_never_compacted_folds_the_snapshot_to_the_same_views(fami
     assert digests(f.phone) == digests(f.laptop)
     assert full_replay(f.phone, tmp_path, "phone-replay") == digests(f.laptop)
     with f.laptop.raw_txn() as txn:
-        summaries = [ev for name in SETTINGS for ev in f.laptop._pref.evidence_of(txn, name) if ev.kind == "summary"]
+        summaries = [ev for name in SETTINGS for ev in f.laptop.pref_view.evidence_of(txn, name) if ev.kind == "summary"]
     assert summaries and all(ev.eff % DAY == 0 for ev in summaries)
 
 
@@ -324,3 +324,10 @@ async def test_serve_compacts_on_its_own_once_the_policy_is_due(family):
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert f.laptop.truncated() and verify_store(f.laptop, jobs=1).ok
+
+
+def test_snapshot_view_databases_are_the_views_digested_ones():
+    from agentlog.memory import view as memory_view
+    from agentlog.prefs import view as pref_view
+    assert snapshot.VIEW_DBS["pref"] == pref_view.DBS[: len(snapshot.VIEW_DBS["pref"])] == pref_view.DBS[:6]
+    assert snapshot.VIEW_DBS["memory"] == memory_view.DBS[: len(snapshot.VIEW_DBS["memory"])] == memory_view.DBS[:4]

@@ -128,7 +128,7 @@ def _reference(path: Path, seed: bytes, now: int, work: Path, monkeypatch) -> tu
     before any), and a copy of the store taken right after the snapshot's transaction."""
     shutil.copytree(path, work / "reference")
     store = Store(work / "reference", DeviceKey(seed), clock=lambda: now)
-    states, digests, write = [_state(store)], [_digests(store)], store._write
+    states, digests, write = [_state(store)], [_digests(store)], store.write
     before_truncation = work / "before-truncation"
 
     def recorded(fn):
@@ -140,7 +140,7 @@ def _reference(path: Path, seed: bytes, now: int, work: Path, monkeypatch) -> tu
             store.env.copy(str(before_truncation))
         return result
     monkeypatch.setattr(compaction, "CHUNK", CHUNK)
-    store._write = recorded
+    store.write = recorded
     try:
         report = compaction.compact(store, now_ms=now)
         assert report.snapshot is not None and report.dropped > 20 * CHUNK, f"too little to truncate: {report}"
@@ -155,7 +155,7 @@ def _full_replay(path: Path, seed: bytes, now: int) -> dict[str, bytes]:
     """Every view folded from the first event of the log holding the snapshot event, without the base."""
     store = Store(path, DeviceKey(seed), clock=lambda: now)
     try:
-        store._write(lambda txn: (txn.delete(b"base", db=store.db("meta")),      # _write grows a full map
+        store.write(lambda txn: (txn.delete(b"base", db=store.db("meta")),      # write grows a full map
                                   txn.drop(store.db("snapshots"), delete=False)))
         assert not store.truncated(), "the copy before truncation has truncation points"
         store.rebuild_views()

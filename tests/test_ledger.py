@@ -7,7 +7,7 @@ import trio
 
 from agentlog.log import payloads
 from agentlog.store import ledger
-from agentlog.store.store import event_key
+from agentlog.store.layout import event_key
 from agentlog.sync.replicator import Replicator, sync_once
 
 PEER_A, PEER_B, AUTHOR = b"a" * 32, b"b" * 32, b"x" * 32

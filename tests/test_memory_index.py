@@ -78,7 +78,7 @@ def another_process(store: Store) -> Store:
     of the Store with an empty matrix cache; close only the original. The test below with a
     real subprocess covers a second process for real.)"""
     other = copy.copy(store)
-    other._memory_cache = {}
+    other.memory_cache = {}
     return other
 
 
@@ -143,7 +143,7 @@ def test_the_index_survives_a_restart_without_embedding_again(home_dir):
         memory = Memory(store, embedder=counting)
         assert ids(memory.search("green tea")) == before
         assert counting.texts == ["green tea"]                  # the query only: the rows came from LMDB
-        matrix = store._memory_cache[DEFAULT_EMBEDDER]
+        matrix = store.memory_cache[DEFAULT_EMBEDDER]
         assert matrix.n == 2 and set(matrix.row_of) == {tea, bike}
         assert ids(memory.search("bike commute", type="context")) == [bike]
         assert counting.texts == ["green tea", "bike commute"]
@@ -239,7 +239,7 @@ def test_a_deleted_entry_leaves_the_search(store):
     assert ids(store.memory.search("elm street", lexical=True)) == [kept]
     assert store.memory.search("home", tag="home").hits == ()
     assert set(index_rows(store)) == {kept}
-    matrix = store._memory_cache[DEFAULT_EMBEDDER]
+    matrix = store.memory_cache[DEFAULT_EMBEDDER]
     assert gone not in matrix.row_of and matrix.counts[EMBEDDED] == 1
 
 
@@ -361,7 +361,7 @@ def test_equal_scores_are_ordered_by_entry_id(store):
     for _ in range(6):                  # one search after each put: matrix rows in the order put, not by id
         twins.append(store.memory.put("the user owns a red bicycle"))
         store.memory.search("bicycle")
-    assert store._memory_cache[DEFAULT_EMBEDDER].ids[1:] == twins
+    assert store.memory_cache[DEFAULT_EMBEDDER].ids[1:] == twins
     found = store.memory.search("the user owns a red bicycle", k=6)
     assert ids(found) == sorted(twins)
     for k in (1, 2, 3, 4, 5):
@@ -392,7 +392,7 @@ def test_a_trimmed_journal_forces_a_full_reload_and_results_stay_right(home_dir,
         assert changes == [None]                     # the journal no longer reaches back: a full reload
         sailing = second.memory.search("sailing", lexical=True, k=100)
         assert set(ids(sailing)) == {made[0], *made[3:]}
-        matrix = second._memory_cache[DEFAULT_EMBEDDER]
+        matrix = second.memory_cache[DEFAULT_EMBEDDER]
         assert set(matrix.row_of) == {made[0], made[2], *made[3:]}
         assert ids(second.memory.search("note number 0 about sailing"))[0] == made[0]
 

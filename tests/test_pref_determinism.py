@@ -258,7 +258,7 @@ def test_pref_view_is_a_function_of_the_event_set(ops, skews, salt, data):
         [expected] = synced
         laptop = world.stores["laptop"]
         with laptop.raw_txn() as txn:
-            summaries = sum(ev.kind == "summary" for name in SETTINGS for ev in laptop._pref.evidence_of(txn, name))
+            summaries = sum(ev.kind == "summary" for name in SETTINGS for ev in laptop.pref_view.evidence_of(txn, name))
         event(f"day summaries in the view: {'some' if summaries else 'none'}")
         events = world.stores["laptop"].events_after({})
         n = len(events)

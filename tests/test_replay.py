@@ -14,8 +14,9 @@ import pytest
 
 from agentlog.log import payloads
 from agentlog.replay.history import memory_history, setting_history
-from agentlog.replay.scratch import LiveLog, Point, parse_time, replay
+from agentlog.replay.points import parse_time
 from agentlog.store import devices, home
+from agentlog.store.scratch import LiveLog, Point, replay
 from agentlog.store.store import Store
 
 START = 1_750_000_000_000

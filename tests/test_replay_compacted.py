@@ -11,7 +11,7 @@ import pytest
 
 from agentlog.errors import UsageError
 from agentlog.replay.history import memory_history, setting_history
-from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.store.scratch import LiveLog, Point, replay
 from agentlog.store import compaction, devices, home
 
 from .test_replay import Clock, agentlog, device, digests, files_digest, sync, write_something

@@ -18,7 +18,7 @@ from agentlog.errors import ForkError
 from agentlog.log import payloads
 from agentlog.log.event import Event, seal
 from agentlog.store import devices, home
-from agentlog.store.store import event_key
+from agentlog.store.layout import event_key
 from agentlog.store.verify import verify_store
 from agentlog.sync.peer_log import StoreLog
 from tests.conftest import sync

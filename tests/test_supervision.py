@@ -216,7 +216,7 @@ def _fold_fails(*_args):
 
 
 def _inject_into_ingest(monkeypatch, store: Store) -> None:
-    monkeypatch.setattr(store._pref, "fold", _fold_fails)
+    monkeypatch.setattr(store.pref_view, "fold", _fold_fails)
 
 
 def _inject_into_protocol(monkeypatch, store: Store) -> None:

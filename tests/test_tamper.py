@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from agentlog.log import payloads
-from agentlog.store.store import Store, event_key
+from agentlog.store.layout import event_key
+from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 
 N = 12

@@ -14,7 +14,7 @@ from agentlog.log import payloads
 from agentlog.log.event import peek_record
 from agentlog.log.validate import ROSTER_KINDS
 from agentlog.store import devices, home
-from agentlog.store.store import seq_runs
+from agentlog.store.layout import seq_runs
 from agentlog.store.verify import verify_store
 from agentlog.sync.messages import WireEvent
 from agentlog.sync.peer_log import StoreLog

@@ -39,7 +39,8 @@ import benchlib
 from agentlog.crypto import DeviceKey
 from agentlog.log import payloads
 from agentlog.store import compaction, devices, home
-from agentlog.store.store import _DBS, Store
+from agentlog.store.layout import DBS
+from agentlog.store.store import Store
 
 EVENTS, QUICK_EVENTS = 1_000_000, 50_000
 SETTINGS = 50
@@ -132,7 +133,7 @@ def build(path: Path, events: int, seed: int = 31) -> dict:
 def used_by_db(store: Store) -> dict[str, float]:
     """Database name -> the MB its B-tree's branch, leaf and overflow pages take ("" the main one naming them)."""
     with store.raw_txn() as txn:
-        stats = {name: txn.stat(store.db(name)) for name in _DBS}
+        stats = {name: txn.stat(store.db(name)) for name in DBS}
     stats[""] = store.env.stat()
     return {n: (s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"]) * s["psize"] / 1e6 for n, s in stats.items()}
 
@@ -191,7 +192,7 @@ def compaction_run(built: Path, work: Path, now_ms: int, info: dict) -> dict[str
 
         before = Store(work / "before-truncation", None)
         try:
-            before._write(lambda txn: (txn.delete(b"base", db=before.db("meta")),   # no base: every view
+            before.write(lambda txn: (txn.delete(b"base", db=before.db("meta")),   # no base: every view
                                        txn.drop(before.db("snapshots"), delete=False)))  # folds from the first event
             start = time.perf_counter()
             replayed = before.rebuild_views()

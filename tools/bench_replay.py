@@ -24,7 +24,7 @@ import benchlib
 
 from agentlog.log import payloads
 from agentlog.replay.history import setting_history
-from agentlog.replay.scratch import LiveLog, Point, replay
+from agentlog.store.scratch import LiveLog, Point, replay
 from agentlog.store import devices, home
 
 DEVICES = (("laptop", 0.5, 0), ("phone", 0.3, 95_000), ("hub", 0.2, -30_000))

@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import time
 from typing import Any
 
 from agentlog.log import payloads
-from agentlog.log.event import MAX_TIME_MS, MIN_TIME_MS
+from agentlog.text import iso  # noqa: F401 - the export format's time text, named here for its users
 
 FORMAT = "agentlog-audit/1"
 DIGEST_PREFIX = b"agentlog audit export v1\n"       # hashed before the lines: the signed digest is no event id
@@ -43,20 +42,6 @@ def unb64(text: str) -> bytes:
     if base64.b64encode(raw).decode("ascii") != text:
         raise ValueError("base64 is not canonical")
     return raw
-
-
-_SECOND: list = [None, ""]
-
-
-def iso(ms: int) -> str:
-    """UTC time with milliseconds, e.g. 2026-11-21T10:52:14.123Z (the second's text is cached: exports are sorted);
-    a time outside the range events may hold (an older store may keep one) as its milliseconds, e.g. "-5ms"."""
-    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
-        return f"{ms}ms"
-    second = ms // 1000
-    if _SECOND[0] != second:
-        _SECOND[0], _SECOND[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_SECOND[1]}.{ms % 1000:03d}Z"
 
 
 def content_of(kind: str, codec: str, payload: bytes) -> Any:

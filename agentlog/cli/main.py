@@ -525,7 +525,7 @@ def cmd_pref_get(args) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     if not args.explain:
-        from agentlog.prefs import lookup as pref_lookup
+        from agentlog.store import pref_lookup
 
         found = pref_lookup.get(args.home, args.setting, context)
         if found is not None:
@@ -545,7 +545,7 @@ def cmd_pref_get(args) -> int:
 
 
 def cmd_pref_list(args) -> int:
-    from agentlog.prefs import lookup as pref_lookup
+    from agentlog.store import pref_lookup
 
     found = pref_lookup.list_all(args.home)
     if found is None:
@@ -912,7 +912,7 @@ def cmd_verify(args) -> int:
 def cmd_replay(args) -> int:
     if not args.rebuild:
         from agentlog.cli import replay as replay_cli
-        from agentlog.prefs import lookup as pref_lookup
+        from agentlog.store import pref_lookup
         return replay_cli.run(args, pref_lookup.checked_context(_context(args.context)))
     if args.until or args.at or args.diff or args.setting or args.memory or args.context or args.every:
         raise UsageError("--rebuild folds the live views again; it takes no point, setting or memory")

@@ -11,12 +11,13 @@ import time
 from agentlog.cli.main import EXIT_PROBLEMS
 from agentlog.errors import UsageError
 from agentlog.prefs import reducer as pr
-from agentlog.prefs.lookup import check_home
 from agentlog.progress import Progress
 from agentlog.replay import history as rh
-from agentlog.replay.scratch import LiveLog, Log, Point, check_truncation, iso, point_of, replay, resolve_point
+from agentlog.replay.points import point_of, resolve_point
 from agentlog.store.home import STORE_DIR
-from agentlog.text import printable_doc
+from agentlog.store.pref_lookup import check_home
+from agentlog.store.scratch import LiveLog, Log, Point, check_truncation, replay
+from agentlog.text import iso, printable_doc
 
 
 def run(args, context: tuple[tuple[str, str], ...]) -> int:

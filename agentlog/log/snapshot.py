@@ -1,13 +1,10 @@
-"""Snapshots: every view's state at a frontier, signed as a `snapshot` event; checking and installing one.
+"""Snapshots: every view's state at a frontier, signed as a `snapshot` event; parsing and checking one.
 
 A view's state travels as its canonical bytes, the very bytes its digest hashes: for the
 preference and memory views, each database's rows in key order (a 0xff byte opens each
 database, then length-prefixed key and value); for the roster, its state bytes. So a
 receiver checks a snapshot by hashing the state it got and comparing with the signed digest.
-The `snapshots` database keeps, for the store's base snapshot (the newest it holds the state of):
-  id(32) ++ view name   -> that view's state at the snapshot's frontier
-  id(32) ++ b"\\0event" -> the snapshot event's record and payload (pack_anchor form), for bootstrap
-and meta b"base" names it.
+Pure: reading and writing the state in LMDB is agentlog.store.snapshots's job.
 """
 
 from __future__ import annotations
@@ -18,27 +15,18 @@ from agentlog import crypto
 from agentlog.errors import EventError, SnapshotError
 from agentlog.log import payloads
 from agentlog.log.event import Event, check_ranges, decode_record
-from agentlog.memory import view as memory_view
-from agentlog.prefs import view as pref_view
 
-VIEW_DBS = {"pref": pref_view.DBS[:6], "memory": memory_view.DBS[:4]}     # the digested databases, in digest order
 VIEWS = ("roster", "pref", "memory")
-EVENT_KEY = b"\0event"
-
-
-def dump(txn, dbs: list) -> bytes:
-    """A view's canonical bytes: every row of its databases in key order (what its digest hashes)."""
-    out = bytearray()
-    for db in dbs:
-        out += b"\xff"
-        with txn.cursor(db=db) as cur:
-            for k, v in cur:
-                out += len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v
-    return bytes(out)
+# the databases each view's state holds, in digest order: the first ones of the view's DBS
+# (agentlog.prefs.view, agentlog.memory.view; tests/test_compaction.py checks that they agree)
+VIEW_DBS = {"pref": ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen",
+                     "views.pref.decisions", "views.pref.early"),
+            "memory": ("views.memory", "views.memory.vectors", "views.memory.conflicts", "views.memory.past")}
 
 
 def rows(raw: bytes, n_dbs: int) -> list[list[tuple[bytes, bytes]]]:
-    """Parse `dump` output back into each database's rows; SnapshotError if it is malformed."""
+    """Parse a view's canonical bytes (agentlog.store.snapshots.dump) back into each database's rows;
+    SnapshotError if they are malformed."""
     out: list[list] = []
     at, end = 0, len(raw)
     while at < end:
@@ -64,15 +52,6 @@ def rows(raw: bytes, n_dbs: int) -> list[list[tuple[bytes, bytes]]]:
     return out
 
 
-def load(txn, dbs: list, raw: bytes) -> None:
-    """Replace a view's databases with the rows of its canonical bytes."""
-    parsed = rows(raw, len(dbs))
-    for db, found in zip(dbs, parsed):
-        txn.drop(db, delete=False)
-        if found:
-            txn.cursor(db=db).putmulti(found, append=True)
-
-
 @dataclass(frozen=True, slots=True)
 class Bundle:
     """What a bootstrap hands over: the snapshot event and every view's state."""
@@ -87,25 +66,6 @@ class Bundle:
 
     def snapshot(self) -> payloads.Snapshot:
         return payloads.decode("snapshot", self.payload)
-
-
-def stored(txn, db, sid: bytes) -> Bundle | None:
-    """The snapshot `sid` as the `snapshots` database `db` keeps it (None: its event is not there)."""
-    raw = txn.get(sid + EVENT_KEY, db=db)
-    if raw is None:
-        return None
-    raw = bytes(raw)
-    n = int.from_bytes(raw[:4], "big")
-    return Bundle(raw[4 : 4 + n], raw[4 + n :], {name: bytes(txn.get(sid + name.encode(), db=db) or b"")
-                                                  for name in VIEWS})
-
-
-def store(txn, db, sid: bytes, bundle: Bundle) -> None:
-    """Keep `bundle` as the only snapshot in the `snapshots` database `db`, under id `sid`."""
-    txn.drop(db, delete=False)
-    for name, state in bundle.states.items():
-        txn.put(sid + name.encode(), state, db=db)
-    txn.put(sid + EVENT_KEY, len(bundle.record).to_bytes(4, "big") + bundle.record + bundle.payload, db=db)
 
 
 def check(bundle: Bundle, trusted) -> payloads.Snapshot:

@@ -237,7 +237,7 @@ class Memory:
             chosen = [w for w in standing if w.eid.hex().startswith(str(value).lower())] if value else []
             if len(chosen) != 1:
                 raise InvalidValueError(f"{where}: {value!r} names none or several of the standing embeddings")
-            model, vector = self._store._read(lambda txn: self._store._memory.vector(txn, chosen[0].eid))
+            model, vector = self._store.read(lambda txn: self._store.memory_view.vector(txn, chosen[0].eid))
             return self.update(entry.id, embedding=vector, model=model)
         if field_name == "confidence":
             try:
@@ -255,7 +255,7 @@ class Memory:
 
     def _entry(self, entry_id: bytes | str) -> Entry:
         entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
-        entry = self._store._read(lambda txn: self._store._memory.entry(txn, entry_id))
+        entry = self._store.read(lambda txn: self._store.memory_view.entry(txn, entry_id))
         if entry is None or entry.origin is None:
             raise NotFoundError(f"no memory {entry_id.hex()} on this device")
         return entry
@@ -279,13 +279,13 @@ class Memory:
 
         def read(txn):
             found = []
-            with txn.cursor(db=self._store._memory.entries) as cur:
+            with txn.cursor(db=self._store.memory_view.entries) as cur:
                 ok = cur.set_range(low)
                 while ok and len(found) < 2 and bytes(cur.key()).hex().startswith(text):
                     found.append(bytes(cur.key()))
                     ok = cur.next()
             return found
-        found = self._store._read(read)
+        found = self._store.read(read)
         if not found:
             raise NotFoundError(f"no memory whose id starts with {text} on this device")
         if len(found) > 1:
@@ -300,7 +300,7 @@ class Memory:
         """The entry's shown embedding (model, vector) as written, or None."""
         entry = self._entry(entry_id)
         writes = entry.fields.get("embedding")
-        return self._store._read(lambda txn: self._store._memory.vector(txn, writes[0].eid)) if writes else None
+        return self._store.read(lambda txn: self._store.memory_view.vector(txn, writes[0].eid)) if writes else None
 
     def list(self, *, type: str | None = None, tag: str | None = None, scope: str | None = None,
              deleted: bool = False) -> list[MemoryEntry]:
@@ -309,10 +309,10 @@ class Memory:
             _check(mr.type_problem(type))
 
         def read(txn):
-            view = self._store._memory
+            view = self._store.memory_view
             return [view.entry(txn, i) for i in view.entry_ids(txn)]
         out = []
-        for e in self._store._read(read):
+        for e in self._store.read(read):
             if e.origin is None or bool(e.deleted) != deleted:
                 continue
             if (type and e.value("type") != type) or (tag and tag not in e.tag_set) or (scope and e.scope != scope):
@@ -324,9 +324,9 @@ class Memory:
     def conflicts(self) -> list[MemoryEntry]:
         """Visible entries with a field in conflict, by id."""
         def read(txn):
-            view = self._store._memory
+            view = self._store.memory_view
             return [view.entry(txn, i) for i in view.conflicted(txn)]
-        return [entry_of(e) for e in self._store._read(read) if e.visible]
+        return [entry_of(e) for e in self._store.read(read) if e.visible]
 
     def search(self, query: str, k: int = 10, *, type: str | None = None, tag: str | None = None,
                scope: str | None = None, lexical: bool = False) -> SearchResult:
@@ -347,8 +347,8 @@ class Memory:
         store = self._store
 
         def read(txn):
-            return [(store._memory.entry(txn, i), score) for i, score in found]
-        hits = tuple(Hit(entry_of(e), score) for e, score in store._read(read) if e is not None and e.visible)
+            return [(store.memory_view.entry(txn, i), score) for i, score in found]
+        hits = tuple(Hit(entry_of(e), score) for e, score in store.read(read) if e is not None and e.visible)
         return SearchResult(hits, self.embedder.name, "lexical" if lexical else "semantic", int(mask.sum()),
                             *matrix.count(mask if lexical else matrix.mask(type, tag, scope, vectors=False),
                                           (REEMBEDDED, EXCLUDED)))
@@ -356,11 +356,11 @@ class Memory:
     def matrix(self) -> Matrix:
         """This process's copy of the search index, brought up to date (embedding what changed first)."""
         store, embedder = self._store, self.embedder
-        index = MemoryIndex(store._db, embedder)
-        if store._read(index.needs_sync):
-            store._write(lambda txn: index.sync(txn, store._memory))
-        matrix = store._memory_cache.get(embedder.name)
+        index = MemoryIndex(store.dbs, embedder)
+        if store.read(index.needs_sync):
+            store.write(lambda txn: index.sync(txn, store.memory_view))
+        matrix = store.memory_cache.get(embedder.name)
         if matrix is None:
-            matrix = store._memory_cache[embedder.name] = Matrix(embedder.dim)
-        store._read(lambda txn: matrix.refresh(txn, index))
+            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
+        store.read(lambda txn: matrix.refresh(txn, index))
         return matrix

@@ -47,7 +47,7 @@ def _pack_past(past: mr.Clock) -> bytes:
     return b"".join(a + _POS.pack(*past[a]) for a in sorted(past))
 
 
-def _unpack_past(raw) -> mr.Clock:
+def unpack_past(raw) -> mr.Clock:
     raw = bytes(raw or b"")
     return {raw[i : i + 32]: _POS.unpack_from(raw, i + 32) for i in range(0, len(raw), 44)}
 
@@ -94,7 +94,7 @@ class MemoryView:
         for f in batch:
             past = pasts.get(f.author)
             if past is None:
-                past = pasts[f.author] = _unpack_past(txn.get(f.author, db=self.past))
+                past = pasts[f.author] = unpack_past(txn.get(f.author, db=self.past))
             _advance(past, f)
             if f.kind in mr.KINDS and f.payload is not None:
                 facts.append(Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.scope, f.kind, f.eid, f.payload,

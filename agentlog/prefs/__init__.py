@@ -1,6 +1,7 @@
 """Preferences: the pure reducer (evidence folded into one belief per setting, integer decay),
-its LMDB view folded in the store's transactions, the fast read-only lookup, and the API.
+its LMDB view folded in the store's transactions, and the API (the fast read-only lookup is
+agentlog.store.pref_lookup: only the store opens LMDB).
 
 `reducer` and `decay` are pure. May import: `agentlog.log`, `agentlog.codec` and the
-top-level helpers; `lookup` reads LMDB through `agentlog.store.env` only.
+top-level helpers.
 """

@@ -182,7 +182,7 @@ class Preferences:
 
     def setting(self, setting: str) -> pr.Setting | None:
         """The folded state of one setting, or None if nothing was recorded about it."""
-        return self._store._read(lambda txn: self._store._pref.setting(txn, setting))
+        return self._store.read(lambda txn: self._store.pref_view.setting(txn, setting))
 
     def get(self, setting: str, context: ContextArg = None, now_ms: int | None = None) -> Lookup:
         """What this device believes about `setting` in `context`; source "default" if never seen."""
@@ -190,14 +190,14 @@ class Preferences:
         ctx = context_of(context)
         now = self._now_ms() if now_ms is None else now_ms
         store = self._store
-        raw, frontier = store._read(lambda txn: (store._pref.raw_setting(txn, setting), store._frontier_in(txn)))
+        raw, frontier = store.read(lambda txn: (store.pref_view.raw_setting(txn, setting), store.frontier_in(txn)))
         if raw is None:
             return Lookup(pr.default_answer(setting), frontier)
         return Lookup(pr.answer(self._parsed(setting, raw), store.device.hex(), ctx, now), frontier)
 
     def _parsed(self, setting: str, raw: bytes) -> pr.Setting:
         """The setting's state, parsed once per version of its bytes (lookups repeat; the state is read-only here)."""
-        cache = self._store._pref_cache
+        cache = self._store.pref_cache
         hit = cache.get(setting)
         if hit is not None and hit[0] == raw:
             return hit[1]
@@ -215,9 +215,9 @@ class Preferences:
         device = self._store.device.hex()
 
         def read(txn):
-            view = self._store._pref
-            return view.setting(txn, setting), view.evidence_of(txn, setting), self._store._frontier_in(txn)
-        s, evidence, frontier = self._store._read(read)
+            view = self._store.pref_view
+            return view.setting(txn, setting), view.evidence_of(txn, setting), self._store.frontier_in(txn)
+        s, evidence, frontier = self._store.read(read)
         if s is None:
             return Explanation(pr.default_answer(setting), frontier, ())
         a = pr.answer(s, device, ctx, now)
@@ -229,6 +229,6 @@ class Preferences:
         device = self._store.device.hex()
 
         def read(txn):
-            view = self._store._pref
+            view = self._store.pref_view
             return [view.setting(txn, name) for name in view.names(txn)]
-        return [pr.answer(s, device, (), now) for s in self._store._read(read)]
+        return [pr.answer(s, device, (), now) for s in self._store.read(read)]

@@ -160,6 +160,11 @@ def _fact_from_row(eid: bytes, kind: str, raw: bytes, eff: int = 0) -> pr.Fact:
     return pr.Fact(author, epoch, seq, lamport, time_ms, eff, kind, eid, payloads.decode(kind, bytes(raw[_DECISION.size :])))
 
 
+def decision_in_row(raw: bytes) -> payloads.Decision:
+    """The decision a `views.pref.decisions` row keeps (its payload, after its place and times)."""
+    return payloads.decode("decision", bytes(raw[_DECISION.size :]))
+
+
 def _decision_row(fact: pr.Fact) -> bytes:
     return _DECISION.pack(fact.author, fact.epoch, fact.seq, fact.lamport, fact.time_ms) + payloads.encode(fact.payload)
 
@@ -183,6 +188,11 @@ class PrefView:
         # setting -> (bytes written, the state they encode): the next batch that finds those bytes
         # still stored skips parsing them (if the transaction was aborted, the bytes differ)
         self._folded: dict[str, tuple[bytes, pr.Setting]] = {}
+
+    def setting_of(self, name: str, raw: bytes) -> pr.Setting:
+        """The state a setting's stored bytes `raw` encode: the fold's own parse when it just wrote them."""
+        hit = self._folded.get(name)
+        return hit[1] if hit is not None and hit[0] == raw else pr.Setting.from_bytes(name, bytes(raw))
 
     # -- folding ----------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Replay: the views as this device held them at any point, folded again in a scratch LMDB
-environment; a setting's or entry's history and the difference between two points.
+"""Replay: points in time as a user names them, and a setting's or entry's history between
+them, on the scratch fold of the views as held at a point (agentlog.store.scratch).
 
 May import: `agentlog.store` and everything below it.
 """

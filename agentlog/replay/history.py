@@ -1,6 +1,6 @@
 """One preference's or one memory's history, and the difference between two points, from a replay.
 
-A history folds the held order (agentlog.replay.scratch) one event at a time, as the device took them,
+A history folds the held order (agentlog.store.scratch) one event at a time, as the device took them,
 with the store's own PrefView or MemoryView in a scratch environment, and reads the setting
 (as `store.prefs.get` does, at the event's arrival) or the entry after each event that touches
 it. Events that do not touch it are folded without their payload: they still move the causal
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentlog.errors import NotFoundError, UsageError
-from agentlog.log import payloads
 from agentlog.log.validate import ROSTER_KINDS
 from agentlog.memory import reducer as mr
 from agentlog.memory import view as memory_view
@@ -22,7 +21,8 @@ from agentlog.memory.api import entry_of
 from agentlog.prefs import reducer as pr
 from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded
-from agentlog.replay.scratch import Log, Point, Scratch, iso, quiet_gc
+from agentlog.store.scratch import Log, Point, Scratch, quiet_gc
+from agentlog.text import iso
 
 _new = tuple.__new__
 
@@ -145,7 +145,7 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
                  if f.kind == "decision" and f.payload is not None and f.payload.setting == setting}
     base_rows = log.base.rows() if log.base else {}
     for eid, row in base_rows.get("views.pref.decisions", ()):      # decisions the snapshot keeps
-        if payloads.decode("decision", bytes(row[pref_view._DECISION.size:])).setting == setting:
+        if pref_view.decision_in_row(row).setting == setting:
             decisions.add(bytes(eid))
 
     def touches(f: Folded) -> bool:
@@ -163,9 +163,7 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
         if raw is None:
             a = pr.default_answer(setting)
         else:
-            hit = view._folded.get(setting)          # what the fold just wrote, already parsed
-            s = hit[1] if hit is not None and hit[0] == raw else pr.Setting.from_bytes(setting, bytes(raw))
-            a = pr.answer(s, device_hex, context, now)
+            a = pr.answer(view.setting_of(setting, raw), device_hex, context, now)
         return {"value": a.value, "confidence": round(a.confidence, 4), "source": a.source,
                 "uncertain": a.uncertain, "stale_override": a.stale_override}
 

@@ -1,7 +1,7 @@
 """Compaction: write a snapshot, drop the events every device has seen, start a store from a snapshot.
 
 The rules are in docs/compaction.md. This module works inside the Store's transactions and on its
-databases (it is the store's compaction half, kept apart so store.py stays about the log).
+databases (`read`, `write`, `dbs`); folding the views from the base snapshot is agentlog.store.views's.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from agentlog import crypto
 from agentlog.errors import SnapshotError, UsageError
 from agentlog.log import payloads, snapshot
-from agentlog.log.event import decode_record, peek_record, record_id
+from agentlog.log.event import peek_record, record_id
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
-from agentlog.memory.view import _unpack_past
+from agentlog.memory.view import unpack_past
 from agentlog.prefs import reducer as pref_reducer
-from agentlog.prefs.view import folded_from_log
-from agentlog.store.store import _POS, _ROSTER_VERSION, Store, _head_from, _head_value, _limits_in, event_key
+from agentlog.store.append import append_in
+from agentlog.store.layout import POS, event_key, head_from, head_value, truncation_value
+from agentlog.store.snapshots import base_in, dump, set_base, stored
+from agentlog.store.store import Store
+from agentlog.store.views import limits_in, refold_from_base, roster_in
 
 DAY_MS = 86_400_000
 DEFAULT_HORIZON_MS = 30 * DAY_MS
@@ -36,18 +39,19 @@ class Policy:
     horizon_ms: int = DEFAULT_HORIZON_MS
 
     def due(self, store: Store) -> bool:
-        return bool(self.events and store.count() >= self.events) or bool(self.bytes and used_bytes(store) >= self.bytes)
+        return (bool(self.events and store.count() >= self.events)
+                or bool(self.bytes and used_bytes(store) >= self.bytes))
 
 
 def used_bytes(store: Store) -> int:
     """Bytes in use by the store's databases (LMDB keeps its file's size; freed pages are reused)."""
     def read(txn):
         total = 0
-        for db in store._db.values():
+        for db in store.dbs.values():
             st = txn.stat(db)
             total += (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * st["psize"]
         return total
-    return store._read(read)
+    return store.read(read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +63,17 @@ class Report:
     silent: list                 # devices left out of the minimum: silent past the horizon
 
 
-def stable_frontier(store: Store, txn, now_ms: int, horizon_ms: int) -> tuple[dict[bytes, tuple[int, int]], list[bytes]]:
+def stable_frontier(store: Store, txn, now_ms: int,
+                    horizon_ms: int) -> tuple[dict[bytes, tuple[int, int]], list[bytes]]:
     """Author -> the (epoch, seq) every enrolled, not revoked device had seen at its newest event here,
     leaving out devices silent for longer than the horizon; and the devices left out.
 
     This device counts with everything it holds: the snapshot it is about to write acknowledges it.
     """
-    db = store._db
-    roster = store._roster_in(txn)
-    heads = {bytes(a): _head_from(v) for a, v in txn.cursor(db=db["heads"])}
-    limits = _limits_in(db, txn)
+    db = store.dbs
+    roster = roster_in(store.dbs, txn)
+    heads = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    limits = limits_in(db, txn)
     me = store.device
     stable: dict[bytes, tuple[int, int]] | None = None
     silent = []
@@ -82,7 +87,7 @@ def stable_frontier(store: Store, txn, now_ms: int, horizon_ms: int) -> tuple[di
             if t is not None and now_ms - t > horizon_ms:
                 silent.append(device)
                 continue
-            seen = _unpack_past(txn.get(device, db=db["views.memory.past"]))
+            seen = unpack_past(txn.get(device, db=db["views.memory.past"]))
         stable = dict(seen) if stable is None else {a: min(p, seen[a]) for a, p in stable.items() if a in seen}
     stable = stable or {}
     for device, limit in limits.items():
@@ -94,7 +99,7 @@ def stable_frontier(store: Store, txn, now_ms: int, horizon_ms: int) -> tuple[di
 def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
     """The time of a device's newest event held here (or of its truncation point, or of its enrolment
     when it has written nothing)."""
-    db = store._db
+    db = store.dbs
     if head is not None:
         raw = txn.get(event_key(device, head.epoch, head.seq), db=db["events"])
         if raw is not None:
@@ -103,7 +108,7 @@ def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> 
         if cut is not None and len(cut) >= 52:
             return int.from_bytes(cut[44:52], "big")
     for position, _ in member.enrollments:
-        raw = txn.get(event_key(position.author, position.epoch, position.seq), db=store._db["events"])
+        raw = txn.get(event_key(position.author, position.epoch, position.seq), db=store.dbs["events"])
         if raw is not None:
             return peek_record(raw)[1]
     return None
@@ -111,12 +116,12 @@ def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> 
 
 def _point(store: Store, txn, author: bytes, epoch: int, seq: int) -> tuple[bytes, int, int]:
     """The id, lamport and time of a held event, or of the author's truncation point there."""
-    raw = txn.get(event_key(author, epoch, seq), db=store._db["events"])
+    raw = txn.get(event_key(author, epoch, seq), db=store.dbs["events"])
     if raw is not None:
         return record_id(raw), *peek_record(raw)[:2]
-    cut = txn.get(author, db=store._db["truncated"])
-    if cut is not None and _head_from(cut)[:2] == (epoch, seq):
-        return _head_from(cut).id, int.from_bytes(cut[52:60], "big"), int.from_bytes(cut[44:52], "big")
+    cut = txn.get(author, db=store.dbs["truncated"])
+    if cut is not None and head_from(cut)[:2] == (epoch, seq):
+        return head_from(cut).id, int.from_bytes(cut[52:60], "big"), int.from_bytes(cut[44:52], "big")
     raise SnapshotError(f"no event of {author.hex()[:16]} at seq {seq} to name in a snapshot")
 
 
@@ -131,15 +136,15 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
 
     def write(txn):
-        db = store._db
+        db = store.dbs
         stable, silent = stable_frontier(store, txn, now_ms, horizon_ms)
         for author, raw in txn.cursor(db=db["truncated"]):    # a device back from silence may lag what is gone
-            cut = _head_from(raw)
+            cut = head_from(raw)
             if bytes(author) in stable and stable[bytes(author)] < (cut.epoch, cut.seq):
                 stable[bytes(author)] = (cut.epoch, cut.seq)
-        limits = _limits_in(db, txn)
+        limits = limits_in(db, txn)
         frontier = {}
-        for author, h in ((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+        for author, h in ((bytes(a), head_from(v)) for a, v in txn.cursor(db=db["heads"])):
             seq = min(h.seq, limits[author]) if author in limits else h.seq
             if seq > 0:
                 frontier[author] = (h.epoch, seq)
@@ -147,8 +152,8 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
         if base is not None and _covers(txn, store, bytes(base), frontier):
             return None, stable, silent
         cuts = []
-        for name in store._pref.names(txn):
-            s = store._pref.setting(txn, name)
+        for name in store.pref_view.names(txn):
+            s = store.pref_view.setting(txn, name)
             if s is not None and s.tmax is not None and s.tmax > pref_reducer.SUMMARY_AGE_MS:
                 cuts.append(payloads.SettingCut(setting=name, before=s.tmax - pref_reducer.SUMMARY_AGE_MS))
 
@@ -157,29 +162,29 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
                          for a, (e, s) in sorted(positions.items())
                          for eid, lamport, t in [_point(store, txn, a, e, s)])
         snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable), cuts=tuple(cuts))
-        store._pref.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
+        store.pref_view.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
         states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
         for name, names in snapshot.VIEW_DBS.items():
-            states[name] = snapshot.dump(txn, [db[n] for n in names])
+            states[name] = dump(txn, [db[n] for n in names])
         versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
-                    "pref": store._pref.version(txn), "memory": store._memory.version(txn)}
+                    "pref": store.pref_view.version(txn), "memory": store.memory_view.version(txn)}
         snap = dataclasses.replace(snap, views=tuple(
             payloads.ViewState(name=n, version=versions[n], digest=crypto.blake2b256(states[n]), state=b"")
             for n in snapshot.VIEWS))
-        [sid] = store._append_in(txn, [(snap, "user")], store._roster_in(txn))
-        key = event_key(store.device, *_POS.unpack_from(txn.get(store.device, db=db["heads"])))
-        _set_base(txn, store, sid, snapshot.Bundle(bytes(txn.get(key, db=db["events"])),
+        [sid] = append_in(store, txn, [(snap, "user")], roster_in(store.dbs, txn))
+        key = event_key(store.device, *POS.unpack_from(txn.get(store.device, db=db["heads"])))
+        set_base(store.dbs, txn, sid, snapshot.Bundle(bytes(txn.get(key, db=db["events"])),
                                                    bytes(txn.get(key, db=db["payloads"])), states))
         return sid, stable, silent
 
-    result = store._write(write)
-    store._nudge()
+    result = store.write(write)
+    store.nudge()
     return result
 
 
 def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
     """Whether the base snapshot's frontier (plus its own event) already covers `frontier`."""
-    bundle = snapshot.stored(txn, store._db["snapshots"], base)
+    bundle = stored(txn, store.dbs["snapshots"], base)
     if bundle is None:
         return False
     h = bundle.event.header
@@ -188,20 +193,9 @@ def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
     return all(covered.get(a, (-1, -1)) >= p for a, p in frontier.items())
 
 
-def _set_base(txn, store: Store, sid: bytes, bundle: snapshot.Bundle) -> None:
-    """Make `sid` the store's base snapshot, dropping the previous base's states."""
-    snapshot.store(txn, store._db["snapshots"], sid, bundle)
-    txn.put(b"base", sid, db=store._db["meta"])
-
-
-def _base_in(store: Store, txn) -> snapshot.Bundle | None:
-    sid = txn.get(b"base", db=store._db["meta"])
-    return snapshot.stored(txn, store._db["snapshots"], bytes(sid)) if sid is not None else None
-
-
 def base_bundle(store: Store) -> snapshot.Bundle | None:
     """The store's base snapshot and its views' state, as a bootstrap hands it over (None: no base)."""
-    return store._read(lambda txn: _base_in(store, txn))
+    return store.read(lambda txn: base_in(store.dbs, txn))
 
 
 def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -> int:
@@ -219,7 +213,7 @@ def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -
     for author, (epoch, seq) in sorted(stable.items()):
         n = CHUNK
         while n == CHUNK:                    # a step short of CHUNK reached the stable point
-            n = store._write(lambda txn: _drop_step(store, txn, author, epoch, seq))
+            n = store.write(lambda txn, a=author, e=epoch, s=seq: _drop_step(store, txn, a, e, s))
             dropped += n
             if progress and n:
                 progress(dropped, total)
@@ -229,13 +223,13 @@ def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -
 def _count_below(store: Store, author: bytes, epoch: int, seq: int) -> int:
     def read(txn):
         n = 0
-        with txn.cursor(db=store._db["events"]) as cur:
+        with txn.cursor(db=store.dbs["events"]) as cur:
             found = cur.set_range(author)
-            while found and cur.key()[:32] == author and _POS.unpack_from(cur.key(), 32) <= (epoch, seq):
+            while found and cur.key()[:32] == author and POS.unpack_from(cur.key(), 32) <= (epoch, seq):
                 n += 1
                 found = cur.next()
         return n
-    return store._read(read)
+    return store.read(read)
 
 
 def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
@@ -244,10 +238,10 @@ def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
     if not rows:
         return 0
     key, last_id = rows[-1]
-    last_lamport, last_time = peek_record(txn.get(key, db=store._db["events"]))[:2]
+    last_lamport, last_time = peek_record(txn.get(key, db=store.dbs["events"]))[:2]
     _delete_events(store, txn, rows)
-    txn.put(author, _truncation_value(*_POS.unpack_from(key, 32), last_id, last_time, last_lamport),
-            db=store._db["truncated"])
+    txn.put(author, truncation_value(*POS.unpack_from(key, 32), last_id, last_time, last_lamport),
+            db=store.dbs["truncated"])
     return len(rows)
 
 
@@ -255,11 +249,11 @@ def _events_of(store: Store, txn, author: bytes, upto: tuple[int, int] | None = 
                limit: int | None = None) -> list[tuple[bytes, bytes]]:
     """(key, id) of `author`'s oldest stored events, at or below `upto` (epoch, seq), at most `limit`."""
     rows = []
-    with txn.cursor(db=store._db["events"]) as cur:
+    with txn.cursor(db=store.dbs["events"]) as cur:
         found = cur.set_range(author)
         while found and (limit is None or len(rows) < limit):
             key = bytes(cur.key())
-            if key[:32] != author or (upto is not None and _POS.unpack_from(key, 32) > upto):
+            if key[:32] != author or (upto is not None and POS.unpack_from(key, 32) > upto):
                 break
             rows.append((key, record_id(cur.value())))
             found = cur.next()
@@ -268,17 +262,11 @@ def _events_of(store: Store, txn, author: bytes, upto: tuple[int, int] | None = 
 
 def _delete_events(store: Store, txn, rows: list[tuple[bytes, bytes]]) -> None:
     """Delete stored events, given as (key, id), with their payload, id-index and bookkeeping rows."""
-    db = store._db
+    db = store.dbs
     for key, eid in rows:
         txn.delete(eid, db=db["ids"])
         for name in ("events", "payloads", "withheld", "unverified", "damaged"):
             txn.delete(key, db=db[name])
-
-
-def _truncation_value(epoch: int, seq: int, eid: bytes, time_ms: int, lamport: int) -> bytes:
-    """A `truncated` row: the head form (epoch, seq, id), then the dropped event's time (for the horizon)
-    and lamport (for a later snapshot that names it)."""
-    return _head_value(Head(epoch, seq, eid)) + time_ms.to_bytes(8, "big") + lamport.to_bytes(8, "big")
 
 
 def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int | None = None,
@@ -287,49 +275,6 @@ def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int |
     sid, stable, silent = write_snapshot(store, horizon_ms=horizon_ms, now_ms=now_ms)
     dropped = truncate(store, progress)
     return Report(sid, dropped, store.count(), stable, silent)
-
-
-# -- starting from a snapshot --------------------------------------------------------------------------
-
-def refold_from_base(store: Store, txn, progress: Callable[[int], None] | None = None) -> int | None:
-    """Set every view to the base snapshot's state and fold the held events it does not cover, in causal
-    order; None when the store has no base. Returns the events folded."""
-    bundle = _base_in(store, txn)
-    if bundle is None:
-        return None
-    db = store._db
-    _install_states(store, txn, bundle.states)
-    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
-    later = [f for f in folded_from_log(txn, db["events"], db["payloads"], _limits_in(db, txn))
-             if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
-    later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
-    roster = Roster.from_bytes(bytes(txn.get(b"state", db=db["views.roster"]) or b""))
-    roster.founder = txn.get(b"founder", db=db["meta"])
-    changed = False
-    for f in later:
-        if f.kind in ("device.enroll", "device.revoke"):
-            key = event_key(f.author, f.epoch, f.seq)
-            event = decode_record(bytes(txn.get(key, db=db["events"])), bytes(txn.get(key, db=db["payloads"])))
-            changed |= roster.apply(event.header, event.id, payloads.decode(f.kind, event.payload))
-    if changed:
-        store._save_roster(txn, roster)
-    store._pref.fold(txn, later)
-    store._memory.fold(txn, later)
-    if progress:
-        progress(len(later))
-    return len(later)
-
-
-def _install_states(store: Store, txn, states: dict[str, bytes]) -> None:
-    db = store._db
-    for name, names in snapshot.VIEW_DBS.items():
-        snapshot.load(txn, [db[n] for n in names], states[name])
-    txn.put(b"state", states["roster"], db=db["views.roster"])
-    txn.put(b"version", _ROSTER_VERSION, db=db["views.roster"])
-    txn.drop(db["memory.dirty"], delete=False)
-    with txn.cursor(db=db["views.memory"]) as cur:
-        dirty = [(bytes(k), b"") for k in cur.iternext(keys=True, values=False) if len(k) == 16]
-    txn.cursor(db=db["memory.dirty"]).putmulti(dirty)
 
 
 def bootstrap(store: Store, bundle: snapshot.Bundle,
@@ -365,7 +310,7 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
         dropped = {p.author: (p.epoch, p.seq) for p in snap.stable}
 
     def write(txn):
-        db = store._db
+        db = store.dbs
         group = txn.get(b"group", db=db["meta"])
         if event.header.group != group:
             raise SnapshotError("snapshot belongs to another group")
@@ -373,16 +318,16 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
         _check_held(store, txn, snap, dropped)
         for h in snap.frontier:
             raw = txn.get(h.author, db=db["heads"])
-            held = _head_from(raw) if raw else None
+            held = head_from(raw) if raw else None
             if held is None or (held.epoch, held.seq) < (h.epoch, h.seq):
                 _delete_events(store, txn, _events_of(store, txn, h.author))   # it held less than the snapshot
-                txn.put(h.author, _head_value(Head(h.epoch, h.seq, h.id)), db=db["heads"])
-                txn.put(h.author, _truncation_value(h.epoch, h.seq, h.id, h.time, h.lamport), db=db["truncated"])
-        _set_base(txn, store, event.id, bundle)
+                txn.put(h.author, head_value(Head(h.epoch, h.seq, h.id)), db=db["heads"])
+                txn.put(h.author, truncation_value(h.epoch, h.seq, h.id, h.time, h.lamport), db=db["truncated"])
+        set_base(store.dbs, txn, event.id, bundle)
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         txn.put(b"lamport", max(lamport, event.header.lamport - 1).to_bytes(8, "big"), db=db["meta"])
         refold_from_base(store, txn)
-    store._write(write)
+    store.write(write)
     return snap
 
 
@@ -397,10 +342,10 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
     Raises:
         SnapshotError: naming the author and positions.
     """
-    db = store._db
+    db = store.dbs
     covered = {p.author: p for p in snap.frontier}
-    cuts = {bytes(a): _head_from(v) for a, v in txn.cursor(db=db["truncated"])}
-    for author, held in sorted((bytes(a), _head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+    cuts = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["truncated"])}
+    for author, held in sorted((bytes(a), head_from(v)) for a, v in txn.cursor(db=db["heads"])):
         p = covered.get(author)
         at, have, name = (p.epoch, p.seq) if p else (0, 0), (held.epoch, held.seq), author.hex()[:16]
         cut = cuts.get(author)
@@ -435,8 +380,8 @@ def _check_reach(store: Store, snap: payloads.Snapshot, dropped: dict[bytes, tup
 
 def _held_id(store: Store, txn, author: bytes, at: tuple[int, int]) -> bytes | None:
     """The id of the author's event held at `at` (epoch, seq), or of its truncation point there; else None."""
-    raw = txn.get(event_key(author, *at), db=store._db["events"])
+    raw = txn.get(event_key(author, *at), db=store.dbs["events"])
     if raw is not None:
         return record_id(raw)
-    cut = txn.get(author, db=store._db["truncated"])
-    return _head_from(cut).id if cut is not None and _head_from(cut)[:2] == at else None
+    cut = txn.get(author, db=store.dbs["truncated"])
+    return head_from(cut).id if cut is not None and head_from(cut)[:2] == at else None

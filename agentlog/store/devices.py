@@ -18,7 +18,8 @@ from agentlog.errors import EventError, NotFoundError, TokenError, UsageError
 from agentlog.log import payloads
 from agentlog.log.event import check_ranges, decode_record
 from agentlog.log.validate import check_payload
-from agentlog.store.store import Store, pack_anchor
+from agentlog.store.layout import pack_anchor
+from agentlog.store.store import Store
 
 TOKEN_PREFIX = "agentlog-join:"
 MAX_TOKEN_BYTES = 64 * 1024

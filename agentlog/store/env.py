@@ -131,6 +131,7 @@ class Env:
         return self._run(fn, write=True)
 
     def _run(self, fn, write: bool):
+        failures = lmdb.Error if write else _UNDECODABLE       # in a write, a ValueError is the input
         for _ in range(32):
             self._enter()
             try:
@@ -141,7 +142,7 @@ class Env:
                 grow = (2 * size, size)
             except lmdb.MapResizedError:
                 grow = (0, None)
-            except (lmdb.Error if write else _UNDECODABLE) as exc:   # in a write, a ValueError is the input
+            except failures as exc:
                 raise self._failed("write to" if write else "read", exc) from None
             finally:
                 self._leave()
@@ -193,8 +194,9 @@ class Env:
     def _failed(self, verb: str, exc: Exception) -> StoreError:
         damaged = not isinstance(exc, lmdb.Error) or isinstance(exc, _DAMAGED)
         what = exc if isinstance(exc, lmdb.Error) else f"a stored record does not decode ({type(exc).__name__}: {exc})"
-        return StoreError(f"cannot {verb} {self.what}: {what}" + (": the file is damaged; run agentlog verify, restore it "
-                          "from a backup or sync a new home from another device" if damaged else ""))
+        return StoreError(f"cannot {verb} {self.what}: {what}" + (
+            ": the file is damaged; run agentlog verify, restore it from a backup or sync a new home from another "
+            "device" if damaged else ""))
 
     def info(self) -> dict:
         self._enter()

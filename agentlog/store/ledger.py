@@ -101,12 +101,12 @@ class Ledger:
         """Enter (time_ms, records) batches handed to `peer`'s connection, all in one write transaction."""
         db = self.store.db("ledger.sent")
         found = [(time_ms, positions(records)) for time_ms, records in batches]
-        self.store._write(lambda txn: [record(txn, db, peer, pos, time_ms) for time_ms, pos in found])
+        self.store.write(lambda txn: [record(txn, db, peer, pos, time_ms) for time_ms, pos in found])
 
     def sent(self, peer: bytes | None = None) -> list[Range]:
         """Ranges that left this device (to `peer`, or to any)."""
-        return self.store._read(lambda txn: ranges(txn, self.store.db("ledger.sent"), peer))
+        return self.store.read(lambda txn: ranges(txn, self.store.db("ledger.sent"), peer))
 
     def received(self, peer: bytes | None = None) -> list[Range]:
         """Ranges stored here that a peer (`peer`, or any) sent."""
-        return self.store._read(lambda txn: ranges(txn, self.store.db("ledger.received"), peer))
+        return self.store.read(lambda txn: ranges(txn, self.store.db("ledger.received"), peer))

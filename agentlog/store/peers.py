@@ -61,17 +61,17 @@ class Peers:
         def read(txn):
             with txn.cursor(db=self.store.db("peers")) as cur:
                 return [bytes(k).decode() for k in cur.iternext(keys=True, values=False)]
-        return self.store._read(read)
+        return self.store.read(read)
 
     def add(self, text: str) -> str:
         addr = address(*parse_address(text))
         doc = json.dumps({"added_ms": time.time_ns() // 1_000_000}).encode()
-        self.store._write(lambda txn: txn.put(addr.encode(), doc, db=self.store.db("peers"), overwrite=False))
+        self.store.write(lambda txn: txn.put(addr.encode(), doc, db=self.store.db("peers"), overwrite=False))
         return addr
 
     def remove(self, text: str) -> str:
         addr = address(*parse_address(text))
-        if not self.store._write(lambda txn: txn.delete(addr.encode(), db=self.store.db("peers"))):
+        if not self.store.write(lambda txn: txn.delete(addr.encode(), db=self.store.db("peers"))):
             raise InvalidValueError(f"{addr} is not a peer of this device (see agentlog peers list)")
         return addr
 
@@ -79,13 +79,13 @@ class Peers:
         def read(txn):
             with txn.cursor(db=self.store.db("peers.state")) as cur:
                 return {bytes(k): PeerState.from_bytes(bytes(v)) for k, v in cur}
-        return self.store._read(read)
+        return self.store.read(read)
 
     def save(self, states: dict[bytes, PeerState]) -> None:
         def write(txn):
             for device, state in states.items():
                 txn.put(device, state.to_bytes(), db=self.store.db("peers.state"))
-        self.store._write(write)
+        self.store.write(write)
 
 
 def behind(ours: dict[bytes, int], theirs: dict[str, int]) -> tuple[int, int]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import struct
 import subprocess
 import sys
 import threading
@@ -41,9 +40,10 @@ from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.store import ledger
 from agentlog.store.compaction import base_bundle
-from agentlog.store.store import Store, event_key, seq_runs
+from agentlog.store.layout import POS, event_key, seq_runs
+from agentlog.store.scratch import Point, replay
+from agentlog.store.store import Store
 
-_POS = struct.Struct(">IQ")
 PARALLEL_MIN_EVENTS = 4000
 
 
@@ -67,7 +67,8 @@ class BadSignature(Problem):
     peer: bytes | None = None
 
     def line(self, roster: Roster) -> str:
-        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer else "sender not recorded"
+        source = f"received from {roster.name_of(self.peer)} ({self.peer.hex()[:16]})" if self.peer \
+            else "sender not recorded"
         return f"{Problem.line(self, roster)}; {source}"
 
 
@@ -140,7 +141,6 @@ def _check_views(store: Store, report: Report) -> None:
     meanwhile, try again, at most three times. (The scratch replay leaves out a revoked device's roster
     events past its revocation, which the store's roster keeps, so the roster is taken from it only on a
     compacted store, where both start from the base snapshot's roster.)"""
-    from agentlog.replay.scratch import Point, replay
     for _ in range(3):
         before = store.last_txnid()
         stored = store.views()
@@ -157,7 +157,8 @@ def _check_views(store: Store, report: Report) -> None:
             for name, v in stored.items():
                 if folded[name]["digest"] != v["digest"]:
                     report.damage.append(f"view {name}: stored digest {v['digest'].hex()[:16]} but the log folds to "
-                                         f"{folded[name]['digest'].hex()[:16]} (agentlog replay --rebuild folds it again)")
+                                         f"{folded[name]['digest'].hex()[:16]} "
+                                         "(agentlog replay --rebuild folds it again)")
             return
     report.notes.append("views not checked: the store kept changing under the check")
 
@@ -244,7 +245,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             key, record = cur.item()
             if hi is not None and key >= hi:
                 break
-            author, (epoch, seq) = key[:32], _POS.unpack_from(key, 32)
+            author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
             out.checked += 1
             payload = txn.get(key, db=db_payloads)
             try:
@@ -258,7 +259,8 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
-                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} seq {h.seq} (moved or swapped)"))
+                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
+                                                         f"seq {h.seq} (moved or swapped)"))
             if last is None:
                 out.first = (author, epoch, seq, h.prev)
             else:
@@ -379,8 +381,9 @@ def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | Non
             break
         record = txn.get(key, db=store.db("events"))
         if record is None or record_id(record) != eid:
-            author, (_, seq) = bytes(key[:32]), _POS.unpack_from(key, 32)
-            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the stored event"))
+            author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
+            out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the "
+                                                     "stored event"))
         found = cur.next()
 
 
@@ -395,7 +398,8 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
         try:
             events.append((event, check_payload(event) if event.header.kind in ROSTER_KINDS else None))
         except EventError as exc:
-            report.problems.append(Problem(event.header.author, event.header.seq, f"roster event unreadable: {exc.args[0]}"))
+            report.problems.append(Problem(event.header.author, event.header.seq,
+                                           f"roster event unreadable: {exc.args[0]}"))
     anchor = store.anchor()
     folded = [(e.header, e.id, decoded) for e, decoded in events if decoded is not None]
     bundle = base_bundle(store)
@@ -405,7 +409,8 @@ def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -
         for header, eid, decoded in sorted(folded, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
             roster.apply(header, eid, decoded)
     else:
-        roster = Roster.replay(store.founder, folded + ([(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []))
+        vouched = [(anchor[0].header, anchor[0].id, anchor[1])] if anchor else []
+        roster = Roster.replay(store.founder, folded + vouched)
     for event, _ in events:
         h = event.header
         if h.author == store.founder and h.seq == 1:
@@ -444,7 +449,8 @@ def _check_heads(store: Store, report: Report, heads: dict, heads_after: dict, t
                 continue                        # every event of the author up to its head was compacted away
             if tail is None or (tail[0], tail[1]) < (head.epoch, head.seq):
                 at = tail[1] if tail else 0
-                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at seq {at}"))
+                report.problems.append(Problem(author, at, f"head records seq {head.seq} but the chain ends at "
+                                                           f"seq {at}"))
                 continue
             record = txn.get(event_key(author, head.epoch, head.seq), db=store.db("events"))
             if record is None or record_id(record) != head.id:
@@ -465,9 +471,11 @@ def _check_forks(store: Store, report: Report) -> None:
                     crypto.verify(h.author, event.id, event.signature):
                 valid.add(eid)
         if len(valid) >= 2:
-            report.forks.append(Problem(fork.author, fork.seq, f"fork: {len(valid)} different signed events at this seq (all kept)"))
+            report.forks.append(Problem(fork.author, fork.seq,
+                                        f"fork: {len(valid)} different signed events at this seq (all kept)"))
         else:
-            report.problems.append(Problem(fork.author, fork.seq, "fork record does not prove a fork (unsigned or not different)"))
+            report.problems.append(Problem(fork.author, fork.seq,
+                                           "fork record does not prove a fork (unsigned or not different)"))
 
 
 def _check_snapshot(store: Store, report: Report) -> None:

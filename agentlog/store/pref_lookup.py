@@ -2,9 +2,9 @@
 
 Agents shell out for a lookup, so the process must not pay for what a read does not
 need: this module imports lmdb (and agentlog.store.env's file check), the reducer and the
-error classes, never the store,
-events, payloads or schemas (those load pycapnp). It reads `views.pref`, `heads`,
-`meta` and the roster view in one snapshot and answers exactly as `store.prefs` would.
+error classes, never the Store, events, payloads or schemas (those load pycapnp); it is in the
+store part because only the store opens LMDB. It reads `views.pref`, `heads`, `meta` and the
+roster view in one snapshot and answers exactly as `store.prefs` would.
 
 When it cannot be sure of that it returns None and the caller opens the full Store,
 which repairs what needs repairing: another layout, a view folded by another reducer
@@ -32,10 +32,10 @@ from agentlog.prefs import reducer as pr
 from agentlog.store.env import check_data_file
 from agentlog.store.home import STORE_DIR, read_key
 
-# The store's layout, mirrored because importing agentlog.store.store or agentlog.store.home loads
-# pycapnp; tests/test_cli_prefs.py checks every one against its source.
-MAX_DBS = 32                                      # store.MAX_DBS: what Store opens the environment with
-LAYOUT = (1).to_bytes(4, "big")                   # store.LAYOUT_VERSION
+# The store's layout, mirrored because importing agentlog.store.layout loads pycapnp;
+# tests/test_cli_prefs.py checks every one against its source.
+MAX_DBS = 32                                      # layout.MAX_DBS: what Store opens the environment with
+LAYOUT = (1).to_bytes(4, "big")                   # layout.LAYOUT_VERSION
 ROSTER_VERSION = (2).to_bytes(4, "big")           # roster.VERSION
 PREF_VERSION_KEY = b"\0version"                   # pref_view.VERSION_KEY
 SIG_LEN = 64                                      # crypto.SIG_LEN: a record is header ++ signature
@@ -113,7 +113,8 @@ def _snapshot(path: Path, read: Callable[[Any, dict, str], Any]) -> tuple[Any, d
     except lmdb.Error:
         return None
     try:
-        dbs = {name: env.open_db(name.encode(), create=False) for name in ("views.pref", "views.roster", "heads", "meta")}
+        dbs = {name: env.open_db(name.encode(), create=False)
+               for name in ("views.pref", "views.roster", "heads", "meta")}
         with env.begin() as txn:
             meta = dbs["meta"]
             device = txn.get(b"device", db=meta)

@@ -1,4 +1,7 @@
-"""Replay: the views as this device held them at a point, folded again in a scratch LMDB environment.
+"""The views as this device held them at a point, folded again in a scratch LMDB environment.
+
+It lives in the store part, not in agentlog.replay: `agentlog verify` folds every view again this way
+too, and the store may not import the replay feature (points in time, histories, diffs) built on it.
 
 The live store is opened read-only and never written. Which events a device held at a
 time comes from when each one arrived (docs/replay.md): its own events at their author
@@ -15,22 +18,18 @@ from __future__ import annotations
 import dataclasses
 import gc
 import shutil
-import struct
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
 import lmdb
 
-from agentlog.audit.format import iso
 from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
 from agentlog.log import payloads, snapshot
-from agentlog.log import roster as roster_module
 from agentlog.log.event import decode_record
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
@@ -40,13 +39,14 @@ from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store import ledger
 from agentlog.store.env import Env, check_data_file
-from agentlog.store.store import LAYOUT_VERSION, MAX_DBS, event_key, unpack_anchor, view_digests
+from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
+from agentlog.store.snapshots import stored
+from agentlog.store.views import save_roster, view_digests
+from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
 _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots")
 _SCRATCH_MAP = 1 << 30
-_POS = struct.Struct(">IQ")
-_ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 ProgressFn = Callable[[int, int], None]
 
 
@@ -63,28 +63,7 @@ def quiet_gc() -> Iterator[None]:
             gc.enable()
 
 
-# -- points in time ---------------------------------------------------------------------------------
-
-def parse_time(text: str) -> int:
-    """Epoch milliseconds from `text`: digits are epoch ms; else ISO 8601, UTC when no zone is given.
-
-    Raises:
-        UsageError: neither.
-    """
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"time {text!r} is neither epoch milliseconds nor ISO 8601 "
-                         "(e.g. 2025-05-03T14:00:00Z; UTC when no zone is given)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1000)
-
-
-
+# -- points in the held order ---------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Point:
@@ -151,7 +130,7 @@ class LiveLog:
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
         base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
-        cuts = {(a, *_POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
+        cuts = {(a, *POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
                 if len(v) >= 52}
         return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
                    base, cuts)
@@ -216,7 +195,7 @@ class Base:
 
     @cached_property
     def _rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
-        out = {"views.roster": [(b"state", self.states["roster"]), (b"version", _ROSTER_VERSION)]}
+        out = {"views.roster": [(b"state", self.states["roster"]), (b"version", ROSTER_VERSION)]}
         for view, names in snapshot.VIEW_DBS.items():
             out.update(zip(names, snapshot.rows(self.states[view], len(names))))
         return out
@@ -229,7 +208,7 @@ class Base:
 
 def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
     """The base snapshot as compaction keeps it in the `snapshots` database `db`."""
-    bundle = snapshot.stored(txn, db, sid)
+    bundle = stored(txn, db, sid)
     if bundle is None:
         return None
     event, h = bundle.event, bundle.event.header
@@ -494,8 +473,7 @@ class Scratch:
         self.write(fold)
 
     def save_roster(self, txn, roster: Roster) -> None:
-        txn.put(b"state", roster.to_bytes(), db=self.db["views.roster"])
-        txn.put(b"version", _ROSTER_VERSION, db=self.db["views.roster"])
+        save_roster(self.db, txn, roster)
 
     def views(self) -> dict[str, dict]:
         return self.read(lambda txn: view_digests(self.db, txn))
@@ -533,31 +511,9 @@ def check_truncation(live: LiveLog, names: Callable[[bytes], str]) -> None:
         UsageError: naming the boundary (each author's last dropped seq).
     """
     if live.truncated and live.base is None:
-        boundary = ", ".join(f"{names(a)}:{_POS.unpack_from(v)[1]}" for a, v in sorted(live.truncated.items()))
+        boundary = ", ".join(f"{names(a)}:{POS.unpack_from(v)[1]}" for a, v in sorted(live.truncated.items()))
         raise UsageError(f"this store was compacted: events up to {boundary} were dropped and it keeps no "
                          "compaction snapshot to replay from, so no point can be replayed here")
-
-
-def resolve_point(live: LiveLog, until: str | None = None, at: str | None = None) -> Point:
-    """The Point that --until TIME or --at AUTHOR:SEQ names (neither: everything held)."""
-    if at is not None:
-        ref, sep, seq = at.rpartition(":")
-        if not sep or not ref or not seq.isdigit() or int(seq) < 1:
-            raise UsageError(f"--at {at!r} must be AUTHOR:SEQ (a device name or id prefix, a seq from 1)")
-        return Point(at=(live.device_named(ref), int(seq)), text=at)
-    if until is not None:
-        return Point(until=parse_time(until), text=until)
-    return Point()
-
-
-def point_of(live: LiveLog, text: str) -> Point:
-    """A point given as one string (--diff): a TIME, else AUTHOR:SEQ."""
-    try:
-        return resolve_point(live, until=text)
-    except UsageError:
-        if ":" in text and text.rpartition(":")[2].isdigit():
-            return resolve_point(live, at=text)
-        raise
 
 
 def replay(live: LiveLog, point: Point, log: Log | None = None, progress: ProgressFn | None = None,
@@ -591,5 +547,4 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
     return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
 
 
-__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "parse_time", "point_of", "replay",
-           "resolve_point"]
+__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "replay"]

@@ -1,0 +1,213 @@
+"""Ingest: validating and storing events from outside in one write transaction, and keeping fork proofs.
+
+Kept apart from agentlog.store.store so that the hot path of replication reads as one piece: the
+validator's view of the store (TxnLog), then storing, folding and the ledger, all in the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from agentlog import crypto
+from agentlog.errors import ForkError, SignatureError
+from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.roster import Roster
+from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
+from agentlog.prefs.view import Folded
+from agentlog.store import ledger
+from agentlog.store.layout import event_key, head_from, head_value
+from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
+    filled: int = 0                            # events held without their payload that this batch completed
+    healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
+
+
+class TxnLog:
+    """The validator's view of the store inside one write transaction.
+
+    Events a batch accepts are kept here, and their heads, until `flush` writes them: the
+    validator reads each author's head for every event, and a dict is cheaper than LMDB.
+    """
+
+    def __init__(self, dbs: dict, txn, roster: Roster):
+        self._db, self._txn = dbs, txn
+        self.group = txn.get(b"group", db=dbs["meta"])
+        self.genesis = txn.get(b"genesis", db=dbs["meta"])
+        self.roster = roster
+        self._heads: dict[bytes, Head | None] = {}
+        self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
+
+    def head(self, author: bytes) -> Head | None:
+        try:
+            return self._heads[author]
+        except KeyError:
+            raw = self._txn.get(author, db=self._db["heads"])
+            head = self._heads[author] = head_from(raw) if raw else None
+            return head
+
+    def id_at(self, author: bytes, epoch: int, seq: int) -> bytes | None:
+        key = event_key(author, epoch, seq)
+        event = self._accepted.get(key)
+        if event is not None:
+            return event.id
+        raw = self._txn.get(key, db=self._db["events"])
+        if raw:
+            return record_id(raw)
+        cut = self._txn.get(author, db=self._db["truncated"])
+        if cut is not None:
+            point = head_from(cut)
+            if (epoch, seq) == (point.epoch, point.seq):
+                return point.id
+            if (epoch, seq) < (point.epoch, point.seq):
+                return TRUNCATED
+        return None
+
+    def lamport_at(self, author: bytes, epoch: int, seq: int) -> int | None:
+        event = self._accepted.get(event_key(author, epoch, seq))
+        if event is not None:
+            return event.header.lamport
+        raw = self._txn.get(event_key(author, epoch, seq), db=self._db["events"])
+        return peek_record(raw)[0] if raw else None
+
+    def accept(self, event: Event) -> None:
+        """Hold a validated event as its author's new head, to be stored by `flush`."""
+        h = event.header
+        self._accepted[event_key(h.author, h.epoch, h.seq)] = event
+        self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+
+    def fill(self, event: Event) -> bool:
+        """Complete an event held without its payload when this delivery of it carries the payload; whether
+        it did. The payload must match the header's hash (PayloadHashError otherwise)."""
+        if event.payload is None:
+            return False
+        h = event.header
+        key = event_key(h.author, h.epoch, h.seq)
+        pending = self._accepted.get(key)
+        if pending is not None:
+            if pending.payload is not None:
+                return False
+            check_payload(event)
+            self._accepted[key] = replace(pending, payload=event.payload)   # its record as accepted
+            return True
+        if self._txn.get(key, db=self._db["withheld"]) is None:
+            return False
+        check_payload(event)
+        self._txn.put(key, event.payload, db=self._db["payloads"])
+        self._txn.delete(key, db=self._db["withheld"])
+        return True
+
+    def heal(self, event: Event) -> bool:
+        """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
+        delivery's, when the stored one does not verify and this one does; whether it did. The header bytes
+        are equal (the id is), so only the 64 signature bytes change; a fork proof holding the old record
+        gets the new one too."""
+        h, db, txn = event.header, self._db, self._txn
+        key = event_key(h.author, h.epoch, h.seq)
+        damaged = txn.get(key, db=db["damaged"]) is not None
+        if key in self._accepted or not (damaged or txn.get(key, db=db["unverified"]) is not None):
+            return False
+        stored = txn.get(key, db=db["events"])
+        if stored is None or bytes(stored) == event.record or not crypto.verify(h.author, event.id, event.signature):
+            return False
+        if not damaged and crypto.verify(h.author, event.id, bytes(stored[-crypto.SIG_LEN:])):
+            return False                  # a good signature stays: an author may sign one header many ways
+        txn.put(key, event.record, db=db["events"])
+        txn.delete(key, db=db["unverified"])
+        txn.delete(key, db=db["damaged"])
+        if txn.get(key + event.id, db=db["forks"]) is not None:
+            txn.put(key + event.id, event.record, db=db["forks"])
+        return True
+
+    def flush(self) -> None:
+        """Store the accepted events (as agentlog.store.append stores its own) and each author's last head."""
+        db, txn, events = self._db, self._txn, self._accepted.items()
+        txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
+        txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
+        txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
+        withheld = [(key, b"") for key, e in events if e.payload is None]
+        if withheld:
+            txn.cursor(db["withheld"]).putmulti(withheld)
+        authors = {e.header.author for e in self._accepted.values()}
+        for author in sorted(authors):
+            txn.put(author, head_value(self._heads[author]), db=db["heads"])
+        self._accepted.clear()
+
+
+def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
+    """Validate and store (record, payload) pairs from outside in `txn` (Store.ingest says how)."""
+    dbs = store.dbs
+    roster = roster_in(dbs, txn)
+    log = TxnLog(dbs, txn, roster)
+    accepted = duplicates = filled = healed = 0
+    lamport = int.from_bytes(txn.get(b"lamport", db=dbs["meta"]) or b"\0", "big")
+    roster_changed, folded = False, []
+    last: dict[bytes, Event] = {}
+    for record, payload in batch:
+        try:
+            event, decoded = check_event(record, payload, log, check_signature=every_signature)
+        except Duplicate as dup:
+            was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
+            filled += was_filled
+            healed += was_healed
+            duplicates += not (was_filled or was_healed)
+            continue
+        h = event.header
+        last[h.author] = event
+        log.accept(event)
+        lamport = max(lamport, h.lamport)
+        if h.kind in ROSTER_KINDS:      # saved even when the join token's anchor already applied it
+            roster.apply(h, event.id, decoded)
+            roster_changed = True
+        folded.append(Folded.of(h, event.id, decoded))
+        accepted += 1
+    if not every_signature:
+        for event in last.values():
+            if not crypto.verify(event.header.author, event.id, event.signature):
+                raise SignatureError("signature does not verify for this author and event id",
+                                     event.header.author, event.header.seq)
+    heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
+    if not every_signature:
+        txn.cursor(db=dbs["unverified"]).putmulti(
+            [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
+    log.flush()
+    txn.put(b"lamport", lamport.to_bytes(8, "big"), db=dbs["meta"])
+    if roster_changed:
+        save_roster(dbs, txn, roster)
+    if filled:
+        refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
+    else:
+        store.pref_view.fold(txn, folded)
+        store.memory_view.fold(txn, folded)
+    if roster_changed:
+        drop_past_revocations(store, txn)
+    if source is not None and folded:
+        ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
+                      store.now_ms())
+    return IngestResult(accepted, duplicates, heads, filled, healed)
+
+
+def record_fork(store, fork: ForkError, batch) -> None:
+    """Keep both records of a fork as proof, even when the batch held both: each must be signed by the
+    author, or be the stored one (its chain proves it: a signed later event links to it). A batch record
+    whose signature does not verify (one inside a run, unchecked) proves nothing: then none is kept."""
+    dbs = store.dbs
+    candidates = {record_id(record): record for record, _ in batch}
+
+    def write(txn):
+        pos = event_key(fork.author, decode_record(candidates[fork.incoming]).header.epoch, fork.seq)
+        stored = txn.get(pos, db=dbs["events"])
+        proven = {eid: record for eid, record in candidates.items() if eid in (fork.existing, fork.incoming)
+                  and crypto.verify(fork.author, eid, record[-crypto.SIG_LEN:])}
+        if stored is not None:
+            proven[record_id(stored)] = bytes(stored)
+        if fork.existing in proven and fork.incoming in proven:
+            for eid in (fork.existing, fork.incoming):
+                txn.put(pos + eid, proven[eid], db=dbs["forks"])
+    store.write(write)

@@ -1,0 +1,207 @@
+"""The views inside the store's transactions: what the preference view asks of the log, the roster view,
+revocation limits, digests, and folding every view again (from the whole log, or from the base snapshot).
+
+Functions here take the store (its `dbs`, `pref_view` and `memory_view`) and an open transaction: the
+Store, compaction and the scratch folds share them, so none of them reaches into another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from agentlog import crypto
+from agentlog.errors import EventError
+from agentlog.log import payloads, snapshot
+from agentlog.log.event import decode_record, peek_record
+from agentlog.log.roster import Roster
+from agentlog.log.validate import ROSTER_KINDS, check_payload
+from agentlog.memory.reducer import KINDS as MEMORY_KINDS
+from agentlog.memory.view import MemoryView
+from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, unpack_anchor
+from agentlog.store.snapshots import base_in, load
+
+_LIMITS: dict[bytes, dict[bytes, int]] = {}
+
+
+def limits_in(dbs: dict, txn) -> dict[bytes, int]:
+    """Revoked device -> its last seq the group accepts, from the roster view in `txn` (parsed once per state)."""
+    raw = bytes(txn.get(b"state", db=dbs["views.roster"]) or b"")
+    found = _LIMITS.get(raw)
+    if found is None:
+        roster = Roster.from_bytes(raw) if raw else Roster()
+        found = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+        if len(_LIMITS) > 64:
+            _LIMITS.clear()
+        _LIMITS[raw] = found
+    return found
+
+
+def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
+    """The author's clock on a stored event that counts (or on the enrolment a join token vouched for):
+    a revoked device's events past its revocation seq do not."""
+    limit = limits_in(dbs, txn).get(author)
+    if limit is not None and seq > limit:
+        return None
+    raw = txn.get(event_key(author, epoch, seq), db=dbs["events"])
+    if raw is not None:
+        return peek_record(raw)[1]
+    cut = txn.get(author, db=dbs["truncated"])
+    if cut is not None and POS.unpack_from(cut) == (epoch, seq):
+        return int.from_bytes(cut[44:52], "big")          # compaction dropped it and kept its time
+    anchor = txn.get(b"anchor", db=dbs["meta"])
+    if anchor:
+        h = unpack_anchor(bytes(anchor))[0].header
+        if (h.author, h.epoch, h.seq) == (author, epoch, seq):
+            return h.time_ms
+    return None
+
+
+def event_of(dbs: dict, txn, eid: bytes):
+    """(header, id, decoded payload or None) of a stored event, or None."""
+    key = txn.get(eid, db=dbs["ids"])
+    record = txn.get(key, db=dbs["events"]) if key else None
+    if record is None:
+        return None
+    event = decode_record(bytes(record))
+    raw = txn.get(key, db=dbs["payloads"])
+    decoded = None
+    if raw is not None and event.header.kind in payloads.KINDS and event.header.payload_codec == "plain":
+        decoded = payloads.decode(event.header.kind, bytes(raw))
+    return event.header, event.id, decoded
+
+
+def view_digests(dbs: dict, txn) -> dict[str, dict]:
+    """Each view's reducer version and digest in `txn` (the store's, or a scratch environment's)."""
+    pref, memory = PrefView(dbs, None, None), MemoryView(dbs)
+    state = txn.get(b"state", db=dbs["views.roster"]) or b""
+    version = int.from_bytes(txn.get(b"version", db=dbs["views.roster"]) or b"\0", "big")
+    return {"roster": {"version": version, "digest": crypto.blake2b256(bytes(state))},
+            "pref": {"version": pref.version(txn), "digest": pref.digest(txn)},
+            "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
+
+
+def folded_log(dbs: dict, txn) -> Iterator[Folded]:
+    """The stored events as the views fold them, leaving out a revoked device's past its revocation."""
+    return folded_from_log(txn, dbs["events"], dbs["payloads"], limits_in(dbs, txn))
+
+
+# -- the roster view -------------------------------------------------------------------------------------
+
+def roster_in(dbs: dict, txn) -> Roster:
+    """The roster view in `txn`, plus the enrolment a join token vouched for."""
+    raw = txn.get(b"state", db=dbs["views.roster"])
+    roster = Roster.from_bytes(bytes(raw)) if raw else Roster()
+    roster.founder = txn.get(b"founder", db=dbs["meta"])
+    anchor = txn.get(b"anchor", db=dbs["meta"])
+    if anchor:
+        event, enroll = unpack_anchor(bytes(anchor))
+        roster.apply(event.header, event.id, enroll)
+    return roster
+
+
+def save_roster(dbs: dict, txn, roster: Roster) -> None:
+    txn.put(b"state", roster.to_bytes(), db=dbs["views.roster"])
+    txn.put(b"version", ROSTER_VERSION, db=dbs["views.roster"])
+
+
+def rebuild_roster(dbs: dict, txn, keys: list[bytes] | None = None) -> None:
+    """Fold the roster again from the log (or from the roster events at `keys`, when known)."""
+    save_roster(dbs, txn, fold_roster(dbs, txn, keys))
+
+
+def fold_roster(dbs: dict, txn, keys: list[bytes] | None = None) -> Roster:
+    """The roster the log's roster events (or those at `keys`) fold to."""
+    if keys is None:
+        with txn.cursor(db=dbs["events"]) as cur:
+            keys = [key for key, record in cur if _kind_or_none(record) in ROSTER_KINDS]
+    found = []
+    for key in keys:
+        try:
+            event = decode_record(txn.get(key, db=dbs["events"]), txn.get(key, db=dbs["payloads"]))
+            found.append((event.header, event.id, check_payload(event)))
+        except EventError:
+            continue
+    return Roster.replay(txn.get(b"founder", db=dbs["meta"]), found)
+
+
+def _kind_or_none(record: bytes) -> str | None:
+    try:
+        return peek_record(record)[2]
+    except EventError:
+        return None
+
+
+# -- folding again ---------------------------------------------------------------------------------------
+
+def refold(store, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
+    """Fold the preference and memory views (and the roster, which counts every accepted event) again:
+    from the base snapshot's state when compaction dropped events, else from the whole log."""
+    n = refold_from_base(store, txn, progress)
+    if n is not None:
+        return n
+    dbs, roster_keys = store.dbs, []
+    memory = store.memory_view.rebuilder(txn)
+
+    def events():
+        for f in folded_log(dbs, txn):
+            if f.kind in ROSTER_KINDS:
+                roster_keys.append(event_key(f.author, f.epoch, f.seq))
+            memory.add(f)
+            yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
+    n = store.pref_view.rebuild(txn, events(), progress)
+    memory.finish()
+    if roster:
+        rebuild_roster(dbs, txn, None if limits_in(dbs, txn) else roster_keys)
+    return n
+
+
+def drop_past_revocations(store, txn) -> None:
+    """After a revocation: if this store took the device's events past its revocation seq (before the
+    revocation reached it), fold the views again without them, as every other device has them."""
+    dbs = store.dbs
+    for device, limit in limits_in(dbs, txn).items():
+        raw = txn.get(device, db=dbs["heads"])
+        if raw is not None and head_from(raw).seq > limit:
+            refold(store, txn, roster=False)
+            return
+
+
+def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) -> int | None:
+    """Set every view to the base snapshot's state and fold the held events it does not cover, in causal
+    order; None when the store has no base. Returns the events folded."""
+    dbs = store.dbs
+    bundle = base_in(dbs, txn)
+    if bundle is None:
+        return None
+    install_states(dbs, txn, bundle.states)
+    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    later = [f for f in folded_log(dbs, txn) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
+    later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+    roster = Roster.from_bytes(bytes(txn.get(b"state", db=dbs["views.roster"]) or b""))
+    roster.founder = txn.get(b"founder", db=dbs["meta"])
+    changed = False
+    for f in later:
+        if f.kind in ("device.enroll", "device.revoke"):
+            key = event_key(f.author, f.epoch, f.seq)
+            event = decode_record(bytes(txn.get(key, db=dbs["events"])), bytes(txn.get(key, db=dbs["payloads"])))
+            changed |= roster.apply(event.header, event.id, payloads.decode(f.kind, event.payload))
+    if changed:
+        save_roster(dbs, txn, roster)
+    store.pref_view.fold(txn, later)
+    store.memory_view.fold(txn, later)
+    if progress:
+        progress(len(later))
+    return len(later)
+
+
+def install_states(dbs: dict, txn, states: dict[str, bytes]) -> None:
+    """Set every view's databases to a snapshot's states (the memory entries marked dirty for the index)."""
+    for name, names in snapshot.VIEW_DBS.items():
+        load(txn, [dbs[n] for n in names], states[name])
+    txn.put(b"state", states["roster"], db=dbs["views.roster"])
+    txn.put(b"version", ROSTER_VERSION, db=dbs["views.roster"])
+    txn.drop(dbs["memory.dirty"], delete=False)
+    with txn.cursor(db=dbs["views.memory"]) as cur:
+        dirty = [(bytes(k), b"") for k in cur.iternext(keys=True, values=False) if len(k) == 16]
+    txn.cursor(db=dbs["memory.dirty"]).putmulti(dirty)
