@@ -29,13 +29,23 @@ __all__ = [
     "HomeError", "InvalidValueError", "Lookup", "Memory", "MemoryEntry", "PeerError", "Preferences", "SearchResult",
     "SnapshotError", "Store", "StoreError", "TokenError", "UsageError", "__version__", "open", "payloads",
 ]
-_LAZY = {"Event": ("log.event", "Event"), "Header": ("log.event", "Header"), "Store": ("store.store", "Store"),
-         "open": ("store.home", "open_home"), "payloads": ("log.payloads", None),
-         "Preferences": ("prefs.api", "Preferences"), "Lookup": ("prefs.api", "Lookup"),
-         "Explanation": ("prefs.api", "Explanation"), "Answer": ("prefs.reducer", "Answer"),
-         "Contribution": ("prefs.reducer", "Contribution"), "Memory": ("memory.api", "Memory"),
-         "MemoryEntry": ("memory.api", "MemoryEntry"), "Candidate": ("memory.api", "Candidate"), "Hit": ("memory.api", "Hit"),
-         "SearchResult": ("memory.api", "SearchResult")}
+_LAZY = {
+    "Event": ("log.event", "Event"),
+    "Header": ("log.event", "Header"),
+    "Store": ("store.store", "Store"),
+    "open": ("store.home", "open_home"),
+    "payloads": ("log.payloads", None),
+    "Preferences": ("prefs.api", "Preferences"),
+    "Lookup": ("prefs.api", "Lookup"),
+    "Explanation": ("prefs.api", "Explanation"),
+    "Answer": ("prefs.reducer", "Answer"),
+    "Contribution": ("prefs.reducer", "Contribution"),
+    "Memory": ("memory.api", "Memory"),
+    "MemoryEntry": ("memory.api", "MemoryEntry"),
+    "Candidate": ("memory.api", "Candidate"),
+    "Hit": ("memory.api", "Hit"),
+    "SearchResult": ("memory.api", "SearchResult"),
+}
 
 
 def __getattr__(name: str):

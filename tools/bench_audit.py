@@ -84,7 +84,9 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
         path = Path(tmp) / "home"
         start = time.perf_counter()
         build(path, events)
-        print(f"audit home: {events:,} events written in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"audit home: {events:,} events written in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True
+        )
         for n in range(runs):
             info["load_average"].append(os.getloadavg()[0])
             results.append(one_run(path, Path(tmp) / "audit.jsonl", sizes))

@@ -114,7 +114,8 @@ def build(path: Path, events: int, seed: int = 31) -> dict:
                 n = round(events * share * (r + 1) / rounds) - written[name]
                 for done in range(0, n, BATCH):
                     hour = clock.now // 3_600_000 % 24
-                    stores[name].append_many(observations(rng, min(BATCH, n - done), name, hour < 7 or hour >= 19, truth))
+                    night = hour < 7 or hour >= 19
+                    stores[name].append_many(observations(rng, min(BATCH, n - done), name, night, truth))
                     clock.now += rng.randrange(5, 20) * 60_000
                 written[name] += n
             for store in others:
@@ -281,26 +282,29 @@ def print_notes(info: dict, runs: int) -> None:
     med = statistics.median
     r = info["runs"]
     written = ", ".join(f"{n:,} by the {d}" for d, n in info["written"].items())
-    print(f"\ncompaction figures: {runs} run{'s' * (runs != 1)}, each on a copy of one laptop home of "
-          f"{info['events']:,} events ({written}; {SETTINGS} settings; {DAYS} simulated days, the devices meeting "
-          f"twice a day; built once in {info['seconds']:.0f} s, peak RSS {info['build_rss_mb']:,.0f} MB by then). "
-          f"Compaction dropped {med([x['dropped'] for x in r]):,.0f} events and kept {med([x['kept'] for x in r]):,.0f} "
-          f"(the last meeting's are not yet acknowledged; {med([x['silent'] for x in r]):.0f} silent device left out): "
-          f"snapshot {med([x['snapshot_s'] for x in r]):.2f} s, truncation {med([x['truncate_s'] for x in r]):.1f} s. "
-          f"Sizes: data.mdb is the file a user sees (LMDB never shrinks it: the freed pages are reused by later "
-          f"writes); pages in use: branch, leaf and overflow pages of every database (txn.stat; compaction.used_bytes, what serve's --compact-mb compares); the compacting "
-          f"copy (env.copy compact=True, what a backup or a `cp` of a copy gives) is the size the data now needs, "
-          f"and the 5 % bar is checked on it. Bootstrap: the tablet (joined on day 0, silent since, so past the "
-          f"horizon) takes the laptop's base bundle in process (no network, no chunking), checks and installs it, "
-          f"ingests the {med([x['rest'] for x in r]):,.0f} event(s) after its frontier as the replicator does (one "
-          f"signature per author's run, hash links for the rest) and answers prefs.get: read the bundle "
-          f"{med([x['bundle_s'] for x in r]):.2f} s, check and install {med([x['install_s'] for x in r]):.2f} s, "
-          f"ingest {med([x['ingest_s'] for x in r]):.2f} s. Full replay: rebuild_views of the copy taken between "
-          f"the snapshot and the truncation, its base dropped (the batch rebuild, whose summary step for the "
-          f"snapshot event covers the whole log); the same log before the snapshot event: rebuild_views of "
-          f"the run's copy before compaction. Largest databases after compaction (MB in use): "
-          f"{', '.join(f'{n} {mb:,.1f}' for n, mb in info['largest_after'])}. 1-minute load average before each run: "
-          f"{', '.join(f'{x:.1f}' for x in info['load_average'])} on {os.cpu_count()} cpus")
+    print(
+        f"\ncompaction figures: {runs} run{'s' * (runs != 1)}, each on a copy of one laptop home of "
+        f"{info['events']:,} events ({written}; {SETTINGS} settings; {DAYS} simulated days, the devices meeting "
+        f"twice a day; built once in {info['seconds']:.0f} s, peak RSS {info['build_rss_mb']:,.0f} MB by then). "
+        f"Compaction dropped {med([x['dropped'] for x in r]):,.0f} events and kept {med([x['kept'] for x in r]):,.0f} "
+        f"(the last meeting's are not yet acknowledged; {med([x['silent'] for x in r]):.0f} silent device left out): "
+        f"snapshot {med([x['snapshot_s'] for x in r]):.2f} s, truncation {med([x['truncate_s'] for x in r]):.1f} s. "
+        f"Sizes: data.mdb is the file a user sees (LMDB never shrinks it: the freed pages are reused by later "
+        f"writes); pages in use: branch, leaf and overflow pages of every database (txn.stat; compaction.used_bytes, "
+        f"what serve's --compact-mb compares); the compacting "
+        f"copy (env.copy compact=True, what a backup or a `cp` of a copy gives) is the size the data now needs, "
+        f"and the 5 % bar is checked on it. Bootstrap: the tablet (joined on day 0, silent since, so past the "
+        f"horizon) takes the laptop's base bundle in process (no network, no chunking), checks and installs it, "
+        f"ingests the {med([x['rest'] for x in r]):,.0f} event(s) after its frontier as the replicator does (one "
+        f"signature per author's run, hash links for the rest) and answers prefs.get: read the bundle "
+        f"{med([x['bundle_s'] for x in r]):.2f} s, check and install {med([x['install_s'] for x in r]):.2f} s, "
+        f"ingest {med([x['ingest_s'] for x in r]):.2f} s. Full replay: rebuild_views of the copy taken between "
+        f"the snapshot and the truncation, its base dropped (the batch rebuild, whose summary step for the "
+        f"snapshot event covers the whole log); the same log before the snapshot event: rebuild_views of "
+        f"the run's copy before compaction. Largest databases after compaction (MB in use): "
+        f"{', '.join(f'{n} {mb:,.1f}' for n, mb in info['largest_after'])}. 1-minute load average before each run: "
+        f"{', '.join(f'{x:.1f}' for x in info['load_average'])} on {os.cpu_count()} cpus"
+    )
     print(digest_line(info))
 
 

@@ -24,8 +24,8 @@ import benchlib
 
 from agentlog.log import payloads
 from agentlog.replay.history import setting_history
-from agentlog.store.scratch import LiveLog, Point, replay
 from agentlog.store import devices, home
+from agentlog.store.scratch import LiveLog, Point, replay
 
 DEVICES = (("laptop", 0.5, 0), ("phone", 0.3, 95_000), ("hub", 0.2, -30_000))
 SETTINGS = 50
@@ -158,15 +158,17 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
 def print_notes(info: dict, runs: int) -> None:
     """What the replay figures measured, below the table."""
     written = ", ".join(f"{n:,} by the {d}" for d, n in info["written"].items())
-    print(f"\nreplay figures: {runs} run{'s' * (runs != 1)} on one laptop home of {info['events']:,} events "
-          f"({written}; {SETTINGS} settings, {MEMORY_SHARE:.0%} memory puts and updates; synced twice a "
-          f"simulated day through ingest with the ledger's source), the primitives measured in each run. Each "
-          f"figure is timed from opening the home read-only to the answer: reading and decoding the whole log "
-          f"and its ledger, arrivals and the held order, folding in a scratch LMDB (removed after), digests. "
-          f"full: every event; half way: --until the arrival of the middle event of the held order "
-          f"({info['half_events']:,} events folded, all {info['events']:,} read and ordered; the rate counts every event "
-          f"of the log, as --setting does); "
-          f"--setting {info['setting']} (the busiest: {info['setting_steps']:,} events touch it, "
-          f"{info['setting_changes']:,} change its value or source; the rate counts every event of the log). "
-          f"1-minute load average before each run: {', '.join(f'{x:.1f}' for x in info['load_average'])} "
-          f"on {os.cpu_count()} cpus; median {statistics.median(info['load_average']):.1f}")
+    print(
+        f"\nreplay figures: {runs} run{'s' * (runs != 1)} on one laptop home of {info['events']:,} events "
+        f"({written}; {SETTINGS} settings, {MEMORY_SHARE:.0%} memory puts and updates; synced twice a "
+        f"simulated day through ingest with the ledger's source), the primitives measured in each run. Each "
+        f"figure is timed from opening the home read-only to the answer: reading and decoding the whole log "
+        f"and its ledger, arrivals and the held order, folding in a scratch LMDB (removed after), digests. "
+        f"full: every event; half way: --until the arrival of the middle event of the held order "
+        f"({info['half_events']:,} events folded, all {info['events']:,} read and ordered; the rate counts every event "
+        f"of the log, as --setting does); "
+        f"--setting {info['setting']} (the busiest: {info['setting_steps']:,} events touch it, "
+        f"{info['setting_changes']:,} change its value or source; the rate counts every event of the log). "
+        f"1-minute load average before each run: {', '.join(f'{x:.1f}' for x in info['load_average'])} "
+        f"on {os.cpu_count()} cpus; median {statistics.median(info['load_average']):.1f}"
+    )

@@ -123,7 +123,8 @@ class Daemon:
         for peer in self.peers:
             args += ["--peer", peer]
         with open(self.log_path, "wb") as err:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=_env())
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         env=_env())
         serving = self.wait_log(lambda e: e.get("event") == "serving", "its 'serving' log line", deadline)
         self.port = serving.get("port") if self.listen else None
         if self.listen and not isinstance(self.port, int):
@@ -146,7 +147,12 @@ class Daemon:
         return out
 
     def wait_log(self, match, what: str, deadline: float) -> dict:
-        return wait_for(lambda: next((e for e in self.logs() if match(e)), None), f"{self.name}'s daemon logs {what}", deadline, 0.01)
+        return wait_for(
+            lambda: next((e for e in self.logs() if match(e)), None),
+            f"{self.name}'s daemon logs {what}",
+            deadline,
+            0.01,
+        )
 
     def connected_to(self) -> set[str]:
         """The addresses this run of the daemon has logged a connection with."""
@@ -209,7 +215,9 @@ class Agent:
         say(f"  {'':<7} the user corrects it: {value}")
         return self.store.prefs.correct(decision, value)
 
-    def observe(self, setting: str, value: str, context: dict | None = None, times: int = 1, say_it: bool = True) -> None:
+    def observe(
+        self, setting: str, value: str, context: dict | None = None, times: int = 1, say_it: bool = True
+    ) -> None:
         for _ in range(times):
             self.store.prefs.observe(setting, value, context)
         if say_it:
@@ -223,8 +231,12 @@ class Agent:
     def beliefs(self, memory_id: bytes) -> dict[str, str]:
         """What this device believes now: a few settings (* marks its own override) and the birthday memory."""
         out = {}
-        for label, setting, context in (("ui.theme by day", "ui.theme", {"daypart": "day"}), ("ui.font", "ui.font", None),
-                                        ("units", "units", None), ("audio.volume", "audio.volume", None)):
+        for label, setting, context in (
+            ("ui.theme by day", "ui.theme", {"daypart": "day"}),
+            ("ui.font", "ui.font", None),
+            ("units", "units", None),
+            ("audio.volume", "audio.volume", None),
+        ):
             answer, _ = self.lookup(setting, context)
             out[label] = (answer.value or "-") + ("*" if answer.source == "override" else "")
         entry = self.store.memory.get(memory_id)
@@ -254,7 +266,8 @@ def differences(agents: list[Agent]) -> list[str]:
             out.append(f"{name} holds {snap['events']} events, {first_name} {first['events']}")
         for view, digest in snap["views"].items():
             if digest != first["views"].get(view):
-                out.append(f"view {view}: {name} {digest.hex()[:16]}, {first_name} {first['views'].get(view, b'').hex()[:16]}")
+                theirs = first["views"].get(view, b"").hex()[:16]
+                out.append(f"view {view}: {name} {digest.hex()[:16]}, {first_name} {theirs}")
     return out
 
 
@@ -290,7 +303,8 @@ def provision(root: Path) -> dict[str, Path]:
         joined = cli(homes[name], "devices", "join", token)
         if name == "hub":
             say(f"  $ agentlog --home hub init --name hub --join        # prints its id: {device[:16]}…")
-            say(f"  $ agentlog --home laptop devices add {device[:8]}… --name hub   # prints a join token ({len(token)} chars)")
+            say(f"  $ agentlog --home laptop devices add {device[:8]}… --name hub"
+                f"   # prints a join token ({len(token)} chars)")
             say("  $ agentlog --home hub devices join $TOKEN")
             say(f"    {joined}")
         else:
@@ -358,10 +372,17 @@ def story(root: Path, t: Timings, daemons: list[Daemon], agents: list[Agent]) ->
     say(f"  hub     pid {hub_d.pid}  listens on {hub_d.address}, dials the laptop")
     say(f"  phone   pid {phone_d.pid}  dials the laptop and the hub")
     say("  (the phone first ran `agentlog sync` once with the laptop: it must know the hub's enrolment to accept it)")
-    wait_for(lambda: phone_d.connected_to() >= {laptop_d.address, hub_d.address}, "the phone connects to the laptop and the hub",
-             t.deadline, 0.01)
+    wait_for(
+        lambda: phone_d.connected_to() >= {laptop_d.address, hub_d.address},
+        "the phone connects to the laptop and the hub",
+        t.deadline,
+        0.01,
+    )
     wait_converged(agents, t.converge)
-    say(f"  all three connected; each holds the same {laptop.store.count()} events (the group's founding and two enrolments)")
+    say(
+        f"  all three connected; each holds the same {laptop.store.count()} events"
+        " (the group's founding and two enrolments)"
+    )
 
     say("\n3. The agents learn. Each decides from its own device's view: no network on that path.")
     phone.observe("ui.theme", "dark", {"daypart": "night"}, times=2)
@@ -459,7 +480,9 @@ def audit(homes: dict[str, Path], agents: list[Agent], t: Timings) -> None:
     logs = {name: found[(name, "log")] for name in homes}
     ids = {name: sorted(row["id"] for row in rows) for name, rows in logs.items()}
     if len({tuple(v) for v in ids.values()}) != 1:
-        raise DemoError("the devices' logs hold different events: " + ", ".join(f"{n} {len(v)}" for n, v in ids.items()))
+        raise DemoError(
+            "the devices' logs hold different events: " + ", ".join(f"{n} {len(v)}" for n, v in ids.items())
+        )
     by_author = Counter((row["author"], row["kind"]) for row in logs["laptop"])
     say(f"  the same {len(ids['laptop'])} event ids on every device; by author and kind:")
     for name in NAMES:

@@ -54,8 +54,11 @@ def render(summary: Summary) -> str:
     out += _section(SECTIONS[5], ["time", "by", "kind", "about", "detail"],
                     [[r["time"], r["device"], r["kind"], names.get(r["content"].get("device"), "?"),
                       _detail(r["content"])] for r in by_type.get("roster", [])])
-    out += _section(SECTIONS[6], ["device", "seq", "signed records"],
-                    [[names.get(f["author"], f["author"][:16]), f["seq"], len(f["records"])] for f in by_type.get("fork", [])])
+    out += _section(
+        SECTIONS[6],
+        ["device", "seq", "signed records"],
+        [[names.get(f["author"], f["author"][:16]), f["seq"], len(f["records"])] for f in by_type.get("fork", [])],
+    )
     out += _section(SECTIONS[7], ["boundary", "device", "seq", "id", "time", "covers (each device's seq)"],
                     [["base snapshot", names.get(b["author"], b["author"][:16]), b["seq"], b["id"][:16], b["time"],
                       _frontier((b["content"] or {}).get("frontier"), names)] for b in by_type.get("base", [])] +

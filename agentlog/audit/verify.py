@@ -329,12 +329,15 @@ def _check_roster(state: _State, report: Report) -> None:
     for device, line in state.devices.items():
         member = folded.get(device)
         if member is None:
-            report.problems.append(f"device {line.get('name')} ({device[:16]}): listed, but no signed roster event enrols it")
+            report.problems.append(
+                f"device {line.get('name')} ({device[:16]}): listed, but no signed roster event enrols it")
         elif member.name != line.get("name") or member.until_seq != line.get("revoked_after_seq"):
             report.problems.append(f"device {line.get('name')} ({device[:16]}): name or revocation differs from "
                                    f"the signed roster events ({member.name}, revoked after {member.until_seq})")
     for device in set(folded) - set(state.devices):
-        report.problems.append(f"device {folded[device].name} ({device[:16]}): enrolled by a roster event but not listed")
+        report.problems.append(
+            f"device {folded[device].name} ({device[:16]}): enrolled by a roster event but not listed"
+        )
     for author, _ in state.events:
         if author not in folded:
             report.problems.append(f"author {author[:16]}: not a device of the group's roster")
@@ -381,7 +384,8 @@ def _check_frontier(state: _State, report: Report) -> None:
         seqs = {s for lo, hi in c["selected"] for s in range(lo, hi + 1)}
         stated[c["author"], c["epoch"]] = seqs
         if len(seqs) != c["count"]:
-            report.problems.append(f"frontier of {c['author'][:16]}: count {c['count']} is not the {len(seqs)} seqs stated")
+            report.problems.append(
+                f"frontier of {c['author'][:16]}: count {c['count']} is not the {len(seqs)} seqs stated")
         chain = state.events.get((c["author"], c["epoch"]), {})
         head = chain.get(c["head"])
         if head is not None and head[1].hex() != c["head_id"]:
@@ -409,7 +413,8 @@ def _check_forks(state: _State, report: Report) -> None:
             except (ValueError, EventError, KeyError):
                 continue
             eid = event_id(header_bytes)
-            if (h.author.hex(), h.seq, eid.hex()) == (obj["author"], obj["seq"], r["id"]) and crypto.verify(h.author, eid, sig):
+            same = (h.author.hex(), h.seq, eid.hex()) == (obj["author"], obj["seq"], r["id"])
+            if same and crypto.verify(h.author, eid, sig):
                 valid.add(eid)
         if len(valid) < 2:
             report.problems.append(f"line {n} (fork of {obj['author'][:16]} seq {obj['seq']}): does not prove a fork")
@@ -423,7 +428,9 @@ def _check_end(state: _State, report: Report) -> None:
     if obj.get("lines") != n - 1 or obj.get("events") != sum(len(c) for c in state.events.values()):
         report.problems.append(f"line {n}: the end line's counts are not the file's (lines removed or added)")
     if obj.get("digest") != digest.hex():
-        report.problems.append(f"line {n}: the digest of the lines before the end line does not match (the file was altered)")
+        report.problems.append(
+            f"line {n}: the digest of the lines before the end line does not match (the file was altered)"
+        )
     try:
         signed = crypto.verify(bytes.fromhex(state.export["device"]), digest, bytes.fromhex(obj["signature"]))
     except (KeyError, ValueError, TypeError):

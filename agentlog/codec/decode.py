@@ -147,7 +147,10 @@ def _generate(schema, fields: Sequence[str], make: Callable | None, attrs: Seque
     if members:
         disc = _slot(slots, 2 * node.discriminantOffset, "H", "disc")
         env["MEMBERS"] = frozenset(members)
-        body += [f"    if {disc} not in MEMBERS:", f"        raise _Malformed('union member ' + str({disc}) + ' is unknown')"]
+        body += [
+            f"    if {disc} not in MEMBERS:",
+            f"        raise _Malformed('union member ' + str({disc}) + ' is unknown')",
+        ]
     for i, name in enumerate(fields):
         f = schema.fields[name].proto
         if f.which() != "slot" or f.slot.hadExplicitDefault:
@@ -176,11 +179,13 @@ def _generate(schema, fields: Sequence[str], make: Callable | None, attrs: Seque
             body.extend(f"    {line}" for line in code)
     env["SECTION"], names = section_struct(schema, slots)
     unpacked = f"{', '.join(names)}," if names else "_"
-    head = [f"    if dw == {node.dataWordCount} and pc >= {node.pointerCount}:",
-            f"        {unpacked} = SECTION.unpack_from(buf, at)",
-            "    else:",
-            f"        {unpacked} = SECTION.unpack(_resized(buf, at, dw, pc, {node.dataWordCount}, {node.pointerCount}))",
-            "    pos, end = at + 8 * dw, len(buf)"]
+    head = [
+        f"    if dw == {node.dataWordCount} and pc >= {node.pointerCount}:",
+        f"        {unpacked} = SECTION.unpack_from(buf, at)",
+        "    else:",
+        f"        {unpacked} = SECTION.unpack(_resized(buf, at, dw, pc, {node.dataWordCount}, {node.pointerCount}))",
+        "    pos, end = at + 8 * dw, len(buf)",
+    ]
     source = "def read(buf, at, dw, pc, budget):\n" + "\n".join(head + body + _make(make, attrs, len(fields), env))
     return source + "\n", env
 

@@ -123,7 +123,9 @@ def _generate(schema, fields: Sequence[str], nested: dict[str, Layout]) -> tuple
         else:
             body.extend(f"    {line}" for line in code)
     env["SECTION"], names = section_struct(schema, slots)
-    head = [f"    {''.join(f'v{i}, ' for i in range(len(fields)))}= values"] + [f"    {var} = 0" for var in sorted(unset)]
+    head = [f"    {''.join(f'v{i}, ' for i in range(len(fields)))}= values"] + [
+        f"    {var} = 0" for var in sorted(unset)
+    ]
     source = "def fill(parts, at, end, values):\n" + "\n".join(head + body) + "\n"
     return source + f"    return SECTION.pack({', '.join(names)}), end\n", env
 

@@ -57,7 +57,15 @@ def reader(struct_type, raw: bytes, limit: int, what: str) -> Iterator:
         with struct_type.from_bytes(raw, traversal_limit_in_words=traversal_limit(raw),
                                     nesting_limit=NESTING_LIMIT) as msg:
             yield msg
-    except (capnp.KjException, ValueError, AttributeError, UnicodeDecodeError, RuntimeError, TypeError, IndexError) as exc:
+    except (
+        capnp.KjException,
+        ValueError,
+        AttributeError,
+        UnicodeDecodeError,
+        RuntimeError,
+        TypeError,
+        IndexError,
+    ) as exc:
         raise DecodeError(f"{what} does not decode: {_short(exc)}") from None
 
 

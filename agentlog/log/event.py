@@ -30,8 +30,9 @@ CODECS = ("plain", "sealed")
 
 _KIND_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _CLOCK_ENTRY = Layout(_schema.ClockEntry, ("author", "epoch", "seq"), ("author", "epoch", "seq"))
-_HEADER = Layout(_schema.Header, ("formatVersion", "group", "author", "epoch", "seq", "prev", "lamport", "time", "scope",
-                                  "kind", "payloadHash", "payloadLen", "payloadCodec", "clock"), nested={"clock": _CLOCK_ENTRY})
+_HEADER_FIELDS = ("formatVersion", "group", "author", "epoch", "seq", "prev", "lamport", "time", "scope", "kind",
+                  "payloadHash", "payloadLen", "payloadCodec", "clock")
+_HEADER = Layout(_schema.Header, _HEADER_FIELDS, nested={"clock": _CLOCK_ENTRY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,11 @@ def _data_at(name: str) -> int:
 
 def _target(raw: bytes, name: str) -> int:
     """Where the object a root Header pointer field points to starts in the message."""
-    at = 16 + 8 * _schema.Header.schema.node.struct.dataWordCount + 8 * _schema.Header.schema.fields[name].proto.slot.offset
+    at = (
+        16
+        + 8 * _schema.Header.schema.node.struct.dataWordCount
+        + 8 * _schema.Header.schema.fields[name].proto.slot.offset
+    )
     return at + 8 + 8 * (struct.unpack_from("<i", raw, at)[0] >> 2)
 
 
@@ -194,7 +199,9 @@ _HEADER_READER = Reader(
 )
 
 
-_PEEK_READER = Reader(_schema.Header, ("lamport", "time", "kind", "payloadCodec", "clock"), nested={"clock": _CLOCK_READER})
+_PEEK_READER = Reader(
+    _schema.Header, ("lamport", "time", "kind", "payloadCodec", "clock"), nested={"clock": _CLOCK_READER}
+)
 
 
 def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ...]]:
@@ -241,7 +248,9 @@ def _check_shape(group: bytes, author: bytes, seq: int, prev: bytes, lamport: in
     if not _KIND_RE.fullmatch(kind) or len(kind) > MAX_KIND_LEN:
         raise DecodeError(f"header kind {kind[:MAX_KIND_LEN]!r} is not a valid kind name", author, seq)
     if len(clock) > MAX_CLOCK_ENTRIES:
-        raise SizeLimitError(f"header clock has {len(clock)} entries, over the limit of {MAX_CLOCK_ENTRIES}", author, seq)
+        raise SizeLimitError(
+            f"header clock has {len(clock)} entries, over the limit of {MAX_CLOCK_ENTRIES}", author, seq
+        )
     if not scope or len(scope) > MAX_SCOPE_LEN or not scope.isprintable():
         raise DecodeError("header scope must be 1 to 256 printable characters", author, seq)
     if payload_codec not in CODECS:
@@ -433,7 +442,9 @@ def split_record(record: bytes) -> tuple[bytes, bytes]:
 def decode_record(record: bytes, payload: bytes | None = None) -> Event:
     """Decode a stored or received record (header ++ signature). Checks shape, not signature."""
     if len(record) > MAX_HEADER_BYTES + crypto.SIG_LEN:
-        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}")
+        raise SizeLimitError(
+            f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}"
+        )
     header_bytes, signature = split_record(record)
     header = decode_header(header_bytes)
     event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__

@@ -90,7 +90,8 @@ class Roster:
                 return False
             member.revoked_by.append(here)
             member.revoked_by.sort()
-            member.until_seq = payload.until_seq if member.until_seq is None else min(member.until_seq, payload.until_seq)
+            held = member.until_seq
+            member.until_seq = payload.until_seq if held is None else min(held, payload.until_seq)
             return True
         return False
 
@@ -103,7 +104,8 @@ class Roster:
             raise NotEnrolledError(f"device was revoked after seq {member.until_seq}", header.author, header.seq)
         if header.seq == 1 and header.author != self.founder:
             if not any(self._covers(header, by) for by in member.enrolled_by):
-                raise NotEnrolledError("first event does not follow the device's enrolment (clock lacks it)", header.author, header.seq)
+                raise NotEnrolledError("first event does not follow the device's enrolment (clock lacks it)",
+                                       header.author, header.seq)
 
     @staticmethod
     def _covers(header: Header, by: Position) -> bool:

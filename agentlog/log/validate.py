@@ -1,8 +1,8 @@
 """Validation of events from outside, in the order docs/format.md fixes. Pure.
 
-size -> decode (shape, then ranges) -> group -> (an exact duplicate is skipped here) -> enrolment -> seq (own
-chain, then causal context) -> prev -> lamport -> signature -> payload hash. Causal delivery (every clock entry already held) makes
-the roster and views functions of the event set, whatever the arrival order.
+size -> decode (shape, then ranges) -> group -> (an exact duplicate is skipped here) -> enrolment -> seq
+(own chain, then causal context) -> prev -> lamport -> signature -> payload hash. Causal delivery (every clock
+entry already held) makes the roster and views functions of the event set, whatever the arrival order.
 Each failure raises its own EventError subclass naming author and seq. The caller
 supplies what the store knows through the small `LogView` protocol, so the same
 rules run on LMDB, in memory, or in a simulated peer.
@@ -69,7 +69,9 @@ class Duplicate(Exception):
         self.event = event
 
 
-def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True) -> tuple[Event, object]:
+def check_event(
+    record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True
+) -> tuple[Event, object]:
     """Validate one incoming event against `log`.
 
     Returns:
@@ -100,7 +102,9 @@ def check_event(record: bytes, payload: bytes | None, log: LogView, *, check_sig
         if existing is None:
             raise SequenceError(f"epoch {h.epoch} seq {seq} does not continue this author's chain", author, seq)
         _check_signature(event)
-        raise ForkError(f"fork: a second, different event at epoch {h.epoch} seq {seq}", author, seq, existing, event.id)
+        raise ForkError(
+            f"fork: a second, different event at epoch {h.epoch} seq {seq}", author, seq, existing, event.id
+        )
     if seq > expected:
         raise SequenceError(f"seq {seq} arrives before seq {expected}: a gap", author, seq)
     if head is not None and h.epoch != head.epoch:
@@ -175,4 +179,6 @@ def _check_enrolment(event: Event, log: LogView) -> None:
 
 def _check_signature(event: Event) -> None:
     if not crypto.verify(event.header.author, event.id, event.signature):
-        raise SignatureError("signature does not verify for this author and event id", event.header.author, event.header.seq)
+        raise SignatureError(
+            "signature does not verify for this author and event id", event.header.author, event.header.seq
+        )

@@ -77,11 +77,21 @@ class MemoryEntry:
             return {"value": c.value, "device": who(c.author), "author": c.author.hex(), "lamport": c.lamport,
                     "time_ms": c.time_ms, "event": c.event.hex()}
         gone = self.is_deleted
-        return {"id": self.id.hex(), "type": None if gone else self.type, "content": None if gone else self.content,
-                "tags": list(self.tags), "confidence": None if gone else self.confidence, "scope": self.scope, "embedding_model": self.embedding_model,
-                "device": who(self.author), "author": self.author.hex(), "created_ms": self.created_ms,
-                "updated_ms": self.updated_ms, "deleted": [candidate(c) for c in self.deleted],
-                "conflicts": {f: [candidate(c) for c in cs] for f, cs in self.conflicts.items()}}
+        return {
+            "id": self.id.hex(),
+            "type": None if gone else self.type,
+            "content": None if gone else self.content,
+            "tags": list(self.tags),
+            "confidence": None if gone else self.confidence,
+            "scope": self.scope,
+            "embedding_model": self.embedding_model,
+            "device": who(self.author),
+            "author": self.author.hex(),
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
+            "deleted": [candidate(c) for c in self.deleted],
+            "conflicts": {f: [candidate(c) for c in cs] for f, cs in self.conflicts.items()},
+        }
 
 
 def _shown(name: str, w: Write) -> Any:
@@ -167,11 +177,13 @@ class Memory:
             return None
         model = model or self.embedder.name
         if not model or len(model) > mr.MAX_MODEL_LEN or not model.isprintable():
-            raise InvalidValueError(f"{where}: the embedding's model name must be 1 to {mr.MAX_MODEL_LEN} printable characters")
+            raise InvalidValueError(
+                f"{where}: the embedding's model name must be 1 to {mr.MAX_MODEL_LEN} printable characters")
         dim = self.embedder.dim if model == self.embedder.name else None
         vector = check_vector(embedding, dim, where)
         if len(vector) > mr.MAX_EMBEDDING_DIM:
-            raise InvalidValueError(f"{where}: embedding has {len(vector)} dimensions, over the limit of {mr.MAX_EMBEDDING_DIM}")
+            raise InvalidValueError(
+                f"{where}: embedding has {len(vector)} dimensions, over the limit of {mr.MAX_EMBEDDING_DIM}")
         return payloads.Embedding(model=model, vector=tuple(float(x) for x in vector))
 
     def put(self, content: str, *, type: str = "fact", tags: Iterable[str] = (), confidence: float = 1.0,
@@ -186,8 +198,14 @@ class Memory:
         if len(tags) > mr.MAX_TAGS:
             raise InvalidValueError(f"an entry holds at most {mr.MAX_TAGS} tags, not {len(tags)}")
         entry_id = os.urandom(mr.ENTRY_ID_LEN)
-        payload = payloads.MemoryPut(entry=entry_id, type=type, content=content, tags=tags, confidence_bp=_bp(confidence),
-                                     embedding=self._embedding(embedding, model, "memory put"))
+        payload = payloads.MemoryPut(
+            entry=entry_id,
+            type=type,
+            content=content,
+            tags=tags,
+            confidence_bp=_bp(confidence),
+            embedding=self._embedding(embedding, model, "memory put"),
+        )
         self._store.append(payload, scope=scope)
         return entry_id
 
@@ -271,7 +289,11 @@ class Memory:
     def id(self, text: str) -> bytes:
         """The entry id that `text` (its hex, or a unique prefix of at least 4 hex digits) names."""
         text = text.strip().lower()
-        if len(text) < MIN_ID_PREFIX or len(text) > 2 * mr.ENTRY_ID_LEN or any(c not in "0123456789abcdef" for c in text):
+        if (
+            len(text) < MIN_ID_PREFIX
+            or len(text) > 2 * mr.ENTRY_ID_LEN
+            or any(c not in "0123456789abcdef" for c in text)
+        ):
             raise InvalidValueError(f"memory id {text!r} must be {MIN_ID_PREFIX} to {2 * mr.ENTRY_ID_LEN} hex digits")
         if len(text) == 2 * mr.ENTRY_ID_LEN:
             return bytes.fromhex(text)

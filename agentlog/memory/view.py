@@ -83,7 +83,11 @@ class MemoryView:
 
     def __init__(self, dbs: dict):
         self.entries, self.vectors = dbs["views.memory"], dbs["views.memory.vectors"]
-        self.conflicts, self.past, self.dirty = dbs["views.memory.conflicts"], dbs["views.memory.past"], dbs["memory.dirty"]
+        self.conflicts, self.past, self.dirty = (
+            dbs["views.memory.conflicts"],
+            dbs["views.memory.past"],
+            dbs["memory.dirty"],
+        )
 
     # -- folding --------------------------------------------------------------------------
 

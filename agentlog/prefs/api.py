@@ -99,9 +99,15 @@ class Preferences:
         """Record the agent's choice and how sure it was (0..1); returns the decision's id for corrections."""
         if not 0 <= confidence <= 1:
             raise InvalidValueError(f"confidence {confidence} must be between 0 and 1")
-        return self._store.append(payloads.Decision(setting=setting, value=self._value(setting, value),
-                                                    context=context_of(context), confidence_bp=round(confidence * 10000),
-                                                    reason=reason))
+        return self._store.append(
+            payloads.Decision(
+                setting=setting,
+                value=self._value(setting, value),
+                context=context_of(context),
+                confidence_bp=round(confidence * 10000),
+                reason=reason,
+            )
+        )
 
     def correct(self, decision: bytes | str, value: str, reason: str = "") -> bytes:
         """Record that the user corrected decision `decision` (its event id: 32 bytes or 64 hex digits) to `value`."""
@@ -207,7 +213,9 @@ class Preferences:
         cache[setting] = (raw, parsed)
         return parsed
 
-    def explain(self, setting: str, context: ContextArg = None, now_ms: int | None = None, limit: int = 10) -> Explanation:
+    def explain(
+        self, setting: str, context: ContextArg = None, now_ms: int | None = None, limit: int = 10
+    ) -> Explanation:
         """The answer and the events that contributed most to it, strongest first."""
         _check_setting(setting)
         ctx = context_of(context)

@@ -111,7 +111,9 @@ def normalize(value: str, value_type: str) -> str:
     """The canonical spelling of a value a user typed (yes -> true, 1.50 -> 1.5); others unchanged."""
     v = value.strip()
     if value_type == "bool":
-        return {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(v.lower(), v.lower())
+        return {"yes": "true", "on": "true", "1": "true", "no": "false", "off": "false", "0": "false"}.get(
+            v.lower(), v.lower()
+        )
     if value_type == "number":
         from decimal import Context, Decimal
         try:
@@ -611,7 +613,9 @@ def _scores(s: Setting, bucket: str, ok, scale: float, now_ms: int, vote: dict |
 def _winner_before(sums: dict[str, list[int]], ok) -> str | None:
     """The winner among the evidence older than the recent window: every sum shares one scale, so
     the integers rank as the decayed weights do."""
-    best = min(((v, t[1]) for v, t in sums.items() if ok is None or ok(v)), key=lambda kv: (-kv[1], kv[0]), default=None)
+    best = min(
+        ((v, t[1]) for v, t in sums.items() if ok is None or ok(v)), key=lambda kv: (-kv[1], kv[0]), default=None
+    )
     return best[0] if best and best[1] > 0 else None
 
 

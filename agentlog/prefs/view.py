@@ -157,7 +157,9 @@ def _pending_row(fact: pr.Fact) -> bytes:
 def _fact_from_row(eid: bytes, kind: str, raw: bytes, eff: int = 0) -> pr.Fact:
     """A decision (or a pending correction) as the pref view keeps it: its place, times and payload."""
     author, epoch, seq, lamport, time_ms = _DECISION.unpack_from(raw)
-    return pr.Fact(author, epoch, seq, lamport, time_ms, eff, kind, eid, payloads.decode(kind, bytes(raw[_DECISION.size :])))
+    return pr.Fact(
+        author, epoch, seq, lamport, time_ms, eff, kind, eid, payloads.decode(kind, bytes(raw[_DECISION.size :]))
+    )
 
 
 def decision_in_row(raw: bytes) -> payloads.Decision:
@@ -607,5 +609,5 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
                 continue
             epoch, seq = unpack(key, 32)
             scope = decode_header(header).scope if kind == "memory.put" else ""
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, blake2b(header, digest_size=32).digest(),
-                               payload, scope))
+            eid = blake2b(header, digest_size=32).digest()
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload, scope))

@@ -8,7 +8,8 @@ to make room. Connections that have not passed the handshake hold one of SLOTS s
 SLOTS_PER_HOST per remote address): a new connection past either cap evicts a holder of that
 kind, the oldest that has sent nothing yet, else the oldest. An idle flood therefore never
 evicts a handshake under way; an attacker who sends must open connections from one address
-faster than an honest handshake completes to keep one out. Authenticated links hold no slot and are never closed to make room.
+faster than an honest handshake completes to keep one out. Authenticated links hold no slot and are never
+closed to make room.
 """
 
 from __future__ import annotations

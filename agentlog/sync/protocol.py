@@ -287,7 +287,7 @@ class Connection:
             return [Close(f"peer said goodbye: {msg.reason}", False)]
         if self.state == "hello":
             return self._violation(f"{type(msg).__name__.lower()} before hello", now)
-        step = _STEPS.get(type(msg))
+        step = self.STEPS.get(type(msg))
         if step is None:
             return self._violation(f"unexpected {type(msg).__name__}", now)
         return step(self, msg, now)
@@ -642,12 +642,11 @@ class Connection:
         self.state = "closed"
         return [self._send(Error(code, message), now), Close(f"{code}: {message}", True)]
 
+    STEPS = {Want: _want, Events: _events, Ack: _ack, Heartbeat: _heartbeat, FrontierMsg: _frontier,
+             SnapshotWant: _snapshot_want, SnapshotOffer: _snapshot_offer, SnapshotChunk: _snapshot_chunk,
+             SnapshotAck: _snapshot_ack}
+    """What each message does once hellos are exchanged (hello, error and goodbye are handled before)."""
 
-_STEPS = {Want: Connection._want, Events: Connection._events, Ack: Connection._ack, Heartbeat: Connection._heartbeat,
-          FrontierMsg: Connection._frontier, SnapshotWant: Connection._snapshot_want,
-          SnapshotOffer: Connection._snapshot_offer, SnapshotChunk: Connection._snapshot_chunk,
-          SnapshotAck: Connection._snapshot_ack}
-"""What each message does once hellos are exchanged (hello, error and goodbye are handled before)."""
 
 
 def heads_of(events: Iterable[tuple[bytes, int, int]]) -> Frontier:

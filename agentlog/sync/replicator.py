@@ -41,7 +41,7 @@ FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye
 TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
                                 # connection from its device replaces it
 RESTART_S = 5.0                 # a background task that failed starts again after this pause
-SIGNATURES_PER_S = 1024         # signatures stored unchecked (inside a peer's run) checked in the background each second
+SIGNATURES_PER_S = 1024  # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.sync.replicator")
 
@@ -382,7 +382,9 @@ class Replicator:
         self.watch = watch
         self.rng = rng or random.Random()
         self.peer_book = Peers(store)
-        self.addresses = list(dict.fromkeys([*self.peer_book.addresses(), *(address(*parse_address(p)) for p in peers)]))
+        self.addresses = list(
+            dict.fromkeys([*self.peer_book.addresses(), *(address(*parse_address(p)) for p in peers)])
+        )
         self.links: dict[bytes, Link] = {}
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
@@ -507,13 +509,13 @@ class Replicator:
             await other.done.wait()
         link = self.links[device] = Link(self, channel, addr, client)
         log.info("connected", peer=link.name, address=addr)
-        self._set_state(device, "connected", addr)
+        self.set_state(device, "connected", addr)
         try:
             result = await link.run()
         finally:
             if self.links.get(device) is link:
                 del self.links[device]
-            self._set_state(device, "partitioned", addr, link.result.reason if link.result.error else "")
+            self.set_state(device, "partitioned", addr, link.result.reason if link.result.error else "")
         return result
 
     async def _watch(self) -> None:
@@ -567,7 +569,7 @@ class Replicator:
             name = self._names[device] = member.name
         return name
 
-    def _set_state(self, device: bytes, state: str, addr: str, error: str = "") -> None:
+    def set_state(self, device: bytes, state: str, addr: str, error: str = "") -> None:
         s = self.states.setdefault(device, PeerState())
         s.name, s.address, s.state, s.error = self.name_of(device), addr, state, error
         s.last_seen_ms = _wall_ms()
@@ -627,7 +629,7 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
         link.on_progress = partial(moved, progress)
         link.on_snapshot = partial(moved, snapshot_progress)
         result = await link.run(stop_when_synced=True)
-        replicator._set_state(channel.peer, "partitioned", link.address, result.reason if result.error else "")
+        replicator.set_state(channel.peer, "partitioned", link.address, result.reason if result.error else "")
         replicator.note(link)
         await replicator.save_states()
     if scope.cancelled_caught or result is None:
