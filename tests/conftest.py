@@ -1,16 +1,26 @@
-"""Shared fixtures: real homes with real LMDB stores in pytest's tmp_path."""
+"""Shared fixtures: real homes with real LMDB stores in pytest's tmp_path, a family of devices on a simulated
+clock, and real daemons; everything under tests/system/ is marked `system`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from agentlog.store import devices, home
 from agentlog.store.store import Store
+from tests.helpers.daemons import Daemon, end_all
+from tests.helpers.family import Family
+from tests.helpers.sync import sync
+
+SYSTEM = Path(__file__).resolve().parent / "system"
 
 
-def sync(src: Store, dst: Store):
-    """Copy every event `dst` lacks from `src`, in causal order (what replication will do over a socket)."""
-    return dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())])
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/system/ `system` (real daemons, kill -9, the simulation, the browser)."""
+    for item in items:
+        if SYSTEM in item.path.resolve().parents:
+            item.add_marker(pytest.mark.system)
 
 
 @pytest.fixture
@@ -29,3 +39,18 @@ def phone(tmp_path, laptop) -> Store:
     sync(laptop, store)
     yield store
     store.close()
+
+
+@pytest.fixture
+def family(tmp_path):
+    f = Family(tmp_path)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def daemons():
+    """`daemons(home, ...)` starts a daemon; every one still running is killed (by PID) at teardown."""
+    registry: list[Daemon] = []
+    yield lambda home_dir, **options: Daemon(home_dir, registry=registry, **options).start()
+    end_all(registry)

@@ -1,4 +1,5 @@
-"""The package's layout rules that import-linter and ruff do not check (docs/architecture.md, "Layout")."""
+"""The package's layout rules that import-linter and ruff do not check (docs/architecture.md, "Layout"), and the
+tests' own: no test module imports another."""
 
 from __future__ import annotations
 
@@ -68,3 +69,25 @@ def test_the_private_name_check_sees_relative_and_absolute_imports():
             source = imported_module(node, "agentlog.store.compaction", False)
             names += [(source, a.name) for a in node.names if a.name.startswith("_")]
     assert names == [("agentlog.store.store", "_head"), ("agentlog.store.keys", "_pos")]
+
+
+def test_no_test_module_imports_another_and_every_helper_says_what_it_is():
+    """Helpers shared between test files live in tests/helpers/, fixtures in conftest.py; tests import neither
+    another test module nor conftest."""
+    tests = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                if node.level:
+                    found.append(f"{path.relative_to(tests)}: a relative import")
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            found += [f"{path.relative_to(tests)}: imports {name}" for name in names
+                      if any(part.startswith("test_") or part == "conftest" for part in name.split("."))]
+    assert found == []
+    helpers = sorted((tests / "helpers").glob("*.py"))
+    assert [p.name for p in helpers if not ast.get_docstring(ast.parse(p.read_text()))] == []

@@ -14,6 +14,7 @@ import pytest
 
 import agentlog
 from agentlog.errors import InvalidValueError
+from tests.helpers.paths import REPO
 
 PUBLIC = [
     "AgentlogError", "Answer", "Candidate", "Contribution", "Event", "EventError", "Explanation", "Header", "Hit",
@@ -75,7 +76,7 @@ def test_importing_the_package_loads_no_codec_store_or_numpy():
 
 def test_the_package_is_marked_typed():
     assert (Path(agentlog.__file__).parent / "py.typed").is_file()
-    assert "py.typed" in (Path(__file__).resolve().parent.parent / "setup.cfg").read_text()
+    assert "py.typed" in (REPO / "setup.cfg").read_text()
 
 
 # -- ids: bytes, or the hex the CLI prints ------------------------------------------------------
@@ -130,7 +131,7 @@ def test_a_memory_is_read_changed_and_deleted_by_its_bytes_or_its_hex(laptop, as
 
 
 def test_a_memory_conflict_is_resolved_by_hex(laptop, phone):
-    from .conftest import sync
+    from tests.helpers.sync import sync
     entry_id = laptop.memory.put("standup is at 9")
     sync(laptop, phone)
     laptop.memory.update(entry_id, content="standup is at 10")

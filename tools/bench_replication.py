@@ -267,7 +267,7 @@ def wait_until(predicate, timeout: float, daemons: list[Daemon], what: str, poll
 # -- homes ------------------------------------------------------------------------------------
 
 def sync(src: Store, dst: Store) -> None:
-    """Copy every event `dst` lacks from `src` through the validated ingest (tests/conftest.py)."""
+    """Copy every event `dst` lacks from `src` through the validated ingest (tests/helpers/sync.py)."""
     dst.ingest([(e.record, e.payload) for e in src.events_after(dst.frontier())])
 
 

@@ -6,7 +6,7 @@ discriminants, list element sizes), that reads one struct with struct.unpack_fro
 and follows its pointers through the helpers below. It reads bytes from untrusted
 peers, so it accepts a strict subset of what a conformant Cap'n Proto reader
 accepts, and for every message it accepts gives exactly the values pycapnp gives
-(tests/test_decoding.py checks both, by differential fuzzing).
+(tests/codec/test_decoding.py checks both, by differential fuzzing).
 
 Invariants:
 

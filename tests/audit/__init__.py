@@ -1,0 +1,1 @@
+"""Tests of agentlog.audit: export, verify and the report."""

@@ -1,0 +1,1 @@
+"""Tests of agentlog.codec: the hand-written Cap'n Proto encoder and decoder against pycapnp."""

@@ -1,0 +1,1 @@
+"""Helpers shared between test modules (a test module never imports another): stories, peers, daemons, workers."""

@@ -1,0 +1,1 @@
+"""Tests of agentlog.log: events, payloads and ingest validation."""

@@ -1,0 +1,1 @@
+"""Tests of agentlog.mcp: the MCP server over stdio."""

@@ -1,0 +1,1 @@
+"""Tests of agentlog.memory: the memory reducer, index, embeddings, scenarios and determinism."""

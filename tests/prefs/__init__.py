@@ -1,0 +1,1 @@
+"""Tests of agentlog.prefs: the preference reducer, its scenarios and determinism."""

@@ -1,0 +1,1 @@
+"""Tests of agentlog.replay: scratch replays and histories."""
