@@ -235,8 +235,8 @@ def _render(store: Store, names: dict, select: dict, redact: bool, total: int):
     if total < PARALLEL_MIN_EVENTS or jobs == 1:
         yield render_part(store, None, None, names, select, redact)
         return
-    from agentlog.store.verify import _drain, _split_keys
-    starts = _split_keys(store, total, jobs * PARTS_PER_JOB)
+    from agentlog.store.workers import drain, split_keys
+    starts = split_keys(store, total, jobs * PARTS_PER_JOB)
     tasks = list(zip(starts, starts[1:] + [None]))
     workers = []
     for n in range(jobs):
@@ -245,7 +245,7 @@ def _render(store: Store, names: dict, select: dict, redact: bool, total: int):
         pickle.dump((str(store.path), names, select, redact, tasks[n::jobs]), proc.stdin)
         proc.stdin.close()
         results: queue.Queue = queue.Queue(maxsize=2)
-        threading.Thread(target=_drain, args=(proc, results), daemon=True).start()
+        threading.Thread(target=drain, args=(proc, results), daemon=True).start()
         workers.append((proc, results))
     try:
         for i in range(len(tasks)):

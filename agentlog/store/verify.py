@@ -43,6 +43,7 @@ from agentlog.store.compaction import base_bundle
 from agentlog.store.layout import POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
+from agentlog.store.workers import drain, split_keys
 
 PARALLEL_MIN_EVENTS = 4000
 
@@ -166,7 +167,7 @@ def _check_views(store: Store, report: Report) -> None:
 def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Range]:
     """Hand the ranges to `jobs` worker processes (python -m agentlog.store.verify_worker)."""
     parts = jobs * 4
-    starts = _split_keys(store, total, parts)
+    starts = split_keys(store, total, parts)
     id_cuts = [None] + [bytes([256 * i // parts]) for i in range(1, parts)] + [None]
     tasks = [(i, lo, hi, (id_cuts[i], id_cuts[i + 1])) for i, (lo, hi) in enumerate(zip(starts, starts[1:] + [None]))]
     results: queue.Queue = queue.Queue()
@@ -176,7 +177,7 @@ def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Rang
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         pickle.dump((str(store.path), store.group, tasks[n::jobs]), proc.stdin)
         proc.stdin.close()
-        reader = threading.Thread(target=_drain, args=(proc, results), daemon=True)
+        reader = threading.Thread(target=drain, args=(proc, results), daemon=True)
         reader.start()
         workers.append((proc, reader))
     found: dict[int, _Range] = {}
@@ -197,21 +198,6 @@ def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Rang
     return [found[i] for i in range(len(tasks))]
 
 
-def _drain(proc: subprocess.Popen, results: queue.Queue) -> None:
-    """Forward each (index, _Range) a worker writes; an error text if it dies early."""
-    try:
-        while True:
-            results.put(pickle.load(proc.stdout))
-    except EOFError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - any failure here is reported to the caller
-        results.put(f"{type(exc).__name__}: {exc}")
-        return
-    if proc.wait() != 0:
-        err = proc.stderr.read().decode(errors="replace").strip()
-        results.put(err.splitlines()[-1] if err else f"exit status {proc.returncode}")
-
-
 def run_worker(stdin, stdout) -> None:
     """Worker side: check each task's ranges and write (index, _Range) pickles as they finish."""
     path, group, tasks = pickle.load(stdin)
@@ -219,16 +205,6 @@ def run_worker(stdin, stdout) -> None:
         for index, lo, hi, ids in tasks:
             pickle.dump((index, _check_range(store, lo, hi, group, ids)), stdout)
             stdout.flush()
-
-
-def _split_keys(store: Store, total: int, parts: int) -> list[bytes | None]:
-    """Start keys cutting the events database into `parts` ranges of about equal count."""
-    step, starts = max(1, total // parts), [None]
-    with store.raw_txn() as txn:
-        for i, key in enumerate(txn.cursor(db=store.db("events")).iternext(values=False)):
-            if i and i % step == 0 and len(starts) < parts:
-                starts.append(bytes(key))
-    return starts
 
 
 def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes, ids: tuple) -> _Range:

@@ -11,8 +11,8 @@ import pytest
 
 from agentlog.errors import UsageError
 from agentlog.replay.history import memory_history, setting_history
-from agentlog.store.scratch import LiveLog, Point, replay
 from agentlog.store import compaction, devices, home
+from agentlog.store.scratch import LiveLog, Point, replay
 from tests.helpers.replay import Clock, agentlog, device, digests, files_digest, sync, write_something
 
 DAY = 86_400_000

@@ -54,7 +54,8 @@ def test_a_device_that_never_compacted_folds_the_snapshot_to_the_same_views(fami
     assert digests(f.phone) == digests(f.laptop)
     assert full_replay(f.phone, tmp_path, "phone-replay") == digests(f.laptop)
     with f.laptop.raw_txn() as txn:
-        summaries = [ev for name in SETTINGS for ev in f.laptop.pref_view.evidence_of(txn, name) if ev.kind == "summary"]
+        evidence = [ev for name in SETTINGS for ev in f.laptop.pref_view.evidence_of(txn, name)]
+    summaries = [ev for ev in evidence if ev.kind == "summary"]
     assert summaries and all(ev.eff % DAY == 0 for ev in summaries)
 
 
