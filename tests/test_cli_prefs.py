@@ -305,7 +305,9 @@ def test_pref_get_loads_no_event_codec(laptop):
     assert proc.returncode == 0, proc.stderr
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
-    assert loaded == str(sorted(["agentlog.cli", "agentlog.cli.main", "agentlog.errors", "agentlog.limits", "agentlog.prefs",
+    cli = [f"agentlog.cli.{name}" for name in ("audit", "common", "compact", "devices", "exits", "log", "main", "mcp",
+                                               "memory", "peers", "prefs", "replay", "status", "sync")]
+    assert loaded == str(sorted(["agentlog.cli", *cli, "agentlog.errors", "agentlog.limits", "agentlog.prefs",
                                  "agentlog.prefs.decay", "agentlog.prefs.lookup", "agentlog.prefs.reducer", "agentlog.store",
                                  "agentlog.store.env", "agentlog.store.home", "agentlog.text"]))
 

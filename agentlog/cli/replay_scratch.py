@@ -1,6 +1,7 @@
 """`agentlog replay` without --rebuild: a scratch replay at a point, a setting's or memory's history, a diff.
 
 Reads the home's store read-only (agentlog.replay.scratch); prints JSON with --json, else lines for people.
+Loaded only when such a replay runs (agentlog.cli.replay registers the command): it imports the event codec.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from agentlog.cli.main import EXIT_PROBLEMS
+from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.errors import UsageError
 from agentlog.prefs import reducer as pr
 from agentlog.prefs.lookup import check_home
@@ -20,7 +21,7 @@ from agentlog.text import printable_doc
 
 
 def run(args, context: tuple[tuple[str, str], ...]) -> int:
-    """Dispatch on the options; returns the exit code (UsageError for bad input, exit 2 in cli.main)."""
+    """Dispatch on the options; returns the exit code (errors raise, agentlog.cli.exits gives their code)."""
     if (args.setting or args.memory) and args.diff:
         raise UsageError("--diff compares two points; it does not go with --setting or --memory")
     if context and not args.setting:
