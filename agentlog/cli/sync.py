@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agentlog.cli.common import open_home, print_json, require_group, shown
 from agentlog.cli.compact import compaction_policy
-from agentlog.errors import AgentlogError, StoreError, UsageError
+from agentlog.errors import AgentlogError, PeerError, SnapshotError, StoreError, UsageError
 
 
 def register(sub, common) -> None:
@@ -97,8 +97,12 @@ def cmd_sync(args) -> int:
         before = store.count()
         with Progress("sync", enabled=not args.json) as progress, \
                 Progress("snapshot bytes", enabled=not args.json) as snapshot_progress:
-            result = replicator.sync_once_blocking(store, args.peer, timeout=args.timeout, progress=progress.update,
-                                                   snapshot_progress=snapshot_progress.update)
+            try:
+                result = replicator.sync_once_blocking(store, args.peer, timeout=args.timeout,
+                                                       progress=progress.update,
+                                                       snapshot_progress=snapshot_progress.update)
+            except SnapshotError as exc:       # the peer's snapshot did not hold: a peer problem (exit 3)
+                raise PeerError(str(exc), args.peer) from None
         doc = {"peer": store.roster().name_of(result.peer), "device": result.peer.hex(), "address": result.address,
                "received": result.received, "sent": result.sent, "events": store.count(),
                "new": store.count() - before, "bootstrapped": result.bootstrapped}
