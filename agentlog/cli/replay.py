@@ -1,147 +1,71 @@
-"""`agentlog replay` without --rebuild: a scratch replay at a point, a setting's or memory's history, a diff.
-
-Reads the home's store read-only (agentlog.replay.scratch); prints JSON with --json, else lines for people.
-"""
+"""`agentlog replay`: the views as this device held them at a point, folded in a scratch space
+(agentlog.cli.replay_scratch), or with --rebuild the live views folded again and their digests compared."""
 
 from __future__ import annotations
 
-import json
-import time
-
-from agentlog.cli.main import EXIT_PROBLEMS
+from agentlog.cli.common import context, context_option, open_home, print_json
+from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.errors import UsageError
-from agentlog.prefs import reducer as pr
-from agentlog.progress import Progress
-from agentlog.replay import history as rh
-from agentlog.replay.points import point_of, resolve_point
-from agentlog.store.home import STORE_DIR
-from agentlog.store.pref_lookup import check_home
-from agentlog.store.scratch import LiveLog, Log, Point, check_truncation, replay
-from agentlog.text import iso, printable_doc
 
 
-def run(args, context: tuple[tuple[str, str], ...]) -> int:
-    """Dispatch on the options; returns the exit code (UsageError for bad input, exit 2 in cli.main)."""
-    if (args.setting or args.memory) and args.diff:
-        raise UsageError("--diff compares two points; it does not go with --setting or --memory")
-    if context and not args.setting:
-        raise UsageError("--context goes with --setting")
-    if args.setting and pr.setting_problem(args.setting):
-        raise UsageError(pr.setting_problem(args.setting))
-    path = check_home(args.home)
-    with LiveLog(path / STORE_DIR) as live:
-        points = [point_of(live, p) for p in args.diff] if args.diff else [resolve_point(live, args.until, args.at)]
-        if args.setting or args.memory:
-            check_truncation(live, live.name_of)
-        with Progress("replay: reading the log", enabled=not args.json) as progress:
-            log = live.read(progress.update)
-        if args.setting:
-            steps = rh.setting_history(log, points[0], args.setting, live.device, context)
-            return _print_history(args, live, steps, f"{args.setting}" + "".join(f" {k}={v}" for k, v in context))
-        if args.memory:
-            entry = rh.entry_named(log, args.memory)
-            return _print_history(args, live, rh.memory_history(log, points[0], entry), f"memory {entry.hex()}")
-        if args.diff:
-            return _print_diff(args, live, log, points)
-        return _print_point(args, live, log, points[0])
+def register(sub, common) -> None:
+    c = sub.add_parser("replay", help="the views as this device held them at a point, folded in a scratch space "
+                                      "(docs/replay.md); --rebuild folds the live views again")
+    c.add_argument("--rebuild", action="store_true", help="drop every view and fold it again; compare digests")
+    point = c.add_mutually_exclusive_group()
+    point.add_argument("--until", metavar="TIME", help="as held at TIME: ISO 8601 (UTC if no zone) or epoch ms")
+    point.add_argument("--at", metavar="AUTHOR:SEQ", help="as held right after this event (device name or id prefix)")
+    point.add_argument("--diff", nargs=2, metavar=("P1", "P2"),
+                       help="what changed between two points (TIME or AUTHOR:SEQ)")
+    what = c.add_mutually_exclusive_group()
+    what.add_argument("--setting", metavar="S",
+                      help="how the setting's value, confidence and source changed, event by event")
+    what.add_argument("--memory", metavar="ID", help="how the memory entry changed, event by event")
+    context_option(c)
+    c.add_argument("--every", action="store_true", help="with --setting or --memory: every event, not only changes")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_replay)
 
 
-def _now_of(log: Log, point: Point, n: int) -> int:
-    """When a point's lookups are read: its time, the arrival of its event, or now for everything."""
-    if point.until is not None:
-        return point.until
-    if point.at is not None:
-        return log.arrival[log.order[n - 1]]
-    return time.time_ns() // 1_000_000
+def cmd_replay(args) -> int:
+    if not args.rebuild:
+        from agentlog.cli import replay_scratch
+        from agentlog.store import pref_lookup
+
+        return replay_scratch.run(args, pref_lookup.checked_context(context(args.context)))
+    if args.until or args.at or args.diff or args.setting or args.memory or args.context or args.every:
+        raise UsageError("--rebuild folds the live views again; it takes no point, setting or memory")
+    return _rebuild(args)
 
 
-def _state(live: LiveLog, log: Log, point: Point):
-    now = _now_of(log, point, log.prefix(point))
-    return replay(live, point, log, keep=lambda scratch: rh.state_of(scratch, live.device, now))
+def _rebuild(args) -> int:
+    """Drop every live view, fold it again from the log, and say whether each digest came out the same."""
+    import time
 
+    from agentlog.progress import Progress
 
-def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
-    start = time.perf_counter()
-    done, state = _state(live, log, point)
-    elapsed = time.perf_counter() - start
-    doc = {"point": point.text, "until_ms": point.until, "held_at": iso(done.time_ms) if done.time_ms else None,
-           "events": done.events, "held": done.held, "from_snapshot": done.base, "fold_s": round(elapsed, 6),
-           "frontier": {live.name_of(a): seq for a, seq in sorted(done.frontier.items())},
-           "views": {name: {"version": v["version"], "digest": v["digest"].hex()} for name, v in done.views.items()},
-           "prefs": [a.to_json() for _, a in sorted(state.answers.items())],
-           "memory": [{"id": i.hex(), **e} for i, e in sorted(state.entries.items())]}
-    live_views = live.views() if point.until is None and point.at is None else None
-    if live_views is not None:
-        doc["same_as_live"] = all(live_views[n]["digest"].hex() == v["digest"] for n, v in doc["views"].items())
+    with open_home(args) as store:
+        before, total = store.views(), store.count()
+        with Progress("replay", enabled=not args.json) as progress:
+            start = time.perf_counter()
+            replayed = store.rebuild_views(lambda n: progress.update(n, total))
+            elapsed = time.perf_counter() - start
+            progress.update(replayed, replayed)
+        after = store.views()
+    views = {name: {"version": after[name]["version"], "before": before[name]["digest"].hex(),
+                    "after": after[name]["digest"].hex(), "same": before[name]["digest"] == after[name]["digest"]}
+             for name in after}
+    same = all(v["same"] for v in views.values()) and set(before) == set(after)
+    doc = {"events": replayed, "elapsed_s": round(elapsed, 6),
+           "events_per_s": round(replayed / elapsed) if elapsed else None, "views": views, "same": same}
     if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
-    doc = printable_doc(doc)
-    start = f" on {done.base}" if done.base else ""
-    print(f"replayed {done.events} of the {done.held} events this device holds{start}, as held at {point.text}"
-          f" (last arrival {doc['held_at'] or 'none'}), in a scratch space; the live store is untouched")
-    for name, v in doc["views"].items():
-        same = ""
-        if live_views is not None:
-            same = ": same as the live view" if live_views[name]["digest"].hex() == v["digest"] else \
-                f": DIFFERENT from the live view's {live_views[name]['digest'].hex()[:16]}"
-        print(f"view {name:<8} digest {v['digest'][:16]}{same}")
-    print("frontier: " + (", ".join(f"{n} {s}" for n, s in doc["frontier"].items()) or "nothing"))
-    for a in doc["prefs"]:
-        print(f"  {a['setting']:<24} {str(a['value']):<16} {a['source']:<9} {a['confidence']:.2f}"
-              f"{'  uncertain' if a['uncertain'] else ''}")
-    for e in doc["memory"]:
-        mark = "deleted" if e["deleted"] else e["type"]
-        print(f"  memory {e['id'][:12]} {mark:<11} {e['content'][:60]}")
-    return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
-
-
-def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
-    rows = [s.to_json(live.name_of) for s in steps]
-    if args.json:
-        print(json.dumps({"history": what, "events": len(rows), "changes": sum(r["changed"] for r in rows),
-                          "steps": rows}, indent=2))
-        return 0
-    shown = printable_doc(rows if args.every else [r for r in rows if r["changed"]])
-    events = [r for r in rows if not r["from_snapshot"]]
-    start = " after the compaction snapshot it starts from" if len(events) < len(rows) else ""
-    print(f"{what}: {len(events)} events touched it{start}, {sum(r['changed'] for r in events)} changed it"
-          f"{'' if args.every else ' (shown; --every for all)'}")
-    for r in shown:
-        cause = f"{r['event'][:12]} {r['device']}:{r['seq']} {r['kind']:<14} {r['time']}"
-        if r["from_snapshot"]:
-            cause = f"from the compaction snapshot {r['device']}:{r['seq']} ({r['event'][:12]}) of {r['time']}"
-        print(f"{'*' if r['changed'] else ' '} {cause}  {_summary(r)}")
-    return 0
-
-
-def _summary(r: dict) -> str:
-    if "source" in r:
-        flags = "".join(f" {f}" for f in ("uncertain", "stale_override") if r[f])
-        return f"{r['value']} ({r['source']}, {r['confidence']:.2f}{flags})"
-    if not r["exists"]:
-        return "(not held)"
-    conflicts = f" conflicts: {', '.join(r['conflicts'])}" if r["conflicts"] else ""
-    gone = " DELETED" if r["deleted"] else ""
-    return f"{r['type']} '{r['content'][:50]}' tags {','.join(r['tags']) or '-'} {r['confidence']:.2f}{gone}{conflicts}"
-
-
-def _print_diff(args, live: LiveLog, log: Log, points: list[Point]) -> int:
-    (first, before), (second, after) = _state(live, log, points[0]), _state(live, log, points[1])
-    doc = {"from": points[0].text, "to": points[1].text, "events": [first.events, second.events],
-           **rh.diff(before, after)}
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    doc = printable_doc(doc)
-    print(f"from {points[0].text} ({first.events} events held) to {points[1].text} ({second.events} events held):")
-    for s in doc["settings"]:
-        a, b = s["before"], s["after"]
-        print(f"  setting {s['setting']}: {a['value']} ({a['source']}) -> {b['value']} ({b['source']})")
-    for change, rows in doc["memory"].items():
-        for r in rows:
-            detail = f" ({', '.join(r['fields'])})" if change == "changed" else ""
-            print(f"  memory {r['id'][:12]} {change}{detail}")
-    if not doc["settings"] and not any(doc["memory"].values()):
-        print("  no setting's value or source and no memory entry changed")
-    return 0
+        print_json(doc)
+        return 0 if same else EXIT_PROBLEMS
+    rate = f"{doc['events_per_s']:,} events/s" if doc["events_per_s"] is not None else "too fast to time"
+    print(f"replayed {replayed} events in {elapsed:.3f} s ({rate})")
+    for name, v in views.items():
+        print(f"view {name:<8} digest {v['before'][:16]} before, {v['after'][:16]} after: "
+              f"{'same' if v['same'] else 'DIFFERENT'}")
+    print("every view folded to the same digest as before" if same else
+          "the views differ from what was stored before: the stored view was wrong or the fold is not deterministic")
+    return 0 if same else EXIT_PROBLEMS

@@ -3,7 +3,7 @@
 An AI agent's MCP client starts `agentlog mcp --home HOME` and calls these tools instead of
 shelling out to the CLI. One Store stays open for the server's life. Each tool is a thin
 wrapper over store.prefs or store.memory and returns the document the matching CLI command
-prints with --json, built by the same helpers in agentlog.cli.main, so an agent sees the same
+prints with --json, built by the same helpers in agentlog.documents, so an agent sees the same
 fields either way (a list comes wrapped in an object: a tool's structured result is one).
 The tool descriptions are written for the language model that reads them.
 
@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from agentlog.cli.main import _by_name, _contribution, _names, _status_doc
+from agentlog.documents import author_names, contribution, frontier_by_name, status_doc
 from agentlog.errors import AgentlogError, UsageError
 
 INSTRUCTIONS = """\
@@ -55,6 +55,8 @@ MemoryId = Annotated[str, Field(description="The entry's id (32 hex digits) as m
                                             "or a unique prefix of at least 4 hex digits.")]
 MemoryType = Annotated[str, Field(description="One of fact, preference, decision, finding, context, conversation.")]
 Confidence = Annotated[float, Field(description="How sure you are, from 0 to 1.")]
+Weight = Annotated[float, Field(description="1 is one ordinary observation; more for a stronger "
+                                           "signal (above 0, at most 1000000).")]
 
 
 def _event(eid: bytes) -> dict:
@@ -71,8 +73,7 @@ class Tools:
     # -- preferences: recording ---------------------------------------------------------
 
     def observe(self, setting: Setting, value: Value, context: Context = None,
-                weight: Annotated[float, Field(description="1 is one ordinary observation; more for a stronger "
-                                                           "signal (above 0, at most 1000000).")] = 1.0) -> dict[str, Any]:
+                weight: Weight = 1.0) -> dict[str, Any]:
         """Record that the user was seen using a value of a setting (they switched the theme to dark, they
         wrote in celsius). Observations are the main evidence get_preference learns from; one observation
         is weak, several agree into a confident preference. Returns the event id."""
@@ -136,23 +137,24 @@ class Tools:
         prefs, roster = self.store.prefs, self.store.roster()
         if explain:
             found = prefs.explain(setting, context, limit=limit)
-            contributions = [_contribution(c, roster) for c in found.contributions]
-            return {**found.answer.to_json(), "frontier": _by_name(roster, found.frontier), "contributions": contributions}
+            contributions = [contribution(c, roster) for c in found.contributions]
+            return {**found.answer.to_json(), "frontier": frontier_by_name(roster, found.frontier),
+                    "contributions": contributions}
         found = prefs.get(setting, context)
-        return {**found.answer.to_json(), "frontier": _by_name(roster, found.frontier)}
+        return {**found.answer.to_json(), "frontier": frontier_by_name(roster, found.frontier)}
 
     def list_preferences(self) -> dict[str, Any]:
         """Every setting this device knows of, each answered with no context, by name: the same fields as
         get_preference for each. Use it to get an overview of the user's preferences."""
         store = self.store
-        frontier = _by_name(store.roster(), store.frontier())
+        frontier = frontier_by_name(store.roster(), store.frontier())
         return {"settings": [{**a.to_json(), "frontier": frontier} for a in store.prefs.list()]}
 
     # -- memory ---------------------------------------------------------------------------
 
     def _written(self, entry_id: bytes, event: bytes) -> dict[str, Any]:
         return {"id": entry_id.hex(), "event": event.hex(),
-                "entry": self.store.memory.get(entry_id).to_json(_names(self.store))}
+                "entry": self.store.memory.get(entry_id).to_json(author_names(self.store))}
 
     def memory_put(self, content: Annotated[str, Field(description="What to remember, as a self-contained "
                                                                    "statement, e.g. \"Anna's birthday is 3 May\".")],
@@ -167,7 +169,7 @@ class Tools:
         putting a duplicate. Returns the new entry's id and the entry."""
         memory = self.store.memory
         entry_id = memory.put(content, type=type, tags=tags or (), confidence=confidence, scope=scope)
-        return {"id": entry_id.hex(), "entry": memory.get(entry_id).to_json(_names(self.store))}
+        return {"id": entry_id.hex(), "entry": memory.get(entry_id).to_json(author_names(self.store))}
 
     def memory_update(self, id: MemoryId,
                       content: Annotated[str | None, Field(description="The new content, replacing the old.")] = None,
@@ -213,7 +215,7 @@ class Tools:
         is null); conflicts: for a field two devices changed at the same time, all its standing values,
         the shown one first: settle it with memory_resolve."""
         memory = self.store.memory
-        return memory.get(memory.id(id)).to_json(_names(self.store))
+        return memory.get(memory.id(id)).to_json(author_names(self.store))
 
     def memory_search(self, query: Annotated[str, Field(description="What you are looking for, in words.")],
                       k: Annotated[int, Field(description="How many hits at most (1 to 1000).")] = 10,
@@ -228,7 +230,7 @@ class Tools:
         returned. searched: how many entries were considered."""
         store = self.store
         found = store.memory.search(query, k, type=type, tag=tag, scope=scope, lexical=lexical)
-        names = _names(store)
+        names = author_names(store)
         return {"hits": [{"entry": h.entry.to_json(names), "score": round(h.score, 6)} for h in found.hits],
                 "model": found.model, "mode": found.mode, "searched": found.searched,
                 "reembedded": found.reembedded, "excluded": found.excluded}
@@ -237,7 +239,7 @@ class Tools:
         """Entries with a field that two devices changed at the same time, each with all its standing values
         (entry.conflicts). Check it now and then and settle each with memory_resolve, asking the user when the
         right value is not clear."""
-        names = _names(self.store)
+        names = author_names(self.store)
         return {"entries": [e.to_json(names) for e in self.store.memory.conflicts()]}
 
     # -- the device ---------------------------------------------------------------------------
@@ -248,7 +250,7 @@ class Tools:
         digests) and peers (each: state connected, partitioned or never; last_seen_ms; we_lack and they_lack:
         events each side was missing when last seen; error). Use it when the user asks whether their devices
         are in sync."""
-        return _status_doc(self.store, self.home_path)
+        return status_doc(self.store, self.home_path)
 
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)

@@ -138,7 +138,7 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
     """The setting's answer on `device` in `context` after each event of it held up to `point`.
 
     Raises:
-        UsageError: no event up to the point names the setting.
+        NotFoundError: no event up to the point names the setting.
     """
     n = log.prefix(point)
     decisions = {f.eid for f in log.events
@@ -171,7 +171,7 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
                      lambda a, b: (a["value"], a["source"]) == (b["value"], b["source"]))
     known = any(k == key for k, _ in base_rows.get("views.pref", ()))
     if not [s for s in steps if not s.start] and not known:
-        raise UsageError(f"no event held up to {point.text} names the setting {setting!r}")
+        raise NotFoundError(f"no event held up to {point.text} names the setting {setting!r}")
     return steps
 
 
@@ -220,7 +220,7 @@ def memory_history(log: Log, point: Point, entry_id: bytes) -> list[Step]:
     """The entry after each event of it held up to `point`.
 
     Raises:
-        UsageError: no event up to the point names the entry.
+        NotFoundError: no event up to the point names the entry.
     """
     def touches(f: Folded) -> bool:
         return f.kind in mr.KINDS and f.payload is not None and f.payload.entry == entry_id
@@ -228,7 +228,7 @@ def memory_history(log: Log, point: Point, entry_id: bytes) -> list[Step]:
     steps = _history(log, log.prefix(point), "memory", touches,
                      lambda view, txn, _now: memory_state(view.entry(txn, entry_id)), lambda a, b: a == b)
     if not [s for s in steps if not s.start] and entry_id not in _base_entries(log):
-        raise UsageError(f"no event held up to {point.text} names memory {entry_id.hex()}")
+        raise NotFoundError(f"no event held up to {point.text} names memory {entry_id.hex()}")
     return steps
 
 

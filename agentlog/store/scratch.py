@@ -328,7 +328,8 @@ class Log:
         """How many events of the held order `point` takes.
 
         Raises:
-            UsageError: an event not held, or a point before the base snapshot.
+            NotFoundError: an event not held.
+            UsageError: a point before the base snapshot.
         """
         base = self.base
         if point.at is not None:
@@ -340,7 +341,7 @@ class Log:
             if base is not None and seq <= base.covered.get(author, (0, 0))[1]:
                 raise UsageError(f"{point.text} is at or below the frontier of {base.text}: this store dropped "
                                  f"the events before it, so a replay starts there (points from {iso(base.time_ms)})")
-            raise UsageError(f"this device holds no event {point.text}")
+            raise NotFoundError(f"this device holds no event {point.text}")
         if point.until is None:
             return len(self.order)
         if base is not None and point.until < base.time_ms:

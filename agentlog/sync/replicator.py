@@ -639,6 +639,14 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
     return result
 
 
+def sync_once_blocking(store: Store, addr: str, *, timeout: float = 60.0,
+                       progress: Callable[[int, int], None] | None = None,
+                       snapshot_progress: Callable[[int, int], None] | None = None) -> SyncResult:
+    """`sync_once` as a blocking call, for a caller that runs no trio of its own (the CLI)."""
+    return trio.run(partial(sync_once, store, addr, timeout=timeout, progress=progress,
+                            snapshot_progress=snapshot_progress))
+
+
 def _remote(stream) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]

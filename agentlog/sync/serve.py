@@ -73,6 +73,12 @@ def _printable_fields(logger, method: str, event: dict) -> dict:
     return printable_doc(event, LOG_FIELD_LIMIT)
 
 
+def run(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
+        policy: Policy | None = None) -> None:
+    """`serve` as a blocking call, for a caller that runs no trio of its own (the CLI)."""
+    trio.run(serve, store, listen, peers, heartbeat, policy)
+
+
 async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
                 policy: Policy | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states;

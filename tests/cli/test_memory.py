@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentlog.cli import main as cli
+from agentlog.cli import memory as cli_memory
 from agentlog.memory import reducer as mr
 from agentlog.memory.api import SearchResult
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
@@ -184,10 +185,10 @@ def test_embeddings_given_with_an_entry(laptop, tmp_path):
 
 
 def test_search_notes_name_the_counts():
-    notes = cli._search_notes(SearchResult((), "m-384", "semantic", 9, reembedded=3, excluded=1))
+    notes = cli_memory._search_notes(SearchResult((), "m-384", "semantic", 9, reembedded=3, excluded=1))
     assert notes == ["3 entries embedded by another model were embedded again with m-384",
                      "1 entry left out: its embedding claims model m-384 but has the wrong size"]
-    assert cli._search_notes(SearchResult((), "m", "semantic", 2, reembedded=0, excluded=2)) == [
+    assert cli_memory._search_notes(SearchResult((), "m", "semantic", 2, reembedded=0, excluded=2)) == [
         "2 entries left out: their embedding claims model m but has the wrong size"]
 
 

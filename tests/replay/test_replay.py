@@ -217,14 +217,14 @@ def test_the_command_replays_without_touching_the_live_store(scenario):
 @pytest.mark.parametrize("args,message,code", [
     (("--until", "yesterday"), "neither epoch milliseconds nor ISO 8601", 2),
     (("--at", "nobody:3"), "no device is named", 4),
-    (("--at", "laptop:99999"), "holds no event laptop:99999", 2),
+    (("--at", "laptop:99999"), "holds no event laptop:99999", 4),
     (("--at", "laptop"), "must be AUTHOR:SEQ", 2),
-    (("--setting", "no.such"), "names the setting 'no.such'", 2),
+    (("--setting", "no.such"), "names the setting 'no.such'", 4),
     (("--memory", "abcdef"), "no memory whose id starts with abcdef", 4),
     (("--rebuild", "--setting", "ui.theme"), "takes no point", 2),
 ])
 def test_bad_input_is_one_line_and_exit_2_or_4(scenario, args, message, code):
-    """Bad input exits 2, a device or memory that is not found 4; one line, the store unchanged."""
+    """Bad input exits 2, a device, event, setting or memory that is not found 4; one line, the store unchanged."""
     path = store_path(scenario, "laptop")
     before = files_digest(path)
     done = agentlog("--home", str(scenario["tmp"] / "laptop"), "replay", *args)

@@ -215,7 +215,7 @@ def test_agentlog_compact_reports_and_refuses_a_bad_horizon(tmp_path):
 
 
 def test_explain_names_a_snapshot_summary_with_its_day_and_event_count(family):
-    from agentlog.cli.main import _contribution
+    from agentlog.documents import contribution
 
     f = family
     observe_days(f, 8)
@@ -223,7 +223,7 @@ def test_explain_names_a_snapshot_summary_with_its_day_and_event_count(family):
     explained = f.laptop.prefs.explain("s0", limit=1000)
     summaries = [c for c in explained.contributions if c.kind == "summary"]
     assert summaries and all(c.effective_ms % DAY == 0 and c.time_ms >= 1 for c in summaries)
-    shown = _contribution(summaries[0], f.laptop.roster())
+    shown = contribution(summaries[0], f.laptop.roster())
     assert shown["author"] == "(summary)" and shown["events"] == summaries[0].time_ms
     assert shown["time"].endswith("00:00:00Z") or "T00:00" in shown["time"]
 

@@ -1,0 +1,53 @@
+"""`agentlog status`: this device, its group, what it holds, and its peers (agentlog.documents.status_doc)."""
+
+from __future__ import annotations
+
+from agentlog.cli.common import home_path, open_home, print_json, shown
+
+
+def register(sub, common) -> None:
+    c = sub.add_parser("status", help="this device, its group, what it holds, and its peers")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_status)
+
+
+def cmd_status(args) -> int:
+    from agentlog.documents import status_doc
+
+    with open_home(args) as store:
+        doc = status_doc(store, home_path(args))
+    if args.json:
+        print_json(doc)
+        return 0
+    doc = shown(doc)
+    print(f"device {doc['name']} ({doc['device'][:16]}) in group {(doc['group'] or 'none (not joined yet)')[:16]}")
+    print(f"{doc['events']} events")
+    if doc["payloads_missing"]:
+        print(f"{doc['payloads_missing']} events held without their payload (a peer withheld them): "
+              "views lack them until a peer supplies them")
+    if doc["signatures_damaged"]:
+        n = doc["signatures_damaged"]
+        print(f"{n} event{'' if n == 1 else 's'} with damaged signature bytes (a peer garbled them; the author's "
+              "later signed event proves the content): asked of peers again")
+    if doc["compaction"]["snapshot"]:
+        dropped = ", ".join(f"{name} to seq {seq}" for name, seq in doc["compaction"]["truncated"].items())
+        print(f"compacted: snapshot {doc['compaction']['snapshot'][:16]}; dropped {dropped or 'nothing yet'}")
+    for name, h in doc["heads"].items():
+        print(f"  {name:<16} seq {h['seq']}")
+    for f in doc["forks"]:
+        print(f"  fork: {f['author'][:16]} seq {f['seq']}")
+    for name, v in doc["views"].items():
+        print(f"view {name} v{v['version']} digest {v['digest'][:16]}")
+    for p in doc["peers"]:
+        seen = _ago(p["last_seen_ms"]) if p["last_seen_ms"] else "never"
+        lag = f"we lack {p['we_lack']}, they lack {p['they_lack']}" if p["state"] != "never" else ""
+        print(f"peer {p['name'] or '?':<12} {p['address'] or '-':<22} {p['state']:<11} seen {seen:<12} {lag}"
+              + (f" ({p['error']})" if p["error"] else ""))
+    return 0
+
+
+def _ago(ms: int) -> str:
+    import time
+
+    s = max(0.0, time.time() - ms / 1000)
+    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else f"{s / 3600:.0f} h ago"

@@ -1,0 +1,115 @@
+"""`agentlog serve` and `agentlog sync`: the background replicator, and one round with a peer.
+
+Both run through blocking entry points of agentlog.sync (serve.run, replicator.sync_once_blocking):
+the CLI itself never imports trio.
+"""
+
+from __future__ import annotations
+
+from agentlog.cli.common import open_home, print_json, require_group, shown
+from agentlog.cli.compact import compaction_policy
+from agentlog.errors import AgentlogError, PeerError, SnapshotError, StoreError, UsageError
+
+
+def register(sub, common) -> None:
+    c = sub.add_parser("serve", help="run the background replicator: listen, dial peers, stay in sync")
+    c.add_argument("--listen", metavar="HOST:PORT", help="accept peers here (port 0: any free port)")
+    c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                   help="also dial this peer (repeat); `agentlog peers add` remembers peers")
+    c.add_argument("--heartbeat", type=float, default=5.0, metavar="S", help="seconds between heartbeats (default 5)")
+    c.add_argument("--compact-events", type=int, default=1_000_000, metavar="N",
+                   help="compact when the log holds N events or more (default 1000000; 0: never by count)")
+    c.add_argument("--compact-mb", type=float, default=1024.0, metavar="MB",
+                   help="compact when the store uses MB megabytes or more (default 1024; 0: never by size)")
+    c.add_argument("--horizon", type=float, default=30.0, metavar="DAYS",
+                   help="for compaction: leave out devices silent this many days (default 30)")
+    c.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
+    c.add_argument("peer", metavar="HOST:PORT")
+    c.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="give up after S seconds in which nothing moved (default 60)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_sync)
+
+
+def cmd_serve(args) -> int:
+    from agentlog.store.peers import parse_address
+    from agentlog.sync import serve
+
+    listen = parse_address(args.listen, listen=True) if args.listen else None
+    for peer in args.peer:
+        parse_address(peer)
+    if args.heartbeat <= 0:
+        raise UsageError("--heartbeat must be a positive number of seconds")
+    policy = compaction_policy(args)
+    with open_home(args) as store:
+        require_group(store)
+        if listen is None and not args.peer and not store.peer_book.addresses():
+            raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
+        damage = store.structure_problems()
+        if damage:
+            raise StoreError(f"{damage[0]} ({len(damage)} problems): run agentlog verify")
+        serve.configure_logging()
+        try:
+            serve.run(store, listen, args.peer, args.heartbeat, policy)
+        except (OSError, AgentlogError, BaseExceptionGroup) as exc:
+            raise _serve_failure(exc, args.listen) from None
+    return 0
+
+
+def _serve_failure(exc: BaseException, listen: str | None) -> AgentlogError:
+    """One line for what stopped `serve`: the store, a file it writes, or the listening socket."""
+    found = _inner(exc, AgentlogError)
+    if found is not None:
+        return StoreError(f"serve stopped: {found}") if isinstance(found, StoreError) else found
+    failure = _inner(exc, OSError)
+    if failure is None:
+        raise exc
+    if failure.filename:
+        return StoreError(f"serve stopped: cannot write {failure.filename}: {failure.strerror or failure}")
+    if listen is None:
+        return UsageError(f"serve stopped: {failure.strerror or failure}")
+    return UsageError(f"cannot listen on {listen}: {failure.strerror or failure}")
+
+
+def _inner(exc: BaseException, kind: type):
+    """The first `kind` exception in `exc` (trio wraps failures in exception groups), or None."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _inner(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def cmd_sync(args) -> int:
+    from agentlog.progress import Progress
+    from agentlog.store.peers import parse_address
+    from agentlog.sync import replicator, serve
+
+    parse_address(args.peer)
+    serve.configure_logging(quiet=True)
+    with open_home(args) as store:
+        require_group(store)
+        before = store.count()
+        with Progress("sync", enabled=not args.json) as progress, \
+                Progress("snapshot bytes", enabled=not args.json) as snapshot_progress:
+            try:
+                result = replicator.sync_once_blocking(store, args.peer, timeout=args.timeout,
+                                                       progress=progress.update,
+                                                       snapshot_progress=snapshot_progress.update)
+            except SnapshotError as exc:       # the peer's snapshot did not hold: a peer problem (exit 3)
+                raise PeerError(str(exc), args.peer) from None
+        doc = {"peer": store.roster().name_of(result.peer), "device": result.peer.hex(), "address": result.address,
+               "received": result.received, "sent": result.sent, "events": store.count(),
+               "new": store.count() - before, "bootstrapped": result.bootstrapped}
+    if args.json:
+        print_json(doc)
+    else:
+        start = "started from its snapshot, " if result.bootstrapped else ""
+        print(f"synced with {shown(doc['peer'])} at {doc['address']}: {start}received {doc['received']} events, "
+              f"sent {doc['sent']}; this device now holds {doc['events']}")
+    return 0

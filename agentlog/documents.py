@@ -1,0 +1,69 @@
+"""The JSON documents the CLI prints with --json and the MCP server returns: one builder each, so an
+agent sees the same fields either way. Devices appear by name, with their ids beside where it matters.
+
+Imported by agentlog.cli (inside its handlers) and agentlog.mcp; imports the parts below them.
+"""
+
+from __future__ import annotations
+
+from agentlog.log.event import MAX_SEQ
+from agentlog.store.peers import Peers, behind
+from agentlog.text import iso
+
+
+def frontier_by_name(roster, frontier: dict[bytes, int]) -> dict[str, int]:
+    """A frontier (author id -> seq) keyed by the authors' names."""
+    return {roster.name_of(a): seq for a, seq in sorted(frontier.items())}
+
+
+def contribution(c, roster) -> dict:
+    """One event (or a snapshot's summary of one day's evidence) that decided a preference, as --explain lists it."""
+    if c.kind == "summary":          # a snapshot's sum of one day's evidence (time_ms holds how many events)
+        return {"id": c.eid.hex(), "author": "(summary)", "author_id": None, "kind": "summary", "value": c.value,
+                "time": iso(c.effective_ms), "effective_time": iso(c.effective_ms), "events": c.time_ms,
+                "weight": None if c.weight is None else round(c.weight, 4)}
+    return {"id": c.eid.hex(), "author": roster.name_of(c.author), "author_id": c.author.hex(), "kind": c.kind,
+            "value": c.value, "time": iso(c.time_ms), "effective_time": iso(c.effective_ms),
+            "weight": None if c.weight is None else round(c.weight, 4)}
+
+
+def author_names(store) -> dict[bytes, str]:
+    """Device id -> name, for memory entries' authors (Entry.to_json)."""
+    return {device: member.name for device, member in store.roster().members.items()}
+
+
+def status_doc(store, home_path) -> dict:
+    """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers."""
+    roster, heads = store.roster(), store.heads()
+    return {
+        "device": store.device.hex(), "name": store.name, "home": str(home_path),
+        "group": store.group.hex() if store.group else None, "events": store.count(),
+        "payloads_missing": store.withheld_count(),
+        "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
+        "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
+        "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
+        "views": {name: {"version": v["version"], "digest": v["digest"].hex(),
+                         "frontier": frontier_by_name(roster, v["frontier"])}
+                  for name, v in store.views().items()},
+        "peers": peer_status(store, roster),
+        "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
+                       "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
+    }
+
+
+def peer_status(store, roster) -> list[dict]:
+    """Each known peer: state (connected|partitioned|never), last seen, events behind each way."""
+    book, ours = Peers(store), store.frontier()
+    out, addresses = [], set()
+    for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
+        # a peer's claims count only for enrolled authors and seqs an event may hold (a rogue or old claim does not)
+        claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
+        we_lack, they_lack = behind(ours, claims)
+        addresses.add(s.address)
+        out.append({"device": device.hex(), "name": roster.name_of(device), "address": s.address, "state": s.state,
+                    "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack, "error": s.error})
+    for addr in book.addresses():
+        if addr not in addresses:
+            out.append({"device": None, "name": "", "address": addr, "state": "never", "last_seen_ms": 0,
+                        "we_lack": None, "they_lack": None, "error": ""})
+    return out
