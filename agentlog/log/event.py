@@ -199,9 +199,10 @@ _HEADER_READER = Reader(
 )
 
 
-_PEEK_READER = Reader(
+PEEK_READER = Reader(
     _schema.Header, ("lamport", "time", "kind", "payloadCodec", "clock"), nested={"clock": _CLOCK_READER}
 )
+"""Reads only what folding a stored record needs (see `peek_record`); for records the store validated."""
 
 
 def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ...]]:
@@ -209,7 +210,7 @@ def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ..
 
     For replaying records the store validated when it accepted them; never for input from outside.
     """
-    return _PEEK_READER.read_stored(record[: -crypto.SIG_LEN], "header")
+    return PEEK_READER.read_stored(record[: -crypto.SIG_LEN], "header")
 
 
 def check_shape(h: Header) -> None:

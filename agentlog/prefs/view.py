@@ -28,8 +28,7 @@ from typing import Any, NamedTuple
 from agentlog import crypto
 from agentlog.errors import EventError
 from agentlog.log import payloads
-from agentlog.log.event import _PEEK_READER as _PEEK
-from agentlog.log.event import Header, decode_header
+from agentlog.log.event import PEEK_READER, Header, decode_header
 from agentlog.log.kinds import MEMORY_KINDS
 from agentlog.prefs import reducer as pr
 
@@ -586,7 +585,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     """
     kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
     decoded: dict[tuple[str, bytes], Any] = {}
-    peek, unpack, blake2b, sig = _PEEK.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
+    peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
         stored = iter(pcur)                          # payloads share the events' keys: read them alongside
         pkey, pvalue = next(stored, (None, None))

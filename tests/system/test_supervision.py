@@ -221,13 +221,13 @@ def _inject_into_ingest(monkeypatch, store: Store) -> None:
 
 def _inject_into_protocol(monkeypatch, store: Store) -> None:
     """A bug in the step that takes a batch, on `store`'s side of the link only."""
-    step = protocol._STEPS[messages.Events]
+    step = protocol.Connection.STEPS[messages.Events]
 
     def failing(conn, msg, now):
         if conn.me == store.device:
             raise AttributeError("'NoneType' object has no attribute 'frontier'")
         return step(conn, msg, now)
-    monkeypatch.setitem(protocol._STEPS, messages.Events, failing)
+    monkeypatch.setitem(protocol.Connection.STEPS, messages.Events, failing)
 
 
 @pytest.mark.parametrize("inject", [_inject_into_ingest, _inject_into_protocol], ids=["ingest", "protocol step"])
