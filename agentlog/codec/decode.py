@@ -1,6 +1,6 @@
 """A pure-Python Cap'n Proto decoder for agentlog's structs, laid out from the schema.
 
-The mirror of capnp_encode: each struct gets a small Python function, generated once
+The mirror of encode.py: each struct gets a small Python function, generated once
 from its schema node (section sizes, data offsets, pointer slots, union
 discriminants, list element sizes), that reads one struct with struct.unpack_from
 and follows its pointers through the helpers below. It reads bytes from untrusted

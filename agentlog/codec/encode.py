@@ -8,7 +8,7 @@ data and pointer sections in one struct.pack call; the message is one join of pa
 
 Output is one segment, unpacked, with every object placed after its parent in the
 order the fields are given: pycapnp's builders allocate in the same order, so set
-in that order they give the same bytes. capnp_decode.py is the matching reader.
+in that order they give the same bytes. decode.py is the matching reader.
 """
 
 from __future__ import annotations
