@@ -427,7 +427,7 @@ def story(root: Path, t: Timings, daemons: list[Daemon], agents: list[Agent]) ->
     if trips:
         say(f"  ...and {t.rounds} more observations of ui.theme=light by day, each on the other device "
             f"{min(trips):.0f}–{max(trips):.0f} ms later")
-    wait_for(lambda: (laptop.store.peer_book.states().get(phone.store.device) or "?").state == "partitioned",
+    wait_for(lambda: getattr(laptop.store.peer_book.states().get(phone.store.device), "state", None) == "partitioned",
              "the laptop's status shows the phone partitioned", t.deadline, 0.05)
     say("  the laptop's `agentlog status`: peer phone partitioned, peer hub connected")
     wait_converged([laptop, hub], t.converge)
