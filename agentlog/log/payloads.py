@@ -245,7 +245,8 @@ _NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": LogPoint, 
 _ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES, "value_type": VALUE_TYPES}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
-    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint, SealedKey, GrantedKey)
+    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint, SealedKey,
+                GrantedKey)
 }
 
 

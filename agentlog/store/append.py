@@ -7,15 +7,15 @@ from __future__ import annotations
 from agentlog import crypto
 from agentlog.errors import UsageError
 from agentlog.log import payloads, sealing
-from agentlog.log.kinds import SCOPE_KINDS, is_sealed_scope
-from agentlog.log.scopes import ScopeEvent
 from agentlog.log.event import ClockEntry, HeaderWriter, decode_header, device_scope, event_id
+from agentlog.log.kinds import SCOPE_KINDS, is_sealed_scope
 from agentlog.log.roster import Roster
+from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, Head
 from agentlog.prefs.view import Folded
+from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
 from agentlog.store.signing import sign_many
-from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.views import drop_past_revocations, save_roster
 
 

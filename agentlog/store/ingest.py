@@ -12,15 +12,15 @@ from dataclasses import dataclass, replace
 from agentlog import crypto
 from agentlog.errors import DecodeError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
-from agentlog.log.kinds import SCOPE_KINDS
-from agentlog.log.scopes import ScopeEvent
 from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.kinds import SCOPE_KINDS
 from agentlog.log.roster import Roster
+from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import ledger
-from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
+from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
 
 

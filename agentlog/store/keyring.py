@@ -10,8 +10,6 @@ Content keys are opened with the device key in memory, per process, and never wr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from agentlog import crypto
 from agentlog.log import payloads, sealing
 from agentlog.log import scopes as scope_reducer
@@ -125,5 +123,3 @@ def unread_in(dbs: dict, txn) -> list[tuple[bytes, bytes]]:
     with txn.cursor(db=dbs["sealed.unread"]) as cur:
         return [(bytes(k), bytes(v)) for k, v in cur]
 
-
-OpenFn = Callable[[bytes, bytes, bytes], "bytes | None"]
