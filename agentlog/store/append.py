@@ -119,7 +119,8 @@ class _SealedWrites:
     @classmethod
     def prepare(cls, store, txn, pairs: list, roster: Roster) -> _SealedWrites:
         """Refuse a write to a sealed scope this device does not read; put a new scope.key before the first
-        write to a scope whose current key's sealed set differs from its effective readers (in `pairs`)."""
+        write to a scope whose current key's sealed set differs from its effective readers, or to a scope that
+        does not exist yet (created with this device as its first reader, as `scopes create` does), in `pairs`."""
         writes = cls(store, txn, roster)
         me = store.key.public
         for i, (payload, scope) in enumerate(list(pairs)):
@@ -129,11 +130,11 @@ class _SealedWrites:
             if scope is None or not is_sealed_scope(scope) or any(s == scope for _, s in pairs[:i]):
                 continue
             state = writes.scopes.get(scope)
-            readers = state.effective_readers(roster) if state else set()
+            readers = state.effective_readers(roster) if state else {me}      # the first write creates it
             if me not in readers:
                 raise UsageError(f"this device cannot read scope {scope!r}, so it cannot write to it: "
                                  f"a reader grants it with `agentlog scopes grant {scope} DEVICE`")
-            if state.needs_new_key(roster):
+            if state is None or state.needs_new_key(roster):
                 key_event = new_scope_key(scope, readers)
                 writes.inserted.add(id(key_event))
                 pairs.insert(pairs.index((payload, scope)), (key_event, "user"))
