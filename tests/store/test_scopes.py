@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentlog import crypto
 from agentlog.crypto import DeviceKey
@@ -13,6 +15,7 @@ from agentlog.errors import NotFoundError, ScopeError, UsageError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import ClockEntry, Header, seal
 from agentlog.store import devices
+from agentlog.store.keyring import scopes_in
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from tests.helpers.events import store_digest
@@ -269,3 +272,50 @@ def test_a_sealed_payload_that_does_not_open_is_carried_not_folded(home):
     report = verify_store(home.laptop)
     assert not report.ok
     assert [(p.author, p.seq) for p in report.problems if "does not open" in p.what] == [(home.phone.device, 1)]
+
+
+# -- determinism across devices with different grants -------------------------------------------------
+
+OPS = st.lists(st.tuples(st.sampled_from(["write", "sync", "grant", "revoke"]), st.integers(0, 2), st.integers(0, 2),
+                         st.sampled_from(["user", "health", "topic:home"])), min_size=4, max_size=18)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_devices_with_the_same_rights_hold_the_same_views(tmp_path_factory, ops):
+    """Writes in user and two sealed scopes, grants, revocations and syncs in any order; once every device
+    holds every event, devices that hold the same keys hold byte-identical views, and every device's views
+    equal what a rebuild from its log gives."""
+    h = Home(tmp_path_factory.mktemp("grants"))
+    stores = [h.laptop, h.phone, h.speaker]
+    try:
+        h.laptop.scopes.create("health")
+        h.laptop.scopes.create("topic:home")
+        h.meet()
+        for n, (op, a, b, scope) in enumerate(ops):
+            src, dst = stores[a], stores[b]
+            if op == "sync" and src is not dst:
+                sync(src, dst)
+            elif op == "write" and src.scopes.readable(scope):
+                src.prefs.observe(f"s{n % 3}", f"v{n}", scope=scope)
+                src.memory.put(f"note {n}", scope=scope)
+            elif op in ("grant", "revoke") and scope != "user" and src.scopes.readable(scope):
+                info = src.scopes.get(scope)
+                readers = {d for d, _ in info.readers}
+                if op == "grant" and dst.device not in readers:
+                    src.scopes.grant(scope, [dst.device])
+                elif op == "revoke" and dst.device in readers and len(readers) > 1:
+                    src.scopes.revoke(scope, dst.device)
+        h.meet()
+        rights = {}
+        for s in stores:
+            held = frozenset(s.keyring.keys(s.read(lambda txn, s=s: scopes_in(s.dbs, txn))))   # the keys it opens
+            rights.setdefault(held, []).append(digests(s))
+            live = digests(s)
+            s.rebuild_views()
+            assert digests(s) == live
+        for same in rights.values():
+            assert all(d == same[0] for d in same)
+    finally:
+        for s in stores:
+            s.close()
