@@ -122,13 +122,14 @@ class _SealedWrites:
         write to a scope whose current key's sealed set differs from its effective readers, or to a scope that
         does not exist yet (created with this device as its first reader, as `scopes create` does), in `pairs`."""
         writes = cls(store, txn, roster)
-        me = store.key.public
-        for i, (payload, scope) in enumerate(list(pairs)):
+        me, seen = store.key.public, set()
+        for payload, scope in list(pairs):
             if type(payload) in _SCOPE_PAYLOADS:
                 writes.scopes.check(_Pending(me, scope or "user", payloads.kind_of(payload)), payload, roster)
                 continue
-            if scope is None or not is_sealed_scope(scope) or any(s == scope for _, s in pairs[:i]):
+            if scope is None or not is_sealed_scope(scope) or scope in seen:
                 continue
+            seen.add(scope)
             state = writes.scopes.get(scope)
             readers = state.effective_readers(roster) if state else {me}      # the first write creates it
             if me not in readers:

@@ -11,6 +11,7 @@ Content keys are opened with the device key in memory, per process, and never wr
 from __future__ import annotations
 
 from agentlog import crypto
+from agentlog.errors import EventError
 from agentlog.log import payloads, sealing
 from agentlog.log import scopes as scope_reducer
 from agentlog.log.event import decode_header, peek_record
@@ -60,7 +61,7 @@ def rebuild_scopes(dbs: dict, txn, limits: dict[bytes, int]) -> Scopes:
                     continue
                 header = decode_header(bytes(record[: -crypto.SIG_LEN]))
                 payload = payloads.decode(header.kind, bytes(raw))
-            except Exception:  # noqa: BLE001 - the store validated it; a record it cannot read folds nothing
+            except EventError:                 # the store validated it; a record it cannot read folds nothing
                 continue
             scopes.add(ScopeEvent.of(header, crypto.blake2b256(bytes(record[: -crypto.SIG_LEN])), payload))
     save_scopes(dbs, txn, scopes)

@@ -319,3 +319,13 @@ def test_devices_with_the_same_rights_hold_the_same_views(tmp_path_factory, ops)
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_batch_to_a_new_scope_writes_one_key_first(home):
+    ids = home.phone.append_many([(payloads.Observation(setting="t", value=str(i)), "topic:new") for i in range(3)]
+                                 + [(payloads.Observation(setting="u", value="x"), "user")])
+    assert len(ids) == 4
+    kinds = [(e.header.kind, e.header.scope, e.header.payload_codec) for e in home.phone.events(home.phone.device)]
+    assert kinds[-5:] == [("scope.key", "user", "plain")] + [("observation", "topic:new", "sealed")] * 3 + [
+        ("observation", "user", "plain")]
+    assert [home.phone.get(i).header.kind for i in ids] == ["observation"] * 4
