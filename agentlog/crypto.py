@@ -2,6 +2,8 @@
 
 Ed25519 signs the 32-byte event id; BLAKE2b-256 gives ids and payload hashes; X25519
 key exchange and XChaCha20-Poly1305 secretstreams carry the sync handshake and its frames.
+A sealed scope's content keys travel in sealed boxes (crypto_box_seal to the X25519 form of
+a device's Ed25519 key) and seal payloads with XChaCha20-Poly1305-IETF.
 libsodium releases the GIL, so the store signs a big batch on several threads
 (agentlog/store/signing.py); this module starts none.
 """
@@ -22,6 +24,10 @@ ZERO_ID = bytes(ID_LEN)
 STREAM_HEADER_LEN = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
 STREAM_TAG_LEN = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
 STREAM_TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+CONTENT_KEY_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+NONCE_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+AEAD_TAG_LEN = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
+BOX_LEN = CONTENT_KEY_LEN + sodium.crypto_box_SEALBYTES          # a content key sealed to a device: 80 bytes
 
 
 def blake2b256(data: bytes) -> bytes:
@@ -60,6 +66,51 @@ class DeviceKey:
             return nacl.public.SealedBox(private).decrypt(sealed)
         except nacl.exceptions.CryptoError as exc:
             raise ValueError("sealed box does not open with this device's key") from exc
+
+    def open_box(self, box: bytes) -> bytes | None:
+        """A content key sealed to this device (crypto_box_seal_open with the X25519 form of its key pair),
+        or None when the box was not sealed to it or is damaged."""
+        if len(box) != BOX_LEN:
+            return None
+        secret = sodium.crypto_sign_ed25519_sk_to_curve25519(self._secret)
+        public = sodium.crypto_sign_ed25519_pk_to_curve25519(self.public)
+        try:
+            return sodium.crypto_box_seal_open(box, public, secret)
+        except nacl.exceptions.CryptoError:
+            return None
+
+
+def content_key() -> bytes:
+    """A fresh random content key for a scope's key epoch."""
+    return os.urandom(CONTENT_KEY_LEN)
+
+
+def seal_box(device: bytes, key: bytes) -> bytes:
+    """`key` sealed so that only `device` (an Ed25519 public key) opens it: crypto_box_seal to its X25519 form.
+
+    Raises:
+        ValueError: `device` is not a usable Ed25519 public key.
+    """
+    try:
+        return sodium.crypto_box_seal(key, sodium.crypto_sign_ed25519_pk_to_curve25519(device))
+    except (nacl.exceptions.CryptoError, nacl.exceptions.TypeError, TypeError) as exc:
+        raise ValueError("not a usable device key to seal to") from exc
+
+
+def aead_encrypt(key: bytes, plain: bytes, ad: bytes) -> bytes:
+    """A random 24-byte nonce followed by the XChaCha20-Poly1305-IETF ciphertext of `plain` under `key`, `ad`."""
+    nonce = os.urandom(NONCE_LEN)
+    return nonce + sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plain, ad, nonce, key)
+
+
+def aead_decrypt(key: bytes, sealed: bytes, ad: bytes) -> bytes | None:
+    """The plaintext of nonce ‖ ciphertext made by `aead_encrypt`, or None when it does not open with `key`, `ad`."""
+    if len(sealed) < NONCE_LEN + AEAD_TAG_LEN or len(key) != CONTENT_KEY_LEN:
+        return None
+    try:
+        return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(sealed[NONCE_LEN:], ad, sealed[:NONCE_LEN], key)
+    except nacl.exceptions.CryptoError:
+        return None
 
 
 def seal_to(device: bytes, secret: bytes) -> bytes:

@@ -98,6 +98,13 @@ class PayloadHashError(EventError):
     check = "payload"
 
 
+class ScopeError(EventError):
+    """A scope event or sealed event the scope rules refuse: a key sealed to a device not enrolled, a writer
+    who was never a reader of the scope, a scope event outside scope user or sealed itself."""
+
+    check = "scope"
+
+
 class ForkError(EventError):
     """A second, different event at one (author, epoch, seq): both are kept as proof."""
 

@@ -85,7 +85,8 @@ def _converter(cls: type):
 
 
 _SCALAR = {"str", "int", "bool", "Context", "tuple[str, ...]", "str | None", "int | None"}
-_CLASSES = (*payloads.KINDS.values(), payloads.MemoryField, payloads.HeadRef, payloads.LogPoint, payloads.SettingCut)
+_CLASSES = (*payloads.KINDS.values(), payloads.MemoryField, payloads.HeadRef, payloads.LogPoint, payloads.SettingCut,
+            payloads.SealedKey, payloads.GrantedKey)
 _FIELD_TYPES = {cls: {f.name: str(f.type) for f in dataclasses.fields(cls)} for cls in _CLASSES}
 _CONVERTERS: dict[type, Any] = {cls: _converter(cls) for cls in _CLASSES}
 _CONVERTERS[payloads.Embedding] = lambda v: {"model": v.model, "dims": len(v.vector)}

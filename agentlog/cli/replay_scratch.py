@@ -10,12 +10,14 @@ import json
 import time
 
 from agentlog.cli.exits import EXIT_PROBLEMS
+from agentlog.crypto import DeviceKey
 from agentlog.errors import UsageError
 from agentlog.prefs import reducer as pr
 from agentlog.progress import Progress
 from agentlog.replay import history as rh
 from agentlog.replay.points import point_of, resolve_point
-from agentlog.store.home import STORE_DIR
+from agentlog.store.home import STORE_DIR, read_key
+from agentlog.store.keyring import Keyring
 from agentlog.store.pref_lookup import check_home
 from agentlog.store.scratch import LiveLog, Log, Point, check_truncation, replay
 from agentlog.text import iso, printable_doc
@@ -30,7 +32,8 @@ def run(args, context: tuple[tuple[str, str], ...]) -> int:
     if args.setting and pr.setting_problem(args.setting):
         raise UsageError(pr.setting_problem(args.setting))
     path = check_home(args.home)
-    with LiveLog(path / STORE_DIR) as live:
+    keyring = Keyring(DeviceKey(read_key(args.home)[1]))      # sealed scopes fold as the live views fold them
+    with LiveLog(path / STORE_DIR, keyring=keyring) as live:
         points = [point_of(live, p) for p in args.diff] if args.diff else [resolve_point(live, args.until, args.at)]
         if args.setting or args.memory:
             check_truncation(live, live.name_of)

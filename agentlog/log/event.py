@@ -104,26 +104,26 @@ class HeaderWriter:
 
     def __init__(self, group: bytes, author: bytes, epoch: int, time_ms: int):
         self.group, self.author, self.epoch, self.time_ms = group, author, epoch, time_ms
-        self._templates: dict[tuple[str, str], tuple[bytes, int, int]] = {}
+        self._templates: dict[tuple[str, str, str], tuple[bytes, int, int]] = {}
 
     def encode(self, seq: int, prev: bytes, lamport: int, clock: tuple[ClockEntry, ...], scope: str, kind: str,
-               payload_hash: bytes, payload_len: int) -> bytes:
+               payload_hash: bytes, payload_len: int, codec: str = "plain") -> bytes:
         """Header bytes for these fields, after the readers' shape checks and size limit.
 
         Raises:
             DecodeError, SizeLimitError: what a reader would raise on these fields or bytes.
         """
         check_fields(self.group, self.author, self.epoch, seq, prev, lamport, clock, self.time_ms, scope, kind,
-                     payload_hash, payload_len, "plain")
-        template = None if clock else self._templates.get((scope, kind))
+                     payload_hash, payload_len, codec)
+        template = None if clock else self._templates.get((scope, kind, codec))
         if template is None:
             raw = _HEADER.encode((FORMAT_VERSION, self.group, self.author, self.epoch, seq, prev, lamport, self.time_ms,
-                                  scope, kind, payload_hash, payload_len, "plain", clock or None))
+                                  scope, kind, payload_hash, payload_len, codec, clock or None))
             if len(raw) > MAX_HEADER_BYTES:
                 raise SizeLimitError(f"header would be {len(raw)} bytes, over the limit of {MAX_HEADER_BYTES}",
                                      self.author, seq)
             if not clock:
-                self._templates[scope, kind] = (raw, _target(raw, "prev"), _target(raw, "payloadHash"))
+                self._templates[scope, kind, codec] = (raw, _target(raw, "prev"), _target(raw, "payloadHash"))
             return raw
         raw, prev_at, hash_at = template
         buf = bytearray(raw)

@@ -24,3 +24,25 @@ MAX_TAG_LEN = 64
 MAX_REASON_LEN = 1024
 MAX_EMBEDDING_DIM = 4096
 MAX_MODEL_LEN = 128
+
+SCOPE_KINDS = frozenset({"scope.key", "scope.grant"})
+USER_SCOPE = "user"
+DEVICE_SCOPE_PREFIX = "device:"
+MAX_SCOPE_LEN = 256
+MAX_READERS = 256              # a scope's readers: at most the devices a group can name in a clock
+MAX_GRANTED_KEYS = 4096        # keys handed over in one scope.grant: a scope's key epochs
+BOX_LEN = 80                   # a 32-byte content key in a crypto_box_seal
+
+
+def is_sealed_scope(scope: str) -> bool:
+    """Whether events of `scope` have sealed payloads: every scope but `user` and the `device:` overrides."""
+    return scope != USER_SCOPE and not scope.startswith(DEVICE_SCOPE_PREFIX)
+
+
+def scope_name_problem(scope: str) -> str | None:
+    """Why `scope` cannot name a sealed scope, or None."""
+    if not isinstance(scope, str) or not scope or len(scope) > MAX_SCOPE_LEN or not scope.isprintable():
+        return f"scope name must be 1 to {MAX_SCOPE_LEN} printable characters"
+    if not is_sealed_scope(scope):
+        return f"scope {scope[:40]!r} is not a sealed scope (not user, not device:...)"
+    return None

@@ -188,6 +188,31 @@ class EpochStart:
     branches: tuple[HeadRef, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SealedKey:
+    device: bytes
+    box: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScopeKey:
+    scope: str
+    readers: tuple[SealedKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GrantedKey:
+    key: bytes
+    box: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScopeGrant:
+    scope: str
+    device: bytes
+    keys: tuple[GrantedKey, ...] = ()
+
+
 KINDS: dict[str, type] = {
     "observation": Observation,
     "decision": Decision,
@@ -205,6 +230,8 @@ KINDS: dict[str, type] = {
     "device.revoke": DeviceRevoke,
     "snapshot": Snapshot,
     "epoch.start": EpochStart,
+    "scope.key": ScopeKey,
+    "scope.grant": ScopeGrant,
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in KINDS.items()}
 
@@ -214,11 +241,12 @@ def _camel(name: str) -> str:
 
 
 _NESTED = {"embedding": Embedding, "fields": MemoryField, "frontier": LogPoint, "views": ViewState, "branches": HeadRef,
-           "stable": LogPoint, "cuts": SettingCut}
+           "stable": LogPoint, "cuts": SettingCut, "readers": SealedKey, "keys": GrantedKey}
 _ENUMS = {"type": MEMORY_TYPES, "policy": POLICIES, "value_type": VALUE_TYPES}
 _FIELDS = {
     cls: tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
-    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint)
+    for cls in (*KINDS.values(), Embedding, MemoryField, HeadRef, ViewState, SettingCut, LogPoint, SealedKey,
+                GrantedKey)
 }
 
 
@@ -239,7 +267,7 @@ def _codecs(make: Callable, key_value) -> dict[type, Any]:
     embedding, head_ref, log_point = make(Embedding, {}), make(HeadRef, {}), make(LogPoint, {})
     nested = {"context": key_value, "embedding": embedding, "fields": make(MemoryField, {"embedding": embedding}),
               "frontier": log_point, "branches": head_ref, "stable": log_point, "views": make(ViewState, {}),
-              "cuts": make(SettingCut, {})}
+              "cuts": make(SettingCut, {}), "readers": make(SealedKey, {}), "keys": make(GrantedKey, {})}
     return {cls: make(cls, nested) for cls in KINDS.values()}
 
 
@@ -248,7 +276,8 @@ _READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": kinds.MAX_HALF_LIFE_MS,
            "until_seq": MAX_SEQ, "epoch": MAX_EPOCH, "seq": MAX_SEQ, "lamport": MAX_LAMPORT, "time": MAX_TIME_MS,
            "before": MAX_TIME_MS}
-_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16}
+_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16, "key": 32,
+            "box": kinds.BOX_LEN}
 MAX_NAME_LEN = 64                       # a device's name (devices.py) and a snapshot view's
 MAX_FIELD_UPDATES = 16                  # field changes in one memory.update
 MAX_LIST = 4096                         # a snapshot's frontier, stable points or cuts; an epoch start's branches
@@ -258,7 +287,7 @@ _TEXTS = {"setting": kinds.MAX_SETTING_LEN, "value": kinds.MAX_VALUE_LEN, "basel
 _ITEMS = {"context": kinds.MAX_CONTEXT_KEYS, "choices": kinds.MAX_CHOICES, "tags": kinds.MAX_TAGS,
           "tags_add": kinds.MAX_TAGS, "tags_remove": kinds.MAX_TAGS, "vector": kinds.MAX_EMBEDDING_DIM,
           "frontier": MAX_LIST, "stable": MAX_LIST, "cuts": MAX_LIST, "branches": MAX_LIST, "views": MAX_LIST,
-          "fields": MAX_FIELD_UPDATES}
+          "fields": MAX_FIELD_UPDATES, "readers": kinds.MAX_READERS, "keys": kinds.MAX_GRANTED_KEYS}
 _ITEM_LEN = {"context": kinds.MAX_CONTEXT_LEN, "choices": kinds.MAX_VALUE_LEN, "tags": kinds.MAX_TAG_LEN,
              "tags_add": kinds.MAX_TAG_LEN, "tags_remove": kinds.MAX_TAG_LEN}
 
@@ -355,7 +384,7 @@ def _decoded_problem(obj: Any) -> str | None:
 
 _CHECKED = {
     cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n in _TEXTS
-               or n in _ITEMS or n == "content")
+               or n in _ITEMS or n in ("content", "scope"))
     for cls, names in _FIELDS.items()
 }
 
@@ -381,6 +410,12 @@ def _field_problem(name: str, value: Any) -> str | None:
         return "embedding holds a non-finite number"
     if name in _ENUMS and value not in _ENUMS[name]:
         return f"{name} {value!r} is not one of {', '.join(_ENUMS[name])}"
+    if name == "scope":
+        return kinds.scope_name_problem(value)
+    if name in ("readers", "keys"):
+        names = [item.device if name == "readers" else item.key for item in value]
+        if len(set(names)) != len(names):
+            return f"{name} names one {'device' if name == 'readers' else 'key'} twice"
     return None
 
 

@@ -275,8 +275,16 @@ class Memory:
         entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
         entry = self._store.read(lambda txn: self._store.memory_view.entry(txn, entry_id))
         if entry is None or entry.origin is None:
-            raise NotFoundError(f"no memory {entry_id.hex()} on this device")
+            raise NotFoundError(f"no memory {entry_id.hex()} on this device{self._unreadable()}")
         return entry
+
+    def _unreadable(self) -> str:
+        """What a 'not found' adds when this device holds sealed events it cannot read: the entry may be there."""
+        names = self._store.scopes.unread()
+        if not names:
+            return ""
+        return (f"; it may be in a scope this device cannot read: this device cannot read scope "
+                f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
 
     def _visible(self, entry_id: bytes | str) -> Entry:
         entry = self._entry(entry_id)
@@ -309,7 +317,7 @@ class Memory:
             return found
         found = self._store.read(read)
         if not found:
-            raise NotFoundError(f"no memory whose id starts with {text} on this device")
+            raise NotFoundError(f"no memory whose id starts with {text} on this device{self._unreadable()}")
         if len(found) > 1:
             raise InvalidValueError(f"memory id prefix {text} is ambiguous: give more digits")
         return found[0]

@@ -15,6 +15,7 @@ from functools import lru_cache
 from agentlog.errors import InvalidValueError, NotFoundError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
+from agentlog.log.event import MAX_SCOPE_LEN
 from agentlog.prefs import reducer as pr
 from agentlog.prefs.reducer import Answer, Contribution
 
@@ -87,15 +88,18 @@ class Preferences:
             raise InvalidValueError(f"{setting}: {problem}")
         return value
 
-    def observe(self, setting: str, value: str, context: ContextArg = None, weight: float = 1.0) -> bytes:
-        """Record that the user was seen using `value`; weight 1.0 is one ordinary observation."""
+    def observe(self, setting: str, value: str, context: ContextArg = None, weight: float = 1.0, *,
+                scope: str = "user") -> bytes:
+        """Record that the user was seen using `value`; weight 1.0 is one ordinary observation. A sealed
+        `scope` (e.g. health) is read only by its readers."""
         if not 0 < weight <= 1_000_000:
             raise InvalidValueError(f"weight {weight} must be above 0 and at most 1000000")
         return self._store.append(payloads.Observation(setting=setting, value=self._value(setting, value),
-                                                       context=context_of(context), weight_milli=round(weight * 1000)))
+                                                       context=context_of(context), weight_milli=round(weight * 1000)),
+                                  scope=_scope(scope))
 
     def decide(self, setting: str, value: str, confidence: float = 0.5, context: ContextArg = None,
-               reason: str = "") -> bytes:
+               reason: str = "", *, scope: str = "user") -> bytes:
         """Record the agent's choice and how sure it was (0..1); returns the decision's id for corrections."""
         if not 0 <= confidence <= 1:
             raise InvalidValueError(f"confidence {confidence} must be between 0 and 1")
@@ -106,22 +110,27 @@ class Preferences:
                 context=context_of(context),
                 confidence_bp=round(confidence * 10000),
                 reason=reason,
-            )
+            ),
+            scope=_scope(scope),
         )
 
-    def correct(self, decision: bytes | str, value: str, reason: str = "") -> bytes:
-        """Record that the user corrected decision `decision` (its event id: 32 bytes or 64 hex digits) to `value`."""
+    def correct(self, decision: bytes | str, value: str, reason: str = "", *, scope: str | None = None) -> bytes:
+        """Record that the user corrected decision `decision` (its event id: 32 bytes or 64 hex digits) to `value`;
+        in `scope`, by default the decision's own (a correction of a health decision stays in health)."""
         decision = id_bytes(decision, "decision id")
         chosen = self._store.decision(decision)
         if chosen is None:
             raise NotFoundError(f"{decision.hex()} names no decision held on this device")
+        if scope is None:
+            event = self._store.get(decision)
+            scope = event.header.scope if event is not None else "user"
         return self._store.append(payloads.Correction(decision=decision, value=self._value(chosen.setting, value),
-                                                      reason=reason))
+                                                      reason=reason), scope=_scope(scope))
 
-    def set(self, setting: str, value: str, context: ContextArg = None) -> bytes:
+    def set(self, setting: str, value: str, context: ContextArg = None, *, scope: str = "user") -> bytes:
         """Record the user's explicit statement: it outranks learned evidence until a later statement."""
         return self._store.append(payloads.PrefSet(setting=setting, value=self._value(setting, value),
-                                                   context=context_of(context)))
+                                                   context=context_of(context)), scope=_scope(scope))
 
     def forget(self, setting: str) -> bytes:
         """Drop everything learned and stated about `setting` so far (overrides and configuration stay)."""
@@ -240,3 +249,14 @@ class Preferences:
             view = self._store.pref_view
             return [view.setting(txn, name) for name in view.names(txn)]
         return [pr.answer(s, device, (), now) for s in self._store.read(read)]
+
+
+def _scope(scope) -> str:
+    """A scope a preference event may be written in: `user` or a sealed scope's name."""
+    if scope == "user":
+        return scope
+    if not isinstance(scope, str) or not scope or len(scope) > MAX_SCOPE_LEN or not scope.isprintable() \
+            or scope.startswith("device:"):
+        raise InvalidValueError(f"scope must be user or a sealed scope's name (1 to {MAX_SCOPE_LEN} printable "
+                                "characters, not device:...)")
+    return scope

@@ -576,9 +576,11 @@ class PrefView:
         return h.digest()
 
 
-def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None = None) -> Iterator[Folded]:
+def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None = None,
+                    opener: Callable[[bytes, bytes, bytes], bytes | None] | None = None) -> Iterator[Folded]:
     """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped,
     and so are a revoked device's events past its revocation seq (`limits`: device -> last seq that counts).
+    A sealed payload is folded when `opener(event key, header bytes, envelope)` gives its plain bytes.
 
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
@@ -598,7 +600,10 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
                 payload = None
-                if kind in kinds and codec == "plain" and pkey == key:
+                if kind in kinds and codec == "sealed" and pkey == key and opener is not None:
+                    plain = opener(key, header, pvalue)
+                    payload = None if plain is None else payloads.decode(kind, plain)
+                elif kind in kinds and codec == "plain" and pkey == key:
                     payload = decoded.get((kind, pvalue))
                     if payload is None:
                         payload = payloads.decode(kind, pvalue)

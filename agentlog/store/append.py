@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from agentlog import crypto
 from agentlog.errors import UsageError
-from agentlog.log import payloads
+from agentlog.log import payloads, sealing
 from agentlog.log.event import ClockEntry, HeaderWriter, decode_header, device_scope, event_id
+from agentlog.log.kinds import SCOPE_KINDS, is_sealed_scope
 from agentlog.log.roster import Roster
+from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, Head
 from agentlog.prefs.view import Folded
+from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
 from agentlog.store.signing import sign_many
 from agentlog.store.views import drop_past_revocations, save_roster
@@ -22,6 +25,7 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     group = txn.get(b"group", db=db["meta"])
     if group is None:
         raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+    sealed = _SealedWrites.prepare(store, txn, pairs, roster) if _touches_scopes(pairs) else None
     raw_head = txn.get(me, db=db["heads"])
     head = head_from(raw_head) if raw_head else Head(0, 0, crypto.ZERO_ID)
     member = roster.members.get(me)
@@ -43,8 +47,14 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         seq += 1
         lamport += 1
         scope = scope or (device_scope(me) if kind.startswith("override.") else "user")
-        header_bytes = headers.encode(seq, prev, lamport, clock, scope, kind, crypto.blake2b256(body), len(body))
+        codec = "plain"
+        if sealed is not None and is_sealed_scope(scope):
+            body, codec = sealed.seal(scope, kind, body), "sealed"
+        header_bytes = headers.encode(seq, prev, lamport, clock, scope, kind, crypto.blake2b256(body), len(body),
+                                      codec)
         prev = event_id(header_bytes)
+        if kind in SCOPE_KINDS:
+            sealed.add(decode_header(header_bytes), prev, payload)
         folded.append(Folded(me, epoch, seq, lamport, headers.time_ms, kind, clock, prev, payload, scope))
         clock = ()
         rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
@@ -59,10 +69,14 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     txn.put(b"own_clock", pack_clock(seen), db=db["meta"])
     if roster_changed:
         save_roster(db, txn, roster)
+    if sealed is not None or (roster_changed and has_scopes(db, txn)):
+        (sealed or _SealedWrites(store, txn, roster)).save(roster)
     store.pref_view.fold(txn, folded)
     store.memory_view.fold(txn, folded)
     if roster_changed:
         drop_past_revocations(store, txn)
+    if sealed is not None and sealed.inserted:
+        return [row[2] for row, (payload, _) in zip(rows, pairs) if id(payload) not in sealed.inserted]
     return [row[2] for row in rows]
 
 
@@ -80,3 +94,81 @@ def _seen_in(dbs: dict, txn, me: bytes) -> dict[bytes, tuple[int, int]]:
         if seen.get(enroll.author, (-1, -1)) < (enroll.epoch, enroll.seq):
             seen[enroll.author] = (enroll.epoch, enroll.seq)
     return seen
+
+
+def _touches_scopes(pairs: list) -> bool:
+    """Whether a batch writes to a sealed scope or writes scope events (else no scope work at all)."""
+    return any((scope is not None and is_sealed_scope(scope)) or type(payload) in _SCOPE_PAYLOADS
+               for payload, scope in pairs)
+
+
+_SCOPE_PAYLOADS = (payloads.ScopeKey, payloads.ScopeGrant)
+
+
+class _SealedWrites:
+    """The scopes view and this device's content keys while a batch of appends writes scope events or seals."""
+
+    def __init__(self, store, txn, roster: Roster):
+        self.store, self.txn, self.roster = store, txn, roster
+        self.scopes = scopes_in(store.dbs, txn)
+        self.scopes.set_limits(_limits(roster))
+        self.group = txn.get(b"group", db=store.dbs["meta"])
+        self._keys: dict[bytes, bytes] | None = None
+        self.inserted: set[int] = set()          # id() of the scope.key payloads this batch adds
+
+    @classmethod
+    def prepare(cls, store, txn, pairs: list, roster: Roster) -> _SealedWrites:
+        """Refuse a write to a sealed scope this device does not read; put a new scope.key before the first
+        write to a scope whose current key's sealed set differs from its effective readers, or to a scope that
+        does not exist yet (created with this device as its first reader, as `scopes create` does), in `pairs`."""
+        writes = cls(store, txn, roster)
+        me, seen = store.key.public, set()
+        for payload, scope in list(pairs):
+            if type(payload) in _SCOPE_PAYLOADS:
+                writes.scopes.check(_Pending(me, scope or "user", payloads.kind_of(payload)), payload, roster)
+                continue
+            if scope is None or not is_sealed_scope(scope) or scope in seen:
+                continue
+            seen.add(scope)
+            state = writes.scopes.get(scope)
+            readers = state.effective_readers(roster) if state else {me}      # the first write creates it
+            if me not in readers:
+                raise UsageError(f"this device cannot read scope {scope!r}, so it cannot write to it: "
+                                 f"a reader grants it with `agentlog scopes grant {scope} DEVICE`")
+            if state is None or state.needs_new_key(roster):
+                key_event = new_scope_key(scope, readers)
+                writes.inserted.add(id(key_event))
+                pairs.insert(pairs.index((payload, scope)), (key_event, "user"))
+        return writes
+
+    def add(self, header, eid: bytes, payload) -> None:
+        self.scopes.add(ScopeEvent.of(header, eid, payload))
+        self._keys = None
+
+    def seal(self, scope: str, kind: str, body: bytes) -> bytes:
+        if self._keys is None:
+            self._keys = self.store.keyring.keys(self.scopes)
+        kid = self.scopes.get(scope).current
+        return sealing.seal(self._keys[kid], kid, body, sealing.ad(self.group, self.store.key.public, scope, kind))
+
+    def save(self, roster: Roster) -> None:
+        self.scopes.set_limits(_limits(roster))
+        save_scopes(self.store.dbs, self.txn, self.scopes)
+
+
+class _Pending:
+    """The header fields the scope rules read of an event this device is about to write."""
+
+    def __init__(self, author: bytes, scope: str, kind: str):
+        self.author, self.seq, self.scope, self.kind, self.payload_codec = author, None, scope, kind, "plain"
+
+
+def new_scope_key(scope: str, readers) -> payloads.ScopeKey:
+    """A scope.key with a fresh content key sealed to each of `readers`."""
+    key = crypto.content_key()
+    return payloads.ScopeKey(scope=scope, readers=tuple(
+        payloads.SealedKey(device=d, box=crypto.seal_box(d, key)) for d in sorted(readers)))
+
+
+def _limits(roster: Roster) -> dict[bytes, int]:
+    return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}

@@ -137,4 +137,5 @@ def revoke(store: Store, ref: str, reason: str = "") -> payloads.DeviceRevoke:
     head = store.heads().get(member.device)
     payload = payloads.DeviceRevoke(device=member.device, until_seq=head.seq if head else 0, reason=reason)
     store.append(payload)
+    store.scopes.rotate_for(member.device)
     return payload

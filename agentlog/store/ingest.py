@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agentlog import crypto
-from agentlog.errors import ForkError, SignatureError
+from agentlog.errors import DecodeError, ForkError, SignatureError
+from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.kinds import SCOPE_KINDS
 from agentlog.log.roster import Roster
+from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import ledger
+from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
 
@@ -147,7 +151,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     log = TxnLog(dbs, txn, roster)
     accepted = duplicates = filled = healed = 0
     lamport = int.from_bytes(txn.get(b"lamport", db=dbs["meta"]) or b"\0", "big")
-    roster_changed, folded = False, []
+    roster_changed, folded, sealed = False, [], None
     last: dict[bytes, Event] = {}
     for record, payload in batch:
         try:
@@ -159,6 +163,9 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             duplicates += not (was_filled or was_healed)
             continue
         h = event.header
+        if h.kind in SCOPE_KINDS or h.payload_codec != "plain":
+            sealed = sealed or SealedBatch(store, txn, roster)
+            sealed.check(event, decoded, len(folded))
         last[h.author] = event
         log.accept(event)
         lamport = max(lamport, h.lamport)
@@ -180,7 +187,11 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     txn.put(b"lamport", lamport.to_bytes(8, "big"), db=dbs["meta"])
     if roster_changed:
         save_roster(dbs, txn, roster)
-    if filled:
+    if roster_changed and (sealed is not None or has_scopes(dbs, txn)):
+        sealed = sealed or SealedBatch(store, txn, roster)
+        sealed.limits_changed(roster)
+    opens_held = sealed is not None and sealed.finish(folded)   # a new key opens events held unread: fold again
+    if filled or opens_held:
         refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
     else:
         store.pref_view.fold(txn, folded)
@@ -191,6 +202,58 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())
     return IngestResult(accepted, duplicates, heads, filled, healed)
+
+
+class SealedBatch:
+    """What an ingested batch does to the scopes view and with sealed payloads: the scope rules checked as each
+    event is validated, scope events folded, sealed payloads opened with this device's keys (after the batch's
+    own scope events) or entered in sealed.unread."""
+
+    def __init__(self, store, txn, roster: Roster):
+        self.store, self.txn, self.roster = store, txn, roster
+        self.scopes = scopes_in(store.dbs, txn)
+        self.keys_before = store.keyring.keys(self.scopes)
+        self.changed = False
+        self.sealed: list[tuple[int, Event]] = []        # (index among the folded events, event)
+
+    def check(self, event: Event, decoded, index: int) -> None:
+        """Raise ScopeError unless the scope rules accept it; fold a scope event; hold a sealed payload."""
+        h = event.header
+        self.scopes.check(h, decoded, self.roster)
+        if h.kind in SCOPE_KINDS:
+            self.changed |= self.scopes.add(ScopeEvent.of(h, event.id, decoded))
+        elif event.payload is not None:
+            self.sealed.append((index, event))
+
+    def limits_changed(self, roster: Roster) -> None:
+        limits = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+        self.changed |= self.scopes.set_limits(limits)
+
+    def finish(self, folded: list[Folded]) -> bool:
+        """Save the scopes view, open the batch's sealed payloads into `folded` and enter the rest in
+        sealed.unread. True when the batch gave this device a key that opens events it held unread."""
+        dbs, txn = self.store.dbs, self.txn
+        if self.changed:
+            save_scopes(dbs, txn, self.scopes)
+        keys = self.store.keyring.keys(self.scopes) if self.changed else self.keys_before
+        unread = []
+        for index, event in self.sealed:
+            h = event.header
+            plain = sealing.open_envelope(keys, event.payload, sealing.ad(h.group, h.author, h.scope, h.kind))
+            if plain is None:
+                unread.append((event_key(h.author, h.epoch, h.seq), sealing.key_id(event.payload) or b""))
+            elif h.kind in payloads.KINDS:
+                try:
+                    folded[index] = folded[index]._replace(payload=payloads.decode(h.kind, plain))
+                except DecodeError as exc:
+                    raise DecodeError(f"sealed payload: {exc.args[0]}", h.author, h.seq) from None
+        if unread:
+            txn.cursor(db=dbs["sealed.unread"]).putmulti(unread)
+        new_keys = set(keys) - set(self.keys_before)
+        if not new_keys or not txn.stat(dbs["sealed.unread"])["entries"]:
+            return False
+        with txn.cursor(db=dbs["sealed.unread"]) as cur:
+            return any(bytes(kid) in new_keys for kid in cur.iternext(keys=False, values=True))
 
 
 def record_fork(store, fork: ForkError, batch) -> None:

@@ -17,6 +17,7 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   snapshots (see agentlog/store/snapshots.py)
   ledger.sent, ledger.received (see agentlog/store/ledger.py): which ranges went to or came from which peer
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
+  views.scopes, sealed.unread (see agentlog/store/keyring.py): the scopes view, sealed events not folded
   meta      layout version, identity, group, lamport, own clock
 Kept in one module so that every module of the store packs a position the same way.
 """
@@ -32,11 +33,12 @@ from agentlog.log.event import Event, decode_record
 from agentlog.log.validate import Head
 from agentlog.memory import view as memory_view
 from agentlog.prefs import view as pref_view
-from agentlog.store import ledger, peers
+from agentlog.store import keyring, ledger, peers
 
 LAYOUT_VERSION = 1
 DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
-       "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, "meta")
+       "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
+       "meta")
 MAX_DBS = 32                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")

@@ -39,13 +39,15 @@ from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store import ledger
 from agentlog.store.env import Env, check_data_file
+from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
 from agentlog.store.snapshots import stored
 from agentlog.store.views import save_roster, view_digests
 from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
-_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots")
+_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots",
+             "views.scopes")
 _SCRATCH_MAP = 1 << 30
 ProgressFn = Callable[[int, int], None]
 
@@ -79,9 +81,12 @@ class Point:
 class LiveLog:
     """A home's store opened read-only: its events as the views fold them, with their arrival times."""
 
-    def __init__(self, store_path: Path, env: Env | None = None):
+    def __init__(self, store_path: Path, env: Env | None = None, keyring: Keyring | None = None):
         """`env`: the environment of a Store open on it (LMDB opens a store once per process), left open
-        by `close`; else the store is opened read-only here."""
+        by `close`; else the store is opened read-only here. `keyring`: the device's content keys, to fold
+        sealed payloads as the live views do (None: sealed payloads are not folded)."""
+        self.keyring = keyring
+        self.unread: list[tuple[bytes, bytes, bool]] = []     # after `read`: sealed events not opened
         self._owned = env is None
         if env is None:
             check_data_file(store_path)
@@ -123,10 +128,12 @@ class LiveLog:
         with quiet_gc(), self._env.txn() as txn:
             total = txn.stat(self.db["events"])["entries"]
             events = []
-            for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"]), 1):
+            opener = self._opener(txn)
+            for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"], None, opener), 1):
                 events.append(_compact(f) if f.kind in _EMBEDDING_KINDS and f.payload is not None else f)
                 if progress and n % 10000 == 0:
                     progress(n, total)
+            self.unread = opener.unread if opener is not None else []
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
         base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
@@ -134,6 +141,13 @@ class LiveLog:
                 if len(v) >= 52}
         return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
                    base, cuts)
+
+    def _opener(self, txn) -> Opener | None:
+        """The opener of sealed payloads by the live store's scopes view and this device's keys (None: the
+        group has no sealed scope)."""
+        if self.db["views.scopes"] is None or not has_scopes(self.db, txn):
+            return None
+        return Opener(self.keyring.keys(scopes_in(self.db, txn)) if self.keyring else {})
 
     def views(self) -> dict[str, dict] | None:
         """The live views' versions and digests (as Store.views gives them), or None if a view database is missing."""

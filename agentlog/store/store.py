@@ -30,6 +30,8 @@ from agentlog.store import peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.ingest import IngestResult, ingest_in, record_fork
+from agentlog.store.keyring import VERSION as SCOPES_VERSION
+from agentlog.store.keyring import Keyring, opener_in, rebuild_scopes
 from agentlog.store.layout import (
     DBS,
     LAYOUT_VERSION,
@@ -83,6 +85,7 @@ class Store:
         self.pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         self.memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
         self.nudge = Nudger(self.path)
+        self.keyring = Keyring(key)          # the content keys sealed to this device, opened in memory
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
         if not create:
             check_data_file(self.path)
@@ -99,14 +102,16 @@ class Store:
         self.memory_view = MemoryView(self.dbs)
         if self.read(lambda txn: txn.get(b"version", db=self.dbs["views.roster"])) != ROSTER_VERSION:
             self.write(lambda txn: rebuild_roster(self.dbs, txn))
+        if self.read(lambda txn: txn.get(b"version", db=self.dbs["views.scopes"])) != SCOPES_VERSION:
+            self.write(lambda txn: rebuild_scopes(self.dbs, txn, limits_in(self.dbs, txn)))
         if self.meta("base") is not None:
             if not (self.read(self.pref_view.current) and self.read(self.memory_view.current)):
                 self.write(lambda txn: refold(self, txn))
             return
         if not self.read(self.pref_view.current):
-            self.write(lambda txn: self.pref_view.rebuild(txn, folded_log(self.dbs, txn)))
+            self.write(lambda txn: self.pref_view.rebuild(txn, folded_log(self.dbs, txn, opener_in(self, txn))))
         if not self.read(self.memory_view.current):
-            self.write(lambda txn: self.memory_view.rebuild(txn, folded_log(self.dbs, txn)))
+            self.write(lambda txn: self.memory_view.rebuild(txn, folded_log(self.dbs, txn, opener_in(self, txn))))
 
     def _check_layout(self) -> None:
         """Stamp a new store with the layout version; refuse one written in another layout."""
@@ -422,6 +427,12 @@ class Store:
         return Memory(self, self.now_ms)
 
     @property
+    def scopes(self):
+        """Sealed scopes on this store: create, grant, revoke, list (agentlog.store.scopes)."""
+        from agentlog.store.scopes import Scopes
+        return Scopes(self)
+
+    @property
     def prefs(self):
         """Preference operations on this store (agentlog.prefs.api)."""
         from agentlog.prefs.api import Preferences
@@ -465,9 +476,10 @@ class Store:
         return self._env.txn(write=write)
 
     def live_log(self):
-        """This store's log as a replay reads it (agentlog.store.scratch.LiveLog), on this store's environment."""
+        """This store's log as a replay reads it (agentlog.store.scratch.LiveLog), on this store's environment,
+        opening sealed payloads with this device's keys."""
         from agentlog.store.scratch import LiveLog
-        return LiveLog(self.path, self._env)
+        return LiveLog(self.path, self._env, keyring=self.keyring)
 
     def structure_problems(self) -> list[str]:
         """What LMDB's offline walk finds wrong in the data file (agentlog.store.env.Env.structure_problems)."""

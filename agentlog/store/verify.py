@@ -151,6 +151,7 @@ def _check_views(store: Store, report: Report) -> None:
         except UsageError as exc:          # a truncated store without its snapshot: reported above
             report.notes.append(f"views not checked: {exc}")
             return
+        unread = live.unread
         folded = dict(done.views)
         if not done.base:
             folded["roster"] = {"digest": crypto.blake2b256(store.folded_roster())}
@@ -160,8 +161,23 @@ def _check_views(store: Store, report: Report) -> None:
                     report.damage.append(f"view {name}: stored digest {v['digest'].hex()[:16]} but the log folds to "
                                          f"{folded[name]['digest'].hex()[:16]} "
                                          "(agentlog replay --rebuild folds it again)")
+            _check_sealed(report, unread)
             return
     report.notes.append("views not checked: the store kept changing under the check")
+
+
+def _check_sealed(report: Report, unread: list[tuple[bytes, bytes, bool]]) -> None:
+    """Name each sealed event whose payload does not open with the key it names though this device holds that
+    key (carried, never folded); count the ones of keys this device does not hold (expected: not its scopes)."""
+    for key, kid, held in unread:
+        if held:
+            report.problems.append(Problem(key[:32], POS.unpack_from(key, 32)[1],
+                                           f"sealed payload does not open with key {kid.hex()[:16]}, which this "
+                                           "device holds: carried as ciphertext, not folded"))
+    others = sum(1 for _, _, held in unread if not held)
+    if others:
+        report.notes.append(f"{others} sealed event{'s' if others != 1 else ''} of scopes this device does not read "
+                            "carried as ciphertext (expected)")
 
 
 def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Range]:

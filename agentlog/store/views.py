@@ -18,6 +18,7 @@ from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.memory.reducer import KINDS as MEMORY_KINDS
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.store.keyring import Opener, opener_in, save_unread
 from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, unpack_anchor
 from agentlog.store.snapshots import base_in, load
 
@@ -81,9 +82,10 @@ def view_digests(dbs: dict, txn) -> dict[str, dict]:
             "memory": {"version": memory.version(txn), "digest": memory.digest(txn)}}
 
 
-def folded_log(dbs: dict, txn) -> Iterator[Folded]:
-    """The stored events as the views fold them, leaving out a revoked device's past its revocation."""
-    return folded_from_log(txn, dbs["events"], dbs["payloads"], limits_in(dbs, txn))
+def folded_log(dbs: dict, txn, opener: Opener | None = None) -> Iterator[Folded]:
+    """The stored events as the views fold them, leaving out a revoked device's past its revocation; sealed
+    payloads opened by `opener` (none: not folded)."""
+    return folded_from_log(txn, dbs["events"], dbs["payloads"], limits_in(dbs, txn), opener)
 
 
 # -- the roster view -------------------------------------------------------------------------------------
@@ -142,15 +144,17 @@ def refold(store, txn, progress: Callable[[int], None] | None = None, roster: bo
         return n
     dbs, roster_keys = store.dbs, []
     memory = store.memory_view.rebuilder(txn)
+    opener = opener_in(store, txn)
 
     def events():
-        for f in folded_log(dbs, txn):
+        for f in folded_log(dbs, txn, opener):
             if f.kind in ROSTER_KINDS:
                 roster_keys.append(event_key(f.author, f.epoch, f.seq))
             memory.add(f)
             yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
     n = store.pref_view.rebuild(txn, events(), progress)
     memory.finish()
+    save_unread(dbs, txn, opener)
     if roster:
         rebuild_roster(dbs, txn, None if limits_in(dbs, txn) else roster_keys)
     return n
@@ -176,7 +180,9 @@ def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) 
         return None
     install_states(dbs, txn, bundle.states)
     covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
-    later = [f for f in folded_log(dbs, txn) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
+    opener = opener_in(store, txn)
+    later = [f for f in folded_log(dbs, txn, opener) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
+    save_unread(dbs, txn, opener)
     later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
     roster = Roster.from_bytes(bytes(txn.get(b"state", db=dbs["views.roster"]) or b""))
     roster.founder = txn.get(b"founder", db=dbs["meta"])

@@ -99,7 +99,7 @@ def test_put_get_update_round_trip(laptop):
     assert as_json(laptop, "memory", "get", dashed)["content"] == "-5 degrees is cold for the user"
 
     after = as_json(laptop, "status")
-    assert after["views"]["memory"]["version"] == mr.VERSION and after["events"] == 5
+    assert after["views"]["memory"]["version"] == mr.VERSION and after["events"] == 6   # + topic:editor's scope.key
     assert after["views"]["memory"]["digest"] != status["views"]["memory"]["digest"]
     assert f"view memory v{mr.VERSION} digest {after['views']['memory']['digest'][:16]}" in out(laptop, "status")
 

@@ -174,6 +174,10 @@ VALUES["branches"] = st.lists(built(payloads.HeadRef), max_size=2).map(tuple)
 VALUES["frontier"] = VALUES["stable"] = st.lists(built(payloads.LogPoint), max_size=2).map(tuple)
 VALUES["cuts"] = st.lists(built(payloads.SettingCut), max_size=2).map(tuple)
 VALUES["views"] = st.lists(built(payloads.ViewState), max_size=2).map(tuple)
+VALUES.update(scope=st.one_of(st.just("health"), TEXT), key=SOME_BYTES,
+              box=st.one_of(st.binary(min_size=80, max_size=80), st.binary(max_size=90)))
+VALUES["readers"] = st.lists(built(payloads.SealedKey), max_size=2).map(tuple)
+VALUES["keys"] = st.lists(built(payloads.GrantedKey), max_size=2).map(tuple)
 ANY_PAYLOAD = st.one_of([built(cls) for cls in payloads.KINDS.values()])
 ANY_HEADER = st.builds(
     Header, group=SOME_BYTES, author=SOME_BYTES, epoch=U32, seq=st.one_of(st.integers(0, 3), U64), prev=SOME_BYTES,

@@ -27,6 +27,9 @@ ALL_PAYLOADS = [
     payloads.Snapshot(frontier=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32, lamport=4, time=5),),
                       views=(payloads.ViewState(name="prefs", version=1, digest=b"d" * 32, state=b"..."),)),
     payloads.EpochStart(branches=(payloads.HeadRef(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32),)),
+    payloads.ScopeKey(scope="health", readers=(payloads.SealedKey(device=b"k" * 32, box=b"b" * 80),)),
+    payloads.ScopeGrant(scope="topic:home", device=b"k" * 32,
+                        keys=(payloads.GrantedKey(key=b"i" * 32, box=b"b" * 80),)),
 ]
 
 EMBEDDING = payloads.Embedding(model="m\u00e9", vector=(0.5, -1.0, 3.25))

@@ -40,7 +40,7 @@ CONTENTS = ("the user drinks tea", "the user drinks coffee", "standup is at nine
             "deploys happen on Fridays", "the build cache is flaky")
 TAGS = ("ui", "ops", "health", "work")
 CONFIDENCES = (0.0, 0.25, 0.5, 0.9, 1.0)
-SCOPES = ("user", "work")
+SCOPES = ("user", "device:work")    # plain: sealed scopes, read by some devices only, are in tests/store/test_scopes.py
 EMBEDDINGS = (None, None, "local", "other")
 OTHER_DIM = 8
 SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None    # memory-backed: a store fsyncs every write

@@ -218,6 +218,9 @@ def test_tags_add_wins_across_devices(laptop, phone):
 # -- three devices ---------------------------------------------------------------------------------
 
 def test_phone_and_hub_converge_through_the_laptop(laptop, phone, hub):
+    sync(laptop, phone)                                   # the phone learns of the hub's enrolment
+    phone.scopes.create("personal")                       # a sealed scope all three read
+    phone.scopes.grant("personal", [laptop.device, hub.device])
     entry = phone.memory.put("the user is allergic to peanuts", type="fact", tags=["health"], scope="personal")
     sync(phone, laptop)
     sync(laptop, hub)                       # the hub hears of it only through the laptop

@@ -177,3 +177,26 @@ struct SettingCut {
 struct EpochStart {                  # kind "epoch.start": first event after a fork
   branches @0 :List(HeadRef);        # the heads of every known branch, both kept
 }
+
+# --- sealed scopes (docs/format.md: scope events) ----------------------------
+
+struct SealedKey {                   # a content key sealed to one device
+  device @0 :Data;                   # 32-byte device id (Ed25519 public key)
+  box @1 :Data;                      # crypto_box_seal(key, X25519(device)): 80 bytes
+}
+
+struct ScopeKey {                    # kind "scope.key": a new content key for a scope, and its readers
+  scope @0 :Text;
+  readers @1 :List(SealedKey);       # exactly the readers from this key on, each with the new key
+}
+
+struct GrantedKey {
+  key @0 :Data;                      # 32-byte id of the scope.key event that introduced the key
+  box @1 :Data;                      # crypto_box_seal(that key, X25519(device))
+}
+
+struct ScopeGrant {                  # kind "scope.grant": a reader adds a device and hands it the keys so far
+  scope @0 :Text;
+  device @1 :Data;
+  keys @2 :List(GrantedKey);
+}
