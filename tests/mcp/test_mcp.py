@@ -25,7 +25,7 @@ from tests.helpers.sync import sync
 TOOLS = {
     "observe", "decide", "correct", "set_preference", "set_override", "clear_override", "get_preference",
     "list_preferences", "memory_put", "memory_update", "memory_delete", "memory_resolve", "memory_get",
-    "memory_search", "memory_conflicts", "status",
+    "memory_search", "memory_conflicts", "list_scopes", "status",
 }
 
 
@@ -222,6 +222,7 @@ async def check_status(a: Agent, laptop_home):
     assert (peer["name"], peer["address"], peer["state"], peer["error"]) == ("phone", "127.0.0.1:4712", "partitioned",
                                                                              "connection reset")
     assert status == cli_json(laptop_home, "status")
+    assert await a.call("list_scopes") == {"scopes": cli_json(laptop_home, "scopes", "list")} == {"scopes": []}
 
 
 async def test_errors_carry_the_cli_message_and_change_nothing(homes):
