@@ -182,7 +182,6 @@ def test_one_line_errors_and_exit_codes(tmp_path, laptop, phone):
         (laptop, ("scopes", "create", "user"), 2, ("user",)),
         (laptop, ("scopes", "create", "device:ab"), 2, ("device:",)),
         (laptop, ("scopes", "create", ""), 2, ()),
-        (laptop, ("observe", "x", "y", "--scope", "nosuch"), 4, ("nosuch",)),
         (phone, ("scopes", "grant", "health", "phone"), 2, ("health",)),     # not a reader: holds no keys to give
         (phone, ("scopes", "revoke", "health", "laptop"), 2, ("health",)),
         (phone, ("observe", "diet", "vegan", "--scope", "health"), 2, ("health",)),
