@@ -68,7 +68,7 @@ def scope_docs(store, unread: bool = False) -> list[dict]:
         return []
     docs = [scope_doc(info) for info in sorted(store.scopes.list(), key=lambda info: info.name)]
     if unread:
-        counts = store.scopes.unread()
+        counts = store.scopes.unread_counts()
         for doc in docs:
             doc["unread"] = counts.get(doc["scope"], 0)
     return docs
