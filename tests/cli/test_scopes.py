@@ -153,10 +153,11 @@ def test_scope_on_each_write(laptop, phone):
     events |= {decision, out(laptop, "correct", decision, "none", "--scope", "health")}
     put = as_json(laptop, "memory", "put", "blood pressure 120/80", "--scope", "health")
     assert put["entry"]["scope"] == "health"
-    events.add(put["event"])
     plain = out(laptop, "observe", "theme", "dark")
-    scopes = {r["id"]: r["scope"] for r in as_json(laptop, "log")}
+    log = as_json(laptop, "log")
+    scopes = {r["id"]: r["scope"] for r in log}
     assert {scopes[e] for e in events} == {"health"} and scopes[plain] == "user"
+    assert [r["scope"] for r in log if r["kind"] == "memory.put"] == ["health"]
     assert as_json(laptop, "pref", "get", "diet")["value"] == "vegan"
 
     meet(laptop, phone)                                      # the phone carries them, sealed, and reads none
