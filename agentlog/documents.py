@@ -33,7 +33,8 @@ def author_names(store) -> dict[bytes, str]:
 
 
 def status_doc(store, home_path) -> dict:
-    """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers."""
+    """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers,
+    sealed scopes."""
     roster, heads = store.roster(), store.heads()
     return {
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
@@ -48,7 +49,29 @@ def status_doc(store, home_path) -> dict:
         "peers": peer_status(store, roster),
         "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
                        "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
+        "scopes": scope_docs(store, unread=True),
     }
+
+
+def scope_doc(info) -> dict:
+    """One sealed scope (a store.scopes ScopeInfo) as `agentlog scopes list --json` prints it: its readers by
+    name with their ids, its key epoch, and whether this device can read it."""
+    readers = sorted(({"name": name, "id": device.hex()} for device, name in info.readers),
+                     key=lambda r: (r["name"], r["id"]))
+    return {"scope": info.name, "readers": readers, "epoch": info.epoch, "can_read": info.can_read}
+
+
+def scope_docs(store, unread: bool = False) -> list[dict]:
+    """Every sealed scope of the group, by name; with `unread`, each also counts the sealed events this
+    device holds as ciphertext it cannot open (`status`)."""
+    if not hasattr(store, "scopes"):          # TEMPORARY until branch scopes (store.scopes) merges: drop this
+        return []
+    docs = [scope_doc(info) for info in sorted(store.scopes.list(), key=lambda info: info.name)]
+    if unread:
+        counts = store.scopes.unread_counts()
+        for doc in docs:
+            doc["unread"] = counts.get(doc["scope"], 0)
+    return docs
 
 
 def peer_status(store, roster) -> list[dict]:

@@ -17,6 +17,8 @@ def register(sub, common) -> None:
     c = d.add_parser("add", help="enrol a new device and print its join token")
     c.add_argument("device_id")
     c.add_argument("--name", required=True)
+    c.add_argument("--scopes", metavar="A,B",
+                   help="sealed scopes it may read from the start (this device must read them)")
     c.set_defaults(func=cmd_devices_add)
     c = d.add_parser("join", help="join the group with a token from an enrolled device")
     c.add_argument("token")
@@ -46,12 +48,30 @@ def cmd_init(args) -> int:
 
 
 def cmd_devices_add(args) -> int:
+    from agentlog.cli.scopes import scope_names
     from agentlog.store import devices
 
     device = devices.parse_device_id(args.device_id)
+    scopes = scope_names(args.scopes) if args.scopes is not None else []
     with open_home(args) as store:
-        print(devices.enroll(store, device, args.name))
+        for scope in scopes:                  # checked before the enrolment, so a bad --scopes changes nothing
+            _check_grantable(store, scope)
+        token = devices.enroll(store, device, args.name)
+        for scope in scopes:
+            if device not in {reader for reader, _ in store.scopes.get(scope).readers}:
+                store.scopes.grant(scope, [device])
+    print(token)
     return 0
+
+
+def _check_grantable(store, scope: str) -> None:
+    """Refuse a --scopes name this device could not grant: an unknown scope (NotFoundError), or one it does not
+    read (UsageError), since only a reader holds the keys to hand over."""
+    from agentlog.errors import UsageError
+
+    if not store.scopes.get(scope).can_read:
+        raise UsageError(f"this device cannot read scope {scope!r}, so it cannot grant it: "
+                         "run agentlog devices add --scopes on one of its readers (agentlog scopes list)")
 
 
 def cmd_devices_join(args) -> int:

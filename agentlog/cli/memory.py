@@ -21,7 +21,8 @@ def register(sub, common) -> None:
     c.add_argument("--type", default="fact", help=f"{_MEMORY_TYPES} (default fact)")
     c.add_argument("--tag", action="append", default=[], help="a label (repeat)")
     c.add_argument("--confidence", type=float, default=1.0, help="how sure the agent is, 0 to 1 (default 1)")
-    c.add_argument("--scope", default="user", help="default user, e.g. topic:home")
+    c.add_argument("--scope", default="user",
+                   help="default user (every device); any other, e.g. health, is a sealed scope only its readers read")
     _embedding_options(c)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_put)

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from agentlog.cli.common import actions, context, context_option, open_home, print_json, shown
+from agentlog.cli.scopes import scope_argument, scope_option
 from agentlog.errors import UsageError
 
 _UNITS_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000}
@@ -22,6 +23,7 @@ def register(sub, common) -> None:
     c.add_argument("value")
     context_option(c)
     c.add_argument("--weight", type=float, default=1.0, help="1 is one ordinary observation (above 0, at most 1000000)")
+    scope_option(c)
     c.set_defaults(func=cmd_observe)
 
     c = sub.add_parser("decide", help="record the agent's choice of a value; prints its id for corrections")
@@ -30,12 +32,14 @@ def register(sub, common) -> None:
     c.add_argument("--confidence", type=float, default=0.5, help="how sure the agent was, 0 to 1 (default 0.5)")
     context_option(c)
     c.add_argument("--reason", default="")
+    scope_option(c)
     c.set_defaults(func=cmd_decide)
 
     c = sub.add_parser("correct", help="record that the user corrected a decision to another value")
     c.add_argument("decision_id", metavar="DECISION_ID", help="the event id `agentlog decide` printed (hex)")
     c.add_argument("value")
     c.add_argument("--reason", default="")
+    scope_option(c)
     c.set_defaults(func=cmd_correct)
 
     _register_pref(actions(sub.add_parser("pref", help="ask for, state, forget and configure preferences"), common))
@@ -65,6 +69,7 @@ def _register_pref(pref) -> None:
     c.add_argument("setting")
     c.add_argument("value")
     context_option(c)
+    scope_option(c)
     c.set_defaults(func=cmd_pref_set)
     c = pref.add_parser("forget", help="drop everything learned and stated about a setting so far")
     c.add_argument("setting")
@@ -105,12 +110,14 @@ def _record(args, write) -> int:
 
 def cmd_observe(args) -> int:
     pairs = context(args.context)
-    return _record(args, lambda prefs: prefs.observe(args.setting, args.value, pairs, args.weight))
+    return _record(args, lambda prefs: prefs.observe(args.setting, args.value, pairs, args.weight,
+                                                              **scope_argument(args)))
 
 
 def cmd_decide(args) -> int:
     pairs = context(args.context)
-    return _record(args, lambda prefs: prefs.decide(args.setting, args.value, args.confidence, pairs, args.reason))
+    return _record(args, lambda prefs: prefs.decide(args.setting, args.value, args.confidence, pairs, args.reason,
+                                                    **scope_argument(args)))
 
 
 def cmd_correct(args) -> int:
@@ -121,12 +128,12 @@ def cmd_correct(args) -> int:
     if len(decision) != 32:
         raise UsageError(f"decision id {args.decision_id!r} is not an event id "
                          "(64 hex digits, as `agentlog decide` prints)")
-    return _record(args, lambda prefs: prefs.correct(decision, args.value, args.reason))
+    return _record(args, lambda prefs: prefs.correct(decision, args.value, args.reason, **scope_argument(args)))
 
 
 def cmd_pref_set(args) -> int:
     pairs = context(args.context)
-    return _record(args, lambda prefs: prefs.set(args.setting, args.value, pairs))
+    return _record(args, lambda prefs: prefs.set(args.setting, args.value, pairs, **scope_argument(args)))
 
 
 def cmd_pref_forget(args) -> int:

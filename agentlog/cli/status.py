@@ -38,6 +38,11 @@ def cmd_status(args) -> int:
         print(f"  fork: {f['author'][:16]} seq {f['seq']}")
     for name, v in doc["views"].items():
         print(f"view {name} v{v['version']} digest {v['digest'][:16]}")
+    for sc in doc["scopes"]:
+        readers = ", ".join(r["name"] or r["id"][:16] for r in sc["readers"]) or "none"
+        held = f"; {sc['unread']} sealed events held unread" if sc["unread"] else ""
+        print(f"scope {sc['scope']} epoch {sc['epoch']} {'readable' if sc['can_read'] else 'not readable'} here; "
+              f"readers: {readers}{held}")
     for p in doc["peers"]:
         seen = _ago(p["last_seen_ms"]) if p["last_seen_ms"] else "never"
         lag = f"we lack {p['we_lack']}, they lack {p['they_lack']}" if p["state"] != "never" else ""

@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from agentlog.documents import author_names, contribution, frontier_by_name, status_doc
+from agentlog.documents import author_names, contribution, frontier_by_name, scope_docs, status_doc
 from agentlog.errors import AgentlogError, UsageError
 
 INSTRUCTIONS = """\
@@ -42,6 +42,8 @@ ask the user, then record the answer. Record what you see the user do with obser
 user states outright with set_preference, your own choices with decide, and the user's \
 corrections of those choices with correct. Keep durable \
 facts about the user and their work with memory_put; find them with memory_search.
+What the user wants kept to some devices only (health notes, say) goes in a sealed scope: pass its \
+name as scope to the write (list_scopes shows them and whether this device reads each).
 A tool error says what was wrong; fix the arguments and call again."""
 
 Setting = Annotated[str, Field(description="The setting's name, without spaces, e.g. editor.theme, units.temperature, "
@@ -57,6 +59,14 @@ MemoryType = Annotated[str, Field(description="One of fact, preference, decision
 Confidence = Annotated[float, Field(description="How sure you are, from 0 to 1.")]
 Weight = Annotated[float, Field(description="1 is one ordinary observation; more for a stronger "
                                            "signal (above 0, at most 1000000).")]
+Scope = Annotated[str | None, Field(description="Optional: a sealed scope (see list_scopes), e.g. health, for what "
+                                                "only that scope's reader devices may read. Omit it for scope user, "
+                                                "which every device of the user reads.")]
+
+
+def _scoped(scope: str | None) -> dict:
+    """The scope= keyword of a write when the tool was given one; without it the API's default applies."""
+    return {} if scope is None else {"scope": scope}
 
 
 def _event(eid: bytes) -> dict:
@@ -73,23 +83,24 @@ class Tools:
     # -- preferences: recording ---------------------------------------------------------
 
     def observe(self, setting: Setting, value: Value, context: Context = None,
-                weight: Weight = 1.0) -> dict[str, Any]:
+                weight: Weight = 1.0, scope: Scope = None) -> dict[str, Any]:
         """Record that the user was seen using a value of a setting (they switched the theme to dark, they
         wrote in celsius). Observations are the main evidence get_preference learns from; one observation
         is weak, several agree into a confident preference. Returns the event id."""
-        return _event(self.store.prefs.observe(setting, value, context, weight))
+        return _event(self.store.prefs.observe(setting, value, context, weight, **_scoped(scope)))
 
     def decide(self, setting: Setting, value: Value, confidence: Confidence = 0.5, context: Context = None,
-               reason: Reason = "") -> dict[str, Any]:
+               reason: Reason = "", scope: Scope = None) -> dict[str, Any]:
         """Record a choice you made for the user without being told (you picked a short reply, a dark theme).
         It counts as weak evidence. Returns decision_id: keep it, and if the user then changes or rejects
         your choice, pass it to correct."""
-        return {"decision_id": self.store.prefs.decide(setting, value, confidence, context, reason).hex()}
+        return {"decision_id": self.store.prefs.decide(setting, value, confidence, context, reason,
+                                                       **_scoped(scope)).hex()}
 
     def correct(self, decision_id: Annotated[str, Field(description="The decision_id that decide returned "
                                                                     "(64 hex digits).")],
                 value: Annotated[str, Field(description="The value the user wanted instead.")],
-                reason: Reason = "") -> dict[str, Any]:
+                reason: Reason = "", scope: Scope = None) -> dict[str, Any]:
         """Record that the user corrected one of your decisions to another value. A correction is strong
         evidence for the value the user wanted and against the one you chose. Returns the event id."""
         try:
@@ -98,13 +109,14 @@ class Tools:
             decision = b""
         if len(decision) != 32:
             raise UsageError(f"decision id {decision_id!r} is not an event id (64 hex digits, as decide returns)")
-        return _event(self.store.prefs.correct(decision, value, reason))
+        return _event(self.store.prefs.correct(decision, value, reason, **_scoped(scope)))
 
-    def set_preference(self, setting: Setting, value: Value, context: Context = None) -> dict[str, Any]:
+    def set_preference(self, setting: Setting, value: Value, context: Context = None,
+                       scope: Scope = None) -> dict[str, Any]:
         """Record a preference the user stated explicitly ("always use metric units"). It outranks everything
         learned from observations and decisions, on every device, until the user states another. Do not use
         it for what you merely inferred: use observe or decide. Returns the event id."""
-        return _event(self.store.prefs.set(setting, value, context))
+        return _event(self.store.prefs.set(setting, value, context, **_scoped(scope)))
 
     def set_override(self, setting: Setting, value: Value) -> dict[str, Any]:
         """Set a value on this device only, in every context, when the user wants it different here than on
@@ -162,8 +174,10 @@ class Tools:
                    tags: Annotated[list[str] | None, Field(description="Labels to filter by later, without spaces, "
                                                                        "e.g. [\"family\", \"dates\"].")] = None,
                    confidence: Confidence = 1.0,
-                   scope: Annotated[str, Field(description="What it is about: user (default) or e.g. project:agentlog, "
-                                                           "topic:home.")] = "user") -> dict[str, Any]:
+                   scope: Annotated[str, Field(description="Who may read it: user (default), every device of the "
+                                                           "user; or a sealed scope (see list_scopes), e.g. health, "
+                                                           "read only by that scope's reader devices.")] = "user"
+                   ) -> dict[str, Any]:
         """Remember something for the long term, on all of the user's devices: a fact about the user, a finding,
         a decision and why. Search first (memory_search) and update an entry that already holds it rather than
         putting a duplicate. Returns the new entry's id and the entry."""
@@ -244,11 +258,20 @@ class Tools:
 
     # -- the device ---------------------------------------------------------------------------
 
+    def list_scopes(self) -> dict[str, Any]:
+        """The user's sealed scopes (e.g. health): what is written in one is encrypted so that only its reader
+        devices can read it. Each: scope (its name, to pass as scope to a write), readers (devices by name
+        and id), epoch (its key epoch: a new one starts when a reader is revoked), can_read (whether this
+        device reads it; you can only write to a scope this device reads). Scope user, readable by every
+        device, is not listed. Granting and revoking readers is for the user, through the CLI."""
+        return {"scopes": scope_docs(self.store)}
+
     def status(self) -> dict[str, Any]:
         """This device and how it syncs: device and name, group, events held, heads (each device's latest
         seq held here), forks, views (each view's digest: two devices that hold the same events show the same
-        digests) and peers (each: state connected, partitioned or never; last_seen_ms; we_lack and they_lack:
-        events each side was missing when last seen; error). Use it when the user asks whether their devices
+        digests), peers (each: state connected, partitioned or never; last_seen_ms; we_lack and they_lack:
+        events each side was missing when last seen; error) and scopes (as list_scopes, each with unread: the
+        sealed events this device carries but cannot read). Use it when the user asks whether their devices
         are in sync."""
         return status_doc(self.store, self.home_path)
 
@@ -260,7 +283,7 @@ TOOLS = {
     "observe": APPEND, "decide": APPEND, "correct": APPEND, "set_preference": APPEND,
     "set_override": APPEND, "clear_override": APPEND, "get_preference": READ, "list_preferences": READ,
     "memory_put": APPEND, "memory_update": APPEND, "memory_delete": DELETE, "memory_resolve": APPEND,
-    "memory_get": READ, "memory_search": READ, "memory_conflicts": READ, "status": READ,
+    "memory_get": READ, "memory_search": READ, "memory_conflicts": READ, "list_scopes": READ, "status": READ,
 }
 
 

@@ -25,7 +25,7 @@ from tests.helpers.sync import sync
 TOOLS = {
     "observe", "decide", "correct", "set_preference", "set_override", "clear_override", "get_preference",
     "list_preferences", "memory_put", "memory_update", "memory_delete", "memory_resolve", "memory_get",
-    "memory_search", "memory_conflicts", "status",
+    "memory_search", "memory_conflicts", "list_scopes", "status",
 }
 
 
@@ -222,6 +222,7 @@ async def check_status(a: Agent, laptop_home):
     assert (peer["name"], peer["address"], peer["state"], peer["error"]) == ("phone", "127.0.0.1:4712", "partitioned",
                                                                              "connection reset")
     assert status == cli_json(laptop_home, "status")
+    assert await a.call("list_scopes") == {"scopes": cli_json(laptop_home, "scopes", "list")}
 
 
 async def test_errors_carry_the_cli_message_and_change_nothing(homes):
@@ -266,6 +267,53 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
 
         assert await a.call("status") == before
         assert (await a.call("memory_get", id=entry))["content"] == "The user lives in Lisbon"
+
+
+async def test_scopes_through_the_sdk_client(homes, tmp_path):
+    laptop_home, phone = homes
+    run(laptop_home, "scopes", "create", "health")
+    async with agent(laptop_home) as a:
+        [health] = (await a.call("list_scopes"))["scopes"]
+        assert (health["scope"], [r["name"] for r in health["readers"]], health["epoch"], health["can_read"]) == (
+            "health", ["laptop"], 1, True)
+        assert await a.call("list_scopes") == {"scopes": cli_json(laptop_home, "scopes", "list")}
+
+        written = [
+            (await a.call("observe", setting="diet", value="vegetarian", scope="health"))["event"],
+            (await a.call("set_preference", setting="diet", value="vegan", scope="health"))["event"],
+        ]
+        decision = (await a.call("decide", setting="dose", value="low", scope="health"))["decision_id"]
+        written += [decision, (await a.call("correct", decision_id=decision, value="none", scope="health"))["event"]]
+        plain = (await a.call("observe", setting="theme", value="dark"))["event"]
+        assert (await a.call("get_preference", setting="diet"))["value"] == "vegan"
+        assert (await a.call("status"))["scopes"] == [{**health, "unread": 0}]
+
+    scopes = {r["id"]: r["scope"] for r in cli_json(laptop_home, "log")}
+    assert [scopes[e] for e in written] == ["health"] * 4 and scopes[plain] == "user"
+
+    with home.open_home(laptop_home) as laptop:
+        sync(laptop, phone)
+    [carried] = cli_json(tmp_path / "phone", "status")["scopes"]       # the phone carries them and reads none
+    assert (carried["scope"], carried["can_read"], carried["unread"]) == ("health", False, 4)
+
+
+async def test_a_write_to_a_scope_not_read_here_is_the_cli_error(homes):
+    laptop_home, phone = homes
+    phone.scopes.create("diary")
+    with home.open_home(laptop_home) as laptop:
+        sync(phone, laptop)
+    async with agent(laptop_home) as a:
+        before = await a.call("status")
+        [diary] = (await a.call("list_scopes"))["scopes"]
+        assert (diary["scope"], diary["can_read"]) == ("diary", False)
+        for tool, arguments, command in (
+            ("observe", {"setting": "mood", "value": "calm"}, ("observe", "mood", "calm")),
+            ("set_preference", {"setting": "mood", "value": "calm"}, ("pref", "set", "mood", "calm")),
+            ("memory_put", {"content": "a note"}, ("memory", "put", "a note")),
+        ):
+            message = await a.error(tool, **arguments, scope="diary")
+            assert "diary" in message and message == cli_error(laptop_home, *command, "--scope", "diary")
+        assert await a.call("status") == before
 
 
 def test_without_the_mcp_package_one_line_and_exit_2(tmp_path):
