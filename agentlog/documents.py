@@ -64,8 +64,6 @@ def scope_doc(info) -> dict:
 def scope_docs(store, unread: bool = False) -> list[dict]:
     """Every sealed scope of the group, by name; with `unread`, each also counts the sealed events this
     device holds as ciphertext it cannot open (`status`)."""
-    if not hasattr(store, "scopes"):          # TEMPORARY until branch scopes (store.scopes) merges: drop this
-        return []
     docs = [scope_doc(info) for info in sorted(store.scopes.list(), key=lambda info: info.name)]
     if unread:
         counts = store.scopes.unread_counts()
