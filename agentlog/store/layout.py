@@ -39,7 +39,7 @@ LAYOUT_VERSION = 1
 DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
        "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
        "meta")
-MAX_DBS = 32                                     # room for databases later layouts add
+MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 

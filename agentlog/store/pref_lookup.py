@@ -34,7 +34,7 @@ from agentlog.store.home import STORE_DIR, read_key
 
 # The store's layout, mirrored because importing agentlog.store.layout loads pycapnp;
 # tests/cli/test_prefs.py checks every one against its source.
-MAX_DBS = 32                                      # layout.MAX_DBS: what Store opens the environment with
+MAX_DBS = 64                                      # layout.MAX_DBS: what Store opens the environment with
 LAYOUT = (1).to_bytes(4, "big")                   # layout.LAYOUT_VERSION
 ROSTER_VERSION = (2).to_bytes(4, "big")           # roster.VERSION
 PREF_VERSION_KEY = b"\0version"                   # pref_view.VERSION_KEY

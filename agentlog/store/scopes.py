@@ -142,15 +142,20 @@ class Scopes:
 
     def unread(self) -> list[str]:
         """The scopes of the sealed events this store holds and could not read, by name."""
+        return list(self.unread_counts())
+
+    def unread_counts(self) -> dict[str, int]:
+        """How many sealed events this store holds and could not read, per scope, by name."""
         store = self._store
 
         def read(txn):
-            names = set()
+            counts: dict[str, int] = {}
             for key, _ in unread_in(store.dbs, txn):
                 record = txn.get(key, db=store.dbs["events"])
                 if record is not None:
-                    names.add(decode_record(bytes(record)).header.scope)
-            return sorted(names)
+                    scope = decode_record(bytes(record)).header.scope
+                    counts[scope] = counts.get(scope, 0) + 1
+            return dict(sorted(counts.items()))
         return store.read(read)
 
     def _info(self, state: ScopeState, roster) -> ScopeInfo:
