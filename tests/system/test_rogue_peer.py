@@ -149,10 +149,15 @@ def _logs_are_json_lines(pair: Pair) -> None:
 
 
 def _verified(pair: Pair) -> None:
+    """verify passes on both honest stores, but for payloads the rogue withheld of its own events: no one
+    else ever held them, so they stay missing, and verify rightly says so."""
     for name in ("laptop", "phone"):
         with home.open_home(pair.homes[name]) as store:
             report = verify_store(store, jobs=1)
-        assert report.ok, f"verify finds problems on the {name}: {[p.what for p in report.problems][:5]}"
+        honest_withheld = [p for p in report.withheld if p.author != pair.rogue.public]
+        found = [p.what for p in [*report.problems, *honest_withheld]][:5] + report.damage[:5]
+        problems = report.problems or report.damage or honest_withheld
+        assert not problems, f"verify finds problems on the {name}: {found}"
 
 
 def _link_kept(pair: Pair) -> None:
