@@ -23,13 +23,16 @@ def canary() -> str:
 
 
 def homes_holding(needle: str, *home_dirs: Path) -> dict[str, list[str]]:
-    """For each home, the files under it (every file: data.mdb, its lock file, keys, logs) whose bytes hold `needle`."""
+    """For each home, its files whose bytes hold `needle`: every file under the home (data.mdb, its lock file,
+    keys, whatever else is there) and its daemon's log (written beside the home, tests.helpers.daemons)."""
     raw = needle.encode()
     found = {}
     for home_dir in home_dirs:
         files = [p for p in sorted(home_dir.rglob("*")) if p.is_file()]
-        assert files, f"nothing under {home_dir}"
-        found[home_dir.name] = [str(p.relative_to(home_dir)) for p in files if raw in p.read_bytes()]
+        assert any(p.name == "data.mdb" for p in files), f"no data.mdb under {home_dir}"
+        logs = sorted(home_dir.parent.glob(f"{home_dir.name}.serve.*.log"))
+        assert logs, f"no daemon log for {home_dir.name}"
+        found[home_dir.name] = [p.name for p in files + logs if raw in p.read_bytes()]
     return found
 
 
@@ -61,6 +64,10 @@ def head_seq(home_dir: Path) -> int:
 def reads(home_dir: Path, scope: str) -> bool:
     rows = json.loads(agentlog(home_dir, "scopes", "list", "--json").stdout)
     return any(r["scope"] == scope and r["can_read"] for r in rows)
+
+
+def peer_names(home_dir: Path) -> set[str]:
+    return {p["name"] or p["address"] for p in status(home_dir)["peers"]}
 
 
 def pref(home_dir: Path) -> str | None:
@@ -119,8 +126,8 @@ def test_health_is_sealed_from_the_speaker_that_relays_it(tmp_path, daemons):
     assert found["phone"] and found["laptop"], f"the readers should hold it, else the scan proves nothing: {found}"
 
     # Bar 2: the laptop got it only through the speaker, and reads it.
-    assert {p["name"] for p in status(laptop)["peers"] if p.get("name")} <= {"speaker"}
-    assert {p["name"] for p in status(phone)["peers"] if p.get("name")} <= {"speaker"}
+    for home_dir in (laptop, phone):
+        wait_until(lambda h=home_dir: peer_names(h) == {"speaker"}, f"{home_dir.name}'s only peer the speaker")
     hits = json.loads(agentlog(laptop, "memory", "search", first, "--lexical", "--json").stdout)["hits"]
     assert [h["entry"]["id"] for h in hits] == [memory_id]
     assert first in hits[0]["entry"]["content"]
