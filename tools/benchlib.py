@@ -56,6 +56,13 @@ PRIMITIVE_FIGURES = (
     ("lmdb_put_bulk", "LMDB put of 300 B, {bulk_puts} in one txn", "puts/s"),
 )
 """The figures of the primitives every part measures beside its own: (key, label, unit)."""
+AEAD_PLAIN_BYTES = 112
+"""The payload sealed by the AEAD primitive: about a small observation's encoded size."""
+AEAD_FIGURES = (
+    ("aead_seal", f"XChaCha20-Poly1305 seal of {AEAD_PLAIN_BYTES} B", "ops/s"),
+    ("aead_open", f"XChaCha20-Poly1305 open of {AEAD_PLAIN_BYTES} B", "ops/s"),
+)
+"""The sealed payload's primitive (agentlog.crypto's AEAD), beside the figures of sealed scopes."""
 REFERENCE_SIGN_PER_S = 67_000
 """Ed25519 sign/s per core on the machine the throughput targets were set on (issue 2)."""
 
@@ -94,6 +101,18 @@ def bench_crypto(sizes: Sizes) -> dict[str, float]:
     return {"sign": per_second(key.sign, [(os.urandom(32),) for _ in range(sizes.signs)]),
             "verify": per_second(crypto.verify, triples),
             "blake2b": per_second(crypto.blake2b256, [(inputs[i & 255],) for i in range(sizes.hashes)])}
+
+
+def bench_aead(n: int) -> dict[str, float]:
+    """Single-thread XChaCha20-Poly1305 seal and open of AEAD_PLAIN_BYTES under one content key, with
+    associated data the size of a sealed event's (prefix, group, author, scope and kind)."""
+    key, ad = crypto.content_key(), os.urandom(17 + 32 + 32 + len("health") + 1 + len("observation"))
+    plains = [os.urandom(AEAD_PLAIN_BYTES) for _ in range(256)]
+    sealed = [crypto.aead_encrypt(key, p, ad) for p in plains]
+    if [crypto.aead_decrypt(key, s, ad) for s in sealed[:16]] != plains[:16]:
+        raise RuntimeError("a sealed payload did not open")
+    return {"aead_seal": per_second(crypto.aead_encrypt, [(key, plains[i & 255], ad) for i in range(n)]),
+            "aead_open": per_second(crypto.aead_decrypt, [(key, sealed[i & 255], ad) for i in range(n)])}
 
 
 def bench_lmdb_put(path: Path, n: int) -> tuple[float, float]:

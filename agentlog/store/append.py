@@ -111,7 +111,7 @@ class _SealedWrites:
     def __init__(self, store, txn, roster: Roster):
         self.store, self.txn, self.roster = store, txn, roster
         self.scopes = scopes_in(store.dbs, txn)
-        self.scopes.set_limits(_limits(roster))
+        self.changed = self.scopes.set_limits(_limits(roster))     # saved only when changed: one less B-tree to commit
         self.group = txn.get(b"group", db=store.dbs["meta"])
         self._keys: dict[bytes, bytes] | None = None
         self.inserted: set[int] = set()          # id() of the scope.key payloads this batch adds
@@ -142,7 +142,7 @@ class _SealedWrites:
         return writes
 
     def add(self, header, eid: bytes, payload) -> None:
-        self.scopes.add(ScopeEvent.of(header, eid, payload))
+        self.changed |= self.scopes.add(ScopeEvent.of(header, eid, payload))
         self._keys = None
 
     def seal(self, scope: str, kind: str, body: bytes) -> bytes:
@@ -152,8 +152,10 @@ class _SealedWrites:
         return sealing.seal(self._keys[kid], kid, body, sealing.ad(self.group, self.store.key.public, scope, kind))
 
     def save(self, roster: Roster) -> None:
-        self.scopes.set_limits(_limits(roster))
-        save_scopes(self.store.dbs, self.txn, self.scopes)
+        """Save the scopes view when this batch changed it (scope events, revocation limits)."""
+        self.changed |= self.scopes.set_limits(_limits(roster))
+        if self.changed:
+            save_scopes(self.store.dbs, self.txn, self.scopes)
 
 
 class _Pending:
