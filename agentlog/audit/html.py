@@ -97,6 +97,8 @@ def _detail(content) -> str:
     """A payload's content as people read it: `name=value` pairs, internal units as their values."""
     if not isinstance(content, dict):
         return _value(content)
+    if content == {"sealed": True}:
+        return "[sealed: not readable in the export]"
     return ", ".join(f"{_READABLE.get(k, (k,))[0]}={_field(k, v)}" for k, v in content.items() if v not in (None, [], ""))
 
 
