@@ -38,8 +38,8 @@ from agentlog.crypto import blake2b256
 from agentlog.errors import EventError, StoreError, UsageError
 from agentlog.log.event import decode_record
 from agentlog.store import ledger
-from agentlog.store.exposure import Exposure, exposure
 from agentlog.store.compaction import base_bundle
+from agentlog.store.exposure import Exposure, exposure
 from agentlog.store.store import Store
 
 PARALLEL_MIN_EVENTS = 20_000

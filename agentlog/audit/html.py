@@ -99,7 +99,8 @@ def _detail(content) -> str:
         return _value(content)
     if content == {"sealed": True}:
         return "[sealed: not readable in the export]"
-    return ", ".join(f"{_READABLE.get(k, (k,))[0]}={_field(k, v)}" for k, v in content.items() if v not in (None, [], ""))
+    return ", ".join(f"{_READABLE.get(k, (k,))[0]}={_field(k, v)}" for k, v in content.items()
+                     if v not in (None, [], ""))
 
 
 def _field(name: str, value) -> str:

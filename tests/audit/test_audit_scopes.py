@@ -76,9 +76,9 @@ def home(tmp_path):
     h.close()
 
 
-def _export(store, path, selection=Selection()):
+def _export(store, path, selection=None):
     with open(path, "wb") as f:
-        summary = export(store, f, selection)
+        summary = export(store, f, selection or Selection())
     return summary, [json.loads(line) for line in path.read_text().splitlines()]
 
 
