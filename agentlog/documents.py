@@ -34,7 +34,7 @@ def author_names(store) -> dict[bytes, str]:
 
 def status_doc(store, home_path) -> dict:
     """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers,
-    sealed scopes."""
+    sealed scopes and who is known to hold their ciphertext."""
     roster, heads = store.roster(), store.heads()
     return {
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
@@ -50,6 +50,7 @@ def status_doc(store, home_path) -> dict:
         "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
                        "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
         "scopes": scope_docs(store, unread=True),
+        "scope_holders": scope_holders(store),
     }
 
 
@@ -70,6 +71,28 @@ def scope_docs(store, unread: bool = False) -> list[dict]:
         for doc in docs:
             doc["unread"] = counts.get(doc["scope"], 0)
     return docs
+
+
+def scope_holders(store) -> dict[str, list[dict]]:
+    """Per sealed scope, the devices other than its readers that this device knows to hold its events as
+    ciphertext, each with why it knows (authored, sent, received: its ledger; stored here); see
+    agentlog.store.exposure. This device's knowledge: a peer may have passed events on further."""
+    infos = store.scopes.list()
+    if not infos:
+        return {}
+    from agentlog.store.exposure import exposure
+
+    counts, seen, roster = store.scopes.unread_counts(), exposure(store, sealed_only=True), store.roster()
+    out = {}
+    for info in sorted(infos, key=lambda i: i.name):
+        why = seen.holders(info.name)
+        if counts.get(info.name):
+            why.setdefault(store.device, []).append("stored here")
+        readers = {device for device, _ in info.readers}
+        out[info.name] = sorted(({"name": roster.name_of(d), "id": d.hex(), "because": because}
+                                 for d, because in why.items() if d not in readers),
+                                key=lambda h: (h["name"], h["id"]))
+    return out
 
 
 def peer_status(store, roster) -> list[dict]:

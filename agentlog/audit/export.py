@@ -6,7 +6,8 @@ enrol/revoke event, signed, whatever the selection), event (each selected event:
 exact signed header, signature, payload or a redaction marker), base (the store's base snapshot: its
 signed event and the roster's state at its frontier, for a compacted store), snapshot and truncation
 (compaction boundaries), fork (both signed records), ledger (what left this device to which device, what
-arrived), frontier (per author: the chain's bounds and the seqs selected), end (a digest of every
+arrived), scope (each sealed scope: its readers, key epoch, and the devices this device knows to hold its
+events as ciphertext), frontier (per author: the chain's bounds and the seqs selected), end (a digest of every
 line before it, signed by this device). Events are read in one LMDB snapshot.
 """
 
@@ -38,6 +39,7 @@ from agentlog.errors import EventError, StoreError, UsageError
 from agentlog.log.event import decode_record
 from agentlog.store import ledger
 from agentlog.store.compaction import base_bundle
+from agentlog.store.exposure import Exposure, exposure
 from agentlog.store.store import Store
 
 PARALLEL_MIN_EVENTS = 20_000
@@ -70,6 +72,7 @@ class Summary:
     sections: list            # every line but the event lines, as dicts
     counts: Counter           # (author hex, scope, kind, day) -> selected events
     recent: list              # the last RECENT event lines, as dicts
+    sent: Counter = field(default_factory=Counter)    # (peer hex, scope, kind) -> events the ledger says were sent
 
 
 class _Writer:
@@ -122,11 +125,13 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     frontier: dict[tuple[bytes, int], dict] = {}
     snapshots, roster_events = [], {}
     done = events = 0
-    counts, recent = Counter(), []
+    counts, recent, authored = Counter(), [], {}
     for part in parts:
         w.chunk(part.text, part.events)
         events += part.events
         counts.update(part.counts)
+        for author, scope in part.authored:
+            authored.setdefault(scope, set()).add(author)
         if part.events:
             recent = (recent + part.text.rsplit(b"\n", RECENT + 1)[-RECENT - 1:-1])[-RECENT:]
         for chain_key, (first, head, head_id, seqs) in part.chains.items():
@@ -148,6 +153,8 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     _compaction(w, store, snapshots, names)
     _forks(w, store)
     _ledger(w, store, names)
+    seen = exposure(store, authored=authored)
+    _scopes(w, store, seen, selection)
     truncated = store.truncated()
     w.line({"type": "frontier", "chains": [
         {"author": a.hex(), "epoch": e, "from": _from(truncated.get(a), c["first"]), "head": c["head"],
@@ -158,7 +165,8 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
             "signature": store.key.sign(digest).hex()})
     if progress:
         progress(total, total)
-    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent])
+    sent = Counter({(peer.hex(), scope, kind): n for (peer, scope, kind), n in seen.sent.items()})
+    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent], sent)
 
 
 @dataclass(slots=True)
@@ -172,6 +180,7 @@ class Part:
     roster: list = field(default_factory=list)      # (record, payload) of enrol/revoke events
     snapshots: list = field(default_factory=list)   # (record, payload) of selected snapshot events
     counts: Counter = field(default_factory=Counter)  # (author hex, scope, kind, day) -> selected events
+    authored: set = field(default_factory=set)      # (author, scope) of every event read, selected or not
 
 
 # The header fields a line shows, read from stored records without the checks ingest already made
@@ -188,6 +197,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
     """
     part, lines = Part(), []
     chains, counts, roster, snapshots = part.chains, part.counts, part.roster, part.snapshots
+    wrote = part.authored.add
     read, line, iso = _STORED_HEADER.read_stored, _line, fmt.iso
     everything = select.get("since_ms") is None and select.get("until_ms") is None and select.get("scopes") is None
     authors: dict[bytes, tuple[str, str]] = {}
@@ -213,6 +223,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
                 if who is None:
                     who = authors[author] = (author.hex(), _string(names.get(author, "")))
             chains[author, epoch] = (first, seq, eid, seqs)
+            wrote((author, scope))
             if kind in fmt.ROSTER_KINDS:
                 roster.append((record, payload))
             if everything or fmt.selected(time_ms, scope, select):
@@ -403,3 +414,24 @@ def _ledger(w: _Writer, store: Store, names: dict) -> None:
                     "author": r.author.hex(), "author_name": names.get(r.author, ""), "epoch": r.epoch,
                     "lo": r.lo, "hi": r.hi, "first": fmt.iso(r.first_ms), "last": fmt.iso(r.last_ms)})
 
+
+
+def _scopes(w: _Writer, store: Store, seen: Exposure, selection: Selection) -> None:
+    """One line per sealed scope the selection covers: its readers and key epoch, the devices that read it
+    before (they keep what they were given), and the devices this device knows to hold its events as
+    ciphertext, each with why it knows: authored, sent (its ledger), received (its ledger), stored here."""
+    roster = store.roster()
+    for info in sorted(store.scopes.list(), key=lambda i: i.name):
+        if not fmt.scope_matches(info.name, list(selection.scopes) if selection.scopes is not None else None):
+            continue
+        why = seen.holders(info.name)
+        if seen.authored.get(info.name) and store.device not in why:
+            why[store.device] = []
+        if store.device in why:
+            why[store.device].append("stored here")
+        readers = {device for device, _ in info.readers}
+        holders = sorted((roster.name_of(d), d) for d in why if d not in readers)
+        w.line({"type": "scope", "scope": info.name, "epoch": info.epoch,
+                "readers": [{"device": d.hex(), "name": n} for d, n in info.readers],
+                "former_readers": [{"device": d.hex(), "name": n, "last_epoch": e} for d, n, e in info.former],
+                "holders": [{"device": d.hex(), "name": n, "because": why[d]} for n, d in holders]})

@@ -12,12 +12,14 @@ from collections import Counter
 from html import escape
 
 from agentlog.audit.export import Summary
+from agentlog.store.exposure import NOT_HELD
 from agentlog.text import printable
 
 TABLE_ROWS = 500
 CELL_LIMIT = 2000               # characters of one cell (content, a name, a reason); the JSON Lines file holds all
 SECTIONS = ("Summary by device", "Summary by scope", "Summary by kind", "Timeline", "Which devices hold what",
-            "Roster history", "Forks", "Compaction boundaries", "Recent events")
+            "Who may read each scope", "What was sent to each device", "Roster history", "Forks",
+            "Compaction boundaries", "Recent events")
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.5em}h2{font-size:1.15em;
 margin-top:1.6em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid
 #ddd;padding:2px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}td.n{text-align:right}.bar{display:
@@ -51,15 +53,24 @@ def render(summary: Summary) -> str:
                     [[r["direction"], r["peer_name"] or r["peer"][:16], r["author_name"] or r["author"][:16],
                       f"{r['lo']}..{r['hi']}", r["first"], r["last"]] for r in by_type.get("ledger", [])],
                     "What left this device (sent) to which device, and what arrived from which (received).")
-    out += _section(SECTIONS[5], ["time", "by", "kind", "about", "detail"],
+    out += _matrix(by_type.get("scope", []), by_type.get("device", []), head)
+    out += _section(SECTIONS[6], ["device", "scope", "kind", "events"],
+                    [[names.get(peer, peer[:16]), "(no longer held here)" if scope == NOT_HELD else scope,
+                      "" if kind == NOT_HELD else kind, n]
+                     for (peer, scope, kind), n in sorted(summary.sent.items(),
+                                                          key=lambda i: (names.get(i[0][0], i[0][0]), i[0][1:]))],
+                    "Per device, the events this device's ledger says it sent there, by scope and kind (all "
+                    "of the ledger, whatever the selection). Events sent and since compacted away are counted "
+                    "without their scope.")
+    out += _section(SECTIONS[7], ["time", "by", "kind", "about", "detail"],
                     [[r["time"], r["device"], r["kind"], names.get(r["content"].get("device"), "?"),
                       _detail(r["content"])] for r in by_type.get("roster", [])])
     out += _section(
-        SECTIONS[6],
+        SECTIONS[8],
         ["device", "seq", "signed records"],
         [[names.get(f["author"], f["author"][:16]), f["seq"], len(f["records"])] for f in by_type.get("fork", [])],
     )
-    out += _section(SECTIONS[7], ["boundary", "device", "seq", "id", "time", "covers (each device's seq)"],
+    out += _section(SECTIONS[9], ["boundary", "device", "seq", "id", "time", "covers (each device's seq)"],
                     [["base snapshot", names.get(b["author"], b["author"][:16]), b["seq"], b["id"][:16], b["time"],
                       _frontier((b["content"] or {}).get("frontier"), names)] for b in by_type.get("base", [])] +
                     [["truncated up to", names.get(t["author"], t["author"][:16]), t["seq"], t["id"][:16], "", ""]
@@ -68,7 +79,7 @@ def render(summary: Summary) -> str:
                       _frontier(s["frontier"], names)] for s in by_type.get("snapshot", [])],
                     "The base snapshot is the signed state this device's views and roster start from; each "
                     "device's events up to its truncation point were dropped after every device had seen them.")
-    out += _section(SECTIONS[8], ["time", "device", "seq", "kind", "scope", "content"],
+    out += _section(SECTIONS[10], ["time", "device", "seq", "kind", "scope", "content"],
                     [[e["time"], e["device"], e["seq"], e["kind"], e["scope"],
                       "[redacted]" if e["redacted"] else "[withheld]" if e["withheld"] else _detail(e["content"])]
                      for e in reversed(summary.recent)],
@@ -83,9 +94,76 @@ def _e(value) -> str:
 
 
 def _detail(content) -> str:
+    """A payload's content as people read it: `name=value` pairs, internal units as their values."""
     if not isinstance(content, dict):
-        return str(content)
-    return ", ".join(f"{k}={v}" for k, v in content.items() if v not in (None, [], ""))
+        return _value(content)
+    if content == {"sealed": True}:
+        return "[sealed: not readable in the export]"
+    return ", ".join(f"{_READABLE.get(k, (k,))[0]}={_field(k, v)}" for k, v in content.items()
+                     if v not in (None, [], ""))
+
+
+def _field(name: str, value) -> str:
+    unit = _READABLE.get(name)
+    if unit is not None and type(value) is int:
+        return unit[1](value)
+    return _value(value)
+
+
+def _value(value) -> str:
+    """Lists as comma-separated text, a context's [key, value] pairs as key: value, nested objects in braces."""
+    if isinstance(value, dict):
+        return "{" + _detail(value) + "}"
+    if isinstance(value, list):
+        if value and all(isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in value):
+            return ", ".join(f"{k}: {v}" for k, v in value)
+        return ", ".join(_value(v) for v in value)
+    return str(value)
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.1f}"
+
+
+# payload fields kept in internal units (docs/format.md) -> the name and value a person reads
+_READABLE = {"weight_milli": ("weight", lambda v: _number(v / 1000)),
+             "confidence_bp": ("confidence", lambda v: f"{_number(v / 100).removesuffix('.0')} %")}
+
+
+def _matrix(scopes: list, devices: list, head: dict) -> list[str]:
+    """Devices by sealed scope: may read, held keys until an epoch, holds ciphertext (and how this device knows),
+    or holds nothing as far as this device knows."""
+    out = [f"<h2>{_e(SECTIONS[5])}</h2>",
+           f"<p class='muted'>{_e(_MATRIX_NOTE.format(name=head['device_name']))}</p>"]
+    if not scopes:
+        return out + ["<p class='muted'>No sealed scopes: every device of the group may read every event.</p>"]
+    rows = sorted(devices, key=lambda d: d["name"])
+    out.append("<table><tr><th>device</th>" + "".join(f"<th>{_e(s['scope'])}</th>" for s in scopes) + "</tr>")
+    for d in rows[:TABLE_ROWS]:
+        cells = [_cell(s, d["device"]) for s in scopes]
+        label = d["name"] + (" (revoked)" if d["revoked_after_seq"] is not None else "")
+        out.append(f"<tr><td>{_e(label)}</td>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    epochs = ", ".join(f"{s['scope']}: epoch {s['epoch']}" for s in scopes)
+    return out + [f"<p class='muted'>Current key epochs: {_e(epochs)}.</p>"]
+
+
+_MATRIX_NOTE = ("Scope user is readable by every device. For each sealed scope: the devices that may read it; "
+                "former readers, who keep the keys they were given; the devices {name} knows to hold its events "
+                "as ciphertext, and how it knows (authored, sent by this device, received from it, stored here); "
+                "the rest hold nothing as far as {name} knows: a peer may have passed events on to a device this "
+                "device never talked to.")
+
+
+def _cell(scope: dict, device: str) -> str:
+    if any(r["device"] == device for r in scope["readers"]):
+        return "may read"
+    held = next((h for h in scope["holders"] if h["device"] == device), None)
+    former = next((f for f in scope["former_readers"] if f["device"] == device), None)
+    text = f"read until epoch {former['last_epoch']}" if former else ""
+    if held:
+        text += ("; " if text else "") + f"holds ciphertext ({', '.join(held['because'])})"
+    return text or "holds nothing as far as this device knows"
 
 
 def _frontier(points, names: dict) -> str:

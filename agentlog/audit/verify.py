@@ -24,6 +24,7 @@ from agentlog.audit import format as fmt
 from agentlog.errors import EventError
 from agentlog.log import payloads
 from agentlog.log.event import decode_header, event_id
+from agentlog.log.kinds import is_sealed_scope, scope_name_problem
 from agentlog.log.roster import Roster
 from agentlog.log.snapshot import VIEWS
 from agentlog.log.validate import check_payload
@@ -57,6 +58,9 @@ class _State:
     forks: list = field(default_factory=list)
     frontier: dict | None = None
     end: tuple | None = None                            # (line no, line dict, digest of the lines before it)
+    scopes: dict = field(default_factory=dict)          # scope -> (line no, scope line)
+    sealed: dict = field(default_factory=dict)          # (author hex, epoch, seq) -> scope, of sealed event lines
+    sent: list = field(default_factory=list)            # (peer hex, author hex, epoch, lo, hi) of sent ledger lines
 
 
 def verify_file(path, progress: Callable[[int, int], None] | None = None) -> Report:
@@ -153,10 +157,30 @@ def _dispatch(obj: dict, n: int, state: _State, report: Report) -> None:
             for c in obj["chains"]:
                 _frontier_chain(c)
             state.frontier = obj
-        elif kind not in ("snapshot", "ledger", "end"):
+        elif kind == "scope":
+            _scope_line(obj, n, state)
+        elif kind == "ledger":
+            if obj["direction"] == "sent":
+                state.sent.append((obj["peer"], obj["author"], obj["epoch"], obj["lo"], obj["hi"]))
+        elif kind not in ("snapshot", "end"):
             report.problems.append(f"line {n}: unknown line type {kind!r}")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         report.problems.append(f"line {n}{_where(obj)}: malformed {kind} line ({type(exc).__name__}: {_short(exc)})")
+
+
+def _scope_line(obj: dict, n: int, state: _State) -> None:
+    """A scope line's fields and types; ValueError when they are not the export's."""
+    problem = scope_name_problem(obj["scope"]) if isinstance(obj["scope"], str) else "the scope is not text"
+    devices = obj["readers"] + obj["former_readers"] + obj["holders"]
+    if problem or type(obj["epoch"]) is not int or any(
+            not isinstance(d["name"], str) or len(_hex_id(d["device"])) != 32 for d in devices) or any(
+            type(d["last_epoch"]) is not int for d in obj["former_readers"]) or any(
+            not isinstance(d["because"], list) or not all(isinstance(b, str) for b in d["because"])
+            for d in obj["holders"]):
+        raise ValueError(problem or "a scope line's fields are not the export's")
+    if obj["scope"] in state.scopes:
+        raise ValueError(f"a second line for scope {obj['scope']!r} (also line {state.scopes[obj['scope']][0]})")
+    state.scopes[obj["scope"]] = (n, obj)
 
 
 def _frontier_chain(c: dict) -> None:
@@ -218,6 +242,8 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
         if h.seq in chain:
             problems.append(f"appears twice (also line {chain[h.seq][0]})")
         chain[h.seq] = (n, eid, h.prev)
+        if is_sealed_scope(h.scope):
+            state.sealed[obj["author"], h.epoch, h.seq] = h.scope
     report.problems += [f"{where}: {p}" for p in problems]
 
 
@@ -305,6 +331,7 @@ def _check_whole(state: _State, report: Report) -> None:
     _check_chains(state, report)
     _check_frontier(state, report)
     _check_forks(state, report)
+    _check_scopes(state, report)
     _check_end(state, report)
 
 
@@ -418,6 +445,42 @@ def _check_forks(state: _State, report: Report) -> None:
                 valid.add(eid)
         if len(valid) < 2:
             report.problems.append(f"line {n} (fork of {obj['author'][:16]} seq {obj['seq']}): does not prove a fork")
+
+
+def _check_scopes(state: _State, report: Report) -> None:
+    """What a scope line states that the file can show: its devices are the roster's, under their names; every
+    author of one of its events in the file is a reader, a former reader or a holder that authored; every
+    peer a ledger line says was sent one of its events in the file is a reader, a former reader or a holder
+    it was sent to. (Readers and epochs are this device's fold of the scope events; the file carries those
+    events for a reviewer to fold again.)"""
+    listed: dict[str, dict[str, set[str]]] = {}
+    for scope, (n, obj) in sorted(state.scopes.items()):
+        where = f"line {n} (scope {scope})"
+        known = listed[scope] = {}
+        for role, entries in (("reader", obj["readers"]), ("former reader", obj["former_readers"]),
+                              ("holder", obj["holders"])):
+            for d in entries:
+                device = state.devices.get(d["device"])
+                if device is None or device.get("name") != d["name"]:
+                    report.problems.append(f"{where}: {role} {d['name']} ({d['device'][:16]}) is not a device of "
+                                           f"the roster by that name")
+                known.setdefault(d["device"], set()).update(d.get("because", ["read"]))
+    for (author, _, seq), scope in sorted(state.sealed.items()):
+        known = listed.get(scope)
+        if known is not None and not known.get(author, set()) & {"read", "authored"}:
+            report.problems.append(f"scope {scope}: {_name(state, author)} wrote seq {seq} of it, but the scope "
+                                   f"line lists it neither as reader nor as holder that authored")
+    for peer, author, epoch, lo, hi in (state.sent if state.sealed else ()):
+        for scope in sorted({state.sealed[author, epoch, s] for s in range(lo, hi + 1)
+                             if (author, epoch, s) in state.sealed}):
+            known = listed.get(scope)
+            if known is not None and not known.get(peer, set()) & {"read", "sent"}:
+                report.problems.append(f"scope {scope}: the ledger says its events went to {_name(state, peer)}, "
+                                       f"but the scope line lists it neither as reader nor as holder sent to")
+
+
+def _name(state: _State, device: str) -> str:
+    return f"{(state.devices.get(device) or {}).get('name', '?')} ({device[:16]})"
 
 
 def _check_end(state: _State, report: Report) -> None:

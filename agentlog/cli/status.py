@@ -43,6 +43,9 @@ def cmd_status(args) -> int:
         held = f"; {sc['unread']} sealed events held unread" if sc["unread"] else ""
         print(f"scope {sc['scope']} epoch {sc['epoch']} {'readable' if sc['can_read'] else 'not readable'} here; "
               f"readers: {readers}{held}")
+        holders = ", ".join(f"{h['name'] or h['id'][:16]} ({', '.join(h['because'])})"
+                            for h in doc["scope_holders"].get(sc["scope"], []))
+        print(f"  held as ciphertext by: {holders or 'no other device, as far as this device knows'}")
     for p in doc["peers"]:
         seen = _ago(p["last_seen_ms"]) if p["last_seen_ms"] else "never"
         lag = f"we lack {p['we_lack']}, they lack {p['they_lack']}" if p["state"] != "never" else ""

@@ -24,12 +24,15 @@ from agentlog.store.views import roster_in
 
 @dataclass(frozen=True, slots=True)
 class ScopeInfo:
-    """A sealed scope as this device sees it: its effective readers (id, name), key epoch, whether it reads it."""
+    """A sealed scope as this device sees it: its effective readers (id, name), key epoch, whether it reads it,
+    and its former readers (id, name, the last key epoch sealed to them): what they were given stays readable
+    to them."""
 
     name: str
     readers: list[tuple[bytes, str]]
     epoch: int
     can_read: bool
+    former: tuple[tuple[bytes, str, int], ...] = ()
 
     def to_json(self) -> dict:
         return {"name": self.name, "readers": [{"device": d.hex(), "name": n} for d, n in self.readers],
@@ -160,8 +163,13 @@ class Scopes:
 
     def _info(self, state: ScopeState, roster) -> ScopeInfo:
         readers = state.effective_readers(roster)
+        last: dict[bytes, int] = {}
+        for key in state.keys.values():
+            for device in key.boxes:
+                last[device] = max(last.get(device, 0), key.epoch)
+        former = tuple((d, roster.name_of(d), last[d]) for d in sorted(set(last) - readers, key=roster.name_of))
         return ScopeInfo(state.name, [(d, roster.name_of(d)) for d in sorted(readers, key=roster.name_of)],
-                         state.epoch, self._store.device in readers)
+                         state.epoch, self._store.device in readers, former)
 
 
 def _check_name(name) -> None:
