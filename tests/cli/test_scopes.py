@@ -3,21 +3,11 @@ runs them: the CLI in a subprocess on real homes, synced by ingest."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from agentlog.store import home
-from tests.helpers.cli import assert_one_line_error, run
+from tests.helpers.cli import as_json, assert_one_line_error, out, run
 from tests.helpers.sync import sync
-
-
-def out(home_dir, *args) -> str:
-    return run(home_dir, *args).stdout.strip()
-
-
-def as_json(home_dir, *args):
-    return json.loads(out(home_dir, *args, "--json"))
 
 
 def fingerprint(home_dir) -> tuple:

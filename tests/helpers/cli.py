@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,13 @@ def stderr_on_a_terminal(home, *args) -> bytes:
         seen += chunk
     os.close(main_fd)
     return seen
+
+
+def out(home, *args) -> str:
+    """A command's standard output, stripped; the command must succeed."""
+    return run(home, *args).stdout.strip()
+
+
+def as_json(home, *args):
+    """A reading command's --json output, parsed."""
+    return json.loads(out(home, *args, "--json"))
