@@ -165,6 +165,9 @@ class Scopes:
         """Raise ScopeError unless the scope rules accept this event (a scope event, or a sealed one)."""
         if h.kind in SCOPE_KINDS:
             self._check_scope_event(h, payload, roster)
+        elif h.payload_codec == "plain" and is_sealed_scope(h.scope):
+            raise ScopeError(f"a plain payload in scope {h.scope!r}: every scope but user and device:* is sealed, "
+                             "and its writers seal what they write", h.author, h.seq)
         elif h.payload_codec != "plain":
             if not is_sealed_scope(h.scope):
                 raise ScopeError(f"a sealed payload in scope {h.scope!r}, which is never sealed", h.author, h.seq)

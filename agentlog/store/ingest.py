@@ -13,7 +13,7 @@ from agentlog import crypto
 from agentlog.errors import DecodeError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
-from agentlog.log.kinds import SCOPE_KINDS
+from agentlog.log.kinds import SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
@@ -163,7 +163,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             duplicates += not (was_filled or was_healed)
             continue
         h = event.header
-        if h.kind in SCOPE_KINDS or h.payload_codec != "plain":
+        if h.kind in SCOPE_KINDS or h.payload_codec != "plain" or (h.scope != USER_SCOPE and is_sealed_scope(h.scope)):
             sealed = sealed or SealedBatch(store, txn, roster)
             sealed.check(event, decoded, len(folded))
         last[h.author] = event

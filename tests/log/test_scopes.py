@@ -170,7 +170,18 @@ def test_refuses_sealed_events_by_a_device_never_a_reader():
         check(scopes, header(A, "memory.put", "topic:none", "sealed"), None)
     with pytest.raises(ScopeError, match="never sealed"):
         check(scopes, header(A, "memory.put", "user", "sealed"), None)
-    check(scopes, header(C, "memory.put", "health", "plain"), None)     # plain: no scope rule (older writers)
+
+
+
+def test_refuses_a_plain_payload_in_a_sealed_scope_by_anyone():
+    """Writers seal every scope but user and device:*, so a plain payload under a sealed scope's name is a
+    non-reader (or a forger) writing as if it were one: refused, whoever wrote it, whatever the order."""
+    scopes = folded([key_event(A, 1, [A, B])])
+    for author, scope in ((C, "health"), (A, "health"), (C, "topic:none")):
+        with pytest.raises(ScopeError, match="plain payload in scope"):
+            check(scopes, header(author, "memory.put", scope, "plain"), None)
+    check(scopes, header(C, "memory.put", "user", "plain"), None)
+    check(scopes, header(C, "override.set", "device:" + C.hex(), "plain"), None)
 
 
 # -- determinism: the state is a function of the set of scope events ------------------------------------

@@ -258,6 +258,15 @@ def test_refuses_events_by_a_device_never_a_reader(home):
     refused(home.laptop, forge(home.speaker, "scope.key", payloads.encode(takeover)), "not among its readers")
 
 
+def test_refuses_a_plain_payload_written_under_a_sealed_scope(home):
+    """A non-reader cannot write into health by leaving its payload plain: the laptop refuses it whole and
+    its views and memory stay as they were."""
+    put = payloads.MemoryPut(entry=b"f" * 16, type="fact", content="forged into health")
+    refused(home.laptop, forge(home.speaker, "memory.put", payloads.encode(put), scope="health"),
+            "plain payload in scope 'health'")
+    assert all(e.content != "forged into health" for e in home.laptop.memory.list())
+
+
 def test_a_sealed_payload_that_does_not_open_is_carried_not_folded(home):
     kid = home.laptop.scopes.get("health")
     current = next(e.id for e in home.laptop.events() if e.header.kind == "scope.key")
