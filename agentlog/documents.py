@@ -36,6 +36,8 @@ def status_doc(store, home_path) -> dict:
     """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers,
     sealed scopes and who is known to hold their ciphertext."""
     roster, heads = store.roster(), store.heads()
+    scopes = sorted(store.scopes.list(), key=lambda info: info.name)
+    unread = store.scopes.unread_counts() if scopes else {}
     return {
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
         "group": store.group.hex() if store.group else None, "events": store.count(),
@@ -49,8 +51,8 @@ def status_doc(store, home_path) -> dict:
         "peers": peer_status(store, roster),
         "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
                        "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
-        "scopes": scope_docs(store, unread=True),
-        "scope_holders": scope_holders(store),
+        "scopes": [{**scope_doc(info), "unread": unread.get(info.name, 0)} for info in scopes],
+        "scope_holders": scope_holders(store, scopes, unread, roster),
     }
 
 
@@ -62,31 +64,25 @@ def scope_doc(info) -> dict:
     return {"scope": info.name, "readers": readers, "epoch": info.epoch, "can_read": info.can_read}
 
 
-def scope_docs(store, unread: bool = False) -> list[dict]:
-    """Every sealed scope of the group, by name; with `unread`, each also counts the sealed events this
-    device holds as ciphertext it cannot open (`status`)."""
-    docs = [scope_doc(info) for info in sorted(store.scopes.list(), key=lambda info: info.name)]
-    if unread:
-        counts = store.scopes.unread_counts()
-        for doc in docs:
-            doc["unread"] = counts.get(doc["scope"], 0)
-    return docs
+def scope_docs(store) -> list[dict]:
+    """Every sealed scope of the group, by name."""
+    return [scope_doc(info) for info in sorted(store.scopes.list(), key=lambda info: info.name)]
 
 
-def scope_holders(store) -> dict[str, list[dict]]:
-    """Per sealed scope, the devices other than its readers that this device knows to hold its events as
-    ciphertext, each with why it knows (authored, sent, received: its ledger; stored here); see
-    agentlog.store.exposure. This device's knowledge: a peer may have passed events on further."""
-    infos = store.scopes.list()
-    if not infos:
+def scope_holders(store, scopes: list, unread: dict[str, int], roster) -> dict[str, list[dict]]:
+    """Per sealed scope (`scopes`, with `unread`: the sealed events held here unopened, per scope), the devices
+    other than its readers that this device knows to hold its events as ciphertext, each with why it knows
+    (authored, sent, received: its ledger; stored here); see agentlog.store.exposure. This device's knowledge:
+    a peer may have passed events on further."""
+    if not scopes:
         return {}
     from agentlog.store.exposure import exposure
 
-    counts, seen, roster = store.scopes.unread_counts(), exposure(store, sealed_only=True), store.roster()
+    seen = exposure(store, sealed_only=True)
     out = {}
-    for info in sorted(infos, key=lambda i: i.name):
+    for info in scopes:
         why = seen.holders(info.name)
-        if counts.get(info.name):
+        if unread.get(info.name):
             why.setdefault(store.device, []).append("stored here")
         readers = {device for device, _ in info.readers}
         out[info.name] = sorted(({"name": roster.name_of(d), "id": d.hex(), "because": because}
