@@ -303,8 +303,8 @@ class Connection:
                 del self.wanted[author]
         out = [self._send(Ack(batch, self._shown_frontier(frontier)), now)]
         out += self._flush(now) + self._release(now)
-        if not self.guarded:          # the batch may have left payloads wanted: a header-only relay, or a new key
-            out += self._ask_payloads(now)
+        if not self.guarded and not self.payloads_pending:   # the batch may have left payloads wanted (a
+            out += self._ask_payloads(now)                  # header-only relay, a new key); one want in flight
         self._maybe_live()
         return out
 

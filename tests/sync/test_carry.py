@@ -10,7 +10,9 @@ from agentlog.errors import NotFoundError
 from agentlog.log.kinds import is_sealed_scope
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
+from agentlog.sync.messages import Want
 from agentlog.sync.replicator import Replicator, sync_once
+from tests.helpers.links import Link
 from tests.helpers.scoped import Home, files_holding
 
 CANARY = "CANARY-5ync-c4rry-glucose"
@@ -66,3 +68,23 @@ def test_a_readable_speaker_relays_headers_and_fetches_the_past_after_a_grant(ho
     for store in (laptop, phone, speaker):
         report = verify_store(store)
         assert report.ok and report.uncarried == 0, (store.name, report.problems, report.withheld)
+
+
+def test_a_stored_grant_has_the_connection_ask_for_the_past_without_waiting_for_a_heartbeat(home):
+    """Sans-IO, no clock moving: the batch holding the grant leaves payloads wanted, and the connection that
+    stored it asks its peer for them at once; the peer's answer fills and folds them."""
+    speaker, laptop = home.speaker, home.laptop
+    speaker.set_carry("readable")
+    entry = home.phone.memory.put(f"{CANARY} after lunch", scope="health")
+    home.meet()
+    [put] = [e for e in home.phone.events(home.phone.device) if e.header.scope == "health"]
+    assert speaker.uncarried_counts() == {"health": 1}
+    laptop.scopes.grant("health", ["speaker"])
+    link = Link(speaker, laptop)
+    link.start()
+    link.run()
+    wants = [m for who, m in link.sent if who == "a" and isinstance(m, Want) and m.payloads]
+    assert [w.payloads for w in wants] == [((home.phone.device, 0, put.header.seq, put.header.seq),)]
+    assert link.a.state == link.b.state == "live" and not link.closed
+    assert speaker.withheld_count() == 0 and speaker.memory.get(entry).content.startswith(CANARY)
+
