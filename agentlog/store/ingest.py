@@ -279,7 +279,6 @@ class SealedBatch:
         with txn.cursor(db=dbs["sealed.unread"]) as cur:
             return any(bytes(kid) in new_keys for kid in cur.iternext(keys=False, values=True))
 
-
     def _carry(self, keys: dict[bytes, bytes], new_keys: set[bytes], readable_only: bool) -> None:
         """In `readable` mode, carry no payload of a scope this device holds no key of; uncarried events the
         new keys open become wanted (agentlog.store.carry)."""
