@@ -34,14 +34,16 @@ def author_names(store) -> dict[bytes, str]:
 
 def status_doc(store, home_path) -> dict:
     """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers,
-    sealed scopes and who is known to hold their ciphertext."""
+    carry mode, sealed scopes and who is known to hold their ciphertext."""
     roster, heads = store.roster(), store.heads()
     scopes = sorted(store.scopes.list(), key=lambda info: info.name)
     unread = store.scopes.unread_counts() if scopes else {}
+    uncarried = store.uncarried_counts() if scopes else {}
     return {
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
         "group": store.group.hex() if store.group else None, "events": store.count(),
         "payloads_missing": store.withheld_count(),
+        "carry": store.carry, "payloads_uncarried": sum(uncarried.values()),
         "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
         "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
@@ -51,7 +53,8 @@ def status_doc(store, home_path) -> dict:
         "peers": peer_status(store, roster),
         "compaction": {"snapshot": (store.meta("base") or b"").hex() or None,
                        "truncated": {roster.name_of(a): h.seq for a, h in sorted(store.truncated().items())}},
-        "scopes": [{**scope_doc(info), "unread": unread.get(info.name, 0)} for info in scopes],
+        "scopes": [{**scope_doc(info), "unread": unread.get(info.name, 0), "uncarried": uncarried.get(info.name, 0)}
+                   for info in scopes],
         "scope_holders": scope_holders(store, scopes, unread, roster),
     }
 

@@ -419,13 +419,16 @@ def _ledger(w: _Writer, store: Store, names: dict) -> None:
 def _scopes(w: _Writer, store: Store, seen: Exposure, selection: Selection) -> None:
     """One line per sealed scope the selection covers: its readers and key epoch, the devices that read it
     before (they keep what they were given), and the devices this device knows to hold its events as
-    ciphertext, each with why it knows: authored, sent (its ledger), received (its ledger), stored here."""
+    ciphertext, each with why it knows: authored, sent (its ledger), received (its ledger), stored here (not when
+    it holds only their headers, carry readable)."""
     roster = store.roster()
+    unread, uncarried = store.scopes.unread_counts(), store.uncarried_counts()
     for info in sorted(store.scopes.list(), key=lambda i: i.name):
         if not fmt.scope_matches(info.name, list(selection.scopes) if selection.scopes is not None else None):
             continue
         why = seen.holders(info.name)
-        if seen.authored.get(info.name) and store.device not in why:
+        headers_only = uncarried.get(info.name) and not unread.get(info.name)     # carry readable: no payload here
+        if seen.authored.get(info.name) and store.device not in why and not headers_only:
             why[store.device] = []
         if store.device in why:
             why[store.device].append("stored here")

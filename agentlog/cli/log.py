@@ -76,6 +76,7 @@ def _verify_doc(report) -> dict:
         "forks": [{"author": p.author.hex(), "seq": p.seq} for p in report.forks],
         "after_revocation": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.after_revocation],
         "withheld": [{"author": p.author.hex(), "seq": p.seq, "note": p.what} for p in report.withheld],
+        "uncarried": report.uncarried,
         "damaged_signatures": [{"author": p.author.hex(), "seq": p.seq, "last": p.last, "signed": p.signed,
                                 "peer": p.peer.hex() if p.peer else None} for p in report.bad_signatures],
         "damage": report.damage, "notes": report.notes,

@@ -25,6 +25,9 @@ def cmd_status(args) -> int:
     if doc["payloads_missing"]:
         print(f"{doc['payloads_missing']} events held without their payload (a peer withheld them): "
               "views lack them until a peer supplies them")
+    if doc["carry"] == "readable":
+        print(f"carries only what it reads (serve --carry readable): {doc['payloads_uncarried']} sealed events of "
+              "scopes it does not read held as headers only")
     if doc["signatures_damaged"]:
         n = doc["signatures_damaged"]
         print(f"{n} event{'' if n == 1 else 's'} with damaged signature bytes (a peer garbled them; the author's "
@@ -41,6 +44,7 @@ def cmd_status(args) -> int:
     for sc in doc["scopes"]:
         readers = ", ".join(r["name"] or r["id"][:16] for r in sc["readers"]) or "none"
         held = f"; {sc['unread']} sealed events held unread" if sc["unread"] else ""
+        held += f"; {sc['uncarried']} held as headers only" if sc["uncarried"] else ""
         print(f"scope {sc['scope']} epoch {sc['epoch']} {'readable' if sc['can_read'] else 'not readable'} here; "
               f"readers: {readers}{held}")
         holders = ", ".join(f"{h['name'] or h['id'][:16]} ({', '.join(h['because'])})"

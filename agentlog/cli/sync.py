@@ -23,6 +23,9 @@ def register(sub, common) -> None:
                    help="compact when the store uses MB megabytes or more (default 1024; 0: never by size)")
     c.add_argument("--horizon", type=float, default=30.0, metavar="DAYS",
                    help="for compaction: leave out devices silent this many days (default 30)")
+    c.add_argument("--carry", choices=("all", "readable"),
+                   help="what to carry of sealed scopes this device does not read: every payload (all, the "
+                        "default) or headers only (readable); kept in the home for every later run and sync")
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
@@ -51,6 +54,8 @@ def cmd_serve(args) -> int:
         if damage:
             raise StoreError(f"{damage[0]} ({len(damage)} problems): run agentlog verify")
         serve.configure_logging()
+        if args.carry:
+            serve.log.info("carry", mode=args.carry, **store.set_carry(args.carry))
         try:
             serve.run(store, listen, args.peer, args.heartbeat, policy)
         except (OSError, AgentlogError, BaseExceptionGroup) as exc:

@@ -18,7 +18,7 @@ from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
-from agentlog.store import ledger
+from agentlog.store import carry, ledger
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
@@ -47,6 +47,7 @@ class TxnLog:
         self.roster = roster
         self._heads: dict[bytes, Head | None] = {}
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
+        self._uncarried: dict[bytes, bytes] = {}         # event key -> key id: stored header-only by choice
 
     def head(self, author: bytes) -> Head | None:
         try:
@@ -85,6 +86,13 @@ class TxnLog:
         h = event.header
         self._accepted[event_key(h.author, h.epoch, h.seq)] = event
         self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+
+    def uncarry(self, found: list[tuple[bytes, bytes]]) -> None:
+        """Store these accepted events, given as (event key, key id), header-only: not carried by choice
+        (agentlog.store.carry)."""
+        for key, kid in found:
+            self._accepted[key] = replace(self._accepted[key], payload=None)
+            self._uncarried[key] = kid
 
     def fill(self, event: Event) -> bool:
         """Complete an event held without its payload when this delivery of it carries the payload; whether
@@ -135,9 +143,12 @@ class TxnLog:
         txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
         txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
-        withheld = [(key, b"") for key, e in events if e.payload is None]
+        withheld = [(key, b"") for key, e in events if e.payload is None and key not in self._uncarried]
         if withheld:
             txn.cursor(db["withheld"]).putmulti(withheld)
+        if self._uncarried:
+            txn.cursor(db["uncarried"]).putmulti(sorted(self._uncarried.items()))
+            self._uncarried.clear()
         authors = {e.header.author for e in self._accepted.values()}
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
@@ -183,7 +194,6 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if not every_signature:
         txn.cursor(db=dbs["unverified"]).putmulti(
             [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
-    log.flush()
     txn.put(b"lamport", lamport.to_bytes(8, "big"), db=dbs["meta"])
     if roster_changed:
         save_roster(dbs, txn, roster)
@@ -191,8 +201,13 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         sealed = sealed or SealedBatch(store, txn, roster)
         sealed.limits_changed(roster)
     opens_held = sealed is not None and sealed.finish(folded)   # a new key opens events held unread: fold again
+    if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
+        log.uncarry(sealed.uncarried)
+    log.flush()
     if filled or opens_held:
         refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
+        if filled:
+            carry.settle_filled(store, txn)
     else:
         store.pref_view.fold(txn, folded)
         store.memory_view.fold(txn, folded)
@@ -215,6 +230,8 @@ class SealedBatch:
         self.keys_before = store.keyring.keys(self.scopes)
         self.changed = False
         self.sealed: list[tuple[int, Event]] = []        # (index among the folded events, event)
+        self.bare: list[tuple[bytes, str]] = []          # (event key, scope) of sealed events without a payload
+        self.uncarried: list[tuple[bytes, bytes]] = []   # (event key, key id): not to be carried (`finish`)
 
     def check(self, event: Event, decoded, index: int) -> None:
         """Raise ScopeError unless the scope rules accept it; fold a scope event; hold a sealed payload."""
@@ -224,6 +241,8 @@ class SealedBatch:
             self.changed |= self.scopes.add(ScopeEvent.of(h, event.id, decoded))
         elif event.payload is not None:
             self.sealed.append((index, event))
+        elif is_sealed_scope(h.scope):
+            self.bare.append((event_key(h.author, h.epoch, h.seq), h.scope))
 
     def limits_changed(self, roster: Roster) -> None:
         limits = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
@@ -236,12 +255,15 @@ class SealedBatch:
         if self.changed:
             save_scopes(dbs, txn, self.scopes)
         keys = self.store.keyring.keys(self.scopes) if self.changed else self.keys_before
+        readable_only = carry.mode_in(dbs, txn) == "readable"
         unread = []
         for index, event in self.sealed:
             h = event.header
             plain = sealing.open_envelope(keys, event.payload, sealing.ad(h.group, h.author, h.scope, h.kind))
             if plain is None:
-                unread.append((event_key(h.author, h.epoch, h.seq), sealing.key_id(event.payload) or b""))
+                kid = sealing.key_id(event.payload) or b""
+                pair = (event_key(h.author, h.epoch, h.seq), kid)
+                (self.uncarried if readable_only and kid not in keys else unread).append(pair)
             elif h.kind in payloads.KINDS:
                 try:
                     folded[index] = folded[index]._replace(payload=payloads.decode(h.kind, plain))
@@ -250,10 +272,21 @@ class SealedBatch:
         if unread:
             txn.cursor(db=dbs["sealed.unread"]).putmulti(unread)
         new_keys = set(keys) - set(self.keys_before)
+        if readable_only or new_keys:
+            self._carry(keys, new_keys, readable_only)
         if not new_keys or not txn.stat(dbs["sealed.unread"])["entries"]:
             return False
         with txn.cursor(db=dbs["sealed.unread"]) as cur:
             return any(bytes(kid) in new_keys for kid in cur.iternext(keys=False, values=True))
+
+    def _carry(self, keys: dict[bytes, bytes], new_keys: set[bytes], readable_only: bool) -> None:
+        """In `readable` mode, carry no payload of a scope this device holds no key of; uncarried events the
+        new keys open become wanted (agentlog.store.carry)."""
+        opens = carry.key_scopes(self.scopes, self.store.device, keys)
+        if readable_only:
+            readable = set(opens.values())
+            self.uncarried += [(key, b"") for key, scope in self.bare if scope not in readable]
+        carry.want_opened(self.store.dbs, self.txn, {kid: opens[kid] for kid in new_keys if kid in opens})
 
 
 def record_fork(store, fork: ForkError, batch) -> None:

@@ -4,6 +4,7 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   events    author(32) epoch(4) seq(8)  -> header bytes ++ signature(64)
   payloads  author(32) epoch(4) seq(8)  -> payload bytes (same key as the event: appends stay sequential)
   withheld  author(32) epoch(4) seq(8)  -> b"" for events stored without their payload
+  uncarried (see agentlog.store.carry): sealed events stored without their payload by choice
   unverified author(32) epoch(4) seq(8) -> b"" for events ingested without their own signature checked
                                            (inside a peer's run: the run's last signature and the hash
                                            links proved them)
@@ -18,7 +19,7 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   ledger.sent, ledger.received (see agentlog/store/ledger.py): which ranges went to or came from which peer
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
   views.scopes, sealed.unread (see agentlog/store/keyring.py): the scopes view, sealed events not folded
-  meta      layout version, identity, group, lamport, own clock
+  meta      layout version, identity, group, lamport, own clock, carry mode
 Kept in one module so that every module of the store packs a position the same way.
 """
 
@@ -33,11 +34,11 @@ from agentlog.log.event import Event, decode_record
 from agentlog.log.validate import Head
 from agentlog.memory import view as memory_view
 from agentlog.prefs import view as pref_view
-from agentlog.store import keyring, ledger, peers
+from agentlog.store import carry, keyring, ledger, peers
 
 LAYOUT_VERSION = 1
-DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
-       "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
+DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "truncated",
+       "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
        "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)

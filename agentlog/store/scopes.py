@@ -144,8 +144,9 @@ class Scopes:
         return state is not None and self._store.device in state.effective_readers(roster)
 
     def unread(self) -> list[str]:
-        """The scopes of the sealed events this store holds and could not read, by name."""
-        return list(self.unread_counts())
+        """The scopes of the sealed events this store holds and could not read (as ciphertext, or as headers
+        only: carry `readable`), by name."""
+        return sorted(set(self.unread_counts()) | set(self._store.uncarried_counts()))
 
     def unread_counts(self) -> dict[str, int]:
         """How many sealed events this store holds and could not read, per scope, by name."""

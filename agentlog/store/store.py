@@ -26,7 +26,7 @@ from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import PrefView
-from agentlog.store import peers
+from agentlog.store import carry, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.ingest import IngestResult, ingest_in, record_fork
@@ -395,6 +395,23 @@ class Store:
         with txn.cursor(db=self.dbs["damaged"]) as cur:
             keys = [bytes(k) for k in cur.iternext(values=False) if txn.get(k, db=self.dbs["events"]) is not None]
         return seq_runs(((k[:32], *POS.unpack_from(k, 32)) for k in keys), limit)
+
+    @property
+    def carry(self) -> str:
+        """What this device carries of sealed scopes it does not read: "all" or "readable" (agentlog.store.carry)."""
+        return self.read(lambda txn: carry.mode_in(self.dbs, txn))
+
+    def set_carry(self, mode: str) -> dict[str, int]:
+        """Keep carry mode `mode` in the home (agentlog.store.carry.set_mode); returns the events `dropped`
+        (payloads no longer carried) and `wanted` (asked of peers again)."""
+        changed = carry.set_mode(self, mode)
+        if changed["wanted"]:
+            self.nudge()
+        return changed
+
+    def uncarried_counts(self) -> dict[str, int]:
+        """How many sealed events this store holds header-only by choice (carry `readable`), per scope."""
+        return self.read(lambda txn: carry.counts_in(self.dbs, txn))
 
     def withheld_count(self) -> int:
         """How many events this store holds without their payload."""

@@ -4,7 +4,8 @@ For each author's chain, in key order: the record decodes, belongs to this group
 sits under its own (author, epoch, seq), seqs are dense, prev links to the previous
 id, the signature verifies over the id (a damaged signature on an event a peer sent inside a
 run, whose content a later signed event proves, is a warning), the id index points at it,
-and the payload is present (or recorded as withheld) and matches its hash. Then: the author was
+and the payload is present (or recorded as withheld, or as a sealed one not carried by choice) and matches its
+hash. Then: the author was
 enrolled at the time (roster folded in lamport order), heads agree with the chains,
 and every id-index entry names a stored event with that id. On a compacted store each
 chain starts right after its author's truncation point (seq and id), and the base
@@ -80,6 +81,7 @@ class Report:
     forks: list[Problem] = field(default_factory=list)
     after_revocation: list[Problem] = field(default_factory=list)
     withheld: list[Problem] = field(default_factory=list)     # runs of events held without their payload
+    uncarried: int = 0                                        # sealed events held header-only by choice
     bad_signatures: list[Problem] = field(default_factory=list)  # damaged signature bytes on authentic content
     damage: list[str] = field(default_factory=list)      # the data file's structure, and views that differ
     notes: list[str] = field(default_factory=list)       # what could not be checked, and why
@@ -102,6 +104,7 @@ class _Range:
     tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
     notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
     withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
+    uncarried: int = 0                            # sealed events held header-only by choice (carry readable)
     bad_signatures: list = field(default_factory=list)  # (author, epoch, seq) whose signature does not verify
 
 
@@ -121,6 +124,10 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     report.problems = [p for r in ranges for p in r.problems]
     _check_boundaries(report, ranges, store.truncated())
     report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
+    report.uncarried = sum(r.uncarried for r in ranges)
+    if report.uncarried:
+        report.notes.append(f"{report.uncarried} sealed event{'s' if report.uncarried != 1 else ''} of scopes this "
+                            "device does not read held as headers only (carry readable; expected)")
     _classify_signatures(store, report, [b for r in ranges for b in r.bad_signatures])
     tails = {}
     for r in ranges:
@@ -228,6 +235,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
     out = _Range()
     batch: list[tuple[bytes, int, bytes, bytes]] = []
     db_events, db_payloads, db_withheld, db_ids = (store.db(n) for n in ("events", "payloads", "withheld", "ids"))
+    db_uncarried = store.db("uncarried")
     last = None
     cuts = store.truncated()
     with store.raw_txn() as txn:
@@ -263,7 +271,9 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             out.tails[author] = (epoch, seq, event.id)
             if txn.get(event.id, db=db_ids) != key:
                 out.problems.append(Problem(author, seq, "id index does not point at this event"))
-            if payload is None:
+            if payload is None and h.payload_codec == "sealed" and txn.get(key, db=db_uncarried) is not None:
+                out.uncarried += 1
+            elif payload is None:
                 if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
                     out.problems.append(Problem(author, seq, "payload is missing"))
                 else:

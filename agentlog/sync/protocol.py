@@ -303,6 +303,8 @@ class Connection:
                 del self.wanted[author]
         out = [self._send(Ack(batch, self._shown_frontier(frontier)), now)]
         out += self._flush(now) + self._release(now)
+        if not self.guarded and not self.payloads_pending:   # the batch may have left payloads wanted (a
+            out += self._ask_payloads(now)                  # header-only relay, a new key); one want in flight
         self._maybe_live()
         return out
 

@@ -107,6 +107,20 @@ def test_scope_lines_name_readers_and_the_devices_known_to_hold_ciphertext(tmp_p
     assert _by_name(health["holders"])["speaker"]["because"] == ["sent"]
 
 
+def test_a_device_carrying_headers_only_is_no_holder_of_the_scope(tmp_path, home):
+    """The speaker set to carry only what it reads holds health's headers, no payload: neither its export nor its
+    status names it among the scope's holders, and its exported health events are withheld (no payload)."""
+    assert home.speaker.set_carry("readable")["dropped"] == 3
+    _, lines = _export(home.speaker, tmp_path / "speaker.jsonl")
+    [health] = [line for line in lines if line["type"] == "scope"]
+    assert "speaker" not in _by_name(health["holders"])
+    sealed = [line for line in lines if line["type"] == "event" and line["scope"] == "health"]
+    assert len(sealed) == 3 and all(e["withheld"] and e["payload"] is None for e in sealed)
+    assert verify_file(tmp_path / "speaker.jsonl").ok
+    doc = status_doc(home.speaker, tmp_path)
+    assert doc["scope_holders"]["health"] == [] and doc["carry"] == "readable" and doc["payloads_uncarried"] == 3
+
+
 def test_a_scope_selection_leaves_other_scopes_lines_out(tmp_path, home):
     _, lines = _export(home.laptop, tmp_path / "user.jsonl", Selection(scopes=("user",)))
     assert not [line for line in lines if line["type"] == "scope"]

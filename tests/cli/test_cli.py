@@ -49,7 +49,7 @@ def test_observe_log_verify(tmp_path):
     assert events[1]["id"] == eid and set(events[1]) >= {"author", "seq", "kind", "scope", "time", "id"}
     report = json.loads(run(home, "verify", "--json").stdout)
     assert report == {"ok": True, "checked": 2, "problems": [], "forks": [], "after_revocation": [], "withheld": [],
-                      "damaged_signatures": [], "damage": [], "notes": []}
+                      "uncarried": 0, "damaged_signatures": [], "damage": [], "notes": []}
 
 
 def test_join_flow_and_device_listing(two_devices):

@@ -113,9 +113,12 @@ class Daemon:
     """One `agentlog serve` process on a home: start, read its JSON log, stop (SIGTERM) or kill (-9)."""
 
     def __init__(self, home_dir: Path, *, listen: bool = True, peers: tuple[str, ...] = (), heartbeat: float = 1.0,
-                 registry: list | None = None, preexec: Callable[[], None] | None = None):
-        """`preexec` runs in the child before `agentlog serve` starts (e.g. to lower a resource limit)."""
+                 registry: list | None = None, preexec: Callable[[], None] | None = None,
+                 options: tuple[str, ...] = ()):
+        """`preexec` runs in the child before `agentlog serve` starts (e.g. to lower a resource limit); `options`
+        are more `serve` options (`--carry readable`)."""
         self.home, self.listen, self.peers, self.heartbeat = Path(home_dir), listen, list(peers), heartbeat
+        self.options = list(options)
         self.preexec = preexec
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
@@ -142,6 +145,7 @@ class Daemon:
             args += ["--listen", "127.0.0.1:0"]
         for peer in self.peers:
             args += ["--peer", peer]
+        args += self.options
         with open(self.log_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                          env=_env(), preexec_fn=self.preexec)

@@ -286,7 +286,7 @@ async def test_scopes_through_the_sdk_client(homes, tmp_path):
         written += [decision, (await a.call("correct", decision_id=decision, value="none", scope="health"))["event"]]
         plain = (await a.call("observe", setting="theme", value="dark"))["event"]
         assert (await a.call("get_preference", setting="diet"))["value"] == "vegan"
-        assert (await a.call("status"))["scopes"] == [{**health, "unread": 0}]
+        assert (await a.call("status"))["scopes"] == [{**health, "unread": 0, "uncarried": 0}]
 
     scopes = {r["id"]: r["scope"] for r in cli_json(laptop_home, "log")}
     assert [scopes[e] for e in written] == ["health"] * 4 and scopes[plain] == "user"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,41 +16,11 @@ from agentlog.store.keyring import scopes_in
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from tests.helpers.events import store_digest
+from tests.helpers.scoped import Home, files_holding
 from tests.helpers.sync import sync
 
 CANARY = "CANARY-7f3a9c-blood-pressure"
 CANARY2 = "CANARY-2b81d4-after-revoke"
-
-
-class Home:
-    """laptop (founder), phone and speaker in one group, every store in its own directory."""
-
-    def __init__(self, tmp: Path):
-        self.tmp = tmp
-        self.laptop = self._device("laptop")
-        self.laptop.create_group("laptop")
-        self.phone = self.join("phone")
-        self.speaker = self.join("speaker")
-        self.meet()
-
-    def _device(self, name: str) -> Store:
-        store = Store(self.tmp / name, DeviceKey.generate())
-        store.set_meta({"device": store.key.public, "name": name.encode()})
-        return store
-
-    def join(self, name: str) -> Store:
-        store = self._device(name)
-        devices.join(store, devices.enroll(self.laptop, store.device, name))
-        sync(self.laptop, store)
-        return store
-
-    def meet(self, *stores: Store) -> None:
-        stores = stores or (self.laptop, self.phone, self.speaker)
-        for _ in range(2):
-            for a in stores:
-                for b in stores:
-                    if a is not b:
-                        sync(a, b)
 
 
 @pytest.fixture
@@ -65,18 +32,6 @@ def home(tmp_path):
     yield h
     for s in (h.laptop, h.phone, h.speaker):
         s.close()
-
-
-def files_holding(directory: Path, text: str) -> list[str]:
-    """Every file under `directory` whose bytes hold `text` (UTF-8)."""
-    needle = text.encode()
-    found = []
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = Path(root) / name
-            if needle in path.read_bytes():
-                found.append(str(path.relative_to(directory)))
-    return found
 
 
 def phone_writes_canary(home: Home) -> bytes:

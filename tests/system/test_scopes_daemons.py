@@ -13,7 +13,8 @@ import json
 import secrets
 from pathlib import Path
 
-from tests.helpers.daemons import agentlog, provision, snapshot, status, wait_until
+from tests.helpers.daemons import agentlog, provision, status, wait_until
+from tests.helpers.scoped import head_seq, homes_holding, reads, same_events, verified, wait_holding
 
 SETTING = "health.note"
 
@@ -22,71 +23,12 @@ def canary() -> str:
     return f"canary-{secrets.token_hex(12)}"
 
 
-def homes_holding(needle: str, *home_dirs: Path) -> dict[str, list[str]]:
-    """For each home, its files whose bytes hold `needle`: every file under the home (data.mdb, its lock file,
-    keys, whatever else is there) and its daemon's log (written beside the home, tests.helpers.daemons)."""
-    raw = needle.encode()
-    found = {}
-    for home_dir in home_dirs:
-        files = [p for p in sorted(home_dir.rglob("*")) if p.is_file()]
-        assert any(p.name == "data.mdb" for p in files), f"no data.mdb under {home_dir}"
-        logs = sorted(home_dir.parent.glob(f"{home_dir.name}.serve.*.log"))
-        assert logs, f"no daemon log for {home_dir.name}"
-        found[home_dir.name] = [p.name for p in files + logs if raw in p.read_bytes()]
-    return found
-
-
-def same_events(*home_dirs: Path) -> dict | None:
-    """The common frontier (author -> seq) when every home holds the same events, else None. (View digests
-    differ on purpose: a device folds only what it reads.)"""
-    snaps = [snapshot(h) for h in home_dirs]
-    first = snaps[0]
-    if all(s["frontier"] == first["frontier"] and s["count"] == first["count"] for s in snaps):
-        return first
-    return None
-
-
-def wait_holding(home_dirs: tuple[Path, ...], author: Path, seq: int, what: str) -> dict:
-    """Wait until every home holds the same events, `author`'s chain up to at least `seq` among them."""
-    author_id = bytes.fromhex(status(author)["device"])
-
-    def done():
-        common = same_events(*home_dirs)
-        return common if common and common["frontier"].get(author_id, 0) >= seq else None
-    return wait_until(done, what, timeout=45)
-
-
-def head_seq(home_dir: Path) -> int:
-    doc = status(home_dir)
-    return doc["heads"][doc["name"]]["seq"]
-
-
-def reads(home_dir: Path, scope: str) -> bool:
-    rows = json.loads(agentlog(home_dir, "scopes", "list", "--json").stdout)
-    return any(r["scope"] == scope and r["can_read"] for r in rows)
-
-
 def peer_names(home_dir: Path) -> set[str]:
     return {p["name"] or p["address"] for p in status(home_dir)["peers"]}
 
 
 def pref(home_dir: Path) -> str | None:
     return json.loads(agentlog(home_dir, "pref", "get", SETTING, "--json").stdout)["value"]
-
-
-def verified(home_dirs: tuple[Path, ...]) -> dict[str, int]:
-    """Run `agentlog verify` on each home while its daemon runs: it must pass, having compared every view with
-    the log (no note that the store kept changing); returns each home's count of sealed events it carries unread."""
-    unread = {}
-    for home_dir in home_dirs:
-        proc = agentlog(home_dir, "verify", "--json", check=False)
-        assert proc.returncode == 0, (home_dir.name, proc.stdout, proc.stderr)
-        doc = json.loads(proc.stdout)
-        assert doc["ok"] and not doc["problems"] and not doc["damage"], (home_dir.name, doc)
-        assert not [n for n in doc["notes"] if "views not checked" in n], (home_dir.name, doc["notes"])
-        counts = [int(n.split()[0]) for n in doc["notes"] if "carried as ciphertext" in n]
-        unread[home_dir.name] = counts[0] if counts else 0
-    return unread
 
 
 def one_line(proc, *words: str) -> str:
