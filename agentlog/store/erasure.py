@@ -115,7 +115,8 @@ class Eraser:
         self._keys: dict[bytes, bytes] | None = None
         self._pasts: dict[bytes, dict[bytes, tuple[int, int]]] = {}
         self._held: dict[bytes, Request | None] = {r.eid: r for r in self.requests}
-        self._stripped: dict[bytes, bytes] = {}  # event key -> request id: deliveries stored header-only
+        self._stripped: dict[bytes, tuple[bytes, bytes]] = {}  # event key -> (request id, event id): deliveries
+                                                 # stored header-only
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
@@ -132,7 +133,7 @@ class Eraser:
             return bytes(rid)
         for req in self._candidates(eid, header, key, payload):
             if self.may_erase(req, header):
-                self._stripped[key] = req.eid
+                self._stripped[key] = (req.eid, eid)
                 if payload is not None and header.kind in MEMORY_KINDS:
                     self._note_entry(key, header, payload)
                 return req.eid
@@ -179,8 +180,9 @@ class Eraser:
         """Carry out this transaction's requests on the events held (stored, or header-only deliveries), record
         the targets not held yet and the rules, and put the `erased` rows of screened deliveries."""
         db, txn = self.dbs, self.txn
-        for key, rid in self._stripped.items():
+        for key, (rid, eid) in self._stripped.items():
             self._erase(key, rid)
+            txn.delete(eid, db=db["erase.pending"])
         for req in self.requests:
             txn.put(b"r" + req.eid, event_key(req.author, req.epoch, req.seq), db=db["erase.rules"])
             for target in req.payload.events:
