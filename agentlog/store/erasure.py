@@ -35,6 +35,7 @@ from agentlog.memory import index as memory_index
 from agentlog.store.keyring import scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
 from agentlog.store.layout import POS, event_key
+from agentlog.store.snapshots import base_in
 from agentlog.store.views import limits_in
 
 _LAMPORT = 8
@@ -94,11 +95,22 @@ def erased_in(dbs: dict, txn, eid: bytes) -> Erasure | None:
 
 
 def status_in(dbs: dict, txn) -> dict:
-    """Counts of erased events, targets pending and requests held."""
+    """Counts of erased events, targets pending and requests held, and of erased events the base snapshot covers
+    (`covered`: their content may live on in its view states, docs/erasure.md: known limits)."""
     with txn.cursor(db=dbs["erase.rules"]) as cur:
         requests = sum(1 for k in cur.iternext(values=False) if k[:1] == b"r")
     return {"erased": txn.stat(dbs["erased"])["entries"], "pending": txn.stat(dbs["erase.pending"])["entries"],
-            "requests": requests, "scrub": {}}
+            "requests": requests, "covered": covered_in(dbs, txn), "scrub": {}}
+
+
+def covered_in(dbs: dict, txn) -> int:
+    """How many erased events are at or below the base snapshot's frontier (0 without a base)."""
+    bundle = base_in(dbs, txn)
+    if bundle is None or not txn.stat(dbs["erased"])["entries"]:
+        return 0
+    frontier = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    with txn.cursor(db=dbs["erased"]) as cur:
+        return sum(1 for k in cur.iternext(values=False) if position(k)[1:] <= frontier.get(bytes(k[:32]), (-1, -1)))
 
 
 class Eraser:
