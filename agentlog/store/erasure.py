@@ -110,7 +110,8 @@ def covered_in(dbs: dict, txn) -> int:
         return 0
     frontier = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
     with txn.cursor(db=dbs["erased"]) as cur:
-        return sum(1 for k in cur.iternext(values=False) if position(k)[1:] <= frontier.get(bytes(k[:32]), (-1, -1)))
+        keys = cur.iternext(values=False)
+        return sum(1 for k in keys if POS.unpack_from(k, 32) <= frontier.get(bytes(k[:32]), (-1, -1)))
 
 
 class Eraser:
@@ -421,14 +422,3 @@ def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: st
         return []
     chunks = [tuple(ids[i : i + MAX_ERASE_IDS]) for i in range(0, len(ids), MAX_ERASE_IDS)] or [()]
     return [Erase(events=chunk, entry=entry or b"", setting=setting or "", reason=reason) for chunk in chunks]
-
-
-def entry_events(store, txn, entry: bytes) -> bool:
-    """Whether this store holds any event of memory entry `entry` (erased or not) or a rule for it."""
-    if txn.get(b"e" + entry, db=store.dbs["erase.rules"]) is not None:
-        return True
-    return store.memory_view.entry(txn, entry) is not None
-
-
-def position(key: bytes) -> tuple[bytes, int, int]:
-    return bytes(key[:32]), *POS.unpack_from(key, 32)
