@@ -6,7 +6,8 @@ Databases:
   erase.pending  target event id(32)        -> request id(32): named by a request, not held yet
   erase.rules    b"e" + entry(16)           -> request id(32)
                  b"s" + setting utf-8       -> request id(32) + lamport(8): the highest cut for the setting
-                 b"r" + request id(32)      -> author(32) epoch(4) seq(8) of every request held
+                 b"r" + request id(32)      -> the request as carried out here (pack_request): kept when compaction
+                                               drops its event, so its rules and the `erased` rows still read it
 A request is carried out in the transaction that appends or ingests it, and a delivery it names (or a rule
 matches) in the transaction that receives it: the payload row goes (never written, for a delivery), the
 `erased` row is put, and the views are folded again once per transaction. A target is carried out only when
@@ -15,6 +16,7 @@ the request's author may read the target's scope (docs/erasure.md: authority), a
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +34,9 @@ from agentlog.log.kinds import (
 )
 from agentlog.log.payloads import Erase, ScopeKey
 from agentlog.memory import index as memory_index
-from agentlog.store.keyring import scopes_in
+from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
-from agentlog.store.layout import POS, event_key
+from agentlog.store.layout import POS, event_key, pack_clock, unpack_clock
 from agentlog.store.snapshots import base_in
 from agentlog.store.views import limits_in
 
@@ -53,7 +55,8 @@ class Erasure:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """An erase request as carrying it out reads it: its position, lamport and payload."""
+    """An erase request as carrying it out reads it: its position, lamport, time and payload (as recorded:
+    without its explicit ids), and its causal past when the group had sealed scopes (None: not computed)."""
 
     eid: bytes
     author: bytes
@@ -62,6 +65,34 @@ class Request:
     lamport: int
     time_ms: int
     payload: Erase
+    past: dict[bytes, tuple[int, int]] | None = None
+
+    @classmethod
+    def of(cls, f) -> Request:
+        """The request a folded `erase` event (prefs.view.Folded) carries."""
+        return cls(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload)
+
+
+_RECORD = struct.Struct(">32sIQQQ")          # author epoch seq lamport time
+
+
+def pack_request(req: Request, past: dict[bytes, tuple[int, int]]) -> bytes:
+    """The `b"r"` record of a request carried out: what its rules, authority and `erased` need, kept when
+    compaction drops the request event (its explicit ids are carried out or pending by then)."""
+    p = req.payload
+    texts = b"".join(len(x).to_bytes(4, "big") + x for x in (p.entry, p.setting.encode(), p.reason.encode()))
+    return _RECORD.pack(req.author, req.epoch, req.seq, req.lamport, req.time_ms) + texts + pack_clock(past)
+
+
+def unpack_request(rid: bytes, raw: bytes) -> Request:
+    author, epoch, seq, lamport, time_ms = _RECORD.unpack_from(raw)
+    at, fields = _RECORD.size, []
+    for _ in range(3):
+        n = int.from_bytes(raw[at : at + 4], "big")
+        fields.append(bytes(raw[at + 4 : at + 4 + n]))
+        at += 4 + n
+    payload = Erase(entry=fields[0], setting=fields[1].decode(), reason=fields[2].decode())
+    return Request(rid, author, epoch, seq, lamport, time_ms, payload, unpack_clock(bytes(raw[at:])))
 
 
 def has_state(dbs: dict, txn) -> bool:
@@ -70,16 +101,9 @@ def has_state(dbs: dict, txn) -> bool:
 
 
 def request_at(dbs: dict, txn, rid: bytes) -> Request | None:
-    """The held erase request `rid`, or None."""
-    key = txn.get(rid, db=dbs["ids"])
-    record = txn.get(key, db=dbs["events"]) if key else None
-    raw = txn.get(key, db=dbs["payloads"]) if record else None
-    if raw is None:
-        return None
-    h = decode_header(bytes(record[:-64]))
-    if h.kind != ERASE_KIND:
-        return None
-    return Request(rid, h.author, h.epoch, h.seq, h.lamport, h.time_ms, payloads.decode(ERASE_KIND, bytes(raw)))
+    """The erase request `rid` as recorded when it was carried out here, or None."""
+    raw = txn.get(b"r" + rid, db=dbs["erase.rules"])
+    return unpack_request(rid, bytes(raw)) if raw is not None else None
 
 
 def erased_in(dbs: dict, txn, eid: bytes) -> Erasure | None:
@@ -120,9 +144,11 @@ class Eraser:
     `changed` says whether any payload went (then `finish` folds the views again).
     """
 
-    def __init__(self, store, txn, requests: list[Request] = ()):
+    def __init__(self, store, txn, batch: list = ()):
+        """`batch`: the events this transaction appends or ingests (prefs.view.Folded), its requests among them."""
         self.store, self.txn, self.dbs = store, txn, store.dbs
-        self.requests = list(requests)          # this transaction's own, carried out by `carry_out`
+        self.batch = batch
+        self.requests = [Request.of(f) for f in batch if f.kind == ERASE_KIND]   # carried out by `carry_out`
         self.changed = False
         self.entries: set[bytes] = set()        # memory entries an erased payload belonged to
         self._keys: dict[bytes, bytes] | None = None
@@ -196,8 +222,9 @@ class Eraser:
         for key, (rid, eid) in self._stripped.items():
             self._erase(key, rid)
             txn.delete(eid, db=db["erase.pending"])
+        sealed = has_scopes(db, txn)
         for req in self.requests:
-            txn.put(b"r" + req.eid, event_key(req.author, req.epoch, req.seq), db=db["erase.rules"])
+            txn.put(b"r" + req.eid, pack_request(req, self._past(req) if sealed else {}), db=db["erase.rules"])
             for target in req.payload.events:
                 key = txn.get(target, db=db["ids"])
                 if key is None:
@@ -308,10 +335,15 @@ class Eraser:
         return False
 
     def _past(self, req: Request) -> dict[bytes, tuple[int, int]]:
-        """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it."""
-        found = self._pasts.get(req.eid)
+        """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it (the held
+        chain and this transaction's events), or as recorded when it was carried out."""
+        found = req.past if req.past is not None else self._pasts.get(req.eid)
         if found is None:
             found = {}
+            for f in self.batch:
+                if f.author == req.author and (f.epoch, f.seq) <= (req.epoch, req.seq):
+                    for c in f.clock:
+                        found[c.author] = max(found.get(c.author, (-1, -1)), (c.epoch, c.seq))
             start, end = req.author, event_key(req.author, req.epoch, req.seq)
             with self.txn.cursor(db=self.dbs["events"]) as cur:
                 ok = cur.set_range(start)

@@ -19,7 +19,7 @@ from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import ledger
-from agentlog.store.erasure import Eraser, Request, has_state
+from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
@@ -198,9 +198,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                 raise SignatureError("signature does not verify for this author and event id",
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
-    requests = [Request(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload) for f in folded
-                if f.kind == ERASE_KIND]
-    eraser = Eraser(store, txn, requests) if requests or has_state(dbs, txn) else None
+    requests = any(f.kind == ERASE_KIND for f in folded)
+    eraser = Eraser(store, txn, folded) if requests or has_state(dbs, txn) else None
     if eraser is not None:
         log.screen(eraser)
     if not every_signature:
