@@ -36,9 +36,8 @@ from agentlog.log.payloads import Erase, ScopeKey
 from agentlog.memory import index as memory_index
 from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
-from agentlog.store.layout import POS, event_key, pack_clock, unpack_clock
+from agentlog.store.layout import POS, event_key, limits_in, pack_clock, unpack_clock
 from agentlog.store.snapshots import base_in
-from agentlog.store.views import limits_in
 
 _LAMPORT = 8
 
@@ -233,6 +232,8 @@ class Eraser:
                     self._target(bytes(key), req)
             if req.payload.entry:
                 txn.put(b"e" + req.payload.entry, req.eid, db=db["erase.rules"], overwrite=False)
+                if self.store.memory_view.entry(txn, req.payload.entry) is not None:
+                    self.changed = True         # a base snapshot's state may hold it: fold again without it
             if req.payload.setting:
                 name = b"s" + req.payload.setting.encode()
                 raw = txn.get(name, db=db["erase.rules"])
@@ -454,3 +455,31 @@ def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: st
         return []
     chunks = [tuple(ids[i : i + MAX_ERASE_IDS]) for i in range(0, len(ids), MAX_ERASE_IDS)] or [()]
     return [Erase(events=chunk, entry=entry or b"", setting=setting or "", reason=reason) for chunk in chunks]
+
+
+def drop_forgotten(store, txn) -> None:
+    """Remove from the memory view every entry an entry rule forgot, when its request may erase the entry's
+    scope: a base snapshot's state still holds entries whose events it covers, which a fold of the whole log
+    would not (views.refold_from_base calls it)."""
+    dbs, view = store.dbs, store.memory_view
+    with txn.cursor(db=dbs["erase.rules"]) as cur:
+        rules = [(bytes(k[1:]), bytes(v)) for k, v in cur if k[:1] == b"e"]
+    if not rules:
+        return
+    eraser = Eraser(store, txn)
+    for entry_id, rid in rules:
+        entry, req = view.entry(txn, entry_id), request_at(dbs, txn, rid)
+        if entry is None or req is None or not eraser.may_erase(req, _Scoped(entry.scope)):
+            continue
+        for w in entry.embedding_writes():
+            txn.delete(w.eid, db=dbs["views.memory.vectors"])
+        for name in ("views.memory", "views.memory.conflicts"):
+            txn.delete(entry_id, db=dbs[name])
+        txn.put(entry_id, b"", db=dbs["memory.dirty"])
+
+
+class _Scoped:
+    """The one header field authority reads, for an entry whose events are not held."""
+
+    def __init__(self, scope: str):
+        self.scope = scope

@@ -330,3 +330,20 @@ def test_an_event_erased_by_a_rule_reaches_a_device_without_it_as_erased(laptop,
     sync(phone, laptop)                                      # and serves it to the laptop header-only
     assert views(laptop) == views(phone)                     # the views agree either way
     assert laptop.erased(update) is not None and laptop.withheld_count() == 0
+
+
+def test_a_forgotten_entry_the_base_snapshot_covers_leaves_the_view(family):
+    f = family
+    entry = f.laptop.memory.put(CANARY)
+    observe_days(f, 3)
+    compaction.compact(f.laptop, now_ms=f.now)
+    assert f.laptop.truncated()                              # its put is folded into the base snapshot
+    f.laptop.memory.forget(entry)
+    with pytest.raises(NotFoundError):
+        f.laptop.memory.get(entry)
+    f.laptop.rebuild_views()                                 # folding again from the base keeps it out
+    with pytest.raises(NotFoundError):
+        f.laptop.memory.get(entry)
+    f.sync(f.laptop, f.phone)                                # the phone never compacted: a fold of the whole log
+    assert views(f.phone) == views(f.laptop)
+    assert f.laptop.erasure_status()["covered"] == 0         # the put was dropped, not erased: nothing held
