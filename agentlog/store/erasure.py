@@ -137,6 +137,70 @@ def covered_in(dbs: dict, txn) -> int:
         return sum(1 for k in keys if POS.unpack_from(k, 32) <= frontier.get(bytes(k[:32]), (-1, -1)))
 
 
+def may_erase(scopes, limits: dict[bytes, int], req: Request, scope: str, past_of) -> bool:
+    """Whether `req`'s author may erase an event of `scope`: user and device scopes, or a sealed scope some scope
+    event in the request's causal past (`past_of()`) names it a reader of; never past its revocation."""
+    limit = limits.get(req.author)
+    if limit is not None and req.seq > limit:
+        return False
+    if scope == USER_SCOPE or scope.startswith(DEVICE_SCOPE_PREFIX):
+        return True
+    state = scopes.get(scope)
+    if state is None:
+        return False
+    if not req.eid:                       # this device, about to write a request: what it reads now
+        return req.author in state.named
+    past = None
+    for e in state.events:
+        p = e.payload
+        named = any(r.device == req.author for r in p.readers) if isinstance(p, ScopeKey) else \
+            p.device == req.author
+        if not named:
+            continue
+        if e.author == req.author and (e.epoch, e.seq) < (req.epoch, req.seq):
+            return True
+        past = past_of() if past is None else past
+        if past.get(e.author, (-1, -1)) >= (e.epoch, e.seq):
+            return True
+    return False
+
+
+def entry_rules(dbs: dict, txn) -> list[tuple[bytes, Request]]:
+    """(entry id, request) of every entry rule held whose request is recorded."""
+    with txn.cursor(db=dbs["erase.rules"]) as cur:
+        rules = [(bytes(k[1:]), bytes(v)) for k, v in cur if k[:1] == b"e"]
+    found = [(entry_id, request_at(dbs, txn, rid)) for entry_id, rid in rules]
+    return [(entry_id, req) for entry_id, req in found if req is not None]
+
+
+def drop_entries(dbs: dict, txn, view, rules: Forgotten) -> None:
+    """Remove from the memory view (`view` on `dbs`) each entry `rules` forget: its row, conflict mark and
+    standing vectors; marked changed for the search index."""
+    for entry_id in rules.ids:
+        entry = view.entry(txn, entry_id)
+        if entry is None or not rules.forgets(entry):
+            continue
+        for w in entry.embedding_writes():
+            txn.delete(w.eid, db=dbs["views.memory.vectors"])
+        for name in ("views.memory", "views.memory.conflicts"):
+            txn.delete(entry_id, db=dbs[name])
+        txn.put(entry_id, b"", db=dbs["memory.dirty"])
+
+
+class Forgotten:
+    """The entry rules held in a store, read from its rules, scopes and roster in one transaction: `forgets(entry)`
+    when a rule names it and its request may erase the entry's scope."""
+
+    def __init__(self, dbs: dict, txn):
+        self.rules = dict(entry_rules(dbs, txn))
+        self.ids = sorted(self.rules)
+        self.scopes, self.limits = (scopes_in(dbs, txn), limits_in(dbs, txn)) if self.rules else (None, {})
+
+    def forgets(self, entry) -> bool:
+        req = self.rules.get(entry.id)
+        return req is not None and may_erase(self.scopes, self.limits, req, entry.scope, lambda: req.past or {})
+
+
 class Eraser:
     """Erasure work of one write transaction: requests carried out, deliveries screened, views folded again once.
 
@@ -308,32 +372,9 @@ class Eraser:
     # -- authority -------------------------------------------------------------------------------------
 
     def may_erase(self, req: Request, header) -> bool:
-        """Whether `req`'s author may erase an event of this header's scope: user and device scopes, or a sealed
-        scope some scope event in the request's causal past names it a reader of; never past a revocation."""
-        limit = limits_in(self.dbs, self.txn).get(req.author)
-        if limit is not None and req.seq > limit:
-            return False
-        scope = header.scope
-        if scope == USER_SCOPE or scope.startswith(DEVICE_SCOPE_PREFIX):
-            return True
-        state = scopes_in(self.dbs, self.txn).get(scope)
-        if state is None:
-            return False
-        if not req.eid:                       # this device, about to write a request: what it reads now
-            return req.author in state.named
-        past = None
-        for e in state.events:
-            p = e.payload
-            named = any(r.device == req.author for r in p.readers) if isinstance(p, ScopeKey) else \
-                p.device == req.author
-            if not named:
-                continue
-            if e.author == req.author and (e.epoch, e.seq) < (req.epoch, req.seq):
-                return True
-            past = self._past(req) if past is None else past
-            if past.get(e.author, (-1, -1)) >= (e.epoch, e.seq):
-                return True
-        return False
+        """Whether `req`'s author may erase an event of this header's scope (`may_erase`)."""
+        return may_erase(scopes_in(self.dbs, self.txn), limits_in(self.dbs, self.txn), req, header.scope,
+                         lambda: self._past(req))
 
     def _past(self, req: Request) -> dict[bytes, tuple[int, int]]:
         """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it (the held
@@ -458,28 +499,8 @@ def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: st
 
 
 def drop_forgotten(store, txn) -> None:
-    """Remove from the memory view every entry an entry rule forgot, when its request may erase the entry's
-    scope: a base snapshot's state still holds entries whose events it covers, which a fold of the whole log
-    would not (views.refold_from_base calls it)."""
-    dbs, view = store.dbs, store.memory_view
-    with txn.cursor(db=dbs["erase.rules"]) as cur:
-        rules = [(bytes(k[1:]), bytes(v)) for k, v in cur if k[:1] == b"e"]
-    if not rules:
-        return
-    eraser = Eraser(store, txn)
-    for entry_id, rid in rules:
-        entry, req = view.entry(txn, entry_id), request_at(dbs, txn, rid)
-        if entry is None or req is None or not eraser.may_erase(req, _Scoped(entry.scope)):
-            continue
-        for w in entry.embedding_writes():
-            txn.delete(w.eid, db=dbs["views.memory.vectors"])
-        for name in ("views.memory", "views.memory.conflicts"):
-            txn.delete(entry_id, db=dbs[name])
-        txn.put(entry_id, b"", db=dbs["memory.dirty"])
-
-
-class _Scoped:
-    """The one header field authority reads, for an entry whose events are not held."""
-
-    def __init__(self, scope: str):
-        self.scope = scope
+    """Remove from the memory view every entry an entry rule forgot: a base snapshot's state still holds entries
+    whose events it covers, which a fold of the whole log would not (views.refold_from_base calls it)."""
+    rules = Forgotten(store.dbs, txn)
+    if rules.ids:
+        drop_entries(store.dbs, txn, store.memory_view, rules)

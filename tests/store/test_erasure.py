@@ -347,3 +347,4 @@ def test_a_forgotten_entry_the_base_snapshot_covers_leaves_the_view(family):
     f.sync(f.laptop, f.phone)                                # the phone never compacted: a fold of the whole log
     assert views(f.phone) == views(f.laptop)
     assert f.laptop.erasure_status()["covered"] == 0         # the put was dropped, not erased: nothing held
+    assert_verified(f.laptop, f.phone)
