@@ -220,6 +220,7 @@ class Eraser:
         self._stripped: dict[bytes, tuple[bytes, bytes]] = {}  # event key -> (request id, event id): deliveries
                                                  # stored header-only
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
+        self.caught: list[tuple[bytes, Request]] = []   # deliveries this device's own rules caught: (id, request)
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
     # -- deliveries -----------------------------------------------------------------------------------
@@ -233,28 +234,31 @@ class Eraser:
         rid = self.txn.get(key, db=self.dbs["erased"])
         if rid is not None:
             return bytes(rid)
-        for req in self._candidates(eid, header, key, payload):
+        for req, by_rule in self._candidates(eid, header, key, payload):
             if self.may_erase(req, header):
                 self._stripped[key] = (req.eid, eid)
                 if payload is not None and header.kind in MEMORY_KINDS:
                     self._note_entry(key, header, payload)
+                if by_rule and req.author == self.store.device:
+                    self.caught.append((eid, req))
                 return req.eid
         return None
 
     def _candidates(self, eid: bytes, header, key: bytes, payload: bytes | None):
-        """Requests that name this event or whose rule matches it (rules only when its payload reads here)."""
+        """(request, whether by its rule) of the requests that name this event or whose rule matches it (rules
+        only when its payload reads here)."""
         rid = self.txn.get(eid, db=self.dbs["erase.pending"])
         if rid is not None and (req := self._request(bytes(rid))) is not None:
-            yield req
+            yield req, False
         if eid in self._explicit:
-            yield self._explicit[eid]
+            yield self._explicit[eid], False
         if payload is None or not (header.kind in MEMORY_KINDS or header.kind in VALUE_KINDS):
             return
         decoded = self._decode(key, header, payload)
         if decoded is None:
             return
         for req in self._rule_requests(header, decoded):
-            yield req
+            yield req, True
 
     def _rule_requests(self, header, decoded):
         if header.kind in MEMORY_KINDS:
@@ -288,12 +292,6 @@ class Eraser:
         sealed = has_scopes(db, txn)
         for req in self.requests:
             txn.put(b"r" + req.eid, pack_request(req, self._past(req) if sealed else {}), db=db["erase.rules"])
-            for target in req.payload.events:
-                key = txn.get(target, db=db["ids"])
-                if key is None:
-                    txn.put(target, req.eid, db=db["erase.pending"], overwrite=False)
-                else:
-                    self._target(bytes(key), req)
             if req.payload.entry:
                 txn.put(b"e" + req.payload.entry, req.eid, db=db["erase.rules"], overwrite=False)
                 if self.store.memory_view.entry(txn, req.payload.entry) is not None:
@@ -310,8 +308,12 @@ class Eraser:
                         break
         for req in self.requests:
             for target in req.payload.events:
-                if txn.get(target, db=db["ids"]) is not None:
+                key = txn.get(target, db=db["ids"])
+                if key is None:
+                    txn.put(target, req.eid, db=db["erase.pending"], overwrite=False)
+                else:
                     txn.delete(target, db=db["erase.pending"])
+                    self._target(bytes(key), req)
 
     def rules_matching(self, rules: list[Request], header, decoded) -> list[Request]:
         """The requests of `rules` whose entry or setting rule matches an event."""

@@ -32,6 +32,7 @@ class IngestResult:
     heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
     filled: int = 0                            # events held without their payload that this batch completed
     healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
+    caught: tuple = ()                         # (event id, reason) this device's own erase rules caught on arrival
 
 
 class TxnLog:
@@ -227,7 +228,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if source is not None and folded:
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())
-    return IngestResult(accepted, duplicates, heads, filled, healed)
+    caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
+    return IngestResult(accepted, duplicates, heads, filled, healed, caught)
 
 
 class SealedBatch:

@@ -311,6 +311,7 @@ def test_devices_that_carried_out_the_same_requests_in_any_order_have_equal_view
     sync(laptop, tablet)
     sync(phone, laptop)                                      # the laptop: the phone's writes after its requests
     sync(laptop, phone)                                      # the phone: the requests over its own writes
+    sync(laptop, tablet)                                     # the follow-up naming what the rules caught
     assert views(laptop) == views(phone) == views(tablet)
     statuses = [s.erasure_status() for s in (laptop, phone, tablet)]
     assert statuses[0] == statuses[1] == statuses[2] and statuses[0]["erased"] == 2 + len(theme) + 1
@@ -319,17 +320,22 @@ def test_devices_that_carried_out_the_same_requests_in_any_order_have_equal_view
     assert_verified(laptop, phone, tablet)
 
 
-@pytest.mark.xfail(strict=True, reason="gap: an event a peer erased by a rule travels header-only, so a device that "
-                                       "never held its payload cannot match the rule: it holds it withheld, not erased")
-def test_an_event_erased_by_a_rule_reaches_a_device_without_it_as_erased(laptop, phone):
+def test_an_event_a_rule_caught_reaches_a_device_that_never_held_it_as_erased(laptop, phone, tablet):
     entry = laptop.memory.put("the first words")
     sync(laptop, phone)
+    sync(laptop, tablet)
     update = phone.memory.update(entry, content=CANARY)
-    laptop.memory.forget(entry)
-    sync(laptop, phone)                                      # the phone erases its own update by the rule
-    sync(phone, laptop)                                      # and serves it to the laptop header-only
-    assert views(laptop) == views(phone)                     # the views agree either way
-    assert laptop.erased(update) is not None and laptop.withheld_count() == 0
+    request = laptop.memory.forget(entry)
+    sync(phone, laptop)                                      # the requester catches the update by its rule
+    follow_up = laptop.get(ids_of(laptop, "erase")[-1])      # and names it in a follow-up request
+    assert follow_up.id != request and payloads.decode("erase", follow_up.payload).events == (update,)
+    sync(laptop, phone)                                      # the phone erases its update
+    assert payload_of(phone, update) is None
+    sync(phone, tablet)                                      # and serves it to the tablet header-only
+    assert tablet.withheld_count() == 0                      # which the follow-up names: erased, not withheld
+    assert tablet.erased(update).request == follow_up.id and tablet.refetch() == []
+    assert views(laptop) == views(phone) == views(tablet)
+    assert_verified(laptop, phone, tablet)
 
 
 def test_a_forgotten_entry_the_base_snapshot_covers_leaves_the_view(family):
