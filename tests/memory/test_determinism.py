@@ -6,8 +6,8 @@ home's model or of another), resolve and delete memory entries through the API,
 interleaved with syncs between random pairs. A few updates and deletes name an entry
 their device does not hold (as a client that learned the id out of band would write
 them), so observers meet orphans before their put. Now and then a device forgets an entry
-(an erase request with an entry rule, docs/erasure.md): its events fold as if never held. The union of the events is then
-delivered to fresh observers in many causally consistent orders and batchings: every
+(an erase request with an entry rule, docs/erasure.md): its events fold as if never held.
+The union of the events is then delivered to fresh observers in many causally consistent orders and batchings: every
 observer's memory digest, every fully synced device and every fresh replay agree byte
 for byte, and so do the entries they show.
 """
