@@ -228,7 +228,7 @@ class Eraser:
 
     def screen(self, header, eid: bytes, payload: bytes | None) -> bytes | None:
         """The request that erases this delivery (a new event, or a payload filling one held header-only), or
-        None; a hit is recorded, to be stored header-only (`stripped`)."""
+        None; a hit is recorded, and `carry_out` puts its `erased` row."""
         key = event_key(header.author, header.epoch, header.seq)
         if header.kind not in ERASABLE_KINDS:
             return None
@@ -262,13 +262,14 @@ class Eraser:
             yield req, True
 
     def _rule_requests(self, header, decoded):
+        """The requests whose rule (held, or of this transaction) matches a delivery."""
         if header.kind in MEMORY_KINDS:
             rid = self.txn.get(b"e" + decoded.entry, db=self.dbs["erase.rules"])
             if rid is not None and (req := self._request(bytes(rid))) is not None:
                 yield req
             yield from (r for r in self._rules if r.payload.entry == decoded.entry)
             return
-        setting = "" if header.kind == "correction" else self._setting_of(header.kind, decoded)   # rules_matching
+        setting = "" if header.kind == "correction" else self._setting_of(header.kind, decoded)   # as rules_matching
         if not setting:
             return
         raw = self.txn.get(b"s" + setting.encode(), db=self.dbs["erase.rules"])
@@ -277,9 +278,6 @@ class Eraser:
             if req is not None:
                 yield req
         yield from (r for r in self._rules if r.payload.setting == setting and header.lamport < r.lamport)
-
-    def stripped(self, key: bytes) -> bool:
-        return key in self._stripped
 
     # -- requests ---------------------------------------------------------------------------------------
 
