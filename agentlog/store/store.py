@@ -285,7 +285,7 @@ class Store:
 
     def erasure_status(self) -> dict:
         """{"erased": events held header-only, "pending": targets not held yet, "requests": requests held,
-        "scrub": {...}}."""
+        "covered": erased events the base snapshot covers (its states may hold them), "scrub": {...}}."""
         return self.read(lambda txn: erasure.status_in(self.dbs, txn))
 
     # -- roster --------------------------------------------------------------
