@@ -379,3 +379,27 @@ def test_a_forgotten_entry_the_base_snapshot_covers_leaves_the_view(family):
     assert views(f.phone) == views(f.laptop)
     assert f.laptop.erasure_status()["covered"] == 0         # the put was dropped, not erased: nothing held
     assert_verified(f.laptop, f.phone)
+
+
+def test_readers_match_rules_on_sealed_payloads_and_a_non_reader_erases_what_the_follow_up_names(laptop, phone,
+                                                                                                  tablet):
+    laptop.scopes.create("health")
+    laptop.scopes.grant("health", ["phone"])
+    entry = laptop.memory.put("blood pressure notes", scope="health")
+    for a, b in ((laptop, phone), (laptop, tablet)):
+        sync(a, b)
+    update = phone.memory.update(entry, content=CANARY)        # sealed: the tablet holds ciphertext only
+    sync(phone, tablet)
+    request = laptop.memory.forget(entry)
+    sync(phone, laptop)                                      # the requester opens it and its rule catches it
+    assert payload_of(laptop, update) is None
+    [follow_up] = [e for e in ids_of(laptop, "erase") if e != request]
+    sync(laptop, tablet)
+    sync(laptop, phone)
+    for store in (laptop, phone, tablet):
+        assert payload_of(store, update) is None and store.erased(update) is not None
+        with pytest.raises(NotFoundError):
+            store.memory.get(entry)
+    assert tablet.erased(update).request == follow_up
+    assert views(laptop) == views(phone)
+    assert_verified(laptop, phone, tablet)
