@@ -56,7 +56,11 @@ def test_forget_erases_an_entry_on_the_requester_and_on_a_peer_that_receives_it_
     update = laptop.memory.update(entry, content=CANARY + " updated")
     sync(laptop, phone)
     [put] = [e for e in ids_of(laptop, "memory.put") if CANARY.encode() in laptop.get(e).payload]
+    needles = {laptop.get(put).payload, laptop.get(update).payload}
+    handed: list[list[bytes]] = []
+    laptop.on_erased = phone.on_erased = handed.append          # the disk scrub's hook: after the commit
     request = laptop.memory.forget(entry, reason="asked by the user")
+    assert [set(h) for h in handed] == [needles]
     assert payload_of(laptop, put) is None and payload_of(laptop, update) is None
     found = laptop.erased(update)
     assert (found.request, found.by, found.reason) == (request, laptop.device, "asked by the user")
@@ -67,6 +71,7 @@ def test_forget_erases_an_entry_on_the_requester_and_on_a_peer_that_receives_it_
     assert payload_of(phone, update) is not None
     sync(laptop, phone)
     assert payload_of(phone, update) is None and phone.erased(update).request == request
+    assert [set(h) for h in handed] == [needles, needles]
     assert views(laptop) == views(phone)
     assert laptop.erasure_status() == {"erased": 2, "pending": 0, "requests": 1, "covered": 0, "scrub": {}}
     assert phone.erasure_status() == laptop.erasure_status()
