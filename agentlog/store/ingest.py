@@ -13,12 +13,13 @@ from agentlog import crypto
 from agentlog.errors import DecodeError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
-from agentlog.log.kinds import SCOPE_KINDS, USER_SCOPE, is_sealed_scope
+from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import carry, ledger
+from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
@@ -31,6 +32,7 @@ class IngestResult:
     heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
     filled: int = 0                            # events held without their payload that this batch completed
     healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
+    caught: tuple = ()                         # (event id, reason) this device's own erase rules caught on arrival
 
 
 class TxnLog:
@@ -48,6 +50,8 @@ class TxnLog:
         self._heads: dict[bytes, Head | None] = {}
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
         self._uncarried: dict[bytes, bytes] = {}         # event key -> key id: stored header-only by choice
+        self._fills: dict[bytes, Event] = {}             # event key -> delivery completing one held header-only
+        self._erased: set[bytes] = set()                 # keys stored header-only because a request erases them
 
     def head(self, author: bytes) -> Head | None:
         try:
@@ -91,8 +95,9 @@ class TxnLog:
         """Store these accepted events, given as (event key, key id), header-only: not carried by choice
         (agentlog.store.carry)."""
         for key, kid in found:
-            self._accepted[key] = replace(self._accepted[key], payload=None)
-            self._uncarried[key] = kid
+            if key not in self._erased:
+                self._accepted[key] = replace(self._accepted[key], payload=None)
+                self._uncarried[key] = kid
 
     def fill(self, event: Event) -> bool:
         """Complete an event held without its payload when this delivery of it carries the payload; whether
@@ -108,12 +113,23 @@ class TxnLog:
             check_payload(event)
             self._accepted[key] = replace(pending, payload=event.payload)   # its record as accepted
             return True
-        if self._txn.get(key, db=self._db["withheld"]) is None:
+        if key in self._fills or self._txn.get(key, db=self._db["withheld"]) is None:
             return False
         check_payload(event)
-        self._txn.put(key, event.payload, db=self._db["payloads"])
-        self._txn.delete(key, db=self._db["withheld"])
+        self._fills[key] = event                      # written by `flush`, unless an erasure strips it
         return True
+
+    def screen(self, eraser) -> None:
+        """Keep every delivery an erase request names or a rule matches header-only (its payload never
+        written): accepted events and fills alike."""
+        for key, event in self._accepted.items():
+            if eraser.screen(event.header, event.id, event.payload) is not None:
+                self._erased.add(key)
+                if event.payload is not None:
+                    self._accepted[key] = replace(event, payload=None)
+        for key, event in list(self._fills.items()):
+            if eraser.screen(event.header, event.id, event.payload) is not None:
+                del self._fills[key]
 
     def heal(self, event: Event) -> bool:
         """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
@@ -143,16 +159,21 @@ class TxnLog:
         txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
         txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
-        withheld = [(key, b"") for key, e in events if e.payload is None and key not in self._uncarried]
+        kept = self._uncarried.keys() | self._erased
+        withheld = [(key, b"") for key, e in events if e.payload is None and key not in kept]
         if withheld:
             txn.cursor(db["withheld"]).putmulti(withheld)
         if self._uncarried:
             txn.cursor(db["uncarried"]).putmulti(sorted(self._uncarried.items()))
             self._uncarried.clear()
+        for key, e in self._fills.items():
+            txn.put(key, e.payload, db=db["payloads"])
+            txn.delete(key, db=db["withheld"])
         authors = {e.header.author for e in self._accepted.values()}
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
         self._accepted.clear()
+        self._fills.clear()
 
 
 def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
@@ -191,6 +212,10 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                 raise SignatureError("signature does not verify for this author and event id",
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
+    requests = any(f.kind == ERASE_KIND for f in folded)
+    eraser = Eraser(store, txn, folded) if requests or has_state(dbs, txn) else None
+    if eraser is not None:
+        log.screen(eraser)
     if not every_signature:
         txn.cursor(db=dbs["unverified"]).putmulti(
             [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
@@ -204,19 +229,24 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
         log.uncarry(sealed.uncarried)
     log.flush()
-    if filled or opens_held:
+    if eraser is not None:
+        eraser.carry_out()
+    if eraser is not None and eraser.changed:
+        eraser.finish(refold)                     # folded again without what the requests erased
+    elif filled or opens_held:
         refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
-        if filled:
-            carry.settle_filled(store, txn)
     else:
         store.pref_view.fold(txn, folded)
         store.memory_view.fold(txn, folded)
+    if filled:
+        carry.settle_filled(store, txn)
     if roster_changed:
         drop_past_revocations(store, txn)
     if source is not None and folded:
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())
-    return IngestResult(accepted, duplicates, heads, filled, healed)
+    caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
+    return IngestResult(accepted, duplicates, heads, filled, healed, caught)
 
 
 class SealedBatch:

@@ -19,6 +19,8 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   ledger.sent, ledger.received (see agentlog/store/ledger.py): which ranges went to or came from which peer
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
   views.scopes, sealed.unread (see agentlog/store/keyring.py): the scopes view, sealed events not folded
+  erased, erase.pending, erase.rules (see agentlog/store/erasure.py): events held header-only because an
+                                           erase request erased them, targets not held yet, the requests' rules
   meta      layout version, identity, group, lamport, own clock, carry mode
 Kept in one module so that every module of the store packs a position the same way.
 """
@@ -37,12 +39,29 @@ from agentlog.prefs import view as pref_view
 from agentlog.store import carry, keyring, ledger, peers
 
 LAYOUT_VERSION = 1
+ERASURE_DBS = ("erased", "erase.pending", "erase.rules")
 DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "truncated",
        "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
-       "meta")
+       *ERASURE_DBS, "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
+
+
+_LIMITS: dict[bytes, dict[bytes, int]] = {}
+
+
+def limits_in(dbs: dict, txn) -> dict[bytes, int]:
+    """Revoked device -> its last seq the group accepts, from the roster view in `txn` (parsed once per state)."""
+    raw = bytes(txn.get(b"state", db=dbs["views.roster"]) or b"")
+    found = _LIMITS.get(raw)
+    if found is None:
+        roster = roster_module.Roster.from_bytes(raw) if raw else roster_module.Roster()
+        found = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+        if len(_LIMITS) > 64:
+            _LIMITS.clear()
+        _LIMITS[raw] = found
+    return found
 
 
 def event_key(author: bytes, epoch: int, seq: int) -> bytes:

@@ -11,6 +11,7 @@ one home; every write re-reads what it depends on inside its transaction.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,15 +19,16 @@ from functools import partial
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.errors import ForkError, StoreError, UsageError
+from agentlog.errors import ForkError, InvalidValueError, StoreError, UsageError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.kinds import MAX_ERASE_IDS, MAX_REASON_LEN
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import PrefView
-from agentlog.store import carry, peers
+from agentlog.store import carry, erasure, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.ingest import IngestResult, ingest_in, record_fork
@@ -87,6 +89,9 @@ class Store:
         self.nudge = Nudger(self.path)
         self.keyring = Keyring(key)          # the content keys sealed to this device, opened in memory
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
+        self._erasing = threading.local()      # per writing thread: payloads its transaction erased
+        self.on_erased: Callable[[list[bytes]], None] | None = None   # after a commit that erased payloads: the
+                                             # disk scrub takes their bytes as needles (docs/erasure.md)
         if not create:
             check_data_file(self.path)
         self._env = Env(self.path, f"the store at {self.path}", **({"map_size": map_size} if map_size else {}),
@@ -221,9 +226,71 @@ class Store:
         except ForkError as fork:
             record_fork(self, fork, batch)
             raise
+        if result.caught and self.key is not None:
+            self._name_caught(result.caught)
         if result.accepted or result.filled or result.healed:
             self.nudge()
         return result
+
+    def _name_caught(self, caught: tuple) -> None:
+        """Name in a follow-up request the events this device's own entry or setting rules caught on arrival:
+        a peer that receives them header-only (from a device that erased them) cannot match the rule itself."""
+        def write(txn):
+            roster = roster_in(self.dbs, txn)
+            member = roster.members.get(self.key.public)
+            if member is None or member.until_seq is not None:
+                return
+            by_reason: dict[str, list[bytes]] = {}
+            for eid, reason in caught:
+                by_reason.setdefault(reason, []).append(eid)
+            requests = [payloads.Erase(events=tuple(ids[i : i + MAX_ERASE_IDS]), reason=reason)
+                        for reason, ids in sorted(by_reason.items()) for i in range(0, len(ids), MAX_ERASE_IDS)]
+            append_in(self, txn, [(r, "user") for r in requests], roster)
+        self.write(write)
+
+    # -- erasure (docs/erasure.md) ---------------------------------------------
+
+    def erase(self, event_ids: Iterable[bytes | str], *, reason: str = "", entry: bytes | str | None = None,
+              setting: str | None = None) -> list[bytes]:
+        """Append erase requests (chunked) for the named events, and every held event of memory `entry` or
+        value-bearing evidence of `setting`, carried out in the same transaction; returns their ids ([] when
+        everything named is erased already).
+
+        Raises:
+            NotFoundError: an id this store does not hold. UsageError: an event kind that is never erased.
+            ScopeError: an event of a sealed scope this device cannot read.
+        """
+        ids = [id_bytes(e) for e in event_ids]
+        entry = id_bytes(entry, "memory id", 16) if entry is not None else None
+        if len(reason) > MAX_REASON_LEN:
+            raise InvalidValueError(f"a reason is at most {MAX_REASON_LEN} characters")
+        if self.key is None:
+            raise UsageError("this store was opened without the device key; it cannot append")
+
+        def write(txn):
+            requests = erasure.plan(self, txn, ids, reason=reason, entry=entry, setting=setting or None)
+            return append_in(self, txn, [(r, "user") for r in requests], roster_in(self.dbs, txn)) if requests \
+                else []
+        done = self.write(write)
+        if done:
+            self.nudge()
+        return done
+
+    def erased(self, eid: bytes | str) -> erasure.Erasure | None:
+        """Who erased held event `eid`, when and why; None when it is not erased."""
+        eid = id_bytes(eid)
+        return self.read(lambda txn: erasure.erased_in(self.dbs, txn, eid))
+
+    def erasure_rule(self, *, entry: bytes | None = None, setting: str | None = None) -> bytes | None:
+        """The request whose rule erases every event of memory `entry` (or the evidence of `setting`), or None."""
+        name = b"e" + entry if entry is not None else b"s" + (setting or "").encode()
+        found = self.read(lambda txn: txn.get(name, db=self.dbs["erase.rules"]))
+        return bytes(found[:32]) if found is not None else None
+
+    def erasure_status(self) -> dict:
+        """{"erased": events held header-only, "pending": targets not held yet, "requests": requests held,
+        "covered": erased events the base snapshot covers (its states may hold them), "scrub": {...}}."""
+        return self.read(lambda txn: erasure.status_in(self.dbs, txn))
 
     # -- roster --------------------------------------------------------------
 
@@ -525,8 +592,20 @@ class Store:
     # -- transactions --------------------------------------------------------
 
     def write(self, fn):
-        """Run fn(txn) in one write transaction, growing the map when it is full."""
-        return self._env.write(fn)
+        """Run fn(txn) in one write transaction, growing the map when it is full; after it commits, hand the
+        payloads it erased to `on_erased`."""
+        self._erasing.gone = []
+        result = self._env.write(fn)
+        gone, self._erasing.gone = self._erasing.gone, []
+        if gone and self.on_erased is not None:
+            self.on_erased(gone)
+        return result
+
+    def erased_now(self, payloads_gone: list[bytes]) -> None:
+        """Note payloads erased (or refused) in the running write transaction (agentlog.store.erasure)."""
+        gone = getattr(self._erasing, "gone", None)
+        if gone is not None:
+            gone.extend(payloads_gone)
 
     def read(self, fn):
         """Run fn(txn) in one read transaction."""
