@@ -283,7 +283,8 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
             (("memory_forget", {"id": unknown}), ("memory", "forget", unknown)),
             (("forget_events", {"event_ids": ["abc"]}), ("forget", "abc")),
             (("forget_events", {"event_ids": ["ab" * 32]}), ("forget", "ab" * 32)),
-            (("pref_forget", {"setting": "editor theme", "erase": True}), ("pref", "forget", "editor theme", "--erase")),
+            (("pref_forget", {"setting": "editor theme", "erase": True}),
+             ("pref", "forget", "editor theme", "--erase")),
         ]
         for (tool, arguments), command in same_as_cli:
             assert await a.error(tool, **arguments) == cli_error(laptop_home, *command), tool
