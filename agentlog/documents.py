@@ -36,6 +36,50 @@ def erasure_doc(erasure, roster) -> dict | None:
             "time": iso(erasure.time_ms), "reason": erasure.reason}
 
 
+def erased_text(doc: dict) -> str:
+    """An erasure (erasure_doc) as one line for people and errors: "erased by REQUEST (device NAME, TIME): REASON"."""
+    reason = f": {doc['reason']}" if doc["reason"] else ""
+    return f"erased by {doc['by']} (device {doc['device']}, {doc['time']}){reason}"
+
+
+def entry_doc(store, text: str) -> dict:
+    """The memory entry `text` names (its id or a unique prefix), as `memory get --json` prints it.
+
+    Raises:
+        NotFoundError: no such entry here; for an entry an erase request forgot (named by its full id), the
+            message says by which request, whose, when and why.
+    """
+    from agentlog.errors import NotFoundError
+
+    memory = store.memory
+    try:
+        return memory.get(memory.id(text)).to_json(author_names(store))
+    except NotFoundError:
+        gone = _entry_erasure(store, text)
+        if gone is None:
+            raise
+        raise NotFoundError(f"memory {text.strip().lower()} was {erased_text(gone)}") from None
+
+
+def _entry_erasure(store, text: str) -> dict | None:
+    """The erasure of the memory entry whose full hex id is `text`, if an erase request forgot it."""
+    from agentlog.errors import InvalidValueError
+    from agentlog.ids import id_bytes
+    from agentlog.log import payloads
+    from agentlog.store.erasure import Erasure
+
+    try:
+        entry = id_bytes(text.strip().lower(), "memory id", 16)
+    except InvalidValueError:
+        return None
+    request = store.erasure_rule(entry=entry)
+    event = store.get(request) if request is not None else None
+    if event is None or event.payload is None:
+        return None
+    reason = payloads.decode("erase", event.payload).reason
+    return erasure_doc(Erasure(request, event.header.author, event.header.time_ms, reason), store.roster())
+
+
 def event_doc(store, event, roster) -> dict:
     """One held event as `agentlog log` lists it: its signed header's fields, and its erasure if it was erased."""
     h = event.header

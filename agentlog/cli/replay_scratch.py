@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from agentlog.cli.common import erased_text
 from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.crypto import DeviceKey
+from agentlog.documents import erased_text
 from agentlog.errors import UsageError
 from agentlog.prefs import reducer as pr
 from agentlog.progress import Progress

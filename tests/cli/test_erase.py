@@ -56,6 +56,9 @@ def test_memory_forget_prints_the_request_and_every_write_shows_as_erased(laptop
     assert asked["content"]["entry"] == entry and asked["content"]["reason"] == "the user asked"
     assert CANARY not in str(asked)
     assert [e["id"] for e in as_json(laptop, "memory", "list")] == [other]
+    gone = run(laptop, "memory", "get", entry, check=False)
+    assert gone.returncode == 4
+    assert_one_line_error(gone, f"memory {entry} was erased by {request} (device laptop, ", "): the user asked")
 
     again = as_json(laptop, "memory", "forget", entry)           # forgotten already: the same request, nothing new
     assert again == {"id": entry, "requests": [request]} and len(_log(laptop)) == len(rows)
