@@ -132,3 +132,20 @@ def test_bad_input_is_one_line_and_changes_nothing(refusals, args, words, code):
     assert proc.returncode == code and proc.stdout == "", proc.stderr
     assert_one_line_error(proc, *map(filled, words))
     assert fingerprint(h) == before
+
+
+def test_status_names_a_pending_scrub_and_erased_events_a_snapshot_covers():
+    from agentlog.cli.status import _erasure_lines
+
+    base = {"erased": 3, "pending": 1, "requests": 2, "covered": 1}
+    pending = _erasure_lines({**base, "scrub": {"pending": True, "pinned": 2, "pages": 9, "rounds": 3,
+                                                "found": [{"file": "data.mdb", "offset": 8192}]}})
+    assert pending == [
+        "erased: 3 events held header-only, by 2 erase requests",
+        "erase pending: 1 named event not held here yet (erased as they arrive, never stored)",
+        "erased but covered by the base snapshot: 1 event, whose content may remain in the snapshot's view states",
+        "scrub pending: erased bytes still found 1 time under the home, 2 readers older than the erasure still "
+        "open; `agentlog serve` scrubs again"]
+    done = _erasure_lines({**base, "covered": 0, "scrub": {"pending": False, "pages": 9, "rounds": 1, "found": []}})
+    assert done[-1] == "scrub: done, 9 free pages overwritten in 1 round; no erased bytes found under the home"
+    assert _erasure_lines({"erased": 0, "pending": 0, "requests": 0, "covered": 0, "scrub": {}}) == []
