@@ -32,8 +32,8 @@ def erasure_doc(erasure, roster) -> dict | None:
     request's id (by), the device that asked, when and why. Never anything of the erased content."""
     if erasure is None:
         return None
-    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by), "device_id": erasure.by.hex(),
-            "time": iso(erasure.time_ms), "reason": erasure.reason}
+    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by) if erasure.by else "?",
+            "device_id": erasure.by.hex() or None, "time": iso(erasure.time_ms), "reason": erasure.reason}
 
 
 def erased_text(doc: dict) -> str:
@@ -65,19 +65,17 @@ def _entry_erasure(store, text: str) -> dict | None:
     """The erasure of the memory entry whose full hex id is `text`, if an erase request forgot it."""
     from agentlog.errors import InvalidValueError
     from agentlog.ids import id_bytes
-    from agentlog.log import payloads
-    from agentlog.store.erasure import Erasure
+    from agentlog.store.erasure import Erasure, request_at
 
     try:
         entry = id_bytes(text.strip().lower(), "memory id", 16)
     except InvalidValueError:
         return None
-    request = store.erasure_rule(entry=entry)
-    event = store.get(request) if request is not None else None
-    if event is None or event.payload is None:
+    rid = store.erasure_rule(entry=entry)
+    req = store.read(lambda txn: request_at(store.dbs, txn, rid)) if rid is not None else None
+    if req is None:
         return None
-    reason = payloads.decode("erase", event.payload).reason
-    return erasure_doc(Erasure(request, event.header.author, event.header.time_ms, reason), store.roster())
+    return erasure_doc(Erasure(rid, req.author, req.time_ms, req.payload.reason), store.roster())
 
 
 def event_doc(store, event, roster) -> dict:

@@ -64,7 +64,8 @@ def cmd_log_show(args) -> int:
         h = event.header
         doc = {**event_doc(store, event, roster), "epoch": h.epoch, "lamport": h.lamport, "prev": h.prev.hex(),
                "codec": h.payload_codec, "payload_hash": h.payload_hash.hex(), "payload_len": h.payload_len,
-               "withheld": event.payload is None and store.erased(eid) is None, "content": None}
+               "content": None}
+        doc["withheld"] = event.payload is None and doc["erased"] is None
     if event.payload is not None:
         try:
             doc["content"] = content_of(h.kind, h.payload_codec, event.payload)

@@ -124,7 +124,6 @@ def _erased(live: LiveLog, log: Log, n: int) -> list[dict]:
     return rows
 
 
-
 def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
     rows = [s.to_json(live.name_of) for s in steps]
     if args.json:
