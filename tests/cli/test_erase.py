@@ -149,3 +149,26 @@ def test_status_names_a_pending_scrub_and_erased_events_a_snapshot_covers():
     done = _erasure_lines({**base, "covered": 0, "scrub": {"pending": False, "pages": 9, "rounds": 1, "found": []}})
     assert done[-1] == "scrub: done, 9 free pages overwritten in 1 round; no erased bytes found under the home"
     assert _erasure_lines({"erased": 0, "pending": 0, "requests": 0, "covered": 0, "scrub": {}}) == []
+
+
+def test_an_event_of_a_sealed_scope_this_device_cannot_read_is_refused(tmp_path):
+    from agentlog.store import devices
+    from tests.helpers.sync import sync
+
+    laptop = home.create(tmp_path / "laptop", "laptop")
+    laptop.create_group("laptop")
+    phone = home.create(tmp_path / "phone", "phone")
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))
+    sync(laptop, phone)
+    phone.scopes.create("diary")
+    sealed = phone.prefs.observe("mood", "calm", scope="diary").hex()
+    sync(phone, laptop)
+    laptop.close()
+    phone.close()
+    before = fingerprint(tmp_path / "laptop")
+    proc = run(tmp_path / "laptop", "forget", sealed, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert_one_line_error(proc, sealed[:16], "scope 'diary'", "cannot read")
+    assert fingerprint(tmp_path / "laptop") == before
+    [request] = _ids(out(tmp_path / "phone", "forget", sealed, "--reason", "private"))    # a reader may
+    assert _log(tmp_path / "phone")[sealed]["erased"]["by"] == request
