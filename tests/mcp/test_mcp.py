@@ -238,6 +238,9 @@ async def check_erasure(a: Agent, laptop_home):
     assert cli_json(laptop_home, "log", "show", rock)["erased"]["by"] == request
     assert (await a.call("get_preference", setting="music.genre"))["source"] == "default"
     assert (await a.call("status"))["erasure"]["erased"] == 3
+    plain = await a.call("pref_forget", setting="music.genre")           # no erase: a forget, nothing erased
+    assert plain["requests"] == [] and cli_json(laptop_home, "log", "show", plain["forget"])["kind"] == "pref.forget"
+    assert (await a.call("forget_events", event_ids=[jazz]))["requests"] == []   # erased already: a no-op
 
 
 async def check_status(a: Agent, laptop_home):
