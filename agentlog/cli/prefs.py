@@ -75,8 +75,8 @@ def _register_pref(pref) -> None:
                                        "also erase that evidence's content on every device")
     c.add_argument("setting")
     c.add_argument("--erase", action="store_true",
-                   help="erase every observation, decision, correction and statement about it so far from the "
-                        "whole history (docs/erasure.md); prints the forget's id, then the erase request's")
+                   help="erase every observation, decision, correction, statement and override of it so far from "
+                        "the whole history (docs/erasure.md); prints the forget's id, then the erase request's")
     c.add_argument("--reason", help="with --erase: why, in a few words (every device of the group reads it)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_pref_forget)

@@ -134,10 +134,10 @@ class Tools:
                                                              "user reads it; never repeat what is erased.")] = ""
                     ) -> dict[str, Any]:
         """Drop everything learned and stated about a setting so far, on every device: get_preference then
-        answers as if nothing was known (this device's override and the setting's configuration stay). With
-        erase (when the user asks that what they did or said about it be forgotten, not only no longer
-        used), the evidence's content is also erased from the whole history on every device. Returns the
-        forget's event id and the erase requests' ids."""
+        answers from overrides alone, or as if nothing was known (overrides and the setting's configuration
+        stay). With erase (when the user asks that what they did or said about it be forgotten, not only no
+        longer used), that evidence's content and the overrides set so far are also erased from the whole
+        history on every device. Returns the forget's event id and the erase requests' ids."""
         prefs = self.store.prefs
         if not erase:
             if reason:

@@ -83,11 +83,12 @@ def test_forget_erases_given_events_and_says_so_in_json(laptop):
 def test_pref_forget_erase_prints_the_forget_then_the_request(laptop):
     observed = [out(laptop, "observe", "ui.font", "mono") for _ in range(2)]
     decision = out(laptop, "decide", "ui.font", "serif", "--reason", CANARY)
+    override = out(laptop, "override", "set", "ui.font", "comic")
     kept = out(laptop, "observe", "ui.theme", "dark")
     forget, request = _ids(out(laptop, "pref", "forget", "ui.font", "--erase", "--reason", "start over"))
     rows = _log(laptop)
     assert rows[forget]["kind"] == "pref.forget" and rows[request]["kind"] == "erase"
-    assert all(rows[i]["erased"]["by"] == request for i in [*observed, decision])
+    assert all(rows[i]["erased"]["by"] == request for i in [*observed, decision, override])
     assert rows[kept]["erased"] is None and rows[forget]["erased"] is None
     assert as_json(laptop, "pref", "get", "ui.font")["source"] == "default"
     assert as_json(laptop, "pref", "get", "ui.theme")["value"] == "dark"
