@@ -221,13 +221,14 @@ class Eraser:
                                                  # stored header-only
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
         self.caught: list[tuple[bytes, Request]] = []   # deliveries this device's own rules caught: (id, request)
+        self.keys: list[bytes] = []             # event keys erased in this transaction
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
     # -- deliveries -----------------------------------------------------------------------------------
 
     def screen(self, header, eid: bytes, payload: bytes | None) -> bytes | None:
         """The request that erases this delivery (a new event, or a payload filling one held header-only), or
-        None; a hit is recorded, to be stored header-only (`stripped`)."""
+        None; a hit is recorded, and `carry_out` puts its `erased` row."""
         key = event_key(header.author, header.epoch, header.seq)
         if header.kind not in ERASABLE_KINDS:
             return None
@@ -261,13 +262,14 @@ class Eraser:
             yield req, True
 
     def _rule_requests(self, header, decoded):
+        """The requests whose rule (held, or of this transaction) matches a delivery."""
         if header.kind in MEMORY_KINDS:
             rid = self.txn.get(b"e" + decoded.entry, db=self.dbs["erase.rules"])
             if rid is not None and (req := self._request(bytes(rid))) is not None:
                 yield req
             yield from (r for r in self._rules if r.payload.entry == decoded.entry)
             return
-        setting = self._setting_of(header.kind, decoded)
+        setting = "" if header.kind == "correction" else self._setting_of(header.kind, decoded)   # as rules_matching
         if not setting:
             return
         raw = self.txn.get(b"s" + setting.encode(), db=self.dbs["erase.rules"])
@@ -276,9 +278,6 @@ class Eraser:
             if req is not None:
                 yield req
         yield from (r for r in self._rules if r.payload.setting == setting and header.lamport < r.lamport)
-
-    def stripped(self, key: bytes) -> bool:
-        return key in self._stripped
 
     # -- requests ---------------------------------------------------------------------------------------
 
@@ -315,10 +314,14 @@ class Eraser:
                     txn.delete(target, db=db["erase.pending"])
                     self._target(bytes(key), req)
 
-    def rules_matching(self, rules: list[Request], header, decoded) -> list[Request]:
-        """The requests of `rules` whose entry or setting rule matches an event."""
+    def rules_matching(self, rules: list[Request], header, decoded, corrections: bool = False) -> list[Request]:
+        """The requests of `rules` whose entry or setting rule matches an event. A correction matches only with
+        `corrections` (this device listing what it holds): its setting is its decision's, which a device may
+        not hold (one written out of band), so carrying a rule out never reads it, on every device alike."""
         if header.kind in MEMORY_KINDS:
             return [r for r in rules if r.payload.entry and r.payload.entry == decoded.entry]
+        if header.kind == "correction" and not corrections:
+            return []
         setting = self._setting_of(header.kind, decoded)
         return [r for r in rules if setting and r.payload.setting == setting and header.lamport < r.lamport]
 
@@ -370,6 +373,7 @@ class Eraser:
             txn.delete(key, db=db[name])
         txn.put(key, rid, db=db["erased"])
         self.changed = True
+        self.keys.append(key)
 
     # -- authority -------------------------------------------------------------------------------------
 
@@ -453,11 +457,25 @@ class Eraser:
         if not self.changed:
             return False
         view, txn = self.store.memory_view, self.txn
+        self._drop_stale_base()
         before = set(view.entry_ids(txn))
         refold(self.store, txn, roster=False)
         gone = (before - set(view.entry_ids(txn))) | self.entries
         memory_index.drop_rows(self.dbs, txn, sorted(gone))
         return True
+
+    def _drop_stale_base(self) -> None:
+        """Forget the base snapshot when it covers an event erased now and the store still holds every event
+        (it never truncated): its states hold the erased content, and the views fold from the whole log, as on
+        a device without that base. A truncated store must keep it (docs/erasure.md: known limits)."""
+        txn, db = self.txn, self.dbs
+        bundle = base_in(db, txn)
+        if bundle is None or txn.stat(db["truncated"])["entries"]:
+            return
+        covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+        if any(POS.unpack_from(k, 32) <= covered.get(k[:32], (-1, -1)) for k in self.keys):
+            txn.delete(b"base", db=db["meta"])
+            txn.drop(db["snapshots"], delete=False)
 
 
 # -- the API's requests ---------------------------------------------------------------------------------
@@ -489,7 +507,7 @@ def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: st
     if entry or setting:
         rule = [Request(b"", me, 0, 0, 2**53, 0, Erase(entry=entry or b"", setting=setting or ""))]
         for key, header, decoded in probe.held_matching(rule):
-            if probe.rules_matching(rule, header, decoded) and txn.get(key, db=db["erased"]) is None \
+            if probe.rules_matching(rule, header, decoded, corrections=True) and txn.get(key, db=db["erased"]) is None \
                     and probe.may_erase(me_req, header):
                 eid = decode_record(bytes(txn.get(key, db=db["events"]))).id
                 if eid not in ids:

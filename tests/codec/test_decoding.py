@@ -88,7 +88,7 @@ def _reference_read(msg, cls: type, kind: str):
             value = tuple(value)
         elif name == "events":
             value = tuple(bytes(v) for v in value)
-        problem = payloads._field_problem(name, value)
+        problem = payloads._field_problem(name, value) if name in payloads._CHECKED[cls] else None
         if problem:
             raise DecodeError(f"{kind} payload {problem}")
         kwargs[name] = value

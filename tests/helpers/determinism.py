@@ -97,7 +97,7 @@ class World:
             elif kind == "set":
                 prefs.set(args[1], args[2], args[3])
             elif kind == "forget":
-                prefs.forget(args[1])
+                prefs.forget(args[1], erase=len(args) > 2 and args[2])
             elif kind == "config":
                 policy, half_life, typed = args[2:]
                 value_type, choices = typed or (None, ())

@@ -3,7 +3,8 @@
 Three devices of one group, one honest clock, one a year ahead and one behind, write
 every kind of preference event through the API (observations with and without
 context and weight, decisions, corrections, also on another device of a decision it
-received, explicit statements, forget, configuration, overrides, confirmations)
+received, explicit statements, forget (some erasing the evidence, docs/erasure.md),
+configuration, overrides, confirmations)
 interleaved with syncs between random pairs. The union of their events is then
 delivered to fresh observers (stores of the group that only ingest, and an enrolled
 device that never wrote) in many causally consistent orders (random topological
@@ -51,7 +52,7 @@ OPS = st.one_of(
     TICK, TICK, OBSERVE, OBSERVE, OBSERVE, DECIDE, CORRECT, CORRECT, SYNC, SYNC, SYNC,
     st.tuples(st.just("correct_unheld"), device, st.integers(0, 50), value),
     st.tuples(st.just("set"), device, setting, value, context),
-    st.tuples(st.just("forget"), device, setting),
+    st.tuples(st.just("forget"), device, setting, st.sampled_from([False, False, True])),   # True: and erase
     st.tuples(st.just("config"), device, setting, st.sampled_from([None, *pr.POLICIES]),
               st.sampled_from([None, HOUR, HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY]), st.sampled_from(TYPES)),
     st.tuples(st.just("override"), device, setting, value),

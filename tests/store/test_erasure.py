@@ -168,16 +168,23 @@ def test_the_setting_rule_erases_evidence_below_the_request_and_keeps_what_follo
     assert_verified(laptop, phone)
 
 
-def test_a_correction_of_an_erased_decision_is_caught_by_the_setting_rule(laptop, phone):
+def test_corrections_of_the_setting_held_are_named_and_a_concurrent_one_is_kept_everywhere(laptop, phone, tablet):
     decision = laptop.prefs.decide("theme", CANARY, confidence=0.6)
     sync(laptop, phone)
-    correction = phone.prefs.correct(decision, "light", reason=CANARY)
+    held = phone.prefs.correct(decision, "light", reason=CANARY)
+    sync(phone, laptop)
+    concurrent = phone.prefs.correct(decision, "dim")         # the laptop does not hold it when it asks
     laptop.append_many([payloads.Observation(setting="noise", value=str(i)) for i in range(4)])
-    laptop.prefs.forget("theme", erase=True)
+    _, [request] = laptop.prefs.forget("theme", erase=True)
+    assert held in payloads.decode("erase", laptop.get(request).payload).events
+    tablet.ingest([(e.record, e.payload if e.id != decision else None) for e in phone.events_after(tablet.frontier())])
     sync(phone, laptop)
     sync(laptop, phone)
-    assert payload_of(laptop, correction) is None and payload_of(phone, correction) is None
-    assert views(laptop) == views(phone)
+    sync(laptop, tablet)                                     # the tablet never held the decision's payload
+    for store in (laptop, phone, tablet):
+        assert payload_of(store, held) is None and payload_of(store, decision) is None
+        assert payload_of(store, concurrent) is not None     # its setting is its decision's: no rule reads it
+    assert views(laptop) == views(phone) == views(tablet)
 
 
 def test_a_device_that_does_not_read_a_scope_cannot_erase_its_events_on_any_device(laptop, phone, tablet):
@@ -273,15 +280,30 @@ def test_a_request_must_travel_whole_and_plain(laptop, phone):
     assert laptop.erased(eid) is None
 
 
-def test_an_erasure_the_base_snapshot_covers_is_reported(family):
+def test_an_erasure_the_base_snapshot_of_a_truncated_store_covers_is_reported(family):
     f = family
-    eid = f.laptop.append(payloads.Observation(setting="theme", value=CANARY))
     observe_days(f, 3)
-    compaction.write_snapshot(f.laptop, now_ms=f.now)
+    eid = f.laptop.append(payloads.Observation(setting="theme", value=CANARY))   # after the devices last met
+    compaction.compact(f.laptop, now_ms=f.now)
+    assert f.laptop.truncated() and f.laptop.get(eid) is not None     # covered by the snapshot, not stable
     f.laptop.erase([eid])
     assert payload_of(f.laptop, eid) is None
     assert f.laptop.erasure_status()["covered"] == 1
     assert any("covered by the base snapshot" in note for note in verify_store(f.laptop).notes)
+
+
+def test_a_base_snapshot_of_a_store_that_never_truncated_is_dropped_when_it_covers_an_erased_event(family):
+    f = family
+    eid = f.laptop.append(payloads.Observation(setting="theme", value=CANARY))
+    compaction.write_snapshot(f.laptop, now_ms=f.now)          # its states hold the observation
+    f.sync(f.laptop, f.phone)
+    f.phone.erase([eid])
+    f.sync(f.phone, f.laptop)
+    assert compaction.base_bundle(f.laptop) is None and f.laptop.erasure_status()["covered"] == 0
+    assert views(f.laptop) == views(f.phone)                 # folded from the whole log, as the phone does
+    f.laptop.rebuild_views()
+    assert views(f.laptop) == views(f.phone)
+    assert_verified(f.laptop, f.phone)
 
 
 @pytest.mark.xfail(strict=True, reason="gap: erasing an event the base snapshot covers leaves its content in the "
