@@ -16,6 +16,7 @@ from agentlog.errors import InvalidValueError, NotFoundError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import MAX_SCOPE_LEN
+from agentlog.log.kinds import MAX_REASON_LEN
 from agentlog.prefs import reducer as pr
 from agentlog.prefs.reducer import Answer, Contribution
 
@@ -139,6 +140,8 @@ class Preferences:
         (the pref.forget's id, the erase requests' ids).
         """
         _check_setting(setting)
+        if len(reason) > MAX_REASON_LEN:
+            raise InvalidValueError(f"a reason is at most {MAX_REASON_LEN} characters")
         forget = self._store.append(payloads.PrefForget(setting=setting))
         if not erase:
             return forget

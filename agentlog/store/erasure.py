@@ -222,6 +222,7 @@ class Eraser:
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
         self.caught: list[tuple[bytes, Request]] = []   # deliveries this device's own rules caught: (id, request)
         self.keys: list[bytes] = []             # event keys erased in this transaction
+        self.gone: list[bytes] = []             # the payloads they held (or deliveries carried): scrub needles
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
     # -- deliveries -----------------------------------------------------------------------------------
@@ -238,6 +239,8 @@ class Eraser:
         for req, by_rule in self._candidates(eid, header, key, payload):
             if self.may_erase(req, header):
                 self._stripped[key] = (req.eid, eid)
+                if payload is not None:
+                    self.gone.append(bytes(payload))
                 if payload is not None and header.kind in MEMORY_KINDS:
                     self._note_entry(key, header, payload)
                 if by_rule and req.author == self.store.device:
@@ -369,6 +372,9 @@ class Eraser:
         txn, db = self.txn, self.dbs
         if txn.get(key, db=db["erased"]) is not None:
             return
+        raw = txn.get(key, db=db["payloads"])
+        if raw is not None:
+            self.gone.append(bytes(raw))
         for name in ("payloads", "withheld", "damaged", "sealed.unread"):
             txn.delete(key, db=db[name])
         txn.put(key, rid, db=db["erased"])
@@ -457,6 +463,7 @@ class Eraser:
         if not self.changed:
             return False
         view, txn = self.store.memory_view, self.txn
+        self.store.erased_now(self.gone)
         self._drop_stale_base()
         before = set(view.entry_ids(txn))
         refold(self.store, txn, roster=False)
