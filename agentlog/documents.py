@@ -27,6 +27,65 @@ def contribution(c, roster) -> dict:
             "weight": None if c.weight is None else round(c.weight, 4)}
 
 
+def erasure_doc(erasure, roster) -> dict | None:
+    """An erased event's erasure (store.erased's Erasure, or None) as every --json document shows it: the
+    request's id (by), the device that asked, when and why. Never anything of the erased content."""
+    if erasure is None:
+        return None
+    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by) if erasure.by else "?",
+            "device_id": erasure.by.hex() or None, "time": iso(erasure.time_ms), "reason": erasure.reason}
+
+
+def erased_text(doc: dict) -> str:
+    """An erasure (erasure_doc) as one line for people and errors: "erased by REQUEST (device NAME, TIME): REASON"."""
+    reason = f": {doc['reason']}" if doc["reason"] else ""
+    return f"erased by {doc['by']} (device {doc['device']}, {doc['time']}){reason}"
+
+
+def entry_doc(store, text: str) -> dict:
+    """The memory entry `text` names (its id or a unique prefix), as `memory get --json` prints it.
+
+    Raises:
+        NotFoundError: no such entry here; for an entry an erase request forgot (named by its full id), the
+            message says by which request, whose, when and why.
+    """
+    from agentlog.errors import NotFoundError
+
+    memory = store.memory
+    try:
+        return memory.get(memory.id(text)).to_json(author_names(store))
+    except NotFoundError:
+        gone = _entry_erasure(store, text)
+        if gone is None:
+            raise
+        raise NotFoundError(f"memory {text.strip().lower()} was {erased_text(gone)}") from None
+
+
+def _entry_erasure(store, text: str) -> dict | None:
+    """The erasure of the memory entry whose full hex id is `text`, if an erase request forgot it."""
+    from agentlog.errors import InvalidValueError
+    from agentlog.ids import id_bytes
+    from agentlog.store.erasure import Erasure, request_at
+
+    try:
+        entry = id_bytes(text.strip().lower(), "memory id", 16)
+    except InvalidValueError:
+        return None
+    rid = store.erasure_rule(entry=entry)
+    req = store.read(lambda txn: request_at(store.dbs, txn, rid)) if rid is not None else None
+    if req is None:
+        return None
+    return erasure_doc(Erasure(rid, req.author, req.time_ms, req.payload.reason), store.roster())
+
+
+def event_doc(store, event, roster) -> dict:
+    """One held event as `agentlog log` lists it: its signed header's fields, and its erasure if it was erased."""
+    h = event.header
+    erased = store.erased(event.id) if event.payload is None else None
+    return {"author": roster.name_of(h.author), "author_id": h.author.hex(), "seq": h.seq, "kind": h.kind,
+            "scope": h.scope, "time": iso(h.time_ms), "id": event.id.hex(), "erased": erasure_doc(erased, roster)}
+
+
 def author_names(store) -> dict[bytes, str]:
     """Device id -> name, for memory entries' authors (Entry.to_json)."""
     return {device: member.name for device, member in store.roster().members.items()}
@@ -44,6 +103,7 @@ def status_doc(store, home_path) -> dict:
         "group": store.group.hex() if store.group else None, "events": store.count(),
         "payloads_missing": store.withheld_count(),
         "carry": store.carry, "payloads_uncarried": sum(uncarried.values()),
+        "erasure": store.erasure_status(),
         "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
         "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
