@@ -481,6 +481,11 @@ class Store:
         from agentlog.store.scratch import LiveLog
         return LiveLog(self.path, self._env, keyring=self.keyring)
 
+    @property
+    def environment(self) -> Env:
+        """The store's environment (agentlog.store.env.Env), for the scrub's own databases and pages."""
+        return self._env
+
     def structure_problems(self) -> list[str]:
         """What LMDB's offline walk finds wrong in the data file (agentlog.store.env.Env.structure_problems)."""
         return self._env.structure_problems()
