@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agentlog.cli import audit, compact, devices, log, mcp, memory, peers, prefs, replay, scopes, status, sync
+from agentlog.cli import audit, compact, devices, log, mcp, memory, peers, prefs, replay, scopes, scrub, status, sync
 from agentlog.cli.common import LINE_LIMIT, Parser, actions, shown
 from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
-COMMANDS = (devices, scopes, prefs, memory, log, replay, compact, status, sync, mcp, peers, audit)   # in --help's order
+COMMANDS = (devices, scopes, prefs, memory, log, replay, compact, scrub, status, sync, mcp, peers,
+            audit)   # in --help's order
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 
