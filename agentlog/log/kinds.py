@@ -25,6 +25,12 @@ MAX_REASON_LEN = 1024
 MAX_EMBEDDING_DIM = 4096
 MAX_MODEL_LEN = 128
 
+ERASE_KIND = "erase"
+ERASABLE_KINDS = PREF_KINDS | MEMORY_KINDS     # never device.*, scope.*, snapshot, epoch.start or erase itself
+VALUE_KINDS = EVIDENCE_KINDS | {"pref.set", "override.set", "pref.confirm"}   # what a setting rule erases
+MAX_ERASE_IDS = 16384          # explicit event ids in one erase request
+ERASE_ID_LEN = 32
+
 SCOPE_KINDS = frozenset({"scope.key", "scope.grant"})
 USER_SCOPE = "user"
 DEVICE_SCOPE_PREFIX = "device:"

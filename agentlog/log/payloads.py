@@ -213,6 +213,16 @@ class ScopeGrant:
     keys: tuple[GrantedKey, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Erase:
+    """A request to delete the payloads of earlier events everywhere (docs/erasure.md); never repeats content."""
+
+    events: tuple[bytes, ...] = ()
+    entry: bytes = b""
+    setting: str = ""
+    reason: str = ""
+
+
 KINDS: dict[str, type] = {
     "observation": Observation,
     "decision": Decision,
@@ -232,6 +242,7 @@ KINDS: dict[str, type] = {
     "epoch.start": EpochStart,
     "scope.key": ScopeKey,
     "scope.grant": ScopeGrant,
+    "erase": Erase,
 }
 KIND_OF: dict[type, str] = {cls: kind for kind, cls in KINDS.items()}
 
@@ -365,6 +376,9 @@ def _decoded_problem(obj: Any) -> str | None:
     A decoded vector holds Float32 values, whose sum cannot overflow a float: it is
     finite exactly when every value is.
     """
+    problem = _erase_problem(obj)
+    if problem:
+        return problem
     for name in _CHECKED[type(obj)]:
         value = getattr(obj, name)
         if value is None:
@@ -387,6 +401,25 @@ _CHECKED = {
                or n in _ITEMS or n in ("content", "scope"))
     for cls, names in _FIELDS.items()
 }
+_CHECKED[Erase] = ("setting", "reason")
+
+
+def _erase_problem(obj: Any) -> str | None:
+    """Why an erase request is not allowed (its own rules: `entry` may be empty, ids are 32 bytes), or None."""
+    if type(obj) is not Erase:
+        return None
+    if len(obj.events) > kinds.MAX_ERASE_IDS:
+        return f"events has {len(obj.events)} items, over the limit of {kinds.MAX_ERASE_IDS}"
+    short = next((e for e in obj.events if len(e) != kinds.ERASE_ID_LEN), None)
+    if short is not None:
+        return f"events holds an id of {len(short)} bytes, not {kinds.ERASE_ID_LEN}"
+    if len(set(obj.events)) != len(obj.events):
+        return "events names one event twice"
+    if obj.entry and len(obj.entry) != _LENGTHS["entry"]:
+        return f"entry is {len(obj.entry)} bytes, not {_LENGTHS['entry']} (or empty)"
+    if not (obj.events or obj.entry or obj.setting):
+        return "names nothing: give events, an entry or a setting"
+    return None
 
 
 def _field_problem(name: str, value: Any) -> str | None:
@@ -424,6 +457,9 @@ def check(payload: Any, kind: str | None = None) -> None:
     kind = kind or kind_of(payload)
     if type(payload) is MemoryField and sum(getattr(payload, n) is not None for n, _ in _FIELDS[MemoryField]) != 1:
         raise InvalidValueError(f"{kind} payload: a memory field update sets exactly one field")
+    problem = _erase_problem(payload)
+    if problem:
+        raise InvalidValueError(f"{kind} payload {problem}")
     for name in _CHECKED[type(payload)]:
         value = getattr(payload, name)
         if value is None:

@@ -21,6 +21,7 @@ from agentlog.errors import (
     GroupMismatchError,
     NotEnrolledError,
     PayloadHashError,
+    ScopeError,
     SequenceError,
     SignatureError,
     SizeLimitError,
@@ -30,6 +31,7 @@ from agentlog.log.event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check
 from agentlog.log.roster import Roster
 
 ROSTER_KINDS = ("device.enroll", "device.revoke")
+WHOLE_KINDS = (*ROSTER_KINDS, "erase")       # every holder reads them: plain, and never withheld
 LAMPORT_STEP = 1 << 16         # how far past what it follows an event's lamport may be (honest: 1)
 _MAX_RECORD = MAX_HEADER_BYTES + crypto.SIG_LEN
 
@@ -151,10 +153,12 @@ def check_payload(event: Event) -> object:
     """Check a present payload against the header; decode it when it is plain and of a known kind."""
     h, payload = event.header, event.payload
     kind, codec = h.kind, h.payload_codec
-    if kind in ROSTER_KINDS and codec != "plain":
+    if kind in WHOLE_KINDS and codec != "plain":
         raise DecodeError(f"{kind} events must have a plain payload", h.author, h.seq)
+    if kind == "erase" and h.scope != "user":
+        raise ScopeError(f"erase events belong in scope user, not {h.scope!r}", h.author, h.seq)
     if payload is None:
-        if kind in ROSTER_KINDS:
+        if kind in WHOLE_KINDS:
             raise PayloadHashError(f"{kind} event arrived without its payload", h.author, h.seq)
         return None
     if len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:

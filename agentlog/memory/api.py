@@ -271,6 +271,16 @@ class Memory:
             raise InvalidValueError(f"a reason is at most {mr.MAX_REASON_LEN} characters")
         return self._store.append(payloads.MemoryDelete(entry=entry.id, reason=reason), scope=entry.scope)
 
+    def forget(self, entry_id: bytes | str, reason: str = "") -> bytes:
+        """Erase an entry's content from the whole history on every device (docs/erasure.md): an erase request
+        naming every event of the entry this device holds, and a rule for the ones it does not; its id."""
+        entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
+        earlier = self._store.erasure_rule(entry=entry_id)
+        if earlier is not None:
+            return earlier                   # forgotten already: its rule catches every event of the entry
+        self._entry(entry_id)
+        return self._store.erase([], entry=entry_id, reason=reason)[0]
+
     def _entry(self, entry_id: bytes | str) -> Entry:
         entry_id = id_bytes(entry_id, "memory id", mr.ENTRY_ID_LEN)
         entry = self._store.read(lambda txn: self._store.memory_view.entry(txn, entry_id))

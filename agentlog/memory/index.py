@@ -308,3 +308,20 @@ class Matrix:
         hits.sort()
         return [(entry_id, -neg) for neg, entry_id in hits[:k]]
 
+
+
+def drop_rows(dbs: dict, txn, entry_ids: list[bytes]) -> None:
+    """Delete the index rows of these entries now (an erasure: their text and vectors must not outlive it),
+    journaled for other processes' matrices, and mark them changed so a later sync indexes what remains."""
+    rows, journal, meta = dbs["memory.index"], dbs["memory.index.journal"], dbs["memory.index.meta"]
+    raw = txn.get(b"gen", db=meta)
+    gen = _U64.unpack(raw)[0] if raw else 0
+    changes = []
+    for entry_id in entry_ids:
+        txn.put(entry_id, b"", db=dbs["memory.dirty"])
+        if txn.delete(entry_id, db=rows):
+            gen += 1
+            changes.append((_U64.pack(gen), entry_id))
+    if changes:
+        txn.cursor(db=journal).putmulti(changes, append=True)
+        txn.put(b"gen", _U64.pack(gen), db=meta)

@@ -132,10 +132,17 @@ class Preferences:
         return self._store.append(payloads.PrefSet(setting=setting, value=self._value(setting, value),
                                                    context=context_of(context)), scope=_scope(scope))
 
-    def forget(self, setting: str) -> bytes:
-        """Drop everything learned and stated about `setting` so far (overrides and configuration stay)."""
+    def forget(self, setting: str, *, erase: bool = False, reason: str = "") -> bytes | tuple[bytes, list[bytes]]:
+        """Drop everything learned and stated about `setting` so far (overrides and configuration stay); its id.
+
+        erase: then erase that evidence from the whole history on every device (docs/erasure.md): returns
+        (the pref.forget's id, the erase requests' ids).
+        """
         _check_setting(setting)
-        return self._store.append(payloads.PrefForget(setting=setting))
+        forget = self._store.append(payloads.PrefForget(setting=setting))
+        if not erase:
+            return forget
+        return forget, self._store.erase([], setting=setting, reason=reason)
 
     def configure(self, setting: str, *, policy: str | None = None, half_life_ms: int | None = None,
                   value_type: str | None = None, choices: Iterable[str] = ()) -> bytes:

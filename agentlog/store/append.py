@@ -8,15 +8,16 @@ from agentlog import crypto
 from agentlog.errors import UsageError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import ClockEntry, HeaderWriter, decode_header, device_scope, event_id
-from agentlog.log.kinds import SCOPE_KINDS, is_sealed_scope
+from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, Head
 from agentlog.prefs.view import Folded
+from agentlog.store.erasure import Eraser, Request, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
 from agentlog.store.signing import sign_many
-from agentlog.store.views import drop_past_revocations, save_roster
+from agentlog.store.views import drop_past_revocations, refold, save_roster
 
 
 def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[bytes]:
@@ -47,6 +48,8 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         seq += 1
         lamport += 1
         scope = scope or (device_scope(me) if kind.startswith("override.") else "user")
+        if kind == ERASE_KIND and scope != "user":
+            raise UsageError("erase requests belong in scope user: every device must read them to carry them out")
         codec = "plain"
         if sealed is not None and is_sealed_scope(scope):
             body, codec = sealed.seal(scope, kind, body), "sealed"
@@ -60,10 +63,16 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
         if kind in ROSTER_KINDS:
             roster_changed |= roster.apply(decode_header(header_bytes), prev, payload)
+    requests = [Request(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload) for f in folded
+                if f.kind == ERASE_KIND]
+    eraser = Eraser(store, txn, requests) if requests or has_state(db, txn) else None
+    if eraser is not None:       # a rule may catch this device's own write: stored header-only from the start
+        rows = [(key, hb, eid, None if eraser.screen(decode_header(hb), eid, body) else body)
+                for key, hb, eid, body in rows]
     signatures = sign_many(store.key, [row[2] for row in rows])
     txn.cursor(db["events"]).putmulti([(row[0], row[1] + sig) for row, sig in zip(rows, signatures)])
     txn.cursor(db["ids"]).putmulti([(eid, key) for key, _, eid, _ in rows])
-    txn.cursor(db["payloads"]).putmulti([(key, body) for key, _, _, body in rows])
+    txn.cursor(db["payloads"]).putmulti([(key, body) for key, _, _, body in rows if body is not None])
     txn.put(me, head_value(Head(epoch, seq, prev)), db=db["heads"])
     txn.put(b"lamport", lamport.to_bytes(8, "big"), db=db["meta"])
     txn.put(b"own_clock", pack_clock(seen), db=db["meta"])
@@ -71,8 +80,13 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         save_roster(db, txn, roster)
     if sealed is not None or (roster_changed and has_scopes(db, txn)):
         (sealed or _SealedWrites(store, txn, roster)).save(roster)
-    store.pref_view.fold(txn, folded)
-    store.memory_view.fold(txn, folded)
+    if eraser is not None:
+        eraser.carry_out()
+    if eraser is not None and eraser.changed:
+        eraser.finish(refold)
+    else:
+        store.pref_view.fold(txn, folded)
+        store.memory_view.fold(txn, folded)
     if roster_changed:
         drop_past_revocations(store, txn)
     if sealed is not None and sealed.inserted:

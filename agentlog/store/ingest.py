@@ -13,12 +13,13 @@ from agentlog import crypto
 from agentlog.errors import DecodeError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
-from agentlog.log.kinds import SCOPE_KINDS, USER_SCOPE, is_sealed_scope
+from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import ledger
+from agentlog.store.erasure import Eraser, Request, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
@@ -47,6 +48,8 @@ class TxnLog:
         self.roster = roster
         self._heads: dict[bytes, Head | None] = {}
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
+        self._fills: dict[bytes, Event] = {}             # event key -> delivery completing one held header-only
+        self._erased: set[bytes] = set()                 # keys stored header-only because a request erases them
 
     def head(self, author: bytes) -> Head | None:
         try:
@@ -100,12 +103,23 @@ class TxnLog:
             check_payload(event)
             self._accepted[key] = replace(pending, payload=event.payload)   # its record as accepted
             return True
-        if self._txn.get(key, db=self._db["withheld"]) is None:
+        if key in self._fills or self._txn.get(key, db=self._db["withheld"]) is None:
             return False
         check_payload(event)
-        self._txn.put(key, event.payload, db=self._db["payloads"])
-        self._txn.delete(key, db=self._db["withheld"])
+        self._fills[key] = event                      # written by `flush`, unless an erasure strips it
         return True
+
+    def screen(self, eraser) -> None:
+        """Keep every delivery an erase request names or a rule matches header-only (its payload never
+        written): accepted events and fills alike."""
+        for key, event in self._accepted.items():
+            if eraser.screen(event.header, event.id, event.payload) is not None:
+                self._erased.add(key)
+                if event.payload is not None:
+                    self._accepted[key] = replace(event, payload=None)
+        for key, event in list(self._fills.items()):
+            if eraser.screen(event.header, event.id, event.payload) is not None:
+                del self._fills[key]
 
     def heal(self, event: Event) -> bool:
         """Replace the signature of an event held unchecked or damaged (inside a peer's run) with this
@@ -135,13 +149,17 @@ class TxnLog:
         txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
         txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
-        withheld = [(key, b"") for key, e in events if e.payload is None]
+        withheld = [(key, b"") for key, e in events if e.payload is None and key not in self._erased]
         if withheld:
             txn.cursor(db["withheld"]).putmulti(withheld)
+        for key, e in self._fills.items():
+            txn.put(key, e.payload, db=db["payloads"])
+            txn.delete(key, db=db["withheld"])
         authors = {e.header.author for e in self._accepted.values()}
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
         self._accepted.clear()
+        self._fills.clear()
 
 
 def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
@@ -180,6 +198,11 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                 raise SignatureError("signature does not verify for this author and event id",
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
+    requests = [Request(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload) for f in folded
+                if f.kind == ERASE_KIND]
+    eraser = Eraser(store, txn, requests) if requests or has_state(dbs, txn) else None
+    if eraser is not None:
+        log.screen(eraser)
     if not every_signature:
         txn.cursor(db=dbs["unverified"]).putmulti(
             [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
@@ -191,7 +214,11 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         sealed = sealed or SealedBatch(store, txn, roster)
         sealed.limits_changed(roster)
     opens_held = sealed is not None and sealed.finish(folded)   # a new key opens events held unread: fold again
-    if filled or opens_held:
+    if eraser is not None:
+        eraser.carry_out()
+    if eraser is not None and eraser.changed:
+        eraser.finish(refold)                     # folded again without what the requests erased
+    elif filled or opens_held:
         refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
     else:
         store.pref_view.fold(txn, folded)

@@ -18,6 +18,8 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   ledger.sent, ledger.received (see agentlog/store/ledger.py): which ranges went to or came from which peer
   views.roster  b"state", b"version"    -> canonical roster bytes, reducer version
   views.scopes, sealed.unread (see agentlog/store/keyring.py): the scopes view, sealed events not folded
+  erased, erase.pending, erase.rules (see agentlog/store/erasure.py): events held header-only because an
+                                           erase request erased them, targets not held yet, the requests' rules
   meta      layout version, identity, group, lamport, own clock
 Kept in one module so that every module of the store packs a position the same way.
 """
@@ -36,9 +38,10 @@ from agentlog.prefs import view as pref_view
 from agentlog.store import keyring, ledger, peers
 
 LAYOUT_VERSION = 1
+ERASURE_DBS = ("erased", "erase.pending", "erase.rules")
 DBS = ("events", "payloads", "withheld", "unverified", "damaged", "ids", "heads", "forks", "truncated", "snapshots",
        "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
-       "meta")
+       *ERASURE_DBS, "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")

@@ -18,15 +18,16 @@ from functools import partial
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.errors import ForkError, StoreError, UsageError
+from agentlog.errors import ForkError, InvalidValueError, StoreError, UsageError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.kinds import MAX_REASON_LEN
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import PrefView
-from agentlog.store import peers
+from agentlog.store import erasure, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.ingest import IngestResult, ingest_in, record_fork
@@ -224,6 +225,50 @@ class Store:
         if result.accepted or result.filled or result.healed:
             self.nudge()
         return result
+
+    # -- erasure (docs/erasure.md) ---------------------------------------------
+
+    def erase(self, event_ids: Iterable[bytes | str], *, reason: str = "", entry: bytes | str | None = None,
+              setting: str | None = None) -> list[bytes]:
+        """Append erase requests (chunked) for the named events, and every held event of memory `entry` or
+        value-bearing evidence of `setting`, carried out in the same transaction; returns their ids ([] when
+        everything named is erased already).
+
+        Raises:
+            NotFoundError: an id this store does not hold. UsageError: an event kind that is never erased.
+            ScopeError: an event of a sealed scope this device cannot read.
+        """
+        ids = [id_bytes(e) for e in event_ids]
+        entry = id_bytes(entry, "memory id", 16) if entry is not None else None
+        if len(reason) > MAX_REASON_LEN:
+            raise InvalidValueError(f"a reason is at most {MAX_REASON_LEN} characters")
+        if self.key is None:
+            raise UsageError("this store was opened without the device key; it cannot append")
+
+        def write(txn):
+            requests = erasure.plan(self, txn, ids, reason=reason, entry=entry, setting=setting or None)
+            return append_in(self, txn, [(r, "user") for r in requests], roster_in(self.dbs, txn)) if requests \
+                else []
+        done = self.write(write)
+        if done:
+            self.nudge()
+        return done
+
+    def erased(self, eid: bytes | str) -> erasure.Erasure | None:
+        """Who erased held event `eid`, when and why; None when it is not erased."""
+        eid = id_bytes(eid)
+        return self.read(lambda txn: erasure.erased_in(self.dbs, txn, eid))
+
+    def erasure_rule(self, *, entry: bytes | None = None, setting: str | None = None) -> bytes | None:
+        """The request whose rule erases every event of memory `entry` (or the evidence of `setting`), or None."""
+        name = b"e" + entry if entry is not None else b"s" + (setting or "").encode()
+        found = self.read(lambda txn: txn.get(name, db=self.dbs["erase.rules"]))
+        return bytes(found[:32]) if found is not None else None
+
+    def erasure_status(self) -> dict:
+        """{"erased": events held header-only, "pending": targets not held yet, "requests": requests held,
+        "scrub": {...}}."""
+        return self.read(lambda txn: erasure.status_in(self.dbs, txn))
 
     # -- roster --------------------------------------------------------------
 

@@ -36,10 +36,12 @@ from agentlog import crypto
 from agentlog.errors import EventError, SnapshotError, StoreError, UsageError
 from agentlog.log import snapshot
 from agentlog.log.event import decode_record, record_id
+from agentlog.log.kinds import ERASABLE_KINDS
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.store import ledger
 from agentlog.store.compaction import base_bundle
+from agentlog.store.erasure import request_at
 from agentlog.store.layout import POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
@@ -103,6 +105,7 @@ class _Range:
     notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
     withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
     bad_signatures: list = field(default_factory=list)  # (author, epoch, seq) whose signature does not verify
+    erased: int = 0                            # events held header-only, erased by a request held here
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
@@ -121,6 +124,10 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     report.problems = [p for r in ranges for p in r.problems]
     _check_boundaries(report, ranges, store.truncated())
     report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
+    erased = sum(r.erased for r in ranges)
+    if erased:
+        report.notes.append(f"{erased} event{'s' if erased != 1 else ''} held header-only, erased by a request "
+                            "this store holds (expected)")
     _classify_signatures(store, report, [b for r in ranges for b in r.bad_signatures])
     tails = {}
     for r in ranges:
@@ -227,7 +234,8 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
     """Check events with lo <= key < hi, and id-index entries in the `ids` byte range."""
     out = _Range()
     batch: list[tuple[bytes, int, bytes, bytes]] = []
-    db_events, db_payloads, db_withheld, db_ids = (store.db(n) for n in ("events", "payloads", "withheld", "ids"))
+    db_events, db_payloads, db_withheld, db_ids, db_erased = (
+        store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     last = None
     cuts = store.truncated()
     with store.raw_txn() as txn:
@@ -263,7 +271,14 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             out.tails[author] = (epoch, seq, event.id)
             if txn.get(event.id, db=db_ids) != key:
                 out.problems.append(Problem(author, seq, "id index does not point at this event"))
-            if payload is None:
+            erased_by = txn.get(key, db=db_erased) if payload is None else None
+            if erased_by is not None:
+                problem = _erasure_problem(store, txn, h, bytes(erased_by))
+                if problem:
+                    out.problems.append(Problem(author, seq, problem))
+                else:
+                    out.erased += 1
+            elif payload is None:
                 if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
                     out.problems.append(Problem(author, seq, "payload is missing"))
                 else:
@@ -280,6 +295,15 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
         out.last = last
         _check_ids(txn, store, out, *ids)
     return out
+
+
+def _erasure_problem(store: Store, txn, h, rid: bytes) -> str | None:
+    """Why an `erased` row is wrong (its request not held, or the event is of a kind never erased), or None."""
+    if h.kind not in ERASABLE_KINDS:
+        return f"marked erased, but {h.kind} events are never erased"
+    if request_at(store.dbs, txn, rid) is None:
+        return f"marked erased by request {rid.hex()[:16]}, which this store does not hold"
+    return None
 
 
 def _withheld_runs(found: list[tuple[bytes, int, int]]) -> list[Problem]:

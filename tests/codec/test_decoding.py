@@ -86,10 +86,15 @@ def _reference_read(msg, cls: type, kind: str):
             value = str(value)
         elif name in ("tags", "tags_add", "tags_remove", "vector", "choices"):
             value = tuple(value)
+        elif name == "events":
+            value = tuple(bytes(v) for v in value)
         problem = payloads._field_problem(name, value)
         if problem:
             raise DecodeError(f"{kind} payload {problem}")
         kwargs[name] = value
+    problem = payloads._erase_problem(cls(**kwargs))
+    if problem:
+        raise DecodeError(f"{kind} payload {problem}")
     return cls(**kwargs)
 
 
@@ -178,6 +183,7 @@ VALUES.update(scope=st.one_of(st.just("health"), TEXT), key=SOME_BYTES,
               box=st.one_of(st.binary(min_size=80, max_size=80), st.binary(max_size=90)))
 VALUES["readers"] = st.lists(built(payloads.SealedKey), max_size=2).map(tuple)
 VALUES["keys"] = st.lists(built(payloads.GrantedKey), max_size=2).map(tuple)
+VALUES["events"] = st.lists(SOME_BYTES, max_size=3).map(tuple)
 ANY_PAYLOAD = st.one_of([built(cls) for cls in payloads.KINDS.values()])
 ANY_HEADER = st.builds(
     Header, group=SOME_BYTES, author=SOME_BYTES, epoch=U32, seq=st.one_of(st.integers(0, 3), U64), prev=SOME_BYTES,

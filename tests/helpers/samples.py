@@ -30,6 +30,7 @@ ALL_PAYLOADS = [
     payloads.ScopeKey(scope="health", readers=(payloads.SealedKey(device=b"k" * 32, box=b"b" * 80),)),
     payloads.ScopeGrant(scope="topic:home", device=b"k" * 32,
                         keys=(payloads.GrantedKey(key=b"i" * 32, box=b"b" * 80),)),
+    payloads.Erase(events=(b"e" * 32, b"f" * 32), entry=b"n" * 16, setting="theme", reason="asked by the user"),
 ]
 
 EMBEDDING = payloads.Embedding(model="m\u00e9", vector=(0.5, -1.0, 3.25))

@@ -126,6 +126,15 @@ struct MemoryDelete {                # kind "memory.delete": tombstone
   reason @1 :Text;
 }
 
+# --- erasure (docs/erasure.md) ----------------------------------------------
+
+struct Erase {                       # kind "erase": delete the payloads of earlier events on every device
+  events @0 :List(Data);             # explicit event ids (32 bytes each)
+  entry @1 :Data;                    # empty, or a 16-byte memory entry id: every memory.* event of that entry
+  setting @2 :Text;                  # empty, or a setting: its value-bearing evidence below this event's lamport
+  reason @3 :Text;
+}
+
 # --- devices and the log itself --------------------------------------------
 
 struct DeviceEnroll {                # kind "device.enroll"; the group's first event enrols its founder

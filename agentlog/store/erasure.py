@@ -1,0 +1,420 @@
+"""Erasure: carrying out `erase` requests in the store's write transactions, and the store's record of them
+(docs/erasure.md).
+
+Databases:
+  erased         author(32) epoch(4) seq(8) -> request id(32): events held header-only because erased
+  erase.pending  target event id(32)        -> request id(32): named by a request, not held yet
+  erase.rules    b"e" + entry(16)           -> request id(32)
+                 b"s" + setting utf-8       -> request id(32) + lamport(8): the highest cut for the setting
+                 b"r" + request id(32)      -> author(32) epoch(4) seq(8) of every request held
+A request is carried out in the transaction that appends or ingests it, and a delivery it names (or a rule
+matches) in the transaction that receives it: the payload row goes (never written, for a delivery), the
+`erased` row is put, and the views are folded again once per transaction. A target is carried out only when
+the request's author may read the target's scope (docs/erasure.md: authority), as every device decides alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentlog.errors import EventError, NotFoundError, ScopeError, UsageError
+from agentlog.log import payloads, sealing
+from agentlog.log.event import decode_header, decode_record, peek_record
+from agentlog.log.kinds import (
+    DEVICE_SCOPE_PREFIX,
+    ERASABLE_KINDS,
+    ERASE_KIND,
+    MAX_ERASE_IDS,
+    MEMORY_KINDS,
+    USER_SCOPE,
+    VALUE_KINDS,
+)
+from agentlog.log.payloads import Erase, ScopeKey
+from agentlog.memory import index as memory_index
+from agentlog.store.keyring import scopes_in
+from agentlog.store.layout import ERASURE_DBS as DBS
+from agentlog.store.layout import POS, event_key
+from agentlog.store.views import limits_in
+
+_LAMPORT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """Why an event is held header-only: the request that erased it, its device, time (ms) and reason."""
+
+    request: bytes
+    by: bytes
+    time_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An erase request as carrying it out reads it: its position, lamport and payload."""
+
+    eid: bytes
+    author: bytes
+    epoch: int
+    seq: int
+    lamport: int
+    time_ms: int
+    payload: Erase
+
+
+def has_state(dbs: dict, txn) -> bool:
+    """Whether the store holds any erasure state (else an ingest without requests does no erasure work)."""
+    return any(txn.stat(dbs[name])["entries"] for name in DBS)
+
+
+def request_at(dbs: dict, txn, rid: bytes) -> Request | None:
+    """The held erase request `rid`, or None."""
+    key = txn.get(rid, db=dbs["ids"])
+    record = txn.get(key, db=dbs["events"]) if key else None
+    raw = txn.get(key, db=dbs["payloads"]) if record else None
+    if raw is None:
+        return None
+    h = decode_header(bytes(record[:-64]))
+    if h.kind != ERASE_KIND:
+        return None
+    return Request(rid, h.author, h.epoch, h.seq, h.lamport, h.time_ms, payloads.decode(ERASE_KIND, bytes(raw)))
+
+
+def erased_in(dbs: dict, txn, eid: bytes) -> Erasure | None:
+    """The erasure of held event `eid`, or None when it is not erased (or not held)."""
+    key = txn.get(eid, db=dbs["ids"])
+    rid = txn.get(key, db=dbs["erased"]) if key else None
+    if rid is None:
+        return None
+    req = request_at(dbs, txn, bytes(rid))
+    if req is None:
+        return Erasure(bytes(rid), b"", 0, "")
+    return Erasure(req.eid, req.author, req.time_ms, req.payload.reason)
+
+
+def status_in(dbs: dict, txn) -> dict:
+    """Counts of erased events, targets pending and requests held."""
+    with txn.cursor(db=dbs["erase.rules"]) as cur:
+        requests = sum(1 for k in cur.iternext(values=False) if k[:1] == b"r")
+    return {"erased": txn.stat(dbs["erased"])["entries"], "pending": txn.stat(dbs["erase.pending"])["entries"],
+            "requests": requests, "scrub": {}}
+
+
+class Eraser:
+    """Erasure work of one write transaction: requests carried out, deliveries screened, views folded again once.
+
+    `changed` says whether any payload went (then `finish` folds the views again).
+    """
+
+    def __init__(self, store, txn, requests: list[Request] = ()):
+        self.store, self.txn, self.dbs = store, txn, store.dbs
+        self.requests = list(requests)          # this transaction's own, carried out by `carry_out`
+        self.changed = False
+        self.entries: set[bytes] = set()        # memory entries an erased payload belonged to
+        self._keys: dict[bytes, bytes] | None = None
+        self._pasts: dict[bytes, dict[bytes, tuple[int, int]]] = {}
+        self._held: dict[bytes, Request | None] = {r.eid: r for r in self.requests}
+        self._stripped: dict[bytes, bytes] = {}  # event key -> request id: deliveries stored header-only
+        self._explicit = {e: r for r in self.requests for e in r.payload.events}
+        self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
+
+    # -- deliveries -----------------------------------------------------------------------------------
+
+    def screen(self, header, eid: bytes, payload: bytes | None) -> bytes | None:
+        """The request that erases this delivery (a new event, or a payload filling one held header-only), or
+        None; a hit is recorded, to be stored header-only (`stripped`)."""
+        key = event_key(header.author, header.epoch, header.seq)
+        if header.kind not in ERASABLE_KINDS:
+            return None
+        rid = self.txn.get(key, db=self.dbs["erased"])
+        if rid is not None:
+            return bytes(rid)
+        for req in self._candidates(eid, header, key, payload):
+            if self.may_erase(req, header):
+                self._stripped[key] = req.eid
+                if payload is not None and header.kind in MEMORY_KINDS:
+                    self._note_entry(key, header, payload)
+                return req.eid
+        return None
+
+    def _candidates(self, eid: bytes, header, key: bytes, payload: bytes | None):
+        """Requests that name this event or whose rule matches it (rules only when its payload reads here)."""
+        rid = self.txn.get(eid, db=self.dbs["erase.pending"])
+        if rid is not None and (req := self._request(bytes(rid))) is not None:
+            yield req
+        if eid in self._explicit:
+            yield self._explicit[eid]
+        if payload is None or not (header.kind in MEMORY_KINDS or header.kind in VALUE_KINDS):
+            return
+        decoded = self._decode(key, header, payload)
+        if decoded is None:
+            return
+        for req in self._rule_requests(header, decoded):
+            yield req
+
+    def _rule_requests(self, header, decoded):
+        if header.kind in MEMORY_KINDS:
+            rid = self.txn.get(b"e" + decoded.entry, db=self.dbs["erase.rules"])
+            if rid is not None and (req := self._request(bytes(rid))) is not None:
+                yield req
+            yield from (r for r in self._rules if r.payload.entry == decoded.entry)
+            return
+        setting = self._setting_of(header.kind, decoded)
+        if not setting:
+            return
+        raw = self.txn.get(b"s" + setting.encode(), db=self.dbs["erase.rules"])
+        if raw is not None and header.lamport < int.from_bytes(raw[32:], "big"):
+            req = self._request(bytes(raw[:32]))
+            if req is not None:
+                yield req
+        yield from (r for r in self._rules if r.payload.setting == setting and header.lamport < r.lamport)
+
+    def stripped(self, key: bytes) -> bool:
+        return key in self._stripped
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def carry_out(self) -> None:
+        """Carry out this transaction's requests on the events held (stored, or header-only deliveries), record
+        the targets not held yet and the rules, and put the `erased` rows of screened deliveries."""
+        db, txn = self.dbs, self.txn
+        for key, rid in self._stripped.items():
+            self._erase(key, rid)
+        for req in self.requests:
+            txn.put(b"r" + req.eid, event_key(req.author, req.epoch, req.seq), db=db["erase.rules"])
+            for target in req.payload.events:
+                key = txn.get(target, db=db["ids"])
+                if key is None:
+                    txn.put(target, req.eid, db=db["erase.pending"], overwrite=False)
+                else:
+                    self._target(bytes(key), req)
+            if req.payload.entry:
+                txn.put(b"e" + req.payload.entry, req.eid, db=db["erase.rules"], overwrite=False)
+            if req.payload.setting:
+                name = b"s" + req.payload.setting.encode()
+                raw = txn.get(name, db=db["erase.rules"])
+                if raw is None or int.from_bytes(raw[32:], "big") < req.lamport:
+                    txn.put(name, req.eid + req.lamport.to_bytes(_LAMPORT, "big"), db=db["erase.rules"])
+        if self._rules:
+            for key, header, decoded in self.held_matching(self._rules):
+                for req in self.rules_matching(self._rules, header, decoded):
+                    if self._target(key, req, header):
+                        break
+        for req in self.requests:
+            for target in req.payload.events:
+                if txn.get(target, db=db["ids"]) is not None:
+                    txn.delete(target, db=db["erase.pending"])
+
+    def rules_matching(self, rules: list[Request], header, decoded) -> list[Request]:
+        """The requests of `rules` whose entry or setting rule matches an event."""
+        if header.kind in MEMORY_KINDS:
+            return [r for r in rules if r.payload.entry and r.payload.entry == decoded.entry]
+        setting = self._setting_of(header.kind, decoded)
+        return [r for r in rules if setting and r.payload.setting == setting and header.lamport < r.lamport]
+
+    def held_matching(self, rules: list[Request]) -> list:
+        """(key, header, decoded payload) of every held event with a readable payload that `rules` could match."""
+        kinds = set()
+        if any(r.payload.entry for r in rules):
+            kinds |= MEMORY_KINDS
+        if any(r.payload.setting for r in rules):
+            kinds |= VALUE_KINDS
+        txn, db = self.txn, self.dbs
+        found = []
+        with txn.cursor(db=db["events"]) as cur:
+            for key, record in cur:
+                try:
+                    if peek_record(record)[2] not in kinds:
+                        continue
+                except EventError:
+                    continue
+                raw = txn.get(key, db=db["payloads"])
+                if raw is None:
+                    continue
+                header = decode_header(bytes(record[:-64]))
+                decoded = self._decode(bytes(key), header, bytes(raw))
+                if decoded is not None:
+                    found.append((bytes(key), header, decoded))
+        return found
+
+    def _target(self, key: bytes, req: Request, header=None) -> bool:
+        """Erase the held event at `key` for `req` when it may; whether it is erased now."""
+        if self.txn.get(key, db=self.dbs["erased"]) is not None:
+            return True
+        if header is None:
+            header = decode_header(bytes(self.txn.get(key, db=self.dbs["events"])[:-64]))
+        if header.kind not in ERASABLE_KINDS or not self.may_erase(req, header):
+            return False
+        if header.kind in MEMORY_KINDS:
+            raw = self.txn.get(key, db=self.dbs["payloads"])
+            if raw is not None:
+                self._note_entry(key, header, bytes(raw))
+        self._erase(key, req.eid)
+        return True
+
+    def _erase(self, key: bytes, rid: bytes) -> None:
+        txn, db = self.txn, self.dbs
+        if txn.get(key, db=db["erased"]) is not None:
+            return
+        for name in ("payloads", "withheld", "damaged", "sealed.unread"):
+            txn.delete(key, db=db[name])
+        txn.put(key, rid, db=db["erased"])
+        self.changed = True
+
+    # -- authority -------------------------------------------------------------------------------------
+
+    def may_erase(self, req: Request, header) -> bool:
+        """Whether `req`'s author may erase an event of this header's scope: user and device scopes, or a sealed
+        scope some scope event in the request's causal past names it a reader of; never past a revocation."""
+        limit = limits_in(self.dbs, self.txn).get(req.author)
+        if limit is not None and req.seq > limit:
+            return False
+        scope = header.scope
+        if scope == USER_SCOPE or scope.startswith(DEVICE_SCOPE_PREFIX):
+            return True
+        state = scopes_in(self.dbs, self.txn).get(scope)
+        if state is None:
+            return False
+        if not req.eid:                       # this device, about to write a request: what it reads now
+            return req.author in state.named
+        past = None
+        for e in state.events:
+            p = e.payload
+            named = any(r.device == req.author for r in p.readers) if isinstance(p, ScopeKey) else \
+                p.device == req.author
+            if not named:
+                continue
+            if e.author == req.author and (e.epoch, e.seq) < (req.epoch, req.seq):
+                return True
+            past = self._past(req) if past is None else past
+            if past.get(e.author, (-1, -1)) >= (e.epoch, e.seq):
+                return True
+        return False
+
+    def _past(self, req: Request) -> dict[bytes, tuple[int, int]]:
+        """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it."""
+        found = self._pasts.get(req.eid)
+        if found is None:
+            found = {}
+            start, end = req.author, event_key(req.author, req.epoch, req.seq)
+            with self.txn.cursor(db=self.dbs["events"]) as cur:
+                ok = cur.set_range(start)
+                while ok:
+                    key, record = cur.item()
+                    if key[:32] != req.author or bytes(key) > end:
+                        break
+                    for c in peek_record(record)[4]:
+                        found[c.author] = max(found.get(c.author, (-1, -1)), (c.epoch, c.seq))
+                    ok = cur.next()
+            self._pasts[req.eid] = found
+        return found
+
+    # -- reading payloads -------------------------------------------------------------------------------
+
+    def _request(self, rid: bytes) -> Request | None:
+        if rid not in self._held:
+            self._held[rid] = request_at(self.dbs, self.txn, rid)
+        return self._held[rid]
+
+    def _decode(self, key: bytes, header, payload: bytes) -> Any:
+        """The decoded payload (a sealed one opened with this device's keys), or None when it does not read."""
+        try:
+            if header.payload_codec == "plain":
+                return payloads.decode(header.kind, payload)
+            if self._keys is None:
+                self._keys = self.store.keyring.keys(scopes_in(self.dbs, self.txn))
+            h = header
+            plain = sealing.open_envelope(self._keys, payload, sealing.ad(h.group, h.author, h.scope, h.kind))
+            return None if plain is None else payloads.decode(h.kind, plain)
+        except EventError:
+            return None
+
+    def _setting_of(self, kind: str, decoded) -> str:
+        """The setting a value-bearing preference payload is about ("" when none: a confirm without a value)."""
+        if kind == "pref.confirm":
+            return decoded.setting if decoded.baseline else ""
+        if kind != "correction":
+            return decoded.setting
+        key = self.txn.get(decoded.decision, db=self.dbs["ids"])
+        if key is None:
+            return ""
+        raw = self.txn.get(key, db=self.dbs["payloads"])
+        if raw is not None:
+            record = self.txn.get(key, db=self.dbs["events"])
+            header = decode_header(bytes(record[:-64]))
+            decision = self._decode(bytes(key), header, bytes(raw))
+            return decision.setting if isinstance(decision, payloads.Decision) else ""
+        rid = self.txn.get(key, db=self.dbs["erased"])
+        req = self._request(bytes(rid)) if rid is not None else None
+        return req.payload.setting if req is not None else ""
+
+    def _note_entry(self, key: bytes, header, payload: bytes) -> None:
+        decoded = self._decode(key, header, payload)
+        if decoded is not None:
+            self.entries.add(decoded.entry)
+
+    # -- after -----------------------------------------------------------------------------------------
+
+    def finish(self, refold) -> bool:
+        """Fold the views again (`refold(store, txn)`) when a payload went, and drop the search index rows of
+        every entry that changed or vanished; whether it folded."""
+        if not self.changed:
+            return False
+        view, txn = self.store.memory_view, self.txn
+        before = set(view.entry_ids(txn))
+        refold(self.store, txn, roster=False)
+        gone = (before - set(view.entry_ids(txn))) | self.entries
+        memory_index.drop_rows(self.dbs, txn, sorted(gone))
+        return True
+
+
+# -- the API's requests ---------------------------------------------------------------------------------
+
+def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: str | None) -> list[Erase]:
+    """The requests `store.erase` appends: the named events this device holds and may erase, not erased yet,
+    plus every held event of `entry` or value-bearing evidence of `setting`; chunked at MAX_ERASE_IDS.
+
+    Raises:
+        NotFoundError: an id this store does not hold. UsageError: a kind that is never erased.
+        ScopeError: an event of a sealed scope this device cannot read.
+    """
+    db, me = store.dbs, store.key.public
+    me_req = Request(b"", me, 0, 0, 0, 0, Erase(events=(b"\0" * 32,)))
+    probe = Eraser(store, txn)
+    ids: list[bytes] = []
+    for eid in event_ids:
+        key = txn.get(eid, db=db["ids"])
+        if key is None:
+            raise NotFoundError(f"event {eid.hex()} is not held by this store")
+        header = decode_header(bytes(txn.get(key, db=db["events"])[:-64]))
+        if header.kind not in ERASABLE_KINDS:
+            raise UsageError(f"event {eid.hex()[:16]} is a {header.kind} event: only preference and memory "
+                             "events can be erased")
+        if not probe.may_erase(me_req, header):
+            raise ScopeError(f"event {eid.hex()[:16]} is in scope {header.scope!r}, which this device cannot read")
+        if txn.get(key, db=db["erased"]) is None and eid not in ids:
+            ids.append(eid)
+    if entry or setting:
+        rule = [Request(b"", me, 0, 0, 2**53, 0, Erase(entry=entry or b"", setting=setting or ""))]
+        for key, header, decoded in probe.held_matching(rule):
+            if probe.rules_matching(rule, header, decoded) and txn.get(key, db=db["erased"]) is None \
+                    and probe.may_erase(me_req, header):
+                eid = decode_record(bytes(txn.get(key, db=db["events"]))).id
+                if eid not in ids:
+                    ids.append(eid)
+    if not ids and not setting and (not entry or txn.get(b"e" + entry, db=db["erase.rules"]) is not None):
+        return []
+    chunks = [tuple(ids[i : i + MAX_ERASE_IDS]) for i in range(0, len(ids), MAX_ERASE_IDS)] or [()]
+    return [Erase(events=chunk, entry=entry or b"", setting=setting or "", reason=reason) for chunk in chunks]
+
+
+def entry_events(store, txn, entry: bytes) -> bool:
+    """Whether this store holds any event of memory entry `entry` (erased or not) or a rule for it."""
+    if txn.get(b"e" + entry, db=store.dbs["erase.rules"]) is not None:
+        return True
+    return store.memory_view.entry(txn, entry) is not None
+
+
+def position(key: bytes) -> tuple[bytes, int, int]:
+    return bytes(key[:32]), *POS.unpack_from(key, 32)
