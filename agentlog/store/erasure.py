@@ -35,6 +35,7 @@ from agentlog.memory import index as memory_index
 from agentlog.store.keyring import scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
 from agentlog.store.layout import POS, event_key
+from agentlog.store.scrub import needles_of
 from agentlog.store.views import limits_in
 
 _LAMPORT = 8
@@ -98,7 +99,7 @@ def status_in(dbs: dict, txn) -> dict:
     with txn.cursor(db=dbs["erase.rules"]) as cur:
         requests = sum(1 for k in cur.iternext(values=False) if k[:1] == b"r")
     return {"erased": txn.stat(dbs["erased"])["entries"], "pending": txn.stat(dbs["erase.pending"])["entries"],
-            "requests": requests, "scrub": {}}
+            "requests": requests}
 
 
 class Eraser:
@@ -257,6 +258,10 @@ class Eraser:
         txn, db = self.txn, self.dbs
         if txn.get(key, db=db["erased"]) is not None:
             return
+        raw = txn.get(key, db=db["payloads"])
+        if raw is not None:                     # its bytes must go from the disk too, once this commits
+            header = decode_header(bytes(txn.get(key, db=db["events"])[:-64]))
+            self.store.scrubber.erased(needles_of(bytes(raw), self._decode(key, header, bytes(raw))))
         for name in ("payloads", "withheld", "damaged", "sealed.unread"):
             txn.delete(key, db=db[name])
         txn.put(key, rid, db=db["erased"])

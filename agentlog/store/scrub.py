@@ -19,9 +19,13 @@ retries later (docs/erasure.md).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import mmap
 import os
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,10 @@ MIN_NEEDLE = 8                    # shorter needles match by chance: the caller 
 _PAGE_HEAD = struct.Struct("=QHHHH")      # pgno, pad, flags, lower, upper (64-bit LMDB page header)
 _NODE_HEAD = struct.Struct("=HHHH")       # lo, hi, flags, key size
 _P_BRANCH, _P_LEAF, _P_OVERFLOW, _P_META = 0x01, 0x02, 0x04, 0x08
+CONTENT_FIELDS = frozenset({"content", "value", "baseline", "reason"})
+"""Text fields of erasable payloads that hold what the user said (not names shared with live events: a
+setting, a type, a context key), searched for on their own besides the payload's stored bytes."""
+STATUS_KEY = b"scrub"                     # meta: the last scrub's report, for every process of the home
 
 
 @dataclass
@@ -48,13 +56,35 @@ class ScrubReport:
     touched: int = 0
     found: list[tuple[Path, int]] = field(default_factory=list)
 
+    pinned: int = 0                      # readers older than the erasure still open at the end
+
     @property
     def pending(self) -> bool:
-        return bool(self.found)
+        return bool(self.found) or self.pinned > 0
 
     def as_dict(self) -> dict:
         return {"pages": self.pages, "rounds": self.rounds, "touched": self.touched, "pending": self.pending,
+                "pinned": self.pinned,
                 "found": [{"file": str(path), "offset": offset} for path, offset in self.found]}
+
+
+def needles_of(stored: bytes, decoded) -> list[bytes]:
+    """What must be in no file once a payload is erased: its bytes as stored, and each text field of its
+    decoded form (None: it does not read here) named in CONTENT_FIELDS, of at least MIN_NEEDLE bytes."""
+    out = [bytes(stored)]
+    pending = [decoded] if decoded is not None else []
+    while pending:
+        item = pending.pop()
+        if dataclasses.is_dataclass(item):
+            for f in dataclasses.fields(item):
+                value = getattr(item, f.name)
+                if isinstance(value, str) and f.name in CONTENT_FIELDS:
+                    out.append(value.encode())
+                elif dataclasses.is_dataclass(value) or isinstance(value, tuple):
+                    pending.append(value)
+        elif isinstance(item, tuple):
+            pending.extend(x for x in item if dataclasses.is_dataclass(x))
+    return [n for n in out if len(n) >= MIN_NEEDLE]
 
 
 def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
@@ -83,9 +113,10 @@ def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
 
 
 def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, int], None] | None = None,
-          *, rounds: int = ROUNDS, attempts: int = ATTEMPTS) -> ScrubReport:
+          *, rounds: int = ROUNDS, attempts: int = ATTEMPTS, since: int | None = None) -> ScrubReport:
     """Overwrite the free pages of `store`'s environment, rewrite live pages that still hold a needle, and
-    report where needles are still found under the store's home (the directory holding the store).
+    report where needles are still found under the store's home (the directory holding the store), and
+    how many readers older than transaction `since` (the erasing one) still pin pages it freed.
 
     `progress(stage, done, total)` hears of each fill round and each attempt.
     """
@@ -108,7 +139,78 @@ def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, in
         pages = {offset // env.env.stat()["psize"] for path, offset in report.found
                  if path.name == DATA_FILE and path.parent == Path(store.path)}
         report.touched += _touch(store, pages)
+        time.sleep(0.02 * attempt)                         # a short reader elsewhere ends meanwhile
+    if since is not None:
+        report.pinned = sum(1 for txnid in readers(env) if txnid <= since)
     return report
+
+
+def readers(env) -> list[int]:
+    """The snapshot (transaction id) each open read transaction of any process reads."""
+    out = []
+    for line in env.env.readers().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            out.append(int(parts[2]))
+    return out
+
+
+class Scrubber:
+    """A store's scrubs: collects the needles of what a write transaction erased (`erased`, called inside
+    it), scrubs after the commit (`write`), keeps the needles of a pending scrub in memory for `retry`, and
+    keeps the last report in the store's meta for every process (`status`)."""
+
+    def __init__(self, store):
+        self.store = store
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._due: set[bytes] = set()
+
+    def erased(self, needles: Iterable[bytes]) -> None:
+        """Inside a write transaction: these bytes go when it commits."""
+        found = getattr(self._local, "needles", None)
+        if found is not None:
+            found.update(needles)
+
+    def write(self, run, fn):
+        """run(fn) (a write transaction), then the scrub of whatever it erased."""
+        self._local.needles = set()
+        try:
+            result = run(fn)
+            needles = self._local.needles
+        finally:
+            self._local.needles = None
+        if needles:
+            self.run(needles, self.store.last_txnid())
+        return result
+
+    def run(self, needles: Iterable[bytes] = (), since: int | None = None) -> ScrubReport:
+        """Scrub for these needles (and any still due); record the report; keep them due while pending."""
+        with self._lock:
+            self._due.update(needles)
+            due = set(self._due)
+        if since is None:
+            since = self.status().get("since")
+        report = scrub(self.store, due, since=since)
+        with self._lock:
+            if not report.pending:
+                self._due -= due
+        doc = {**report.as_dict(), "found": len(report.found), "time_ms": self.store.now_ms(),
+               "since": since if report.pending else None}
+        self.store.set_meta({STATUS_KEY.decode(): json.dumps(doc, sort_keys=True).encode()})
+        return report
+
+    def wanted(self) -> bool:
+        """Whether a scrub is due: needles of this process still found, or another process's scrub pending."""
+        with self._lock:
+            if self._due:
+                return True
+        return bool(self.status().get("pending"))
+
+    def status(self) -> dict:
+        """The last scrub's report in any process of this home ({} when none ran)."""
+        raw = self.store.meta(STATUS_KEY.decode())
+        return json.loads(bytes(raw)) if raw else {}
 
 
 def _fill(env) -> int:

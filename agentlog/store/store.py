@@ -45,6 +45,7 @@ from agentlog.store.layout import (
     unpack_anchor,
 )
 from agentlog.store.nudge import Nudger
+from agentlog.store.scrub import Scrubber
 from agentlog.store.views import (
     event_of,
     fold_roster,
@@ -88,6 +89,7 @@ class Store:
         self.nudge = Nudger(self.path)
         self.keyring = Keyring(key)          # the content keys sealed to this device, opened in memory
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
+        self.scrubber = Scrubber(self)       # erased bytes overwritten after each erasing commit (docs/erasure.md)
         if not create:
             check_data_file(self.path)
         self._env = Env(self.path, f"the store at {self.path}", **({"map_size": map_size} if map_size else {}),
@@ -268,7 +270,7 @@ class Store:
     def erasure_status(self) -> dict:
         """{"erased": events held header-only, "pending": targets not held yet, "requests": requests held,
         "scrub": {...}}."""
-        return self.read(lambda txn: erasure.status_in(self.dbs, txn))
+        return {**self.read(lambda txn: erasure.status_in(self.dbs, txn)), "scrub": self.scrubber.status()}
 
     # -- roster --------------------------------------------------------------
 
@@ -558,8 +560,9 @@ class Store:
     # -- transactions --------------------------------------------------------
 
     def write(self, fn):
-        """Run fn(txn) in one write transaction, growing the map when it is full."""
-        return self._env.write(fn)
+        """Run fn(txn) in one write transaction, growing the map when it is full; when it erased payloads, scrub
+        the disk after it committed (agentlog.store.scrub)."""
+        return self.scrubber.write(self._env.write, fn)
 
     def read(self, fn):
         """Run fn(txn) in one read transaction."""

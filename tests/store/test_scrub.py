@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agentlog.log import payloads
 from agentlog.store import home, scrub
+from tests.helpers.sync import sync
 
 WORKER = Path(__file__).resolve().parents[1] / "helpers" / "scrub_worker.py"
 ROWS = 3000
@@ -113,3 +115,43 @@ def test_find_searches_every_file_under_the_home(tmp_path):
     assert found == [(tmp_path / "a" / "b" / "export.jsonl", 5000), (tmp_path / "a" / "b" / "export.jsonl",
                                                                       5001 + len(secret))]
     assert scrub.find(tmp_path, []) == []
+
+
+def homes_holding(stores, needles: list[bytes]) -> list[str]:
+    return [s.name for s in stores if scrub.find(s.path.parent, needles)]
+
+
+def test_an_erasure_scrubs_the_requester_and_every_device_that_carries_it_out(laptop, phone):
+    small, large = canary(), canary()
+    entry = laptop.memory.put(f"remember {small.decode()} for the build", tags=("build",))
+    big = laptop.memory.put("long notes " + large.decode() + " " + "filler text " * 600)       # overflow pages
+    laptop.memory.update(big, content="longer notes " + large.decode() + " " + "more text " * 700)
+    seen = laptop.append(payloads.Observation(setting="editor.theme", value="theme " + small.decode()))
+    kept = laptop.memory.put("an entry that stays")
+    sync(laptop, phone)
+    assert homes_holding([laptop, phone], [small, large]) == ["laptop", "phone"]
+
+    laptop.memory.forget(entry)
+    laptop.memory.forget(big)
+    laptop.erase([seen], reason="private")
+    assert homes_holding([laptop, phone], [small, large]) == ["phone"]
+    assert laptop.erasure_status()["scrub"]["pending"] is False
+    sync(laptop, phone)
+    assert homes_holding([laptop, phone], [small, large]) == []
+    assert phone.memory.get(kept).content == "an entry that stays"
+    assert laptop.views() == phone.views()
+
+
+def test_a_scrub_pinned_by_an_old_reader_is_pending_until_run_again(laptop, phone):
+    secret = canary()
+    laptop.memory.put(f"note {secret.decode()} here")
+    entry = laptop.memory.put(f"note {secret.decode()} there")
+    sync(laptop, phone)
+    laptop.memory.forget(entry)
+    with phone.raw_txn():                                          # a reader that began before the request
+        sync(laptop, phone)
+        status = phone.erasure_status()["scrub"]
+        assert status["pending"] is True and status["pinned"] >= 1
+    assert phone.scrubber.wanted()
+    assert not phone.scrubber.run().pending
+    assert phone.erasure_status()["scrub"]["pending"] is False and not phone.scrubber.wanted()
