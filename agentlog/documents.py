@@ -27,6 +27,23 @@ def contribution(c, roster) -> dict:
             "weight": None if c.weight is None else round(c.weight, 4)}
 
 
+def erasure_doc(erasure, roster) -> dict | None:
+    """An erased event's erasure (store.erased's Erasure, or None) as every --json document shows it: the
+    request's id (by), the device that asked, when and why. Never anything of the erased content."""
+    if erasure is None:
+        return None
+    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by), "device_id": erasure.by.hex(),
+            "time": iso(erasure.time_ms), "reason": erasure.reason}
+
+
+def event_doc(store, event, roster) -> dict:
+    """One held event as `agentlog log` lists it: its signed header's fields, and its erasure if it was erased."""
+    h = event.header
+    erased = store.erased(event.id) if event.payload is None else None
+    return {"author": roster.name_of(h.author), "author_id": h.author.hex(), "seq": h.seq, "kind": h.kind,
+            "scope": h.scope, "time": iso(h.time_ms), "id": event.id.hex(), "erased": erasure_doc(erased, roster)}
+
+
 def author_names(store) -> dict[bytes, str]:
     """Device id -> name, for memory entries' authors (Entry.to_json)."""
     return {device: member.name for device, member in store.roster().members.items()}
@@ -42,6 +59,7 @@ def status_doc(store, home_path) -> dict:
         "device": store.device.hex(), "name": store.name, "home": str(home_path),
         "group": store.group.hex() if store.group else None, "events": store.count(),
         "payloads_missing": store.withheld_count(),
+        "erasure": store.erasure_status(),
         "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
         "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],

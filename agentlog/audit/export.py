@@ -3,7 +3,8 @@ check without agentlog (docs/audit.md), signed by this device at the end.
 
 Lines, in order: export (who, when, the selection), device (the roster as folded), roster (every
 enrol/revoke event, signed, whatever the selection), event (each selected event: readable fields,
-exact signed header, signature, payload or a redaction marker), base (the store's base snapshot: its
+exact signed header, signature, payload or a redaction marker; an erased event's line is header-only with
+who erased it, when and why), base (the store's base snapshot: its
 signed event and the roster's state at its frontier, for a compacted store), snapshot and truncation
 (compaction boundaries), fork (both signed records), ledger (what left this device to which device, what
 arrived), scope (each sealed scope: its readers, key epoch, and the devices this device knows to hold its
@@ -73,6 +74,7 @@ class Summary:
     counts: Counter           # (author hex, scope, kind, day) -> selected events
     recent: list              # the last RECENT event lines, as dicts
     sent: Counter = field(default_factory=Counter)    # (peer hex, scope, kind) -> events the ledger says were sent
+    erased: int = 0           # event lines of erased events (header-only)
 
 
 class _Writer:
@@ -124,11 +126,12 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     parts = _render(store, names, select, selection.redact, total)
     frontier: dict[tuple[bytes, int], dict] = {}
     snapshots, roster_events = [], {}
-    done = events = 0
+    done = events = erased = 0
     counts, recent, authored = Counter(), [], {}
     for part in parts:
         w.chunk(part.text, part.events)
         events += part.events
+        erased += part.erased
         counts.update(part.counts)
         for author, scope in part.authored:
             authored.setdefault(scope, set()).add(author)
@@ -166,7 +169,7 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     if progress:
         progress(total, total)
     sent = Counter({(peer.hex(), scope, kind): n for (peer, scope, kind), n in seen.sent.items()})
-    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent], sent)
+    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent], sent, erased)
 
 
 @dataclass(slots=True)
@@ -176,6 +179,7 @@ class Part:
     text: bytes = b""
     rows: int = 0                                   # events read, selected or not
     events: int = 0                                 # event lines written
+    erased: int = 0                                 # of them, erased events' (header-only)
     chains: dict = field(default_factory=dict)      # (author, epoch) -> (first seq, head seq, head id, selected seqs)
     roster: list = field(default_factory=list)      # (record, payload) of enrol/revoke events
     snapshots: list = field(default_factory=list)   # (record, payload) of selected snapshot events
@@ -196,6 +200,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
     are made once, and the line is one format (`_line`; tests check it is `fmt.dumps(event_line(...))`).
     """
     part, lines = Part(), []
+    erased: list[tuple[int, bytes, tuple]] = []     # (index in lines, event id, _line's arguments) of erased events
     chains, counts, roster, snapshots = part.chains, part.counts, part.roster, part.snapshots
     wrote = part.authored.add
     read, line, iso = _STORED_HEADER.read_stored, _line, fmt.iso
@@ -204,6 +209,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
     rows, chain_author, chain_epoch = 0, None, None
     with store.raw_txn() as txn:
         get_payload = functools.partial(txn.get, db=store.db("payloads"))
+        erased_row = functools.partial(txn.get, db=store.db("erased"))
         cur = txn.cursor(db=store.db("events"))
         found = cur.set_range(lo) if lo else cur.first()
         for key, record in (cur.iternext() if found else ()):
@@ -228,13 +234,19 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
                 roster.append((record, payload))
             if everything or fmt.selected(time_ms, scope, select):
                 time_text = iso(time_ms)
-                lines.append(line(who, epoch, seq, time_text, time_ms, kind, scope, eid, prev, lamport, codec,
-                                  payload_hash, payload_len, header_bytes, signature, payload, redact))
+                fields = (who, epoch, seq, time_text, time_ms, kind, scope, eid, prev, lamport, codec,
+                          payload_hash, payload_len, header_bytes, signature, payload, redact)
+                if payload is None and erased_row(key) is not None:
+                    erased.append((len(lines), eid, fields))
+                lines.append(line(*fields))
                 seqs.append(seq)
                 counts[who[0], scope, kind, time_text[:10]] += 1
                 if kind == "snapshot":
                     snapshots.append((record, payload))
-    part.rows, part.events = rows, len(lines)
+    markers: dict[bytes, str] = {}
+    for i, eid, fields in erased:                       # after the read: store.erased reads in its own transaction
+        lines[i] = line(*fields, erased_marker(store, eid, names, redact, markers))
+    part.rows, part.events, part.erased = rows, len(lines), len(erased)
     part.text = ("\n".join(lines) + "\n").encode("ascii") if lines else b""
     return part
 
@@ -290,22 +302,39 @@ def _from(truncated, first: int) -> int:
     return truncated.seq + 1 if truncated is not None else first
 
 
-def event_line(event, name: str, redact: bool) -> dict:
-    """The line of one event: readable fields first, then what verifies them."""
+def erased_marker(store: Store, eid: bytes, names: dict, redact: bool, cache: dict[bytes, str] | None = None) -> str:
+    """The text of an erased event's "erased" field: the request's id (by), the requesting device's name, the
+    request's time and reason (null when content is redacted: the reason is the request's content)."""
+    erasure = store.erased(eid)
+    if erasure is None:
+        raise StoreError(f"event {eid.hex()} was erased, but its erase request is not held")
+    text = None if cache is None else cache.get(erasure.request)
+    if text is None:
+        text = fmt.dumps({"by": erasure.request.hex(), "device": names.get(erasure.by, ""),
+                          "time": fmt.iso(erasure.time_ms), "reason": None if redact else erasure.reason})
+        if cache is not None:
+            cache[erasure.request] = text
+    return text
+
+
+def event_line(event, name: str, redact: bool, erased: str | None = None) -> dict:
+    """The line of one event: readable fields first, then what verifies them. `erased`: the erased marker's text
+    (erased_marker) of an event held header-only because an erase request erased it."""
     h, payload = event.header, event.payload
-    withheld = payload is None
+    withheld = payload is None and erased is None
     hide = redact and h.kind not in fmt.ROSTER_KINDS
     try:
-        content = None if withheld or hide else fmt.content_of(h.kind, h.payload_codec, payload)
+        content = None if payload is None or hide else fmt.content_of(h.kind, h.payload_codec, payload)
     except EventError as exc:
         content = {"undecodable": str(exc)}
     return {"type": "event", "device": name, "author": h.author.hex(), "epoch": h.epoch, "seq": h.seq,
             "time": fmt.iso(h.time_ms), "time_ms": h.time_ms, "kind": h.kind, "scope": h.scope,
-            "content": content, "redacted": hide and not withheld, "withheld": withheld,
+            "content": content, "redacted": hide and payload is not None, "withheld": withheld,
+            **({} if erased is None else {"erased": json.loads(erased)}),
             "id": event.id.hex(), "prev": h.prev.hex(), "lamport": h.lamport, "codec": h.payload_codec,
             "payload_hash": h.payload_hash.hex(), "payload_len": h.payload_len,
             "header": fmt.b64(event.header_bytes), "signature": event.signature.hex(),
-            "payload": None if withheld or hide else fmt.b64(payload)}
+            "payload": None if payload is None or hide else fmt.b64(payload)}
 
 
 _STRINGS: dict[str, str] = {}
@@ -321,19 +350,22 @@ def _string(text: str) -> str:
     return literal
 
 
-def event_text(event, name: str, redact: bool) -> str:
+def event_text(event, name: str, redact: bool, erased: str | None = None) -> str:
     """`fmt.dumps(event_line(...))`, built directly (tests check they agree)."""
     h = event.header
     return _line((h.author.hex(), _string(name)), h.epoch, h.seq, fmt.iso(h.time_ms), h.time_ms, h.kind, h.scope,
                  event.id, h.prev, h.lamport, h.payload_codec, h.payload_hash, h.payload_len, event.header_bytes,
-                 event.signature, event.payload, redact)
+                 event.signature, event.payload, redact, erased)
 
 
 def _line(who: tuple[str, str], epoch: int, seq: int, time_text: str, time_ms: int, kind: str, scope: str, eid: bytes,
           prev: bytes, lamport: int, codec: str, payload_hash: bytes, payload_len: int, header_bytes: bytes,
-          signature: bytes, payload: bytes | None, redact: bool) -> str:
-    """One event line's text from its fields; `who` is (author hex, the JSON literal of its device name)."""
-    if payload is None:
+          signature: bytes, payload: bytes | None, redact: bool, erased: str | None = None) -> str:
+    """One event line's text from its fields; `who` is (author hex, the JSON literal of its device name);
+    `erased`: the erased marker's text when the event was erased."""
+    if erased is not None:
+        content, redacted, withheld, payload_text = "null", "false", f'false,"erased":{erased}', "null"
+    elif payload is None:
         content, redacted, withheld, payload_text = "null", "false", "true", "null"
     elif redact and kind not in fmt.ROSTER_KINDS:
         content, redacted, withheld, payload_text = "null", "true", "false", "null"

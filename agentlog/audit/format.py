@@ -65,6 +65,8 @@ def _plain(value: Any) -> Any:
         return convert(value)
     if type(value) is tuple and value and type(value[0]) in _CONVERTERS:
         return [_plain(v) for v in value]
+    if type(value) is tuple and value and type(value[0]) is bytes:      # ids, as an erase request's events
+        return [v.hex() for v in value]
     return value
 
 

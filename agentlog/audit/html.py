@@ -42,7 +42,8 @@ def render(summary: Summary) -> str:
            f"<code>{_e(head['group'][:16])}</code>. {summary.events:,} events in {summary.lines:,} lines. Selection: "
            f"since {_e(sel['since_ms'] or 'the start')}, until {_e(sel['until_ms'] or 'now')}, scopes "
            f"{_e(', '.join(sel['scopes']) if sel['scopes'] else 'all')}, content "
-           f"{'redacted' if sel['redact_content'] else 'shown'}. Digest <code>{summary.digest.hex()}</code>: check "
+           f"{'redacted' if sel['redact_content'] else 'shown'}. {_erased_note(summary.erased)}"
+           f"Digest <code>{summary.digest.hex()}</code>: check "
            f"the file with <code>agentlog audit verify</code> or by hand (docs/audit.md).</p>"]
     c = summary.counts
     out += _section(SECTIONS[0], ["device", "events"], _totals(c, lambda k: names.get(k[0], k[0][:16])))
@@ -81,11 +82,25 @@ def render(summary: Summary) -> str:
                     "device's events up to its truncation point were dropped after every device had seen them.")
     out += _section(SECTIONS[10], ["time", "device", "seq", "kind", "scope", "content"],
                     [[e["time"], e["device"], e["seq"], e["kind"], e["scope"],
-                      "[redacted]" if e["redacted"] else "[withheld]" if e["withheld"] else _detail(e["content"])]
+                      _erased(e["erased"]) if e.get("erased") else "[redacted]" if e["redacted"] else
+                      "[withheld]" if e["withheld"] else _detail(e["content"])]
                      for e in reversed(summary.recent)],
                     f"The last {len(summary.recent)} events of the export, newest first.")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _erased_note(n: int) -> str:
+    if not n:
+        return ""
+    return (f"{n:,} event{' was' if n == 1 else 's were'} erased: {'its line keeps' if n == 1 else 'their lines keep'} "
+            "the signed header and say which erase request erased it, never the content. ")
+
+
+def _erased(marker: dict) -> str:
+    """An erased event's content cell: [erased], by which request and device, when and why."""
+    reason = f": {marker['reason']}" if marker.get("reason") else ""
+    return f"[erased] by request {str(marker.get('by'))[:16]} of {marker.get('device')}, {marker.get('time')}{reason}"
 
 
 def _e(value) -> str:

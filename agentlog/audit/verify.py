@@ -2,14 +2,16 @@
 
 Every line must be canonical JSON (so any changed byte is noticed and named). Each event's header
 must hash to its id, its signature verify under its author's key, its readable fields equal what the
-signed header and payload say, its payload match the header's hash (or be marked redacted or
-withheld), and it must fall in the stated selection. Chains link where consecutive seqs are
-present (from a compaction boundary's (seq, id) where one is stated). The roster is folded again
-from the signed roster lines, on top of the base snapshot's roster state when the store was compacted
-(the snapshot's signature, payload hash and the state's signed digest checked first); every author
-must be a device of it, and every truncation point must lie within the snapshot's frontier. The
-stated frontier must match the events present exactly; the end line's digest must cover every line
-before it and carry the exporting device's signature.
+signed header and payload say, its payload match the header's hash (or be marked redacted, withheld or
+erased: then it carries neither payload nor content), and it must fall in the stated selection. An
+erased line names its erase request; when that request is in the file it must be an erase event of
+the stated device, time and reason that names the event (or an entry or setting rule). Chains link
+where consecutive seqs are present (from a compaction boundary's (seq, id) where one is stated). The
+roster is folded again from the signed roster lines, on top of the base snapshot's roster state when
+the store was compacted (the snapshot's signature, payload hash and the state's signed digest checked
+first); every author must be a device of it, and every truncation point must lie within the
+snapshot's frontier. The stated frontier must match the events present exactly; the end line's
+digest must cover every line before it and carry the exporting device's signature.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from agentlog.audit import format as fmt
 from agentlog.errors import EventError
 from agentlog.log import payloads
 from agentlog.log.event import decode_header, event_id
-from agentlog.log.kinds import is_sealed_scope, scope_name_problem
+from agentlog.log.kinds import MEMORY_KINDS, PREF_KINDS, is_sealed_scope, scope_name_problem
 from agentlog.log.roster import Roster
 from agentlog.log.snapshot import VIEWS
 from agentlog.log.validate import check_payload
@@ -61,6 +63,8 @@ class _State:
     scopes: dict = field(default_factory=dict)          # scope -> (line no, scope line)
     sealed: dict = field(default_factory=dict)          # (author hex, epoch, seq) -> scope, of sealed event lines
     sent: list = field(default_factory=list)            # (peer hex, author hex, epoch, lo, hi) of sent ledger lines
+    erased: list = field(default_factory=list)          # (where, event id hex, erased marker) of erased lines
+    requests: dict = field(default_factory=dict)        # id hex -> event line, of erase requests and erased events
 
 
 def verify_file(path, progress: Callable[[int, int], None] | None = None) -> Report:
@@ -226,7 +230,10 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
         problems.append(f"time {obj['time']!r} is not the signed header's")
     if obj["device"] != state.devices.get(obj["author"], {}).get("name", ""):
         problems.append(f"device name {obj['device']!r} is not the roster's name for this author")
-    decoded = _payload(obj, h, problems)
+    erased = "erased" in obj
+    if erased:
+        _erased(obj, where, h, eid, state, problems)
+    decoded = None if erased else _payload(obj, h, problems)
     if obj["type"] == "roster":
         if h.kind not in fmt.ROSTER_KINDS:
             problems.append(f"a roster line holds a {h.kind} event")
@@ -244,6 +251,8 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
         chain[h.seq] = (n, eid, h.prev)
         if is_sealed_scope(h.scope):
             state.sealed[obj["author"], h.epoch, h.seq] = h.scope
+        if h.kind == "erase" or erased:
+            state.requests[eid.hex()] = obj
     report.problems += [f"{where}: {p}" for p in problems]
 
 
@@ -289,6 +298,27 @@ def _base(obj: dict, n: int, h, state: _State, problems: list) -> None:
     state.base = (n, h.author.hex(), snap, roster)
 
 
+_ERASABLE = PREF_KINDS | MEMORY_KINDS
+_ERASED_FIELDS = ["by", "device", "time", "reason"]
+
+
+def _erased(obj: dict, where: str, h, eid: bytes, state: _State, problems: list) -> None:
+    """An erased event's line: an event line of an erasable kind, header-only, naming its erase request."""
+    marker = obj["erased"]
+    if not isinstance(marker, dict) or list(marker) != _ERASED_FIELDS or len(_hex_id(marker["by"])) != 32 or \
+            not isinstance(marker["device"], str) or not isinstance(marker["time"], str) or \
+            not isinstance(marker["reason"], (str, type(None))):
+        raise ValueError(f"its erased field must hold {', '.join(_ERASED_FIELDS)}")
+    if obj["payload"] is not None or obj["content"] is not None:
+        problems.append("marked erased but carries a payload or content")
+    if obj["withheld"] or obj["redacted"]:
+        problems.append("marked erased and also withheld or redacted")
+    if obj["type"] != "event" or h.kind not in _ERASABLE:
+        problems.append(f"marked erased, but a {h.kind} event {'line' if obj['type'] == 'event' else obj['type']} "
+                        "is never erased")
+    state.erased.append((where, eid.hex(), marker))
+
+
 def _payload(obj: dict, h, problems: list) -> object | None:
     """Check the payload against the header and the content against the payload; the decoded roster payload."""
     if obj["withheld"] or obj["redacted"]:
@@ -332,6 +362,7 @@ def _check_whole(state: _State, report: Report) -> None:
     _check_frontier(state, report)
     _check_forks(state, report)
     _check_scopes(state, report)
+    _check_erased(state, report)
     _check_end(state, report)
 
 
@@ -477,6 +508,34 @@ def _check_scopes(state: _State, report: Report) -> None:
             if known is not None and not known.get(peer, set()) & {"read", "sent"}:
                 report.problems.append(f"scope {scope}: the ledger says its events went to {_name(state, peer)}, "
                                        f"but the scope line lists it neither as reader nor as holder sent to")
+
+
+def _check_erased(state: _State, report: Report) -> None:
+    """Each erased line against its erase request, when the file holds it: an erase event by the stated device,
+    at the stated time, for the stated reason, naming the event or an entry or setting (whose events the
+    file cannot tell: their content is gone). Whole exports of uncompacted stores hold every request."""
+    selection = state.export.get("selection") or {}
+    whole = not state.truncations and all(selection.get(k) is None for k in ("since_ms", "until_ms", "scopes"))
+    for where, eid, marker in state.erased:
+        request = state.requests.get(marker["by"])
+        if request is None:
+            if whole:
+                report.problems.append(f"{where}: erased by {marker['by'][:16]}, an erase request the export "
+                                       "does not hold")
+            continue
+        content = request["content"]
+        problem = None
+        if request["kind"] != "erase":
+            problem = f"is a {request['kind']} event, not an erase request"
+        elif (request["device"], request["time"]) != (marker["device"], marker["time"]):
+            problem = "was made by another device or at another time than the erased field says"
+        elif isinstance(content, dict) and "events" in content:
+            if marker["reason"] is not None and content.get("reason") != marker["reason"]:
+                problem = "gives another reason than the erased field says"
+            elif eid not in content["events"] and not content.get("entry") and not content.get("setting"):
+                problem = "does not name this event"
+        if problem:
+            report.problems.append(f"{where}: its erase request {marker['by'][:16]} {problem}")
 
 
 def _name(state: _State, device: str) -> str:

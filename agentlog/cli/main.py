@@ -12,13 +12,28 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agentlog.cli import audit, compact, devices, log, mcp, memory, peers, prefs, replay, scopes, scrub, status, sync
+from agentlog.cli import (
+    audit,
+    compact,
+    devices,
+    forget,
+    log,
+    mcp,
+    memory,
+    peers,
+    prefs,
+    replay,
+    scopes,
+    scrub,
+    status,
+    sync,
+)
 from agentlog.cli.common import LINE_LIMIT, Parser, actions, shown
 from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
-COMMANDS = (devices, scopes, prefs, memory, log, replay, compact, scrub, status, sync, mcp, peers,
-            audit)   # in --help's order
+COMMANDS = (devices, scopes, prefs, memory, forget, log, replay, compact, scrub, status, sync, mcp,   # --help's order
+            peers, audit)
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 

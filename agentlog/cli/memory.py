@@ -1,4 +1,4 @@
-"""`agentlog memory put|get|update|delete|list|search|conflicts|resolve|embedder`: what the agent knows."""
+"""`agentlog memory put|get|update|delete|forget|list|search|conflicts|resolve|embedder`: what the agent knows."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ def register(sub, common) -> None:
     c.add_argument("--reason", default="")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_delete)
+    c = memory.add_parser("forget", help="erase an entry's content from the whole history on every device; "
+                                         "prints the erase request's id")
+    c.add_argument("id", metavar="ID")
+    c.add_argument("--reason", default="", help="why, in a few words (every device of the group reads it)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_memory_forget)
     c = memory.add_parser("list", help="entries, newest change first (! marks a conflict)")
     _memory_filters(c)
     c.add_argument("--deleted", action="store_true", help="list the deleted entries instead")
@@ -153,6 +159,17 @@ def cmd_memory_delete(args) -> int:
         entry_id = memory.id(args.id)
         return entry_id, memory.delete(entry_id, args.reason)
     return _memory_written(args, write)
+
+
+def cmd_memory_forget(args) -> int:
+    from agentlog.cli.forget import print_requests
+
+    with open_home(args) as store:
+        memory = store.memory
+        entry_id = memory.id(args.id)
+        request = memory.forget(entry_id, args.reason)
+    print_requests(args, [request], {"id": entry_id.hex()})
+    return 0
 
 
 def cmd_memory_resolve(args) -> int:

@@ -71,8 +71,14 @@ def _register_pref(pref) -> None:
     context_option(c)
     scope_option(c)
     c.set_defaults(func=cmd_pref_set)
-    c = pref.add_parser("forget", help="drop everything learned and stated about a setting so far")
+    c = pref.add_parser("forget", help="drop everything learned and stated about a setting so far; with --erase, "
+                                       "also erase that evidence's content on every device")
     c.add_argument("setting")
+    c.add_argument("--erase", action="store_true",
+                   help="erase every observation, decision, correction and statement about it so far from the "
+                        "whole history (docs/erasure.md); prints the forget's id, then the erase request's")
+    c.add_argument("--reason", help="with --erase: why, in a few words (every device of the group reads it)")
+    c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_pref_forget)
     c = pref.add_parser("policy", help="what an override does when the shared belief moves")
     c.add_argument("setting")
@@ -137,7 +143,22 @@ def cmd_pref_set(args) -> int:
 
 
 def cmd_pref_forget(args) -> int:
-    return _record(args, lambda prefs: prefs.forget(args.setting))
+    from agentlog.cli.forget import print_requests
+
+    if args.reason is not None and not args.erase:
+        raise UsageError("--reason goes with --erase (a forget without it records no reason)")
+    with open_home(args) as store:
+        if not args.erase:
+            forget, requests = store.prefs.forget(args.setting), []
+        else:
+            forget, requests = store.prefs.forget(args.setting, erase=True, reason=args.reason or "")
+    if args.json:
+        print_requests(args, requests, {"setting": args.setting, "forget": forget.hex()})
+        return 0
+    print(forget.hex())
+    if args.erase:
+        print_requests(args, requests, {})
+    return 0
 
 
 def cmd_pref_policy(args) -> int:

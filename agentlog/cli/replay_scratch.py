@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from agentlog.cli.common import erased_text
 from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.crypto import DeviceKey
 from agentlog.errors import UsageError
@@ -21,6 +22,8 @@ from agentlog.store.keyring import Keyring
 from agentlog.store.pref_lookup import check_home
 from agentlog.store.scratch import LiveLog, Log, Point, check_truncation, replay
 from agentlog.text import iso, printable_doc
+
+ERASED_SHOWN = 20               # erased events a point lists for people (--json: every one)
 
 
 def run(args, context: tuple[tuple[str, str], ...]) -> int:
@@ -73,7 +76,8 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
            "frontier": {live.name_of(a): seq for a, seq in sorted(done.frontier.items())},
            "views": {name: {"version": v["version"], "digest": v["digest"].hex()} for name, v in done.views.items()},
            "prefs": [a.to_json() for _, a in sorted(state.answers.items())],
-           "memory": [{"id": i.hex(), **e} for i, e in sorted(state.entries.items())]}
+           "memory": [{"id": i.hex(), **e} for i, e in sorted(state.entries.items())],
+           "erased": _erased(live, log, log.prefix(point))}
     live_views = live.views() if point.until is None and point.at is None else None
     if live_views is not None:
         doc["same_as_live"] = all(live_views[n]["digest"].hex() == v["digest"] for n, v in doc["views"].items())
@@ -97,7 +101,28 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
     for e in doc["memory"]:
         mark = "deleted" if e["deleted"] else e["type"]
         print(f"  memory {e['id'][:12]} {mark:<11} {e['content'][:60]}")
+    if doc["erased"]:
+        n = len(doc["erased"])
+        print(f"{n} of the events held at this point {'was' if n == 1 else 'were'} erased since: folded without "
+              f"{'its' if n == 1 else 'their'} content, which is shown nowhere")
+    for e in doc["erased"][:ERASED_SHOWN]:
+        print(f"  {e['event'][:12]} {e['device']}:{e['seq']} {e['kind']:<14} {erased_text(e['erased'])}")
+    if len(doc["erased"]) > ERASED_SHOWN:
+        print(f"  and {len(doc['erased']) - ERASED_SHOWN} more (--json lists every one)")
     return 0 if doc.get("same_as_live", True) else EXIT_PROBLEMS
+
+
+def _erased(live: LiveLog, log: Log, n: int) -> list[dict]:
+    """The erased events among the first n of the held order: their headers and erasures, never content."""
+    rows = []
+    for i in log.order[:n]:
+        f = log.events[i]
+        gone = log.erased.get(f.eid)
+        if gone is not None:
+            rows.append({"event": f.eid.hex(), "device": live.name_of(f.author), "seq": f.seq, "kind": f.kind,
+                         "time": iso(f.time_ms), "erased": rh.erased_json(gone, live.name_of)})
+    return rows
+
 
 
 def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
@@ -106,7 +131,7 @@ def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
         print(json.dumps({"history": what, "events": len(rows), "changes": sum(r["changed"] for r in rows),
                           "steps": rows}, indent=2))
         return 0
-    shown = printable_doc(rows if args.every else [r for r in rows if r["changed"]])
+    shown = printable_doc(rows if args.every else [r for r in rows if r["changed"] or r["erased"]])
     events = [r for r in rows if not r["from_snapshot"]]
     start = " after the compaction snapshot it starts from" if len(events) < len(rows) else ""
     print(f"{what}: {len(events)} events touched it{start}, {sum(r['changed'] for r in events)} changed it"
@@ -120,6 +145,8 @@ def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:
 
 
 def _summary(r: dict) -> str:
+    if r["erased"]:
+        return f"ERASED: {erased_text(r['erased'])}"
     if "source" in r:
         flags = "".join(f" {f}" for f in ("uncertain", "stale_override") if r[f])
         return f"{r['value']} ({r['source']}, {r['confidence']:.2f}{flags})"

@@ -29,6 +29,8 @@ def cmd_status(args) -> int:
         n = doc["signatures_damaged"]
         print(f"{n} event{'' if n == 1 else 's'} with damaged signature bytes (a peer garbled them; the author's "
               "later signed event proves the content): asked of peers again")
+    for line in _erasure_lines(doc["erasure"]):
+        print(line)
     if doc["compaction"]["snapshot"]:
         dropped = ", ".join(f"{name} to seq {seq}" for name, seq in doc["compaction"]["truncated"].items())
         print(f"compacted: snapshot {doc['compaction']['snapshot'][:16]}; dropped {dropped or 'nothing yet'}")
@@ -52,6 +54,22 @@ def cmd_status(args) -> int:
         print(f"peer {p['name'] or '?':<12} {p['address'] or '-':<22} {p['state']:<11} seen {seen:<12} {lag}"
               + (f" ({p['error']})" if p["error"] else ""))
     return 0
+
+
+def _erasure_lines(e: dict) -> list[str]:
+    """What erase requests did here: events erased, events named but not held yet, and the disk scrub."""
+    if not (e["requests"] or e["erased"] or e["pending"]):
+        return []
+    n = e["requests"]
+    lines = [f"erased: {e['erased']} event{'' if e['erased'] == 1 else 's'} held header-only, by {n} erase "
+             f"request{'' if n == 1 else 's'}"]
+    if e["pending"]:
+        lines.append(f"erase pending: {e['pending']} named event{'' if e['pending'] == 1 else 's'} not held here "
+                     "yet (erased as they arrive, never stored)")
+    scrub = e.get("scrub") or {}
+    if scrub:
+        lines.append("scrub: " + ", ".join(f"{k} {v}" for k, v in scrub.items()))
+    return lines
 
 
 def _ago(ms: int) -> str:

@@ -41,7 +41,9 @@ get_preference. If it answers with no value, or with "uncertain": true, do not a
 ask the user, then record the answer. Record what you see the user do with observe, what the \
 user states outright with set_preference, your own choices with decide, and the user's \
 corrections of those choices with correct. Keep durable \
-facts about the user and their work with memory_put; find them with memory_search.
+facts about the user and their work with memory_put; find them with memory_search. When the user \
+asks you to forget something for good, memory_forget (an entry) and pref_forget with erase (a \
+setting) erase it from the whole history on every device.
 What the user wants kept to some devices only (health notes, say) goes in a sealed scope: pass its \
 name as scope to the write (list_scopes shows them and whether this device reads each).
 A tool error says what was wrong; fix the arguments and call again."""
@@ -124,6 +126,26 @@ class Tools:
         source "override" on this device; other devices keep the shared belief. Returns the event id."""
         return _event(self.store.prefs.override(setting, value))
 
+    def pref_forget(self, setting: Setting,
+                    erase: Annotated[bool, Field(description="Also erase the content of every observation, decision, "
+                                                             "correction and statement about the setting so far, "
+                                                             "on every device.")] = False,
+                    reason: Annotated[str, Field(description="With erase: why, in a few words. Every device of the "
+                                                             "user reads it; never repeat what is erased.")] = ""
+                    ) -> dict[str, Any]:
+        """Drop everything learned and stated about a setting so far, on every device: get_preference then
+        answers as if nothing was known (this device's override and the setting's configuration stay). With
+        erase (when the user asks that what they did or said about it be forgotten, not only no longer
+        used), the evidence's content is also erased from the whole history on every device. Returns the
+        forget's event id and the erase requests' ids."""
+        prefs = self.store.prefs
+        if not erase:
+            if reason:
+                raise UsageError("reason goes with erase (a forget without it records no reason)")
+            return {"setting": setting, "forget": prefs.forget(setting).hex(), "requests": []}
+        forget, requests = prefs.forget(setting, erase=True, reason=reason)
+        return {"setting": setting, "forget": forget.hex(), "requests": [r.hex() for r in requests]}
+
     def clear_override(self, setting: Setting) -> dict[str, Any]:
         """Remove this device's override of a setting, so it follows the shared belief again. An error if
         this device has no override of it. Returns the event id."""
@@ -203,11 +225,37 @@ class Tools:
 
     def memory_delete(self, id: MemoryId, reason: Reason = "") -> dict[str, Any]:
         """Delete an entry on every device, for good: it cannot be updated or restored afterwards (put a new
-        one instead). Use it when the user asks you to forget something or it is plainly wrong. Returns the
-        entry id, the event id and the entry, whose deleted field now says who deleted it and why."""
+        one instead). Use it when an entry is plainly wrong or no longer true; its text stays in the history
+        (memory_forget erases it). Returns the entry id, the event id and the entry, whose deleted field now
+        says who deleted it and why."""
         memory = self.store.memory
         entry_id = memory.id(id)
         return self._written(entry_id, memory.delete(entry_id, reason))
+
+    def memory_forget(self, id: MemoryId, reason: Annotated[str, Field(
+            description="Optional: why, in a few words. Every device of the user reads it; never repeat what is "
+                        "erased.")] = "") -> dict[str, Any]:
+        """Erase an entry's content from the whole history on every device: every version of it, its search
+        index and vectors, and the bytes on disk; only the signed headers stay, marked erased. Use it when the
+        user asks you to forget something for good (memory_delete only hides the entry: its text stays in the
+        history). Returns the entry id and the erase request's id."""
+        memory = self.store.memory
+        entry_id = memory.id(id)
+        return {"id": entry_id.hex(), "requests": [memory.forget(entry_id, reason).hex()]}
+
+    def forget_events(self, event_ids: Annotated[list[str], Field(
+            description="The events' ids (64 hex digits each), as the tools that wrote them returned them.")],
+                      reason: Annotated[str, Field(description="Optional: why, in a few words. Every device of the "
+                                                               "user reads it.")] = "") -> dict[str, Any]:
+        """Erase given events' content (observations, decisions, corrections, statements, memory writes) from
+        the whole history on every device, keeping their signed headers marked erased. Prefer memory_forget for
+        a memory entry and pref_forget with erase for a setting: they find every event about it. Returns the
+        erase requests' ids."""
+        from agentlog.ids import id_bytes
+
+        events = [id_bytes(text) for text in event_ids]
+        return {"events": [e.hex() for e in events],
+                "requests": [r.hex() for r in self.store.erase(events, reason=reason)]}
 
     def memory_resolve(self, id: MemoryId,
                        field: Annotated[str, Field(description="The field in conflict: content, type, confidence "
@@ -281,8 +329,9 @@ APPEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_worl
 DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 TOOLS = {
     "observe": APPEND, "decide": APPEND, "correct": APPEND, "set_preference": APPEND,
-    "set_override": APPEND, "clear_override": APPEND, "get_preference": READ, "list_preferences": READ,
-    "memory_put": APPEND, "memory_update": APPEND, "memory_delete": DELETE, "memory_resolve": APPEND,
+    "set_override": APPEND, "clear_override": APPEND, "pref_forget": DELETE, "get_preference": READ,
+    "list_preferences": READ, "memory_put": APPEND, "memory_update": APPEND, "memory_delete": DELETE,
+    "memory_forget": DELETE, "forget_events": DELETE, "memory_resolve": APPEND,
     "memory_get": READ, "memory_search": READ, "memory_conflicts": READ, "list_scopes": READ, "status": READ,
 }
 

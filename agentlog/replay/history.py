@@ -5,6 +5,8 @@ with the store's own PrefView or MemoryView in a scratch environment, and reads 
 (as `store.prefs.get` does, at the event's arrival) or the entry after each event that touches
 it. Events that do not touch it are folded without their payload: they still move the causal
 past and the times each author had seen, which effective times and conflicts depend on.
+An erased event of the setting or entry (docs/erasure.md) is a step of its own that shows who erased it,
+when and why, never its content; the fold goes on without it, as the live views do.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentlog.errors import NotFoundError, UsageError
+from agentlog.log import payloads
 from agentlog.log.validate import ROSTER_KINDS
 from agentlog.memory import reducer as mr
 from agentlog.memory import view as memory_view
@@ -21,6 +24,7 @@ from agentlog.memory.api import entry_of
 from agentlog.prefs import reducer as pr
 from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded
+from agentlog.store.erasure import Erasure
 from agentlog.store.scratch import Log, Point, Scratch, quiet_gc
 from agentlog.text import iso
 
@@ -36,12 +40,21 @@ class Step:
     state: dict[str, Any]
     changed: bool
     start: bool = False             # the state at the compaction snapshot the history starts from
+    erased: Erasure | None = None   # the event's content was erased: by which request, whose, when, why
 
     def to_json(self, name_of: Callable[[bytes], str]) -> dict:
         f = self.event
         return {"event": f.eid.hex(), "device": name_of(f.author), "author": f.author.hex(), "seq": f.seq,
                 "kind": f.kind, "time": iso(f.time_ms), "held": iso(self.arrival), "changed": self.changed,
-                "from_snapshot": self.start, **self.state}
+                "from_snapshot": self.start, "erased": erased_json(self.erased, name_of), **self.state}
+
+
+def erased_json(erased: Erasure | None, name_of: Callable[[bytes], str]) -> dict | None:
+    """An erasure as a replay shows it: the request's id (by), the requesting device, when and why."""
+    if erased is None:
+        return None
+    return {"by": erased.request.hex(), "device": name_of(erased.by) if erased.by else "?",
+            "time": iso(erased.time_ms), "reason": erased.reason}
 
 
 def _stripped(f: Folded) -> Folded:
@@ -49,9 +62,10 @@ def _stripped(f: Folded) -> Folded:
 
 
 def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], read: Callable[[Any, Any, int], dict],
-             same: Callable[[dict, dict], bool]) -> list[Step]:
+             same: Callable[[dict, dict], bool], erased: Callable[[Folded], Erasure | None]) -> list[Step]:
     """Fold the first n events of the held order one by one into the scratch's `which` view ("pref" or
-    "memory"); a Step after each one `touches` accepts, from read(view, txn, arrival).
+    "memory"); a Step after each one `touches` accepts, from read(view, txn, arrival), and one (the state
+    unchanged) for each erased event `erased` says was about it.
 
     An event that does not touch it and carries no clock entries is not folded at all: it would
     change neither the times its author had seen nor any causal past a later event of it reads.
@@ -99,6 +113,9 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                 times[f.author, f.epoch, f.seq] = f.time_ms
                 folded.append(f)
                 hit = touches(f)
+                gone = erased(f) if f.payload is None else None
+                if gone is not None:
+                    steps.append(Step(f, log.arrival[i], {} if before is None else before, False, erased=gone))
                 if hit:
                     batch.append(f)
                 elif f.clock:
@@ -129,6 +146,16 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
 def _as_event(f: Folded | None):
     """(header, id, payload) as PrefView's event_of gives them; a Folded has the header fields it reads."""
     return None if f is None else (f, f.eid, f.payload)
+
+
+def _erased_by(log: Log, about: Callable[[payloads.Erase], bool]) -> Callable[[Folded], Erasure | None]:
+    """For _history: an event's erasure when a request `about` accepts erased it (it named the setting or
+    entry), else None."""
+    def erased(f: Folded) -> Erasure | None:
+        gone = log.erased.get(f.eid)
+        request = log.requests.get(gone.request) if gone is not None else None
+        return gone if request is not None and about(request) else None
+    return erased
 
 
 # -- one setting ----------------------------------------------------------------------------------------
@@ -168,7 +195,8 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
                 "uncertain": a.uncertain, "stale_override": a.stale_override}
 
     steps = _history(log, n, "pref", touches, read,
-                     lambda a, b: (a["value"], a["source"]) == (b["value"], b["source"]))
+                     lambda a, b: (a["value"], a["source"]) == (b["value"], b["source"]),
+                     _erased_by(log, lambda request: request.setting == setting))
     known = any(k == key for k, _ in base_rows.get("views.pref", ()))
     if not [s for s in steps if not s.start] and not known:
         raise NotFoundError(f"no event held up to {point.text} names the setting {setting!r}")
@@ -180,7 +208,8 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
 def entry_ids(log: Log) -> list[bytes]:
     """Every memory entry id the log (and the base snapshot it starts from) names, sorted."""
     found = {f.payload.entry for f in log.events if f.kind in mr.KINDS and f.payload is not None}
-    return sorted(found | _base_entries(log))
+    erased = {request.entry for request in log.requests.values() if request.entry}
+    return sorted(found | erased | _base_entries(log))
 
 
 def _base_entries(log: Log) -> set[bytes]:
@@ -226,7 +255,8 @@ def memory_history(log: Log, point: Point, entry_id: bytes) -> list[Step]:
         return f.kind in mr.KINDS and f.payload is not None and f.payload.entry == entry_id
 
     steps = _history(log, log.prefix(point), "memory", touches,
-                     lambda view, txn, _now: memory_state(view.entry(txn, entry_id)), lambda a, b: a == b)
+                     lambda view, txn, _now: memory_state(view.entry(txn, entry_id)), lambda a, b: a == b,
+                     _erased_by(log, lambda request: request.entry == entry_id))
     if not [s for s in steps if not s.start] and entry_id not in _base_entries(log):
         raise NotFoundError(f"no event held up to {point.text} names memory {entry_id.hex()}")
     return steps

@@ -11,6 +11,8 @@ is raised to its causal past's (prev and clock), so every cut by arrival is caus
 closed. The *held order* sorts events by (arrival, lamport, author, epoch, seq); every
 prefix of it is a set the view can be folded from, and a point names a prefix.
 The views are folded by the store's own PrefView and MemoryView into a `Scratch`.
+An erased event (docs/erasure.md) is held header-only: every point folds without its payload, and the log
+says which request erased it (`Log.erased`) so that a replay shows it as erased.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ import lmdb
 
 from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
 from agentlog.log import payloads, snapshot
-from agentlog.log.event import decode_record
+from agentlog.log.event import decode_record, record_id
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.memory import view as memory_view
 from agentlog.memory.view import MemoryView
 from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
-from agentlog.store import ledger
+from agentlog.store import erasure, ledger
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
@@ -47,7 +49,7 @@ from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
 _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots",
-             "views.scopes")
+             "views.scopes", "ids", "erased")
 _SCRATCH_MAP = 1 << 30
 ProgressFn = Callable[[int, int], None]
 
@@ -136,11 +138,12 @@ class LiveLog:
             self.unread = opener.unread if opener is not None else []
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
+            erased, requests = _erasures(txn, self.db)
         base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
         cuts = {(a, *POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
                 if len(v) >= 52}
         return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
-                   base, cuts)
+                   base, cuts, erased, requests)
 
     def _opener(self, txn) -> Opener | None:
         """The opener of sealed payloads by the live store's scopes view and this device's keys (None: the
@@ -265,6 +268,25 @@ def _roster_events(txn, db: dict, found: list[Folded]) -> dict[bytes, tuple]:
     return out
 
 
+def _erasures(txn, db: dict) -> tuple[dict[bytes, erasure.Erasure], dict[bytes, payloads.Erase]]:
+    """Event id -> its Erasure, of every event held header-only because erased; request id -> its payload."""
+    if db["erased"] is None:
+        return {}, {}
+    erased, requests = {}, {}
+    with txn.cursor(db=db["erased"]) as cur:
+        for key, rid in cur:
+            record = txn.get(key, db=db["events"])
+            if record is None:
+                continue
+            rid = bytes(rid)
+            if rid not in requests:
+                requests[rid] = erasure.request_at(db, txn, rid)
+            req = requests[rid]
+            erased[record_id(bytes(record))] = erasure.Erasure(rid, req.author, req.time_ms, req.payload.reason) \
+                if req is not None else erasure.Erasure(rid, b"", 0, "")
+    return erased, {rid: req.payload for rid, req in requests.items() if req is not None}
+
+
 class _Positions:
     """(author, epoch, seq) -> index in `events` (key order): one entry per run of consecutive seqs, not per event."""
 
@@ -316,7 +338,8 @@ def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Rang
 class Log:
     """The events a store holds (key order) with their arrivals; `order` is the held order (indices).
 
-    With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
+    Erased events are held header-only (payload None) and named in `erased`, with the `requests` that erased
+    them. With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
     the ones a replay folds on top of the snapshot's state; `cuts` are the truncation points'
     times ((author, epoch, seq) -> ms), which the live store still answers for.
     """
@@ -328,6 +351,8 @@ class Log:
     anchor: object | None
     base: Base | None = None
     cuts: dict[tuple, int] = dataclasses.field(default_factory=dict)
+    erased: dict[bytes, erasure.Erasure] = dataclasses.field(default_factory=dict)    # event id -> its erasure
+    requests: dict[bytes, payloads.Erase] = dataclasses.field(default_factory=dict)   # the erase requests, by id
 
     def __post_init__(self):
         # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort

@@ -25,8 +25,9 @@ from tests.helpers.sync import sync
 TOOLS = {
     "observe", "decide", "correct", "set_preference", "set_override", "clear_override", "get_preference",
     "list_preferences", "memory_put", "memory_update", "memory_delete", "memory_resolve", "memory_get",
-    "memory_search", "memory_conflicts", "list_scopes", "status",
+    "memory_search", "memory_conflicts", "list_scopes", "status", "pref_forget", "memory_forget", "forget_events",
 }
+CANARY = "canary-5d1e the user's locker code"
 
 
 class Agent:
@@ -109,6 +110,7 @@ async def test_every_tool_through_the_sdk_client(homes):
             )
         await check_preferences(a, laptop_home, phone)
         await check_memory(a, laptop_home, phone)
+        await check_erasure(a, laptop_home)
         await check_status(a, laptop_home)
         assert a.called == TOOLS
 
@@ -211,6 +213,30 @@ async def check_memory(a: Agent, laptop_home, phone):
     assert (await a.call("memory_search", query="helix", lexical=True))["hits"] == []
 
 
+async def check_erasure(a: Agent, laptop_home):
+    secret = (await a.call("memory_put", content=CANARY, tags=["vault"]))["id"]
+    forgot = await a.call("memory_forget", id=secret[:8], reason="the user asked")
+    [request] = forgot["requests"]
+    assert forgot == cli_json(laptop_home, "memory", "forget", secret)     # forgotten already: the same request
+    log = {r["id"]: r for r in cli_json(laptop_home, "log")}
+    [put] = [r for r in log.values() if r["kind"] == "memory.put" and r["erased"]]
+    assert (log[request]["kind"], put["erased"]["by"], put["erased"]["reason"]) == ("erase", request, "the user asked")
+    assert CANARY not in json.dumps(await a.call("memory_search", query="locker code", lexical=True))
+
+    jazz = (await a.call("observe", setting="music.genre", value="jazz"))["event"]
+    erased = await a.call("forget_events", event_ids=[jazz.upper()], reason="misheard")
+    assert erased["events"] == [jazz] and len(erased["requests"]) == 1
+    assert cli_json(laptop_home, "log", "show", jazz)["erased"]["by"] == erased["requests"][0]
+    rock = (await a.call("observe", setting="music.genre", value="rock"))["event"]
+    forgot = await a.call("pref_forget", setting="music.genre", erase=True, reason="start over")
+    [request] = forgot["requests"]
+    assert (forgot["setting"], cli_json(laptop_home, "log", "show", forgot["forget"])["kind"]) == (
+        "music.genre", "pref.forget")
+    assert cli_json(laptop_home, "log", "show", rock)["erased"]["by"] == request
+    assert (await a.call("get_preference", setting="music.genre"))["source"] == "default"
+    assert (await a.call("status"))["erasure"]["erased"] == 3
+
+
 async def check_status(a: Agent, laptop_home):
     status = await a.call("status")
     with home.open_home(laptop_home) as laptop:
@@ -254,6 +280,11 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
                 ("pref", "get", "editor.theme", "--context", "day part=night"),
             ),
             (("clear_override", {"setting": "editor.theme"}), ("override", "clear", "editor.theme")),
+            (("memory_forget", {"id": unknown}), ("memory", "forget", unknown)),
+            (("forget_events", {"event_ids": ["abc"]}), ("forget", "abc")),
+            (("forget_events", {"event_ids": ["ab" * 32]}), ("forget", "ab" * 32)),
+            (("pref_forget", {"setting": "editor theme", "erase": True}),
+             ("pref", "forget", "editor theme", "--erase")),
         ]
         for (tool, arguments), command in same_as_cli:
             assert await a.error(tool, **arguments) == cli_error(laptop_home, *command), tool
@@ -262,6 +293,8 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
         assert await a.error("correct", decision_id="abc", value="light") == (
             "decision id 'abc' is not an event id (64 hex digits, as decide returns)")
         assert await a.error("get_preference", setting="editor.theme", limit=0) == "limit must be at least 1"
+        assert await a.error("pref_forget", setting="editor.theme", reason="why") == (
+            "reason goes with erase (a forget without it records no reason)")
         wrong_type = await a.error("memory_put", content="x", confidence="very")
         assert "confidence" in wrong_type and "number" in wrong_type
 
