@@ -17,24 +17,21 @@ def register(sub, common) -> None:
 
 
 def cmd_scrub(args) -> int:
-    import time
-
     from agentlog.progress import Progress
     from agentlog.store import scrub
 
     needles = [text.encode() for text in args.find]
     if any(len(n) < scrub.MIN_NEEDLE for n in needles):
         raise UsageError(f"--find needs at least {scrub.MIN_NEEDLE} bytes of text: shorter text matches by chance")
-    start = time.perf_counter()
     with open_home(args) as store, Progress("scrub", enabled=not args.json) as progress:
         home = store.path.parent
         report = scrub.scrub(store, needles, lambda stage, done, total: progress.update(done, total))
-    doc = {**report.as_dict(), "elapsed_s": round(time.perf_counter() - start, 3)}
+    doc = report.as_dict()
     if args.json:
         print_json(doc)
         return EXIT_PROBLEMS if report.pending else EXIT_OK
     print(f"overwrote {report.pages} free pages in {report.rounds} rounds, rewrote {report.touched} pages "
-          f"holding freed bytes, in {doc['elapsed_s']:.1f} s")
+          f"holding freed bytes, in {report.seconds:.1f} s")
     for path, offset in report.found:
         print(shown(f"still found: {path} at byte {offset} (still held by a record, or a long reader pins "
                     "the old pages: run it again later)"))

@@ -5,9 +5,10 @@ LMDB is copy-on-write: deleting a value frees its page without zeroing it, and a
 delete keeps the deleted bytes in its unused middle (mdb_node_del moves the other nodes over them only in
 part; a page buffer reused from LMDB's in-memory pool is not cleared). So after an erasing commit:
   1. fill: write transactions put zero-filled single overflow pages (psize - 16 bytes, every byte of the
-     page written) into a scratch database until LMDB stops reusing free pages (last_pgno grows), over a
-     few rounds, since a page freed by transaction T is reused only once no reader is older than T and T
-     is not one of the last two; then the filler is dropped (its pages are free again, holding zeros);
+     page written) into a scratch database until LMDB stops reusing free pages (last_pgno grows); again in
+     a few rounds, the filler kept, since a page freed by transaction T is reused only once no reader is
+     older than T and T is not one of the last two; then the filler is dropped (its pages are free again,
+     holding zeros);
   2. find: a plain byte search of every file under the home;
   3. touch: a live leaf or branch page of data.mdb that still holds a needle is copied by LMDB again
      (a put of one of its keys with the same value): the copy takes only the page's used parts, and the
@@ -35,7 +36,8 @@ from agentlog.store.env import DATA_FILE
 FILLER_DB = "scrub.filler"
 ROUNDS = 3                        # fill rounds: pages freed by the erasing commit become reusable within two
 ATTEMPTS = 4                      # find and touch, then fill again, at most this many times
-BATCH = 256                       # filler pages per write transaction
+BATCH = 256                       # filler pages per write transaction while free pages are left
+STEP = 8                          # then, until the file grows
 MIN_NEEDLE = 8                    # shorter needles match by chance: the caller leaves them out
 _PAGE_HEAD = struct.Struct("=QHHHH")      # pgno, pad, flags, lower, upper (64-bit LMDB page header)
 _NODE_HEAD = struct.Struct("=HHHH")       # lo, hi, flags, key size
@@ -57,6 +59,7 @@ class ScrubReport:
     found: list[tuple[Path, int]] = field(default_factory=list)
 
     pinned: int = 0                      # readers older than the erasure still open at the end
+    seconds: float = 0.0
 
     @property
     def pending(self) -> bool:
@@ -64,7 +67,7 @@ class ScrubReport:
 
     def as_dict(self) -> dict:
         return {"pages": self.pages, "rounds": self.rounds, "touched": self.touched, "pending": self.pending,
-                "pinned": self.pinned,
+                "pinned": self.pinned, "seconds": round(self.seconds, 3),
                 "found": [{"file": str(path), "offset": offset} for path, offset in self.found]}
 
 
@@ -120,17 +123,23 @@ def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, in
 
     `progress(stage, done, total)` hears of each fill round and each attempt.
     """
+    started = time.perf_counter()
     needles = [bytes(n) for n in needles if len(n) >= MIN_NEEDLE]
     env = store.environment
     env.env.reader_check()                                  # readers of processes that died pin no pages
     report = ScrubReport()
     home = Path(store.path).parent
     for attempt in range(attempts):
-        for _ in range(rounds):
-            report.pages += _fill(env)
-            report.rounds += 1
-            if progress:
-                progress("fill", report.rounds, rounds * (attempt + 1))
+        filled = 0
+        try:
+            for _ in range(rounds):
+                filled += _fill(env, filled)
+                report.rounds += 1
+                if progress:
+                    progress("fill", report.rounds, rounds * (attempt + 1))
+        finally:
+            _drop_filler(env)
+        report.pages += filled
         report.found = find(home, needles)
         if progress:
             progress("find", attempt + 1, attempts)
@@ -142,6 +151,7 @@ def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, in
         time.sleep(0.02 * attempt)                         # a short reader elsewhere ends meanwhile
     if since is not None:
         report.pinned = sum(1 for txnid in readers(env) if txnid <= since)
+    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -165,6 +175,7 @@ class Scrubber:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._due: set[bytes] = set()
+        self.last: ScrubReport | None = None     # this process's last scrub
 
     def erased(self, needles: Iterable[bytes]) -> None:
         """Inside a write transaction: these bytes go when it commits."""
@@ -191,7 +202,7 @@ class Scrubber:
             due = set(self._due)
         if since is None:
             since = self.status().get("since")
-        report = scrub(self.store, due, since=since)
+        report = self.last = scrub(self.store, due, since=since)
         with self._lock:
             if not report.pending:
                 self._due -= due
@@ -213,26 +224,53 @@ class Scrubber:
         return json.loads(bytes(raw)) if raw else {}
 
 
-def _fill(env) -> int:
-    """One round: zero-filled single overflow pages into FILLER_DB until the file grows, then drop them.
+def _fill(env, first: int) -> int:
+    """One round: zero-filled single overflow pages into FILLER_DB (keys from `first` on) until the file grows:
+    one page first (the pages the last two transactions freed are not reusable yet), then about as many as
+    the free pages in batches of BATCH, then STEP at a time, so the file grows by a few pages at most.
     Returns the filler pages written."""
     db = env.open_dbs([FILLER_DB])[FILLER_DB]
-    psize = env.env.stat()["psize"]
-    value = bytes(psize - _PAGE_HEAD.size)                  # one overflow page, every byte of it written
+    value = bytes(env.env.stat()["psize"] - _PAGE_HEAD.size)      # one overflow page, every byte of it written
     start, written = env.info()["last_pgno"], 0
-    limit = start + 2 * BATCH                               # free pages are at most the file's pages
+    free = _free_pages(env)
+    free -= free // 64 + STEP                              # the filler's own leaf pages, the free list's pages
 
-    def put(txn):
-        for i in range(written, written + BATCH):
-            txn.put(i.to_bytes(8, "big"), value, db=db)
+    def put(n):
+        def write(txn):
+            for i in range(first + written, first + written + n):
+                txn.put(i.to_bytes(8, "big"), value, db=db)
+        return write
 
-    while written < limit:
-        env.write(put)
-        written += BATCH
+    while written <= start:                                 # free pages are fewer than the file's
+        n = 1 if not written else min(BATCH, free - written) if written < free else STEP
+        env.write(put(n))
+        written += n
         if env.info()["last_pgno"] > start:
             break
-    env.write(lambda txn: txn.drop(db, delete=False))
     return written
+
+
+def _free_pages(env) -> int:
+    """The data file's pages that no database uses (the free list's own pages and those the last two
+    transactions freed included): an upper bound of what a fill can reuse."""
+    names = _db_names(env)
+    dbs = env.open_dbs(names, create=False).values()
+
+    def used(txn):
+        stats = [txn.stat(db) for db in dbs] + [env.env.stat()]
+        return sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+    return max(0, env.info()["last_pgno"] + 1 - 2 - env.read(used))
+
+
+def _db_names(env) -> list[str]:
+    """Every named database of the environment (the keys of its main database)."""
+    return env.read(lambda txn: [bytes(k).decode() for k in txn.cursor().iternext(values=False)])
+
+
+def _drop_filler(env) -> None:
+    """Empty FILLER_DB: its pages are free again, holding zeros."""
+    db = env.open_dbs([FILLER_DB])[FILLER_DB]
+    env.write(lambda txn: txn.drop(db, delete=False))
 
 
 def _touch(store, pages: set[int]) -> int:
@@ -243,8 +281,7 @@ def _touch(store, pages: set[int]) -> int:
     if not keys:
         return 0
     env = store.environment
-    names = env.read(lambda txn: [bytes(k).decode() for k in txn.cursor().iternext(values=False)])
-    dbs = env.open_dbs(names, create=False).values()
+    dbs = env.open_dbs(_db_names(env), create=False).values()
 
     def touch(txn):
         done = 0
