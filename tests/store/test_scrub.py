@@ -155,3 +155,20 @@ def test_a_scrub_pinned_by_an_old_reader_is_pending_until_run_again(laptop, phon
     assert phone.scrubber.wanted()
     assert not phone.scrubber.run().pending
     assert phone.erasure_status()["scrub"]["pending"] is False and not phone.scrubber.wanted()
+
+
+def test_find_of_many_needles_in_one_pass_finds_each_at_every_alignment(tmp_path):
+    needles = [canary() + bytes([i]) for i in range(40)] + [os.urandom(9) for _ in range(10)]
+    data = bytearray(os.urandom(60_000))
+    placed = []
+    for i, needle in enumerate(needles[::3]):
+        at = 1000 + i * 3001 + i % 8
+        data[at: at + len(needle)] = needle
+        placed.append(at)
+    data[-len(needles[1]):] = needles[1]                          # at the very end too
+    placed.append(len(data) - len(needles[1]))
+    (tmp_path / "blob").write_bytes(bytes(data))
+    assert len(needles) > scrub.FEW
+    found = scrub.find(tmp_path, needles)
+    naive = sorted((tmp_path / "blob", at) for n in needles for at in range(len(data)) if data.startswith(n, at))
+    assert found == naive and [at for _, at in found] == sorted(placed)
