@@ -27,6 +27,7 @@ import os
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,8 @@ MIN_NEEDLE = 8                    # shorter needles match by chance: the caller 
 _PAGE_HEAD = struct.Struct("=QHHHH")      # pgno, pad, flags, lower, upper (64-bit LMDB page header)
 _NODE_HEAD = struct.Struct("=HHHH")       # lo, hi, flags, key size
 _P_BRANCH, _P_LEAF, _P_OVERFLOW, _P_META = 0x01, 0x02, 0x04, 0x08
-FEW = 16                                  # more needles than this are searched for in one pass (_scan)
+FEW = 2                                   # more needles than this are searched for in one pass (_scan)
+_LONG = 15                                # a needle this long covers an 8-byte-aligned word wherever it lies
 _TABLE_BITS = 22
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK = 1 << 21                          # 8-byte windows per numpy step (16 MiB of temporaries)
@@ -104,7 +106,7 @@ def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
         return []
     root = Path(root)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-    many = [n for n in wanted if len(n) >= MIN_NEEDLE] if len(wanted) > FEW else []
+    many = [n for n in wanted if len(n) >= _LONG] if len(wanted) > FEW else []
     few = [n for n in wanted if n not in set(many)]
     found = []
     for path in files:
@@ -125,27 +127,40 @@ def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
 
 
 def _scan(data, needles: list[bytes]) -> list[int]:
-    """Offsets of many needles (each of MIN_NEEDLE bytes or more) in one pass per 8-byte alignment: the
-    first 8 bytes of each needle hashed into a bit table, every 8-byte window of the data looked up in it
-    (numpy), each hit compared whole. As fast for a thousand needles as bytes.find is for a few."""
-    if not needles or len(data) < MIN_NEEDLE:
+    """Offsets of many needles (each of _LONG bytes or more) in one pass over the data's 8-byte-aligned
+    words. An occurrence of a needle that long covers such words whole, at one of 8 phases of the needle, so
+    for each phase one word it covers goes into a bit table: the word fewest needles share, then the one with
+    the most distinct bytes (structure shared by many payloads, and zero runs, abound in data.mdb). Every
+    aligned word of the data is looked up in it (numpy), and each hit compared whole: as fast for a thousand
+    needles as bytes.find is for a few."""
+    if not needles or len(data) < _LONG:
         return []
-    keys: dict[int, list[bytes]] = {}
+    shared = Counter(w for n in needles for w in {n[i: i + 8] for i in range(len(n) - 7)})
+
+    def rarity(needle: bytes, at: int) -> tuple[int, int]:
+        word = needle[at: at + 8]
+        return shared[word], -len(set(word))
+
+    keys: dict[int, list[tuple[bytes, int]]] = {}
     for needle in needles:
-        keys.setdefault(int.from_bytes(needle[:8], "little"), []).append(needle)
+        for phase in range(8):                            # the words an occurrence at this phase covers whole:
+            at = min(range(phase, len(needle) - 7, 8), key=lambda i, n=needle: rarity(n, i))    # the rarest
+            keys.setdefault(int.from_bytes(needle[at: at + 8], "little"), []).append((needle, at))
     shift = np.uint64(64 - _TABLE_BITS)
     table = np.zeros(1 << _TABLE_BITS, dtype=bool)
     table[(np.fromiter(keys, dtype=np.uint64, count=len(keys)) * _MULTIPLIER) >> shift] = True
-    found = []
-    for align in range(8):
-        count = (len(data) - align) // 8
-        for start in range(0, count, _CHUNK):
-            part = np.frombuffer(data, dtype=np.uint64, count=min(_CHUNK, count - start), offset=align + 8 * start)
-            for i in np.flatnonzero(table[(part * _MULTIPLIER) >> shift]).tolist():
-                at = align + 8 * (start + i)
-                found.extend(at for needle in keys.get(int(part[i]), ()) if data[at: at + len(needle)] == needle)
-            del part                                        # the map closes only once no array views it
-    return found
+    found = set()
+    count = len(data) // 8
+    for start in range(0, count, _CHUNK):
+        part = np.frombuffer(data, dtype=np.uint64, count=min(_CHUNK, count - start), offset=8 * start)
+        for i in np.flatnonzero(table[(part * _MULTIPLIER) >> shift]).tolist():
+            word = 8 * (start + i)
+            for needle, offset in keys.get(int(part[i]), ()):
+                at = word - offset
+                if at >= 0 and data[at: at + len(needle)] == needle:
+                    found.add(at)
+        del part                                            # the map closes only once no array views it
+    return sorted(found)
 
 
 def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, int], None] | None = None,
@@ -162,26 +177,32 @@ def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, in
     env.env.reader_check()                                  # readers of processes that died pin no pages
     report = ScrubReport()
     home = Path(store.path).parent
-    for attempt in range(attempts):
-        filled = 0
-        try:
-            for _ in range(rounds):
-                filled += _fill(env, filled)
+    filled, psize = 0, env.env.stat()["psize"]
+    try:
+        for attempt in range(attempts):
+            for _ in range(rounds):                         # the filler stays: later rounds write what is new
+                written = _fill(env, filled)
+                filled += written
+                report.pages += written
                 report.rounds += 1
                 if progress:
                     progress("fill", report.rounds, rounds * (attempt + 1))
-        finally:
+            report.found = find(home, needles)
+            if not report.found and filled:                 # search again after the drop, the last write
+                _drop_filler(env)
+                filled = 0
+                report.found = find(home, needles)
+            if progress:
+                progress("find", attempt + 1, attempts)
+            if not report.found:
+                break
+            pages = {offset // psize for path, offset in report.found
+                     if path.name == DATA_FILE and path.parent == Path(store.path)}
+            report.touched += _touch(store, pages)
+            time.sleep(0.02 * attempt)                     # a short reader elsewhere ends meanwhile
+    finally:
+        if filled:
             _drop_filler(env)
-        report.pages += filled
-        report.found = find(home, needles)
-        if progress:
-            progress("find", attempt + 1, attempts)
-        if not report.found:
-            break
-        pages = {offset // env.env.stat()["psize"] for path, offset in report.found
-                 if path.name == DATA_FILE and path.parent == Path(store.path)}
-        report.touched += _touch(store, pages)
-        time.sleep(0.02 * attempt)                         # a short reader elsewhere ends meanwhile
     if since is not None:
         report.pinned = sum(1 for txnid in readers(env) if txnid <= since)
     report.seconds = time.perf_counter() - started
@@ -200,13 +221,14 @@ def readers(env) -> list[int]:
 
 class Scrubber:
     """A store's scrubs: collects the needles of what a write transaction erased (`erased`, called inside
-    it), scrubs after the commit (`write`), keeps the needles of a pending scrub in memory for `retry`, and
-    keeps the last report in the store's meta for every process (`status`)."""
+    it), scrubs after the commit (`write`), keeps the needles of a pending scrub in memory for the next
+    `run`, and keeps the last report in the store's meta for every process (`status`, `wanted`)."""
 
     def __init__(self, store):
         self.store = store
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._running = threading.Lock()         # one scrub at a time in this process: they share the filler
         self._due: set[bytes] = set()
         self.last: ScrubReport | None = None     # this process's last scrub
 
@@ -229,13 +251,16 @@ class Scrubber:
         return result
 
     def run(self, needles: Iterable[bytes] = (), since: int | None = None) -> ScrubReport:
-        """Scrub for these needles (and any still due); record the report; keep them due while pending."""
+        """Scrub for these needles (and any still due), and for the erasure of transaction `since` (and any
+        earlier one still pending in any process); record the report; keep the needles due while pending."""
         with self._lock:
             self._due.update(needles)
             due = set(self._due)
-        if since is None:
-            since = self.status().get("since")
-        report = self.last = scrub(self.store, due, since=since)
+        earlier = self.status().get("since")
+        if earlier is not None:
+            since = earlier if since is None else min(since, earlier)
+        with self._running:
+            report = self.last = scrub(self.store, due, since=since)
         with self._lock:
             if not report.pending:
                 self._due -= due

@@ -158,7 +158,7 @@ def test_a_scrub_pinned_by_an_old_reader_is_pending_until_run_again(laptop, phon
 
 
 def test_find_of_many_needles_in_one_pass_finds_each_at_every_alignment(tmp_path):
-    needles = [canary() + bytes([i]) for i in range(40)] + [os.urandom(9) for _ in range(10)]
+    needles = [canary() + bytes([i]) for i in range(40)] + [os.urandom(n) for n in range(9, 19)]
     data = bytearray(os.urandom(60_000))
     placed = []
     for i, needle in enumerate(needles[::3]):
