@@ -32,8 +32,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from agentlog.store.env import DATA_FILE
 
 FILLER_DB = "scrub.filler"
@@ -48,7 +46,7 @@ _P_BRANCH, _P_LEAF, _P_OVERFLOW, _P_META = 0x01, 0x02, 0x04, 0x08
 FEW = 2                                   # more needles than this are searched for in one pass (_scan)
 _LONG = 15                                # a needle this long covers an 8-byte-aligned word wherever it lies
 _TABLE_BITS = 22
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_MULTIPLIER = 0x9E3779B97F4A7C15           # Fibonacci hashing of a word into the bit table
 _CHUNK = 1 << 21                          # 8-byte windows per numpy step (16 MiB of temporaries)
 CONTENT_FIELDS = frozenset({"content", "value", "baseline", "reason"})
 """Text fields of erasable payloads that hold what the user said (not names shared with live events: a
@@ -135,6 +133,8 @@ def _scan(data, needles: list[bytes]) -> list[int]:
     needles as bytes.find is for a few."""
     if not needles or len(data) < _LONG:
         return []
+    import numpy as np
+
     shared = Counter(w for n in needles for w in {n[i: i + 8] for i in range(len(n) - 7)})
 
     def rarity(needle: bytes, at: int) -> tuple[int, int]:
@@ -146,14 +146,14 @@ def _scan(data, needles: list[bytes]) -> list[int]:
         for phase in range(8):                            # the words an occurrence at this phase covers whole:
             at = min(range(phase, len(needle) - 7, 8), key=lambda i, n=needle: rarity(n, i))    # the rarest
             keys.setdefault(int.from_bytes(needle[at: at + 8], "little"), []).append((needle, at))
-    shift = np.uint64(64 - _TABLE_BITS)
+    shift, multiplier = np.uint64(64 - _TABLE_BITS), np.uint64(_MULTIPLIER)
     table = np.zeros(1 << _TABLE_BITS, dtype=bool)
-    table[(np.fromiter(keys, dtype=np.uint64, count=len(keys)) * _MULTIPLIER) >> shift] = True
+    table[(np.fromiter(keys, dtype=np.uint64, count=len(keys)) * multiplier) >> shift] = True
     found = set()
     count = len(data) // 8
     for start in range(0, count, _CHUNK):
         part = np.frombuffer(data, dtype=np.uint64, count=min(_CHUNK, count - start), offset=8 * start)
-        for i in np.flatnonzero(table[(part * _MULTIPLIER) >> shift]).tolist():
+        for i in np.flatnonzero(table[(part * multiplier) >> shift]).tolist():
             word = 8 * (start + i)
             for needle, offset in keys.get(int(part[i]), ()):
                 at = word - offset
