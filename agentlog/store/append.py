@@ -13,7 +13,7 @@ from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, Head
 from agentlog.prefs.view import Folded
-from agentlog.store.erasure import Eraser, Request, has_state
+from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
 from agentlog.store.signing import sign_many
@@ -63,9 +63,8 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         rows.append((event_key(me, epoch, seq), header_bytes, prev, body))
         if kind in ROSTER_KINDS:
             roster_changed |= roster.apply(decode_header(header_bytes), prev, payload)
-    requests = [Request(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload) for f in folded
-                if f.kind == ERASE_KIND]
-    eraser = Eraser(store, txn, requests) if requests or has_state(db, txn) else None
+    requests = any(f.kind == ERASE_KIND for f in folded)
+    eraser = Eraser(store, txn, folded) if requests or has_state(db, txn) else None
     if eraser is not None:       # a rule may catch this device's own write: stored header-only from the start
         rows = [(key, hb, eid, None if eraser.screen(decode_header(hb), eid, body) else body)
                 for key, hb, eid, body in rows]

@@ -269,7 +269,7 @@ def _delete_events(store: Store, txn, rows: list[tuple[bytes, bytes]]) -> None:
     db = store.dbs
     for key, eid in rows:
         txn.delete(eid, db=db["ids"])
-        for name in ("events", "payloads", "withheld", "unverified", "damaged"):
+        for name in ("events", "payloads", "withheld", "unverified", "damaged", "erased"):
             txn.delete(key, db=db[name])
 
 

@@ -6,7 +6,8 @@ Databases:
   erase.pending  target event id(32)        -> request id(32): named by a request, not held yet
   erase.rules    b"e" + entry(16)           -> request id(32)
                  b"s" + setting utf-8       -> request id(32) + lamport(8): the highest cut for the setting
-                 b"r" + request id(32)      -> author(32) epoch(4) seq(8) of every request held
+                 b"r" + request id(32)      -> the request as carried out here (pack_request): kept when compaction
+                                               drops its event, so its rules and the `erased` rows still read it
 A request is carried out in the transaction that appends or ingests it, and a delivery it names (or a rule
 matches) in the transaction that receives it: the payload row goes (never written, for a delivery), the
 `erased` row is put, and the views are folded again once per transaction. A target is carried out only when
@@ -15,6 +16,7 @@ the request's author may read the target's scope (docs/erasure.md: authority), a
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +34,11 @@ from agentlog.log.kinds import (
 )
 from agentlog.log.payloads import Erase, ScopeKey
 from agentlog.memory import index as memory_index
-from agentlog.store.keyring import scopes_in
+from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
-from agentlog.store.layout import POS, event_key
+from agentlog.store.layout import POS, event_key, limits_in, pack_clock, unpack_clock
 from agentlog.store.scrub import needles_of
-from agentlog.store.views import limits_in
+from agentlog.store.snapshots import base_in
 
 _LAMPORT = 8
 
@@ -53,7 +55,8 @@ class Erasure:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """An erase request as carrying it out reads it: its position, lamport and payload."""
+    """An erase request as carrying it out reads it: its position, lamport, time and payload (as recorded:
+    without its explicit ids), and its causal past when the group had sealed scopes (None: not computed)."""
 
     eid: bytes
     author: bytes
@@ -62,6 +65,34 @@ class Request:
     lamport: int
     time_ms: int
     payload: Erase
+    past: dict[bytes, tuple[int, int]] | None = None
+
+    @classmethod
+    def of(cls, f) -> Request:
+        """The request a folded `erase` event (prefs.view.Folded) carries."""
+        return cls(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload)
+
+
+_RECORD = struct.Struct(">32sIQQQ")          # author epoch seq lamport time
+
+
+def pack_request(req: Request, past: dict[bytes, tuple[int, int]]) -> bytes:
+    """The `b"r"` record of a request carried out: what its rules, authority and `erased` need, kept when
+    compaction drops the request event (its explicit ids are carried out or pending by then)."""
+    p = req.payload
+    texts = b"".join(len(x).to_bytes(4, "big") + x for x in (p.entry, p.setting.encode(), p.reason.encode()))
+    return _RECORD.pack(req.author, req.epoch, req.seq, req.lamport, req.time_ms) + texts + pack_clock(past)
+
+
+def unpack_request(rid: bytes, raw: bytes) -> Request:
+    author, epoch, seq, lamport, time_ms = _RECORD.unpack_from(raw)
+    at, fields = _RECORD.size, []
+    for _ in range(3):
+        n = int.from_bytes(raw[at : at + 4], "big")
+        fields.append(bytes(raw[at + 4 : at + 4 + n]))
+        at += 4 + n
+    payload = Erase(entry=fields[0], setting=fields[1].decode(), reason=fields[2].decode())
+    return Request(rid, author, epoch, seq, lamport, time_ms, payload, unpack_clock(bytes(raw[at:])))
 
 
 def has_state(dbs: dict, txn) -> bool:
@@ -70,16 +101,9 @@ def has_state(dbs: dict, txn) -> bool:
 
 
 def request_at(dbs: dict, txn, rid: bytes) -> Request | None:
-    """The held erase request `rid`, or None."""
-    key = txn.get(rid, db=dbs["ids"])
-    record = txn.get(key, db=dbs["events"]) if key else None
-    raw = txn.get(key, db=dbs["payloads"]) if record else None
-    if raw is None:
-        return None
-    h = decode_header(bytes(record[:-64]))
-    if h.kind != ERASE_KIND:
-        return None
-    return Request(rid, h.author, h.epoch, h.seq, h.lamport, h.time_ms, payloads.decode(ERASE_KIND, bytes(raw)))
+    """The erase request `rid` as recorded when it was carried out here, or None."""
+    raw = txn.get(b"r" + rid, db=dbs["erase.rules"])
+    return unpack_request(rid, bytes(raw)) if raw is not None else None
 
 
 def erased_in(dbs: dict, txn, eid: bytes) -> Erasure | None:
@@ -95,11 +119,87 @@ def erased_in(dbs: dict, txn, eid: bytes) -> Erasure | None:
 
 
 def status_in(dbs: dict, txn) -> dict:
-    """Counts of erased events, targets pending and requests held."""
+    """Counts of erased events, targets pending and requests held, and of erased events the base snapshot covers
+    (`covered`: their content may live on in its view states, docs/erasure.md: known limits)."""
     with txn.cursor(db=dbs["erase.rules"]) as cur:
         requests = sum(1 for k in cur.iternext(values=False) if k[:1] == b"r")
     return {"erased": txn.stat(dbs["erased"])["entries"], "pending": txn.stat(dbs["erase.pending"])["entries"],
-            "requests": requests}
+            "requests": requests, "covered": covered_in(dbs, txn)}
+
+
+def covered_in(dbs: dict, txn) -> int:
+    """How many erased events are at or below the base snapshot's frontier (0 without a base)."""
+    bundle = base_in(dbs, txn)
+    if bundle is None or not txn.stat(dbs["erased"])["entries"]:
+        return 0
+    frontier = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    with txn.cursor(db=dbs["erased"]) as cur:
+        keys = cur.iternext(values=False)
+        return sum(1 for k in keys if POS.unpack_from(k, 32) <= frontier.get(bytes(k[:32]), (-1, -1)))
+
+
+def may_erase(scopes, limits: dict[bytes, int], req: Request, scope: str, past_of) -> bool:
+    """Whether `req`'s author may erase an event of `scope`: user and device scopes, or a sealed scope some scope
+    event in the request's causal past (`past_of()`) names it a reader of; never past its revocation."""
+    limit = limits.get(req.author)
+    if limit is not None and req.seq > limit:
+        return False
+    if scope == USER_SCOPE or scope.startswith(DEVICE_SCOPE_PREFIX):
+        return True
+    state = scopes.get(scope)
+    if state is None:
+        return False
+    if not req.eid:                       # this device, about to write a request: what it reads now
+        return req.author in state.named
+    past = None
+    for e in state.events:
+        p = e.payload
+        named = any(r.device == req.author for r in p.readers) if isinstance(p, ScopeKey) else \
+            p.device == req.author
+        if not named:
+            continue
+        if e.author == req.author and (e.epoch, e.seq) < (req.epoch, req.seq):
+            return True
+        past = past_of() if past is None else past
+        if past.get(e.author, (-1, -1)) >= (e.epoch, e.seq):
+            return True
+    return False
+
+
+def entry_rules(dbs: dict, txn) -> list[tuple[bytes, Request]]:
+    """(entry id, request) of every entry rule held whose request is recorded."""
+    with txn.cursor(db=dbs["erase.rules"]) as cur:
+        rules = [(bytes(k[1:]), bytes(v)) for k, v in cur if k[:1] == b"e"]
+    found = [(entry_id, request_at(dbs, txn, rid)) for entry_id, rid in rules]
+    return [(entry_id, req) for entry_id, req in found if req is not None]
+
+
+def drop_entries(dbs: dict, txn, view, rules: Forgotten) -> None:
+    """Remove from the memory view (`view` on `dbs`) each entry `rules` forget: its row, conflict mark and
+    standing vectors; marked changed for the search index."""
+    for entry_id in rules.ids:
+        entry = view.entry(txn, entry_id)
+        if entry is None or not rules.forgets(entry):
+            continue
+        for w in entry.embedding_writes():
+            txn.delete(w.eid, db=dbs["views.memory.vectors"])
+        for name in ("views.memory", "views.memory.conflicts"):
+            txn.delete(entry_id, db=dbs[name])
+        txn.put(entry_id, b"", db=dbs["memory.dirty"])
+
+
+class Forgotten:
+    """The entry rules held in a store, read from its rules, scopes and roster in one transaction: `forgets(entry)`
+    when a rule names it and its request may erase the entry's scope."""
+
+    def __init__(self, dbs: dict, txn):
+        self.rules = dict(entry_rules(dbs, txn))
+        self.ids = sorted(self.rules)
+        self.scopes, self.limits = (scopes_in(dbs, txn), limits_in(dbs, txn)) if self.rules else (None, {})
+
+    def forgets(self, entry) -> bool:
+        req = self.rules.get(entry.id)
+        return req is not None and may_erase(self.scopes, self.limits, req, entry.scope, lambda: req.past or {})
 
 
 class Eraser:
@@ -108,16 +208,20 @@ class Eraser:
     `changed` says whether any payload went (then `finish` folds the views again).
     """
 
-    def __init__(self, store, txn, requests: list[Request] = ()):
+    def __init__(self, store, txn, batch: list = ()):
+        """`batch`: the events this transaction appends or ingests (prefs.view.Folded), its requests among them."""
         self.store, self.txn, self.dbs = store, txn, store.dbs
-        self.requests = list(requests)          # this transaction's own, carried out by `carry_out`
+        self.batch = batch
+        self.requests = [Request.of(f) for f in batch if f.kind == ERASE_KIND]   # carried out by `carry_out`
         self.changed = False
         self.entries: set[bytes] = set()        # memory entries an erased payload belonged to
         self._keys: dict[bytes, bytes] | None = None
         self._pasts: dict[bytes, dict[bytes, tuple[int, int]]] = {}
         self._held: dict[bytes, Request | None] = {r.eid: r for r in self.requests}
-        self._stripped: dict[bytes, bytes] = {}  # event key -> request id: deliveries stored header-only
+        self._stripped: dict[bytes, tuple[bytes, bytes]] = {}  # event key -> (request id, event id): deliveries
+                                                 # stored header-only
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
+        self.caught: list[tuple[bytes, Request]] = []   # deliveries this device's own rules caught: (id, request)
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
     # -- deliveries -----------------------------------------------------------------------------------
@@ -131,28 +235,31 @@ class Eraser:
         rid = self.txn.get(key, db=self.dbs["erased"])
         if rid is not None:
             return bytes(rid)
-        for req in self._candidates(eid, header, key, payload):
+        for req, by_rule in self._candidates(eid, header, key, payload):
             if self.may_erase(req, header):
-                self._stripped[key] = req.eid
+                self._stripped[key] = (req.eid, eid)
                 if payload is not None and header.kind in MEMORY_KINDS:
                     self._note_entry(key, header, payload)
+                if by_rule and req.author == self.store.device:
+                    self.caught.append((eid, req))
                 return req.eid
         return None
 
     def _candidates(self, eid: bytes, header, key: bytes, payload: bytes | None):
-        """Requests that name this event or whose rule matches it (rules only when its payload reads here)."""
+        """(request, whether by its rule) of the requests that name this event or whose rule matches it (rules
+        only when its payload reads here)."""
         rid = self.txn.get(eid, db=self.dbs["erase.pending"])
         if rid is not None and (req := self._request(bytes(rid))) is not None:
-            yield req
+            yield req, False
         if eid in self._explicit:
-            yield self._explicit[eid]
+            yield self._explicit[eid], False
         if payload is None or not (header.kind in MEMORY_KINDS or header.kind in VALUE_KINDS):
             return
         decoded = self._decode(key, header, payload)
         if decoded is None:
             return
         for req in self._rule_requests(header, decoded):
-            yield req
+            yield req, True
 
     def _rule_requests(self, header, decoded):
         if header.kind in MEMORY_KINDS:
@@ -180,18 +287,16 @@ class Eraser:
         """Carry out this transaction's requests on the events held (stored, or header-only deliveries), record
         the targets not held yet and the rules, and put the `erased` rows of screened deliveries."""
         db, txn = self.dbs, self.txn
-        for key, rid in self._stripped.items():
+        for key, (rid, eid) in self._stripped.items():
             self._erase(key, rid)
+            txn.delete(eid, db=db["erase.pending"])
+        sealed = has_scopes(db, txn)
         for req in self.requests:
-            txn.put(b"r" + req.eid, event_key(req.author, req.epoch, req.seq), db=db["erase.rules"])
-            for target in req.payload.events:
-                key = txn.get(target, db=db["ids"])
-                if key is None:
-                    txn.put(target, req.eid, db=db["erase.pending"], overwrite=False)
-                else:
-                    self._target(bytes(key), req)
+            txn.put(b"r" + req.eid, pack_request(req, self._past(req) if sealed else {}), db=db["erase.rules"])
             if req.payload.entry:
                 txn.put(b"e" + req.payload.entry, req.eid, db=db["erase.rules"], overwrite=False)
+                if self.store.memory_view.entry(txn, req.payload.entry) is not None:
+                    self.changed = True         # a base snapshot's state may hold it: fold again without it
             if req.payload.setting:
                 name = b"s" + req.payload.setting.encode()
                 raw = txn.get(name, db=db["erase.rules"])
@@ -204,8 +309,12 @@ class Eraser:
                         break
         for req in self.requests:
             for target in req.payload.events:
-                if txn.get(target, db=db["ids"]) is not None:
+                key = txn.get(target, db=db["ids"])
+                if key is None:
+                    txn.put(target, req.eid, db=db["erase.pending"], overwrite=False)
+                else:
                     txn.delete(target, db=db["erase.pending"])
+                    self._target(bytes(key), req)
 
     def rules_matching(self, rules: list[Request], header, decoded) -> list[Request]:
         """The requests of `rules` whose entry or setting rule matches an event."""
@@ -270,38 +379,20 @@ class Eraser:
     # -- authority -------------------------------------------------------------------------------------
 
     def may_erase(self, req: Request, header) -> bool:
-        """Whether `req`'s author may erase an event of this header's scope: user and device scopes, or a sealed
-        scope some scope event in the request's causal past names it a reader of; never past a revocation."""
-        limit = limits_in(self.dbs, self.txn).get(req.author)
-        if limit is not None and req.seq > limit:
-            return False
-        scope = header.scope
-        if scope == USER_SCOPE or scope.startswith(DEVICE_SCOPE_PREFIX):
-            return True
-        state = scopes_in(self.dbs, self.txn).get(scope)
-        if state is None:
-            return False
-        if not req.eid:                       # this device, about to write a request: what it reads now
-            return req.author in state.named
-        past = None
-        for e in state.events:
-            p = e.payload
-            named = any(r.device == req.author for r in p.readers) if isinstance(p, ScopeKey) else \
-                p.device == req.author
-            if not named:
-                continue
-            if e.author == req.author and (e.epoch, e.seq) < (req.epoch, req.seq):
-                return True
-            past = self._past(req) if past is None else past
-            if past.get(e.author, (-1, -1)) >= (e.epoch, e.seq):
-                return True
-        return False
+        """Whether `req`'s author may erase an event of this header's scope (`may_erase`)."""
+        return may_erase(scopes_in(self.dbs, self.txn), limits_in(self.dbs, self.txn), req, header.scope,
+                         lambda: self._past(req))
 
     def _past(self, req: Request) -> dict[bytes, tuple[int, int]]:
-        """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it."""
-        found = self._pasts.get(req.eid)
+        """Author -> the last (epoch, seq) the request's causal past holds: its author's clocks up to it (the held
+        chain and this transaction's events), or as recorded when it was carried out."""
+        found = req.past if req.past is not None else self._pasts.get(req.eid)
         if found is None:
             found = {}
+            for f in self.batch:
+                if f.author == req.author and (f.epoch, f.seq) <= (req.epoch, req.seq):
+                    for c in f.clock:
+                        found[c.author] = max(found.get(c.author, (-1, -1)), (c.epoch, c.seq))
             start, end = req.author, event_key(req.author, req.epoch, req.seq)
             with self.txn.cursor(db=self.dbs["events"]) as cur:
                 ok = cur.set_range(start)
@@ -414,12 +505,9 @@ def plan(store, txn, event_ids, *, reason: str, entry: bytes | None, setting: st
     return [Erase(events=chunk, entry=entry or b"", setting=setting or "", reason=reason) for chunk in chunks]
 
 
-def entry_events(store, txn, entry: bytes) -> bool:
-    """Whether this store holds any event of memory entry `entry` (erased or not) or a rule for it."""
-    if txn.get(b"e" + entry, db=store.dbs["erase.rules"]) is not None:
-        return True
-    return store.memory_view.entry(txn, entry) is not None
-
-
-def position(key: bytes) -> tuple[bytes, int, int]:
-    return bytes(key[:32]), *POS.unpack_from(key, 32)
+def drop_forgotten(store, txn) -> None:
+    """Remove from the memory view every entry an entry rule forgot: a base snapshot's state still holds entries
+    whose events it covers, which a fold of the whole log would not (views.refold_from_base calls it)."""
+    rules = Forgotten(store.dbs, txn)
+    if rules.ids:
+        drop_entries(store.dbs, txn, store.memory_view, rules)

@@ -19,7 +19,7 @@ from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
 from agentlog.store import ledger
-from agentlog.store.erasure import Eraser, Request, has_state
+from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
@@ -32,6 +32,7 @@ class IngestResult:
     heads: dict[bytes, tuple[int, int]]        # author -> (epoch, seq) of its last event accepted here
     filled: int = 0                            # events held without their payload that this batch completed
     healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
+    caught: tuple = ()                         # (event id, reason) this device's own erase rules caught on arrival
 
 
 class TxnLog:
@@ -198,9 +199,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                 raise SignatureError("signature does not verify for this author and event id",
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
-    requests = [Request(f.eid, f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.payload) for f in folded
-                if f.kind == ERASE_KIND]
-    eraser = Eraser(store, txn, requests) if requests or has_state(dbs, txn) else None
+    requests = any(f.kind == ERASE_KIND for f in folded)
+    eraser = Eraser(store, txn, folded) if requests or has_state(dbs, txn) else None
     if eraser is not None:
         log.screen(eraser)
     if not every_signature:
@@ -228,7 +228,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if source is not None and folded:
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())
-    return IngestResult(accepted, duplicates, heads, filled, healed)
+    caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
+    return IngestResult(accepted, duplicates, heads, filled, healed, caught)
 
 
 class SealedBatch:

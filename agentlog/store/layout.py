@@ -47,6 +47,22 @@ POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 
 
+_LIMITS: dict[bytes, dict[bytes, int]] = {}
+
+
+def limits_in(dbs: dict, txn) -> dict[bytes, int]:
+    """Revoked device -> its last seq the group accepts, from the roster view in `txn` (parsed once per state)."""
+    raw = bytes(txn.get(b"state", db=dbs["views.roster"]) or b"")
+    found = _LIMITS.get(raw)
+    if found is None:
+        roster = roster_module.Roster.from_bytes(raw) if raw else roster_module.Roster()
+        found = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+        if len(_LIMITS) > 64:
+            _LIMITS.clear()
+        _LIMITS[raw] = found
+    return found
+
+
 def event_key(author: bytes, epoch: int, seq: int) -> bytes:
     return author + POS.pack(epoch, seq)
 

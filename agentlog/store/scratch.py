@@ -41,6 +41,7 @@ from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store import erasure, ledger
 from agentlog.store.env import Env, check_data_file
+from agentlog.store.erasure import Forgotten, drop_entries
 from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
 from agentlog.store.snapshots import stored
@@ -49,7 +50,7 @@ from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
 _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots",
-             "views.scopes", "ids", "erased")
+             "views.scopes", "ids", "erased", "erase.rules")
 _SCRATCH_MAP = 1 << 30
 ProgressFn = Callable[[int, int], None]
 
@@ -89,6 +90,7 @@ class LiveLog:
         sealed payloads as the live views do (None: sealed payloads are not folded)."""
         self.keyring = keyring
         self.unread: list[tuple[bytes, bytes, bool]] = []     # after `read`: sealed events not opened
+        self.forgotten = None                  # after `read`: which memory entries erase rules forget (or None)
         self._owned = env is None
         if env is None:
             check_data_file(store_path)
@@ -136,6 +138,7 @@ class LiveLog:
                 if progress and n % 10000 == 0:
                     progress(n, total)
             self.unread = opener.unread if opener is not None else []
+            self.forgotten = Forgotten(self.db, txn) if self.db["erase.rules"] is not None else None
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
             roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
             erased, requests = _erasures(txn, self.db)
@@ -581,6 +584,8 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
             return None if seq > limits.get(author, seq) else log.time_of(txn, author, epoch, seq)
         with quiet_gc(), Scratch(time_of, log.event_of, initial=base.rows()) as scratch:
             scratch.fold(events, log.roster(events))     # on the snapshot's state, in the held order
+            if live.forgotten is not None and live.forgotten.ids:     # as the store's fold from its base does
+                scratch.write(lambda txn: drop_entries(scratch.db, txn, scratch.memory, live.forgotten))
             views = scratch.views()
             kept = keep(scratch) if keep else None
     when = log.arrival[log.order[n - 1]] if n else (base.time_ms if base else None)

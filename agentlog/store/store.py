@@ -22,7 +22,7 @@ from agentlog.errors import ForkError, InvalidValueError, StoreError, UsageError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
-from agentlog.log.kinds import MAX_REASON_LEN
+from agentlog.log.kinds import MAX_ERASE_IDS, MAX_REASON_LEN
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import MemoryView
@@ -224,9 +224,27 @@ class Store:
         except ForkError as fork:
             record_fork(self, fork, batch)
             raise
+        if result.caught and self.key is not None:
+            self._name_caught(result.caught)
         if result.accepted or result.filled or result.healed:
             self.nudge()
         return result
+
+    def _name_caught(self, caught: tuple) -> None:
+        """Name in a follow-up request the events this device's own entry or setting rules caught on arrival:
+        a peer that receives them header-only (from a device that erased them) cannot match the rule itself."""
+        def write(txn):
+            roster = roster_in(self.dbs, txn)
+            member = roster.members.get(self.key.public)
+            if member is None or member.until_seq is not None:
+                return
+            by_reason: dict[str, list[bytes]] = {}
+            for eid, reason in caught:
+                by_reason.setdefault(reason, []).append(eid)
+            requests = [payloads.Erase(events=tuple(ids[i : i + MAX_ERASE_IDS]), reason=reason)
+                        for reason, ids in sorted(by_reason.items()) for i in range(0, len(ids), MAX_ERASE_IDS)]
+            append_in(self, txn, [(r, "user") for r in requests], roster)
+        self.write(write)
 
     # -- erasure (docs/erasure.md) ---------------------------------------------
 

@@ -136,6 +136,10 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     _check_heads(store, report, heads, store.heads(), tails)
     _check_forks(store, report)
     _check_snapshot(store, report)
+    covered = store.erasure_status()["covered"]
+    if covered:
+        report.notes.append(f"{covered} erased event{'s are' if covered != 1 else ' is'} covered by the base "
+                            "snapshot: its content may remain in the snapshot's view states (docs/erasure.md)")
     _check_views(store, report)
     if progress:
         progress(total, total)

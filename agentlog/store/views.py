@@ -18,24 +18,10 @@ from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.memory.reducer import KINDS as MEMORY_KINDS
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
+from agentlog.store.erasure import drop_forgotten
 from agentlog.store.keyring import Opener, opener_in, save_unread
-from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, unpack_anchor
+from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, limits_in, unpack_anchor
 from agentlog.store.snapshots import base_in, load
-
-_LIMITS: dict[bytes, dict[bytes, int]] = {}
-
-
-def limits_in(dbs: dict, txn) -> dict[bytes, int]:
-    """Revoked device -> its last seq the group accepts, from the roster view in `txn` (parsed once per state)."""
-    raw = bytes(txn.get(b"state", db=dbs["views.roster"]) or b"")
-    found = _LIMITS.get(raw)
-    if found is None:
-        roster = Roster.from_bytes(raw) if raw else Roster()
-        found = {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
-        if len(_LIMITS) > 64:
-            _LIMITS.clear()
-        _LIMITS[raw] = found
-    return found
 
 
 def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
@@ -196,6 +182,7 @@ def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) 
         save_roster(dbs, txn, roster)
     store.pref_view.fold(txn, later)
     store.memory_view.fold(txn, later)
+    drop_forgotten(store, txn)
     if progress:
         progress(len(later))
     return len(later)

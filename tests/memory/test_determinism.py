@@ -5,8 +5,9 @@ Three devices of one group (one honest clock, one a year ahead, one behind) put,
 home's model or of another), resolve and delete memory entries through the API,
 interleaved with syncs between random pairs. A few updates and deletes name an entry
 their device does not hold (as a client that learned the id out of band would write
-them), so observers meet orphans before their put. The union of the events is then
-delivered to fresh observers in many causally consistent orders and batchings: every
+them), so observers meet orphans before their put. Now and then a device forgets an entry
+(an erase request with an entry rule, docs/erasure.md): its events fold as if never held.
+The union of the events is then delivered to fresh observers in many causally consistent orders and batchings: every
 observer's memory digest, every fully synced device and every fresh replay agree byte
 for byte, and so do the entries they show.
 """
@@ -61,8 +62,9 @@ RESOLVE = st.tuples(st.just("resolve"), device, pick, st.integers(0, 30))
 DELETE = st.tuples(st.just("delete"), device, pick)
 UNHELD = st.tuples(st.just("unheld"), device, pick, st.integers(0, len(CONTENTS) - 1),
                    st.sampled_from([False, False, True]))
+FORGET = st.tuples(st.just("forget"), device, pick, st.integers(0, 3))   # acts one time in four: forgetting is rare
 SYNC = st.tuples(st.just("sync"), device, device)
-OPS = st.one_of(TICK, PUT, PUT, PUT, UPDATE, UPDATE, UPDATE, EDIT, EDIT, RESOLVE, RESOLVE, DELETE, UNHELD,
+OPS = st.one_of(TICK, PUT, PUT, PUT, UPDATE, UPDATE, UPDATE, EDIT, EDIT, RESOLVE, RESOLVE, DELETE, UNHELD, FORGET,
                 SYNC, SYNC, SYNC)
 
 
@@ -101,6 +103,7 @@ class World:
             devices.join(self.stores[name], devices.enroll(laptop, self.stores[name].device, name))
             sync(laptop, self.stores[name])
         self.entries: list[bytes] = []        # every id put anywhere, in the order put
+        self.forgotten: set[bytes] = set()    # entries an erase request forgot (docs/erasure.md)
         self.observers: list[Store] = []
         self.seed = 0
         self.minted = 0
@@ -181,6 +184,11 @@ class World:
                 kind = f"resolve {name}"
             elif kind == "delete":
                 memory.delete(entry, reason=f"gone {self.seed}")
+            elif kind == "forget":
+                if args[2]:
+                    return
+                memory.forget(entry, reason=f"erased {self.seed}")
+                self.forgotten.add(entry)
         except InvalidValueError:
             event(f"{kind} refused")     # before writing (nothing to update, too many tags)
             return
@@ -229,7 +237,7 @@ def by_the_rules(events: list) -> dict[bytes, tuple]:
     deleted, put = set(), set()
     for e in events:
         h = e.header
-        if h.kind not in mr.KINDS:
+        if h.kind not in mr.KINDS or e.payload is None:      # erased: folded as if never held
             continue
         p, dot, order = payloads.decode(h.kind, e.payload), (h.author, h.epoch, h.seq), (h.lamport, h.author)
         fields = writes.setdefault(p.entry, {})
@@ -327,8 +335,12 @@ def test_memory_view_is_a_function_of_the_event_set(ops, skews, salt, data):
         for name in NAMES[1:]:
             assert shown(world.stores[name], world.entries) == reference, f"{name} shows the entries differently"
         rules = by_the_rules(events)
-        assert sorted(rules) == sorted(world.entries)
+        assert sorted(rules) == sorted(set(world.entries) - world.forgotten)
+        event(f"entries forgotten: {min(len(world.forgotten), 3)}")
         for entry in world.entries:
+            if entry in world.forgotten:
+                assert (entry, None) in reference, f"forgotten {entry.hex()} still shows"
+                continue
             assert as_expected(world.stores["laptop"].memory.get(entry)) == rules[entry], entry.hex()
         assert reference[-1] == sorted(i for i, r in rules.items() if r[0] != "deleted" and r[-1])
 
