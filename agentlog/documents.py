@@ -32,8 +32,50 @@ def erasure_doc(erasure, roster) -> dict | None:
     request's id (by), the device that asked, when and why. Never anything of the erased content."""
     if erasure is None:
         return None
-    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by), "device_id": erasure.by.hex(),
-            "time": iso(erasure.time_ms), "reason": erasure.reason}
+    return {"by": erasure.request.hex(), "device": roster.name_of(erasure.by) if erasure.by else "?",
+            "device_id": erasure.by.hex() or None, "time": iso(erasure.time_ms), "reason": erasure.reason}
+
+
+def erased_text(doc: dict) -> str:
+    """An erasure (erasure_doc) as one line for people and errors: "erased by REQUEST (device NAME, TIME): REASON"."""
+    reason = f": {doc['reason']}" if doc["reason"] else ""
+    return f"erased by {doc['by']} (device {doc['device']}, {doc['time']}){reason}"
+
+
+def entry_doc(store, text: str) -> dict:
+    """The memory entry `text` names (its id or a unique prefix), as `memory get --json` prints it.
+
+    Raises:
+        NotFoundError: no such entry here; for an entry an erase request forgot (named by its full id), the
+            message says by which request, whose, when and why.
+    """
+    from agentlog.errors import NotFoundError
+
+    memory = store.memory
+    try:
+        return memory.get(memory.id(text)).to_json(author_names(store))
+    except NotFoundError:
+        gone = _entry_erasure(store, text)
+        if gone is None:
+            raise
+        raise NotFoundError(f"memory {text.strip().lower()} was {erased_text(gone)}") from None
+
+
+def _entry_erasure(store, text: str) -> dict | None:
+    """The erasure of the memory entry whose full hex id is `text`, if an erase request forgot it."""
+    from agentlog.errors import InvalidValueError
+    from agentlog.ids import id_bytes
+    from agentlog.store.erasure import Erasure, request_at
+
+    try:
+        entry = id_bytes(text.strip().lower(), "memory id", 16)
+    except InvalidValueError:
+        return None
+    rid = store.erasure_rule(entry=entry)
+    req = store.read(lambda txn: request_at(store.dbs, txn, rid)) if rid is not None else None
+    if req is None:
+        return None
+    return erasure_doc(Erasure(rid, req.author, req.time_ms, req.payload.reason), store.roster())
 
 
 def event_doc(store, event, roster) -> dict:

@@ -3,9 +3,9 @@ check without agentlog (docs/audit.md), signed by this device at the end.
 
 Lines, in order: export (who, when, the selection), device (the roster as folded), roster (every
 enrol/revoke event, signed, whatever the selection), event (each selected event: readable fields,
-exact signed header, signature, payload or a redaction marker; an erased event's line is header-only with
-who erased it, when and why), base (the store's base snapshot: its
-signed event and the roster's state at its frontier, for a compacted store), snapshot and truncation
+exact signed header, signature, payload or a redaction marker; an erased event's line is header-only, with
+the request that erased it, whose, when and why), base (the store's base snapshot: its signed event and
+the roster's state at its frontier, for a compacted store), snapshot and truncation
 (compaction boundaries), fork (both signed records), ledger (what left this device to which device, what
 arrived), scope (each sealed scope: its readers, key epoch, and the devices this device knows to hold its
 events as ciphertext), frontier (per author: the chain's bounds and the seqs selected), end (a digest of every
@@ -307,7 +307,7 @@ def erased_marker(store: Store, eid: bytes, names: dict, redact: bool, cache: di
     request's time and reason (null when content is redacted: the reason is the request's content)."""
     erasure = store.erased(eid)
     if erasure is None:
-        raise StoreError(f"event {eid.hex()} was erased, but its erase request is not held")
+        raise StoreError(f"event {eid.hex()} left the store while it was exported: export again")
     text = None if cache is None else cache.get(erasure.request)
     if text is None:
         text = fmt.dumps({"by": erasure.request.hex(), "device": names.get(erasure.by, ""),

@@ -74,12 +74,6 @@ def iso(ms: int) -> str:
     return audit_format.iso(ms)
 
 
-def erased_text(doc: dict) -> str:
-    """An erasure (agentlog.documents.erasure_doc, made printable) as one line for people."""
-    reason = f": {doc['reason']}" if doc["reason"] else ""
-    return f"erased by {doc['by']} (device {doc['device']}, {doc['time']}){reason}"
-
-
 def context_option(c: argparse.ArgumentParser) -> None:
     c.add_argument("--context", action="append", default=[], metavar="K=V",
                    help="where it applies, e.g. daypart=night (repeat, at most 4 keys)")

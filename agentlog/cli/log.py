@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from agentlog.cli.common import LINE_LIMIT, Parser, erased_text, open_home, print_json, shown
+from agentlog.cli.common import LINE_LIMIT, Parser, open_home, print_json, shown
 from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.errors import NotFoundError
 
@@ -51,7 +51,7 @@ def cmd_log(args) -> int:
 
 def cmd_log_show(args) -> int:
     from agentlog.audit.format import content_of
-    from agentlog.documents import event_doc
+    from agentlog.documents import erased_text, event_doc
     from agentlog.errors import EventError
     from agentlog.ids import id_bytes
 
@@ -64,7 +64,8 @@ def cmd_log_show(args) -> int:
         h = event.header
         doc = {**event_doc(store, event, roster), "epoch": h.epoch, "lamport": h.lamport, "prev": h.prev.hex(),
                "codec": h.payload_codec, "payload_hash": h.payload_hash.hex(), "payload_len": h.payload_len,
-               "withheld": event.payload is None and store.erased(eid) is None, "content": None}
+               "content": None}
+        doc["withheld"] = event.payload is None and doc["erased"] is None
     if event.payload is not None:
         try:
             doc["content"] = content_of(h.kind, h.payload_codec, event.payload)

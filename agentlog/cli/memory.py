@@ -206,11 +206,10 @@ def cmd_memory_embedder(args) -> int:
 # -- reading --------------------------------------------------------------------------------------------
 
 def cmd_memory_get(args) -> int:
-    from agentlog.documents import author_names
+    from agentlog.documents import entry_doc
 
     with open_home(args) as store:
-        memory = store.memory
-        doc = memory.get(memory.id(args.id)).to_json(author_names(store))
+        doc = entry_doc(store, args.id)
     if args.json:
         print_json(doc)
         return 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 
-from agentlog.cli.common import erased_text
 from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.crypto import DeviceKey
+from agentlog.documents import erased_text
 from agentlog.errors import UsageError
 from agentlog.prefs import reducer as pr
 from agentlog.progress import Progress
@@ -122,7 +122,6 @@ def _erased(live: LiveLog, log: Log, n: int) -> list[dict]:
             rows.append({"event": f.eid.hex(), "device": live.name_of(f.author), "seq": f.seq, "kind": f.kind,
                          "time": iso(f.time_ms), "erased": rh.erased_json(gone, live.name_of)})
     return rows
-
 
 
 def _print_history(args, live: LiveLog, steps: list[rh.Step], what: str) -> int:

@@ -57,8 +57,10 @@ def cmd_status(args) -> int:
 
 
 def _erasure_lines(e: dict) -> list[str]:
-    """What erase requests did here: events erased, events named but not held yet, and the disk scrub."""
-    if not (e["requests"] or e["erased"] or e["pending"]):
+    """What erase requests did here: events erased, events named but not held yet, erased events a base snapshot
+    covers, and the last scrub of the disk (docs/erasure.md)."""
+    scrub = e.get("scrub") or {}
+    if not (e["requests"] or e["erased"] or e["pending"] or scrub):
         return []
     n = e["requests"]
     lines = [f"erased: {e['erased']} event{'' if e['erased'] == 1 else 's'} held header-only, by {n} erase "
@@ -66,9 +68,17 @@ def _erasure_lines(e: dict) -> list[str]:
     if e["pending"]:
         lines.append(f"erase pending: {e['pending']} named event{'' if e['pending'] == 1 else 's'} not held here "
                      "yet (erased as they arrive, never stored)")
-    scrub = e.get("scrub") or {}
-    if scrub:
-        lines.append("scrub: " + ", ".join(f"{k} {v}" for k, v in scrub.items()))
+    if e.get("covered"):
+        lines.append(f"erased but covered by the base snapshot: {e['covered']} event{'' if e['covered'] == 1 else 's'}"
+                     ", whose content may remain in the snapshot's view states")
+    if scrub.get("pending"):
+        found, pinned = len(scrub.get("found") or ()), scrub.get("pinned", 0)
+        lines.append(f"scrub pending: erased bytes still found {found} time{'' if found == 1 else 's'} under the home"
+                     + (f", {pinned} reader{'' if pinned == 1 else 's'} older than the erasure still open" if pinned
+                        else "") + "; `agentlog serve` scrubs again")
+    elif scrub:
+        lines.append(f"scrub: done, {scrub.get('pages', 0)} free pages overwritten in {scrub.get('rounds', 0)} "
+                     f"round{'' if scrub.get('rounds') == 1 else 's'}; no erased bytes found under the home")
     return lines
 
 

@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from agentlog.documents import author_names, contribution, frontier_by_name, scope_docs, status_doc
+from agentlog.documents import author_names, contribution, entry_doc, frontier_by_name, scope_docs, status_doc
 from agentlog.errors import AgentlogError, UsageError
 
 INSTRUCTIONS = """\
@@ -275,9 +275,9 @@ class Tools:
         """One entry as this device sees it. Fields: id, type, content, tags, confidence, scope, device (who put
         it), created_ms and updated_ms (Unix milliseconds); deleted: empty, or who deleted it (then content
         is null); conflicts: for a field two devices changed at the same time, all its standing values,
-        the shown one first: settle it with memory_resolve."""
-        memory = self.store.memory
-        return memory.get(memory.id(id)).to_json(author_names(self.store))
+        the shown one first: settle it with memory_resolve. An entry erased by memory_forget is an error
+        saying so."""
+        return entry_doc(self.store, id)
 
     def memory_search(self, query: Annotated[str, Field(description="What you are looking for, in words.")],
                       k: Annotated[int, Field(description="How many hits at most (1 to 1000).")] = 10,

@@ -50,7 +50,7 @@ from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
 _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots",
-             "views.scopes", "ids", "erased", "erase.rules")
+             "views.scopes", "erase.rules", "erased")
 _SCRATCH_MAP = 1 << 30
 ProgressFn = Callable[[int, int], None]
 

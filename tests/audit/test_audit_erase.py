@@ -113,8 +113,8 @@ def _tampered(tmp_path, erased, edit):
     return [p for p in problems if p.startswith(f"line {index + 1} ")], problems
 
 
-def _payload_of(lines, kind):
-    return next(e for _, e in _events(lines) if e["kind"] == kind and e["payload"])
+def _erased_line(lines, kind):
+    return next(e for _, e in _events(lines) if e["kind"] == kind and "erased" in e)
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -123,8 +123,8 @@ def _payload_of(lines, kind):
     (lambda e, lines: {**e, "withheld": True}, "marked erased and also withheld or redacted"),
     (lambda e, lines: {**e, "erased": {**e["erased"], "reason": "made up"}}, "gives another reason"),
     (lambda e, lines: {**e, "erased": {**e["erased"], "device": "phone"}}, "another device or at another time"),
-    (lambda e, lines: {**e, "erased": {**e["erased"], "by": _payload_of(lines, "observation")["id"]}},
-     "is a observation event, not an erase request"),
+    (lambda e, lines: {**e, "erased": {**e["erased"], "by": _erased_line(lines, "memory.update")["id"]}},
+     "is a memory.update event, not an erase request"),
     (lambda e, lines: {**e, "erased": {**e["erased"], "by": "ab" * 32}}, "an erase request the export does not hold"),
     (lambda e, lines: {**e, "erased": {"by": e["erased"]["by"]}}, "malformed event line"),
 ])

@@ -56,6 +56,9 @@ def test_memory_forget_prints_the_request_and_every_write_shows_as_erased(laptop
     assert asked["content"]["entry"] == entry and asked["content"]["reason"] == "the user asked"
     assert CANARY not in str(asked)
     assert [e["id"] for e in as_json(laptop, "memory", "list")] == [other]
+    gone = run(laptop, "memory", "get", entry, check=False)
+    assert gone.returncode == 4
+    assert_one_line_error(gone, f"memory {entry} was erased by {request} (device laptop, ", "): the user asked")
 
     again = as_json(laptop, "memory", "forget", entry)           # forgotten already: the same request, nothing new
     assert again == {"id": entry, "requests": [request]} and len(_log(laptop)) == len(rows)
@@ -129,3 +132,43 @@ def test_bad_input_is_one_line_and_changes_nothing(refusals, args, words, code):
     assert proc.returncode == code and proc.stdout == "", proc.stderr
     assert_one_line_error(proc, *map(filled, words))
     assert fingerprint(h) == before
+
+
+def test_status_names_a_pending_scrub_and_erased_events_a_snapshot_covers():
+    from agentlog.cli.status import _erasure_lines
+
+    base = {"erased": 3, "pending": 1, "requests": 2, "covered": 1}
+    pending = _erasure_lines({**base, "scrub": {"pending": True, "pinned": 2, "pages": 9, "rounds": 3,
+                                                "found": [{"file": "data.mdb", "offset": 8192}]}})
+    assert pending == [
+        "erased: 3 events held header-only, by 2 erase requests",
+        "erase pending: 1 named event not held here yet (erased as they arrive, never stored)",
+        "erased but covered by the base snapshot: 1 event, whose content may remain in the snapshot's view states",
+        "scrub pending: erased bytes still found 1 time under the home, 2 readers older than the erasure still "
+        "open; `agentlog serve` scrubs again"]
+    done = _erasure_lines({**base, "covered": 0, "scrub": {"pending": False, "pages": 9, "rounds": 1, "found": []}})
+    assert done[-1] == "scrub: done, 9 free pages overwritten in 1 round; no erased bytes found under the home"
+    assert _erasure_lines({"erased": 0, "pending": 0, "requests": 0, "covered": 0, "scrub": {}}) == []
+
+
+def test_an_event_of_a_sealed_scope_this_device_cannot_read_is_refused(tmp_path):
+    from agentlog.store import devices
+    from tests.helpers.sync import sync
+
+    laptop = home.create(tmp_path / "laptop", "laptop")
+    laptop.create_group("laptop")
+    phone = home.create(tmp_path / "phone", "phone")
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))
+    sync(laptop, phone)
+    phone.scopes.create("diary")
+    sealed = phone.prefs.observe("mood", "calm", scope="diary").hex()
+    sync(phone, laptop)
+    laptop.close()
+    phone.close()
+    before = fingerprint(tmp_path / "laptop")
+    proc = run(tmp_path / "laptop", "forget", sealed, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert_one_line_error(proc, sealed[:16], "scope 'diary'", "cannot read")
+    assert fingerprint(tmp_path / "laptop") == before
+    [request] = _ids(out(tmp_path / "phone", "forget", sealed, "--reason", "private"))    # a reader may
+    assert _log(tmp_path / "phone")[sealed]["erased"]["by"] == request

@@ -222,6 +222,9 @@ async def check_erasure(a: Agent, laptop_home):
     [put] = [r for r in log.values() if r["kind"] == "memory.put" and r["erased"]]
     assert (log[request]["kind"], put["erased"]["by"], put["erased"]["reason"]) == ("erase", request, "the user asked")
     assert CANARY not in json.dumps(await a.call("memory_search", query="locker code", lexical=True))
+    gone = await a.error("memory_get", id=secret)
+    assert gone.startswith(f"memory {secret} was erased by {request}") and gone == cli_error(
+        laptop_home, "memory", "get", secret)
 
     jazz = (await a.call("observe", setting="music.genre", value="jazz"))["event"]
     erased = await a.call("forget_events", event_ids=[jazz.upper()], reason="misheard")
