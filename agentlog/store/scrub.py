@@ -52,6 +52,7 @@ CONTENT_FIELDS = frozenset({"content", "value", "baseline", "reason"})
 """Text fields of erasable payloads that hold what the user said (not names shared with live events: a
 setting, a type, a context key), searched for on their own besides the payload's stored bytes."""
 STATUS_KEY = b"scrub"                     # meta: the last scrub's report, for every process of the home
+FOUND_KEPT = 100                          # where needles were still found, at most this many kept in it
 
 
 @dataclass
@@ -264,8 +265,9 @@ class Scrubber:
         with self._lock:
             if not report.pending:
                 self._due -= due
-        doc = {**report.as_dict(), "found": len(report.found), "time_ms": self.store.now_ms(),
-               "since": since if report.pending else None}
+        doc = report.as_dict()
+        doc.update(found=doc["found"][:FOUND_KEPT], time_ms=self.store.now_ms(),
+                   since=since if report.pending else None)
         self.store.set_meta({STATUS_KEY.decode(): json.dumps(doc, sort_keys=True).encode()})
         return report
 

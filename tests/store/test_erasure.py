@@ -315,7 +315,7 @@ def test_devices_that_carried_out_the_same_requests_in_any_order_have_equal_view
     sync(laptop, phone)                                      # the phone: the requests over its own writes
     sync(laptop, tablet)                                     # the follow-up naming what the rules caught
     assert views(laptop) == views(phone) == views(tablet)
-    statuses = [s.erasure_status() for s in (laptop, phone, tablet)]
+    statuses = [{k: v for k, v in s.erasure_status().items() if k != "scrub"} for s in (laptop, phone, tablet)]
     assert statuses[0] == statuses[1] == statuses[2] and statuses[0]["erased"] == 2 + len(theme) + 1
     for store in (laptop, phone, tablet):
         assert store.erased(update) is not None and store.erased(dim) is not None
