@@ -205,7 +205,7 @@ def scrub(store, needles: Iterable[bytes] = (), progress: Callable[[str, int, in
         if filled:
             _drop_filler(env)
     if since is not None:
-        report.pinned = sum(1 for txnid in readers(env) if txnid <= since)
+        report.pinned = sum(1 for txnid in readers(env) if txnid < since)
     report.seconds = time.perf_counter() - started
     return report
 
