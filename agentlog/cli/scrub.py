@@ -33,8 +33,11 @@ def cmd_scrub(args) -> int:
     print(f"overwrote {report.pages} free pages in {report.rounds} rounds, rewrote {report.touched} pages "
           f"holding freed bytes, in {report.seconds:.1f} s")
     for path, offset in report.found:
-        print(shown(f"still found: {path} at byte {offset} (still held by a record, or a long reader pins "
-                    "the old pages: run it again later)"))
+        print(shown(f"cannot read {path}: nothing shows it clean" if offset < 0 else
+                    f"still found: {path} at byte {offset} (still held by a record, or a long reader pins the "
+                    "old pages: run it again later)"))
+    if report.pinned:
+        print(f"{report.pinned} reader(s) older than the last erasure still open: run it again later")
     if needles and not report.found:
         print(f"the text is in no file under {shown(str(home))}")
     return EXIT_PROBLEMS if report.pending else EXIT_OK

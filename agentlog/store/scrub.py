@@ -58,13 +58,13 @@ FOUND_KEPT = 100                          # where needles were still found, at m
 @dataclass
 class ScrubReport:
     """What a scrub did: free pages overwritten (`pages`), fill rounds, live pages rewritten (`touched`),
-    and where needles were still found at the end (`found`, (path, offset)): non-empty means pending."""
+    where needles were still found at the end (`found`, (path, offset)) and readers older than the erasure
+    still open (`pinned`): either means pending."""
 
     pages: int = 0
     rounds: int = 0
     touched: int = 0
     found: list[tuple[Path, int]] = field(default_factory=list)
-
     pinned: int = 0                      # readers older than the erasure still open at the end
     seconds: float = 0.0
 
@@ -99,14 +99,15 @@ def needles_of(stored: bytes, decoded) -> list[bytes]:
 
 def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
     """Every (file, offset) under `root` (a home, a store directory or one file) where a needle occurs:
-    a plain byte search of each regular file, memory-mapped. Files that vanish meanwhile are skipped."""
+    a plain byte search of each regular file, memory-mapped. Files that vanish meanwhile are skipped; one
+    that cannot be read is listed at offset -1 (nothing shows it clean)."""
     wanted = sorted({bytes(n) for n in needles if n})
     if not wanted:
         return []
     root = Path(root)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     many = [n for n in wanted if len(n) >= _LONG] if len(wanted) > FEW else []
-    few = [n for n in wanted if n not in set(many)]
+    few = sorted(set(wanted) - set(many))
     found = []
     for path in files:
         try:
@@ -122,6 +123,8 @@ def find(root: Path, needles: Iterable[bytes]) -> list[tuple[Path, int]]:
                     found.extend((path, at) for at in _scan(data, many))
         except (FileNotFoundError, ValueError):          # removed meanwhile; emptied between stat and map
             continue
+        except OSError:
+            found.append((path, -1))
     return sorted(set(found))
 
 
