@@ -1,5 +1,6 @@
 """`agentlog scrub`: overwrite the bytes LMDB freed in this home's store and, with --find, check that
-given text is in no file under the home (docs/erasure.md). Erasing runs it on its own; this is the hand tool."""
+given text is in no file under the home (docs/erasure.md). Erasing runs it on its own; this is the hand tool,
+and it settles a pending scrub that status shows, as serve's retry would."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def cmd_scrub(args) -> int:
         raise UsageError(f"--find needs at least {scrub.MIN_NEEDLE} bytes of text: shorter text matches by chance")
     with open_home(args) as store, Progress("scrub", enabled=not args.json) as progress:
         home = store.path.parent
-        report = scrub.scrub(store, needles, lambda stage, done, total: progress.update(done, total))
+        report = store.scrubber.run(needles, progress=lambda stage, done, total: progress.update(done, total))
     doc = report.as_dict()
     if args.json:
         print_json(doc)

@@ -254,7 +254,7 @@ class Scrubber:
             self.run(needles, self.store.last_txnid())
         return result
 
-    def run(self, needles: Iterable[bytes] = (), since: int | None = None) -> ScrubReport:
+    def run(self, needles: Iterable[bytes] = (), since: int | None = None, progress=None) -> ScrubReport:
         """Scrub for these needles (and any still due), and for the erasure of transaction `since` (and any
         earlier one still pending in any process); record the report; keep the needles due while pending."""
         with self._lock:
@@ -264,7 +264,7 @@ class Scrubber:
         if earlier is not None:
             since = earlier if since is None else min(since, earlier)
         with self._running:
-            report = self.last = scrub(self.store, due, since=since)
+            report = self.last = scrub(self.store, due, progress, since=since)
         with self._lock:
             if not report.pending:
                 self._due -= due
