@@ -46,6 +46,7 @@ from agentlog.store.store import Store
 PARALLEL_MIN_EVENTS = 20_000
 PARTS_PER_JOB = 8
 RECENT = 200
+ERASED_ROWS = 500               # erased event lines the HTML report lists (the JSON Lines file holds every one)
 BASE_STATES = ("roster",)      # the base snapshot's view states the export carries (pref and memory: digests only)
 
 
@@ -75,6 +76,7 @@ class Summary:
     recent: list              # the last RECENT event lines, as dicts
     sent: Counter = field(default_factory=Counter)    # (peer hex, scope, kind) -> events the ledger says were sent
     erased: int = 0           # event lines of erased events (header-only)
+    erased_rows: list = field(default_factory=list)   # the first ERASED_ROWS of them, as dicts
 
 
 class _Writer:
@@ -127,11 +129,12 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     frontier: dict[tuple[bytes, int], dict] = {}
     snapshots, roster_events = [], {}
     done = events = erased = 0
-    counts, recent, authored = Counter(), [], {}
+    counts, recent, authored, erased_rows = Counter(), [], {}, []
     for part in parts:
         w.chunk(part.text, part.events)
         events += part.events
         erased += part.erased
+        erased_rows = (erased_rows + part.erased_rows)[:ERASED_ROWS]
         counts.update(part.counts)
         for author, scope in part.authored:
             authored.setdefault(scope, set()).add(author)
@@ -169,7 +172,8 @@ def export(store: Store, out: BinaryIO, selection: Selection = Selection(),
     if progress:
         progress(total, total)
     sent = Counter({(peer.hex(), scope, kind): n for (peer, scope, kind), n in seen.sent.items()})
-    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent], sent, erased)
+    return Summary(events, w.lines, digest, w.sections, counts, [json.loads(line) for line in recent], sent, erased,
+                   erased_rows)
 
 
 @dataclass(slots=True)
@@ -180,6 +184,7 @@ class Part:
     rows: int = 0                                   # events read, selected or not
     events: int = 0                                 # event lines written
     erased: int = 0                                 # of them, erased events' (header-only)
+    erased_rows: list = field(default_factory=list) # the first ERASED_ROWS of those lines, as dicts
     chains: dict = field(default_factory=dict)      # (author, epoch) -> (first seq, head seq, head id, selected seqs)
     roster: list = field(default_factory=list)      # (record, payload) of enrol/revoke events
     snapshots: list = field(default_factory=list)   # (record, payload) of selected snapshot events
@@ -247,6 +252,7 @@ def render_part(store: Store, lo: bytes | None, hi: bytes | None, names: dict, s
     for i, eid, fields in erased:                       # after the read: store.erased reads in its own transaction
         lines[i] = line(*fields, erased_marker(store, eid, names, redact, markers))
     part.rows, part.events, part.erased = rows, len(lines), len(erased)
+    part.erased_rows = [json.loads(lines[i]) for i, _, _ in erased[:ERASED_ROWS]]
     part.text = ("\n".join(lines) + "\n").encode("ascii") if lines else b""
     return part
 

@@ -19,7 +19,7 @@ TABLE_ROWS = 500
 CELL_LIMIT = 2000               # characters of one cell (content, a name, a reason); the JSON Lines file holds all
 SECTIONS = ("Summary by device", "Summary by scope", "Summary by kind", "Timeline", "Which devices hold what",
             "Who may read each scope", "What was sent to each device", "Roster history", "Forks",
-            "Compaction boundaries", "Recent events")
+            "Compaction boundaries", "Erased events", "Recent events")
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.5em}h2{font-size:1.15em;
 margin-top:1.6em;border-bottom:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid
 #ddd;padding:2px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}td.n{text-align:right}.bar{display:
@@ -80,7 +80,15 @@ def render(summary: Summary) -> str:
                       _frontier(s["frontier"], names)] for s in by_type.get("snapshot", [])],
                     "The base snapshot is the signed state this device's views and roster start from; each "
                     "device's events up to its truncation point were dropped after every device had seen them.")
-    out += _section(SECTIONS[10], ["time", "device", "seq", "kind", "scope", "content"],
+    out += _section(SECTIONS[10], ["time", "device", "seq", "kind", "scope", "erased by", "reason"],
+                    [[e["time"], e["device"], e["seq"], e["kind"], e["scope"],
+                      f"request {e['erased']['by'][:16]} of {e['erased']['device']}, {e['erased']['time']}",
+                      e["erased"]["reason"] or ""] for e in summary.erased_rows],
+                    "Events held header-only because an erase request erased them (docs/erasure.md): the signed "
+                    "header stays, the content is gone. Each request is an event of kind erase."
+                    + (f" The first {len(summary.erased_rows):,} of {summary.erased:,}; the JSON Lines file lists "
+                       "every one." if summary.erased > len(summary.erased_rows) else ""))
+    out += _section(SECTIONS[11], ["time", "device", "seq", "kind", "scope", "content"],
                     [[e["time"], e["device"], e["seq"], e["kind"], e["scope"],
                       _erased(e["erased"]) if e.get("erased") else "[redacted]" if e["redacted"] else
                       "[withheld]" if e["withheld"] else _detail(e["content"])]

@@ -147,8 +147,12 @@ def test_verify_fails_a_line_that_claims_an_unerasable_event_erased(tmp_path, er
                for p in problems), problems
 
 
-def test_the_html_marks_erased_events(erased, tmp_path):
-    laptop, _, _, _ = erased
+def test_the_html_marks_erased_events_and_lists_them(erased, tmp_path):
+    laptop, _, memory_request, pref_request = erased
     summary = _export(laptop, tmp_path / "a.jsonl")
     page = render(summary)
-    assert page.count("[erased] by request") == 3 and CANARY not in page and "the user asked" in page
+    assert page.count("[erased] by request") == 3 and CANARY not in page
+    listed = page.split("<h2>Erased events</h2>")[1].split("<h2>")[0]
+    assert listed.count(f"request {memory_request.hex()[:16]} of laptop") == 2
+    assert listed.count(f"request {pref_request.hex()[:16]} of phone") == 1
+    assert "the user asked" in listed and "no longer relevant" in listed and "memory.update" in listed
