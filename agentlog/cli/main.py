@@ -24,6 +24,7 @@ from agentlog.cli import (
     prefs,
     replay,
     scopes,
+    scrub,
     status,
     sync,
 )
@@ -31,8 +32,8 @@ from agentlog.cli.common import LINE_LIMIT, Parser, actions, shown
 from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
-COMMANDS = (devices, scopes, prefs, memory, forget, log, replay, compact, status, sync, mcp, peers,   # --help's order
-            audit)
+COMMANDS = (devices, scopes, prefs, memory, forget, log, replay, compact, scrub, status, sync, mcp,   # --help's order
+            peers, audit)
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 

@@ -37,6 +37,7 @@ from agentlog.memory import index as memory_index
 from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
 from agentlog.store.layout import POS, event_key, limits_in, pack_clock, unpack_clock
+from agentlog.store.scrub import needles_of
 from agentlog.store.snapshots import base_in
 
 _LAMPORT = 8
@@ -123,7 +124,7 @@ def status_in(dbs: dict, txn) -> dict:
     with txn.cursor(db=dbs["erase.rules"]) as cur:
         requests = sum(1 for k in cur.iternext(values=False) if k[:1] == b"r")
     return {"erased": txn.stat(dbs["erased"])["entries"], "pending": txn.stat(dbs["erase.pending"])["entries"],
-            "requests": requests, "covered": covered_in(dbs, txn), "scrub": {}}
+            "requests": requests, "covered": covered_in(dbs, txn)}
 
 
 def covered_in(dbs: dict, txn) -> int:
@@ -222,7 +223,6 @@ class Eraser:
         self._explicit = {e: r for r in self.requests for e in r.payload.events}
         self.caught: list[tuple[bytes, Request]] = []   # deliveries this device's own rules caught: (id, request)
         self.keys: list[bytes] = []             # event keys erased in this transaction
-        self.gone: list[bytes] = []             # the payloads they held (or deliveries carried): scrub needles
         self._rules = [r for r in self.requests if r.payload.entry or r.payload.setting]
 
     # -- deliveries -----------------------------------------------------------------------------------
@@ -239,8 +239,6 @@ class Eraser:
         for req, by_rule in self._candidates(eid, header, key, payload):
             if self.may_erase(req, header):
                 self._stripped[key] = (req.eid, eid)
-                if payload is not None:
-                    self.gone.append(bytes(payload))
                 if payload is not None and header.kind in MEMORY_KINDS:
                     self._note_entry(key, header, payload)
                 if by_rule and req.author == self.store.device:
@@ -373,8 +371,9 @@ class Eraser:
         if txn.get(key, db=db["erased"]) is not None:
             return
         raw = txn.get(key, db=db["payloads"])
-        if raw is not None:
-            self.gone.append(bytes(raw))
+        if raw is not None:                     # its bytes must go from the disk too, once this commits
+            header = decode_header(bytes(txn.get(key, db=db["events"])[:-64]))
+            self.store.scrubber.erased(needles_of(bytes(raw), self._decode(key, header, bytes(raw))))
         for name in ("payloads", "withheld", "uncarried", "damaged", "sealed.unread"):
             txn.delete(key, db=db[name])
         txn.put(key, rid, db=db["erased"])
@@ -463,7 +462,6 @@ class Eraser:
         if not self.changed:
             return False
         view, txn = self.store.memory_view, self.txn
-        self.store.erased_now(self.gone)
         self._drop_stale_base()
         before = set(view.entry_ids(txn))
         refold(self.store, txn, roster=False)

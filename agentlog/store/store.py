@@ -11,7 +11,6 @@ one home; every write re-reads what it depends on inside its transaction.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from agentlog.store.layout import (
     unpack_anchor,
 )
 from agentlog.store.nudge import Nudger
+from agentlog.store.scrub import Scrubber
 from agentlog.store.views import (
     event_of,
     fold_roster,
@@ -89,9 +89,7 @@ class Store:
         self.nudge = Nudger(self.path)
         self.keyring = Keyring(key)          # the content keys sealed to this device, opened in memory
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
-        self._erasing = threading.local()      # per writing thread: payloads its transaction erased
-        self.on_erased: Callable[[list[bytes]], None] | None = None   # after a commit that erased payloads: the
-                                             # disk scrub takes their bytes as needles (docs/erasure.md)
+        self.scrubber = Scrubber(self)       # erased bytes overwritten after each erasing commit (docs/erasure.md)
         if not create:
             check_data_file(self.path)
         self._env = Env(self.path, f"the store at {self.path}", **({"map_size": map_size} if map_size else {}),
@@ -290,7 +288,7 @@ class Store:
     def erasure_status(self) -> dict:
         """{"erased": events held header-only, "pending": targets not held yet, "requests": requests held,
         "covered": erased events the base snapshot covers (its states may hold them), "scrub": {...}}."""
-        return self.read(lambda txn: erasure.status_in(self.dbs, txn))
+        return {**self.read(lambda txn: erasure.status_in(self.dbs, txn)), "scrub": self.scrubber.status()}
 
     # -- roster --------------------------------------------------------------
 
@@ -565,6 +563,11 @@ class Store:
         from agentlog.store.scratch import LiveLog
         return LiveLog(self.path, self._env, keyring=self.keyring)
 
+    @property
+    def environment(self) -> Env:
+        """The store's environment (agentlog.store.env.Env), for the scrub's own databases and pages."""
+        return self._env
+
     def structure_problems(self) -> list[str]:
         """What LMDB's offline walk finds wrong in the data file (agentlog.store.env.Env.structure_problems)."""
         return self._env.structure_problems()
@@ -592,20 +595,9 @@ class Store:
     # -- transactions --------------------------------------------------------
 
     def write(self, fn):
-        """Run fn(txn) in one write transaction, growing the map when it is full; after it commits, hand the
-        payloads it erased to `on_erased`."""
-        self._erasing.gone = []
-        result = self._env.write(fn)
-        gone, self._erasing.gone = self._erasing.gone, []
-        if gone and self.on_erased is not None:
-            self.on_erased(gone)
-        return result
-
-    def erased_now(self, payloads_gone: list[bytes]) -> None:
-        """Note payloads erased (or refused) in the running write transaction (agentlog.store.erasure)."""
-        gone = getattr(self._erasing, "gone", None)
-        if gone is not None:
-            gone.extend(payloads_gone)
+        """Run fn(txn) in one write transaction, growing the map when it is full; when it erased payloads, scrub
+        the disk after it committed (agentlog.store.scrub)."""
+        return self.scrubber.write(self._env.write, fn)
 
     def read(self, fn):
         """Run fn(txn) in one read transaction."""

@@ -19,6 +19,8 @@ log = structlog.get_logger("agentlog.sync.serve")
 LOG_FIELD_LIMIT = 2048                      # characters of one logged string (a peer's reason is at most 1024)
 CHECK_EVERY_S = 60.0
 RESTING_S = 3600.0                          # at most one automatic compaction an hour
+SCRUB_EVERY_S = 5.0                         # a pending scrub (docs/erasure.md) is run again this often,
+SCRUB_BACKOFF_S = 600.0                     # then less often while it stays pending, down to once in this
 FILES_MAX = 65536                           # the soft limit on open files serve raises itself to, at most
 
 
@@ -90,6 +92,7 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
             await nursery.start(replicator.run)
             if policy is not None:
                 nursery.start_soon(compact_when_due, store, policy)
+            nursery.start_soon(scrub_when_pending, store)
             log.info("serving", device=store.device.hex()[:16], name=store.name, port=replicator.port,
                      peers=replicator.addresses)
             task_status.started(replicator)
@@ -102,6 +105,29 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
     except StoreError as exc:
         log.warning("peer states not saved", error=str(exc))
     log.info("stopped")
+
+
+async def scrub_when_pending(store: Store, interval: float = SCRUB_EVERY_S) -> None:
+    """Run a scrub again, in a worker thread, while one of any process of this home is pending (a reader
+    pinned the pages an erasure freed, or erased bytes were still found); waiting twice as long after each
+    scrub that stays pending, up to SCRUB_BACKOFF_S (bytes a scrub cannot reach stay found)."""
+    wait = interval
+    while True:
+        await trio.sleep(wait)
+        try:
+            if not await trio.to_thread.run_sync(store.scrubber.wanted):
+                wait = interval
+                continue
+            report = await trio.to_thread.run_sync(store.scrubber.run)
+        except AgentlogError as exc:
+            log.warning("scrub failed", error=str(exc))
+            continue
+        except Exception as exc:                # not a refusal: a bug or the store failing; the daemon goes on
+            log.error("scrub failed", error=describe(exc))
+            continue
+        wait = min(2 * wait, SCRUB_BACKOFF_S) if report.pending else interval
+        log.info("scrubbed", pages=report.pages, pending=report.pending, pinned=report.pinned,
+                 found=len(report.found))
 
 
 async def compact_when_due(store: Store, policy: Policy, interval: float = CHECK_EVERY_S) -> None:
