@@ -27,6 +27,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -229,12 +230,16 @@ class Scrubber:
     `run`, and keeps the last report in the store's meta for every process (`status`, `wanted`)."""
 
     def __init__(self, store):
-        self.store = store
+        self._store = weakref.ref(store)         # no cycle: a store dropped unclosed still closes at once
         self._local = threading.local()
         self._lock = threading.Lock()
         self._running = threading.Lock()         # one scrub at a time in this process: they share the filler
         self._due: set[bytes] = set()
         self.last: ScrubReport | None = None     # this process's last scrub
+
+    @property
+    def store(self):
+        return self._store()
 
     def erased(self, needles: Iterable[bytes]) -> None:
         """Inside a write transaction: these bytes go when it commits."""
