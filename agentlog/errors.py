@@ -179,6 +179,14 @@ class Unreachable(PeerError):
     """No connection could be made: refused, no route, unknown host, or the connect timed out."""
 
 
+class RelayUnavailable(PeerError):
+    """The relay could not be used: down or unreachable, or (`refused`) it refused this device's credentials."""
+
+    def __init__(self, message: str, peer: str = "", *, refused: bool = False):
+        super().__init__(message, peer)
+        self.refused = refused
+
+
 class SnapshotError(AgentlogError):
     """A snapshot (from a peer or this store) does not hold: bad signature, digest, author or state."""
 
