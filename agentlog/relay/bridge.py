@@ -174,7 +174,8 @@ class Bridge:
     async def _ensure_stream(self, name: str, subjects: list[str], max_age_s: float, max_bytes: int) -> StreamState:
         config = api.StreamConfig(name=name, subjects=subjects, storage=api.StorageType.FILE,
                                   retention=api.RetentionPolicy.LIMITS, discard=api.DiscardPolicy.OLD,
-                                  max_age=max_age_s, max_bytes=max_bytes, duplicate_window=min(DUPLICATE_WINDOW_S, max_age_s),
+                                  max_age=max_age_s, max_bytes=max_bytes,
+                                  duplicate_window=min(DUPLICATE_WINDOW_S, max_age_s),
                                   allow_rollup_hdrs=True, num_replicas=1)
         try:
             info = await self._js.add_stream(config)
