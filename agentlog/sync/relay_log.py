@@ -4,6 +4,7 @@ consumed to, and what it knows the relay holds, kept in the store between runs."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ PUBLISH_MAX = 4096          # events sealed and published in one round trip
 HELD_MAX = 4096             # events held for missing predecessors; past it the oldest wait for a redelivery
 KEY_TRIES = 3               # deliveries of a message sealed with a relay key not held here before it counts as bad
 DONE_KEPT = 65536           # stream sequences dealt with past the cursor that are kept between runs
+SAVE_EVERY_S = 1.0          # the consumed position is kept at most this often while consuming (and at the end)
+ECHOES_MAX = 1 << 17        # message ids this device published lately, whose deliveries back are not opened
 BAD_LOGGED_MAX = 1024       # distinct bad messages remembered so that each is logged once
 CURSOR_META = "relay_cursor "   # + address -> JSON {"stream", "seq", "done": [seq], "has": {author hex: [epoch, seq]}}
 
@@ -46,7 +49,7 @@ class Held:
 
     @property
     def key(self) -> tuple[bytes, int, int, bytes]:
-        return self.author, self.epoch, self.seq, crypto.blake2b256(self.record + (self.payload or b""))
+        return self.author, self.epoch, self.seq, _digest(self.record, self.payload)
     seqs: list[int] = field(default_factory=list)
 
 
@@ -64,31 +67,34 @@ class Outcome:
 
 class Cursor:
     """The stream sequence this device has consumed to (`seq`): every message at or before it was stored, found a
-    duplicate, or skipped as bad. Those dealt with past it (`done`: others before them are still open) are kept
-    too, so that a later run acks them again without a second look. The stream delivers in sequence order the
-    first time: a sequence it skipped (a message removed) counts as dealt with."""
+    duplicate, skipped as bad, or published from here. Those dealt with past it (`done`: others before them are
+    still open) are kept too, so that a later run acks them again without a second look. The relay delivers in
+    sequence order the first time, from `seq` + 1: a sequence it passed over (a message removed) is done."""
 
-    HOLE_MAX = 100_000              # a longer run of removed messages, below open ones, is left for a later run
+    HOLE_MAX = 100_000              # a longer run of removed messages is passed over only when nothing is open
 
     def __init__(self, seq: int, done=()):
-        self.seq = seq
+        self.seq = self.last = seq
         self.done: set[int] = {s for s in done if s > seq}
-        self.top = max([seq, *self.done])
         self.open: set[int] = set()
 
     def delivered(self, seq: int) -> None:
-        if seq > self.top:
-            if not self.open and self.seq == self.top:
-                self.seq = self.top = seq - 1
-            elif seq - self.top <= self.HOLE_MAX:
-                self.done.update(range(self.top + 1, seq))
-            self.top = seq
+        if seq > self.last:
+            if seq - self.last - 1 <= self.HOLE_MAX:
+                self.done.update(range(self.last + 1, seq))
+            elif not self.open:
+                self.seq = max(self.seq, seq - 1)
+            self.last = seq
         if seq > self.seq and seq not in self.done:
             self.open.add(seq)
+        self._advance()
 
     def resolved(self, seqs) -> None:
         self.open.difference_update(seqs)
         self.done.update(s for s in seqs if s > self.seq)
+        self._advance()
+
+    def _advance(self) -> None:
         while self.seq + 1 in self.done and self.seq + 1 not in self.open:
             self.seq += 1
             self.done.discard(self.seq)
@@ -110,6 +116,8 @@ class RelayLog:
         self.held: dict[tuple[bytes, int, int, bytes], Held] = {}
         self.bad_logged: dict[tuple[str, int], None] = {}
         self.no_key_logged = False
+        self.echoes: dict[str, None] = {}
+        self.saved_at = 0.0
         saved = self._load()
         same = saved.get("stream") == self.stream
         self.cursor = Cursor(saved.get("seq", 0), saved.get("done", [])) if same else Cursor(0)
@@ -126,6 +134,7 @@ class RelayLog:
         return doc if isinstance(doc, dict) else {}
 
     def save(self) -> None:
+        self.saved_at = time.monotonic()
         doc = {"stream": self.stream, "seq": self.cursor.seq, "done": self.cursor.kept(),
                "has": {a.hex(): list(pos) for a, pos in sorted(dict(self.has).items())}}
         raw = json.dumps(doc, sort_keys=True).encode()
@@ -173,8 +182,16 @@ class RelayLog:
             found.extend((lamport, author, lo + i, head.epoch, record, payload)
                          for i, (lamport, record, payload) in enumerate(rows))
         found.sort(key=lambda r: (r[0], r[1], r[2]))
-        return [(envelope.seal(keys, self.group, record, payload), (author, epoch, seq), record)
-                for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
+        out = [(envelope.seal(keys, self.group, record, payload), (author, epoch, seq), record)
+               for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
+        self._echoes(sealed.msg_id for sealed, _, _ in out)     # before the relay can deliver them back
+        return out
+
+    def _echoes(self, msg_ids) -> None:
+        """Remember ids of events sealed here: their deliveries back need no opening (this device holds them)."""
+        self.echoes.update(dict.fromkeys(msg_ids))
+        while len(self.echoes) > ECHOES_MAX:
+            self.echoes.pop(next(iter(self.echoes)))
 
     def published(self, positions: list[tuple[bytes, int, int]], records: list[bytes]) -> None:
         """The relay acknowledged these events: remember it, enter them in the ledger, keep both."""
@@ -192,12 +209,13 @@ class RelayLog:
     def absorb(self, deliveries: list) -> Outcome:
         """Open, deduplicate and ingest a batch of deliveries with what is held from before; an event whose
         predecessors are missing is held (unacked); a message that does not open or holds an invalid event is
-        skipped, logged once, and acked. Saves the cursor and what the relay holds after the store committed."""
+        skipped, logged once, and acked. Keeps the cursor and what the relay holds (after the store
+        committed) at most every SAVE_EVERY_S. A delivery dealt with before, or sent from here, is acked unopened."""
         out = Outcome()
         keys = self.store.relay_keys()
         heads = self.store.heads()
         for d in deliveries:
-            if d.stream_seq in self.cursor.done:           # dealt with before: stored, a duplicate, or bad
+            if d.stream_seq <= self.cursor.seq or d.stream_seq in self.cursor.done or d.msg_id in self.echoes:
                 out.acks.append(d.handle)
                 out.done.append(d.stream_seq)
                 continue
@@ -220,7 +238,7 @@ class RelayLog:
                 out.done.append(d.stream_seq)
                 out.duplicates += 1
                 continue
-            key = (author, epoch, seq, crypto.blake2b256(record + (payload or b"")))   # a forged copy apart
+            key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
             held = self.held.get(key)
             if held is None:
                 held = self.held[key] = Held(author, epoch, seq, peek_record(record)[0], record, payload)
@@ -228,7 +246,8 @@ class RelayLog:
             held.seqs.append(d.stream_seq)
         if self.held:
             self._ingest(out)
-        self.save()
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save()
         return out
 
     def _ingest(self, out: Outcome) -> None:
@@ -283,6 +302,13 @@ class RelayLog:
                 self.bad_logged.pop(next(iter(self.bad_logged)))
             log.warning("relay: message skipped", relay=self.address, stream_seq=seq, subject=subject, check=code,
                         reason=reason)
+
+
+def _digest(record: bytes, payload: bytes | None) -> bytes:
+    h = hashlib.blake2b(record, digest_size=16)
+    if payload is not None:
+        h.update(b"\1" + payload)
+    return h.digest()
 
 
 def _ready(held, heads: dict, blocked: set[bytes]) -> list[Held]:

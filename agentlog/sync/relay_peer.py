@@ -26,7 +26,7 @@ from agentlog.sync.relay_log import RelayLog
 log = structlog.get_logger("agentlog.sync.relay")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
-BATCH_MAX = 4096            # deliveries taken into one ingest
+BATCH_MAX = 8192            # deliveries taken into one ingest
 STATE_EVERY_S = 1.0         # the relay's state and lag are written at most this often, and only when they changed
 
 
@@ -136,6 +136,7 @@ class RelayPeer:
                 nursery.start_soon(self._consume, bridge, deliveries, caught_up)
                 if once:
                     await caught_up.wait()
+                    await _result(bridge.stop_consuming())   # what this round publishes need not come back
                     await self._publish_all(bridge)
                     await self._drain(deliveries, bridge)
                     nursery.cancel_scope.cancel()
@@ -202,7 +203,7 @@ class RelayPeer:
     async def _publish_all(self, bridge: Bridge) -> None:
         while found := await self.run_sync(self.log.unpublished):
             sealed, positions, records = zip(*found, strict=True)
-            await _result(bridge.publish(self.log.stream, sealed))
+            self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, sealed)))   # no need to consume
             await self.run_sync(self.log.published, list(positions), list(records))
             self.result.sent += len(found)
         self.they_lack = await self.run_sync(self.log.behind)
