@@ -20,6 +20,7 @@ from agentlog.errors import AgentlogError, PeerError, RelayUnavailable, describe
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge, Credentials, Delivery
 from agentlog.relay.config import RelayConfig
+from agentlog.store import relay as relay_keys
 from agentlog.store.store import Store
 from agentlog.sync.relay_log import RelayLog
 
@@ -27,6 +28,7 @@ log = structlog.get_logger("agentlog.sync.relay")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 BATCH_MAX = 8192            # deliveries taken into one ingest
+UPKEEP_EVERY_S = 1.0
 STATE_EVERY_S = 1.0         # the relay's state and lag are written at most this often, and only when they changed
 
 
@@ -230,6 +232,28 @@ class RelayPeer:
             except Exception as exc:
                 self._saved = None
                 log.warning("relay state not saved", relay=self.address, error=describe(exc))
+
+
+class KeyUpkeep:
+    """`serve`'s upkeep of the relay key (agentlog.store.relay.upkeep): grant it to enrolled devices that lack
+    it, and a new key when a revoked device holds the current one; run at start and after local changes (at
+    most once every UPKEEP_EVERY_S)."""
+
+    def __init__(self, store: Store, run_sync: Callable = trio.to_thread.run_sync):
+        self.store, self.run_sync = store, run_sync
+        self._wake = trio.Event()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            written = await self.run_sync(relay_keys.upkeep, self.store)
+            if written:
+                log.info("relay key upkeep", events=len(written))
+            await self._wake.wait()
+            await trio.sleep(UPKEEP_EVERY_S)
 
 
 def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPeer]:
