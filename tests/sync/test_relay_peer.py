@@ -200,3 +200,29 @@ async def test_wrong_credentials_are_refused_without_a_crash(tmp_path):
         phone.close()
     finally:
         server.kill()
+
+
+async def test_a_server_killed_mid_publish_loses_nothing_acknowledged_and_publishes_the_rest(pair, nats_server):
+    laptop, phone = pair
+    for i in range(6):
+        write(laptop, 2000, f"batch{i}")
+    peer = RelayPeer(laptop, config(laptop))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run)
+        with trio.fail_after(60):
+            while peer.result.sent == 0:
+                await trio.sleep(0.001)
+        await trio.to_thread.run_sync(nats_server.kill)
+        acknowledged = peer.result.sent
+        assert acknowledged < laptop.count()
+        with trio.fail_after(WAIT_S):
+            while peer.state == "live":
+                await trio.sleep(0.05)
+        await trio.to_thread.run_sync(nats_server.start)
+        with trio.fail_after(60):
+            while peer.they_lack != 0 or peer.state != "live":
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert relay_messages(nats_server, laptop.group) == laptop.count()
+    got = await sync_once(phone, config(phone), timeout=60)
+    assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
