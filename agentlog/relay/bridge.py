@@ -240,6 +240,10 @@ class Bridge:
             except (TimeoutError, nats.errors.Error):
                 pass
             await nc.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:                         # acks and callbacks still under way: the loop ends
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def _translated(coro: Coroutine, url: str):

@@ -134,19 +134,24 @@ class RelayPeer:
             caught_up = trio.Event()
             if self._pending == 0:
                 caught_up.set()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._consume, bridge, deliveries, caught_up)
-                if once:
-                    await caught_up.wait()
-                    await _result(bridge.stop_consuming())   # what this round publishes need not come back
-                    await self._publish_all(bridge)
-                    await self._drain(deliveries, bridge)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._consume, bridge, deliveries, caught_up)
+                    nursery.start_soon(_raise_when, down, lost, self.address)
+                    if once:
+                        await caught_up.wait()
+                        await _result(bridge.stop_consuming())   # what this round publishes need not come back
+                        await self._publish_all(bridge)
+                    else:
+                        await self._publish_forever(bridge, caught_up)
                     nursery.cancel_scope.cancel()
-                    return True
-                nursery.start_soon(self._publish_forever, bridge, caught_up)
-                await down.wait()
-                nursery.cancel_scope.cancel()
-            raise RelayUnavailable(lost[0] if lost else "connection to the relay lost", self.address)
+            except BaseExceptionGroup as group:              # the relay's failure in a task, raised as itself
+                unavailable, _ = group.split(RelayUnavailable)
+                if unavailable is None:
+                    raise
+                raise _first(unavailable) from None
+            await self._drain(deliveries, bridge)          # the consumer has stopped: what it left, in order
+            return True
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(bridge.close)
@@ -269,6 +274,18 @@ def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPee
         config = RelayConfig.parse(text)
         found.setdefault(config.address, config)
     return [RelayPeer(store, config, **options) for config in found.values()]
+
+
+async def _raise_when(down: trio.Event, lost: list[str], address: str) -> None:
+    await down.wait()
+    raise RelayUnavailable(lost[0] if lost else "connection to the relay lost", address)
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (the exception itself when it is none)."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _soon(token, fn, *args) -> None:
