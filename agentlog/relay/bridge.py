@@ -123,6 +123,15 @@ class Bridge:
         number of messages waiting to be delivered when it started."""
         return self._submit(self._consume(stream, subject, max(1, start_seq)))
 
+    def last_message(self, stream: str, subject: str) -> Future:
+        """The body of the stream's last message on `subject`; resolves to None when there is none."""
+        return self._submit(self._last_message(stream, subject))
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message body the connected server takes."""
+        return self._nc.max_payload if self._nc is not None else 0
+
     def stop_consuming(self) -> Future:
         """End the consumer (deliveries already made still come to `on_deliver`; their acks still count)."""
         return self._submit(self._unsubscribe())
@@ -202,6 +211,12 @@ class Bridge:
                        for subject, msg_id, body in items]
             acks = await asyncio.gather(*waiting)
         return [a.seq for a in acks]
+
+    async def _last_message(self, stream: str, subject: str) -> bytes | None:
+        try:
+            return (await self._js.get_last_msg(stream, subject)).data
+        except nats.js.errors.NotFoundError:
+            return None
 
     async def _unsubscribe(self) -> None:
         if self._sub is not None:

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
 from agentlog import crypto
-from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError
-from agentlog.log.event import peek_record
+from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
+from agentlog.log.event import decode_record, peek_record
+from agentlog.log.snapshot import Bundle
 from agentlog.relay import envelope
-from agentlog.store import ledger
+from agentlog.store import compaction, ledger
 from agentlog.store.store import Store
+from agentlog.sync.peer_log import StoreLog
 
 log = structlog.get_logger("agentlog.sync.relay")
 
+_U32, _CUT = struct.Struct(">I"), struct.Struct(">IQ")
 PUBLISH_MAX = 4096          # events sealed and published in one round trip
 HELD_MAX = 4096             # events held for missing predecessors; past it the oldest wait for a redelivery
 KEY_TRIES = 3               # deliveries of a message sealed with a relay key not held here before it counts as bad
@@ -117,6 +121,7 @@ class RelayLog:
         self.bad_logged: dict[tuple[str, int], None] = {}
         self.no_key_logged = False
         self.echoes: dict[str, None] = {}
+        self.there_id: tuple[bytes | None, bytes] | None = None   # (relay's snapshot message, the id it holds)
         self.saved_at = 0.0
         saved = self._load()
         same = saved.get("stream") == self.stream
@@ -204,6 +209,56 @@ class RelayLog:
         if (epoch, seq) > self.has.get(author, (0, 0)):
             self.has[author] = (epoch, seq)
 
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def snapshot_to_publish(self, there: bytes | None, max_bytes: int) -> envelope.Sealed | None:
+        """This store's base snapshot sealed for the snapshot subject, with its views' state and truncation
+        points, when the relay does not hold it (`there`: the relay's last snapshot message); None otherwise, and
+        when it is larger than the relay takes (logged). Cheap when nothing changed: the base's id decides."""
+        base = self.store.meta("base")
+        keys = self.store.relay_keys()
+        if base is None or keys.current is None or bytes(base) == self._there(keys, there):
+            return None
+        bundle = compaction.base_bundle(self.store)
+        cuts = StoreLog(self.store).truncated()
+        sealed = envelope.seal(keys, self.group, bundle.record, _frame(bundle.payload, bundle.states, cuts),
+                               snapshot=True)
+        if len(sealed.body) > max_bytes:
+            log.warning("relay: snapshot not published: larger than the relay takes", relay=self.address,
+                        size=len(sealed.body), limit=max_bytes)
+            self.there_id = (there, bytes(base))           # not again for this base
+            return None
+        return sealed._replace(msg_id=sealed.msg_id + "-snapshot")      # apart from the snapshot event's own
+
+    def _there(self, keys, there: bytes | None) -> bytes | None:
+        """The id of the snapshot the relay's last snapshot message holds (remembered per message)."""
+        if there is None:
+            return None
+        if self.there_id is None or self.there_id[0] is not there:
+            try:
+                record, _ = envelope.open(keys, self.group, self.snapshot_subject, there)
+                self.there_id = (there, decode_record(record).id)
+            except (RelayMessageError, EventError):
+                self.there_id = (there, b"")
+        return self.there_id[1]
+
+    def install(self, body: bytes) -> bool:
+        """Start this store from the relay's snapshot message when it covers events this store lacks
+        (compaction.bootstrap checks it); whether it did. One that does not open or hold is logged, not installed."""
+        try:
+            record, frame = envelope.open(self.store.relay_keys(), self.group, self.snapshot_subject, body)
+            payload, states, cuts = _unframe(frame)
+            bundle = Bundle(record, payload, states)
+            heads = self.store.heads()
+            if all((heads[p.author].epoch, heads[p.author].seq) >= (p.epoch, p.seq) if p.author in heads else False
+                   for p in bundle.snapshot().frontier):
+                return False
+            compaction.bootstrap(self.store, bundle, cuts)
+        except (RelayMessageError, SnapshotError, EventError, ValueError) as exc:
+            log.warning("relay: snapshot not installed", relay=self.address, reason=str(exc))
+            return False
+        return True
+
     # -- consuming -----------------------------------------------------------------------------------
 
     def absorb(self, deliveries: list) -> Outcome:
@@ -219,9 +274,9 @@ class RelayLog:
                 out.acks.append(d.handle)
                 out.done.append(d.stream_seq)
                 continue
-            if d.subject == self.snapshot_subject:
-                self._bad(out, d.handle, d.stream_seq, d.subject, "snapshots through the relay are not installed "
-                          "yet", "snapshot")
+            if d.subject == self.snapshot_subject:         # for a device back after retention (`install`)
+                out.acks.append(d.handle)
+                out.done.append(d.stream_seq)
                 continue
             try:
                 record, payload = envelope.open(keys, self.group, d.subject, d.body)
@@ -302,6 +357,42 @@ class RelayLog:
                 self.bad_logged.pop(next(iter(self.bad_logged)))
             log.warning("relay: message skipped", relay=self.address, stream_seq=seq, subject=subject, check=code,
                         reason=reason)
+
+
+def _frame(payload: bytes, states: dict[str, bytes], cuts: dict[bytes, tuple[int, int]]) -> bytes:
+    """A snapshot's payload, views' states and truncation points as one sealed body holds them."""
+    out = [_U32.pack(len(payload)), payload, _U32.pack(len(states))]
+    for name, state in sorted(states.items()):
+        raw = name.encode()
+        out += [_U32.pack(len(raw)), raw, _U32.pack(len(state)), state]
+    out.append(_U32.pack(len(cuts)))
+    out += [author + _CUT.pack(epoch, seq) for author, (epoch, seq) in sorted(cuts.items())]
+    return b"".join(out)
+
+
+def _unframe(frame: bytes) -> tuple[bytes, dict[str, bytes], dict[bytes, tuple[int, int]]]:
+    """`_frame` undone; ValueError naming what is wrong."""
+    at = 0
+
+    def take(n: int) -> bytes:
+        nonlocal at
+        if n < 0 or at + n > len(frame):
+            raise ValueError("snapshot frame ends early")
+        at += n
+        return frame[at - n : at]
+
+    def number() -> int:
+        return _U32.unpack(take(4))[0]
+
+    payload = take(number())
+    states = {take(number()).decode("utf-8", "replace"): take(number()) for _ in range(number())}
+    cuts = {}
+    for _ in range(number()):
+        author = take(32)
+        cuts[author] = _CUT.unpack(take(_CUT.size))
+    if at != len(frame):
+        raise ValueError("snapshot frame has bytes after its truncation points")
+    return payload, states, cuts
 
 
 def _digest(record: bytes, payload: bytes | None) -> bytes:

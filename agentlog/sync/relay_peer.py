@@ -41,6 +41,7 @@ class RelayResult:
     sent: int = 0               # events the relay acknowledged
     skipped: int = 0            # messages skipped as bad
     held: int = 0               # events still missing a predecessor at the end
+    bootstrapped: bool = False  # this device started from the relay's snapshot
 
 
 class RelayPeer:
@@ -64,6 +65,7 @@ class RelayPeer:
         self._wake = trio.Event()
         self._saved: tuple | None = None
         self._pending = 0
+        self._snapshot_there: bytes | None = None      # the relay's last snapshot message, as last seen
 
     def poke(self) -> None:
         """Local events changed: publish what the relay lacks (coalesced)."""
@@ -128,6 +130,15 @@ class RelayPeer:
                 log.warning("relay holds less than this device consumed: its stream was made anew; publishing all",
                             relay=self.address, consumed=self.log.cursor.seq, relay_last=state.last_seq)
                 self.log.relay_lost()
+            there = await _result(bridge.last_message(self.log.stream, self.log.snapshot_subject))
+            first = self.log.cursor.seq == 0                     # new here: what the relay holds may start past us
+            if there is not None and (first or state.first_seq > self.log.cursor.seq + 1):   # or ours are gone
+                if await self.run_sync(self.log.install, there):
+                    log.info("bootstrapped from the relay's snapshot", relay=self.address)
+                    self.result.bootstrapped = True
+                    if self.on_ingested:
+                        self.on_ingested(self)
+            self._snapshot_there = there
             self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
             self.set_state("live")
             went_live = True
@@ -213,6 +224,11 @@ class RelayPeer:
             self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, sealed)))   # no need to consume
             await self.run_sync(self.log.published, list(positions), list(records))
             self.result.sent += len(found)
+        sealed = await self.run_sync(self.log.snapshot_to_publish, self._snapshot_there, bridge.max_payload)
+        if sealed is not None:
+            self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, [sealed], rollup=True)))
+            self._snapshot_there = sealed.body
+            log.info("snapshot published to the relay", relay=self.address, size=len(sealed.body))
         self.they_lack = await self.run_sync(self.log.behind)
 
     # -- state for `agentlog status` -----------------------------------------------------------------
