@@ -19,7 +19,7 @@ from agentlog.store.ledger import Ledger
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.relay_peer import RelayPeer, sync_once
 from tests.helpers.nats import NatsServer
-from tests.helpers.relay import config, relay_group
+from tests.helpers.relay import config, relay_group, relay_messages
 
 WAIT_S = 10.0
 
@@ -28,33 +28,19 @@ def write(store, n: int, tag: str) -> None:
     store.append_many([payloads.Observation(setting=f"test.{tag}", value=f"{tag}{i}") for i in range(n)])
 
 
-def relay_messages(server: NatsServer, group: bytes) -> int:
-    bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
-    try:
-        bridge.connect().result(WAIT_S)
-        return bridge.stream_state(envelope.stream_name(group)).result(WAIT_S).messages
-    finally:
-        bridge.close()
-
-
-def publish_raw(server: NatsServer, items: list[tuple[str, str, bytes]]) -> None:
+def publish_raw(server: NatsServer, group: bytes, items: list[tuple[str, str, bytes]]) -> None:
     """Publish as another client would (a rogue one, or a device's copy with its own message ids)."""
     bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
     try:
         bridge.connect().result(WAIT_S)
-        stream = envelope.stream_name(_group[0])
-        bridge.publish(stream, items).result(WAIT_S)
+        bridge.publish(envelope.stream_name(group), items).result(WAIT_S)
     finally:
         bridge.close()
-
-
-_group: list[bytes] = []
 
 
 @pytest.fixture
 def pair(tmp_path, nats_server):
     stores = relay_group(tmp_path, nats_server.url, "laptop", "phone")
-    _group[:] = [stores[0].group]
     yield stores
     for s in stores:
         s.close()
@@ -73,11 +59,11 @@ async def test_two_stores_that_never_meet_converge_through_relay_rounds(pair, na
     assert back.received == 20 and back.sent == 0
     assert laptop.frontier() == phone.frontier() and laptop.count() == phone.count()
 
-    held = relay_messages(nats_server, laptop.group)
+    held = relay_messages(nats_server.url, laptop.group)
     for store in (laptop, phone, laptop):                       # in sync: rounds publish nothing
         again = await sync_once(store, config(store), timeout=WAIT_S)
         assert (again.sent, again.received) == (0, 0)
-    assert relay_messages(nats_server, laptop.group) == held
+    assert relay_messages(nats_server.url, laptop.group) == held
 
     relay = peer_id(config(laptop).address)
     sent = {(r.author, r.lo, r.hi) for r in Ledger(laptop).sent(relay)}
@@ -98,7 +84,7 @@ async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
     sealed = [envelope.seal(keys, phone.group, e.record, e.payload) for e in events]
     shuffled = sealed[6:][::-1] + sealed[:6][::-1]
     copies = [(s.subject, s.msg_id + "-copy", s.body) for s in sealed[3:9]]   # ids the relay does not dedup
-    publish_raw(nats_server, [tuple(s) for s in shuffled] + copies)
+    publish_raw(nats_server, phone.group, [tuple(s) for s in shuffled] + copies)
     got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
     assert got.received == 12 and got.held == 0 and got.skipped == 0
     assert laptop.frontier() == phone.frontier()
@@ -115,7 +101,7 @@ async def test_bad_messages_are_skipped_logged_once_acked_and_the_consumer_goes_
     subject = envelope.subject(group, phone.device)
     forged = envelope.seal(keys, group, good[1].record, b"tampered")             # the payload hash does not match
     moved = envelope.seal(keys, group, good[0].record, good[0].payload)
-    publish_raw(nats_server, [
+    publish_raw(nats_server, group, [
         (subject, "garbage", keys.current + os.urandom(200)),                    # does not open
         (subject, "short", b"x"),                                                # too short
         (envelope.subject(group, laptop.device), "moved", moved.body),          # sealed for another subject
@@ -223,6 +209,6 @@ async def test_a_server_killed_mid_publish_loses_nothing_acknowledged_and_publis
             while peer.they_lack != 0 or peer.state != "live":
                 await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
-    assert relay_messages(nats_server, laptop.group) == laptop.count()
+    assert relay_messages(nats_server.url, laptop.group) == laptop.count()
     got = await sync_once(phone, config(phone), timeout=60)
     assert got.received == laptop.count() and phone.frontier() == laptop.frontier()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import trio
 
 from agentlog.log import payloads
-from agentlog.relay import envelope
-from agentlog.relay.bridge import Bridge
 from agentlog.relay.config import RelayConfig
 from agentlog.store import devices, home
 from agentlog.store import relay as relay_keys
@@ -15,7 +13,7 @@ from agentlog.store.ledger import Ledger
 from agentlog.store.peers import address
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.replicator import Replicator
-from tests.helpers.relay import config, relay_group
+from tests.helpers.relay import config, relay_group, relay_messages
 from tests.helpers.sync import sync
 
 WAIT_S = 15.0
@@ -23,15 +21,6 @@ WAIT_S = 15.0
 
 def config_address(url: str) -> str:
     return RelayConfig.parse(url).address
-
-
-def relay_messages(url: str, group: bytes) -> int:
-    bridge = Bridge(url, on_deliver=lambda d: None, on_down=lambda r: None).start()
-    try:
-        bridge.connect().result(WAIT_S)
-        return bridge.stream_state(envelope.stream_name(group)).result(WAIT_S).messages
-    finally:
-        bridge.close()
 
 
 async def until(predicate, what: str) -> None:

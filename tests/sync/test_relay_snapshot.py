@@ -9,8 +9,8 @@ from agentlog.store import compaction
 from agentlog.store import relay as relay_keys
 from agentlog.sync.relay_peer import sync_once
 from tests.helpers.family import DAY, Family
+from tests.helpers.relay import relay_messages
 from tests.sync.test_bootstrap import digests, newcomer, write
-from tests.sync.test_relay_peer import relay_messages
 
 WAIT_S = 20.0
 
@@ -43,9 +43,9 @@ async def test_a_new_device_starts_from_the_relays_snapshot_and_takes_what_follo
         assert got.bootstrapped and got.held == 0
         assert hub.frontier() == f.laptop.frontier() and digests(hub) == digests(f.laptop)
         assert hub.count() < f.laptop.count() + report.dropped
-        held = relay_messages(nats_server, f.laptop.group)
+        held = relay_messages(nats_server.url, f.laptop.group)
         again = await sync_once(f.laptop, config, timeout=WAIT_S)
         assert (again.sent, again.received) == (0, 0)
-        assert relay_messages(nats_server, f.laptop.group) == held    # the snapshot is there: not sent again
+        assert relay_messages(nats_server.url, f.laptop.group) == held    # the snapshot is there: not sent again
     finally:
         f.close()
