@@ -50,17 +50,17 @@ class Held:
     record: bytes
     payload: bytes | None
     handles: list = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[bytes, int, int, bytes]:
         return self.author, self.epoch, self.seq, _digest(self.record, self.payload)
-    seqs: list[int] = field(default_factory=list)
 
 
 @dataclass
 class Outcome:
-    """What one batch of deliveries came to: deliveries to ack (with their stream sequences), those left unacked
-    for a redelivery, events stored here, and whether a snapshot message was seen."""
+    """What one batch of deliveries came to: the deliveries to ack and their stream sequences (dealt with), events
+    stored here, duplicates, and messages skipped as bad. A delivery in neither waits (held, or for its key)."""
 
     acks: list = field(default_factory=list)
     done: list[int] = field(default_factory=list)
@@ -122,6 +122,7 @@ class RelayLog:
         self.no_key_logged = False
         self.echoes: dict[str, None] = {}
         self.there_id: tuple[bytes | None, bytes] | None = None   # (relay's snapshot message, the id it holds)
+        self.too_large: bytes | None = None                         # the base snapshot the relay would not take
         self.saved_at = 0.0
         saved = self._load()
         same = saved.get("stream") == self.stream
@@ -217,7 +218,7 @@ class RelayLog:
         when it is larger than the relay takes (logged). Cheap when nothing changed: the base's id decides."""
         base = self.store.meta("base")
         keys = self.store.relay_keys()
-        if base is None or keys.current is None or bytes(base) == self._there(keys, there):
+        if base is None or keys.current is None or bytes(base) in (self._there(keys, there), self.too_large):
             return None
         bundle = compaction.base_bundle(self.store)
         cuts = StoreLog(self.store).truncated()
@@ -226,7 +227,7 @@ class RelayLog:
         if len(sealed.body) > max_bytes:
             log.warning("relay: snapshot not published: larger than the relay takes", relay=self.address,
                         size=len(sealed.body), limit=max_bytes)
-            self.there_id = (there, bytes(base))           # not again for this base
+            self.too_large = bytes(base)                   # not again for this base
             return None
         return sealed._replace(msg_id=sealed.msg_id + "-snapshot")      # apart from the snapshot event's own
 

@@ -118,7 +118,7 @@ class RelayPeer:
         credentials = Credentials(user=c.user, password=c.password, creds=c.creds, tls_ca=c.tls_ca,
                                   tls_cert=c.tls_cert, tls_key=c.tls_key)
         options = {} if self.ack_wait_s is None else {"ack_wait_s": self.ack_wait_s}
-        bridge = Bridge(f"nats://{c.host}:{c.port}", credentials, on_deliver=deliver, on_down=on_down,
+        bridge = Bridge(c.address, credentials, on_deliver=deliver, on_down=on_down,
                         name=f"agentlog {self.log.stream}", **options).start()
         went_live = False
         try:
