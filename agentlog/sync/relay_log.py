@@ -282,8 +282,8 @@ class RelayLog:
             try:
                 record, payload = envelope.open(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
-                if exc.code == "key" and d.delivered < KEY_TRIES:
-                    continue                    # its key may come with an event still on its way: wait
+                if exc.code == "key" and (d.delivered < KEY_TRIES or not keys):
+                    continue                    # its key may come with an event still on its way (or any key): wait
                 self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
                 continue
             (author, epoch, seq), = ledger.positions([record])  # envelope.open decoded the whole record

@@ -15,11 +15,15 @@ from agentlog.errors import RelayUnavailable
 from agentlog.log import payloads
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge
+from agentlog.relay.config import RelayConfig
+from agentlog.store import devices, home
+from agentlog.store import relay as relay_keys
 from agentlog.store.ledger import Ledger
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.relay_peer import RelayPeer, sync_once
 from tests.helpers.nats import NatsServer
 from tests.helpers.relay import config, relay_group, relay_messages
+from tests.helpers.sync import sync
 
 WAIT_S = 10.0
 
@@ -212,3 +216,34 @@ async def test_a_server_killed_mid_publish_loses_nothing_acknowledged_and_publis
     assert relay_messages(nats_server.url, laptop.group) == laptop.count()
     got = await sync_once(phone, config(phone), timeout=60)
     assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
+
+
+async def test_a_device_without_a_relay_key_skips_nothing_and_reads_on_once_it_holds_one(tmp_path, nats_server):
+    laptop = home.create(tmp_path / "laptop", "laptop")
+    laptop.create_group("laptop")
+    phone = home.create(tmp_path / "phone", "phone")
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))     # before the group had a relay
+    sync(laptop, phone)
+    try:
+        address = RelayConfig.parse(nats_server.url).address
+        laptop.peer_book.add_relay(address, {})
+        phone.peer_book.add_relay(address, {})
+        relay_keys.create_scope(laptop)
+        write(laptop, 5, "early")
+        await sync_once(laptop, config(laptop), timeout=WAIT_S)
+        assert not phone.relay_keys()
+        waiting = RelayPeer(phone, config(phone), ack_wait_s=0.2)     # delivered again and again meanwhile
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiting.run)
+            await trio.sleep(2.0)
+            nursery.cancel_scope.cancel()
+        assert waiting.state == "live"
+        assert (waiting.result.received, waiting.result.skipped, waiting.result.sent) == (0, 0, 0)
+        sync(laptop, phone)                                  # the relay key reaches it another way
+        write(laptop, 4, "late")
+        await sync_once(laptop, config(laptop), timeout=WAIT_S)
+        got = await sync_once(phone, config(phone), timeout=WAIT_S)
+        assert got.received == 4 and got.skipped == 0 and phone.frontier() == laptop.frontier()
+    finally:
+        laptop.close()
+        phone.close()
