@@ -5,12 +5,11 @@ ever held it), starts from that snapshot and takes what follows, ending equal. O
 from __future__ import annotations
 
 from agentlog.relay.config import RelayConfig
-from agentlog.store import compaction
 from agentlog.store import relay as relay_keys
 from agentlog.sync.relay_peer import sync_once
-from tests.helpers.family import DAY, Family
+from tests.helpers.bootstrap import compacted, digests, newcomer, write
+from tests.helpers.family import Family
 from tests.helpers.relay import relay_messages
-from tests.sync.test_bootstrap import digests, newcomer, write
 
 WAIT_S = 20.0
 
@@ -18,34 +17,25 @@ WAIT_S = 20.0
 async def test_a_new_device_starts_from_the_relays_snapshot_and_takes_what_follows(tmp_path, nats_server):
     f = Family(tmp_path)
     try:
-        for _day in range(3):
-            write(f, f.laptop, 30, "l")
-            write(f, f.phone, 30, "p")
-            f.meet()
-            f.later(DAY)
-        write(f, f.laptop, 2, "l")
-        f.sync(f.laptop, f.phone)
-        write(f, f.phone, 2, "p")
-        f.sync(f.phone, f.laptop)
-        report = compaction.compact(f.laptop, now_ms=f.now)    # compaction before the relay (a sealed scope)
-        assert report.snapshot is not None and report.dropped > 0
+        held = compacted(f)                                     # compaction before the relay (a sealed scope)
+        dropped = held - f.laptop.count()
 
         config = RelayConfig.parse(nats_server.url)
         f.laptop.peer_book.add_relay(config.address, {})
         relay_keys.create_scope(f.laptop)
         write(f, f.laptop, 3, "l")
         first = await sync_once(f.laptop, config, timeout=WAIT_S)   # what it retained, and the snapshot
-        assert 0 < first.sent < report.dropped
+        assert 0 < first.sent < dropped
 
         hub = newcomer(f)                                           # its enrolment: two more laptop events
         assert (await sync_once(f.laptop, config, timeout=WAIT_S)).sent == 2
         got = await sync_once(hub, config, timeout=WAIT_S)
         assert got.bootstrapped and got.held == 0
         assert hub.frontier() == f.laptop.frontier() and digests(hub) == digests(f.laptop)
-        assert hub.count() < f.laptop.count() + report.dropped
-        held = relay_messages(nats_server.url, f.laptop.group)
+        assert hub.count() < held
+        messages = relay_messages(nats_server.url, f.laptop.group)
         again = await sync_once(f.laptop, config, timeout=WAIT_S)
         assert (again.sent, again.received) == (0, 0)
-        assert relay_messages(nats_server.url, f.laptop.group) == held    # the snapshot is there: not sent again
+        assert relay_messages(nats_server.url, f.laptop.group) == messages   # the snapshot is there: not again
     finally:
         f.close()
