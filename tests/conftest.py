@@ -11,6 +11,7 @@ from agentlog.store import devices, home
 from agentlog.store.store import Store
 from tests.helpers.daemons import Daemon, end_all
 from tests.helpers.family import Family
+from tests.helpers.nats import NatsServer
 from tests.helpers.sync import sync
 
 SYSTEM = Path(__file__).resolve().parent / "system"
@@ -54,3 +55,11 @@ def daemons():
     registry: list[Daemon] = []
     yield lambda home_dir, **options: Daemon(home_dir, registry=registry, **options).start()
     end_all(registry)
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A real `nats-server -js` on a free port with its store under tmp_path, killed by PID at teardown."""
+    server = NatsServer(tmp_path).start()
+    yield server
+    server.kill()
