@@ -1,5 +1,5 @@
 """Shared fixtures: real homes with real LMDB stores in pytest's tmp_path, a family of devices on a simulated
-clock, and real daemons; everything under tests/system/ is marked `system`."""
+clock, real daemons and a real nats-server; everything under tests/system/ is marked `system`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from agentlog.store import devices, home
 from agentlog.store.store import Store
 from tests.helpers.daemons import Daemon, end_all
 from tests.helpers.family import Family
+from tests.helpers.nats import NatsServer
 from tests.helpers.sync import sync
 
 SYSTEM = Path(__file__).resolve().parent / "system"
@@ -54,3 +55,12 @@ def daemons():
     registry: list[Daemon] = []
     yield lambda home_dir, **options: Daemon(home_dir, registry=registry, **options).start()
     end_all(registry)
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A started `nats-server -js` on 127.0.0.1 with its store under tmp_path (skips without the binary unless
+    AGENTLOG_REQUIRE_NATS=1); ended by PID at teardown."""
+    server = NatsServer(tmp_path).start()
+    yield server
+    server.cleanup()
