@@ -63,4 +63,4 @@ def nats_server(tmp_path):
     AGENTLOG_REQUIRE_NATS=1); ended by PID at teardown."""
     server = NatsServer(tmp_path).start()
     yield server
-    server.cleanup()
+    server.kill()

@@ -1,131 +1,114 @@
-"""A real `nats-server -js` for tests: on 127.0.0.1, its own store directory, started and stopped by PID.
-
-The first start lets the server choose a free client port (`-p -1`) and reads it from the ports file the
-server writes; a restart (after `stop` or `kill`) reuses that port, so devices configured with the relay's
-address reach the same relay again. Without the binary the tests that need it skip with a reason, except
-when AGENTLOG_REQUIRE_NATS=1 (set by .ci/run), where they fail instead.
-"""
+"""A real `nats-server -js` for tests: a free port on 127.0.0.1, its own store directory, started and
+stopped by PID. Tests skip (with the reason) when the binary is missing, unless AGENTLOG_REQUIRE_NATS=1."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-BINARY = "nats-server"
-DEADLINE = 30.0          # seconds: generous, only a hang takes this long
+READY_S = 10.0
 
 
-def nats_server_binary() -> str:
-    """The nats-server executable; skips the test without it (fails instead when AGENTLOG_REQUIRE_NATS=1)."""
-    found = shutil.which(BINARY)
+def binary() -> str | None:
+    return shutil.which("nats-server")
+
+
+def require() -> str:
+    """The nats-server binary; skips the test when it is missing (fails instead under AGENTLOG_REQUIRE_NATS=1)."""
+    found = binary()
     if found is None:
+        reason = "nats-server is not installed (apt-get install nats-server)"
         if os.environ.get("AGENTLOG_REQUIRE_NATS") == "1":
-            pytest.fail("nats-server is not installed and AGENTLOG_REQUIRE_NATS=1: .ci/run installs Debian's "
-                        "nats-server package")
-        pytest.skip("nats-server is not installed (apt-get install nats-server); CI runs this test")
+            pytest.fail(reason + ", and AGENTLOG_REQUIRE_NATS=1")
+        pytest.skip(reason)
     return found
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            return s.recv(4).startswith(b"INFO")
-    except OSError:
-        return False
+def free_port() -> int:
+    """A port no one listens on now (nats-server takes no port 0 for clients): bind 127.0.0.1:0 and close."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class NatsServer:
-    """One nats-server with JetStream under `root / name`: start, stop (SIGTERM), kill (-9), its monitoring."""
+    """`NatsServer(tmp_path).start()`: a JetStream server with its store under tmp_path; `.url`, `.stop()`
+    (SIGTERM), `.kill()` (SIGKILL); start again on the same port and store after either."""
 
-    def __init__(self, root: Path, name: str = "nats"):
-        self.dir = Path(root) / name
-        self.store_dir = self.dir / "store"
-        self.port: int | None = None
-        self.monitor_port: int | None = None
+    def __init__(self, root: Path, *, user: str | None = None, password: str | None = None,
+                 port: int | None = None):
+        self.root = Path(root)
+        self.store_dir = self.root / "nats-store"
+        self.user, self.password = user, password
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self.log_path: Path | None = None
+        self.log_path = self.root / f"nats-{self.port}.log"
 
     @property
     def url(self) -> str:
-        assert self.port, "the nats-server was never started"
         return f"nats://127.0.0.1:{self.port}"
 
     @property
     def address(self) -> str:
-        """HOST:PORT, as `agentlog peers add nats://...` takes it after the scheme."""
-        return self.url.removeprefix("nats://")
+        return f"127.0.0.1:{self.port}"
 
     def start(self) -> NatsServer:
-        """Start (or restart, on the same ports) and wait until it accepts clients."""
-        assert not self.running(), "already running"
-        binary = nats_server_binary()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.starts += 1
-        self.log_path = self.dir / f"nats-server.{self.starts}.log"
-        ports = self.dir / "ports"
-        shutil.rmtree(ports, ignore_errors=True)
-        ports.mkdir()
-        args = [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port or -1), "-m", str(self.monitor_port or -1),
-                "-sd", str(self.store_dir), "-ports_file_dir", str(ports)]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + DEADLINE
-        while True:
+        exe = require()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [exe, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+        if self.user:
+            args += ["--user", self.user, "--pass", self.password or ""]
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                log = self.log_path.read_text()
-                raise AssertionError(f"nats-server exited {self.proc.returncode} on start:\n{log}")
-            if self.port is None:
-                self._read_ports(ports)
-            if self.port is not None and _accepts(self.port) and "Server is ready" in self.log_path.read_text():
+                raise RuntimeError(f"nats-server exited ({self.proc.returncode}): {self.log_path.read_text()[-2000:]}")
+            if self._ready():
                 return self
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nats-server not ready within {DEADLINE:g} s:\n{self.log_path.read_text()}")
             time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"nats-server on port {self.port} not ready within {READY_S:g} s")
 
-    def _read_ports(self, ports: Path) -> None:
-        for path in ports.glob("*.ports"):
-            try:
-                found = json.loads(path.read_text())
-            except ValueError:
-                return
-            self.port = int(found["nats"][0].rsplit(":", 1)[1])
-            self.monitor_port = int(found["monitoring"][0].rsplit(":", 1)[1])
+    def _ready(self) -> bool:
+        """The client port answers with INFO and the log says JetStream is up."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                if not s.recv(4096).startswith(b"INFO"):
+                    return False
+        except OSError:
+            return False
+        return "Server is ready" in self.log_path.read_text(errors="replace")
 
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> int:
-        """SIGTERM and wait for the exit; returns the exit status."""
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(DEADLINE)
+    def stop(self, timeout: float = 10.0) -> int | None:
+        return self._end(signal.SIGTERM, timeout)
 
-    def kill(self) -> int:
-        """SIGKILL (kill -9) and reap."""
-        self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(DEADLINE)
+    def kill(self) -> int | None:
+        return self._end(signal.SIGKILL, 10.0)
 
-    def cleanup(self) -> None:
-        """Teardown: whatever state the test left it in, end this server (by its PID) and reap it."""
-        if self.running():
-            self.proc.kill()
-            self.proc.wait(DEADLINE)
-
-    def monitor(self, endpoint: str, **query: object) -> dict:
-        """A monitoring endpoint's JSON (`jsz`, `varz`, `connz`...), e.g. monitor("jsz", streams=1)."""
-        qs = "&".join(f"{k}={v}" for k, v in query.items())
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/{endpoint}?{qs}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def stored_files(self) -> list[Path]:
-        """Every file under the server's store directory."""
-        return sorted(p for p in self.store_dir.rglob("*") if p.is_file())
+    def _end(self, sig: int, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        code, self.proc = self.proc.returncode, None
+        # The next start appends to the same log: clear "ready" so a restart waits for its own.
+        if self.log_path.exists():
+            self.log_path.rename(self.log_path.with_suffix(f".{time.monotonic_ns()}.log"))
+        return code

@@ -42,6 +42,4 @@ def test_acknowledged_messages_survive_kill_9_and_restart_on_the_same_port(nats_
     nats_server.start()
     assert nats_server.url == url
     assert asyncio.run(_read_all(url)) == [f"m{i}".encode() for i in range(50)]
-    streams = nats_server.monitor("jsz", streams=1)["account_details"][0]["stream_detail"]
-    assert [(s["name"], s["state"]["messages"]) for s in streams] == [("T", 50)]
-    assert any(p.name.endswith(".blk") for p in nats_server.stored_files())
+    assert any(p.name.endswith(".blk") for p in nats_server.store_dir.rglob("*"))
