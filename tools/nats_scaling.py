@@ -37,6 +37,13 @@ MESSAGE_BYTES = 400
 """About one sealed relay message: a small event's record and payload, framed, plus key id, nonce and tag."""
 PER_DEVICE = 5
 """Messages each device publishes into its group's stream at the group levels."""
+GROUP_MAX_BYTES = 16 << 20
+"""max_bytes of each group's stream at the group levels: the server reserves every stream's max_bytes from its
+store limit, so the relay's default (1 GiB) would stop a level at the store's size in GiB."""
+SHARED_MAX_BYTES = 8 << 30
+"""max_bytes of the one shared stream: room for every level's messages (one bound for all groups)."""
+RELAY_DEFAULT_MAX_BYTES = 1 << 30
+"""The relay's default stream bound (`peers add --stream-max-mb`): how many such streams the server accepts."""
 SAMPLE = 2_000
 """Publishes and fetches timed across random groups at each level."""
 
@@ -45,10 +52,10 @@ def tag(g: int) -> str:
     return f"{g:032x}"
 
 
-def stream_config(name: str, subjects: list[str]) -> StreamConfig:
+def stream_config(name: str, subjects: list[str], max_bytes: int = GROUP_MAX_BYTES) -> StreamConfig:
     """A stream as the relay makes it: file storage, bounded by age and bytes, 2-minute dedup window."""
     return StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE, max_age=30 * 86400,
-                        max_bytes=1 << 30, duplicate_window=120)
+                        max_bytes=max_bytes, duplicate_window=120)
 
 
 def durable(name: str, subject: str | None = None) -> ConsumerConfig:
@@ -153,7 +160,7 @@ async def group_levels(server: natslib.NatsServer, levels: list[int], devices: i
     rss0 = server.rss_mb()
     try:
         if shared:
-            await js.add_stream(stream_config("SHARED", ["agentlog.>"]))
+            await js.add_stream(stream_config("SHARED", ["agentlog.>"], SHARED_MAX_BYTES))
         for level in levels:
             streams_per_s, consumers_per_s = await grow_groups(nc, js, have, level, devices, shared)
             have = level
@@ -169,6 +176,27 @@ async def group_levels(server: natslib.NatsServer, levels: list[int], devices: i
     finally:
         await nc.close()
     return rows
+
+
+async def reservations(server: natslib.NatsServer) -> dict[str, float]:
+    """Streams of the relay's default max_bytes created until the server refuses one (it reserves each one's
+    max_bytes from its store limit), beside that limit."""
+    nc = await nats.connect(server.url, max_reconnect_attempts=0)
+    js, created = nc.jetstream(timeout=30), 0
+    try:
+        while created < 100_000:
+            try:
+                await js.add_stream(stream_config(f"R{created}", [f"r.{created}.>"], RELAY_DEFAULT_MAX_BYTES))
+            except nats.js.errors.APIError as exc:
+                refusal = str(exc.description)
+                break
+            created += 1
+        else:
+            refusal = "none"
+    finally:
+        await nc.close()
+    limit = server.monitor("jsz")["config"]["max_storage"]
+    return {"streams": created, "max_storage_gb": limit / (1 << 30), "refusal": refusal}
 
 
 async def connections(server: natslib.NatsServer, n: int) -> dict[str, float]:
@@ -200,6 +228,11 @@ async def measure(args, tmp: Path) -> dict:
         out["connections"] = await connections(server, args.connections)
     finally:
         server.stop()
+    server = natslib.NatsServer(tmp / "reserve").start()
+    try:
+        out["reservations"] = await reservations(server)
+    finally:
+        server.stop()
     for shared in (False, True):
         server = natslib.NatsServer(tmp / ("shared" if shared else "per-group")).start()
         try:
@@ -226,8 +259,14 @@ def report(out: dict, args) -> None:
     con = out["connections"]
     print(f"\nconnections: {con['connections']:,} clients at once, {con['kb_per_connection']:.0f} KB RSS each, "
           f"server RSS {con['rss_mb']:.0f} MB")
+    res = out["reservations"]
+    print(f"\nstreams of {RELAY_DEFAULT_MAX_BYTES >> 20} MB max_bytes (the relay's default) accepted: "
+          f"{res['streams']:,}, then refused ({res['refusal']}); the server's store limit "
+          f"{res['max_storage_gb']:.1f} GiB")
     for key, title in (("per_group", "stream per group"), ("shared", "one shared stream, filtered consumers")):
-        print(f"\ngroups, {title}, {args.devices} devices each ({PER_DEVICE} messages per device)")
+        bound = f"{GROUP_MAX_BYTES >> 20} MB max_bytes per group stream" if key == "per_group" else \
+            f"{SHARED_MAX_BYTES >> 30} GiB max_bytes for all"
+        print(f"\ngroups, {title}, {args.devices} devices each ({PER_DEVICE} messages per device, {bound})")
         print(f"  {'groups':>7} {'consumers':>9} {'streams/s':>9} {'cons/s':>7} {'RSS MB':>7} {'files':>6} "
               f"{'store MB':>8} {'pub p50':>8} {'pub p99':>8} {'fetch p50':>9} {'fetch p99':>9}")
         for r in out[key]:
