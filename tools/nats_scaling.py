@@ -92,9 +92,14 @@ async def one_stream(nc, n: int) -> dict[str, float]:
     out["pub_window"] = benchlib.rate(n, time.perf_counter() - start)
     total = 2 * n
     start = time.perf_counter()
-    sub = await js.subscribe("one.>", ordered_consumer=True, pending_msgs_limit=total)
-    for _ in range(total):
-        await sub.next_msg(timeout=10)
+    seen, done = [0], asyncio.Event()
+
+    async def count(msg) -> None:
+        seen[0] += 1
+        if seen[0] == total:
+            done.set()
+    sub = await js.subscribe("one.>", cb=count, ordered_consumer=True, pending_msgs_limit=total)
+    await asyncio.wait_for(done.wait(), 120)
     out["consume_ordered"] = benchlib.rate(total, time.perf_counter() - start)
     await sub.unsubscribe()
     psub = await js.pull_subscribe("one.>", "reader", config=durable("reader"))
