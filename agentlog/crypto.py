@@ -35,6 +35,12 @@ def blake2b256(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
+def keyed_blake2b(data: bytes, key: bytes, size: int) -> bytes:
+    """BLAKE2b keyed with `key` (at most 64 bytes), `size` bytes long: the relay's tags, pseudonyms and
+    message ids, which a holder of the outputs cannot invert or link without the key."""
+    return hashlib.blake2b(data, digest_size=size, key=key).digest()
+
+
 class DeviceKey:
     """A device's Ed25519 key pair; the public key is the device id."""
 

@@ -179,6 +179,19 @@ class Unreachable(PeerError):
     """No connection could be made: refused, no route, unknown host, or the connect timed out."""
 
 
+class RelayMessageError(AgentlogError):
+    """A message on a relay subject that this device will not ingest; `code` says why, for the consumer:
+    "subject" (not this group's relay subject), "short" (too short to be sealed), "key" (sealed with a relay
+    key this device does not hold, maybe not yet), "open" (does not open: altered, or moved from another
+    subject), "frame" or "record" (opens, but does not hold one event of this group and subject's author)."""
+
+    def __init__(self, message: str, subject: str = "", *, code: str):
+        super().__init__(f"relay message on {subject}: {message}" if subject else f"relay message: {message}")
+        self.subject = subject
+        self.code = code
+        self.reason = message
+
+
 class SnapshotError(AgentlogError):
     """A snapshot (from a peer or this store) does not hold: bad signature, digest, author or state."""
 

@@ -33,6 +33,7 @@ ERASE_ID_LEN = 32
 
 SCOPE_KINDS = frozenset({"scope.key", "scope.grant"})
 USER_SCOPE = "user"
+RELAY_SCOPE = "relay"          # reserved: its key is the group's relay key (docs/relay.md); no event is written in it
 DEVICE_SCOPE_PREFIX = "device:"
 MAX_SCOPE_LEN = 256
 MAX_READERS = 256              # a scope's readers: at most the devices a group can name in a clock

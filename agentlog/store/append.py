@@ -5,10 +5,10 @@ write transaction (Store.append_many, Store.create_group and compaction's snapsh
 from __future__ import annotations
 
 from agentlog import crypto
-from agentlog.errors import UsageError
+from agentlog.errors import ScopeError, UsageError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import ClockEntry, HeaderWriter, decode_header, device_scope, event_id
-from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, is_sealed_scope
+from agentlog.log.kinds import ERASE_KIND, RELAY_SCOPE, SCOPE_KINDS, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, Head
@@ -140,6 +140,8 @@ class _SealedWrites:
             if type(payload) in _SCOPE_PAYLOADS:
                 writes.scopes.check(_Pending(me, scope or "user", payloads.kind_of(payload)), payload, roster)
                 continue
+            if scope == RELAY_SCOPE:
+                raise ScopeError(f"scope {RELAY_SCOPE!r} holds only the group's relay key: no event is written in it")
             if scope is None or not is_sealed_scope(scope) or scope in seen:
                 continue
             seen.add(scope)

@@ -2,7 +2,9 @@
 
 The token carries the group id, the founder and genesis id (the root the group's
 history must reach), and the signed device.enroll event; the group secret in it is
-sealed to the new device's key so only that device can read it.
+sealed to the new device's key so only that device can read it. When the group has a
+relay, it also carries the relay's address and the relay keys sealed to the new device,
+so the device can join through the relay alone (agentlog.store.relay).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from agentlog.errors import EventError, NotFoundError, TokenError, UsageError
 from agentlog.log import payloads
 from agentlog.log.event import check_ranges, decode_record
 from agentlog.log.validate import check_payload
+from agentlog.store import relay
 from agentlog.store.layout import pack_anchor
+from agentlog.store.peers import RELAY_SCHEME
 from agentlog.store.store import Store
 
 TOKEN_PREFIX = "agentlog-join:"
@@ -48,7 +52,9 @@ def enroll(store: Store, device: bytes, name: str) -> str:
     roster = store.roster()
     known = roster.members.get(device)
     if known is not None and known.active and known.name == name and device not in store.heads():
-        return _token(store, store.get(known.enrolled_by[0].id), device, name)
+        event = store.get(known.enrolled_by[0].id)
+        relay.upkeep(store, [device])
+        return _token(store, event, device, name)
     if known is not None and (known.enrolled or known.until_seq is not None):
         raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
     if len(roster.members) >= MAX_DEVICES:
@@ -58,23 +64,35 @@ def enroll(store: Store, device: bytes, name: str) -> str:
     if any(m.name == name for m in roster.enrolled_members()):
         raise UsageError(f"a device of this group is already named {name!r} (revoked devices keep their names); "
                          "choose another --name")
-    return _token(store, store.get(store.append(payloads.DeviceEnroll(device=device, name=name))), device, name)
+    event = store.get(store.append(payloads.DeviceEnroll(device=device, name=name)))
+    relay.upkeep(store, [device])
+    return _token(store, event, device, name)
 
 
 def _token(store: Store, event, device: bytes, name: str) -> str:
-    """The join token for `device`, carrying its signed enrolment `event`."""
+    """The join token for `device`, carrying its signed enrolment `event`, and the group's relay when it has one."""
     fields = dict(
         formatVersion=1, group=store.group, founder=store.founder, genesis=store.genesis, device=device,
         name=name, enrollHeader=event.record, enrollPayload=event.payload,
         sealedGroupKey=crypto.seal_to(device, store.meta("group_key")),
     )
+    boxes = relay.token_boxes(store, device)
+    if boxes is not None:
+        fields["relay"] = (next(iter(store.peer_book.relays()), ""), *boxes)
     raw = build(_schema.JoinToken, _fill_token, fields)
     return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _fill_token(msg, fields: dict) -> None:
     for name, value in fields.items():
-        setattr(msg, name, value)
+        if name != "relay":
+            setattr(msg, name, value)
+    if "relay" in fields:
+        address, current, boxes = fields["relay"]
+        r = msg.init("relay")
+        r.address, r.current = address, current
+        for slot, (kid, box) in zip(r.init("keys", len(boxes)), boxes):
+            slot.id, slot.box = kid, box
 
 
 def join(store: Store, token: str) -> payloads.DeviceEnroll:
@@ -95,6 +113,8 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         with reader(_schema.JoinToken, raw, MAX_TOKEN_BYTES, "join token") as msg:
             t = {k: getattr(msg, k) for k in ("formatVersion", "group", "founder", "genesis", "device", "name",
                                                 "enrollHeader", "enrollPayload", "sealedGroupKey")}
+            r = msg.relay
+            t["relay"] = (r.address, r.current, [(k.id, k.box) for k in r.keys])
     except EventError as exc:
         raise TokenError(str(exc)) from None
     if t["formatVersion"] != 1:
@@ -116,12 +136,28 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         group_key = store.key.open_sealed(t["sealedGroupKey"])
     except ValueError as exc:
         raise TokenError(f"join token's group key: {exc}") from None
-    store.set_meta({
+    meta = {
         "group": t["group"], "founder": t["founder"], "genesis": t["genesis"], "group_key": group_key,
         "name": enrolment.name.encode(), "anchor": pack_anchor(event.record, event.payload),
         "lamport": h.lamport.to_bytes(8, "big"),
-    })
+    }
+    address, current, boxes = t["relay"]
+    if current or boxes or address:
+        meta[relay.JOIN_META] = _relay_from_token(store, address, current, boxes)
+    store.set_meta(meta)
+    if address and address not in store.peer_book.relays():
+        store.peer_book.add_relay(address, {})
     return enrolment
+
+
+def _relay_from_token(store: Store, address: str, current: bytes, boxes: list[tuple[bytes, bytes]]) -> bytes:
+    """The relay part of a join token, checked (every key opens with this device's key), as meta keeps it."""
+    if address and (not address.startswith(RELAY_SCHEME) or len(address) > 300 or not address.isprintable()):
+        raise TokenError("join token's relay address is not nats://HOST:PORT")
+    packed = relay.pack_join(current, boxes)
+    if any(store.key.open_box(box) is None for _, box in boxes):
+        raise TokenError("join token's relay keys are not sealed to this device")
+    return packed
 
 
 def revoke(store: Store, ref: str, reason: str = "") -> payloads.DeviceRevoke:

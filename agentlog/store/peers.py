@@ -2,7 +2,10 @@
 
 Databases in the store's environment:
   peers        "HOST:PORT" (UTF-8) -> JSON {"added_ms": int}: addresses `serve` dials
+               "nats://HOST:PORT"  -> JSON {"added_ms": int, "relay": {options}}: relays (agentlog.relay.config;
+                                      a password among the options lives here, in the home)
   peers.state  device key(32)      -> JSON {"name", "address", "state", "last_seen_ms", "frontier", "error"}
+  peers.relay  "nats://HOST:PORT"  -> JSON {"state", "we_lack", "they_lack", "error", "last_seen_ms", "updated_ms"}
 State is written by `agentlog serve` as connections change and read by `agentlog status`.
 """
 
@@ -14,7 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 from agentlog.errors import InvalidValueError
 
-DBS = ("peers", "peers.state")
+DBS = ("peers", "peers.state", "peers.relay")
+RELAY_SCHEME = "nats://"
+RELAY_STATES = ("never", "connecting", "live", "unreachable", "refused")
 
 
 def parse_address(text: str, *, listen: bool = False) -> tuple[str, int]:
@@ -51,6 +56,26 @@ class PeerState:
         return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
+@dataclass
+class RelayState:
+    """What `serve` last recorded of a relay (`Peers.set_relay_state`)."""
+
+    state: str = "never"
+    we_lack: int | None = None
+    they_lack: int | None = None
+    error: str = ""
+    last_seen_ms: int = 0
+    updated_ms: int = 0
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RelayState:
+        doc = json.loads(raw)
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
 class Peers:
     """The peer tables of one store."""
 
@@ -58,10 +83,70 @@ class Peers:
         self.store = store
 
     def addresses(self) -> list[str]:
+        """The devices' addresses (HOST:PORT) `serve` dials; relays are `relays()`."""
         def read(txn):
             with txn.cursor(db=self.store.db("peers")) as cur:
-                return [bytes(k).decode() for k in cur.iternext(keys=True, values=False)]
+                return [k for k in (bytes(k).decode() for k in cur.iternext(keys=True, values=False))
+                        if not k.startswith(RELAY_SCHEME)]
         return self.store.read(read)
+
+    def relays(self) -> dict[str, dict]:
+        """Relay address ("nats://HOST:PORT") -> its options as stored (agentlog.relay.config.RelayConfig.from_doc
+        reads them), in address order."""
+        def read(txn):
+            with txn.cursor(db=self.store.db("peers")) as cur:
+                found = cur.set_range(RELAY_SCHEME.encode())
+                out = {}
+                while found and bytes(cur.key()).startswith(RELAY_SCHEME.encode()):
+                    doc = json.loads(bytes(cur.value()))
+                    out[bytes(cur.key()).decode()] = doc.get("relay") if isinstance(doc, dict) else None
+                    found = cur.next()
+                return out
+        return self.store.read(read)
+
+    def add_relay(self, address: str, options: dict) -> bool:
+        """Keep relay `address` (canonical "nats://HOST:PORT", agentlog.relay.config) with its options, replacing
+        those of a relay already kept there; True when it is new."""
+        if not address.startswith(RELAY_SCHEME):
+            raise InvalidValueError(f"{address!r} is not a relay address (nats://HOST:PORT)")
+        key = address.encode()
+
+        def write(txn):
+            db = self.store.db("peers")
+            old = txn.get(key, db=db)
+            added = json.loads(bytes(old)).get("added_ms") if old is not None else None
+            doc = {"added_ms": added or time.time_ns() // 1_000_000, "relay": options}
+            txn.put(key, json.dumps(doc, sort_keys=True).encode(), db=db)
+            return old is None
+        return self.store.write(write)
+
+    def relay_states(self) -> dict[str, RelayState]:
+        """Relay address -> what `serve` last recorded of it (never: nothing yet), for every relay kept."""
+        def read(txn):
+            return {address: RelayState.from_bytes(bytes(txn.get(address.encode(), db=self.store.db("peers.relay"))
+                                                         or b"{}")) for address in self.relays()}
+        return self.store.read(read)
+
+    def set_relay_state(self, address: str, *, state: str, we_lack: int | None = None,
+                        they_lack: int | None = None, error: str = "") -> bool:
+        """Record what `serve` knows of relay `address`: its state (connecting, live, unreachable, refused), events
+        the relay holds that this device has not ingested (`we_lack`) and that this device holds and has not
+        published (`they_lack`), None when unknown, and the last error. A live state is the time last seen.
+        False (nothing written) when the relay is no longer in the peer book."""
+        if state not in RELAY_STATES:
+            raise InvalidValueError(f"relay state {state!r} is not one of {', '.join(RELAY_STATES)}")
+        key = address.encode()
+
+        def write(txn):
+            if txn.get(key, db=self.store.db("peers")) is None:
+                return False
+            raw = txn.get(key, db=self.store.db("peers.relay"))
+            old = RelayState.from_bytes(bytes(raw)) if raw is not None else RelayState()
+            now = time.time_ns() // 1_000_000
+            new = RelayState(state, we_lack, they_lack, error, now if state == "live" else old.last_seen_ms, now)
+            txn.put(key, new.to_bytes(), db=self.store.db("peers.relay"))
+            return True
+        return self.store.write(write)
 
     def add(self, text: str) -> str:
         addr = address(*parse_address(text))
@@ -70,8 +155,13 @@ class Peers:
         return addr
 
     def remove(self, text: str) -> str:
-        addr = address(*parse_address(text))
-        if not self.store.write(lambda txn: txn.delete(addr.encode(), db=self.store.db("peers"))):
+        """Forget a device's address (HOST:PORT) or a relay (its canonical nats://HOST:PORT) and its state."""
+        addr = text if text.startswith(RELAY_SCHEME) else address(*parse_address(text))
+
+        def write(txn):
+            txn.delete(addr.encode(), db=self.store.db("peers.relay"))
+            return txn.delete(addr.encode(), db=self.store.db("peers"))
+        if not self.store.write(write):
             raise InvalidValueError(f"{addr} is not a peer of this device (see agentlog peers list)")
         return addr
 

@@ -15,7 +15,7 @@ from agentlog import crypto
 from agentlog.errors import InvalidValueError, NotFoundError, UsageError
 from agentlog.log import payloads
 from agentlog.log.event import decode_record
-from agentlog.log.kinds import scope_name_problem
+from agentlog.log.kinds import RELAY_SCOPE, scope_name_problem
 from agentlog.log.scopes import ScopeState
 from agentlog.store.append import new_scope_key
 from agentlog.store.keyring import scopes_in, unread_in
@@ -77,6 +77,9 @@ class Scopes:
     def create(self, name: str) -> bytes:
         """Create scope `name` with this device as its first reader; returns the scope.key event's id."""
         _check_name(name)
+        if name == RELAY_SCOPE:
+            raise UsageError(f"scope {RELAY_SCOPE!r} is reserved for the group's relay key: "
+                             "`agentlog peers add nats://HOST:PORT` creates it")
         scopes, _ = self._state()
         if scopes.get(name) is not None:
             raise UsageError(f"scope {name!r} already exists: see `agentlog scopes list`")
@@ -102,6 +105,9 @@ class Scopes:
 
     def revoke(self, name: str, device) -> bytes:
         """Remove a reader of `name`: a new key epoch whose key the device does not get; returns its event id."""
+        if name == RELAY_SCOPE:
+            raise UsageError(f"the readers of scope {RELAY_SCOPE!r} are every enrolled device of the group: "
+                             "revoke the device from the group instead (agentlog devices revoke)")
         state, roster = self._reader_state(name)
         member = roster.find(device) if isinstance(device, str) else roster.members.get(bytes(device))
         if member is None:

@@ -514,6 +514,12 @@ class Store:
         from agentlog.store.scopes import Scopes
         return Scopes(self)
 
+    def relay_keys(self):
+        """The relay keys this device holds, key id -> key, and `current`, the one it seals with
+        (agentlog.store.relay.RelayKeys)."""
+        from agentlog.store.relay import keys
+        return keys(self)
+
     @property
     def prefs(self):
         """Preference operations on this store (agentlog.prefs.api)."""

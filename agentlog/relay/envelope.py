@@ -1,0 +1,160 @@
+"""What a group puts on a blind relay: keyed names (tag, pseudonyms, subjects, stream, message ids) and one event
+sealed with the relay key (docs/relay.md). Pure.
+
+The relay sees the subject, the message id and the body. The subject names the group by a keyed tag and the
+author by a pseudonym keyed with the group id, so neither the group id nor a device key can be read from it;
+the message id is the event id keyed with the group id, equal for every sealing of one event (JetStream drops
+the duplicates); the body is key id ‖ nonce ‖ XChaCha20-Poly1305 of the framed (record, payload), bound to its
+subject as associated data.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
+
+from agentlog import crypto
+from agentlog.errors import EventError, RelayMessageError
+from agentlog.log.event import decode_record
+
+TAG_KEY = b"agentlog relay tag v1"
+AD_PREFIX = b"agentlog relay 1"
+ROOT = "agentlog"
+SNAPSHOT = "snapshot"
+KEY_ID_LEN = crypto.ID_LEN
+MIN_BODY = KEY_ID_LEN + crypto.NONCE_LEN + crypto.AEAD_TAG_LEN
+_LEN = struct.Struct(">I")
+_NO_PAYLOAD, _PAYLOAD = b"\0", b"\1"
+
+
+class RelayKeyring(Protocol):
+    """The relay keys a device holds (key id -> key) and the id of the one it seals with (None: holds none)."""
+
+    current: bytes | None
+
+    def get(self, key_id: bytes, default=None) -> bytes | None: ...
+
+
+class Sealed(NamedTuple):
+    """One event as published: where, under which message id, and the bytes."""
+
+    subject: str
+    msg_id: str
+    body: bytes
+
+
+def tag(group: bytes) -> str:
+    """The group's name on the relay: BLAKE2b-128 of the group id keyed with a constant, in hex."""
+    return crypto.keyed_blake2b(group, TAG_KEY, 16).hex()
+
+
+def pseudonym(group: bytes, author: bytes) -> str:
+    """An author's name on the relay: BLAKE2b-128 of its device key keyed with the group id, in hex."""
+    return crypto.keyed_blake2b(author, group, 16).hex()
+
+
+def subject(group: bytes, author: bytes) -> str:
+    """The subject an author's events are published on."""
+    return f"{ROOT}.{tag(group)}.{pseudonym(group, author)}"
+
+
+def snapshot_subject(group: bytes) -> str:
+    """The subject snapshots are published on (the relay keeps the last one)."""
+    return f"{ROOT}.{tag(group)}.{SNAPSHOT}"
+
+
+def stream_name(group: bytes) -> str:
+    """The JetStream stream that holds the group's messages."""
+    return f"AGENTLOG_{tag(group)}"
+
+
+def stream_subjects(group: bytes) -> str:
+    """The subject filter of the group's stream: every subject under its tag."""
+    return f"{ROOT}.{tag(group)}.>"
+
+
+def msg_id(group: bytes, event_id: bytes) -> str:
+    """The message id of an event: BLAKE2b-256 of its id keyed with the group id, in hex; the same whichever
+    relay key sealed it, so a second publish of one event is a duplicate to JetStream."""
+    return crypto.keyed_blake2b(event_id, group, 32).hex()
+
+
+def seal(keyring: RelayKeyring, group: bytes, record: bytes, payload: bytes | None, *,
+         snapshot: bool = False) -> Sealed:
+    """Seal one event (its record: header ‖ signature, and its payload, or None when held without it) with the
+    current relay key, on its author's subject (or the snapshot subject).
+
+    Raises:
+        RelayMessageError: this device holds no relay key (code "key").
+        EventError: `record` is not an event record (a caller's mistake: records come from the store).
+    """
+    kid = keyring.current
+    key = keyring.get(kid) if kid is not None else None
+    if key is None:
+        raise RelayMessageError("this device holds no relay key to seal with: the group has no relay yet, or "
+                                "no reader of scope relay has granted it to this device", code="key")
+    event = decode_record(record)
+    where = snapshot_subject(group) if snapshot else subject(group, event.header.author)
+    frame = _LEN.pack(len(record)) + record + (_NO_PAYLOAD if payload is None else _PAYLOAD + payload)
+    body = kid + crypto.aead_encrypt(key, frame, AD_PREFIX + where.encode())
+    return Sealed(where, msg_id(group, event.id), body)
+
+
+def open(keys: Mapping[bytes, bytes], group: bytes, subject: str, body: bytes) -> tuple[bytes, bytes | None]:
+    """The (record, payload or None) a message holds, after checking that it is on this group's subject, opens
+    with a relay key held here under that subject, and holds an event of this group whose author the subject
+    names (any author on the snapshot subject). Signature, chain and payload hash are ingest's to check.
+
+    Raises:
+        RelayMessageError: naming why (its `code`: subject, short, key, open, frame, record).
+    """
+    prefix = f"{ROOT}.{tag(group)}."
+    if not isinstance(subject, str) or not subject.startswith(prefix) or "." in subject[len(prefix):]:
+        raise RelayMessageError("not a subject of this group's relay stream", _shown(subject), code="subject")
+    name = subject[len(prefix):]
+    body = bytes(body)
+    if len(body) < MIN_BODY:
+        raise RelayMessageError(f"body is {len(body)} bytes, too short to be sealed (at least {MIN_BODY})",
+                                subject, code="short")
+    kid = body[:KEY_ID_LEN]
+    key = keys.get(kid)
+    if key is None:
+        raise RelayMessageError(f"sealed with relay key {kid.hex()[:16]}, which this device does not hold",
+                                subject, code="key")
+    frame = crypto.aead_decrypt(key, body[KEY_ID_LEN:], AD_PREFIX + subject.encode())
+    if frame is None:
+        raise RelayMessageError(f"does not open with relay key {kid.hex()[:16]} on this subject: altered, or "
+                                "moved from another subject", subject, code="open")
+    record, payload = _unframe(frame, subject)
+    try:
+        event = decode_record(record)
+    except EventError as exc:
+        raise RelayMessageError(f"holds no valid event record: {exc}", subject, code="record") from None
+    if event.header.group != group:
+        raise RelayMessageError("holds an event of another group", subject, code="record")
+    if name != SNAPSHOT and name != pseudonym(group, event.header.author):
+        raise RelayMessageError(f"holds an event by author {event.header.author.hex()[:16]}, whom this subject "
+                                "does not name", subject, code="record")
+    return record, payload
+
+
+def _unframe(frame: bytes, subject: str) -> tuple[bytes, bytes | None]:
+    if len(frame) < _LEN.size + 1:
+        raise RelayMessageError("its frame is too short to hold an event", subject, code="frame")
+    (n,) = _LEN.unpack_from(frame)
+    end = _LEN.size + n
+    if end >= len(frame) or frame[end : end + 1] not in (_NO_PAYLOAD, _PAYLOAD):
+        raise RelayMessageError(f"its frame names a {n}-byte record that it does not hold", subject, code="frame")
+    if frame[end : end + 1] == _NO_PAYLOAD:
+        if end + 1 != len(frame):
+            raise RelayMessageError("its frame has bytes after a record held without payload", subject, code="frame")
+        return frame[_LEN.size : end], None
+    return frame[_LEN.size : end], frame[end + 1 :]
+
+
+def _shown(subject) -> str:
+    """A subject from outside, bounded and printable, for an error line."""
+    text = subject if isinstance(subject, str) else repr(subject)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text[:120] + ("..." if len(text) > 120 else "")
