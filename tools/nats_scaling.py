@@ -76,7 +76,7 @@ async def round_trip(nc, n: int) -> float:
 async def one_stream(nc, n: int) -> dict[str, float]:
     """Publish and consume rates on one stream."""
     js = nc.jetstream()
-    await js.add_stream(stream_config("ONE", ["one.>"]))
+    await js.add_stream(stream_config("ONE", ["one.>"], RELAY_DEFAULT_MAX_BYTES))
     body, out, lat = os.urandom(MESSAGE_BYTES), {}, []
     start = time.perf_counter()
     for i in range(n):
@@ -90,7 +90,9 @@ async def one_stream(nc, n: int) -> dict[str, float]:
         await js.publish_async(f"one.{i % 20}", body, headers={"Nats-Msg-Id": f"a{i}"}, wait_stall=10)
     await js.publish_async_completed()
     out["pub_window"] = benchlib.rate(n, time.perf_counter() - start)
-    total = 2 * n
+    total = (await js.stream_info("ONE")).state.messages
+    if total != 2 * n:
+        raise RuntimeError(f"the stream holds {total} messages, {2 * n} were published")
     start = time.perf_counter()
     seen, done = [0], asyncio.Event()
 
