@@ -179,6 +179,14 @@ class Unreachable(PeerError):
     """No connection could be made: refused, no route, unknown host, or the connect timed out."""
 
 
+class RelayUnavailable(PeerError):
+    """The relay could not be used: down or unreachable, or (`refused`) it refused this device's credentials."""
+
+    def __init__(self, message: str, peer: str = "", *, refused: bool = False):
+        super().__init__(message, peer)
+        self.refused = refused
+
+
 class RelayMessageError(AgentlogError):
     """A message on a relay subject that this device will not ingest; `code` says why, for the consumer:
     "subject" (not this group's relay subject), "short" (too short to be sealed), "key" (sealed with a relay

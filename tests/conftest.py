@@ -1,5 +1,5 @@
 """Shared fixtures: real homes with real LMDB stores in pytest's tmp_path, a family of devices on a simulated
-clock, real daemons and a real nats-server; everything under tests/system/ is marked `system`."""
+clock, and real daemons; everything under tests/system/ is marked `system`."""
 
 from __future__ import annotations
 
@@ -59,8 +59,7 @@ def daemons():
 
 @pytest.fixture
 def nats_server(tmp_path):
-    """A started `nats-server -js` on 127.0.0.1 with its store under tmp_path (skips without the binary unless
-    AGENTLOG_REQUIRE_NATS=1); ended by PID at teardown."""
+    """A real `nats-server -js` on a free port with its store under tmp_path, killed by PID at teardown."""
     server = NatsServer(tmp_path).start()
     yield server
     server.kill()
