@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.daemons import agentlog, observe, snapshot, status, wait_until
 from tests.helpers.nats import NatsServer
-from tests.helpers.relay import identities, publish, relay_group, relay_messages, stored_messages, streams
+from tests.helpers.relay_server import identities, publish, relay_homes, relay_messages, stored_messages, streams
 from tests.helpers.scoped import files_holding
 
 SLOW = 60.0      # seconds: a daemon's start, a connect and a catch-up through the relay on a busy machine
@@ -51,7 +51,7 @@ def up_alone(daemons, home_dir, server: NatsServer, then=None):
 
 
 def test_laptop_and_phone_never_up_at_once_converge_through_the_relay(tmp_path, nats_server, daemons):
-    homes = relay_group(tmp_path, nats_server, "laptop", "phone")
+    homes = relay_homes(tmp_path, nats_server, "laptop", "phone")
     laptop, phone = homes["laptop"], homes["phone"]
 
     # The phone writes while the laptop is stopped, publishes, stops.
@@ -74,7 +74,7 @@ def test_laptop_and_phone_never_up_at_once_converge_through_the_relay(tmp_path, 
 
 
 def test_the_relay_stores_no_payload_device_key_or_group_id(tmp_path, nats_server, daemons):
-    homes = relay_group(tmp_path, nats_server, "laptop", "phone")
+    homes = relay_homes(tmp_path, nats_server, "laptop", "phone")
     laptop, phone = homes["laptop"], homes["phone"]
     secret = canary()
     agentlog(phone, "observe", "health.note", secret)
@@ -108,7 +108,7 @@ def test_the_relay_stores_no_payload_device_key_or_group_id(tmp_path, nats_serve
 @pytest.mark.slow
 @pytest.mark.parametrize("victims", ["server", "device", "both"])
 def test_kill_9_loses_nothing_acknowledged(tmp_path, nats_server, daemons, victims):
-    homes = relay_group(tmp_path, nats_server, "laptop", "phone")
+    homes = relay_homes(tmp_path, nats_server, "laptop", "phone")
     laptop, phone = homes["laptop"], homes["phone"]
     d_phone = daemons(phone, listen=False)
     observe(phone, 200, tag="before")
@@ -137,7 +137,7 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path, nats_server, daemons, victi
 
 
 def test_garbage_on_the_groups_subjects_is_skipped(tmp_path, nats_server, daemons):
-    homes = relay_group(tmp_path, nats_server, "laptop", "phone")
+    homes = relay_homes(tmp_path, nats_server, "laptop", "phone")
     laptop, phone = homes["laptop"], homes["phone"]
     d_laptop = daemons(laptop, listen=False)
     d_phone = daemons(phone, listen=False)
@@ -174,7 +174,7 @@ def test_garbage_on_the_groups_subjects_is_skipped(tmp_path, nats_server, daemon
 def test_wrong_credentials_leave_the_relay_refused_and_the_daemon_running(tmp_path, daemons):
     server = NatsServer(tmp_path / "relay", user="agentlog", password="right").start()
     try:
-        homes = relay_group(tmp_path, server, "laptop", options=("--user", "agentlog", "--password", "wrong"))
+        homes = relay_homes(tmp_path, server, "laptop", options=("--user", "agentlog", "--password", "wrong"))
         laptop = homes["laptop"]
         daemon = daemons(laptop, listen=False)
         wait_until(lambda: relay_peer(laptop).get("state") == "refused", "the relay in state refused", SLOW)

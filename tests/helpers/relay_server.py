@@ -18,7 +18,7 @@ from tests.helpers.nats import NatsServer
 from tests.helpers.sync import sync
 
 
-def relay_group(root: Path, server: NatsServer, *names: str, options: tuple[str, ...] = ()) -> dict[str, Path]:
+def relay_homes(root: Path, server: NatsServer, *names: str, options: tuple[str, ...] = ()) -> dict[str, Path]:
     """Homes under `root`: the first name founds the group and adds the relay (`agentlog peers add nats://...
     OPTIONS`), then enrols the others, who join by token, hold its log, and add the relay too."""
     homes = {name: root / name for name in names}
