@@ -155,7 +155,8 @@ def scope_holders(store, scopes: list, unread: dict[str, int], roster) -> dict[s
 
 
 def peer_status(store, roster) -> list[dict]:
-    """Each known peer: state (connected|partitioned|never), last seen, events behind each way."""
+    """Each known peer: a device (state connected|partitioned|never) or a relay (state connecting|live|unreachable|
+    refused|never), last seen, events behind each way (None when unknown), the last error."""
     book, ours = Peers(store), store.frontier()
     out, addresses = [], set()
     for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
@@ -163,10 +164,14 @@ def peer_status(store, roster) -> list[dict]:
         claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
         we_lack, they_lack = behind(ours, claims)
         addresses.add(s.address)
-        out.append({"device": device.hex(), "name": roster.name_of(device), "address": s.address, "state": s.state,
-                    "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack, "error": s.error})
+        out.append({"kind": "device", "device": device.hex(), "name": roster.name_of(device), "address": s.address,
+                    "state": s.state, "last_seen_ms": s.last_seen_ms, "we_lack": we_lack, "they_lack": they_lack,
+                    "error": s.error})
     for addr in book.addresses():
         if addr not in addresses:
-            out.append({"device": None, "name": "", "address": addr, "state": "never", "last_seen_ms": 0,
-                        "we_lack": None, "they_lack": None, "error": ""})
+            out.append({"kind": "device", "device": None, "name": "", "address": addr, "state": "never",
+                        "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": ""})
+    for addr, r in book.relay_states().items():
+        out.append({"kind": "relay", "device": None, "name": "relay", "address": addr, "state": r.state,
+                    "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error})
     return out

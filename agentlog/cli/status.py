@@ -54,7 +54,8 @@ def cmd_status(args) -> int:
         print(f"  held as ciphertext by: {holders or 'no other device, as far as this device knows'}")
     for p in doc["peers"]:
         seen = _ago(p["last_seen_ms"]) if p["last_seen_ms"] else "never"
-        lag = f"we lack {p['we_lack']}, they lack {p['they_lack']}" if p["state"] != "never" else ""
+        lag = ", ".join(f"{who} lack {p[key]}" for who, key in (("we", "we_lack"), ("they", "they_lack"))
+                        if p[key] is not None) if p["state"] != "never" else ""
         print(f"peer {p['name'] or '?':<12} {p['address'] or '-':<22} {p['state']:<11} seen {seen:<12} {lag}"
               + (f" ({p['error']})" if p["error"] else ""))
     return 0

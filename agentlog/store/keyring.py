@@ -81,11 +81,18 @@ class Keyring:
             return {}
         out = {}
         for kid, (_, box) in scopes.boxes_for(self.key.public).items():
-            if box not in self._opened:
-                self._opened[box] = self.key.open_box(box)
-            if self._opened[box] is not None:
-                out[kid] = self._opened[box]
+            key = self.open(box)
+            if key is not None:
+                out[kid] = key
         return out
+
+    def open(self, box: bytes) -> bytes | None:
+        """The content key in a box sealed to this device, or None (no device key, not sealed to it, damaged)."""
+        if self.key is None:
+            return None
+        if box not in self._opened:
+            self._opened[box] = self.key.open_box(box)
+        return self._opened[box]
 
 
 class Opener:

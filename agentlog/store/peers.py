@@ -27,8 +27,9 @@ def parse_address(text: str, *, listen: bool = False) -> tuple[str, int]:
     only for an address to `listen` on."""
     host, sep, port = text.strip().rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not (0 if listen else 1) <= int(port) < 65536:
-        raise InvalidValueError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:4711)")
+    if not sep or not host or not port.isdigit() or not (0 if listen else 1) <= int(port) < 65536 \
+            or any(c in host for c in "/@?#"):
+        raise InvalidValueError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:4711; a relay is nats://HOST:PORT)")
     return host, int(port)
 
 

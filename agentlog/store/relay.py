@@ -77,7 +77,7 @@ def _joined(store) -> tuple[bytes | None, dict[bytes, bytes]]:
     out = {}
     for at in range(crypto.ID_LEN, len(raw) - JOIN_ENTRY + 1, JOIN_ENTRY):
         kid, box = raw[at : at + crypto.ID_LEN], raw[at + crypto.ID_LEN : at + JOIN_ENTRY]
-        key = store.key.open_box(box)
+        key = store.keyring.open(box)
         if key is not None:
             out[kid] = key
     return raw[: crypto.ID_LEN], out

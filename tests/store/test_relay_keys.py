@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agentlog.crypto import DeviceKey
-from agentlog.errors import ScopeError, UsageError
+from agentlog.errors import ScopeError, TokenError, UsageError
 from agentlog.log.kinds import RELAY_SCOPE
 from agentlog.relay import envelope
 from agentlog.store import devices, relay
@@ -120,3 +120,76 @@ def test_relay_keys_seal_what_the_others_open(home):
     event = list(home.speaker.events(home.speaker.device))[-1]
     sealed = envelope.seal(home.speaker.relay_keys(), home.speaker.group, event.record, event.payload)
     assert envelope.open(home.laptop.relay_keys(), home.laptop.group, sealed.subject, sealed.body)[0] == event.record
+
+
+# -- join tokens --------------------------------------------------------------------------------------------------
+
+def new_device(tmp_path, name: str) -> Store:
+    store = Store(tmp_path / name, DeviceKey.generate())
+    store.set_meta({"device": store.device, "name": name.encode()})
+    return store
+
+
+def through_the_relay(src: Store, dst: Store) -> int:
+    """Every event `src` holds, sealed with its relay key and opened by `dst` with its own, ingested in order:
+    what a relay carries between devices that never meet."""
+    keys, group = src.relay_keys(), src.group
+    sealed = [envelope.seal(keys, group, e.record, e.payload) for e in src.events_after({})]
+    held = dst.relay_keys()
+    return sum(dst.ingest([envelope.open(held, dst.group, s.subject, s.body)]).accepted for s in sealed)
+
+
+def test_a_token_gives_the_joiner_the_relay_address_and_working_keys(home, tmp_path):
+    relay.create_scope(home.laptop)
+    home.laptop.peer_book.add_relay("nats://relay.example:4222", {"user": "alice", "password": "pw"})
+    home.meet()
+    home.laptop.memory.put("before the rotation")
+    devices.revoke(home.laptop, "speaker")               # two epochs: the token carries both
+    home.laptop.memory.put("after the rotation")
+    tablet = new_device(tmp_path, "tablet")
+    try:
+        devices.join(tablet, devices.enroll(home.laptop, tablet.device, "tablet"))
+        assert tablet.count() == 0
+        keys, laptop_keys = tablet.relay_keys(), home.laptop.relay_keys()
+        assert keys.current == laptop_keys.current and dict(keys) == dict(laptop_keys) and len(keys) == 2
+        assert tablet.peer_book.relays() == {"nats://relay.example:4222": {}}     # address, never credentials
+        assert through_the_relay(home.laptop, tablet) == home.laptop.count()
+        assert tablet.relay_keys().current == laptop_keys.current                  # from the scope events now
+        tablet.memory.put("the tablet's first")
+        sync(home.laptop, home.phone)                     # the phone holds the new key and the tablet's enrolment
+        assert through_the_relay(tablet, home.phone) == len(list(tablet.events(tablet.device)))
+    finally:
+        tablet.close()
+
+
+def test_a_token_of_a_group_without_relay_carries_none(home, tmp_path):
+    tablet = new_device(tmp_path, "tablet")
+    try:
+        token = devices.enroll(home.laptop, tablet.device, "tablet")
+        devices.join(tablet, token)
+        assert tablet.meta(relay.JOIN_META) is None and len(tablet.relay_keys()) == 0
+        assert tablet.peer_book.relays() == {}
+        sync(home.laptop, tablet)
+        assert tablet.roster().members[tablet.device].active
+    finally:
+        tablet.close()
+
+
+def test_a_relay_without_an_address_still_gives_keys(home, tmp_path):
+    relay.create_scope(home.laptop)
+    tablet = new_device(tmp_path, "tablet")
+    try:
+        devices.join(tablet, devices.enroll(home.laptop, tablet.device, "tablet"))
+        assert tablet.relay_keys().current == home.laptop.relay_keys().current
+        assert tablet.peer_book.relays() == {}
+    finally:
+        tablet.close()
+
+
+def test_join_refuses_relay_keys_it_cannot_use():
+    kid, box = bytes(32), bytes(80)
+    with pytest.raises(TokenError, match="not among"):
+        relay.pack_join(bytes([1]) * 32, [(kid, box)])
+    with pytest.raises(TokenError, match="32-byte ids with 80-byte boxes"):
+        relay.pack_join(kid, [(kid, box[:79])])
+    assert relay.pack_join(kid, [(kid, box)]) == kid + kid + box
