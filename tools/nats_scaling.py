@@ -12,7 +12,8 @@ primitives taken in the same run (XChaCha20-Poly1305 seal of a relay message's s
 - groups, one shared stream: the same groups as subject-filtered consumers on one stream `agentlog.>`;
 - connections: --connections clients connected at once (one per device), the RSS each costs.
 
-    python tools/nats_scaling.py [--groups 100,1000,3000] [--devices 20] [--quick] [--json FILE]
+    python tools/nats_scaling.py [--groups 100,1000,3000] [--shared-groups 100,1000] [--devices 20] [--quick]
+                                  [--json FILE]
 """
 
 from __future__ import annotations
@@ -231,19 +232,23 @@ async def measure(args, tmp: Path) -> dict:
         out["round_trip_p50"] = await round_trip(nc, 2_000)
         runs = [await one_stream(nc, args.messages) for _ in range(args.runs)]
         out["one_stream"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"  one stream {json.dumps(out['one_stream'])}", file=sys.stderr, flush=True)
         await nc.close()
         out["connections"] = await connections(server, args.connections)
+        print(f"  connections {json.dumps(out['connections'])}", file=sys.stderr, flush=True)
     finally:
         server.stop()
     server = natslib.NatsServer(tmp / "reserve").start()
     try:
         out["reservations"] = await reservations(server)
+        print(f"  reservations {json.dumps(out['reservations'])}", file=sys.stderr, flush=True)
     finally:
         server.stop()
     for shared in (False, True):
         server = natslib.NatsServer(tmp / ("shared" if shared else "per-group")).start()
         try:
-            out["shared" if shared else "per_group"] = await group_levels(server, args.groups, args.devices, shared)
+            levels = args.shared_groups if shared else args.groups
+            out["shared" if shared else "per_group"] = await group_levels(server, levels, args.devices, shared)
         finally:
             server.stop()
     return out
@@ -288,6 +293,8 @@ def report(out: dict, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--groups", default="100,1000,3000", help="group levels, comma-separated (cumulative)")
+    p.add_argument("--shared-groups", default="100,1000",
+                   help="group levels of the shared stream (its filtered consumers slow down as it grows)")
     p.add_argument("--devices", type=int, default=20, help="devices (durable consumers) per group")
     p.add_argument("--messages", type=int, default=20_000, help="messages per direction on one stream")
     p.add_argument("--connections", type=int, default=2_000, help="clients connected at once")
@@ -296,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write every figure here too")
     args = p.parse_args(argv)
     if args.quick:
-        args.groups, args.devices, args.messages, args.connections, args.runs = "10,50", 5, 2_000, 100, 1
+        args.groups, args.shared_groups = "10,50", "10,50"
+        args.devices, args.messages, args.connections, args.runs = 5, 2_000, 100, 1
     args.groups = [int(g) for g in args.groups.split(",")]
+    args.shared_groups = [int(g) for g in args.shared_groups.split(",")]
     try:
         natslib.binary()
     except natslib.NatsMissing as exc:
