@@ -68,6 +68,7 @@ class Delivery:
     body: bytes
     stream_seq: int
     pending: int                # messages of the consumer's subjects after this one, when it left the relay
+    delivered: int              # how many times the relay has delivered it (1: the first time)
     handle: object              # the client's message, for the ack
 
 
@@ -213,7 +214,8 @@ class Bridge:
 
     async def _deliver(self, msg) -> None:
         meta = msg.metadata
-        self.on_deliver(Delivery(msg.subject, msg.data, meta.sequence.stream, meta.num_pending, msg))
+        self.on_deliver(Delivery(msg.subject, msg.data, meta.sequence.stream, meta.num_pending,
+                                 meta.num_delivered, msg))
 
     async def _ack(self, handles: list) -> None:
         try:

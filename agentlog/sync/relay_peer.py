@@ -1,0 +1,279 @@
+"""A relay in the replicator (docs/relay.md): publish every event this device holds that the relay lacks (its
+own and those it carries), live as local writes commit; consume the others' events live, ingest them in any
+order and any number of times, and ack each once the store committed it. The NATS client runs on its own asyncio
+loop in a thread (agentlog.relay.bridge); this is its trio side, and the store work runs in worker threads
+(relay_log.py). A relay that is down or refuses this device is a peer in state unreachable or refused, tried
+again with backoff: never a crash. In sync and idle, nothing is published."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+import trio
+
+from agentlog.errors import PeerError, RelayUnavailable, describe
+from agentlog.relay import envelope
+from agentlog.relay.bridge import Bridge, Credentials, Delivery
+from agentlog.relay.config import RelayConfig
+from agentlog.store.store import Store
+from agentlog.sync.relay_log import RelayLog
+
+log = structlog.get_logger("agentlog.sync.relay")
+
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+BATCH_MAX = 4096            # deliveries taken into one ingest
+STATE_EVERY_S = 1.0         # the relay's state and lag are written at most this often, and only when they changed
+
+
+@dataclass
+class RelayResult:
+    """What one round with a relay moved (`agentlog sync nats://...`)."""
+
+    address: str
+    received: int = 0           # events stored here
+    sent: int = 0               # events the relay acknowledged
+    skipped: int = 0            # messages skipped as bad
+    held: int = 0               # events still missing a predecessor at the end
+
+
+class RelayPeer:
+    """One relay: `run` keeps a session up (with backoff) until cancelled; `poke` says local events changed."""
+
+    def __init__(self, store: Store, config: RelayConfig, *, run_sync: Callable = trio.to_thread.run_sync,
+                 on_ingested: Callable[[RelayPeer], None] | None = None, rng: random.Random | None = None,
+                 ack_wait_s: float | None = None):
+        self.store, self.config = store, config
+        self.address = config.address
+        self.run_sync = run_sync
+        self.on_ingested = on_ingested
+        self.rng = rng or random.Random()
+        self.ack_wait_s = ack_wait_s
+        self.log = RelayLog(store, self.address)
+        self.subjects = envelope.stream_subjects(store.group)
+        self.state, self.error = "never", ""
+        self.we_lack: int | None = None
+        self.they_lack: int | None = None
+        self.result = RelayResult(self.address)
+        self._wake = trio.Event()
+        self._saved: tuple | None = None
+        self._pending = 0
+
+    def poke(self) -> None:
+        """Local events changed: publish what the relay lacks (coalesced)."""
+        self._wake.set()
+
+    # -- running -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep a session with the relay until cancelled: on failure, the state says why and the next try waits
+        twice as long (up to BACKOFF_MAX_S, jittered); a session that went live starts the backoff over."""
+        backoff = BACKOFF_MIN_S
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._report_forever)
+            while True:
+                went_live = False
+                try:
+                    went_live = await self.session()
+                except RelayUnavailable as exc:
+                    self.set_state("refused" if exc.refused else "unreachable", exc.reason)
+                except Exception as exc:                 # a bug or the store failing: logged, tried again
+                    self.set_state("unreachable", f"internal error: {describe(exc)}")
+                    log.error("relay session failed", relay=self.address, error=describe(exc))
+                else:
+                    self.set_state("unreachable", "connection to the relay ended")
+                if went_live:
+                    backoff = BACKOFF_MIN_S
+                log.info("relay unavailable", relay=self.address, state=self.state, reason=self.error,
+                         retry_in_s=round(backoff, 2))
+                await self.report()
+                await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def session(self, *, once: bool = False) -> bool:
+        """Connect, bring the stream to the configured bounds, consume from the kept sequence, publish what the
+        relay lacks, and go on live (`once`: until consumed to the end and published). Returns whether it went
+        live; raises RelayUnavailable when the relay is down, refuses us, or the connection is lost."""
+        token = trio.lowlevel.current_trio_token()
+        send, deliveries = trio.open_memory_channel(math.inf)
+        lost: list[str] = []
+        down = trio.Event()
+
+        def deliver(d: Delivery) -> None:
+            _soon(token, send.send_nowait, d)
+
+        def on_down(reason: str) -> None:
+            lost.append(reason)
+            _soon(token, down.set)
+
+        c = self.config
+        credentials = Credentials(user=c.user, password=c.password, creds=c.creds, tls_ca=c.tls_ca,
+                                  tls_cert=c.tls_cert, tls_key=c.tls_key)
+        options = {} if self.ack_wait_s is None else {"ack_wait_s": self.ack_wait_s}
+        bridge = Bridge(f"nats://{c.host}:{c.port}", credentials, on_deliver=deliver, on_down=on_down,
+                        name=f"agentlog {self.log.stream}", **options).start()
+        went_live = False
+        try:
+            self.set_state("connecting", self.error)
+            await _result(bridge.connect())
+            state = await _result(bridge.ensure_stream(self.log.stream, [self.subjects], max_age_s=c.max_age_seconds,
+                                                       max_bytes=c.max_bytes))
+            if self.log.cursor.seq > state.last_seq:
+                log.warning("relay holds less than this device consumed: its stream was made anew; publishing all",
+                            relay=self.address, consumed=self.log.cursor.seq, relay_last=state.last_seq)
+                self.log.relay_lost()
+            self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
+            self.set_state("live")
+            went_live = True
+            caught_up = trio.Event()
+            if self._pending == 0:
+                caught_up.set()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._consume, bridge, deliveries, caught_up)
+                if once:
+                    await caught_up.wait()
+                    await self._publish_all(bridge)
+                    await self._drain(deliveries, bridge)
+                    nursery.cancel_scope.cancel()
+                    return True
+                nursery.start_soon(self._publish_forever, bridge, caught_up)
+                await down.wait()
+                nursery.cancel_scope.cancel()
+            raise RelayUnavailable(lost[0] if lost else "connection to the relay lost", self.address)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(bridge.close)
+                if went_live:
+                    await self.run_sync(self.log.save)
+
+    # -- consuming -----------------------------------------------------------------------------------
+
+    async def _consume(self, bridge: Bridge, deliveries, caught_up: trio.Event) -> None:
+        async for first in deliveries:
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(deliveries.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._take(bridge, batch)
+            if self._pending == 0 and deliveries.statistics().current_buffer_used == 0:
+                caught_up.set()
+
+    async def _take(self, bridge: Bridge, batch: list[Delivery]) -> None:
+        for d in batch:
+            self.log.cursor.delivered(d.stream_seq)
+        self._pending = batch[-1].pending
+        outcome = await self.run_sync(self.log.absorb, batch)
+        bridge.ack(outcome.acks)
+        self.log.cursor.resolved(outcome.done)
+        self.result.received += outcome.accepted
+        self.result.skipped += outcome.bad
+        self.we_lack = self._pending + len(self.log.held)
+        if outcome.accepted and self.on_ingested:
+            self.on_ingested(self)
+
+    async def _drain(self, deliveries, bridge: Bridge) -> None:
+        """Take whatever was delivered meanwhile (a round's end)."""
+        batch = []
+        while True:
+            try:
+                batch.append(deliveries.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if batch:
+            await self._take(bridge, batch)
+
+    # -- publishing ----------------------------------------------------------------------------------
+
+    async def _publish_forever(self, bridge: Bridge, caught_up: trio.Event) -> None:
+        """Once consumed to the end (what the relay holds need not be published again), publish what it lacks,
+        then again whenever local events change."""
+        await caught_up.wait()
+        while True:
+            self._wake = trio.Event()
+            await self._publish_all(bridge)
+            await self._wake.wait()
+
+    async def _publish_all(self, bridge: Bridge) -> None:
+        while found := await self.run_sync(self.log.unpublished):
+            sealed, positions, records = zip(*found, strict=True)
+            await _result(bridge.publish(self.log.stream, sealed))
+            await self.run_sync(self.log.published, list(positions), list(records))
+            self.result.sent += len(found)
+        self.they_lack = await self.run_sync(self.log.behind)
+
+    # -- state for `agentlog status` -----------------------------------------------------------------
+
+    def set_state(self, state: str, error: str = "") -> None:
+        self.state, self.error = state, error
+
+    async def _report_forever(self) -> None:
+        while True:
+            await trio.sleep(STATE_EVERY_S)
+            await self.report()
+
+    async def report(self) -> None:
+        """Write state, lag and last error to the peer book when they changed (a relay not in the peer book,
+        named on the command line only, is not written)."""
+        now = (self.state, self.we_lack, self.they_lack, self.error)
+        if now != self._saved and self.state != "never":
+            self._saved = now
+            try:
+                await self.run_sync(partial(self.store.peer_book.set_relay_state, self.address, state=self.state,
+                                            we_lack=self.we_lack, they_lack=self.they_lack, error=self.error))
+            except Exception as exc:
+                self._saved = None
+                log.warning("relay state not saved", relay=self.address, error=describe(exc))
+
+
+def _soon(token, fn, *args) -> None:
+    """Run `fn(*args)` in trio's thread, from the bridge's; nothing when trio has finished."""
+    try:
+        token.run_sync_soon(fn, *args)
+    except trio.RunFinishedError:
+        pass
+
+
+async def _result(future):
+    """Wait in trio for a bridge call's concurrent Future; cancelling the wait cancels the call."""
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    future.add_done_callback(lambda _: _soon(token, done.set))
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        future.cancel()
+        raise
+    return future.result()
+
+
+async def sync_once(store: Store, config: RelayConfig, *, timeout: float = 60.0) -> RelayResult:
+    """`agentlog sync nats://...`: consume what the relay holds that this device has not, publish what it lacks.
+
+    Raises:
+        PeerError: the relay is down or refused us (RelayUnavailable), or the round took longer than `timeout`.
+    """
+    peer = RelayPeer(store, config)
+    with trio.move_on_after(timeout) as scope:
+        try:
+            await peer.session(once=True)
+        except RelayUnavailable as exc:
+            peer.set_state("refused" if exc.refused else "unreachable", exc.reason)
+            await peer.report()
+            raise
+    if scope.cancelled_caught:
+        raise PeerError(f"sync with the relay did not finish within {timeout:g} s", config.address)
+    peer.result.held = len(peer.log.held)
+    peer.we_lack, peer.they_lack = len(peer.log.held), await trio.to_thread.run_sync(peer.log.behind)
+    await peer.report()
+    return peer.result
+
+
+def sync_once_blocking(store: Store, config: RelayConfig, *, timeout: float = 60.0) -> RelayResult:
+    """`sync_once` for a caller that runs no trio of its own (the CLI)."""
+    return trio.run(partial(sync_once, store, config, timeout=timeout))

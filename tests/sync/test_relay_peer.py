@@ -1,0 +1,202 @@
+"""The replicator's relay peer against a real nats-server: two stores that never meet converge through
+`sync nats://` rounds; events delivered out of order and twice are stored once; bad messages are skipped,
+logged once and acked; a relay down is unreachable then recovers; wrong credentials are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import structlog
+import trio
+
+from agentlog.errors import RelayUnavailable
+from agentlog.log import payloads
+from agentlog.relay import envelope
+from agentlog.relay.bridge import Bridge
+from agentlog.store.ledger import Ledger
+from agentlog.sync.relay_log import peer_id
+from agentlog.sync.relay_peer import RelayPeer, sync_once
+from tests.helpers.nats import NatsServer
+from tests.helpers.relay import config, relay_group
+
+WAIT_S = 10.0
+
+
+def write(store, n: int, tag: str) -> None:
+    store.append_many([payloads.Observation(setting=f"test.{tag}", value=f"{tag}{i}") for i in range(n)])
+
+
+def relay_messages(server: NatsServer, group: bytes) -> int:
+    bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
+    try:
+        bridge.connect().result(WAIT_S)
+        return bridge.stream_state(envelope.stream_name(group)).result(WAIT_S).messages
+    finally:
+        bridge.close()
+
+
+def publish_raw(server: NatsServer, items: list[tuple[str, str, bytes]]) -> None:
+    """Publish as another client would (a rogue one, or a device's copy with its own message ids)."""
+    bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
+    try:
+        bridge.connect().result(WAIT_S)
+        stream = envelope.stream_name(_group[0])
+        bridge.publish(stream, items).result(WAIT_S)
+    finally:
+        bridge.close()
+
+
+_group: list[bytes] = []
+
+
+@pytest.fixture
+def pair(tmp_path, nats_server):
+    stores = relay_group(tmp_path, nats_server.url, "laptop", "phone")
+    _group[:] = [stores[0].group]
+    yield stores
+    for s in stores:
+        s.close()
+
+
+async def test_two_stores_that_never_meet_converge_through_relay_rounds(pair, nats_server):
+    laptop, phone = pair
+    write(laptop, 30, "laptop")
+    first = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert first.sent == laptop.count() and first.received == 0
+    got = await sync_once(phone, config(phone), timeout=WAIT_S)
+    assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
+    write(phone, 20, "phone")
+    assert (await sync_once(phone, config(phone), timeout=WAIT_S)).sent == 20
+    back = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert back.received == 20 and back.sent == 0
+    assert laptop.frontier() == phone.frontier() and laptop.count() == phone.count()
+
+    held = relay_messages(nats_server, laptop.group)
+    for store in (laptop, phone, laptop):                       # in sync: rounds publish nothing
+        again = await sync_once(store, config(store), timeout=WAIT_S)
+        assert (again.sent, again.received) == (0, 0)
+    assert relay_messages(nats_server, laptop.group) == held
+
+    relay = peer_id(config(laptop).address)
+    sent = {(r.author, r.lo, r.hi) for r in Ledger(laptop).sent(relay)}
+    assert (laptop.device, 1, laptop.frontier()[laptop.device]) in sent
+    received = {(r.author, r.lo, r.hi) for r in Ledger(laptop).received(relay)}
+    assert received == {(phone.device, 1, 20)}
+    state = laptop.peer_book.relay_states()[config(laptop).address]
+    assert (state.we_lack, state.they_lack, state.error) == (0, 0, "")
+
+
+async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
+    laptop, phone = pair
+    await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    await sync_once(phone, config(phone), timeout=WAIT_S)
+    write(phone, 12, "phone")
+    events = list(phone.events(phone.device))[-12:]
+    keys = phone.relay_keys()
+    sealed = [envelope.seal(keys, phone.group, e.record, e.payload) for e in events]
+    shuffled = sealed[6:][::-1] + sealed[:6][::-1]
+    copies = [(s.subject, s.msg_id + "-copy", s.body) for s in sealed[3:9]]   # ids the relay does not dedup
+    publish_raw(nats_server, [tuple(s) for s in shuffled] + copies)
+    got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert got.received == 12 and got.held == 0 and got.skipped == 0
+    assert laptop.frontier() == phone.frontier()
+    assert [r.lo for r in Ledger(laptop).received(peer_id(config(laptop).address))] == [1]
+
+
+async def test_bad_messages_are_skipped_logged_once_acked_and_the_consumer_goes_on(pair, nats_server):
+    laptop, phone = pair
+    await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    await sync_once(phone, config(phone), timeout=WAIT_S)
+    write(phone, 3, "phone")
+    good = list(phone.events(phone.device))[-3:]
+    keys, group = phone.relay_keys(), phone.group
+    subject = envelope.subject(group, phone.device)
+    forged = envelope.seal(keys, group, good[1].record, b"tampered")             # the payload hash does not match
+    moved = envelope.seal(keys, group, good[0].record, good[0].payload)
+    publish_raw(nats_server, [
+        (subject, "garbage", keys.current + os.urandom(200)),                    # does not open
+        (subject, "short", b"x"),                                                # too short
+        (envelope.subject(group, laptop.device), "moved", moved.body),          # sealed for another subject
+        (subject, "unknown-key", os.urandom(132)),                               # a key no device holds
+        (forged.subject, "forged", forged.body),                                 # opens, invalid event
+        *[tuple(envelope.seal(keys, group, e.record, e.payload)) for e in good],
+    ])
+    with structlog.testing.capture_logs() as logs:
+        got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+        again = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert laptop.frontier()[phone.device] == phone.frontier()[phone.device]
+    assert got.received == 3
+    skipped = [entry for entry in logs if entry["event"] == "relay: message skipped"]
+    assert sorted(entry["check"] for entry in skipped) == ["open", "open", "payload", "short"]
+    assert got.skipped == 4 and again.skipped == 0                   # acked: not delivered again
+    assert laptop.get(good[1].id).payload == good[1].payload
+
+    # A relay key no device holds may still be on its way: the message waits for KEY_TRIES deliveries.
+    peer = RelayPeer(laptop, config(laptop), ack_wait_s=0.3)
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.run)
+            with trio.fail_after(WAIT_S):
+                while peer.result.skipped < 1:
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()
+    assert [e["check"] for e in logs if e["event"] == "relay: message skipped"] == ["key"]
+    assert peer.result.skipped == 1
+    assert laptop.count() == phone.count()
+
+
+async def test_a_relay_down_is_unreachable_with_backoff_then_recovers(pair, nats_server):
+    laptop, phone = pair
+    write(laptop, 5, "laptop")
+    nats_server.stop()
+    peer = RelayPeer(laptop, config(laptop))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run)
+        with trio.fail_after(WAIT_S):
+            while peer.state != "unreachable":
+                await trio.sleep(0.05)
+        await trio.sleep(1.0)
+        address = config(laptop).address
+        with trio.fail_after(WAIT_S):
+            while laptop.peer_book.relay_states()[address].state != "unreachable":
+                await trio.sleep(0.05)
+        assert "unreachable" in laptop.peer_book.relay_states()[address].error
+        await trio.to_thread.run_sync(nats_server.start)
+        with trio.fail_after(40):                                   # the backoff is at most 30 s
+            while peer.state != "live" or peer.they_lack != 0:
+                await trio.sleep(0.05)
+        write(laptop, 3, "live")
+        peer.poke()
+        with trio.fail_after(WAIT_S):
+            while peer.result.sent != laptop.count():
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    got = await sync_once(phone, config(phone), timeout=WAIT_S)
+    assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
+
+
+async def test_wrong_credentials_are_refused_without_a_crash(tmp_path):
+    server = NatsServer(tmp_path, user="alice", password="right").start()
+    try:
+        laptop, phone = relay_group(tmp_path, server.url, "laptop", "phone")
+        wrong = dataclasses.replace(config(laptop), user="alice", password="wrong")
+        with pytest.raises(RelayUnavailable) as caught:
+            await sync_once(laptop, wrong, timeout=WAIT_S)
+        assert caught.value.refused
+        assert laptop.peer_book.relay_states()[wrong.address].state == "refused"
+        peer = RelayPeer(laptop, wrong)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer.run)
+            with trio.fail_after(WAIT_S):
+                while peer.state != "refused":
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+        right = dataclasses.replace(config(laptop), user="alice", password="right")
+        assert (await sync_once(laptop, right, timeout=WAIT_S)).sent == laptop.count()
+        laptop.close()
+        phone.close()
+    finally:
+        server.kill()
