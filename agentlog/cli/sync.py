@@ -15,7 +15,8 @@ def register(sub, common) -> None:
     c = sub.add_parser("serve", help="run the background replicator: listen, dial peers, stay in sync")
     c.add_argument("--listen", metavar="HOST:PORT", help="accept peers here (port 0: any free port)")
     c.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
-                   help="also dial this peer (repeat); `agentlog peers add` remembers peers")
+                   help="also dial this peer, or use this relay (nats://HOST:PORT) (repeat); `agentlog peers add` "
+                        "remembers peers")
     c.add_argument("--heartbeat", type=float, default=5.0, metavar="S", help="seconds between heartbeats (default 5)")
     c.add_argument("--compact-events", type=int, default=1_000_000, metavar="N",
                    help="compact when the log holds N events or more (default 1000000; 0: never by count)")
@@ -29,7 +30,8 @@ def register(sub, common) -> None:
     c.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
-    c.add_argument("peer", metavar="HOST:PORT")
+    c.add_argument("peer", metavar="HOST:PORT", help="a device's address, or a relay's (nats://HOST:PORT: its "
+                                                     "options from the peer book)")
     c.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="give up after S seconds in which nothing moved (default 60)")
     c.add_argument("--json", action="store_true")
@@ -37,18 +39,19 @@ def register(sub, common) -> None:
 
 
 def cmd_serve(args) -> int:
+    from agentlog.relay.config import RelayConfig, is_relay_address
     from agentlog.store.peers import parse_address
     from agentlog.sync import serve
 
     listen = parse_address(args.listen, listen=True) if args.listen else None
     for peer in args.peer:
-        parse_address(peer)
+        RelayConfig.parse(peer) if is_relay_address(peer) else parse_address(peer)
     if args.heartbeat <= 0:
         raise UsageError("--heartbeat must be a positive number of seconds")
     policy = compaction_policy(args)
     with open_home(args) as store:
         require_group(store)
-        if listen is None and not args.peer and not store.peer_book.addresses():
+        if listen is None and not args.peer and not store.peer_book.addresses() and not store.peer_book.relays():
             raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
         damage = store.structure_problems()
         if damage:
@@ -92,9 +95,12 @@ def _inner(exc: BaseException, kind: type):
 
 def cmd_sync(args) -> int:
     from agentlog.progress import Progress
+    from agentlog.relay.config import is_relay_address
     from agentlog.store.peers import parse_address
     from agentlog.sync import replicator, serve
 
+    if is_relay_address(args.peer):
+        return _sync_relay(args)
     parse_address(args.peer)
     serve.configure_logging(quiet=True)
     with open_home(args) as store:
@@ -117,4 +123,29 @@ def cmd_sync(args) -> int:
         start = "started from its snapshot, " if result.bootstrapped else ""
         print(f"synced with {shown(doc['peer'])} at {doc['address']}: {start}received {doc['received']} events, "
               f"sent {doc['sent']}; this device now holds {doc['events']}")
+    return 0
+
+
+def _sync_relay(args) -> int:
+    """`agentlog sync nats://HOST:PORT`: one round with a relay, with the options the peer book keeps for it."""
+    from agentlog.relay.config import RelayConfig
+    from agentlog.sync import relay_peer, serve
+
+    config = RelayConfig.parse(args.peer)
+    serve.configure_logging(quiet=True)
+    with open_home(args) as store:
+        require_group(store)
+        doc = store.peer_book.relays().get(config.address)
+        if doc is not None:
+            config = RelayConfig.from_doc(config.address, doc)
+        before = store.count()
+        result = relay_peer.sync_once_blocking(store, config, timeout=args.timeout)
+        out = {"relay": result.address, "received": result.received, "sent": result.sent, "skipped": result.skipped,
+               "held": result.held, "events": store.count(), "new": store.count() - before}
+    if args.json:
+        print_json(out)
+    else:
+        skipped = f", skipped {out['skipped']} bad messages" if out["skipped"] else ""
+        print(f"synced with relay {out['relay']}: received {out['received']} events, sent {out['sent']}{skipped}; "
+              f"this device now holds {out['events']}")
     return 0

@@ -16,7 +16,7 @@ from functools import partial
 import structlog
 import trio
 
-from agentlog.errors import PeerError, RelayUnavailable, describe
+from agentlog.errors import AgentlogError, PeerError, RelayUnavailable, describe
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge, Credentials, Delivery
 from agentlog.relay.config import RelayConfig
@@ -229,6 +229,21 @@ class RelayPeer:
             except Exception as exc:
                 self._saved = None
                 log.warning("relay state not saved", relay=self.address, error=describe(exc))
+
+
+def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPeer]:
+    """A RelayPeer for every relay in the peer book and every relay address in `extra` (named on the command
+    line, with no options); a peer book entry that does not parse is logged and left out."""
+    found: dict[str, RelayConfig] = {}
+    for addr, doc in store.peer_book.relays().items():
+        try:
+            found[addr] = RelayConfig.from_doc(addr, doc or {})
+        except AgentlogError as exc:
+            log.error("relay left out", relay=addr, error=str(exc))
+    for text in extra:
+        config = RelayConfig.parse(text)
+        found.setdefault(config.address, config)
+    return [RelayPeer(store, config, **options) for config in found.values()]
 
 
 def _soon(token, fn, *args) -> None:

@@ -23,6 +23,7 @@ import structlog
 import trio
 
 from agentlog.errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
+from agentlog.relay.config import is_relay_address
 from agentlog.store import ledger
 from agentlog.store.peers import Peers, PeerState, address, parse_address
 from agentlog.store.store import Store
@@ -30,6 +31,7 @@ from agentlog.sync import listener, messages, net, wakeups
 from agentlog.sync.handshake import CheckPeer
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
+from agentlog.sync.relay_peer import relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
@@ -382,9 +384,10 @@ class Replicator:
         self.watch = watch
         self.rng = rng or random.Random()
         self.peer_book = Peers(store)
-        self.addresses = list(
-            dict.fromkeys([*self.peer_book.addresses(), *(address(*parse_address(p)) for p in peers)])
-        )
+        self.addresses = list(dict.fromkeys([*self.peer_book.addresses(),
+                                             *(address(*parse_address(p)) for p in peers if not is_relay_address(p))]))
+        self.relays = relay_peers(store, [p for p in peers if is_relay_address(p)], run_sync=self.run_sync,
+                                  on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
         self.links: dict[bytes, Link] = {}
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
@@ -413,6 +416,8 @@ class Replicator:
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
             for addr in self.addresses:
                 nursery.start_soon(self._dial_forever, addr)
+            for relay in self.relays:
+                nursery.start_soon(relay.run)
             if self.watch:
                 nursery.start_soon(self._supervised, "watching local writes", self._watch)
             nursery.start_soon(self._supervised, "saving peer states", self._save_states)
@@ -554,6 +559,9 @@ class Replicator:
                 link.inbox_send.send_nowait(("admit",))
             elif link is not exclude:
                 link.poke()
+        for relay in self.relays:
+            if relay is not exclude:
+                relay.poke()
 
     # -- state for `agentlog status` -----------------------------------------------------------------
 
