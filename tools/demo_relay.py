@@ -63,7 +63,8 @@ def _story(demo: ModuleType, server: natslib.NatsServer, homes: dict[str, Path],
     laptop, phone = agents["laptop"], agents["phone"]
     say(f"  nats-server -js (pid {server.pid}) listens on {server.url}, its store under relay/store")
     say(f"  $ agentlog --home laptop peers add {server.url}")
-    say("    " + cli(homes["laptop"], "peers", "add", server.url).strip())
+    for line in cli(homes["laptop"], "peers", "add", server.url).strip().splitlines():
+        say("    " + line)
     for agent in (phone, agents["hub"]):
         wait_for(lambda a=agent: a.store.frontier().get(laptop.store.device, 0)
                  >= laptop.store.frontier()[laptop.store.device],
