@@ -21,6 +21,7 @@ Run alone: `python tools/bench_relay.py [--quick] [--runs N]`.
 
 from __future__ import annotations
 
+import argparse
 import faulthandler
 import os
 import random
@@ -124,7 +125,7 @@ def catch_up(server: natslib.NatsServer, a_path: Path, b_path: Path, info: dict)
         up = wait_until(lambda: stored(server) >= count, 60 + count / 500, daemons, "upload to the relay", 0.02)
         stop_all(daemons)
         start_b = time.perf_counter()
-        daemons.append(Daemon(b_path))
+        daemons = [Daemon(b_path)]
         done = wait_until(lambda: b_heads.frontier() == goal, 60 + events / 500, daemons, "catch-up from the relay")
     finally:
         stop_all(daemons)
@@ -279,3 +280,25 @@ def print_notes(info: dict, runs: int) -> None:
           f"connected directly (tools/bench_replication.py)")
     print(f"- fleet: {s['fleet']} devices each wrote {s['fleet_events']} events with no daemon up, then all "
           f"daemons started at once (Python startup included); direct: every device dials the first one")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
+    runs = args.runs or (1 if args.quick else 3)
+    try:
+        results, info = run(sizes, runs, args.quick)
+    except natslib.NatsMissing as exc:
+        print(f"bench_relay: {exc}", file=sys.stderr)
+        return 2
+    figures = benchlib.summarize(results, sizes, FIGURES, RATIOS, TARGETS, extras=info["labels"])
+    benchlib.print_table(figures)
+    print_notes(info, runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
