@@ -166,7 +166,8 @@ def idle_and_live(server: natslib.NatsServer, tmp: Path, sizes: RelaySizes, rng:
             t_commit = time.perf_counter_ns()
             while b_heads.seq(author) < seq:
                 if time.perf_counter_ns() - t_commit > 10e9:
-                    raise RuntimeError(f"live through the relay: event {seq} not at B within 10 s\n"
+                    raise RuntimeError(f"live through the relay: event {seq} not at B within 10 s (the relay holds "
+                                       f"{stored(server)} messages, A {seq} events)\n"
                                        + "\n".join(d.tail(4) for d in daemons))
                 time.sleep(bench_replication.POLL_S)
             commit_ns.append(time.perf_counter_ns() - t_commit)
@@ -203,8 +204,14 @@ def fleet(tmp: Path, sizes: RelaySizes, rng: random.Random, relay: natslib.NatsS
             port, = bench_replication.free_ports(1)
             daemons.append(Daemon(first, "--listen", f"127.0.0.1:{port}"))
             daemons += [Daemon(p, "--peer", f"127.0.0.1:{port}") for p in rest]
-        done = wait_until(lambda: all(all(h.seq(a) >= s for a, s in final.items()) for h in heads),
-                          120, daemons, "the fleet all equal", 0.01)
+        try:
+            done = wait_until(lambda: all(all(h.seq(a) >= s for a, s in final.items()) for h in heads),
+                              120, daemons, "the fleet all equal", 0.01)
+        except RuntimeError as exc:
+            missing = {p.name: sum(max(0, s - h.seq(a)) for a, s in final.items()) for p, h in zip(paths, heads)}
+            held = f"; the relay holds {stored(relay)} messages" if relay is not None else ""
+            raise RuntimeError(f"{exc}\nevents each device still lacks: "
+                               f"{ {k: v for k, v in missing.items() if v} }{held}") from None
     finally:
         stop_all(daemons)
         for h in heads:
