@@ -69,7 +69,7 @@ FIGURES = (
     ("rly_direct_live_p50", "live over a direct connection p50", "ms"),
     ("rly_direct_live_p99", "live over a direct connection p99", "ms"),
     ("rly_idle_published", "messages the relay stored while idle in sync, {rly_idle} s", "msgs"),
-    ("rly_idle_client_msgs", "client messages to the server while idle (acks, pulls, pings)", "msgs/s"),
+    ("rly_idle_client_msgs", "client messages to the server while idle (publishes, acks)", "msgs/s"),
     ("rly_idle_client_bytes", "client bytes to the server while idle", "B/s"),
     ("rly_fleet", "{rly_fleet} devices x {rly_fleet_events} events all equal, through the relay", "s"),
     ("rly_direct_fleet", "the same, every device dialing the first", "s"),
@@ -280,8 +280,8 @@ def print_notes(info: dict, runs: int) -> None:
           f"consumes them, timed from spawning it until its frontier equals A's. Direct: another B dials A's "
           f"daemon (tools/bench_replication.py)")
     print(f"- idle: the pair in sync through the relay for {s['idle']:g} s: the stream's message count before and "
-          f"after (/jsz), and everything clients sent the server (/varz in_msgs, in_bytes: the consumers' pull "
-          f"requests and acks, pings)")
+          f"after (/jsz), and every message clients sent the server (/varz in_msgs, in_bytes: publishes, acks and "
+          f"API requests; not pings)")
     print(f"- live: {s['live']:,} events appended on A one at a time, 5-10 ms apart; B's frontier polled every "
           f"~0.13 ms; slowest {max(x['max_ms'] for x in info['live']):.1f} ms. Direct: the same on a pair "
           f"connected directly (tools/bench_replication.py)")
