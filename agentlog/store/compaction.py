@@ -20,7 +20,7 @@ from agentlog.log.validate import Head
 from agentlog.memory.view import unpack_past
 from agentlog.prefs import reducer as pref_reducer
 from agentlog.store.append import append_in
-from agentlog.store.keyring import has_scopes
+from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import POS, event_key, head_from, head_value, truncation_value
 from agentlog.store.snapshots import base_in, dump, set_base, stored
 from agentlog.store.store import Store
@@ -135,8 +135,10 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
     if store.key is None:
         raise UsageError("this store was opened without the device key; it cannot write a snapshot")
     if store.read(lambda txn: has_scopes(store.dbs, txn)):
-        raise UsageError("compaction is not available while the group has sealed scopes: a snapshot's view "
-                         "state would carry their plaintext to every device")
+        names = ", ".join(store.read(lambda txn: scopes_in(store.dbs, txn)).names())
+        raise UsageError(f"compaction is not available while the group has sealed scopes ({names}): a snapshot's "
+                         "view state would carry their plaintext to every device, and truncation would drop their "
+                         "keys (a relay's too)")
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
 
     def write(txn):

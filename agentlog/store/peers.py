@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
-from agentlog.errors import InvalidValueError
+from agentlog.errors import ERROR_TEXT_MAX, InvalidValueError
 
 DBS = ("peers", "peers.state", "peers.relay")
 RELAY_SCHEME = "nats://"
@@ -94,16 +94,17 @@ class Peers:
     def relays(self) -> dict[str, dict]:
         """Relay address ("nats://HOST:PORT") -> its options as stored (agentlog.relay.config.RelayConfig.from_doc
         reads them), in address order."""
-        def read(txn):
-            with txn.cursor(db=self.store.db("peers")) as cur:
-                found = cur.set_range(RELAY_SCHEME.encode())
-                out = {}
-                while found and bytes(cur.key()).startswith(RELAY_SCHEME.encode()):
-                    doc = json.loads(bytes(cur.value()))
-                    out[bytes(cur.key()).decode()] = doc.get("relay") if isinstance(doc, dict) else None
-                    found = cur.next()
-                return out
-        return self.store.read(read)
+        return self.store.read(self._relays_in)
+
+    def _relays_in(self, txn) -> dict[str, dict]:
+        with txn.cursor(db=self.store.db("peers")) as cur:
+            found = cur.set_range(RELAY_SCHEME.encode())
+            out = {}
+            while found and bytes(cur.key()).startswith(RELAY_SCHEME.encode()):
+                doc = json.loads(bytes(cur.value()))
+                out[bytes(cur.key()).decode()] = doc.get("relay") if isinstance(doc, dict) else None
+                found = cur.next()
+            return out
 
     def add_relay(self, address: str, options: dict) -> bool:
         """Keep relay `address` (canonical "nats://HOST:PORT", agentlog.relay.config) with its options, replacing
@@ -124,8 +125,9 @@ class Peers:
     def relay_states(self) -> dict[str, RelayState]:
         """Relay address -> what `serve` last recorded of it (never: nothing yet), for every relay kept."""
         def read(txn):
-            return {address: RelayState.from_bytes(bytes(txn.get(address.encode(), db=self.store.db("peers.relay"))
-                                                         or b"{}")) for address in self.relays()}
+            db = self.store.db("peers.relay")
+            return {address: RelayState.from_bytes(bytes(txn.get(address.encode(), db=db) or b"{}"))
+                    for address in self._relays_in(txn)}
         return self.store.read(read)
 
     def set_relay_state(self, address: str, *, state: str, we_lack: int | None = None,
@@ -144,7 +146,8 @@ class Peers:
             raw = txn.get(key, db=self.store.db("peers.relay"))
             old = RelayState.from_bytes(bytes(raw)) if raw is not None else RelayState()
             now = time.time_ns() // 1_000_000
-            new = RelayState(state, we_lack, they_lack, error, now if state == "live" else old.last_seen_ms, now)
+            new = RelayState(state, we_lack, they_lack, error[:ERROR_TEXT_MAX],
+                             now if state == "live" else old.last_seen_ms, now)
             txn.put(key, new.to_bytes(), db=self.store.db("peers.relay"))
             return True
         return self.store.write(write)

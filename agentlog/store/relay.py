@@ -14,7 +14,6 @@ from collections.abc import Iterator, Mapping
 
 from agentlog import crypto
 from agentlog.errors import TokenError, UsageError
-from agentlog.log import payloads
 from agentlog.log.kinds import RELAY_SCOPE
 from agentlog.store.append import new_scope_key
 from agentlog.store.keyring import scopes_in
@@ -127,7 +126,8 @@ def upkeep(store, devices: list[bytes] | None = None) -> list[bytes]:
     """What a reader of scope `relay` does so every enrolled device holds the relay key and no revoked one holds the
     current key: a new key epoch when a revoked device (or a former reader) holds the current key, then a grant of
     every held relay key to each active device (of `devices`, or all) that is not a reader. Returns the ids of the
-    events written ([] when there is nothing to do, no scope, or this device does not read it)."""
+    new key and of the last grant written ([] when there is nothing to do, no scope, or this device does not
+    read it)."""
     if store.key is None:
         return []
     scopes, roster = _state(store)
@@ -142,15 +142,8 @@ def upkeep(store, devices: list[bytes] | None = None) -> list[bytes]:
     current = state.keys.get(state.current)
     if current is None or set(current.boxes) - readers:
         written.append(store.append(new_scope_key(RELAY_SCOPE, readers)))
-        scopes, roster = _state(store)
-        state = scopes.get(RELAY_SCOPE)
-        readers = state.effective_readers(roster)
     wanted = devices if devices is not None else [m.device for m in roster.enrolled_members()]
     missing = sorted({d for d in wanted if d in roster.members and roster.members[d].active} - readers)
     if missing:
-        held = keys(store)
-        order = sorted((kid for kid in state.keys if kid in held), key=lambda kid: state.keys[kid].epoch)
-        grants = [payloads.ScopeGrant(scope=RELAY_SCOPE, device=d, keys=tuple(
-            payloads.GrantedKey(key=kid, box=crypto.seal_box(d, held[kid])) for kid in order)) for d in missing]
-        written.extend(store.append_many(grants))
+        written.append(store.scopes.grant(RELAY_SCOPE, missing))
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agentlog.crypto import DeviceKey
-from agentlog.errors import ScopeError, TokenError, UsageError
+from agentlog.errors import InvalidValueError, ScopeError, TokenError, UsageError
 from agentlog.log.kinds import RELAY_SCOPE
 from agentlog.relay import envelope
 from agentlog.store import devices, relay
@@ -193,3 +193,24 @@ def test_join_refuses_relay_keys_it_cannot_use():
     with pytest.raises(TokenError, match="32-byte ids with 80-byte boxes"):
         relay.pack_join(kid, [(kid, box[:79])])
     assert relay.pack_join(kid, [(kid, box)]) == kid + kid + box
+
+
+def test_serve_dials_devices_only_and_relays_are_kept_apart(home):
+    book = home.laptop.peer_book
+    book.add("hub.local:4711")
+    assert book.add_relay("nats://relay:4222", {"user": "u", "password": "p"})
+    assert not book.add_relay("nats://relay:4222", {})                     # replaced, not added twice
+    assert book.addresses() == ["hub.local:4711"] and book.relays() == {"nats://relay:4222": {}}
+    assert book.relay_states()["nats://relay:4222"].state == "never"
+    with pytest.raises(InvalidValueError, match="relay state 'up'"):
+        book.set_relay_state("nats://relay:4222", state="up")
+    assert book.remove("nats://relay:4222") == "nats://relay:4222" and book.relays() == {}
+    assert book.addresses() == ["hub.local:4711"]
+
+
+def test_compaction_names_the_relay_scope_it_refuses_for(home):
+    from agentlog.store.compaction import write_snapshot
+
+    relay.create_scope(home.laptop)
+    with pytest.raises(UsageError, match=r"sealed scopes \(relay\)"):
+        write_snapshot(home.laptop)
