@@ -96,10 +96,12 @@ def cmd_audit_verify(args) -> int:
 
 def cmd_audit_ledger(args) -> int:
     from agentlog.store.ledger import Ledger
+    from agentlog.sync.relay_log import peer_id
 
     with open_home(args) as store:
         roster, book = store.roster(), Ledger(store)
-        rows = [{"direction": direction, "peer": roster.name_of(r.peer), "peer_id": r.peer.hex(),
+        relays = {peer_id(address): f"relay {address}" for address in store.peer_book.relays()}
+        rows = [{"direction": direction, "peer": relays.get(r.peer) or roster.name_of(r.peer), "peer_id": r.peer.hex(),
                  "author": roster.name_of(r.author), "author_id": r.author.hex(), "epoch": r.epoch, "lo": r.lo,
                  "hi": r.hi, "first": iso(r.first_ms), "last": iso(r.last_ms)}
                 for direction, found in (("sent", book.sent()), ("received", book.received())) for r in found]

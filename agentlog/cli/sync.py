@@ -141,11 +141,13 @@ def _sync_relay(args) -> int:
         before = store.count()
         result = relay_peer.sync_once_blocking(store, config, timeout=args.timeout)
         out = {"relay": result.address, "received": result.received, "sent": result.sent, "skipped": result.skipped,
-               "held": result.held, "events": store.count(), "new": store.count() - before}
+               "held": result.held, "events": store.count(), "new": store.count() - before,
+               "bootstrapped": result.bootstrapped}
     if args.json:
         print_json(out)
     else:
+        start = "started from its snapshot, " if out["bootstrapped"] else ""
         skipped = f", skipped {out['skipped']} bad messages" if out["skipped"] else ""
-        print(f"synced with relay {out['relay']}: received {out['received']} events, sent {out['sent']}{skipped}; "
-              f"this device now holds {out['events']}")
+        print(f"synced with relay {out['relay']}: {start}received {out['received']} events, sent {out['sent']}"
+              f"{skipped}; this device now holds {out['events']}")
     return 0

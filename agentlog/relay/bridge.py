@@ -24,7 +24,7 @@ REQUEST_TIMEOUT_S = 10.0        # a JetStream API call or a batch of publish ack
 PUBLISH_WINDOW = 4096           # publishes awaiting their ack at once
 DUPLICATE_WINDOW_S = 120        # the stream drops a message id it saw this recently (a retried publish)
 ACK_WAIT_S = 30.0               # a delivery not acked this long is delivered again
-MAX_ACK_PENDING = 8192          # deliveries awaiting their ack before the server waits
+MAX_ACK_PENDING = 20000         # deliveries awaiting their ack before the server waits
 INACTIVE_S = 60.0               # the server forgets a consumer whose device left this long ago
 PENDING_MSGS = 65536            # deliveries the client holds before the callback took them
 
@@ -69,6 +69,7 @@ class Delivery:
     stream_seq: int
     pending: int                # messages of the consumer's subjects after this one, when it left the relay
     delivered: int              # how many times the relay has delivered it (1: the first time)
+    msg_id: str                 # its Nats-Msg-Id header, as the publisher set it ("" when none)
     handle: object              # the client's message, for the ack
 
 
@@ -121,6 +122,19 @@ class Bridge:
         not acked within ACK_WAIT_S comes again. Replaces any earlier consumer of this bridge; resolves to the
         number of messages waiting to be delivered when it started."""
         return self._submit(self._consume(stream, subject, max(1, start_seq)))
+
+    def last_message(self, stream: str, subject: str) -> Future:
+        """The body of the stream's last message on `subject`; resolves to None when there is none."""
+        return self._submit(self._last_message(stream, subject))
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message body the connected server takes."""
+        return self._nc.max_payload if self._nc is not None else 0
+
+    def stop_consuming(self) -> Future:
+        """End the consumer (deliveries already made still come to `on_deliver`; their acks still count)."""
+        return self._submit(self._unsubscribe())
 
     def ack(self, handles: Sequence[object]) -> None:
         """Acknowledge deliveries (fire and forget: an ack lost with the connection means a redelivery)."""
@@ -198,13 +212,22 @@ class Bridge:
             acks = await asyncio.gather(*waiting)
         return [a.seq for a in acks]
 
-    async def _consume(self, stream: str, subject: str, start_seq: int) -> int:
+    async def _last_message(self, stream: str, subject: str) -> bytes | None:
+        try:
+            return (await self._js.get_last_msg(stream, subject)).data
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def _unsubscribe(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             try:
                 await sub.unsubscribe()
             except nats.errors.Error:
                 pass
+
+    async def _consume(self, stream: str, subject: str, start_seq: int) -> int:
+        await self._unsubscribe()
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq,
                                     ack_policy=api.AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
                                     max_ack_pending=MAX_ACK_PENDING, inactive_threshold=INACTIVE_S)
@@ -215,7 +238,7 @@ class Bridge:
     async def _deliver(self, msg) -> None:
         meta = msg.metadata
         self.on_deliver(Delivery(msg.subject, msg.data, meta.sequence.stream, meta.num_pending,
-                                 meta.num_delivered, msg))
+                                 meta.num_delivered, (msg.headers or {}).get("Nats-Msg-Id", ""), msg))
 
     async def _ack(self, handles: list) -> None:
         try:
@@ -232,6 +255,10 @@ class Bridge:
             except (TimeoutError, nats.errors.Error):
                 pass
             await nc.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:                         # acks and callbacks still under way: the loop ends
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def _translated(coro: Coroutine, url: str):

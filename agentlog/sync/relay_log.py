@@ -4,25 +4,32 @@ consumed to, and what it knows the relay holds, kept in the store between runs."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
 from agentlog import crypto
-from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError
-from agentlog.log.event import peek_record
+from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
+from agentlog.log.event import decode_record, peek_record
+from agentlog.log.snapshot import Bundle
 from agentlog.relay import envelope
-from agentlog.store import ledger
+from agentlog.store import compaction, ledger
 from agentlog.store.store import Store
+from agentlog.sync.peer_log import StoreLog
 
 log = structlog.get_logger("agentlog.sync.relay")
 
+_U32, _CUT = struct.Struct(">I"), struct.Struct(">IQ")
 PUBLISH_MAX = 4096          # events sealed and published in one round trip
 HELD_MAX = 4096             # events held for missing predecessors; past it the oldest wait for a redelivery
 KEY_TRIES = 3               # deliveries of a message sealed with a relay key not held here before it counts as bad
 DONE_KEPT = 65536           # stream sequences dealt with past the cursor that are kept between runs
+SAVE_EVERY_S = 1.0          # the consumed position is kept at most this often while consuming (and at the end)
+ECHOES_MAX = 1 << 17        # message ids this device published lately, whose deliveries back are not opened
 BAD_LOGGED_MAX = 1024       # distinct bad messages remembered so that each is logged once
 CURSOR_META = "relay_cursor "   # + address -> JSON {"stream", "seq", "done": [seq], "has": {author hex: [epoch, seq]}}
 
@@ -43,17 +50,17 @@ class Held:
     record: bytes
     payload: bytes | None
     handles: list = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[bytes, int, int, bytes]:
-        return self.author, self.epoch, self.seq, crypto.blake2b256(self.record + (self.payload or b""))
-    seqs: list[int] = field(default_factory=list)
+        return self.author, self.epoch, self.seq, _digest(self.record, self.payload)
 
 
 @dataclass
 class Outcome:
-    """What one batch of deliveries came to: deliveries to ack (with their stream sequences), those left unacked
-    for a redelivery, events stored here, and whether a snapshot message was seen."""
+    """What one batch of deliveries came to: the deliveries to ack and their stream sequences (dealt with), events
+    stored here, duplicates, and messages skipped as bad. A delivery in neither waits (held, or for its key)."""
 
     acks: list = field(default_factory=list)
     done: list[int] = field(default_factory=list)
@@ -64,31 +71,34 @@ class Outcome:
 
 class Cursor:
     """The stream sequence this device has consumed to (`seq`): every message at or before it was stored, found a
-    duplicate, or skipped as bad. Those dealt with past it (`done`: others before them are still open) are kept
-    too, so that a later run acks them again without a second look. The stream delivers in sequence order the
-    first time: a sequence it skipped (a message removed) counts as dealt with."""
+    duplicate, skipped as bad, or published from here. Those dealt with past it (`done`: others before them are
+    still open) are kept too, so that a later run acks them again without a second look. The relay delivers in
+    sequence order the first time, from `seq` + 1: a sequence it passed over (a message removed) is done."""
 
-    HOLE_MAX = 100_000              # a longer run of removed messages, below open ones, is left for a later run
+    HOLE_MAX = 100_000              # a longer run of removed messages is passed over only when nothing is open
 
     def __init__(self, seq: int, done=()):
-        self.seq = seq
+        self.seq = self.last = seq
         self.done: set[int] = {s for s in done if s > seq}
-        self.top = max([seq, *self.done])
         self.open: set[int] = set()
 
     def delivered(self, seq: int) -> None:
-        if seq > self.top:
-            if not self.open and self.seq == self.top:
-                self.seq = self.top = seq - 1
-            elif seq - self.top <= self.HOLE_MAX:
-                self.done.update(range(self.top + 1, seq))
-            self.top = seq
+        if seq > self.last:
+            if seq - self.last - 1 <= self.HOLE_MAX:
+                self.done.update(range(self.last + 1, seq))
+            elif not self.open:
+                self.seq = max(self.seq, seq - 1)
+            self.last = seq
         if seq > self.seq and seq not in self.done:
             self.open.add(seq)
+        self._advance()
 
     def resolved(self, seqs) -> None:
         self.open.difference_update(seqs)
         self.done.update(s for s in seqs if s > self.seq)
+        self._advance()
+
+    def _advance(self) -> None:
         while self.seq + 1 in self.done and self.seq + 1 not in self.open:
             self.seq += 1
             self.done.discard(self.seq)
@@ -110,6 +120,10 @@ class RelayLog:
         self.held: dict[tuple[bytes, int, int, bytes], Held] = {}
         self.bad_logged: dict[tuple[str, int], None] = {}
         self.no_key_logged = False
+        self.echoes: dict[str, None] = {}
+        self.there_id: tuple[bytes | None, bytes] | None = None   # (relay's snapshot message, the id it holds)
+        self.too_large: bytes | None = None                         # the base snapshot the relay would not take
+        self.saved_at = 0.0
         saved = self._load()
         same = saved.get("stream") == self.stream
         self.cursor = Cursor(saved.get("seq", 0), saved.get("done", [])) if same else Cursor(0)
@@ -126,6 +140,7 @@ class RelayLog:
         return doc if isinstance(doc, dict) else {}
 
     def save(self) -> None:
+        self.saved_at = time.monotonic()
         doc = {"stream": self.stream, "seq": self.cursor.seq, "done": self.cursor.kept(),
                "has": {a.hex(): list(pos) for a, pos in sorted(dict(self.has).items())}}
         raw = json.dumps(doc, sort_keys=True).encode()
@@ -173,8 +188,16 @@ class RelayLog:
             found.extend((lamport, author, lo + i, head.epoch, record, payload)
                          for i, (lamport, record, payload) in enumerate(rows))
         found.sort(key=lambda r: (r[0], r[1], r[2]))
-        return [(envelope.seal(keys, self.group, record, payload), (author, epoch, seq), record)
-                for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
+        out = [(envelope.seal(keys, self.group, record, payload), (author, epoch, seq), record)
+               for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
+        self._echoes(sealed.msg_id for sealed, _, _ in out)     # before the relay can deliver them back
+        return out
+
+    def _echoes(self, msg_ids) -> None:
+        """Remember ids of events sealed here: their deliveries back need no opening (this device holds them)."""
+        self.echoes.update(dict.fromkeys(msg_ids))
+        while len(self.echoes) > ECHOES_MAX:
+            self.echoes.pop(next(iter(self.echoes)))
 
     def published(self, positions: list[tuple[bytes, int, int]], records: list[bytes]) -> None:
         """The relay acknowledged these events: remember it, enter them in the ledger, keep both."""
@@ -187,29 +210,80 @@ class RelayLog:
         if (epoch, seq) > self.has.get(author, (0, 0)):
             self.has[author] = (epoch, seq)
 
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def snapshot_to_publish(self, there: bytes | None, max_bytes: int) -> envelope.Sealed | None:
+        """This store's base snapshot sealed for the snapshot subject, with its views' state and truncation
+        points, when the relay does not hold it (`there`: the relay's last snapshot message); None otherwise, and
+        when it is larger than the relay takes (logged). Cheap when nothing changed: the base's id decides."""
+        base = self.store.meta("base")
+        keys = self.store.relay_keys()
+        if base is None or keys.current is None or bytes(base) in (self._there(keys, there), self.too_large):
+            return None
+        bundle = compaction.base_bundle(self.store)
+        cuts = StoreLog(self.store).truncated()
+        sealed = envelope.seal(keys, self.group, bundle.record, _frame(bundle.payload, bundle.states, cuts),
+                               snapshot=True)
+        if len(sealed.body) > max_bytes:
+            log.warning("relay: snapshot not published: larger than the relay takes", relay=self.address,
+                        size=len(sealed.body), limit=max_bytes)
+            self.too_large = bytes(base)                   # not again for this base
+            return None
+        return sealed._replace(msg_id=sealed.msg_id + "-snapshot")      # apart from the snapshot event's own
+
+    def _there(self, keys, there: bytes | None) -> bytes | None:
+        """The id of the snapshot the relay's last snapshot message holds (remembered per message)."""
+        if there is None:
+            return None
+        if self.there_id is None or self.there_id[0] is not there:
+            try:
+                record, _ = envelope.open(keys, self.group, self.snapshot_subject, there)
+                self.there_id = (there, decode_record(record).id)
+            except (RelayMessageError, EventError):
+                self.there_id = (there, b"")
+        return self.there_id[1]
+
+    def install(self, body: bytes) -> bool:
+        """Start this store from the relay's snapshot message when it covers events this store lacks
+        (compaction.bootstrap checks it); whether it did. One that does not open or hold is logged, not installed."""
+        try:
+            record, frame = envelope.open(self.store.relay_keys(), self.group, self.snapshot_subject, body)
+            payload, states, cuts = _unframe(frame)
+            bundle = Bundle(record, payload, states)
+            heads = self.store.heads()
+            if all((heads[p.author].epoch, heads[p.author].seq) >= (p.epoch, p.seq) if p.author in heads else False
+                   for p in bundle.snapshot().frontier):
+                return False
+            compaction.bootstrap(self.store, bundle, cuts)
+        except (RelayMessageError, SnapshotError, EventError, ValueError) as exc:
+            log.warning("relay: snapshot not installed", relay=self.address, reason=str(exc))
+            return False
+        return True
+
     # -- consuming -----------------------------------------------------------------------------------
 
     def absorb(self, deliveries: list) -> Outcome:
         """Open, deduplicate and ingest a batch of deliveries with what is held from before; an event whose
         predecessors are missing is held (unacked); a message that does not open or holds an invalid event is
-        skipped, logged once, and acked. Saves the cursor and what the relay holds after the store committed."""
+        skipped, logged once, and acked. Keeps the cursor and what the relay holds (after the store
+        committed) at most every SAVE_EVERY_S. A delivery dealt with before, or sent from here, is acked unopened."""
         out = Outcome()
         keys = self.store.relay_keys()
         heads = self.store.heads()
         for d in deliveries:
-            if d.stream_seq in self.cursor.done:           # dealt with before: stored, a duplicate, or bad
+            if d.stream_seq <= self.cursor.seq or d.stream_seq in self.cursor.done or d.msg_id in self.echoes:
                 out.acks.append(d.handle)
                 out.done.append(d.stream_seq)
                 continue
-            if d.subject == self.snapshot_subject:
-                self._bad(out, d.handle, d.stream_seq, d.subject, "snapshots through the relay are not installed "
-                          "yet", "snapshot")
+            if d.subject == self.snapshot_subject:         # for a device back after retention (`install`)
+                out.acks.append(d.handle)
+                out.done.append(d.stream_seq)
                 continue
             try:
                 record, payload = envelope.open(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
-                if exc.code == "key" and d.delivered < KEY_TRIES:
-                    continue                    # its key may come with an event still on its way: wait
+                if exc.code == "key" and (d.delivered < KEY_TRIES or not keys):
+                    continue                    # its key may come with an event still on its way (or any key): wait
                 self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
                 continue
             (author, epoch, seq), = ledger.positions([record])  # envelope.open decoded the whole record
@@ -220,7 +294,7 @@ class RelayLog:
                 out.done.append(d.stream_seq)
                 out.duplicates += 1
                 continue
-            key = (author, epoch, seq, crypto.blake2b256(record + (payload or b"")))   # a forged copy apart
+            key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
             held = self.held.get(key)
             if held is None:
                 held = self.held[key] = Held(author, epoch, seq, peek_record(record)[0], record, payload)
@@ -228,7 +302,8 @@ class RelayLog:
             held.seqs.append(d.stream_seq)
         if self.held:
             self._ingest(out)
-        self.save()
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save()
         return out
 
     def _ingest(self, out: Outcome) -> None:
@@ -283,6 +358,49 @@ class RelayLog:
                 self.bad_logged.pop(next(iter(self.bad_logged)))
             log.warning("relay: message skipped", relay=self.address, stream_seq=seq, subject=subject, check=code,
                         reason=reason)
+
+
+def _frame(payload: bytes, states: dict[str, bytes], cuts: dict[bytes, tuple[int, int]]) -> bytes:
+    """A snapshot's payload, views' states and truncation points as one sealed body holds them."""
+    out = [_U32.pack(len(payload)), payload, _U32.pack(len(states))]
+    for name, state in sorted(states.items()):
+        raw = name.encode()
+        out += [_U32.pack(len(raw)), raw, _U32.pack(len(state)), state]
+    out.append(_U32.pack(len(cuts)))
+    out += [author + _CUT.pack(epoch, seq) for author, (epoch, seq) in sorted(cuts.items())]
+    return b"".join(out)
+
+
+def _unframe(frame: bytes) -> tuple[bytes, dict[str, bytes], dict[bytes, tuple[int, int]]]:
+    """`_frame` undone; ValueError naming what is wrong."""
+    at = 0
+
+    def take(n: int) -> bytes:
+        nonlocal at
+        if n < 0 or at + n > len(frame):
+            raise ValueError("snapshot frame ends early")
+        at += n
+        return frame[at - n : at]
+
+    def number() -> int:
+        return _U32.unpack(take(4))[0]
+
+    payload = take(number())
+    states = {take(number()).decode("utf-8", "replace"): take(number()) for _ in range(number())}
+    cuts = {}
+    for _ in range(number()):
+        author = take(32)
+        cuts[author] = _CUT.unpack(take(_CUT.size))
+    if at != len(frame):
+        raise ValueError("snapshot frame has bytes after its truncation points")
+    return payload, states, cuts
+
+
+def _digest(record: bytes, payload: bytes | None) -> bytes:
+    h = hashlib.blake2b(record, digest_size=16)
+    if payload is not None:
+        h.update(b"\1" + payload)
+    return h.digest()
 
 
 def _ready(held, heads: dict, blocked: set[bytes]) -> list[Held]:

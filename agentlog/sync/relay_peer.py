@@ -20,13 +20,15 @@ from agentlog.errors import AgentlogError, PeerError, RelayUnavailable, describe
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge, Credentials, Delivery
 from agentlog.relay.config import RelayConfig
+from agentlog.store import relay as relay_keys
 from agentlog.store.store import Store
 from agentlog.sync.relay_log import RelayLog
 
 log = structlog.get_logger("agentlog.sync.relay")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
-BATCH_MAX = 4096            # deliveries taken into one ingest
+BATCH_MAX = 8192            # deliveries taken into one ingest
+UPKEEP_EVERY_S = 1.0
 STATE_EVERY_S = 1.0         # the relay's state and lag are written at most this often, and only when they changed
 
 
@@ -39,6 +41,7 @@ class RelayResult:
     sent: int = 0               # events the relay acknowledged
     skipped: int = 0            # messages skipped as bad
     held: int = 0               # events still missing a predecessor at the end
+    bootstrapped: bool = False  # this device started from the relay's snapshot
 
 
 class RelayPeer:
@@ -62,6 +65,7 @@ class RelayPeer:
         self._wake = trio.Event()
         self._saved: tuple | None = None
         self._pending = 0
+        self._snapshot_there: bytes | None = None      # the relay's last snapshot message, as last seen
 
     def poke(self) -> None:
         """Local events changed: publish what the relay lacks (coalesced)."""
@@ -114,7 +118,7 @@ class RelayPeer:
         credentials = Credentials(user=c.user, password=c.password, creds=c.creds, tls_ca=c.tls_ca,
                                   tls_cert=c.tls_cert, tls_key=c.tls_key)
         options = {} if self.ack_wait_s is None else {"ack_wait_s": self.ack_wait_s}
-        bridge = Bridge(f"nats://{c.host}:{c.port}", credentials, on_deliver=deliver, on_down=on_down,
+        bridge = Bridge(c.address, credentials, on_deliver=deliver, on_down=on_down,
                         name=f"agentlog {self.log.stream}", **options).start()
         went_live = False
         try:
@@ -126,24 +130,39 @@ class RelayPeer:
                 log.warning("relay holds less than this device consumed: its stream was made anew; publishing all",
                             relay=self.address, consumed=self.log.cursor.seq, relay_last=state.last_seq)
                 self.log.relay_lost()
+            there = await _result(bridge.last_message(self.log.stream, self.log.snapshot_subject))
+            first = self.log.cursor.seq == 0                     # new here: what the relay holds may start past us
+            if there is not None and (first or state.first_seq > self.log.cursor.seq + 1):   # or ours are gone
+                if await self.run_sync(self.log.install, there):
+                    log.info("bootstrapped from the relay's snapshot", relay=self.address)
+                    self.result.bootstrapped = True
+                    if self.on_ingested:
+                        self.on_ingested(self)
+            self._snapshot_there = there
             self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
             self.set_state("live")
             went_live = True
             caught_up = trio.Event()
             if self._pending == 0:
                 caught_up.set()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._consume, bridge, deliveries, caught_up)
-                if once:
-                    await caught_up.wait()
-                    await self._publish_all(bridge)
-                    await self._drain(deliveries, bridge)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._consume, bridge, deliveries, caught_up)
+                    nursery.start_soon(_raise_when, down, lost, self.address)
+                    if once:
+                        await caught_up.wait()
+                        await _result(bridge.stop_consuming())   # what this round publishes need not come back
+                        await self._publish_all(bridge)
+                    else:
+                        await self._publish_forever(bridge, caught_up)
                     nursery.cancel_scope.cancel()
-                    return True
-                nursery.start_soon(self._publish_forever, bridge, caught_up)
-                await down.wait()
-                nursery.cancel_scope.cancel()
-            raise RelayUnavailable(lost[0] if lost else "connection to the relay lost", self.address)
+            except BaseExceptionGroup as group:              # the relay's failure in a task, raised as itself
+                unavailable, _ = group.split(RelayUnavailable)
+                if unavailable is None:
+                    raise
+                raise _first(unavailable) from None
+            await self._drain(deliveries, bridge)          # the consumer has stopped: what it left, in order
+            return True
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(bridge.close)
@@ -202,9 +221,14 @@ class RelayPeer:
     async def _publish_all(self, bridge: Bridge) -> None:
         while found := await self.run_sync(self.log.unpublished):
             sealed, positions, records = zip(*found, strict=True)
-            await _result(bridge.publish(self.log.stream, sealed))
+            self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, sealed)))   # no need to consume
             await self.run_sync(self.log.published, list(positions), list(records))
             self.result.sent += len(found)
+        sealed = await self.run_sync(self.log.snapshot_to_publish, self._snapshot_there, bridge.max_payload)
+        if sealed is not None:
+            self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, [sealed], rollup=True)))
+            self._snapshot_there = sealed.body
+            log.info("snapshot published to the relay", relay=self.address, size=len(sealed.body))
         self.they_lack = await self.run_sync(self.log.behind)
 
     # -- state for `agentlog status` -----------------------------------------------------------------
@@ -231,6 +255,28 @@ class RelayPeer:
                 log.warning("relay state not saved", relay=self.address, error=describe(exc))
 
 
+class KeyUpkeep:
+    """`serve`'s upkeep of the relay key (agentlog.store.relay.upkeep): grant it to enrolled devices that lack
+    it, and a new key when a revoked device holds the current one; run at start and after local changes (at
+    most once every UPKEEP_EVERY_S)."""
+
+    def __init__(self, store: Store, run_sync: Callable = trio.to_thread.run_sync):
+        self.store, self.run_sync = store, run_sync
+        self._wake = trio.Event()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake = trio.Event()
+            written = await self.run_sync(relay_keys.upkeep, self.store)
+            if written:
+                log.info("relay key upkeep", events=len(written))
+            await self._wake.wait()
+            await trio.sleep(UPKEEP_EVERY_S)
+
+
 def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPeer]:
     """A RelayPeer for every relay in the peer book and every relay address in `extra` (named on the command
     line, with no options); a peer book entry that does not parse is logged and left out."""
@@ -244,6 +290,18 @@ def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPee
         config = RelayConfig.parse(text)
         found.setdefault(config.address, config)
     return [RelayPeer(store, config, **options) for config in found.values()]
+
+
+async def _raise_when(down: trio.Event, lost: list[str], address: str) -> None:
+    await down.wait()
+    raise RelayUnavailable(lost[0] if lost else "connection to the relay lost", address)
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (the exception itself when it is none)."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _soon(token, fn, *args) -> None:

@@ -31,7 +31,7 @@ from agentlog.sync import listener, messages, net, wakeups
 from agentlog.sync.handshake import CheckPeer
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
-from agentlog.sync.relay_peer import relay_peers
+from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
@@ -388,6 +388,7 @@ class Replicator:
                                              *(address(*parse_address(p)) for p in peers if not is_relay_address(p))]))
         self.relays = relay_peers(store, [p for p in peers if is_relay_address(p)], run_sync=self.run_sync,
                                   on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
+        self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
         self.links: dict[bytes, Link] = {}
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
@@ -418,6 +419,8 @@ class Replicator:
                 nursery.start_soon(self._dial_forever, addr)
             for relay in self.relays:
                 nursery.start_soon(relay.run)
+            if self.upkeep:
+                nursery.start_soon(self._supervised, "relay key upkeep", self.upkeep.run)
             if self.watch:
                 nursery.start_soon(self._supervised, "watching local writes", self._watch)
             nursery.start_soon(self._supervised, "saving peer states", self._save_states)
@@ -562,6 +565,8 @@ class Replicator:
         for relay in self.relays:
             if relay is not exclude:
                 relay.poke()
+        if self.upkeep:
+            self.upkeep.poke()
 
     # -- state for `agentlog status` -----------------------------------------------------------------
 

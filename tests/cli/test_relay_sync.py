@@ -22,6 +22,8 @@ def test_sync_through_a_relay_from_the_command_line(tmp_path, nats_server):
     with home.open_home(tmp_path / "laptop") as laptop, home.open_home(tmp_path / "phone") as phone:
         assert laptop.frontier() == phone.frontier()
         assert phone.peer_book.relay_states()[nats_server.url].state == "live"
+    rows = json.loads(run(tmp_path / "phone", "audit", "ledger", "--json").stdout)
+    assert {(r["direction"], r["peer"]) for r in rows} == {("received", f"relay {nats_server.url}")}
 
 
 def test_a_relay_not_there_or_refusing_is_one_line_of_error(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agentlog.relay import envelope
+from agentlog.relay.bridge import Bridge
 from agentlog.relay.config import RelayConfig
 from agentlog.store import devices, home
 from agentlog.store import relay as relay_keys
@@ -29,3 +31,13 @@ def config(store: Store) -> RelayConfig:
     """The relay the store's peer book holds (the only one)."""
     (address, doc), = store.peer_book.relays().items()
     return RelayConfig.from_doc(address, doc or {})
+
+
+def relay_messages(url: str, group: bytes, timeout: float = 10.0) -> int:
+    """How many messages the relay at `url` holds in the group's stream, asked as another client would."""
+    bridge = Bridge(url, on_deliver=lambda d: None, on_down=lambda r: None).start()
+    try:
+        bridge.connect().result(timeout)
+        return bridge.stream_state(envelope.stream_name(group)).result(timeout).messages
+    finally:
+        bridge.close()

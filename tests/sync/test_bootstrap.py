@@ -13,23 +13,12 @@ import trio
 
 from agentlog.errors import PeerError
 from agentlog.log import payloads
-from agentlog.store import compaction, devices
+from agentlog.store import compaction
 from agentlog.sync import net
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.replicator import Replicator, sync_once
-from tests.helpers.family import DAY, HOUR, Family
-
-
-def write(f: Family, store, n: int, tag: str) -> None:
-    """`n` observations and a memory put, half an hour apart on the family's clock."""
-    for i in range(n):
-        store.append(payloads.Observation(setting=f"s{i % 4}", value=f"{tag}{i % 3}", weight_milli=1000))
-        f.later(HOUR // 2)
-    store.memory.put(f"a note from {tag} at {f.now}", tags=(tag,))
-
-
-def digests(store) -> dict[str, str]:
-    return {name: v["digest"] for name, v in store.views().items()}
+from tests.helpers.bootstrap import compacted, digests, newcomer, write
+from tests.helpers.family import DAY
 
 
 def state(store) -> dict:
@@ -53,31 +42,6 @@ def over_socket(server, client, timeout: float = 20, **options):
     if isinstance(outcome, PeerError):
         raise outcome
     return outcome
-
-
-def newcomer(f: Family, name: str = "hub"):
-    """A device enrolled by the laptop and joined by its token, holding nothing yet."""
-    store = f._device(name, 0)
-    devices.join(store, devices.enroll(f.laptop, store.device, name))
-    f._hub = store                          # closed with the family
-    return store
-
-
-def compacted(f: Family) -> int:
-    """Laptop and phone write and meet; the laptop compacts. Returns the events the laptop held before."""
-    for _day in range(3):
-        write(f, f.laptop, 40, "l")
-        write(f, f.phone, 40, "p")
-        f.meet()
-        f.later(DAY)
-    write(f, f.laptop, 2, "l")          # the phone's newest clock then names everything the laptop wrote before
-    f.sync(f.laptop, f.phone)
-    write(f, f.phone, 2, "p")
-    f.sync(f.phone, f.laptop)
-    held = f.laptop.count()
-    report = compaction.compact(f.laptop, now_ms=f.now)
-    assert report.snapshot is not None and report.dropped > held // 2
-    return held
 
 
 def test_a_new_device_bootstraps_from_the_snapshot_and_then_converges(family):

@@ -15,11 +15,15 @@ from agentlog.errors import RelayUnavailable
 from agentlog.log import payloads
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge
+from agentlog.relay.config import RelayConfig
+from agentlog.store import devices, home
+from agentlog.store import relay as relay_keys
 from agentlog.store.ledger import Ledger
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.relay_peer import RelayPeer, sync_once
 from tests.helpers.nats import NatsServer
-from tests.helpers.relay import config, relay_group
+from tests.helpers.relay import config, relay_group, relay_messages
+from tests.helpers.sync import sync
 
 WAIT_S = 10.0
 
@@ -28,33 +32,19 @@ def write(store, n: int, tag: str) -> None:
     store.append_many([payloads.Observation(setting=f"test.{tag}", value=f"{tag}{i}") for i in range(n)])
 
 
-def relay_messages(server: NatsServer, group: bytes) -> int:
-    bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
-    try:
-        bridge.connect().result(WAIT_S)
-        return bridge.stream_state(envelope.stream_name(group)).result(WAIT_S).messages
-    finally:
-        bridge.close()
-
-
-def publish_raw(server: NatsServer, items: list[tuple[str, str, bytes]]) -> None:
+def publish_raw(server: NatsServer, group: bytes, items: list[tuple[str, str, bytes]]) -> None:
     """Publish as another client would (a rogue one, or a device's copy with its own message ids)."""
     bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
     try:
         bridge.connect().result(WAIT_S)
-        stream = envelope.stream_name(_group[0])
-        bridge.publish(stream, items).result(WAIT_S)
+        bridge.publish(envelope.stream_name(group), items).result(WAIT_S)
     finally:
         bridge.close()
-
-
-_group: list[bytes] = []
 
 
 @pytest.fixture
 def pair(tmp_path, nats_server):
     stores = relay_group(tmp_path, nats_server.url, "laptop", "phone")
-    _group[:] = [stores[0].group]
     yield stores
     for s in stores:
         s.close()
@@ -73,11 +63,11 @@ async def test_two_stores_that_never_meet_converge_through_relay_rounds(pair, na
     assert back.received == 20 and back.sent == 0
     assert laptop.frontier() == phone.frontier() and laptop.count() == phone.count()
 
-    held = relay_messages(nats_server, laptop.group)
+    held = relay_messages(nats_server.url, laptop.group)
     for store in (laptop, phone, laptop):                       # in sync: rounds publish nothing
         again = await sync_once(store, config(store), timeout=WAIT_S)
         assert (again.sent, again.received) == (0, 0)
-    assert relay_messages(nats_server, laptop.group) == held
+    assert relay_messages(nats_server.url, laptop.group) == held
 
     relay = peer_id(config(laptop).address)
     sent = {(r.author, r.lo, r.hi) for r in Ledger(laptop).sent(relay)}
@@ -98,7 +88,7 @@ async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
     sealed = [envelope.seal(keys, phone.group, e.record, e.payload) for e in events]
     shuffled = sealed[6:][::-1] + sealed[:6][::-1]
     copies = [(s.subject, s.msg_id + "-copy", s.body) for s in sealed[3:9]]   # ids the relay does not dedup
-    publish_raw(nats_server, [tuple(s) for s in shuffled] + copies)
+    publish_raw(nats_server, phone.group, [tuple(s) for s in shuffled] + copies)
     got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
     assert got.received == 12 and got.held == 0 and got.skipped == 0
     assert laptop.frontier() == phone.frontier()
@@ -115,7 +105,7 @@ async def test_bad_messages_are_skipped_logged_once_acked_and_the_consumer_goes_
     subject = envelope.subject(group, phone.device)
     forged = envelope.seal(keys, group, good[1].record, b"tampered")             # the payload hash does not match
     moved = envelope.seal(keys, group, good[0].record, good[0].payload)
-    publish_raw(nats_server, [
+    publish_raw(nats_server, group, [
         (subject, "garbage", keys.current + os.urandom(200)),                    # does not open
         (subject, "short", b"x"),                                                # too short
         (envelope.subject(group, laptop.device), "moved", moved.body),          # sealed for another subject
@@ -200,3 +190,60 @@ async def test_wrong_credentials_are_refused_without_a_crash(tmp_path):
         phone.close()
     finally:
         server.kill()
+
+
+async def test_a_server_killed_mid_publish_loses_nothing_acknowledged_and_publishes_the_rest(pair, nats_server):
+    laptop, phone = pair
+    for i in range(6):
+        write(laptop, 2000, f"batch{i}")
+    peer = RelayPeer(laptop, config(laptop))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.run)
+        with trio.fail_after(60):
+            while peer.result.sent == 0:
+                await trio.sleep(0.001)
+        await trio.to_thread.run_sync(nats_server.kill)
+        acknowledged = peer.result.sent
+        assert acknowledged < laptop.count()
+        with trio.fail_after(WAIT_S):
+            while peer.state == "live":
+                await trio.sleep(0.05)
+        await trio.to_thread.run_sync(nats_server.start)
+        with trio.fail_after(60):
+            while peer.they_lack != 0 or peer.state != "live":
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert relay_messages(nats_server.url, laptop.group) == laptop.count()
+    got = await sync_once(phone, config(phone), timeout=60)
+    assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
+
+
+async def test_a_device_without_a_relay_key_skips_nothing_and_reads_on_once_it_holds_one(tmp_path, nats_server):
+    laptop = home.create(tmp_path / "laptop", "laptop")
+    laptop.create_group("laptop")
+    phone = home.create(tmp_path / "phone", "phone")
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))     # before the group had a relay
+    sync(laptop, phone)
+    try:
+        address = RelayConfig.parse(nats_server.url).address
+        laptop.peer_book.add_relay(address, {})
+        phone.peer_book.add_relay(address, {})
+        relay_keys.create_scope(laptop)
+        write(laptop, 5, "early")
+        await sync_once(laptop, config(laptop), timeout=WAIT_S)
+        assert not phone.relay_keys()
+        waiting = RelayPeer(phone, config(phone), ack_wait_s=0.2)     # delivered again and again meanwhile
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiting.run)
+            await trio.sleep(2.0)
+            nursery.cancel_scope.cancel()
+        assert waiting.state == "live"
+        assert (waiting.result.received, waiting.result.skipped, waiting.result.sent) == (0, 0, 0)
+        sync(laptop, phone)                                  # the relay key reaches it another way
+        write(laptop, 4, "late")
+        await sync_once(laptop, config(laptop), timeout=WAIT_S)
+        got = await sync_once(phone, config(phone), timeout=WAIT_S)
+        assert got.received == 4 and got.skipped == 0 and phone.frontier() == laptop.frontier()
+    finally:
+        laptop.close()
+        phone.close()

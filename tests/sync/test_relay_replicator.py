@@ -6,24 +6,21 @@ from __future__ import annotations
 import trio
 
 from agentlog.log import payloads
-from agentlog.relay import envelope
-from agentlog.relay.bridge import Bridge
+from agentlog.relay.config import RelayConfig
+from agentlog.store import devices, home
+from agentlog.store import relay as relay_keys
 from agentlog.store.ledger import Ledger
 from agentlog.store.peers import address
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.replicator import Replicator
-from tests.helpers.relay import config, relay_group
+from tests.helpers.relay import config, relay_group, relay_messages
+from tests.helpers.sync import sync
 
 WAIT_S = 15.0
 
 
-def relay_messages(url: str, group: bytes) -> int:
-    bridge = Bridge(url, on_deliver=lambda d: None, on_down=lambda r: None).start()
-    try:
-        bridge.connect().result(WAIT_S)
-        return bridge.stream_state(envelope.stream_name(group)).result(WAIT_S).messages
-    finally:
-        bridge.close()
+def config_address(url: str) -> str:
+    return RelayConfig.parse(url).address
 
 
 async def until(predicate, what: str) -> None:
@@ -62,6 +59,29 @@ async def test_events_arriving_by_lan_and_relay_are_stored_once_and_idle_publish
             assert [r.result.sent for r in (*hub.relays, *mobile.relays, *away.relays)] == sent
             assert held == laptop.count()                # every event once on the relay, none twice
             assert {r.state for r in (*hub.relays, *mobile.relays, *away.relays)} == {"live"}
+            nursery.cancel_scope.cancel()
+    finally:
+        for store in (laptop, phone, tablet):
+            store.close()
+
+
+async def test_serve_grants_the_relay_key_to_an_enrolled_device_that_lacks_it(tmp_path, nats_server):
+    laptop = home.create(tmp_path / "laptop", "laptop")
+    laptop.create_group("laptop")
+    phone = home.create(tmp_path / "phone", "phone")
+    devices.join(phone, devices.enroll(laptop, phone.device, "phone"))
+    sync(laptop, phone)
+    laptop.peer_book.add_relay(config_address(nats_server.url), {})
+    relay_keys.create_scope(laptop)                       # the phone has not heard of it yet
+    tablet = home.create(tmp_path / "tablet", "tablet")
+    devices.join(tablet, devices.enroll(phone, tablet.device, "tablet"))
+    sync(phone, laptop)
+    try:
+        readers = {d for d, _ in laptop.scopes.get("relay").readers}
+        assert tablet.device not in readers and phone.device in readers
+        async with trio.open_nursery() as nursery:
+            await nursery.start(Replicator(laptop, heartbeat=0.5).run)
+            await until(lambda: tablet.device in {d for d, _ in laptop.scopes.get("relay").readers}, "granted")
             nursery.cancel_scope.cancel()
     finally:
         for store in (laptop, phone, tablet):
