@@ -292,7 +292,7 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "MB":
         return f"{value:,.1f}"
-    if unit == "%":
+    if unit in ("%", "s"):
         return f"{value:.2f}"
     return f"{value:.1f}" if unit == "µs" else f"{value:,.0f}"
 

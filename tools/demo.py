@@ -5,8 +5,10 @@ Three homes in a temporary directory, provisioned into one group by the real CLI
 127.0.0.1. A scripted agent on each device decides from its local view (timed), the user
 corrects some decisions, the phone goes offline and learns alone (and sets a device
 override) while the laptop and the hub keep learning, then the phone reconnects and all
-three converge. Ends with an audit summary from `status --json`, `log --json` and
-`verify --json`.
+three converge. Then an audit summary from `status --json`, `log --json` and
+`verify --json`, compaction and a new tablet, and, away from home, the phone and the laptop,
+never up at the same time, converging through a blind relay: a real nats-server
+(tools/demo_relay.py; skipped with a message when nats-server is not installed).
 
 Exit status 0 when the three devices converged (same events, same view digests), 1 when
 they did not (naming what differs) or a step failed. Every daemon is stopped by its PID in
@@ -37,6 +39,7 @@ import agentlog
 NAMES = ("laptop", "phone", "hub")                 # table column order
 KINDS = ("device.enroll", "observation", "decision", "correction", "override.set", "memory.put", "memory.update")
 BIRTHDAY = "Anna's birthday is "
+TOOLS = Path(__file__).resolve().parent     # demo_relay.py and natslib.py beside this file
 
 
 @dataclass(frozen=True)
@@ -461,6 +464,10 @@ def story(root: Path, t: Timings, daemons: list[Daemon], agents: list[Agent]) ->
 
     audit(homes, agents, t)
     compaction(root, homes, laptop_d, agents)
+    if str(TOOLS) not in sys.path:          # loaded by path (tests/system/test_demo.py), not run from tools/
+        sys.path.insert(0, str(TOOLS))
+    import demo_relay
+    demo_relay.chapter(sys.modules[__name__], root, homes, t, daemons, agents)
     for daemon in daemons:
         daemon.check_alive()
 
