@@ -120,7 +120,7 @@ class Bridge:
     def consume(self, stream: str, subject: str, start_seq: int) -> Future:
         """Deliver the stream's messages on `subject` from `start_seq` on, live, to `on_deliver`; a delivery
         not acked within ACK_WAIT_S comes again. Replaces any earlier consumer of this bridge; resolves to the
-        number of messages waiting to be delivered when it started."""
+        number of messages from `start_seq` on when it started."""
         return self._submit(self._consume(stream, subject, max(1, start_seq)))
 
     def last_message(self, stream: str, subject: str) -> Future:
@@ -233,7 +233,8 @@ class Bridge:
                                     max_ack_pending=MAX_ACK_PENDING, inactive_threshold=INACTIVE_S)
         self._sub = await self._js.subscribe(subject, stream=stream, cb=self._deliver, manual_ack=True,
                                              config=config, pending_msgs_limit=PENDING_MSGS)
-        return (await self._sub.consumer_info()).num_pending
+        info = await self._sub.consumer_info()       # delivery has begun: those delivered wait for their ack
+        return info.num_pending + info.num_ack_pending
 
     async def _deliver(self, msg) -> None:
         meta = msg.metadata
