@@ -81,15 +81,15 @@ def msg_id(group: bytes, event_id: bytes) -> str:
 
 
 def seal(keyring: RelayKeyring, group: bytes, record: bytes, payload: bytes | None, *,
-         snapshot: bool = False) -> Sealed:
+         key_id: bytes | None = None, snapshot: bool = False) -> Sealed:
     """Seal one event (its record: header ‖ signature, and its payload, or None when held without it) with the
-    current relay key, on its author's subject (or the snapshot subject).
+    relay key `key_id` (by default the current one), on its author's subject (or the snapshot subject).
 
     Raises:
         RelayMessageError: this device holds no relay key (code "key").
         EventError: `record` is not an event record (a caller's mistake: records come from the store).
     """
-    kid = keyring.current
+    kid = keyring.current if key_id is None else key_id
     key = keyring.get(kid) if kid is not None else None
     if key is None:
         raise RelayMessageError("this device holds no relay key to seal with: the group has no relay yet, or "

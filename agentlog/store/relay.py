@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 
 from agentlog import crypto
 from agentlog.errors import TokenError, UsageError
-from agentlog.log.kinds import RELAY_SCOPE
+from agentlog.log.event import peek_record, record_id
+from agentlog.log.kinds import RELAY_SCOPE, SCOPE_KINDS
 from agentlog.store.append import new_scope_key
 from agentlog.store.keyring import scopes_in
 from agentlog.store.views import roster_in
@@ -22,17 +23,28 @@ from agentlog.store.views import roster_in
 JOIN_META = "relay_join"              # current key id(32) ‖ (key id(32) ‖ box(80))*: relay keys a join token gave
 JOIN_ENTRY = crypto.ID_LEN + crypto.BOX_LEN
 MAX_JOIN_KEYS = 1024
+ROTATION_KINDS = SCOPE_KINDS | {"device.revoke"}   # what a rotation's author writes just before its scope.key
+ROTATION_RUN_MAX = 64                              # of those, how many before it are sealed with the former key
 
 
 class RelayKeys(Mapping):
     """Key id -> relay key, for every relay key this device holds, and `current`: the id of the key it seals with
-    (None when it holds no current one: no relay yet, not granted yet, or revoked)."""
+    (None when it holds no current one: no relay yet, not granted yet, or revoked). `former`: event id -> id of the
+    key that seals it instead of the current one (`sealing_key`)."""
 
-    __slots__ = ("_keys", "current")
+    __slots__ = ("_keys", "current", "former")
 
-    def __init__(self, keys: dict[bytes, bytes], current: bytes | None):
+    def __init__(self, keys: dict[bytes, bytes], current: bytes | None, former: dict[bytes, bytes] | None = None):
         self._keys = dict(keys)
         self.current = current if current in self._keys else None
+        self.former = {eid: kid for eid, kid in (former or {}).items() if kid in self._keys}
+
+    def sealing_key(self, event_id: bytes) -> bytes | None:
+        """The id of the key event `event_id` is sealed with on the relay: for the scope.key that introduces a relay
+        key (and the revocation and scope events its author wrote just before it), the key current before it, so
+        that a device reached only through the relay can open the event that gives it the new key; for any other
+        event, the current key."""
+        return self.former.get(event_id, self.current)
 
     def __getitem__(self, key_id: bytes) -> bytes:
         return self._keys[key_id]
@@ -64,7 +76,31 @@ def keys(store) -> RelayKeys:
     for kid, key in joined.items():
         held.setdefault(kid, key)
     current = state.current if state is not None else joined_current
-    return RelayKeys(held, current)
+    return RelayKeys(held, current, _former(store, state, held) if state is not None else {})
+
+
+def _former(store, state, held: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """Event id -> the relay key current before the rotation it belongs to: each scope.key that introduced a relay
+    key after the first, and the run of revocation and scope events its author wrote just before it (the
+    revocation that caused it comes first), for the keys whose predecessor this device holds. None of them holds
+    anything a revoked device may not read: scope events hold boxes sealed to their readers."""
+    by_epoch = {k.epoch: kid for kid, k in state.keys.items()}
+    out = {}
+    for kid, k in state.keys.items():
+        before = by_epoch.get(k.epoch - 1)
+        if before is None or before not in held:
+            continue
+        out[kid] = before
+        found = store.get(kid)
+        if found is None:
+            continue
+        h = found.header
+        rows = store.read_range(h.author, h.epoch, max(1, h.seq - ROTATION_RUN_MAX), h.seq - 1, ROTATION_RUN_MAX)
+        for _, record, _ in reversed(rows if len(rows) == min(ROTATION_RUN_MAX, h.seq - 1) else []):
+            if peek_record(record)[2] not in ROTATION_KINDS:
+                break
+            out.setdefault(record_id(record), before)
+    return out
 
 
 def _joined(store) -> tuple[bytes | None, dict[bytes, bytes]]:

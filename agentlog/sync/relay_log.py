@@ -14,7 +14,7 @@ import structlog
 
 from agentlog import crypto
 from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
-from agentlog.log.event import decode_record, peek_record
+from agentlog.log.event import decode_record, peek_record, record_id
 from agentlog.log.snapshot import Bundle
 from agentlog.relay import envelope
 from agentlog.store import compaction, ledger
@@ -188,7 +188,8 @@ class RelayLog:
             found.extend((lamport, author, lo + i, head.epoch, record, payload)
                          for i, (lamport, record, payload) in enumerate(rows))
         found.sort(key=lambda r: (r[0], r[1], r[2]))
-        out = [(envelope.seal(keys, self.group, record, payload), (author, epoch, seq), record)
+        out = [(envelope.seal(keys, self.group, record, payload, key_id=keys.sealing_key(record_id(record))),
+                (author, epoch, seq), record)
                for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
         self._echoes(sealed.msg_id for sealed, _, _ in out)     # before the relay can deliver them back
         return out
@@ -269,7 +270,28 @@ class RelayLog:
         committed) at most every SAVE_EVERY_S. A delivery dealt with before, or sent from here, is acked unopened."""
         out = Outcome()
         keys = self.store.relay_keys()
+        waiting = self._take(deliveries, keys, out)
+        if self.held:
+            self._ingest(out)
+        while waiting:                  # a key ingested just now (a rotation) opens those sealed with it: again
+            fresh = self.store.relay_keys()
+            if set(fresh) <= set(keys):
+                break
+            keys = fresh
+            waiting = self._take([d for d, _ in waiting], keys, out)
+            if self.held:
+                self._ingest(out)
+        for d, exc in waiting:          # its key may come with an event still on its way (or any key): wait
+            if d.delivered >= KEY_TRIES and keys:
+                self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
+        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+            self.save()
+        return out
+
+    def _take(self, deliveries: list, keys, out: Outcome) -> list:
+        """Open and hold (or ack) each delivery; returns those sealed with a relay key not held here, with why."""
         heads = self.store.heads()
+        waiting = []
         for d in deliveries:
             if d.stream_seq <= self.cursor.seq or d.stream_seq in self.cursor.done or d.msg_id in self.echoes:
                 out.acks.append(d.handle)
@@ -282,8 +304,9 @@ class RelayLog:
             try:
                 record, payload = envelope.open(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
-                if exc.code == "key" and (d.delivered < KEY_TRIES or not keys):
-                    continue                    # its key may come with an event still on its way (or any key): wait
+                if exc.code == "key":
+                    waiting.append((d, exc))
+                    continue
                 self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
                 continue
             (author, epoch, seq), = ledger.positions([record])  # envelope.open decoded the whole record
@@ -300,11 +323,7 @@ class RelayLog:
                 held = self.held[key] = Held(author, epoch, seq, peek_record(record)[0], record, payload)
             held.handles.append(d.handle)
             held.seqs.append(d.stream_seq)
-        if self.held:
-            self._ingest(out)
-        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
-            self.save()
-        return out
+        return waiting
 
     def _ingest(self, out: Outcome) -> None:
         """Ingest the held events that continue their author's chain here, in causal order, in one transaction;
