@@ -65,6 +65,8 @@ class RelayPeer:
         self._wake = trio.Event()
         self._saved: tuple | None = None
         self._pending = 0
+        self._end = 0              # the stream's last sequence when consuming began: a round reads up to it
+        self._seen = 0             # the highest stream sequence delivered
         self._snapshot_there: bytes | None = None      # the relay's last snapshot message, as last seen
 
     def poke(self) -> None:
@@ -139,11 +141,12 @@ class RelayPeer:
                     if self.on_ingested:
                         self.on_ingested(self)
             self._snapshot_there = there
+            self._end, self._seen = state.last_seq, self.log.cursor.seq
             self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
             self.set_state("live")
             went_live = True
             caught_up = trio.Event()
-            if self._pending == 0:
+            if self._pending == 0 or self._caught_up():
                 caught_up.set()
             try:
                 async with trio.open_nursery() as nursery:
@@ -180,13 +183,19 @@ class RelayPeer:
                 except trio.WouldBlock:
                     break
             await self._take(bridge, batch)
-            if self._pending == 0 and deliveries.statistics().current_buffer_used == 0:
+            if self._caught_up() and deliveries.statistics().current_buffer_used == 0:
                 caught_up.set()
+
+    def _caught_up(self) -> bool:
+        """Whether everything the stream held when consuming began was delivered: by sequence, since the pending
+        count a delivery carries can run ahead of the stream (nats-server 2.9, a push consumer just made)."""
+        return self._seen >= self._end
 
     async def _take(self, bridge: Bridge, batch: list[Delivery]) -> None:
         for d in batch:
             self.log.cursor.delivered(d.stream_seq)
         self._pending = batch[-1].pending
+        self._seen = max(self._seen, max(d.stream_seq for d in batch))
         outcome = await self.run_sync(self.log.absorb, batch)
         bridge.ack(outcome.acks)
         self.log.cursor.resolved(outcome.done)
