@@ -43,6 +43,16 @@ def phone(tmp_path, laptop) -> Store:
 
 
 @pytest.fixture
+def tablet(tmp_path, laptop) -> Store:
+    """A third device enrolled by the laptop, like the phone."""
+    store = home.create(tmp_path / "tablet", "tablet")
+    devices.join(store, devices.enroll(laptop, store.device, "tablet"))
+    sync(laptop, store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
 def family(tmp_path):
     f = Family(tmp_path)
     yield f

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agentlog.crypto import DeviceKey
@@ -13,6 +15,20 @@ from agentlog.store import devices
 from agentlog.store.store import Store
 from tests.helpers.daemons import agentlog, snapshot, status, wait_until
 from tests.helpers.sync import sync
+
+
+@contextmanager
+def health_home(tmp: Path) -> Iterator[Home]:
+    """A Home whose scope `health` the laptop and the phone read and the speaker does not; closed after."""
+    h = Home(tmp)
+    h.laptop.scopes.create("health")
+    h.laptop.scopes.grant("health", ["phone"])
+    h.meet()
+    try:
+        yield h
+    finally:
+        for s in (h.laptop, h.phone, h.speaker):
+            s.close()
 
 
 class Home:

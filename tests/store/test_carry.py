@@ -9,7 +9,7 @@ from agentlog.errors import NotFoundError, UsageError
 from agentlog.log.kinds import is_sealed_scope
 from agentlog.log.validate import ROSTER_KINDS
 from agentlog.store.verify import verify_store
-from tests.helpers.scoped import Home, files_holding
+from tests.helpers.scoped import Home, files_holding, health_home
 from tests.helpers.sync import sync
 
 CANARY = "CANARY-c4rry-pulse-62"
@@ -17,13 +17,8 @@ CANARY = "CANARY-c4rry-pulse-62"
 
 @pytest.fixture
 def home(tmp_path):
-    h = Home(tmp_path)
-    h.laptop.scopes.create("health")
-    h.laptop.scopes.grant("health", ["phone"])
-    h.meet()
-    yield h
-    for s in (h.laptop, h.phone, h.speaker):
-        s.close()
+    with health_home(tmp_path) as h:
+        yield h
 
 
 def phone_writes(home: Home) -> tuple[bytes, list]:

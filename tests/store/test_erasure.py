@@ -9,7 +9,7 @@ from agentlog import crypto
 from agentlog.errors import DecodeError, InvalidValueError, NotFoundError, ScopeError, UsageError
 from agentlog.log import payloads
 from agentlog.log.event import Event
-from agentlog.store import compaction, devices, home
+from agentlog.store import compaction
 from agentlog.store.verify import verify_store
 from tests.helpers.events import resign
 from tests.helpers.family import observe_days
@@ -39,15 +39,6 @@ def assert_verified(*stores) -> None:
     for store in stores:
         report = verify_store(store)
         assert report.ok, (report.problems, report.damage, report.withheld)
-
-
-@pytest.fixture
-def tablet(tmp_path, laptop):
-    store = home.create(tmp_path / "tablet", "tablet")
-    devices.join(store, devices.enroll(laptop, store.device, "tablet"))
-    sync(laptop, store)
-    yield store
-    store.close()
 
 
 def test_forget_erases_an_entry_on_the_requester_and_on_a_peer_that_receives_it_later(laptop, phone):

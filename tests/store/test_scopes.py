@@ -16,7 +16,7 @@ from agentlog.store.keyring import scopes_in
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from tests.helpers.events import store_digest
-from tests.helpers.scoped import Home, files_holding
+from tests.helpers.scoped import Home, files_holding, health_home
 from tests.helpers.sync import sync
 
 CANARY = "CANARY-7f3a9c-blood-pressure"
@@ -25,13 +25,8 @@ CANARY2 = "CANARY-2b81d4-after-revoke"
 
 @pytest.fixture
 def home(tmp_path):
-    h = Home(tmp_path)
-    h.laptop.scopes.create("health")
-    h.laptop.scopes.grant("health", ["phone"])
-    h.meet()
-    yield h
-    for s in (h.laptop, h.phone, h.speaker):
-        s.close()
+    with health_home(tmp_path) as h:
+        yield h
 
 
 def phone_writes_canary(home: Home) -> bytes:

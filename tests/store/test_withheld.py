@@ -13,7 +13,6 @@ from agentlog.errors import PayloadHashError
 from agentlog.log import payloads
 from agentlog.log.event import peek_record
 from agentlog.log.validate import ROSTER_KINDS
-from agentlog.store import devices, home
 from agentlog.store.layout import seq_runs
 from agentlog.store.verify import verify_store
 from agentlog.sync.messages import WireEvent
@@ -42,15 +41,6 @@ def missing_payloads(store) -> int:
 
 def stripped(events) -> list:
     return [(e.record, None if e.header.kind not in ROSTER_KINDS else e.payload) for e in events]
-
-
-@pytest.fixture
-def tablet(tmp_path, laptop):
-    store = home.create(tmp_path / "tablet", "tablet")
-    devices.join(store, devices.enroll(laptop, store.device, "tablet"))
-    sync(laptop, store)
-    yield store
-    store.close()
 
 
 def test_a_withheld_payload_is_filled_when_a_peer_supplies_it(laptop, phone, tablet):

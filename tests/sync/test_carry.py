@@ -13,20 +13,15 @@ from agentlog.store.verify import verify_store
 from agentlog.sync.messages import Want
 from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.links import Link
-from tests.helpers.scoped import Home, files_holding
+from tests.helpers.scoped import files_holding, health_home
 
 CANARY = "CANARY-5ync-c4rry-glucose"
 
 
 @pytest.fixture
 def home(tmp_path):
-    h = Home(tmp_path)
-    h.laptop.scopes.create("health")
-    h.laptop.scopes.grant("health", ["phone"])
-    h.meet()
-    yield h
-    for s in (h.laptop, h.phone, h.speaker):
-        s.close()
+    with health_home(tmp_path) as h:
+        yield h
 
 
 def sync_over_socket(dialer: Store, server: Store) -> None:
