@@ -106,11 +106,15 @@ class Env:
             return lmdb.open(str(self.path), map_size=_FALLBACK_MAP, subdir=True, **options)
 
     def open_dbs(self, names, create: bool = True) -> dict:
-        """Name -> handle of each named database (lmdb.NotFoundError if one is missing and not `create`)."""
+        """Name -> handle of each named database (lmdb.NotFoundError if one is missing and not `create`).
+
+        Opened inside a transaction of our own: py-lmdb's open_db without one waits for the writer lock while
+        holding the GIL, which deadlocks against another thread of this process committing a write."""
         for _ in range(8):
             self._enter()
             try:
-                return {name: self.env.open_db(name.encode(), create=create) for name in names}
+                with self.env.begin(write=create) as txn:
+                    return {name: self.env.open_db(name.encode(), txn=txn, create=create) for name in names}
             except lmdb.MapResizedError:
                 pass
             except lmdb.NotFoundError:

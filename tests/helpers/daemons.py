@@ -106,7 +106,18 @@ def wait_converged(*homes: Path, count: int | None = None, timeout: float = DEAD
         return wait_until(check, "converge", timeout)
     except AssertionError:
         detail = {h.name: {k: v for k, v in snapshot(h).items() if k != "views"} for h in homes}
-        raise AssertionError(f"homes did not converge within {timeout:g} s (count {count}): {detail}") from None
+        raise AssertionError(f"homes did not converge within {timeout:g} s (count {count}): {detail}\n"
+                             f"{log_tails(*homes)}") from None
+
+
+def log_tails(*homes: Path, lines: int = 15) -> str:
+    """The last lines of every `serve` log of these homes: what a daemon was doing when a wait ran out."""
+    parts = []
+    for h in homes:
+        for path in sorted(h.parent.glob(f"{h.name}.serve.*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name}\n" + "\n".join(tail))
+    return "\n".join(parts)
 
 
 class Daemon:

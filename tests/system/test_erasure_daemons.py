@@ -62,7 +62,9 @@ def test_forget_and_erase_leave_no_canary_under_any_home_with_the_daemons_runnin
     pref_out = agentlog(phone, "pref", "forget", SETTING, "--erase", "--reason", "no longer relevant").stdout.split()
     assert len(memory_request) == 1 and len(pref_out) == 2
     wait_converged(laptop, phone, timeout=60)
-    assert holding([memo, seen, heard], laptop, phone) == {"laptop": [], "phone": []}
+    wait_until(lambda: not any(holding([memo, seen, heard], laptop, phone).values()) or None,
+               "no canary under the laptop's and phone's homes (a scrub ends after the commit it follows)",
+               timeout=45)
     assert holding([memo, seen, heard], tablet)["tablet"], "the tablet was offline: it still holds them"
 
     tablet_daemon.start()
