@@ -1,0 +1,122 @@
+"""Compaction in a group with a sealed scope (docs/compaction.md, "Sealed scopes"): the snapshot's state folds
+only plain events, the sealed ones and the scope and erase events stay as events beside it, and every device ends
+with the views of a full replay: a reader and a non-reader, compacted, replayed, or started from the snapshot; the
+non-reader started from it holds no byte of the sealed content."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentlog.errors import SnapshotError
+from agentlog.log import snapshot
+from agentlog.store import compaction
+from agentlog.store.keyring import rebuild_scopes
+from agentlog.store.layout import limits_in
+from agentlog.store.verify import verify_store
+from tests.helpers.family import DAY, HOUR, Family, new_device
+from tests.helpers.scoped import files_holding
+
+CANARY = "canary-lentils-9c41e7"
+
+
+def digests(store) -> dict[str, str]:
+    return {name: v["digest"] for name, v in store.views().items()}
+
+
+@pytest.fixture
+def home(tmp_path):
+    """laptop and phone read `health`; hub (granted), radio and speaker (not) were enrolled at the start and stay
+    away."""
+    f = Family(tmp_path)
+    f.laptop.scopes.create("health")
+    f.laptop.scopes.grant("health", ["phone"])
+    f.hub_, f.radio, f.speaker = new_device(f, "hub"), new_device(f, "radio"), new_device(f, "speaker")
+    f.laptop.scopes.grant("health", ["hub"])
+    f.meet()
+    yield f
+    for s in (f.hub_, f.radio, f.speaker):
+        s.close()
+    f.close()
+
+
+def write_days(f: Family, days: int) -> None:
+    """Both readers observe in `user` and in `health` for days (so day summaries form), and keep notes."""
+    for day in range(days):
+        for i in range(8):
+            for store, tag in ((f.laptop, "l"), (f.phone, "p")):
+                store.prefs.observe(f"s{i % 2}", f"{tag}{i % 3}")
+                store.prefs.observe("diet", f"{CANARY}-{i % 2}" if i % 4 == 0 else "vegan", scope="health")
+            f.later(HOUR)
+        f.laptop.memory.put(f"{CANARY} note {day}", scope="health")
+        f.phone.memory.put(f"plain note {day}")
+        f.meet()
+        f.later(DAY)
+    f.laptop.prefs.observe("s0", "last")          # the phone's next clock names everything the laptop holds
+    f.sync(f.laptop, f.phone)
+    f.phone.prefs.observe("diet", "vegan", scope="health")
+    f.sync(f.phone, f.laptop)
+
+
+def test_reader_and_non_reader_end_equal_compacted_replayed_and_started_from_the_snapshot(home):
+    f = home
+    write_days(f, 3)
+    before = digests(f.laptop)
+    held = f.laptop.count()
+    report = compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)     # hub and radio: silent since enrolled
+    assert report.snapshot is not None and report.dropped > held // 3
+    bundle = compaction.base_bundle(f.laptop)
+    assert all(CANARY.encode() not in state for state in bundle.states.values())
+    kept = snapshot.unpack_retained(bundle.retained)
+    assert kept and len(kept) < held - report.dropped + 1
+
+    after = digests(f.laptop)
+    f.laptop.rebuild_views()                                  # from the base snapshot plus what it holds
+    assert digests(f.laptop) == after
+    f.phone.rebuild_views()                                   # a full replay of the whole log, by a reader
+    f.sync(f.laptop, f.phone)
+    assert digests(f.phone) == digests(f.laptop)
+    assert before["roster"] == after["roster"]
+    assert f.laptop.scopes.get("health").can_read and verify_store(f.laptop, jobs=1).ok
+
+    for store in (f.hub_, f.radio):                           # both start from the laptop's snapshot
+        compaction.bootstrap(store, compaction.base_bundle(f.laptop))
+        f.sync(f.laptop, store)
+        assert verify_store(store, jobs=1).ok
+    assert digests(f.hub_) == digests(f.laptop)               # the reader folded the kept sealed events
+    assert any(CANARY in e.content for e in f.hub_.memory.list())
+    assert not any(CANARY in e.content for e in f.radio.memory.list())
+
+    f.sync(f.phone, f.speaker)                                # a non-reader that takes the whole log as events
+    f.speaker.rebuild_views()
+    assert digests(f.radio) == digests(f.speaker)
+    assert digests(f.radio)["pref"] != digests(f.hub_)["pref"]      # not vacuous: the readers' views differ
+    f.radio.close()
+    assert files_holding(f.tmp / "radio", CANARY) == []
+    assert files_holding(f.tmp / "hub", CANARY)                # the same search finds it where it may be
+
+
+def test_a_bundle_that_leaves_out_a_kept_event_is_refused_whole(home):
+    f = home
+    write_days(f, 2)
+    compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    bundle = compaction.base_bundle(f.laptop)
+    kept = snapshot.unpack_retained(bundle.retained)
+    short = snapshot.Bundle(bundle.record, bundle.payload, bundle.states, snapshot.pack_retained(kept[:-1]))
+    frontier = f.radio.frontier()
+    with pytest.raises(SnapshotError, match="not the ones it signs"):
+        compaction.bootstrap(f.radio, short)
+    assert f.radio.frontier() == frontier and f.radio.meta("base") is None
+
+
+def test_compaction_keeps_the_relay_key_and_the_scope_events(home):
+    from agentlog.store import relay
+
+    f = home
+    relay.create_scope(f.laptop)
+    f.meet()
+    keys = dict(relay.keys(f.laptop))
+    write_days(f, 2)
+    compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    assert f.laptop.truncated()
+    f.laptop.write(lambda txn: rebuild_scopes(f.laptop.dbs, txn, limits_in(f.laptop.dbs, txn)))   # from the log
+    assert dict(relay.keys(f.laptop)) == keys and f.laptop.scopes.get("health").can_read
