@@ -1,10 +1,14 @@
 """A family that compacts: writing over days, the laptop's compaction, and a newcomer that holds nothing yet, for
-the tests that bootstrap from a snapshot (over a socket, or through the relay)."""
+the tests that bootstrap from a snapshot (over a socket, or through the relay); one sync round over a socket."""
 
 from __future__ import annotations
 
+import trio
+
+from agentlog.errors import PeerError
 from agentlog.log import payloads
 from agentlog.store import compaction, devices
+from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.family import DAY, HOUR, Family
 
 
@@ -43,3 +47,20 @@ def compacted(f: Family) -> int:
     report = compaction.compact(f.laptop, now_ms=f.now)
     assert report.snapshot is not None and report.dropped > held // 2
     return held
+
+
+def over_socket(server, client, timeout: float = 20, **options):
+    """`client` runs one `agentlog sync` round against `server` listening on 127.0.0.1; the sync's result."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            replicator = await nursery.start(Replicator(server, listen=("127.0.0.1", 0)).run)
+            try:
+                return await sync_once(client, f"127.0.0.1:{replicator.port}", timeout=timeout, **options)
+            except PeerError as exc:
+                return exc
+            finally:
+                nursery.cancel_scope.cancel()
+    outcome = trio.run(main)
+    if isinstance(outcome, PeerError):
+        raise outcome
+    return outcome

@@ -1,7 +1,8 @@
 """Compaction in a group with a sealed scope (docs/compaction.md, "Sealed scopes"): the snapshot's state folds
 only plain events, the sealed ones and the scope and erase events stay as events beside it, and every device ends
 with the views of a full replay: a reader and a non-reader, compacted, replayed, or started from the snapshot; the
-non-reader started from it holds no byte of the sealed content."""
+non-reader started from it holds no byte of the sealed content. One bootstrap goes over the real protocol on
+127.0.0.1, so the kept events' way over the wire is tested too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agentlog.store import compaction
 from agentlog.store.keyring import rebuild_scopes
 from agentlog.store.layout import limits_in
 from agentlog.store.verify import verify_store
+from tests.helpers.bootstrap import over_socket
 from tests.helpers.family import DAY, HOUR, Family, new_device
 from tests.helpers.scoped import files_holding
 
@@ -78,9 +80,10 @@ def test_reader_and_non_reader_end_equal_compacted_replayed_and_started_from_the
     assert before["roster"] == after["roster"]
     assert f.laptop.scopes.get("health").can_read and verify_store(f.laptop, jobs=1).ok
 
-    for store in (f.hub_, f.radio):                           # both start from the laptop's snapshot
-        compaction.bootstrap(store, compaction.base_bundle(f.laptop))
-        f.sync(f.laptop, store)
+    compaction.bootstrap(f.hub_, compaction.base_bundle(f.laptop))     # as handed over
+    f.sync(f.laptop, f.hub_)
+    assert over_socket(f.laptop, f.radio).bootstrapped                # over the replication protocol
+    for store in (f.hub_, f.radio):
         assert verify_store(store, jobs=1).ok
     assert digests(f.hub_) == digests(f.laptop)               # the reader folded the kept sealed events
     assert any(CANARY in e.content for e in f.hub_.memory.list())
@@ -120,3 +123,22 @@ def test_compaction_keeps_the_relay_key_and_the_scope_events(home):
     assert f.laptop.truncated()
     f.laptop.write(lambda txn: rebuild_scopes(f.laptop.dbs, txn, limits_in(f.laptop.dbs, txn)))   # from the log
     assert dict(relay.keys(f.laptop)) == keys and f.laptop.scopes.get("health").can_read
+
+
+def test_a_sealed_entry_erased_before_compaction_reaches_a_new_reader_erased(home):
+    f = home
+    write_days(f, 2)
+    gone = f.laptop.memory.put(f"{CANARY} to forget", scope="health")
+    f.laptop.memory.forget(gone)
+    f.meet()
+    f.later(DAY)
+    write_days(f, 1)
+    compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    assert f.laptop.erasure_status()["covered"] == 0                 # the snapshot's state never held it
+    compaction.bootstrap(f.hub_, compaction.base_bundle(f.laptop))
+    f.sync(f.laptop, f.hub_)
+    report = verify_store(f.hub_, jobs=1)
+    assert report.ok and not report.withheld
+    assert digests(f.hub_) == digests(f.laptop)
+    assert not any("to forget" in e.content for e in f.hub_.memory.list())
+    assert f.hub_.erasure_status()["erased"] >= 1 and files_holding(f.tmp / "hub", "to forget") == []
