@@ -214,8 +214,10 @@ def _without_payloads(store: Store, txn, kept: list[bytes], snap: payloads.Snaps
     events = sorted((f for f in folded_log(db, txn) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))),
                     key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
     wanted = {event_key(f.author, f.epoch, f.seq): f.eid for f in events}
-    eids = {wanted[k]: k for k in kept if k not in before}
+    eids = {wanted[k]: k for k in kept if k not in before and k in wanted}
     newest, past = dict.fromkeys(eids), dict.fromkeys(eids)
+    none = snapshot.pack_context(None, {})          # below a base from before events were kept: its state holds
+    before = {k: before.get(k, none) for k in kept if k not in wanted}   # them (erase requests: no payload folds)
     with scratch.Scratch(lambda _t, *at: time_of(db, txn, *at), lambda _t, eid: event_of(db, txn, eid),
                          None if base is None else scratch.initial_rows(base.states)) as fold:
         def run(stxn):

@@ -2,9 +2,10 @@
 installing those a bootstrap brings (docs/compaction.md, "Sealed scopes").
 
 Events of a sealed scope, and the scope and erase events that say who reads them and what was erased, are
-never truncated and never folded into a snapshot's view state: a snapshot then carries no sealed content,
-every device keeps every key it may read, and a device starting from the snapshot folds the kept events it
-can read on top of its state, as a full replay would have folded them.
+never truncated, and a snapshot's view state folds their headers but not their payloads: it carries no sealed
+content, every device keeps every key it may read, and a device starting from the snapshot folds the payloads
+it can read on top of the state, each with the fold context the snapshot records for it (the newest time its
+author had seen, its author's causal past), as a full replay folds them.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ class StoreLog:
         return _clamped(self.store.truncated(), self.store.revoked_limits())
 
     def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        """The base snapshot's record, payload and named parts (the views' states, the kept events), or None."""
         bundle = compaction.base_bundle(self.store)
         return None if bundle is None else (bundle.record, bundle.payload, bundle.parts())
 

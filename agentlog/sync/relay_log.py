@@ -380,7 +380,8 @@ class RelayLog:
 
 
 def _frame(payload: bytes, states: dict[str, bytes], cuts: dict[bytes, tuple[int, int]]) -> bytes:
-    """A snapshot's payload, views' states and truncation points as one sealed body holds them."""
+    """A snapshot's payload, named parts (the views' states, and the kept events when there are any) and
+    truncation points as one sealed body holds them."""
     out = [_U32.pack(len(payload)), payload, _U32.pack(len(states))]
     for name, state in sorted(states.items()):
         raw = name.encode()

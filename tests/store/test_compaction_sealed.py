@@ -142,3 +142,26 @@ def test_a_sealed_entry_erased_before_compaction_reaches_a_new_reader_erased(hom
     assert digests(f.hub_) == digests(f.laptop)
     assert not any("to forget" in e.content for e in f.hub_.memory.list())
     assert f.hub_.erasure_status()["erased"] >= 1 and files_holding(f.tmp / "hub", "to forget") == []
+
+
+def test_a_second_compaction_folds_on_from_the_first_and_every_device_still_agrees(home):
+    f = home
+    for away in (f.hub_, f.radio, f.speaker):     # each writes once: silent by its own event's time, not its
+        away.prefs.observe("s0", "away")          # enrolment's (which the first compaction drops)
+        f.sync(away, f.laptop)
+    f.meet()
+    write_days(f, 2)
+    compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    first = compaction.base_bundle(f.laptop)
+    write_days(f, 2)
+    report = compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    assert report.snapshot is not None and report.dropped > 0
+    second = compaction.base_bundle(f.laptop)
+    assert len(snapshot.unpack_retained(second.retained)) > len(snapshot.unpack_retained(first.retained))
+    f.phone.rebuild_views()
+    f.sync(f.laptop, f.phone)
+    compaction.bootstrap(f.hub_, second)
+    f.sync(f.laptop, f.hub_)
+    assert digests(f.hub_) == digests(f.laptop) == digests(f.phone)
+    f.laptop.rebuild_views()
+    assert digests(f.laptop) == digests(f.phone) and verify_store(f.laptop, jobs=1).ok
