@@ -162,15 +162,18 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
         snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable))
         states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
         kept = retained.kept_keys(db, txn, frontier)
-        if kept:                 # the state it signs folds their headers, not their payloads
+        sealed = any(retained.sealed_record(txn.get(k, db=db["events"])) for k in kept)
+        if sealed:               # the state it signs folds their headers, not their payloads
             views, kept, snap = _without_payloads(store, txn, kept, snap)
             states.update(views)
+        else:                    # scope and erase events only: no payload of theirs folds, the views are the state
+            kept = [(k, retained.NO_CONTEXT) for k in kept]
+            snap = dataclasses.replace(snap, cuts=_cuts(store.pref_view, txn))
+        if kept:
             snap = dataclasses.replace(snap, retained=snapshot.retained_digest(
                 (record_id(txn.get(k, db=db["events"])), ctx) for k, ctx in kept))
-        else:
-            snap = dataclasses.replace(snap, cuts=_cuts(store.pref_view, txn))
         store.pref_view.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
-        if not kept:
+        if not sealed:
             for name, names in snapshot.VIEW_DBS.items():
                 states[name] = dump(txn, [db[n] for n in names])
         versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
@@ -216,8 +219,8 @@ def _without_payloads(store: Store, txn, kept: list[bytes], snap: payloads.Snaps
     wanted = {event_key(f.author, f.epoch, f.seq): f.eid for f in events}
     eids = {wanted[k]: k for k in kept if k not in before and k in wanted}
     newest, past = dict.fromkeys(eids), dict.fromkeys(eids)
-    none = snapshot.pack_context(None, {})          # below a base from before events were kept: its state holds
-    before = {k: before.get(k, none) for k in kept if k not in wanted}   # them (erase requests: no payload folds)
+    before = {k: before.get(k, retained.NO_CONTEXT) for k in kept if k not in wanted}   # below a base from before
+    # events were kept, its state holds them: erase requests, whose payloads no view folds
     with scratch.Scratch(lambda _t, *at: time_of(db, txn, *at), lambda _t, eid: event_of(db, txn, eid),
                          None if base is None else scratch.initial_rows(base.states)) as fold:
         def run(stxn):

@@ -21,6 +21,7 @@ from agentlog.store.layout import POS, event_key
 from agentlog.store.snapshots import base_in, kept_in
 
 KEPT_KINDS = SCOPE_KINDS | {"erase"}
+NO_CONTEXT = snapshot.pack_context(None, {})   # of a kept event whose payload no view folds (scope, erase)
 
 
 def kept(kind: str, codec: str) -> bool:
@@ -35,6 +36,14 @@ def kept_record(record: bytes) -> bool:
     except EventError:
         return False
     return kept(kind, codec)
+
+
+def sealed_record(record: bytes) -> bool:
+    """Whether the stored record's payload is sealed (an event of a sealed scope)."""
+    try:
+        return peek_record(record)[3] == "sealed"
+    except EventError:
+        return False
 
 
 def kept_keys(dbs: dict, txn, frontier: dict[bytes, tuple[int, int]]) -> list[bytes]:
