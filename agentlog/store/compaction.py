@@ -102,7 +102,8 @@ def stable_frontier(store: Store, txn, now_ms: int,
 
 def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
     """The time of a device's newest event held here (or of its truncation point, or of its enrolment
-    when it has written nothing)."""
+    when it has written nothing; of the enroller's truncation point when compaction dropped the enrolment:
+    no earlier than it, so the device never counts silent too soon)."""
     db = store.dbs
     if head is not None:
         raw = txn.get(event_key(device, head.epoch, head.seq), db=db["events"])
@@ -115,6 +116,9 @@ def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> 
         raw = txn.get(event_key(position.author, position.epoch, position.seq), db=store.dbs["events"])
         if raw is not None:
             return peek_record(raw)[1]
+        cut = txn.get(position.author, db=db["truncated"])      # dropped: it was no later than the truncation point
+        if cut is not None and len(cut) >= 52 and (position.epoch, position.seq) <= POS.unpack_from(cut):
+            return int.from_bytes(cut[44:52], "big")
     return None
 
 
