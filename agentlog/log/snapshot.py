@@ -5,7 +5,8 @@ preference and memory views, each database's rows in key order (a 0xff byte open
 database, then length-prefixed key and value); for the roster, its state bytes. So a
 receiver checks a snapshot by hashing the state it got and comparing with the signed digest.
 A snapshot written with events kept beside it (docs/compaction.md, "Sealed scopes") signs the digest
-of their ids; they travel with it as the `retained` part: each signed record with its payload as held.
+of their ids and fold contexts; they travel with it as the `retained` part: each signed record with its
+payload as held and its context.
 Pure: reading and writing the state in LMDB is agentlog.store.snapshots's job.
 """
 

@@ -1,5 +1,5 @@
-"""The events compaction keeps as events: which they are, which of them a base snapshot stands beside, and
-installing those a bootstrap brings (docs/compaction.md, "Sealed scopes").
+"""The events compaction keeps as events: which they are, which of them a base snapshot stands beside, packing
+them for a bootstrap and checking those a bootstrap brings (docs/compaction.md, "Sealed scopes").
 
 Events of a sealed scope, and the scope and erase events that say who reads them and what was erased, are
 never truncated, and a snapshot's view state folds their headers but not their payloads: it carries no sealed
