@@ -14,11 +14,9 @@ from agentlog.store import compaction
 from agentlog.store.keyring import rebuild_scopes
 from agentlog.store.layout import limits_in
 from agentlog.store.verify import verify_store
-from tests.helpers.bootstrap import over_socket
-from tests.helpers.family import DAY, HOUR, Family, new_device
+from tests.helpers.bootstrap import CANARY, health_family, over_socket, write_days
+from tests.helpers.family import DAY
 from tests.helpers.scoped import files_holding
-
-CANARY = "canary-lentils-9c41e7"
 
 
 def digests(store) -> dict[str, str]:
@@ -27,36 +25,11 @@ def digests(store) -> dict[str, str]:
 
 @pytest.fixture
 def home(tmp_path):
-    """laptop and phone read `health`; hub (granted), radio and speaker (not) were enrolled at the start and stay
-    away."""
-    f = Family(tmp_path)
-    f.laptop.scopes.create("health")
-    f.laptop.scopes.grant("health", ["phone"])
-    f.hub_, f.radio, f.speaker = new_device(f, "hub"), new_device(f, "radio"), new_device(f, "speaker")
-    f.laptop.scopes.grant("health", ["hub"])
-    f.meet()
+    f = health_family(tmp_path)
     yield f
     for s in (f.hub_, f.radio, f.speaker):
         s.close()
     f.close()
-
-
-def write_days(f: Family, days: int) -> None:
-    """Both readers observe in `user` and in `health` for days (so day summaries form), and keep notes."""
-    for day in range(days):
-        for i in range(8):
-            for store, tag in ((f.laptop, "l"), (f.phone, "p")):
-                store.prefs.observe(f"s{i % 2}", f"{tag}{i % 3}")
-                store.prefs.observe("diet", f"{CANARY}-{i % 2}" if i % 4 == 0 else "vegan", scope="health")
-            f.later(HOUR)
-        f.laptop.memory.put(f"{CANARY} note {day}", scope="health")
-        f.phone.memory.put(f"plain note {day}")
-        f.meet()
-        f.later(DAY)
-    f.laptop.prefs.observe("s0", "last")          # the phone's next clock names everything the laptop holds
-    f.sync(f.laptop, f.phone)
-    f.phone.prefs.observe("diet", "vegan", scope="health")
-    f.sync(f.phone, f.laptop)
 
 
 def test_reader_and_non_reader_end_equal_compacted_replayed_and_started_from_the_snapshot(home):
