@@ -66,8 +66,7 @@ def test_reader_and_non_reader_end_equal_compacted_replayed_and_started_from_the
     f.speaker.rebuild_views()
     assert digests(f.radio) == digests(f.speaker)
     assert digests(f.radio)["pref"] != digests(f.hub_)["pref"]      # not vacuous: the readers' views differ
-    f.radio.close()
-    assert files_holding(f.tmp / "radio", CANARY) == []
+    assert files_holding(f.tmp / "radio", CANARY) == []           # searched with its store open
     assert files_holding(f.tmp / "hub", CANARY)                # the same search finds it where it may be
 
 

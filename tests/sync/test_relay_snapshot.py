@@ -16,6 +16,7 @@ from agentlog.sync.relay_peer import sync_once
 from tests.helpers.bootstrap import compacted, digests, newcomer, write
 from tests.helpers.family import Family
 from tests.helpers.relay import relay_group, relay_messages
+from tests.helpers.scoped import files_holding
 
 WAIT_S = 20.0
 RETENTION_S = 1.5
@@ -54,8 +55,10 @@ async def test_past_the_streams_retention_a_new_device_starts_from_the_snapshot_
     """The bar of issue 18 item 3: a stream whose messages live RETENTION_S; the laptop and the phone write (in
     `user` and in the sealed `health`) and sync through it, the stream drops all of it, the laptop compacts; a
     tablet that never met either (it joined by token) starts from the relay's snapshot plus what follows and ends
-    with the laptop's view digests, reading `health`."""
-    laptop, phone, tablet = stores = relay_group(tmp_path, nats_server.url, "laptop", "phone", "tablet")
+    with the laptop's view digests, reading `health`; a speaker that does not read it starts the same way and
+    holds no byte of its content."""
+    laptop, phone, tablet, speaker = stores = relay_group(tmp_path, nats_server.url, "laptop", "phone", "tablet",
+                                                          "speaker")
     try:
         cfg = RelayConfig.parse(nats_server.url, stream_max_age_days=RETENTION_S / 86_400)
         laptop.scopes.create("health")
@@ -85,6 +88,9 @@ async def test_past_the_streams_retention_a_new_device_starts_from_the_snapshot_
         assert verify_store(tablet, jobs=1).ok
         await sync_once(phone, cfg, timeout=WAIT_S)
         assert digests(phone) == digests(laptop)
+        assert (await sync_once(speaker, cfg, timeout=WAIT_S)).bootstrapped     # reads no `health`
+        assert speaker.frontier() == laptop.frontier() and verify_store(speaker, jobs=1).ok
+        assert files_holding(tmp_path / "speaker", CANARY) == [] and files_holding(tmp_path / "tablet", CANARY)
     finally:
         for s in stores:
             s.close()
