@@ -81,6 +81,13 @@ def health_family(tmp_path) -> Family:
     return f
 
 
+def close_health(f: Family) -> None:
+    """Close every store of a health_family."""
+    for store in (f.hub_, f.radio, f.speaker):
+        store.close()
+    f.close()
+
+
 def write_days(f: Family, days: int) -> None:
     """laptop and phone observe in `user` and in `health` (CANARY among the values) for days, so day summaries
     form, and keep notes (the laptop's in `health`)."""

@@ -14,7 +14,7 @@ from agentlog.replay.history import memory_history, setting_history
 from agentlog.store import compaction, devices, home
 from agentlog.store.keyring import Keyring
 from agentlog.store.scratch import LiveLog, Point, replay
-from tests.helpers.bootstrap import health_family, write_days
+from tests.helpers.bootstrap import close_health, health_family, write_days
 from tests.helpers.replay import Clock, agentlog, device, digests, files_digest, sync, write_something
 
 DAY = 86_400_000
@@ -184,9 +184,7 @@ def test_a_store_that_keeps_sealed_events_replays_and_explains_from_its_snapshot
     compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
     views = {n: v["digest"] for n, v in f.laptop.views().items()}
     answer, key = f.laptop.prefs.get("diet").value, f.laptop.key
-    for s in (f.hub_, f.radio, f.speaker):
-        s.close()
-    f.close()
+    close_health(f)
     with LiveLog(tmp_path / "laptop", keyring=Keyring(key)) as live:
         log = live.read()
         assert log.base is not None and log.base.kept

@@ -14,22 +14,16 @@ from agentlog.store import compaction
 from agentlog.store.keyring import rebuild_scopes
 from agentlog.store.layout import limits_in
 from agentlog.store.verify import verify_store
-from tests.helpers.bootstrap import CANARY, health_family, over_socket, write_days
+from tests.helpers.bootstrap import CANARY, close_health, digests, health_family, over_socket, write_days
 from tests.helpers.family import DAY
 from tests.helpers.scoped import files_holding
-
-
-def digests(store) -> dict[str, str]:
-    return {name: v["digest"] for name, v in store.views().items()}
 
 
 @pytest.fixture
 def home(tmp_path):
     f = health_family(tmp_path)
     yield f
-    for s in (f.hub_, f.radio, f.speaker):
-        s.close()
-    f.close()
+    close_health(f)
 
 
 def test_reader_and_non_reader_end_equal_compacted_replayed_and_started_from_the_snapshot(home):
