@@ -181,6 +181,7 @@ class Snapshot:
     views: tuple[ViewState, ...] = ()
     stable: tuple[LogPoint, ...] = ()
     cuts: tuple[SettingCut, ...] = ()
+    retained: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

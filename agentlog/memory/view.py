@@ -91,18 +91,28 @@ class MemoryView:
 
     # -- folding --------------------------------------------------------------------------
 
-    def fold(self, txn, batch: list) -> set[bytes]:
-        """Fold a batch of newly stored events (pref_view.Folded), in their causal order; returns entries touched."""
+    def fold(self, txn, batch: list, kept: dict | None = None, notes: dict | None = None) -> set[bytes]:
+        """Fold a batch of newly stored events (pref_view.Folded), in their causal order; returns entries touched.
+
+        `kept`: event id -> its author's causal past at it, for events a compaction snapshot's state folded without
+        their payload (docs/compaction.md, "Sealed scopes"): only their payload is folded now, as of then.
+        `notes`: event ids whose causal past to record there as they are folded."""
         pasts: dict[bytes, mr.Clock] = {}
         facts = []
         for f in batch:
-            past = pasts.get(f.author)
-            if past is None:
-                past = pasts[f.author] = unpack_past(txn.get(f.author, db=self.past))
-            _advance(past, f)
+            if kept is not None and f.eid in kept:
+                at = kept[f.eid]              # its clock's effects are in the state already
+            else:
+                past = pasts.get(f.author)
+                if past is None:
+                    past = pasts[f.author] = unpack_past(txn.get(f.author, db=self.past))
+                _advance(past, f)
+                at = past
+                if notes is not None and f.eid in notes:
+                    notes[f.eid] = dict(past)
             if f.kind in mr.KINDS and f.payload is not None:
                 facts.append(Fact(f.author, f.epoch, f.seq, f.lamport, f.time_ms, f.scope, f.kind, f.eid, f.payload,
-                                  dict(past)))
+                                  dict(at)))
         for author, past in pasts.items():
             txn.put(author, _pack_past(past), db=self.past)
         if not facts:

@@ -197,8 +197,13 @@ class PrefView:
 
     # -- folding ----------------------------------------------------------------
 
-    def fold(self, txn, batch: list[Folded]) -> None:
-        """Fold a batch of newly stored events, in their causal order, in O(batch)."""
+    def fold(self, txn, batch: list[Folded], kept: dict | None = None, notes: dict | None = None) -> None:
+        """Fold a batch of newly stored events, in their causal order, in O(batch).
+
+        `kept`: event id -> the newest time its author had seen at it, for events a compaction snapshot's state
+        folded without their payload (docs/compaction.md, "Sealed scopes"): only their payload is folded now,
+        as of then, in whatever order. `notes`: event ids whose newest time to record there as they are folded.
+        """
         times = None
         facts = {}
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
@@ -207,17 +212,22 @@ class PrefView:
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
             time_ms = clamp_time(time_ms)
-            try:
-                newest = seen[author]
-            except KeyError:
-                raw = txn.get(author, db=self.seen)
-                newest = _U64.unpack(raw)[0] if raw else None
-            if clock:
-                if times is None:
-                    times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
-                newest = self._newest_seen(txn, f, times, newest)
-                self._witness(txn, f, facts, open_settings)
-            seen[author] = newest
+            if kept is not None and eid in kept:
+                newest = kept[eid]           # its clock's effects are in the state already
+            else:
+                try:
+                    newest = seen[author]
+                except KeyError:
+                    raw = txn.get(author, db=self.seen)
+                    newest = _U64.unpack(raw)[0] if raw else None
+                if clock:
+                    if times is None:
+                        times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
+                    newest = self._newest_seen(txn, f, times, newest)
+                    self._witness(txn, f, facts, open_settings)
+                seen[author] = newest
+                if notes is not None and eid in notes:
+                    notes[eid] = newest
             if kind not in kinds or payload is None:
                 if kind == "snapshot" and payload is not None:
                     self._summarize(txn, payload, open_settings)

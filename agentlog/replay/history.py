@@ -25,6 +25,7 @@ from agentlog.prefs import reducer as pr
 from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded
 from agentlog.store.erasure import Erasure
+from agentlog.store.retained import contexts
 from agentlog.store.scratch import Log, Point, Scratch, quiet_gc
 from agentlog.text import iso
 
@@ -88,9 +89,11 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
         f = held.get(eid)
         return _as_event(f) if f is not None else log.event_of(txn, eid)
 
+    newest, past = contexts(base.kept if base else {}, log.events)     # events kept beside the snapshot
     with quiet_gc(), Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
         view = scratch.pref if which == "pref" else scratch.memory
         names = pref_view.DBS if which == "pref" else memory_view.DBS
+        kept = newest if which == "pref" else past
 
         def run(txn) -> list[Step]:
             held.clear()
@@ -121,7 +124,7 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                 elif f.clock:
                     batch.append(_stripped(f))
                 if f.kind in ROSTER_KINDS:
-                    view.fold(txn, batch)
+                    view.fold(txn, batch, kept=kept)
                     batch = []
                     limits.clear()
                     limits.update(log.limits(folded))
@@ -132,9 +135,9 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                                                for g in sorted(folded, key=lambda g: (g.author, g.epoch, g.seq))])
                         else:                           # again from the snapshot's state, in the held order
                             scratch.load(txn, [name for name in names if name in scratch.initial])
-                            view.fold(txn, [g if touches(g) else _stripped(g) for g in folded])
+                            view.fold(txn, [g if touches(g) else _stripped(g) for g in folded], kept=kept)
                 if hit:
-                    view.fold(txn, batch)
+                    view.fold(txn, batch, kept=kept)
                     batch = []
                     state = read(view, txn, log.arrival[i])
                     steps.append(Step(f, log.arrival[i], state, before is None or not same(before, state)))

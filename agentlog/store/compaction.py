@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from agentlog import crypto
 from agentlog.errors import SnapshotError, UsageError
 from agentlog.log import payloads, snapshot
-from agentlog.log.event import peek_record, record_id
+from agentlog.log.event import decode_record, peek_record, record_id
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import unpack_past
 from agentlog.prefs import reducer as pref_reducer
+from agentlog.prefs.view import VERSION_KEY, Folded
+from agentlog.store import retained, scratch
 from agentlog.store.append import append_in
-from agentlog.store.keyring import has_scopes, scopes_in
+from agentlog.store.erasure import Eraser, Forgotten, drop_entries
+from agentlog.store.keyring import rebuild_scopes
 from agentlog.store.layout import POS, event_key, head_from, head_value, truncation_value
 from agentlog.store.snapshots import base_in, dump, set_base, stored
 from agentlog.store.store import Store
-from agentlog.store.views import limits_in, refold_from_base, roster_in
+from agentlog.store.views import event_of, folded_log, limits_in, refold_from_base, roster_in, time_of
 
 DAY_MS = 86_400_000
 DEFAULT_HORIZON_MS = 30 * DAY_MS
@@ -99,7 +102,8 @@ def stable_frontier(store: Store, txn, now_ms: int,
 
 def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
     """The time of a device's newest event held here (or of its truncation point, or of its enrolment
-    when it has written nothing)."""
+    when it has written nothing; of the enroller's truncation point when compaction dropped the enrolment:
+    no earlier than it, so the device never counts silent too soon)."""
     db = store.dbs
     if head is not None:
         raw = txn.get(event_key(device, head.epoch, head.seq), db=db["events"])
@@ -112,6 +116,9 @@ def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> 
         raw = txn.get(event_key(position.author, position.epoch, position.seq), db=store.dbs["events"])
         if raw is not None:
             return peek_record(raw)[1]
+        cut = txn.get(position.author, db=db["truncated"])      # dropped: it was no later than the truncation point
+        if cut is not None and len(cut) >= 52 and (position.epoch, position.seq) <= POS.unpack_from(cut):
+            return int.from_bytes(cut[44:52], "big")
     return None
 
 
@@ -134,11 +141,6 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
     """
     if store.key is None:
         raise UsageError("this store was opened without the device key; it cannot write a snapshot")
-    if store.read(lambda txn: has_scopes(store.dbs, txn)):
-        names = ", ".join(store.read(lambda txn: scopes_in(store.dbs, txn)).names())
-        raise UsageError(f"compaction is not available while the group has sealed scopes ({names}): a snapshot's "
-                         "view state would carry their plaintext to every device, and truncation would drop their "
-                         "keys (a relay's too)")
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
 
     def write(txn):
@@ -157,21 +159,27 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
         base = txn.get(b"base", db=db["meta"])
         if base is not None and _covers(txn, store, bytes(base), frontier):
             return None, stable, silent
-        cuts = []
-        for name in store.pref_view.names(txn):
-            s = store.pref_view.setting(txn, name)
-            if s is not None and s.tmax is not None and s.tmax > pref_reducer.SUMMARY_AGE_MS:
-                cuts.append(payloads.SettingCut(setting=name, before=s.tmax - pref_reducer.SUMMARY_AGE_MS))
-
         def points(positions):
             return tuple(payloads.LogPoint(author=a, epoch=e, seq=s, id=eid, lamport=lamport, time=t)
                          for a, (e, s) in sorted(positions.items())
                          for eid, lamport, t in [_point(store, txn, a, e, s)])
-        snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable), cuts=tuple(cuts))
-        store.pref_view.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
+        snap = payloads.Snapshot(frontier=points(frontier), stable=points(stable))
         states = {"roster": bytes(txn.get(b"state", db=db["views.roster"]) or b"")}
-        for name, names in snapshot.VIEW_DBS.items():
-            states[name] = dump(txn, [db[n] for n in names])
+        kept = retained.kept_keys(db, txn, frontier)
+        sealed = any(retained.sealed_record(txn.get(k, db=db["events"])) for k in kept)
+        if sealed:               # the state it signs folds their headers, not their payloads
+            views, kept, snap = _without_payloads(store, txn, kept, snap)
+            states.update(views)
+        else:                    # scope and erase events only: no payload of theirs folds, the views are the state
+            kept = [(k, retained.NO_CONTEXT) for k in kept]
+            snap = dataclasses.replace(snap, cuts=_cuts(store.pref_view, txn))
+        if kept:
+            snap = dataclasses.replace(snap, retained=snapshot.retained_digest(
+                (record_id(txn.get(k, db=db["events"])), ctx) for k, ctx in kept))
+        store.pref_view.summarize(txn, snap)         # the state it signs holds the summaries, not the rows
+        if not sealed:
+            for name, names in snapshot.VIEW_DBS.items():
+                states[name] = dump(txn, [db[n] for n in names])
         versions = {"roster": int.from_bytes(txn.get(b"version", db=db["views.roster"]) or b"\0", "big"),
                     "pref": store.pref_view.version(txn), "memory": store.memory_view.version(txn)}
         snap = dataclasses.replace(snap, views=tuple(
@@ -180,12 +188,59 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
         [sid] = append_in(store, txn, [(snap, "user")], roster_in(store.dbs, txn))
         key = event_key(store.device, *POS.unpack_from(txn.get(store.device, db=db["heads"])))
         set_base(store.dbs, txn, sid, snapshot.Bundle(bytes(txn.get(key, db=db["events"])),
-                                                   bytes(txn.get(key, db=db["payloads"])), states))
+                                                   bytes(txn.get(key, db=db["payloads"])), states), kept)
         return sid, stable, silent
 
     result = store.write(write)
     store.nudge()
     return result
+
+
+def _cuts(view, txn) -> tuple[payloads.SettingCut, ...]:
+    """Each setting's summary cut in `view`: its newest evidence less SUMMARY_AGE_MS (docs/compaction.md)."""
+    cuts = []
+    for name in view.names(txn):
+        s = view.setting(txn, name)
+        if s is not None and s.tmax is not None and s.tmax > pref_reducer.SUMMARY_AGE_MS:
+            cuts.append(payloads.SettingCut(setting=name, before=s.tmax - pref_reducer.SUMMARY_AGE_MS))
+    return tuple(cuts)
+
+
+def _without_payloads(store: Store, txn, kept: list[bytes], snap: payloads.Snapshot
+                      ) -> tuple[dict[str, bytes], list[tuple[bytes, bytes]], payloads.Snapshot]:
+    """The preference and memory views' state at the frontier folded with no sealed payload (as a device that
+    reads no sealed scope folds it), with the snapshot's summaries; each kept event's fold context, in key
+    order; and the snapshot with its cuts, taken from that state (a setting only sealed evidence names is not
+    named in the plain snapshot event). Folded in a scratch environment from the base snapshot's state (when
+    there is one); the store's views stay as they are. No sealed payload is opened: the state holds no sealed
+    content."""
+    db = store.dbs
+    base = base_in(db, txn)
+    before = retained.kept_beside(db, txn)           # the base's kept events: their contexts are known
+    covered = {} if base is None else {p.author: (p.epoch, p.seq) for p in base.snapshot().frontier}
+    events = sorted((f for f in folded_log(db, txn) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))),
+                    key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+    wanted = {event_key(f.author, f.epoch, f.seq): f.eid for f in events}
+    eids = {wanted[k]: k for k in kept if k not in before and k in wanted}
+    newest, past = dict.fromkeys(eids), dict.fromkeys(eids)
+    before = {k: before.get(k, retained.NO_CONTEXT) for k in kept if k not in wanted}   # below a base from before
+    # events were kept, its state holds them: erase requests, whose payloads no view folds
+    with scratch.Scratch(lambda _t, *at: time_of(db, txn, *at), lambda _t, eid: event_of(db, txn, eid),
+                         None if base is None else scratch.initial_rows(base.states)) as fold:
+        def run(stxn):
+            for name in ("views.pref", "views.memory"):       # folded from nothing: the reducers' versions
+                stxn.put(VERSION_KEY, txn.get(VERSION_KEY, db=db[name]) or b"", db=fold.db[name])
+            fold.pref.fold(stxn, events, notes=newest)
+            fold.memory.fold(stxn, events, notes=past)
+            forgotten = Forgotten(db, txn)
+            if base is not None and forgotten.ids:    # as the store's fold from its base does
+                drop_entries(fold.db, stxn, fold.memory, forgotten)
+            cut = dataclasses.replace(snap, cuts=_cuts(fold.pref, stxn))
+            fold.pref.summarize(stxn, cut)
+            return cut, {name: dump(stxn, [fold.db[n] for n in names]) for name, names in snapshot.VIEW_DBS.items()}
+        snap, states = fold.write(run)
+    contexts = {**before, **{k: snapshot.pack_context(newest[eid], past[eid]) for eid, k in eids.items()}}
+    return states, [(k, contexts[k]) for k in kept], snap
 
 
 def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
@@ -200,15 +255,23 @@ def _covers(txn, store: Store, base: bytes, frontier: dict) -> bool:
 
 
 def base_bundle(store: Store) -> snapshot.Bundle | None:
-    """The store's base snapshot and its views' state, as a bootstrap hands it over (None: no base)."""
-    return store.read(lambda txn: base_in(store.dbs, txn))
+    """The store's base snapshot, its views' state and the events kept beside it, as a bootstrap hands it over
+    (None: no base)."""
+    def read(txn):
+        bundle = base_in(store.dbs, txn)
+        if bundle is None:
+            return None
+        kept = retained.kept_beside(store.dbs, txn)
+        return dataclasses.replace(bundle, retained=retained.pack(store.dbs, txn, kept)) if kept else bundle
+    return store.read(read)
 
 
 def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -> int:
     """Drop the events at or below the base snapshot's stable frontier, one bounded step per transaction.
 
     Each step deletes one author's oldest events and moves its truncation point, so a crash between
-    steps leaves a store that verifies. Returns the events dropped.
+    steps leaves a store that verifies. Kept events (agentlog.store.retained) stay below it. Returns the events
+    dropped.
     """
     bundle = base_bundle(store)
     if bundle is None:
@@ -219,44 +282,49 @@ def truncate(store: Store, progress: Callable[[int, int], None] | None = None) -
     for author, (epoch, seq) in sorted(stable.items()):
         n = CHUNK
         while n == CHUNK:                    # a step short of CHUNK reached the stable point
-            n = store.write(lambda txn, a=author, e=epoch, s=seq: _drop_step(store, txn, a, e, s))
-            dropped += n
-            if progress and n:
+            n, gone = store.write(lambda txn, a=author, e=epoch, s=seq: _drop_step(store, txn, a, e, s))
+            dropped += gone
+            if progress and gone:
                 progress(dropped, total)
     return dropped
 
 
 def _count_below(store: Store, author: bytes, epoch: int, seq: int) -> int:
+    """How many of `author`'s events at or below (epoch, seq) a truncation drops (for progress)."""
     def read(txn):
         n = 0
         with txn.cursor(db=store.dbs["events"]) as cur:
             found = cur.set_range(author)
             while found and cur.key()[:32] == author and POS.unpack_from(cur.key(), 32) <= (epoch, seq):
-                n += 1
+                n += not retained.kept_record(cur.value())
                 found = cur.next()
         return n
     return store.read(read)
 
 
-def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> int:
-    """Delete up to CHUNK of `author`'s events at or below (epoch, seq) and record the last one dropped."""
-    rows = _events_of(store, txn, author, (epoch, seq), CHUNK)
+def _drop_step(store: Store, txn, author: bytes, epoch: int, seq: int) -> tuple[int, int]:
+    """Delete `author`'s events among the next CHUNK at or below (epoch, seq) past its truncation point, but the
+    kept ones, and move the truncation point to the last of them; (events passed, events deleted)."""
+    cut = txn.get(author, db=store.dbs["truncated"])
+    rows = _events_of(store, txn, author, (epoch, seq), CHUNK, None if cut is None else POS.unpack_from(cut))
     if not rows:
-        return 0
+        return 0, 0
     key, last_id = rows[-1]
     last_lamport, last_time = peek_record(txn.get(key, db=store.dbs["events"]))[:2]
-    _delete_events(store, txn, rows)
+    gone = [(k, eid) for k, eid in rows if not retained.kept_record(txn.get(k, db=store.dbs["events"]))]
+    _delete_events(store, txn, gone)
     txn.put(author, truncation_value(*POS.unpack_from(key, 32), last_id, last_time, last_lamport),
             db=store.dbs["truncated"])
-    return len(rows)
+    return len(rows), len(gone)
 
 
 def _events_of(store: Store, txn, author: bytes, upto: tuple[int, int] | None = None,
-               limit: int | None = None) -> list[tuple[bytes, bytes]]:
-    """(key, id) of `author`'s oldest stored events, at or below `upto` (epoch, seq), at most `limit`."""
+               limit: int | None = None, after: tuple[int, int] | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, id) of `author`'s oldest stored events, past `after` and at or below `upto` (epoch, seq), at most
+    `limit`."""
     rows = []
     with txn.cursor(db=store.dbs["events"]) as cur:
-        found = cur.set_range(author)
+        found = cur.set_range(author if after is None else event_key(author, after[0], after[1] + 1))
         while found and (limit is None or len(rows) < limit):
             key = bytes(cur.key())
             if key[:32] != author or (upto is not None and POS.unpack_from(key, 32) > upto):
@@ -312,6 +380,7 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
 
     snap = snapshot.check(bundle, trusted)
     event = bundle.event
+    kept_events = retained.checked(bundle, event.header.group)
     if dropped is None:
         dropped = {p.author: (p.epoch, p.seq) for p in snap.stable}
 
@@ -329,12 +398,54 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
                 _delete_events(store, txn, _events_of(store, txn, h.author))   # it held less than the snapshot
                 txn.put(h.author, head_value(Head(h.epoch, h.seq, h.id)), db=db["heads"])
                 txn.put(h.author, truncation_value(h.epoch, h.seq, h.id, h.time, h.lamport), db=db["truncated"])
-        set_base(store.dbs, txn, event.id, bundle)
+        kept = _install_kept(store, txn, kept_events)
+        set_base(store.dbs, txn, event.id, bundle, kept)
         lamport = int.from_bytes(txn.get(b"lamport", db=db["meta"]) or b"\0", "big")
         txn.put(b"lamport", max(lamport, event.header.lamport - 1).to_bytes(8, "big"), db=db["meta"])
+        if kept:
+            txn.put(b"state", bundle.states["roster"], db=db["views.roster"])    # the readers' revocation limits
+            rebuild_scopes(db, txn, limits_in(db, txn))
+            _carry_out_erasures(store, txn, kept)
         refold_from_base(store, txn)
     store.write(write)
     return snap
+
+
+def _install_kept(store: Store, txn,
+                  events: list[tuple[bytes, bytes, bytes | None, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Store the kept events a bundle brings that this store lacks (one held header-only is withheld: asked of
+    peers); (key, fold context) of each, in key order.
+
+    Raises:
+        SnapshotError: this store holds another event at one of their positions.
+    """
+    db = store.dbs
+    for key, record, payload, _ in events:
+        held = txn.get(key, db=db["events"])
+        if held is not None:
+            if record_id(bytes(held)) != record_id(record):
+                raise SnapshotError(f"a kept event beside the snapshot is not the one this device holds at seq "
+                                    f"{POS.unpack_from(key, 32)[1]} of {key[:32].hex()[:16]}")
+            continue
+        txn.put(key, record, db=db["events"])
+        txn.put(record_id(record), key, db=db["ids"])
+        if payload is None:
+            txn.put(key, b"", db=db["withheld"])
+        else:
+            txn.put(key, payload, db=db["payloads"])
+    return [(key, ctx) for key, _, _, ctx in events]
+
+
+def _carry_out_erasures(store: Store, txn, kept: list[tuple[bytes, bytes]]) -> None:
+    """Carry out the erase requests among the kept events just installed, as their ingest would have."""
+    db, folded = store.dbs, []
+    for key, _ in kept:
+        record = bytes(txn.get(key, db=db["events"]))
+        if peek_record(record)[2] == "erase" and (raw := txn.get(key, db=db["payloads"])) is not None:
+            event = decode_record(record)
+            folded.append(Folded.of(event.header, event.id, payloads.decode("erase", bytes(raw))))
+    if folded:
+        Eraser(store, txn, folded).carry_out()
 
 
 def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:

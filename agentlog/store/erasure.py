@@ -36,9 +36,9 @@ from agentlog.log.payloads import Erase, ScopeKey
 from agentlog.memory import index as memory_index
 from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
-from agentlog.store.layout import POS, event_key, limits_in, pack_clock, unpack_clock
+from agentlog.store.layout import event_key, limits_in, pack_clock, unpack_clock
+from agentlog.store.retained import covered_by_base
 from agentlog.store.scrub import needles_of
-from agentlog.store.snapshots import base_in
 
 _LAMPORT = 8
 
@@ -128,14 +128,12 @@ def status_in(dbs: dict, txn) -> dict:
 
 
 def covered_in(dbs: dict, txn) -> int:
-    """How many erased events are at or below the base snapshot's frontier (0 without a base)."""
-    bundle = base_in(dbs, txn)
-    if bundle is None or not txn.stat(dbs["erased"])["entries"]:
+    """How many erased events the base snapshot's state holds (0 without a base; kept events it does not)."""
+    if not txn.stat(dbs["erased"])["entries"]:
         return 0
-    frontier = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    covered = covered_by_base(dbs, txn)
     with txn.cursor(db=dbs["erased"]) as cur:
-        keys = cur.iternext(values=False)
-        return sum(1 for k in keys if POS.unpack_from(k, 32) <= frontier.get(bytes(k[:32]), (-1, -1)))
+        return sum(1 for k in cur.iternext(values=False) if covered(k))
 
 
 def may_erase(scopes, limits: dict[bytes, int], req: Request, scope: str, past_of) -> bool:
@@ -474,11 +472,10 @@ class Eraser:
         (it never truncated): its states hold the erased content, and the views fold from the whole log, as on
         a device without that base. A truncated store must keep it (docs/erasure.md: known limits)."""
         txn, db = self.txn, self.dbs
-        bundle = base_in(db, txn)
-        if bundle is None or txn.stat(db["truncated"])["entries"]:
+        if txn.get(b"base", db=db["meta"]) is None or txn.stat(db["truncated"])["entries"]:
             return
-        covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
-        if any(POS.unpack_from(k, 32) <= covered.get(k[:32], (-1, -1)) for k in self.keys):
+        covered = covered_by_base(db, txn)
+        if any(covered(k) for k in self.keys):
             txn.delete(b"base", db=db["meta"])
             txn.drop(db["snapshots"], delete=False)
 

@@ -44,7 +44,8 @@ from agentlog.store.env import Env, check_data_file
 from agentlog.store.erasure import Forgotten, drop_entries
 from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
-from agentlog.store.snapshots import stored
+from agentlog.store.retained import contexts
+from agentlog.store.snapshots import kept_in, stored
 from agentlog.store.views import save_roster, view_digests
 from agentlog.text import iso
 
@@ -196,6 +197,8 @@ class Base:
     name: str                       # AUTHOR:SEQ of the snapshot event
     covered: dict[bytes, tuple[int, int]]
     states: dict[str, bytes]
+    kept: dict[bytes, bytes] = dataclasses.field(default_factory=dict)   # event key -> fold context: the events
+                                    # at or below `covered` its state folded without their payload (retained)
 
     @property
     def time_ms(self) -> int:
@@ -206,7 +209,8 @@ class Base:
         return f"the compaction snapshot {self.name} ({self.sid.hex()[:12]}) of {iso(self.time_ms)}"
 
     def covers(self, f: Folded) -> bool:
-        return (f.epoch, f.seq) <= self.covered.get(f.author, (-1, -1))
+        return ((f.epoch, f.seq) <= self.covered.get(f.author, (-1, -1))
+                and event_key(f.author, f.epoch, f.seq) not in self.kept)
 
     def rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
         """The scratch's initial rows: each view database's rows at the snapshot, and the roster (parsed
@@ -215,15 +219,20 @@ class Base:
 
     @cached_property
     def _rows(self) -> dict[str, list[tuple[bytes, bytes]]]:
-        out = {"views.roster": [(b"state", self.states["roster"]), (b"version", ROSTER_VERSION)]}
-        for view, names in snapshot.VIEW_DBS.items():
-            out.update(zip(names, snapshot.rows(self.states[view], len(names))))
-        return out
+        return initial_rows(self.states)
 
     def roster(self, founder: bytes | None) -> Roster:
         roster = Roster.from_bytes(self.states["roster"]) if self.states["roster"] else Roster(founder)
         roster.founder = founder
         return roster
+
+
+def initial_rows(states: dict[str, bytes]) -> dict[str, list[tuple[bytes, bytes]]]:
+    """A scratch's initial rows for a snapshot's view states: each view database's rows, and the roster."""
+    out = {"views.roster": [(b"state", states["roster"]), (b"version", ROSTER_VERSION)]}
+    for view, names in snapshot.VIEW_DBS.items():
+        out.update(zip(names, snapshot.rows(states[view], len(names))))
+    return out
 
 
 def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
@@ -233,7 +242,8 @@ def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
         return None
     event, h = bundle.event, bundle.event.header
     return Base(sid, Folded.of(h, event.id, None), f"{roster.name_of(h.author)}:{h.seq}",
-                {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}, bundle.states)
+                {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}, bundle.states,
+                kept_in({"snapshots": db}, txn, sid))
 
 
 _EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
@@ -505,12 +515,15 @@ class Scratch:
             return n
         return self.write(fold)
 
-    def fold(self, batch: list[Folded], roster: Roster | None = None) -> None:
+    def fold(self, batch: list[Folded], roster: Roster | None = None, kept: dict[bytes, bytes] | None = None) -> None:
         """Fold newly held events (in a causal order) incrementally, as an append or ingest does; store
-        `roster` if given."""
+        `roster` if given. `kept`: a base snapshot's kept events (event key -> fold context), whose payloads
+        only are folded now, as of then."""
+        newest, past = contexts(kept or {}, batch)
+
         def fold(txn):
-            self.pref.fold(txn, batch)
-            self.memory.fold(txn, batch)
+            self.pref.fold(txn, batch, kept=newest)
+            self.memory.fold(txn, batch, kept=past)
             if roster is not None:
                 self.save_roster(txn, roster)
         self.write(fold)
@@ -583,7 +596,7 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
         def time_of(txn, author: bytes, epoch: int, seq: int) -> int | None:
             return None if seq > limits.get(author, seq) else log.time_of(txn, author, epoch, seq)
         with quiet_gc(), Scratch(time_of, log.event_of, initial=base.rows()) as scratch:
-            scratch.fold(events, log.roster(events))     # on the snapshot's state, in the held order
+            scratch.fold(events, log.roster(events), base.kept)     # on the snapshot's state, in the held order
             if live.forgotten is not None and live.forgotten.ids:     # as the store's fold from its base does
                 scratch.write(lambda txn: drop_entries(scratch.db, txn, scratch.memory, live.forgotten))
             views = scratch.views()

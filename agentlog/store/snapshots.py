@@ -4,6 +4,9 @@ the `snapshots` database that keeps the store's base snapshot (the pure format i
 The `snapshots` database keeps, for the store's base snapshot (the newest it holds the state of):
   id(32) ++ view name   -> that view's state at the snapshot's frontier
   id(32) ++ b"\\0event" -> the snapshot event's record and payload (pack_anchor form), for bootstrap
+  id(32) ++ b"\\0kept"  -> the events kept beside it, in key order, as its signed `retained` digest names
+                           them (agentlog.store.retained): for each its key (author, epoch, seq), the length
+                           of its fold context (4 bytes) and the context
 and meta b"base" names it.
 """
 
@@ -12,6 +15,8 @@ from __future__ import annotations
 from agentlog.log.snapshot import VIEWS, Bundle, rows
 
 EVENT_KEY = b"\0event"
+KEPT_KEY = b"\0kept"
+_KEY_LEN = 44
 
 
 def dump(txn, dbs: list) -> bytes:
@@ -45,12 +50,26 @@ def stored(txn, db, sid: bytes) -> Bundle | None:
                                                   for name in VIEWS})
 
 
-def keep(txn, db, sid: bytes, bundle: Bundle) -> None:
-    """Keep `bundle` as the only snapshot in the `snapshots` database `db`, under id `sid`."""
+def keep(txn, db, sid: bytes, bundle: Bundle, kept: list[tuple[bytes, bytes]] = ()) -> None:
+    """Keep `bundle` as the only snapshot in the `snapshots` database `db`, under id `sid`, with the events kept
+    beside it, (key, fold context)."""
     txn.drop(db, delete=False)
     for name, state in bundle.states.items():
         txn.put(sid + name.encode(), state, db=db)
     txn.put(sid + EVENT_KEY, len(bundle.record).to_bytes(4, "big") + bundle.record + bundle.payload, db=db)
+    if kept:
+        txn.put(sid + KEPT_KEY, b"".join(key + len(ctx).to_bytes(4, "big") + ctx for key, ctx in kept), db=db)
+
+
+def kept_in(dbs: dict, txn, sid: bytes) -> dict[bytes, bytes]:
+    """The events kept beside snapshot `sid`, key -> fold context, in key order (empty: none, or an older
+    snapshot)."""
+    raw, out, at = bytes(txn.get(sid + KEPT_KEY, db=dbs["snapshots"]) or b""), {}, 0
+    while at < len(raw):
+        n = int.from_bytes(raw[at + _KEY_LEN : at + _KEY_LEN + 4], "big")
+        out[raw[at : at + _KEY_LEN]] = raw[at + _KEY_LEN + 4 : at + _KEY_LEN + 4 + n]
+        at += _KEY_LEN + 4 + n
+    return out
 
 
 def base_in(dbs: dict, txn) -> Bundle | None:
@@ -59,7 +78,8 @@ def base_in(dbs: dict, txn) -> Bundle | None:
     return stored(txn, dbs["snapshots"], bytes(sid)) if sid is not None else None
 
 
-def set_base(dbs: dict, txn, sid: bytes, bundle: Bundle) -> None:
-    """Make `sid` the store's base snapshot, dropping the previous base's states."""
-    keep(txn, dbs["snapshots"], sid, bundle)
+def set_base(dbs: dict, txn, sid: bytes, bundle: Bundle, kept: list[tuple[bytes, bytes]] = ()) -> None:
+    """Make `sid` the store's base snapshot (with the keys of the events kept beside it), dropping the previous
+    base's states."""
+    keep(txn, dbs["snapshots"], sid, bundle, kept)
     txn.put(b"base", sid, db=dbs["meta"])

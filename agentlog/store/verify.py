@@ -40,7 +40,7 @@ from agentlog.log.event import decode_record, record_id
 from agentlog.log.kinds import ERASABLE_KINDS
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
-from agentlog.store import ledger
+from agentlog.store import ledger, retained
 from agentlog.store.compaction import base_bundle
 from agentlog.store.erasure import request_at
 from agentlog.store.layout import POS, event_key, seq_runs
@@ -273,10 +273,11 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
                 out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
                                                          f"seq {h.seq} (moved or swapped)"))
+            kept = retained.kept(h.kind, h.payload_codec)
             if last is None:
-                out.first = (author, epoch, seq, h.prev)
+                out.first = (author, epoch, seq, h.prev, kept)
             else:
-                gap = _link_problem(last, author, seq, h.prev, cuts)
+                gap = _link_problem(last, author, epoch, seq, h.prev, cuts, kept)
                 if gap:
                     out.problems.append(Problem(author, seq, gap))
             last = (author, epoch, seq, event.id)
@@ -372,11 +373,15 @@ def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, in
                         f"the signed seq {signed} and the hash links; asked of peers again", hi, signed, peer))
 
 
-def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts: dict) -> str | None:
+def _link_problem(last: tuple | None, author: bytes, epoch: int, seq: int, prev: bytes, cuts: dict,
+                  kept: bool) -> str | None:
     """What is wrong with the chain between the event before (or None) and this one; a chain starts at
-    seq 1, or right after its author's truncation point (`cuts`: author -> Head)."""
-    if last is None or last[0] != author:
-        cut = cuts.get(author)
+    seq 1, or right after its author's truncation point (`cuts`: author -> Head). Below the truncation point
+    only events compaction keeps (`kept`) may be held, each on its own signature (docs/compaction.md)."""
+    cut = cuts.get(author)
+    if cut is not None and (epoch, seq) <= (cut.epoch, cut.seq):
+        return None if kept else "held at or below its truncation point, but compaction keeps no event of its kind"
+    if last is None or last[0] != author or (cut is not None and (last[1], last[2]) <= (cut.epoch, cut.seq)):
         if cut is not None:
             if seq != cut.seq + 1:
                 return f"chain starts at seq {seq}, not right after its truncation point at seq {cut.seq}"
@@ -393,8 +398,8 @@ def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
     last = None
     for r in ranges:
         if r.first is not None:
-            author, _, seq, prev = r.first
-            gap = _link_problem(last, author, seq, prev, cuts)
+            author, epoch, seq, prev, kept = r.first
+            gap = _link_problem(last, author, epoch, seq, prev, cuts, kept)
             if gap:
                 report.problems.append(Problem(author, seq, gap))
         if r.last is not None:

@@ -21,6 +21,7 @@ from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store.erasure import drop_forgotten
 from agentlog.store.keyring import Opener, opener_in, save_unread
 from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, limits_in, unpack_anchor
+from agentlog.store.retained import contexts, covered_by_base, kept_beside
 from agentlog.store.snapshots import base_in, load
 
 
@@ -158,16 +159,17 @@ def drop_past_revocations(store, txn) -> None:
 
 
 def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) -> int | None:
-    """Set every view to the base snapshot's state and fold the held events it does not cover, in causal
-    order; None when the store has no base. Returns the events folded."""
+    """Set every view to the base snapshot's state and fold the held events it does not cover (those past its
+    frontier, and those kept beside it), in causal order; None when the store has no base. Returns the events
+    folded."""
     dbs = store.dbs
     bundle = base_in(dbs, txn)
     if bundle is None:
         return None
     install_states(dbs, txn, bundle.states)
-    covered = {p.author: (p.epoch, p.seq) for p in bundle.snapshot().frontier}
+    covered = covered_by_base(dbs, txn)
     opener = opener_in(store, txn)
-    later = [f for f in folded_log(dbs, txn, opener) if (f.epoch, f.seq) > covered.get(f.author, (-1, -1))]
+    later = [f for f in folded_log(dbs, txn, opener) if not covered(event_key(f.author, f.epoch, f.seq))]
     save_unread(dbs, txn, opener)
     later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
     roster = Roster.from_bytes(bytes(txn.get(b"state", db=dbs["views.roster"]) or b""))
@@ -180,8 +182,9 @@ def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) 
             changed |= roster.apply(event.header, event.id, payloads.decode(f.kind, event.payload))
     if changed:
         save_roster(dbs, txn, roster)
-    store.pref_view.fold(txn, later)
-    store.memory_view.fold(txn, later)
+    newest, past = contexts(kept_beside(dbs, txn), later)
+    store.pref_view.fold(txn, later, kept=newest)
+    store.memory_view.fold(txn, later, kept=past)
     drop_forgotten(store, txn)
     if progress:
         progress(len(later))

@@ -55,8 +55,9 @@ class StoreLog:
         return _clamped(self.store.truncated(), self.store.revoked_limits())
 
     def snapshot(self) -> tuple[bytes, bytes, dict[str, bytes]] | None:
+        """The base snapshot's record, payload and named parts (the views' states, the kept events), or None."""
         bundle = compaction.base_bundle(self.store)
-        return None if bundle is None else (bundle.record, bundle.payload, bundle.states)
+        return None if bundle is None else (bundle.record, bundle.payload, bundle.parts())
 
     def install(self, record: bytes, payload: bytes, states: dict[str, bytes], cuts: Frontier) -> Frontier:
         """Check a peer's snapshot against its truncation points `cuts` and what this store holds, and start
@@ -65,7 +66,7 @@ class StoreLog:
         Raises:
             SnapshotError: the snapshot does not hold; nothing is changed.
         """
-        compaction.bootstrap(self.store, Bundle(record, payload, states), cuts)
+        compaction.bootstrap(self.store, Bundle.from_parts(record, payload, states), cuts)
         return self.frontier()
 
 

@@ -223,7 +223,7 @@ class RelayLog:
             return None
         bundle = compaction.base_bundle(self.store)
         cuts = StoreLog(self.store).truncated()
-        sealed = envelope.seal(keys, self.group, bundle.record, _frame(bundle.payload, bundle.states, cuts),
+        sealed = envelope.seal(keys, self.group, bundle.record, _frame(bundle.payload, bundle.parts(), cuts),
                                snapshot=True)
         if len(sealed.body) > max_bytes:
             log.warning("relay: snapshot not published: larger than the relay takes", relay=self.address,
@@ -250,7 +250,7 @@ class RelayLog:
         try:
             record, frame = envelope.open(self.store.relay_keys(), self.group, self.snapshot_subject, body)
             payload, states, cuts = _unframe(frame)
-            bundle = Bundle(record, payload, states)
+            bundle = Bundle.from_parts(record, payload, states)
             heads = self.store.heads()
             if all((heads[p.author].epoch, heads[p.author].seq) >= (p.epoch, p.seq) if p.author in heads else False
                    for p in bundle.snapshot().frontier):
@@ -380,7 +380,8 @@ class RelayLog:
 
 
 def _frame(payload: bytes, states: dict[str, bytes], cuts: dict[bytes, tuple[int, int]]) -> bytes:
-    """A snapshot's payload, views' states and truncation points as one sealed body holds them."""
+    """A snapshot's payload, named parts (the views' states, and the kept events when there are any) and
+    truncation points as one sealed body holds them."""
     out = [_U32.pack(len(payload)), payload, _U32.pack(len(states))]
     for name, state in sorted(states.items()):
         raw = name.encode()

@@ -140,6 +140,7 @@ VALUES = {
     "author": SOME_BYTES,
     "id": SOME_BYTES,
     "digest": SOME_BYTES,
+    "retained": SOME_BYTES,
     "entry": SOME_BYTES,
     "state": st.binary(max_size=20),
     "policy": st.sampled_from(payloads.POLICIES),

@@ -12,7 +12,9 @@ import pytest
 from agentlog.errors import UsageError
 from agentlog.replay.history import memory_history, setting_history
 from agentlog.store import compaction, devices, home
+from agentlog.store.keyring import Keyring
 from agentlog.store.scratch import LiveLog, Point, replay
+from tests.helpers.bootstrap import close_health, health_family, write_days
 from tests.helpers.replay import Clock, agentlog, device, digests, files_digest, sync, write_something
 
 DAY = 86_400_000
@@ -172,3 +174,21 @@ def test_a_device_bootstrapped_from_a_snapshot_replays_from_it(tmp_path):
             assert {v: d["digest"] for v, d in done.views.items()} == expected, at
         done, _ = replay(live, Point(), log)
         assert {v: d["digest"] for v, d in done.views.items()} == final
+
+
+def test_a_store_that_keeps_sealed_events_replays_and_explains_from_its_snapshot(tmp_path):
+    """A reader's compacted store in a group with a sealed scope: a replay folds the kept sealed events on the
+    snapshot's state and gives the live digests; the history of a sealed setting ends at the live answer."""
+    f = health_family(tmp_path)
+    write_days(f, 3)
+    compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY)
+    views = {n: v["digest"] for n, v in f.laptop.views().items()}
+    answer, key = f.laptop.prefs.get("diet").value, f.laptop.key
+    close_health(f)
+    with LiveLog(tmp_path / "laptop", keyring=Keyring(key)) as live:
+        log = live.read()
+        assert log.base is not None and log.base.kept
+        done, _ = replay(live, Point(), log)
+        assert {n: v["digest"] for n, v in done.views.items()} == views
+        steps = setting_history(log, Point(), "diet", live.device)
+        assert steps[0].start and steps[-1].state["value"] == answer

@@ -206,11 +206,3 @@ def test_serve_dials_devices_only_and_relays_are_kept_apart(home):
         book.set_relay_state("nats://relay:4222", state="up")
     assert book.remove("nats://relay:4222") == "nats://relay:4222" and book.relays() == {}
     assert book.addresses() == ["hub.local:4711"]
-
-
-def test_compaction_names_the_relay_scope_it_refuses_for(home):
-    from agentlog.store.compaction import write_snapshot
-
-    relay.create_scope(home.laptop)
-    with pytest.raises(UsageError, match=r"sealed scopes \(relay\)"):
-        write_snapshot(home.laptop)

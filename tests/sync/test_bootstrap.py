@@ -9,15 +9,13 @@ import os
 
 import pytest
 import structlog
-import trio
 
 from agentlog.errors import PeerError
 from agentlog.log import payloads
 from agentlog.store import compaction
 from agentlog.sync import net
 from agentlog.sync.peer_log import StoreLog
-from agentlog.sync.replicator import Replicator, sync_once
-from tests.helpers.bootstrap import compacted, digests, newcomer, write
+from tests.helpers.bootstrap import compacted, digests, newcomer, over_socket, write
 from tests.helpers.family import DAY
 
 
@@ -25,23 +23,6 @@ def state(store) -> dict:
     """Everything a failed bootstrap must leave as it was."""
     return {"count": store.count(), "frontier": store.frontier(), "views": digests(store),
             "truncated": store.truncated(), "base": store.meta("base")}
-
-
-def over_socket(server, client, timeout: float = 20, **options):
-    """`client` runs one `agentlog sync` round against `server` listening on 127.0.0.1; the sync's result."""
-    async def main():
-        async with trio.open_nursery() as nursery:
-            replicator = await nursery.start(Replicator(server, listen=("127.0.0.1", 0)).run)
-            try:
-                return await sync_once(client, f"127.0.0.1:{replicator.port}", timeout=timeout, **options)
-            except PeerError as exc:
-                return exc
-            finally:
-                nursery.cancel_scope.cancel()
-    outcome = trio.run(main)
-    if isinstance(outcome, PeerError):
-        raise outcome
-    return outcome
 
 
 def test_a_new_device_bootstraps_from_the_snapshot_and_then_converges(family):

@@ -167,6 +167,8 @@ struct Snapshot {                    # kind "snapshot": views' state at a fronti
   views @1 :List(ViewState);         # state may be empty: then it travels beside the event (bootstrap)
   stable @2 :List(LogPoint);       # what every device had seen: evidence at or below it is summarized
   cuts @3 :List(SettingCut);         # ... when its effective time is at or before its setting's cut
+  retained @4 :Data;                 # BLAKE2b-256 of the ids of the events it keeps as events (docs/compaction.md,
+                                     # "Sealed scopes"), in key order; empty: written before they were kept
 }
 
 struct LogPoint {                    # one author's event, named with its lamport
