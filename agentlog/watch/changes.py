@@ -9,21 +9,16 @@ concurrent values; for a preference, the answer turning `uncertain` (docs/prefer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from agentlog.errors import InvalidValueError
 from agentlog.log.kinds import MEMORY_TYPES
 from agentlog.memory.api import entry_of
 from agentlog.memory.reducer import Entry
 from agentlog.prefs import reducer as pr
+from agentlog.text import iso as iso_time
 from agentlog.watch.changelog import MEMORY, PREF, REFOLD, Row
 
 PREF_VIEW, MEMORY_VIEW, REFOLDED, GAP = "pref", "memory", "refold", "gap"
-
-
-def iso_time(ms: int) -> str:
-    """Unix milliseconds as an ISO 8601 UTC time, e.g. 2026-12-06T23:45:44.123Z."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

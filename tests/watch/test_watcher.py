@@ -124,7 +124,6 @@ async def test_trio_waits_for_a_write(laptop):
     with laptop.watch() as watcher:
         writer = _write_soon(laptop, "trio")
         with trio.fail_after(10):
-            async for change in watcher:
-                break
+            change = await watcher.__anext__()
         writer.join()
     assert change.value == "trio"
