@@ -3,7 +3,8 @@
 Database `watch.changes` (docs/format.md section 10): position(8, big-endian) -> one row per changed setting or
 entry: view(1: p, m, or * for "folded again, re-read everything") time(8) name, state before, state after (the
 view's stored bytes, length-prefixed; absent: 0xffffffff) and the events behind it. Positions count up from 1
-and are never reused; the oldest rows go once more than RETAIN are kept. Rows are written only when a state's
+and are never reused; the oldest rows go once more than RETAIN are kept, and every row goes when the views
+are folded again (one `*` row stands for all of it). Rows are written only when a state's
 bytes changed, so a duplicate or an event that moved nothing leaves none. The writer does no work per watcher:
 watchers read the rows after their position when woken.
 """
@@ -87,10 +88,12 @@ class Capture:
         view, entries = store.pref_view, store.dbs["views.memory"]
         self.old_prefs = {name: _copy(view.raw_setting(txn, name)) for name in self.prefs}
         self.old_memory = {entry: _copy(txn.get(entry, db=entries)) for entry in self.memory}
+        self.last = _last(txn, self.db) if self.prefs or self.memory else 0
 
     def record(self) -> None:
-        """Write a row for each named state whose bytes the fold changed."""
-        if not (self.prefs or self.memory):
+        """Write a row for each named state whose bytes the fold changed; none when the views were folded again
+        meanwhile (the refold row says it all, and an old state may hold what an erasure just erased)."""
+        if not (self.prefs or self.memory) or _last(self.txn, self.db) != self.last:
             return
         txn, view, entries = self.txn, self.store.pref_view, self.store.dbs["views.memory"]
         rows = []
@@ -107,16 +110,18 @@ class Capture:
 
 
 def mark_refold(store, txn) -> None:
-    """Record that the views were folded again: a watcher re-reads what it shows (docs/watching.md)."""
+    """Record that the views were folded again: every row kept goes (an erasure may be why: no old state may
+    keep what it erased), and one refold row says to re-read what is shown (docs/watching.md)."""
     db = store.dbs.get(DBS[0])
     if db is not None:
-        append(txn, db, store.now_ms(), [(REFOLD, b"", None, None, ())])
+        last = _last(txn, db)
+        txn.drop(db, delete=False)
+        append(txn, db, store.now_ms(), [(REFOLD, b"", None, None, ())], last)
 
 
-def append(txn, db, time_ms: int, rows: list[tuple]) -> None:
+def append(txn, db, time_ms: int, rows: list[tuple], last: int | None = None) -> None:
     """Put (view, name, old, new, events) rows after the last position, and trim the oldest now and then."""
-    with txn.cursor(db=db) as cur:
-        last = _POS.unpack(cur.key())[0] if cur.last() else 0
+    last = _last(txn, db) if last is None else last
     puts = []
     for view, name, old, new, events in rows:
         last += 1
@@ -128,6 +133,11 @@ def append(txn, db, time_ms: int, rows: list[tuple]) -> None:
     txn.cursor(db=db).putmulti(puts, append=True)
     if last % TRIM_EVERY < len(rows):
         _trim(txn, db, last - RETAIN)
+
+
+def _last(txn, db) -> int:
+    with txn.cursor(db=db) as cur:
+        return _POS.unpack(cur.key())[0] if cur.last() else 0
 
 
 def _trim(txn, db, upto: int) -> None:

@@ -127,3 +127,19 @@ async def test_trio_waits_for_a_write(laptop):
             change = await watcher.__anext__()
         writer.join()
     assert change.value == "trio"
+
+
+def test_an_erased_entry_leaves_no_content_in_the_change_log(laptop, phone):
+    canary = "canary-20e1-watched-then-erased"
+    with laptop.watch() as watcher:
+        entry = laptop.memory.put(canary)
+        laptop.memory.update(entry, content=canary + " updated")
+        sync(laptop, phone)                                     # the phone records one change of both events
+        assert [(c.old or {}).get("content") for c in watcher.poll()] == [None, canary]
+        laptop.memory.forget(entry)
+        sync(laptop, phone)
+        assert [c.view for c in watcher.poll()] == ["refold"]
+    for store in (laptop, phone):
+        with store.raw_txn() as txn, txn.cursor(db=store.dbs["watch.changes"]) as cur:
+            assert not any(canary.encode() in bytes(v) for v in cur.iternext(keys=False))
+        assert canary.encode() not in (store.path / "data.mdb").read_bytes()
