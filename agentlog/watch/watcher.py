@@ -47,6 +47,7 @@ class Watcher:
         self._file = Path(store.path) / WATCHERS_DIR / str(self._sock.getsockname()[1])
         try:
             self._file.parent.mkdir(exist_ok=True)
+            _prune(self._file.parent)
             self._file.write_text(str(os.getpid()))
         except OSError:                    # a read-only home: the watcher still sees changes by POLL_S
             self._file = None
@@ -152,3 +153,14 @@ class Watcher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _prune(folder: Path) -> None:
+    """Remove the registrations of watchers whose process is gone (killed before it could unregister)."""
+    for entry in folder.iterdir():
+        try:
+            os.kill(int(entry.read_text() or 0), 0)
+        except ProcessLookupError:
+            entry.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            continue

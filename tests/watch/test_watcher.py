@@ -4,6 +4,8 @@ thread, in asyncio and in trio for a write by another thread."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -143,3 +145,13 @@ def test_an_erased_entry_leaves_no_content_in_the_change_log(laptop, phone):
         with store.raw_txn() as txn, txn.cursor(db=store.dbs["watch.changes"]) as cur:
             assert not any(canary.encode() in bytes(v) for v in cur.iternext(keys=False))
         assert canary.encode() not in (store.path / "data.mdb").read_bytes()
+
+
+def test_a_killed_watchers_registration_is_pruned(laptop):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = laptop.path / "watchers"
+    folder.mkdir(exist_ok=True)
+    (folder / "9").write_text(gone.stdout.strip())                 # its process exited without unregistering
+    with laptop.watch() as watcher:
+        assert sorted(p.name for p in folder.iterdir()) == [str(watcher._sock.getsockname()[1])]
+    assert list(folder.iterdir()) == []
