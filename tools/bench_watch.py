@@ -1,7 +1,7 @@
 """Watch figures for `make bench` (issue 20): from an append on device A to the change delivered to a watcher
 on device B, and what watchers cost the writer.
 
-Each run, beside the primitives (Ed25519 sign and verify, durable LMDB put):
+Each run, beside the primitives (Ed25519 sign and verify, BLAKE2b, durable LMDB put):
 - latency: A and B both run `agentlog serve` (B dials A); a `store.watch(settings=["bench."])` on B's home,
   in a thread of this process, takes each change as it is delivered; A appends `live` observations one at a
   time (5 to 10 ms apart), each timed from the call of `append` on A until B's watcher returned the change
@@ -37,9 +37,7 @@ LIVE, QUICK_LIVE = 300, 60
 APPENDS, QUICK_APPENDS = 400, 100
 COST_PERCENT = 10.0
 FIGURES = (
-    ("sign", "Ed25519 sign, 1 thread", "ops/s"),
-    ("verify", "Ed25519 verify, 1 thread", "ops/s"),
-    ("lmdb_put_p50", "LMDB durable put txn p50", "ms"),
+    *benchlib.PRIMITIVE_FIGURES,
     ("wat_latency_p50", "append on A to change at B's watcher, p50", "ms"),
     ("wat_latency_p99", "append on A to change at B's watcher, p99", "ms"),
     ("wat_commit_p50", "the same from append's return (committed on A), p50", "ms"),
@@ -58,10 +56,28 @@ def observed(i: int, rng: random.Random) -> payloads.Observation:
     return payloads.Observation(setting=f"bench.s{i}", value=rng.choice(("dark", "light", "auto")))
 
 
+def spaced_appends(a_path: Path, n: int, rng: random.Random, after=None) -> list[int]:
+    """n single durable appends on A, 5 to 10 ms apart (as an agent writes, not a bulk load): each one's
+    nanoseconds; `after(a, payload, called_ns, returned_ns)` runs after each."""
+    times = []
+    with home.open_home(a_path) as a:
+        for i in range(n):
+            time.sleep(rng.uniform(0.005, 0.010))
+            payload = observed(i, rng)
+            start = time.perf_counter_ns()
+            a.append(payload)
+            done = time.perf_counter_ns()
+            times.append(done - start)
+            if after is not None:
+                after(a, payload, start, done)
+    return times
+
+
 def latency(a_path: Path, b_path: Path, n: int, rng: random.Random) -> tuple[list[int], list[int], list[int]]:
     """Nanoseconds from each append's call on A, and from its return (committed), to B's watcher returning its
     change; and from the return until B's heads (polled) hold the event: the replication's part."""
     arrived: queue.Queue = queue.Queue()
+    called, committed, held = [], [], []
     with home.open_home(b_path) as b, b.watch(settings=["bench."]) as watcher:
         stop = threading.Event()
 
@@ -70,44 +86,26 @@ def latency(a_path: Path, b_path: Path, n: int, rng: random.Random) -> tuple[lis
                 change = watcher.wait(timeout=0.2)
                 if change is not None:
                     arrived.put((time.perf_counter_ns(), change.setting))
+
+        def delivered(a, payload, start: int, done: int) -> None:
+            seq = a.heads()[a.device].seq
+            while (h := b.heads().get(a.device)) is None or h.seq < seq:
+                time.sleep(bench_replication.POLL_S)
+            held.append(time.perf_counter_ns() - done)
+            while True:
+                seen, setting = arrived.get(timeout=10)
+                if setting == payload.setting:
+                    break
+            called.append(seen - start)
+            committed.append(seen - done)
         taker = threading.Thread(target=take, daemon=True)
         taker.start()
-        called, committed, held = [], [], []
         try:
-            with home.open_home(a_path) as a:
-                for i in range(n):
-                    time.sleep(rng.uniform(0.005, 0.010))
-                    payload = observed(i, rng)
-                    start = time.perf_counter_ns()
-                    a.append(payload)
-                    done = time.perf_counter_ns()
-                    seq = a.heads()[a.device].seq
-                    while (h := b.heads().get(a.device)) is None or h.seq < seq:
-                        time.sleep(bench_replication.POLL_S)
-                    held.append(time.perf_counter_ns() - done)
-                    while True:
-                        seen, setting = arrived.get(timeout=10)
-                        if setting == payload.setting:
-                            break
-                    called.append(seen - start)
-                    committed.append(seen - done)
+            spaced_appends(a_path, n, rng, delivered)
         finally:
             stop.set()
             taker.join(2)
     return called, committed, held
-
-
-def appends(a_path: Path, n: int, rng: random.Random) -> float:
-    """p50 ms of n single durable appends on A, 5 to 10 ms apart (as an agent writes, not a bulk load)."""
-    times = []
-    with home.open_home(a_path) as a:
-        for i in range(n):
-            time.sleep(rng.uniform(0.005, 0.010))
-            payload = observed(i, rng)
-            start = time.perf_counter_ns()
-            a.append(payload)
-            times.append(time.perf_counter_ns() - start)
-    return benchlib.percentile(times, 50) / 1e6
 
 
 def watchers(a_path: Path) -> list[subprocess.Popen]:
@@ -123,7 +121,7 @@ def watchers(a_path: Path) -> list[subprocess.Popen]:
 def one_run(tmp: Path, n: int, sizes, live: int, rng: random.Random, info: dict) -> dict[str, float]:
     a_path, (b_path,) = bench_replication.group_of(tmp / f"run{n}", "a", ["b"])
     out = benchlib.bench_crypto(sizes)
-    _, out["lmdb_put_p50"] = benchlib.bench_lmdb_put(tmp / f"run{n}" / "lmdb", sizes.puts)
+    out["lmdb_put"], out["lmdb_put_p50"] = benchlib.bench_lmdb_put(tmp / f"run{n}" / "lmdb", sizes.puts)
     daemons = []
     try:
         a = bench_replication.Daemon(a_path, "--listen", "127.0.0.1:0")
@@ -143,7 +141,8 @@ def one_run(tmp: Path, n: int, sizes, live: int, rng: random.Random, info: dict)
         for case in order:
             procs = watchers(a_path) if case == "five" else []
             try:
-                out[f"wat_append_p50_{case}"] = appends(a_path, info["appends"], rng)
+                out[f"wat_append_p50_{case}"] = benchlib.percentile(spaced_appends(a_path, info["appends"], rng),
+                                                                    50) / 1e6
             finally:
                 for p in procs:
                     p.terminate()

@@ -80,18 +80,17 @@ class Resources:
         return self._read(build)
 
     def register(self, server) -> None:
-        server.resource(PROFILE, name="preferences", title="Preference profile", mime_type=JSON,
-                        description="Every setting this device knows of, each answered with no context (the "
-                                    "fields of get_preference).")(self.profile)
-        server.resource(SETTING, name="preference", title="One preference", mime_type=JSON,
-                        description="One setting's answer on this device with no context, as get_preference gives "
-                                    "it; subscribe to hear when it changes.")(self.setting)
-        server.resource(ENTRY, name="memory_entry", title="One memory entry", mime_type=JSON,
-                        description="One memory entry (32 hex digits) as memory_get gives it; subscribe to hear "
-                                    "when it changes.")(self.entry)
-        server.resource(CONFLICTS, name="conflicts", title="Open conflicts", mime_type=JSON,
-                        description="Memory entries with a field two devices changed at once, and settings whose "
-                                    "answer is uncertain: what to ask the user about.")(self.conflicts)
+        for uri, name, title, description, read in (
+            (PROFILE, "preferences", "Preference profile",
+             "Every setting this device knows of, each answered with no context (the fields of get_preference).",
+             self.profile),
+            (SETTING, "preference", "One preference", "One setting's answer on this device with no context, as "
+             "get_preference gives it; subscribe to hear when it changes.", self.setting),
+            (ENTRY, "memory_entry", "One memory entry", "One memory entry (32 hex digits) as memory_get gives it; "
+             "subscribe to hear when it changes.", self.entry),
+            (CONFLICTS, "conflicts", "Open conflicts", "Memory entries with a field two devices changed at once, "
+             "and settings whose answer is uncertain: what to ask the user about.", self.conflicts)):
+            server.resource(uri, name=name, title=title, description=description, mime_type=JSON)(read)
 
 
 class Subscriptions:
