@@ -4,13 +4,15 @@ An AI agent's MCP client starts `agentlog mcp --home HOME` and calls these tools
 shelling out to the CLI. One Store stays open for the server's life. Each tool is a thin
 wrapper over store.prefs or store.memory and returns the document the matching CLI command
 prints with --json, built by the same helpers in agentlog.documents, so an agent sees the same
-fields either way (a list comes wrapped in an object: a tool's structured result is one).
-The tool descriptions are written for the language model that reads them.
+fields either way (a list comes wrapped in an object: a tool's structured result is one), plus an
+`X_iso` time beside each `X_ms` one. The tool descriptions (one paragraph each), titles and output
+schemas (agentlog.mcp.schemas) are written for the language model that reads them. The resources and
+their subscriptions are agentlog.mcp.resources (docs/watching.md).
 
 Errors: an AgentlogError becomes a tool error (isError) whose text is exactly str(exc): for
 what the Python API refuses, the message the CLI prints after "agentlog: error: ", without
-that prefix. Arguments of the wrong JSON type are refused by the SDK's schema check
-(pydantic's message naming the argument), also as a tool error. A bug is the SDK's bare
+that prefix. Arguments of the wrong JSON type are refused by the SDK's check, as a tool error of
+one line of ours naming the tool, the argument, what it must be and what it got. A bug is the SDK's bare
 "Error executing tool NAME", its traceback logged to stderr only. Stdout is the protocol channel: the SDK points fd 1 at
 stderr while it serves, and nothing here prints.
 
