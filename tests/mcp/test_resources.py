@@ -58,7 +58,7 @@ async def test_resources_and_a_peers_change_notified(laptop, phone, tmp_path):
 
         phone.prefs.set("editor.theme", "light")
         sync(phone, laptop)                  # this process, beside the server's, takes the phone's event
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             await arrived.wait()
         assert updated == ["agentlog://preferences/editor.theme"]
         assert (await read(session, "agentlog://preferences/editor.theme"))["value"] == "light"

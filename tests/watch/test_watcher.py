@@ -107,7 +107,7 @@ def test_a_thread_waits_for_a_write(laptop):
     with laptop.watch() as watcher:
         assert watcher.wait(timeout=0.05) is None
         writer = _write_soon(laptop, "thread")
-        change = watcher.wait(timeout=10)
+        change = watcher.wait(timeout=30)
         writer.join()
     assert change.value == "thread"
 
@@ -116,7 +116,7 @@ def test_asyncio_waits_for_a_write(laptop):
     async def main():
         with laptop.watch() as watcher:
             writer = _write_soon(laptop, "asyncio")
-            change = await asyncio.wait_for(watcher.__anext__(), 10)
+            change = await asyncio.wait_for(watcher.__anext__(), 30)
             writer.join()
             return change
     assert asyncio.run(main()).value == "asyncio"
@@ -125,7 +125,7 @@ def test_asyncio_waits_for_a_write(laptop):
 async def test_trio_waits_for_a_write(laptop):
     with laptop.watch() as watcher:
         writer = _write_soon(laptop, "trio")
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             change = await watcher.__anext__()
         writer.join()
     assert change.value == "trio"
