@@ -2,7 +2,8 @@
 
 Database `watch.changes` (docs/format.md section 10): position(8, big-endian) -> one row per changed setting or
 entry: view(1: p, m, or * for "folded again, re-read everything") time(8) name, state before, state after (the
-view's stored bytes, length-prefixed; absent: 0xffffffff) and the events behind it. Positions count up from 1
+view's stored bytes, length-prefixed; absent: 0xffffffff) and the events behind it (how many, and the last
+REFS_KEPT of them). Positions count up from 1
 and are never reused; the oldest rows go once more than RETAIN are kept, and every row goes when the views
 are folded again (one `*` row stands for all of it). Rows are written only when a state's
 bytes changed, so a duplicate or an event that moved nothing leaves none. The writer does no work per watcher:
@@ -21,6 +22,8 @@ DBS = ("watch.changes",)
 RETAIN = 10_000
 """Rows kept: a watcher further behind than this is told it missed changes (a `gap`)."""
 TRIM_EVERY = 256
+REFS_KEPT = 16
+"""A row names the last this many events behind its change (and how many there were)."""
 
 _POS = struct.Struct(">Q")
 _HEAD = struct.Struct(">cQH")            # view, time, name length
@@ -42,7 +45,8 @@ class Ref(NamedTuple):
 
 
 class Row(NamedTuple):
-    """One change as stored: `old`/`new` are the view's state bytes (None: absent)."""
+    """One change as stored: `old`/`new` are the view's state bytes (None: absent); `refs` the last REFS_KEPT of
+    the `events` events behind it."""
 
     position: int
     view: bytes
@@ -51,6 +55,7 @@ class Row(NamedTuple):
     old: bytes | None
     new: bytes | None
     refs: tuple[Ref, ...]
+    events: int = 0
 
 
 def _named(store, txn, folded) -> tuple[dict[str, list], dict[bytes, list]]:
@@ -125,8 +130,10 @@ def append(txn, db, time_ms: int, rows: list[tuple], last: int | None = None) ->
     puts = []
     for view, name, old, new, events in rows:
         last += 1
-        parts = [_HEAD.pack(view, time_ms, len(name)), name, _state(old), _state(new), bytes((len(events),))]
-        for f in events[:255]:
+        kept = events[-REFS_KEPT:]
+        parts = [_HEAD.pack(view, time_ms, len(name)), name, _state(old), _state(new), _LEN.pack(len(events)),
+                 bytes((len(kept),))]
+        for f in kept:
             kind, scope = f.kind.encode(), (f.scope or "").encode()
             parts.append(_REF.pack(f.author, f.epoch, f.seq, f.eid, len(kind), len(scope)) + kind + scope)
         puts.append((_POS.pack(last), b"".join(parts)))
@@ -184,7 +191,8 @@ def decode(position: int, raw: bytes) -> Row:
     at += n
     old, at = _read_state(raw, at)
     new, at = _read_state(raw, at)
-    count, at = raw[at], at + 1
+    total = _LEN.unpack_from(raw, at)[0]
+    count, at = raw[at + _LEN.size], at + _LEN.size + 1
     refs = []
     for _ in range(count):
         author, epoch, seq, eid, nk, ns = _REF.unpack_from(raw, at)
@@ -192,7 +200,7 @@ def decode(position: int, raw: bytes) -> Row:
         kind, scope = raw[at : at + nk].decode(), raw[at + nk : at + nk + ns].decode()
         at += nk + ns
         refs.append(Ref(author, epoch, seq, eid, kind, scope))
-    return Row(position, view, time_ms, name, old, new, tuple(refs))
+    return Row(position, view, time_ms, name, old, new, tuple(refs), total)
 
 
 def _read_state(raw: bytes, at: int) -> tuple[bytes | None, int]:

@@ -25,7 +25,8 @@ PREF_VIEW, MEMORY_VIEW, REFOLDED, GAP = "pref", "memory", "refold", "gap"
 class Change:
     """One change of a view. `view`: pref, memory, refold (the views were folded again: re-read what you show)
     or gap (changes were missed: the watcher was further behind than the store keeps). `position` is the
-    watcher's place after this change: pass it back as `position=` to resume after it."""
+    watcher's place after this change: pass it back as `position=` to resume after it. `events` are the last 16
+    (changelog.REFS_KEPT) of the `events_total` events behind the change."""
 
     position: int
     view: str
@@ -36,6 +37,7 @@ class Change:
     new: dict | None = None
     conflict: str | None = None
     events: tuple[dict, ...] = field(default_factory=tuple)
+    events_total: int = 0
 
     @property
     def value(self):
@@ -59,7 +61,7 @@ class Change:
             doc.update(entry=self.entry.hex(), value=self.value)
         if self.view in (PREF_VIEW, MEMORY_VIEW):
             doc.update(conflict=self.conflict, devices=list(self.devices), events=list(self.events),
-                       old=self.old, new=self.new)
+                       events_total=self.events_total, old=self.old, new=self.new)
         return doc
 
     def line(self) -> str:
@@ -141,12 +143,13 @@ def change_of(row: Row, device: str, names: dict[bytes, str]) -> Change:
         name = row.name.decode()
         old, new = (_answer(name, raw, device, row.time_ms) for raw in (row.old, row.new))
         return Change(row.position, PREF_VIEW, row.time_ms, setting=name, old=old, new=new,
-                      conflict=_turned(old["uncertain"], new["uncertain"]), events=events)
+                      conflict=_turned(old["uncertain"], new["uncertain"]), events=events, events_total=row.events)
     entry = bytes(row.name)
     old, new = (entry_of(Entry.from_bytes(entry, raw)).to_json(names) if raw is not None else None
                 for raw in (row.old, row.new))
     return Change(row.position, MEMORY_VIEW, row.time_ms, entry=entry, old=old, new=new,
-                  conflict=_turned(bool(old and old["conflicts"]), bool(new and new["conflicts"])), events=events)
+                  conflict=_turned(bool(old and old["conflicts"]), bool(new and new["conflicts"])), events=events,
+                  events_total=row.events)
 
 
 def _answer(name: str, raw: bytes | None, device: str, time_ms: int) -> dict:

@@ -155,3 +155,13 @@ def test_a_killed_watchers_registration_is_pruned(laptop):
     with laptop.watch() as watcher:
         assert sorted(p.name for p in folder.iterdir()) == [str(watcher._sock.getsockname()[1])]
     assert list(folder.iterdir()) == []
+
+
+def test_a_batch_of_many_events_on_one_setting_is_one_change_naming_the_last_ones(laptop):
+    from agentlog.log import payloads
+
+    with laptop.watch() as watcher:
+        ids = laptop.append_many([payloads.Observation(setting="busy", value=f"v{i % 3}") for i in range(300)])
+        [change] = watcher.poll()
+    assert change.events_total == 300 and [e["event"] for e in change.events] == [i.hex() for i in ids[-16:]]
+    assert change.to_json()["events_total"] == 300
