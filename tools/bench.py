@@ -16,7 +16,9 @@ all in `user` beside every other event in a sealed scope, in the same run. Then 
 tools/bench_erasure.py): an erase request received on a home of 100,000 events, until its bytes are gone
 from every file of the home. Then the relay (issue 18, tools/bench_relay.py): `serve` processes that meet only
 through a real nats-server, beside the same figures over direct connections (skipped, with a note, when
-nats-server is not installed). Every figure is
+nats-server is not installed). Then watching (issue 20, tools/bench_watch.py): an append on one `serve`
+process's device until a watcher on the other's has the change, and durable appends with and without five
+`agentlog watch` processes. Every figure is
 measured in each run; the table shows the median, and the JSON results file keeps
 every run.
 """
@@ -46,6 +48,7 @@ import bench_compaction
 import bench_erasure
 import bench_relay
 import bench_scopes
+import bench_watch
 import lmdb
 import natslib
 from benchlib import (
@@ -140,6 +143,7 @@ FIGURES = (
     *(f for f in bench_scopes.FIGURES if f not in PRIMITIVE_FIGURES + AEAD_FIGURES),
     *(f for f in bench_erasure.FIGURES if f not in PRIMITIVE_FIGURES),
     *(f for f in bench_relay.FIGURES if f not in PRIMITIVE_FIGURES + AEAD_FIGURES),
+    *(f for f in bench_watch.FIGURES if f not in PRIMITIVE_FIGURES),
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
@@ -155,7 +159,7 @@ RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store":
           "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",),
           "replay_full": ("lmdb_put_bulk", "blake2b"), "replay_half": ("lmdb_put_bulk", "blake2b"),
           "replay_setting": ("lmdb_put_bulk", "blake2b"), **bench_audit.RATIOS, **bench_compaction.RATIOS,
-          **bench_scopes.RATIOS, **bench_erasure.RATIOS, **bench_relay.RATIOS}
+          **bench_scopes.RATIOS, **bench_erasure.RATIOS, **bench_relay.RATIOS, **bench_watch.RATIOS}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
            "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
            "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
@@ -163,7 +167,7 @@ TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store":
            "repl_live_p99": ("<=", 20.0), "repl_heartbeat": ("<=", 100 + 48 * 2), "repl_reconverge": ("<=", 5_000),
            "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000),
            **bench_audit.TARGETS, **bench_compaction.TARGETS, **bench_scopes.TARGETS,
-           **bench_erasure.TARGETS, **bench_relay.TARGETS}
+           **bench_erasure.TARGETS, **bench_relay.TARGETS, **bench_watch.TARGETS}
 SCALED = ("batched", "verify_store")
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 PREF_RUNS = 3
@@ -545,11 +549,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scopes-runs", type=int, help="runs of the scope figures (default 3, 1 with --quick)")
     p.add_argument("--erasure-runs", type=int, help="runs of the erasure figures (default 3, 1 with --quick)")
     p.add_argument("--relay-runs", type=int, help="runs of the relay figures (default 3, 1 with --quick)")
+    p.add_argument("--watch-runs", type=int, help="runs of the watch figures (default 3, 1 with --quick)")
     p.add_argument("--only",
                    choices=("core", "pref", "memory", "replication", "replay", "audit", "compaction", "scopes",
-                            "erasure", "relay"),
+                            "erasure", "relay", "watch"),
                    help="only the log figures, the preference, memory, replication, replay, audit, compaction, "
-                        "scope, erasure or relay ones")
+                        "scope, erasure, relay or watch ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -606,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
             results += relay_results
         except natslib.NatsMissing as exc:
             relay_skipped = str(exc)
+    watch_runs, watch = args.watch_runs or (1 if args.quick else 3), {}
+    if args.only in (None, "watch"):
+        watch_results, watch = bench_watch.run(sizes, watch_runs, args.quick)
+        results += watch_results
     labels = {"value_bytes": pref.get("value_bytes", 0), "entry_bytes": mem.get("entry_bytes", 0),
               **repl.get("labels", {}), **replay.get("labels", {}), **audit.get("labels", {}),
               **compaction.get("labels", {}), **scopes.get("labels", {}), **erasure.get("labels", {}),
@@ -613,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = summarize(results, sizes, FIGURES, RATIOS, TARGETS, SCALED, labels, pref.get("failures"))
     counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
               "replay": replay_runs, "audit": audit_runs, "compaction": compaction_runs,
-              "scopes": scopes_runs, "erasure": erasure_runs, "relay": 0 if relay_skipped else relay_runs}
+              "scopes": scopes_runs, "erasure": erasure_runs, "relay": 0 if relay_skipped else relay_runs,
+              "watch": watch_runs}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -650,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nrelay figures skipped: {relay_skipped}")
     elif args.only in (None, "relay"):
         bench_relay.print_notes(relay, relay_runs)
+    if args.only in (None, "watch"):
+        bench_watch.print_notes(watch, figures, watch_runs)
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on")
@@ -660,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
                "memory_home": mem, "repl_runs": repl_runs, "replication": repl,
                "scopes_runs": scopes_runs, "scopes": scopes, "erasure_runs": erasure_runs,
                "erasure": {k: v for k, v in erasure.items() if k != "labels"}, "relay_runs": relay_runs,
-               "relay": {k: v for k, v in relay.items() if k != "labels"}, "figures": figures}
+               "relay": {k: v for k, v in relay.items() if k != "labels"}, "watch_runs": watch_runs, "watch": watch,
+               "figures": figures}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {args.out}")
     return 0

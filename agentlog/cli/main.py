@@ -27,13 +27,14 @@ from agentlog.cli import (
     scrub,
     status,
     sync,
+    watch,
 )
 from agentlog.cli.common import LINE_LIMIT, Parser, actions, shown
 from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
-COMMANDS = (devices, scopes, prefs, memory, forget, log, replay, compact, scrub, status, sync, mcp,   # --help's order
-            peers, audit)
+COMMANDS = (devices, scopes, prefs, memory, watch, forget, log, replay, compact, scrub, status, sync,   # --help's order
+            mcp, peers, audit)
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 

@@ -4,13 +4,15 @@ An AI agent's MCP client starts `agentlog mcp --home HOME` and calls these tools
 shelling out to the CLI. One Store stays open for the server's life. Each tool is a thin
 wrapper over store.prefs or store.memory and returns the document the matching CLI command
 prints with --json, built by the same helpers in agentlog.documents, so an agent sees the same
-fields either way (a list comes wrapped in an object: a tool's structured result is one).
-The tool descriptions are written for the language model that reads them.
+fields either way (a list comes wrapped in an object: a tool's structured result is one), plus an
+`X_iso` time beside each `X_ms` one. The tool descriptions (one paragraph each), titles and output
+schemas (agentlog.mcp.schemas) are written for the language model that reads them. The resources and
+their subscriptions are agentlog.mcp.resources (docs/watching.md).
 
 Errors: an AgentlogError becomes a tool error (isError) whose text is exactly str(exc): for
 what the Python API refuses, the message the CLI prints after "agentlog: error: ", without
-that prefix. Arguments of the wrong JSON type are refused by the SDK's schema check
-(pydantic's message naming the argument), also as a tool error. A bug is the SDK's bare
+that prefix. Arguments of the wrong JSON type are refused by the SDK's check, as a tool error of
+one line of ours naming the tool, the argument, what it must be and what it got. A bug is the SDK's bare
 "Error executing tool NAME", its traceback logged to stderr only. Stdout is the protocol channel: the SDK points fd 1 at
 stderr while it serves, and nothing here prints.
 
@@ -20,17 +22,23 @@ store's lookup and search caches are not shared across threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, SubscribeRequestParams, TextContent, ToolAnnotations, UnsubscribeRequestParams
+from pydantic import Field, ValidationError
 
 from agentlog.documents import author_names, contribution, entry_doc, frontier_by_name, scope_docs, status_doc
 from agentlog.errors import AgentlogError, UsageError
+from agentlog.mcp.resources import Resources, Subscriptions
+from agentlog.mcp.schemas import OUTPUTS, TITLES, with_iso
+from agentlog.text import printable
 
 INSTRUCTIONS = """\
 agentlog holds the user's preferences and this agent's long-term memory, shared by all of the \
@@ -337,25 +345,74 @@ TOOLS = {
 
 
 def _guarded(method: Callable[..., dict], lock: threading.Lock) -> Callable[..., dict | CallToolResult]:
-    """The tool method, one call at a time, with an AgentlogError returned as a tool error holding its message."""
+    """The tool method, one call at a time, with an AgentlogError returned as a tool error holding its message,
+    and an ISO time beside every millisecond one."""
     @functools.wraps(method)
     def call(**arguments):
         with lock:
             try:
-                return method(**arguments)
+                return with_iso(method(**arguments))
             except AgentlogError as exc:
                 return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
     return call
 
 
-def build(store, home_path) -> MCPServer:
-    """An MCP server whose tools read and write `store` (an open agentlog Store at `home_path`)."""
+def argument_error(tool: str, exc: ValidationError) -> str:
+    """The first argument pydantic refused, as one line of ours: which argument, what it must be, what it got."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "arguments"
+    if err["type"] == "missing":
+        return f"{tool}: argument {where} is required"
+    problem = err["msg"][0].lower() + err["msg"][1:]
+    got = printable(repr(err.get("input")), 80)
+    return f"{tool}: argument {where}: {problem} (got {got})"
+
+
+class Server(MCPServer):
+    """The SDK's server with what agentlog adds: resource subscriptions (the SDK serves `resources/subscribe` only
+    through its low-level server), argument errors in our words, and output schemas that describe each result."""
+
+    def serve_subscriptions(self, subscriptions: Subscriptions) -> None:
+        self._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams,
+                                                  subscriptions.subscribe)
+        self._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams,
+                                                  subscriptions.unsubscribe)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context=None):
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(argument_error(name, exc.__cause__)) from None
+            raise
+
+    async def list_tools(self):
+        return [t.model_copy(update={"output_schema": OUTPUTS[t.name]}) if t.name in OUTPUTS else t
+                for t in await super().list_tools()]
+
+
+def build(store, home_path) -> Server:
+    """An MCP server whose tools and resources read and write `store` (an open agentlog Store at `home_path`)."""
     from importlib.metadata import version
 
-    server = MCPServer("agentlog", instructions=INSTRUCTIONS, version=version("agentlog"), log_level="WARNING")
+    subscriptions = Subscriptions(store)
+
+    @contextlib.asynccontextmanager
+    async def watching(_server):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(subscriptions.run)
+            yield {}
+            tasks.cancel_scope.cancel()
+
+    server = Server("agentlog", instructions=INSTRUCTIONS, version=version("agentlog"), log_level="WARNING",
+                    lifespan=watching)
     tools, lock = Tools(store, home_path), threading.Lock()
     for name, hints in TOOLS.items():
-        server.add_tool(_guarded(getattr(tools, name), lock), annotations=hints)
+        method = getattr(tools, name)
+        server.add_tool(_guarded(method, lock), title=TITLES[name], description=" ".join(method.__doc__.split()),
+                        annotations=hints)
+    Resources(store, lock).register(server)
+    server.serve_subscriptions(subscriptions)
     return server
 
 

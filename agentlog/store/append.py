@@ -18,6 +18,7 @@ from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
 from agentlog.store.signing import sign_many
 from agentlog.store.views import drop_past_revocations, refold, save_roster
+from agentlog.watch.changelog import Capture
 
 
 def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) -> list[bytes]:
@@ -79,6 +80,7 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         save_roster(db, txn, roster)
     if sealed is not None or (roster_changed and has_scopes(db, txn)):
         (sealed or _SealedWrites(store, txn, roster)).save(roster)
+    changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()
     if eraser is not None and eraser.changed:
@@ -88,6 +90,7 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         store.memory_view.fold(txn, folded)
     if roster_changed:
         drop_past_revocations(store, txn)
+    changes.record()
     if sealed is not None and sealed.inserted:
         return [row[2] for row, (payload, _) in zip(rows, pairs) if id(payload) not in sealed.inserted]
     return [row[2] for row in rows]

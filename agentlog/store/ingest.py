@@ -23,6 +23,7 @@ from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
+from agentlog.watch.changelog import Capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +230,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
         log.uncarry(sealed.uncarried)
     log.flush()
+    changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()
     if eraser is not None and eraser.changed:
@@ -242,6 +244,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         carry.settle_filled(store, txn)
     if roster_changed:
         drop_past_revocations(store, txn)
+    changes.record()
     if source is not None and folded:
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())

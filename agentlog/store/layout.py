@@ -21,6 +21,7 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   views.scopes, sealed.unread (see agentlog/store/keyring.py): the scopes view, sealed events not folded
   erased, erase.pending, erase.rules (see agentlog/store/erasure.py): events held header-only because an
                                            erase request erased them, targets not held yet, the requests' rules
+  watch.changes (see agentlog/watch/changelog.py): each setting and memory entry a write changed
   meta      layout version, identity, group, lamport, own clock, carry mode
 Kept in one module so that every module of the store packs a position the same way.
 """
@@ -37,12 +38,13 @@ from agentlog.log.validate import Head
 from agentlog.memory import view as memory_view
 from agentlog.prefs import view as pref_view
 from agentlog.store import carry, keyring, ledger, peers
+from agentlog.watch import changelog
 
 LAYOUT_VERSION = 1
 ERASURE_DBS = ("erased", "erase.pending", "erase.rules")
 DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "truncated",
        "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
-       *ERASURE_DBS, "meta")
+       *ERASURE_DBS, *changelog.DBS, "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")

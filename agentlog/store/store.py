@@ -514,6 +514,16 @@ class Store:
         from agentlog.store.scopes import Scopes
         return Scopes(self)
 
+    def watch(self, *, settings=None, memory: bool | None = None, types=(), tags=(), scope: str | None = None,
+              position: int | None = None):
+        """Changes to the preference and memory views as they commit, here or from peers (agentlog.watch.watcher):
+        `settings` name prefixes, `memory` (or a memory `types`/`tags` filter) for memory entries, neither for
+        both; `scope` an entry's or a preference event's scope; `position` a Change's position to resume after
+        (None: from now). See docs/watching.md."""
+        from agentlog.watch.changes import Filter
+        from agentlog.watch.watcher import Watcher
+        return Watcher(self, Filter.of(settings, memory, types, tags, scope), position)
+
     def relay_keys(self):
         """The relay keys this device holds, key id -> key, and `current`, the one it seals with
         (agentlog.store.relay.RelayKeys)."""

@@ -23,6 +23,7 @@ from agentlog.store.keyring import Opener, opener_in, save_unread
 from agentlog.store.layout import POS, ROSTER_VERSION, event_key, head_from, limits_in, unpack_anchor
 from agentlog.store.retained import contexts, covered_by_base, kept_beside
 from agentlog.store.snapshots import base_in, load
+from agentlog.watch.changelog import mark_refold
 
 
 def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
@@ -126,6 +127,7 @@ def _kind_or_none(record: bytes) -> str | None:
 def refold(store, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
     """Fold the preference and memory views (and the roster, which counts every accepted event) again:
     from the base snapshot's state when compaction dropped events, else from the whole log."""
+    mark_refold(store, txn)
     n = refold_from_base(store, txn, progress)
     if n is not None:
         return n

@@ -527,9 +527,11 @@ class Replicator:
         return result
 
     async def _watch(self) -> None:
-        """Notice events written by any process (the CLI, an agent) and push them to live peers:
-        writers nudge us (wakeups.py); LMDB's last transaction id says whether anything changed."""
+        """Notice events written by any process (the CLI, an agent) or ingested, wake the store's watchers and
+        push the events to live peers: writers nudge us (wakeups.py); LMDB's last transaction id says whether
+        anything changed."""
         sock = await wakeups.listen(self.store.path)
+        fanout = wakeups.Fanout(self.store.path)
         try:
             last = self.store.last_txnid()
             while True:
@@ -538,10 +540,12 @@ class Replicator:
                 txnid = self.store.last_txnid()
                 if txnid != last:
                     last = txnid
+                    fanout()
                     self.changed()
         finally:
             wakeups.unpublish(self.store.path, sock)
             sock.close()
+            fanout.close()
 
     async def _check_signatures(self) -> None:
         """Check, a little at a time, the signatures of events a peer sent inside a run (ingest checked each

@@ -1,5 +1,6 @@
 """The replicator's side of the writers' nudges (agentlog/store/nudge.py): a trio UDP socket on
-127.0.0.1 whose port is published in the store for writers to send "look again" to."""
+127.0.0.1 whose port is published in the store for writers to send "look again" to; and the wake-ups it
+passes on to the store's watchers (`Fanout`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import trio
 
 from agentlog.errors import StoreError
 from agentlog.store.nudge import PORT_FILE
+from agentlog.watch.watcher import WATCHERS_DIR
 
 POLL_S = 0.05
 """The replicator also looks this often, in case a nudge is lost."""
@@ -39,3 +41,33 @@ def unpublish(store_dir: Path, sock) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
+
+
+class Fanout:
+    """Passes the replicator's wake-ups on to the watchers registered in the store (agentlog/watch/watcher.py):
+    one byte to each, re-listing them only when their directory changed. A writer never does this: `serve`
+    does it once per change, whatever the number of watchers."""
+
+    def __init__(self, store_dir: Path):
+        self.dir = Path(store_dir) / WATCHERS_DIR
+        self._stamp: int | None = None
+        self._ports: list[int] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def __call__(self) -> None:
+        try:
+            stamp = os.stat(self.dir).st_mtime_ns
+        except OSError:
+            return
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._ports = [int(p.name) for p in self.dir.iterdir() if p.name.isdigit()]
+        for port in self._ports:
+            try:
+                self._sock.sendto(b"\x01", ("127.0.0.1", port))
+            except OSError:                     # a watcher that ended without unregistering
+                continue
+
+    def close(self) -> None:
+        self._sock.close()

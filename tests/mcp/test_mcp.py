@@ -17,6 +17,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from agentlog.mcp.schemas import with_iso
 from agentlog.store import devices, home
 from agentlog.store.peers import Peers, PeerState
 from tests.helpers.cli import run
@@ -84,7 +85,8 @@ def homes(tmp_path):
 
 
 def cli_json(home_dir, *args):
-    return json.loads(run(home_dir, *args, "--json").stdout)
+    """The CLI's --json document as the MCP tools give it: with an ISO time beside each millisecond one."""
+    return with_iso(json.loads(run(home_dir, *args, "--json").stdout))
 
 
 def cli_error(home_dir, *args) -> str:
@@ -100,7 +102,9 @@ async def test_every_tool_through_the_sdk_client(homes):
         listed = (await a.session.list_tools()).tools
         assert {t.name for t in listed} == TOOLS
         for tool in listed:
-            assert len(tool.description) > 100, tool.name
+            assert len(tool.description) > 100 and "\n" not in tool.description and "  " not in tool.description
+            assert tool.title and tool.title[0].isupper(), tool.name
+            assert tool.output_schema["properties"] and tool.output_schema["description"], tool.name
             assert tool.input_schema["type"] == "object"
             for name, prop in tool.input_schema.get("properties", {}).items():
                 assert prop.get("description"), f"{tool.name}.{name}"
@@ -301,8 +305,10 @@ async def test_errors_carry_the_cli_message_and_change_nothing(homes):
         assert await a.error("get_preference", setting="editor.theme", limit=0) == "limit must be at least 1"
         assert await a.error("pref_forget", setting="editor.theme", reason="why") == (
             "reason goes with erase (a forget without it records no reason)")
-        wrong_type = await a.error("memory_put", content="x", confidence="very")
-        assert "confidence" in wrong_type and "number" in wrong_type
+        assert await a.error("memory_put", content="x", confidence="very") == (
+            "memory_put: argument confidence: input should be a valid number, unable to parse string as a number "
+            "(got 'very')")
+        assert await a.error("observe", value="dark") == "observe: argument setting is required"
 
         assert await a.call("status") == before
         assert (await a.call("memory_get", id=entry))["content"] == "The user lives in Lisbon"
