@@ -194,6 +194,19 @@ class Evidence(NamedTuple):
                    lamport, author, time_ms)
 
 
+def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple[int, bytes]]) -> list[bytes]:
+    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps the encoded
+    value and context of each (value, context) pair seen, since the same few repeat across a log."""
+    pack, codes, out = _EVIDENCE.pack, _KIND_CODES, []
+    for ev in evs:
+        tail = tails.get((ev.value, ev.context))
+        if tail is None:
+            value = ev.value.encode()
+            tail = tails[ev.value, ev.context] = (len(value), value + ev.context.encode())
+        out.append(pack(codes[ev.kind], ev.weight, ev.lamport, ev.time_ms, ev.author, tail[0]) + tail[1])
+    return out
+
+
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
