@@ -22,7 +22,7 @@ def whole(s: pr.Setting) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=pieces, data=st.data())
 def test_bytes_taken_between_any_steps_equal_the_whole_encoding(drawn, data):
     items = build(drawn)
