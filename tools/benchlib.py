@@ -250,13 +250,15 @@ class History:
 # -- the results table ----------------------------------------------------------------
 
 def summarize(results: list[dict[str, float]], sizes: Sizes, table: tuple, ratios: dict, targets: dict,
-              scaled_keys: tuple = (), extras: dict | None = None, failures: dict[str, str] | None = None) -> dict:
+              scaled_keys: tuple = (), extras: dict | None = None, failures: dict[str, str] | None = None,
+              of_primitive: dict[str, tuple[str, float]] | None = None) -> dict:
     """Medians, extremes, ratios and target checks of all runs; a figure no run measured is left out.
 
     `table` lists the figures in order as (key, label, unit); `ratios` maps a figure to the primitives it is
     compared with, `targets` to its (op, target); targets of `scaled_keys` are also checked scaled to this
-    machine's sign/s. `extras` fills labels beside the sizes; `failures` names figures whose command failed
-    (status ERROR).
+    machine's sign/s, and those of `of_primitive` (key -> (primitive, factor)) against factor times that
+    primitive's median in the same results. `extras` fills labels beside the sizes; `failures` names figures
+    whose command failed (status ERROR).
     """
     figures = {}
     for key, label, unit in table:
@@ -274,6 +276,9 @@ def summarize(results: list[dict[str, float]], sizes: Sizes, table: tuple, ratio
             continue
         median = figures[key]["median"]
         scaled = target * speed if key in scaled_keys else None
+        base = (of_primitive or {}).get(key)
+        if base is not None and base[0] in figures:
+            scaled = base[1] * figures[base[0]]["median"]
         if failures and key in failures:
             status = "ERROR"
         elif (median <= target) if op == "<=" else (median >= target):

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
 from agentlog.log import kinds
 from agentlog.prefs import decay
+from agentlog.prefs.canonical import Canonical
 
 VERSION = 3                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
                                  # 3: a correction's evidence is never summarized
@@ -193,6 +194,19 @@ class Evidence(NamedTuple):
                    lamport, author, time_ms)
 
 
+def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple[int, bytes]]) -> list[bytes]:
+    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps the encoded
+    value and context of each (value, context) pair seen, since the same few repeat across a log."""
+    pack, codes, out = _EVIDENCE.pack, _KIND_CODES, []
+    for ev in evs:
+        tail = tails.get((ev.value, ev.context))
+        if tail is None:
+            value = ev.value.encode()
+            tail = tails[ev.value, ev.context] = (len(value), value + ev.context.encode())
+        out.append(pack(codes[ev.kind], ev.weight, ev.lamport, ev.time_ms, ev.author, tail[0]) + tail[1])
+    return out
+
+
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
@@ -318,9 +332,8 @@ class Setting:
     sums: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # bucket -> value -> [total, old]
     explicit: dict[str, list] = field(default_factory=dict)  # bucket -> [lamport, author hex, value, eid hex, time]
     overrides: dict[str, dict] = field(default_factory=dict)  # device hex -> override
-    # whether a sum may have cancelled to [0, 0] since the state was last serialized: the canonical
-    # bytes leave such sums out
-    _zeros: bool = field(default=False, init=False, repr=False, compare=False)
+    # the encoded pieces of the canonical bytes, and which sums changed since (agentlog.prefs.canonical)
+    _canon: Canonical = field(default_factory=Canonical, init=False, repr=False, compare=False)
 
     # configuration
     @property
@@ -344,20 +357,13 @@ class Setting:
         return min(DAY_MS, self.half_life // 4)       # Setting.add computes it too, from its half-life
 
     def to_bytes(self) -> bytes:
-        if self._zeros:
-            sums = {b: {v: s for v, s in vals.items() if s[0] or s[1]} for b, vals in self.sums.items()}
-            self.sums = {b: vals for b, vals in sums.items() if vals}
-            self._zeros = False
-        doc = {"config": self.config, "forget": self.forget, "tmax": self.tmax, "anchor": self.anchor,
-               "sums": self.sums, "explicit": self.explicit, "overrides": self.overrides}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        """The canonical JSON of the state (sums of [0, 0] left out), re-encoding only what changed."""
+        return self._canon.encode(self)
 
     @classmethod
     def from_bytes(cls, name: str, raw: bytes) -> Setting:
         d = json.loads(raw)
-        s = cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
-        s._zeros = any(not (t[0] or t[1]) for vals in s.sums.values() for t in vals.values())
-        return s
+        return cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
 
     # evidence
     def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
@@ -366,7 +372,7 @@ class Setting:
 
     def _add_sum(self, context: str, value: str, t: int, old: bool) -> None:
         """Add the decayed term `t` for `value` to the sums of every bucket `context` counts in."""
-        sums = self.sums
+        sums, dirty = self.sums, self._canon.dirty
         for b in _subsets(context):
             vals = sums.get(b)
             if vals is None:
@@ -377,8 +383,12 @@ class Setting:
             s[0] += t
             if old:
                 s[1] += t
-            if not (s[0] or s[1]):       # a negative term, or a positive one meeting a negative sum
-                self._zeros = True
+            if dirty is not None:
+                marked = dirty.get(b)
+                if marked is None:
+                    dirty[b] = {value}
+                else:
+                    marked.add(value)
 
     def add(self, ev: Evidence, index: Index) -> None:
         """Fold one piece of evidence in, O(1) amortized (the cut-offs only move forward)."""
@@ -399,11 +409,13 @@ class Setting:
         """Move the newest time: promote evidence out of the recent window, drop what is too old."""
         h = self.half_life
         floor = self.anchor * h
+        dirty = self._canon.dirty
         for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
             for b in ev.buckets:     # a sum that cancelled to [0, 0] was not stored: it may be missing
                 s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
                 s[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
-                self._zeros |= not (s[0] or s[1])
+                if dirty is not None:
+                    dirty.setdefault(b, set()).add(ev.value)
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
             for ev in index.scan(floor, anchor * h):
@@ -413,8 +425,8 @@ class Setting:
                 for s in vals.values():
                     s[0] >>= shift
                     s[1] >>= shift
-                    self._zeros |= not (s[0] or s[1])
             self.anchor = anchor
+            self._canon.stale()
         self.tmax = tmax
 
     def swap(self, gone: Iterable[Evidence], deltas: Iterable[Evidence]) -> None:
@@ -433,6 +445,7 @@ class Setting:
         """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""
         kept = [ev for ev in everything if ev.lamport >= self.forget]
         self.sums = {}
+        self._canon.stale()
         if not kept:
             self.tmax, self.anchor = None, 0
             return
@@ -453,6 +466,7 @@ class Setting:
     def state(self, fact: Fact) -> str:
         """Apply a non-evidence preference event; returns "recompute" when the sums must be folded again."""
         p, who = fact.payload, [fact.lamport, fact.author.hex()]
+        self._canon.meta = None
         if fact.kind == "pref.set":
             if value_problem(p.value) or context_problem(p.context) or fact.lamport < self.forget:
                 return ""

@@ -77,6 +77,7 @@ def _evidence_key(skey: bytes, ev: pr.Evidence) -> bytes:
 
 
 _PACK_U64 = _U64.pack
+_EVIDENCE_KEY = struct.Struct(">16sQ32sB")      # _evidence_key's layout, packed whole
 _BYTE = tuple(bytes((i,)) for i in range(256))
 
 
@@ -530,7 +531,7 @@ class PrefView:
                 continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
-        rows = []
+        rows, tails = [], {}
         order = {"pref.config": 0, "pref.forget": 1}
         for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
             s = pr.Setting(name)
@@ -542,8 +543,8 @@ class PrefView:
                     if cut.setting == name:
                         kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before, early)
             s.recompute(kept)
-            skey = setting_key(name)
-            rows.extend((_evidence_key(skey, ev), ev.to_bytes()) for ev in kept)
+            skey, key = setting_key(name), _EVIDENCE_KEY.pack
+            rows.extend(zip([key(skey, ev.eff, ev.eid, ev.role) for ev in kept], pr.evidence_bytes(kept, tails)))
             txn.put(name.encode(), s.to_bytes(), db=self.settings)
         rows.sort()
         txn.cursor(db=self.evidence).putmulti(rows, append=True)

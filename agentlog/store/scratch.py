@@ -18,12 +18,10 @@ says which request erased it (`Log.erased`) so that a replay shows it as erased.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import shutil
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -46,7 +44,7 @@ from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
 from agentlog.store.retained import contexts
 from agentlog.store.snapshots import kept_in, stored
-from agentlog.store.views import save_roster, view_digests
+from agentlog.store.views import quiet_gc, save_roster, view_digests
 from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
@@ -54,19 +52,6 @@ _LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster",
              "views.scopes", "erase.rules", "erased")
 _SCRATCH_MAP = 1 << 30
 ProgressFn = Callable[[int, int], None]
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """The cyclic garbage collector off while a replay makes its hundreds of thousands of small acyclic
-    objects (tuples, payloads): it would only walk them again and again (a sixth of a replay's time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 # -- points in the held order ---------------------------------------------------------------------
@@ -411,8 +396,11 @@ class Log:
     def held(self, n: int, key_order: bool = True) -> list[Folded]:
         """The first n events of the held order, in key order (as the view rebuild takes them) or in the
         held order, less any revoked device's events past its revocation seq by the roster they give."""
-        chosen = sorted(self.order[:n]) if key_order else self.order[:n]
-        events = [self.events[i] for i in chosen]
+        if key_order and n == len(self.order) == len(self.events):
+            events = self.events[:]                # every event: key order is the log's own
+        else:
+            chosen = sorted(self.order[:n]) if key_order else self.order[:n]
+            events = [self.events[i] for i in chosen]
         limits = self.limits(events)
         if limits:
             events = [f for f in events if f.seq <= limits.get(f.author, f.seq)]
@@ -605,4 +593,5 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
     return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
 
 
-__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "replay"]
+__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "quiet_gc",
+           "replay"]

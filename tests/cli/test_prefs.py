@@ -336,8 +336,8 @@ def test_pref_get_loads_no_event_codec(laptop):
                                                "status", "sync", "watch")]
     assert loaded == str(sorted([
         "agentlog.cli", *cli, "agentlog.errors", "agentlog.limits", "agentlog.log", "agentlog.log.kinds",
-        "agentlog.prefs", "agentlog.prefs.decay", "agentlog.prefs.reducer", "agentlog.store", "agentlog.store.env",
-        "agentlog.store.home", "agentlog.store.pref_lookup", "agentlog.text",
+        "agentlog.prefs", "agentlog.prefs.canonical", "agentlog.prefs.decay", "agentlog.prefs.reducer",
+        "agentlog.store", "agentlog.store.env", "agentlog.store.home", "agentlog.store.pref_lookup", "agentlog.text",
     ]))
 
 
