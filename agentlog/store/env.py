@@ -109,11 +109,15 @@ class Env:
         """Name -> handle of each named database (lmdb.NotFoundError if one is missing and not `create`).
 
         Opened inside a transaction of our own: py-lmdb's open_db without one waits for the writer lock while
-        holding the GIL, which deadlocks against another thread of this process committing a write."""
+        holding the GIL, which deadlocks against another thread of this process committing a write. (A
+        read-only environment's open_db takes a read transaction, which waits for nothing; and a handle opened
+        in a read transaction of ours would be lost, as py-lmdb resets rather than commits one.)"""
         for _ in range(8):
             self._enter()
             try:
-                with self.env.begin(write=create) as txn:
+                if self.env.flags()["readonly"]:
+                    return {name: self.env.open_db(name.encode(), create=False) for name in names}
+                with self.env.begin(write=True) as txn:
                     return {name: self.env.open_db(name.encode(), txn=txn, create=create) for name in names}
             except lmdb.MapResizedError:
                 pass
