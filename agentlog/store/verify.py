@@ -40,10 +40,10 @@ from agentlog.log.event import decode_record, record_id
 from agentlog.log.kinds import ERASABLE_KINDS
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
-from agentlog.store import ledger
+from agentlog.store import forks, ledger
 from agentlog.store.compaction import base_bundle
 from agentlog.store.erasure import request_at
-from agentlog.store.layout import POS, event_key, seq_runs
+from agentlog.store.layout import KEY_LEN, POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
 from agentlog.store.workers import drain, split_keys
@@ -270,13 +270,17 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             h = event.header
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+            if len(key) != KEY_LEN:                                  # an event of a forked branch
+                out.problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
+                found = cur.next()
+                continue
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
                 out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
                                                          f"seq {h.seq} (moved or swapped)"))
             if last is None:
                 out.first = (author, epoch, seq, h.prev)
             else:
-                gap = _link_problem(last, author, seq, h.prev, cuts)
+                gap = _link_problem(last, author, epoch, seq, h.prev, cuts)
                 if gap:
                     out.problems.append(Problem(author, seq, gap))
             last = (author, epoch, seq, event.id)
@@ -372,9 +376,9 @@ def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, in
                         f"the signed seq {signed} and the hash links; asked of peers again", hi, signed, peer))
 
 
-def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts: dict) -> str | None:
+def _link_problem(last: tuple | None, author: bytes, epoch: int, seq: int, prev: bytes, cuts: dict) -> str | None:
     """What is wrong with the chain between the event before (or None) and this one; a chain starts at
-    seq 1, or right after its author's truncation point (`cuts`: author -> Head)."""
+    seq 1, or right after its author's truncation point (`cuts`: author -> Head); a new epoch at seq 1."""
     if last is None or last[0] != author:
         cut = cuts.get(author)
         if cut is not None:
@@ -384,6 +388,8 @@ def _link_problem(last: tuple | None, author: bytes, seq: int, prev: bytes, cuts
         if seq != 1:
             return f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"
         return None if prev == crypto.ZERO_ID else "seq 1 has a non-zero prev"
+    if epoch != last[1]:
+        return None if seq == 1 and prev == crypto.ZERO_ID else f"epoch {epoch} starts at seq {seq}, not at seq 1"
     if seq != last[2] + 1:
         return f"seqs {last[2] + 1}..{seq - 1} are missing (deleted)"
     return None if prev == last[3] else "prev does not link to the previous event's id"
@@ -393,8 +399,8 @@ def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
     last = None
     for r in ranges:
         if r.first is not None:
-            author, _, seq, prev = r.first
-            gap = _link_problem(last, author, seq, prev, cuts)
+            author, epoch, seq, prev = r.first
+            gap = _link_problem(last, author, epoch, seq, prev, cuts)
             if gap:
                 report.problems.append(Problem(author, seq, gap))
         if r.last is not None:
