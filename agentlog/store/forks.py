@@ -255,15 +255,17 @@ def caught_up(store, theirs: dict) -> None:
     dbs = store.dbs
 
     def write(txn):
+        dropped = 0
         with txn.cursor(db=dbs["suspects"]) as cur:
             authors = [bytes(a) for a in cur.iternext(values=False)]
         for author in authors:
             raw = txn.get(author, db=dbs["heads"])
             held = head_from(raw) if raw else Head(0, 0, b"")
             if theirs.get(author, (0, 0)) <= (held.epoch, held.seq):
-                txn.delete(author, db=dbs["suspects"])
-    if store.read(lambda txn: txn.stat(dbs["suspects"])["entries"]):
-        store.write(write)
+                dropped += txn.delete(author, db=dbs["suspects"])
+        return dropped
+    if store.read(lambda txn: txn.stat(dbs["suspects"])["entries"]) and store.write(write):
+        store.nudge()              # what it wrote meanwhile may go out now
 
 
 # -- what replication shows and reads ------------------------------------------------------------------------
@@ -280,6 +282,8 @@ def frontier(store, base: dict) -> dict:
             for author, raw in cur:
                 if bytes(author) in out:
                     out[bytes(author)] = min(out[bytes(author)], POS.unpack(bytes(raw)))
+                    if out[bytes(author)][1] == 0:
+                        del out[bytes(author)]          # shown as not held at all: peers send from seq 1
         for b in branches_in(dbs, txn):
             last = _main_last(dbs, txn, b.author, b.epoch) if b.main else Head(b.epoch, b.head_seq, b.head_id)
             if last is not None:

@@ -303,7 +303,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
                     out.withheld.append((author, epoch, seq))
             elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
-            if seq == 1 or h.kind in ROSTER_KINDS:
+            if (seq, epoch) == (1, 0) or h.kind in ROSTER_KINDS:
                 out.notable.append((bytes(record), payload))
             batch.append((author, epoch, seq, event.id, event.signature))
             if len(batch) >= 256:

@@ -348,6 +348,8 @@ class Link:
                     "a device forked again: two devices may be writing with one copied key; revoke one and "
                     "enrol it anew", peer=self.name, device=author.hex()[:16], forks=forks)
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+            if self.log.forked:
+                self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
 
     def _cannot_store(self, what: str, exc: Exception) -> None:
         """Storing failed for another reason than a check (a reducer, LMDB, a bug): the transaction
@@ -639,16 +641,18 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
         PeerError: the connection or handshake failed, was refused, or nothing moved for `timeout` seconds.
     """
     for _ in range(FORK_ROUNDS):
-        result = await _sync_round(store, addr, timeout, progress, snapshot_progress)
-        if not (result.error and result.reason.startswith("prev:")):
-            break                  # a chain that did not link: asked again from below (agentlog.store.forks)
+        result, behind = await _sync_round(store, addr, timeout, progress, snapshot_progress)
+        if not (behind or (result.error and result.reason.startswith("prev:"))):
+            break      # else a chain that did not link (asked again from below), or a fork healed meanwhile
     if result.error or not result.synced:
         raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
     return result
 
 
-async def _sync_round(store: Store, addr: str, timeout: float, progress, snapshot_progress) -> SyncResult:
-    """One connection of `sync_once`, to its end."""
+async def _sync_round(store: Store, addr: str, timeout: float, progress,
+                      snapshot_progress) -> tuple[SyncResult, bool]:
+    """One connection of `sync_once`, to its end; and whether the peer lacks events this device holds now (it
+    wrote an epoch.start on the way: agentlog.store.forks)."""
     host, port = parse_address(addr)
     replicator = Replicator(store)
     result = None
@@ -668,7 +672,8 @@ async def _sync_round(store: Store, addr: str, timeout: float, progress, snapsho
         await replicator.save_states()
     if scope.cancelled_caught or result is None:
         raise PeerError(f"sync stalled: nothing moved for {timeout:g} s", addr)
-    return result
+    theirs = link.conn.theirs
+    return result, result.synced and any(theirs.get(a, (-1, 0)) < pos for a, pos in link.log.frontier().items())
 
 
 def sync_once_blocking(store: Store, addr: str, *, timeout: float = 60.0,
