@@ -53,3 +53,15 @@ def check_start(h, decoded, head, log) -> None:
         if branch in found:
             raise EpochError("an epoch.start names two heads of one branch", author, seq)
         found.add(branch)
+
+
+def fork_order(folded):
+    """Folded events (key order) with those sharing one (author, epoch, seq), a fork's branches, in id order: each
+    device holds a different branch as its main chain, and the views must fold them alike everywhere."""
+    held = []
+    for f in folded:
+        if held and (f.seq, f.epoch, f.author) != (held[0].seq, held[0].epoch, held[0].author):
+            yield from sorted(held, key=lambda x: x.eid) if len(held) > 1 else held
+            held = []
+        held.append(f)
+    yield from sorted(held, key=lambda x: x.eid) if len(held) > 1 else held

@@ -208,7 +208,7 @@ def check_payload(event: Event) -> object:
 
 def _check_enrolment(event: Event, log: LogView) -> None:
     h = event.header
-    if h.seq == 1 and h.author == log.roster.founder:
+    if h.seq == 1 and h.epoch == 0 and h.author == log.roster.founder:
         if log.genesis is not None and event.id != log.genesis:
             raise NotEnrolledError("founder's first event is not this group's genesis", h.author, h.seq)
         if log.roster.members.get(h.author) is None:

@@ -142,17 +142,18 @@ def place(store, txn, log, record: bytes, payload: bytes | None, refused: Except
     author, epoch, seq = h.author, h.epoch, h.seq
     if txn.get(event.id, db=dbs["ids"]) is not None:
         return None
-    if seq < 2:
-        raise refused
+    if seq == 1 and epoch > 0:
+        raise refused                         # a second epoch.start: its author forked again (a copied key)
     below = event_key(author, epoch, seq - 1)
-    on_main = log.id_at(author, epoch, seq - 1) == h.prev
+    on_main = h.prev == crypto.ZERO_ID if seq == 1 else log.id_at(author, epoch, seq - 1) == h.prev
     prev_record = None if on_main else txn.get(below + h.prev, db=dbs["events"])
     if not on_main and prev_record is None:
         raise refused
     taken = log.id_at(author, epoch, seq)
     if on_main and taken is None:
         return _tail(store, txn, log, event, refused)
-    lamport = log.lamport_at(author, epoch, seq - 1) if on_main else peek_record(bytes(prev_record))[0]
+    lamport = (log.lamport_at(author, epoch, seq - 1) if seq > 1 else 0) if on_main else \
+        peek_record(bytes(prev_record))[0]
     view = _BranchView(log, author, Head(epoch, seq - 1, h.prev), lamport if lamport is not None else 0)
     event, decoded = check_event(record, payload, view, check_signature=True)
     key = event_key(author, epoch, seq) + event.id
@@ -383,7 +384,8 @@ def branch_problems(dbs: dict, txn, key: bytes, event) -> list[str]:
         found.append("a branch event's signature does not verify")
     below = event_key(h.author, h.epoch, h.seq - 1)
     main = txn.get(below, db=dbs["events"])
-    if not ((main is not None and record_id(bytes(main)) == h.prev) or txn.get(below + h.prev, db=dbs["events"])):
+    if not ((h.seq == 1 and h.prev == crypto.ZERO_ID) or (main is not None and record_id(bytes(main)) == h.prev)
+            or txn.get(below + h.prev, db=dbs["events"])):
         found.append("a branch event's prev links to no event of its author held here")
     if txn.get(event.id, db=dbs["ids"]) != key:
         found.append("id index does not point at this branch event")

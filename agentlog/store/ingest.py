@@ -260,8 +260,9 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         eraser.carry_out()
     if eraser is not None and eraser.changed:
         eraser.finish(refold)                     # folded again without what the requests erased
-    elif filled or opens_held:
-        refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
+    elif filled or opens_held or forked:
+        refold(store, txn, roster=False)          # a filled payload (or a fork's branch) may change what earlier
+        #                                           events folded to: folded again in key order
     else:
         store.pref_view.fold(txn, folded)
         store.memory_view.fold(txn, folded)
