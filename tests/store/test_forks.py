@@ -3,8 +3,12 @@ brings (a claim not signed by the author, an epoch.start that names no real bran
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from agentlog.audit.export import export
+from agentlog.audit.verify import verify_file
 from agentlog.errors import CausalGapError, EpochError, SignatureError
 from agentlog.log import payloads
 from agentlog.log.epochs import branch_id
@@ -49,7 +53,7 @@ def forked(tmp_path, laptop, phone):
     restored.close()
 
 
-def test_both_branches_are_kept_folded_and_healed_in_the_next_epoch(laptop, forked):
+def test_both_branches_are_kept_folded_and_healed_in_the_next_epoch(tmp_path, laptop, forked):
     restored, branch = forked
     meet(restored, laptop)
     assert restored.count() == laptop.count() == 2 + 5 + 2 + 1
@@ -65,6 +69,11 @@ def test_both_branches_are_kept_folded_and_healed_in_the_next_epoch(laptop, fork
         assert report.ok, [p.what for p in report.problems] + report.damage
         [fork] = forks.summary(store)["forks"]
         assert (fork["seq"], fork["healed"]["epoch"]) == (3, 1)
+        with open(tmp_path / "audit.jsonl", "wb") as out:
+            export(store, out)
+        assert verify_file(tmp_path / "audit.jsonl").ok
+        [line] = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines() if '"fork"' in x]
+        assert line["healed"]["event"] == start.id.hex() and len(line["heads"]) == 2
     assert restored.meta("restored") is None
 
 
