@@ -635,7 +635,8 @@ class Simulation:
         copy.mkdir()
         d.store.environment.copy(copy)
         self.stats["restores"] += 1
-        self.trace.benign = ("prev:",)          # a restored chain that forked is found by a prev that does not link
+        self.trace.benign = ("prev:", "fork:")  # a restored chain that forked is found by a prev that does not link,
+        #                                         or a branch that arrives without its first event
         self.trace.add(d.name, "backup", at=d.store.frontier().get(d.store.device, 0))
         await trio.sleep(after)
         if not d.up:                            # a restart has it down: its own start follows

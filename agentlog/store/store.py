@@ -225,6 +225,7 @@ class Store:
             result = self.write(lambda txn: ingest_in(self, txn, batch, every_signature, source))
         except ForkError as fork:
             record_fork(self, fork, batch)
+            forks.suspect(self, fork, batch)          # a branch that came without its start: ask from below
             raise
         except ChainError as broken:
             forks.suspect(self, broken, batch)
