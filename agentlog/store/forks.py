@@ -214,8 +214,9 @@ def _prove(dbs: dict, txn, log, author: bytes, epoch: int, seq: int, kept: bytes
 
 def suspect(store, refused: ChainError | ForkError, batch) -> bool:
     """A signed event of `refused`'s author did not link to the chain held here (or forked from it at an event
-    this store does not hold): its chain and ours may have forked below. Show peers that author's frontier at its truncation point (or 0), so the next connection asks
-    for the whole epoch again and meets the fork's position. Whether it was marked."""
+    this store does not hold): its chain and ours may have forked below. Show peers that author's frontier at its
+    truncation point (or 0), so the next connection asks for the whole epoch again and meets the fork's position.
+    Whether it was marked."""
     dbs = store.dbs
     for record, _ in batch:
         event = decode_record(record)
