@@ -36,6 +36,7 @@ def backup(store, dest: Path, progress: Callable[[int, int], None] | None = None
     try:
         (dest / home.STORE_DIR).mkdir(mode=0o700, parents=True)
         store.environment.copy(dest / home.STORE_DIR)
+        _sync(dest / home.STORE_DIR / DATA_FILE)
         if progress:
             progress(1, 2)
         _write_private(dest / home.KEY_FILE, key_path.read_bytes())
@@ -72,6 +73,7 @@ def restore(src: Path, target: Path, force: bool = False) -> dict:
             shutil.rmtree(target / home.STORE_DIR)
         (target / home.STORE_DIR).mkdir(mode=0o700)
         shutil.copyfile(data, target / home.STORE_DIR / DATA_FILE)
+        _sync(target / home.STORE_DIR / DATA_FILE)
         if (target / home.KEY_FILE).exists():
             (target / home.KEY_FILE).unlink()
         _write_private(target / home.KEY_FILE, seed.hex().encode() + b"\n")
@@ -101,6 +103,15 @@ def serving(target: Path) -> bool:
         except OSError:
             return True
     return False
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file to the disk: a backup that a crash can cut short is no backup."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_private(path: Path, data: bytes) -> None:
