@@ -22,7 +22,7 @@ from agentlog.errors import ChainError, ForkError, SequenceError
 from agentlog.log import payloads
 from agentlog.log.epochs import START_KIND, branch_id
 from agentlog.log.event import decode_record, peek_record, record_id
-from agentlog.log.validate import LAMPORT_STEP, Head, check_event
+from agentlog.log.validate import LAMPORT_STEP, TRUNCATED, Head, check_event
 from agentlog.store.append import append_in
 from agentlog.store.layout import POS, event_key, head_from
 from agentlog.store.views import roster_in
@@ -150,6 +150,8 @@ def place(store, txn, log, record: bytes, payload: bytes | None, refused: Except
     if not on_main and prev_record is None:
         raise refused
     taken = log.id_at(author, epoch, seq)
+    if taken == TRUNCATED:
+        raise refused                         # below a truncation point: nothing left to compare with
     if on_main and taken is None:
         return _tail(store, txn, log, event, refused)
     lamport = (log.lamport_at(author, epoch, seq - 1) if seq > 1 else 0) if on_main else \
