@@ -641,18 +641,23 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
         PeerError: the connection or handshake failed, was refused, or nothing moved for `timeout` seconds.
     """
     for _ in range(FORK_ROUNDS):
-        result, behind = await _sync_round(store, addr, timeout, progress, snapshot_progress)
-        if not (behind or (result.error and result.reason.startswith("prev:"))):
+        epoch = _own_epoch(store)
+        result = await _sync_round(store, addr, timeout, progress, snapshot_progress)
+        healed = result.synced and _own_epoch(store) > epoch
+        if not (healed or (result.error and result.reason.startswith("prev:"))):
             break      # else a chain that did not link (asked again from below), or a fork healed meanwhile
     if result.error or not result.synced:
         raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
     return result
 
 
-async def _sync_round(store: Store, addr: str, timeout: float, progress,
-                      snapshot_progress) -> tuple[SyncResult, bool]:
-    """One connection of `sync_once`, to its end; and whether the peer lacks events this device holds now (it
-    wrote an epoch.start on the way: agentlog.store.forks)."""
+def _own_epoch(store: Store) -> int:
+    head = store.heads().get(store.device)
+    return head.epoch if head else 0
+
+
+async def _sync_round(store: Store, addr: str, timeout: float, progress, snapshot_progress) -> SyncResult:
+    """One connection of `sync_once`, to its end."""
     host, port = parse_address(addr)
     replicator = Replicator(store)
     result = None
@@ -672,8 +677,7 @@ async def _sync_round(store: Store, addr: str, timeout: float, progress,
         await replicator.save_states()
     if scope.cancelled_caught or result is None:
         raise PeerError(f"sync stalled: nothing moved for {timeout:g} s", addr)
-    theirs = link.conn.theirs
-    return result, result.synced and any(theirs.get(a, (-1, 0)) < pos for a, pos in link.log.frontier().items())
+    return result
 
 
 def sync_once_blocking(store: Store, addr: str, *, timeout: float = 60.0,
