@@ -342,11 +342,11 @@ class Link:
             except Exception as exc:
                 self._cannot_store(f"batch {act.batch}", exc)
                 return
-            for author, forks in self.log.forked.items():
-                (log.warning if forks >= 2 else log.info)(
-                    "a device's log forked: both branches kept" if forks < 2 else
+            for author, count in self.log.forked.items():
+                (log.warning if count >= 2 else log.info)(
+                    "a device's log forked: both branches kept" if count < 2 else
                     "a device forked again: two devices may be writing with one copied key; revoke one and "
-                    "enrol it anew", peer=self.name, author=author.hex()[:16], forks=forks)
+                    "enrol it anew", peer=self.name, author=author.hex()[:16], forks=count)
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
             if self.log.forked:
                 self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
