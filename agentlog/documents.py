@@ -91,6 +91,18 @@ def author_names(store) -> dict[bytes, str]:
     return {device: member.name for device, member in store.roster().members.items()}
 
 
+def fork_doc(store, roster) -> dict:
+    """Each fork this store holds proof of (where, when, both branch heads, the epoch that healed it) and the
+    devices forked twice or more ("copied_keys": two live devices writing with one key)."""
+    from agentlog.store import forks
+
+    found = forks.summary(store)
+    for f in found["forks"]:
+        f["name"] = roster.name_of(bytes.fromhex(f["author"]))
+    return {"forks": found["forks"],
+            "copied_keys": [{"author": a, "name": roster.name_of(bytes.fromhex(a))} for a in found["copied_keys"]]}
+
+
 def status_doc(store, home_path) -> dict:
     """What `agentlog status --json` prints (and the MCP status tool returns): device, group, heads, views, peers,
     carry mode, sealed scopes and who is known to hold their ciphertext."""
@@ -106,7 +118,7 @@ def status_doc(store, home_path) -> dict:
         "erasure": store.erasure_status(),
         "signatures_damaged": sum(hi - lo + 1 for _, _, lo, hi in store.damaged()),
         "heads": {roster.name_of(a): {"id": a.hex(), "epoch": h.epoch, "seq": h.seq} for a, h in sorted(heads.items())},
-        "forks": [{"author": f.author.hex(), "epoch": f.epoch, "seq": f.seq} for f in store.forks()],
+        **fork_doc(store, roster),
         "views": {name: {"version": v["version"], "digest": v["digest"].hex(),
                          "frontier": frontier_by_name(roster, v["frontier"])}
                   for name, v in store.views().items()},

@@ -94,6 +94,12 @@ class SignatureError(EventError):
     check = "signature"
 
 
+class EpochError(EventError):
+    """An event that opens a new epoch without being an epoch.start that names real branch heads of a fork."""
+
+    check = "epoch"
+
+
 class PayloadHashError(EventError):
     check = "payload"
 

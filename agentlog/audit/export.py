@@ -38,7 +38,7 @@ from agentlog.crypto import SIG_LEN as _SIG_LEN
 from agentlog.crypto import blake2b256
 from agentlog.errors import EventError, StoreError, UsageError
 from agentlog.log.event import decode_record
-from agentlog.store import ledger
+from agentlog.store import forks, ledger
 from agentlog.store.compaction import base_bundle
 from agentlog.store.exposure import Exposure, exposure
 from agentlog.store.store import Store
@@ -438,10 +438,17 @@ def _compaction(w: _Writer, store: Store, snapshots: list, names: dict) -> None:
 
 
 def _forks(w: _Writer, store: Store) -> None:
+    """Each fork with both signed records, the branch heads, and the epoch.start that healed it (or null); an author
+    forked at two or more positions is flagged `copied_key`."""
+    found = forks.summary(store)
+    healing = {(f["author"], f["epoch"], f["seq"]): f for f in found["forks"]}
     for fork in store.forks():
+        f = healing.get((fork.author.hex(), fork.epoch, fork.seq), {})
         w.line({"type": "fork", "author": fork.author.hex(), "epoch": fork.epoch, "seq": fork.seq,
                 "kept": fork.kept.hex() if fork.kept else None,
-                "records": [{"id": eid.hex(), "record": fmt.b64(record)} for eid, record in fork.records]})
+                "records": [{"id": eid.hex(), "record": fmt.b64(record)} for eid, record in fork.records],
+                "heads": f.get("heads", []), "healed": f.get("healed"),
+                "copied_key": fork.author.hex() in found["copied_keys"]})
 
 
 def _ledger(w: _Writer, store: Store, names: dict) -> None:

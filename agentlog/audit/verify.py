@@ -54,6 +54,7 @@ class _State:
     devices: dict = field(default_factory=dict)        # hex -> device line
     roster_events: list = field(default_factory=list)  # (line no, header, id, decoded payload)
     events: dict = field(default_factory=dict)         # (author hex, epoch) -> {seq: (line no, id, prev)}
+    branches: dict = field(default_factory=dict)       # (author hex, epoch) -> [(line no, seq, id, prev)] of forks
     truncations: dict = field(default_factory=dict)    # author hex -> (epoch, seq, id hex, line no)
     base: tuple | None = None                           # (line no, snapshot author hex, Snapshot, Roster) once checked
     bases: int = 0                                      # base lines seen
@@ -246,9 +247,12 @@ def _event(obj: dict, n: int, state: _State, report: Report) -> None:
         if not fmt.selected(h.time_ms, h.scope, state.export.get("selection") or {}):
             problems.append("lies outside the export's stated selection")
         chain = state.events.setdefault((obj["author"], h.epoch), {})
-        if h.seq in chain:
+        if h.seq in chain and chain[h.seq][1] != eid:          # a fork's other branch (its proof: a fork line)
+            state.branches.setdefault((obj["author"], h.epoch), []).append((n, h.seq, eid, h.prev))
+        elif h.seq in chain:
             problems.append(f"appears twice (also line {chain[h.seq][0]})")
-        chain[h.seq] = (n, eid, h.prev)
+        else:
+            chain[h.seq] = (n, eid, h.prev)
         if is_sealed_scope(h.scope):
             state.sealed[obj["author"], h.epoch, h.seq] = h.scope
         if h.kind == "erase" or erased:
@@ -428,9 +432,21 @@ def _check_chains(state: _State, report: Report) -> None:
                 expect = crypto.ZERO_ID
             elif cut is not None and cut[0] == epoch and cut[1] + 1 == seq:
                 expect = bytes.fromhex(cut[2])
-            if expect is not None and prev != expect:
+            if expect is not None and prev != expect and not any(
+                    s == seq - 1 and other == prev for _, s, other, _ in state.branches.get((author, epoch), ())):
                 report.problems.append(f"line {n} ({author[:16]} seq {seq}): prev does not link to the event before it")
             previous = (seq, eid)
+    forks = {(obj["author"], obj["epoch"], obj["seq"]) for _, obj in state.forks}
+    for (author, epoch), found in state.branches.items():
+        ids = {(seq, eid) for seq, (_, eid, _) in state.events.get((author, epoch), {}).items()}
+        ids |= {(seq, eid) for _, seq, eid, _ in found}
+        for n, seq, _, prev in found:
+            if not ((seq == 1 and prev == crypto.ZERO_ID) or (seq - 1, prev) in ids):
+                report.problems.append(f"line {n} ({author[:16]} seq {seq}): a branch event whose prev links to no "
+                                       "event before it")
+            if not any((author, epoch, s) in forks for s in range(1, seq + 1)):
+                report.problems.append(f"line {n} ({author[:16]} seq {seq}): a second event at its seq, and no fork "
+                                       "line proves a fork below it")
 
 
 def _check_frontier(state: _State, report: Report) -> None:
@@ -441,12 +457,14 @@ def _check_frontier(state: _State, report: Report) -> None:
     for c in state.frontier["chains"]:
         seqs = {s for lo, hi in c["selected"] for s in range(lo, hi + 1)}
         stated[c["author"], c["epoch"]] = seqs
-        if len(seqs) != c["count"]:
+        branched = state.branches.get((c["author"], c["epoch"]), [])
+        if len(seqs) + len(branched) != c["count"]:
             report.problems.append(
                 f"frontier of {c['author'][:16]}: count {c['count']} is not the {len(seqs)} seqs stated")
         chain = state.events.get((c["author"], c["epoch"]), {})
         head = chain.get(c["head"])
-        if head is not None and head[1].hex() != c["head_id"]:
+        heads = {eid.hex() for _, seq, eid, _ in branched if seq == c["head"]}
+        if head is not None and head[1].hex() != c["head_id"] and c["head_id"] not in heads:
             report.problems.append(f"frontier of {c['author'][:16]}: head seq {c['head']} is not the event stated")
     for key in set(stated) | set(state.events):
         author = key[0]
@@ -547,7 +565,8 @@ def _check_end(state: _State, report: Report) -> None:
         report.problems.append("no end line: the export is cut short")
         return
     n, obj, digest = state.end
-    if obj.get("lines") != n - 1 or obj.get("events") != sum(len(c) for c in state.events.values()):
+    events = sum(len(c) for c in state.events.values()) + sum(len(b) for b in state.branches.values())
+    if obj.get("lines") != n - 1 or obj.get("events") != events:
         report.problems.append(f"line {n}: the end line's counts are not the file's (lines removed or added)")
     if obj.get("digest") != digest.hex():
         report.problems.append(

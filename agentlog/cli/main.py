@@ -14,6 +14,7 @@ import sys
 
 from agentlog.cli import (
     audit,
+    backup,
     compact,
     devices,
     forget,
@@ -34,7 +35,7 @@ from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
 COMMANDS = (devices, scopes, prefs, memory, watch, forget, log, replay, compact, scrub, status, sync,   # --help's order
-            mcp, peers, audit)
+            mcp, peers, audit, backup)
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentlog.cli.common import home_path, open_home, print_json, shown
+from agentlog.cli.common import home_path, iso, open_home, print_json, shown
 
 
 def register(sub, common) -> None:
@@ -40,7 +40,14 @@ def cmd_status(args) -> int:
     for name, h in doc["heads"].items():
         print(f"  {name:<16} seq {h['seq']}")
     for f in doc["forks"]:
-        print(f"  fork: {f['author'][:16]} seq {f['seq']}")
+        healed = f"healed by epoch {f['healed']['epoch']} ({f['healed']['event'][:16]})" if f["healed"] else \
+            "not healed yet (its device continues in a new epoch once it learns of it)"
+        heads = ", ".join(f"seq {seq} {eid[:16]}" for seq, eid in f["heads"])
+        print(f"  fork: {f['name']} ({f['author'][:16]}) epoch {f['epoch']} seq {f['seq']} at {iso(f['time_ms'])}; "
+              f"branch heads {heads or 'unknown'}; {healed}")
+    for c in doc["copied_keys"]:
+        print(f"  {c['name']} ({c['author'][:16]}) forked more than once: two devices may be writing with one "
+              "copied key; revoke one (agentlog devices revoke) and enrol it anew")
     for name, v in doc["views"].items():
         print(f"view {name} v{v['version']} digest {v['digest'][:16]}")
     for sc in doc["scopes"]:

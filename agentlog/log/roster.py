@@ -100,9 +100,9 @@ class Roster:
         member = self.members.get(header.author)
         if member is None or not member.enrolled:
             raise NotEnrolledError("device is not enrolled in this group", header.author, header.seq)
-        if member.until_seq is not None and header.seq > member.until_seq:
+        if member.until_seq is not None and (header.seq > member.until_seq or header.epoch > 0):
             raise NotEnrolledError(f"device was revoked after seq {member.until_seq}", header.author, header.seq)
-        if header.seq == 1 and header.author != self.founder:
+        if header.seq == 1 and header.epoch == 0 and header.author != self.founder:
             if not any(self._covers(header, by) for by in member.enrolled_by):
                 raise NotEnrolledError("first event does not follow the device's enrolment (clock lacks it)",
                                        header.author, header.seq)

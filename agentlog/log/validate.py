@@ -26,7 +26,7 @@ from agentlog.errors import (
     SignatureError,
     SizeLimitError,
 )
-from agentlog.log import payloads
+from agentlog.log import epochs, payloads
 from agentlog.log.event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check_ranges, decode_record
 from agentlog.log.roster import Roster
 
@@ -61,6 +61,13 @@ class LogView(Protocol):
     def lamport_at(self, author: bytes, epoch: int, seq: int) -> int | None:
         """The stored (or accepted) event's lamport there; None when its record is not held."""
 
+    def branch_of(self, author: bytes, epoch: int, seq: int, eid: bytes) -> bytes | None:
+        """The id of the forked branch (agentlog.log.epochs.branch_id) holding event `eid` there, past its fork
+        point; None when it is not held there or on no forked branch."""
+
+    def branch_holds(self, author: bytes, epoch: int, seq: int) -> bool:
+        """Whether a forked branch of `author` (not its main chain) holds an event at (epoch, seq) or past it."""
+
 
 class Duplicate(Exception):
     """Not an error: the store already holds this exact event (`event`, as it arrived now: with its payload
@@ -93,6 +100,8 @@ def check_event(
     if h.group != log.group:
         raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", author, seq)
     head = log.head(author)
+    if head is not None and h.epoch != head.epoch:
+        return _across_epochs(event, head, log, check_signature)
     expected = 1 if head is None else head.seq + 1
     existing = None
     if seq < expected:
@@ -109,8 +118,18 @@ def check_event(
         )
     if seq > expected:
         raise SequenceError(f"seq {seq} arrives before seq {expected}: a gap", author, seq)
-    if head is not None and h.epoch != head.epoch:
-        raise SequenceError(f"epoch {h.epoch} does not continue epoch {head.epoch}", author, seq)
+    _check_clock(h, log)
+    prev = crypto.ZERO_ID if head is None else head.id
+    if h.prev != prev:
+        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", author, seq)
+    _check_lamport(h, head, log)
+    if check_signature:
+        _check_signature(event)
+    return event, check_payload(event)
+
+
+def _check_clock(h, log: LogView) -> None:
+    """Raise CausalGapError unless every event the clock names is held (on the main chain or a forked branch)."""
     for dep in h.clock:
         held = log.head(dep.author)
         needed = dep.seq
@@ -119,17 +138,33 @@ def check_event(
             needed = min(needed, member.until_seq)     # a revoked device's later events do not exist for the group
         if held is None and needed == 0:
             continue
-        if held is None or (held.epoch, held.seq) < (dep.epoch, needed):
-            raise CausalGapError(
-                f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not hold yet", author, seq
-            )
-    prev = crypto.ZERO_ID if head is None else head.id
-    if h.prev != prev:
-        raise ChainError(f"prev {h.prev.hex()[:16]} does not link to the previous event {prev.hex()[:16]}", author, seq)
-    _check_lamport(h, head, log)
+        if (held is None or (held.epoch, held.seq) < (dep.epoch, needed)) and \
+                not log.branch_holds(dep.author, dep.epoch, needed):
+            raise CausalGapError(f"event follows {dep.author.hex()[:16]} seq {dep.seq}, which this store does not "
+                                 "hold yet", h.author, h.seq)
+
+
+def _across_epochs(event: Event, head: Head, log: LogView, check_signature: bool) -> tuple[Event, object]:
+    """An event in another epoch than its author's held head: one of an earlier epoch is a duplicate, a fork or
+    a tail the head moved past (SequenceError); one of a later epoch must be an epoch.start (agentlog.log.epochs)."""
+    h = event.header
+    if h.epoch < head.epoch:
+        existing = log.id_at(h.author, h.epoch, h.seq)
+        if existing == event.id or existing == TRUNCATED:
+            raise Duplicate(event)
+        _check_enrolment(event, log)
+        _check_signature(event)
+        if existing is not None:
+            raise ForkError(f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq,
+                            existing, event.id)
+        raise SequenceError(f"epoch {h.epoch} seq {h.seq} lies in an epoch this author has closed", h.author, h.seq)
+    _check_enrolment(event, log)
+    decoded = check_payload(event)
+    epochs.check_start(h, decoded, head, log)
+    _check_clock(h, log)
     if check_signature:
         _check_signature(event)
-    return event, check_payload(event)
+    return event, decoded
 
 
 def _check_lamport(h, head: Head | None, log: LogView) -> None:
@@ -173,7 +208,7 @@ def check_payload(event: Event) -> object:
 
 def _check_enrolment(event: Event, log: LogView) -> None:
     h = event.header
-    if h.seq == 1 and h.author == log.roster.founder:
+    if h.seq == 1 and h.epoch == 0 and h.author == log.roster.founder:
         if log.genesis is not None and event.id != log.genesis:
             raise NotEnrolledError("founder's first event is not this group's genesis", h.author, h.seq)
         if log.roster.members.get(h.author) is None:

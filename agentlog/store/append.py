@@ -41,6 +41,8 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     seen = _seen_in(db, txn, me)
     clock = tuple(ClockEntry(a, *seen[a]) for a in sorted(seen) if own_clock.get(a) != seen[a])
     epoch, prev, seq = head.epoch, head.id, head.seq
+    if type(pairs[0][0]) is payloads.EpochStart:       # a healed fork: the next epoch, from seq 1 (forks.heal)
+        epoch, seq, prev = epoch + 1, 0, crypto.ZERO_ID
     headers = HeaderWriter(group, me, epoch, store.now_ms())
     rows, folded, roster_changed = [], [], False
     for payload, scope in pairs:

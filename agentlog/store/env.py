@@ -206,6 +206,17 @@ class Env:
             ": the file is damaged; run agentlog verify, restore it from a backup or sync a new home from another "
             "device" if damaged else ""))
 
+    def copy(self, path: Path) -> None:
+        """Write a consistent, compacted copy of the environment into the empty directory `path` (one read
+        transaction: writers in any process go on meanwhile)."""
+        self._enter()
+        try:
+            self.env.copy(str(path), compact=True)
+        except lmdb.Error as exc:
+            raise self._failed("copy", exc) from None
+        finally:
+            self._leave()
+
     def info(self) -> dict:
         self._enter()
         try:

@@ -18,7 +18,7 @@ from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
 from agentlog.prefs.view import Folded
-from agentlog.store import carry, ledger
+from agentlog.store import carry, forks, ledger
 from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value
@@ -34,6 +34,7 @@ class IngestResult:
     filled: int = 0                            # events held without their payload that this batch completed
     healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
     caught: tuple = ()                         # (event id, reason) this device's own erase rules caught on arrival
+    forked: tuple = ()                         # authors of the events this batch kept on a forked branch
 
 
 class TxnLog:
@@ -85,6 +86,17 @@ class TxnLog:
             return event.header.lamport
         raw = self._txn.get(event_key(author, epoch, seq), db=self._db["events"])
         return peek_record(raw)[0] if raw else None
+
+    def branch_of(self, author: bytes, epoch: int, seq: int, eid: bytes) -> bytes | None:
+        return forks.branch_of(self._db, self._txn, self, author, epoch, seq, eid)
+
+    def branch_holds(self, author: bytes, epoch: int, seq: int) -> bool:
+        return forks.branch_holds(self._db, self._txn, author, epoch, seq)
+
+    def accepted_record(self, key: bytes) -> bytes | None:
+        """The record of an event this batch accepted at `key` and has not stored yet."""
+        event = self._accepted.get(key)
+        return event.record if event is not None else None
 
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
@@ -184,7 +196,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     log = TxnLog(dbs, txn, roster)
     accepted = duplicates = filled = healed = 0
     lamport = int.from_bytes(txn.get(b"lamport", db=dbs["meta"]) or b"\0", "big")
-    roster_changed, folded, sealed = False, [], None
+    roster_changed, folded, sealed, forked = False, [], None, {}
     last: dict[bytes, Event] = {}
     for record, payload in batch:
         try:
@@ -194,6 +206,17 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             filled += was_filled
             healed += was_healed
             duplicates += not (was_filled or was_healed)
+            continue
+        except forks.BRANCHABLE as refused:
+            placed = forks.place(store, txn, log, record, payload, refused)   # raises `refused` when no fork
+            if placed is None:
+                duplicates += 1
+                continue
+            event, decoded = placed
+            forked[event.id] = event.header.author
+            folded.append(Folded.of(event.header, event.id, decoded))
+            lamport = max(lamport, event.header.lamport)
+            accepted += 1
             continue
         h = event.header
         if h.kind in SCOPE_KINDS or h.payload_codec != "plain" or (h.scope != USER_SCOPE and is_sealed_scope(h.scope)):
@@ -219,8 +242,12 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         log.screen(eraser)
     if not every_signature:
         txn.cursor(db=dbs["unverified"]).putmulti(
-            [(event_key(f.author, f.epoch, f.seq), b"") for f in folded if heads[f.author] != (f.epoch, f.seq)])
+            [(event_key(f.author, f.epoch, f.seq), b"") for f in folded
+             if heads.get(f.author) != (f.epoch, f.seq) and f.eid not in forked])
     txn.put(b"lamport", lamport.to_bytes(8, "big"), db=dbs["meta"])
+    if heads and txn.stat(dbs["suspects"])["entries"]:
+        for author in heads:                      # its later events arrive: no longer asked for again
+            txn.delete(author, db=dbs["suspects"])
     if roster_changed:
         save_roster(dbs, txn, roster)
     if roster_changed and (sealed is not None or has_scopes(dbs, txn)):
@@ -235,8 +262,9 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         eraser.carry_out()
     if eraser is not None and eraser.changed:
         eraser.finish(refold)                     # folded again without what the requests erased
-    elif filled or opens_held:
-        refold(store, txn, roster=False)          # a filled payload may change what earlier events folded to
+    elif filled or opens_held or forked:
+        refold(store, txn, roster=False)          # a filled payload (or a fork's branch) may change what earlier
+        #                                           events folded to: folded again in key order
     else:
         store.pref_view.fold(txn, folded)
         store.memory_view.fold(txn, folded)
@@ -249,7 +277,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
                       store.now_ms())
     caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
-    return IngestResult(accepted, duplicates, heads, filled, healed, caught)
+    return IngestResult(accepted, duplicates, heads, filled, healed, caught, tuple(set(forked.values())))
 
 
 class SealedBatch:

@@ -13,6 +13,9 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   ids       event id(32)                -> author(32) epoch(4) seq(8)
   heads     author(32)                  -> epoch(4) seq(8) id(32)
   forks     author(32) epoch(4) seq(8) id(32) -> each different record seen there (fork proof)
+  branches, suspects (see agentlog/store/forks.py): a forked log's branches (their events sit in `events` and
+                                           `payloads` under author(32) epoch(4) seq(8) id(32)), and authors
+                                           whose frontier is shown lowered so peers send their events again
   truncated author(32)                  -> epoch(4) seq(8) id(32) time(8) lamport(8) of its last event
                                            compaction dropped
   snapshots (see agentlog/store/snapshots.py)
@@ -42,11 +45,12 @@ from agentlog.watch import changelog
 
 LAYOUT_VERSION = 1
 ERASURE_DBS = ("erased", "erase.pending", "erase.rules")
-DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "truncated",
-       "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS, *keyring.DBS,
-       *ERASURE_DBS, *changelog.DBS, "meta")
+DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "branches",
+       "suspects", "truncated", "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS,
+       *keyring.DBS, *ERASURE_DBS, *changelog.DBS, "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
+KEY_LEN = 32 + POS.size                          # an event key; a forked branch's events add their id
 ROSTER_VERSION = roster_module.VERSION.to_bytes(4, "big")
 
 

@@ -30,6 +30,7 @@ import lmdb
 
 from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
 from agentlog.log import payloads, snapshot
+from agentlog.log.epochs import fork_order
 from agentlog.log.event import decode_record, record_id
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
@@ -123,6 +124,7 @@ class LiveLog:
                 events.append(_compact(f) if f.kind in _EMBEDDING_KINDS and f.payload is not None else f)
                 if progress and n % 10000 == 0:
                     progress(n, total)
+            events = list(fork_order(events))         # a fork's branches fold alike on every device
             self.unread = opener.unread if opener is not None else []
             self.forgotten = Forgotten(self.db, txn) if self.db["erase.rules"] is not None else None
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []

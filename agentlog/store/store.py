@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.errors import ForkError, InvalidValueError, StoreError, UsageError
+from agentlog.errors import ChainError, ForkError, InvalidValueError, StoreError, UsageError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
@@ -27,7 +27,7 @@ from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
 from agentlog.memory.view import MemoryView
 from agentlog.prefs.view import PrefView
-from agentlog.store import carry, erasure, peers
+from agentlog.store import carry, erasure, forks, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.ingest import IngestResult, ingest_in, record_fork
@@ -197,6 +197,8 @@ class Store:
             return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
+        if forks.needs_heal(self):
+            forks.heal(self)
         ids = self.write(lambda txn: append_in(self, txn, pairs, roster_in(self.dbs, txn)))
         self.nudge()
         return ids
@@ -223,7 +225,13 @@ class Store:
             result = self.write(lambda txn: ingest_in(self, txn, batch, every_signature, source))
         except ForkError as fork:
             record_fork(self, fork, batch)
+            forks.suspect(self, fork, batch)          # a branch that came without its start: ask from below
             raise
+        except ChainError as broken:
+            forks.suspect(self, broken, batch)
+            raise
+        if result.forked and forks.needs_heal(self):
+            forks.heal(self)
         if result.caught and self.key is not None:
             self._name_caught(result.caught)
         if result.accepted or result.filled or result.healed:

@@ -40,10 +40,10 @@ from agentlog.log.event import decode_record, record_id
 from agentlog.log.kinds import ERASABLE_KINDS
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
-from agentlog.store import ledger, retained
+from agentlog.store import forks, ledger, retained
 from agentlog.store.compaction import base_bundle
 from agentlog.store.erasure import request_at
-from agentlog.store.layout import POS, event_key, seq_runs
+from agentlog.store.layout import KEY_LEN, POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
 from agentlog.store.workers import drain, split_keys
@@ -270,6 +270,10 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
             h = event.header
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+            if len(key) != KEY_LEN:                                  # an event of a forked branch
+                out.problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
+                found = cur.next()
+                continue
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
                 out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
                                                          f"seq {h.seq} (moved or swapped)"))
@@ -300,7 +304,7 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
                     out.withheld.append((author, epoch, seq))
             elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
-            if seq == 1 or h.kind in ROSTER_KINDS:
+            if (seq, epoch) == (1, 0) or h.kind in ROSTER_KINDS:
                 out.notable.append((bytes(record), payload))
             batch.append((author, epoch, seq, event.id, event.signature))
             if len(batch) >= 256:
@@ -377,7 +381,8 @@ def _link_problem(last: tuple | None, author: bytes, epoch: int, seq: int, prev:
                   kept: bool) -> str | None:
     """What is wrong with the chain between the event before (or None) and this one; a chain starts at
     seq 1, or right after its author's truncation point (`cuts`: author -> Head). Below the truncation point
-    only events compaction keeps (`kept`) may be held, each on its own signature (docs/compaction.md)."""
+    only events compaction keeps (`kept`) may be held, each on its own signature (docs/compaction.md);
+    a new epoch starts at seq 1."""
     cut = cuts.get(author)
     if cut is not None and (epoch, seq) <= (cut.epoch, cut.seq):
         return None if kept else "held at or below its truncation point, but compaction keeps no event of its kind"
@@ -389,6 +394,8 @@ def _link_problem(last: tuple | None, author: bytes, epoch: int, seq: int, prev:
         if seq != 1:
             return f"chain starts at seq {seq}: seqs 1..{seq - 1} are missing"
         return None if prev == crypto.ZERO_ID else "seq 1 has a non-zero prev"
+    if epoch != last[1]:
+        return None if seq == 1 and prev == crypto.ZERO_ID else f"epoch {epoch} starts at seq {seq}, not at seq 1"
     if seq != last[2] + 1:
         return f"seqs {last[2] + 1}..{seq - 1} are missing (deleted)"
     return None if prev == last[3] else "prev does not link to the previous event's id"

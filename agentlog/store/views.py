@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from agentlog import crypto
 from agentlog.errors import EventError
 from agentlog.log import payloads, snapshot
-from agentlog.log.event import decode_record, peek_record
+from agentlog.log.epochs import fork_order
+from agentlog.log.event import decode_record, peek_record, record_id
 from agentlog.log.roster import Roster
 from agentlog.log.validate import ROSTER_KINDS, check_payload
 from agentlog.memory.reducer import KINDS as MEMORY_KINDS
@@ -34,7 +35,10 @@ def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
     limit = limits_in(dbs, txn).get(author)
     if limit is not None and seq > limit:
         return None
-    raw = txn.get(event_key(author, epoch, seq), db=dbs["events"])
+    key = event_key(author, epoch, seq)
+    raw = txn.get(key, db=dbs["events"])
+    if raw is not None and txn.stat(dbs["branches"])["entries"]:
+        return _fork_time(dbs, txn, key, raw)
     if raw is not None:
         return peek_record(raw)[1]
     cut = txn.get(author, db=dbs["truncated"])
@@ -46,6 +50,18 @@ def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
         if (h.author, h.epoch, h.seq) == (author, epoch, seq):
             return h.time_ms
     return None
+
+
+def _fork_time(dbs: dict, txn, key: bytes, raw) -> int:
+    """The time of the event with the greatest id at `key`'s position, of the main chain's and a fork's branches'
+    (a clock names a position, not an id: every device picks the same one, as epochs.fork_order folds them)."""
+    best = (record_id(bytes(raw)), peek_record(raw)[1])
+    with txn.cursor(db=dbs["events"]) as cur:
+        found = cur.set_range(key + b"\0")
+        while found and cur.key()[:len(key)] == key:
+            best = max(best, (bytes(cur.key()[len(key):]), peek_record(cur.value())[1]))
+            found = cur.next()
+    return best[1]
 
 
 def event_of(dbs: dict, txn, eid: bytes):
@@ -155,8 +171,12 @@ def _refold(store, txn, progress: Callable[[int], None] | None, roster: bool) ->
     memory = store.memory_view.rebuilder(txn)
     opener = opener_in(store, txn)
 
+    folded = folded_log(dbs, txn, opener)
+    if txn.stat(dbs["branches"])["entries"]:
+        folded = fork_order(folded)
+
     def events():
-        for f in folded_log(dbs, txn, opener):
+        for f in folded:
             if f.kind in ROSTER_KINDS:
                 roster_keys.append(event_key(f.author, f.epoch, f.seq))
             memory.add(f)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentlog.log.snapshot import Bundle
-from agentlog.store import compaction
+from agentlog.store import compaction, forks
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
@@ -14,15 +14,22 @@ class StoreLog:
     def __init__(self, store: Store, peer: bytes | None = None):
         self.store = store
         self.peer = peer                 # the device on the other end, for the replication ledger
+        self.forked: dict[bytes, int] = {}   # author -> its fork positions held, for the last batch's new forks
 
     def frontier(self) -> Frontier:
         """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
         it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them)."""
-        return _clamped(self.store.heads(), self.store.revoked_limits())
+        return forks.frontier(self.store, _clamped(self.store.heads(), self.store.revoked_limits()))
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
-        return [(lamport, WireEvent(record, payload))
-                for lamport, record, payload in self.store.read_range(author, epoch, lo, hi, limit)]
+        """Held events of an author, or of a forked branch named by its branch id (agentlog.store.forks)."""
+        found = self.store.read_range(author, epoch, lo, hi, limit) or forks.read(self.store, author, epoch, lo, hi,
+                                                                                 limit)
+        return [(lamport, WireEvent(record, payload)) for lamport, record, payload in found]
+
+    def caught_up(self, theirs: Frontier) -> None:
+        """The peer's whole frontier is known: stop asking again for authors it holds nothing newer of."""
+        forks.caught_up(self.store, theirs)
 
     def revoked_limits(self) -> dict[bytes, int]:
         return self.store.revoked_limits()
@@ -42,6 +49,7 @@ class StoreLog:
             return {}, self.frontier(), 0           # a batch that only ends a payload want
         result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
                                    source=self.peer)
+        self.forked = forks.fork_counts(self.store, result.forked) if result.forked else {}
         return result.heads, self.frontier(), result.accepted + result.filled + result.healed
 
     def withheld(self) -> list[tuple[bytes, int, int, int]]:

@@ -121,6 +121,13 @@ def _seq(f: Frontier, author: bytes) -> int:
     return f.get(author, (0, 0))[1]
 
 
+def _after(f: Frontier, author: bytes, epoch: int) -> int | None:
+    """The seq in `epoch` after which `f` lacks `author`'s events: its seq there, 0 when `f` stops in an earlier
+    epoch (a new epoch's seqs start at 1), None when it is past `epoch`."""
+    held = f.get(author, (epoch, 0))
+    return held[1] if held[0] == epoch else 0 if held[0] < epoch else None
+
+
 def _merge(into: Frontier, more: Frontier) -> None:
     for author, pos in more.items():
         if into.get(author, (-1, -1)) < pos:
@@ -299,7 +306,7 @@ class Connection:
         _merge(self.theirs, heads)
         _merge(self.sent, heads)
         for author, pos in list(self.wanted.items()):
-            if _seq(frontier, author) >= pos[1]:
+            if frontier.get(author, (0, 0)) >= pos:
                 del self.wanted[author]
         out = [self._send(Ack(batch, self._shown_frontier(frontier)), now)]
         out += self._flush(now) + self._release(now)
@@ -353,8 +360,8 @@ class Connection:
         self.push_held = False
         ours = self.log.frontier()
         for author, (epoch, seq) in ours.items():
-            have = _seq(self.sent, author)
-            if seq > have and self.sent.get(author, (epoch, 0))[0] == epoch:
+            have = _after(self.sent, author, epoch)
+            if have is not None and seq > have:
                 self.outbox.owe(author, epoch, have + 1, seq)
                 self.sent[author] = (epoch, seq)
         return asked + self._flush(now)
@@ -464,8 +471,8 @@ class Connection:
         ranges = []
         for author, (epoch, seq) in sorted(self.theirs.items()):
             seq = min(seq, limits.get(author, seq))        # a revoked device's later events would be refused
-            have = _seq(ours, author)
-            if seq > have and ours.get(author, (epoch, 0))[0] == epoch and self.wanted.get(author, (0, 0))[1] < seq:
+            have = _after(ours, author, epoch)
+            if have is not None and seq > have and self.wanted.get(author, (0, 0)) < (epoch, seq):
                 ranges.append((author, epoch, have + 1, seq))
                 self.wanted[author] = (epoch, seq)
         return [self._send(Want(tuple(ranges)), now)] if ranges else []

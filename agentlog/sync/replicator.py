@@ -46,6 +46,7 @@ RESTART_S = 5.0                 # a background task that failed starts again aft
 SIGNATURES_PER_S = 1024  # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.sync.replicator")
+FORK_ROUNDS = 3                      # `sync` connects again when a chain did not link (a fork to look for)
 
 
 def _now() -> float:
@@ -129,6 +130,7 @@ class Link:
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
+        self.caught_up = False              # the peer's frontier was checked against this device's suspects
         self.done = trio.Event()
         self.scope: trio.CancelScope | None = None
         self.on_progress: Callable[[int, int], None] | None = None   # (events stored, events expected in all)
@@ -239,6 +241,9 @@ class Link:
         else:
             raise AssertionError(kind)
         self._perform(actions)
+        if self.conn.state == "live" and not self.caught_up:
+            self.caught_up = True
+            await self.r.run_sync(self.log.caught_up, dict(self.conn.theirs))
         self.r.note(self)
 
     def _perform(self, actions) -> None:
@@ -337,7 +342,14 @@ class Link:
             except Exception as exc:
                 self._cannot_store(f"batch {act.batch}", exc)
                 return
+            for author, count in self.log.forked.items():
+                (log.warning if count >= 2 else log.info)(
+                    "a device's log forked: both branches kept" if count < 2 else
+                    "a device forked again: two devices may be writing with one copied key; revoke one and "
+                    "enrol it anew", peer=self.name, author=author.hex()[:16], forks=count)
             self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+            if self.log.forked:
+                self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
 
     def _cannot_store(self, what: str, exc: Exception) -> None:
         """Storing failed for another reason than a check (a reducer, LMDB, a bug): the transaction
@@ -632,6 +644,24 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
     Raises:
         PeerError: the connection or handshake failed, was refused, or nothing moved for `timeout` seconds.
     """
+    for _ in range(FORK_ROUNDS):
+        epoch = _own_epoch(store)
+        result = await _sync_round(store, addr, timeout, progress, snapshot_progress)
+        healed = result.synced and _own_epoch(store) > epoch
+        if not (healed or (result.error and result.reason.startswith("prev:"))):
+            break      # else a chain that did not link (asked again from below), or a fork healed meanwhile
+    if result.error or not result.synced:
+        raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
+    return result
+
+
+def _own_epoch(store: Store) -> int:
+    head = store.heads().get(store.device)
+    return head.epoch if head else 0
+
+
+async def _sync_round(store: Store, addr: str, timeout: float, progress, snapshot_progress) -> SyncResult:
+    """One connection of `sync_once`, to its end."""
     host, port = parse_address(addr)
     replicator = Replicator(store)
     result = None
@@ -651,8 +681,6 @@ async def sync_once(store: Store, addr: str, *, timeout: float = 60.0,
         await replicator.save_states()
     if scope.cancelled_caught or result is None:
         raise PeerError(f"sync stalled: nothing moved for {timeout:g} s", addr)
-    if result is None or result.error or not result.synced:
-        raise PeerError(result.reason or "the connection ended before the logs were in sync", addr)
     return result
 
 

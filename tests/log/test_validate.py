@@ -12,7 +12,6 @@ from agentlog import crypto
 from agentlog.errors import (
     ChainError,
     DecodeError,
-    ForkError,
     GroupMismatchError,
     NotEnrolledError,
     PayloadHashError,
@@ -162,13 +161,11 @@ def test_fork_is_detected_kept_as_proof_and_reported(laptop, forked):
     assert original.id != other.id and original.header.seq == other.header.seq == 1
     laptop.ingest([(original.record, original.payload)])
     before = laptop.count()
-    with pytest.raises(ForkError) as info:
-        laptop.ingest([(other.record, other.payload)])
-    assert (info.value.author, info.value.seq) == (device, 1)
+    result = laptop.ingest([(other.record, other.payload)])         # kept as the other branch (format.md §7)
+    assert result.forked == (device,) and laptop.count() == before + 1
     [proof] = laptop.forks()
     assert (proof.author, proof.seq, proof.kept) == (device, 1, original.id)
     assert dict(proof.records) == {original.id: original.record, other.id: other.record}
-    assert laptop.count() == before
     report = verify_store(laptop)
     assert report.ok and [(f.author, f.seq) for f in report.forks] == [(device, 1)]
 
@@ -186,11 +183,10 @@ def test_forged_fork_is_not_recorded(laptop, phone):
 
 
 def test_fork_inside_one_batch_keeps_both_records(laptop, forked):
-    _, a, b = forked
-    with pytest.raises(ForkError):
-        laptop.ingest([(a.record, a.payload), (b.record, b.payload)])
+    device, a, b = forked
+    assert laptop.ingest([(a.record, a.payload), (b.record, b.payload)]).forked == (device,)
     [proof] = laptop.forks()
-    assert proof.kept is None and dict(proof.records) == {a.id: a.record, b.id: b.record}
+    assert proof.kept == a.id and dict(proof.records) == {a.id: a.record, b.id: b.record}
     report = verify_store(laptop)
     assert report.ok and len(report.forks) == 1
 
