@@ -8,6 +8,7 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -106,6 +107,33 @@ class Cursor:
     def kept(self) -> list[int]:
         """What `done` the store keeps (at most DONE_KEPT of it)."""
         return sorted(self.done.copy())[:DONE_KEPT]          # copied at once: the trio thread may add to it
+
+
+class AckFloor:
+    """Which delivery to ack when acking one acks every earlier one in the stream (the consumer's AckAll policy):
+    the latest dealt with at or below the cursor, so a delivery still open (held for its predecessors, or
+    waiting for its key) is not acked and comes again after the ack wait. When more than `slack` deliveries
+    dealt with wait above an open one, the latest of them is acked anyway, or the relay would stop delivering
+    at its limit of deliveries awaiting an ack: those still open stay open in the cursor, and come again in the
+    next session (it consumes from the cursor)."""
+
+    def __init__(self, slack: int):
+        self.slack = slack
+        self.waiting: dict[int, object] = {}         # stream sequence -> handle: dealt with, not acked yet
+
+    def settle(self, done: Iterable[tuple[int, object]], floor: int) -> object | None:
+        """Take deliveries dealt with, (stream sequence, handle); the handle to ack now, or None."""
+        waiting = self.waiting
+        waiting.update(done)
+        below = [seq for seq in waiting if seq <= floor]
+        if len(waiting) - len(below) > self.slack:
+            below = list(waiting)
+        if not below:
+            return None
+        handle = waiting[max(below)]
+        for seq in below:
+            del waiting[seq]
+        return handle
 
 
 class RelayLog:
