@@ -15,7 +15,7 @@ import structlog
 
 from agentlog import crypto
 from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
-from agentlog.log.event import decode_record, peek_record, record_id
+from agentlog.log.event import decode_record, record_id
 from agentlog.log.snapshot import Bundle
 from agentlog.relay import envelope
 from agentlog.store import compaction, ledger
@@ -50,12 +50,9 @@ class Held:
     lamport: int
     record: bytes
     payload: bytes | None
+    key: tuple[bytes, int, int, bytes]          # (author, epoch, seq, digest of record and payload): `held`'s
     handles: list = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
-
-    @property
-    def key(self) -> tuple[bytes, int, int, bytes]:
-        return self.author, self.epoch, self.seq, _digest(self.record, self.payload)
 
 
 @dataclass
@@ -330,14 +327,15 @@ class RelayLog:
                 out.done.append(d.stream_seq)
                 continue
             try:
-                record, payload = envelope.open(keys, self.group, d.subject, d.body)
+                record, payload, event = envelope.open_event(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
                 if exc.code == "key":
                     waiting.append((d, exc))
                     continue
                 self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
                 continue
-            (author, epoch, seq), = ledger.positions([record])  # envelope.open decoded the whole record
+            h = event.header
+            author, epoch, seq = h.author, h.epoch, h.seq
             self._relay_has(author, epoch, seq)
             head = heads.get(author)
             if head is not None and (head.epoch, head.seq) >= (epoch, seq):
@@ -348,7 +346,7 @@ class RelayLog:
             key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
             held = self.held.get(key)
             if held is None:
-                held = self.held[key] = Held(author, epoch, seq, peek_record(record)[0], record, payload)
+                held = self.held[key] = Held(author, epoch, seq, h.lamport, record, payload, key)
             held.handles.append(d.handle)
             held.seqs.append(d.stream_seq)
         return waiting
