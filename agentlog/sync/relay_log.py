@@ -165,12 +165,16 @@ class RelayLog:
         return doc if isinstance(doc, dict) else {}
 
     def save(self) -> None:
+        raw = self._kept()
+        if raw != self.store.meta(CURSOR_META + self.address):
+            self.store.set_meta({CURSOR_META + self.address: raw})
+
+    def _kept(self) -> bytes:
+        """The consumed position and what the relay holds, as the store keeps them (now)."""
         self.saved_at = time.monotonic()
         doc = {"stream": self.stream, "seq": self.cursor.seq, "done": self.cursor.kept(),
                "has": {a.hex(): list(pos) for a, pos in sorted(dict(self.has).items())}}
-        raw = json.dumps(doc, sort_keys=True).encode()
-        if raw != self.store.meta(CURSOR_META + self.address):
-            self.store.set_meta({CURSOR_META + self.address: raw})
+        return json.dumps(doc, sort_keys=True).encode()
 
     def relay_lost(self) -> None:
         """The relay holds less than this device consumed (its stream was made anew): start over, publish all."""
@@ -226,11 +230,11 @@ class RelayLog:
             self.echoes.pop(next(iter(self.echoes)))
 
     def published(self, positions: list[tuple[bytes, int, int]], records: list[bytes]) -> None:
-        """The relay acknowledged these events: remember it, enter them in the ledger, keep both."""
+        """The relay acknowledged these events: remember it, enter them in the ledger, keep both (one commit)."""
         for author, epoch, seq in positions:
             self._relay_has(author, epoch, seq)
-        ledger.Ledger(self.store).record_sent(self.id, [(time.time_ns() // 1_000_000, records)])
-        self.save()
+        ledger.Ledger(self.store).record_sent(self.id, [(time.time_ns() // 1_000_000, records)],
+                                              {CURSOR_META + self.address: self._kept()})
 
     def _relay_has(self, author: bytes, epoch: int, seq: int) -> None:
         if (epoch, seq) > self.has.get(author, (0, 0)):
