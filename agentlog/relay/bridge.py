@@ -1,7 +1,8 @@
 """The NATS JetStream client (nats-py) in one daemon thread running its own asyncio loop: connect with the
 relay's credentials, keep the group's bounded stream, publish with message ids and wait for every ack,
-deliver the stream from a sequence on with explicit acks. The only module importing nats; callers in any
-thread get `concurrent.futures.Future`s, and deliveries and loss of the connection through callbacks."""
+deliver the stream from a sequence on, in batches, with one ack covering every earlier delivery (AckAll).
+The only module importing nats; callers in any thread get `concurrent.futures.Future`s, and deliveries and
+loss of the connection through callbacks."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class StreamState:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One message of the stream handed to this device: ack it (`Bridge.ack`) once it is dealt with."""
+    """One message of the stream handed to this device: ack it (`Bridge.ack`) once it and every delivery
+    before it in the stream are dealt with."""
 
     subject: str
     body: bytes
@@ -74,11 +76,13 @@ class Delivery:
 
 
 class Bridge:
-    """One connection to one relay. `on_deliver(Delivery)` and `on_down(reason)` run in the bridge's thread."""
+    """One connection to one relay. `on_deliver(list[Delivery])` and `on_down(reason)` run in the bridge's
+    thread: deliveries come in batches (those the client read together), so that a consumer crosses threads
+    once per batch rather than once per message."""
 
     def __init__(self, url: str, credentials: Credentials | None = None, *,
-                 on_deliver: Callable[[Delivery], None], on_down: Callable[[str], None], name: str = "agentlog",
-                 ack_wait_s: float = ACK_WAIT_S):
+                 on_deliver: Callable[[list[Delivery]], None], on_down: Callable[[str], None],
+                 name: str = "agentlog", ack_wait_s: float = ACK_WAIT_S):
         self.url, self.credentials, self.name = url, credentials or Credentials(), name
         self.ack_wait_s = ack_wait_s
         self.on_deliver, self.on_down = on_deliver, on_down
@@ -87,6 +91,7 @@ class Bridge:
         self._nc = None
         self._js = None
         self._sub = None
+        self._batch: list[Delivery] = []
         self._closing = False
         self._last_error: Exception | None = None
 
@@ -119,8 +124,9 @@ class Bridge:
 
     def consume(self, stream: str, subject: str, start_seq: int) -> Future:
         """Deliver the stream's messages on `subject` from `start_seq` on, live, to `on_deliver`; a delivery
-        not acked within ACK_WAIT_S comes again. Replaces any earlier consumer of this bridge; resolves to the
-        number of messages from `start_seq` on when it started."""
+        not acked within ACK_WAIT_S (itself or by a later one: the consumer's policy is AckAll) comes again.
+        Replaces any earlier consumer of this bridge; resolves to the number of messages from `start_seq` on
+        when it started."""
         return self._submit(self._consume(stream, subject, max(1, start_seq)))
 
     def last_message(self, stream: str, subject: str) -> Future:
@@ -136,10 +142,11 @@ class Bridge:
         """End the consumer (deliveries already made still come to `on_deliver`; their acks still count)."""
         return self._submit(self._unsubscribe())
 
-    def ack(self, handles: Sequence[object]) -> None:
-        """Acknowledge deliveries (fire and forget: an ack lost with the connection means a redelivery)."""
-        if handles and not self._closing:
-            self._loop.call_soon_threadsafe(self._loop.create_task, self._ack(list(handles)))
+    def ack(self, handle: object) -> None:
+        """Acknowledge a delivery and every one before it in the stream (AckAll: one message per batch, not one
+        per delivery). Fire and forget: an ack lost with the connection means a redelivery."""
+        if handle is not None and not self._closing:
+            self._loop.call_soon_threadsafe(self._loop.create_task, self._ack(handle))
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what is pending, close the connection and end the thread (blocking)."""
@@ -229,7 +236,7 @@ class Bridge:
     async def _consume(self, stream: str, subject: str, start_seq: int) -> int:
         await self._unsubscribe()
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq,
-                                    ack_policy=api.AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
+                                    ack_policy=api.AckPolicy.ALL, ack_wait=self.ack_wait_s,
                                     max_ack_pending=MAX_ACK_PENDING, inactive_threshold=INACTIVE_S)
         self._sub = await self._js.subscribe(subject, stream=stream, cb=self._deliver, manual_ack=True,
                                              config=config, pending_msgs_limit=PENDING_MSGS)
@@ -237,14 +244,21 @@ class Bridge:
         return info.num_pending + info.num_ack_pending
 
     async def _deliver(self, msg) -> None:
-        meta = msg.metadata
-        self.on_deliver(Delivery(msg.subject, msg.data, meta.sequence.stream, meta.num_pending,
-                                 meta.num_delivered, (msg.headers or {}).get("Nats-Msg-Id", ""), msg))
+        """Collect a message; the batch goes to `on_deliver` once the client has handed over what it read."""
+        stream_seq, delivered, pending = _positions(msg.reply)
+        if not self._batch:
+            self._loop.call_soon(self._hand_over)
+        self._batch.append(Delivery(msg.subject, msg.data, stream_seq, pending, delivered,
+                                    (msg.headers or {}).get("Nats-Msg-Id", ""), msg))
 
-    async def _ack(self, handles: list) -> None:
+    def _hand_over(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.on_deliver(batch)
+
+    async def _ack(self, msg) -> None:
         try:
-            for msg in handles:
-                await msg.ack()
+            await msg.ack()
         except nats.errors.Error:
             pass                                # gone with the connection: the relay delivers them again
 
@@ -277,6 +291,18 @@ async def _translated(coro: Coroutine, url: str):
         text = str(exc) or type(exc).__name__
         refused = "authorization" in text.lower() or "authentication" in text.lower()
         raise RelayUnavailable(f"{'refused' if refused else 'unreachable'}: {text}", url, refused=refused) from None
+
+
+def _positions(reply: str) -> tuple[int, int, int]:
+    """(stream sequence, times delivered, pending) from a JetStream delivery's reply subject, read as the
+    client's metadata reads it (`$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.
+    <pending>`, or with domain and account hash after `$JS.ACK`) without building its objects."""
+    tokens = reply.split(".") if reply else ()
+    if len(tokens) == 9 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5]), int(tokens[4]), int(tokens[8])
+    if len(tokens) >= 11 and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[7]), int(tokens[6]), int(tokens[10])
+    raise nats.errors.NotJSMessageError
 
 
 def _state(state) -> StreamState:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 from agentlog import crypto
 from agentlog.errors import EventError, RelayMessageError
-from agentlog.log.event import decode_record
+from agentlog.log.event import Event, decode_record
 
 TAG_KEY = b"agentlog relay tag v1"
 AD_PREFIX = b"agentlog relay 1"
@@ -44,11 +45,13 @@ class Sealed(NamedTuple):
     body: bytes
 
 
+@lru_cache(maxsize=64)
 def tag(group: bytes) -> str:
     """The group's name on the relay: BLAKE2b-128 of the group id keyed with a constant, in hex."""
     return crypto.keyed_blake2b(group, TAG_KEY, 16).hex()
 
 
+@lru_cache(maxsize=4096)
 def pseudonym(group: bytes, author: bytes) -> str:
     """An author's name on the relay: BLAKE2b-128 of its device key keyed with the group id, in hex."""
     return crypto.keyed_blake2b(author, group, 16).hex()
@@ -109,6 +112,14 @@ def open(keys: Mapping[bytes, bytes], group: bytes, subject: str, body: bytes) -
     Raises:
         RelayMessageError: naming why (its `code`: subject, short, key, open, frame, record).
     """
+    record, payload, _ = open_event(keys, group, subject, body)
+    return record, payload
+
+
+def open_event(keys: Mapping[bytes, bytes], group: bytes, subject: str,
+               body: bytes) -> tuple[bytes, bytes | None, Event]:
+    """`open`, with the event its checks decoded (so that a consumer reads its position without decoding it
+    again)."""
     prefix = f"{ROOT}.{tag(group)}."
     if not isinstance(subject, str) or not subject.startswith(prefix) or "." in subject[len(prefix):]:
         raise RelayMessageError("not a subject of this group's relay stream", _shown(subject), code="subject")
@@ -136,7 +147,7 @@ def open(keys: Mapping[bytes, bytes], group: bytes, subject: str, body: bytes) -
     if name != SNAPSHOT and name != pseudonym(group, event.header.author):
         raise RelayMessageError(f"holds an event by author {event.header.author.hex()[:16]}, whom this subject "
                                 "does not name", subject, code="record")
-    return record, payload
+    return record, payload, event
 
 
 def _unframe(frame: bytes, subject: str) -> tuple[bytes, bytes | None]:

@@ -97,11 +97,19 @@ class Ledger:
     def __init__(self, store):
         self.store = store
 
-    def record_sent(self, peer: bytes, batches: Iterable[tuple[int, Iterable[bytes]]]) -> None:
-        """Enter (time_ms, records) batches handed to `peer`'s connection, all in one write transaction."""
-        db = self.store.db("ledger.sent")
+    def record_sent(self, peer: bytes, batches: Iterable[tuple[int, Iterable[bytes]]],
+                    meta: dict[str, bytes] | None = None) -> None:
+        """Enter (time_ms, records) batches handed to `peer`'s connection, all in one write transaction, with
+        the `meta` values that go with them (a relay's kept position: one commit, not two)."""
+        db, meta_db = self.store.db("ledger.sent"), self.store.db("meta")
         found = [(time_ms, positions(records)) for time_ms, records in batches]
-        self.store.write(lambda txn: [record(txn, db, peer, pos, time_ms) for time_ms, pos in found])
+
+        def write(txn):
+            for time_ms, pos in found:
+                record(txn, db, peer, pos, time_ms)
+            for name, value in (meta or {}).items():
+                txn.put(name.encode(), value, db=meta_db)
+        self.store.write(write)
 
     def sent(self, peer: bytes | None = None) -> list[Range]:
         """Ranges that left this device (to `peer`, or to any)."""

@@ -8,13 +8,14 @@ import hashlib
 import json
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
 
 from agentlog import crypto
 from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
-from agentlog.log.event import decode_record, peek_record, record_id
+from agentlog.log.event import decode_record, record_id
 from agentlog.log.snapshot import Bundle
 from agentlog.relay import envelope
 from agentlog.store import compaction, ledger
@@ -49,12 +50,9 @@ class Held:
     lamport: int
     record: bytes
     payload: bytes | None
+    key: tuple[bytes, int, int, bytes]          # (author, epoch, seq, digest of record and payload): `held`'s
     handles: list = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
-
-    @property
-    def key(self) -> tuple[bytes, int, int, bytes]:
-        return self.author, self.epoch, self.seq, _digest(self.record, self.payload)
 
 
 @dataclass
@@ -108,6 +106,33 @@ class Cursor:
         return sorted(self.done.copy())[:DONE_KEPT]          # copied at once: the trio thread may add to it
 
 
+class AckFloor:
+    """Which delivery to ack when acking one acks every earlier one in the stream (the consumer's AckAll policy):
+    the latest dealt with at or below the cursor, so a delivery still open (held for its predecessors, or
+    waiting for its key) is not acked and comes again after the ack wait. When more than `slack` deliveries
+    dealt with wait above an open one, the latest of them is acked anyway, or the relay would stop delivering
+    at its limit of deliveries awaiting an ack: those still open stay open in the cursor, and come again in the
+    next session (it consumes from the cursor)."""
+
+    def __init__(self, slack: int):
+        self.slack = slack
+        self.waiting: dict[int, object] = {}         # stream sequence -> handle: dealt with, not acked yet
+
+    def settle(self, done: Iterable[tuple[int, object]], floor: int) -> object | None:
+        """Take deliveries dealt with, (stream sequence, handle); the handle to ack now, or None."""
+        waiting = self.waiting
+        waiting.update(done)
+        below = [seq for seq in waiting if seq <= floor]
+        if len(waiting) - len(below) > self.slack:
+            below = list(waiting)
+        if not below:
+            return None
+        handle = waiting[max(below)]
+        for seq in below:
+            del waiting[seq]
+        return handle
+
+
 class RelayLog:
     """One store's side of one relay: `unpublished` to seal what the relay lacks, `absorb` to ingest deliveries."""
 
@@ -140,12 +165,16 @@ class RelayLog:
         return doc if isinstance(doc, dict) else {}
 
     def save(self) -> None:
+        raw = self._kept()
+        if raw != self.store.meta(CURSOR_META + self.address):
+            self.store.set_meta({CURSOR_META + self.address: raw})
+
+    def _kept(self) -> bytes:
+        """The consumed position and what the relay holds, as the store keeps them (now)."""
         self.saved_at = time.monotonic()
         doc = {"stream": self.stream, "seq": self.cursor.seq, "done": self.cursor.kept(),
                "has": {a.hex(): list(pos) for a, pos in sorted(dict(self.has).items())}}
-        raw = json.dumps(doc, sort_keys=True).encode()
-        if raw != self.store.meta(CURSOR_META + self.address):
-            self.store.set_meta({CURSOR_META + self.address: raw})
+        return json.dumps(doc, sort_keys=True).encode()
 
     def relay_lost(self) -> None:
         """The relay holds less than this device consumed (its stream was made anew): start over, publish all."""
@@ -201,11 +230,11 @@ class RelayLog:
             self.echoes.pop(next(iter(self.echoes)))
 
     def published(self, positions: list[tuple[bytes, int, int]], records: list[bytes]) -> None:
-        """The relay acknowledged these events: remember it, enter them in the ledger, keep both."""
+        """The relay acknowledged these events: remember it, enter them in the ledger, keep both (one commit)."""
         for author, epoch, seq in positions:
             self._relay_has(author, epoch, seq)
-        ledger.Ledger(self.store).record_sent(self.id, [(time.time_ns() // 1_000_000, records)])
-        self.save()
+        ledger.Ledger(self.store).record_sent(self.id, [(time.time_ns() // 1_000_000, records)],
+                                              {CURSOR_META + self.address: self._kept()})
 
     def _relay_has(self, author: bytes, epoch: int, seq: int) -> None:
         if (epoch, seq) > self.has.get(author, (0, 0)):
@@ -302,14 +331,15 @@ class RelayLog:
                 out.done.append(d.stream_seq)
                 continue
             try:
-                record, payload = envelope.open(keys, self.group, d.subject, d.body)
+                record, payload, event = envelope.open_event(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
                 if exc.code == "key":
                     waiting.append((d, exc))
                     continue
                 self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
                 continue
-            (author, epoch, seq), = ledger.positions([record])  # envelope.open decoded the whole record
+            h = event.header
+            author, epoch, seq = h.author, h.epoch, h.seq
             self._relay_has(author, epoch, seq)
             head = heads.get(author)
             if head is not None and (head.epoch, head.seq) >= (epoch, seq):
@@ -320,7 +350,7 @@ class RelayLog:
             key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
             held = self.held.get(key)
             if held is None:
-                held = self.held[key] = Held(author, epoch, seq, peek_record(record)[0], record, payload)
+                held = self.held[key] = Held(author, epoch, seq, h.lamport, record, payload, key)
             held.handles.append(d.handle)
             held.seqs.append(d.stream_seq)
         return waiting

@@ -18,11 +18,11 @@ import trio
 
 from agentlog.errors import AgentlogError, PeerError, RelayUnavailable, describe
 from agentlog.relay import envelope
-from agentlog.relay.bridge import Bridge, Credentials, Delivery
+from agentlog.relay.bridge import MAX_ACK_PENDING, Bridge, Credentials, Delivery
 from agentlog.relay.config import RelayConfig
 from agentlog.store import relay as relay_keys
 from agentlog.store.store import Store
-from agentlog.sync.relay_log import RelayLog
+from agentlog.sync.relay_log import AckFloor, RelayLog
 
 log = structlog.get_logger("agentlog.sync.relay")
 
@@ -63,6 +63,7 @@ class RelayPeer:
         self.they_lack: int | None = None
         self.result = RelayResult(self.address)
         self._wake = trio.Event()
+        self._acks = AckFloor(MAX_ACK_PENDING // 2)
         self._saved: tuple | None = None
         self._pending = 0
         self._end = 0              # the stream's last sequence when consuming began: a round reads up to it
@@ -109,8 +110,8 @@ class RelayPeer:
         lost: list[str] = []
         down = trio.Event()
 
-        def deliver(d: Delivery) -> None:
-            _soon(token, send.send_nowait, d)
+        def deliver(batch: list[Delivery]) -> None:
+            _soon(token, send.send_nowait, batch)
 
         def on_down(reason: str) -> None:
             lost.append(reason)
@@ -142,6 +143,7 @@ class RelayPeer:
                         self.on_ingested(self)
             self._snapshot_there = there
             self._end, self._seen = state.last_seq, self.log.cursor.seq
+            self._acks = AckFloor(MAX_ACK_PENDING // 2)        # a new consumer: what the last one left comes again
             self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
             self.set_state("live")
             went_live = True
@@ -176,10 +178,10 @@ class RelayPeer:
 
     async def _consume(self, bridge: Bridge, deliveries, caught_up: trio.Event) -> None:
         async for first in deliveries:
-            batch = [first]
+            batch = list(first)
             while len(batch) < BATCH_MAX:
                 try:
-                    batch.append(deliveries.receive_nowait())
+                    batch += deliveries.receive_nowait()
                 except trio.WouldBlock:
                     break
             await self._take(bridge, batch)
@@ -197,8 +199,8 @@ class RelayPeer:
         self._pending = batch[-1].pending
         self._seen = max(self._seen, max(d.stream_seq for d in batch))
         outcome = await self.run_sync(self.log.absorb, batch)
-        bridge.ack(outcome.acks)
         self.log.cursor.resolved(outcome.done)
+        bridge.ack(self._acks.settle(zip(outcome.done, outcome.acks, strict=True), self.log.cursor.seq))
         self.result.received += outcome.accepted
         self.result.skipped += outcome.bad
         self.we_lack = self._pending + len(self.log.held)
@@ -210,7 +212,7 @@ class RelayPeer:
         batch = []
         while True:
             try:
-                batch.append(deliveries.receive_nowait())
+                batch += deliveries.receive_nowait()
             except trio.WouldBlock:
                 break
         if batch:

@@ -43,6 +43,7 @@ FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye
 TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
                                 # connection from its device replaces it
 RESTART_S = 5.0                 # a background task that failed starts again after this pause
+INGEST_GROUP_MAX = 8            # batches queued for storing that are stored in one transaction
 SIGNATURES_PER_S = 1024  # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.sync.replicator")
@@ -322,7 +323,15 @@ class Link:
         return False
 
     async def _ingest(self) -> None:
-        async for act in self.ingest_recv:
+        held = None                                 # a snapshot taken while grouping batches: next
+        while True:
+            if held is not None:
+                act, held = held, None
+            else:
+                try:
+                    act = await self.ingest_recv.receive()
+                except trio.EndOfChannel:
+                    return
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
@@ -334,20 +343,28 @@ class Link:
                     return
                 self.inbox_send.send_nowait(("installed", frontier))
                 continue
-            try:
-                heads, frontier, accepted = await self.r.run_sync(self.log.ingest, act.events)
-            except EventError as exc:
-                self.inbox_send.send_nowait(("rejected", act.batch, exc))
-                return
-            except Exception as exc:
-                self._cannot_store(f"batch {act.batch}", exc)
-                return
+            group = [act]                           # batches queued meanwhile: stored in one transaction
+            while len(group) < INGEST_GROUP_MAX and not isinstance(held, Install):
+                try:
+                    held = self.ingest_recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if isinstance(held, Ingest):
+                    group.append(held)
+                    held = None
+            for act, done in zip(group, await self.r.run_sync(self.log.ingest_queued, [a.events for a in group])):
+                if isinstance(done, EventError):
+                    self.inbox_send.send_nowait(("rejected", act.batch, done))
+                    return
+                if isinstance(done, Exception):
+                    self._cannot_store(f"batch {act.batch}", done)
+                    return
+                self.inbox_send.send_nowait(("ingested", act.batch, *done))
             for author, count in self.log.forked.items():
                 (log.warning if count >= 2 else log.info)(
                     "a device's log forked: both branches kept" if count < 2 else
                     "a device forked again: two devices may be writing with one copied key; revoke one and "
                     "enrol it anew", peer=self.name, author=author.hex()[:16], forks=count)
-            self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
             if self.log.forked:
                 self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
 

@@ -35,7 +35,7 @@ def config(store: Store) -> RelayConfig:
 
 def relay_messages(url: str, group: bytes, timeout: float = 10.0) -> int:
     """How many messages the relay at `url` holds in the group's stream, asked as another client would."""
-    bridge = Bridge(url, on_deliver=lambda d: None, on_down=lambda r: None).start()
+    bridge = Bridge(url, on_deliver=lambda batch: None, on_down=lambda r: None).start()
     try:
         bridge.connect().result(timeout)
         return bridge.stream_state(envelope.stream_name(group)).result(timeout).messages

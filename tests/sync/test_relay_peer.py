@@ -34,7 +34,7 @@ def write(store, n: int, tag: str) -> None:
 
 def publish_raw(server: NatsServer, group: bytes, items: list[tuple[str, str, bytes]]) -> None:
     """Publish as another client would (a rogue one, or a device's copy with its own message ids)."""
-    bridge = Bridge(server.url, on_deliver=lambda d: None, on_down=lambda r: None).start()
+    bridge = Bridge(server.url, on_deliver=lambda batch: None, on_down=lambda r: None).start()
     try:
         bridge.connect().result(WAIT_S)
         bridge.publish(envelope.stream_name(group), items).result(WAIT_S)
