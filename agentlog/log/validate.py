@@ -112,7 +112,7 @@ def check_event(
     if seq < expected:
         if existing is None:
             raise SequenceError(f"epoch {h.epoch} seq {seq} does not continue this author's chain", author, seq)
-        _check_signature(event)
+        _check_signature(event, FORK_CLAIM)
         raise ForkError(
             f"fork: a second, different event at epoch {h.epoch} seq {seq}", author, seq, existing, event.id
         )
@@ -153,7 +153,7 @@ def _across_epochs(event: Event, head: Head, log: LogView, check_signature: bool
         if existing == event.id or existing == TRUNCATED:
             raise Duplicate(event)
         _check_enrolment(event, log)
-        _check_signature(event)
+        _check_signature(event, FORK_CLAIM if existing is not None else "")
         if existing is not None:
             raise ForkError(f"fork: a second, different event at epoch {h.epoch} seq {h.seq}", h.author, h.seq,
                             existing, event.id)
@@ -216,8 +216,11 @@ def _check_enrolment(event: Event, log: LogView) -> None:
     log.roster.check_author(h)
 
 
-def _check_signature(event: Event) -> None:
+FORK_CLAIM = "fork claim refused: "         # how a refusal of an event that would make or extend a fork begins
+
+
+def _check_signature(event: Event, claim: str = "") -> None:
     if not crypto.verify(event.header.author, event.id, event.signature):
         raise SignatureError(
-            "signature does not verify for this author and event id", event.header.author, event.header.seq
+            f"{claim}signature does not verify for this author and event id", event.header.author, event.header.seq
         )

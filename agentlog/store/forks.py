@@ -18,11 +18,11 @@ import struct
 from dataclasses import dataclass
 
 from agentlog import crypto
-from agentlog.errors import ChainError, ForkError, SequenceError
+from agentlog.errors import ChainError, ForkError, SequenceError, SignatureError
 from agentlog.log import payloads
 from agentlog.log.epochs import START_KIND, branch_id
 from agentlog.log.event import decode_record, peek_record, record_id
-from agentlog.log.validate import LAMPORT_STEP, TRUNCATED, Head, check_event
+from agentlog.log.validate import FORK_CLAIM, LAMPORT_STEP, TRUNCATED, Head, check_event
 from agentlog.store.append import append_in
 from agentlog.store.layout import POS, event_key, head_from
 from agentlog.store.views import roster_in
@@ -157,7 +157,10 @@ def place(store, txn, log, record: bytes, payload: bytes | None, refused: Except
     lamport = (log.lamport_at(author, epoch, seq - 1) if seq > 1 else 0) if on_main else \
         peek_record(bytes(prev_record))[0]
     view = _BranchView(log, author, Head(epoch, seq - 1, h.prev), lamport if lamport is not None else 0)
-    event, decoded = check_event(record, payload, view, check_signature=True)
+    try:
+        event, decoded = check_event(record, payload, view, check_signature=True)
+    except SignatureError as exc:
+        raise SignatureError(FORK_CLAIM + exc.args[0], author, seq) from None
     key = event_key(author, epoch, seq) + event.id
     _store(dbs, txn, key, event)
     rows = branches_in(dbs, txn, author)
