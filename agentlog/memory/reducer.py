@@ -69,7 +69,7 @@ class Fact(NamedTuple):
 
 
 def _order(w: Write) -> tuple:
-    return (w.lamport, w.author, w.epoch, w.seq)
+    return (w.lamport, w.author, w.epoch, w.seq, w.eid)     # eid: the branches of a fork share a position
 
 
 def before(w: Write | tuple, past: Clock) -> bool:

@@ -239,7 +239,7 @@ class Rebuild:
 
     def finish(self) -> None:
         view, txn = self.view, self.txn
-        self.facts.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+        self.facts.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq, f.eid))
         entries: dict[bytes, Entry] = {}
         mr.fold(entries, self.facts, lambda _: None)
         live = sorted({w.eid for e in entries.values() for w in e.embedding_writes()})

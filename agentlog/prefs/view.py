@@ -535,7 +535,8 @@ class PrefView:
         order = {"pref.config": 0, "pref.forget": 1}
         for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
             s = pr.Setting(name)
-            for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq)):
+            for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
+                                                                       f.eid)):
                 s.state(f)
             kept = [ev for ev in evidence.get(name, ()) if ev.lamport >= s.forget]
             for snap in snapshots:

@@ -131,8 +131,8 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                     if any(g.seq > limits.get(g.author, g.seq) for g in folded):
                         folded = [g for g in folded if g.seq <= limits.get(g.author, g.seq)]
                         if base is None:
-                            view.rebuild(txn, [g if touches(g) else _stripped(g)
-                                               for g in sorted(folded, key=lambda g: (g.author, g.epoch, g.seq))])
+                            in_order = sorted(folded, key=lambda g: (g.author, g.epoch, g.seq, g.eid))
+                            view.rebuild(txn, [g if touches(g) else _stripped(g) for g in in_order])
                         else:                           # again from the snapshot's state, in the held order
                             scratch.load(txn, [name for name in names if name in scratch.initial])
                             view.fold(txn, [g if touches(g) else _stripped(g) for g in folded], kept=kept)

@@ -414,7 +414,8 @@ class Log:
         if self.base is None:
             return Roster.replay(self.founder, found)
         roster = self.base.roster(self.founder)
-        for header, event_id, payload in sorted(found, key=lambda e: (e[0].lamport, e[0].author, e[0].seq)):
+        for header, event_id, payload in sorted(found, key=lambda e: (e[0].lamport, e[0].author, e[0].epoch, e[0].seq,
+                                                                             e[1])):
             roster.apply(header, event_id, payload)
         return roster
 

@@ -213,7 +213,7 @@ def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) 
     opener = opener_in(store, txn)
     later = [f for f in folded_log(dbs, txn, opener) if not covered(event_key(f.author, f.epoch, f.seq))]
     save_unread(dbs, txn, opener)
-    later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+    later.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq, f.eid))   # eid: a fork's branches
     roster = Roster.from_bytes(bytes(txn.get(b"state", db=dbs["views.roster"]) or b""))
     roster.founder = txn.get(b"founder", db=dbs["meta"])
     changed = False

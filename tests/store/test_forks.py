@@ -3,16 +3,19 @@ brings (a claim not signed by the author, an epoch.start that names no real bran
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from agentlog import crypto
 from agentlog.audit.export import export
 from agentlog.audit.verify import verify_file
 from agentlog.errors import CausalGapError, EpochError, SignatureError
 from agentlog.log import payloads
 from agentlog.log.epochs import branch_id
-from agentlog.store import forks
+from agentlog.log.event import seal
+from agentlog.store import compaction, forks
 from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from tests.helpers.events import phone_events, resign, store_digest
@@ -135,3 +138,32 @@ def test_a_branch_is_named_alike_on_every_device(laptop, forked):
     ids = {b.bid for b in laptop.read(lambda txn: forks.branches_in(laptop.dbs, txn))}
     assert branch_id(restored.device, branch[0].id) in ids
     assert ids == {b.bid for b in restored.read(lambda txn: forks.branches_in(restored.dbs, txn))}
+
+
+def _other_side(event, key, payload, prev: bytes | None = None):
+    """Another branch's event at `event`'s position and lamport, with `payload` (of its kind) instead."""
+    body = payloads.encode(payload)
+    h = dataclasses.replace(event.header, payload_hash=crypto.blake2b256(body), payload_len=len(body),
+                            prev=event.header.prev if prev is None else prev)
+    return seal(h, key, body)
+
+
+def test_compacted_stores_with_opposite_main_chains_fold_a_fork_alike(tmp_path, laptop, phone):
+    """Two branches tie on (lamport, author, epoch, seq) and which is the main chain follows arrival order; a
+    refold from a base snapshot that broke the tie by storage order folded them in another order on each device
+    (their memory views differed): the event id breaks it."""
+    sync(phone, laptop)
+    assert compaction.write_snapshot(laptop)[0] is not None          # the refold starts from this base
+    twin = copy_of(laptop, tmp_path / "twin")
+    entry = bytes(range(16))
+    ids = [phone.append(payloads.MemoryPut(entry=entry, type="fact", content="side a")),
+           phone.append(payloads.Observation(setting="theme", value="side a"))]
+    a1, a2 = (phone.get(i) for i in ids)
+    b1 = _other_side(a1, phone.key, payloads.MemoryPut(entry=entry, type="fact", content="side b"))
+    b2 = _other_side(a2, phone.key, payloads.Observation(setting="theme", value="side b"), prev=b1.id)
+    laptop.ingest(pairs([a1, a2, b1, b2]))
+    twin.ingest(pairs([b1, b2, a1, a2]))
+    mains = [s.heads()[phone.device].id for s in (laptop, twin)]
+    assert mains == [a2.id, b2.id] and laptop.count() == twin.count()
+    assert laptop.views() == twin.views()
+    twin.close()
