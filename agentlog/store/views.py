@@ -37,8 +37,10 @@ def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
         return None
     key = event_key(author, epoch, seq)
     raw = txn.get(key, db=dbs["events"])
-    if raw is not None and txn.stat(dbs["branches"])["entries"]:
-        return _fork_time(dbs, txn, key, raw)
+    if txn.stat(dbs["branches"])["entries"]:
+        t = _fork_time(dbs, txn, key, raw)
+        if t is not None:
+            return t
     if raw is not None:
         return peek_record(raw)[1]
     cut = txn.get(author, db=dbs["truncated"])
@@ -52,16 +54,18 @@ def time_of(dbs: dict, txn, author: bytes, epoch: int, seq: int) -> int | None:
     return None
 
 
-def _fork_time(dbs: dict, txn, key: bytes, raw) -> int:
-    """The time of the event with the greatest id at `key`'s position, of the main chain's and a fork's branches'
-    (a clock names a position, not an id: every device picks the same one, as epochs.fork_order folds them)."""
-    best = (record_id(bytes(raw)), peek_record(raw)[1])
+def _fork_time(dbs: dict, txn, key: bytes, raw) -> int | None:
+    """The time of the event with the greatest id at `key`'s position, of the main chain's (`raw`, None where this
+    device's main chain is shorter) and a fork's branches' (a clock names a position, not an id: every device picks
+    the same one, as epochs.fork_order folds them); None when none is held there."""
+    best = None if raw is None else (record_id(bytes(raw)), peek_record(raw)[1])
     with txn.cursor(db=dbs["events"]) as cur:
         found = cur.set_range(key + b"\0")
         while found and cur.key()[:len(key)] == key:
-            best = max(best, (bytes(cur.key()[len(key):]), peek_record(cur.value())[1]))
+            here = (bytes(cur.key()[len(key):]), peek_record(cur.value())[1])
+            best = here if best is None else max(best, here)
             found = cur.next()
-    return best[1]
+    return None if best is None else best[1]
 
 
 def event_of(dbs: dict, txn, eid: bytes):

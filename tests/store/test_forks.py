@@ -140,11 +140,11 @@ def test_a_branch_is_named_alike_on_every_device(laptop, forked):
     assert ids == {b.bid for b in restored.read(lambda txn: forks.branches_in(restored.dbs, txn))}
 
 
-def _other_side(event, key, payload, prev: bytes | None = None):
+def _other_side(event, key, payload, prev: bytes | None = None, later_ms: int = 0):
     """Another branch's event at `event`'s position and lamport, with `payload` (of its kind) instead."""
     body = payloads.encode(payload)
     h = dataclasses.replace(event.header, payload_hash=crypto.blake2b256(body), payload_len=len(body),
-                            prev=event.header.prev if prev is None else prev)
+                            prev=event.header.prev if prev is None else prev, time_ms=event.header.time_ms + later_ms)
     return seal(h, key, body)
 
 
@@ -166,4 +166,23 @@ def test_compacted_stores_with_opposite_main_chains_fold_a_fork_alike(tmp_path, 
     mains = [s.heads()[phone.device].id for s in (laptop, twin)]
     assert mains == [a2.id, b2.id] and laptop.count() == twin.count()
     assert laptop.views() == twin.views()
+    twin.close()
+
+
+def test_a_clock_naming_a_position_only_a_branch_holds_folds_alike(tmp_path, laptop, phone):
+    """The twin's main chain ends below seq 3, which only a branch holds there: an event whose clock names seq 3
+    found no time for it on the twin (its preference view differed); it takes the branch event's time."""
+    sync(phone, laptop)
+    twin = copy_of(laptop, tmp_path / "twin")
+    a1, a2, a3 = (phone.get(phone.append(payloads.Observation(setting="s", value=f"a{i}"))) for i in range(3))
+    b1 = _other_side(a1, phone.key, payloads.Observation(setting="s", value="b1"), later_ms=7)
+    b2 = _other_side(a2, phone.key, payloads.Observation(setting="s", value="b2"), prev=a1.id, later_ms=5)
+    for batch in ([a1, b1], [a2], [a3, b2]):
+        laptop.ingest(pairs(batch))
+    for batch in ([b1], [a1, a2, a3], [b2]):
+        twin.ingest(pairs(batch))
+    laptop.append(payloads.Observation(setting="honest", value="x"))      # its clock names the phone's seq 3
+    sync(laptop, twin)
+    assert [s.heads()[phone.device].seq for s in (laptop, twin)] == [3, 1] and laptop.count() == twin.count()
+    assert {n: v["digest"] for n, v in laptop.views().items()} == {n: v["digest"] for n, v in twin.views().items()}
     twin.close()
