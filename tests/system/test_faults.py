@@ -242,6 +242,7 @@ def test_bad_peer_is_cut_off_and_nothing_of_its_batch_is_stored(world, name):
     honest_pair_syncs(world)
 
 
+@pytest.mark.slow
 def test_a_fork_is_kept_whole_and_a_second_one_flags_a_copied_key(world):
     """Both validly signed branches of a fork are stored, folded and acked (never a silent batch); a fork claim
     whose branch event is not validly signed is refused whole; a second fork flags a copied key."""
