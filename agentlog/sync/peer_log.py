@@ -53,30 +53,6 @@ class StoreLog:
         self.forked = forks.fork_counts(self.store, result.forked) if result.forked else {}
         return result.heads, self.frontier(), result.accepted + result.filled + result.healed
 
-    def ingest_queued(self, batches: list[tuple[WireEvent, ...]]) -> list[tuple[Frontier, Frontier, int] | Exception]:
-        """`ingest` each batch of those that queued up while the last was stored: all in one transaction (one
-        commit, each view folded once), each answered with the heads of all (the peer sent them all) and the
-        count on the last. When that fails, one by one, so that the batches before a refused one are stored as
-        they would have been alone: the answers end with the refused batch's error (EventError or another)."""
-        if len(batches) > 1:
-            try:
-                heads, frontier, accepted = self.ingest(tuple(e for events in batches for e in events))
-            except Exception:
-                pass                                    # nothing of it was stored
-            else:
-                return [(heads, frontier, 0)] * (len(batches) - 1) + [(heads, frontier, accepted)]
-        done, forked = [], {}
-        for events in batches:
-            try:
-                done.append(self.ingest(events))
-            except Exception as exc:
-                done.append(exc)
-                break
-            finally:
-                forked.update(self.forked)
-        self.forked = forked
-        return done
-
     def withheld(self) -> list[tuple[bytes, int, int, int]]:
         """Runs whose records to ask peers for again: events held without their payload, and events whose
         stored signature was found damaged (a peer's whole record heals it: `Store.ingest`)."""

@@ -43,7 +43,6 @@ FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye
 TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
                                 # connection from its device replaces it
 RESTART_S = 5.0                 # a background task that failed starts again after this pause
-INGEST_GROUP_MAX = 8            # batches queued for storing that are stored in one transaction
 SIGNATURES_PER_S = 1024  # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.sync.replicator")
@@ -323,15 +322,7 @@ class Link:
         return False
 
     async def _ingest(self) -> None:
-        held = None                                 # a snapshot taken while grouping batches: next
-        while True:
-            if held is not None:
-                act, held = held, None
-            else:
-                try:
-                    act = await self.ingest_recv.receive()
-                except trio.EndOfChannel:
-                    return
+        async for act in self.ingest_recv:
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
@@ -343,23 +334,15 @@ class Link:
                     return
                 self.inbox_send.send_nowait(("installed", frontier))
                 continue
-            group = [act]                           # batches queued meanwhile: stored in one transaction
-            while len(group) < INGEST_GROUP_MAX and not isinstance(held, Install):
-                try:
-                    held = self.ingest_recv.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                if isinstance(held, Ingest):
-                    group.append(held)
-                    held = None
-            for act, done in zip(group, await self.r.run_sync(self.log.ingest_queued, [a.events for a in group])):
-                if isinstance(done, EventError):
-                    self.inbox_send.send_nowait(("rejected", act.batch, done))
-                    return
-                if isinstance(done, Exception):
-                    self._cannot_store(f"batch {act.batch}", done)
-                    return
-                self.inbox_send.send_nowait(("ingested", act.batch, *done))
+            try:
+                heads, frontier, accepted = await self.r.run_sync(self.log.ingest, act.events)
+            except EventError as exc:
+                self.inbox_send.send_nowait(("rejected", act.batch, exc))
+                return
+            except Exception as exc:
+                self._cannot_store(f"batch {act.batch}", exc)
+                return
+            self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
             for author, count in self.log.forked.items():
                 (log.warning if count >= 2 else log.info)(
                     "a device's log forked: both branches kept" if count < 2 else
