@@ -101,7 +101,8 @@ def test_several_processes_append_to_one_home(tmp_path, laptop):
 def test_a_read_begun_after_last_txnid_sees_that_commit_while_another_process_writes(tmp_path, laptop):
     """A watcher takes a commit as seen once last_txnid() names it, then reads what changed: that read must hold
     the commit. LMDB's environment info names a commit while its metadata page is still being written (synced),
-    before readers get it; the relay's publish loop woken then found nothing new, and waited (a lost wake-up). On tmpfs that window is too short to catch."""
+    before readers get it; the relay's publish loop woken then found nothing new, and waited (a lost wake-up).
+    On tmpfs that window is too short to catch."""
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "laptop"), "150", "w"])
     polls, ahead = 0, []
     try:
