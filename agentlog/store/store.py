@@ -597,8 +597,11 @@ class Store:
         return self._env.structure_problems()
 
     def last_txnid(self) -> int:
-        """The id of the last transaction any process committed: it moves whenever the store changes."""
-        return self._env.info()["last_txnid"]
+        """The id of the last commit (by any process) a read begun now sees: it moves whenever the store changes,
+        and a read begun after it sees that commit. Not LMDB's environment info, which names a commit while its
+        metadata page is still being written, before readers are given it: a watcher woken then read the store
+        without the commit and took it as seen (a lost wake-up)."""
+        return self._env.read(lambda txn: txn.id())
 
     def map_size(self) -> int:
         return self._env.info()["map_size"]

@@ -98,6 +98,26 @@ def test_several_processes_append_to_one_home(tmp_path, laptop):
     store.close()
 
 
+def test_a_read_begun_after_last_txnid_sees_that_commit_while_another_process_writes(tmp_path, laptop):
+    """A watcher takes a commit as seen once last_txnid() names it, then reads what changed: that read must hold
+    the commit. LMDB's environment info names a commit while its metadata page is still being written (synced),
+    before readers get it; the relay's publish loop woken then found nothing new, and waited (a lost wake-up).
+    On tmpfs that window is too short to catch."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "laptop"), "150", "w"])
+    polls, ahead = 0, []
+    try:
+        while writer.poll() is None:
+            named = laptop.last_txnid()
+            seen = laptop.read(lambda txn: txn.id())
+            polls += 1
+            if seen < named:
+                ahead.append((named, seen))
+    finally:
+        assert writer.wait(timeout=60) == 0
+    assert polls > 100 and ahead == [], f"{len(ahead)} of {polls} reads began before the commit last_txnid named"
+    assert laptop.heads()[laptop.device].seq == 151
+
+
 def test_event_whose_causal_context_is_missing_waits(tmp_path, laptop, phone):
     """The phone's first event follows the laptop's seq 3 (the hub's enrolment): a
     device holding only the laptop's seqs 1-2 must not accept it yet."""
