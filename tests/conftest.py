@@ -32,12 +32,18 @@ def laptop(tmp_path) -> Store:
     store.close()
 
 
+def _enrolled(tmp_path, laptop, name: str) -> Store:
+    """A device enrolled by the laptop, joined by token and holding the laptop's log."""
+    store = home.create(tmp_path / name, name)
+    devices.join(store, devices.enroll(laptop, store.device, name))
+    sync(laptop, store)
+    return store
+
+
 @pytest.fixture
 def phone(tmp_path, laptop) -> Store:
-    """A second device enrolled by the laptop, joined by token and holding the laptop's log."""
-    store = home.create(tmp_path / "phone", "phone")
-    devices.join(store, devices.enroll(laptop, store.device, "phone"))
-    sync(laptop, store)
+    """A second device enrolled by the laptop."""
+    store = _enrolled(tmp_path, laptop, "phone")
     yield store
     store.close()
 
@@ -45,9 +51,7 @@ def phone(tmp_path, laptop) -> Store:
 @pytest.fixture
 def tablet(tmp_path, laptop) -> Store:
     """A third device enrolled by the laptop, like the phone."""
-    store = home.create(tmp_path / "tablet", "tablet")
-    devices.join(store, devices.enroll(laptop, store.device, "tablet"))
-    sync(laptop, store)
+    store = _enrolled(tmp_path, laptop, "tablet")
     yield store
     store.close()
 

@@ -56,11 +56,9 @@ class RelaySizes:
 QUICK = RelaySizes(events=10_000, live=100, idle=3.0, fleet=5, fleet_events=50, heartbeats=10)
 
 FIGURES = (
-    ("sign", "Ed25519 sign, 1 thread", "ops/s"),
-    ("verify", "Ed25519 verify, 1 thread", "ops/s"),
+    *benchlib.primitives("sign", "verify"),
     *benchlib.AEAD_FIGURES,
-    ("lmdb_put", "LMDB durable put txn", "txn/s"),
-    ("lmdb_put_p50", "LMDB durable put txn p50", "ms"),
+    *benchlib.primitives("lmdb_put", "lmdb_put_p50"),
     ("rly_upload", "publish {rly_events} events to the relay, A's daemon started", "events/s"),
     ("rly_catchup", "catch-up of {rly_events} events through the relay, B's daemon started", "events/s"),
     ("rly_direct_catchup", "the same catch-up over a direct connection", "events/s"),

@@ -42,11 +42,9 @@ EVENTS, QUICK_EVENTS = 100_000, 20_000
 BATCH = 1_000
 BAR_PERCENT = 15.0
 FIGURES = (
-    ("sign", "Ed25519 sign, 1 thread", "ops/s"),
-    ("verify", "Ed25519 verify, 1 thread", "ops/s"),
+    *benchlib.primitives("sign", "verify"),
     *benchlib.AEAD_FIGURES,
-    ("lmdb_put", "LMDB durable put txn", "txn/s"),
-    ("lmdb_put_p50", "LMDB durable put txn p50", "ms"),
+    *benchlib.primitives("lmdb_put", "lmdb_put_p50"),
     ("scp_append_p50_plain", "durable append p50, all in `user`", "ms"),
     ("scp_append_p50_sealed", "durable append p50, every other in `health`", "ms"),
     ("scp_append_p99_plain", "durable append p99, all in `user`", "ms"),

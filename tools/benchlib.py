@@ -56,6 +56,12 @@ PRIMITIVE_FIGURES = (
     ("lmdb_put_bulk", "LMDB put of 300 B, {bulk_puts} in one txn", "puts/s"),
 )
 """The figures of the primitives every part measures beside its own: (key, label, unit)."""
+
+
+def primitives(*keys: str) -> tuple:
+    """The PRIMITIVE_FIGURES rows of these keys, in the order given."""
+    rows = {row[0]: row for row in PRIMITIVE_FIGURES}
+    return tuple(rows[key] for key in keys)
 AEAD_PLAIN_BYTES = 112
 """The payload sealed by the AEAD primitive: about a small observation's encoded size."""
 AEAD_FIGURES = (
