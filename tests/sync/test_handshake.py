@@ -259,7 +259,8 @@ def test_replayed_client_hello_cannot_complete():
     b"", b"\x00", b"\x00" + bytes(8), b"\x00" + bytes(16), b"\x01" + client_hello()[1:], b"\x80garbage",
     b"\x00" + os.urandom(64), b"\x02" + os.urandom(40), client_hello()[:-8], client_hello() + bytes(8),
     b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
-])
+], ids=["empty", "tag-only", "zeros-8", "zeros-16", "wrong-tag", "unknown-tag", "random-64", "random-tag-2",
+        "truncated", "trailing-zeros", "zeros-then-ff"])
 def test_garbage_client_hello_raises_handshake_error(body):
     server = hs.ServerHandshake(DeviceKey.generate(), GROUP, allow())
     with pytest.raises(HandshakeError):
