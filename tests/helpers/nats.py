@@ -1,8 +1,10 @@
-"""A real `nats-server -js` for tests: a free port on 127.0.0.1, its own store directory, started and
-stopped by PID. Tests skip (with the reason) when the binary is missing, unless AGENTLOG_REQUIRE_NATS=1."""
+"""A real `nats-server -js` for tests: a port on 127.0.0.1 it picks itself (`-p -1`, read back from its ports
+file, so parallel tests never race for one), its own store directory, started and stopped by PID. Tests skip
+(with the reason) when the binary is missing, unless AGENTLOG_REQUIRE_NATS=1."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -40,16 +42,18 @@ def free_port() -> int:
 
 class NatsServer:
     """`NatsServer(tmp_path).start()`: a JetStream server with its store under tmp_path; `.url`, `.stop()`
-    (SIGTERM), `.kill()` (SIGKILL); start again on the same port and store after either."""
+    (SIGTERM), `.kill()` (SIGKILL); start again on the same port (the one it picked first) and store after
+    either."""
 
     def __init__(self, root: Path, *, user: str | None = None, password: str | None = None,
                  port: int | None = None):
         self.root = Path(root)
         self.store_dir = self.root / "nats-store"
         self.user, self.password = user, password
-        self.port = port or free_port()
+        self.port = port
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.root / f"nats-{self.port}.log"
+        self.log_path = self.root / "nats.log"
+        self.ports_dir = self.root / "nats-ports"
 
     @property
     def url(self) -> str:
@@ -62,7 +66,10 @@ class NatsServer:
     def start(self) -> NatsServer:
         exe = require()
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [exe, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)]
+        shutil.rmtree(self.ports_dir, ignore_errors=True)
+        self.ports_dir.mkdir(parents=True)
+        args = [exe, "-js", "-a", "127.0.0.1", "-p", str(self.port or -1), "-sd", str(self.store_dir),
+                "-ports_file_dir", str(self.ports_dir)]
         if self.user:
             args += ["--user", self.user, "--pass", self.password or ""]
         with open(self.log_path, "ab") as out:
@@ -71,11 +78,22 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited ({self.proc.returncode}): {self.log_path.read_text()[-2000:]}")
-            if self._ready():
+            if self.port is None:
+                self.port = self._picked()
+            if self.port is not None and self._ready():
                 return self
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"nats-server on port {self.port} not ready within {READY_S:g} s")
+
+    def _picked(self) -> int | None:
+        """The client port the server picked, once its ports file is written."""
+        for path in self.ports_dir.glob("*.ports"):
+            try:
+                return int(json.loads(path.read_text())["nats"][0].rsplit(":", 1)[1])
+            except (ValueError, KeyError, IndexError):
+                return None
+        return None
 
     def _ready(self) -> bool:
         """The client port answers with INFO and the log says JetStream is up."""
