@@ -95,7 +95,7 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     return results, info
 
 
-def print_notes(info: dict, runs: int) -> None:
+def print_notes(info: dict, figures: dict, runs: int) -> None:
     print(f"\naudit figures: {runs} run{'s' * (runs != 1)} on one home of {info['events']:,} events; the export "
           f"file is {info.get('bytes_per_event', 0):,.0f} B per event; 1-minute load average before each run: "
           f"{', '.join(f'{x:.1f}' for x in info['load_average'])} on {os.cpu_count()} cpus")
@@ -116,7 +116,7 @@ def main() -> int:
             ("PASS" if (med >= target[1] if target[0] == ">=" else med <= target[1]) else "MISS")
         print(f"{label.format(**info['labels']):<48} median {benchlib.fmt(med, unit):>10} {unit:<9} "
               f"runs {', '.join(benchlib.fmt(v, unit) for v in values)}  {ratios}  {verdict}")
-    print_notes(info, args.runs)
+    print_notes(info, None, args.runs)
     return 0
 
 

@@ -23,7 +23,6 @@ the compacted laptop and the bootstrapped tablet must be equal. Run alone:
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import resource
@@ -277,7 +276,7 @@ def digest_line(info: dict) -> str:
             f"{len(info['digests'])} runs" + (f"; differing views: {', '.join(differ)}" if differ else ""))
 
 
-def print_notes(info: dict, runs: int) -> None:
+def print_notes(info: dict, figures: dict, runs: int) -> None:
     """What the compaction figures measured, below the table."""
     med = statistics.median
     r = info["runs"]
@@ -309,16 +308,8 @@ def print_notes(info: dict, runs: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
-    results, info = run(sizes, args.runs, args.quick)
-    benchlib.print_table(benchlib.summarize(results, sizes, (*benchlib.PRIMITIVE_FIGURES, *FIGURES), RATIOS, TARGETS,
-                                            extras=info["labels"]))
-    print_notes(info, args.runs)
-    return 0
+    return benchlib.part_main(__doc__.splitlines()[0], run, (*benchlib.PRIMITIVE_FIGURES, *FIGURES), RATIOS, TARGETS,
+                              print_notes, quick_runs=3)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ bench fails). Beside them, in the same run: a durable LMDB put and BLAKE2b-256 o
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
@@ -164,7 +163,7 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     return results, info
 
 
-def print_notes(info: dict, runs: int) -> None:
+def print_notes(info: dict, figures: dict, runs: int) -> None:
     print(f"\nerasure figures: {runs} run{'s' * (runs != 1)} on copies of one home of {info['events']:,} events "
           f"(built in {info['build_s']:.1f} s); a request received: one store.ingest call, from the call to its "
           f"return (validated, carried out, views folded again, the scrub with its search of every file under "
@@ -172,17 +171,7 @@ def print_notes(info: dict, runs: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
-    runs = args.runs or (1 if args.quick else 3)
-    results, info = run(sizes, runs, args.quick)
-    figures = benchlib.summarize(results, sizes, FIGURES, RATIOS, TARGETS, extras=info["labels"])
-    benchlib.print_table(figures)
-    print_notes(info, runs)
-    return 0
+    return benchlib.part_main(__doc__.splitlines()[0], run, FIGURES, RATIOS, TARGETS, print_notes)
 
 
 if __name__ == "__main__":

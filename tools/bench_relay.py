@@ -21,7 +21,6 @@ Run alone: `python tools/bench_relay.py [--quick] [--runs N]`.
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
 import os
 import random
@@ -270,7 +269,7 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     return results, info
 
 
-def print_notes(info: dict, runs: int) -> None:
+def print_notes(info: dict, figures: dict, runs: int) -> None:
     """What the relay figures measured, below the table."""
     med = statistics.median
     s, cu = info["sizes"], info["catch_up"]
@@ -296,21 +295,8 @@ def print_notes(info: dict, runs: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
-    runs = args.runs or (1 if args.quick else 3)
-    try:
-        results, info = run(sizes, runs, args.quick)
-    except natslib.NatsMissing as exc:
-        print(f"bench_relay: {exc}", file=sys.stderr)
-        return 2
-    figures = benchlib.summarize(results, sizes, FIGURES, RATIOS, TARGETS, extras=info["labels"])
-    benchlib.print_table(figures)
-    print_notes(info, runs)
-    return 0
+    return benchlib.part_main(__doc__.splitlines()[0], run, FIGURES, RATIOS, TARGETS, print_notes,
+                              skipped=(natslib.NatsMissing,))
 
 
 if __name__ == "__main__":

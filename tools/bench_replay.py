@@ -155,7 +155,7 @@ def run(sizes, runs: int, quick: bool) -> tuple[list[dict[str, float]], dict]:
     return results, info
 
 
-def print_notes(info: dict, runs: int) -> None:
+def print_notes(info: dict, figures: dict, runs: int) -> None:
     """What the replay figures measured, below the table."""
     written = ", ".join(f"{n:,} by the {d}" for d, n in info["written"].items())
     print(

@@ -20,7 +20,6 @@ in catch-up (time per event); each run's ratio is paired, the table shows their 
 
 from __future__ import annotations
 
-import argparse
 import faulthandler
 import os
 import random
@@ -207,17 +206,7 @@ def print_notes(info: dict, figures: dict, runs: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
-    runs = args.runs or (1 if args.quick else 3)
-    results, info = run(sizes, runs, args.quick)
-    figures = benchlib.summarize(results, sizes, FIGURES, RATIOS, TARGETS, extras=info["labels"])
-    benchlib.print_table(figures)
-    print_notes(info, figures, runs)
-    return 0
+    return benchlib.part_main(__doc__.splitlines()[0], run, FIGURES, RATIOS, TARGETS, print_notes)
 
 
 if __name__ == "__main__":

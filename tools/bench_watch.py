@@ -14,7 +14,6 @@ runs' paired ratios, median). Run alone: `python tools/bench_watch.py [--quick] 
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import random
@@ -192,17 +191,7 @@ def print_notes(info: dict, figures: dict, runs: int) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args()
-    sizes = benchlib.QUICK if args.quick else benchlib.Sizes()
-    runs = args.runs or 3
-    results, info = run(sizes, runs, args.quick)
-    figures = benchlib.summarize(results, sizes, FIGURES, RATIOS, TARGETS)
-    benchlib.print_table(figures)
-    print_notes(info, figures, runs)
-    return 0
+    return benchlib.part_main(__doc__.splitlines()[0], run, FIGURES, RATIOS, TARGETS, print_notes, quick_runs=3)
 
 
 if __name__ == "__main__":

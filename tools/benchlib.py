@@ -3,10 +3,12 @@ primitives' figures, the simulated preference history, and the results table."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import random
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -303,7 +305,7 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "MB":
         return f"{value:,.1f}"
-    if unit in ("%", "s"):
+    if unit in ("%", "s", "x"):
         return f"{value:.2f}"
     return f"{value:.1f}" if unit == "µs" else f"{value:,.0f}"
 
@@ -325,3 +327,25 @@ def print_table(figures: dict) -> None:
         print("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def part_main(description: str, run, table: tuple, ratios: dict, targets: dict, notes, quick_runs: int = 1,
+              skipped: tuple[type[Exception], ...] = ()) -> int:
+    """The main() of a tools/bench_*.py part run alone: `--runs` (default 3, `quick_runs` with `--quick`),
+    `run(sizes, runs, quick)`, the table of `table`'s figures, then `notes(info, figures, runs)`; exit 2 with
+    the reason when `run` raises one of `skipped` (what the part needs is missing here)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--runs", type=int)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    runs = args.runs or (quick_runs if args.quick else 3)
+    try:
+        results, info = run(sizes, runs, args.quick)
+    except skipped as exc:
+        print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
+        return 2
+    figures = summarize(results, sizes, table, ratios, targets, extras=info.get("labels"))
+    print_table(figures)
+    notes(info, figures, runs)
+    return 0
