@@ -18,7 +18,8 @@ from every file of the home. Then the relay (issue 18, tools/bench_relay.py): `s
 through a real nats-server, beside the same figures over direct connections (skipped, with a note, when
 nats-server is not installed). Then watching (issue 20, tools/bench_watch.py): an append on one `serve`
 process's device until a watcher on the other's has the change, and durable appends with and without five
-`agentlog watch` processes. Every figure is
+`agentlog watch` processes. Then Hypercore (issue 21, tools/bench_hypercore.py): our catch-up and Hypercore's
+(its npm package, where node and npm are here) in the same runs, and their ratio. Every figure is
 measured in each run; the table shows the median, and the JSON results file keeps
 every run.
 """
@@ -46,7 +47,10 @@ from pathlib import Path
 import bench_audit
 import bench_compaction
 import bench_erasure
+import bench_hypercore
 import bench_relay
+import bench_replay
+import bench_replication
 import bench_scopes
 import bench_watch
 import lmdb
@@ -144,6 +148,7 @@ FIGURES = (
     *(f for f in bench_erasure.FIGURES if f not in PRIMITIVE_FIGURES),
     *(f for f in bench_relay.FIGURES if f not in PRIMITIVE_FIGURES + AEAD_FIGURES),
     *(f for f in bench_watch.FIGURES if f not in PRIMITIVE_FIGURES),
+    *bench_hypercore.FIGURES,
 )
 RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store": ("verify",),
           "pref_get_quiet_p50": ("lmdb_get_p50",), "pref_get_quiet_p99": ("lmdb_get_p99",),
@@ -159,7 +164,8 @@ RATIOS = {"append_p50": ("lmdb_put_p50",), "batched": ("sign",), "verify_store":
           "repl_live_p50": ("lmdb_put_p50", "repl_live_append_p50"), "repl_live_p99": ("lmdb_put_p50",),
           "replay_full": ("lmdb_put_bulk", "blake2b"), "replay_half": ("lmdb_put_bulk", "blake2b"),
           "replay_setting": ("lmdb_put_bulk", "blake2b"), **bench_audit.RATIOS, **bench_compaction.RATIOS,
-          **bench_scopes.RATIOS, **bench_erasure.RATIOS, **bench_relay.RATIOS, **bench_watch.RATIOS}
+          **bench_scopes.RATIOS, **bench_erasure.RATIOS, **bench_relay.RATIOS, **bench_watch.RATIOS,
+          **bench_hypercore.RATIOS}
 TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store": (">=", 20_000),
            "pref_get_p99": ("<=", 100), "rebuild": (">=", 100_000), "cli_pref_get": ("<=", 150),
            "mem_get_p99": ("<=", 100), "mem_search_p99": ("<=", 20), "mem_search_type_p99": ("<=", 20),
@@ -168,7 +174,7 @@ TARGETS = {"append_p50": ("<=", 1.0), "batched": (">=", 30_000), "verify_store":
            "replay_full": (">=", 100_000), "replay_half": (">=", 100_000), "replay_setting": (">=", 100_000),
            "mem_cold": ("<=", 300),
            **bench_audit.TARGETS, **bench_compaction.TARGETS, **bench_scopes.TARGETS,
-           **bench_erasure.TARGETS, **bench_relay.TARGETS, **bench_watch.TARGETS}
+           **bench_erasure.TARGETS, **bench_relay.TARGETS, **bench_watch.TARGETS, **bench_hypercore.TARGETS}
 SCALED = ("verify_store",)
 """Targets bound by Ed25519 throughput, also checked against the target scaled to this machine's sign/s."""
 OF_PRIMITIVE = {"batched": ("sign", 0.5)}
@@ -180,6 +186,12 @@ MEM_RUNS = 3
 """Runs of the memory figures (puts, gets, searches, cold start) on the one home loaded per bench."""
 REPL_RUNS = 3
 """Runs of the replication figures (catch-up, live push, heartbeat, reconvergence; tools/bench_replication.py)."""
+PARTS = {"replay": bench_replay, "audit": bench_audit, "compaction": bench_compaction, "scopes": bench_scopes,
+         "erasure": bench_erasure, "relay": bench_relay, "watch": bench_watch, "hypercore": bench_hypercore}
+"""The parts measured after replication, in order (3 runs each, 1 with --quick): each module has
+run(sizes, runs, quick) -> (results, info) and print_notes(info, figures, runs)."""
+MISSING = (natslib.NatsMissing, bench_hypercore.HypercoreMissing)
+"""What a part raises when what it needs is not here (nats-server, node): the part is skipped with the reason."""
 
 
 
@@ -551,18 +563,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mem-runs", type=int, help=f"runs of the memory figures (default {MEM_RUNS}, 1 with --quick)")
     p.add_argument("--repl-runs", type=int,
                    help=f"runs of the replication figures (default {REPL_RUNS}, 1 with --quick)")
-    p.add_argument("--replay-runs", type=int, help="runs of the replay figures (default 3, 1 with --quick)")
-    p.add_argument("--audit-runs", type=int, help="runs of the audit figures (default 3, 1 with --quick)")
-    p.add_argument("--compaction-runs", type=int, help="runs of the compaction figures (default 3, 1 with --quick)")
-    p.add_argument("--scopes-runs", type=int, help="runs of the scope figures (default 3, 1 with --quick)")
-    p.add_argument("--erasure-runs", type=int, help="runs of the erasure figures (default 3, 1 with --quick)")
-    p.add_argument("--relay-runs", type=int, help="runs of the relay figures (default 3, 1 with --quick)")
-    p.add_argument("--watch-runs", type=int, help="runs of the watch figures (default 3, 1 with --quick)")
-    p.add_argument("--only",
-                   choices=("core", "pref", "memory", "replication", "replay", "audit", "compaction", "scopes",
-                            "erasure", "relay", "watch"),
-                   help="only the log figures, the preference, memory, replication, replay, audit, compaction, "
-                        "scope, erasure, relay or watch ones")
+    for part in PARTS:
+        p.add_argument(f"--{part}-runs", type=int, help=f"runs of the {part} figures (default 3, 1 with --quick)")
+    p.add_argument("--only", choices=("core", "pref", "memory", "replication", *PARTS),
+                   help="only the log figures, the preference, memory or replication ones, or one part's")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -588,50 +592,26 @@ def main(argv: list[str] | None = None) -> int:
         mem_results, mem = run_memory(sizes, mem_runs)
         results += mem_results
     if args.only in (None, "replication"):
-        import bench_replication
         repl_results, repl = bench_replication.run(sizes, repl_runs, args.quick)
         results += repl_results
-    replay_runs, replay = args.replay_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "replay"):
-        import bench_replay
-        replay_results, replay = bench_replay.run(sizes, replay_runs, args.quick)
-        results += replay_results
-    audit_runs, audit = args.audit_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "audit"):
-        audit_results, audit = bench_audit.run(sizes, audit_runs, args.quick)
-        results += audit_results
-    compaction_runs, compaction = args.compaction_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "compaction"):
-        compaction_results, compaction = bench_compaction.run(sizes, compaction_runs, args.quick)
-        results += compaction_results
-    scopes_runs, scopes = args.scopes_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "scopes"):
-        scopes_results, scopes = bench_scopes.run(sizes, scopes_runs, args.quick)
-        results += scopes_results
-    erasure_runs, erasure = args.erasure_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "erasure"):
-        erasure_results, erasure = bench_erasure.run(sizes, erasure_runs, args.quick)
-        results += erasure_results
-    relay_runs, relay, relay_skipped = args.relay_runs or (1 if args.quick else 3), {}, None
-    if args.only in (None, "relay"):
-        try:
-            relay_results, relay = bench_relay.run(sizes, relay_runs, args.quick)
-            results += relay_results
-        except natslib.NatsMissing as exc:
-            relay_skipped = str(exc)
-    watch_runs, watch = args.watch_runs or (1 if args.quick else 3), {}
-    if args.only in (None, "watch"):
-        watch_results, watch = bench_watch.run(sizes, watch_runs, args.quick)
-        results += watch_results
+    parts, skipped = {}, {}
+    for name, module in PARTS.items():
+        parts[name] = (getattr(args, f"{name}_runs") or (1 if args.quick else 3), {})
+        if args.only in (None, name):
+            try:
+                part_results, info = module.run(sizes, parts[name][0], args.quick)
+            except MISSING as exc:
+                skipped[name] = str(exc)
+                continue
+            results += part_results
+            parts[name] = (parts[name][0], info)
     labels = {"value_bytes": pref.get("value_bytes", 0), "entry_bytes": mem.get("entry_bytes", 0),
-              **repl.get("labels", {}), **replay.get("labels", {}), **audit.get("labels", {}),
-              **compaction.get("labels", {}), **scopes.get("labels", {}), **erasure.get("labels", {}),
-              **relay.get("labels", {})}
+              **repl.get("labels", {})}
+    for _, info in parts.values():
+        labels.update(info.get("labels", {}))
     figures = summarize(results, sizes, FIGURES, RATIOS, TARGETS, SCALED, labels, pref.get("failures"), OF_PRIMITIVE)
     counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
-              "replay": replay_runs, "audit": audit_runs, "compaction": compaction_runs,
-              "scopes": scopes_runs, "erasure": erasure_runs, "relay": 0 if relay_skipped else relay_runs,
-              "watch": watch_runs}
+              **{name: 0 if name in skipped else n for name, (n, _) in parts.items()}}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -651,25 +631,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "memory"):
         print_memory_notes(mem, sizes, mem_runs)
     if args.only in (None, "replication"):
-        import bench_replication
         bench_replication.print_notes(repl, figures, repl_runs)
-    if args.only in (None, "replay"):
-        import bench_replay
-        bench_replay.print_notes(replay, replay_runs)
-    if args.only in (None, "audit"):
-        bench_audit.print_notes(audit, audit_runs)
-    if args.only in (None, "compaction"):
-        bench_compaction.print_notes(compaction, compaction_runs)
-    if args.only in (None, "scopes"):
-        bench_scopes.print_notes(scopes, figures, scopes_runs)
-    if args.only in (None, "erasure"):
-        bench_erasure.print_notes(erasure, erasure_runs)
-    if relay_skipped:
-        print(f"\nrelay figures skipped: {relay_skipped}")
-    elif args.only in (None, "relay"):
-        bench_relay.print_notes(relay, relay_runs)
-    if args.only in (None, "watch"):
-        bench_watch.print_notes(watch, figures, watch_runs)
+    for name, module in PARTS.items():
+        if name in skipped:
+            print(f"\n{name} figures skipped: {skipped[name]}")
+        elif args.only in (None, name):
+            module.print_notes(parts[name][1], figures, parts[name][0])
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on; for append_many, "
@@ -679,9 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                "cpu_count": os.cpu_count(), "lmdb": ".".join(map(str, lmdb.version())), "runs": runs,
                "pref_runs": pref_runs, "mem_runs": mem_runs, "sizes": asdict(sizes), "pref_store": pref,
                "memory_home": mem, "repl_runs": repl_runs, "replication": repl,
-               "scopes_runs": scopes_runs, "scopes": scopes, "erasure_runs": erasure_runs,
-               "erasure": {k: v for k, v in erasure.items() if k != "labels"}, "relay_runs": relay_runs,
-               "relay": {k: v for k, v in relay.items() if k != "labels"}, "watch_runs": watch_runs, "watch": watch,
+               **{f"{name}_runs": n for name, (n, _) in parts.items()},
+               **{name: {k: v for k, v in info.items() if k != "labels"} for name, (n, info) in parts.items()},
                "figures": figures}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {args.out}")
