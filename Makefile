@@ -14,12 +14,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The suite runs in JOBS worker processes (pytest-xdist; `make test JOBS=4`, or JOBS=0 for one process);
+# tests marked xdist_group run on one worker, one after another. `pytest tests/x.py` alone runs serially.
+JOBS ?= 2
+PARALLEL = -n $(JOBS) --dist loadgroup
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 # The unit tests alone: no daemons, subprocess mazes, simulations or browser.
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow and not system"
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not slow and not system"
 
 # The layout's import rules (setup.cfg, import-linter) and ruff (pyproject.toml).
 lint: $(STAMP)

@@ -18,10 +18,14 @@ SYSTEM = Path(__file__).resolve().parent / "system"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test under tests/system/ `system` (real daemons, kill -9, the simulation, the browser)."""
+    """Mark every test under tests/system/ `system` (real daemons, kill -9, the simulation, the browser).
+    In a pytest-xdist worker, hand out the slow tests first, then the system ones, so that no long test is
+    left to run alone at the end (a stable sort: every worker collects the same order, as xdist requires)."""
     for item in items:
         if SYSTEM in item.path.resolve().parents:
             item.add_marker(pytest.mark.system)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda it: (it.get_closest_marker("slow") is None, it.get_closest_marker("system") is None))
 
 
 @pytest.fixture
