@@ -52,7 +52,7 @@ class Timings:
 
 
 NORMAL = Timings(heartbeat=1.0, deadline=20.0, converge=20.0, rounds=6, pause=0.25)
-QUICK = Timings(heartbeat=0.5, deadline=15.0, converge=15.0, rounds=2, pause=0.02)
+QUICK = Timings(heartbeat=0.5, deadline=30.0, converge=15.0, rounds=2, pause=0.02)
 
 
 class DemoError(Exception):

@@ -79,7 +79,7 @@ def test_demo_converges_and_cleans_up(demo, capsys):
 
 def test_demo_fails_naming_what_differs(demo, capsys, monkeypatch):
     """Devices that never agree: exit 1, the difference named, and still no daemon left behind."""
-    monkeypatch.setattr(demo, "QUICK", demo.Timings(heartbeat=0.5, deadline=15.0, converge=0.5, rounds=1, pause=0.0))
+    monkeypatch.setattr(demo, "QUICK", demo.Timings(heartbeat=0.5, deadline=30.0, converge=0.5, rounds=1, pause=0.0))
     monkeypatch.setattr(demo, "differences", lambda agents: ["view pref: phone 00, laptop 11"])
     assert demo.main(["--quick"]) == 1
     out = capsys.readouterr().out
