@@ -1,5 +1,5 @@
 """What tools/bench.py and its parts (tools/bench_*.py) share: run sizes, rates and percentiles, the
-primitives' figures, the simulated preference history, and the results table."""
+primitives' figures, the simulated preference history, the results table, and a part's main() when run alone."""
 
 from __future__ import annotations
 
