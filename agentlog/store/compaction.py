@@ -65,6 +65,7 @@ class Report:
     kept: int                    # events retained
     stable: dict                 # author -> (epoch, seq) every counted device had seen
     silent: list                 # devices left out of the minimum: silent past the horizon
+    unacknowledged: int = 0      # own events kept: no other device has acknowledged them
 
 
 def stable_frontier(store: Store, txn, now_ms: int,
@@ -72,7 +73,8 @@ def stable_frontier(store: Store, txn, now_ms: int,
     """Author -> the (epoch, seq) every enrolled, not revoked device had seen at its newest event here,
     leaving out devices silent for longer than the horizon; and the devices left out.
 
-    This device counts with everything it holds: the snapshot it is about to write acknowledges it.
+    This device counts with everything it holds: the snapshot it is about to write acknowledges it; its
+    own chain only as far as another device acknowledged it (`acknowledged_own`).
     """
     db = store.dbs
     roster = roster_in(store.dbs, txn)
@@ -94,10 +96,40 @@ def stable_frontier(store: Store, txn, now_ms: int,
             seen = unpack_past(txn.get(device, db=db["views.memory.past"]))
         stable = dict(seen) if stable is None else {a: min(p, seen[a]) for a, p in stable.items() if a in seen}
     stable = stable or {}
+    acked = acknowledged_own(store, txn, roster)
+    if acked is not None and me in stable:
+        stable[me] = min(stable[me], acked)
     for device, limit in limits.items():
         if device in stable and stable[device][1] > limit:
             stable[device] = (stable[device][0], limit)
     return {a: p for a, p in stable.items() if p[1] > 0}, silent
+
+
+def acknowledged_own(store: Store, txn, roster: Roster | None = None) -> tuple[int, int] | None:
+    """The furthest position of this device's own chain that some other enrolled, not revoked device had seen
+    at its newest event here ((0, 0): none), silent or not; None when the group has no other such device.
+
+    Compaction keeps this device's events past it: no other device holds them, and snapshots written apart
+    cannot be merged (docs/compaction.md, "The only copy of an event")."""
+    roster = roster if roster is not None else roster_in(store.dbs, txn)
+    me, db = store.device, store.dbs
+    others = [d for d, m in roster.members.items() if m.active and d != me]
+    if not others:
+        return None
+    return max(unpack_past(txn.get(d, db=db["views.memory.past"])).get(me, (0, 0)) for d in others)
+
+
+def unacknowledged_own(store: Store) -> int:
+    """How many of this device's own events no other enrolled, not revoked device has acknowledged (0 in a group
+    of one device): compaction keeps them."""
+    def read(txn):
+        acked = acknowledged_own(store, txn)
+        raw = txn.get(store.device, db=store.dbs["heads"])
+        if acked is None or raw is None:
+            return 0
+        head = head_from(raw)
+        return head.seq - acked[1] if head.epoch == acked[0] else head.seq
+    return store.read(read)
 
 
 def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
@@ -348,7 +380,7 @@ def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int |
     """Write a snapshot (when there is anything new to cover), then truncate what it makes stable."""
     sid, stable, silent = write_snapshot(store, horizon_ms=horizon_ms, now_ms=now_ms)
     dropped = truncate(store, progress)
-    return Report(sid, dropped, store.count(), stable, silent)
+    return Report(sid, dropped, store.count(), stable, silent, unacknowledged_own(store))
 
 
 def bootstrap(store: Store, bundle: snapshot.Bundle,
