@@ -422,7 +422,7 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
         if event.header.group != group:
             raise SnapshotError("snapshot belongs to another group")
         _check_reach(store, snap, dropped)
-        _check_held(store, txn, snap, dropped)
+        _check_held(store, txn, snap, dropped, event.header.author)
         for h in snap.frontier:
             raw = txn.get(h.author, db=db["heads"])
             held = head_from(raw) if raw else None
@@ -480,13 +480,16 @@ def _carry_out_erasures(store: Store, txn, kept: list[tuple[bytes, bytes]]) -> N
         Eraser(store, txn, folded).carry_out()
 
 
-def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]],
+                signer: bytes) -> None:
     """Refuse a snapshot that disagrees with the history this store holds (docs/compaction.md, Bootstrap).
 
     For each author this store holds anything of: a covered position it holds must be the very event
     (or truncation point) held there; the snapshot may not end below what this store compacted (the
     views would lose those events); it may cover past the head only where the peer dropped the events
-    in between (`dropped` is past the head too), and never this device's own chain.
+    in between (`dropped` is past the head too) or where it needs the snapshot anyway (the peer dropped
+    events it lacks of an author other than this device and the snapshot's `signer`), and never this
+    device's own chain.
 
     Raises:
         SnapshotError: naming the author and positions.
@@ -494,7 +497,12 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
     db = store.dbs
     covered = {p.author: p for p in snap.frontier}
     cuts = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["truncated"])}
-    for author, held in sorted((bytes(a), head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+    heads = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    at_head = {a: (h.epoch, h.seq) for a, h in heads.items()}
+    # the signer's own chain does not count: a rogue signer could claim that alone to move this device past
+    # another author's head
+    needed = any(a not in (store.device, signer) and cut > at_head.get(a, (0, 0)) for a, cut in dropped.items())
+    for author, held in sorted(heads.items()):
         p = covered.get(author)
         at, have, name = (p.epoch, p.seq) if p else (0, 0), (held.epoch, held.seq), author.hex()[:16]
         cut = cuts.get(author)
@@ -510,7 +518,7 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
         elif author == store.device:
             raise SnapshotError(f"the snapshot covers this device's own log to seq {p.seq}, past its head "
                                 f"(seq {held.seq}): only this device can have written those events")
-        elif dropped.get(author, (-1, -1)) <= have:
+        elif dropped.get(author, (-1, -1)) <= have and not needed:
             raise SnapshotError(f"the snapshot covers {name} to seq {p.seq}, past seq {held.seq} held here, "
                                 f"but the peer has not dropped the events in between: this device takes them "
                                 f"as events, not from a snapshot")

@@ -142,6 +142,23 @@ def test_agentlog_compact_says_why_it_kept_its_own_events_and_revoking_the_speak
     assert "dropped 5 events" in out and "acknowledged" not in out
 
 
+
+def test_a_device_back_takes_a_snapshot_past_a_head_the_peer_still_holds_when_it_needs_it_anyway(family):
+    f = family
+    hub = f.hub()
+    observe_days(f, 2)                                       # the hub holds it all and writes nothing
+    f.later(2 * DAY)
+    f.phone.append(payloads.Observation(setting="s0", value="a", weight_milli=1000))
+    f.sync(f.phone, f.laptop)
+    f.laptop.append(payloads.Observation(setting="s0", value="b", weight_milli=1000))   # the phone never saw it
+    assert compaction.compact(f.laptop, now_ms=f.now, horizon_ms=DAY).silent == [hub.device]
+    cut, held = f.laptop.truncated(), hub.frontier()
+    assert cut[f.phone.device].seq > held[f.phone.device]                       # the hub needs the snapshot
+    assert cut[f.laptop.device].seq <= held[f.laptop.device] < f.laptop.frontier()[f.laptop.device]
+    link(f.laptop, hub)
+    assert views(hub) == views(f.laptop) and hub.frontier() == f.laptop.frontier()
+    assert verify_store(hub, jobs=1).ok
+
 @pytest.mark.xfail(strict=True, reason="known gap (docs/compaction.md, Known limits): a device started from a "
                    "snapshot lacks the times of the events between its stable frontier and its frontier")
 def test_a_device_started_from_a_snapshot_folds_a_later_event_naming_a_covered_one_as_its_peers_do(family):
