@@ -105,7 +105,7 @@ def test_a_third_device_compacting_alone_past_the_horizon_converges_with_the_oth
 
 def test_a_device_keeps_its_own_events_a_read_only_device_never_acknowledged_until_it_is_revoked(family):
     f = family
-    observe_days(f, 35, devices_=[f.laptop])                 # the phone writes nothing: it acknowledges nothing
+    observe_days(f, 35, per_day=2, devices_=[f.laptop])      # the phone writes nothing: it acknowledges nothing
     report = compaction.compact(f.laptop, now_ms=f.now, horizon_ms=HORIZON)
     own = f.laptop.frontier()[f.laptop.device]
     assert report.silent == [f.phone.device] and report.dropped == 0
