@@ -52,7 +52,7 @@ def cmd_compact(args) -> int:
            "events_before": before_events, "events_after": report.kept, "used_bytes_before": before_bytes,
            "used_bytes_after": after_bytes, "elapsed_s": round(elapsed, 3),
            "stable": {roster.name_of(a): seq for a, (_, seq) in sorted(report.stable.items())},
-           "silent": [roster.name_of(d) for d in report.silent]}
+           "silent": [roster.name_of(d) for d in report.silent], "unacknowledged": report.unacknowledged}
     if args.json:
         print_json(doc)
         return 0
@@ -65,4 +65,7 @@ def cmd_compact(args) -> int:
         print(f"  {name}: every device has seen up to seq {seq}")
     for name in doc["silent"]:
         print(f"  {name}: silent past the horizon, left out; it starts from a snapshot when it returns")
+    if report.unacknowledged:
+        print(f"kept {report.unacknowledged} own events no other device has acknowledged (the only copy: "
+              f"dropped once another device writes after receiving them, or is revoked)")
     return 0

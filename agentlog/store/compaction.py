@@ -65,6 +65,7 @@ class Report:
     kept: int                    # events retained
     stable: dict                 # author -> (epoch, seq) every counted device had seen
     silent: list                 # devices left out of the minimum: silent past the horizon
+    unacknowledged: int = 0      # own events kept: no other device has acknowledged them
 
 
 def stable_frontier(store: Store, txn, now_ms: int,
@@ -72,7 +73,8 @@ def stable_frontier(store: Store, txn, now_ms: int,
     """Author -> the (epoch, seq) every enrolled, not revoked device had seen at its newest event here,
     leaving out devices silent for longer than the horizon; and the devices left out.
 
-    This device counts with everything it holds: the snapshot it is about to write acknowledges it.
+    This device counts with everything it holds: the snapshot it is about to write acknowledges it; its
+    own chain only as far as another device acknowledged it (`acknowledged_own`).
     """
     db = store.dbs
     roster = roster_in(store.dbs, txn)
@@ -94,10 +96,40 @@ def stable_frontier(store: Store, txn, now_ms: int,
             seen = unpack_past(txn.get(device, db=db["views.memory.past"]))
         stable = dict(seen) if stable is None else {a: min(p, seen[a]) for a, p in stable.items() if a in seen}
     stable = stable or {}
+    acked = acknowledged_own(store, txn, roster)
+    if acked is not None and me in stable:
+        stable[me] = min(stable[me], acked)
     for device, limit in limits.items():
         if device in stable and stable[device][1] > limit:
             stable[device] = (stable[device][0], limit)
     return {a: p for a, p in stable.items() if p[1] > 0}, silent
+
+
+def acknowledged_own(store: Store, txn, roster: Roster | None = None) -> tuple[int, int] | None:
+    """The furthest position of this device's own chain that some other enrolled, not revoked device had seen
+    at its newest event here ((0, 0): none), silent or not; None when the group has no other such device.
+
+    Compaction keeps this device's events past it: no other device holds them, and snapshots written apart
+    cannot be merged (docs/compaction.md, "The only copy of an event")."""
+    roster = roster if roster is not None else roster_in(store.dbs, txn)
+    me, db = store.device, store.dbs
+    others = [d for d, m in roster.members.items() if m.active and d != me]
+    if not others:
+        return None
+    return max(unpack_past(txn.get(d, db=db["views.memory.past"])).get(me, (0, 0)) for d in others)
+
+
+def unacknowledged_own(store: Store) -> int:
+    """How many of this device's own events no other enrolled, not revoked device has acknowledged (0 in a group
+    of one device): compaction keeps them."""
+    def read(txn):
+        acked = acknowledged_own(store, txn)
+        raw = txn.get(store.device, db=store.dbs["heads"])
+        if acked is None or raw is None:
+            return 0
+        head = head_from(raw)
+        return head.seq - acked[1] if head.epoch == acked[0] else head.seq
+    return store.read(read)
 
 
 def _last_heard(store: Store, txn, device: bytes, head: Head | None, member) -> int | None:
@@ -348,7 +380,7 @@ def compact(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms: int |
     """Write a snapshot (when there is anything new to cover), then truncate what it makes stable."""
     sid, stable, silent = write_snapshot(store, horizon_ms=horizon_ms, now_ms=now_ms)
     dropped = truncate(store, progress)
-    return Report(sid, dropped, store.count(), stable, silent)
+    return Report(sid, dropped, store.count(), stable, silent, unacknowledged_own(store))
 
 
 def bootstrap(store: Store, bundle: snapshot.Bundle,
@@ -390,7 +422,7 @@ def bootstrap(store: Store, bundle: snapshot.Bundle,
         if event.header.group != group:
             raise SnapshotError("snapshot belongs to another group")
         _check_reach(store, snap, dropped)
-        _check_held(store, txn, snap, dropped)
+        _check_held(store, txn, snap, dropped, event.header.author)
         for h in snap.frontier:
             raw = txn.get(h.author, db=db["heads"])
             held = head_from(raw) if raw else None
@@ -448,13 +480,16 @@ def _carry_out_erasures(store: Store, txn, kept: list[tuple[bytes, bytes]]) -> N
         Eraser(store, txn, folded).carry_out()
 
 
-def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]]) -> None:
+def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes, tuple[int, int]],
+                signer: bytes) -> None:
     """Refuse a snapshot that disagrees with the history this store holds (docs/compaction.md, Bootstrap).
 
     For each author this store holds anything of: a covered position it holds must be the very event
     (or truncation point) held there; the snapshot may not end below what this store compacted (the
     views would lose those events); it may cover past the head only where the peer dropped the events
-    in between (`dropped` is past the head too), and never this device's own chain.
+    in between (`dropped` is past the head too) or where it needs the snapshot anyway (the peer dropped
+    events it lacks of an author other than this device and the snapshot's `signer`), and never this
+    device's own chain.
 
     Raises:
         SnapshotError: naming the author and positions.
@@ -462,7 +497,12 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
     db = store.dbs
     covered = {p.author: p for p in snap.frontier}
     cuts = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["truncated"])}
-    for author, held in sorted((bytes(a), head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+    heads = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    at_head = {a: (h.epoch, h.seq) for a, h in heads.items()}
+    # the signer's own chain does not count: a rogue signer could claim that alone to move this device past
+    # another author's head
+    needed = any(a not in (store.device, signer) and cut > at_head.get(a, (0, 0)) for a, cut in dropped.items())
+    for author, held in sorted(heads.items()):
         p = covered.get(author)
         at, have, name = (p.epoch, p.seq) if p else (0, 0), (held.epoch, held.seq), author.hex()[:16]
         cut = cuts.get(author)
@@ -478,7 +518,7 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
         elif author == store.device:
             raise SnapshotError(f"the snapshot covers this device's own log to seq {p.seq}, past its head "
                                 f"(seq {held.seq}): only this device can have written those events")
-        elif dropped.get(author, (-1, -1)) <= have:
+        elif dropped.get(author, (-1, -1)) <= have and not needed:
             raise SnapshotError(f"the snapshot covers {name} to seq {p.seq}, past seq {held.seq} held here, "
                                 f"but the peer has not dropped the events in between: this device takes them "
                                 f"as events, not from a snapshot")

@@ -145,5 +145,6 @@ async def compact_when_due(store: Store, policy: Policy, interval: float = CHECK
             log.error("compaction failed", error=describe(exc))
             continue
         log.info("compacted", snapshot=report.snapshot.hex()[:16] if report.snapshot else None,
-                 dropped=report.dropped, kept=report.kept, silent=[d.hex()[:16] for d in report.silent])
+                 dropped=report.dropped, kept=report.kept, silent=[d.hex()[:16] for d in report.silent],
+                 unacknowledged=report.unacknowledged)
         await trio.sleep(RESTING_S)        # what stays (views, events not yet stable) may keep the size over
