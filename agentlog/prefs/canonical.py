@@ -152,8 +152,9 @@ class Canonical:
                          *buckets.values()))
 
 
-def decode(raw: bytes) -> tuple[dict, dict, dict, int, int, int | None, dict[str, dict[str, list[int]]]]:
-    """(config, explicit, overrides, anchor, forget, tmax, sums) of a state's bytes, binary or JSON."""
+def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | None, dict[str, dict[str, list[int]]]]:
+    """(config, explicit, overrides, anchor, forget, tmax, sums) of a state's bytes, binary or JSON; with
+    `only` (bucket keys), the sums of those buckets alone (a lookup reads a few of a setting's buckets)."""
     if raw[:1] != _TAG:
         d = json.loads(raw)
         return d["config"], d["explicit"], d["overrides"], d["anchor"], d["forget"], d["tmax"], d["sums"]
@@ -168,6 +169,10 @@ def decode(raw: bytes) -> tuple[dict, dict, dict, int, int, int | None, dict[str
     for _ in range(r.uvarint()):
         key = r.text()
         count, wt, wo = r.uvarint(), r.uvarint(), r.uvarint()
+        if only is not None and key not in only:
+            skip = r.uvarint() + count * (wt + wo)
+            r.at += skip
+            continue
         values = r.text().split(_SEP)
         at, mid = r.at, r.at + count * wt
         end = mid + count * wo

@@ -366,6 +366,13 @@ class Setting:
         config, explicit, overrides, anchor, forget, tmax, sums = decode(raw)
         return cls(name, config, forget, tmax, anchor, sums, explicit, overrides)
 
+    @classmethod
+    def for_answer(cls, name: str, raw: bytes, context: tuple[tuple[str, str], ...]) -> Setting:
+        """The state stored as `raw` with only the sums `answer` reads in `context` (a lookup's few buckets
+        of a busy setting's many): for answers only, never to fold into."""
+        config, explicit, overrides, anchor, forget, tmax, sums = decode(raw, frozenset(lookup_buckets(context)))
+        return cls(name, config, forget, tmax, anchor, sums, explicit, overrides)
+
     # evidence
     def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
         """Add (or with sign -1, take away) ev's term to its buckets' sums; `h` is the half-life."""
@@ -559,7 +566,8 @@ def lookup_buckets(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
 
 
 def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms: int) -> Answer:
-    """The belief on `device` (hex id) in `context` at `now_ms`."""
+    """The belief on `device` (hex id) in `context` at `now_ms` (it reads the sums of `lookup_buckets(context)`
+    alone, so `s` may be `Setting.for_answer`'s)."""
     now_ms = _reading_time(s, now_ms)
     kind, choices = s.value_type
     ok = None if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)

@@ -311,6 +311,23 @@ def test_setting_bytes_taken_between_any_steps_equal_the_whole_encoding(drawn, d
     assert pr.Setting.from_bytes("s", whole_json(s)) == s              # a version 3 state reads the same
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=pieces, context=st.sampled_from([(), (("daypart", "night"),), (("device_class", "phone"),),
+                                               (("daypart", "night"), ("device_class", "phone"))]),
+       now=st.integers(NOW - YEAR, NOW + 2 * YEAR))
+def test_a_lookup_that_decodes_only_its_buckets_answers_as_the_whole_state_does(drawn, context, now):
+    s, index = pr.Setting("s"), MemoryIndex()
+    for item in build(drawn):
+        if isinstance(item, pr.Evidence):
+            s.add(item, index)
+        elif s.state(item) == "recompute":
+            s.recompute([ev for ev in index.everything() if ev.lamport >= s.forget])
+    raw = s.to_bytes()
+    partial = pr.Setting.for_answer("s", raw, context)
+    assert set(partial.sums) == set(s.sums) & set(pr.lookup_buckets(context))
+    assert pr.answer(partial, "00", context, now) == pr.answer(pr.Setting.from_bytes("s", raw), "00", context, now)
+
+
 def test_a_busy_setting_is_stored_in_under_half_the_bytes_of_its_json():
     index, s = MemoryIndex(), pr.Setting("s")
     for ev in build([("ev", pr.DAY_MS * 20_000 + i * HOUR, f"value-{i % 17}", f"host=h{i % 3}", 1000, i + 1)
