@@ -176,7 +176,7 @@ def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | Non
         values = r.text().split(_SEP)
         at, mid = r.at, r.at + count * wt
         end = mid + count * wo
-        totals = [fb(raw[i : i + wt], "big", signed=True) for i in range(at, mid, wt)]
+        totals = [fb(raw[i : i + wt], "big", signed=True) for i in range(at, mid, wt)] if wt else _zeros(count)
         olds = [fb(raw[i : i + wo], "big", signed=True) for i in range(mid, end, wo)] if wo else _zeros(count)
         sums[key] = {v: [t, o] for v, t, o in zip(values, totals, olds)}
         r.at = end

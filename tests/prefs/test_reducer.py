@@ -328,6 +328,13 @@ def test_a_lookup_that_decodes_only_its_buckets_answers_as_the_whole_state_does(
     assert pr.answer(partial, "00", context, now) == pr.answer(pr.Setting.from_bytes("s", raw), "00", context, now)
 
 
+def test_a_bucket_whose_totals_or_old_sums_are_all_zero_round_trips():
+    s = pr.Setting("s", sums={"": {"a": [0, 5], "b": [0, -3]}, "k=v": {"a": [7, 0]}}, tmax=0, anchor=-64)
+    raw = s.to_bytes()
+    assert raw == whole_bytes(s) and pr.Setting.from_bytes("s", raw) == s
+    assert pr.Setting.for_answer("s", raw, ()).sums == {"": {"a": [0, 5], "b": [0, -3]}}
+
+
 def test_a_busy_setting_is_stored_in_under_half_the_bytes_of_its_json():
     index, s = MemoryIndex(), pr.Setting("s")
     for ev in build([("ev", pr.DAY_MS * 20_000 + i * HOUR, f"value-{i % 17}", f"host=h{i % 3}", 1000, i + 1)
