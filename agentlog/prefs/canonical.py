@@ -2,8 +2,8 @@
 
 The layout is in docs/preferences.md ("The stored state"): a format byte, the configuration, statements and
 overrides as canonical JSON, the anchor, forget mark and newest time as integers, then each bucket (in key
-order) with its values (in order) and their [total, old] sums as fixed-width big-endian integers, the width
-the least that holds every sum of the bucket. About 40 % of the JSON of the same state (whose sums are
+order) with its values (in order) and their [total, old] sums as fixed-width big-endian integers, at the
+least widths that hold the bucket's totals and its old sums. About half the JSON of the same state (whose sums are
 33-digit decimals), so a batch writes, and the change log copies, that much less. Encoding a busy setting
 whole costs far more than the few sums one batch changes, so a `Canonical` keeps the bytes of every sum and
 of every bucket, and rebuilds only those marked since the last call: the same bytes, at the cost of the change.
