@@ -2,8 +2,8 @@
 
 The layout is in docs/preferences.md ("The stored state"): a format byte, the configuration, statements and
 overrides as canonical JSON, the anchor, forget mark and newest time as integers, then each bucket (in key
-order) with its values (in order) and their [total, old] sums as fixed-width big-endian integers, at the
-least widths that hold the bucket's totals and its old sums. About half the JSON of the same state (whose sums are
+order) with its values (in order) and each one's total and old sum as fixed-width big-endian integers, at
+the least widths that hold the bucket's totals and its old sums. About half the JSON of the same state (whose sums are
 33-digit decimals), so a batch writes, and the change log copies, that much less. Encoding a busy setting
 whole costs far more than the few sums one batch changes, so a `Canonical` keeps the bytes of every sum and
 of every bucket, and rebuilds only those marked since the last call: the same bytes, at the cost of the change.
@@ -54,51 +54,63 @@ def _bucket_head(key: str, values: list[str], wt: int, wo: int) -> bytes:
 
 
 class _Bucket:
-    """One bucket's encoded pieces: each value's total and old at the bucket's widths, in value order."""
+    """One bucket's encoded pieces: each value's total and old sum at the bucket's widths, in value order."""
 
-    __slots__ = ("wt", "wo", "head", "totals", "olds")
+    __slots__ = ("wt", "wo", "head", "pieces")
 
     def __init__(self) -> None:
         self.wt: dict[str, int] = {}          # value -> bytes its total needs
         self.wo: dict[str, int] = {}          # value -> bytes its old sum needs
         self.head: tuple[int, int, bytes] | None = None     # (total width, old width, encoded head)
-        self.totals: dict[str, bytes] = {}
-        self.olds: dict[str, bytes] = {}
+        self.pieces: dict[str, bytes] = {}    # value -> total ‖ old at the widths
 
     def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytes | None:
         """The bucket's bytes after `changed` values' sums changed (those at [0, 0] dropped from `vals`);
         None when no sum is left."""
-        wt, wo, totals, olds = self.wt, self.wo, self.totals, self.olds
-        reorder = False
+        wt, wo, pieces, head = self.wt, self.wo, self.pieces, self.head
+        t_w, o_w = (head[0], head[1]) if head is not None else (0, 0)
+        reorder = shrunk = False
         for v in changed:
             t = vals.get(v)
             if t is None or not (t[0] or t[1]):
                 vals.pop(v, None)
-                if wt.pop(v, None) is not None:
-                    del wo[v], totals[v], olds[v]
+                before = wt.pop(v, None)
+                if before is not None:
+                    old_width = wo.pop(v)
+                    shrunk |= before == t_w or old_width == o_w
+                    del pieces[v]
                     reorder = True
+                continue
+            x, y = t
+            a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
+            before = wt.get(v)
+            if before is None:
+                reorder = True
             else:
-                reorder |= v not in wt
-                x, y = t
-                wt[v], wo[v] = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
+                shrunk |= (before == t_w and a < before) or (wo[v] == o_w and b < wo[v])
+            wt[v], wo[v] = a, b
+            if a > t_w:
+                t_w = a
+            if b > o_w:
+                o_w = b
         if not wt:
             return None
-        t_w, o_w = max(wt.values()), max(wo.values())
-        head = self.head
+        if shrunk:
+            t_w, o_w = max(wt.values()), max(wo.values())
         if head is None or head[0] != t_w or head[1] != o_w:        # a width changed: every piece again
-            self.totals = totals = {v: vals[v][0].to_bytes(t_w, "big", signed=True) for v in sorted(wt)}
-            self.olds = olds = {v: vals[v][1].to_bytes(o_w, "big", signed=True) for v in totals}
+            self.pieces = pieces = {v: vals[v][0].to_bytes(t_w, "big", signed=True)
+                                    + vals[v][1].to_bytes(o_w, "big", signed=True) for v in sorted(wt)}
+            reorder = True
         else:
             for v in changed:
-                t = vals.get(v)
-                if t is not None and v in wt:
-                    totals[v] = t[0].to_bytes(t_w, "big", signed=True)
-                    olds[v] = t[1].to_bytes(o_w, "big", signed=True)
+                if v in wt:
+                    t = vals[v]
+                    pieces[v] = t[0].to_bytes(t_w, "big", signed=True) + t[1].to_bytes(o_w, "big", signed=True)
             if reorder:
-                self.totals, self.olds = totals, olds = dict(sorted(totals.items())), dict(sorted(olds.items()))
-        if reorder or head is None or head[0] != t_w or head[1] != o_w:
-            self.head = head = (t_w, o_w, _bucket_head(key, list(totals), t_w, o_w))
-        return head[2] + b"".join(totals.values()) + b"".join(olds.values())
+                self.pieces = pieces = dict(sorted(pieces.items()))
+        if reorder:
+            self.head = head = (t_w, o_w, _bucket_head(key, list(pieces), t_w, o_w))
+        return head[2] + b"".join(pieces.values())
 
 
 class Canonical:
@@ -174,17 +186,15 @@ def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | Non
             r.at += skip
             continue
         values = r.text().split(_SEP)
-        at, mid = r.at, r.at + count * wt
-        end = mid + count * wo
-        totals = [fb(raw[i : i + wt], "big", signed=True) for i in range(at, mid, wt)] if wt else _zeros(count)
-        olds = [fb(raw[i : i + wo], "big", signed=True) for i in range(mid, end, wo)] if wo else _zeros(count)
-        sums[key] = {v: [t, o] for v, t, o in zip(values, totals, olds)}
+        at, step = r.at, wt + wo
+        end = at + count * step
+        if wo:
+            sums[key] = {v: [fb(raw[i : i + wt], "big", signed=True), fb(raw[i + wt : i + step], "big", signed=True)]
+                         for v, i in zip(values, range(at, end, step))}
+        else:
+            sums[key] = {v: [fb(raw[i : i + wt], "big", signed=True), 0] for v, i in zip(values, range(at, end, step))}
         r.at = end
     return config, explicit, overrides, anchor, forget, tmax, sums
-
-
-def _zeros(n: int) -> list[int]:
-    return [0] * n
 
 
 class _Reader:

@@ -277,7 +277,7 @@ def whole_bytes(s: pr.Setting) -> bytes:
         names = "\x00".join(vals).encode()
         out += _uvarint(len(b.encode())) + b.encode() + _uvarint(len(vals)) + _uvarint(wt) + _uvarint(wo)
         out += _uvarint(len(names)) + names
-        out += b"".join(_signed(t[0], wt) for t in vals.values()) + b"".join(_signed(t[1], wo) for t in vals.values())
+        out += b"".join(_signed(t[0], wt) + _signed(t[1], wo) for t in vals.values())
     return out
 
 
