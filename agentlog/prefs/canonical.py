@@ -1,34 +1,133 @@
-"""A setting's canonical bytes, kept up to date piece by piece. Pure.
+"""A setting's canonical bytes: a compact binary encoding, kept up to date piece by piece. Pure.
 
-The bytes are the JSON text `json.dumps(state, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`
-of the setting's state (docs/preferences.md). Encoding a busy setting whole costs far more than the
-few sums one batch changes, so a `Canonical` keeps the text of every (bucket, value) sum and of every
-bucket, and rebuilds only those marked since the last call: the same bytes, at the cost of the change.
+The layout is in docs/preferences.md ("The stored state"): a format byte, the configuration, statements and
+overrides as canonical JSON, the anchor, forget mark and newest time as integers, then each bucket (in key
+order) with its values (in order) and each one's total and old sum as fixed-width big-endian integers, at
+the least widths that hold the bucket's totals and its old sums. About half the JSON of the same state (whose sums are
+33-digit decimals), so a batch writes, and the change log copies, that much less. Encoding a busy setting
+whole costs far more than the few sums one batch changes, so a `Canonical` keeps the bytes of every sum and
+of every bucket, and rebuilds only those marked since the last call: the same bytes, at the cost of the change.
+States stored as JSON (by reducer version 3 and earlier, as a compaction base may still hold) are read too.
 """
 
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
+
+FORMAT = 1                       # the first byte of a binary state; a JSON state begins with "{"
+_TAG = bytes((FORMAT,))
+_SEP = "\x00"                    # between a bucket's values: no value holds a control character
 
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def uvarint(n: int) -> bytes:
+    """n >= 0 as LEB128: seven bits a byte, low first, the high bit set on every byte but the last."""
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL = tuple(bytes((i,)) for i in range(0x80))
+
+
+def width(x: int) -> int:
+    """Bytes of x as minimal two's complement (0 for 0)."""
+    return (x.bit_length() + 8) >> 3 if x else 0
+
+
+def integer(x: int) -> bytes:
+    """x as uvarint(n) then n bytes of two's complement, big-endian, n minimal."""
+    n = width(x)
+    return _SMALL[n] + x.to_bytes(n, "big", signed=True) if n < 0x80 else uvarint(n) + x.to_bytes(n, "big",
+                                                                                                    signed=True)
+
+
+def _bucket_head(key: str, values: list[str], wt: int, wo: int) -> bytes:
+    k, names = key.encode(), _SEP.join(values).encode()
+    return b"".join((uvarint(len(k)), k, uvarint(len(values)), uvarint(wt), uvarint(wo), uvarint(len(names)), names))
+
+
+class _Bucket:
+    """One bucket's encoded pieces: each value's total and old sum at the bucket's widths, in value order."""
+
+    __slots__ = ("wt", "wo", "head", "pieces")
+
+    def __init__(self) -> None:
+        self.wt: dict[str, int] = {}          # value -> bytes its total needs
+        self.wo: dict[str, int] = {}          # value -> bytes its old sum needs
+        self.head: tuple[int, int, bytes] | None = None     # (total width, old width, encoded head)
+        self.pieces: dict[str, bytes] = {}    # value -> total ‖ old at the widths
+
+    def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytes | None:
+        """The bucket's bytes after `changed` values' sums changed (those at [0, 0] dropped from `vals`);
+        None when no sum is left."""
+        wt, wo, pieces, head = self.wt, self.wo, self.pieces, self.head
+        t_w, o_w = (head[0], head[1]) if head is not None else (0, 0)
+        reorder = shrunk = False
+        for v in changed:
+            t = vals.get(v)
+            if t is None or not (t[0] or t[1]):
+                vals.pop(v, None)
+                before = wt.pop(v, None)
+                if before is not None:
+                    old_width = wo.pop(v)
+                    shrunk |= before == t_w or old_width == o_w
+                    del pieces[v]
+                    reorder = True
+                continue
+            x, y = t
+            a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
+            before = wt.get(v)
+            if before is None:
+                reorder = True
+            else:
+                shrunk |= (before == t_w and a < before) or (wo[v] == o_w and b < wo[v])
+            wt[v], wo[v] = a, b
+            if a > t_w:
+                t_w = a
+            if b > o_w:
+                o_w = b
+        if not wt:
+            return None
+        if shrunk:
+            t_w, o_w = max(wt.values()), max(wo.values())
+        if head is None or head[0] != t_w or head[1] != o_w:        # a width changed: every piece again
+            self.pieces = pieces = {v: vals[v][0].to_bytes(t_w, "big", signed=True)
+                                    + vals[v][1].to_bytes(o_w, "big", signed=True) for v in sorted(wt)}
+            reorder = True
+        else:
+            for v in changed:
+                if v in wt:
+                    t = vals[v]
+                    pieces[v] = t[0].to_bytes(t_w, "big", signed=True) + t[1].to_bytes(o_w, "big", signed=True)
+            if reorder:
+                self.pieces = pieces = dict(sorted(pieces.items()))
+        if reorder:
+            self.head = head = (t_w, o_w, _bucket_head(key, list(pieces), t_w, o_w))
+        return head[2] + b"".join(pieces.values())
 
 
 class Canonical:
     """The encoded pieces of one setting's sums, and which of them changed since they were encoded.
 
     `dirty` maps a bucket to the values whose sums changed in it; None means every piece is stale
-    (a new state, a rescaled or recomputed one). `meta` is the text of the configuration, statements and
+    (a new state, a rescaled or recomputed one). `meta` is the JSON of the configuration, statements and
     overrides, None when they may have changed.
     """
 
-    __slots__ = ("dirty", "values", "buckets", "meta")
+    __slots__ = ("dirty", "pieces", "buckets", "meta")
 
     def __init__(self) -> None:
         self.dirty: dict[str, set[str]] | None = None
-        self.values: dict[str, dict[str, str]] = {}      # bucket -> value -> '"value":[total,old]', in key order
-        self.buckets: dict[str, str] = {}                # bucket -> '"bucket":{...}', in key order
-        self.meta: tuple[str, str, str] | None = None
+        self.pieces: dict[str, _Bucket] = {}
+        self.buckets: dict[str, bytes] = {}             # bucket -> its whole encoding, in key order
+        self.meta: bytes | None = None
 
     def stale(self) -> None:
         """Every piece must be encoded again."""
@@ -38,39 +137,98 @@ class Canonical:
         """The canonical bytes of Setting `s`; sums that cancelled to [0, 0] are dropped from `s.sums`."""
         sums, dirty = s.sums, self.dirty
         if dirty is None:
-            self.values, self.buckets = {}, {}
+            self.pieces, self.buckets = {}, {}
             dirty = {b: set(vals) for b, vals in sums.items()}
-        values, buckets = self.values, self.buckets
+        pieces, buckets = self.pieces, self.buckets
         added = False
         for b, changed in dirty.items():
-            vals = sums.get(b) or {}
-            texts = values.get(b)
-            if texts is None:
-                texts = values[b] = {}
-            reorder = False
-            for v in changed:
-                t = vals.get(v)
-                if t is None or not (t[0] or t[1]):
-                    vals.pop(v, None)
-                    texts.pop(v, None)
-                else:
-                    reorder |= v not in texts
-                    texts[v] = f"{encode_basestring(v)}:[{t[0]},{t[1]}]"
-            if not texts:
+            bucket = pieces.get(b)
+            if bucket is None:
+                bucket = pieces[b] = _Bucket()
+            encoded = bucket.update(b, sums.get(b) or {}, changed)
+            if encoded is None:
                 sums.pop(b, None)
-                values.pop(b)
+                del pieces[b]
                 buckets.pop(b, None)
                 continue
-            if reorder:                       # the pieces are kept in key order: a new key sorts them again
-                texts = values[b] = dict(sorted(texts.items()))
             added |= b not in buckets
-            buckets[b] = encode_basestring(b) + ":{" + ",".join(texts.values()) + "}"
+            buckets[b] = encoded
         if added:
             self.buckets = buckets = dict(sorted(buckets.items()))
         self.dirty = {}
         if self.meta is None:
-            self.meta = (_dumps(s.config), _dumps(s.explicit), _dumps(s.overrides))
-        config, explicit, overrides = self.meta
-        tmax = "null" if s.tmax is None else s.tmax
-        return (f'{{"anchor":{s.anchor},"config":{config},"explicit":{explicit},"forget":{s.forget},'
-                f'"overrides":{overrides},"sums":{{{",".join(buckets.values())}}},"tmax":{tmax}}}').encode()
+            meta = _dumps([s.config, s.explicit, s.overrides]).encode()
+            self.meta = uvarint(len(meta)) + meta
+        tmax = b"\x00" if s.tmax is None else b"\x01" + integer(s.tmax)
+        return b"".join((_TAG, self.meta, integer(s.anchor), integer(s.forget), tmax, uvarint(len(buckets)),
+                         *buckets.values()))
+
+
+def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | None, dict[str, dict[str, list[int]]]]:
+    """(config, explicit, overrides, anchor, forget, tmax, sums) of a state's bytes, binary or JSON; with
+    `only` (bucket keys), the sums of those buckets alone (a lookup reads a few of a setting's buckets)."""
+    if raw[:1] != _TAG:
+        d = json.loads(raw)
+        return d["config"], d["explicit"], d["overrides"], d["anchor"], d["forget"], d["tmax"], d["sums"]
+    r = _Reader(raw, 1)
+    n = r.uvarint()
+    config, explicit, overrides = json.loads(raw[r.at : r.at + n])
+    r.at += n
+    anchor, forget = r.integer(), r.integer()
+    r.at += 1
+    tmax = r.integer() if raw[r.at - 1] else None
+    sums, fb = {}, int.from_bytes
+    for _ in range(r.uvarint()):
+        key = r.text()
+        count, wt, wo = r.uvarint(), r.uvarint(), r.uvarint()
+        if only is not None and key not in only:
+            skip = r.uvarint() + count * (wt + wo)
+            r.at += skip
+            continue
+        values = r.text().split(_SEP)
+        at, step = r.at, wt + wo
+        end = at + count * step
+        if wo:
+            sums[key] = {v: [fb(raw[i : i + wt], "big", signed=True), fb(raw[i + wt : i + step], "big", signed=True)]
+                         for v, i in zip(values, range(at, end, step))}
+        else:
+            sums[key] = {v: [fb(raw[i : i + wt], "big", signed=True), 0] for v, i in zip(values, range(at, end, step))}
+        r.at = end
+    return config, explicit, overrides, anchor, forget, tmax, sums
+
+
+class _Reader:
+    """A position in a state's bytes."""
+
+    __slots__ = ("raw", "at")
+
+    def __init__(self, raw: bytes, at: int):
+        self.raw, self.at = raw, at
+
+    def uvarint(self) -> int:
+        raw, at = self.raw, self.at
+        b = raw[at]
+        if b < 0x80:
+            self.at = at + 1
+            return b
+        n = shift = 0
+        while True:
+            b = raw[at]
+            at += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                self.at = at
+                return n
+
+    def integer(self) -> int:
+        n = self.uvarint()
+        at = self.at
+        self.at = at + n
+        return int.from_bytes(self.raw[at : at + n], "big", signed=True)
+
+    def text(self) -> str:
+        n = self.uvarint()
+        at = self.at
+        self.at = at + n
+        return self.raw[at : at + n].decode()

@@ -11,7 +11,6 @@ choice, so the state is a function of the set of events, whatever their order.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import struct
 from collections.abc import Iterable
@@ -23,10 +22,11 @@ from typing import Any, NamedTuple, Protocol
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
 from agentlog.log import kinds
 from agentlog.prefs import decay
-from agentlog.prefs.canonical import Canonical
+from agentlog.prefs.canonical import Canonical, decode
 
-VERSION = 3                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
+VERSION = 4                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
                                  # 3: a correction's evidence is never summarized
+                                 # 4: a setting's state is stored in binary (agentlog/prefs/canonical.py)
 DAY_MS = 86_400_000
 DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
 MIN_HALF_LIFE_MS = 3_600_000
@@ -357,13 +357,21 @@ class Setting:
         return min(DAY_MS, self.half_life // 4)       # Setting.add computes it too, from its half-life
 
     def to_bytes(self) -> bytes:
-        """The canonical JSON of the state (sums of [0, 0] left out), re-encoding only what changed."""
+        """The canonical bytes of the state (sums of [0, 0] left out), re-encoding only what changed."""
         return self._canon.encode(self)
 
     @classmethod
     def from_bytes(cls, name: str, raw: bytes) -> Setting:
-        d = json.loads(raw)
-        return cls(name, d["config"], d["forget"], d["tmax"], d["anchor"], d["sums"], d["explicit"], d["overrides"])
+        """The state stored as `raw` (binary, or the JSON of reducer version 3 and earlier)."""
+        config, explicit, overrides, anchor, forget, tmax, sums = decode(raw)
+        return cls(name, config, forget, tmax, anchor, sums, explicit, overrides)
+
+    @classmethod
+    def for_answer(cls, name: str, raw: bytes, context: tuple[tuple[str, str], ...]) -> Setting:
+        """The state stored as `raw` with only the sums `answer` reads in `context` (a lookup's few buckets
+        of a busy setting's many): for answers only, never to fold into."""
+        config, explicit, overrides, anchor, forget, tmax, sums = decode(raw, frozenset(lookup_buckets(context)))
+        return cls(name, config, forget, tmax, anchor, sums, explicit, overrides)
 
     # evidence
     def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
@@ -558,7 +566,8 @@ def lookup_buckets(context: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
 
 
 def answer(s: Setting, device: str, context: tuple[tuple[str, str], ...], now_ms: int) -> Answer:
-    """The belief on `device` (hex id) in `context` at `now_ms`."""
+    """The belief on `device` (hex id) in `context` at `now_ms` (it reads the sums of `lookup_buckets(context)`
+    alone, so `s` may be `Setting.for_answer`'s)."""
     now_ms = _reading_time(s, now_ms)
     kind, choices = s.value_type
     ok = None if kind == "text" else (lambda v: typed_problem(v, kind, choices) is None)

@@ -75,7 +75,7 @@ def get(home, setting: str, context: Iterable[tuple[str, str]] = (),
         raw = txn.get(setting.encode(), db=dbs["views.pref"])
         if raw is None:
             return pr.default_answer(setting)
-        return pr.answer(pr.Setting.from_bytes(setting, bytes(raw)), device, ctx, _now(now_ms))
+        return pr.answer(pr.Setting.for_answer(setting, bytes(raw), ctx), device, ctx, _now(now_ms))
     return _snapshot(path, read)
 
 
@@ -89,7 +89,7 @@ def list_all(home, now_ms: int | None = None) -> tuple[list[pr.Answer], dict[str
         with txn.cursor(db=dbs["views.pref"]) as cur:
             for key, raw in cur:
                 if key != PREF_VERSION_KEY:
-                    out.append(pr.answer(pr.Setting.from_bytes(bytes(key).decode(), bytes(raw)), device, (), now))
+                    out.append(pr.answer(pr.Setting.for_answer(bytes(key).decode(), bytes(raw), ()), device, (), now))
         return out
     return _snapshot(path, read)
 
