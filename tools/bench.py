@@ -485,7 +485,7 @@ def run_memory(sizes: Sizes, runs: int) -> tuple[list[dict[str, float]], dict]:
             print(f"memory home: {sizes.mem_entries:,} entries loaded in {info['load_seconds']:.1f} s, "
                   f"indexed in {info['index_seconds']:.1f} s", file=sys.stderr, flush=True)
             info.update(load_average=[], put_sync_ms=[], lexical_warmup_ms=[], lexical_hits=[], cold=[], notes=[],
-                        writer=[])
+                        writer=[], synced={}, quiet_p99={})
             for n in range(runs):
                 info["load_average"].append(os.getloadavg()[0])
                 start, workdir = time.perf_counter(), Path(tmp) / f"run{n}"
@@ -535,6 +535,12 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
           f"evicted: once after the runs, with the store's files dropped from the page cache (posix_fadvise) "
           f"first; RSS growth: anonymous memory after the first search less before the open. 1-minute load "
           f"average before each run: {', '.join(f'{x:.1f}' for x in mem['load_average'])} on {os.cpu_count()} cpus")
+    for name, label in (("mem_search", "semantic searches"), ("mem_search_type", "type-filtered searches")):
+        runs_of = mem["synced"].get(name, [])
+        if runs_of:
+            print(f"{label}: per run, {', '.join(f'{n} of {n + q}' for n, q in runs_of)} indexed the writer's new "
+                  f"entries first (one durable write transaction, after the writer's); p99 of the others "
+                  f"{', '.join(f'{x:.1f}' for x in mem['quiet_p99'][name])} ms")
     for note in mem["notes"]:
         print(f"note: {note}")
 

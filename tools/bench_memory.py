@@ -233,12 +233,15 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         embedder, matrix = memory.embedder, memory.matrix()
         vectors = matrix.vectors[: matrix.n]
         hits = []
+        synced: dict[str, list[bool]] = {"mem_search": [], "mem_search_lexical": [], "mem_search_type": []}
 
-        def search(query: str, **filters) -> None:
+        def search(query: str, name: str = "mem_search", **filters) -> None:
+            before = matrix.gen
             hits.append(len(store.memory.search(query, k=10, **filters).hits))
+            synced[name].append(matrix.gen != before)          # it indexed the writer's new entries first
         steps = {"mem_embed": lambda q: embedder.embed([q]), "mem_matmul": lambda v: vectors @ v,
                  "mem_einsum": lambda v: np.einsum("ij,j->i", vectors, v),
-                 "mem_search": search, "mem_search_type": lambda q: search(q, type=FILTER_TYPE)}
+                 "mem_search": search, "mem_search_type": lambda q: search(q, "mem_search_type", type=FILTER_TYPE)}
         start_writer, stop_writer = writer
         proc = start_writer(path, sizes, "--memory-every", str(WRITER_MEMORY_EVERY))
         try:
@@ -249,11 +252,15 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         out["mem_embed_p50"] = percentile(times["mem_embed"], 50) / 1e6
         for name in ("mem_matmul", "mem_einsum", "mem_search", "mem_search_type"):
             out[f"{name}_p50"], out[f"{name}_p99"] = p50_p99(times[name], 1e6)
+        for name in ("mem_search", "mem_search_type"):
+            quiet = [t for t, s in zip(times[name], synced[name]) if not s]
+            info["synced"].setdefault(name, []).append((sum(synced[name]), len(quiet)))
+            info["quiet_p99"].setdefault(name, []).append(percentile(quiet, 99) / 1e6 if quiet else float("nan"))
         if min(hits) < 10:
             info["notes"].append(f"a semantic search found {min(hits)} hits, not 10")
         hits.clear()
         out["mem_search_lexical_p50"], out["mem_search_lexical_p99"] = p50_p99(
-            timed_ns(lambda q: search(q, lexical=True), [(q,) for q in lexical]), 1e6)
+            timed_ns(lambda q: search(q, "mem_search_lexical", lexical=True), [(q,) for q in lexical]), 1e6)
         info["lexical_hits"].append(sum(hits) / len(hits))
         out["mem_vector_mb"] = vectors.nbytes / 1e6
         info["indexed"] = matrix.n

@@ -15,7 +15,6 @@ from agentlog.log import payloads
 from agentlog.memory import index as memory_index
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
 from agentlog.memory.index import EMPTY, Matrix, MemoryIndex
-from agentlog.store import home
 
 CANARY = "zebra-canary-7f3a"
 
@@ -26,11 +25,8 @@ def small_blocks(monkeypatch):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = home.create(tmp_path / "home", "laptop")
-    s.create_group("laptop")
-    yield s
-    s.close()
+def store(laptop):
+    return laptop
 
 
 def loaded(store) -> Matrix:
