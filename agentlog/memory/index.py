@@ -477,7 +477,7 @@ class Matrix:
             picked = None
             coarse = np.einsum("ij,j->i", self.vectors[: self.n], query)
             coarse[~mask] = -np.inf
-        kth = -np.partition(-coarse, k - 1)[k - 1] if k < len(coarse) else -np.inf
+        kth = np.partition(coarse, len(coarse) - k)[len(coarse) - k] if k < len(coarse) else -np.inf
         slack = 2 * self.dim * float(np.finfo(np.float32).eps)
         rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
         if picked is not None:
