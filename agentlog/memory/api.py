@@ -402,5 +402,5 @@ class Memory:
         matrix = store.memory_cache.get(embedder.name)
         if matrix is None:
             matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
-        store.read(lambda txn: matrix.refresh(txn, index))
+        store.read(lambda txn: matrix.refresh(txn, index), buffers=True)      # blocks copied straight from the map
         return matrix
