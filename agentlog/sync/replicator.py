@@ -128,6 +128,7 @@ class Link:
         self.sending_since: float | None = None      # when the send under way began
         self.flushed = trio.Event()                  # the sender wrote everything (or gave up)
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
+        self.prepared_send, self.prepared_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
         self.caught_up = False              # the peer's frontier was checked against this device's suspects
@@ -160,7 +161,7 @@ class Link:
         try:
             with trio.CancelScope() as self.scope:
                 async with trio.open_nursery() as nursery:
-                    for task in (self._read, self._send, self._ingest, self._tick, self._ledger):
+                    for task in (self._read, self._send, self._prepare, self._ingest, self._tick, self._ledger):
                         nursery.start_soon(task)
                     self._perform(self.conn.start(_now()))
                     async for item in self.inbox:
@@ -321,8 +322,17 @@ class Link:
                                      False))
         return False
 
+    async def _prepare(self) -> None:
+        """Make each batch's checks that read no store (StoreLog.prepare) in a worker thread, in order, while
+        `_ingest` stores the batch before it: that one's commit waits on the disk without the GIL."""
+        async with self.prepared_send:
+            async for act in self.ingest_recv:
+                if isinstance(act, Ingest) and act.events:
+                    act = Ingest(act.batch, await self.r.run_sync(self.log.prepare, act.events))
+                self.prepared_send.send_nowait(act)
+
     async def _ingest(self) -> None:
-        async for act in self.ingest_recv:
+        async for act in self.prepared_recv:
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
