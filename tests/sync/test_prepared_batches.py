@@ -3,11 +3,10 @@ stored (StoreLog.prepare); over real trio sockets on 127.0.0.1 the store ends eq
 
 from __future__ import annotations
 
-import trio
-
 from agentlog.log import payloads
 from agentlog.sync.peer_log import StoreLog
-from agentlog.sync.replicator import PREPARE_MIN, Replicator, sync_once
+from agentlog.sync.replicator import PREPARE_MIN
+from tests.helpers.loopback import sync_over_socket
 from tests.helpers.sync import sync
 
 
@@ -23,12 +22,7 @@ def test_large_batches_are_prepared_ahead_and_stored_whole(laptop, phone, monkey
 
     monkeypatch.setattr(StoreLog, "prepare", counted)
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            replicator = await nursery.start(Replicator(phone, listen=("127.0.0.1", 0)).run)
-            await sync_once(laptop, f"127.0.0.1:{replicator.port}", timeout=30)
-            nursery.cancel_scope.cancel()
-    trio.run(main)
+    sync_over_socket(laptop, phone, timeout=30)
 
     assert laptop.frontier() == phone.frontier()
     assert {n: v["digest"] for n, v in laptop.views().items()} == {n: v["digest"] for n, v in phone.views().items()}
