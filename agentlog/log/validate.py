@@ -17,6 +17,7 @@ from agentlog.errors import (
     CausalGapError,
     ChainError,
     DecodeError,
+    EventError,
     ForkError,
     GroupMismatchError,
     NotEnrolledError,
@@ -78,10 +79,50 @@ class Duplicate(Exception):
         self.event = event
 
 
+class Predecoded(NamedTuple):
+    """What the checks that read no store find of one incoming event (size, decoding, ranges; its payload against
+    the header): made ahead of `check_event`, perhaps in another thread while an earlier batch commits.
+    `check_event` raises what they found where it would have found it, so the first failure is the same."""
+
+    record: bytes
+    payload: bytes | None
+    event: Event | None
+    failed: EventError | None          # the size, decoding or range check that failed
+    checked: object                    # check_payload's result, or the EventError it raised
+
+
+def predecode(record: bytes, payload: bytes | None, event: Event | None = None) -> Predecoded:
+    """Run the checks of one incoming event that need no store; raises nothing an event can cause. `event`: the
+    record as decode_record decoded it already (a relay delivery's, when it was opened), with this payload."""
+    try:
+        if len(record) > _MAX_RECORD:
+            raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {_MAX_RECORD}")
+        if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
+            raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
+        if event is None:
+            event = decode_record(record, payload)
+        check_ranges(event.header)
+    except EventError as exc:
+        return Predecoded(record, payload, None, exc, None)
+    try:
+        checked = check_payload(event)
+    except EventError as exc:
+        checked = exc
+    return Predecoded(record, payload, event, None, checked)
+
+
+def _payload_of(pre: Predecoded) -> object:
+    """check_payload's result for a predecoded event, raising its error now."""
+    if isinstance(pre.checked, EventError):
+        raise pre.checked
+    return pre.checked
+
+
 def check_event(
-    record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True
+    record: bytes, payload: bytes | None, log: LogView, *, check_signature: bool = True,
+    pre: Predecoded | None = None,
 ) -> tuple[Event, object]:
-    """Validate one incoming event against `log`.
+    """Validate one incoming event against `log` (`pre`: its `predecode`, when made ahead).
 
     Returns:
         (event, decoded payload or None when the payload is withheld, sealed or of an unknown kind).
@@ -89,19 +130,18 @@ def check_event(
         Duplicate: the exact event is already stored.
         EventError: the first check that failed.
     """
-    if len(record) > _MAX_RECORD:
-        raise SizeLimitError(f"event record is {len(record)} bytes, over the limit of {_MAX_RECORD}")
-    if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
-        raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
-    event = decode_record(record, payload)
+    if pre is None:
+        pre = predecode(record, payload)
+    if pre.failed is not None:
+        raise pre.failed
+    event = pre.event
     h = event.header
-    check_ranges(h)
     author, seq = h.author, h.seq
     if h.group != log.group:
         raise GroupMismatchError(f"event belongs to group {h.group.hex()[:16]}, not this one", author, seq)
     head = log.head(author)
     if head is not None and h.epoch != head.epoch:
-        return _across_epochs(event, head, log, check_signature)
+        return _across_epochs(pre, head, log, check_signature)
     expected = 1 if head is None else head.seq + 1
     existing = None
     if seq < expected:
@@ -125,7 +165,7 @@ def check_event(
     _check_lamport(h, head, log)
     if check_signature:
         _check_signature(event)
-    return event, check_payload(event)
+    return event, _payload_of(pre)
 
 
 def _check_clock(h, log: LogView) -> None:
@@ -144,9 +184,10 @@ def _check_clock(h, log: LogView) -> None:
                                  "hold yet", h.author, h.seq)
 
 
-def _across_epochs(event: Event, head: Head, log: LogView, check_signature: bool) -> tuple[Event, object]:
+def _across_epochs(pre: Predecoded, head: Head, log: LogView, check_signature: bool) -> tuple[Event, object]:
     """An event in another epoch than its author's held head: one of an earlier epoch is a duplicate, a fork or
     a tail the head moved past (SequenceError); one of a later epoch must be an epoch.start (agentlog.log.epochs)."""
+    event = pre.event
     h = event.header
     if h.epoch < head.epoch:
         existing = log.id_at(h.author, h.epoch, h.seq)
@@ -159,7 +200,7 @@ def _across_epochs(event: Event, head: Head, log: LogView, check_signature: bool
                             existing, event.id)
         raise SequenceError(f"epoch {h.epoch} seq {h.seq} lies in an epoch this author has closed", h.author, h.seq)
     _check_enrolment(event, log)
-    decoded = check_payload(event)
+    decoded = _payload_of(pre)
     epochs.check_start(h, decoded, head, log)
     _check_clock(h, log)
     if check_signature:

@@ -118,8 +118,8 @@ def open(keys: Mapping[bytes, bytes], group: bytes, subject: str, body: bytes) -
 
 def open_event(keys: Mapping[bytes, bytes], group: bytes, subject: str,
                body: bytes) -> tuple[bytes, bytes | None, Event]:
-    """`open`, with the event its checks decoded (so that a consumer reads its position without decoding it
-    again)."""
+    """`open`, with the event its checks decoded, payload included (so that a consumer reads its position, and
+    ingest checks it, without decoding it again)."""
     prefix = f"{ROOT}.{tag(group)}."
     if not isinstance(subject, str) or not subject.startswith(prefix) or "." in subject[len(prefix):]:
         raise RelayMessageError("not a subject of this group's relay stream", _shown(subject), code="subject")
@@ -139,7 +139,7 @@ def open_event(keys: Mapping[bytes, bytes], group: bytes, subject: str,
                                 "moved from another subject", subject, code="open")
     record, payload = _unframe(frame, subject)
     try:
-        event = decode_record(record)
+        event = decode_record(record, payload)
     except EventError as exc:
         raise RelayMessageError(f"holds no valid event record: {exc}", subject, code="record") from None
     if event.header.group != group:

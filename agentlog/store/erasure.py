@@ -33,7 +33,6 @@ from agentlog.log.kinds import (
     VALUE_KINDS,
 )
 from agentlog.log.payloads import Erase, ScopeKey
-from agentlog.memory import index as memory_index
 from agentlog.store.keyring import has_scopes, scopes_in
 from agentlog.store.layout import ERASURE_DBS as DBS
 from agentlog.store.layout import event_key, limits_in, pack_clock, unpack_clock
@@ -464,6 +463,8 @@ class Eraser:
         before = set(view.entry_ids(txn))
         refold(self.store, txn, roster=False)
         gone = (before - set(view.entry_ids(txn))) | self.entries
+        from agentlog.memory import index as memory_index  # numpy loads only when an erasure refolds
+
         memory_index.drop_rows(self.dbs, txn, sorted(gone))
         return True
 

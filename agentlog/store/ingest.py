@@ -16,7 +16,16 @@ from agentlog.log.event import Event, decode_record, peek_record, record_id
 from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
-from agentlog.log.validate import ROSTER_KINDS, TRUNCATED, Duplicate, Head, check_event, check_payload
+from agentlog.log.validate import (
+    ROSTER_KINDS,
+    TRUNCATED,
+    Duplicate,
+    Head,
+    Predecoded,
+    check_event,
+    check_payload,
+    predecode,
+)
 from agentlog.prefs.view import Folded
 from agentlog.store import carry, forks, ledger
 from agentlog.store.erasure import Eraser, has_state
@@ -189,8 +198,15 @@ class TxnLog:
         self._fills.clear()
 
 
+def prepare(batch) -> list[Predecoded]:
+    """The checks of (record, payload) pairs that read no store, made ahead of `ingest_in` (outside its
+    transaction: while an earlier batch commits); what they found is raised in `ingest_in`'s order."""
+    return [predecode(record, payload) for record, payload in batch]
+
+
 def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
-    """Validate and store (record, payload) pairs from outside in `txn` (Store.ingest says how)."""
+    """Validate and store (record, payload) pairs from outside, or their `prepare`d checks, in `txn`
+    (Store.ingest says how)."""
     dbs = store.dbs
     roster = roster_in(dbs, txn)
     log = TxnLog(dbs, txn, roster)
@@ -198,9 +214,12 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     lamport = int.from_bytes(txn.get(b"lamport", db=dbs["meta"]) or b"\0", "big")
     roster_changed, folded, sealed, forked = False, [], None, {}
     last: dict[bytes, Event] = {}
-    for record, payload in batch:
+    for pre in batch:
+        if type(pre) is not Predecoded:
+            pre = predecode(*pre)
+        record, payload = pre.record, pre.payload
         try:
-            event, decoded = check_event(record, payload, log, check_signature=every_signature)
+            event, decoded = check_event(record, payload, log, check_signature=every_signature, pre=pre)
         except Duplicate as dup:
             was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
             filled += was_filled

@@ -205,7 +205,8 @@ class Store:
 
     def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True,
                source: bytes | None = None) -> IngestResult:
-        """Validate and store (record, payload) pairs from outside, all in one transaction.
+        """Validate and store (record, payload) pairs from outside (or their checks made ahead,
+        agentlog.store.ingest.prepare), all in one transaction.
 
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With
@@ -224,11 +225,12 @@ class Store:
         try:
             result = self.write(lambda txn: ingest_in(self, txn, batch, every_signature, source))
         except ForkError as fork:
-            record_fork(self, fork, batch)
-            forks.suspect(self, fork, batch)          # a branch that came without its start: ask from below
+            pairs = [item[:2] for item in batch]
+            record_fork(self, fork, pairs)
+            forks.suspect(self, fork, pairs)          # a branch that came without its start: ask from below
             raise
         except ChainError as broken:
-            forks.suspect(self, broken, batch)
+            forks.suspect(self, broken, [item[:2] for item in batch])
             raise
         if result.forked and forks.needs_heal(self):
             forks.heal(self)

@@ -15,8 +15,9 @@ import structlog
 
 from agentlog import crypto
 from agentlog.errors import EventError, NotEnrolledError, RelayMessageError, SequenceError, SnapshotError
-from agentlog.log.event import decode_record, record_id
+from agentlog.log.event import Event, decode_record, record_id
 from agentlog.log.snapshot import Bundle
+from agentlog.log.validate import predecode
 from agentlog.relay import envelope
 from agentlog.store import compaction, ledger
 from agentlog.store.store import Store
@@ -51,6 +52,7 @@ class Held:
     record: bytes
     payload: bytes | None
     key: tuple[bytes, int, int, bytes]          # (author, epoch, seq, digest of record and payload): `held`'s
+    event: Event | None = None                  # the record as opening it decoded it, with the payload
     handles: list = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
 
@@ -350,7 +352,7 @@ class RelayLog:
             key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
             held = self.held.get(key)
             if held is None:
-                held = self.held[key] = Held(author, epoch, seq, h.lamport, record, payload, key)
+                held = self.held[key] = Held(author, epoch, seq, h.lamport, record, payload, key, event)
             held.handles.append(d.handle)
             held.seqs.append(d.stream_seq)
         return waiting
@@ -364,8 +366,8 @@ class RelayLog:
         while todo := _ready(self.held.values(), self.store.heads(), blocked):
             todo = todo[:1] if single else todo
             try:
-                result = self.store.ingest([(h.record, h.payload) for h in todo], every_signature=False,
-                                           source=self.id)
+                result = self.store.ingest([predecode(h.record, h.payload, h.event) for h in todo],
+                                           every_signature=False, source=self.id)
             except EventError as exc:
                 culprit = next((h for h in todo if (h.author, h.seq) == (exc.author, exc.seq)), None)
                 if culprit is None and len(todo) == 1:

@@ -12,17 +12,20 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
 from agentlog.errors import AgentlogError, PeerError, RelayUnavailable, describe
 from agentlog.relay import envelope
-from agentlog.relay.bridge import MAX_ACK_PENDING, Bridge, Credentials, Delivery
 from agentlog.relay.config import RelayConfig
 from agentlog.store import relay as relay_keys
 from agentlog.store.store import Store
 from agentlog.sync.relay_log import AckFloor, RelayLog
+
+if TYPE_CHECKING:
+    from agentlog.relay.bridge import Bridge, Delivery
 
 log = structlog.get_logger("agentlog.sync.relay")
 
@@ -63,7 +66,7 @@ class RelayPeer:
         self.they_lack: int | None = None
         self.result = RelayResult(self.address)
         self._wake = trio.Event()
-        self._acks = AckFloor(MAX_ACK_PENDING // 2)
+        self._acks = AckFloor(_ack_pending() // 2)
         self._saved: tuple | None = None
         self._pending = 0
         self._end = 0              # the stream's last sequence when consuming began: a round reads up to it
@@ -117,6 +120,8 @@ class RelayPeer:
             lost.append(reason)
             _soon(token, down.set)
 
+        from agentlog.relay.bridge import Bridge, Credentials  # nats loads only where a relay is used
+
         c = self.config
         credentials = Credentials(user=c.user, password=c.password, creds=c.creds, tls_ca=c.tls_ca,
                                   tls_cert=c.tls_cert, tls_key=c.tls_key)
@@ -143,7 +148,7 @@ class RelayPeer:
                         self.on_ingested(self)
             self._snapshot_there = there
             self._end, self._seen = state.last_seq, self.log.cursor.seq
-            self._acks = AckFloor(MAX_ACK_PENDING // 2)        # a new consumer: what the last one left comes again
+            self._acks = AckFloor(_ack_pending() // 2)        # a new consumer: what the last one left comes again
             self._pending = await _result(bridge.consume(self.log.stream, self.subjects, self.log.cursor.seq + 1))
             self.set_state("live")
             went_live = True
@@ -301,6 +306,12 @@ def relay_peers(store: Store, extra: list[str] = (), **options) -> list[RelayPee
         config = RelayConfig.parse(text)
         found.setdefault(config.address, config)
     return [RelayPeer(store, config, **options) for config in found.values()]
+
+
+def _ack_pending() -> int:
+    """The bridge's bound on unacknowledged deliveries, imported when a relay is used (nats loads slowly)."""
+    from agentlog.relay.bridge import MAX_ACK_PENDING
+    return MAX_ACK_PENDING
 
 
 async def _raise_when(down: trio.Event, lost: list[str], address: str) -> None:

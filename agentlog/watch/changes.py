@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from agentlog.errors import InvalidValueError
 from agentlog.log.kinds import MEMORY_TYPES
-from agentlog.memory.api import entry_of
 from agentlog.memory.reducer import Entry
 from agentlog.prefs import reducer as pr
 from agentlog.text import iso as iso_time
@@ -144,6 +143,8 @@ def change_of(row: Row, device: str, names: dict[bytes, str]) -> Change:
         old, new = (_answer(name, raw, device, row.time_ms) for raw in (row.old, row.new))
         return Change(row.position, PREF_VIEW, row.time_ms, setting=name, old=old, new=new,
                       conflict=_turned(old["uncertain"], new["uncertain"]), events=events, events_total=row.events)
+    from agentlog.memory.api import entry_of  # it loads numpy: `serve`, which imports this module, needs neither
+
     entry = bytes(row.name)
     old, new = (entry_of(Entry.from_bytes(entry, raw)).to_json(names) if raw is not None else None
                 for raw in (row.old, row.new))

@@ -3,12 +3,10 @@ left each device (sent) and what arrived (received), per peer and author."""
 
 from __future__ import annotations
 
-import trio
-
 from agentlog.log import payloads
 from agentlog.store import ledger
 from agentlog.store.layout import event_key
-from agentlog.sync.replicator import Replicator, sync_once
+from tests.helpers.loopback import sync_over_socket
 
 PEER_A, PEER_B, AUTHOR = b"a" * 32, b"b" * 32, b"x" * 32
 
@@ -48,13 +46,7 @@ def test_a_sync_over_loopback_enters_both_directions(laptop, phone):
     laptop_head, phone_head = laptop.heads()[laptop.device].seq, phone.heads()[phone.device].seq
     phone_had = phone.frontier()[laptop.device]
 
-    async def main():
-        async with trio.open_nursery() as nursery:
-            server = await nursery.start(Replicator(laptop, listen=("127.0.0.1", 0)).run)
-            await sync_once(phone, f"127.0.0.1:{server.port}", timeout=20)
-            nursery.cancel_scope.cancel()
-
-    trio.run(main)
+    sync_over_socket(phone, laptop)
     assert phone.frontier()[laptop.device] == laptop_head and laptop.frontier()[phone.device] == phone_head
 
     def covered(rows, author):

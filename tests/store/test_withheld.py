@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import trio
 
 from agentlog.errors import PayloadHashError
 from agentlog.log import payloads
@@ -17,9 +16,9 @@ from agentlog.store.layout import seq_runs
 from agentlog.store.verify import verify_store
 from agentlog.sync.messages import WireEvent
 from agentlog.sync.peer_log import StoreLog
-from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.daemons import agentlog
 from tests.helpers.events import store_digest
+from tests.helpers.loopback import sync_over_socket
 from tests.helpers.sync import sync
 
 
@@ -103,15 +102,7 @@ def test_a_stripping_relay_is_healed_over_real_sockets(laptop, phone, tablet, mo
                 for lamport, e in got]
     monkeypatch.setattr(StoreLog, "read", read)
 
-    def sync_with(server):
-        async def main():
-            async with trio.open_nursery() as nursery:
-                replicator = await nursery.start(Replicator(server, listen=("127.0.0.1", 0)).run)
-                await sync_once(laptop, f"127.0.0.1:{replicator.port}", timeout=20)
-                nursery.cancel_scope.cancel()
-        trio.run(main)
-
-    sync_with(hub)
+    sync_over_socket(laptop, hub)
     n = missing_payloads(laptop)
     assert n > 0 and laptop.frontier() == hub.frontier()
     assert views(laptop) != views(hub)
@@ -119,7 +110,7 @@ def test_a_stripping_relay_is_healed_over_real_sockets(laptop, phone, tablet, mo
     assert checked.returncode != 0 and json.loads(checked.stdout)["withheld"]
     assert json.loads(agentlog(laptop.path.parent, "status", "--json").stdout)["payloads_missing"] == n
 
-    sync_with(phone)
+    sync_over_socket(laptop, phone)
     assert missing_payloads(laptop) == 0
     assert views(laptop) == views(hub) == views(phone)
     checked = agentlog(laptop.path.parent, "verify", "--json", check=False)

@@ -4,15 +4,13 @@ header-only, relays headers only, and after a grant fetches the scope's past fro
 from __future__ import annotations
 
 import pytest
-import trio
 
 from agentlog.errors import NotFoundError
 from agentlog.log.kinds import is_sealed_scope
-from agentlog.store.store import Store
 from agentlog.store.verify import verify_store
 from agentlog.sync.messages import Want
-from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.links import Link
+from tests.helpers.loopback import sync_over_socket
 from tests.helpers.scoped import files_holding, health_home
 
 CANARY = "CANARY-5ync-c4rry-glucose"
@@ -22,16 +20,6 @@ CANARY = "CANARY-5ync-c4rry-glucose"
 def home(tmp_path):
     with health_home(tmp_path) as h:
         yield h
-
-
-def sync_over_socket(dialer: Store, server: Store) -> None:
-    """One `agentlog sync` round: `dialer` dials a replicator serving `server` on an OS-chosen port."""
-    async def main():
-        async with trio.open_nursery() as nursery:
-            replicator = await nursery.start(Replicator(server, listen=("127.0.0.1", 0)).run)
-            await sync_once(dialer, f"127.0.0.1:{replicator.port}", timeout=20)
-            nursery.cancel_scope.cancel()
-    trio.run(main)
 
 
 def test_a_readable_speaker_relays_headers_and_fetches_the_past_after_a_grant(home):
