@@ -168,7 +168,9 @@ def scope_holders(store, scopes: list, unread: dict[str, int], roster) -> dict[s
 
 def peer_status(store, roster) -> list[dict]:
     """Each known peer: a device (state connected|partitioned|never) or a relay (state connecting|live|unreachable|
-    refused|never), last seen, events behind each way (None when unknown), the last error."""
+    refused|never), last seen, events behind each way (None when unknown), the last error; `discovered` when `serve`
+    found it announced on the local network, and a row of kind discovered (state announced|gone) for such an
+    address no connection came from yet."""
     book, ours = Peers(store), store.frontier()
     out, addresses = [], set()
     for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
@@ -183,6 +185,14 @@ def peer_status(store, roster) -> list[dict]:
         if addr not in addresses:
             out.append({"kind": "device", "device": None, "name": "", "address": addr, "state": "never",
                         "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": ""})
+    found = book.found()
+    for row in out:
+        row["discovered"] = row["address"] in found
+    for addr, f in found.items():
+        if addr not in addresses:       # announced, but no connection yet (dialing, or failing its handshake)
+            out.append({"kind": "discovered", "device": None, "name": "", "address": addr, "state": f.state,
+                        "last_seen_ms": f.seen_ms, "we_lack": None, "they_lack": None, "error": f.error,
+                        "discovered": True})
     for addr, r in book.relay_states().items():
         out.append({"kind": "relay", "device": None, "name": "relay", "address": addr, "state": r.state,
                     "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error})
