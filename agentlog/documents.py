@@ -172,8 +172,8 @@ def peer_status(store, roster) -> list[dict]:
     found it announced on the local network, and a row of kind discovered (state announced|gone) for such an
     address no connection came from yet."""
     book, ours = Peers(store), store.frontier()
-    out, addresses = [], set()
-    for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
+    out, addresses, states = [], set(), book.states()
+    for device, s in sorted(states.items(), key=lambda item: item[1].name):
         # a peer's claims count only for enrolled authors and seqs an event may hold (a rogue or old claim does not)
         claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
         we_lack, they_lack = behind(ours, claims)
@@ -186,14 +186,16 @@ def peer_status(store, roster) -> list[dict]:
             out.append({"kind": "device", "device": None, "name": "", "address": addr, "state": "never",
                         "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": ""})
     found = book.found()
+    devices = {f.device for f in found.values() if f.device}
     for row in out:
-        row["discovered"] = row["address"] in found
+        row["discovered"] = row["address"] in found or row["device"] in devices
     for addr, f in found.items():
-        if addr not in addresses:       # announced, but no connection yet (dialing, or failing its handshake)
-            out.append({"kind": "discovered", "device": None, "name": "", "address": addr, "state": f.state,
+        if addr not in addresses and bytes.fromhex(f.device) not in states:    # no connection yet (dialing, or failing)
+            out.append({"kind": "discovered", "device": f.device or None, "name": "", "address": addr, "state": f.state,
                         "last_seen_ms": f.seen_ms, "we_lack": None, "they_lack": None, "error": f.error,
                         "discovered": True})
     for addr, r in book.relay_states().items():
         out.append({"kind": "relay", "device": None, "name": "relay", "address": addr, "state": r.state,
-                    "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error})
+                    "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error,
+                    "discovered": False})
     return out

@@ -6,8 +6,8 @@ Databases in the store's environment:
                                       a password among the options lives here, in the home)
   peers.state  device key(32)      -> JSON {"name", "address", "state", "last_seen_ms", "frontier", "error"}
   peers.relay  "nats://HOST:PORT"  -> JSON {"state", "we_lack", "they_lack", "error", "last_seen_ms", "updated_ms"}
-  peers.found  "HOST:PORT"         -> JSON {"state", "error", "seen_ms"}: devices of the group `serve` found announced
-                                      on the network (docs/discovery.md), kept only while it runs
+  peers.found  "HOST:PORT"         -> JSON {"state", "device", "error", "seen_ms"}: devices of the group that `serve`
+                                      found announced on the network (docs/discovery.md), replaced at each start
 State is written by `agentlog serve` as connections change and read by `agentlog status`.
 """
 
@@ -82,9 +82,11 @@ class RelayState:
 @dataclass
 class FoundState:
     """A device's address `serve` found announced on the network: announced or gone (the announcement withdrawn),
-    the last dial's error (none: it connected, or it was not dialed yet) and when it was last heard of."""
+    the device that answered there (hex, once a handshake passed), the last dial's error (none: it connected, or
+    it was not dialed yet) and when it was last heard of."""
 
     state: str = "announced"
+    device: str = ""
     error: str = ""
     seen_ms: int = 0
 

@@ -63,16 +63,17 @@ class Dialers:
         """A device of this group announced itself at `addr` (`present`), or withdrew that announcement."""
         old = self.found.get(addr)
         if present or old is not None:
-            self.found[addr] = FoundState("announced" if present else "gone", "" if present or not old else old.error,
-                                          time.time_ns() // 1_000_000)
+            self.found[addr] = FoundState("announced" if present else "gone", old.device if old else "",
+                                          "" if present or not old else old.error, time.time_ns() // 1_000_000)
             self.dirty = True
         self._update()
 
-    def outcome(self, addr: str, error: str = "") -> None:
-        """A dial of `addr` connected (no `error`) or failed: kept when `addr` was discovered."""
+    def outcome(self, addr: str, error: str = "", device: bytes = b"") -> None:
+        """A dial of `addr` passed the handshake with `device`, or failed with `error`: kept when `addr` was
+        discovered."""
         found = self.found.get(addr)
-        if found is not None and found.error != error:
-            found.error, self.dirty = error, True
+        if found is not None and (found.error, found.device) != (error, device.hex() or found.device):
+            found.error, found.device, self.dirty = error, device.hex() or found.device, True
 
     def _update(self) -> None:
         if self._nursery is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import warnings
 from collections.abc import Callable
 
 import structlog
@@ -27,7 +28,7 @@ QUEUE_MAX = 64               # resolved announcements waiting for trio; more are
 def _interfaces(host: str | None) -> tuple[list[str] | InterfaceChoice, list[str]]:
     """(interfaces to use, addresses to announce) for a listener on `host` (None: browse only, every interface).
     A listener on one address is announced on that address's interface only: one on loopback stays on this
-    machine; one on every address announces each of this machine's addresses but loopback."""
+    machine; one on every address announces each of this machine's IPv4 addresses but loopback."""
     if host is None:
         return InterfaceChoice.All, []
     try:
@@ -35,8 +36,13 @@ def _interfaces(host: str | None) -> tuple[list[str] | InterfaceChoice, list[str
     except ValueError:
         ip = ipaddress.ip_address(socket.gethostbyname(host))
     if ip.is_unspecified:
-        from zeroconf import get_all_addresses
-        return InterfaceChoice.All, [a for a in get_all_addresses() if not ipaddress.ip_address(a).is_loopback]
+        with warnings.catch_warnings():             # deprecated in favour of ifaddr, which we do not depend on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from zeroconf import get_all_addresses
+            found = get_all_addresses()
+        return InterfaceChoice.All, [a for a in found if not ipaddress.ip_address(a).is_loopback]
+    if ip.version == 6:                             # announcements are IPv4 (docs/discovery.md): browse only
+        return InterfaceChoice.All, []
     return [str(ip)], [str(ip)]
 
 

@@ -499,7 +499,7 @@ class Replicator:
             self.dialers.outcome(addr, str(exc))
             return False
         self._device_at[addr] = channel.peer
-        self.dialers.outcome(addr)
+        self.dialers.outcome(addr, device=channel.peer)
         try:
             result = await self._serve(channel, addr, client=self.store.device)
         except PeerError as exc:

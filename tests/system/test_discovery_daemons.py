@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from agentlog.documents import peer_status
 from agentlog.store import home
 from agentlog.sync import discovery
 from tests.helpers.daemons import agentlog, closed_port, observe, provision, wait_until
@@ -72,6 +73,12 @@ def found_at(home_dir, *addresses: str) -> dict | None:
     with home.open_home(home_dir) as store:
         found = store.peer_book.found()
     return found if set(addresses) <= set(found) else None
+
+
+def peer_rows(home_dir) -> list[dict]:
+    """`agentlog status --json`'s peers (through the API, without starting a process)."""
+    with home.open_home(home_dir) as store:
+        return peer_status(store, store.roster())
 
 
 def with_history(homes, *names: str) -> None:
@@ -154,6 +161,7 @@ def test_two_daemons_find_each_other_over_mdns_announcing_nothing_that_names_the
         group_key, canaries = store.meta("group_key"), [store.group, store.device]
     with home.open_home(homes["qzcanaryphone"]) as store:
         canaries.append(store.device)
+        phone_id = store.device.hex()
     canaries = [c.hex().encode() for c in canaries] + canaries + [b"qzcanary"]
     host = socket.gethostname().split(".")[0].lower()
     observe(homes["qzcanarylaptop"], 2, "laptop")
@@ -186,6 +194,9 @@ def test_two_daemons_find_each_other_over_mdns_announcing_nothing_that_names_the
         found = wait_until(lambda: found_at(homes["qzcanarylaptop"], phone.address, stranger_at),
                            "status to show both addresses found on the network")
         assert found[stranger_at].error and not found[phone.address].error, found
+        wait_until(lambda: [(p["kind"], p["discovered"]) for p in peer_rows(homes["qzcanarylaptop"])
+                            if p["address"] == stranger_at or p["device"] == phone_id] ==
+                   [("device", True), ("discovered", True)], "status to show the phone and the stranger as found")
         with home.open_home(homes["qzcanarylaptop"]) as store:
             assert stranger_at not in [s.address for s in store.peer_book.states().values()]    # nothing stored
 
