@@ -39,8 +39,20 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _Record:
+    """A dataclass kept as sorted JSON; fields a later version added are left at their defaults when absent."""
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes):
+        doc = json.loads(raw)
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
 @dataclass
-class PeerState:
+class PeerState(_Record):
     """What this device last knew of a peer device."""
 
     name: str = ""
@@ -50,17 +62,9 @@ class PeerState:
     frontier: dict[str, int] = field(default_factory=dict)    # author hex -> seq the peer held
     error: str = ""
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> PeerState:
-        doc = json.loads(raw)
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
-
 
 @dataclass
-class RelayState:
+class RelayState(_Record):
     """What `serve` last recorded of a relay (`Peers.set_relay_state`)."""
 
     state: str = "never"
@@ -70,17 +74,9 @@ class RelayState:
     last_seen_ms: int = 0
     updated_ms: int = 0
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> RelayState:
-        doc = json.loads(raw)
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
-
 
 @dataclass
-class FoundState:
+class FoundState(_Record):
     """A device's address `serve` found announced on the network: announced or gone (the announcement withdrawn),
     the device that answered there (hex, once a handshake passed), the last dial's error (none: it connected, or
     it was not dialed yet) and when it was last heard of."""
@@ -89,14 +85,6 @@ class FoundState:
     device: str = ""
     error: str = ""
     seen_ms: int = 0
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> FoundState:
-        doc = json.loads(raw)
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
 class Peers:

@@ -633,7 +633,7 @@ class Replicator:
             try:
                 await self.run_sync(self.peer_book.save, snapshot, found)
             except BaseException:
-                self._dirty = True
+                self._dirty, self.dialers.dirty = True, self.dialers.dirty or found is not None
                 raise
             if self._on_state:
                 self._on_state()

@@ -131,6 +131,8 @@ async def discover(store: Store, replicator: Replicator, host: str | None) -> No
                            lost=lambda r: dialers.discovered(address(r.host, r.port), False))
         except Exception as exc:
             log.warning("discovery failed", error=describe(exc), retry_in_s=DISCOVERY_RETRY_S)
+        for addr in list(dialers.found):        # what this run found is not known to be there any more
+            dialers.discovered(addr, False)
         await trio.sleep(DISCOVERY_RETRY_S)
 
 
