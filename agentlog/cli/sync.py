@@ -60,7 +60,8 @@ def cmd_serve(args) -> int:
         require_group(store)
         if listen is None and not args.peer and not store.peer_book.addresses() and not store.peer_book.relays() \
                 and not args.discovery:
-            raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
+            raise UsageError("nothing to do with --no-discovery: give --listen HOST:PORT, --peer HOST:PORT, or add "
+                             "peers first")
         damage = store.structure_problems()
         if damage:
             raise StoreError(f"{damage[0]} ({len(damage)} problems): run agentlog verify")
