@@ -168,10 +168,12 @@ def scope_holders(store, scopes: list, unread: dict[str, int], roster) -> dict[s
 
 def peer_status(store, roster) -> list[dict]:
     """Each known peer: a device (state connected|partitioned|never) or a relay (state connecting|live|unreachable|
-    refused|never), last seen, events behind each way (None when unknown), the last error."""
+    refused|never), last seen, events behind each way (None when unknown), the last error; `discovered` when `serve`
+    found it announced on the local network, and a row of kind discovered (state announced|gone) for such an
+    address no connection came from yet."""
     book, ours = Peers(store), store.frontier()
-    out, addresses = [], set()
-    for device, s in sorted(book.states().items(), key=lambda item: item[1].name):
+    out, addresses, states = [], set(), book.states()
+    for device, s in sorted(states.items(), key=lambda item: item[1].name):
         # a peer's claims count only for enrolled authors and seqs an event may hold (a rogue or old claim does not)
         claims = {a: n for a, n in s.frontier.items() if 0 < n <= MAX_SEQ and bytes.fromhex(a) in roster.members}
         we_lack, they_lack = behind(ours, claims)
@@ -183,7 +185,17 @@ def peer_status(store, roster) -> list[dict]:
         if addr not in addresses:
             out.append({"kind": "device", "device": None, "name": "", "address": addr, "state": "never",
                         "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": ""})
+    found = book.found()
+    devices = {f.device for f in found.values() if f.device}
+    for row in out:
+        row["discovered"] = row["address"] in found or row["device"] in devices
+    for addr, f in found.items():
+        if addr not in addresses and bytes.fromhex(f.device) not in states:    # no connection yet (dialing, or failing)
+            out.append({"kind": "discovered", "device": f.device or None, "name": "", "address": addr, "state": f.state,
+                        "last_seen_ms": f.seen_ms, "we_lack": None, "they_lack": None, "error": f.error,
+                        "discovered": True})
     for addr, r in book.relay_states().items():
         out.append({"kind": "relay", "device": None, "name": "relay", "address": addr, "state": r.state,
-                    "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error})
+                    "last_seen_ms": r.last_seen_ms, "we_lack": r.we_lack, "they_lack": r.they_lack, "error": r.error,
+                    "discovered": False})
     return out

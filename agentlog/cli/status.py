@@ -64,7 +64,7 @@ def cmd_status(args) -> int:
         lag = ", ".join(f"{who} lack {p[key]}" for who, key in (("we", "we_lack"), ("they", "they_lack"))
                         if p[key] is not None) if p["state"] != "never" else ""
         print(f"peer {p['name'] or '?':<12} {p['address'] or '-':<22} {p['state']:<11} seen {seen:<12} {lag}"
-              + (f" ({p['error']})" if p["error"] else ""))
+              + (f" ({p['error']})" if p["error"] else "") + (" [found on the network]" if p["discovered"] else ""))
     return 0
 
 

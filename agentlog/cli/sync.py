@@ -27,11 +27,18 @@ def register(sub, common) -> None:
     c.add_argument("--carry", choices=("all", "readable"),
                    help="what to carry of sealed scopes this device does not read: every payload (all, the "
                         "default) or headers only (readable); kept in the home for every later run and sync")
+    c.add_argument("--no-discovery", dest="discovery", action="store_false",
+                   help="neither announce this device on the local network nor dial the group's devices found there "
+                        "(mDNS, docs/discovery.md)")
     c.set_defaults(func=cmd_serve)
 
-    c = sub.add_parser("sync", help="one round with a peer: exchange what each side lacks, then exit")
-    c.add_argument("peer", metavar="HOST:PORT", help="a device's address, or a relay's (nats://HOST:PORT: its "
-                                                     "options from the peer book)")
+    c = sub.add_parser("sync", help="one round with a peer, or with every peer: exchange what each side lacks, "
+                                    "then exit")
+    c.add_argument("peer", metavar="HOST:PORT", nargs="?",
+                   help="a device's address, or a relay's (nats://HOST:PORT: its options from the peer book); none: "
+                        "every stored peer and relay, and the group's devices found on the local network")
+    c.add_argument("--no-discovery", dest="discovery", action="store_false",
+                   help="without an address: only the stored peers, without looking on the local network")
     c.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="give up after S seconds in which nothing moved (default 60)")
     c.add_argument("--json", action="store_true")
@@ -51,8 +58,10 @@ def cmd_serve(args) -> int:
     policy = compaction_policy(args)
     with open_home(args) as store:
         require_group(store)
-        if listen is None and not args.peer and not store.peer_book.addresses() and not store.peer_book.relays():
-            raise UsageError("nothing to do: give --listen HOST:PORT, --peer HOST:PORT, or add peers first")
+        if listen is None and not args.peer and not store.peer_book.addresses() and not store.peer_book.relays() \
+                and not args.discovery:
+            raise UsageError("nothing to do with --no-discovery: give --listen HOST:PORT, --peer HOST:PORT, or add "
+                             "peers first")
         damage = store.structure_problems()
         if damage:
             raise StoreError(f"{damage[0]} ({len(damage)} problems): run agentlog verify")
@@ -60,7 +69,7 @@ def cmd_serve(args) -> int:
         if args.carry:
             serve.log.info("carry", mode=args.carry, **store.set_carry(args.carry))
         try:
-            serve.run(store, listen, args.peer, args.heartbeat, policy)
+            serve.run(store, listen, args.peer, args.heartbeat, policy, discovery=args.discovery)
         except (OSError, AgentlogError, BaseExceptionGroup) as exc:
             raise _serve_failure(exc, args.listen) from None
     return 0
@@ -99,6 +108,8 @@ def cmd_sync(args) -> int:
     from agentlog.store.peers import parse_address
     from agentlog.sync import replicator, serve
 
+    if args.peer is None:
+        return _sync_all(args)
     if is_relay_address(args.peer):
         return _sync_relay(args)
     parse_address(args.peer)
@@ -151,3 +162,49 @@ def _sync_relay(args) -> int:
         print(f"synced with relay {out['relay']}: {start}received {out['received']} events, sent {out['sent']}"
               f"{skipped}; this device now holds {out['events']}")
     return 0
+
+
+def _sync_all(args) -> int:
+    """`agentlog sync` with no address: one round with every stored peer and relay and every device found on the
+    local network; a line per peer; exit 3 only when none was reached (README, "Exit codes")."""
+    from agentlog.relay.config import RelayConfig
+    from agentlog.sync import rounds, serve
+
+    serve.configure_logging(quiet=True)
+    with open_home(args) as store:
+        require_group(store)
+        relays = [RelayConfig.from_doc(a, doc) for a, doc in store.peer_book.relays().items()]
+        outcomes = rounds.sync_all_blocking(store, relays, timeout=args.timeout, discovery=args.discovery)
+        roster, events = store.roster(), store.count()
+    docs = [_outcome_doc(o, roster) for o in outcomes]
+    reached = [d for d in docs if d["reached"]]
+    if args.json:
+        print_json({"peers": docs, "reached": len(reached), "events": events})
+    else:
+        for d in docs:
+            print(_outcome_line(d))
+        if docs:
+            print(f"reached {len(reached)} of {len(docs)}; this device now holds {events} events")
+    if not reached:
+        where = "" if args.discovery else " (discovery off)"
+        raise PeerError("no peer reached" if docs else f"no peer to sync with: none stored (agentlog peers add "
+                        f"HOST:PORT) and none found on the local network{where}")
+    return 0
+
+
+def _outcome_doc(o, roster) -> dict:
+    r = o.result
+    doc = {"address": o.address, "kind": o.kind, "reached": r is not None, "error": o.error}
+    if r is not None:
+        device = getattr(r, "peer", None)
+        doc.update(peer=roster.name_of(device) if device else "relay", device=device.hex() if device else None,
+                   received=r.received, sent=r.sent, bootstrapped=r.bootstrapped)
+    return doc
+
+
+def _outcome_line(d: dict) -> str:
+    where = f"{d['address']}{' (found on the network)' if d['kind'] == 'discovered' else ''}"
+    if not d["reached"]:
+        return f"not reached {where}: {d['error']}" if d["kind"] != "discovery" else d["error"]
+    start = "started from its snapshot, " if d["bootstrapped"] else ""
+    return f"synced with {shown(d['peer'])} at {where}: {start}received {d['received']} events, sent {d['sent']}"

@@ -71,7 +71,9 @@ STATUS = _obj(
     views={"type": "object", "description": "View -> version, digest (equal on devices holding the same events)."},
     peers=_list("Each known peer.", _obj(
         "A peer.", ("state",), name=_s("Its name."), address=_s("Its address.", True),
-        state=_s("connected, partitioned or never (a relay: connecting, live, unreachable, refused, never)."),
+        state=_s("connected, partitioned or never (a relay: connecting, live, unreachable, refused, never; an address "
+                 "found on the local network and not connected yet: announced or gone)."),
+        discovered={"type": "boolean", "description": "Found announced on the local network (docs/discovery.md)."},
         last_seen_ms=_n("Last seen (Unix ms, 0: never).", "integer"),
         last_seen_iso=_s("Last seen (ISO 8601 UTC).", True),
         we_lack=_n("Its events this device lacked.", "integer", True),

@@ -6,6 +6,8 @@ Databases in the store's environment:
                                       a password among the options lives here, in the home)
   peers.state  device key(32)      -> JSON {"name", "address", "state", "last_seen_ms", "frontier", "error"}
   peers.relay  "nats://HOST:PORT"  -> JSON {"state", "we_lack", "they_lack", "error", "last_seen_ms", "updated_ms"}
+  peers.found  "HOST:PORT"         -> JSON {"state", "device", "error", "seen_ms"}: devices of the group that `serve`
+                                      found announced on the network (docs/discovery.md), replaced at each start
 State is written by `agentlog serve` as connections change and read by `agentlog status`.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from agentlog.errors import ERROR_TEXT_MAX, InvalidValueError
 
-DBS = ("peers", "peers.state", "peers.relay")
+DBS = ("peers", "peers.state", "peers.relay", "peers.found")
 RELAY_SCHEME = "nats://"
 RELAY_STATES = ("never", "connecting", "live", "unreachable", "refused")
 
@@ -37,8 +39,20 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _Record:
+    """A dataclass kept as sorted JSON; fields a later version added are left at their defaults when absent."""
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes):
+        doc = json.loads(raw)
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+
+
 @dataclass
-class PeerState:
+class PeerState(_Record):
     """What this device last knew of a peer device."""
 
     name: str = ""
@@ -48,17 +62,9 @@ class PeerState:
     frontier: dict[str, int] = field(default_factory=dict)    # author hex -> seq the peer held
     error: str = ""
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> PeerState:
-        doc = json.loads(raw)
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
-
 
 @dataclass
-class RelayState:
+class RelayState(_Record):
     """What `serve` last recorded of a relay (`Peers.set_relay_state`)."""
 
     state: str = "never"
@@ -68,13 +74,17 @@ class RelayState:
     last_seen_ms: int = 0
     updated_ms: int = 0
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> RelayState:
-        doc = json.loads(raw)
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+@dataclass
+class FoundState(_Record):
+    """A device's address `serve` found announced on the network: announced or gone (the announcement withdrawn),
+    the device that answered there (hex, once a handshake passed), the last dial's error (none: it connected, or
+    it was not dialed yet) and when it was last heard of."""
+
+    state: str = "announced"
+    device: str = ""
+    error: str = ""
+    seen_ms: int = 0
 
 
 class Peers:
@@ -175,11 +185,23 @@ class Peers:
                 return {bytes(k): PeerState.from_bytes(bytes(v)) for k, v in cur}
         return self.store.read(read)
 
-    def save(self, states: dict[bytes, PeerState]) -> None:
+    def save(self, states: dict[bytes, PeerState], found: dict[str, FoundState] | None = None) -> None:
+        """Save the peers' states; and, when given, replace the discovered addresses with `found`."""
         def write(txn):
             for device, state in states.items():
                 txn.put(device, state.to_bytes(), db=self.store.db("peers.state"))
+            if found is not None:
+                txn.drop(self.store.db("peers.found"), delete=False)
+                for addr, f in found.items():
+                    txn.put(addr.encode(), f.to_bytes(), db=self.store.db("peers.found"))
         self.store.write(write)
+
+    def found(self) -> dict[str, FoundState]:
+        """The addresses `serve` found announced on the network (discovered peers), and what became of each."""
+        def read(txn):
+            with txn.cursor(db=self.store.db("peers.found")) as cur:
+                return {bytes(k).decode(): FoundState.from_bytes(bytes(v)) for k, v in cur}
+        return self.store.read(read)
 
 
 def behind(ours: dict[bytes, int], theirs: dict[str, int]) -> tuple[int, int]:

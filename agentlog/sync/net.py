@@ -320,3 +320,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
     return str(exc) or type(exc).__name__
+
+
+def remote_of(stream) -> str:
+    """"HOST:PORT" of a socket stream's other end ("?" for any other stream)."""
+    try:
+        return _address(*stream.socket.getpeername()[:2])
+    except (OSError, AttributeError, TypeError):
+        return "?"

@@ -25,10 +25,11 @@ import trio
 from agentlog.errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
 from agentlog.relay.config import is_relay_address
 from agentlog.store import ledger
-from agentlog.store.peers import Peers, PeerState, address, parse_address
+from agentlog.store.peers import FoundState, Peers, PeerState, address, parse_address
 from agentlog.store.store import Store
 from agentlog.sync import listener, messages, net, wakeups
 from agentlog.sync.admission import admits, check_peer
+from agentlog.sync.dialing import Dialers
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
 from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
@@ -368,8 +369,9 @@ class Replicator:
         self.watch = watch
         self.rng = rng or random.Random()
         self.peer_book = Peers(store)
-        self.addresses = list(dict.fromkeys([*self.peer_book.addresses(),
-                                             *(address(*parse_address(p)) for p in peers if not is_relay_address(p))]))
+        fixed = [address(*parse_address(p)) for p in peers if not is_relay_address(p)]
+        self.dialers = Dialers(self._dial_forever, lambda: self.run_sync(self.peer_book.addresses), fixed,
+                               self.peer_book.addresses())
         self.relays = relay_peers(store, [p for p in peers if is_relay_address(p)], run_sync=self.run_sync,
                                   on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
         self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
@@ -399,8 +401,7 @@ class Replicator:
                 for sock in listeners:
                     nursery.start_soon(listener.accept_forever, sock, self.accept, nursery, self.slots)
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
-            for addr in self.addresses:
-                nursery.start_soon(self._dial_forever, addr)
+            await nursery.start(self.dialers.run)
             for relay in self.relays:
                 nursery.start_soon(relay.run)
             if self.upkeep:
@@ -426,7 +427,7 @@ class Replicator:
         try:
             await self._accept(stream)
         except Exception as exc:
-            log.error("connection failed", address=_remote(stream), error=describe(exc))
+            log.error("connection failed", address=net.remote_of(stream), error=describe(exc))
             await trio.aclose_forcefully(stream)
 
     async def _accept(self, stream: trio.abc.Stream) -> None:
@@ -436,7 +437,7 @@ class Replicator:
                 channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
                                                    check_peer(self.store), on_data=slot.activate)
             except PeerError as exc:
-                log.warning("handshake refused", address=_remote(stream), reason=str(exc))
+                log.warning("handshake refused", address=net.remote_of(stream), reason=str(exc))
                 await trio.aclose_forcefully(stream)
         if channel is None:                     # refused, or evicted from its slot (the stream is closed)
             return
@@ -467,8 +468,10 @@ class Replicator:
             channel = await self._open(addr, host, port)
         except PeerError as exc:
             log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
+            self.dialers.outcome(addr, str(exc))
             return False
         self._device_at[addr] = channel.peer
+        self.dialers.outcome(addr, device=channel.peer)
         try:
             result = await self._serve(channel, addr, client=self.store.device)
         except PeerError as exc:
@@ -526,6 +529,7 @@ class Replicator:
                     last = txnid
                     fanout()
                     self.changed()
+                    self.dialers.book_changed()
         finally:
             wakeups.unpublish(self.store.path, sock)
             sock.close()
@@ -594,13 +598,14 @@ class Replicator:
             await self.save_states()
 
     async def save_states(self) -> None:
-        if self._dirty:
-            self._dirty = False
+        if self._dirty or self.dialers.dirty:
+            found = {a: FoundState(**vars(f)) for a, f in self.dialers.found.items()} if self.dialers.dirty else None
+            self._dirty = self.dialers.dirty = False
             snapshot = {d: PeerState(**vars(s)) for d, s in self.states.items()}
             try:
-                await self.run_sync(self.peer_book.save, snapshot)
+                await self.run_sync(self.peer_book.save, snapshot, found)
             except BaseException:
-                self._dirty = True
+                self._dirty, self.dialers.dirty = True, self.dialers.dirty or found is not None
                 raise
             if self._on_state:
                 self._on_state()
@@ -663,10 +668,3 @@ def sync_once_blocking(store: Store, addr: str, *, timeout: float = 60.0,
     return trio.run(partial(sync_once, store, addr, timeout=timeout, progress=progress,
                             snapshot_progress=snapshot_progress))
 
-
-def _remote(stream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return address(host, port)
-    except (OSError, AttributeError):
-        return "?"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from dataclasses import replace
+from functools import partial
 
 import structlog
 import trio
 
 from agentlog.errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
 from agentlog.store.compaction import Policy, compact
+from agentlog.store.peers import address
 from agentlog.store.store import Store
 from agentlog.sync.replicator import Replicator
 from agentlog.text import printable_doc
@@ -21,6 +24,7 @@ CHECK_EVERY_S = 60.0
 RESTING_S = 3600.0                          # at most one automatic compaction an hour
 SCRUB_EVERY_S = 5.0                         # a pending scrub (docs/erasure.md) is run again this often,
 SCRUB_BACKOFF_S = 600.0                     # then less often while it stays pending, down to once in this
+DISCOVERY_RETRY_S = 60.0                    # discovery that failed starts again after this pause
 FILES_MAX = 65536                           # the soft limit on open files serve raises itself to, at most
 
 
@@ -76,15 +80,17 @@ def _printable_fields(logger, method: str, event: dict) -> dict:
 
 
 def run(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
-        policy: Policy | None = None) -> None:
+        policy: Policy | None = None, discovery: bool = False) -> None:
     """`serve` as a blocking call, for a caller that runs no trio of its own (the CLI)."""
-    trio.run(serve, store, listen, peers, heartbeat, policy)
+    trio.run(partial(serve, store, listen, peers, heartbeat, policy, discovery=discovery))
 
 
 async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
-                policy: Policy | None = None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                policy: Policy | None = None, *, discovery: bool = False,
+                task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states;
-    compact when the policy says the log has grown enough."""
+    compact when the policy says the log has grown enough; with `discovery`, announce this device on the
+    local network and dial the group's devices found there (docs/discovery.md)."""
     raise_file_limit()
     replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -93,18 +99,41 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
             if policy is not None:
                 nursery.start_soon(compact_when_due, store, policy)
             nursery.start_soon(scrub_when_pending, store)
+            if discovery:
+                nursery.start_soon(discover, store, replicator, listen[0] if listen else None)
             log.info("serving", device=store.device.hex()[:16], name=store.name, port=replicator.port,
-                     peers=replicator.addresses)
+                     peers=replicator.dialers.wanted())
             task_status.started(replicator)
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)
                 break
             nursery.cancel_scope.cancel()
+    found = {a: replace(f, state="gone") for a, f in replicator.dialers.found.items()}
     try:
-        replicator.peer_book.save(replicator.states)
+        replicator.peer_book.save(replicator.states, found if discovery else None)
     except StoreError as exc:
         log.warning("peer states not saved", error=str(exc))
     log.info("stopped")
+
+
+async def discover(store: Store, replicator: Replicator, host: str | None) -> None:
+    """Announce this device (when it listens) and hand the group's devices found on the network to the replicator's
+    dialers; a failure of zeroconf (no multicast here, say) is logged and tried again after DISCOVERY_RETRY_S."""
+    from agentlog.sync import mdns  # zeroconf is loaded only by a serve that discovers
+
+    replicator.dialers.dirty = True             # forget what an earlier run found
+    group_key = store.meta("group_key")
+    dialers = replicator.dialers
+    while True:
+        try:
+            await mdns.run(group_key, host, replicator.port,
+                           found=lambda r: dialers.discovered(address(r.host, r.port), True),
+                           lost=lambda r: dialers.discovered(address(r.host, r.port), False))
+        except Exception as exc:
+            log.warning("discovery failed", error=describe(exc), retry_in_s=DISCOVERY_RETRY_S)
+        for addr in list(dialers.found):        # what this run found is not known to be there any more
+            dialers.discovered(addr, False)
+        await trio.sleep(DISCOVERY_RETRY_S)
 
 
 async def scrub_when_pending(store: Store, interval: float = SCRUB_EVERY_S) -> None:

@@ -46,7 +46,8 @@ def test_add_a_relay_creates_the_relay_key_and_lists_it(laptop, tmp_path):
     scopes = {s["scope"]: s for s in as_json(laptop, "scopes", "list")}
     assert scopes["relay"]["can_read"] and [r["name"] for r in scopes["relay"]["readers"]] == ["laptop"]
     assert relay_row(laptop) == {"kind": "relay", "device": None, "name": "relay", "address": RELAY,
-                                 "state": "never", "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": ""}
+                                 "state": "never", "last_seen_ms": 0, "we_lack": None, "they_lack": None, "error": "",
+                                 "discovered": False}
     again = out(laptop, "peers", "add", RELAY)                   # new options replace the old; one key only
     assert again == f"updated relay {RELAY} (auth none)"
     assert len([s for s in as_json(laptop, "scopes", "list") if s["scope"] == "relay"]) == 1

@@ -125,11 +125,12 @@ class Daemon:
 
     def __init__(self, home_dir: Path, *, listen: bool = True, peers: tuple[str, ...] = (), heartbeat: float = 1.0,
                  registry: list | None = None, preexec: Callable[[], None] | None = None,
-                 options: tuple[str, ...] = ()):
+                 options: tuple[str, ...] = (), discovery: bool = False):
         """`preexec` runs in the child before `agentlog serve` starts (e.g. to lower a resource limit); `options`
-        are more `serve` options (`--carry readable`)."""
+        are more `serve` options (`--carry readable`). Without `discovery` the daemon runs `--no-discovery`: a test's
+        daemons meet only the peers it names, whatever else runs on this machine."""
         self.home, self.listen, self.peers, self.heartbeat = Path(home_dir), listen, list(peers), heartbeat
-        self.options = list(options)
+        self.options = list(options) + ([] if discovery else ["--no-discovery"])
         self.preexec = preexec
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None

@@ -95,7 +95,7 @@ def test_map_grows_safely_under_threads_and_processes(tmp_path, laptop):
 # -- damaged files -------------------------------------------------------------------------------
 
 COMMANDS = (("status",), ("log",), ("pref", "get", "s.1"), ("memory", "list"), ("verify",), ("replay",),
-            ("observe", "s.1", "v"), ("serve", "--listen", "127.0.0.1:0"))
+            ("observe", "s.1", "v"), ("serve", "--listen", "127.0.0.1:0", "--no-discovery"))
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ async def test_events_arriving_by_lan_and_relay_are_stored_once_and_idle_publish
             lan = address("127.0.0.1", hub.port)
             mobile = await nursery.start(Replicator(phone, peers=[lan], heartbeat=0.5).run)
             away = await nursery.start(Replicator(tablet, heartbeat=0.5).run)   # the relay alone
-            assert [r.address for r in mobile.relays] == [config(phone).address] and not away.addresses
+            assert [r.address for r in mobile.relays] == [config(phone).address] and not away.dialers.wanted()
 
             phone.append_many([payloads.Observation(setting="test.phone", value=f"p{i}") for i in range(25)])
             tablet.append_many([payloads.Observation(setting="test.tablet", value=f"t{i}") for i in range(15)])

@@ -37,8 +37,8 @@ def test_serve_on_a_full_disk_says_what_it_could_not_write(tmp_path):
     large"). Its log goes to a pipe, which the limit does not touch."""
     homes = provision(tmp_path, "laptop", "phone")
     proc = subprocess.Popen([sys.executable, "-m", "agentlog", "--home", str(homes["laptop"]), "serve",
-                             "--peer", "127.0.0.1:9"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=file_size_limit(1))
+                             "--peer", "127.0.0.1:9", "--no-discovery"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=file_size_limit(1))
     try:
         lines = [proc.stderr.readline() for _ in range(3)]
         failed = [json.loads(line) for line in lines if '"level": "error"' in line]
