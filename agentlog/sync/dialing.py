@@ -66,7 +66,7 @@ class Dialers:
         old = self.found.get(addr)
         if present or old is not None:
             self.found[addr] = FoundState("announced" if present else "gone", old.device if old else "",
-                                          "" if present or not old else old.error, time.time_ns() // 1_000_000)
+                                          old.error if old else "", time.time_ns() // 1_000_000)
             self.dirty = True
         self._update()
 
