@@ -20,7 +20,8 @@ DISCOVERED_MAX = 32          # discovered addresses dialed at once (announcement
 
 
 class Dialers:
-    """One dial task per wanted address, in the nursery `run` opens. `dial(address)` runs until cancelled."""
+    """One dial task per wanted address, in the replicator's nursery (`start`). `dial(address)` runs until
+    cancelled."""
 
     def __init__(self, dial: Callable[[str], Awaitable[None]], read_book: Callable[[], Awaitable[list[str]]],
                  fixed: list[str], book: list[str]):
@@ -36,24 +37,25 @@ class Dialers:
         announced = [a for a, f in self.found.items() if f.state != "gone"][:DISCOVERED_MAX]
         return list(dict.fromkeys([*self.fixed, *self.book, *announced]))
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Dial every wanted address, and follow the peer book, until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._update()
-            task_status.started()
-            while True:
-                await self._book_changed.wait()
-                self._book_changed = trio.Event()
-                try:
-                    book = await self._read_book()
-                except AgentlogError as exc:
-                    log.warning("peer book not read", error=str(exc))
-                else:
-                    if book != self.book:
-                        self.book = book
-                        self._update()
-                await trio.sleep(BOOK_PAUSE_S)
+    def start(self, nursery: trio.Nursery) -> None:
+        """Dial every wanted address, in `nursery`, from now on."""
+        self._nursery = nursery
+        self._update()
+
+    async def follow_book(self) -> None:
+        """Read the peer book again after each `book_changed`, and dial what it adds, until cancelled."""
+        while True:
+            await self._book_changed.wait()
+            self._book_changed = trio.Event()
+            try:
+                book = await self._read_book()
+            except AgentlogError as exc:
+                log.warning("peer book not read", error=str(exc))
+            else:
+                if book != self.book:
+                    self.book = book
+                    self._update()
+            await trio.sleep(BOOK_PAUSE_S)
 
     def book_changed(self) -> None:
         """The store changed: read the peer book again (coalesced)."""
@@ -64,7 +66,7 @@ class Dialers:
         old = self.found.get(addr)
         if present or old is not None:
             self.found[addr] = FoundState("announced" if present else "gone", old.device if old else "",
-                                          "" if present or not old else old.error, time.time_ns() // 1_000_000)
+                                          old.error if old else "", time.time_ns() // 1_000_000)
             self.dirty = True
         self._update()
 

@@ -401,13 +401,14 @@ class Replicator:
                 for sock in listeners:
                     nursery.start_soon(listener.accept_forever, sock, self.accept, nursery, self.slots)
                 log.info("listening", address=address(host, self.port), device=self.store.device.hex()[:16])
-            await nursery.start(self.dialers.run)
+            self.dialers.start(nursery)
             for relay in self.relays:
                 nursery.start_soon(relay.run)
             if self.upkeep:
                 nursery.start_soon(self._supervised, "relay key upkeep", self.upkeep.run)
             if self.watch:
                 nursery.start_soon(self._supervised, "watching local writes", self._watch)
+                nursery.start_soon(self._supervised, "following the peer book", self.dialers.follow_book)
             nursery.start_soon(self._supervised, "saving peer states", self._save_states)
             nursery.start_soon(self._supervised, "checking signatures", self._check_signatures)
             task_status.started(self)
