@@ -28,14 +28,13 @@ from agentlog.store import ledger
 from agentlog.store.peers import Peers, PeerState, address, parse_address
 from agentlog.store.store import Store
 from agentlog.sync import listener, messages, net, wakeups
-from agentlog.sync.admission import admits, check_peer
+from agentlog.sync.handshake import CheckPeer
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
 from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
-PREPARE_MIN = 64                # events in a batch whose checks are made ahead in a worker thread
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
 LEDGER_PAUSE_S = 0.5            # sent batches are entered in the ledger at most this often (a crash may lose that much)
@@ -56,6 +55,46 @@ def _now() -> float:
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def check_peer(store: Store) -> CheckPeer:
+    """Accept a device that `admits` accepts; and, while this device has not received the group's history
+    up to its own enrolment, any device its roster does not know, receive-only (docs/protocol.md §4.1)."""
+    def check(device: bytes) -> str | None:
+        if device == store.device:
+            return "that is this device itself"
+        member = store.roster().members.get(device)
+        if _admitted(store, member, device) or member is None and not _has_history(store):
+            return None
+        if member is not None and member.enrolled:
+            return f"device {device.hex()[:16]} was revoked from this group"
+        return f"device {device.hex()[:16]} is not enrolled in this group"
+    return check
+
+
+def admits(store: Store, device: bytes) -> bool:
+    """Whether the roster lets `device` read this device's log: enrolled and not revoked (or, until the roster
+    knows them, the founder and the device whose token this one joined with: both named by the token)."""
+    return _admitted(store, store.roster().members.get(device), device)
+
+
+def _admitted(store: Store, member, device: bytes) -> bool:
+    """`admits`, given the device's roster entry (None: the roster does not know it)."""
+    if member is not None:
+        return member.active
+    anchor = store.anchor()
+    return device == store.founder or anchor is not None and anchor[0].header.author == device
+
+
+def _has_history(store: Store) -> bool:
+    """Whether the store holds the group's history up to its own enrolment (a device that joined by token
+    has only the token's enrolment until then, so its roster may lack devices enrolled before it)."""
+    anchor = store.anchor()
+    if anchor is None:
+        return True
+    h = anchor[0].header
+    head = store.heads().get(h.author)
+    return head is not None and (head.epoch, head.seq) >= (h.epoch, h.seq)
 
 
 @dataclass
@@ -89,7 +128,6 @@ class Link:
         self.sending_since: float | None = None      # when the send under way began
         self.flushed = trio.Event()                  # the sender wrote everything (or gave up)
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
-        self.prepared_send, self.prepared_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
         self.caught_up = False              # the peer's frontier was checked against this device's suspects
@@ -122,7 +160,7 @@ class Link:
         try:
             with trio.CancelScope() as self.scope:
                 async with trio.open_nursery() as nursery:
-                    for task in (self._read, self._send, self._prepare, self._ingest, self._tick, self._ledger):
+                    for task in (self._read, self._send, self._ingest, self._tick, self._ledger):
                         nursery.start_soon(task)
                     self._perform(self.conn.start(_now()))
                     async for item in self.inbox:
@@ -283,18 +321,8 @@ class Link:
                                      False))
         return False
 
-    async def _prepare(self) -> None:
-        """Make each batch's checks that read no store (StoreLog.prepare) in a worker thread, in order, while
-        `_ingest` stores the batch before it: that one's commit waits on the disk without the GIL. A small batch
-        (a live push) goes straight on: a thread's round trip would only add to its latency."""
-        async with self.prepared_send:
-            async for act in self.ingest_recv:
-                if isinstance(act, Ingest) and len(act.events) >= PREPARE_MIN:
-                    act = Ingest(act.batch, await self.r.run_sync(self.log.prepare, act.events))
-                self.prepared_send.send_nowait(act)
-
     async def _ingest(self) -> None:
-        async for act in self.prepared_recv:
+        async for act in self.ingest_recv:
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
