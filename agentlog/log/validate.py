@@ -81,7 +81,7 @@ class Duplicate(Exception):
 
 class Predecoded(NamedTuple):
     """What the checks that read no store find of one incoming event (size, decoding, ranges; its payload against
-    the header): made ahead of `check_event`, perhaps in another thread while an earlier batch commits.
+    the header), made ahead of `check_event` (for a relay delivery, from the record decoded when it was opened).
     `check_event` raises what they found where it would have found it, so the first failure is the same."""
 
     record: bytes

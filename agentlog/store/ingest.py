@@ -198,15 +198,9 @@ class TxnLog:
         self._fills.clear()
 
 
-def prepare(batch) -> list[Predecoded]:
-    """The checks of (record, payload) pairs that read no store, made ahead of `ingest_in` (outside its
-    transaction: while an earlier batch commits); what they found is raised in `ingest_in`'s order."""
-    return [predecode(record, payload) for record, payload in batch]
-
-
 def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
-    """Validate and store (record, payload) pairs from outside, or their `prepare`d checks, in `txn`
-    (Store.ingest says how)."""
+    """Validate and store (record, payload) pairs from outside, or their checks made ahead (validate.predecode:
+    a relay delivery's, decoded when it was opened), in `txn` (Store.ingest says how)."""
     dbs = store.dbs
     roster = roster_in(dbs, txn)
     log = TxnLog(dbs, txn, roster)

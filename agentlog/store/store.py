@@ -206,7 +206,7 @@ class Store:
     def ingest(self, events: Iterable[tuple[bytes, bytes | None]], *, every_signature: bool = True,
                source: bytes | None = None) -> IngestResult:
         """Validate and store (record, payload) pairs from outside (or their checks made ahead,
-        agentlog.store.ingest.prepare), all in one transaction.
+        agentlog.log.validate.predecode), all in one transaction.
 
         The batch is rejected whole on the first invalid event, leaving the store as it
         was; a fork found on the way is still recorded as proof (see `forks`). With

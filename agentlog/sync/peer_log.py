@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from agentlog.log.snapshot import Bundle
 from agentlog.store import compaction, forks
-from agentlog.store.ingest import prepare
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
@@ -38,15 +37,10 @@ class StoreLog:
     def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
         return self.store.signature_ok(author, epoch, seq, record)
 
-    def prepare(self, events: tuple[WireEvent, ...]) -> list:
-        """A batch's checks that read no store (agentlog.store.ingest.prepare), for `ingest`: made while the
-        batch before it commits."""
-        return prepare((e.record, e.payload) for e in events)
-
-    def ingest(self, events: tuple[WireEvent, ...] | list) -> tuple[Frontier, Frontier, int]:
-        """Validate and store a batch (WireEvents or what `prepare` made of them) whole (one signature per
-        author run); returns (newest event per author in the batch, our frontier after it, events accepted,
-        completed with the payload they lacked, or given back their signature).
+    def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
+        """Validate and store a batch whole (one signature per author run); returns
+        (newest event per author in the batch, our frontier after it, events accepted, completed with
+        the payload they lacked, or given back their signature).
 
         Raises:
             EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
@@ -54,8 +48,8 @@ class StoreLog:
         self.forked = {}
         if not events:
             return {}, self.frontier(), 0           # a batch that only ends a payload want
-        batch = events if isinstance(events, list) else [(e.record, e.payload) for e in events]
-        result = self.store.ingest(batch, every_signature=False, source=self.peer)
+        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
+                                   source=self.peer)
         self.forked = forks.fork_counts(self.store, result.forked) if result.forked else {}
         return result.heads, self.frontier(), result.accepted + result.filled + result.healed
 

@@ -36,7 +36,6 @@ from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
-PREPARE_MIN = 64                # events in a batch whose checks are made ahead in a worker thread
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
 LEDGER_PAUSE_S = 0.5            # sent batches are entered in the ledger at most this often (a crash may lose that much)
@@ -90,7 +89,6 @@ class Link:
         self.sending_since: float | None = None      # when the send under way began
         self.flushed = trio.Event()                  # the sender wrote everything (or gave up)
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
-        self.prepared_send, self.prepared_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
         self.caught_up = False              # the peer's frontier was checked against this device's suspects
@@ -123,7 +121,7 @@ class Link:
         try:
             with trio.CancelScope() as self.scope:
                 async with trio.open_nursery() as nursery:
-                    for task in (self._read, self._send, self._prepare, self._ingest, self._tick, self._ledger):
+                    for task in (self._read, self._send, self._ingest, self._tick, self._ledger):
                         nursery.start_soon(task)
                     self._perform(self.conn.start(_now()))
                     async for item in self.inbox:
@@ -284,18 +282,8 @@ class Link:
                                      False))
         return False
 
-    async def _prepare(self) -> None:
-        """Make each batch's checks that read no store (StoreLog.prepare) in a worker thread, in order, while
-        `_ingest` stores the batch before it: that one's commit waits on the disk without the GIL. A small batch
-        (a live push) goes straight on: a thread's round trip would only add to its latency."""
-        async with self.prepared_send:
-            async for act in self.ingest_recv:
-                if isinstance(act, Ingest) and len(act.events) >= PREPARE_MIN:
-                    act = Ingest(act.batch, await self.r.run_sync(self.log.prepare, act.events))
-                self.prepared_send.send_nowait(act)
-
     async def _ingest(self) -> None:
-        async for act in self.prepared_recv:
+        async for act in self.ingest_recv:
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)

@@ -13,8 +13,8 @@ from agentlog.log.event import Event
 from agentlog.store import home
 from agentlog.store.store import Store
 from agentlog.sync import messages, net
+from agentlog.sync.admission import check_peer
 from agentlog.sync.messages import Ack, Error, Events, Hello, WireEvent
-from agentlog.sync.replicator import check_peer
 from tests.helpers.daemons import DEADLINE, Daemon
 
 Attack = Callable[[net.Channel], Awaitable[None]]

@@ -1,18 +1,23 @@
-"""Checks made ahead of ingest (agentlog.store.ingest.prepare, outside the write transaction): the batch is stored
-exactly as from (record, payload) pairs, and a failure is raised where the in-order checks would raise it."""
+"""Checks made ahead of ingest (agentlog.log.validate.predecode, outside the write transaction, as the relay does): the
+batch is stored exactly as from (record, payload) pairs, and a failure is raised where the in-order checks would
+raise it."""
 
 from __future__ import annotations
 
 import pytest
 
 from agentlog.errors import DecodeError, PayloadHashError, SequenceError
-from agentlog.store.ingest import prepare
+from agentlog.log.validate import predecode
 from tests.helpers.events import phone_events, store_digest
 from tests.helpers.sync import sync
 
 
 def pairs(events) -> list:
     return [(e.record, e.payload) for e in events]
+
+
+def prepare(batch) -> list:
+    return [predecode(record, payload) for record, payload in batch]
 
 
 def test_a_prepared_batch_is_stored_as_its_pairs_are(laptop, phone, tablet):

@@ -215,7 +215,7 @@ def test_events_past_a_revocation_do_not_stall_a_sync(laptop, phone, hub):
 def test_a_freshly_joined_device_accepts_its_founder_and_enroller_until_the_roster_knows_them(tmp_path, laptop):
     """The join token names the founder and the enroller, who may read; until the group's history arrives,
     any other device is accepted receive-only (not admitted), and refused once the history says it is unknown."""
-    from agentlog.sync.replicator import admits, check_peer
+    from agentlog.sync.admission import admits, check_peer
     hub = home.create(tmp_path / "hub2", "hub2")
     devices.join(hub, devices.enroll(laptop, hub.device, "hub2"))
     sync(laptop, hub)

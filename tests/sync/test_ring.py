@@ -9,10 +9,11 @@ import trio
 
 from agentlog.store import devices, home
 from agentlog.store.store import Store
+from agentlog.sync.admission import admits, check_peer
 from agentlog.sync.messages import VERSION, Events, Heartbeat, Hello, SnapshotWant, Want
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import Connection, Send
-from agentlog.sync.replicator import Replicator, admits, check_peer, sync_once
+from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.links import Link, views
 from tests.helpers.sync import sync
 

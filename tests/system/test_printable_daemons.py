@@ -19,8 +19,8 @@ from agentlog.errors import ConnectionLost, PeerClosed, ProtocolError
 from agentlog.log import payloads
 from agentlog.store import devices, home
 from agentlog.sync import messages, net
+from agentlog.sync.admission import check_peer
 from agentlog.sync.messages import Error, Goodbye, Hello
-from agentlog.sync.replicator import check_peer
 from agentlog.text import printable
 from tests.helpers.daemons import DEADLINE, Daemon, agentlog, end_all, provision, wait_until
 from tests.helpers.printable import EVIL_NAME, LOG_LINE_MAX, NASTY, assert_clean, hidden

@@ -31,8 +31,9 @@ from agentlog.log import payloads
 from agentlog.store import home
 from agentlog.store.store import Store
 from agentlog.sync import messages, net, protocol
+from agentlog.sync.admission import check_peer
 from agentlog.sync.messages import VERSION, Heartbeat, Hello, Want, frontier_digest
-from agentlog.sync.replicator import Replicator, check_peer, sync_once
+from agentlog.sync.replicator import Replicator, sync_once
 from tests.helpers.daemons import DEADLINE, Daemon, agentlog, end_all, observe, provision, snapshot, wait_until
 
 BULK = 3000                     # events the laptop holds: far more than a stalled reader's socket buffers take
