@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+from contextlib import contextmanager
 
 import structlog
 import trio
 
 from agentlog.errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
+from agentlog.store import invites
 from agentlog.store.compaction import Policy, compact
+from agentlog.store.peers import address
 from agentlog.store.store import Store
+from agentlog.sync import pair_net
 from agentlog.sync.replicator import Replicator
 from agentlog.text import printable_doc
 
@@ -86,10 +91,13 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
     """Replicate until SIGTERM or SIGINT, then close every connection and save the peers' states;
     compact when the policy says the log has grown enough."""
     raise_file_limit()
-    replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat,
+                            on_pair=pair_net.answerer(store, serving=True))
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
+            _published(store, listen, replicator) as published:
         async with trio.open_nursery() as nursery:
             await nursery.start(replicator.run)
+            published(replicator.port)
             if policy is not None:
                 nursery.start_soon(compact_when_due, store, policy)
             nursery.start_soon(scrub_when_pending, store)
@@ -105,6 +113,33 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
     except StoreError as exc:
         log.warning("peer states not saved", error=str(exc))
     log.info("stopped")
+
+
+@contextmanager
+def _published(store: Store, listen: tuple[str, int] | None, replicator: Replicator):
+    """Write where this serve accepts connections (agentlog.store.invites.SERVE_FILE) once it listens, for
+    `agentlog devices invite` to print; remove it when serve ends, if it is still ours."""
+    path = store.path / invites.SERVE_FILE
+    written = []
+
+    def publish(port: int | None) -> None:
+        if listen is None or port is None:
+            return
+        text = address(listen[0], port)
+        try:
+            path.with_suffix(".tmp").write_text(text)
+            os.replace(path.with_suffix(".tmp"), path)
+            written.append(text)
+        except OSError as exc:
+            log.warning("listening address not published", error=describe(exc))
+    try:
+        yield publish
+    finally:
+        try:
+            if written and path.read_text() == written[0]:
+                path.unlink()
+        except OSError:
+            pass
 
 
 async def scrub_when_pending(store: Store, interval: float = SCRUB_EVERY_S) -> None:
