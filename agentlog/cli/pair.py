@@ -62,7 +62,7 @@ def cmd_devices_invite(args) -> int:
                 store, slot, args.ttl, listen,
                 on_listening=lambda addr: _ready(args, code, addr, "listening on"),
                 on_failed=lambda d: _say(args, {"event": "failed", "reason": d["reason"], "tries_left": d["tries"]},
-                                         f"a try failed ({shown(d['reason'])}); {d['tries']} tries left"))
+                                         f"a try failed ({shown(d['reason'])}); {_tries(d)}"))
         finally:
             invites.remove(store, slot)
     if doc["state"] != "joined":
@@ -70,6 +70,11 @@ def cmd_devices_invite(args) -> int:
     _say(args, {"event": "joined", "name": args.name, "device": doc["device"]},
          f"{shown(args.name)!r} joined ({doc['device'][:16]})")
     return 0
+
+
+def _tries(doc: dict) -> str:
+    n = doc["tries"] if doc["state"] == "pending" else 0
+    return f"{n} {'try' if n == 1 else 'tries'} left"
 
 
 def _ready(args, code: str, addr: str, where: str) -> None:

@@ -1,10 +1,11 @@
 """Pending pairing invites (docs/pairing.md): what `agentlog devices invite` leaves for whichever process
 of this home answers the joiner (`agentlog serve`, or the invite command listening itself).
 
-Database `invites`: slot (u16be) -> JSON {"secret", "name", "scopes", "expires_ms", "tries", "state",
-"device", "reason"}; state is pending, joined or void. The secret words live here, in the home beside
-the device key and the group secret, and nowhere else; the record is deleted when the invite command
-ends (joined, void, expired or interrupted), and a record past its expiry is void for every reader.
+Database `invites`: slot (u16be) -> JSON {"secret", "name", "scopes", "expires_ms", "tries" (left), "failed"
+(tries that ended without a join), "state", "device", "reason"}; state is pending, joined or void. The secret
+words live here, in the home beside the device key and the group secret, and nowhere else; the record is
+deleted when the invite command ends (joined, void, expired or interrupted), and a record past its expiry
+is void for every reader.
 
 Also here: the file `serve.address` in the store directory, where a running `serve` says which address
 it accepts connections on, so `invite` can print it.
@@ -55,7 +56,8 @@ def create(store, name: str, scopes: list[str], ttl_s: float, tries: int = TRIES
         slot = secrets.choice(free)
         code = pair_code.make(slot, secrets.token_bytes(pair_code.WORDS_IN_CODE))
         doc = {"secret": pair_code.parse(code)[1].decode(), "name": name, "scopes": scopes,
-               "expires_ms": now + int(ttl_s * 1000), "tries": tries, "state": "pending", "device": "", "reason": ""}
+               "expires_ms": now + int(ttl_s * 1000), "tries": tries, "failed": 0, "state": "pending", "device": "",
+               "reason": ""}
         txn.put(_key(slot), json.dumps(doc).encode(), db=db)
         return slot, code
     return store.write(write)
@@ -107,7 +109,7 @@ def failed(store, slot: int, reason: str) -> None:
         doc = json.loads(bytes(raw))
         if doc["state"] != "pending":
             return
-        doc["reason"] = reason[:300]
+        doc["reason"], doc["failed"] = reason[:300], doc["failed"] + 1
         if doc["tries"] <= 0:
             doc.update(state="void", reason=f"{TRIES} failed tries, the last: {reason[:300]}")
         txn.put(_key(slot), json.dumps(doc).encode(), db=db)

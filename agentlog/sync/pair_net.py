@@ -121,13 +121,13 @@ async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_l
 
 
 async def _outcome(store: Store, slot: int, expires_s: float, on_failed) -> dict:
-    deadline, failures = trio.current_time() + expires_s, ""
+    deadline, failed = trio.current_time() + expires_s, 0
     while True:
         doc = await trio.to_thread.run_sync(invites.get, store, slot)
         if doc is None:
             return {"state": "void", "reason": "its record was removed", "device": ""}
-        if doc["state"] == "pending" and doc["reason"] and (doc["reason"], doc["tries"]) != failures:
-            failures = doc["reason"], doc["tries"]
+        if doc["failed"] > failed and doc["state"] == "pending":
+            failed = doc["failed"]
             on_failed(doc)
         if doc["state"] != "pending":
             return doc
