@@ -124,11 +124,21 @@ def cmd_join(args) -> int:
     elif path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file, not a directory: give --home a directory")
     else:
-        key = DeviceKey.generate()          # the home is created only once the inviter enrolled this key
+        key = DeviceKey.generate()          # the home is created only once the inviter proved the code
+    made = []
+
+    def keep_key(joiner) -> None:
+        """Once the inviter proved the code: the home, so a device enrolled with this key can use it."""
+        if not existing and not made:
+            made.append(home.create(args.home, args.name or "joining", key=key))
+
     serve.configure_logging(quiet=True)
-    joiner = pair_net.join(key, slot, secret, args.name or "", host, port)
-    store = home.open_home(args.home) if existing else home.create(args.home, args.name or "joining", key=key)
-    with store:
+    try:
+        joiner = pair_net.join(key, slot, secret, args.name or "", host, port, keep_key)
+    finally:
+        for store in made:
+            store.close()
+    with home.open_home(args.home) as store:
         enrolment = devices.join(store, joiner.token, inviter=joiner.inviter)
         if joiner.serving:
             store.peer_book.add(args.to)

@@ -8,6 +8,7 @@ the store.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -70,8 +71,10 @@ def _enrol(store: Store, slot: int, device: bytes, asked: str) -> str:
     return token
 
 
-async def _exchange(frames: net.Frames, side, first: bytes | None, run_sync) -> None:
-    """Move pairing frames until `side` is done; a refusal is sent before the error goes on."""
+async def _exchange(frames: net.Frames, side, first: bytes | None, run_sync,
+                    took: Callable[[object], None] | None = None) -> None:
+    """Move pairing frames until `side` is done; a refusal is sent before the error goes on. `took(side)` runs
+    after each frame from the other side was taken, before the answer leaves."""
     try:
         replies = side.start() if first is None else await run_sync(side.receive, first)
         while True:
@@ -80,6 +83,8 @@ async def _exchange(frames: net.Frames, side, first: bytes | None, run_sync) -> 
             if side.done:
                 return
             replies = await run_sync(side.receive, await frames.read(MAX_FRAME))
+            if took is not None:
+                took(side)
     except HandshakeError as exc:
         if exc.reply is not None:
             with trio.move_on_after(1.0):
@@ -109,7 +114,7 @@ async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_l
             listeners = await trio.open_tcp_listeners(listen[1], host=listen[0])
             for sock in listeners:
                 nursery.start_soon(listener.accept_forever, sock, replicator.accept, nursery, replicator.slots)
-            on_listening(address(listen[0], listeners[0].socket.getsockname()[1]))
+            on_listening(address(reachable_host(listen[0]), listeners[0].socket.getsockname()[1]))
         doc = await _outcome(store, slot, expires_s, on_failed)
         if replicator is not None and doc["state"] == "joined":
             with trio.move_on_after(SYNC_GRACE_S):
@@ -118,6 +123,20 @@ async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_l
                     await trio.sleep(POLL_S)
         nursery.cancel_scope.cancel()
     return doc
+
+
+def reachable_host(host: str) -> str:
+    """The host to print for a listener on `host`: for a wildcard (0.0.0.0, ::), this machine's address on its
+    default route (a UDP socket connected nowhere in particular: no packet leaves), else the wildcard itself."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(("2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1", 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return host
 
 
 async def _outcome(store: Store, slot: int, expires_s: float, on_failed) -> dict:
@@ -137,18 +156,20 @@ async def _outcome(store: Store, slot: int, expires_s: float, on_failed) -> dict
 
 
 def join(key: DeviceKey, slot: int, secret: bytes, name: str, host: str, port: int,
-         timeout: float = net.HANDSHAKE_TIMEOUT) -> Joiner:
+         proved: Callable[[Joiner], None] = lambda joiner: None, timeout: float = net.HANDSHAKE_TIMEOUT) -> Joiner:
     """Connect to the inviter at host:port and run the exchange as the joiner within `timeout` seconds; the
-    finished Joiner (its `token`, `inviter` and `serving`).
+    finished Joiner (its `token`, `inviter` and `serving`). `proved(joiner)` runs once the inviter proved the
+    code, before the joiner's key leaves (and again at the end): where the caller keeps the key.
 
     Raises:
         Unreachable: the connect failed. HandshakeError: the exchange failed or timed out; PeerRefused when
             either side refused (a wrong code, an expired or used invite).
     """
-    return trio.run(partial(_join, key, slot, secret, name, host, port, timeout))
+    return trio.run(partial(_join, key, slot, secret, name, host, port, proved, timeout))
 
 
-async def _join(key: DeviceKey, slot: int, secret: bytes, name: str, host: str, port: int, timeout: float) -> Joiner:
+async def _join(key: DeviceKey, slot: int, secret: bytes, name: str, host: str, port: int, proved,
+                timeout: float) -> Joiner:
     remote = address(host, port)
     with trio.move_on_after(timeout):
         try:
@@ -157,7 +178,7 @@ async def _join(key: DeviceKey, slot: int, secret: bytes, name: str, host: str, 
             raise Unreachable(f"cannot connect: {exc.strerror or exc}", remote) from None
         joiner = Joiner(key, slot, secret, name, peer=remote)
         try:
-            await _exchange(net.Frames(stream, remote), joiner, None, trio.to_thread.run_sync)
+            await _exchange(net.Frames(stream, remote), joiner, None, trio.to_thread.run_sync, proved)
         finally:
             await trio.aclose_forcefully(stream)
         return joiner

@@ -125,7 +125,7 @@ def _published(store: Store, listen: tuple[str, int] | None, replicator: Replica
     def publish(port: int | None) -> None:
         if listen is None or port is None:
             return
-        text = address(listen[0], port)
+        text = address(pair_net.reachable_host(listen[0]), port)
         try:
             path.with_suffix(".tmp").write_text(text)
             os.replace(path.with_suffix(".tmp"), path)
