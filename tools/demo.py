@@ -318,7 +318,7 @@ def pair(inviter: Path, new: Path, name: str) -> tuple[str, str, str]:
     """`devices invite` on the inviter (no `serve` runs yet, so it listens itself) and `join CODE --to` on the new
     home: (the code, the address, join's first line)."""
     proc = subprocess.Popen([sys.executable, "-m", "agentlog", "--home", str(inviter), "devices", "invite", "--name",
-                             name, "--listen", "127.0.0.1:0", "--json"], stdin=subprocess.DEVNULL,
+                             name, "--listen", "127.0.0.1:0", "--no-discovery", "--json"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         ready = json.loads(proc.stdout.readline() or "{}")

@@ -10,6 +10,7 @@ from agentlog.cli.common import home_path, open_home, require_group, shown
 from agentlog.errors import UsageError
 
 DEFAULT_TTL_S = 300
+FIND_S = 10.0
 
 
 def register_invite(d) -> None:
@@ -22,6 +23,8 @@ def register_invite(d) -> None:
                    help=f"seconds the code stays valid (default {DEFAULT_TTL_S})")
     c.add_argument("--listen", metavar="HOST:PORT",
                    help="answer the joiner here (default: a running `serve` of this home answers, else 0.0.0.0:0)")
+    c.add_argument("--no-discovery", action="store_true",
+                   help="do not announce the invite's slot on the local network (mDNS); the joiner then needs --to")
     c.add_argument("--json", action="store_true", help="one JSON line when the code is ready, one when it ended")
     c.set_defaults(func=cmd_devices_invite)
 
@@ -29,7 +32,8 @@ def register_invite(d) -> None:
 def register(sub, common) -> None:
     c = sub.add_parser("join", help="join a group with the code `agentlog devices invite` printed (creates the home)")
     c.add_argument("code", help="the code, e.g. 7-maple-river-stone")
-    c.add_argument("--to", metavar="HOST:PORT", help="the address the inviter printed")
+    c.add_argument("--to", metavar="HOST:PORT",
+                   help="the address the inviter printed (default: find the invite on the local network, mDNS)")
     c.add_argument("--name", help="the name this device asks for (the invite's --name must agree)")
     c.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="give up the first sync after S seconds in which nothing moved (default 60)")
@@ -62,7 +66,8 @@ def cmd_devices_invite(args) -> int:
                 store, slot, args.ttl, listen,
                 on_listening=lambda addr: _ready(args, code, addr, "listening on"),
                 on_failed=lambda d: _say(args, {"event": "failed", "reason": d["reason"], "tries_left": d["tries"]},
-                                         f"a try failed ({shown(d['reason'])}); {_tries(d)}"))
+                                         f"a try failed ({shown(d['reason'])}); {_tries(d)}"),
+                served=served, discovery=not args.no_discovery)
         finally:
             invites.remove(store, slot)
     if doc["state"] != "joined":
@@ -111,9 +116,7 @@ def cmd_join(args) -> int:
     from agentlog.sync import pair_net, replicator, serve
 
     slot, secret = pair_code.parse(args.code)
-    if not args.to:
-        raise UsageError("give --to HOST:PORT, the address `agentlog devices invite` printed")
-    host, port = parse_address(args.to)
+    targets = [parse_address(args.to)] if args.to else None
     path = home.resolve(args.home)
     existing = (path / home.KEY_FILE).exists()
     if existing:
@@ -133,17 +136,40 @@ def cmd_join(args) -> int:
             made.append(home.create(args.home, args.name or "joining", key=key))
 
     serve.configure_logging(quiet=True)
+    if targets is None:
+        targets = pair_net.find_inviters(slot, FIND_S)
+        if not targets:
+            raise UsageError(f"no invite {slot} announced on the local network within {FIND_S:g} s: give --to "
+                             "HOST:PORT, the address `agentlog devices invite` printed")
     try:
-        joiner = pair_net.join(key, slot, secret, args.name or "", host, port, keep_key)
+        joiner, (host, port) = _join_first(targets, key, slot, secret, args.name or "", keep_key)
     finally:
         for store in made:
             store.close()
     with home.open_home(args.home) as store:
         enrolment = devices.join(store, joiner.token, inviter=joiner.inviter)
         if joiner.serving:
-            store.peer_book.add(args.to)
+            store.peer_book.add(address(host, port))
         print(f"joined group {store.group.hex()[:16]} as '{shown(enrolment.name)}'", flush=True)
         result = replicator.sync_once_blocking(store, address(host, port), timeout=args.timeout)
         print(f"synced with {shown(store.roster().name_of(result.peer))}: received {result.received} events"
               + (f"; kept {address(host, port)} as a peer" if joiner.serving else ""))
     return 0
+
+
+def _join_first(targets: list[tuple[str, int]], key, slot: int, secret: bytes, name: str, keep_key):
+    """Pair with the first of `targets` that knows the code; (the finished joiner, its address). Discovery may
+    find more than one invite with this slot on a network: each other one answers "wrong code" and loses
+    one try, having learnt nothing of the code."""
+    from agentlog.errors import PeerRefused
+    from agentlog.sync import pair_net
+    from agentlog.sync.pairing import WRONG_CODE
+
+    *others, last = targets
+    for host, port in others:
+        try:
+            return pair_net.join(key, slot, secret, name, host, port, keep_key), (host, port)
+        except PeerRefused as exc:
+            if not exc.reason.startswith(WRONG_CODE):
+                raise
+    return pair_net.join(key, slot, secret, name, *last, keep_key), last

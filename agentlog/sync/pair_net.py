@@ -18,7 +18,7 @@ import trio
 from agentlog.crypto import DeviceKey
 from agentlog.errors import HandshakeError, PeerError, PeerRefused, Unreachable, UsageError
 from agentlog.store import devices, invites
-from agentlog.store.peers import address
+from agentlog.store.peers import address, parse_address
 from agentlog.store.store import Store
 from agentlog.sync import listener, net
 from agentlog.sync.pairing import MAX_FRAME, Inviter, Joiner
@@ -98,23 +98,30 @@ async def _exchange(frames: net.Frames, side, first: bytes | None, run_sync,
 
 
 def wait_for_join(store: Store, slot: int, expires_s: float, listen: tuple[str, int] | None,
-                  on_listening: Callable[[str], None], on_failed: Callable[[dict], None]) -> dict:
+                  on_listening: Callable[[str], None], on_failed: Callable[[dict], None], *,
+                  served: str | None = None, discovery: bool = True) -> dict:
     """Block until the invite in `slot` is used, void or past `expires_s` seconds from now; its record then
     (state "void", reason "expired" for the last). `on_failed(record)` hears of each failed try. With
     `listen`, answer joiners there meanwhile (no `serve` of this home does; `on_listening(address)` once
-    listening), and after a join wait for the new device's first sync (at most SYNC_GRACE_S)."""
-    return trio.run(partial(_wait_for_join, store, slot, expires_s, listen, on_listening, on_failed))
+    listening), and after a join wait for the new device's first sync (at most SYNC_GRACE_S); else a serve
+    answers at `served`. With `discovery`, the slot is announced on the local network meanwhile."""
+    return trio.run(partial(_wait_for_join, store, slot, expires_s, listen, on_listening, on_failed, served,
+                            discovery))
 
 
-async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_listening, on_failed) -> dict:
+async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_listening, on_failed, served,
+                         discovery) -> dict:
     async with trio.open_nursery() as nursery:
-        replicator = None
+        replicator, where = None, served
         if listen is not None:
             replicator = Replicator(store, on_pair=answerer(store, serving=False))
             listeners = await trio.open_tcp_listeners(listen[1], host=listen[0])
             for sock in listeners:
                 nursery.start_soon(listener.accept_forever, sock, replicator.accept, nursery, replicator.slots)
-            on_listening(address(reachable_host(listen[0]), listeners[0].socket.getsockname()[1]))
+            where = address(reachable_host(listen[0]), listeners[0].socket.getsockname()[1])
+            on_listening(where)
+        if discovery and where:
+            nursery.start_soon(_announce, slot, where, listen[0] if listen else "")
         doc = await _outcome(store, slot, expires_s, on_failed)
         if replicator is not None and doc["state"] == "joined":
             with trio.move_on_after(SYNC_GRACE_S):
@@ -123,6 +130,33 @@ async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_l
                     await trio.sleep(POLL_S)
         nursery.cancel_scope.cancel()
     return doc
+
+
+async def _announce(slot: int, where: str, listen_host: str) -> None:
+    """Announce the invite over mDNS until cancelled (agentlog.sync.pair_mdns); nothing when the network does
+    not allow it."""
+    from agentlog.sync import pair_mdns
+
+    host, port = parse_address(where)
+    try:
+        announcement = pair_mdns.Announcement(slot, host, port, listen_host=listen_host)
+    except (ValueError, TypeError):
+        return                                  # not an IPv4 address: not announced
+    try:
+        if not await trio.to_thread.run_sync(announcement.open):
+            log.info("invite not announced: mDNS is not available here")
+            return
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(announcement.close)
+
+
+def find_inviters(slot: int, timeout: float) -> list[tuple[str, int]]:
+    """The addresses announcing invite `slot` on the local network (agentlog.sync.pair_mdns.find)."""
+    from agentlog.sync import pair_mdns
+
+    return pair_mdns.find(slot, timeout)
 
 
 def reachable_host(host: str) -> str:

@@ -9,9 +9,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from agentlog.store import home
 from tests.helpers.cli import assert_one_line_error, run
 from tests.helpers.daemons import DEADLINE, _env, observe, snapshot
+from tests.helpers.multicast import loopback_multicast
 
 
 def founder(tmp_path):
@@ -23,10 +26,12 @@ def founder(tmp_path):
     return path
 
 
-def invite(path, *args: str) -> tuple[subprocess.Popen, dict]:
-    """`devices invite --json` running; its first line (the code and where to join)."""
+def invite(path, *args: str, discovery: bool = False) -> tuple[subprocess.Popen, dict]:
+    """`devices invite --json` running (announced on the network only with `discovery`); its first line (the
+    code and where to join)."""
+    quiet = () if discovery else ("--no-discovery",)
     proc = subprocess.Popen([sys.executable, "-m", "agentlog", "--home", str(path), "devices", "invite", "--json",
-                             *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             *quiet, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=_env())
     line = proc.stdout.readline()
     assert line, proc.communicate(timeout=DEADLINE)
@@ -96,3 +101,16 @@ def test_serve_answers_on_its_port_and_a_used_or_expired_code_is_one_clear_line(
     assert roster_names(laptop) == ["laptop", "phone"]
     with home.open_home(laptop) as store:
         assert store.read(lambda txn: txn.stat(store.db("invites"))["entries"]) == 0     # no secret left behind
+
+
+@pytest.mark.skipif(not loopback_multicast(), reason="this machine does not deliver multicast on loopback (mDNS)")
+def test_join_without_an_address_finds_the_invite_announced_on_the_local_network(tmp_path):
+    laptop = founder(tmp_path)
+    proc, ready = invite(laptop, "--name", "phone", "--listen", "127.0.0.1:0", "--ttl", "60", discovery=True)
+    try:
+        joined = run(tmp_path / "phone", "join", ready["code"])
+    finally:
+        code, lines, err = ended(proc)
+    assert code == 0 and lines[-1]["event"] == "joined", err
+    assert "synced with laptop" in joined.stdout
+    assert roster_names(tmp_path / "phone") == ["laptop", "phone"]
