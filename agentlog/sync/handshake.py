@@ -154,7 +154,43 @@ def decode_refusal(message: bytes, peer: str = "") -> PeerRefused:
     return PeerRefused(reason or "no reason given", peer, by_peer=True)
 
 
-class _Handshake:
+class Steps:
+    """A sans-IO exchange of frames: `start()` gives the first frames to send, `receive(body)` takes one frame
+    and gives the answers; the state names the `_on_<state>` method that takes the next frame. A frame taken
+    in no state, or a handler that raises, leaves the exchange failed."""
+
+    _unexpected = "no frame is expected: the handshake is"
+
+    def __init__(self, peer: str = "", state: str = "start"):
+        self._label = peer
+        self._state = state
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def start(self) -> list[bytes]:
+        """The frame bodies to send before the peer says anything (the client's first frame)."""
+        return []
+
+    def receive(self, body: bytes) -> list[bytes]:
+        """Take one frame body from the peer; return the frame bodies to send it.
+
+        Raises:
+            HandshakeError: the frame is malformed, out of place or fails a check; PeerRefused when
+                either side refuses (send `reply` first when it is set).
+        """
+        handler = getattr(self, f"_on_{self._state.replace('-', '_')}", None)
+        if handler is None:
+            raise self._fail(f"{self._unexpected} {self._state}")
+        self._state = "failed"
+        return handler(body)
+
+    def _fail(self, message: str) -> HandshakeError:
+        return HandshakeError(message, self._label)
+
+
+class _Handshake(Steps):
     """What both sides share: keys, transcript, frame encoding, the failure rules."""
 
     _role = ""
@@ -162,40 +198,15 @@ class _Handshake:
     _their_label = b""
 
     def __init__(self, key: DeviceKey, group_key: bytes, check_peer: CheckPeer, *, peer: str = ""):
+        super().__init__(peer)
         self._key = key
         self._group_key = group_key
         self._tag = group_tag(group_key)
         self._check_peer = check_peer
         self._ephemeral_public, self._ephemeral_secret = kx_keypair()
         self._transcript = b""
-        self._label = peer
-        self._state = "start"
         self.cipher: Cipher | None = None
         self.peer: bytes | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._state == "done"
-
-    def start(self) -> list[bytes]:
-        """The frame bodies to send before the peer says anything (the client's ClientHello)."""
-        return []
-
-    def receive(self, body: bytes) -> list[bytes]:
-        """Take one frame body from the peer; return the frame bodies to send it.
-
-        Raises:
-            HandshakeError: the frame is malformed or out of place; PeerRefused when
-                either side refuses (send `reply` first when it is set).
-        """
-        handler = getattr(self, f"_on_{self._state.replace('-', '_')}", None)
-        if handler is None:
-            raise self._fail(f"no frame is expected: the handshake is {self._state}")
-        self._state = "failed"
-        return handler(body)
-
-    def _fail(self, message: str) -> HandshakeError:
-        return HandshakeError(message, self._label)
 
     def _refuse(self, reason: str, encrypted: bool) -> PeerRefused:
         reply = encode_refusal(reason)

@@ -40,12 +40,13 @@ from agentlog.crypto import (
     keyed_blake2b,
     verify,
 )
-from agentlog.errors import AgentlogError, HandshakeError, PeerRefused
+from agentlog.errors import AgentlogError, PeerRefused
 from agentlog.pake import Pake
 from agentlog.sync.handshake import (
     FLAG_REFUSAL,
     KEY_LEN,
     MAGIC,
+    Steps,
     decode_fields,
     decode_refusal,
     encode_refusal,
@@ -95,40 +96,17 @@ class _Keys:
         return blake2b256(_LABELS[role] + self.transcript + self.binding)
 
 
-class _Side:
-    """What both sides share: the state, frame flags, sealing and checking proofs."""
+class _Side(Steps):
+    """What both sides share: frame flags, sealing and checking proofs."""
 
+    _unexpected = "no pairing frame is expected: the exchange is"
     _role = ""
     _other = ""
 
-    def __init__(self, key: DeviceKey, *, peer: str = ""):
+    def __init__(self, key: DeviceKey, *, peer: str = "", state: str = "start"):
+        super().__init__(peer, state)
         self._key = key
-        self._label = peer
         self._keys: _Keys | None = None
-        self._state = "start"
-
-    @property
-    def done(self) -> bool:
-        return self._state == "done"
-
-    def start(self) -> list[bytes]:
-        return []
-
-    def receive(self, body: bytes) -> list[bytes]:
-        """Take one frame body from the other side; return the frame bodies to send it.
-
-        Raises:
-            HandshakeError: the frame is malformed, out of place or fails a check; PeerRefused when
-                either side refuses (send `reply` first when it is set).
-        """
-        handler = getattr(self, f"_on_{self._state}", None)
-        if handler is None:
-            raise self._fail(f"no pairing frame is expected: the exchange is {self._state}")
-        self._state = "failed"
-        return handler(body)
-
-    def _fail(self, message: str) -> HandshakeError:
-        return HandshakeError(message, self._label)
 
     def _refuse(self, reason: str) -> PeerRefused:
         return PeerRefused(reason, self._label, reply=encode_refusal(reason))
@@ -229,9 +207,8 @@ class Inviter(_Side):
     _role, _other = "inviter", "joiner"
 
     def __init__(self, key: DeviceKey, claim: Claim, enrol: Enrol, *, serving: bool = False, peer: str = ""):
-        super().__init__(key, peer=peer)
+        super().__init__(key, peer=peer, state="hello")
         self._claim, self._enrol, self._serving = claim, enrol, serving
-        self._state = "hello"
         self.slot: int | None = None
         self.joined: bytes | None = None
 
