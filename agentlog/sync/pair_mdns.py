@@ -43,7 +43,7 @@ class Announcement:
             self._zc = Zeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
             self._zc.register_service(self._info, cooperating_responders=True)
             return True
-        except (OSError, ValueError, RuntimeError):
+        except Exception:  # noqa: BLE001 - best effort: zeroconf raises its own errors besides OSError
             self.close()
             return False
 
@@ -53,7 +53,7 @@ class Announcement:
             return
         try:
             zc.unregister_service(self._info)
-        except (OSError, ValueError, RuntimeError):
+        except Exception:  # noqa: BLE001 - best effort, as open
             pass
         zc.close()
 
@@ -75,7 +75,7 @@ def find(slot: int, timeout: float) -> list[tuple[str, int]]:
 
     try:
         zc = Zeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
-    except (OSError, ValueError, RuntimeError):
+    except Exception:  # noqa: BLE001 - best effort, as Announcement.open
         return []
     try:
         browser = ServiceBrowser(zc, SERVICE, handlers=[seen])

@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from agentlog.crypto import DeviceKey
-from agentlog.errors import HandshakeError, PeerError, PeerRefused, Unreachable, UsageError
+from agentlog.errors import AgentlogError, HandshakeError, PeerError, PeerRefused, Unreachable, UsageError
 from agentlog.store import devices, invites
 from agentlog.store.peers import address, parse_address
 from agentlog.store.store import Store
@@ -105,17 +105,34 @@ def wait_for_join(store: Store, slot: int, expires_s: float, listen: tuple[str, 
     `listen`, answer joiners there meanwhile (no `serve` of this home does; `on_listening(address)` once
     listening), and after a join wait for the new device's first sync (at most SYNC_GRACE_S); else a serve
     answers at `served`. With `discovery`, the slot is announced on the local network meanwhile."""
-    return trio.run(partial(_wait_for_join, store, slot, expires_s, listen, on_listening, on_failed, served,
-                            discovery))
+    try:
+        return trio.run(partial(_wait_for_join, store, slot, expires_s, listen, on_listening, on_failed, served,
+                                discovery))
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], AgentlogError):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 async def _wait_for_join(store: Store, slot: int, expires_s: float, listen, on_listening, on_failed, served,
                          discovery) -> dict:
+    listeners = []
+    if listen is not None:
+        try:
+            listeners = await trio.open_tcp_listeners(listen[1], host=listen[0])
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {address(*listen)}: {exc.strerror or exc}") from None
     async with trio.open_nursery() as nursery:
         replicator, where = None, served
         if listen is not None:
             replicator = Replicator(store, on_pair=answerer(store, serving=False))
-            listeners = await trio.open_tcp_listeners(listen[1], host=listen[0])
             for sock in listeners:
                 nursery.start_soon(listener.accept_forever, sock, replicator.accept, nursery, replicator.slots)
             where = address(reachable_host(listen[0]), listeners[0].socket.getsockname()[1])
