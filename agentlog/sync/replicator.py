@@ -390,7 +390,7 @@ class Replicator:
         """`connect(address)` opens a stream instead of TCP, `run_sync` runs blocking store work instead
         of a worker thread, `watch=False` leaves noticing local writes to the caller (`changed()`), and
         `rng` draws backoff jitter: together they let a simulation run the replicator deterministically.
-        `on_pair` answers a connection that opens a pairing (agentlog.sync.pair_net), else it is refused."""
+        `on_pair` answers a connection that opens a pairing (agentlog.sync.pair_net); without it, one ends at once."""
         self.store, self.listen, self.heartbeat, self.on_pair = store, listen, heartbeat, on_pair
         self.connect = connect
         self.run_sync = run_sync or trio.to_thread.run_sync

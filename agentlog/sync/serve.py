@@ -94,7 +94,7 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
     replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat,
                             on_pair=pair_net.answerer(store, serving=True))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
-            _published(store, listen, replicator) as published:
+            _published(store, listen) as published:
         async with trio.open_nursery() as nursery:
             await nursery.start(replicator.run)
             published(replicator.port)
@@ -116,17 +116,19 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
 
 
 @contextmanager
-def _published(store: Store, listen: tuple[str, int] | None, replicator: Replicator):
+def _published(store: Store, listen: tuple[str, int] | None):
     """Write where this serve accepts connections (agentlog.store.invites.SERVE_FILE) once it listens, for
-    `agentlog devices invite` to print; remove it when serve ends, if it is still ours."""
+    `agentlog devices invite` to print (or remove a stale one when it does not listen: a serve killed before);
+    remove it when serve ends, if it is still ours."""
     path = store.path / invites.SERVE_FILE
     written = []
 
     def publish(port: int | None) -> None:
-        if listen is None or port is None:
-            return
-        text = address(pair_net.reachable_host(listen[0]), port)
         try:
+            if listen is None or port is None:
+                path.unlink(missing_ok=True)
+                return
+            text = address(pair_net.reachable_host(listen[0]), port)
             path.with_suffix(".tmp").write_text(text)
             os.replace(path.with_suffix(".tmp"), path)
             written.append(text)
