@@ -195,7 +195,7 @@ async def _outcome(store: Store, slot: int, expires_s: float, on_failed) -> dict
     while True:
         doc = await trio.to_thread.run_sync(invites.get, store, slot)
         if doc is None:
-            return {"state": "void", "reason": "its record was removed", "device": ""}
+            return {"state": "void", "reason": "expired (its record was removed)", "device": ""}
         if doc["failed"] > failed and doc["state"] == "pending":
             failed = doc["failed"]
             on_failed(doc)
