@@ -76,6 +76,8 @@ def test_without_serve_the_invite_listens_a_wrong_code_enrols_nothing_and_the_ri
     assert held["count"] == snapshot(laptop)["count"] and held["views"] == snapshot(laptop)["views"]
     with home.open_home(phone) as store:
         assert store.peer_book.addresses() == []                # the invite's own port dies with it
+    secret = ready["code"].split("-", 1)[1].encode()
+    assert not [f for f in phone.rglob("*") if f.is_file() and secret in f.read_bytes()]    # the joiner keeps no code
 
 
 def test_serve_answers_on_its_port_and_a_used_or_expired_code_is_one_clear_line(tmp_path, daemons):
