@@ -1,8 +1,8 @@
 """`make demo`: one agent's memory on a phone, a laptop and a home hub, with no cloud.
 
-Three homes in a temporary directory, provisioned into one group by the real CLI (`init`,
-`init --join`, `devices add`, `devices join`); each runs a real `agentlog serve` process on
-127.0.0.1. A scripted agent on each device decides from its local view (timed), the user
+Three homes in a temporary directory, provisioned into one group by the real CLI (`init`, then
+`devices invite` and `join CODE` for each new device: docs/pairing.md); each runs a real `agentlog
+serve` process on 127.0.0.1. A scripted agent on each device decides from its local view (timed), the user
 corrects some decisions, the phone goes offline and learns alone (and sets a device
 override) while the laptop and the hub keep learning, then the phone reconnects and all
 three converge. Then an audit summary from `status --json`, `log --json` and
@@ -297,22 +297,42 @@ def table(header: list[str], rows: list[list[str]], indent: str = "  ") -> None:
 
 def provision(root: Path) -> dict[str, Path]:
     homes = {name: root / name for name in NAMES}
-    say("1. Pairing, with the real CLI: the laptop starts a group and enrols the hub and the phone.")
+    say("1. Pairing, with the real CLI: the laptop starts a group and invites the hub and the phone with a")
+    say("   one-time code each (docs/pairing.md).")
     say("  $ agentlog --home laptop init --name laptop")
     say("    " + cli(homes["laptop"], "init", "--name", "laptop"))
-    for name in ("hub", "phone"):
-        device = cli(homes[name], "init", "--name", name, "--join")
-        token = cli(homes["laptop"], "devices", "add", device, "--name", name)
-        joined = cli(homes[name], "devices", "join", token)
+    with ThreadPoolExecutor(2) as pool:               # two invites pending at once, each with its own code
+        paired = dict(zip(("hub", "phone"), pool.map(lambda name: pair(homes["laptop"], homes[name], name),
+                                                     ("hub", "phone"))))
+    for name, (code, address, joined) in paired.items():
         if name == "hub":
-            say(f"  $ agentlog --home hub init --name hub --join        # prints its id: {device[:16]}…")
-            say(f"  $ agentlog --home laptop devices add {device[:8]}… --name hub"
-                f"   # prints a join token ({len(token)} chars)")
-            say("  $ agentlog --home hub devices join $TOKEN")
+            say(f"  $ agentlog --home laptop devices invite --name hub    # prints code {code}, listens on {address}")
+            say(f"  $ agentlog --home hub join {code} --to {address}")
             say(f"    {joined}")
         else:
-            say(f"  the same three commands for the phone: {joined}")
+            say(f"  the same two commands for the phone: {joined}")
     return homes
+
+
+def pair(inviter: Path, new: Path, name: str) -> tuple[str, str, str]:
+    """`devices invite` on the inviter (no `serve` runs yet, so it listens itself) and `join CODE --to` on the new
+    home: (the code, the address, join's first line)."""
+    proc = subprocess.Popen([sys.executable, "-m", "agentlog", "--home", str(inviter), "devices", "invite", "--name",
+                             name, "--listen", "127.0.0.1:0", "--no-discovery", "--json"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        ready = json.loads(proc.stdout.readline() or "{}")
+        if ready.get("event") != "ready":
+            raise DemoError(f"`devices invite --name {name}` printed no code: {proc.stderr.read()[-400:]}")
+        joined = cli(new, "join", ready["code"], "--to", ready["address"])
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise DemoError(f"`devices invite --name {name}` exited {proc.returncode}: {err.strip()[-400:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return ready["code"], ready["address"], joined.splitlines()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,7 +543,7 @@ def compaction(root: Path, homes: dict[str, Path], laptop_d: Daemon, agents: lis
     report = json.loads(cli(homes["laptop"], "compact", "--json"))
     say(f"  $ agentlog --home laptop compact   # snapshot {(report['snapshot'] or 'none')[:16]}: dropped "
         f"{report['dropped']} of {report['events_before']} events, kept {report['events_after']}")
-    tablet = root / "tablet"
+    tablet = root / "tablet"                            # the scripts' path: device id, then join token
     device = cli(tablet, "init", "--name", "tablet", "--join")
     cli(tablet, "devices", "join", cli(homes["laptop"], "devices", "add", device, "--name", "tablet"))
     synced = json.loads(cli(tablet, "sync", laptop_d.address, "--json"))

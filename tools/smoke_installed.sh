@@ -41,6 +41,15 @@ done
 "$A" --home laptop pref get ui.theme | grep -q dark
 step "serve and sync: both homes hold both devices' events"
 
+"$A" --home laptop devices invite --name tablet --no-discovery --json >invite.jsonl &
+INVITE=$!
+for _ in $(seq 100); do grep -q '"ready"' invite.jsonl && break; sleep 0.1; done
+CODE=$(grep -o '"code": "[^"]*"' invite.jsonl | cut -d'"' -f4)
+"$A" --home tablet join "$CODE" --to "127.0.0.1:$PORT" >/dev/null
+wait "$INVITE"
+"$A" --home tablet memory get "$M" | grep -q "aisle"
+step "devices invite and join CODE through serve: a third home enrolled and synced"
+
 "$A" --home laptop audit export --out audit.jsonl >/dev/null
 "$A" audit verify audit.jsonl >/dev/null
 step "audit export and verify"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from agentlog.cli import pair
 from agentlog.cli.common import actions, open_home, print_json, shown
 
 
@@ -20,6 +21,7 @@ def register(sub, common) -> None:
     c.add_argument("--scopes", metavar="A,B",
                    help="sealed scopes it may read from the start (this device must read them)")
     c.set_defaults(func=cmd_devices_add)
+    pair.register_invite(d)
     c = d.add_parser("join", help="join the group with a token from an enrolled device")
     c.add_argument("token")
     c.set_defaults(func=cmd_devices_join)
@@ -54,24 +56,9 @@ def cmd_devices_add(args) -> int:
     device = devices.parse_device_id(args.device_id)
     scopes = scope_names(args.scopes) if args.scopes is not None else []
     with open_home(args) as store:
-        for scope in scopes:                  # checked before the enrolment, so a bad --scopes changes nothing
-            _check_grantable(store, scope)
-        token = devices.enroll(store, device, args.name)
-        for scope in scopes:
-            if device not in {reader for reader, _ in store.scopes.get(scope).readers}:
-                store.scopes.grant(scope, [device])
+        token = devices.enroll_with_scopes(store, device, args.name, scopes)
     print(token)
     return 0
-
-
-def _check_grantable(store, scope: str) -> None:
-    """Refuse a --scopes name this device could not grant: an unknown scope (NotFoundError), or one it does not
-    read (UsageError), since only a reader holds the keys to hand over."""
-    from agentlog.errors import UsageError
-
-    if not store.scopes.get(scope).can_read:
-        raise UsageError(f"this device cannot read scope {scope!r}, so it cannot grant it: "
-                         "run agentlog devices add --scopes on one of its readers (agentlog scopes list)")
 
 
 def cmd_devices_join(args) -> int:

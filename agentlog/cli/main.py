@@ -21,6 +21,7 @@ from agentlog.cli import (
     log,
     mcp,
     memory,
+    pair,
     peers,
     prefs,
     replay,
@@ -34,8 +35,8 @@ from agentlog.cli.common import LINE_LIMIT, Parser, actions, shown
 from agentlog.cli.exits import EXIT_ERROR, exit_code
 from agentlog.errors import AgentlogError
 
-COMMANDS = (devices, scopes, prefs, memory, watch, forget, log, replay, compact, scrub, status, sync,   # --help's order
-            mcp, peers, audit, backup)
+COMMANDS = (devices, pair, scopes, prefs, memory, watch, forget, log, replay, compact, scrub, status,   # --help's order
+            sync, mcp, peers, audit, backup)
 _TEXT_OPTIONS = frozenset({"--tag", "--add-tag", "--remove-tag", "--content", "--reason"})
 
 

@@ -57,6 +57,15 @@ def enroll(store: Store, device: bytes, name: str) -> str:
         return _token(store, event, device, name)
     if known is not None and (known.enrolled or known.until_seq is not None):
         raise UsageError(f"device {device.hex()[:16]} is already known to this group as {known.name!r}")
+    check_new_name(store, name, roster)
+    event = store.get(store.append(payloads.DeviceEnroll(device=device, name=name)))
+    relay.upkeep(store, [device])
+    return _token(store, event, device, name)
+
+
+def check_new_name(store: Store, name: str, roster=None) -> None:
+    """Refuse (UsageError) a name a new device cannot be enrolled under, or a group that is full."""
+    roster = roster or store.roster()
     if len(roster.members) >= MAX_DEVICES:
         raise UsageError(f"this group already has {len(roster.members)} devices, the most it can hold")
     if not name or len(name) > 64 or not name.isprintable():
@@ -64,9 +73,26 @@ def enroll(store: Store, device: bytes, name: str) -> str:
     if any(m.name == name for m in roster.enrolled_members()):
         raise UsageError(f"a device of this group is already named {name!r} (revoked devices keep their names); "
                          "choose another --name")
-    event = store.get(store.append(payloads.DeviceEnroll(device=device, name=name)))
-    relay.upkeep(store, [device])
-    return _token(store, event, device, name)
+
+
+def enroll_with_scopes(store: Store, device: bytes, name: str, scopes: list[str]) -> str:
+    """`enroll`, then grant the sealed `scopes` to the new device; its join token. The scopes are checked
+    first (`check_grantable`), so a bad one changes nothing."""
+    for scope in scopes:
+        check_grantable(store, scope)
+    token = enroll(store, device, name)
+    for scope in scopes:
+        if device not in {reader for reader, _ in store.scopes.get(scope).readers}:
+            store.scopes.grant(scope, [device])
+    return token
+
+
+def check_grantable(store: Store, scope: str) -> None:
+    """Refuse a scope this device could not grant: an unknown scope (NotFoundError), or one it does not
+    read (UsageError), since only a reader holds the keys to hand over."""
+    if not store.scopes.get(scope).can_read:
+        raise UsageError(f"this device cannot read scope {scope!r}, so it cannot grant it: "
+                         "enrol the device from one of its readers (agentlog scopes list)")
 
 
 def _token(store: Store, event, device: bytes, name: str) -> str:
@@ -95,8 +121,9 @@ def _fill_token(msg, fields: dict) -> None:
             slot.id, slot.box = kid, box
 
 
-def join(store: Store, token: str) -> payloads.DeviceEnroll:
-    """Accept a join token on the new device: check it, open its secret, record the group."""
+def join(store: Store, token: str, inviter: bytes | None = None) -> payloads.DeviceEnroll:
+    """Accept a join token on the new device: check it, open its secret, record the group. With `inviter`
+    (pairing: the device that proved the code), the enrolment must be that device's."""
     if store.group is not None:
         raise UsageError("this device already belongs to a group")
     text = token.strip()
@@ -132,6 +159,8 @@ def join(store: Store, token: str) -> payloads.DeviceEnroll:
         raise TokenError("join token's enrolment event does not enrol this device in that group")
     if not crypto.verify(h.author, event.id, event.signature):
         raise TokenError("join token's enrolment event is not signed by its author")
+    if inviter is not None and h.author != inviter:
+        raise TokenError("join token's enrolment event is not the inviting device's")
     try:
         group_key = store.key.open_sealed(t["sealedGroupKey"])
     except ValueError as exc:

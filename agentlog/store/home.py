@@ -26,8 +26,9 @@ def resolve(home: str | os.PathLike | None = None) -> Path:
     return Path("~/.local/share/agentlog").expanduser()
 
 
-def create(home: str | os.PathLike | None, name: str):
-    """Create a home with a new device key and an empty store; the caller starts or joins a group."""
+def create(home: str | os.PathLike | None, name: str, key=None):
+    """Create a home with a new device key (or `key`, a DeviceKey made before: pairing) and an empty store;
+    the caller starts or joins a group."""
     from agentlog.crypto import DeviceKey
     from agentlog.store.store import Store
     path = resolve(home)
@@ -37,7 +38,7 @@ def create(home: str | os.PathLike | None, name: str):
         raise HomeError("device name must be 1 to 64 printable characters", str(path))
     if path.exists() and not path.is_dir():
         raise HomeError(f"{path} is a file, not a directory: give --home a directory", str(path))
-    key = DeviceKey.generate()
+    key = key or DeviceKey.generate()
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -25,6 +25,7 @@ Databases (docs/format.md), keys big-endian so that one author's events scan in 
   erased, erase.pending, erase.rules (see agentlog/store/erasure.py): events held header-only because an
                                            erase request erased them, targets not held yet, the requests' rules
   watch.changes (see agentlog/watch/changelog.py): each setting and memory entry a write changed
+  invites (see agentlog/store/invites.py): pending pairing invites, their secret words, expiry and tries left
   meta      layout version, identity, group, lamport, own clock, carry mode
 Kept in one module so that every module of the store packs a position the same way.
 """
@@ -40,14 +41,14 @@ from agentlog.log.event import Event, decode_record
 from agentlog.log.validate import Head
 from agentlog.memory import view as memory_view
 from agentlog.prefs import view as pref_view
-from agentlog.store import carry, keyring, ledger, peers
+from agentlog.store import carry, invites, keyring, ledger, peers
 from agentlog.watch import changelog
 
 LAYOUT_VERSION = 1
 ERASURE_DBS = ("erased", "erase.pending", "erase.rules")
 DBS = ("events", "payloads", "withheld", *carry.DBS, "unverified", "damaged", "ids", "heads", "forks", "branches",
        "suspects", "truncated", "snapshots", "views.roster", *pref_view.DBS, *memory_view.DBS, *peers.DBS, *ledger.DBS,
-       *keyring.DBS, *ERASURE_DBS, *changelog.DBS, "meta")
+       *keyring.DBS, *ERASURE_DBS, *changelog.DBS, *invites.DBS, "meta")
 MAX_DBS = 64                                     # room for databases later layouts add
 POS = struct.Struct(">IQ")                       # epoch(4) seq(8)
 KEY_LEN = 32 + POS.size                          # an event key; a forked branch's events add their id

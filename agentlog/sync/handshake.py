@@ -144,17 +144,53 @@ class Cipher:
 
 def encode_refusal(reason: str) -> bytes:
     """The body of a Refusal frame, before encryption: the refusal flag, then the message."""
-    return bytes([FLAG_REFUSAL]) + build(_schema.Refusal, _fill, {"reason": reason[:MAX_REASON]})
+    return bytes([FLAG_REFUSAL]) + build(_schema.Refusal, fill_fields, {"reason": reason[:MAX_REASON]})
 
 
 def decode_refusal(message: bytes, peer: str = "") -> PeerRefused:
     """The PeerRefused a received Refusal message (without its flags byte) stands for."""
-    fields = _decode(_schema.Refusal, message, ("reason",), "Refusal", peer)
+    fields = decode_fields(_schema.Refusal, message, ("reason",), "Refusal", peer)
     reason = "".join(c if c.isprintable() else "?" for c in fields["reason"][:MAX_REASON])
     return PeerRefused(reason or "no reason given", peer, by_peer=True)
 
 
-class _Handshake:
+class Steps:
+    """A sans-IO exchange of frames: `start()` gives the first frames to send, `receive(body)` takes one frame
+    and gives the answers; the state names the `_on_<state>` method that takes the next frame. A frame taken
+    in no state, or a handler that raises, leaves the exchange failed."""
+
+    _unexpected = "no frame is expected: the handshake is"
+
+    def __init__(self, peer: str = "", state: str = "start"):
+        self._label = peer
+        self._state = state
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def start(self) -> list[bytes]:
+        """The frame bodies to send before the peer says anything (the client's first frame)."""
+        return []
+
+    def receive(self, body: bytes) -> list[bytes]:
+        """Take one frame body from the peer; return the frame bodies to send it.
+
+        Raises:
+            HandshakeError: the frame is malformed, out of place or fails a check; PeerRefused when
+                either side refuses (send `reply` first when it is set).
+        """
+        handler = getattr(self, f"_on_{self._state.replace('-', '_')}", None)
+        if handler is None:
+            raise self._fail(f"{self._unexpected} {self._state}")
+        self._state = "failed"
+        return handler(body)
+
+    def _fail(self, message: str) -> HandshakeError:
+        return HandshakeError(message, self._label)
+
+
+class _Handshake(Steps):
     """What both sides share: keys, transcript, frame encoding, the failure rules."""
 
     _role = ""
@@ -162,40 +198,15 @@ class _Handshake:
     _their_label = b""
 
     def __init__(self, key: DeviceKey, group_key: bytes, check_peer: CheckPeer, *, peer: str = ""):
+        super().__init__(peer)
         self._key = key
         self._group_key = group_key
         self._tag = group_tag(group_key)
         self._check_peer = check_peer
         self._ephemeral_public, self._ephemeral_secret = kx_keypair()
         self._transcript = b""
-        self._label = peer
-        self._state = "start"
         self.cipher: Cipher | None = None
         self.peer: bytes | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._state == "done"
-
-    def start(self) -> list[bytes]:
-        """The frame bodies to send before the peer says anything (the client's ClientHello)."""
-        return []
-
-    def receive(self, body: bytes) -> list[bytes]:
-        """Take one frame body from the peer; return the frame bodies to send it.
-
-        Raises:
-            HandshakeError: the frame is malformed or out of place; PeerRefused when
-                either side refuses (send `reply` first when it is set).
-        """
-        handler = getattr(self, f"_on_{self._state.replace('-', '_')}", None)
-        if handler is None:
-            raise self._fail(f"no frame is expected: the handshake is {self._state}")
-        self._state = "failed"
-        return handler(body)
-
-    def _fail(self, message: str) -> HandshakeError:
-        return HandshakeError(message, self._label)
 
     def _refuse(self, reason: str, encrypted: bool) -> PeerRefused:
         reply = encode_refusal(reason)
@@ -226,7 +237,7 @@ class _Handshake:
         return message
 
     def _decode(self, struct_type, message: bytes, names: tuple[str, ...], what: str) -> dict:
-        return _decode(struct_type, message, names, what, self._label)
+        return decode_fields(struct_type, message, names, what, self._label)
 
     def _start_cipher(self, tx: bytes, rx: bytes, client_ephemeral: bytes, server_ephemeral: bytes) -> None:
         self.cipher = Cipher(session_key(self._group_key, tx), session_key(self._group_key, rx), self._label)
@@ -235,7 +246,7 @@ class _Handshake:
     def _auth(self) -> bytes:
         """Our Auth frame, encrypted: our device key and its signature over the transcript."""
         signature = self._key.sign(blake2b256(self._my_label + self._transcript))
-        message = build(_schema.Auth, _fill, {"device": self._key.public, "signature": signature})
+        message = build(_schema.Auth, fill_fields, {"device": self._key.public, "signature": signature})
         return self.cipher.encrypt(b"\x00" + message)
 
     def _check_auth(self, body: bytes) -> None:
@@ -265,7 +276,7 @@ class ClientHandshake(_Handshake):
         if self._state != "start":
             raise self._fail(f"handshake is {self._state}; it has already started")
         self._state = "server-hello"
-        hello = build(_schema.ClientHello, _fill, {
+        hello = build(_schema.ClientHello, fill_fields, {
             "magic": MAGIC, "version": VERSION, "groupTag": self._tag, "ephemeral": self._ephemeral_public})
         return [b"\x00" + hello]
 
@@ -321,7 +332,7 @@ class ServerHandshake(_Handshake):
             raise self._fail("client ephemeral key is not a usable X25519 key") from None
         self._start_cipher(tx, rx, client_ephemeral, self._ephemeral_public)
         self._state = "client-auth"
-        reply = build(_schema.ServerHello, _fill, {"version": VERSION, "ephemeral": self._ephemeral_public})
+        reply = build(_schema.ServerHello, fill_fields, {"version": VERSION, "ephemeral": self._ephemeral_public})
         return [b"\x00" + reply]
 
     def _on_client_auth(self, body: bytes) -> list[bytes]:
@@ -330,15 +341,17 @@ class ServerHandshake(_Handshake):
         return [self._auth()]
 
 
-def _fill(msg, fields: dict) -> None:
+def fill_fields(msg, fields: dict) -> None:
+    """Set each field of a message being built (a `build` filler)."""
     for name, value in fields.items():
         setattr(msg, name, value)
 
 
-def _decode(struct_type, message: bytes, names: tuple[str, ...], what: str, peer: str) -> dict:
-    """Read `names` from untrusted `message`; any decoding failure is a HandshakeError."""
+def decode_fields(struct_type, message: bytes, names: tuple[str, ...], what: str, peer: str,
+                  limit: int = MAX_BODY) -> dict:
+    """Read `names` from untrusted `message` of at most `limit` bytes; any decoding failure is a HandshakeError."""
     try:
-        with reader(struct_type, message, MAX_BODY, what) as msg:
+        with reader(struct_type, message, limit, what) as msg:
             return {name: getattr(msg, name) for name in names}
     except (DecodeError, SizeLimitError) as exc:
         raise HandshakeError(str(exc), peer) from None

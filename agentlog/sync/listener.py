@@ -22,6 +22,7 @@ import structlog
 import trio
 
 from agentlog.errors import describe
+from agentlog.store.peers import address
 
 SLOTS = 64                      # connections in their handshake at once
 SLOTS_PER_HOST = 16             # ... of which from one remote address
@@ -127,4 +128,13 @@ def host_of(stream: trio.abc.Stream) -> str:
     try:
         return str(stream.socket.getpeername()[0])
     except (AttributeError, OSError, IndexError, TypeError):
+        return "?"
+
+
+def address_of(stream: trio.abc.Stream) -> str:
+    """The remote HOST:PORT of a socket stream ("?" for any other stream)."""
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return address(host, port)
+    except (OSError, AttributeError, ValueError, TypeError):
         return "?"

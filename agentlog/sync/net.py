@@ -24,7 +24,7 @@ import errno
 import socket
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -39,6 +39,7 @@ from agentlog.errors import (
     Unreachable,
 )
 from agentlog.sync import handshake as hs
+from agentlog.sync.pairing import is_pairing
 
 MAX_FRAME = 4 * 1024 * 1024 + 64
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -46,10 +47,12 @@ COMPRESS_AT = 1024
 HANDSHAKE_TIMEOUT = 10.0
 FRAME_TIMEOUT = 30.0
 _LENGTH = struct.Struct(">I")
+OnPair = Callable[["Frames", bytes], Awaitable[None]]
+"""Answers a connection whose first frame (given) opens a pairing."""
 _CHUNK = 256 * 1024
 
 
-class _Frames:
+class Frames:
     """Length-prefixed frames over a trio stream, with wire byte counters."""
 
     def __init__(self, stream: trio.abc.Stream, remote: str, on_data: Callable[[], None] | None = None):
@@ -133,7 +136,7 @@ class Channel:
     One task may receive while any number send; sends never interleave their frames.
     """
 
-    def __init__(self, frames: _Frames, cipher: hs.Cipher, peer: bytes):
+    def __init__(self, frames: Frames, cipher: hs.Cipher, peer: bytes):
         self._frames = frames
         self._cipher = cipher
         self.peer = peer
@@ -215,7 +218,7 @@ async def open_channel(host: str, port: int, key: DeviceKey, group_key: bytes, c
     if stream is None:
         raise Unreachable(f"connect timed out after {timeout:g} s", remote)
     handshake = hs.ClientHandshake(key, group_key, check_peer, peer=remote)
-    return await _establish(_Frames(stream, remote), handshake, deadline, timeout)
+    return await _establish(Frames(stream, remote), handshake, deadline, timeout)
 
 
 async def connect_channel(stream: trio.abc.Stream, key: DeviceKey, group_key: bytes, check_peer: hs.CheckPeer, *,
@@ -229,40 +232,49 @@ async def connect_channel(stream: trio.abc.Stream, key: DeviceKey, group_key: by
     """
     remote = remote or _peer_address(stream)
     handshake = hs.ClientHandshake(key, group_key, check_peer, peer=remote)
-    return await _establish(_Frames(stream, remote), handshake, trio.current_time() + timeout, timeout)
+    return await _establish(Frames(stream, remote), handshake, trio.current_time() + timeout, timeout)
 
 
 async def accept_channel(stream: trio.abc.Stream, key: DeviceKey, group_key: bytes, check_peer: hs.CheckPeer, *,
                          timeout: float = HANDSHAKE_TIMEOUT, remote: str | None = None,
-                         on_data: Callable[[], None] | None = None) -> Channel:
+                         on_data: Callable[[], None] | None = None, on_pair: OnPair | None = None) -> Channel | None:
     """Run the server handshake on an accepted stream within `timeout` seconds.
 
     `remote` names the peer in errors; by default the stream's socket peer address. `on_data` is
-    called once the client has sent its first bytes (an idle connection never calls it).
+    called once the client has sent its first bytes (an idle connection never calls it). When the
+    first frame opens a pairing (docs/pairing.md) and `on_pair` is given, `on_pair(frames, first)`
+    answers it within the same time, the stream is closed and None comes back.
 
     Raises:
         HandshakeError: the handshake failed or timed out; PeerRefused when either side refused.
     """
     remote = remote or _peer_address(stream)
     handshake = hs.ServerHandshake(key, group_key, check_peer, peer=remote)
-    return await _establish(_Frames(stream, remote, on_data), handshake, trio.current_time() + timeout, timeout)
+    return await _establish(Frames(stream, remote, on_data), handshake, trio.current_time() + timeout, timeout,
+                            on_pair)
 
 
-async def _establish(frames: _Frames, handshake, deadline: float, timeout: float) -> Channel:
+async def _establish(frames: Frames, handshake, deadline: float, timeout: float,
+                     on_pair: OnPair | None = None) -> Channel | None:
     """Run the handshake until `deadline`; the stream is closed unless a Channel comes back."""
     with trio.move_on_at(deadline):
-        return await _run_handshake(frames, handshake)
+        return await _run_handshake(frames, handshake, on_pair)
     raise HandshakeError(f"handshake timed out after {timeout:g} s", frames.remote)
 
 
-async def _run_handshake(frames: _Frames, handshake) -> Channel:
-    """Move handshake frames until it is done; close the stream on any failure."""
+async def _run_handshake(frames: Frames, handshake, on_pair: OnPair | None = None) -> Channel | None:
+    """Move handshake frames until it is done (or hand a pairing to `on_pair`); close the stream on any failure."""
     try:
         try:
             for body in handshake.start():
                 await frames.write(body)
             while not handshake.done:
                 body = await frames.read(hs.MAX_FRAME)
+                if on_pair is not None and is_pairing(body):
+                    await on_pair(frames, body)
+                    await trio.aclose_forcefully(frames.stream)
+                    return None
+                on_pair = None
                 try:
                     replies = handshake.receive(body)
                 except HandshakeError as exc:
@@ -279,7 +291,7 @@ async def _run_handshake(frames: _Frames, handshake) -> Channel:
     return Channel(frames, handshake.cipher, handshake.peer)
 
 
-async def _send_quietly(frames: _Frames, body: bytes) -> None:
+async def _send_quietly(frames: Frames, body: bytes) -> None:
     """Send a last frame (a refusal) if the connection still takes it, within a second."""
     with trio.move_on_after(1.0):
         try:
@@ -320,11 +332,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
     return str(exc) or type(exc).__name__
-
-
-def remote_of(stream) -> str:
-    """"HOST:PORT" of a socket stream's other end ("?" for any other stream)."""
-    try:
-        return _address(*stream.socket.getpeername()[:2])
-    except (OSError, AttributeError, TypeError):
-        return "?"

@@ -347,11 +347,12 @@ class Replicator:
                  heartbeat: float = HEARTBEAT_S, on_state: Callable[[], None] | None = None,
                  connect: Callable[[str], Awaitable[trio.abc.Stream]] | None = None,
                  run_sync: Callable[..., Awaitable] | None = None, watch: bool = True,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, on_pair: net.OnPair | None = None):
         """`connect(address)` opens a stream instead of TCP, `run_sync` runs blocking store work instead
         of a worker thread, `watch=False` leaves noticing local writes to the caller (`changed()`), and
-        `rng` draws backoff jitter: together they let a simulation run the replicator deterministically."""
-        self.store, self.listen, self.heartbeat = store, listen, heartbeat
+        `rng` draws backoff jitter: together they let a simulation run the replicator deterministically.
+        `on_pair` answers a connection that opens a pairing (agentlog.sync.pair_net); without it, one ends at once."""
+        self.store, self.listen, self.heartbeat, self.on_pair = store, listen, heartbeat, on_pair
         self.connect = connect
         self.run_sync = run_sync or trio.to_thread.run_sync
         self.watch = watch
@@ -416,7 +417,7 @@ class Replicator:
         try:
             await self._accept(stream)
         except Exception as exc:
-            log.error("connection failed", address=net.remote_of(stream), error=describe(exc))
+            log.error("connection failed", address=listener.address_of(stream), error=describe(exc))
             await trio.aclose_forcefully(stream)
 
     async def _accept(self, stream: trio.abc.Stream) -> None:
@@ -424,9 +425,9 @@ class Replicator:
         with self.slots.hold(listener.host_of(stream)) as slot:
             try:
                 channel = await net.accept_channel(stream, self.store.key, self.store.meta("group_key"),
-                                                   check_peer(self.store), on_data=slot.activate)
+                                                   check_peer(self.store), on_data=slot.activate, on_pair=self.on_pair)
             except PeerError as exc:
-                log.warning("handshake refused", address=net.remote_of(stream), reason=str(exc))
+                log.warning("handshake refused", address=listener.address_of(stream), reason=str(exc))
                 await trio.aclose_forcefully(stream)
         if channel is None:                     # refused, or evicted from its slot (the stream is closed)
             return
@@ -656,4 +657,3 @@ def sync_once_blocking(store: Store, addr: str, *, timeout: float = 60.0,
     """`sync_once` as a blocking call, for a caller that runs no trio of its own (the CLI)."""
     return trio.run(partial(sync_once, store, addr, timeout=timeout, progress=progress,
                             snapshot_progress=snapshot_progress))
-

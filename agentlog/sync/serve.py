@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 
@@ -12,9 +14,11 @@ import structlog
 import trio
 
 from agentlog.errors import ERROR_TEXT_MAX, AgentlogError, StoreError, describe
+from agentlog.store import invites
 from agentlog.store.compaction import Policy, compact
 from agentlog.store.peers import address
 from agentlog.store.store import Store
+from agentlog.sync import pair_net
 from agentlog.sync.replicator import Replicator
 from agentlog.text import printable_doc
 
@@ -92,10 +96,13 @@ async def serve(store: Store, listen: tuple[str, int] | None, peers: list[str], 
     compact when the policy says the log has grown enough; with `discovery`, announce this device on the
     local network and dial the group's devices found there (docs/discovery.md)."""
     raise_file_limit()
-    replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    replicator = Replicator(store, listen=listen, peers=peers, heartbeat=heartbeat,
+                            on_pair=pair_net.answerer(store, serving=True))
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, \
+            _published(store, listen) as published:
         async with trio.open_nursery() as nursery:
             await nursery.start(replicator.run)
+            published(replicator.port)
             if policy is not None:
                 nursery.start_soon(compact_when_due, store, policy)
             nursery.start_soon(scrub_when_pending, store)
@@ -134,6 +141,35 @@ async def discover(store: Store, replicator: Replicator, host: str | None) -> No
         for addr in list(dialers.found):        # what this run found is not known to be there any more
             dialers.discovered(addr, False)
         await trio.sleep(DISCOVERY_RETRY_S)
+
+
+@contextmanager
+def _published(store: Store, listen: tuple[str, int] | None):
+    """Write where this serve accepts connections (agentlog.store.invites.SERVE_FILE) once it listens, for
+    `agentlog devices invite` to print (or remove a stale one when it does not listen: a serve killed before);
+    remove it when serve ends, if it is still ours."""
+    path = store.path / invites.SERVE_FILE
+    written = []
+
+    def publish(port: int | None) -> None:
+        try:
+            if listen is None or port is None:
+                path.unlink(missing_ok=True)
+                return
+            text = address(pair_net.reachable_host(listen[0]), port)
+            path.with_suffix(".tmp").write_text(text)
+            os.replace(path.with_suffix(".tmp"), path)
+            written.append(text)
+        except OSError as exc:
+            log.warning("listening address not published", error=describe(exc))
+    try:
+        yield publish
+    finally:
+        try:
+            if written and path.read_text() == written[0]:
+                path.unlink()
+        except OSError:
+            pass
 
 
 async def scrub_when_pending(store: Store, interval: float = SCRUB_EVERY_S) -> None:

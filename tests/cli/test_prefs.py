@@ -332,8 +332,8 @@ def test_pref_get_loads_no_event_codec(laptop):
     *answers, loaded = proc.stdout.strip().splitlines()
     assert json.loads("\n".join(answers[:-1]))["value"] == "dark"
     cli = [f"agentlog.cli.{name}" for name in ("audit", "backup", "common", "compact", "devices", "exits", "forget",
-                                               "log", "main", "mcp", "memory", "peers", "prefs", "replay", "scopes",
-                                               "scrub", "status", "sync", "watch")]
+                                               "log", "main", "mcp", "memory", "pair", "peers", "prefs", "replay",
+                                               "scopes", "scrub", "status", "sync", "watch")]
     assert loaded == str(sorted([
         "agentlog.cli", *cli, "agentlog.errors", "agentlog.limits", "agentlog.log", "agentlog.log.kinds",
         "agentlog.prefs", "agentlog.prefs.canonical", "agentlog.prefs.decay", "agentlog.prefs.reducer",

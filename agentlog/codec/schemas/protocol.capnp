@@ -26,6 +26,39 @@ struct Refusal {                     # either way, then close
   reason @0 :Text;
 }
 
+# --- pairing (docs/pairing.md) ------------------------------------------------
+# A pairing connection's first frame carries flags 0x04 (FLAG_PAIR) instead of a ClientHello's 0x00.
+
+struct PairHello {                   # joiner -> inviter, in the clear
+  magic @0 :Text;                    # "agentlog"
+  version @1 :UInt16;                # 1
+  slot @2 :UInt16;                   # the code's public slot: which pending invite
+  pake @3 :Data;                     # SPAKE2 message, side A (33)
+}
+
+struct PairReply {                   # inviter -> joiner, in the clear
+  pake @0 :Data;                     # SPAKE2 message, side B (33)
+  confirm @1 :Data;                  # 32: keyed with the SPAKE2 key, proves the inviter holds it
+  sealed @2 :Data;                   # AEAD under the inviter's box key: a PairProof (device, signature)
+}
+
+struct PairJoin {                    # joiner -> inviter, in the clear
+  confirm @0 :Data;                  # 32: the joiner's key confirmation
+  sealed @1 :Data;                   # AEAD under the joiner's box key: a PairProof (device, signature, name)
+}
+
+struct PairWelcome {                 # inviter -> joiner, in the clear
+  sealed @0 :Data;                   # AEAD under the inviter's box key: a PairProof (token)
+}
+
+struct PairProof {                   # the plaintext of a sealed field
+  device @0 :Data;                   # Ed25519 public key (32)
+  signature @1 :Data;                # over BLAKE2b-256(role label ++ transcript ++ key binding)
+  name @2 :Text;                     # the name the joiner asks for (empty: the invite's)
+  token @3 :Text;                    # the join token (welcome only)
+  serving @4 :Bool;                  # welcome only: a running `serve` answered, so its address is worth keeping
+}
+
 # --- protocol -----------------------------------------------------------------
 
 struct Message {
