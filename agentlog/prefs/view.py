@@ -555,6 +555,19 @@ class PrefView:
         txn.cursor(db=self.seen).putmulti(sorted((a, _U64.pack(t)) for a, t in seen.items()), append=True)
         txn.put(VERSION_KEY, _VERSION, db=self.settings)
 
+    def upgrade_base(self, txn) -> None:
+        """A compaction base's states written by an older reducer version (whose dropped events cannot be
+        folded again: the state is kept as it is) re-encoded in this version's encoding, and the view stamped
+        current: else every open would refold, and the digest would differ from a peer's that folded the same
+        events. A base from a newer version is left alone."""
+        if self.version(txn) >= pr.VERSION:
+            return
+        with txn.cursor(db=self.settings) as cur:
+            rows = [(bytes(k), bytes(v)) for k, v in cur if k != VERSION_KEY]
+        for key, raw in rows:
+            txn.put(key, pr.Setting.from_bytes(key.decode(), raw).to_bytes(), db=self.settings)
+        txn.put(VERSION_KEY, _VERSION, db=self.settings)
+
     # -- reading ------------------------------------------------------------------------
 
     def version(self, txn) -> int:

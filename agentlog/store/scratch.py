@@ -480,12 +480,16 @@ class Scratch:
             self.write(lambda txn: self.load(txn))
 
     def load(self, txn, names: Iterable[str] | None = None) -> None:
-        """Set databases (`names`, else every one `initial` names) to their initial rows."""
-        for name in self.initial if names is None else names:
+        """Set databases (`names`, else every one `initial` names) to their initial rows (a base's preference
+        states of an older reducer re-encoded, as the store's refold from its base does)."""
+        names = list(self.initial if names is None else names)
+        for name in names:
             txn.drop(self.db[name], delete=False)
             rows = self.initial.get(name)
             if rows:
                 txn.cursor(db=self.db[name]).putmulti(rows, append=True)
+        if "views.pref" in names:
+            self.pref.upgrade_base(txn)
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it fills."""

@@ -213,6 +213,7 @@ def refold_from_base(store, txn, progress: Callable[[int], None] | None = None) 
     if bundle is None:
         return None
     install_states(dbs, txn, bundle.states)
+    store.pref_view.upgrade_base(txn)
     covered = covered_by_base(dbs, txn)
     opener = opener_in(store, txn)
     later = [f for f in folded_log(dbs, txn, opener) if not covered(event_key(f.author, f.epoch, f.seq))]

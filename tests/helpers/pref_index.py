@@ -1,6 +1,9 @@
-"""The preference reducer's pieces by hand: evidence rows and an in-memory index in LMDB's order."""
+"""The preference reducer's pieces by hand: evidence rows, an in-memory index in LMDB's order, and a state as
+reducer version 3 stored it."""
 
 from __future__ import annotations
+
+import json
 
 from agentlog.prefs import reducer as pr
 
@@ -31,3 +34,11 @@ class MemoryIndex:
 def evidence(eid: int, eff: int, value: str = "dark", context: str = "", weight: int = 1000, lamport: int = 1,
              role: int = 0, author: bytes = AUTHORS[0], kind: str = "observation") -> pr.Evidence:
     return pr.Evidence(eff, eid.to_bytes(32, "big"), role, kind, value, context, weight, lamport, author, eff)
+
+
+def whole_json(s: pr.Setting) -> bytes:
+    """The state as reducer version 3 stored it (JSON), which a compaction base may still hold."""
+    sums = {b: {v: t for v, t in vals.items() if t[0] or t[1]} for b, vals in s.sums.items()}
+    doc = {"config": s.config, "forget": s.forget, "tmax": s.tmax, "anchor": s.anchor,
+           "sums": {b: vals for b, vals in sums.items() if vals}, "explicit": s.explicit, "overrides": s.overrides}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

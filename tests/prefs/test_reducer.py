@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from agentlog.log import payloads
 from agentlog.prefs import decay
 from agentlog.prefs import reducer as pr
-from tests.helpers.pref_index import AUTHORS, NOW, MemoryIndex, evidence
+from tests.helpers.pref_index import AUTHORS, NOW, MemoryIndex, evidence, whole_json
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -279,14 +279,6 @@ def whole_bytes(s: pr.Setting) -> bytes:
         out += _uvarint(len(names)) + names
         out += b"".join(_signed(t[0], wt) + _signed(t[1], wo) for t in vals.values())
     return out
-
-
-def whole_json(s: pr.Setting) -> bytes:
-    """The state as reducer version 3 stored it (JSON), which a compaction base may still hold."""
-    sums = {b: {v: t for v, t in vals.items() if t[0] or t[1]} for b, vals in s.sums.items()}
-    doc = {"config": s.config, "forget": s.forget, "tmax": s.tmax, "anchor": s.anchor,
-           "sums": {b: vals for b, vals in sums.items() if vals}, "explicit": s.explicit, "overrides": s.overrides}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
