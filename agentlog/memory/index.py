@@ -39,7 +39,7 @@ def _pack_text(s: str) -> bytes:
 
 def pack_row(entry: Entry, how: int, vector: np.ndarray | None) -> bytes:
     head = bytes((mr.TYPES.index(entry.value("type")), how))
-    body = _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.value("content"))
+    body = _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.search_text())
     return head + body + (np.asarray(vector, dtype="<f4").tobytes() if vector is not None else b"")
 
 
@@ -81,12 +81,17 @@ class MemoryIndex:
         return _U64.unpack(raw)[0] if raw else 0
 
     def needs_sync(self, txn) -> bool:
-        model = txn.get(b"model", db=self.meta)
-        return model != self.embedder.name.encode() or txn.stat(self.dirty)["entries"] > 0
+        return self._changed_model(txn) or txn.stat(self.dirty)["entries"] > 0
+
+    def _changed_model(self, txn) -> bool:
+        """Whether the index holds another model's vectors, or vectors of another size under this one's name."""
+        dim = txn.get(b"dim", db=self.meta)
+        return (txn.get(b"model", db=self.meta) != self.embedder.name.encode()
+                or (dim is not None and int.from_bytes(dim, "big") != self.embedder.dim))
 
     def sync(self, txn, view) -> None:
         """Index every entry the view marked changed (all of them after a change of model); write transaction."""
-        if txn.get(b"model", db=self.meta) != self.embedder.name.encode():
+        if self._changed_model(txn):
             for db in (self.rows, self.journal):
                 txn.drop(db, delete=False)
             txn.put(b"model", self.embedder.name.encode(), db=self.meta)
@@ -123,7 +128,7 @@ class MemoryIndex:
                 row[2] = vec
         pending = [row for row in indexed if row[1] in (EMBEDDED, REEMBEDDED)]
         if pending:
-            for row, vec in zip(pending, self.embedder.embed([row[0].value("content") for row in pending])):
+            for row, vec in zip(pending, self.embedder.embed([row[0].search_text() for row in pending])):
                 row[2] = vec
         for entry, how, vector in indexed:
             txn.put(entry.id, pack_row(entry, how, vector), db=self.rows)

@@ -265,7 +265,7 @@ def test_an_explicit_embedding_of_the_local_model_is_stored_and_searched_with(la
         assert np.array_equal(vector, pineapple)
         assert device.memory.get(entry).embedding_model == DEFAULT_EMBEDDER
         assert device.memory.vector(other) is None
-        found = device.memory.search("pineapple pizza")
+        found = device.memory.search("pineapple pizza", ranking="vector")
         assert found.hits[0].entry.id == entry                  # by the stored vector, not by the content
         assert found.hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert (found.reembedded, found.excluded) == (0, 0)

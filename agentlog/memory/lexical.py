@@ -1,0 +1,140 @@
+"""BM25 over the search index's rows (content and tags): finds exact names and numbers, ignores stopwords.
+
+A process keeps one `Lexicon` beside its `Matrix` and refreshes it from the matrix's rows: a row
+object the matrix replaced is tokenised again, the others are kept, so a refresh after a few
+changes costs a pass over the row list and the changed rows' words.
+
+Terms: NFKC, casefolded `\\w+` runs, without English stopwords ("on", "the"), each cut to a
+light stem (seats -> seat, parked -> park) so a word's forms meet; numbers and names stay whole.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+
+import numpy as np
+
+K1 = 1.2                       # term-frequency saturation
+B = 0.75                       # length normalisation
+_WORD = re.compile(r"\w+")
+STOPWORDS = frozenset("""
+a about above after again all am an and any are as at be been before being below between both but by can
+could did do does doing down during each few for from further had has have having he her here hers him his
+how i if in into is it its just me more most my no nor not of off on once only or other our ours out over own
+same she should so some such than that the their them then there these they this those through to too under
+until up very was we were what when where which while who whom why will with would you your yours
+""".split())
+_SUFFIXES = ("ingly", "edly", "ing", "ies", "ied", "es", "ed", "ly", "s")
+
+
+def stem(word: str) -> str:
+    """A light suffix cut: plurals, -ing, -ed and -ly, leaving at least three letters; digits untouched."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix in ("ies", "ied"):
+                return word[: -len(suffix)] + "y"
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            if suffix == "es" and not word.endswith(("ches", "shes", "sses", "xes", "zes")):
+                return word[:-1]
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str, keep_stopwords: bool = False) -> list[str]:
+    """The text's search terms, in order."""
+    words = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    return [stem(w) for w in words if keep_stopwords or w not in STOPWORDS]
+
+
+def query_terms(query: str) -> list[str]:
+    """The query's distinct terms; a query of stopwords alone keeps them (a search for "the who" still finds)."""
+    found = terms(query) or terms(query, keep_stopwords=True)
+    return list(dict.fromkeys(found))
+
+
+def row_text(row) -> str:
+    """What a row is searched by: its content and its tags."""
+    return " ".join((row.content, *row.tags))
+
+
+class Lexicon:
+    """Term counts of a matrix's rows and their document frequencies, kept in step with the matrix."""
+
+    def __init__(self):
+        self.model = None
+        self.gen = -1
+        self._rows: list = []                     # the row object each counter was made from
+        self._counts: list[Counter | None] = []
+        self._lengths: list[int] = []
+        self.df: Counter = Counter()
+        self.total = 0                            # sum of the live rows' lengths
+        self.live = 0
+
+    def refresh(self, matrix) -> None:
+        """Catch up with the matrix's rows (after `matrix.refresh`)."""
+        if matrix.gen == self.gen and matrix.model == self.model and len(self._rows) == matrix.n:
+            return
+        if matrix.model != self.model or len(self._rows) > matrix.n:
+            self.__init__()
+        for i, row in enumerate(matrix.rows[: matrix.n]):
+            if i < len(self._rows):
+                if self._rows[i] is row:
+                    continue
+                self._forget(i)
+                self._rows[i] = row
+            else:
+                self._rows.append(row)
+                self._counts.append(None)
+                self._lengths.append(0)
+            if row is not None:
+                found = terms(row_text(row))
+                counts = Counter(found)
+                self._counts[i], self._lengths[i] = counts, len(found)
+                self.df.update(counts.keys())
+                self.total += len(found)
+                self.live += 1
+        self.gen, self.model = matrix.gen, matrix.model
+
+    def _forget(self, i: int) -> None:
+        counts = self._counts[i]
+        if counts is not None:
+            self.df.subtract(counts.keys())
+            self.total -= self._lengths[i]
+            self.live -= 1
+            self._counts[i], self._lengths[i] = None, 0
+
+    def idf(self, term: str) -> float:
+        """BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)): positive even for a term in every row."""
+        df = self.df.get(term, 0)
+        return math.log(1.0 + (self.live - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: str, mask: np.ndarray) -> dict[int, float]:
+        """Row -> BM25 score for the rows under `mask` holding at least one query term."""
+        wanted = [t for t in query_terms(query) if self.df.get(t, 0) > 0]
+        if not wanted or not self.live:
+            return {}
+        average = self.total / self.live or 1.0
+        idf = {t: self.idf(t) for t in wanted}
+        out: dict[int, float] = {}
+        for i, counts in enumerate(self._counts):
+            if counts is None or i >= len(mask) or not mask[i]:
+                continue
+            score = 0.0
+            for t in wanted:
+                tf = counts.get(t, 0)
+                if tf:
+                    score += idf[t] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self._lengths[i] / average))
+            if score > 0:
+                out[i] = score
+        return out
+
+    def search(self, query: str, k: int, mask: np.ndarray, ids: list) -> list[tuple[bytes, float]]:
+        """The k best rows by BM25 as (entry id, score), best first, ties by entry id."""
+        found = sorted((-score, ids[i]) for i, score in self.scores(query, mask).items())[:k]
+        return [(entry_id, -neg) for neg, entry_id in found]
