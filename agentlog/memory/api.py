@@ -187,7 +187,7 @@ class Memory:
     def use_embedder(self, spec: str) -> Embedder:
         """Make `spec` this home's embedder (it must load first; nothing changes otherwise); the next search
         embeds every entry again. A model2vec directory is kept by its absolute path."""
-        if isinstance(spec, str) and spec.startswith(MODEL2VEC_PREFIX):
+        if isinstance(spec, str) and spec.startswith(MODEL2VEC_PREFIX) and spec != MODEL2VEC_PREFIX:
             where = Path(spec[len(MODEL2VEC_PREFIX):]).expanduser()
             if where.is_dir():
                 spec = MODEL2VEC_PREFIX + str(where.resolve())

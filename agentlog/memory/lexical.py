@@ -31,7 +31,8 @@ _SUFFIXES = ("ingly", "edly", "ing", "ies", "ied", "es", "ed", "ly", "s")
 
 
 def stem(word: str) -> str:
-    """A light suffix cut: plurals, -ing, -ed and -ly, leaving at least three letters; digits untouched."""
+    """A light suffix cut: plurals, -ing, -ed and -ly (a doubled last consonant undone), leaving at least
+    three letters; words with digits untouched."""
     if len(word) <= 3 or not word.isalpha():
         return word
     for suffix in _SUFFIXES:
@@ -42,7 +43,10 @@ def stem(word: str) -> str:
                 return word
             if suffix == "es" and not word.endswith(("ches", "shes", "sses", "xes", "zes")):
                 return word[:-1]
-            return word[: -len(suffix)]
+            cut = word[: -len(suffix)]
+            if suffix in ("ing", "ed") and len(cut) > 3 and cut[-1] == cut[-2] and cut[-1] not in "lsz":
+                return cut[:-1]                       # swimming -> swim, planned -> plan
+            return cut
     return word
 
 

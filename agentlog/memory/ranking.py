@@ -8,7 +8,7 @@ ranking's first place from outweighing an entry both rankings place well.
 Decay: an entry's fused score is multiplied by
     DECAY_FLOOR + (1 - DECAY_FLOOR) * 0.5 ** (idle / DECAY_HALF_LIFE_MS)
 where idle is the time since it was last written (on any device, by the log's times) or read
-here, whichever is later. An entry idle for a half-life keeps 75% of its score; one idle for
+here, whichever is later, in whole days (so one search asked twice in a day ranks the same). An entry idle for a half-life keeps 75% of its score; one idle for
 years keeps half, never less, so it still ranks and is never hidden.
 
 Every ordering ends with the entry id, so equal scores rank the same on every device.
@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 
 RRF_K = 60
 POOL = 100                                # candidates each ranking contributes, at least k
-DECAY_HALF_LIFE_MS = 180 * 86_400_000     # half a year
+DAY_MS = 86_400_000
+DECAY_HALF_LIFE_MS = 180 * DAY_MS         # half a year
 DECAY_FLOOR = 0.5
 
 
@@ -35,7 +36,7 @@ def fuse(rankings: Sequence[Sequence[tuple[bytes, float]]]) -> list[tuple[bytes,
 
 def decay(idle_ms: int) -> float:
     """The factor an entry idle for `idle_ms` keeps of its score: 1 when just used, falling to DECAY_FLOOR."""
-    idle = max(0, idle_ms)
+    idle = max(0, idle_ms) // DAY_MS * DAY_MS
     return DECAY_FLOOR + (1.0 - DECAY_FLOOR) * 0.5 ** (idle / DECAY_HALF_LIFE_MS)
 
 
