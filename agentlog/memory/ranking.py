@@ -8,8 +8,9 @@ ranking's first place from outweighing an entry both rankings place well.
 Decay: an entry's fused score is multiplied by
     DECAY_FLOOR + (1 - DECAY_FLOOR) * 0.5 ** (idle / DECAY_HALF_LIFE_MS)
 where idle is the time since it was last written (on any device, by the log's times) or read
-here, whichever is later, in whole days (so one search asked twice in a day ranks the same). An entry idle for a half-life keeps 75% of its score; one idle for
-years keeps half, never less, so it still ranks and is never hidden.
+here, whichever is later, in whole days (so one search asked twice in a day ranks the same).
+An entry idle for a half-life keeps 75% of its score; one idle for years keeps half, never
+less, so it still ranks and is never hidden.
 
 Every ordering ends with the entry id, so equal scores rank the same on every device.
 """
