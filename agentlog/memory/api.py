@@ -27,7 +27,8 @@ from agentlog.memory import tidy
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, MODEL2VEC_PREFIX, Embedder, check_vector, embedder_for
 from agentlog.memory.index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
 from agentlog.memory.lexical import Lexicon
-from agentlog.memory.ranking import POOL, decayed, fuse
+from agentlog.memory.ranking import POOL, fuse, ordered
+from agentlog.memory.ranking import decay as decay_factor
 from agentlog.memory.reducer import Entry, Write
 
 EMBEDDER_META = "embedder"                   # meta key: the embedder this home's search index uses
@@ -449,15 +450,7 @@ class Memory:
             rankings.append(matrix.semantic(self.embedder.embed([query])[0], pool,
                                             matrix.mask(type, tag, scope, vectors=True)))
         found = fuse(rankings) if len(rankings) > 1 else rankings[0]
-        store = self._store
-
-        def read(txn):
-            return {i: store.memory_view.entry(txn, i) for i, _ in found}
-        entries = {i: e for i, e in store.read(read).items() if e is not None and e.visible}
-        found = [(i, score) for i, score in found if i in entries]
-        if decay:
-            found = decayed(found, self._last_use(entries.values()), self._now_ms())
-        hits = tuple(Hit(entry_of(entries[i]), score) for i, score in found[:k])
+        hits = tuple(Hit(entry_of(e), score) for e, score in self._top(found, k, decay))
         meaning = getattr(self.embedder, "meaning", False)
         mode = "lexical" if ranking == "lexical" or not meaning else ("semantic" if ranking == "vector" else "hybrid")
         return SearchResult(hits, self.embedder.name, mode, int(rows.sum()),
@@ -477,10 +470,28 @@ class Memory:
         return [(entry_of(entries[a]), entry_of(entries[b]), score) for a, b, score in found
                 if entries[a] is not None and entries[a].visible and entries[b] is not None and entries[b].visible]
 
-    def _last_use(self, entries: Iterable[Entry]) -> dict[bytes, int]:
-        """Each entry's last use as this device sees it: its last write (any device's) or its last read here."""
-        reads = self._store.read(lambda txn: self._store.memory_view.reads(txn, [e.id for e in entries]))
-        return {e.id: max(e.updated_ms, reads.get(e.id, 0)) for e in entries}
+    def _top(self, found: list[tuple[bytes, float]], k: int, decay: bool) -> list[tuple[Entry, float]]:
+        """The k best of `found` (best first) that are visible, rescored by decay when asked. Entries are read
+        in growing chunks, and no further once the next score, which decay can only lower, is below the k-th."""
+        view, now = self._store.memory_view, self._now_ms()
+        kept: dict[bytes, tuple[Entry, float]] = {}
+        at, step = 0, k
+        while at < len(found):
+            chunk = found[at:at + step]
+            at, step = at + step, 2 * step
+
+            def read(txn, chunk=chunk):
+                entries = [(view.entry(txn, i), score) for i, score in chunk]
+                return entries, view.reads(txn, [i for i, _ in chunk]) if decay else {}
+            entries, reads = self._store.read(read)
+            for entry, score in entries:
+                if entry is not None and entry.visible:
+                    used = max(entry.updated_ms, reads.get(entry.id, 0))
+                    kept[entry.id] = (entry, score * decay_factor(now - used) if decay else score)
+            best = ordered({i: score for i, (_, score) in kept.items()})[:k]
+            if len(best) == k and (at >= len(found) or found[at][1] < best[-1][1]):
+                break
+        return [(kept[i][0], score) for i, score in ordered({i: s for i, (_, s) in kept.items()})[:k]]
 
     def _lexicon(self, matrix: Matrix) -> Lexicon:
         key = ("lexicon", matrix.model)

@@ -1,8 +1,8 @@
 """BM25 over the search index's rows (content and tags): finds exact names and numbers, ignores stopwords.
 
-A process keeps one `Lexicon` beside its `Matrix` and refreshes it from the matrix's rows: a row
-object the matrix replaced is tokenised again, the others are kept, so a refresh after a few
-changes costs a pass over the row list and the changed rows' words.
+A process keeps one `Lexicon` (an inverted index) beside its `Matrix` and refreshes it from the
+matrix's rows: a row object the matrix replaced is tokenised again, the others are kept, so a
+refresh after a few changes costs a pass over the row list and the changed rows' words.
 
 Terms: NFKC, casefolded `\\w+` runs, without English stopwords ("on", "the"), each cut to a
 light stem (seats -> seat, parked -> park) so a word's forms meet; numbers and names stay whole.
@@ -68,15 +68,16 @@ def row_text(row) -> str:
 
 
 class Lexicon:
-    """Term counts of a matrix's rows and their document frequencies, kept in step with the matrix."""
+    """An inverted index of a matrix's rows (term -> row -> count) and their lengths, kept in step with the
+    matrix; a query touches only the rows holding one of its terms."""
 
     def __init__(self):
         self.model = None
         self.gen = -1
-        self._rows: list = []                     # the row object each counter was made from
-        self._counts: list[Counter | None] = []
+        self._rows: list = []                     # the row object each row's terms were taken from
+        self._terms: list[Counter | None] = []
         self._lengths: list[int] = []
-        self.df: Counter = Counter()
+        self.postings: dict[str, dict[int, int]] = {}
         self.total = 0                            # sum of the live rows' lengths
         self.live = 0
 
@@ -94,48 +95,49 @@ class Lexicon:
                 self._rows[i] = row
             else:
                 self._rows.append(row)
-                self._counts.append(None)
+                self._terms.append(None)
                 self._lengths.append(0)
             if row is not None:
                 found = terms(row_text(row))
                 counts = Counter(found)
-                self._counts[i], self._lengths[i] = counts, len(found)
-                self.df.update(counts.keys())
+                for term, tf in counts.items():
+                    self.postings.setdefault(term, {})[i] = tf
+                self._terms[i], self._lengths[i] = counts, len(found)
                 self.total += len(found)
                 self.live += 1
         self.gen, self.model = matrix.gen, matrix.model
 
     def _forget(self, i: int) -> None:
-        counts = self._counts[i]
-        if counts is not None:
-            self.df.subtract(counts.keys())
-            self.total -= self._lengths[i]
-            self.live -= 1
-            self._counts[i], self._lengths[i] = None, 0
+        counts = self._terms[i]
+        if counts is None:
+            return
+        for term in counts:
+            rows = self.postings[term]
+            del rows[i]
+            if not rows:
+                del self.postings[term]
+        self.total -= self._lengths[i]
+        self.live -= 1
+        self._terms[i], self._lengths[i] = None, 0
 
     def idf(self, term: str) -> float:
         """BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)): positive even for a term in every row."""
-        df = self.df.get(term, 0)
+        df = len(self.postings.get(term, ()))
         return math.log(1.0 + (self.live - df + 0.5) / (df + 0.5))
 
     def scores(self, query: str, mask: np.ndarray) -> dict[int, float]:
         """Row -> BM25 score for the rows under `mask` holding at least one query term."""
-        wanted = [t for t in query_terms(query) if self.df.get(t, 0) > 0]
+        wanted = [t for t in query_terms(query) if t in self.postings]
         if not wanted or not self.live:
             return {}
         average = self.total / self.live or 1.0
-        idf = {t: self.idf(t) for t in wanted}
         out: dict[int, float] = {}
-        for i, counts in enumerate(self._counts):
-            if counts is None or i >= len(mask) or not mask[i]:
-                continue
-            score = 0.0
-            for t in wanted:
-                tf = counts.get(t, 0)
-                if tf:
-                    score += idf[t] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self._lengths[i] / average))
-            if score > 0:
-                out[i] = score
+        for t in sorted(wanted):                  # one order of additions: the same sums everywhere
+            idf = self.idf(t)
+            for i, tf in self.postings[t].items():
+                if i < len(mask) and mask[i]:
+                    norm = K1 * (1 - B + B * self._lengths[i] / average)
+                    out[i] = out.get(i, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
         return out
 
     def search(self, query: str, k: int, mask: np.ndarray, ids: list) -> list[tuple[bytes, float]]:

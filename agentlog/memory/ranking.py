@@ -41,13 +41,6 @@ def decay(idle_ms: int) -> float:
     return DECAY_FLOOR + (1.0 - DECAY_FLOOR) * 0.5 ** (idle / DECAY_HALF_LIFE_MS)
 
 
-def decayed(found: Sequence[tuple[bytes, float]], last_use: Mapping[bytes, int],
-            now_ms: int) -> list[tuple[bytes, float]]:
-    """`found` rescored by each entry's decay (entries without a known use keep their score), best first."""
-    return ordered({entry_id: score * (decay(now_ms - last_use[entry_id]) if entry_id in last_use else 1.0)
-                    for entry_id, score in found})
-
-
 def ordered(scores: Mapping[bytes, float]) -> list[tuple[bytes, float]]:
     """(entry id, score) best first, equal scores by entry id."""
     return [(entry_id, score) for entry_id, score in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
