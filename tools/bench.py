@@ -18,7 +18,8 @@ from every file of the home. Then the relay (issue 18, tools/bench_relay.py): `s
 through a real nats-server, beside the same figures over direct connections (skipped, with a note, when
 nats-server is not installed). Then watching (issue 20, tools/bench_watch.py): an append on one `serve`
 process's device until a watcher on the other's has the change, and durable appends with and without five
-`agentlog watch` processes. Every figure is
+`agentlog watch` processes. Then search quality (issue 23, tools/bench_search.py): recall@3 of BM25, vectors and
+the two fused on the labelled set that ships with the tests. Every figure is
 measured in each run; the table shows the median, and the JSON results file keeps
 every run.
 """
@@ -48,6 +49,7 @@ import bench_compaction
 import bench_erasure
 import bench_relay
 import bench_scopes
+import bench_search
 import bench_watch
 import lmdb
 import natslib
@@ -558,11 +560,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--erasure-runs", type=int, help="runs of the erasure figures (default 3, 1 with --quick)")
     p.add_argument("--relay-runs", type=int, help="runs of the relay figures (default 3, 1 with --quick)")
     p.add_argument("--watch-runs", type=int, help="runs of the watch figures (default 3, 1 with --quick)")
+    p.add_argument("--search-runs", type=int, help="timing runs of the search quality set (default 3, 1 with --quick)")
     p.add_argument("--only",
                    choices=("core", "pref", "memory", "replication", "replay", "audit", "compaction", "scopes",
-                            "erasure", "relay", "watch"),
+                            "erasure", "relay", "watch", "search"),
                    help="only the log figures, the preference, memory, replication, replay, audit, compaction, "
-                        "scope, erasure, relay or watch ones")
+                        "scope, erasure, relay, watch or search quality ones")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results.json", help="JSON results file")
     return p.parse_args(argv)
 
@@ -623,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "watch"):
         watch_results, watch = bench_watch.run(sizes, watch_runs, args.quick)
         results += watch_results
+    search_runs, search = args.search_runs or (1 if args.quick else 3), {}
+    if args.only in (None, "search"):
+        search = bench_search.run(search_runs)
     labels = {"value_bytes": pref.get("value_bytes", 0), "entry_bytes": mem.get("entry_bytes", 0),
               **repl.get("labels", {}), **replay.get("labels", {}), **audit.get("labels", {}),
               **compaction.get("labels", {}), **scopes.get("labels", {}), **erasure.get("labels", {}),
@@ -631,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"core": runs, "preference": pref_runs, "memory": mem_runs, "replication": repl_runs,
               "replay": replay_runs, "audit": audit_runs, "compaction": compaction_runs,
               "scopes": scopes_runs, "erasure": erasure_runs, "relay": 0 if relay_skipped else relay_runs,
-              "watch": watch_runs}
+              "watch": watch_runs, "search": search_runs}
     done = ", ".join(f"{n} {part} run{'s' * (n != 1)}" for part, n in counts.items()
                      if args.only in (None, "pref" if part == "preference" else part))
     print(f"agentlog bench: {done}, python {platform.python_version()}, {os.cpu_count()} cpus, "
@@ -670,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_relay.print_notes(relay, relay_runs)
     if args.only in (None, "watch"):
         bench_watch.print_notes(watch, figures, watch_runs)
+    if args.only in (None, "search"):
+        bench_search.print_notes(search, search_runs)
     if args.only in (None, "core"):
         print(f"\nscaled: the throughput target times this machine's Ed25519 sign/s over the "
               f"{REFERENCE_SIGN_PER_S:,}/s of the machine the target was set on; for append_many, "
@@ -682,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
                "scopes_runs": scopes_runs, "scopes": scopes, "erasure_runs": erasure_runs,
                "erasure": {k: v for k, v in erasure.items() if k != "labels"}, "relay_runs": relay_runs,
                "relay": {k: v for k, v in relay.items() if k != "labels"}, "watch_runs": watch_runs, "watch": watch,
-               "figures": figures}
+               "search_runs": search_runs, "search": search, "figures": figures}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {args.out}")
     return 0
