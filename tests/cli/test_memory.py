@@ -17,6 +17,7 @@ from agentlog.memory.api import SearchResult
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
 from agentlog.store import devices, home
 from tests.helpers.cli import assert_one_line_error
+from tests.helpers.models import tiny_model
 from tests.helpers.sync import sync
 
 SCRIPT = Path(sys.executable).with_name("agentlog")
@@ -371,3 +372,19 @@ def test_bad_input_is_one_line_and_changes_nothing(refusals_home, args, words):
     assert proc.returncode == (4 if not_found else 2) and proc.stdout == ""
     assert_one_line_error(proc, *map(filled, words))
     assert fingerprint(h) == before
+
+
+def test_duplicates_merge_and_a_model2vec_embedder(laptop, tmp_path):
+    a = out(laptop, "memory", "put", "Prefers aisle seats on flights", "--tag", "travel")
+    b = out(laptop, "memory", "put", "Prefers an aisle seat on flights", "--tag", "seats")
+    [pair] = as_json(laptop, "memory", "duplicates")
+    assert {pair["a"]["id"], pair["b"]["id"]} == {a, b} and pair["similarity"] >= 0.6
+    merged = as_json(laptop, "memory", "merge", a[:8], b[:8], "--content", "Prefers aisle seats, on every flight")
+    assert (merged["id"], merged["entry"]["tags"]) == (a, ["seats", "travel"])
+    shown_b = out(laptop, "memory", "get", b).splitlines()
+    assert f"merged into {a} (agentlog memory get {a[:12]})" in shown_b
+    model = tiny_model(tmp_path / "tiny")
+    chosen = as_json(laptop, "memory", "embedder", f"model2vec:{model}")
+    assert chosen["name"].startswith("model2vec:tiny@") and (chosen["dim"], chosen["meaning"]) == (8, True)
+    found = as_json(laptop, "memory", "search", "window seat on the plane")
+    assert (found["mode"], found["ranking"], [h["entry"]["id"] for h in found["hits"]]) == ("hybrid", "hybrid", [a])
