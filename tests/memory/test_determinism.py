@@ -186,7 +186,9 @@ class World:
             elif kind == "delete":
                 memory.delete(entry, reason=f"gone {self.seed}")
             elif kind == "merge":
-                other = held[args[2] % len(held)]
+                scope = memory.get(entry).scope
+                others = [h for h in held if h != entry and memory.get(h).scope == scope] or [entry]
+                other = others[args[2] % len(others)]
                 memory.merge(entry, other, content=f"merged {self.seed}" if args[3] else None)
             elif kind == "forget":
                 if args[2]:

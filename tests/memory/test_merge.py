@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agentlog.errors import InvalidValueError, NotFoundError
-from tests.helpers.sync import sync
-from tests.memory.test_scenarios import converged, meet
+from tests.helpers.sync import converged, meet, sync
 
 
 def hit_ids(store, query: str) -> list[bytes]:
