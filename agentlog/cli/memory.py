@@ -83,7 +83,7 @@ def register(sub, common) -> None:
     c.set_defaults(func=cmd_memory_resolve)
     c = memory.add_parser("duplicates", help="pairs of entries that say nearly the same thing (merge them)")
     c.add_argument("--threshold", type=float, default=None,
-                   help="the least similarity listed, above 0 and at most 1 (default 0.6)")
+                   help="the least similarity listed, above 0 and at most 1 (default 0.35)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_duplicates)
     c = memory.add_parser("merge", help="fold entry B into entry A on every device: B's tags join A's, B is "

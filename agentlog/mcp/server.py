@@ -252,7 +252,7 @@ class Tools:
         return self._written(keep, memory.merge(keep, gone, content))
 
     def memory_duplicates(self, threshold: Annotated[float, Field(
-            description="The least similarity listed, above 0 and at most 1.")] = 0.6) -> dict[str, Any]:
+            description="The least similarity listed, above 0 and at most 1.")] = 0.35) -> dict[str, Any]:
         """Pairs of entries that say nearly the same thing, most similar first, each with its similarity (0 to
         1): candidates for memory_merge. Ask the user before merging when the two differ in substance."""
         names = author_names(self.store)

@@ -11,7 +11,7 @@ import numpy as np
 
 from agentlog.memory.lexical import row_text, terms
 
-DEFAULT_THRESHOLD = 0.6
+DEFAULT_THRESHOLD = 0.35
 _BLOCK = 512
 
 
