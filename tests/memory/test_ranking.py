@@ -41,7 +41,9 @@ def test_an_entry_long_unused_loses_rank_unless_read_here(laptop):
     memory = Memory(laptop, now_ms=lambda: later)
     plain = [h.entry.id for h in memory.search("spare key", decay=False).hits]
     assert sorted(plain) == sorted([old, new])
+    before = (laptop.frontier(), laptop.views()["memory"]["digest"])
     memory.note_read(plain[1])                                          # read two years on: a use
+    assert (laptop.frontier(), laptop.views()["memory"]["digest"]) == before   # local: not in the log or view
     decayed = memory.search("spare key")
     assert [h.entry.id for h in decayed.hits] == [plain[1], plain[0]]   # never hidden, only lower
     assert decayed.hits[1].score == pytest.approx(plain_score(memory, plain[0]) * ranking.decay(2 * YEAR_MS), 1e-3)
