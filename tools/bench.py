@@ -114,10 +114,10 @@ FIGURES = (
     ("mem_matmul_p99", "scan {mem_entries}x384 float32 by query, @ p99", "ms"),
     ("mem_einsum_p50", "the same scan with einsum p50", "ms"),
     ("mem_einsum_p99", "the same scan with einsum p99", "ms"),
-    ("mem_search_p50", "memory.search top-10 p50, {mem_entries} entries", "ms"),
-    ("mem_search_p99", "memory.search top-10 p99, {mem_entries} entries", "ms"),
-    ("mem_search_type_p50", "memory.search top-10, type filter, p50", "ms"),
-    ("mem_search_type_p99", "memory.search top-10, type filter, p99", "ms"),
+    ("mem_search_p50", "memory.search top-10 p50, {mem_entries} entries, writer on", "ms"),
+    ("mem_search_p99", "memory.search top-10 p99, {mem_entries} entries, writer on", "ms"),
+    ("mem_search_type_p50", "memory.search top-10, type filter, p50, writer on", "ms"),
+    ("mem_search_type_p99", "memory.search top-10, type filter, p99, writer on", "ms"),
     ("mem_search_lexical_p50", "memory.search top-10 lexical p50", "ms"),
     ("mem_search_lexical_p99", "memory.search top-10 lexical p99", "ms"),
     ("mem_cold", "cold start: open + first search, new process", "ms"),
@@ -344,10 +344,11 @@ def lmdb_get(store: Store, key: bytes) -> bytes | None:
         return txn.get(key, db=store.db("views.pref"))
 
 
-def start_writer(path: Path, sizes: Sizes) -> subprocess.Popen:
-    """tools/bench_writer.py appending sizes.writer_rate events/s to the home at path, once it has written."""
+def start_writer(path: Path, sizes: Sizes, *extra: str) -> subprocess.Popen:
+    """tools/bench_writer.py appending sizes.writer_rate events/s to the home at path, once it has written
+    (`extra`: more of its options)."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "bench_writer.py"), str(path),
-                             "--rate", str(sizes.writer_rate), "--settings", str(sizes.settings)],
+                             "--rate", str(sizes.writer_rate), "--settings", str(sizes.settings), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
@@ -485,7 +486,8 @@ def run_memory(sizes: Sizes, runs: int) -> tuple[list[dict[str, float]], dict]:
                             "mem_index_build": rate(sizes.mem_entries, info["index_seconds"])})
             print(f"memory home: {sizes.mem_entries:,} entries loaded in {info['load_seconds']:.1f} s, "
                   f"indexed in {info['index_seconds']:.1f} s", file=sys.stderr, flush=True)
-            info.update(load_average=[], put_sync_ms=[], lexical_warmup_ms=[], lexical_hits=[], cold=[], notes=[])
+            info.update(load_average=[], put_sync_ms=[], lexical_warmup_ms=[], lexical_hits=[], cold=[], notes=[],
+                        writer=[], synced={}, quiet_p99={})
             for n in range(runs):
                 info["load_average"].append(os.getloadavg()[0])
                 start, workdir = time.perf_counter(), Path(tmp) / f"run{n}"
@@ -493,7 +495,8 @@ def run_memory(sizes: Sizes, runs: int) -> tuple[list[dict[str, float]], dict]:
                 out["lmdb_put"], out["lmdb_put_p50"] = bench_lmdb_put(workdir / "lmdb", sizes.puts)
                 out["lmdb_put_bulk"] = bench_lmdb_put_bulk(workdir / "lmdb-bulk", sizes.bulk_puts)
                 shutil.rmtree(workdir)
-                out.update(bench_memory.memory_run(path, ids, sizes, rng, vocab, percentile, info))
+                out.update(bench_memory.memory_run(path, ids, sizes, rng, vocab, percentile, info,
+                                                   (start_writer, stop_writer)))
                 results.append(out)
                 print(f"memory run {n + 1}/{runs} done in {time.perf_counter() - start:.1f} s",
                       file=sys.stderr, flush=True)
@@ -514,6 +517,7 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
 
     med = statistics.median
     cold = mem["cold"]
+    writer_rate = med([w["rate"] for w in mem["writer"]])
     print(f"\nmemory figures: one home of {mem['entries']:,} entries ({mem['store_mb']:,.0f} MB on disk), loaded "
           f"once through append_many and indexed by its first search ({mem['load_seconds']:.1f} s and "
           f"{mem['index_seconds']:.1f} s: one sample each), then {runs} run{'s' * (runs != 1)} with the primitives "
@@ -522,15 +526,24 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
           f"(faster of 2: each get's faster time); {sizes.mem_queries} semantic queries of 2 to 5 words (the "
           f"query's embedding is part of each search) without and with type={bench_memory.FILTER_TYPE}, taking "
           f"turns query by query with embedding the query alone and the two scans of every vector by it (@: "
-          f"numpy's matmul, BLAS on all cores; einsum: numpy's own loop, one thread); {sizes.mem_lexical} lexical "
-          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; the first lexical search "
-          f"folds every row's words, {med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
-          f"opens the home and searches once, loading the index from LMDB, the files in the page cache (import "
-          f"{med([c['import_ms'] for c in cold]):.0f} ms before it, not counted; open "
+          f"numpy's matmul, BLAS on all cores; einsum: numpy's own loop, one thread), all while the paced writer "
+          f"appends to the same home ({writer_rate:,.0f} events/s achieved, every "
+          f"{bench_memory.WRITER_MEMORY_EVERY}th a memory entry the next search indexes); {sizes.mem_lexical} lexical "
+          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; BM25's index of every "
+          f"row is built by the first search, hybrid by default, so the first lexical search took "
+          f"{med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
+          f"opens the home and searches once, loading the index from LMDB, the files in the page cache (importing "
+          f"the store and memory modules {med([c['import_ms'] for c in cold]):.0f} ms before it, not counted; open "
           f"{med([c['open_ms'] for c in cold]):.0f} ms, first search {med([c['search_ms'] for c in cold]):,.0f} ms); "
           f"evicted: once after the runs, with the store's files dropped from the page cache (posix_fadvise) "
           f"first; RSS growth: anonymous memory after the first search less before the open. 1-minute load "
           f"average before each run: {', '.join(f'{x:.1f}' for x in mem['load_average'])} on {os.cpu_count()} cpus")
+    for name, label in (("mem_search", "semantic searches"), ("mem_search_type", "type-filtered searches")):
+        runs_of = mem["synced"].get(name, [])
+        if runs_of:
+            print(f"{label}: per run, {', '.join(f'{n} of {n + q}' for n, q in runs_of)} indexed the writer's new "
+                  f"entries first (one durable write transaction, after the writer's); p99 of the others "
+                  f"{', '.join(f'{x:.1f}' for x in mem['quiet_p99'][name])} ms")
     for note in mem["notes"]:
         print(f"note: {note}")
 

@@ -6,8 +6,9 @@ embeds nothing), through `store.append_many` in batches of MemoryPut events; the
 search then builds the search index of all of them. On that home each run times single
 durable `memory.put` calls, `memory.get` of random ids, top-10 searches (semantic, with a
 type filter, lexical) and a cold start in a new process (open the home, first search,
-and the resident memory the loaded index takes). Every time is wall clock, in process,
-with the store warm unless said otherwise.
+and the resident memory the loaded index takes). The semantic searches run while the paced
+writer (tools/bench_writer.py) appends to the same home, memory entries among its events.
+Every time is wall clock, in process, with the store warm unless said otherwise.
 
 Run as a script (`bench_memory.py --cold HOME QUERY`) it is that cold-start process:
 it prints one JSON line of its timings.
@@ -142,7 +143,8 @@ def cold_start(path: Path, query: str) -> dict:
     """In this (new) process: import, open the home, run the first search (which loads the index's
     matrix from LMDB), and the anonymous memory the loaded index holds afterwards."""
     began = time.perf_counter()
-    from agentlog import memory  # noqa: F401  (what a search imports on first use)
+    from agentlog.memory import api, index  # noqa: F401  (what opening a home and a search import on first use)
+    from agentlog.store import store as _store  # noqa: F401
     imported = time.perf_counter()
     gc.collect()
     before = rss_kb()
@@ -182,9 +184,15 @@ def run_cold(path: Path, query: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+WRITER_MEMORY_EVERY = 50
+"""While the semantic searches are timed, the paced writer of tools/bench_writer.py appends to the same
+home, every WRITER_MEMORY_EVERY-th event a memory entry that the next search indexes."""
+
+
 def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: list[str], percentile,
-               info: dict) -> dict[str, float]:
-    """One run of the memory figures on the bulk-loaded home at path (percentile: nearest rank, of ns)."""
+               info: dict, writer) -> dict[str, float]:
+    """One run of the memory figures on the bulk-loaded home at path (percentile: nearest rank, of ns;
+    writer: (start, stop) of the paced writer, as tools/bench.py runs it)."""
     def p50_p99(times: list[int], scale: float) -> tuple[float, float]:
         return percentile(times, 50) / scale, percentile(times, 99) / scale
 
@@ -207,7 +215,7 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         info["put_sync_ms"].append((time.perf_counter() - began) * 1000)
         memory.search(semantic[1], type=FILTER_TYPE)      # builds the filter's mask
         began = time.perf_counter()
-        memory.search(lexical[0], lexical=True)           # folds every row's text for word matching
+        memory.search(lexical[0], lexical=True)           # BM25's index: built by the first (hybrid) search
         info["lexical_warmup_ms"].append((time.perf_counter() - began) * 1000)
 
         db = store.db("views.memory")
@@ -225,22 +233,34 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         embedder, matrix = memory.embedder, memory.matrix()
         vectors = matrix.vectors[: matrix.n]
         hits = []
+        synced: dict[str, list[bool]] = {"mem_search": [], "mem_search_lexical": [], "mem_search_type": []}
 
-        def search(query: str, **filters) -> None:
+        def search(query: str, name: str = "mem_search", **filters) -> None:
+            before = matrix.gen
             hits.append(len(store.memory.search(query, k=10, **filters).hits))
+            synced[name].append(matrix.gen != before)          # it indexed the writer's new entries first
         steps = {"mem_embed": lambda q: embedder.embed([q]), "mem_matmul": lambda v: vectors @ v,
                  "mem_einsum": lambda v: np.einsum("ij,j->i", vectors, v),
-                 "mem_search": search, "mem_search_type": lambda q: search(q, type=FILTER_TYPE)}
-        times = interleaved(steps, [((q,), (v,), (v,), (q,), (q,))
-                                    for q, v in zip(semantic, embedder.embed(semantic))])
+                 "mem_search": search, "mem_search_type": lambda q: search(q, "mem_search_type", type=FILTER_TYPE)}
+        start_writer, stop_writer = writer
+        proc = start_writer(path, sizes, "--memory-every", str(WRITER_MEMORY_EVERY))
+        try:
+            times = interleaved(steps, [((q,), (v,), (v,), (q,), (q,))
+                                        for q, v in zip(semantic, embedder.embed(semantic))])
+        finally:
+            info["writer"].append(stop_writer(proc))
         out["mem_embed_p50"] = percentile(times["mem_embed"], 50) / 1e6
         for name in ("mem_matmul", "mem_einsum", "mem_search", "mem_search_type"):
             out[f"{name}_p50"], out[f"{name}_p99"] = p50_p99(times[name], 1e6)
+        for name in ("mem_search", "mem_search_type"):
+            quiet = [t for t, s in zip(times[name], synced[name]) if not s]
+            info["synced"].setdefault(name, []).append((sum(synced[name]), len(quiet)))
+            info["quiet_p99"].setdefault(name, []).append(percentile(quiet, 99) / 1e6 if quiet else float("nan"))
         if min(hits) < 10:
             info["notes"].append(f"a semantic search found {min(hits)} hits, not 10")
         hits.clear()
         out["mem_search_lexical_p50"], out["mem_search_lexical_p99"] = p50_p99(
-            timed_ns(lambda q: search(q, lexical=True), [(q,) for q in lexical]), 1e6)
+            timed_ns(lambda q: search(q, "mem_search_lexical", lexical=True), [(q,) for q in lexical]), 1e6)
         info["lexical_hits"].append(sum(hits) / len(hits))
         out["mem_vector_mb"] = vectors.nbytes / 1e6
         info["indexed"] = matrix.n

@@ -5,7 +5,9 @@ another process. Writes `--batch` events every batch/rate seconds through its ow
 `home.open_home`, prints "ready" once the first batch is stored, and on SIGTERM
 finishes the batch in hand and prints one JSON line: events written, seconds, the
 achieved rate and how late the batches ran. It also stops when its parent exits, so
-a bench that dies leaves no writer behind.
+a bench that dies leaves no writer behind. With `--memory-every N`, every Nth event is a
+memory entry (a few words, no embedding: the searching process indexes it), as an agent
+that records memories while another process searches them.
 """
 
 from __future__ import annotations
@@ -31,13 +33,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=50, help="events per append_many call")
     p.add_argument("--settings", type=int, default=200, help="settings s000.. to write about")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--memory-every", type=int, default=0, help="make every Nth event a memory entry (0: none)")
     return p.parse_args(argv)
 
 
-def batch_of(rng: random.Random, n: int, settings: int) -> list:
-    """Mostly observations in day/night contexts, a few decisions: what a running agent records."""
+def batch_of(rng: random.Random, n: int, settings: int, memory_every: int = 0, written: int = 0) -> list:
+    """Mostly observations in day/night contexts, a few decisions: what a running agent records; and every
+    `memory_every`th event (counting from `written`) a memory entry."""
     out = []
-    for _ in range(n):
+    for i in range(n):
+        if memory_every and (written + i) % memory_every == memory_every - 1:
+            words = " ".join(rng.choice(("tea", "bike", "rain", "desk", "lamp", "train", "code")) for _ in range(6))
+            out.append(payloads.MemoryPut(entry=os.urandom(16), type="fact", content=f"noted {words}"))
+            continue
         setting, value = f"s{rng.randrange(settings):03d}", rng.choice(VALUES)
         context = (("daypart", rng.choice(("day", "night"))), ("device_class", "laptop"))
         if rng.random() < 0.1:
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = deadline = time.perf_counter()
         while not stop and os.getppid() == parent:
-            items = batch_of(rng, args.batch, args.settings)
+            items = batch_of(rng, args.batch, args.settings, args.memory_every, written)
             began = time.perf_counter()
             store.append_many(items)
             slowest = max(slowest, time.perf_counter() - began)

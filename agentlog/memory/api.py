@@ -445,7 +445,7 @@ class Memory:
         pool = min(MAX_K, max(k, POOL))
         rankings = []
         if ranking != "vector":
-            rankings.append(self._lexicon(matrix).search(query, pool, rows, matrix.ids))
+            rankings.append(self._lexicon(matrix).search(query, pool, rows, matrix.id_at))
         if ranking != "lexical":
             rankings.append(matrix.semantic(self.embedder.embed([query])[0], pool,
                                             matrix.mask(type, tag, scope, vectors=True)))
@@ -508,7 +508,7 @@ class Memory:
         if store.read(index.needs_sync):
             store.write(lambda txn: index.sync(txn, store.memory_view))
         matrix = store.memory_cache.get(embedder.name)
-        if matrix is None:
+        if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
             matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
-        store.read(lambda txn: matrix.refresh(txn, index))
+        store.read(lambda txn: matrix.refresh(txn, index), buffers=True)      # blocks copied straight from the map
         return matrix

@@ -3,20 +3,27 @@
 Not part of the memory view (another device may embed with another model), so not in its
 digest. It lives in LMDB and survives restart; the view marks what changed (memory.dirty)
 in the same transaction as the fold, and `sync` embeds those entries before a search.
-A process keeps the matrix in memory and patches it from the journal of changed ids.
+A process keeps the matrix in memory and patches it from the journal of changed slots.
+
+Each indexed entry holds a slot; slots are stored BLOCK to a block, so a process loads the whole
+index with one read per block (a few numpy views each) instead of unpacking a row per entry.
 
 Databases (opened by the store, see memory_view.DBS):
-  memory.index          entry id(16) -> row: type(1) how(1) scope tags content (each length-prefixed) float32 vector
-                        (how: STORED, EMBEDDED here, REEMBEDDED from another model, or EXCLUDED with no vector)
-  memory.index.journal  change number(8) -> entry id(16): what changed, for other processes' in-memory copies
-  memory.index.meta     b"model", b"dim", b"gen" (last change number), b"floor" (oldest journal entry kept)
+  memory.index          entry id(16) -> slot(4): where the entry's row is
+  memory.index.journal  change number(8) -> entry id(16) slot(4): what changed, for other processes' copies
+  memory.index.meta     b"model", b"dim", b"gen" (last change number), b"floor" (oldest journal entry kept),
+                        b"layout", b"slots" (slots ever used), b"free" (slots to reuse, 4 bytes each), and
+                        b"\\0" block number(4) -> block (see `Block`)
+A row is the entry's type, how it was indexed (STORED, EMBEDDED here, REEMBEDDED from another model, or
+EXCLUDED with no vector), scope, tags, search text (content and merged entries' text) and float32 vector;
+an empty slot is all zeros, how EMPTY.
 """
 
 from __future__ import annotations
 
-import re
+import itertools
+import mmap
 import struct
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +33,14 @@ from agentlog.memory.embedding import Embedder, normalized
 from agentlog.memory.reducer import Entry
 
 JOURNAL_KEEP = 100_000
+BLOCK = 128                        # slots per stored block: a change rewrites one block of BLOCK rows
+LAYOUT = b"blocks-1"
 _U64 = struct.Struct(">Q")
-_WORD = re.compile(r"\w+")
+_U32 = struct.Struct(">I")
+_BLOCK_KEY = b"\0"
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
+EMPTY = 255
+_LOADS = itertools.count(1)        # numbers each block copied into any matrix of this process: rows' stamps
 MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
 
 
@@ -37,10 +49,10 @@ def _pack_text(s: str) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
-def pack_row(entry: Entry, how: int, vector: np.ndarray | None) -> bytes:
-    head = bytes((mr.TYPES.index(entry.value("type")), how))
-    body = _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.search_text())
-    return head + body + (np.asarray(vector, dtype="<f4").tobytes() if vector is not None else b"")
+def pack_text(entry: Entry) -> bytes:
+    """A row's texts: scope, tags (joined by \\x1f), search text (content and merged entries' text), each
+    length-prefixed."""
+    return _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.search_text())
 
 
 @dataclass(slots=True)
@@ -53,63 +65,176 @@ class Row:
     vector: np.ndarray | None
 
 
-def unpack_row(raw: bytes) -> Row:
-    raw = bytes(raw)
-    at, texts = 2, []
+def unpack_text(kind: int, how: int, raw: bytes) -> Row:
+    """The Row (without its vector) of a slot's type, how and texts."""
+    at, texts = 0, []
     for _ in range(3):
         n = int.from_bytes(raw[at : at + 4], "big")
         texts.append(raw[at + 4 : at + 4 + n].decode())
         at += 4 + n
     tags = tuple(texts[1].split("\x1f")) if texts[1] else ()
-    return Row(mr.TYPES[raw[0]], raw[1], texts[0], tags, texts[2], np.frombuffer(raw, dtype="<f4", offset=at))
+    return Row(mr.TYPES[kind], how, texts[0], tags, texts[2], None)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+class Block:
+    """BLOCK slots as stored: ids(16 each) how(1 each) type(1 each) vectors(dim float32 LE each)
+    text ends(4 LE each, cumulative) texts. Arrays are views of the stored bytes until patched."""
+
+    def __init__(self, dim: int, raw: bytes | memoryview | None = None):
+        self.dim = dim
+        if raw is None:
+            self.ids = np.zeros((BLOCK, 16), dtype=np.uint8)
+            self.how = np.full(BLOCK, EMPTY, dtype=np.uint8)
+            self.kind = np.full(BLOCK, EMPTY, dtype=np.uint8)
+            self.vectors = np.zeros((BLOCK, dim), dtype="<f4")
+            self.ends = np.zeros(BLOCK, dtype="<u4")
+            self.texts = b""
+            return
+        at = 0
+        fields = []
+        for dtype, count in ((np.uint8, 16 * BLOCK), (np.uint8, BLOCK), (np.uint8, BLOCK), ("<f4", dim * BLOCK),
+                             ("<u4", BLOCK)):
+            fields.append(np.frombuffer(raw, dtype=dtype, count=count, offset=at))
+            at += fields[-1].nbytes
+        self.ids, self.how, self.kind = fields[0].reshape(BLOCK, 16), fields[1], fields[2]
+        self.vectors, self.ends = fields[3].reshape(BLOCK, dim), fields[4]
+        self.texts = bytes(raw[at:])
+
+    def text(self, j: int) -> bytes:
+        return self.texts[(self.ends[j - 1] if j else 0) : self.ends[j]]
+
+    def row(self, j: int) -> Row | None:
+        """Slot j's Row without its vector, or None when empty."""
+        return None if self.how[j] == EMPTY else unpack_text(int(self.kind[j]), int(self.how[j]), self.text(j))
+
+    def patch(self, changes: dict[int, tuple]) -> bytes:
+        """The block's bytes with slots replaced: j -> (entry id, how, type index, vector, texts), or None
+        to empty it."""
+        ids, how, kind, vectors = self.ids.copy(), self.how.copy(), self.kind.copy(), self.vectors.copy()
+        texts = [self.text(j) for j in range(BLOCK)]
+        for j, change in changes.items():
+            if change is None:
+                ids[j], how[j], kind[j], vectors[j], texts[j] = 0, EMPTY, EMPTY, 0, b""
+            else:
+                ids[j] = np.frombuffer(change[0], dtype=np.uint8)
+                how[j], kind[j], texts[j] = change[1], change[2], change[4]
+                vectors[j] = change[3] if change[3] is not None else 0
+        ends = np.cumsum([len(t) for t in texts], dtype=np.int64).astype("<u4")
+        return b"".join((ids.tobytes(), how.tobytes(), kind.tobytes(), vectors.astype("<f4").tobytes(),
+                         ends.tobytes(), *texts))
+
+
+def zeros(rows: int, dim: int) -> np.ndarray:
+    """A zeroed float32 matrix; a large one in anonymous pages populated at once. numpy's own allocation asks
+    for huge pages, and the kernel's compaction for them stalled a 150 MB allocation 0.6-2 s on a loaded
+    machine, against 0.15-0.37 s for populated small pages."""
+    size = rows * dim * 4
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if size < 1 << 24 or not populate:
+        return np.zeros((rows, dim), dtype=np.float32)
+    pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    return np.frombuffer(pages, dtype=np.float32).reshape(rows, dim)
+
+
+def block_key(number: int) -> bytes:
+    return _BLOCK_KEY + _U32.pack(number)
+
+
+def _get_u64(txn, db, key: bytes, default: int = 0) -> int:
+    raw = txn.get(key, db=db)
+    return _U64.unpack(raw)[0] if raw else default
+
+
+class Slots:
+    """The index's rows within one write transaction: changes gathered, then written a block at a time."""
+
+    def __init__(self, dbs: dict, txn, dim: int):
+        self.rows, self.journal, self.meta = dbs["memory.index"], dbs["memory.index.journal"], dbs["memory.index.meta"]
+        self.txn, self.dim = txn, dim
+        self.used = _get_u64(txn, self.meta, b"slots")
+        free = txn.get(b"free", db=self.meta) or b""
+        self.free = [_U32.unpack_from(free, at)[0] for at in range(0, len(free), 4)]
+        self.changes: dict[int, dict[int, tuple | None]] = {}      # block -> slot in block -> row or None
+        self.journal_rows: list[tuple[bytes, bytes]] = []
+        self.gen = _get_u64(txn, self.meta, b"gen")
+
+    def _changed(self, entry_id: bytes, slot: int, row: tuple | None) -> None:
+        self.changes.setdefault(slot // BLOCK, {})[slot % BLOCK] = row
+        self.gen += 1
+        self.journal_rows.append((_U64.pack(self.gen), entry_id + _U32.pack(slot)))
+
+    def drop(self, entry_id: bytes) -> None:
+        """Empty the entry's slot, if it has one."""
+        raw = self.txn.get(entry_id, db=self.rows)
+        if raw is None:
+            return
+        slot = _U32.unpack(raw)[0]
+        self.txn.delete(entry_id, db=self.rows)
+        self.free.append(slot)
+        self._changed(entry_id, slot, None)
+
+    def put(self, entry: Entry, how: int, vector: np.ndarray | None) -> None:
+        raw = self.txn.get(entry.id, db=self.rows)
+        if raw is not None:
+            slot = _U32.unpack(raw)[0]
+        else:
+            slot = self.free.pop() if self.free else self.used
+            self.used = max(self.used, slot + 1)
+            self.txn.put(entry.id, _U32.pack(slot), db=self.rows)
+        self._changed(entry.id, slot, (entry.id, how, mr.TYPES.index(entry.value("type")), vector, pack_text(entry)))
+
+    def write(self) -> None:
+        """Store the changed blocks, the journal and the counters."""
+        txn, meta = self.txn, self.meta
+        for number, changes in sorted(self.changes.items()):
+            raw = txn.get(block_key(number), db=meta)
+            txn.put(block_key(number), Block(self.dim, bytes(raw) if raw else None).patch(changes), db=meta)
+        if self.journal_rows:
+            txn.cursor(db=self.journal).putmulti(self.journal_rows, append=True)
+        txn.put(b"gen", _U64.pack(self.gen), db=meta)
+        txn.put(b"slots", _U64.pack(self.used), db=meta)
+        txn.put(b"free", b"".join(_U32.pack(s) for s in sorted(self.free, reverse=True)), db=meta)
 
 
 class MemoryIndex:
     """The index's databases, for one embedder; `Matrix` is a process's in-memory copy."""
 
     def __init__(self, dbs: dict, embedder: Embedder):
+        self.dbs = dbs
         self.rows, self.journal, self.meta = dbs["memory.index"], dbs["memory.index.journal"], dbs["memory.index.meta"]
         self.dirty = dbs["memory.dirty"]
         self.embedder = embedder
 
     def gen(self, txn) -> int:
-        raw = txn.get(b"gen", db=self.meta)
-        return _U64.unpack(raw)[0] if raw else 0
+        return _get_u64(txn, self.meta, b"gen")
+
+    def model(self, txn) -> str:
+        return bytes(txn.get(b"model", db=self.meta) or b"").decode()
+
+    def current(self, txn) -> bool:
+        """Whether the stored rows are of this embedder (its name and its vectors' size) and this layout."""
+        meta = self.meta
+        dim = txn.get(b"dim", db=meta)
+        return (txn.get(b"model", db=meta) == self.embedder.name.encode() and txn.get(b"layout", db=meta) == LAYOUT
+                and dim is not None and int.from_bytes(dim, "big") == self.embedder.dim)
 
     def needs_sync(self, txn) -> bool:
-        return self._changed_model(txn) or txn.stat(self.dirty)["entries"] > 0
-
-    def _changed_model(self, txn) -> bool:
-        """Whether the index holds another model's vectors, or vectors of another size under this one's name."""
-        dim = txn.get(b"dim", db=self.meta)
-        return (txn.get(b"model", db=self.meta) != self.embedder.name.encode()
-                or (dim is not None and int.from_bytes(dim, "big") != self.embedder.dim))
+        return not self.current(txn) or txn.stat(self.dirty)["entries"] > 0
 
     def sync(self, txn, view) -> None:
-        """Index every entry the view marked changed (all of them after a change of model); write transaction."""
-        if self._changed_model(txn):
-            for db in (self.rows, self.journal):
-                txn.drop(db, delete=False)
-            txn.put(b"model", self.embedder.name.encode(), db=self.meta)
-            txn.put(b"dim", self.embedder.dim.to_bytes(4, "big"), db=self.meta)
-            txn.put(b"floor", _U64.pack(self.gen(txn) + 1), db=self.meta)
+        """Index every entry the view marked changed (all of them after a change of model or layout); write txn."""
+        if not self.current(txn):
+            self._clear(txn)
             ids = view.entry_ids(txn)
         else:
             with txn.cursor(db=self.dirty) as cur:
                 ids = [bytes(k) for k in cur.iternext(keys=True, values=False)]
-        gen = self.gen(txn)
+        slots = Slots(self.dbs, txn, self.embedder.dim)
         indexed: list[list] = []          # [entry, how, vector]
-        journal = []
         for entry_id in ids:
             entry = view.entry(txn, entry_id)
             if entry is None or not entry.visible:
-                if txn.delete(entry_id, db=self.rows):
-                    gen += 1
-                    journal.append((_U64.pack(gen), entry_id))
+                slots.drop(entry_id)
                 continue
             how, vector = EMBEDDED, None
             stored = entry.fields.get("embedding")
@@ -131,17 +256,28 @@ class MemoryIndex:
             for row, vec in zip(pending, self.embedder.embed([row[0].search_text() for row in pending])):
                 row[2] = vec
         for entry, how, vector in indexed:
-            txn.put(entry.id, pack_row(entry, how, vector), db=self.rows)
-            gen += 1
-            journal.append((_U64.pack(gen), entry.id))
-        txn.cursor(db=self.journal).putmulti(journal, append=True)
-        txn.put(b"gen", _U64.pack(gen), db=self.meta)
+            slots.put(entry, how, vector)
+        slots.write()
         txn.drop(self.dirty, delete=False)
-        self._trim(txn, gen)
+        self._trim(txn, slots.gen)
+
+    def _clear(self, txn) -> None:
+        """Forget every row: the model or the layout changed. Other processes reload in full (the floor moves)."""
+        with txn.cursor(db=self.meta) as cur:
+            found = cur.set_range(_BLOCK_KEY)
+            while found and cur.key()[:1] == _BLOCK_KEY:
+                found = cur.delete()
+        for db in (self.rows, self.journal):
+            txn.drop(db, delete=False)
+        for key in (b"slots", b"free"):
+            txn.delete(key, db=self.meta)
+        txn.put(b"model", self.embedder.name.encode(), db=self.meta)
+        txn.put(b"dim", self.embedder.dim.to_bytes(4, "big"), db=self.meta)
+        txn.put(b"layout", LAYOUT, db=self.meta)
+        txn.put(b"floor", _U64.pack(self.gen(txn) + 1), db=self.meta)
 
     def _trim(self, txn, gen: int) -> None:
-        floor_raw = txn.get(b"floor", db=self.meta)
-        floor = _U64.unpack(floor_raw)[0] if floor_raw else 1
+        floor = _get_u64(txn, self.meta, b"floor", 1)
         if gen - floor < 2 * JOURNAL_KEEP:
             return
         new_floor = gen - JOURNAL_KEEP
@@ -150,22 +286,35 @@ class MemoryIndex:
                 cur.delete()
         txn.put(b"floor", _U64.pack(new_floor), db=self.meta)
 
-    def changes(self, txn, since: int) -> list[bytes] | None:
-        """Entry ids changed after change number `since`, or None when the journal no longer reaches back."""
-        floor_raw = txn.get(b"floor", db=self.meta)
-        if floor_raw and _U64.unpack(floor_raw)[0] > since + 1:
-            return None
-        out = []
-        with txn.cursor(db=self.journal) as cur:
-            found = cur.set_range(_U64.pack(since + 1))
-            while found:
-                out.append(bytes(cur.value()))
-                found = cur.next()
+    def stored(self, txn) -> dict[bytes, Row]:
+        """Every stored row by entry id, with its vector (for checks: a search reads blocks whole)."""
+        dim, blocks, out = int.from_bytes(txn.get(b"dim", db=self.meta) or b"", "big"), {}, {}
+        with txn.cursor(db=self.rows) as cur:
+            for entry_id, raw in cur:
+                number, j = divmod(_U32.unpack(raw)[0], BLOCK)
+                if number not in blocks:
+                    blocks[number] = Block(dim, bytes(txn.get(block_key(number), db=self.meta)))
+                row = out[bytes(entry_id)] = blocks[number].row(j)
+                row.vector = blocks[number].vectors[j].copy()
         return out
+
+    def changes(self, txn, since: int) -> list[tuple[bytes, int]] | None:
+        """(entry id, slot) of each change after change number `since`, or None when the journal no longer
+        reaches back."""
+        if _get_u64(txn, self.meta, b"floor") > since + 1:
+            return None
+        with txn.cursor(db=self.journal) as cur:
+            if not cur.set_range(_U64.pack(since + 1)):
+                return []
+            return [(bytes(value[:16]), _U32.unpack_from(value, 16)[0])
+                    for value in cur.iternext(keys=False, values=True)]
 
 
 class Matrix:
-    """A process's in-memory copy of the index: a float32 matrix plus per-row filters, patched by change number."""
+    """A process's in-memory copy of the index: a float32 matrix plus per-row filters, patched by change number.
+
+    Row i is slot i. A full load copies each stored block's arrays in; the rows' texts stay packed per block
+    until a filter by tag or scope, or BM25 (agentlog.memory.lexical), first needs them."""
 
     def __init__(self, dim: int):
         self.dim = dim
@@ -176,73 +325,106 @@ class Matrix:
     def reset(self) -> None:
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
         self.n = 0
-        self.row_of: dict[bytes, int] = {}
-        self.ids: list[bytes | None] = []
-        self.rows: list[Row | None] = []
         self.alive = np.zeros(0, dtype=bool)
-        self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; 255 when empty
+        self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; EMPTY when empty
+        self.kind = np.zeros(0, dtype=np.uint8)                 # per row: index in reducer.TYPES; EMPTY when empty
+        self._id = np.zeros((0, 16), dtype=np.uint8)
+        self.stamp = np.zeros(0, dtype=np.uint64)              # per row: the copy that last set it (0: never)
+        self._texts: dict[int, tuple[np.ndarray, bytes]] = {}  # block -> (text ends, texts)
+        self._rows: list[Row | None] | None = None
         self._masks: dict[tuple, np.ndarray] = {}
-        self._folded: list[str | None] = []
 
     def refresh(self, txn, index: MemoryIndex) -> None:
         """Bring this copy up to the index's current change number."""
         gen = index.gen(txn)
-        model = (txn.get(b"model", db=index.meta) or b"").decode()
+        model = index.model(txn)
         if gen == self.gen and model == self.model:
             return
         changed = index.changes(txn, self.gen) if model == self.model and self.gen >= 0 else None
         if changed is None:
             self.reset()
-            with txn.cursor(db=index.rows) as cur:
-                items = [(bytes(k), unpack_row(v)) for k, v in cur]
-            self._grow(len(items))
-            for entry_id, row in items:
-                self._set(entry_id, row)
+            self._grow(_get_u64(txn, index.meta, b"slots"))
+            with txn.cursor(db=index.meta) as cur:
+                found = cur.set_range(_BLOCK_KEY)
+                while found and cur.key()[:1] == _BLOCK_KEY:
+                    self._set(_U32.unpack_from(cur.key(), 1)[0], Block(self.dim, cur.value()))
+                    found = cur.next()
         else:
-            for entry_id in dict.fromkeys(changed):
-                raw = txn.get(entry_id, db=index.rows)
-                if raw is None:
-                    self._drop(entry_id)
-                else:
-                    self._set(entry_id, unpack_row(raw))
+            by_block: dict[int, set[int]] = {}
+            for _, slot in changed:
+                by_block.setdefault(slot // BLOCK, set()).add(slot % BLOCK)
+            for number, slots in sorted(by_block.items()):
+                raw = txn.get(block_key(number), db=index.meta)
+                self._set(number, Block(self.dim, raw), sorted(slots))
         self.gen, self.model = gen, model
         self._masks.clear()
 
     def _grow(self, need: int) -> None:
+        """Room for `need` rows and an eighth more: a new row rarely copies the whole matrix (doubling a
+        150 MB one stalled a search for a second on a loaded machine)."""
         if need <= len(self.vectors):
             return
-        size = max(need, 2 * len(self.vectors), 64)
-        vectors = np.zeros((size, self.dim), dtype=np.float32)
+        size = max(need + need // 8, 64)
+        vectors = zeros(size, self.dim)
         vectors[: self.n] = self.vectors[: self.n]
-        alive = np.zeros(size, dtype=bool)
-        alive[: self.n] = self.alive[: self.n]
-        how = np.full(size, 255, dtype=np.uint8)
-        how[: self.n] = self.how[: self.n]
-        self.vectors, self.alive, self.how = vectors, alive, how
+        self.vectors = vectors
+        for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
+                                   ("stamp", 0, ())):
+            old = getattr(self, name)
+            new = np.full((size, *shape), fill, dtype=old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
 
-    def _set(self, entry_id: bytes, row: Row) -> None:
-        i = self.row_of.get(entry_id)
-        if i is None:
-            self._grow(self.n + 1)
-            i = self.row_of[entry_id] = self.n
-            self.n += 1
-            self.ids.append(entry_id)
-            self.rows.append(None)
-            self._folded.append(None)
-        self.rows[i], self._folded[i] = row, None
-        self.how[i] = row.how
-        usable = row.how != EXCLUDED and len(row.vector) == self.dim
-        self.vectors[i] = row.vector if usable else 0
-        row.vector = None                  # the matrix holds it now
-        self.alive[i] = usable
+    def _set(self, number: int, block: Block, slots: list[int] | None = None) -> None:
+        """Copy stored block `number` in: these slots of it (indexes within the block), or all of them."""
+        lo = number * BLOCK
+        filled = np.flatnonzero(block.how != EMPTY) if slots is None else \
+            [j for j in slots if block.how[j] != EMPTY]
+        top = lo + (int(filled[-1]) + 1 if len(filled) else 0)
+        self._grow(top)
+        self.n = max(self.n, top)
+        self._texts[number] = (block.ends.copy(), block.texts)
+        if slots is None:
+            end = max(lo, min(lo + BLOCK, len(self.vectors)))
+            js, rows = slice(0, end - lo), slice(lo, end)
+        else:
+            js = np.array([j for j in slots if lo + j < len(self.vectors)], dtype=np.intp)
+            rows = lo + js
+        self.vectors[rows] = block.vectors[js]
+        self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
+        self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
+        self.stamp[rows] = next(_LOADS)
+        if self._rows is not None:
+            self._rows.extend([None] * (self.n - len(self._rows)))
+            for i in range(lo, min(lo + BLOCK, self.n)) if slots is None else rows.tolist():
+                self._rows[i] = self._row(i)
 
-    def _drop(self, entry_id: bytes) -> None:
-        i = self.row_of.pop(entry_id, None)
-        if i is not None:
-            self.ids[i], self.rows[i], self._folded[i] = None, None, None
-            self.how[i] = 255
-            self.vectors[i] = 0
-            self.alive[i] = False
+    def _row(self, i: int) -> Row | None:
+        if self.how[i] == EMPTY:
+            return None
+        number, j = divmod(i, BLOCK)
+        ends, texts = self._texts[number]
+        return unpack_text(int(self.kind[i]), int(self.how[i]), texts[(ends[j - 1] if j else 0) : ends[j]])
+
+    def id_at(self, i: int) -> bytes:
+        return self._id[i].tobytes()
+
+    @property
+    def rows(self) -> list[Row | None]:
+        """Each row's type, how, scope, tags and content (None when empty), unpacked on first use."""
+        if self._rows is None:
+            self._rows = [self._row(i) for i in range(self.n)]
+        return self._rows
+
+    @property
+    def ids(self) -> list[bytes | None]:
+        """Each row's entry id, None when empty."""
+        return [self.id_at(i) if self.how[i] != EMPTY else None for i in range(self.n)]
+
+    @property
+    def row_of(self) -> dict[bytes, int]:
+        """Entry id -> row, of the rows in use."""
+        return {self.id_at(i): i for i in np.flatnonzero(self.how[: self.n] != EMPTY).tolist()}
 
     # -- querying --
 
@@ -251,10 +433,12 @@ class Matrix:
         key = (type, tag, scope, vectors)
         found = self._masks.get(key)
         if found is None:
-            found = self.alive[: self.n].copy() if vectors else np.array([r is not None for r in self.rows], dtype=bool)
-            if type is not None or tag is not None or scope is not None:
-                keep = [r is not None and (type is None or r.type == type) and (scope is None or r.scope == scope)
-                        and (tag is None or tag in r.tags) for r in self.rows]
+            found = self.alive[: self.n].copy() if vectors else self.how[: self.n] != EMPTY
+            if type is not None:
+                found &= self.kind[: self.n] == (mr.TYPES.index(type) if type in mr.TYPES else EMPTY - 1)
+            if tag is not None or scope is not None:
+                keep = [r is not None and (scope is None or r.scope == scope) and (tag is None or tag in r.tags)
+                        for r in self.rows]
                 found &= np.array(keep, dtype=bool)
             if len(self._masks) > 64:
                 self._masks.clear()
@@ -275,58 +459,45 @@ class Matrix:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
         a similarity of MIN_SCORE or less are not near at all and are left out.
 
-        BLAS scans every row fast, but may sum a row in another order than its neighbours, so equal
-        rows can score a few ulps apart. The rows that could be in the top k (within twice that error
-        of the k-th) are scored again with einsum, which sums every row alike, and ranked on those.
+        einsum scans the rows on one thread, each row summed alike (BLAS on all cores was slower on a
+        loaded machine, and may sum a row in another order than its neighbours); a filter that keeps
+        few rows scans only those. The rows that could be in the top k (within twice a sum's rounding
+        error of the k-th) are scored again in one contiguous copy and ranked on those scores.
         """
-        if not self.n or k <= 0:
+        query = np.asarray(query, dtype=np.float32)
+        live = int(np.count_nonzero(mask)) if self.n else 0
+        k = min(k, live)
+        if k <= 0:
             return []
-        coarse = self.vectors[: self.n] @ query
-        coarse[~mask] = -np.inf
-        k = min(k, int(mask.sum()))
-        if k == 0:
-            return []
-        kth = -np.partition(-coarse, k - 1)[k - 1] if k < self.n else -np.inf
+        if live * 4 < self.n:
+            picked = np.flatnonzero(mask)
+            coarse = np.einsum("ij,j->i", self.vectors[picked], query)
+        else:
+            picked = None
+            coarse = np.einsum("ij,j->i", self.vectors[: self.n], query)
+            coarse[~mask] = -np.inf
+        kth = np.partition(coarse, len(coarse) - k)[len(coarse) - k] if k < len(coarse) else -np.inf
         slack = 2 * self.dim * float(np.finfo(np.float32).eps)
         rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
+        if picked is not None:
+            rows = picked[rows]
         exact = np.einsum("ij,j->i", self.vectors[rows], query)
-        best = sorted((-float(score), self.ids[i]) for i, score in zip(rows, exact) if score > MIN_SCORE)[:k]
-        return [(entry_id, -neg) for neg, entry_id in best]
-
-    def lexical(self, query: str, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
-        """Rows whose content or tags hold every word of `query` (as a word or a word's start);
-        score = the share of the row's words that match."""
-        wanted = words(query)
-        prefixes = [" " + w for w in wanted]
-        if not wanted or k <= 0:
-            return []
-        hits = []
-        for i in np.flatnonzero(mask):
-            text = self._folded[i]
-            if text is None:
-                row = self.rows[i]
-                text = self._folded[i] = " " + " ".join(words(row.content) + [w for t in row.tags for w in words(t)])
-            if all(p in text for p in prefixes):
-                found = text.split()
-                score = sum(1 for f in found if f.startswith(tuple(wanted))) / max(len(found), 1)
-                hits.append((-score, self.ids[i]))
-        hits.sort()
-        return [(entry_id, -neg) for neg, entry_id in hits[:k]]
-
+        best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
+        return [(entry_id, -neg) for neg, entry_id in best[:k]]
 
 
 def drop_rows(dbs: dict, txn, entry_ids: list[bytes]) -> None:
-    """Delete the index rows of these entries now (an erasure: their text and vectors must not outlive it),
+    """Empty the index slots of these entries now (an erasure: their text and vectors must not outlive it),
     journaled for other processes' matrices, and mark them changed so a later sync indexes what remains."""
-    rows, journal, meta = dbs["memory.index"], dbs["memory.index.journal"], dbs["memory.index.meta"]
-    raw = txn.get(b"gen", db=meta)
-    gen = _U64.unpack(raw)[0] if raw else 0
-    changes = []
+    meta = dbs["memory.index.meta"]
+    raw = txn.get(b"dim", db=meta)
+    slots = Slots(dbs, txn, int.from_bytes(raw, "big") if raw else 0)
+    current = txn.get(b"layout", db=meta) == LAYOUT
     for entry_id in entry_ids:
         txn.put(entry_id, b"", db=dbs["memory.dirty"])
-        if txn.delete(entry_id, db=rows):
-            gen += 1
-            changes.append((_U64.pack(gen), entry_id))
-    if changes:
-        txn.cursor(db=journal).putmulti(changes, append=True)
-        txn.put(b"gen", _U64.pack(gen), db=meta)
+        if current:
+            slots.drop(entry_id)
+        else:                                   # rows of an older layout: the next sync clears the rest
+            txn.delete(entry_id, db=dbs["memory.index"])
+    if slots.changes:
+        slots.write()

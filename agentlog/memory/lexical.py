@@ -1,8 +1,10 @@
 """BM25 over the search index's rows (content and tags): finds exact names and numbers, ignores stopwords.
 
 A process keeps one `Lexicon` (an inverted index) beside its `Matrix` and refreshes it from the
-matrix's rows: a row object the matrix replaced is tokenised again, the others are kept, so a
-refresh after a few changes costs a pass over the row list and the changed rows' words.
+matrix's rows: the matrix stamps each slot it copies in from the index's blocks (the slots the
+journal's (entry id, slot) changes name, or all of them on a full load), and a refresh tokenises
+again only the rows whose stamp moved, so after a few changes it costs one array comparison and
+the changed rows' words.
 
 Terms: NFKC, casefolded `\\w+` runs, without English stopwords ("on", "the"), each cut to a
 light stem (seats -> seat, parked -> park) so a word's forms meet; numbers and names stay whole.
@@ -63,7 +65,7 @@ def query_terms(query: str) -> list[str]:
 
 
 def row_text(row) -> str:
-    """What a row is searched by: its content and its tags."""
+    """What a row is searched by: its search text (content and merged entries' text) and its tags."""
     return " ".join((row.content, *row.tags))
 
 
@@ -73,8 +75,7 @@ class Lexicon:
 
     def __init__(self):
         self.model = None
-        self.gen = -1
-        self._rows: list = []                     # the row object each row's terms were taken from
+        self._stamp = np.zeros(0, dtype=np.uint64)   # the matrix's stamp of each row when its terms were taken
         self._terms: list[Counter | None] = []
         self._lengths: list[int] = []
         self.postings: dict[str, dict[int, int]] = {}
@@ -82,21 +83,24 @@ class Lexicon:
         self.live = 0
 
     def refresh(self, matrix) -> None:
-        """Catch up with the matrix's rows (after `matrix.refresh`)."""
-        if matrix.gen == self.gen and matrix.model == self.model and len(self._rows) == matrix.n:
-            return
-        if matrix.model != self.model or len(self._rows) > matrix.n:
+        """Catch up with the matrix's rows (after `matrix.refresh`): tokenise the rows whose stamp moved."""
+        n = matrix.n
+        if matrix.model != self.model or len(self._terms) > n:
             self.__init__()
-        for i, row in enumerate(matrix.rows[: matrix.n]):
-            if i < len(self._rows):
-                if self._rows[i] is row:
-                    continue
-                self._forget(i)
-                self._rows[i] = row
-            else:
-                self._rows.append(row)
-                self._terms.append(None)
-                self._lengths.append(0)
+            self.model = matrix.model
+        if len(self._terms) < n:
+            grown = np.zeros(n, dtype=np.uint64)
+            grown[: len(self._stamp)] = self._stamp
+            self._stamp = grown
+            self._terms.extend([None] * (n - len(self._terms)))
+            self._lengths.extend([0] * (n - len(self._lengths)))
+        changed = np.flatnonzero(matrix.stamp[:n] != self._stamp[:n]).tolist()
+        if not changed:
+            return
+        rows = matrix.rows
+        for i in changed:
+            self._forget(i)
+            row = rows[i]
             if row is not None:
                 found = terms(row_text(row))
                 counts = Counter(found)
@@ -105,7 +109,7 @@ class Lexicon:
                 self._terms[i], self._lengths[i] = counts, len(found)
                 self.total += len(found)
                 self.live += 1
-        self.gen, self.model = matrix.gen, matrix.model
+        self._stamp[:n] = matrix.stamp[:n]
 
     def _forget(self, i: int) -> None:
         counts = self._terms[i]
@@ -140,7 +144,7 @@ class Lexicon:
                     out[i] = out.get(i, 0.0) + idf * tf * (K1 + 1) / (tf + norm)
         return out
 
-    def search(self, query: str, k: int, mask: np.ndarray, ids: list) -> list[tuple[bytes, float]]:
-        """The k best rows by BM25 as (entry id, score), best first, ties by entry id."""
-        found = sorted((-score, ids[i]) for i, score in self.scores(query, mask).items())[:k]
+    def search(self, query: str, k: int, mask: np.ndarray, id_at) -> list[tuple[bytes, float]]:
+        """The k best rows by BM25 as (entry id, score), best first, ties by entry id (`id_at(row)`)."""
+        found = sorted((-score, id_at(i)) for i, score in self.scores(query, mask).items())[:k]
         return [(entry_id, -neg) for neg, entry_id in found]

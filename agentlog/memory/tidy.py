@@ -24,13 +24,13 @@ def similarity(cosine: float, a: frozenset, b: frozenset) -> float:
 def pairs(matrix, threshold: float = DEFAULT_THRESHOLD) -> list[tuple[bytes, bytes, float]]:
     """(id, id, similarity) of each pair at or over `threshold`, the smaller id first; most similar first,
     then by ids. A row without a usable vector counts a cosine of 0."""
-    n = matrix.n
-    live = [i for i in range(n) if matrix.rows[i] is not None]
+    rows = matrix.rows
+    live = [i for i in range(matrix.n) if rows[i] is not None]
     if len(live) < 2:
         return []
     vectors = matrix.vectors[live]
-    bags = [frozenset(terms(row_text(matrix.rows[i]))) for i in live]
-    scopes = [matrix.rows[i].scope for i in live]
+    bags = [frozenset(terms(row_text(rows[i]))) for i in live]
+    scopes = [rows[i].scope for i in live]
     least_cosine = 2 * threshold - 1          # below it even identical terms cannot reach the threshold
     found = []
     for start in range(0, len(live), _BLOCK):
@@ -41,7 +41,7 @@ def pairs(matrix, threshold: float = DEFAULT_THRESHOLD) -> list[tuple[bytes, byt
                 continue
             score = similarity(float(block[a, b]), bags[x], bags[y])
             if score >= threshold:
-                first, second = sorted((matrix.ids[live[x]], matrix.ids[live[y]]))
+                first, second = sorted((matrix.id_at(live[x]), matrix.id_at(live[y])))
                 found.append((first, second, score))
     found.sort(key=lambda p: (-round(p[2], 6), p[0], p[1]))
     return found

@@ -130,20 +130,20 @@ class Env:
             self._resize(0)
         raise StoreError(f"{self.what} keeps resizing under this reader")
 
-    def read(self, fn):
-        """fn(txn) in one read transaction."""
-        return self._run(fn, write=False)
+    def read(self, fn, buffers: bool = False):
+        """fn(txn) in one read transaction; with `buffers`, values are memoryviews of the map, valid in it only."""
+        return self._run(fn, write=False, buffers=buffers)
 
     def write(self, fn):
         """fn(txn) in one write transaction, growing the map when it is full."""
         return self._run(fn, write=True)
 
-    def _run(self, fn, write: bool):
+    def _run(self, fn, write: bool, buffers: bool = False):
         failures = lmdb.Error if write else _UNDECODABLE       # in a write, a ValueError is the input
         for _ in range(32):
             self._enter()
             try:
-                with self.env.begin(write=write) as txn:
+                with self.env.begin(write=write, buffers=buffers) as txn:
                     return fn(txn)
             except lmdb.MapFullError:
                 size = self.env.info()["map_size"]

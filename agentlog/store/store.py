@@ -626,7 +626,7 @@ class Store:
         the disk after it committed (agentlog.store.scrub)."""
         return self.scrubber.write(self._env.write, fn)
 
-    def read(self, fn):
-        """Run fn(txn) in one read transaction."""
-        return self._env.read(fn)
+    def read(self, fn, buffers: bool = False):
+        """Run fn(txn) in one read transaction (with `buffers`, values are memoryviews valid in it only)."""
+        return self._env.read(fn, buffers)
 

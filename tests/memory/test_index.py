@@ -18,7 +18,7 @@ import pytest
 from agentlog.memory import index as memory_index
 from agentlog.memory.api import Memory
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder, normalized
-from agentlog.memory.index import EMBEDDED, EXCLUDED, REEMBEDDED, STORED, MemoryIndex, unpack_row
+from agentlog.memory.index import EMBEDDED, EXCLUDED, REEMBEDDED, STORED, MemoryIndex
 from agentlog.store import home
 from agentlog.store.store import Store
 from tests.helpers.paths import REPO
@@ -89,7 +89,7 @@ def changes(monkeypatch) -> list:
 
     def spy(self, txn, since):
         found = original(self, txn, since)
-        seen.append(found)
+        seen.append(None if found is None else [entry_id for entry_id, _ in found])
         return found
     monkeypatch.setattr(MemoryIndex, "changes", spy)
     return seen
@@ -100,8 +100,8 @@ def ids(result) -> list[bytes]:
 
 
 def index_rows(store: Store) -> dict[bytes, memory_index.Row]:
-    with store.raw_txn() as txn, txn.cursor(db=store.db("memory.index")) as cur:
-        return {bytes(k): unpack_row(v) for k, v in cur}
+    with store.raw_txn() as txn:
+        return MemoryIndex(store.dbs, HashingEmbedder()).stored(txn)
 
 
 def entries_in(store: Store, name: str) -> int:
