@@ -43,7 +43,8 @@ def erased_text(doc: dict) -> str:
 
 
 def entry_doc(store, text: str) -> dict:
-    """The memory entry `text` names (its id or a unique prefix), as `memory get --json` prints it.
+    """The memory entry `text` names (its id or a unique prefix), as `memory get --json` prints it; noted as
+    read on this device (search decay, docs/memory.md).
 
     Raises:
         NotFoundError: no such entry here; for an entry an erase request forgot (named by its full id), the
@@ -53,12 +54,14 @@ def entry_doc(store, text: str) -> dict:
 
     memory = store.memory
     try:
-        return memory.get(memory.id(text)).to_json(author_names(store))
+        entry = memory.get(memory.id(text))
     except NotFoundError:
         gone = _entry_erasure(store, text)
         if gone is None:
             raise
         raise NotFoundError(f"memory {text.strip().lower()} was {erased_text(gone)}") from None
+    memory.note_read(entry.id)
+    return entry.to_json(author_names(store))
 
 
 def _entry_erasure(store, text: str) -> dict | None:

@@ -19,7 +19,9 @@ through a real nats-server, beside the same figures over direct connections (ski
 nats-server is not installed). Then watching (issue 20, tools/bench_watch.py): an append on one `serve`
 process's device until a watcher on the other's has the change, and durable appends with and without five
 `agentlog watch` processes. Then Hypercore (issue 21, tools/bench_hypercore.py): our catch-up and Hypercore's
-(its npm package, where node and npm are here) in the same runs, and their ratio. Every figure is
+(its npm package, where node and npm are here) in the same runs, and their ratio. Then search quality (issue 23,
+tools/bench_search.py): recall@3 of BM25, vectors and the two fused on the labelled set that ships with the
+tests. Every figure is
 measured in each run; the table shows the median, and the JSON results file keeps
 every run.
 """
@@ -52,6 +54,7 @@ import bench_relay
 import bench_replay
 import bench_replication
 import bench_scopes
+import bench_search
 import bench_watch
 import lmdb
 import natslib
@@ -187,7 +190,8 @@ MEM_RUNS = 3
 REPL_RUNS = 3
 """Runs of the replication figures (catch-up, live push, heartbeat, reconvergence; tools/bench_replication.py)."""
 PARTS = {"replay": bench_replay, "audit": bench_audit, "compaction": bench_compaction, "scopes": bench_scopes,
-         "erasure": bench_erasure, "relay": bench_relay, "watch": bench_watch, "hypercore": bench_hypercore}
+         "erasure": bench_erasure, "relay": bench_relay, "watch": bench_watch, "hypercore": bench_hypercore,
+         "search": bench_search}
 """The parts measured after replication, in order (3 runs each, 1 with --quick): each module has
 run(sizes, runs, quick) -> (results, info) and print_notes(info, figures, runs)."""
 MISSING = (natslib.NatsMissing, bench_hypercore.HypercoreMissing)
@@ -539,8 +543,9 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
           f"numpy's matmul, BLAS on all cores; einsum: numpy's own loop, one thread), all while the paced writer "
           f"appends to the same home ({writer_rate:,.0f} events/s achieved, every "
           f"{bench_memory.WRITER_MEMORY_EVERY}th a memory entry the next search indexes); {sizes.mem_lexical} lexical "
-          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; the first lexical search "
-          f"folds every row's words, {med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
+          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; BM25's index of every "
+          f"row is built by the first search, hybrid by default, so the first lexical search took "
+          f"{med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
           f"opens the home and searches once, loading the index from LMDB, the files in the page cache (importing "
           f"the store and memory modules {med([c['import_ms'] for c in cold]):.0f} ms before it, not counted; open "
           f"{med([c['open_ms'] for c in cold]):.0f} ms, first search {med([c['search_ms'] for c in cold]):,.0f} ms); "

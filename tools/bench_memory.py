@@ -215,7 +215,7 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         info["put_sync_ms"].append((time.perf_counter() - began) * 1000)
         memory.search(semantic[1], type=FILTER_TYPE)      # builds the filter's mask
         began = time.perf_counter()
-        memory.search(lexical[0], lexical=True)           # folds every row's text for word matching
+        memory.search(lexical[0], lexical=True)           # BM25's index: built by the first (hybrid) search
         info["lexical_warmup_ms"].append((time.perf_counter() - began) * 1000)
 
         db = store.db("views.memory")

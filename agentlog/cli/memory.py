@@ -1,4 +1,5 @@
-"""`agentlog memory put|get|update|delete|forget|list|search|conflicts|resolve|embedder`: what the agent knows."""
+"""`agentlog memory put|get|update|delete|forget|merge|list|search|duplicates|conflicts|resolve|embedder`:
+what the agent knows."""
 
 from __future__ import annotations
 
@@ -58,12 +59,16 @@ def register(sub, common) -> None:
     c.add_argument("--deleted", action="store_true", help="list the deleted entries instead")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_list)
-    c = memory.add_parser("search", help="entries nearest a query by meaning, or holding its words (--lexical)")
+    c = memory.add_parser("search", help="entries best matching a query: its words (BM25) and the embedder's "
+                                         "vectors, fused (docs/memory.md)")
     c.add_argument("query")
     c.add_argument("--k", type=int, default=10, help="how many hits at most (default 10)")
     _memory_filters(c)
-    c.add_argument("--lexical", action="store_true",
-                   help="entries holding every word of the query, not nearest by meaning")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--lexical", action="store_true", help="rank by the query's words alone (BM25)")
+    how.add_argument("--vector", action="store_true", help="rank by the embedder's vectors alone")
+    c.add_argument("--no-decay", action="store_true",
+                   help="do not rank entries long unread and unchanged lower")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_search)
     c = memory.add_parser("conflicts", help="entries whose fields hold concurrent values")
@@ -76,8 +81,22 @@ def register(sub, common) -> None:
                    help="the value to keep (for embedding: the event id of the write to keep)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_resolve)
+    c = memory.add_parser("duplicates", help="pairs of entries that say nearly the same thing (merge them)")
+    c.add_argument("--threshold", type=float, default=None,
+                   help="the least similarity listed, above 0 and at most 1 (default 0.35)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_memory_duplicates)
+    c = memory.add_parser("merge", help="fold entry B into entry A on every device: B's tags join A's, B is "
+                                        "deleted pointing at A; prints the event id")
+    c.add_argument("a", metavar="A", help="the entry that stays")
+    c.add_argument("b", metavar="B", help="the entry merged into A")
+    c.add_argument("--content", help="A's new content, saying what both said")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_memory_merge)
     c = memory.add_parser("embedder", help="the model this home's search embeds with; NAME sets it")
-    c.add_argument("name", metavar="NAME", nargs="?", help="agentlog-hash-384 or a sentence-transformers model")
+    c.add_argument("name", metavar="NAME", nargs="?",
+                   help="agentlog-hash-384 (built in) or model2vec:DIRECTORY_OR_HUB_ID, "
+                        "e.g. model2vec:minishlab/potion-base-8M (fetched once)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_memory_embedder)
 
@@ -161,6 +180,13 @@ def cmd_memory_delete(args) -> int:
     return _memory_written(args, write)
 
 
+def cmd_memory_merge(args) -> int:
+    def write(memory):
+        keep, gone = memory.id(args.a), memory.id(args.b)
+        return keep, memory.merge(keep, gone, args.content)
+    return _memory_written(args, write)
+
+
 def cmd_memory_forget(args) -> int:
     from agentlog.cli.forget import print_requests
 
@@ -180,19 +206,15 @@ def cmd_memory_resolve(args) -> int:
 
 
 def cmd_memory_embedder(args) -> int:
-    from agentlog.memory.api import EMBEDDER_META
-    from agentlog.memory.embedding import embedder_for
-
     with open_home(args) as store:
         if args.name is None:
             embedder = store.memory.embedder
         else:
             try:
-                embedder = embedder_for(args.name)
+                embedder = store.memory.use_embedder(args.name)
             except (OSError, ValueError) as exc:
                 raise UsageError(f"cannot load the embedding model {args.name!r}: {exc}") from None
-            store.set_meta({EMBEDDER_META: embedder.name.encode()})
-    doc = {"name": embedder.name, "dim": embedder.dim}
+    doc = {"name": embedder.name, "dim": embedder.dim, "meaning": embedder.meaning}
     if args.json:
         print_json(doc)
     elif args.name is None:
@@ -225,6 +247,8 @@ def cmd_memory_get(args) -> int:
     print(f"put by      {doc['device']} at {iso(doc['created_ms'])}")
     for d in doc["deleted"]:
         print(_deleted_line(d))
+    if doc["merged_into"]:
+        print(f"merged into {doc['merged_into']} (agentlog memory get {doc['merged_into'][:12]})")
     if doc["deleted"]:
         return 0
     print(f"updated     {iso(doc['updated_ms'])}")
@@ -281,6 +305,9 @@ def cmd_memory_list(args) -> int:
     return 0
 
 
+_RANKED = {"hybrid": "its words and vectors fused", "lexical": "its words alone", "vector": "vectors alone"}
+
+
 def _search_notes(found) -> list[str]:
     """What the search did with entries it could not rank by their own embedding."""
     notes = []
@@ -300,19 +327,44 @@ def cmd_memory_search(args) -> int:
 
     with open_home(args) as store:
         names = author_names(store)
+        ranking = "lexical" if args.lexical else "vector" if args.vector else "hybrid"
         found = store.memory.search(args.query, args.k, type=args.type, tag=args.tag, scope=args.scope,
-                                    lexical=args.lexical)
+                                    ranking=ranking, decay=not args.no_decay)
     hits = [{"entry": h.entry.to_json(names), "score": round(h.score, 6)} for h in found.hits]
     if args.json:
-        print_json({"hits": hits, "model": found.model, "mode": found.mode, "searched": found.searched,
-                    "reembedded": found.reembedded, "excluded": found.excluded})
+        print_json({"hits": hits, "model": found.model, "mode": found.mode, "ranking": found.ranking,
+                    "decay": found.decay, "searched": found.searched, "reembedded": found.reembedded,
+                    "excluded": found.excluded})
         return 0
+    print(f"agentlog: note: mode {found.mode}: ranked by {_RANKED[found.ranking]} ({found.model}"
+          f"{'' if found.decay else ', no decay'})", file=sys.stderr)
     for h in shown(hits):
         print(f"{h['score']:6.3f} {_entry_row(h['entry'])}")
-    for note in _search_notes(found) if found.mode == "semantic" else ():
+    for note in _search_notes(found) if found.ranking != "lexical" else ():
         print(f"agentlog: note: {note}", file=sys.stderr)
     if not hits:
         print(f"no match among {found.searched} {'entry' if found.searched == 1 else 'entries'}", file=sys.stderr)
+    return 0
+
+
+def cmd_memory_duplicates(args) -> int:
+    from agentlog.documents import author_names
+    from agentlog.memory.tidy import DEFAULT_THRESHOLD
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    with open_home(args) as store:
+        names = author_names(store)
+        found = store.memory.duplicates(threshold)
+        docs = [{"a": a.to_json(names), "b": b.to_json(names), "similarity": round(score, 6)} for a, b, score in found]
+    if args.json:
+        print_json(docs)
+        return 0
+    if not docs:
+        print(f"no pairs at or over similarity {threshold}", file=sys.stderr)
+    for doc in shown(docs):
+        print(f"{doc['similarity']:.3f}")
+        print(f"  {_entry_row(doc['a'])}")
+        print(f"  {_entry_row(doc['b'])}")
     return 0
 
 

@@ -16,7 +16,7 @@ MAX_CONTEXT_KEYS = 4
 MAX_CONTEXT_LEN = 64
 MAX_CHOICES = 64
 
-MEMORY_KINDS = frozenset({"memory.put", "memory.update", "memory.delete"})
+MEMORY_KINDS = frozenset({"memory.put", "memory.update", "memory.delete", "memory.merge"})
 MEMORY_TYPES = ("fact", "preference", "decision", "finding", "context", "conversation")
 MAX_CONTENT_BYTES = 16 * 1024
 MAX_TAGS = 32

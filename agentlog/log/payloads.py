@@ -131,6 +131,18 @@ class MemoryDelete:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryMerge:
+    """`entry` folded into `into`: its tags join, its content is kept for search, `rewrite` (if any) replaces
+    `into`'s content, and `entry` is deleted pointing at `into`."""
+
+    entry: bytes
+    into: bytes
+    content: str
+    tags: tuple[str, ...] = ()
+    rewrite: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceEnroll:
     device: bytes
     name: str
@@ -237,6 +249,7 @@ KINDS: dict[str, type] = {
     "memory.put": MemoryPut,
     "memory.update": MemoryUpdate,
     "memory.delete": MemoryDelete,
+    "memory.merge": MemoryMerge,
     "device.enroll": DeviceEnroll,
     "device.revoke": DeviceRevoke,
     "snapshot": Snapshot,
@@ -288,11 +301,12 @@ _READERS = _codecs(_reader, Reader(_schema.KeyValue, ("key", "value")))
 _RANGES = {"confidence_bp": 10000, "weight_milli": 1_000_000_000, "half_life_ms": kinds.MAX_HALF_LIFE_MS,
            "until_seq": MAX_SEQ, "epoch": MAX_EPOCH, "seq": MAX_SEQ, "lamport": MAX_LAMPORT, "time": MAX_TIME_MS,
            "before": MAX_TIME_MS}
-_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16, "key": 32,
+_LENGTHS = {"device": 32, "decision": 32, "author": 32, "id": 32, "digest": 32, "entry": 16, "into": 16, "key": 32,
             "box": kinds.BOX_LEN}
 MAX_NAME_LEN = 64                       # a device's name (devices.py) and a snapshot view's
 MAX_FIELD_UPDATES = 16                  # field changes in one memory.update
 MAX_LIST = 4096                         # a snapshot's frontier, stable points or cuts; an epoch start's branches
+_CONTENTS = ("content", "rewrite")       # memory content: at most MAX_CONTENT_BYTES of UTF-8
 # characters a text field may hold (content: UTF-8 bytes), and items a list field may hold
 _TEXTS = {"setting": kinds.MAX_SETTING_LEN, "value": kinds.MAX_VALUE_LEN, "baseline": kinds.MAX_VALUE_LEN,
           "reason": kinds.MAX_REASON_LEN, "model": kinds.MAX_MODEL_LEN, "name": MAX_NAME_LEN}
@@ -399,7 +413,7 @@ def _decoded_problem(obj: Any) -> str | None:
 
 _CHECKED = {
     cls: tuple(n for n, _ in names if n in _LENGTHS or n in _RANGES or n in _ENUMS or n in _NESTED or n in _TEXTS
-               or n in _ITEMS or n in ("content", "scope"))
+               or n in _ITEMS or n in (*_CONTENTS, "scope"))
     for cls, names in _FIELDS.items()
 }
 _CHECKED[Erase] = ("setting", "reason")
@@ -431,8 +445,8 @@ def _field_problem(name: str, value: Any) -> str | None:
         return f"{name} {value} is out of range 0..{_RANGES[name]}"
     if name in _TEXTS and len(value) > _TEXTS[name]:
         return f"{name} is {len(value)} characters, over the limit of {_TEXTS[name]}"
-    if name == "content" and len(value.encode()) > kinds.MAX_CONTENT_BYTES:
-        return f"content is {len(value.encode())} bytes, over the limit of {kinds.MAX_CONTENT_BYTES}"
+    if name in _CONTENTS and len(value.encode()) > kinds.MAX_CONTENT_BYTES:
+        return f"{name} is {len(value.encode())} bytes, over the limit of {kinds.MAX_CONTENT_BYTES}"
     if name in _ITEMS and len(value) > _ITEMS[name]:
         return f"{name} has {len(value)} items, over the limit of {_ITEMS[name]}"
     if name in _ITEM_LEN:

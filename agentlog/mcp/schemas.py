@@ -56,6 +56,7 @@ ENTRY = _obj(
     created_iso=_s("When it was put (ISO 8601 UTC)."), updated_ms=_n("Last change (Unix ms).", "integer"),
     updated_iso=_s("Last change (ISO 8601 UTC)."),
     deleted=_list("Who deleted it (empty: not deleted).", CANDIDATE),
+    merged_into=_s("The entry it was merged into (then deleted names the merge), or null.", True),
     conflicts={"type": "object", "description": "Field -> its standing values, the shown one first: settle with "
                "memory_resolve.", "additionalProperties": {"type": "array", "items": CANDIDATE}})
 WRITTEN = _obj("The entry written.", ("id", "event", "entry"), id=_s("The entry id."), event=_s("The event id."),
@@ -89,14 +90,18 @@ OUTPUTS: dict[str, dict] = {
     "get_preference": ANSWER,
     "list_preferences": _obj("Every setting's answer.", ("settings",), settings=_list("By name.", ANSWER)),
     "memory_put": _obj("The entry put.", ("id", "entry"), id=_s("The new entry's id."), entry=ENTRY),
-    "memory_update": WRITTEN, "memory_delete": WRITTEN, "memory_resolve": WRITTEN,
+    "memory_update": WRITTEN, "memory_delete": WRITTEN, "memory_resolve": WRITTEN, "memory_merge": WRITTEN,
     "memory_forget": _obj("The erasure.", ("id", "requests"), id=_s("The entry id."),
                           requests=_list("The erase request's id.", {"type": "string"})),
     "forget_events": ERASED,
     "memory_get": ENTRY,
     "memory_search": _obj("Hits, best first.", ("hits",), hits=_list("Each hit.", _obj(
         "A hit.", ("entry", "score"), entry=ENTRY, score=_n("Higher is nearer."))), model=_s("The query's model."),
-        mode=_s("semantic or lexical."), searched=_n("Entries considered.", "integer")),
+        mode=_s("lexical (words only: the built-in embedder), hybrid (words and meaning) or semantic (meaning)."),
+        ranking=_s("hybrid, lexical or vector."), searched=_n("Entries considered.", "integer")),
+    "memory_duplicates": _obj("Pairs that say nearly the same thing, most similar first.", ("pairs",),
+                              pairs=_list("Each pair.", _obj("A pair.", ("a", "b", "similarity"), a=ENTRY, b=ENTRY,
+                                                             similarity=_n("0 to 1.")))),
     "memory_conflicts": _obj("Entries with a field in conflict.", ("entries",), entries=_list("By id.", ENTRY)),
     "list_scopes": _obj("The sealed scopes.", ("scopes",), scopes=_list("By name.", SCOPE)),
     "status": STATUS,
@@ -109,7 +114,8 @@ TITLES = {
     "get_preference": "Get a preference", "list_preferences": "List preferences", "memory_put": "Remember",
     "memory_update": "Update a memory", "memory_delete": "Delete a memory", "memory_forget": "Erase a memory",
     "forget_events": "Erase events", "memory_resolve": "Settle a memory conflict", "memory_get": "Get a memory",
-    "memory_search": "Search memory", "memory_conflicts": "List memory conflicts", "list_scopes": "List sealed scopes",
+    "memory_search": "Search memory", "memory_conflicts": "List memory conflicts", "memory_merge": "Merge memories",
+    "memory_duplicates": "Find duplicate memories", "list_scopes": "List sealed scopes",
     "status": "Device and sync status",
 }
 

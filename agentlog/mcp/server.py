@@ -240,6 +240,25 @@ class Tools:
         entry_id = memory.id(id)
         return self._written(entry_id, memory.delete(entry_id, reason))
 
+    def memory_merge(self, id: MemoryId, other: Annotated[str, Field(description="The entry merged into id: "
+                                                                              "its id or a prefix.")],
+                     content: Annotated[str | None, Field(description="Optional: id's new content, saying what "
+                                                                      "both said.")] = None) -> dict[str, Any]:
+        """Fold a near-duplicate (other) into id on every device: other's tags join id's, searches that found
+        other find id, and other is deleted pointing at id (merged_into). Use memory_duplicates to find pairs.
+        Returns id, the merge's event id and the entry as it is now."""
+        memory = self.store.memory
+        keep, gone = memory.id(id), memory.id(other)
+        return self._written(keep, memory.merge(keep, gone, content))
+
+    def memory_duplicates(self, threshold: Annotated[float, Field(
+            description="The least similarity listed, above 0 and at most 1.")] = 0.35) -> dict[str, Any]:
+        """Pairs of entries that say nearly the same thing, most similar first, each with its similarity (0 to
+        1): candidates for memory_merge. Ask the user before merging when the two differ in substance."""
+        names = author_names(self.store)
+        return {"pairs": [{"a": a.to_json(names), "b": b.to_json(names), "similarity": round(score, 6)}
+                          for a, b, score in self.store.memory.duplicates(threshold)]}
+
     def memory_forget(self, id: MemoryId, reason: Annotated[str, Field(
             description="Optional: why, in a few words. Every device of the user reads it; never repeat what is "
                         "erased.")] = "") -> dict[str, Any]:
@@ -292,17 +311,18 @@ class Tools:
                       type: Annotated[str | None, Field(description="Only entries of this type.")] = None,
                       tag: Annotated[str | None, Field(description="Only entries with this tag.")] = None,
                       scope: Annotated[str | None, Field(description="Only entries in this scope.")] = None,
-                      lexical: Annotated[bool, Field(description="Match entries holding every word of the query "
-                                                                 "instead of ranking by meaning.")] = False
+                      lexical: Annotated[bool, Field(description="Rank by the query's words alone (BM25).")] = False
                       ) -> dict[str, Any]:
-        """Find remembered entries nearest the query by meaning (or, with lexical, holding all its words), best
-        first. Each hit has the entry (as memory_get) and a score (higher is nearer). Deleted entries are never
-        returned. searched: how many entries were considered."""
+        """Find remembered entries best matching the query, best first: its words (BM25) and the embedder's
+        vectors fused, entries long unused ranked a little lower (or, with lexical, by its words alone). Each hit
+        has the entry (as memory_get) and a score (higher is better). Deleted entries are never returned.
+        mode: lexical when the ranking matches words only, hybrid when it also matches meaning.
+        searched: how many entries were considered."""
         store = self.store
         found = store.memory.search(query, k, type=type, tag=tag, scope=scope, lexical=lexical)
         names = author_names(store)
         return {"hits": [{"entry": h.entry.to_json(names), "score": round(h.score, 6)} for h in found.hits],
-                "model": found.model, "mode": found.mode, "searched": found.searched,
+                "model": found.model, "mode": found.mode, "ranking": found.ranking, "searched": found.searched,
                 "reembedded": found.reembedded, "excluded": found.excluded}
 
     def memory_conflicts(self) -> dict[str, Any]:
@@ -339,7 +359,8 @@ TOOLS = {
     "observe": APPEND, "decide": APPEND, "correct": APPEND, "set_preference": APPEND,
     "set_override": APPEND, "clear_override": APPEND, "pref_forget": DELETE, "get_preference": READ,
     "list_preferences": READ, "memory_put": APPEND, "memory_update": APPEND, "memory_delete": DELETE,
-    "memory_forget": DELETE, "forget_events": DELETE, "memory_resolve": APPEND,
+    "memory_forget": DELETE, "forget_events": DELETE, "memory_resolve": APPEND, "memory_merge": DELETE,
+    "memory_duplicates": READ,
     "memory_get": READ, "memory_search": READ, "memory_conflicts": READ, "list_scopes": READ, "status": READ,
 }
 

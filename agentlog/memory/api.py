@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,18 @@ from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import MAX_SCOPE_LEN
 from agentlog.memory import reducer as mr
-from agentlog.memory.embedding import DEFAULT_EMBEDDER, Embedder, check_vector, embedder_for
+from agentlog.memory import tidy
+from agentlog.memory.embedding import DEFAULT_EMBEDDER, MODEL2VEC_PREFIX, Embedder, check_vector, embedder_for
 from agentlog.memory.index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
+from agentlog.memory.lexical import Lexicon
+from agentlog.memory.ranking import POOL, fuse, ordered
+from agentlog.memory.ranking import decay as decay_factor
 from agentlog.memory.reducer import Entry, Write
 
 EMBEDDER_META = "embedder"                   # meta key: the embedder this home's search index uses
+MODEL_CACHE = "models"                       # beside the store: embedding models fetched once
 MAX_K = 1000
+RANKINGS = ("hybrid", "lexical", "vector")
 MIN_ID_PREFIX = 4                            # hex digits
 
 
@@ -62,6 +69,7 @@ class MemoryEntry:
     updated_ms: int
     deleted: tuple[Candidate, ...] = ()
     conflicts: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
+    merged_into: bytes | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -91,6 +99,7 @@ class MemoryEntry:
             "updated_ms": self.updated_ms,
             "deleted": [candidate(c) for c in self.deleted],
             "conflicts": {f: [candidate(c) for c in cs] for f, cs in self.conflicts.items()},
+            "merged_into": self.merged_into.hex() if self.merged_into else None,
         }
 
 
@@ -107,6 +116,7 @@ def entry_of(e: Entry) -> MemoryEntry:
         updated_ms=max([e.updated_ms, *(w.time_ms for w in e.deleted)]),
         deleted=tuple(Candidate.of(w) for w in e.deleted),
         conflicts={name: tuple(Candidate.of(w, _shown(name, w)) for w in e.fields[name]) for name in e.conflicts},
+        merged_into=e.into,
     )
 
 
@@ -123,10 +133,12 @@ class SearchResult:
 
     hits: tuple[Hit, ...]
     model: str
-    mode: str
+    mode: str                          # lexical, hybrid or semantic: what the ranking can match on
     searched: int
     reembedded: int
     excluded: int
+    ranking: str = "hybrid"            # lexical (BM25), vector or hybrid (both, fused)
+    decay: bool = True
 
 
 def _bp(confidence: float) -> int:
@@ -165,7 +177,24 @@ class Memory:
         """This home's embedder: the one given, else the one configured for the home, else the default."""
         if self._embedder is None:
             name = self._store.meta(EMBEDDER_META)
-            self._embedder = embedder_for(name.decode() if name else DEFAULT_EMBEDDER)
+            self._embedder = embedder_for(name.decode() if name else DEFAULT_EMBEDDER, self.model_cache)
+        return self._embedder
+
+    @property
+    def model_cache(self) -> Path:
+        """Where this home keeps the embedding models it fetched (beside its store)."""
+        return Path(self._store.path).parent / MODEL_CACHE
+
+    def use_embedder(self, spec: str) -> Embedder:
+        """Make `spec` this home's embedder (it must load first; nothing changes otherwise); the next search
+        embeds every entry again. A model2vec directory is kept by its absolute path."""
+        if isinstance(spec, str) and spec.startswith(MODEL2VEC_PREFIX) and spec != MODEL2VEC_PREFIX:
+            where = Path(spec[len(MODEL2VEC_PREFIX):]).expanduser()
+            if where.is_dir():
+                spec = MODEL2VEC_PREFIX + str(where.resolve())
+        embedder = embedder_for(spec, self.model_cache)
+        self._store.set_meta({EMBEDDER_META: spec.encode()})
+        self._embedder = embedder
         return self._embedder
 
     # -- writing ---------------------------------------------------------------------------
@@ -271,6 +300,26 @@ class Memory:
             raise InvalidValueError(f"a reason is at most {mr.MAX_REASON_LEN} characters")
         return self._store.append(payloads.MemoryDelete(entry=entry.id, reason=reason), scope=entry.scope)
 
+    def merge(self, into: bytes | str, entry_id: bytes | str, content: str | None = None) -> bytes:
+        """Fold entry `entry_id` into `into` on every device: its tags join `into`'s, its content still finds
+        `into`, `content` (if given) becomes `into`'s content, and it is deleted pointing at `into`; the event id."""
+        keep, gone = self._visible(into), self._visible(entry_id)
+        if keep.id == gone.id:
+            raise InvalidValueError(f"memory {keep.id.hex()} cannot be merged into itself")
+        if keep.scope != gone.scope:
+            raise InvalidValueError(f"memory {gone.id.hex()} is in scope {gone.scope}, memory {keep.id.hex()} in "
+                                    f"scope {keep.scope}: only entries of one scope merge")
+        if content is not None:
+            _check(mr.content_problem(content) if isinstance(content, str) else "memory content must be text")
+        tags = tuple(t for t in gone.tag_set if t not in keep.tag_set)
+        if len(keep.tag_set) + len(tags) > mr.MAX_TAGS:
+            raise InvalidValueError(f"memory {keep.id.hex()} would hold more than {mr.MAX_TAGS} tags")
+        text = gone.search_text()
+        if len(text.encode()) > mr.MAX_CONTENT_BYTES:
+            text = text.encode()[: mr.MAX_CONTENT_BYTES].decode(errors="ignore")
+        payload = payloads.MemoryMerge(entry=gone.id, into=keep.id, content=text, tags=tags, rewrite=content or "")
+        return self._store.append(payload, scope=keep.scope)
+
     def forget(self, entry_id: bytes | str, reason: str = "") -> bytes:
         """Erase an entry's content from the whole history on every device (docs/erasure.md): an erase request
         naming every event of the entry this device holds, and a rule for the ones it does not; its id."""
@@ -298,6 +347,8 @@ class Memory:
 
     def _visible(self, entry_id: bytes | str) -> Entry:
         entry = self._entry(entry_id)
+        if entry.into:
+            raise InvalidValueError(f"memory {entry.id.hex()} was merged into {entry.into.hex()}")
         if entry.deleted:
             raise InvalidValueError(f"memory {entry.id.hex()} was deleted; put a new entry instead")
         return entry
@@ -336,6 +387,11 @@ class Memory:
         """The entry as this device sees it, deleted or not; InvalidValueError if it was never put here."""
         return entry_of(self._entry(entry_id))
 
+    def note_read(self, entry_id: bytes) -> None:
+        """Record that a person or agent read the entry on this device now: a use, so it does not decay."""
+        now = self._now_ms()
+        self._store.write(lambda txn: self._store.memory_view.note_read(txn, entry_id, now))
+
     def vector(self, entry_id: bytes | str) -> tuple[str, np.ndarray] | None:
         """The entry's shown embedding (model, vector) as written, or None."""
         entry = self._entry(entry_id)
@@ -369,29 +425,81 @@ class Memory:
         return [entry_of(e) for e in self._store.read(read) if e.visible]
 
     def search(self, query: str, k: int = 10, *, type: str | None = None, tag: str | None = None,
-               scope: str | None = None, lexical: bool = False) -> SearchResult:
-        """The k entries nearest `query` by meaning (cosine over this home's embedder), or with
-        `lexical` the entries holding every word of it; filtered by type, tag and scope."""
+               scope: str | None = None, lexical: bool = False, ranking: str = "hybrid",
+               decay: bool = True) -> SearchResult:
+        """The k entries best matching `query`, filtered by type, tag and scope (docs/memory.md, "Search").
+
+        `ranking`: "hybrid" fuses BM25 and the vector ranking, "lexical" (or `lexical`) is BM25 alone,
+        "vector" the embedder's cosine alone. With `decay`, entries long unused lose rank."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidValueError("a search needs a query")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InvalidValueError(f"k must be between 1 and {MAX_K}")
+        ranking = "lexical" if lexical else ranking
+        if ranking not in RANKINGS:
+            raise InvalidValueError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
         if type is not None:
             _check(mr.type_problem(type))
         matrix = self.matrix()
-        mask = matrix.mask(type, tag, scope, vectors=not lexical)
-        if lexical:
-            found = matrix.lexical(query, k, mask)
-        else:
-            found = matrix.semantic(self.embedder.embed([query])[0], k, mask)
+        rows = matrix.mask(type, tag, scope, vectors=False)
+        pool = min(MAX_K, max(k, POOL))
+        rankings = []
+        if ranking != "vector":
+            rankings.append(self._lexicon(matrix).search(query, pool, rows, matrix.id_at))
+        if ranking != "lexical":
+            rankings.append(matrix.semantic(self.embedder.embed([query])[0], pool,
+                                            matrix.mask(type, tag, scope, vectors=True)))
+        found = fuse(rankings) if len(rankings) > 1 else rankings[0]
+        hits = tuple(Hit(entry_of(e), score) for e, score in self._top(found, k, decay))
+        meaning = getattr(self.embedder, "meaning", False)
+        mode = "lexical" if ranking == "lexical" or not meaning else ("semantic" if ranking == "vector" else "hybrid")
+        return SearchResult(hits, self.embedder.name, mode, int(rows.sum()),
+                            *matrix.count(rows, (REEMBEDDED, EXCLUDED)), ranking=ranking, decay=decay)
+
+    def duplicates(self, threshold: float = tidy.DEFAULT_THRESHOLD) -> list[tuple[MemoryEntry, MemoryEntry, float]]:
+        """Pairs of visible entries of one scope that say nearly the same thing (agentlog.memory.tidy), the
+        most similar first: (entry, entry, similarity), the smaller id first."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise InvalidValueError(f"threshold {threshold!r} must be above 0 and at most 1")
+        found = tidy.pairs(self.matrix(), float(threshold))
         store = self._store
 
         def read(txn):
-            return [(store.memory_view.entry(txn, i), score) for i, score in found]
-        hits = tuple(Hit(entry_of(e), score) for e, score in store.read(read) if e is not None and e.visible)
-        return SearchResult(hits, self.embedder.name, "lexical" if lexical else "semantic", int(mask.sum()),
-                            *matrix.count(mask if lexical else matrix.mask(type, tag, scope, vectors=False),
-                                          (REEMBEDDED, EXCLUDED)))
+            return {i: store.memory_view.entry(txn, i) for pair in found for i in pair[:2]}
+        entries = store.read(read)
+        return [(entry_of(entries[a]), entry_of(entries[b]), score) for a, b, score in found
+                if entries[a] is not None and entries[a].visible and entries[b] is not None and entries[b].visible]
+
+    def _top(self, found: list[tuple[bytes, float]], k: int, decay: bool) -> list[tuple[Entry, float]]:
+        """The k best of `found` (best first) that are visible, rescored by decay when asked. Entries are read
+        in growing chunks, and no further once the next score, which decay can only lower, is below the k-th."""
+        view, now = self._store.memory_view, self._now_ms()
+        kept: dict[bytes, tuple[Entry, float]] = {}
+        at, step = 0, k
+        while at < len(found):
+            chunk = found[at:at + step]
+            at, step = at + step, 2 * step
+
+            def read(txn, chunk=chunk):
+                entries = [(view.entry(txn, i), score) for i, score in chunk]
+                return entries, view.reads(txn, [i for i, _ in chunk]) if decay else {}
+            entries, reads = self._store.read(read)
+            for entry, score in entries:
+                if entry is not None and entry.visible:
+                    used = max(entry.updated_ms, reads.get(entry.id, 0))
+                    kept[entry.id] = (entry, score * decay_factor(now - used) if decay else score)
+            best = ordered({i: score for i, (_, score) in kept.items()})[:k]
+            if len(best) == k and (at >= len(found) or found[at][1] < best[-1][1]):
+                break
+        return [(kept[i][0], score) for i, score in ordered({i: s for i, (_, s) in kept.items()})[:k]]
+
+    def _lexicon(self, matrix: Matrix) -> Lexicon:
+        key = ("lexicon", matrix.model)
+        lexicon = self._store.memory_cache.get(key)
+        if lexicon is None:
+            lexicon = self._store.memory_cache[key] = Lexicon()
+        lexicon.refresh(matrix)
+        return lexicon
 
     def matrix(self) -> Matrix:
         """This process's copy of the search index, brought up to date (embedding what changed first)."""
@@ -400,7 +508,7 @@ class Memory:
         if store.read(index.needs_sync):
             store.write(lambda txn: index.sync(txn, store.memory_view))
         matrix = store.memory_cache.get(embedder.name)
-        if matrix is None:
+        if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
             matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
         store.read(lambda txn: matrix.refresh(txn, index), buffers=True)      # blocks copied straight from the map
         return matrix

@@ -17,11 +17,13 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from agentlog.errors import InvalidValueError, UsageError
+from agentlog.log import kinds
 
 DEFAULT_EMBEDDER = "agentlog-hash-384"
 
@@ -32,6 +34,7 @@ _UNIGRAM_WEIGHT = 1.0
 _BIGRAM_WEIGHT = 0.5
 _TRIGRAM_WEIGHT = 0.35
 _CHUNK = 512
+MAX_DIM = kinds.MAX_EMBEDDING_DIM
 
 
 class Embedder(Protocol):
@@ -39,6 +42,7 @@ class Embedder(Protocol):
 
     name: str
     dim: int
+    meaning: bool                     # vectors close in meaning, not only in shared letters
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Returns an array of shape (len(texts), dim), each row unit length or all zero."""
@@ -80,6 +84,7 @@ class HashingEmbedder:
 
     name = DEFAULT_EMBEDDER
     dim = _DIM
+    meaning = False
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeds each text; a text with no words gets an all-zero row.
@@ -128,60 +133,128 @@ def _counted(items: list[str]):
     return Counter(items).items()
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model: embeddings that capture meaning, not only shared words.
+MODEL2VEC_PREFIX = "model2vec:"
+_MODEL2VEC_FILES = ["config.json", "model.safetensors", "tokenizer.json", "README.md"]
 
-    Needs the optional extra (`pip install 'agentlog[embeddings]'`) and the model's
-    files, which sentence-transformers downloads on first use.
+
+class Model2VecEmbedder:
+    """A model2vec static-embedding model: embeddings that capture meaning, without torch.
+
+    Needs the optional extra (`pip install 'agentlog[embeddings]'`: numpy, tokenizers,
+    safetensors). `spec` is `model2vec:` and a local model directory or a Hugging Face
+    model id; an id is fetched once into `cache` and loaded from there afterwards. The
+    vectors' name is `model2vec:` and the id, or for a directory its name and the BLAKE2b
+    of its weights, so a changed model file never mixes its vectors with the old ones.
     """
 
-    def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2"):
-        """Loads `model`.
+    meaning = True
+
+    def __init__(self, spec: str, cache: Path | None = None):
+        """Loads the model.
 
         Raises:
-            UsageError: the sentence_transformers package is not installed.
+            UsageError: the model2vec package is not installed, or the model cannot be found, fetched or loaded.
         """
         try:
-            from sentence_transformers import SentenceTransformer
+            from model2vec import StaticModel
         except ModuleNotFoundError as error:
-            if error.name != "sentence_transformers":
-                raise
             raise UsageError(
-                f"the embedding model {model} needs the optional extra: pip install 'agentlog[embeddings]'"
+                f"the embedding model {spec} needs the optional extra: pip install 'agentlog[embeddings]'"
             ) from error
-        self.name = model
-        self._model = SentenceTransformer(model)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        where = spec[len(MODEL2VEC_PREFIX):]
+        if not where:
+            raise UsageError("model2vec: needs a model directory or a hub id, e.g. model2vec:minishlab/potion-base-8M")
+        folder = Path(where).expanduser()
+        if folder.is_dir():
+            digest = _file_digest(folder / "model.safetensors")
+            self.name = f"{MODEL2VEC_PREFIX}{folder.resolve().name}@{digest}"
+        else:
+            folder = _fetched(where, cache)
+            self.name = spec
+        try:
+            self._model = StaticModel.from_pretrained(folder, normalize=True, force_download=False)
+        except Exception as error:           # safetensors, tokenizers and json each raise their own
+            raise UsageError(f"cannot load the embedding model {spec}: {_first_line(error)}") from None
+        self.dim = int(self._model.dim)
+        if not 0 < self.dim <= MAX_DIM:
+            raise UsageError(f"the embedding model {spec} has {self.dim} dimensions, not 1 to {MAX_DIM}")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeds each text with the model, rows normalized by the model."""
+        """Embeds each text with the model; a text with no known token gets an all-zero row."""
         if isinstance(texts, str):
             raise InvalidValueError("embed takes a sequence of texts, not one string")
-        vectors = self._model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+        for text in texts:
+            if not isinstance(text, str):
+                raise InvalidValueError(f"embed takes strings, not {type(text).__name__}")
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(list(texts), show_progress_bar=False)
+        return normalized(np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _file_digest(path: Path) -> str:
+    """The first 12 hex digits of the file's BLAKE2b (a missing file: the loader says so later)."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        pass
+    return h.hexdigest()[:12]
+
+
+def _fetched(model_id: str, cache: Path | None) -> Path:
+    """The model's directory in `cache`, fetched from the Hugging Face hub the first time.
+
+    Raises:
+        UsageError: no cache to fetch into, or the hub has no such model or cannot be reached.
+    """
+    if cache is None or model_id.count("/") != 1 or model_id.startswith(("/", ".", "~")):
+        raise UsageError(f"no model directory {model_id}: give a model directory or a hub id such as "
+                         "minishlab/potion-base-8M")
+    folder = cache / model_id.replace("/", "--")
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        return folder
+    try:
+        import huggingface_hub
+
+        huggingface_hub.snapshot_download(model_id, repo_type="model", local_dir=folder,
+                                          allow_patterns=_MODEL2VEC_FILES)
+    except Exception as error:           # the hub client raises many kinds: not found, offline, refused
+        raise UsageError(f"cannot fetch the embedding model {model_id}: {_first_line(error)}") from None
+    return folder
 
 
 _HASHING = HashingEmbedder()
 
 
 @functools.lru_cache(maxsize=4)
-def _sentence_transformer(name: str) -> SentenceTransformerEmbedder:
-    """Loads a model once per process: loading takes seconds, embedding a query milliseconds."""
-    return SentenceTransformerEmbedder(name)
+def _model2vec(spec: str, cache: Path | None) -> Model2VecEmbedder:
+    """Loads a model once per process: loading takes a while, embedding a query microseconds."""
+    return Model2VecEmbedder(spec, cache)
 
 
-def embedder_for(name: str | None) -> Embedder:
-    """The embedder that makes vectors named `name`; None means DEFAULT_EMBEDDER.
+def embedder_for(name: str | None, cache: Path | None = None) -> Embedder:
+    """The embedder `name` chooses: None or DEFAULT_EMBEDDER, or `model2vec:` and a directory or hub id
+    (fetched once into `cache`).
 
     Raises:
         InvalidValueError: `name` is empty or not a string.
-        UsageError: `name` is a sentence-transformers model and the package is not installed.
+        UsageError: `name` names no known embedder, or its model cannot be loaded.
     """
     if name is None or name == DEFAULT_EMBEDDER:
         return _HASHING
     if not isinstance(name, str) or not name:
         raise InvalidValueError(f"embedding model name must be a non-empty string, not {name!r}")
-    return _sentence_transformer(name)
+    if not name.startswith(MODEL2VEC_PREFIX):
+        raise UsageError(f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER} or model2vec:DIRECTORY_OR_HUB_ID")
+    return _model2vec(name, cache)
 
 
 def check_vector(vector, dim: int | None, where: str) -> np.ndarray:

@@ -15,15 +15,15 @@ Databases (opened by the store, see memory_view.DBS):
                         b"layout", b"slots" (slots ever used), b"free" (slots to reuse, 4 bytes each), and
                         b"\\0" block number(4) -> block (see `Block`)
 A row is the entry's type, how it was indexed (STORED, EMBEDDED here, REEMBEDDED from another model, or
-EXCLUDED with no vector), scope, tags, content and float32 vector; an empty slot is all zeros, how EMPTY.
+EXCLUDED with no vector), scope, tags, search text (content and merged entries' text) and float32 vector;
+an empty slot is all zeros, how EMPTY.
 """
 
 from __future__ import annotations
 
+import itertools
 import mmap
-import re
 import struct
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +38,9 @@ LAYOUT = b"blocks-1"
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _BLOCK_KEY = b"\0"
-_WORD = re.compile(r"\w+")
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
 EMPTY = 255
+_LOADS = itertools.count(1)        # numbers each block copied into any matrix of this process: rows' stamps
 MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
 
 
@@ -50,8 +50,9 @@ def _pack_text(s: str) -> bytes:
 
 
 def pack_text(entry: Entry) -> bytes:
-    """A row's texts: scope, tags (joined by \\x1f), content, each length-prefixed."""
-    return _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.value("content"))
+    """A row's texts: scope, tags (joined by \\x1f), search text (content and merged entries' text), each
+    length-prefixed."""
+    return _pack_text(entry.scope) + _pack_text("\x1f".join(entry.tag_set)) + _pack_text(entry.search_text())
 
 
 @dataclass(slots=True)
@@ -195,10 +196,6 @@ class Slots:
         txn.put(b"free", b"".join(_U32.pack(s) for s in sorted(self.free, reverse=True)), db=meta)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-
-
 class MemoryIndex:
     """The index's databases, for one embedder; `Matrix` is a process's in-memory copy."""
 
@@ -215,9 +212,11 @@ class MemoryIndex:
         return bytes(txn.get(b"model", db=self.meta) or b"").decode()
 
     def current(self, txn) -> bool:
-        """Whether the stored rows are of this embedder and this layout."""
+        """Whether the stored rows are of this embedder (its name and its vectors' size) and this layout."""
         meta = self.meta
-        return txn.get(b"model", db=meta) == self.embedder.name.encode() and txn.get(b"layout", db=meta) == LAYOUT
+        dim = txn.get(b"dim", db=meta)
+        return (txn.get(b"model", db=meta) == self.embedder.name.encode() and txn.get(b"layout", db=meta) == LAYOUT
+                and dim is not None and int.from_bytes(dim, "big") == self.embedder.dim)
 
     def needs_sync(self, txn) -> bool:
         return not self.current(txn) or txn.stat(self.dirty)["entries"] > 0
@@ -254,7 +253,7 @@ class MemoryIndex:
                 row[2] = vec
         pending = [row for row in indexed if row[1] in (EMBEDDED, REEMBEDDED)]
         if pending:
-            for row, vec in zip(pending, self.embedder.embed([row[0].value("content") for row in pending])):
+            for row, vec in zip(pending, self.embedder.embed([row[0].search_text() for row in pending])):
                 row[2] = vec
         for entry, how, vector in indexed:
             slots.put(entry, how, vector)
@@ -315,7 +314,7 @@ class Matrix:
     """A process's in-memory copy of the index: a float32 matrix plus per-row filters, patched by change number.
 
     Row i is slot i. A full load copies each stored block's arrays in; the rows' texts stay packed per block
-    until a filter by tag or scope, or a lexical search, first needs them."""
+    until a filter by tag or scope, or BM25 (agentlog.memory.lexical), first needs them."""
 
     def __init__(self, dim: int):
         self.dim = dim
@@ -330,9 +329,9 @@ class Matrix:
         self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; EMPTY when empty
         self.kind = np.zeros(0, dtype=np.uint8)                 # per row: index in reducer.TYPES; EMPTY when empty
         self._id = np.zeros((0, 16), dtype=np.uint8)
+        self.stamp = np.zeros(0, dtype=np.uint64)              # per row: the copy that last set it (0: never)
         self._texts: dict[int, tuple[np.ndarray, bytes]] = {}  # block -> (text ends, texts)
         self._rows: list[Row | None] | None = None
-        self._folded: dict[int, str] = {}
         self._masks: dict[tuple, np.ndarray] = {}
 
     def refresh(self, txn, index: MemoryIndex) -> None:
@@ -369,7 +368,8 @@ class Matrix:
         vectors = zeros(size, self.dim)
         vectors[: self.n] = self.vectors[: self.n]
         self.vectors = vectors
-        for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,))):
+        for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
+                                   ("stamp", 0, ())):
             old = getattr(self, name)
             new = np.full((size, *shape), fill, dtype=old.dtype)
             new[: self.n] = old[: self.n]
@@ -390,11 +390,10 @@ class Matrix:
         else:
             js = np.array([j for j in slots if lo + j < len(self.vectors)], dtype=np.intp)
             rows = lo + js
-            for i in rows.tolist():
-                self._folded.pop(i, None)
         self.vectors[rows] = block.vectors[js]
         self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
         self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
+        self.stamp[rows] = next(_LOADS)
         if self._rows is not None:
             self._rows.extend([None] * (self.n - len(self._rows)))
             for i in range(lo, min(lo + BLOCK, self.n)) if slots is None else rows.tolist():
@@ -485,26 +484,6 @@ class Matrix:
         exact = np.einsum("ij,j->i", self.vectors[rows], query)
         best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
         return [(entry_id, -neg) for neg, entry_id in best[:k]]
-
-    def lexical(self, query: str, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
-        """Rows whose content or tags hold every word of `query` (as a word or a word's start);
-        score = the share of the row's words that match."""
-        wanted = words(query)
-        prefixes = [" " + w for w in wanted]
-        if not wanted or k <= 0:
-            return []
-        hits = []
-        for i in np.flatnonzero(mask).tolist():
-            text = self._folded.get(i)
-            if text is None:
-                row = self.rows[i]
-                text = self._folded[i] = " " + " ".join(words(row.content) + [w for t in row.tags for w in words(t)])
-            if all(p in text for p in prefixes):
-                found = text.split()
-                score = sum(1 for f in found if f.startswith(tuple(wanted))) / max(len(found), 1)
-                hits.append((-score, self.id_at(i)))
-        hits.sort()
-        return [(entry_id, -neg) for neg, entry_id in hits[:k]]
 
 
 def drop_rows(dbs: dict, txn, entry_ids: list[bytes]) -> None:

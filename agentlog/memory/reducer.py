@@ -4,7 +4,8 @@ The rules are in docs/memory.md. Each field (type, content, confidence, embeddin
 a multi-value register: a write replaces the writes it causally follows (by the
 events' clocks) and stands beside the ones it is concurrent with. When several stand,
 that is a conflict: the greatest (lamport, author) is shown, the rest are kept. Tags
-are an add-wins set. A delete is final. The state is a function of the set of events.
+are an add-wins set. A delete is final; a merge deletes one entry and folds its tags and
+content into another. The state is a function of the set of events.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ class Entry:
     fields: dict[str, list[Write]] = field(default_factory=dict)  # winner first
     tags: dict[str, list[tuple[bytes, int, int]]] = field(default_factory=dict)  # tag -> add dots
     deleted: list[Write] = field(default_factory=list)            # tombstones; value = reason
+    merged_into: list[Write] = field(default_factory=list)        # merges of this entry; value = the other's id hex
+    absorbed: list[Write] = field(default_factory=list)           # entries merged into this; value = [id hex, content]
 
     # -- reading --
 
@@ -139,6 +142,15 @@ class Entry:
         times = [w.time_ms for versions in self.fields.values() for w in versions]
         return max(times, default=self.origin.time_ms if self.origin else 0)
 
+    @property
+    def into(self) -> bytes | None:
+        """The entry this one was merged into (the greatest merge, when several were concurrent), or None."""
+        return bytes.fromhex(self.merged_into[-1].value) if self.merged_into else None
+
+    def search_text(self) -> str:
+        """What search matches this entry by: its content and the content of entries merged into it."""
+        return "\n".join([self.value("content", ""), *(w.value[1] for w in self.absorbed)])
+
     def embedding_writes(self) -> list[Write]:
         return list(self.fields.get("embedding", ()))
 
@@ -147,11 +159,18 @@ class Entry:
     def apply(self, fact: Fact) -> None:
         """Fold one memory event; events arrive in a causal order (never before one they follow)."""
         p = fact.payload
-        if fact.kind == "memory.delete":
-            self.deleted.append(fact.write(p.reason))
+        if fact.kind == "memory.merge":
+            if p.entry != self.id:
+                self._absorb(fact)
+                return
+            self.merged_into.append(fact.write(p.into.hex()))
+            self.merged_into.sort(key=_order)
+        if fact.kind in ("memory.delete", "memory.merge"):
+            self.deleted.append(fact.write(p.reason if fact.kind == "memory.delete" else f"merged into {p.into.hex()}"))
             self.deleted.sort(key=_order)
             self.fields.clear()
             self.tags.clear()
+            self.absorbed.clear()
             return
         if fact.kind == "memory.put":
             origin = fact.write(fact.scope)
@@ -190,6 +209,22 @@ class Entry:
                 dots.append(dot)
                 dots.sort()
 
+    def _absorb(self, fact: Fact) -> None:
+        """Take in an entry merged into this one: its tags and content, and the merge's new content if any."""
+        p = fact.payload
+        if not self.visible:
+            return
+        self.absorbed.append(fact.write([p.entry.hex(), p.content]))
+        self.absorbed.sort(key=_order)
+        if p.rewrite:
+            self._write("content", fact, p.rewrite)
+        dot = (fact.author, fact.epoch, fact.seq)
+        for tag in p.tags:
+            dots = self.tags.setdefault(tag, [])
+            if dot not in dots:
+                dots.append(dot)
+                dots.sort()
+
     def _write(self, name: str, fact: Fact, value: Any) -> None:
         new = fact.write(value)
         versions = [w for w in self.fields.get(name, ()) if w.eid != fact.eid and not before(w, fact.past)]
@@ -206,6 +241,10 @@ class Entry:
             "t": {tag: [[a.hex(), e, s] for a, e, s in self.tags[tag]] for tag in sorted(self.tags)},
             "d": [w.to_json() for w in self.deleted],
         }
+        if self.merged_into:                   # only then: entries never merged keep their bytes (and digests)
+            doc["m"] = [w.to_json() for w in self.merged_into]
+        if self.absorbed:
+            doc["a"] = [w.to_json() for w in self.absorbed]
         return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
     @classmethod
@@ -217,6 +256,8 @@ class Entry:
             {name: [Write.from_json(w) for w in rows] for name, rows in doc["f"].items()},
             {tag: [(bytes.fromhex(a), e, s) for a, e, s in dots] for tag, dots in doc["t"].items()},
             [Write.from_json(w) for w in doc["d"]],
+            [Write.from_json(w) for w in doc.get("m", ())],
+            [Write.from_json(w) for w in doc.get("a", ())],
         )
 
 
@@ -224,10 +265,11 @@ def fold(entries: dict[bytes, Entry], facts: list[Fact], entry_of) -> set[bytes]
     """Fold facts (in causal order) into `entries`, loading missing ones with `entry_of(id)`; returns ids touched."""
     touched = set()
     for fact in facts:
-        eid = fact.payload.entry
-        entry = entries.get(eid)
-        if entry is None:
-            entry = entries[eid] = entry_of(eid) or Entry(eid)
-        entry.apply(fact)
-        touched.add(eid)
+        ids = (fact.payload.entry, fact.payload.into) if fact.kind == "memory.merge" else (fact.payload.entry,)
+        for eid in ids:
+            entry = entries.get(eid)
+            if entry is None:
+                entry = entries[eid] = entry_of(eid) or Entry(eid)
+            entry.apply(fact)
+            touched.add(eid)
     return touched

@@ -7,6 +7,7 @@ Databases (see docs/memory.md):
   views.memory.past       author(32) -> (author(32) epoch(4) seq(8))*: the causal past of its newest event
   memory.dirty            entry id(16) -> b"": entries the local search index has not caught up with
   memory.index*           the local search index (agentlog/memory/index.py)
+  memory.reads            entry id(16) -> time in ms (8): when this device last read the entry (search decay)
 The memory.* databases are this device's bookkeeping, not part of the view or its digest.
 numpy is imported only where vectors are read, so commands that only write stay quick to start.
 """
@@ -23,7 +24,7 @@ from agentlog.memory import reducer as mr
 from agentlog.memory.reducer import Entry, Fact
 
 DBS = ("views.memory", "views.memory.vectors", "views.memory.conflicts", "views.memory.past", "memory.dirty",
-       "memory.index", "memory.index.journal", "memory.index.meta")
+       "memory.index", "memory.index.journal", "memory.index.meta", "memory.reads")
 VERSION_KEY = b"\0version"
 _VERSION = mr.VERSION.to_bytes(4, "big")
 _POS = struct.Struct(">IQ")
@@ -88,6 +89,7 @@ class MemoryView:
             dbs["views.memory.past"],
             dbs["memory.dirty"],
         )
+        self.read_at = dbs["memory.reads"]
 
     # -- folding --------------------------------------------------------------------------
 
@@ -186,6 +188,15 @@ class MemoryView:
     def entry_ids(self, txn) -> list[bytes]:
         with txn.cursor(db=self.entries) as cur:
             return [bytes(k) for k in cur.iternext(keys=True, values=False) if len(k) == mr.ENTRY_ID_LEN]
+
+    def reads(self, txn, entry_ids: Iterable[bytes]) -> dict[bytes, int]:
+        """When this device last read each entry (ms), for those it has read."""
+        found = ((i, txn.get(i, db=self.read_at)) for i in entry_ids)
+        return {i: int.from_bytes(raw, "big") for i, raw in found if raw}
+
+    def note_read(self, txn, entry_id: bytes, time_ms: int) -> None:
+        """Record a read of the entry here (this device's bookkeeping: never in the log, nor in the digest)."""
+        txn.put(entry_id, max(0, time_ms).to_bytes(8, "big"), db=self.read_at)
 
     def conflicted(self, txn) -> list[bytes]:
         with txn.cursor(db=self.conflicts) as cur:

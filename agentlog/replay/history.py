@@ -255,7 +255,8 @@ def memory_history(log: Log, point: Point, entry_id: bytes) -> list[Step]:
         NotFoundError: no event up to the point names the entry.
     """
     def touches(f: Folded) -> bool:
-        return f.kind in mr.KINDS and f.payload is not None and f.payload.entry == entry_id
+        return f.kind in mr.KINDS and f.payload is not None and entry_id in (f.payload.entry,
+                                                                             getattr(f.payload, "into", None))
 
     steps = _history(log, log.prefix(point), "memory", touches,
                      lambda view, txn, _now: memory_state(view.entry(txn, entry_id)), lambda a, b: a == b,

@@ -69,6 +69,8 @@ def _named(store, txn, folded) -> tuple[dict[str, list], dict[bytes, list]]:
             continue
         if kind in MEMORY_KINDS:
             memory.setdefault(p.entry, []).append(f)
+            if kind == "memory.merge":                # it changes the entry merged into too
+                memory.setdefault(p.into, []).append(f)
         elif kind == "correction":
             if decisions is None:
                 decisions = {g.eid: g.payload.setting for g in folded if g.kind == "decision" and g.payload}

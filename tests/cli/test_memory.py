@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from agentlog.memory.api import SearchResult
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, embedder_for
 from agentlog.store import devices, home
 from tests.helpers.cli import assert_one_line_error
+from tests.helpers.models import tiny_model
 from tests.helpers.sync import sync
 
 SCRIPT = Path(sys.executable).with_name("agentlog")
@@ -124,10 +124,10 @@ def test_list_search_and_filters(laptop):
     assert rows[3].startswith(f"  {ids['dark'][:12]}  preference") and rows[3].endswith("the code editor")
 
     found = as_json(laptop, "memory", "search", "dark mode editor")
-    assert (found["model"], found["mode"], found["searched"], found["reembedded"], found["excluded"]) == (
-        DEFAULT_EMBEDDER, "semantic", 4, 0, 0)
+    assert (found["model"], found["mode"], found["ranking"], found["searched"], found["reembedded"],
+            found["excluded"]) == (DEFAULT_EMBEDDER, "lexical", "hybrid", 4, 0, 0)   # hashed words: no meaning
     scores = [h["score"] for h in found["hits"]]
-    assert found["hits"][0]["entry"]["id"] == ids["dark"] and scores == sorted(scores, reverse=True) and scores[0] > 0.3
+    assert found["hits"][0]["entry"]["id"] == ids["dark"] and scores == sorted(scores, reverse=True) and scores[0] > 0
     assert found["hits"][0]["entry"] == as_json(laptop, "memory", "get", ids["dark"])
     assert [h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode editor", "--k", "1")["hits"]] == [
         ids["dark"]
@@ -138,7 +138,7 @@ def test_list_search_and_filters(laptop):
         h["entry"]["id"] for h in as_json(laptop, "memory", "search", "dark mode", "--tag", "family")["hits"]
     }
 
-    lexical = as_json(laptop, "memory", "search", "birth", "--lexical")
+    lexical = as_json(laptop, "memory", "search", "birthdays", "--lexical")
     assert lexical["mode"] == "lexical" and [h["entry"]["id"] for h in lexical["hits"]] == [ids["birthday"]]
     assert {h["entry"]["id"] for h in as_json(laptop, "memory", "search", "editor", "--lexical")["hits"]} == {
         ids["dark"],
@@ -154,7 +154,8 @@ def test_list_search_and_filters(laptop):
         scores[0], abs=1e-3
     )
     none = run(laptop, "memory", "search", "zebra", "--lexical")
-    assert none.stdout == "" and none.stderr.strip() == "no match among 4 entries"
+    assert none.stdout == "" and none.stderr.splitlines() == [
+        f"agentlog: note: mode lexical: ranked by its words alone ({DEFAULT_EMBEDDER})", "no match among 4 entries"]
 
 
 def test_embeddings_given_with_an_entry(laptop, tmp_path):
@@ -171,15 +172,16 @@ def test_embeddings_given_with_an_entry(laptop, tmp_path):
     assert (found["searched"], found["reembedded"], found["excluded"]) == (2, 1, 0)
     assert {h["entry"]["id"] for h in found["hits"]} == {own["id"], other["id"]}
     proc = run(laptop, "memory", "search", "tea")
-    assert proc.stderr.strip() == (f"agentlog: note: 1 entry embedded by another model was embedded again with "
-                                   f"{DEFAULT_EMBEDDER}")
-    assert run(laptop, "memory", "search", "tea", "--lexical").stderr == ""
+    assert proc.stderr.splitlines()[1:] == [f"agentlog: note: 1 entry embedded by another model was embedded again "
+                                            f"with {DEFAULT_EMBEDDER}"]
+    assert len(run(laptop, "memory", "search", "tea", "--lexical").stderr.splitlines()) == 1
 
     again = as_json(laptop, "memory", "update", own["id"], "--embedding", "-", "--model", "my-model",
                     stdin=json.dumps([0.1] * 3))
     assert again["entry"]["embedding_model"] == "my-model"
     assert out(laptop, "memory", "embedder") == f"{DEFAULT_EMBEDDER} (384 dimensions)"
-    assert as_json(laptop, "memory", "embedder", DEFAULT_EMBEDDER) == {"name": DEFAULT_EMBEDDER, "dim": 384}
+    assert as_json(laptop, "memory", "embedder", DEFAULT_EMBEDDER) == {"name": DEFAULT_EMBEDDER, "dim": 384,
+                                                                        "meaning": False}
     with home.open_home(laptop) as store:
         assert store.meta("embedder") == DEFAULT_EMBEDDER.encode()
 
@@ -314,9 +316,6 @@ def refusals_home(tmp_path_factory):
     return h, names, fingerprint(h)
 
 
-NO_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is None
-
-
 @pytest.mark.parametrize("args, words", [
     (("get", "{U}"), ("no memory whose id starts with {U}",)),
     (("get", "{U}" * 8), ("no memory {U}",)),
@@ -352,8 +351,14 @@ NO_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is 
     (("search", "x", "--type", "opinion"), ("memory type",)),
     (("list", "--type", "opinion"), ("memory type",)),
     (("embedder", ""), ("non-empty",)),
-    pytest.param(("embedder", "sentence-transformers/all-MiniLM-L6-v2"), ("agentlog[embeddings]",),
-                 marks=pytest.mark.skipif(not NO_SENTENCE_TRANSFORMERS, reason="the optional extra is installed")),
+    (("embedder", "sentence-transformers/all-MiniLM-L6-v2"), ("unknown embedder", "model2vec:")),
+    (("embedder", "model2vec:{dir}/no-such-model"), ("no model directory", "no-such-model")),
+    (("embedder", "model2vec:{dir}"), ("cannot load the embedding model",)),
+    (("merge", "{E}", "{E}"), ("cannot be merged into itself",)),
+    (("merge", "{E}", "{D}"), ("{D} was deleted",)),
+    (("merge", "{E}", "{U}"), ("no memory whose id starts with {U}",)),
+    (("duplicates", "--threshold", "0"), ("threshold 0.0",)),
+    (("search", "x", "--lexical", "--vector"), ("not allowed with",)),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(refusals_home, args, words):
     h, names, before = refusals_home
@@ -367,3 +372,19 @@ def test_bad_input_is_one_line_and_changes_nothing(refusals_home, args, words):
     assert proc.returncode == (4 if not_found else 2) and proc.stdout == ""
     assert_one_line_error(proc, *map(filled, words))
     assert fingerprint(h) == before
+
+
+def test_duplicates_merge_and_a_model2vec_embedder(laptop, tmp_path):
+    a = out(laptop, "memory", "put", "Prefers aisle seats on flights", "--tag", "travel")
+    b = out(laptop, "memory", "put", "Prefers an aisle seat on flights", "--tag", "seats")
+    [pair] = as_json(laptop, "memory", "duplicates")
+    assert {pair["a"]["id"], pair["b"]["id"]} == {a, b} and pair["similarity"] >= 0.6
+    merged = as_json(laptop, "memory", "merge", a[:8], b[:8], "--content", "Prefers aisle seats, on every flight")
+    assert (merged["id"], merged["entry"]["tags"]) == (a, ["seats", "travel"])
+    shown_b = out(laptop, "memory", "get", b).splitlines()
+    assert f"merged into {a} (agentlog memory get {a[:12]})" in shown_b
+    model = tiny_model(tmp_path / "tiny")
+    chosen = as_json(laptop, "memory", "embedder", f"model2vec:{model}")
+    assert chosen["name"].startswith("model2vec:tiny@") and (chosen["dim"], chosen["meaning"]) == (8, True)
+    found = as_json(laptop, "memory", "search", "window seat on the plane")
+    assert (found["mode"], found["ranking"], [h["entry"]["id"] for h in found["hits"]]) == ("hybrid", "hybrid", [a])

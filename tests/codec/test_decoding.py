@@ -142,6 +142,8 @@ VALUES = {
     "digest": SOME_BYTES,
     "retained": SOME_BYTES,
     "entry": SOME_BYTES,
+    "into": SOME_BYTES,
+    "rewrite": TEXT,
     "state": st.binary(max_size=20),
     "policy": st.sampled_from(payloads.POLICIES),
     "value_type": st.sampled_from(payloads.VALUE_TYPES),

@@ -22,6 +22,7 @@ ALL_PAYLOADS = [
     payloads.MemoryUpdate(entry=b"e" * 16, fields=(payloads.MemoryField(content="loves tea"),), tags_add=("drink",),
                           tags_remove=("food",)),
     payloads.MemoryDelete(entry=b"e" * 16, reason="wrong"),
+    payloads.MemoryMerge(entry=b"e" * 16, into=b"f" * 16, content="likes tea", tags=("food",), rewrite="loves tea"),
     payloads.DeviceEnroll(device=b"k" * 32, name="phone"),
     payloads.DeviceRevoke(device=b"k" * 32, until_seq=12, reason="lost"),
     payloads.Snapshot(frontier=(payloads.LogPoint(author=b"a" * 32, epoch=0, seq=3, id=b"i" * 32, lamport=4, time=5),),

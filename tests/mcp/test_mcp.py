@@ -27,6 +27,7 @@ TOOLS = {
     "observe", "decide", "correct", "set_preference", "set_override", "clear_override", "get_preference",
     "list_preferences", "memory_put", "memory_update", "memory_delete", "memory_resolve", "memory_get",
     "memory_search", "memory_conflicts", "list_scopes", "status", "pref_forget", "memory_forget", "forget_events",
+    "memory_merge", "memory_duplicates",
 }
 CANARY = "canary-5d1e the user's locker code"
 
@@ -110,7 +111,7 @@ async def test_every_tool_through_the_sdk_client(homes):
                 assert prop.get("description"), f"{tool.name}.{name}"
             assert tool.annotations.read_only_hint == (
                 tool.name.startswith(("get_", "list_", "status"))
-                or tool.name in ("memory_get", "memory_search", "memory_conflicts")
+                or tool.name in ("memory_get", "memory_search", "memory_conflicts", "memory_duplicates")
             )
         await check_preferences(a, laptop_home, phone)
         await check_memory(a, laptop_home, phone)
@@ -215,6 +216,14 @@ async def check_memory(a: Agent, laptop_home, phone):
     )
     assert (await a.call("memory_get", id=helix))["deleted"] == deleted["entry"]["deleted"]
     assert (await a.call("memory_search", query="helix", lexical=True))["hits"] == []
+
+    again = (await a.call("memory_put", content="Anna's birthday is on 5 May", tags=["dates"]))["id"]
+    [pair] = (await a.call("memory_duplicates"))["pairs"]
+    assert {pair["a"]["id"], pair["b"]["id"]} == {anna, again} and 0.6 <= pair["similarity"] <= 1
+    merged = await a.call("memory_merge", id=anna, other=again[:8])
+    assert (merged["id"], sorted(merged["entry"]["tags"])) == (anna, ["dates", "family"])
+    assert (await a.call("memory_get", id=again))["merged_into"] == anna
+    assert (await a.call("memory_duplicates"))["pairs"] == []
 
 
 async def check_erasure(a: Agent, laptop_home):

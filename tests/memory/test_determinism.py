@@ -2,7 +2,7 @@
 
 Three devices of one group (one honest clock, one a year ahead, one behind) put, update
 (content, type, confidence, tags added and removed, sometimes an embedding of this
-home's model or of another), resolve and delete memory entries through the API,
+home's model or of another), resolve, merge and delete memory entries through the API,
 interleaved with syncs between random pairs. A few updates and deletes name an entry
 their device does not hold (as a client that learned the id out of band would write
 them), so observers meet orphans before their put. Now and then a device forgets an entry
@@ -60,12 +60,13 @@ EDIT = st.tuples(st.just("update"), device, pick, st.integers(0, len(CONTENTS) -
                  st.just(frozenset()), st.just(0), st.none())
 RESOLVE = st.tuples(st.just("resolve"), device, pick, st.integers(0, 30))
 DELETE = st.tuples(st.just("delete"), device, pick)
+MERGE = st.tuples(st.just("merge"), device, pick, pick, st.booleans())
 UNHELD = st.tuples(st.just("unheld"), device, pick, st.integers(0, len(CONTENTS) - 1),
                    st.sampled_from([False, False, True]))
 FORGET = st.tuples(st.just("forget"), device, pick, st.integers(0, 3))   # acts one time in four: forgetting is rare
 SYNC = st.tuples(st.just("sync"), device, device)
-OPS = st.one_of(TICK, PUT, PUT, PUT, UPDATE, UPDATE, UPDATE, EDIT, EDIT, RESOLVE, RESOLVE, DELETE, UNHELD, FORGET,
-                SYNC, SYNC, SYNC)
+OPS = st.one_of(TICK, PUT, PUT, PUT, UPDATE, UPDATE, UPDATE, EDIT, EDIT, RESOLVE, RESOLVE, DELETE, MERGE, UNHELD,
+                FORGET, SYNC, SYNC, SYNC)
 
 
 def sync(src: Store, dst: Store) -> None:
@@ -184,6 +185,11 @@ class World:
                 kind = f"resolve {name}"
             elif kind == "delete":
                 memory.delete(entry, reason=f"gone {self.seed}")
+            elif kind == "merge":
+                scope = memory.get(entry).scope
+                others = [h for h in held if h != entry and memory.get(h).scope == scope] or [entry]
+                other = others[args[2] % len(others)]
+                memory.merge(entry, other, content=f"merged {self.seed}" if args[3] else None)
             elif kind == "forget":
                 if args[2]:
                     return
@@ -243,6 +249,13 @@ def by_the_rules(events: list) -> dict[bytes, tuple]:
         fields = writes.setdefault(p.entry, {})
         if h.kind == "memory.delete":
             deleted.add(p.entry)
+            continue
+        if h.kind == "memory.merge":                          # the merged entry deleted; its tags join `into`
+            deleted.add(p.entry)
+            if p.rewrite:
+                writes.setdefault(p.into, {}).setdefault("content", []).append((order, dot, p.rewrite))
+            for tag in p.tags:
+                adds.setdefault(p.into, {}).setdefault(tag, []).append(dot)
             continue
         if h.kind == "memory.put":
             put.add(p.entry)

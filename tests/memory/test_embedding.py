@@ -7,16 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
-import types
 
 import numpy as np
 import pytest
 
-from agentlog.errors import InvalidValueError, UsageError
+from agentlog.errors import InvalidValueError
 from agentlog.memory.embedding import (
     DEFAULT_EMBEDDER,
     HashingEmbedder,
-    SentenceTransformerEmbedder,
     check_vector,
     embedder_for,
     normalized,
@@ -104,42 +102,6 @@ def test_embedder_for_defaults_to_the_shared_hashing_embedder():
     assert embedder_for(None).dim == 384
     with pytest.raises(InvalidValueError):
         embedder_for("")
-
-
-def test_a_model_without_the_extra_installed_is_a_usage_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    with pytest.raises(UsageError, match=r"agentlog\[embeddings\]"):
-        embedder_for("sentence-transformers/x")
-
-
-def test_sentence_transformer_embedder_wraps_the_model(monkeypatch):
-    """With a stand-in package: the wrapper's name, dim, arguments and dtype, no download."""
-    calls = []
-
-    class FakeModel:
-        def __init__(self, name):
-            self.model_name = name
-
-        def get_sentence_embedding_dimension(self):
-            return 3
-
-        def encode(self, texts, **options):
-            calls.append((texts, options))
-            return np.ones((len(texts), 3), dtype=np.float64) / np.sqrt(3)
-
-    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeModel))
-    embedder = SentenceTransformerEmbedder("org/model")
-    vectors = embedder.embed(("a", "b"))
-    assert (embedder.name, embedder.dim) == ("org/model", 3)
-    assert vectors.shape == (2, 3) and vectors.dtype == np.float32
-    assert calls == [(["a", "b"], {"normalize_embeddings": True, "convert_to_numpy": True})]
-
-
-def test_a_real_sentence_transformer_knows_synonyms():
-    pytest.importorskip("sentence_transformers")
-    model = embedder_for("sentence-transformers/all-MiniLM-L6-v2")
-    couch, sofa, table = model.embed(["couch", "sofa", "book a table for two"])
-    assert model.dim == len(couch) and float(couch @ sofa) > float(couch @ table) + 0.2
 
 
 @pytest.mark.parametrize("vector, message", [

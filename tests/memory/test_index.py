@@ -277,9 +277,10 @@ def test_changing_the_embedder_indexes_everything_again(store):
 def test_an_embedding_that_claims_this_model_with_the_wrong_size_is_left_out(store):
     odd = Memory(store, embedder=Tiny()).put("a note about kiwis", embedding=[0.5] * 8, model=DEFAULT_EMBEDDER)
     fine = store.memory.put("another note about kiwis")
-    found = store.memory.search("kiwis")
+    found = store.memory.search("kiwis", ranking="vector")
     assert (found.excluded, found.reembedded) == (1, 0)
     assert ids(found) == [fine]
+    assert set(ids(store.memory.search("kiwis"))) == {odd, fine}     # its words still find it
     assert index_rows(store)[odd].how == EXCLUDED
     assert set(ids(store.memory.search("kiwis", lexical=True))) == {odd, fine}   # words need no vector
 
@@ -317,39 +318,22 @@ def test_filters_by_type_tag_and_scope(store, notes):
     assert all(h.entry.type == "preference" for h in m.search("the", k=10, type="preference").hits)
 
 
-def test_lexical_search_matches_whole_words_and_word_starts(store, notes):
-    m = store.memory
-    assert set(ids(m.search("dark", lexical=True))) == {notes["theme"], notes["bug"]}   # "darker" and "dark"
-    assert ids(m.search("darker", lexical=True)) == [notes["theme"]]
-    assert m.search("ark", lexical=True).hits == ()                                     # not inside a word
-    assert m.search("arker", lexical=True).hits == ()
-    assert ids(m.search("DARK THEME", lexical=True)) == [notes["theme"]]               # every word, any case
-    assert m.search("dark font", lexical=True).hits == ()
-    assert ids(m.search("accessib", lexical=True)) == [notes["font"]]                  # tags count as words
-    assert ids(m.search("Fri", lexical=True)) == [notes["deploy"]]
-    found = m.search("night", lexical=True)
-    assert set(ids(found)) == {notes["theme"], notes["bug"]}
-    # The score is the share of the row's words that match: the shorter row with the word ranks first.
-    assert [h.score for h in found.hits] == sorted((h.score for h in found.hits), reverse=True)
-    assert found.hits[0].score > found.hits[1].score
-    assert ids(m.search("night", lexical=True, k=1)) == [found.hits[0].entry.id]
-
-
 def test_top_k_is_ordered_and_bounded(store):
     topics = ["tea", "coffee", "water", "juice", "milk", "soda", "cocoa", "lemonade", "kombucha", "cider"]
     made = {t: store.memory.put(f"the user sometimes drinks {t} with lunch") for t in topics}
     exact = store.memory.put("the user drinks cocoa at night")
-    found = store.memory.search("the user drinks cocoa at night", k=5)
+    found = store.memory.search("the user drinks cocoa at night", k=5, ranking="vector")
     assert len(found.hits) == 5
     assert found.hits[0].entry.id == exact and found.hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert found.hits[1].entry.id == made["cocoa"]
     scores = [h.score for h in found.hits]
     assert scores == sorted(scores, reverse=True)
     assert found.searched == 11
-    everything = store.memory.search("the user drinks cocoa at night", k=1000)
+    everything = store.memory.search("the user drinks cocoa at night", k=1000, ranking="vector")
     assert len(everything.hits) == 11
     assert ids(everything)[:5] == ids(found)
     assert ids(store.memory.search("the user drinks cocoa at night", k=1)) == [exact]
+    assert ids(store.memory.search("the user drinks cocoa at night", k=2)) == [exact, made["cocoa"]]
     assert store.memory.search("zzzz qqqq", k=5, lexical=True).hits == ()
 
 

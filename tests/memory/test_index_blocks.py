@@ -1,6 +1,7 @@
 """The index's block storage: slots BLOCK to a block, patched in place by puts, updates, deletes and
 erasures across block boundaries; a process's matrix patched from the journal equals one loaded whole
-after a reopen; and the semantic top k equals an exact ranking of every row.
+after a reopen; the semantic top k equals an exact ranking of every row; a merged entry's search text in
+its vector row and in BM25 (which tokenises only changed rows); a model of another size re-indexes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pytest
 
 from agentlog.log import payloads
 from agentlog.memory import index as memory_index
+from agentlog.memory import lexical
+from agentlog.memory.api import Memory
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
 from agentlog.memory.index import EMPTY, Matrix, MemoryIndex
 
@@ -120,3 +123,46 @@ def test_the_semantic_top_k_equals_an_exact_ranking_of_every_row(store, seed):
             exact = [(entry_id, -neg) for neg, entry_id in exact if -neg > memory_index.MIN_SCORE][:25]
             assert [entry_id for entry_id, _ in found] == [entry_id for entry_id, _ in exact]
             assert np.allclose([s for _, s in found], [s for _, s in exact], atol=1e-5)
+
+
+def test_a_merged_entrys_text_reaches_its_vector_row_and_bm25_patched_in_another_process(store, small_blocks,
+                                                                                          monkeypatch):
+    other = copy.copy(store)
+    other.memory_cache = {}
+    tokenised = []
+    row_text = lexical.row_text
+    monkeypatch.setattr(lexical, "row_text", lambda row: tokenised.append(row.content) or row_text(row))
+    a = store.memory.put("Prefers aisle seats on flights")
+    b = store.memory.put("Always books the seat next to the corridor on trains")
+    for i in range(6):
+        store.memory.put(f"filler note {i}")
+    assert [h.entry.id for h in other.memory.search("corridor", lexical=True).hits] == [b]
+    del tokenised[:]
+    store.memory.merge(a, b)
+    text = store.memory.get(a).content + "\n" + "Always books the seat next to the corridor on trains"
+    store.memory.matrix()
+    with store.raw_txn() as txn:
+        row = MemoryIndex(store.dbs, HashingEmbedder()).stored(txn)[a]
+    assert row.content == text
+    assert np.allclose(row.vector, HashingEmbedder().embed([text])[0])
+    assert [h.entry.id for h in other.memory.search("corridor", lexical=True).hits] == [a]
+    assert other.memory.search("corridor", ranking="vector").hits[0].entry.id == a
+    assert tokenised == [text]                     # only the changed rows: a's new text; b's slot emptied
+
+
+def test_a_model_of_another_size_under_the_same_name_is_indexed_again(store):
+    class Sized(HashingEmbedder):
+        def __init__(self, dim):
+            super().__init__()
+            self.dim = dim
+
+        def embed(self, texts):
+            return super().embed(texts)[:, : self.dim]
+
+    entry = store.memory.put("a note about kiwis")
+    for dim in (8, 16):
+        memory = Memory(store, embedder=Sized(dim))
+        assert memory.search("kiwis").hits[0].entry.id == entry
+        with store.raw_txn() as txn:
+            rows = MemoryIndex(store.dbs, memory.embedder).stored(txn)
+        assert len(rows[entry].vector) == dim

@@ -17,7 +17,7 @@ from agentlog.memory import reducer as mr
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
 from agentlog.store import devices, home
 from agentlog.store.store import Store
-from tests.helpers.sync import sync
+from tests.helpers.sync import converged, meet, sync
 
 DIM = 384
 
@@ -30,30 +30,6 @@ def hub(tmp_path, laptop) -> Store:
     sync(laptop, store)
     yield store
     store.close()
-
-
-def digest(store: Store) -> bytes:
-    return store.views()["memory"]["digest"]
-
-
-def meet(*stores: Store) -> None:
-    """Every store exchanges with every other until all hold the same events."""
-    for _ in range(2):
-        for a in stores:
-            for b in stores:
-                if a is not b:
-                    sync(a, b)
-
-
-def converged(*stores: Store) -> bytes:
-    """All stores hold the same memory view, and each equals a fresh replay of its log; returns the digest."""
-    digests = {digest(s) for s in stores}
-    assert len(digests) == 1, "the devices' memory views differ"
-    [expected] = digests
-    for s in stores:
-        s.rebuild_views()
-        assert digest(s) == expected, f"{s.name}: the incremental view differs from a replay"
-    return expected
 
 
 def same_entry(*stores: Store, entry_id: bytes):
@@ -265,7 +241,7 @@ def test_an_explicit_embedding_of_the_local_model_is_stored_and_searched_with(la
         assert np.array_equal(vector, pineapple)
         assert device.memory.get(entry).embedding_model == DEFAULT_EMBEDDER
         assert device.memory.vector(other) is None
-        found = device.memory.search("pineapple pizza")
+        found = device.memory.search("pineapple pizza", ranking="vector")
         assert found.hits[0].entry.id == entry                  # by the stored vector, not by the content
         assert found.hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert (found.reembedded, found.excluded) == (0, 0)

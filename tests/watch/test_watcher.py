@@ -52,6 +52,16 @@ def test_memory_conflict_opened_and_resolved(laptop, phone):
         assert settled.old["content"] in {"Anna's birthday is 4 May", "Anna's birthday is 5 May"}
 
 
+def test_a_merge_changes_both_entries(laptop):
+    a = laptop.memory.put("Prefers aisle seats", tags=["travel"])
+    b = laptop.memory.put("Books the corridor seat on trains", tags=["trains"])
+    with laptop.watch(memory=True) as watcher:
+        laptop.memory.merge(a, b)
+        changes = {c.entry: c for c in watcher.poll()}
+    assert set(changes) == {a, b}
+    assert changes[a].new["tags"] == ["trains", "travel"] and changes[b].new["deleted"]
+
+
 def test_filters(laptop):
     watchers = {"editor": laptop.watch(settings=["editor."]), "memory": laptop.watch(memory=True),
                 "family": laptop.watch(tags=["family"]), "finding": laptop.watch(types="finding"),

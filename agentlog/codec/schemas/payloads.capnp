@@ -126,6 +126,14 @@ struct MemoryDelete {                # kind "memory.delete": tombstone
   reason @1 :Text;
 }
 
+struct MemoryMerge {                 # kind "memory.merge": an entry folded into another
+  entry @0 :Data;                    # the entry merged away: deleted, pointing at `into`
+  into @1 :Data;                     # the entry that stays
+  content @2 :Text;                  # the merged entry's content as the merging device saw it
+  tags @3 :List(Text);               # the merged entry's tags: they join `into`'s
+  rewrite @4 :Text;                  # `into`'s new content, or empty to keep it
+}
+
 # --- erasure (docs/erasure.md) ----------------------------------------------
 
 struct Erase {                       # kind "erase": delete the payloads of earlier events on every device
