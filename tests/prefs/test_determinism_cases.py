@@ -93,9 +93,11 @@ def test_a_forget_from_a_silent_device_concurrent_with_a_snapshot(tmp_path):
     """The phone forgets `theme` having seen the hub's first observation only; the hub, which counts the
     phone as silent, summarizes that observation with two later ones in one day's summary. The laptop
     takes the forget first and drops the first observation before summarizing; the hub cannot split its
-    summary when the forget arrives."""
+    summary when the forget arrives. (The laptop acknowledges the hub's observations before the snapshot:
+    a device never drops its own events that no other device has acknowledged.)"""
     ops = [("observe", "hub", "theme", "dark", None, 1.0), ("sync", "hub", "phone"),
            ("observe", "hub", "theme", "dark", None, 1.0), ("observe", "hub", "theme", "dark", None, 1.0),
+           ("sync", "hub", "laptop"), ("observe", "laptop", "other", "x", None, 1.0), ("sync", "laptop", "hub"),
            ("forget", "phone", "theme"),
            ("tick", 3 * DAY), ("observe", "hub", "theme", "dark", None, 1.0), ("snapshot", "hub", HOUR)]
     world = settle(tmp_path, [0, 0, 0], ops)
