@@ -6,7 +6,6 @@ nothing that names the group, a device or the machine."""
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 
 import pytest
@@ -15,33 +14,16 @@ from agentlog.documents import peer_status
 from agentlog.store import home
 from agentlog.sync import discovery
 from tests.helpers.daemons import agentlog, closed_port, observe, provision, wait_until
+from tests.helpers.multicast import loopback_multicast
 from tests.helpers.sync import sync
-
-MDNS_GROUP = "224.0.0.251"
 
 
 @pytest.fixture(scope="module")
 def multicast() -> None:
-    """Skip unless a multicast datagram sent on the loopback interface comes back to a socket that joined the
-    group there (what mDNS between two daemons on 127.0.0.1 needs); checked once, in milliseconds."""
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        receiver.bind(("", 0))
-        receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                            struct.pack("4s4s", socket.inet_aton(MDNS_GROUP), socket.inet_aton("127.0.0.1")))
-        receiver.settimeout(2.0)
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        sender.sendto(b"agentlog probe", (MDNS_GROUP, receiver.getsockname()[1]))
-        if receiver.recv(64) != b"agentlog probe":
-            pytest.skip("multicast on loopback returned another datagram: mDNS cannot be tested here")
-    except OSError as exc:
-        pytest.skip(f"no multicast on the loopback interface here ({exc}): mDNS cannot be tested on this machine")
-    finally:
-        receiver.close()
-        sender.close()
+    """Skip unless multicast on the loopback interface comes back (what mDNS between two daemons on 127.0.0.1
+    needs); checked once, in milliseconds."""
+    if not loopback_multicast():
+        pytest.skip("no multicast on the loopback interface here: mDNS cannot be tested on this machine")
 
 
 def own_heads(*homes) -> dict[bytes, int]:
