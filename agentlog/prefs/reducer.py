@@ -24,9 +24,10 @@ from agentlog.log import kinds
 from agentlog.prefs import decay
 from agentlog.prefs.canonical import Canonical, decode
 
-VERSION = 4                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
+VERSION = 5                      # 2: unwitnessed evidence is capped by its witnesses (views.pref.early)
                                  # 3: a correction's evidence is never summarized
                                  # 4: a setting's state is stored in binary (agentlog/prefs/canonical.py)
+                                 # 5: views.pref.early keys an unwitnessed event by its time, then id
 DAY_MS = 86_400_000
 DEFAULT_HALF_LIFE_MS = 30 * DAY_MS
 MIN_HALF_LIFE_MS = 3_600_000

@@ -11,7 +11,7 @@ Databases (keys big-endian, see docs/preferences.md):
                        decision, so a correction still finds its decision after compaction drops it
   views.pref.early     author(32) -> the witness cap (8) on its unwitnessed evidence (docs/preferences.md);
                        author(32) 0x00 witness(32) -> b"": the witness has named the author in a clock;
-                       author(32) 0x01 event id(32) -> effective time(8) time(8) then b"s" setting name or b"c"
+                       author(32) 0x01 time(8) event id(32) -> effective time(8) time(8) then b"s" setting name or b"c"
                        decision id: each observation, decision and correction the author wrote before it had
                        seen another device (never summarized: a later witness may move its effective time)
 A snapshot event folds its covered old evidence into day summaries (docs/compaction.md).
@@ -146,8 +146,14 @@ def _early_row(fact: pr.Fact) -> bytes:
     return _EARLY.pack(fact.eff, pr.clamp_time(fact.time_ms)) + ref
 
 
+def _early_key(author: bytes, time_ms: int, eid: bytes) -> bytes:
+    """The key of an unwitnessed event's row: by its (clamped) time, so that a batch's rows lie together."""
+    return author + _UNWITNESSED + _PACK_U64(time_ms) + eid
+
+
 _EARLY = struct.Struct(">QQ")
 _WITNESS, _UNWITNESSED = b"\x00", b"\x01"
+_EARLY_EID = 41                     # where the event id begins in an unwitnessed event's key
 
 
 def _pending_row(fact: pr.Fact) -> bytes:
@@ -238,7 +244,7 @@ class PrefView:
             fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload))
             facts[eid] = fact
             if early:
-                txn.put(author + _UNWITNESSED + eid, _early_row(fact), db=self.early)
+                txn.put(_early_key(author, time_ms, eid), _early_row(fact), db=self.early)
             self._apply(txn, fact, facts, open_settings)
         if len(self._folded) > 4096:
             self._folded.clear()
@@ -275,7 +281,7 @@ class PrefView:
                 eff, time_ms = _EARLY.unpack_from(raw)
                 new = pr.effective_time(time_ms, None, cap)
                 if new != eff:
-                    eid = key[33:]
+                    eid = key[_EARLY_EID:]
                     if eid in facts:             # a pending correction of this batch is read from here
                         facts[eid] = facts[eid]._replace(eff=new)
                     opened = self._move(txn, eid, raw, new, facts, open_settings)
@@ -445,7 +451,7 @@ class PrefView:
                 index.put(ev)
 
     def _is_early(self, txn, ev: pr.Evidence) -> bool:
-        return txn.get(ev.author + _UNWITNESSED + ev.eid, db=self.early) is not None
+        return txn.get(_early_key(ev.author, ev.time_ms, ev.eid), db=self.early) is not None
 
     # -- rebuilding -----------------------------------------------------------------
 
@@ -493,7 +499,7 @@ class PrefView:
             fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, time_ms, eff, kind, f.eid, payload)) \
                 if unwitnessed or kind != "observation" else None
             if unwitnessed:
-                early[author + _UNWITNESSED + f.eid] = fact
+                early[_early_key(author, time_ms, f.eid)] = fact
             if kind == "observation" or kind == "decision":
                 ev = direct(kind, payload, eff, f.eid, f.lamport, author, time_ms)
                 if ev is not None:
@@ -509,7 +515,7 @@ class PrefView:
                                                   + [(key, b"") for key in witnessed]
                                                   + [(key, _early_row(f)) for key, f in early.items()]))
         self._write_rebuilt(txn, facts, seen, evidence, [f.payload for f in snapshots],
-                            lambda ev: ev.author + _UNWITNESSED + ev.eid in early)
+                            lambda ev: _early_key(ev.author, ev.time_ms, ev.eid) in early)
         return len(folded)
 
     def _write_rebuilt(self, txn, facts: list[pr.Fact], seen: dict[bytes, int],
@@ -566,6 +572,11 @@ class PrefView:
             rows = [(bytes(k), bytes(v)) for k, v in cur if k != VERSION_KEY]
         for key, raw in rows:
             txn.put(key, pr.Setting.from_bytes(key.decode(), raw).to_bytes(), db=self.settings)
+        with txn.cursor(db=self.early) as cur:          # before version 5: author 0x01 event id, not by time
+            moved = [(bytes(k), bytes(v)) for k, v in cur if len(k) == 65 and k[32:33] == _UNWITNESSED]
+        for key, raw in moved:
+            txn.delete(key, db=self.early)
+            txn.put(_early_key(key[:32], _EARLY.unpack_from(raw)[1], key[33:]), raw, db=self.early)
         txn.put(VERSION_KEY, _VERSION, db=self.settings)
 
     # -- reading ------------------------------------------------------------------------

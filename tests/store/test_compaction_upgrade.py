@@ -1,6 +1,7 @@
-"""A compaction base written by an older preference reducer (version 3, JSON states): the first open refolds
-from it once, re-encodes its states and stamps the view current, so later opens do not refold and the view's
-digest equals that of devices that folded the same events at this version. Real stores; devices meet by `ingest`."""
+"""A compaction base written by an older preference reducer (version 3, JSON states; version 4, unwitnessed events
+keyed by id alone): the first open refolds from it once, re-encodes its states (re-keys its rows) and stamps the view
+current, so later opens do not refold and the view's digest equals that of devices that folded the same events at
+this version. Real stores; devices meet by `ingest`."""
 
 from __future__ import annotations
 
@@ -30,11 +31,39 @@ def compact_at_version_3(f, monkeypatch) -> None:
         assert all(f.laptop.pref_view.raw_setting(txn, n)[:1] == b"{" for n in f.laptop.pref_view.names(txn))
 
 
+def compact_at_version_4(f, monkeypatch) -> None:
+    """The laptop folds its view again and compacts as reducer version 4 did (views.pref.early: author 0x01 event
+    id -> row)."""
+    with monkeypatch.context() as m:
+        m.setattr(pv, "_early_key", lambda author, time_ms, eid: author + b"\x01" + eid)
+        m.setattr(pv, "_EARLY_EID", 33)
+        m.setattr(pv, "_VERSION", (4).to_bytes(4, "big"))
+        f.laptop.rebuild_views()
+        compaction.compact(f.laptop, now_ms=f.now)
+    assert f.laptop.views()["pref"]["version"] == 4
+    with f.laptop.raw_txn() as txn, txn.cursor(db=f.laptop.db("views.pref.early")) as cur:
+        assert sum(len(k) == 65 and k[32] == 1 for k in cur.iternext(values=False)) > 0
+
+
 def test_a_version_3_base_is_refolded_once_and_ends_equal_to_its_peers(family, monkeypatch):
     f = family
     observe_days(f, 12)
     compact_at_version_3(f, monkeypatch)
     f.sync(f.laptop, f.phone)
+    assert_refolded_once_and_equal(f, monkeypatch, b'{"anchor"')
+
+
+def test_a_version_4_base_has_its_unwitnessed_rows_keyed_again(family, monkeypatch):
+    f = family
+    observe_days(f, 12)
+    compact_at_version_4(f, monkeypatch)
+    f.sync(f.laptop, f.phone)
+    assert_refolded_once_and_equal(f, monkeypatch, None)
+
+
+def assert_refolded_once_and_equal(f, monkeypatch, signed: bytes | None) -> None:
+    """The laptop, opened twice, refolds once from its base and ends equal to the phone; a hub bootstrapped from
+    that base (still holding `signed` in its states) ends equal to both."""
     refolds = []
     real = store_module.refold
     monkeypatch.setattr(store_module, "refold", lambda *a, **k: refolds.append(1) or real(*a, **k))
@@ -49,7 +78,7 @@ def test_a_version_3_base_is_refolded_once_and_ends_equal_to_its_peers(family, m
     hub = new_device(f, "hub")
     try:
         bundle = compaction.base_bundle(f.laptop)
-        assert bundle.states["pref"].count(b'{"anchor"') > 0           # still the JSON it signed
+        assert signed is None or bundle.states["pref"].count(signed) > 0      # still the bytes it signed
         compaction.bootstrap(hub, bundle)
         assert hub.views()["pref"]["version"] == pr.VERSION
         f.sync(f.laptop, hub)
