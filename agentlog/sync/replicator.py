@@ -32,7 +32,6 @@ from agentlog.sync.admission import admits, check_peer
 from agentlog.sync.dialing import Dialers
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
-from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
@@ -361,9 +360,13 @@ class Replicator:
         fixed = [address(*parse_address(p)) for p in peers if not is_relay_address(p)]
         self.dialers = Dialers(self._dial_forever, lambda: self.run_sync(self.peer_book.addresses), fixed,
                                self.peer_book.addresses())
-        self.relays = relay_peers(store, [p for p in peers if is_relay_address(p)], run_sync=self.run_sync,
-                                  on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
-        self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
+        self.relays, self.upkeep = [], None
+        relays = [p for p in peers if is_relay_address(p)]
+        if relays or self.peer_book.relays():   # the relay's modules load only for a group that uses one
+            from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
+            self.relays = relay_peers(store, relays, run_sync=self.run_sync,
+                                      on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
+            self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
         self.links: dict[bytes, Link] = {}
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
