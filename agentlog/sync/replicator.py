@@ -465,7 +465,10 @@ class Replicator:
                     backoff = BACKOFF_MIN_S
             except Exception as exc:
                 log.error("connection failed", address=addr, error=describe(exc), retry_in_s=round(backoff, 2))
-            refused_since = (refused_since or _now()) if outcome == "refused" else None
+            if outcome != "refused":
+                refused_since = None
+            elif refused_since is None:
+                refused_since = _now()
             await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
             refusing = refused_since is not None and _now() - refused_since < REFUSED_FOR_S
             backoff = min(backoff * 2, REFUSED_MAX_S if refusing else BACKOFF_MAX_S)
