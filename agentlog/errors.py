@@ -182,7 +182,12 @@ class ConnectionLost(PeerError):
 
 
 class Unreachable(PeerError):
-    """No connection could be made: refused, no route, unknown host, or the connect timed out."""
+    """No connection could be made: refused, no route, unknown host, or the connect timed out. `refused`: the
+    host answered that nothing listens on that port (every address of the name refused)."""
+
+    def __init__(self, message: str, peer: str = "", *, refused: bool = False):
+        super().__init__(message, peer)
+        self.refused = refused
 
 
 class RelayUnavailable(PeerError):

@@ -8,8 +8,6 @@ offline: one exchange is one guess, which the key confirmation that follows reve
 
 from __future__ import annotations
 
-from spake2 import SPAKE2_A, SPAKE2_B
-
 MESSAGE_LEN = 33
 
 
@@ -21,6 +19,8 @@ class Pake:
     """
 
     def __init__(self, password: bytes, context: bytes, *, joiner: bool):
+        from spake2 import SPAKE2_A, SPAKE2_B  # loaded by a pairing, not by every `serve` (it loads `cryptography`)
+
         ids = {"idA": b"agentlog pairing joiner " + context, "idB": b"agentlog pairing inviter " + context}
         self._side = (SPAKE2_A if joiner else SPAKE2_B)(password, **ids)
         self.message = self._side.start()

@@ -214,6 +214,8 @@ async def open_channel(host: str, port: int, key: DeviceKey, group_key: bytes, c
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
+            if _refused(exc):
+                raise Unreachable("cannot connect: connection refused", remote, refused=True) from None
             raise Unreachable(f"cannot connect: {_describe(exc)}", remote) from None
     if stream is None:
         raise Unreachable(f"connect timed out after {timeout:g} s", remote)
@@ -326,6 +328,13 @@ def _peer_address(stream: trio.abc.Stream) -> str:
     if stream.socket.family == socket.AF_UNIX:
         return str(name) or "unix socket"
     return _address(str(name[0]), int(name[1]))
+
+
+def _refused(exc: OSError) -> bool:
+    """Whether every attempt of a failed trio.open_tcp_stream was refused (it raises an OSError whose cause
+    groups the attempts' errors)."""
+    attempts = getattr(exc.__cause__, "exceptions", None) or (exc,)
+    return all(isinstance(e, ConnectionRefusedError) for e in attempts)
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,7 +22,16 @@ from functools import partial
 import structlog
 import trio
 
-from agentlog.errors import ConnectionLost, EventError, PeerClosed, PeerError, ProtocolError, SnapshotError, describe
+from agentlog.errors import (
+    ConnectionLost,
+    EventError,
+    PeerClosed,
+    PeerError,
+    ProtocolError,
+    SnapshotError,
+    Unreachable,
+    describe,
+)
 from agentlog.relay.config import is_relay_address
 from agentlog.store import ledger
 from agentlog.store.peers import FoundState, Peers, PeerState, address, parse_address
@@ -32,9 +41,10 @@ from agentlog.sync.admission import admits, check_peer
 from agentlog.sync.dialing import Dialers
 from agentlog.sync.peer_log import StoreLog
 from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, Close, Connection, Ingest, Install, Send
-from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.2, 30.0
+REFUSED_MAX_S = 1.0             # the longest pause after a refused dial (the host is up, its serve may be starting) ...
+REFUSED_FOR_S = 60.0            # ... while refusals have lasted less than this; then it grows as for any failure
 UNREAD_MAX = 16                 # messages read ahead of the connection's loop
 SAVE_EVERY_S = 1.0              # peer states are written at most this often, and only when they changed
 SEEN_EVERY_S = 30.0             # a peer's last-seen time alone is written at most this often
@@ -361,9 +371,13 @@ class Replicator:
         fixed = [address(*parse_address(p)) for p in peers if not is_relay_address(p)]
         self.dialers = Dialers(self._dial_forever, lambda: self.run_sync(self.peer_book.addresses), fixed,
                                self.peer_book.addresses())
-        self.relays = relay_peers(store, [p for p in peers if is_relay_address(p)], run_sync=self.run_sync,
-                                  on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
-        self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
+        self.relays, self.upkeep = [], None
+        relays = [p for p in peers if is_relay_address(p)]
+        if relays or self.peer_book.relays():   # the relay's modules load only for a group that uses one
+            from agentlog.sync.relay_peer import KeyUpkeep, relay_peers
+            self.relays = relay_peers(store, relays, run_sync=self.run_sync,
+                                      on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
+            self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
         self.links: dict[bytes, Link] = {}
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
@@ -438,36 +452,44 @@ class Replicator:
 
     async def _dial_forever(self, addr: str) -> None:
         host, port = parse_address(addr)
-        backoff = BACKOFF_MIN_S
+        backoff, refused_since = BACKOFF_MIN_S, None
         while True:
             up = self.links.get(self._device_at.get(addr, b""))
             if up is not None:                      # that device dialed us: wait until its link ends
                 await up.done.wait()
                 continue
+            outcome = "failed"
             try:
-                if await self._dial(addr, host, port, backoff):
+                outcome = await self._dial(addr, host, port, backoff)
+                if outcome == "ended":
                     backoff = BACKOFF_MIN_S
             except Exception as exc:
                 log.error("connection failed", address=addr, error=describe(exc), retry_in_s=round(backoff, 2))
+            if outcome != "refused":
+                refused_since = None
+            elif refused_since is None:
+                refused_since = _now()
             await trio.sleep(backoff * self.rng.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            refusing = refused_since is not None and _now() - refused_since < REFUSED_FOR_S
+            backoff = min(backoff * 2, REFUSED_MAX_S if refusing else BACKOFF_MAX_S)
 
-    async def _dial(self, addr: str, host: str, port: int, backoff: float) -> bool:
-        """One connection to `addr`, run to its end; whether it ended without an error."""
+    async def _dial(self, addr: str, host: str, port: int, backoff: float) -> str:
+        """One connection to `addr`, run to its end: "ended" without an error, "refused" (nothing listened there
+        yet) or "failed"."""
         try:
             channel = await self._open(addr, host, port)
         except PeerError as exc:
             log.info("connect failed", address=addr, reason=str(exc), retry_in_s=round(backoff, 2))
             self.dialers.outcome(addr, str(exc))
-            return False
+            return "refused" if isinstance(exc, Unreachable) and exc.refused else "failed"
         self._device_at[addr] = channel.peer
         self.dialers.outcome(addr, device=channel.peer)
         try:
             result = await self._serve(channel, addr, client=self.store.device)
         except PeerError as exc:
             log.warning("connection failed", address=addr, reason=str(exc))
-            return False
-        return result is not None and not result.error
+            return "failed"
+        return "ended" if result is not None and not result.error else "failed"
 
     async def _open(self, addr: str, host: str, port: int) -> net.Channel:
         key, group_key, check = self.store.key, self.store.meta("group_key"), check_peer(self.store)

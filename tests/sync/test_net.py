@@ -216,8 +216,9 @@ async def test_connecting_to_a_closed_port_is_unreachable():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(Unreachable, match=f"^127.0.0.1:{port}: cannot connect"):
+    with pytest.raises(Unreachable, match=f"^127.0.0.1:{port}: cannot connect: connection refused$") as refused:
         await net.open_channel("127.0.0.1", port, CLIENT, GROUP, allow(SERVER), timeout=5)
+    assert refused.value.refused
 
 
 async def test_oversized_handshake_frame_is_refused_before_its_body():

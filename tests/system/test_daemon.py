@@ -14,6 +14,7 @@ from agentlog.store import home
 from agentlog.store.peers import Peers
 from tests.helpers.daemons import (
     DEADLINE,
+    Daemon,
     agentlog,
     closed_port,
     observe,
@@ -291,3 +292,20 @@ def test_a_peer_refusing_after_the_handshake_does_not_stop_the_daemon(tmp_path, 
     assert hub.proc.poll() is None, "the hub's daemon died"
     observe(homes["laptop"], 1, tag="after")
     wait_converged(homes["laptop"], homes["hub"], count=GENESIS_AND_ENROLMENTS[3] + 1)
+
+
+def test_serve_starts_without_the_code_a_start_does_not_need(tmp_path, monkeypatch):
+    """SPAKE2 (and the cryptography package it loads) waits for a pairing, the relay's modules for a relay, and
+    rich (structlog's console tracebacks) is never loaded: each cost every daemon's start tens of milliseconds.
+    (Python's import timings go to the daemon's log, so no `daemons` fixture: it refuses lines that are not JSON.)"""
+    homes = provision(tmp_path, "laptop", "phone")
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    laptop = Daemon(homes["laptop"])
+    try:
+        laptop.start()
+        loaded = {line.rpartition("|")[2].strip() for line in laptop.lines() if line.startswith("import time:")}
+    finally:
+        laptop.cleanup()
+    assert {"agentlog.sync.replicator", "agentlog.sync.pair_net", "structlog"} <= loaded
+    unwanted = ("spake2", "cryptography", "rich.", "agentlog.relay.envelope", "agentlog.sync.relay_peer")
+    assert sorted(m for m in loaded if m.startswith(unwanted)) == []
