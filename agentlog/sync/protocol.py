@@ -350,13 +350,11 @@ class Connection:
         They are pushed only once the peer holds, or has asked for, everything our hello
         announced: sent before that want is answered, they would arrive ahead of the
         events they follow (a gap in an author's chain, or a clock naming a missing event).
-        Nor while a batch of the peer's is being stored: the change may be that batch, which
-        `ingested` marks as held by the peer; pushed before that, it would go back to its sender.
         """
         if self.state not in ("syncing", "live") or self.guarded:
             return []
         asked = self._ask_payloads(now)
-        if self.ingesting or self._announced_unasked():
+        if self._announced_unasked():
             self.push_held = True
             return asked
         self.push_held = False
