@@ -24,7 +24,6 @@ from agentlog.memory import lexical
 from agentlog.memory.api import Memory
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, HashingEmbedder
 from agentlog.memory.index import MemoryIndex
-from agentlog.store import home
 from tests.helpers.paths import REPO
 
 NOW_MS = 1_900_000_000_000
