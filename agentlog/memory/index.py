@@ -21,7 +21,6 @@ and BM25 length (its terms); an empty slot is all zeros, how EMPTY.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import struct
 from collections import Counter
@@ -42,7 +41,6 @@ _U32 = struct.Struct(">I")
 _BLOCK_KEY = b"\0"
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
 EMPTY = 255
-_LOADS = itertools.count(1)        # numbers each block copied into any matrix of this process: rows' stamps
 MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
 
 
@@ -349,7 +347,8 @@ class Matrix:
     """A process's in-memory copy of the index: a float32 matrix plus per-row filters, patched by change number.
 
     Row i is slot i. A full load copies each stored block's arrays in; the rows' texts stay packed per block
-    until a filter by tag or scope, or BM25 (agentlog.memory.lexical), first needs them."""
+    until a filter by tag or scope, or near-duplicate pairs (agentlog.memory.tidy), first needs them (BM25
+    reads its stored postings)."""
 
     def __init__(self, dim: int):
         self.dim = dim
@@ -364,7 +363,6 @@ class Matrix:
         self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; EMPTY when empty
         self.kind = np.zeros(0, dtype=np.uint8)                 # per row: index in reducer.TYPES; EMPTY when empty
         self._id = np.zeros((0, 16), dtype=np.uint8)
-        self.stamp = np.zeros(0, dtype=np.uint64)              # per row: the copy that last set it (0: never)
         self.lengths = np.zeros(0, dtype=np.uint32)            # per row: its BM25 length (terms)
         self._texts: dict[int, tuple[np.ndarray, bytes]] = {}  # block -> (text ends, texts)
         self._rows: list[Row | None] | None = None
@@ -405,7 +403,7 @@ class Matrix:
         vectors[: self.n] = self.vectors[: self.n]
         self.vectors = vectors
         for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
-                                   ("stamp", 0, ()), ("lengths", 0, ())):
+                                   ("lengths", 0, ())):
             old = getattr(self, name)
             new = np.full((size, *shape), fill, dtype=old.dtype)
             new[: self.n] = old[: self.n]
@@ -430,7 +428,6 @@ class Matrix:
         self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
         self.lengths[rows] = block.lengths[js]
         self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
-        self.stamp[rows] = next(_LOADS)
         if self._rows is not None:
             self._rows.extend([None] * (self.n - len(self._rows)))
             for i in range(lo, min(lo + BLOCK, self.n)) if slots is None else rows.tolist():

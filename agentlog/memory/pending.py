@@ -40,19 +40,17 @@ class Rows:
         self.matrix, self.pending, self.n, self.behind = matrix, pending, matrix.n, behind
         self.hide = np.zeros(self.n, dtype=bool)
         self.hide[hidden] = True
+        self.hiding = bool(hidden)
         self.found: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # query term -> (rows, counts) holding it
-
-    @property
-    def stale(self) -> bool:
-        return bool(self.pending) or bool(self.hide.any())
 
     def id_at(self, i: int) -> bytes:
         return self.matrix.id_at(i) if i < self.n else self.pending[i - self.n].id
 
     def mask(self, type: str | None, tag: str | None, scope: str | None, vectors: bool = True) -> np.ndarray:
         """Rows passing the filters (and holding a usable vector when `vectors`)."""
-        main = self.matrix.mask(type, tag, scope, vectors) & ~self.hide if self.stale else \
-            self.matrix.mask(type, tag, scope, vectors)
+        main = self.matrix.mask(type, tag, scope, vectors)
+        if self.hiding:
+            main = main & ~self.hide
         extra = [(not vectors or p.row.how != EXCLUDED) and (type is None or p.row.type == type)
                  and (tag is None or tag in p.row.tags) and (scope is None or p.row.scope == scope)
                  for p in self.pending]
