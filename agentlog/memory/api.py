@@ -39,6 +39,7 @@ MAX_K = 1000
 RANKINGS = ("hybrid", "lexical", "vector")
 MIN_ID_PREFIX = 4                            # hex digits
 INDEXER = "indexer"                          # memory_cache key: the thread indexing changed entries durably
+INDEX_DELAY = 1.0                            # seconds a search's changed entries wait to be indexed, batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,22 +526,10 @@ class Memory:
         self.matrix()
 
     def _index_later(self, index: MemoryIndex, made: dict) -> None:
-        """Index the changed entries durably in a thread of this process (one at a time), off the search path;
-        the store's close waits for it."""
-        store = self._store
-        running = store.memory_cache.get(INDEXER)
-        if running is not None and running.is_alive():
-            return
-
-        def work() -> None:
-            try:
-                if store.read(index.needs_sync):
-                    store.write(lambda txn: index.sync(txn, store.memory_view, made))
-            except StoreError:
-                pass                    # closed, or failing: a later search tries again, and at MAX_PENDING waits
-        thread = store.memory_cache[INDEXER] = threading.Thread(target=work, name="agentlog memory index",
-                                                                daemon=True)
-        thread.start()
+        """Have the changed entries indexed durably off the search path, by one thread of this process at a time."""
+        running = self._store.memory_cache.get(INDEXER)
+        if running is None or not running.is_alive():
+            self._store.memory_cache[INDEXER] = Indexer(self._store, index, made)
 
     def _matrix(self) -> Matrix:
         store, embedder = self._store, self.embedder
@@ -557,3 +546,31 @@ class Memory:
             store.write(lambda txn: index.sync(txn, store.memory_view, self._made()))
         store.read(lambda txn: matrix.refresh(txn, index), buffers=True)      # blocks copied straight from the map
         return matrix
+
+
+class Indexer:
+    """A thread that indexes the changed entries durably INDEX_DELAY after a search found them (so the
+    entries of a busy writer go in a few write transactions, not one each), or at once when joined (the
+    store's close, `catch_up`)."""
+
+    def __init__(self, store, index: MemoryIndex, made: dict):
+        self._store, self._index, self._made = store, index, made
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentlog memory index", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._wake.wait(INDEX_DELAY)
+        store, index = self._store, self._index
+        try:
+            if store.read(index.needs_sync):
+                store.write(lambda txn: index.sync(txn, store.memory_view, self._made))
+        except StoreError:
+            pass                    # closed, or failing: a later search tries again, and at MAX_PENDING waits
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._wake.set()
+        self._thread.join()

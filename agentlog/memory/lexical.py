@@ -122,14 +122,11 @@ def write_postings(txn, db, changes: dict[int, tuple[Counter, Counter]]) -> None
     for (term, chunk), slots in sorted(moved.items()):
         key = _chunk_key(term, chunk)
         raw = txn.get(key, db=db)
-        held = {}
-        if raw is not None:
-            stored = np.frombuffer(raw, dtype="<u4").reshape(2, -1)
-            held = dict(zip(stored[0].tolist(), stored[1].tolist()))
-        held.update(slots)
-        kept = sorted((s, tf) for s, tf in held.items() if tf)
-        if kept:
-            txn.put(key, np.array(kept, dtype="<u4").T.tobytes(), db=db)
+        change = np.array(sorted(slots.items()), dtype=np.int64).T
+        held = np.frombuffer(raw, dtype="<u4").reshape(2, -1) if raw is not None else np.zeros((2, 0), "<u4")
+        both = np.concatenate((held[:, ~np.isin(held[0], change[0])], change[:, change[1] > 0]), axis=1)
+        if both.shape[1]:
+            txn.put(key, both[:, np.argsort(both[0], kind="stable")].astype("<u4").tobytes(), db=db)
         elif raw is not None:
             txn.delete(key, db=db)
 
