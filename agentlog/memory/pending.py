@@ -17,6 +17,7 @@ import numpy as np
 
 from agentlog.memory import lexical
 from agentlog.memory.index import EMPTY, EXCLUDED, MIN_SCORE, Matrix, MemoryIndex, Row
+from agentlog.memory.reducer import Entry
 
 MAX_PENDING = 2000
 """More changed entries than this and a search indexes them durably first: one write beats ranking
@@ -108,7 +109,7 @@ def read(txn, index: MemoryIndex, view, matrix: Matrix, made: dict, words: list[
         known = made.get(entry_id)
         if known is not None and known[0] == raw:
             continue
-        entry = view.entry(txn, entry_id) if raw is not None else None
+        entry = Entry.from_bytes(entry_id, raw) if raw is not None else None
         made[entry_id] = (raw, None)
         if entry is not None and entry.visible:
             todo.append(entry)
