@@ -444,15 +444,15 @@ class Memory:
             raise InvalidValueError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
         if type is not None:
             _check(mr.type_problem(type))
-        table = self._rows(query_terms(query) if ranking != "vector" else [])
-        rows = table.mask(type, tag, scope, vectors=False)
         pool = min(MAX_K, max(k, POOL))
+        near = (self.embedder.embed([query])[0], pool, type, tag, scope) if ranking != "lexical" else None
+        table = self._rows(query_terms(query) if ranking != "vector" else [], near)
+        rows = table.mask(type, tag, scope, vectors=False)
         rankings = []
         if ranking != "vector":
             rankings.append(bm25(table.corpus(rows), query, pool))
         if ranking != "lexical":
-            rankings.append(table.semantic(self.embedder.embed([query])[0], pool,
-                                           table.mask(type, tag, scope, vectors=True)))
+            rankings.append(table.nearest)
         found = fuse(rankings) if len(rankings) > 1 else rankings[0]
         hits = tuple(Hit(entry_of(e), score) for e, score in self._top(found, k, decay))
         meaning = getattr(self.embedder, "meaning", False)
@@ -497,18 +497,19 @@ class Memory:
                 break
         return [(kept[i][0], score) for i, score in ordered({i: s for i, (_, s) in kept.items()})[:k]]
 
-    def _rows(self, words: list[str]) -> pending.Rows:
+    def _rows(self, words: list[str], near: tuple | None) -> pending.Rows:
         """What a search ranks, read in one transaction: this process's matrix of the index, brought up to date,
         and the entries the index has not caught up with (indexed durably in the background meanwhile), with
-        the postings of the query's terms `words`."""
+        the postings of the query's terms `words` and the vector ranking `near` asks for (pending.read)."""
         store, embedder = self._store, self.embedder
-        index, matrix = MemoryIndex(store.dbs, embedder), self._matrix()
-        made = self._made()
-        rows = store.read(lambda txn: pending.read(txn, index, store.memory_view, matrix, made, words), buffers=True)
+        index, matrix, made = MemoryIndex(store.dbs, embedder), self._matrix(), self._made()
+
+        def read(txn):
+            return pending.read(txn, index, store.memory_view, matrix, made, words, near)
+        rows = store.read(read, buffers=True)
         if rows is None:
             self.matrix()
-            rows = store.read(lambda txn: pending.read(txn, index, store.memory_view, matrix, made, words),
-                              buffers=True)
+            rows = store.read(read, buffers=True)
         if rows.behind:
             self._index_later(index, made)
         return rows

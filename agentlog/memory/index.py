@@ -127,6 +127,11 @@ class Block:
                          ends.tobytes(), lengths.astype("<u4").tobytes(), *texts))
 
 
+def stored_vectors(raw: bytes | memoryview, dim: int) -> np.ndarray:
+    """A stored block's vectors (BLOCK x dim), a view of its bytes."""
+    return np.frombuffer(raw, dtype="<f4", count=dim * BLOCK, offset=18 * BLOCK).reshape(BLOCK, dim)
+
+
 def zeros(rows: int, dim: int) -> np.ndarray:
     """A zeroed float32 matrix; a large one in anonymous pages populated at once. numpy's own allocation asks
     for huge pages, and the kernel's compaction for them stalled a 150 MB allocation 0.6-2 s on a loaded
@@ -356,7 +361,8 @@ class Matrix:
         self.model = ""
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, vectors: bool = True) -> None:
+        self.has_vectors = vectors               # False: the vectors stay in the stored blocks (see `semantic`)
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
         self.n = 0
         self.alive = np.zeros(0, dtype=bool)
@@ -368,15 +374,18 @@ class Matrix:
         self._rows: list[Row | None] | None = None
         self._masks: dict[tuple, np.ndarray] = {}
 
-    def refresh(self, txn, index: MemoryIndex) -> None:
-        """Bring this copy up to the index's current change number."""
+    def refresh(self, txn, index: MemoryIndex, vectors: bool = True) -> None:
+        """Bring this copy up to the index's current change number. Without `vectors`, a first load leaves
+        the vectors in the stored blocks: a process that searches once (the CLI) scans them in place, in its
+        read transaction, instead of copying them all first; a later refresh with them loads them whole."""
         gen = index.gen(txn)
         model = index.model(txn)
-        if gen == self.gen and model == self.model:
+        self._meta = index.meta
+        if gen == self.gen and model == self.model and self.has_vectors >= vectors:
             return
         changed = index.changes(txn, self.gen) if model == self.model and self.gen >= 0 else None
-        if changed is None:
-            self.reset()
+        if changed is None or self.has_vectors < vectors:
+            self.reset(vectors and True if self.gen >= 0 or vectors else False)
             self._grow(_get_u64(txn, index.meta, b"slots"))
             with txn.cursor(db=index.meta) as cur:
                 found = cur.set_range(_BLOCK_KEY)
@@ -396,12 +405,13 @@ class Matrix:
     def _grow(self, need: int) -> None:
         """Room for `need` rows and an eighth more: a new row rarely copies the whole matrix (doubling a
         150 MB one stalled a search for a second on a loaded machine)."""
-        if need <= len(self.vectors):
+        if need <= len(self.how):
             return
         size = max(need + need // 8, 64)
-        vectors = zeros(size, self.dim)
-        vectors[: self.n] = self.vectors[: self.n]
-        self.vectors = vectors
+        if self.has_vectors:
+            vectors = zeros(size, self.dim)
+            vectors[: self.n] = self.vectors[: self.n]
+            self.vectors = vectors
         for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
                                    ("lengths", 0, ())):
             old = getattr(self, name)
@@ -419,12 +429,13 @@ class Matrix:
         self.n = max(self.n, top)
         self._texts[number] = (block.ends.copy(), block.texts)
         if slots is None:
-            end = max(lo, min(lo + BLOCK, len(self.vectors)))
+            end = max(lo, min(lo + BLOCK, len(self.how)))
             js, rows = slice(0, end - lo), slice(lo, end)
         else:
-            js = np.array([j for j in slots if lo + j < len(self.vectors)], dtype=np.intp)
+            js = np.array([j for j in slots if lo + j < len(self.how)], dtype=np.intp)
             rows = lo + js
-        self.vectors[rows] = block.vectors[js]
+        if self.has_vectors:
+            self.vectors[rows] = block.vectors[js]
         self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
         self.lengths[rows] = block.lengths[js]
         self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
@@ -489,9 +500,10 @@ class Matrix:
         picked = self.how[: self.n][mask]
         return [int(np.count_nonzero(picked == how)) for how in hows]
 
-    def semantic(self, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
+    def semantic(self, query: np.ndarray, k: int, mask: np.ndarray, txn=None) -> list[tuple[bytes, float]]:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
-        a similarity of MIN_SCORE or less are not near at all and are left out.
+        a similarity of MIN_SCORE or less are not near at all and are left out. Without vectors in memory,
+        it reads the stored blocks in `txn` (the read transaction this copy was refreshed in).
 
         einsum scans the rows on one thread, each row summed alike (BLAS on all cores was slower on a
         loaded machine, and may sum a row in another order than its neighbours); a filter that keeps
@@ -503,7 +515,10 @@ class Matrix:
         k = min(k, live)
         if k <= 0:
             return []
-        if live * 4 < self.n:
+        if not self.has_vectors:
+            picked, coarse = None, self._scan(txn, query)
+            coarse[~mask] = -np.inf
+        elif live * 4 < self.n:
             picked = np.flatnonzero(mask)
             coarse = np.einsum("ij,j->i", self.vectors[picked], query)
         else:
@@ -515,9 +530,34 @@ class Matrix:
         rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
         if picked is not None:
             rows = picked[rows]
-        exact = np.einsum("ij,j->i", self.vectors[rows], query)
+        exact = np.einsum("ij,j->i", self.vectors[rows] if self.has_vectors else self._stored(txn, rows), query)
         best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
         return [(entry_id, -neg) for neg, entry_id in best[:k]]
+
+
+    def _scan(self, txn, query: np.ndarray) -> np.ndarray:
+        """Every row's cosine with `query`, each stored block's vectors scanned where the map holds them."""
+        coarse = np.full(self.n, -np.inf, dtype=np.float32)
+        with txn.cursor(db=self._meta) as cur:
+            found = cur.set_range(_BLOCK_KEY)
+            while found and cur.key()[:1] == _BLOCK_KEY:
+                lo = _U32.unpack_from(cur.key(), 1)[0] * BLOCK
+                if lo < self.n:
+                    vectors = stored_vectors(cur.value(), self.dim)[: self.n - lo]
+                    coarse[lo : lo + len(vectors)] = np.einsum("ij,j->i", vectors, query)
+                found = cur.next()
+        return coarse
+
+    def _stored(self, txn, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of these rows, copied into one contiguous array."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        blocks: dict[int, np.ndarray] = {}
+        for at, i in enumerate(rows.tolist()):
+            number, j = divmod(i, BLOCK)
+            if number not in blocks:
+                blocks[number] = stored_vectors(txn.get(block_key(number), db=self._meta), self.dim)
+            out[at] = blocks[number][j]
+        return out
 
 
 def drop_rows(dbs: dict, txn, entry_ids: list[bytes]) -> None:

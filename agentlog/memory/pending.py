@@ -43,6 +43,7 @@ class Rows:
         self.hide[hidden] = True
         self.hiding = bool(hidden)
         self.found: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # query term -> (rows, counts) holding it
+        self.nearest: list[tuple[bytes, float]] = []                  # the vector ranking `read` was asked for
 
     def id_at(self, i: int) -> bytes:
         return self.matrix.id_at(i) if i < self.n else self.pending[i - self.n].id
@@ -77,9 +78,10 @@ class Rows:
             total += sum(p.length for p in self.pending)
         return lexical.Corpus(lengths, mask, self.id_at, live, total, self.found)
 
-    def semantic(self, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
-        """The k rows nearest `query` by cosine, best first, ties by entry id (as `Matrix.semantic`)."""
-        found = self.matrix.semantic(query, k, mask[: self.n])
+    def semantic(self, txn, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
+        """The k rows nearest `query` by cosine, best first, ties by entry id (as `Matrix.semantic`), in the
+        read transaction the rows were read in."""
+        found = self.matrix.semantic(query, k, mask[: self.n], txn)
         picked = [p for p, keep in zip(self.pending, mask[self.n :].tolist()) if keep and p.row.vector is not None]
         if not picked:
             return found
@@ -89,16 +91,19 @@ class Rows:
         return [(entry_id, -neg) for neg, entry_id in best]
 
 
-def read(txn, index: MemoryIndex, view, matrix: Matrix, made: dict, words: list[str]) -> Rows | None:
-    """This read transaction's rows, with the postings of the query's terms `words`; None when the index
-    must first be built durably (another model or layout, or more than MAX_PENDING changed entries).
-    `made`: entry id -> (its stored bytes, Pending), this process's rows of changed entries."""
+def read(txn, index: MemoryIndex, view, matrix: Matrix, made: dict, words: list[str],
+         near: tuple | None = None) -> Rows | None:
+    """This read transaction's rows, with the postings of the query's terms `words` and, given `near`
+    (query vector, k, type, tag, scope), the k nearest rows as `Rows.nearest`; None when the index must
+    first be built durably (another model or layout, or more than MAX_PENDING changed entries).
+    `made`: entry id -> (its stored bytes, Pending), this process's rows of changed entries. A process's
+    first read leaves the vectors in the map (`Matrix.refresh`)."""
     if not index.current(txn):
         return None
     ids = index.pending(txn)
     if len(ids) > MAX_PENDING:
         return None
-    matrix.refresh(txn, index)
+    matrix.refresh(txn, index, vectors=matrix.gen >= 0)
     hidden, todo = [], []
     for entry_id in ids:
         slot = txn.get(entry_id, db=index.rows)
@@ -131,5 +136,8 @@ def read(txn, index: MemoryIndex, view, matrix: Matrix, made: dict, words: list[
             rows.found[word] = (np.concatenate((slots[keep], more[0])), np.concatenate((tfs[keep], more[1])))
         elif len(slots):
             rows.found[word] = (slots[keep], tfs[keep])
+    if near is not None:
+        query, k, *filters = near
+        rows.nearest = rows.semantic(txn, query, k, rows.mask(*filters, vectors=True))
     return rows
 

@@ -1,7 +1,8 @@
 """BM25's stored postings and searches that never wait for the write lock: a search while another
 process holds the lock ranks the entries the index has not caught up with in memory and returns what the
-fully indexed home returns; a new process finds what a warm one finds without tokenising a stored row; the
-postings agree with a rebuild after puts, updates, deletes, merges and an erasure.
+fully indexed home returns; a new process finds what a warm one finds without tokenising a stored row, and a
+first search that scans the stored blocks what a loaded matrix finds; the postings agree with a rebuild after
+puts, updates, deletes, merges and an erasure.
 """
 
 from __future__ import annotations
@@ -48,16 +49,19 @@ def fixed(store) -> Memory:
     return Memory(store, now_ms=lambda: NOW_MS)
 
 
+CASES = [(query, filters, ranking) for query in QUERIES for filters in FILTERS for ranking in ("hybrid", "lexical",
+                                                                                               "vector")]
+
+
+def one(memory: Memory, query: str, filters: dict, ranking: str) -> tuple:
+    """A search's ids and exact scores, and its counts."""
+    found = memory.search(query, k=7, ranking=ranking, **filters)
+    return [(h.entry.id.hex(), repr(h.score)) for h in found.hits], found.searched, found.reembedded, found.excluded
+
+
 def results(memory: Memory) -> list:
-    """Every query under every filter and ranking: ids and exact scores, and the counts."""
-    out = []
-    for query in QUERIES:
-        for filters in FILTERS:
-            for ranking in ("hybrid", "lexical", "vector"):
-                found = memory.search(query, k=7, ranking=ranking, **filters)
-                out.append(([(h.entry.id.hex(), repr(h.score)) for h in found.hits], found.searched,
-                            found.reembedded, found.excluded))
-    return out
+    """Every query under every filter and ranking."""
+    return [one(memory, *case) for case in CASES]
 
 
 def varied(store) -> list[bytes]:
@@ -161,6 +165,19 @@ def test_a_new_process_finds_what_a_warm_one_finds_without_tokenising_a_stored_r
     cold = json.loads(done.stdout)
     assert [[list(map(tuple, hits)), *counts] for hits, *counts in cold["found"]] == [list(r) for r in warm]
     assert cold["tokenised"] == 0
+
+
+def test_a_first_search_scans_the_stored_blocks_and_finds_what_the_loaded_matrix_finds(store, small):
+    change(store, varied(store))
+    fixed(store).catch_up()
+    warm = results(fixed(store))
+    assert store.memory_cache[DEFAULT_EMBEDDER].has_vectors
+    firsts = []
+    for case in CASES:
+        other = fresh(store)                         # a process's first search: its vectors stay in the map
+        firsts.append(one(fixed(other), *case))
+        assert not other.memory_cache[DEFAULT_EMBEDDER].has_vectors
+    assert firsts == warm
 
 
 def stored_postings(store) -> dict[tuple[bytes, bytes], int]:
