@@ -385,7 +385,7 @@ class Matrix:
             return
         changed = index.changes(txn, self.gen) if model == self.model and self.gen >= 0 else None
         if changed is None or self.has_vectors < vectors:
-            self.reset(vectors and True if self.gen >= 0 or vectors else False)
+            self.reset(vectors)
             self._grow(_get_u64(txn, index.meta, b"slots"))
             with txn.cursor(db=index.meta) as cur:
                 found = cur.set_range(_BLOCK_KEY)
@@ -533,7 +533,6 @@ class Matrix:
         exact = np.einsum("ij,j->i", self.vectors[rows] if self.has_vectors else self._stored(txn, rows), query)
         best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
         return [(entry_id, -neg) for neg, entry_id in best[:k]]
-
 
     def _scan(self, txn, query: np.ndarray) -> np.ndarray:
         """Every row's cosine with `query`, each stored block's vectors scanned where the map holds them."""
