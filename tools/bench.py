@@ -551,11 +551,12 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
           f"turns query by query with embedding the query alone and the two scans of every vector by it (@: "
           f"numpy's matmul, BLAS on all cores; einsum: numpy's own loop, one thread), all while the paced writer "
           f"appends to the same home ({writer_rate:,.0f} events/s achieved, every "
-          f"{bench_memory.WRITER_MEMORY_EVERY}th a memory entry the next search indexes); {sizes.mem_lexical} lexical "
-          f"queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on average; BM25's index of every "
-          f"row is built by the first search, hybrid by default, so the first lexical search took "
+          f"{bench_memory.WRITER_MEMORY_EVERY}th a memory entry the next search ranks in memory and a thread "
+          f"indexes); {sizes.mem_lexical} lexical queries of 1 or 2 words ({med(mem['lexical_hits']):.1f} hits on "
+          f"average; BM25's postings are stored with the index, the first lexical search took "
           f"{med(mem['lexical_warmup_ms']):,.0f} ms, untimed); cold start: a new process "
-          f"opens the home and searches once, loading the index from LMDB, the files in the page cache (importing "
+          f"opens the home and searches once, scanning the index's stored blocks in place, the files in the page "
+          f"cache (importing "
           f"the store and memory modules {med([c['import_ms'] for c in cold]):.0f} ms before it, not counted; open "
           f"{med([c['open_ms'] for c in cold]):.0f} ms, first search {med([c['search_ms'] for c in cold]):,.0f} ms); "
           f"evicted: once after the runs, with the store's files dropped from the page cache (posix_fadvise) "
@@ -564,8 +565,8 @@ def print_memory_notes(mem: dict, sizes: Sizes, runs: int) -> None:
     for name, label in (("mem_search", "semantic searches"), ("mem_search_type", "type-filtered searches")):
         runs_of = mem["synced"].get(name, [])
         if runs_of:
-            print(f"{label}: per run, {', '.join(f'{n} of {n + q}' for n, q in runs_of)} indexed the writer's new "
-                  f"entries first (one durable write transaction, after the writer's); p99 of the others "
+            print(f"{label}: per run, {', '.join(f'{n} of {n + q}' for n, q in runs_of)} ranked writer's entries "
+                  f"not yet indexed in memory (never waiting for the write lock); p99 of the others "
                   f"{', '.join(f'{x:.1f}' for x in mem['quiet_p99'][name])} ms")
     for note in mem["notes"]:
         print(f"note: {note}")

@@ -6,8 +6,10 @@ embeds nothing), through `store.append_many` in batches of MemoryPut events; the
 search then builds the search index of all of them. On that home each run times single
 durable `memory.put` calls, `memory.get` of random ids, top-10 searches (semantic, with a
 type filter, lexical) and a cold start in a new process (open the home, first search,
-and the resident memory the loaded index takes). The semantic searches run while the paced
-writer (tools/bench_writer.py) appends to the same home, memory entries among its events.
+and the resident memory it takes). The semantic searches run while the paced
+writer (tools/bench_writer.py) appends to the same home, memory entries among its events:
+a search ranks the ones not yet indexed in memory, and a thread of the searching process
+indexes them durably behind the writer.
 Every time is wall clock, in process, with the store warm unless said otherwise.
 
 Run as a script (`bench_memory.py --cold HOME QUERY`) it is that cold-start process:
@@ -140,8 +142,8 @@ def rss_kb(field: str = "RssAnon") -> int:
 
 
 def cold_start(path: Path, query: str) -> dict:
-    """In this (new) process: import, open the home, run the first search (which loads the index's
-    matrix from LMDB), and the anonymous memory the loaded index holds afterwards."""
+    """In this (new) process: import, open the home, run the first search (which scans the index's
+    stored blocks in place and reads its terms' postings), and the anonymous memory it holds afterwards."""
     began = time.perf_counter()
     from agentlog.memory import api, index  # noqa: F401  (what opening a home and a search import on first use)
     from agentlog.store import store as _store  # noqa: F401
@@ -234,11 +236,11 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         vectors = matrix.vectors[: matrix.n]
         hits = []
         synced: dict[str, list[bool]] = {"mem_search": [], "mem_search_lexical": [], "mem_search_type": []}
+        unindexed = store.memory_cache.setdefault(("pending", embedder.name, embedder.dim), {})
 
         def search(query: str, name: str = "mem_search", **filters) -> None:
-            before = matrix.gen
             hits.append(len(store.memory.search(query, k=10, **filters).hits))
-            synced[name].append(matrix.gen != before)          # it indexed the writer's new entries first
+            synced[name].append(bool(unindexed))          # it ranked writer's entries not yet indexed
         steps = {"mem_embed": lambda q: embedder.embed([q]), "mem_matmul": lambda v: vectors @ v,
                  "mem_einsum": lambda v: np.einsum("ij,j->i", vectors, v),
                  "mem_search": search, "mem_search_type": lambda q: search(q, "mem_search_type", type=FILTER_TYPE)}

@@ -10,6 +10,7 @@ for its own search index, so the log does not carry vectors every device can rec
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,15 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from agentlog.errors import InvalidValueError, NotFoundError
+from agentlog.errors import InvalidValueError, NotFoundError, StoreError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import MAX_SCOPE_LEN
+from agentlog.memory import pending, tidy
 from agentlog.memory import reducer as mr
-from agentlog.memory import tidy
 from agentlog.memory.embedding import DEFAULT_EMBEDDER, MODEL2VEC_PREFIX, Embedder, check_vector, embedder_for
 from agentlog.memory.index import EXCLUDED, REEMBEDDED, Matrix, MemoryIndex
-from agentlog.memory.lexical import Lexicon
+from agentlog.memory.lexical import query_terms
+from agentlog.memory.lexical import search as bm25
 from agentlog.memory.ranking import POOL, fuse, ordered
 from agentlog.memory.ranking import decay as decay_factor
 from agentlog.memory.reducer import Entry, Write
@@ -36,6 +38,8 @@ MODEL_CACHE = "models"                       # beside the store: embedding model
 MAX_K = 1000
 RANKINGS = ("hybrid", "lexical", "vector")
 MIN_ID_PREFIX = 4                            # hex digits
+INDEXER = "indexer"                          # memory_cache key: the thread indexing changed entries durably
+INDEX_DELAY = 1.0                            # seconds a search's changed entries wait to be indexed, batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,21 +444,21 @@ class Memory:
             raise InvalidValueError(f"ranking {ranking!r} is not one of {', '.join(RANKINGS)}")
         if type is not None:
             _check(mr.type_problem(type))
-        matrix = self.matrix()
-        rows = matrix.mask(type, tag, scope, vectors=False)
         pool = min(MAX_K, max(k, POOL))
+        near = (self.embedder.embed([query])[0], pool, type, tag, scope) if ranking != "lexical" else None
+        table = self._rows(query_terms(query) if ranking != "vector" else [], near)
+        rows = table.mask(type, tag, scope, vectors=False)
         rankings = []
         if ranking != "vector":
-            rankings.append(self._lexicon(matrix).search(query, pool, rows, matrix.id_at))
+            rankings.append(bm25(table.corpus(rows), query, pool))
         if ranking != "lexical":
-            rankings.append(matrix.semantic(self.embedder.embed([query])[0], pool,
-                                            matrix.mask(type, tag, scope, vectors=True)))
+            rankings.append(table.nearest)
         found = fuse(rankings) if len(rankings) > 1 else rankings[0]
         hits = tuple(Hit(entry_of(e), score) for e, score in self._top(found, k, decay))
         meaning = getattr(self.embedder, "meaning", False)
         mode = "lexical" if ranking == "lexical" or not meaning else ("semantic" if ranking == "vector" else "hybrid")
         return SearchResult(hits, self.embedder.name, mode, int(rows.sum()),
-                            *matrix.count(rows, (REEMBEDDED, EXCLUDED)), ranking=ranking, decay=decay)
+                            *table.count(rows, (REEMBEDDED, EXCLUDED)), ranking=ranking, decay=decay)
 
     def duplicates(self, threshold: float = tidy.DEFAULT_THRESHOLD) -> list[tuple[MemoryEntry, MemoryEntry, float]]:
         """Pairs of visible entries of one scope that say nearly the same thing (agentlog.memory.tidy), the
@@ -493,22 +497,81 @@ class Memory:
                 break
         return [(kept[i][0], score) for i, score in ordered({i: s for i, (_, s) in kept.items()})[:k]]
 
-    def _lexicon(self, matrix: Matrix) -> Lexicon:
-        key = ("lexicon", matrix.model)
-        lexicon = self._store.memory_cache.get(key)
-        if lexicon is None:
-            lexicon = self._store.memory_cache[key] = Lexicon()
-        lexicon.refresh(matrix)
-        return lexicon
+    def _rows(self, words: list[str], near: tuple | None) -> pending.Rows:
+        """What a search ranks, read in one transaction: this process's matrix of the index, brought up to date,
+        and the entries the index has not caught up with (indexed durably in the background meanwhile), with
+        the postings of the query's terms `words` and the vector ranking `near` asks for (pending.read)."""
+        store, embedder = self._store, self.embedder
+        index, matrix, made = MemoryIndex(store.dbs, embedder), self._matrix(), self._made()
+
+        def read(txn):
+            return pending.read(txn, index, store.memory_view, matrix, made, words, near)
+        rows = store.read(read, buffers=True)
+        if rows is None:
+            self.matrix()
+            rows = store.read(read, buffers=True)
+        if rows.behind:
+            self._index_later(index, made)
+        return rows
+
+    def _made(self) -> dict:
+        """Rows searches made of changed entries (agentlog.memory.pending), for this embedder."""
+        return self._store.memory_cache.setdefault(("pending", self.embedder.name, self.embedder.dim), {})
+
+    def catch_up(self) -> None:
+        """Index every changed entry durably now (what searches leave to the background), after any indexing
+        this process has under way."""
+        running = self._store.memory_cache.get(INDEXER)
+        if running is not None:
+            running.join()
+        self.matrix()
+
+    def _index_later(self, index: MemoryIndex, made: dict) -> None:
+        """Have the changed entries indexed durably off the search path, by one thread of this process at a time."""
+        running = self._store.memory_cache.get(INDEXER)
+        if running is None or not running.is_alive():
+            self._store.memory_cache[INDEXER] = Indexer(self._store, index, made)
+
+    def _matrix(self) -> Matrix:
+        store, embedder = self._store, self.embedder
+        matrix = store.memory_cache.get(embedder.name)
+        if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
+            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
+        return matrix
 
     def matrix(self) -> Matrix:
         """This process's copy of the search index, brought up to date (embedding what changed first)."""
         store, embedder = self._store, self.embedder
-        index = MemoryIndex(store.dbs, embedder)
+        index, matrix = MemoryIndex(store.dbs, embedder), self._matrix()
         if store.read(index.needs_sync):
-            store.write(lambda txn: index.sync(txn, store.memory_view))
-        matrix = store.memory_cache.get(embedder.name)
-        if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
-            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
+            store.write(lambda txn: index.sync(txn, store.memory_view, self._made()))
         store.read(lambda txn: matrix.refresh(txn, index), buffers=True)      # blocks copied straight from the map
         return matrix
+
+
+class Indexer:
+    """A thread that indexes the changed entries durably INDEX_DELAY after a search found them (so the
+    entries of a busy writer go in a few write transactions, not one each), or at once when joined (the
+    store's close, `catch_up`)."""
+
+    def __init__(self, store, index: MemoryIndex, made: dict):
+        self._store, self._index, self._made = store, index, made
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentlog memory index", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._wake.wait(INDEX_DELAY)
+        store, index = self._store, self._index
+        try:
+            if store.read(index.needs_sync):
+                store.write(lambda txn: index.sync(txn, store.memory_view, self._made))
+        except StoreError:
+            pass                    # closed, or failing: a later search tries again, and at MAX_PENDING waits
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._wake.set()
+        self._thread.join()

@@ -12,35 +12,35 @@ Databases (opened by the store, see memory_view.DBS):
   memory.index          entry id(16) -> slot(4): where the entry's row is
   memory.index.journal  change number(8) -> entry id(16) slot(4): what changed, for other processes' copies
   memory.index.meta     b"model", b"dim", b"gen" (last change number), b"floor" (oldest journal entry kept),
-                        b"layout", b"slots" (slots ever used), b"free" (slots to reuse, 4 bytes each), and
-                        b"\\0" block number(4) -> block (see `Block`)
+                        b"layout", b"slots" (slots ever used), b"free" (slots to reuse, 4 bytes each),
+                        b"\\0" block number(4) -> block (see `Block`), and BM25's postings (agentlog.memory.lexical)
 A row is the entry's type, how it was indexed (STORED, EMBEDDED here, REEMBEDDED from another model, or
-EXCLUDED with no vector), scope, tags, search text (content and merged entries' text) and float32 vector;
-an empty slot is all zeros, how EMPTY.
+EXCLUDED with no vector), scope, tags, search text (content and merged entries' text), float32 vector
+and BM25 length (its terms); an empty slot is all zeros, how EMPTY.
 """
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
+from agentlog.memory import lexical
 from agentlog.memory import reducer as mr
 from agentlog.memory.embedding import Embedder, normalized
 from agentlog.memory.reducer import Entry
 
 JOURNAL_KEEP = 100_000
 BLOCK = 128                        # slots per stored block: a change rewrites one block of BLOCK rows
-LAYOUT = b"blocks-1"
+LAYOUT = b"blocks-2"
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _BLOCK_KEY = b"\0"
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
 EMPTY = 255
-_LOADS = itertools.count(1)        # numbers each block copied into any matrix of this process: rows' stamps
 MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
 
 
@@ -78,7 +78,8 @@ def unpack_text(kind: int, how: int, raw: bytes) -> Row:
 
 class Block:
     """BLOCK slots as stored: ids(16 each) how(1 each) type(1 each) vectors(dim float32 LE each)
-    text ends(4 LE each, cumulative) texts. Arrays are views of the stored bytes until patched."""
+    text ends(4 LE each, cumulative) BM25 lengths(4 LE each) texts. Arrays are views of the stored bytes
+    until patched."""
 
     def __init__(self, dim: int, raw: bytes | memoryview | None = None):
         self.dim = dim
@@ -88,16 +89,17 @@ class Block:
             self.kind = np.full(BLOCK, EMPTY, dtype=np.uint8)
             self.vectors = np.zeros((BLOCK, dim), dtype="<f4")
             self.ends = np.zeros(BLOCK, dtype="<u4")
+            self.lengths = np.zeros(BLOCK, dtype="<u4")
             self.texts = b""
             return
         at = 0
         fields = []
         for dtype, count in ((np.uint8, 16 * BLOCK), (np.uint8, BLOCK), (np.uint8, BLOCK), ("<f4", dim * BLOCK),
-                             ("<u4", BLOCK)):
+                             ("<u4", BLOCK), ("<u4", BLOCK)):
             fields.append(np.frombuffer(raw, dtype=dtype, count=count, offset=at))
             at += fields[-1].nbytes
         self.ids, self.how, self.kind = fields[0].reshape(BLOCK, 16), fields[1], fields[2]
-        self.vectors, self.ends = fields[3].reshape(BLOCK, dim), fields[4]
+        self.vectors, self.ends, self.lengths = fields[3].reshape(BLOCK, dim), fields[4], fields[5]
         self.texts = bytes(raw[at:])
 
     def text(self, j: int) -> bytes:
@@ -108,20 +110,26 @@ class Block:
         return None if self.how[j] == EMPTY else unpack_text(int(self.kind[j]), int(self.how[j]), self.text(j))
 
     def patch(self, changes: dict[int, tuple]) -> bytes:
-        """The block's bytes with slots replaced: j -> (entry id, how, type index, vector, texts), or None
-        to empty it."""
+        """The block's bytes with slots replaced: j -> (entry id, how, type index, vector, texts, BM25
+        length), or None to empty it."""
         ids, how, kind, vectors = self.ids.copy(), self.how.copy(), self.kind.copy(), self.vectors.copy()
+        lengths = self.lengths.copy()
         texts = [self.text(j) for j in range(BLOCK)]
         for j, change in changes.items():
             if change is None:
-                ids[j], how[j], kind[j], vectors[j], texts[j] = 0, EMPTY, EMPTY, 0, b""
+                ids[j], how[j], kind[j], vectors[j], texts[j], lengths[j] = 0, EMPTY, EMPTY, 0, b"", 0
             else:
                 ids[j] = np.frombuffer(change[0], dtype=np.uint8)
-                how[j], kind[j], texts[j] = change[1], change[2], change[4]
+                how[j], kind[j], texts[j], lengths[j] = change[1], change[2], change[4], change[5]
                 vectors[j] = change[3] if change[3] is not None else 0
         ends = np.cumsum([len(t) for t in texts], dtype=np.int64).astype("<u4")
         return b"".join((ids.tobytes(), how.tobytes(), kind.tobytes(), vectors.astype("<f4").tobytes(),
-                         ends.tobytes(), *texts))
+                         ends.tobytes(), lengths.astype("<u4").tobytes(), *texts))
+
+
+def stored_vectors(raw: bytes | memoryview, dim: int) -> np.ndarray:
+    """A stored block's vectors (BLOCK x dim), a view of its bytes."""
+    return np.frombuffer(raw, dtype="<f4", count=dim * BLOCK, offset=18 * BLOCK).reshape(BLOCK, dim)
 
 
 def zeros(rows: int, dim: int) -> np.ndarray:
@@ -155,11 +163,13 @@ class Slots:
         free = txn.get(b"free", db=self.meta) or b""
         self.free = [_U32.unpack_from(free, at)[0] for at in range(0, len(free), 4)]
         self.changes: dict[int, dict[int, tuple | None]] = {}      # block -> slot in block -> row or None
+        self.terms: dict[int, Counter] = {}                        # slot -> the terms it holds now
         self.journal_rows: list[tuple[bytes, bytes]] = []
         self.gen = _get_u64(txn, self.meta, b"gen")
 
-    def _changed(self, entry_id: bytes, slot: int, row: tuple | None) -> None:
+    def _changed(self, entry_id: bytes, slot: int, row: tuple | None, terms: Counter | None = None) -> None:
         self.changes.setdefault(slot // BLOCK, {})[slot % BLOCK] = row
+        self.terms[slot] = terms or Counter()
         self.gen += 1
         self.journal_rows.append((_U64.pack(self.gen), entry_id + _U32.pack(slot)))
 
@@ -181,14 +191,23 @@ class Slots:
             slot = self.free.pop() if self.free else self.used
             self.used = max(self.used, slot + 1)
             self.txn.put(entry.id, _U32.pack(slot), db=self.rows)
-        self._changed(entry.id, slot, (entry.id, how, mr.TYPES.index(entry.value("type")), vector, pack_text(entry)))
+        row = Row(entry.value("type"), how, entry.scope, entry.tag_set, entry.search_text(), None)
+        terms = lexical.counts(row)
+        self._changed(entry.id, slot, (entry.id, how, mr.TYPES.index(row.type), vector, pack_text(entry),
+                                       sum(terms.values())), terms)
 
     def write(self) -> None:
-        """Store the changed blocks, the journal and the counters."""
+        """Store the changed blocks, their postings, the journal and the counters."""
         txn, meta = self.txn, self.meta
+        terms = {}
         for number, changes in sorted(self.changes.items()):
             raw = txn.get(block_key(number), db=meta)
-            txn.put(block_key(number), Block(self.dim, bytes(raw) if raw else None).patch(changes), db=meta)
+            block = Block(self.dim, bytes(raw) if raw else None)
+            for j in changes:
+                slot = number * BLOCK + j
+                terms[slot] = (lexical.counts(block.row(j)), self.terms[slot])
+            txn.put(block_key(number), block.patch(changes), db=meta)
+        lexical.write_postings(txn, meta, terms)
         if self.journal_rows:
             txn.cursor(db=self.journal).putmulti(self.journal_rows, append=True)
         txn.put(b"gen", _U64.pack(self.gen), db=meta)
@@ -221,20 +240,41 @@ class MemoryIndex:
     def needs_sync(self, txn) -> bool:
         return not self.current(txn) or txn.stat(self.dirty)["entries"] > 0
 
-    def sync(self, txn, view) -> None:
-        """Index every entry the view marked changed (all of them after a change of model or layout); write txn."""
+    def pending(self, txn) -> list[bytes]:
+        """The entries the view marked changed since the index last caught up."""
+        with txn.cursor(db=self.dirty) as cur:
+            return [bytes(k) for k in cur.iternext(keys=True, values=False)]
+
+    def sync(self, txn, view, made: dict | None = None) -> None:
+        """Index every entry the view marked changed (all of them after a change of model or layout); write txn.
+        `made`: rows a search made of changed entries (agentlog.memory.pending), stored as made."""
         if not self.current(txn):
             self._clear(txn)
             ids = view.entry_ids(txn)
         else:
-            with txn.cursor(db=self.dirty) as cur:
-                ids = [bytes(k) for k in cur.iternext(keys=True, values=False)]
+            ids = self.pending(txn)
         slots = Slots(self.dbs, txn, self.embedder.dim)
-        indexed: list[list] = []          # [entry, how, vector]
-        for entry_id in ids:
-            entry = view.entry(txn, entry_id)
+        entries = [(entry_id, view.entry(txn, entry_id)) for entry_id in ids]
+        for entry_id, entry in entries:
             if entry is None or not entry.visible:
                 slots.drop(entry_id)
+        visible = [e for _, e in entries if e is not None and e.visible]
+        for entry, how, vector in self.rows_of(txn, view, visible, made or {}):
+            slots.put(entry, how, vector)
+        slots.write()
+        txn.drop(self.dirty, delete=False)
+        self._trim(txn, slots.gen)
+
+    def rows_of(self, txn, view, entries: list[Entry], made: dict) -> list[list]:
+        """[entry, how, unit vector or None] of each visible entry, as the index stores it: its stored embedding
+        when of this model and size, else embedded here (a search of entries not yet indexed uses it too).
+        `made`: entry id -> (its stored bytes, pending row) of rows made already, taken while the entry is so."""
+        indexed: list[list] = []          # [entry, how, vector]
+        fresh: list[list] = []            # the rows not made already
+        for entry in entries:
+            known = made.get(entry.id)
+            if known is not None and known[1] is not None and known[0] == txn.get(entry.id, db=view.entries):
+                indexed.append([entry, known[1].row.how, known[1].row.vector])
                 continue
             how, vector = EMBEDDED, None
             stored = entry.fields.get("embedding")
@@ -247,19 +287,16 @@ class MemoryIndex:
                 else:
                     how, vector = STORED, vec
             indexed.append([entry, how, vector])
-        stored = [row for row in indexed if row[1] == STORED]
+            fresh.append(indexed[-1])
+        stored = [row for row in fresh if row[1] == STORED]
         if stored:
             for row, vec in zip(stored, normalized(np.stack([row[2] for row in stored]))):
                 row[2] = vec
-        pending = [row for row in indexed if row[1] in (EMBEDDED, REEMBEDDED)]
+        pending = [row for row in fresh if row[1] in (EMBEDDED, REEMBEDDED)]
         if pending:
             for row, vec in zip(pending, self.embedder.embed([row[0].search_text() for row in pending])):
                 row[2] = vec
-        for entry, how, vector in indexed:
-            slots.put(entry, how, vector)
-        slots.write()
-        txn.drop(self.dirty, delete=False)
-        self._trim(txn, slots.gen)
+        return indexed
 
     def _clear(self, txn) -> None:
         """Forget every row: the model or the layout changed. Other processes reload in full (the floor moves)."""
@@ -267,6 +304,7 @@ class MemoryIndex:
             found = cur.set_range(_BLOCK_KEY)
             while found and cur.key()[:1] == _BLOCK_KEY:
                 found = cur.delete()
+        lexical.clear_postings(txn, self.meta)
         for db in (self.rows, self.journal):
             txn.drop(db, delete=False)
         for key in (b"slots", b"free"):
@@ -314,7 +352,8 @@ class Matrix:
     """A process's in-memory copy of the index: a float32 matrix plus per-row filters, patched by change number.
 
     Row i is slot i. A full load copies each stored block's arrays in; the rows' texts stay packed per block
-    until a filter by tag or scope, or BM25 (agentlog.memory.lexical), first needs them."""
+    until a filter by tag or scope, or near-duplicate pairs (agentlog.memory.tidy), first needs them (BM25
+    reads its stored postings)."""
 
     def __init__(self, dim: int):
         self.dim = dim
@@ -322,27 +361,31 @@ class Matrix:
         self.model = ""
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, vectors: bool = True) -> None:
+        self.has_vectors = vectors               # False: the vectors stay in the stored blocks (see `semantic`)
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
         self.n = 0
         self.alive = np.zeros(0, dtype=bool)
         self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; EMPTY when empty
         self.kind = np.zeros(0, dtype=np.uint8)                 # per row: index in reducer.TYPES; EMPTY when empty
         self._id = np.zeros((0, 16), dtype=np.uint8)
-        self.stamp = np.zeros(0, dtype=np.uint64)              # per row: the copy that last set it (0: never)
+        self.lengths = np.zeros(0, dtype=np.uint32)            # per row: its BM25 length (terms)
         self._texts: dict[int, tuple[np.ndarray, bytes]] = {}  # block -> (text ends, texts)
         self._rows: list[Row | None] | None = None
         self._masks: dict[tuple, np.ndarray] = {}
 
-    def refresh(self, txn, index: MemoryIndex) -> None:
-        """Bring this copy up to the index's current change number."""
+    def refresh(self, txn, index: MemoryIndex, vectors: bool = True) -> None:
+        """Bring this copy up to the index's current change number. Without `vectors`, a first load leaves
+        the vectors in the stored blocks: a process that searches once (the CLI) scans them in place, in its
+        read transaction, instead of copying them all first; a later refresh with them loads them whole."""
         gen = index.gen(txn)
         model = index.model(txn)
-        if gen == self.gen and model == self.model:
+        self._meta = index.meta
+        if gen == self.gen and model == self.model and self.has_vectors >= vectors:
             return
         changed = index.changes(txn, self.gen) if model == self.model and self.gen >= 0 else None
-        if changed is None:
-            self.reset()
+        if changed is None or self.has_vectors < vectors:
+            self.reset(vectors)
             self._grow(_get_u64(txn, index.meta, b"slots"))
             with txn.cursor(db=index.meta) as cur:
                 found = cur.set_range(_BLOCK_KEY)
@@ -362,14 +405,15 @@ class Matrix:
     def _grow(self, need: int) -> None:
         """Room for `need` rows and an eighth more: a new row rarely copies the whole matrix (doubling a
         150 MB one stalled a search for a second on a loaded machine)."""
-        if need <= len(self.vectors):
+        if need <= len(self.how):
             return
         size = max(need + need // 8, 64)
-        vectors = zeros(size, self.dim)
-        vectors[: self.n] = self.vectors[: self.n]
-        self.vectors = vectors
+        if self.has_vectors:
+            vectors = zeros(size, self.dim)
+            vectors[: self.n] = self.vectors[: self.n]
+            self.vectors = vectors
         for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
-                                   ("stamp", 0, ())):
+                                   ("lengths", 0, ())):
             old = getattr(self, name)
             new = np.full((size, *shape), fill, dtype=old.dtype)
             new[: self.n] = old[: self.n]
@@ -385,15 +429,16 @@ class Matrix:
         self.n = max(self.n, top)
         self._texts[number] = (block.ends.copy(), block.texts)
         if slots is None:
-            end = max(lo, min(lo + BLOCK, len(self.vectors)))
+            end = max(lo, min(lo + BLOCK, len(self.how)))
             js, rows = slice(0, end - lo), slice(lo, end)
         else:
-            js = np.array([j for j in slots if lo + j < len(self.vectors)], dtype=np.intp)
+            js = np.array([j for j in slots if lo + j < len(self.how)], dtype=np.intp)
             rows = lo + js
-        self.vectors[rows] = block.vectors[js]
+        if self.has_vectors:
+            self.vectors[rows] = block.vectors[js]
         self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
+        self.lengths[rows] = block.lengths[js]
         self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
-        self.stamp[rows] = next(_LOADS)
         if self._rows is not None:
             self._rows.extend([None] * (self.n - len(self._rows)))
             for i in range(lo, min(lo + BLOCK, self.n)) if slots is None else rows.tolist():
@@ -455,9 +500,10 @@ class Matrix:
         picked = self.how[: self.n][mask]
         return [int(np.count_nonzero(picked == how)) for how in hows]
 
-    def semantic(self, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[bytes, float]]:
+    def semantic(self, query: np.ndarray, k: int, mask: np.ndarray, txn=None) -> list[tuple[bytes, float]]:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
-        a similarity of MIN_SCORE or less are not near at all and are left out.
+        a similarity of MIN_SCORE or less are not near at all and are left out. Without vectors in memory,
+        it reads the stored blocks in `txn` (the read transaction this copy was refreshed in).
 
         einsum scans the rows on one thread, each row summed alike (BLAS on all cores was slower on a
         loaded machine, and may sum a row in another order than its neighbours); a filter that keeps
@@ -469,7 +515,10 @@ class Matrix:
         k = min(k, live)
         if k <= 0:
             return []
-        if live * 4 < self.n:
+        if not self.has_vectors:
+            picked, coarse = None, self._scan(txn, query)
+            coarse[~mask] = -np.inf
+        elif live * 4 < self.n:
             picked = np.flatnonzero(mask)
             coarse = np.einsum("ij,j->i", self.vectors[picked], query)
         else:
@@ -481,9 +530,33 @@ class Matrix:
         rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
         if picked is not None:
             rows = picked[rows]
-        exact = np.einsum("ij,j->i", self.vectors[rows], query)
+        exact = np.einsum("ij,j->i", self.vectors[rows] if self.has_vectors else self._stored(txn, rows), query)
         best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
         return [(entry_id, -neg) for neg, entry_id in best[:k]]
+
+    def _scan(self, txn, query: np.ndarray) -> np.ndarray:
+        """Every row's cosine with `query`, each stored block's vectors scanned where the map holds them."""
+        coarse = np.full(self.n, -np.inf, dtype=np.float32)
+        with txn.cursor(db=self._meta) as cur:
+            found = cur.set_range(_BLOCK_KEY)
+            while found and cur.key()[:1] == _BLOCK_KEY:
+                lo = _U32.unpack_from(cur.key(), 1)[0] * BLOCK
+                if lo < self.n:
+                    vectors = stored_vectors(cur.value(), self.dim)[: self.n - lo]
+                    coarse[lo : lo + len(vectors)] = np.einsum("ij,j->i", vectors, query)
+                found = cur.next()
+        return coarse
+
+    def _stored(self, txn, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of these rows, copied into one contiguous array."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        blocks: dict[int, np.ndarray] = {}
+        for at, i in enumerate(rows.tolist()):
+            number, j = divmod(i, BLOCK)
+            if number not in blocks:
+                blocks[number] = stored_vectors(txn.get(block_key(number), db=self._meta), self.dim)
+            out[at] = blocks[number][j]
+        return out
 
 
 def drop_rows(dbs: dict, txn, entry_ids: list[bytes]) -> None:

@@ -48,7 +48,11 @@ class Write(NamedTuple):
 
     @classmethod
     def from_json(cls, row: list) -> Write:
-        return cls(row[0], bytes.fromhex(row[1]), row[2], row[3], row[4], bytes.fromhex(row[5]), row[6])
+        """A write from its stored row (tuple.__new__ directly: a get decodes several per entry)."""
+        return _new(cls, (row[0], _hex(row[1]), row[2], row[3], row[4], _hex(row[5]), row[6]))
+
+
+_new, _hex = tuple.__new__, bytes.fromhex
 
 
 class Fact(NamedTuple):

@@ -612,6 +612,9 @@ class Store:
         return self.dbs[name]
 
     def close(self) -> None:
+        indexer = self.memory_cache.get("indexer")          # agentlog.memory.api: a durable index write under way
+        if indexer is not None:
+            indexer.join()
         self.nudge.close()
         self._env.close()
 
