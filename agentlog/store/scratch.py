@@ -391,6 +391,7 @@ class Log:
         self.order = order if base is None else [i for i in order if not base.covers(events[i])]
         self._covered: dict | None = None
         self._by_id: dict | None = None
+        self._positions: _Positions | None = None
 
     def prefix(self, point: Point) -> int:
         """How many events of the held order `point` takes.
@@ -455,6 +456,13 @@ class Log:
     def limits(self, events: list[Folded]) -> dict[bytes, int]:
         roster = self.roster(events)
         return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+
+    def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
+        """The indices in `events` of the held events at (author, epoch, seq): one, or a fork's branches."""
+        if self._positions is None:
+            self._positions = _Positions(self.events)
+        return [first + seq - start for first, start, count in self._positions.runs.get((author, epoch), ())
+                if 0 <= seq - start < count]
 
     def covered(self) -> dict[tuple, Folded]:
         """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
