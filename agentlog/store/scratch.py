@@ -18,6 +18,7 @@ says which request erased it (`Log.erased`) so that a replay shows it as erased.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import tempfile
 from array import array
@@ -83,6 +84,7 @@ class LiveLog:
         self.unread: list[tuple[bytes, bytes, bool]] = []     # after `read`: sealed events not opened
         self.forgotten = None                  # after `read`: which memory entries erase rules forget (or None)
         self._owned = env is None
+        self._frozen = False
         if env is None:
             check_data_file(store_path)
             env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
@@ -119,8 +121,19 @@ class LiveLog:
             return {bytes(k): bytes(v) for k, v in cur}
 
     def read(self, progress: ProgressFn | None = None) -> Log:
-        """Every stored event (key order) and its arrival, from one read snapshot."""
-        with quiet_gc(), self._env.txn() as txn:
+        """Every stored event (key order) and its arrival, from one read snapshot.
+
+        The log's objects are then frozen out of the cyclic garbage collector's walks (gc.freeze) until `close`:
+        hundreds of thousands of acyclic objects, held while this is open, that each collection would walk again.
+        """
+        with quiet_gc():
+            log = self._read(progress)
+            gc.freeze()
+            self._frozen = True
+        return log
+
+    def _read(self, progress: ProgressFn | None) -> Log:
+        with self._env.txn() as txn:
             total = txn.stat(self.db["events"])["entries"]
             opener = self._opener(txn)
             folded = folded_from_log(txn, self.db["events"], self.db["payloads"], None, opener)
@@ -172,6 +185,9 @@ class LiveLog:
         return self.roster.name_of(device)
 
     def close(self) -> None:
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
         if self._owned:
             self.env.close()
 
