@@ -337,12 +337,14 @@ class _Positions:
                         start = i
             lo = hi
 
+    def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
+        """The indices of the events at (author, epoch, seq): one, a fork's branches, or none."""
+        return [first + seq - start for first, start, count in self.runs.get((author, epoch), ())
+                if 0 <= seq - start < count]
+
     def get(self, position: tuple[bytes, int, int]) -> int | None:
-        for first, seq, count in self.runs.get(position[:2], ()):
-            offset = position[2] - seq
-            if 0 <= offset < count:
-                return first + offset
-        return None
+        found = self.at(*position)
+        return found[0] if found else None
 
 
 def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
@@ -477,8 +479,7 @@ class Log:
         """The indices in `events` of the held events at (author, epoch, seq): one, or a fork's branches."""
         if self._positions is None:
             self._positions = _Positions(self.events)
-        return [first + seq - start for first, start, count in self._positions.runs.get((author, epoch), ())
-                if 0 <= seq - start < count]
+        return self._positions.at(author, epoch, seq)
 
     def covered(self) -> dict[tuple, Folded]:
         """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
