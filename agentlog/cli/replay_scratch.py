@@ -114,7 +114,9 @@ def _print_point(args, live: LiveLog, log: Log, point: Point) -> int:
 
 def _erased(live: LiveLog, log: Log, n: int) -> list[dict]:
     """The erased events among the first n of the held order: their headers and erasures, never content."""
-    rows = []
+    rows: list[dict] = []
+    if not log.erased:
+        return rows
     for i in log.order[:n]:
         f = log.events[i]
         gone = log.erased.get(f.eid)

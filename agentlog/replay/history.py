@@ -70,34 +70,38 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
 
     An event that does not touch it and carries no clock entries is not folded at all: it would
     change neither the times its author had seen nor any causal past a later event of it reads.
+    Such events are only counted as held (for the times and events the fold looks up), in bulk, before
+    the next event that is folded: the loop visits only the events it folds or shows.
     On a compacted store (`log.base`) the fold starts from the snapshot's state, and the first Step
     is that state, read at the snapshot's time.
     """
     base = log.base
-    held: dict[bytes, Folded] = {}
-    times: dict[tuple[bytes, int, int], int] = {}
+    events, order = log.events, log.order[:n]
+    held = _Held(log, order)
     limits: dict[bytes, int] = {}
 
     def time_of(txn, author: bytes, epoch: int, seq: int) -> int | None:
         """A held event's time, as the store's own lookup gives it (None past a revocation)."""
         if seq > limits.get(author, seq):
             return None
-        t = times.get((author, epoch, seq))
+        t = held.time_of(author, epoch, seq)
         return t if t is not None else log.time_of(txn, author, epoch, seq)
 
     def event_of(txn, eid: bytes):
-        f = held.get(eid)
+        f = held.event_of(eid)
         return _as_event(f) if f is not None else log.event_of(txn, eid)
 
-    newest, past = contexts(base.kept if base else {}, log.events)     # events kept beside the snapshot
+    newest, past = contexts(base.kept, log.events) if base is not None else ({}, {})   # kept beside the snapshot
+    marks = [k for k, f in enumerate(map(events.__getitem__, order))
+             if f.clock or f.kind in ROSTER_KINDS or (f.payload is None and f.eid in log.erased) or touches(f)]
     with quiet_gc(), Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
         view = scratch.pref if which == "pref" else scratch.memory
         names = pref_view.DBS if which == "pref" else memory_view.DBS
         kept = newest if which == "pref" else past
 
         def run(txn) -> list[Step]:
-            held.clear()
-            times.clear()
+            held.done = 0
+            held.skipped.clear()
             limits.clear()
             limits.update(log.limits([]))                   # the base snapshot's roster (none: nothing)
             steps: list[Step] = []
@@ -108,13 +112,12 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                 scratch.load(txn, [name for name in names if name in scratch.initial])
                 before = read(view, txn, base.time_ms)
                 steps.append(Step(base.event, base.time_ms, before, True, start=True))
-            for i in log.order[:n]:
-                f = log.events[i]
+            for k in marks:
+                folded += held.take(k + 1, limits)
+                i = order[k]
+                f = events[i]
                 if f.seq > limits.get(f.author, f.seq):
                     continue
-                held[f.eid] = f
-                times[f.author, f.epoch, f.seq] = f.time_ms
-                folded.append(f)
                 hit = touches(f)
                 gone = erased(f) if f.payload is None else None
                 if gone is not None:
@@ -144,6 +147,46 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                     before = state
             return steps
         return scratch.write(run)
+
+
+class _Held:
+    """Which events of the held order (indices in `log.events`) a history has counted as held: the first
+    `done`, less those `skipped` as past a revocation then; looked up only when the fold asks for one."""
+
+    def __init__(self, log: Log, order: list[int]):
+        self.log, self.order, self.done, self.skipped = log, order, 0, set()
+        self._rank: dict[int, int] | None = None
+        self._ids: dict[bytes, int] | None = None
+
+    def take(self, upto: int, limits: dict[bytes, int]) -> list[Folded]:
+        """Count the held order's events up to `upto` as held, but those past a revocation in `limits`;
+        returns the ones counted."""
+        events = self.log.events
+        taken = list(map(events.__getitem__, self.order[self.done:upto]))
+        if limits:
+            self.skipped.update(i for i in self.order[self.done:upto]
+                                if events[i].seq > limits.get(events[i].author, events[i].seq))
+            taken = [f for f in taken if f.seq <= limits.get(f.author, f.seq)]
+        self.done = upto
+        return taken
+
+    def _held(self, i: int) -> int | None:
+        """Event i's place in the held order if it is counted as held, else None."""
+        if self._rank is None:
+            self._rank = dict(zip(self.order, range(len(self.order))))
+        place = self._rank.get(i)
+        return place if place is not None and place < self.done and i not in self.skipped else None
+
+    def time_of(self, author: bytes, epoch: int, seq: int) -> int | None:
+        """The time of the event held there (of a fork's branches, the one counted last), else None."""
+        found = [(place, i) for i in self.log.at(author, epoch, seq) if (place := self._held(i)) is not None]
+        return self.log.events[max(found)[1]].time_ms if found else None
+
+    def event_of(self, eid: bytes) -> Folded | None:
+        if self._ids is None:
+            self._ids = {f.eid: i for i, f in enumerate(self.log.events)}
+        i = self._ids.get(eid)
+        return None if i is None or self._held(i) is None else self.log.events[i]
 
 
 def _as_event(f: Folded | None):

@@ -18,12 +18,16 @@ says which request erased it (`Log.erased`) so that a replay shows it as erased.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import tempfile
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 
 import lmdb
@@ -49,9 +53,10 @@ from agentlog.store.views import quiet_gc, save_roster, view_digests
 from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
-_LIVE_DBS = ("events", "payloads", "heads", "truncated", "meta", "views.roster", "ledger.received", "snapshots",
-             "views.scopes", "erase.rules", "erased")
+_LIVE_DBS = ("events", "payloads", "branches", "heads", "truncated", "meta", "views.roster", "ledger.received",
+             "snapshots", "views.scopes", "erase.rules", "erased")
 _SCRATCH_MAP = 1 << 30
+_PROGRESS_EVERY = 10_000                 # events read between progress reports
 ProgressFn = Callable[[int, int], None]
 
 
@@ -79,6 +84,7 @@ class LiveLog:
         self.unread: list[tuple[bytes, bytes, bool]] = []     # after `read`: sealed events not opened
         self.forgotten = None                  # after `read`: which memory entries erase rules forget (or None)
         self._owned = env is None
+        self._frozen = False
         if env is None:
             check_data_file(store_path)
             env = Env(Path(store_path), f"the store at {store_path}", max_dbs=MAX_DBS, readonly=True, create=False,
@@ -115,20 +121,38 @@ class LiveLog:
             return {bytes(k): bytes(v) for k, v in cur}
 
     def read(self, progress: ProgressFn | None = None) -> Log:
-        """Every stored event (key order) and its arrival, from one read snapshot."""
-        with quiet_gc(), self._env.txn() as txn:
+        """Every stored event (key order) and its arrival, from one read snapshot.
+
+        The log's objects are then frozen out of the cyclic garbage collector's walks (gc.freeze) until `close`:
+        hundreds of thousands of acyclic objects, held while this is open, that each collection would walk again.
+        """
+        with quiet_gc():
+            log = self._read(progress)
+            gc.freeze()
+            self._frozen = True
+        return log
+
+    def _read(self, progress: ProgressFn | None) -> Log:
+        with self._env.txn() as txn:
             total = txn.stat(self.db["events"])["entries"]
-            events = []
             opener = self._opener(txn)
-            for n, f in enumerate(folded_from_log(txn, self.db["events"], self.db["payloads"], None, opener), 1):
-                events.append(_compact(f) if f.kind in _EMBEDDING_KINDS and f.payload is not None else f)
-                if progress and n % 10000 == 0:
-                    progress(n, total)
-            events = list(fork_order(events))         # a fork's branches fold alike on every device
+            folded = folded_from_log(txn, self.db["events"], self.db["payloads"], None, opener)
+            events: list[Folded] = []
+            while chunk := list(islice(folded, _PROGRESS_EVERY)):
+                events += chunk
+                if progress:
+                    progress(len(events), total)
+            if self.db["branches"] is not None and txn.stat(self.db["branches"])["entries"]:
+                events = list(fork_order(events))     # a fork's branches fold alike on every device
+            special = [i for i, f in enumerate(events) if f[5] in _SPECIAL_KINDS]
+            for i in special:
+                f = events[i]
+                if f.kind in _EMBEDDING_KINDS and f.payload is not None:
+                    events[i] = _compact(f)
             self.unread = opener.unread if opener is not None else []
             self.forgotten = Forgotten(self.db, txn) if self.db["erase.rules"] is not None else None
             received = ledger.ranges(txn, self.db["ledger.received"]) if self.db["ledger.received"] else []
-            roster_events = _roster_events(txn, self.db, [f for f in events if f.kind in ROSTER_KINDS])
+            roster_events = _roster_events(txn, self.db, [events[i] for i in special if events[i].kind in ROSTER_KINDS])
             erased, requests = _erasures(txn, self.db)
         base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
         cuts = {(a, *POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
@@ -161,6 +185,9 @@ class LiveLog:
         return self.roster.name_of(device)
 
     def close(self) -> None:
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
         if self._owned:
             self.env.close()
 
@@ -234,6 +261,9 @@ def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
 
 
 _EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
+_SPECIAL_KINDS = _EMBEDDING_KINDS | set(ROSTER_KINDS)    # the events `LiveLog.read` looks at one by one
+_AUTHOR, _AUTHOR_EPOCH, _SEQ = itemgetter(0), itemgetter(0, 1), itemgetter(2)         # a Folded's fields
+_LAMPORT, _TIME = itemgetter(3), itemgetter(4)
 
 
 def _compact(f: Folded) -> Folded:
@@ -292,19 +322,29 @@ class _Positions:
 
     def __init__(self, events: list[Folded]):
         self.runs: dict[tuple[bytes, int], list[tuple[int, int, int]]] = {}   # -> [(first index, first seq, count)]
-        start = 0
-        for i in range(1, len(events) + 1):
-            f, g = events[start], events[i - 1]
-            if i == len(events) or events[i][0] != f[0] or events[i][1] != f[1] or events[i][2] != g[2] + 1:
-                self.runs.setdefault((f[0], f[1]), []).append((start, f[2], i - start))
-                start = i
+        seqs = list(map(_SEQ, events))
+        lo = 0
+        while lo < len(events):                    # each (author, epoch)'s events, found by bisection
+            log = events[lo][:2]
+            hi = bisect_right(events, log, lo, key=_AUTHOR_EPOCH)
+            if seqs[lo:hi] == list(range(seqs[lo], seqs[lo] + hi - lo)):     # the common case: one run
+                self.runs[log] = [(lo, seqs[lo], hi - lo)]
+            else:
+                runs, start = self.runs.setdefault(log, []), lo
+                for i in range(lo + 1, hi + 1):
+                    if i == hi or seqs[i] != seqs[i - 1] + 1:
+                        runs.append((start, seqs[start], i - start))
+                        start = i
+            lo = hi
+
+    def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
+        """The indices of the events at (author, epoch, seq): one, a fork's branches, or none."""
+        return [first + seq - start for first, start, count in self.runs.get((author, epoch), ())
+                if 0 <= seq - start < count]
 
     def get(self, position: tuple[bytes, int, int]) -> int | None:
-        for first, seq, count in self.runs.get(position[:2], ()):
-            offset = position[2] - seq
-            if 0 <= offset < count:
-                return first + offset
-        return None
+        found = self.at(*position)
+        return found[0] if found else None
 
 
 def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
@@ -312,13 +352,20 @@ def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Rang
     received ones at their ledger range's last_ms, no row: their time; then raised to the arrival of
     everything in their causal past, so that a cut by arrival is causally closed."""
     index = _Positions(events)
-    arrival = [f.time_ms for f in events]
+    arrival = list(map(_TIME, events))
     for r in received:
+        runs = index.runs.get((r.author, r.epoch), ())
+        if len(runs) == 1:                             # the range's held events are one slice
+            first, seq, count = runs[0]
+            lo, hi = max(r.lo, seq), min(r.hi, seq + count - 1)
+            if lo <= hi:
+                arrival[first + lo - seq:first + hi - seq + 1] = [r.last_ms] * (hi - lo + 1)
+            continue
         for seq in range(r.lo, r.hi + 1):
             i = index.get((r.author, r.epoch, seq))
             if i is not None:
                 arrival[i] = r.last_ms
-    lamports = [f.lamport for f in events]
+    lamports = list(map(_LAMPORT, events))
     for i in sorted(range(len(events)), key=lamports.__getitem__):
         f = events[i]
         t = arrival[i]
@@ -356,12 +403,13 @@ class Log:
 
     def __post_init__(self):
         # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort
-        keys = [a << 64 | f.lamport for a, f in zip(self.arrival, self.events)]
+        keys = [a << 64 | lamport for a, lamport in zip(self.arrival, map(_LAMPORT, self.events))]
         order = sorted(range(len(keys)), key=keys.__getitem__)
         base, events = self.base, self.events
         self.order = order if base is None else [i for i in order if not base.covers(events[i])]
         self._covered: dict | None = None
         self._by_id: dict | None = None
+        self._positions: _Positions | None = None
 
     def prefix(self, point: Point) -> int:
         """How many events of the held order `point` takes.
@@ -399,7 +447,7 @@ class Log:
         """The first n events of the held order, in key order (as the view rebuild takes them) or in the
         held order, less any revoked device's events past its revocation seq by the roster they give."""
         if key_order and n == len(self.order) == len(self.events):
-            events = self.events[:]                # every event: key order is the log's own
+            events = self.events                   # every event: key order is the log's own (not to be changed)
         else:
             chosen = sorted(self.order[:n]) if key_order else self.order[:n]
             events = [self.events[i] for i in chosen]
@@ -410,7 +458,11 @@ class Log:
 
     def roster(self, events: Iterable[Folded]) -> Roster:
         """The roster of the base (or of nothing) and the roster events among `events`, in lamport order."""
-        found = [self.roster_events[f.eid] for f in events if f.kind in ROSTER_KINDS and f.eid in self.roster_events]
+        if events is self.events:                  # every event: their roster events, in key order
+            found = list(self.roster_events.values())
+        else:
+            found = [self.roster_events[f.eid] for f in events
+                     if f.kind in ROSTER_KINDS and f.eid in self.roster_events]
         if self.base is None:
             return Roster.replay(self.founder, found)
         roster = self.base.roster(self.founder)
@@ -422,6 +474,12 @@ class Log:
     def limits(self, events: list[Folded]) -> dict[bytes, int]:
         roster = self.roster(events)
         return {d: m.until_seq for d, m in roster.members.items() if m.until_seq is not None}
+
+    def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
+        """The indices in `events` of the held events at (author, epoch, seq): one, or a fork's branches."""
+        if self._positions is None:
+            self._positions = _Positions(self.events)
+        return self._positions.at(author, epoch, seq)
 
     def covered(self) -> dict[tuple, Folded]:
         """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
@@ -576,10 +634,7 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
     n = log.prefix(point)
     base = log.base
     events = log.held(n, key_order=base is None)
-    frontier: dict[bytes, int] = {} if base is None else {a: seq for a, (_, seq) in base.covered.items()}
-    for f in events:
-        if f.seq > frontier.get(f.author, 0):
-            frontier[f.author] = f.seq
+    frontier = _frontier(events, base is None, {} if base is None else {a: s for a, (_, s) in base.covered.items()})
     if base is None:
         with quiet_gc(), Scratch(log.time_of) as scratch:
             scratch.rebuild(events, log.roster(events))
@@ -598,6 +653,20 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
             kept = keep(scratch) if keep else None
     when = log.arrival[log.order[n - 1]] if n else (base.time_ms if base else None)
     return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
+
+
+def _frontier(events: list[Folded], key_order: bool, start: dict[bytes, int]) -> dict[bytes, int]:
+    """Each author's greatest seq among `events` (in key order, or not) and `start`."""
+    frontier = dict(start)
+    if key_order:                                  # each (author, epoch)'s last event has its greatest seq
+        pairs: Iterable = ((log[0], seq) for log, seq in dict(zip(map(_AUTHOR_EPOCH, events),
+                                                                  map(_SEQ, events))).items())
+    else:
+        pairs = zip(map(_AUTHOR, events), map(_SEQ, events))
+    for author, seq in pairs:
+        if seq > frontier.get(author, 0):
+            frontier[author] = seq
+    return frontier
 
 
 __all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "quiet_gc",
