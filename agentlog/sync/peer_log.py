@@ -56,7 +56,7 @@ class StoreLog:
         """`ingest` of batches queued together, in as few commits as Store.ingest_batches allows: what
         `ingest` returns for each batch stored, and the error of the one refused (None: all were stored)."""
         self.forked = {}
-        full = [[(e.record, e.payload) for e in events] for events in batches if events]
+        full = [events for events in batches if events]       # WireEvents are (record, payload) pairs
         results, failed = self.store.ingest_batches(full, every_signature=False, source=self.peer) if full \
             else ([], None)                        # an empty batch only ends a payload want
         forked = {author for r in results for author in r.forked}
