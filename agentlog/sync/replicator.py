@@ -310,14 +310,14 @@ class Link:
             for done, (heads, frontier, accepted) in zip(group, stored):
                 self.inbox_send.send_nowait(("ingested", done.batch, heads, frontier, accepted))
                 self.r.stored += accepted
-            if failed is not None:
-                self.inbox_send.send_nowait(("rejected", group[len(stored)].batch, failed))
-                return
             for author, count in self.log.forked.items():
                 (log.warning if count >= 2 else log.info)(
                     "a device's log forked: both branches kept" if count < 2 else
                     "a device forked again: two devices may be writing with one copied key; revoke one and "
                     "enrol it anew", peer=self.name, author=author.hex()[:16], forks=count)
+            if failed is not None:
+                self.inbox_send.send_nowait(("rejected", group[len(stored)].batch, failed))
+                return
             if self.log.forked:
                 self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
 
