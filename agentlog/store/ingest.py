@@ -113,6 +113,11 @@ class TxnLog:
         self._accepted[event_key(h.author, h.epoch, h.seq)] = event
         self._heads[h.author] = Head(h.epoch, h.seq, event.id)
 
+    def unchecked(self, checked) -> list[tuple[bytes, bytes]]:
+        """(event key, b"") of the accepted events but the `checked` ones: their signatures were not verified."""
+        ends = {event_key(e.header.author, e.header.epoch, e.header.seq) for e in checked}
+        return [(key, b"") for key in self._accepted if key not in ends]
+
     def uncarry(self, found: list[tuple[bytes, bytes]]) -> None:
         """Store these accepted events, given as (event key, key id), header-only: not carried by choice
         (agentlog.store.carry)."""
@@ -254,9 +259,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if eraser is not None:
         log.screen(eraser)
     if not every_signature:
-        txn.cursor(db=dbs["unverified"]).putmulti(
-            [(event_key(f.author, f.epoch, f.seq), b"") for f in folded
-             if heads.get(f.author) != (f.epoch, f.seq) and f.eid not in forked])
+        txn.cursor(db=dbs["unverified"]).putmulti(log.unchecked(last.values()))
     txn.put(b"lamport", lamport.to_bytes(8, "big"), db=dbs["meta"])
     if heads and txn.stat(dbs["suspects"])["entries"]:
         for author in heads:                      # its later events arrive: no longer asked for again

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from agentlog import crypto
-from agentlog.errors import ChainError, ForkError, InvalidValueError, StoreError, UsageError
+from agentlog.errors import ChainError, EventError, ForkError, InvalidValueError, StoreError, UsageError
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
@@ -219,26 +219,76 @@ class Store:
         Raises:
             EventError: the first event that failed, naming author and seq.
         """
-        batch = list(events)
+        results, failed = self.ingest_batches([events], every_signature=every_signature, source=source)
+        if failed is not None:
+            raise failed
+        return results[0]
+
+    def ingest_batches(self, batches: Iterable[Iterable[tuple[bytes, bytes | None]]], *,
+                       every_signature: bool = True, source: bytes | None = None
+                       ) -> tuple[list[IngestResult], EventError | None]:
+        """`ingest` of several batches in order, as few commits as their rules allow (one disk sync for a
+        catch-up's queued batches instead of one each): each batch after the first is stored in a nested
+        transaction, so one that fails is rejected whole while the batches before it commit. Returns the
+        results of the batches stored and the error of the one that failed (None: all were stored); the
+        batches after a failed one are not looked at. A batch that forked or caught events for this device's
+        erase rules ends its commit: what follows it runs after its follow-up writes, as it would alone."""
+        todo = [list(batch) for batch in batches]
         if self.group is None:
             raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        results: list[IngestResult] = []
+        while todo:
+            stored, failed = self._ingest_group(todo, every_signature, source)
+            results += stored
+            for result in stored:
+                if result.forked and forks.needs_heal(self):
+                    forks.heal(self)
+                if result.caught and self.key is not None:
+                    self._name_caught(result.caught)
+            if any(r.accepted or r.filled or r.healed for r in stored):
+                self.nudge()
+            if failed is not None:
+                self._refused(failed, todo[len(stored)])
+                return results, failed
+            del todo[:len(stored)]
+        return results, None
+
+    def _ingest_group(self, batches: list[list], every_signature: bool, source: bytes | None
+                      ) -> tuple[list[IngestResult], EventError | None]:
+        """Store batches from the first on in one write transaction, up to one that fails or needs follow-up
+        writes (a fork, events caught); the first batch's failure leaves the transaction uncommitted."""
+        def write(txn):
+            out: list[IngestResult] = []
+            for batch in batches:
+                if not out:
+                    out.append(ingest_in(self, txn, batch, every_signature, source))
+                else:
+                    child = self.env.begin(write=True, parent=txn)
+                    try:
+                        result = ingest_in(self, child, batch, every_signature, source)
+                    except EventError as exc:
+                        child.abort()
+                        return out, exc
+                    except BaseException:
+                        child.abort()
+                        raise
+                    child.commit()
+                    out.append(result)
+                if out[-1].forked or out[-1].caught:
+                    break
+            return out, None
         try:
-            result = self.write(lambda txn: ingest_in(self, txn, batch, every_signature, source))
-        except ForkError as fork:
+            return self.write(write)
+        except EventError as exc:
+            return [], exc
+
+    def _refused(self, refused: EventError, batch: list) -> None:
+        """A refused batch's fork is kept as proof, and a chain it could not link is asked for from below."""
+        if isinstance(refused, (ForkError, ChainError)):
             pairs = [item[:2] for item in batch]
-            record_fork(self, fork, pairs)
-            forks.suspect(self, fork, pairs)          # a branch that came without its start: ask from below
-            raise
-        except ChainError as broken:
-            forks.suspect(self, broken, [item[:2] for item in batch])
-            raise
-        if result.forked and forks.needs_heal(self):
-            forks.heal(self)
-        if result.caught and self.key is not None:
-            self._name_caught(result.caught)
-        if result.accepted or result.filled or result.healed:
-            self.nudge()
-        return result
+            if isinstance(refused, ForkError):
+                record_fork(self, refused, pairs)
+            forks.suspect(self, refused, pairs)          # a branch that came without its start: ask from below
 
     def _name_caught(self, caught: tuple) -> None:
         """Name in a follow-up request the events this device's own entry or setting rules caught on arrival:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
@@ -57,8 +58,9 @@ class Want:
     payloads: tuple[Range, ...] = ()           # events the sender holds without their payload: send them whole
 
 
-@dataclass(frozen=True, slots=True)
-class WireEvent:
+class WireEvent(NamedTuple):
+    """One event on the wire: a (record, payload) pair, which Store.ingest takes as it is."""
+
     record: bytes
     payload: bytes | None                      # None: withheld
 
@@ -319,8 +321,9 @@ def decode(raw: bytes) -> Message:
         batch, events, answered = wire.events
         if any(flags & ~WITHHELD for _, _, flags in events):
             raise ProtocolError("events: unknown event flags")
+        wire_event = WireEvent._make
         return Events(_check_count("events batch number", batch),
-                      tuple(WireEvent(r, None if flags & WITHHELD else p) for r, p, flags in events), answered)
+                      tuple([wire_event((r, None if flags else p)) for r, p, flags in events]), answered)
     if wire.ack is not None:
         return Ack(_check_count("ack batch number", wire.ack[0]), unpack_frontier(wire.ack[1], "ack frontier"))
     if wire.heartbeat is not None:

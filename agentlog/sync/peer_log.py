@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agentlog.errors import EventError
 from agentlog.log.snapshot import Bundle
 from agentlog.store import compaction, forks
 from agentlog.store.store import Store
@@ -45,13 +46,29 @@ class StoreLog:
         Raises:
             EventError: the batch was refused; nothing of it is stored (a fork is kept as proof).
         """
+        stored, failed = self.ingest_batches([events])
+        if failed is not None:
+            raise failed
+        return stored[0]
+
+    def ingest_batches(self, batches: list[tuple[WireEvent, ...]]
+                       ) -> tuple[list[tuple[Frontier, Frontier, int]], EventError | None]:
+        """`ingest` of batches queued together, in as few commits as Store.ingest_batches allows: what
+        `ingest` returns for each batch stored, and the error of the one refused (None: all were stored)."""
         self.forked = {}
-        if not events:
-            return {}, self.frontier(), 0           # a batch that only ends a payload want
-        result = self.store.ingest([(e.record, e.payload) for e in events], every_signature=False,
-                                   source=self.peer)
-        self.forked = forks.fork_counts(self.store, result.forked) if result.forked else {}
-        return result.heads, self.frontier(), result.accepted + result.filled + result.healed
+        full = [events for events in batches if events]       # WireEvents are (record, payload) pairs
+        results, failed = self.store.ingest_batches(full, every_signature=False, source=self.peer) if full \
+            else ([], None)                        # an empty batch only ends a payload want
+        forked = {author for r in results for author in r.forked}
+        self.forked = forks.fork_counts(self.store, forked) if forked else {}
+        frontier, found, stored = self.frontier(), iter(results), []
+        for events in batches:
+            result = next(found, None) if events else None
+            if events and result is None:
+                break                              # the batch refused
+            stored.append((result.heads, frontier, result.accepted + result.filled + result.healed) if result
+                          else ({}, frontier, 0))
+        return stored, failed
 
     def withheld(self) -> list[tuple[bytes, int, int, int]]:
         """Runs whose records to ask peers for again: events held without their payload, and events whose

@@ -46,7 +46,9 @@ from agentlog.sync.transfer import Incoming, Outgoing
 HEARTBEAT_S = 5.0
 PARTITION_AFTER = 3                  # heartbeat intervals of silence
 PAYLOAD_RETRY = 6                    # heartbeat intervals between asks for the same missing payloads
-WINDOW = 4                           # batches sent and not yet acked
+WINDOW = 8                           # batches sent and not yet acked (a receiver stores those queued in one commit)
+QUEUED_MAX = 8                       # batches waiting to be stored that a receiver takes from a peer (one keeping
+                                     # to WINDOW has at most 7 waiting when its next batch arrives)
 BATCH_EVENTS = 1000
 BATCH_BYTES = 1 << 20
 READ_CHUNK = 512
@@ -565,7 +567,7 @@ class Connection:
     def _events(self, msg: Events, now: float) -> list[Action]:
         if msg.batch != self.expect_batch:
             return self._violation(f"batch {msg.batch} arrived where batch {self.expect_batch} was due", now)
-        if self.ingesting >= 2 * WINDOW:
+        if self.ingesting >= QUEUED_MAX:
             return self._violation(f"{self.ingesting + 1} batches in flight; the window is {WINDOW}", now)
         if msg.answered > self.payloads_pending:
             return self._violation(f"batch {msg.batch} answers {msg.answered} payload wants; "

@@ -54,6 +54,7 @@ FLUSH_S = 2.0                   # a closing link's last messages (error, goodbye
 TAKEOVER_AFTER = 2              # heartbeat intervals a link was silent or stuck in a send before a new
                                 # connection from its device replaces it
 RESTART_S = 5.0                 # a background task that failed starts again after this pause
+INGEST_GROUP = 8                # received batches stored in one commit, at most
 SIGNATURES_PER_S = 1024  # signatures stored unchecked (inside a peer's run) checked in the background each second
 
 log = structlog.get_logger("agentlog.sync.replicator")
@@ -293,7 +294,11 @@ class Link:
         return False
 
     async def _ingest(self) -> None:
-        async for act in self.ingest_recv:
+        """Store received batches in a worker thread; batches that queued up meanwhile go together, in one
+        commit (Store.ingest_batches), and each is acked only once that commit is on disk."""
+        act = None
+        while True:
+            act = act or await self.ingest_recv.receive()
             if isinstance(act, Install):
                 try:
                     frontier = await self.r.run_sync(self.log.install, act.record, act.payload, act.states, act.cuts)
@@ -304,23 +309,41 @@ class Link:
                     self._cannot_store("the snapshot", exc)
                     return
                 self.inbox_send.send_nowait(("installed", frontier))
+                act = None
                 continue
+            group, act = self._queued(act)
             try:
-                heads, frontier, accepted = await self.r.run_sync(self.log.ingest, act.events)
-            except EventError as exc:
-                self.inbox_send.send_nowait(("rejected", act.batch, exc))
-                return
+                stored, failed = await self.r.run_sync(self.log.ingest_batches, [a.events for a in group])
             except Exception as exc:
-                self._cannot_store(f"batch {act.batch}", exc)
+                self._cannot_store(f"batch {group[0].batch}", exc)
                 return
-            self.inbox_send.send_nowait(("ingested", act.batch, heads, frontier, accepted))
+            for done, (heads, frontier, accepted) in zip(group, stored):
+                self.inbox_send.send_nowait(("ingested", done.batch, heads, frontier, accepted))
+                self.r.stored += accepted
             for author, count in self.log.forked.items():
                 (log.warning if count >= 2 else log.info)(
                     "a device's log forked: both branches kept" if count < 2 else
                     "a device forked again: two devices may be writing with one copied key; revoke one and "
                     "enrol it anew", peer=self.name, author=author.hex()[:16], forks=count)
+            if failed is not None:
+                self.inbox_send.send_nowait(("rejected", group[len(stored)].batch, failed))
+                return
             if self.log.forked:
                 self.poke()                  # a healed fork wrote an epoch.start: this peer needs it too
+
+    def _queued(self, first: Ingest) -> tuple[list[Ingest], Install | None]:
+        """`first` and the batches queued behind it (at most INGEST_GROUP), and the snapshot install that
+        ended the run, if one did."""
+        group = [first]
+        while len(group) < INGEST_GROUP:
+            try:
+                act = self.ingest_recv.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(act, Install):
+                return group, act
+            group.append(act)
+        return group, None
 
     def _cannot_store(self, what: str, exc: Exception) -> None:
         """Storing failed for another reason than a check (a reducer, LMDB, a bug): the transaction
@@ -379,6 +402,7 @@ class Replicator:
                                       on_ingested=lambda relay: self.changed(exclude=relay), rng=self.rng)
             self.upkeep = KeyUpkeep(store, self.run_sync) if self.relays else None
         self.links: dict[bytes, Link] = {}
+        self.stored = 0                     # events links stored since the last round of signature checks
         self.states: dict[bytes, PeerState] = self.peer_book.states()
         self.port: int | None = None
         self._dirty = False
@@ -549,9 +573,12 @@ class Replicator:
 
     async def _check_signatures(self) -> None:
         """Check, a little at a time, the signatures of events a peer sent inside a run (ingest checked each
-        run's last only): one found damaged is asked of peers again (StoreLog.withheld) until one heals it."""
+        run's last only): one found damaged is asked of peers again (StoreLog.withheld) until one heals it.
+        A round is skipped while links store more events than it would check (a catch-up under way, which
+        would wait on it): they are checked once the catch-up slows."""
         while True:
-            checked = await self.run_sync(self.store.check_signatures, SIGNATURES_PER_S)
+            busy, self.stored = self.stored >= SIGNATURES_PER_S, 0
+            checked = busy or await self.run_sync(self.store.check_signatures, SIGNATURES_PER_S)
             await trio.sleep(1.0 if checked else self.heartbeat)
 
     def changed(self, exclude: Link | None = None) -> None:

@@ -8,7 +8,7 @@ from agentlog.store import devices, home
 from agentlog.sync import messages
 from agentlog.sync.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
 from agentlog.sync.peer_log import StoreLog
-from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, WINDOW, Close, Connection, Ingest, Send
+from agentlog.sync.protocol import HEARTBEAT_S, PARTITION_AFTER, QUEUED_MAX, WINDOW, Close, Connection, Ingest, Send
 from tests.helpers.links import Link, views
 from tests.helpers.sync import sync
 
@@ -175,10 +175,10 @@ def test_a_peer_that_ignores_the_window_is_cut_off(laptop, phone):
     conn = Connection(StoreLog(laptop), laptop.group, laptop.device, phone.device, 0.0)
     conn.start(0.0)
     conn.receive(Hello(VERSION, laptop.group, phone.device, {}), 0.0)
-    for batch in range(1, 2 * WINDOW + 1):
+    for batch in range(1, QUEUED_MAX + 1):
         [ingest] = conn.receive(Events(batch, ()), 0.0)
         assert isinstance(ingest, Ingest)
-    send, close = conn.receive(Events(2 * WINDOW + 1, ()), 0.0)
+    send, close = conn.receive(Events(QUEUED_MAX + 1, ()), 0.0)
     assert send.message.code == "protocol" and "window" in send.message.message and close.error
 
 

@@ -1,0 +1,55 @@
+"""Batches stored together (Store.ingest_batches, what a catch-up's queued batches go through): one commit for
+all, the same store as one batch at a time, and a refused batch rejected whole while those before it stay."""
+
+from __future__ import annotations
+
+from agentlog.errors import PayloadHashError, SequenceError
+from tests.helpers.events import phone_events, store_digest
+from tests.helpers.sync import sync
+
+
+def pairs(events) -> list:
+    return [(e.record, e.payload) for e in events]
+
+
+def views(store) -> dict:
+    return {name: view["digest"] for name, view in store.views().items()}
+
+
+def test_batches_stored_together_commit_once_and_equal_batches_stored_alone(laptop, phone, tablet):
+    sync(laptop, tablet)
+    events = phone.events_after(laptop.frontier()) + phone_events(phone, 30)
+    batches = [pairs(events[:12]), pairs(events[12:25]), pairs(events[25:])]
+    for batch in batches:
+        tablet.ingest(batch, every_signature=False)
+    before = laptop.last_txnid()
+    results, failed = laptop.ingest_batches(batches, every_signature=False)
+    assert failed is None
+    assert laptop.last_txnid() == before + 1
+    assert [r.accepted for r in results] == [12, 13, len(events) - 25]
+    assert laptop.frontier() == tablet.frontier()
+    assert views(laptop) == views(tablet)
+
+
+def test_a_refused_batch_is_rejected_whole_and_the_batches_before_it_are_kept(laptop, phone, tablet):
+    sync(laptop, tablet)
+    events = phone.events_after(laptop.frontier()) + phone_events(phone, 9)
+    first, second, third = pairs(events[:-6]), pairs(events[-6:-3]), pairs(events[-3:])
+    tablet.ingest(first, every_signature=False)
+    garbled = second[:2] + [(second[2][0], second[2][1] + b"x")]
+    results, failed = laptop.ingest_batches([first, garbled, third], every_signature=False)
+    assert [r.accepted for r in results] == [len(first)]
+    assert isinstance(failed, PayloadHashError)
+    assert laptop.frontier() == tablet.frontier()
+    assert views(laptop) == views(tablet)
+    assert all(laptop.get(e.id) is None for e in events[-6:])
+
+
+def test_a_first_batch_refused_leaves_the_store_unchanged(laptop, phone):
+    held = phone.events_after(laptop.frontier())
+    laptop.ingest(pairs(held))
+    events = phone_events(phone, 4)
+    before = store_digest(laptop)
+    results, failed = laptop.ingest_batches([pairs(events[1:]), pairs(events)])
+    assert results == [] and isinstance(failed, SequenceError)
+    assert store_digest(laptop) == before
