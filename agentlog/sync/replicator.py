@@ -24,7 +24,6 @@ import trio
 
 from agentlog.errors import (
     ConnectionLost,
-    EventError,
     PeerClosed,
     PeerError,
     ProtocolError,
