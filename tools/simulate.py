@@ -525,6 +525,11 @@ class Simulation:
                 chaos.cancel_scope.cancel()
             await self._heal()
             await self._converge()
+            for _ in range(len(self.devices)):
+                grown = self._grow_equal_length_forks()
+                if not grown:
+                    break
+                await self._converge()
             for d in self.devices:
                 if d.up:
                     d.scope.cancel()
@@ -673,6 +678,23 @@ class Simulation:
                 held = "; ".join(f"{d.name} holds {self._held(d, want)}" for d in self.devices)
                 raise self.fail(f"no convergence within {SETTLE_S:g} mock s after the faults ended: {held}")
             await trio.sleep(POLL_S)
+
+    def _grow_equal_length_forks(self) -> list[str]:
+        """Equal frontiers do not mean equal logs when a restored device wrote as many events as its backup
+        lost: the two branches have equal length and stay apart until one grows (a documented limit,
+        docs/operations.md, forks). Each restored device whose head event differs between devices writes
+        one event, as a person's next use would, so that the fork shows and heals; returns their names."""
+        grown = []
+        for d in self.devices:
+            author = d.store.device
+            if author not in self.restored or not d.up:
+                continue
+            if len({x.store.heads()[author].id for x in self.devices}) > 1:
+                d.store.prefs.observe("sim.fork", "grown")
+                self.trace.add(d.name, "equal-length fork: one more write", seq=d.store.frontier()[author])
+                d.changed()
+                grown.append(d.name)
+        return grown
 
     def _held(self, d: SimDevice, want: dict) -> str:
         names = {x.store.device: x.name for x in self.devices}
