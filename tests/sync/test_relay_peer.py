@@ -78,12 +78,17 @@ async def test_two_stores_that_never_meet_converge_through_relay_rounds(pair, na
     assert (state.we_lack, state.they_lack, state.error) == (0, 0, "")
 
 
-async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
-    laptop, phone = pair
+async def phone_wrote(laptop, phone, n: int) -> list:
+    """Both in sync through the relay, then the phone writes `n` events (returned) that only it holds."""
     await sync_once(laptop, config(laptop), timeout=WAIT_S)
     await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 12, "phone")
-    events = list(phone.events(phone.device))[-12:]
+    write(phone, n, "phone")
+    return list(phone.events(phone.device))[-n:]
+
+
+async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
+    laptop, phone = pair
+    events = await phone_wrote(laptop, phone, 12)
     keys = phone.relay_keys()
     sealed = [envelope.seal(keys, phone.group, e.record, e.payload) for e in events]
     shuffled = sealed[6:][::-1] + sealed[:6][::-1]
@@ -104,10 +109,7 @@ def run_of(store, events, payloads=None) -> tuple[str, str, bytes]:
 
 async def test_runs_out_of_order_and_overlapping_are_stored_once(pair, nats_server):
     laptop, phone = pair
-    await sync_once(laptop, config(laptop), timeout=WAIT_S)
-    await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 12, "phone")
-    events = list(phone.events(phone.device))[-12:]
+    events = await phone_wrote(laptop, phone, 12)
     publish_raw(nats_server, phone.group, [run_of(phone, events[6:]), run_of(phone, events[:6]),
                                            run_of(phone, events[3:9])])
     got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
@@ -119,10 +121,7 @@ async def test_a_run_holding_an_invalid_event_stays_unacked_until_the_events_beh
     """The events before the invalid one are stored, it is skipped, those after it wait: the run's delivery is not
     acked, so the next round has it again and stores them once the good copy has come."""
     laptop, phone = pair
-    await sync_once(laptop, config(laptop), timeout=WAIT_S)
-    await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 6, "phone")
-    events = list(phone.events(phone.device))[-6:]
+    events = await phone_wrote(laptop, phone, 6)
     forged = [e.payload for e in events]
     forged[2] = b"tampered"
     publish_raw(nats_server, phone.group, [run_of(phone, events, forged)])
@@ -142,10 +141,7 @@ async def test_a_run_holding_an_invalid_event_stays_unacked_until_the_events_beh
 
 async def test_bad_messages_are_skipped_logged_once_acked_and_the_consumer_goes_on(pair, nats_server):
     laptop, phone = pair
-    await sync_once(laptop, config(laptop), timeout=WAIT_S)
-    await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 3, "phone")
-    good = list(phone.events(phone.device))[-3:]
+    good = await phone_wrote(laptop, phone, 3)
     keys, group = phone.relay_keys(), phone.group
     subject = envelope.subject(group, phone.device)
     forged = envelope.seal(keys, group, good[1].record, b"tampered")             # the payload hash does not match
