@@ -4,9 +4,9 @@ and the primitives, all in the same run.
 
 Each run starts a new nats-server (its own store directory) and measures:
 - catch-up: A's home holds `events` observations; A's daemon starts alone and publishes them (timed until
-  the relay's stream holds them all: upload), stops; then B, holding only the group's first events, starts
-  its daemon, which consumes them (timed from spawning it until B's frontier, polled read-only here, equals
-  A's). Beside it, tools/bench_replication.py's direct catch-up of the same home by another B;
+  it has kept the relay's acknowledgement of them all: upload), stops; then B, holding only the group's first
+  events, starts its daemon, which consumes them (timed from spawning it until B's frontier, polled read-only
+  here, equals A's). Beside it, tools/bench_replication.py's direct catch-up of the same home by another B;
 - idle: a pair of devices that both wrote, both daemons up and in sync through the relay; over `idle`
   seconds, the messages the relay's stream gained (the bar: zero) and every message and byte clients sent
   the server (pull requests, acks and heartbeats included), from its monitoring endpoints (/jsz, /varz);
@@ -22,6 +22,7 @@ Run alone: `python tools/bench_relay.py [--quick] [--runs N]`.
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import random
 import shutil
@@ -38,7 +39,13 @@ import benchlib
 import natslib
 from bench_replication import Daemon, Heads, stop_all, wait_until, write
 
+from agentlog.relay.config import RelayConfig
 from agentlog.store import devices, home
+from agentlog.sync.relay_log import CURSOR_META
+
+CATCH_UP_POLL_S = 0.002     # B's frontier is read this often during a catch-up: at 50 µs this process took 1-2 s of
+                            # CPU from the 2 cores B's daemon and the relay share (0.2 s at 2 ms), for no precision
+                            # a catch-up of seconds needs
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,21 @@ def relay_group(tmp: Path, founder: str, others: list[str], relay: str) -> tuple
     return tmp / founder, [tmp / name for name in others]
 
 
+class Published(Heads):
+    """What a home's daemon knows the relay to hold (its relay position in `meta`, written in the transaction that
+    records each acknowledged publish round), read-only while the daemon runs."""
+
+    def __init__(self, path: Path, url: str):
+        super().__init__(path)
+        self.db = self.env.open_db(b"meta", create=False)
+        self.key = (CURSOR_META + RelayConfig.parse(url).address).encode()
+
+    def frontier(self) -> dict[bytes, int]:
+        with self._begin() as txn:
+            raw = txn.get(self.key)
+        return {bytes.fromhex(a): seq for a, (_, seq) in json.loads(bytes(raw))["has"].items()} if raw else {}
+
+
 def stored(server: natslib.NatsServer) -> int:
     """Messages the relay holds over all streams (/jsz)."""
     return server.monitor("jsz")["messages"]
@@ -116,21 +138,23 @@ def catch_up(server: natslib.NatsServer, a_path: Path, b_path: Path, info: dict)
     heads.close()
     with home.open_home(a_path) as a:
         count = a.count()
-    b_heads = Heads(b_path)
+    published, b_heads = Published(a_path, server.url), Heads(b_path)
     events = sum(goal.values()) - sum(b_heads.frontier().values())
     daemons = []
     try:
         start = time.perf_counter()
         daemons.append(Daemon(a_path))
-        up = wait_until(lambda: stored(server) >= count, 60 + count / 500, daemons, "upload to the relay", 0.02)
+        up = wait_until(lambda: published.frontier() == goal, 60 + count / 500, daemons, "upload to the relay", 0.02)
         stop_all(daemons)
         start_b = time.perf_counter()
         daemons = [Daemon(b_path)]
-        done = wait_until(lambda: b_heads.frontier() == goal, 60 + events / 500, daemons, "catch-up from the relay")
+        done = wait_until(lambda: b_heads.frontier() == goal, 60 + events / 500, daemons, "catch-up from the relay",
+                          CATCH_UP_POLL_S)
         b_cpu = daemons[0].cpu_s()
     finally:
         stop_all(daemons)
         b_heads.close()
+        published.close()
     info["catch_up"].append({"events": events, "upload_s": up - start, "catch_up_s": done - start_b, "b_cpu_s": b_cpu,
                              "relay_bytes": server.monitor("jsz")["bytes"]})
     return {"rly_upload": count / (up - start), "rly_catchup": events / (done - start_b)}
@@ -279,7 +303,9 @@ def print_notes(info: dict, figures: dict, runs: int) -> None:
     print(f"- catch-up: A's home holds {s['events']:,} observations; A's daemon alone publishes them (upload, "
           f"{med([c['upload_s'] for c in cu]):.1f} s; the stream then holds "
           f"{med([c['relay_bytes'] for c in cu]) / max(s['events'], 1):.0f} B per event), stops; B's daemon alone "
-          f"consumes them, timed from spawning it until its frontier equals A's; B's daemon used "
+          f"consumes them, timed from spawning it until its frontier equals A's (read every "
+          f"{CATCH_UP_POLL_S * 1e3:g} ms; the direct one's every {bench_replication.POLL_S * 1e6:g} µs); "
+          f"B's daemon used "
           f"{med([c['b_cpu_s'] / c['events'] for c in cu]) * 1e6:.0f} µs of CPU per event (all threads, startup "
           f"included; direct: {med([c['b_cpu_s'] / c['events'] for c in info['direct']['catch_up']]) * 1e6:.0f} µs). "
           f"Direct: another B, with the relay it learned on joining removed from its peers, dials A's daemon "

@@ -238,10 +238,11 @@ class Bridge:
         config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq,
                                     ack_policy=api.AckPolicy.ALL, ack_wait=self.ack_wait_s,
                                     max_ack_pending=MAX_ACK_PENDING, inactive_threshold=INACTIVE_S)
-        self._sub = await self._js.subscribe(subject, stream=stream, cb=self._deliver, manual_ack=True,
-                                             config=config, pending_msgs_limit=PENDING_MSGS)
-        info = await self._sub.consumer_info()       # delivery has begun: those delivered wait for their ack
-        return info.num_pending + info.num_ack_pending
+        config.deliver_subject, config.filter_subject = self._nc.new_inbox(), subject
+        info = await self._nc.jsm(timeout=REQUEST_TIMEOUT_S).add_consumer(stream, config=config)
+        self._sub = await self._js.subscribe_bind(stream, config, info.name, cb=self._deliver, manual_ack=True,
+                                                  pending_msgs_limit=PENDING_MSGS)
+        return info.num_pending      # as made: nothing delivered before this device subscribed to its deliveries
 
     async def _deliver(self, msg) -> None:
         """Collect a message; the batch goes to `on_deliver` once the client has handed over what it read."""

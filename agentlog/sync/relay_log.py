@@ -4,7 +4,6 @@ consumed to, and what it knows the relay holds, kept in the store between runs."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import time
@@ -27,6 +26,8 @@ log = structlog.get_logger("agentlog.sync.relay")
 
 _U32, _CUT = struct.Struct(">I"), struct.Struct(">IQ")
 PUBLISH_MAX = 4096          # events sealed and published in one round trip
+RUN_EVENTS = 256            # events sealed together in one message, at most
+RUN_BYTES = 128 * 1024      # a run's records and payloads, about (one larger event is sealed alone)
 HELD_MAX = 4096             # events held for missing predecessors; past it the oldest wait for a redelivery
 KEY_TRIES = 3               # deliveries of a message sealed with a relay key not held here before it counts as bad
 DONE_KEPT = 65536           # stream sequences dealt with past the cursor that are kept between runs
@@ -43,7 +44,8 @@ def peer_id(address: str) -> bytes:
 
 @dataclass
 class Held:
-    """One event delivered and opened, waiting to be ingested, with every delivery of it (to ack them all)."""
+    """One event delivered and opened, waiting to be ingested, with the stream sequences of every delivery that
+    holds it (a delivery is acked once every event it holds is dealt with: `RelayLog.deliveries`)."""
 
     author: bytes
     epoch: int
@@ -51,9 +53,8 @@ class Held:
     lamport: int
     record: bytes
     payload: bytes | None
-    key: tuple[bytes, int, int, bytes]          # (author, epoch, seq, digest of record and payload): `held`'s
+    key: tuple                                  # (author, epoch, seq, event id, payload): `held`'s
     event: Event | None = None                  # the record as opening it decoded it, with the payload
-    handles: list = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
 
 
@@ -144,7 +145,8 @@ class RelayLog:
         self.group = store.group
         self.snapshot_subject = envelope.snapshot_subject(self.group)
         self.stream = envelope.stream_name(self.group)
-        self.held: dict[tuple[bytes, int, int, bytes], Held] = {}
+        self.held: dict[tuple, Held] = {}
+        self.deliveries: dict[int, list] = {}        # stream seq -> [handle, its events still held]
         self.bad_logged: dict[tuple[str, int], None] = {}
         self.no_key_logged = False
         self.echoes: dict[str, None] = {}
@@ -195,9 +197,12 @@ class RelayLog:
             total += max(0, top - (seq if epoch == head.epoch else 0))
         return total
 
-    def unpublished(self) -> list[tuple[envelope.Sealed, tuple[bytes, int, int], bytes]]:
-        """Up to PUBLISH_MAX events the relay lacks, in causal order, sealed: (sealed, (author, epoch, seq), record).
-        None of them when this device holds no relay key yet (logged once)."""
+    def unpublished(self, max_payload: int = 1 << 20) -> list[tuple[envelope.Sealed, list[tuple[bytes, int, int]],
+                                                                     list[bytes]]]:
+        """Up to PUBLISH_MAX events the relay lacks, in causal order, sealed in runs (each one author's consecutive
+        events under one sealing key, at most RUN_EVENTS of them and about RUN_BYTES, or half the largest message
+        the relay takes): (sealed, [(author, epoch, seq)], [record]) per message. None of them when this device
+        holds no relay key yet (logged once)."""
         keys = self.store.relay_keys()
         if keys.current is None:
             if not self.no_key_logged:
@@ -219,9 +224,23 @@ class RelayLog:
             found.extend((lamport, author, lo + i, head.epoch, record, payload)
                          for i, (lamport, record, payload) in enumerate(rows))
         found.sort(key=lambda r: (r[0], r[1], r[2]))
-        out = [(envelope.seal(keys, self.group, record, payload, key_id=keys.sealing_key(record_id(record))),
-                (author, epoch, seq), record)
-               for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]]
+        runs: list[list] = []
+        run_bytes = min(RUN_BYTES, max_payload // 2)
+        for _, author, seq, epoch, record, payload in found[:PUBLISH_MAX]:
+            eid = record_id(record)
+            kid, size = keys.sealing_key(eid), len(record) + len(payload or b"")
+            run = runs[-1] if runs else None
+            if (run is None or run[0] != (author, epoch, kid) or run[2][-1][2] != seq - 1
+                    or len(run[2]) >= RUN_EVENTS or run[1] + size > run_bytes):
+                run = [(author, epoch, kid), 0, [], [], []]
+                runs.append(run)
+            run[1] += size
+            run[2].append((author, epoch, seq))
+            run[3].append(eid)
+            run[4].append((record, payload))
+        out = [(envelope.seal_run(keys, self.group, author, ids, events, kid), positions,
+                [record for record, _ in events])
+               for (author, _, kid), _, positions, ids, events in runs]
         self._echoes(sealed.msg_id for sealed, _, _ in out)     # before the relay can deliver them back
         return out
 
@@ -314,7 +333,7 @@ class RelayLog:
                 self._ingest(out)
         for d, exc in waiting:          # its key may come with an event still on its way (or any key): wait
             if d.delivered >= KEY_TRIES and keys:
-                self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
+                self._skip(out, d, exc)
         if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
             self.save()
         return out
@@ -324,38 +343,60 @@ class RelayLog:
         heads = self.store.heads()
         waiting = []
         for d in deliveries:
-            if d.stream_seq <= self.cursor.seq or d.stream_seq in self.cursor.done or d.msg_id in self.echoes:
+            seq = d.stream_seq
+            if seq <= self.cursor.seq or seq in self.cursor.done or d.msg_id in self.echoes \
+                    or d.subject == self.snapshot_subject:      # a snapshot is for a device back after retention
                 out.acks.append(d.handle)
-                out.done.append(d.stream_seq)
-                continue
-            if d.subject == self.snapshot_subject:         # for a device back after retention (`install`)
-                out.acks.append(d.handle)
-                out.done.append(d.stream_seq)
+                out.done.append(seq)
                 continue
             try:
-                record, payload, event = envelope.open_event(keys, self.group, d.subject, d.body)
+                opened = envelope.open_events(keys, self.group, d.subject, d.body)
             except RelayMessageError as exc:
                 if exc.code == "key":
                     waiting.append((d, exc))
                     continue
-                self._bad(out, d.handle, d.stream_seq, d.subject, exc.reason, exc.code)
+                self._skip(out, d, exc)
                 continue
-            h = event.header
-            author, epoch, seq = h.author, h.epoch, h.seq
-            self._relay_has(author, epoch, seq)
-            head = heads.get(author)
-            if head is not None and (head.epoch, head.seq) >= (epoch, seq):
+            entry = self.deliveries.get(seq)
+            fresh = entry is None                   # else delivered again while its events are held: counted
+            left = 0
+            for record, payload, event in opened:
+                h = event.header
+                author, epoch, eseq = h.author, h.epoch, h.seq
+                self._relay_has(author, epoch, eseq)
+                head = heads.get(author)
+                if head is not None and (head.epoch, head.seq) >= (epoch, eseq):
+                    out.duplicates += 1
+                    continue
+                key = (author, epoch, eseq, event.id, payload)       # a forged copy kept apart
+                held = self.held.get(key)
+                if held is None:
+                    held = self.held[key] = Held(author, epoch, eseq, h.lamport, record, payload, key, event)
+                if seq not in held.seqs:
+                    held.seqs.append(seq)
+                elif not fresh:
+                    continue
+                left += 1
+            if not fresh:
+                entry[0] = d.handle
+                entry[1] += left
+            elif left:
+                self.deliveries[seq] = [d.handle, left]
+            else:
                 out.acks.append(d.handle)
-                out.done.append(d.stream_seq)
-                out.duplicates += 1
-                continue
-            key = (author, epoch, seq, _digest(record, payload))       # a forged copy kept apart
-            held = self.held.get(key)
-            if held is None:
-                held = self.held[key] = Held(author, epoch, seq, h.lamport, record, payload, key, event)
-            held.handles.append(d.handle)
-            held.seqs.append(d.stream_seq)
+                out.done.append(seq)
         return waiting
+
+    def _release(self, held: Held, out: Outcome) -> None:
+        """An event is dealt with: ack each delivery holding it whose events are all dealt with now."""
+        for seq in held.seqs:
+            entry = self.deliveries.get(seq)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self.deliveries[seq]
+                    out.acks.append(entry[0])
+                    out.done.append(seq)
 
     def _ingest(self, out: Outcome) -> None:
         """Ingest the held events that continue their author's chain here, in causal order, in one transaction;
@@ -379,29 +420,34 @@ class RelayLog:
                 else:
                     del self.held[culprit.key]
                     subject = envelope.subject(self.group, culprit.author)
-                    for handle, seq in zip(culprit.handles, culprit.seqs, strict=True):
-                        self._bad(out, handle, seq, subject, str(exc), exc.check)
+                    for seq in culprit.seqs:
+                        self._bad(out, seq, subject, str(exc), exc.check)
+                    self._release(culprit, out)
                 continue
             out.accepted += result.accepted + result.filled + result.healed
             for h in todo:
                 del self.held[h.key]
-                out.acks.extend(h.handles)
-                out.done.extend(h.seqs)
+                self._release(h, out)
         heads = self.store.heads()
         for key, h in list(self.held.items()):                # another copy of an event now stored
             head = heads.get(h.author)
             if head is not None and (head.epoch, head.seq) >= (h.epoch, h.seq):
                 del self.held[key]
-                out.acks.extend(h.handles)
-                out.done.extend(h.seqs)
-                out.duplicates += len(h.handles)
-        while len(self.held) > HELD_MAX:                     # the oldest wait for their redelivery
-            self.held.pop(next(iter(self.held)))
+                self._release(h, out)
+                out.duplicates += len(h.seqs)
+        while len(self.held) > HELD_MAX:            # the oldest wait for their redelivery, and so do theirs
+            for seq in self.held.pop(next(iter(self.held))).seqs:
+                self.deliveries.pop(seq, None)
 
-    def _bad(self, out: Outcome, handle, seq: int, subject: str, reason: str, code: str) -> None:
-        """Skip a message: ack it, count it, and log it the first time it is seen."""
-        out.acks.append(handle)
-        out.done.append(seq)
+    def _skip(self, out: Outcome, d, exc: RelayMessageError) -> None:
+        """Skip a delivery that does not open or holds an invalid event: ack it, count it, log it once."""
+        self._bad(out, d.stream_seq, d.subject, exc.reason, exc.code)
+        out.acks.append(d.handle)
+        out.done.append(d.stream_seq)
+
+    def _bad(self, out: Outcome, seq: int, subject: str, reason: str, code: str) -> None:
+        """Skip a message (or the event of a run that fails ingest's checks): count it, and log it the first time
+        it is seen. Its caller acks it."""
         out.bad += 1
         if (subject, seq) not in self.bad_logged:
             self.bad_logged[(subject, seq)] = None
@@ -446,13 +492,6 @@ def _unframe(frame: bytes) -> tuple[bytes, dict[str, bytes], dict[bytes, tuple[i
     if at != len(frame):
         raise ValueError("snapshot frame has bytes after its truncation points")
     return payload, states, cuts
-
-
-def _digest(record: bytes, payload: bytes | None) -> bytes:
-    h = hashlib.blake2b(record, digest_size=16)
-    if payload is not None:
-        h.update(b"\1" + payload)
-    return h.digest()
 
 
 def _ready(held, heads: dict, blocked: set[bytes]) -> list[Held]:

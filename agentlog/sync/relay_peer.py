@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("agentlog.sync.relay")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
-BATCH_MAX = 8192            # deliveries taken into one ingest
+BATCH_BYTES = 4 << 20       # deliveries taken into one ingest: about this many bytes of them
 UPKEEP_EVERY_S = 1.0
 STATE_EVERY_S = 1.0         # the relay's state and lag are written at most this often, and only when they changed
 
@@ -183,12 +183,14 @@ class RelayPeer:
 
     async def _consume(self, bridge: Bridge, deliveries, caught_up: trio.Event) -> None:
         async for first in deliveries:
-            batch = list(first)
-            while len(batch) < BATCH_MAX:
+            batch, size = list(first), sum(len(d.body) for d in first)
+            while size < BATCH_BYTES:
                 try:
-                    batch += deliveries.receive_nowait()
+                    more = deliveries.receive_nowait()
                 except trio.WouldBlock:
                     break
+                batch += more
+                size += sum(len(d.body) for d in more)
             await self._take(bridge, batch)
             if self._caught_up() and deliveries.statistics().current_buffer_used == 0:
                 caught_up.set()
@@ -235,11 +237,12 @@ class RelayPeer:
             await self._wake.wait()
 
     async def _publish_all(self, bridge: Bridge) -> None:
-        while found := await self.run_sync(self.log.unpublished):
-            sealed, positions, records = zip(*found, strict=True)
+        while found := await self.run_sync(self.log.unpublished, bridge.max_payload):
+            sealed = [message for message, _, _ in found]
+            positions = [p for _, run, _ in found for p in run]
             self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, sealed)))   # no need to consume
-            await self.run_sync(self.log.published, list(positions), list(records))
-            self.result.sent += len(found)
+            await self.run_sync(self.log.published, positions, [r for _, _, run in found for r in run])
+            self.result.sent += len(positions)
         sealed = await self.run_sync(self.log.snapshot_to_publish, self._snapshot_there, bridge.max_payload)
         if sealed is not None:
             self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, [sealed], rollup=True)))

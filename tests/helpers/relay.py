@@ -3,7 +3,12 @@ a device, so the join token carries the relay and its key and the two devices ne
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from pathlib import Path
+
+import nats
+import nats.js.errors
 
 from agentlog.relay import envelope
 from agentlog.relay.bridge import Bridge
@@ -41,3 +46,38 @@ def relay_messages(url: str, group: bytes, timeout: float = 10.0) -> int:
         return bridge.stream_state(envelope.stream_name(group)).result(timeout).messages
     finally:
         bridge.close()
+
+
+async def _bodies(url: str, stream: str, **auth) -> list[tuple[str, bytes]]:
+    nc = await nats.connect(url, max_reconnect_attempts=0, **auth)
+    try:
+        js = nc.jetstream()
+        state = (await js.stream_info(stream)).state
+        out = []
+        for seq in range(state.first_seq, state.last_seq + 1):
+            try:
+                msg = await js.get_msg(stream, seq)
+            except nats.js.errors.NotFoundError:
+                continue
+            out.append((msg.subject, msg.data))
+        return out
+    finally:
+        await nc.close()
+
+
+def stream_messages(url: str, stream: str, **auth) -> list[tuple[str, bytes]]:
+    """Every message of a stream, (subject, body), as any client of the relay reads them (`auth`: user, password)."""
+    return asyncio.run(_bodies(url, stream, **auth))
+
+
+def events_in(keys, group: bytes, messages: Iterable[tuple[str, bytes]]) -> list[tuple[bytes, int, int]]:
+    """(author, epoch, seq) of every event the group's messages hold (a message may hold a run), one per copy;
+    the snapshot message left out."""
+    snapshot = envelope.snapshot_subject(group)
+    return [(e.header.author, e.header.epoch, e.header.seq) for subject, body in messages if subject != snapshot
+            for _, _, e in envelope.open_events(keys, group, subject, body)]
+
+
+def relay_events(url: str, store: Store) -> list[tuple[bytes, int, int]]:
+    """`events_in` the group's stream on the relay at `url`, opened with the store's relay keys."""
+    return events_in(store.relay_keys(), store.group, stream_messages(url, envelope.stream_name(store.group)))

@@ -15,6 +15,7 @@ import nats
 from agentlog.store import devices, home
 from tests.helpers.daemons import agentlog
 from tests.helpers.nats import NatsServer
+from tests.helpers.relay import events_in, stream_messages
 from tests.helpers.sync import sync
 
 
@@ -94,23 +95,13 @@ def publish(server: NatsServer, messages: list[tuple[str, bytes, dict | None]]) 
     asyncio.run(_publish(server, messages))
 
 
-async def _bodies(server: NatsServer, stream: str) -> list[tuple[str, bytes]]:
-    nc = await _connect(server)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream)
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            try:
-                msg = await js.get_msg(stream, seq)
-            except nats.js.errors.NotFoundError:
-                continue
-            out.append((msg.subject, msg.data))
-        return out
-    finally:
-        await nc.close()
-
-
 def stored_messages(server: NatsServer, stream: str) -> list[tuple[str, bytes]]:
     """Every message of a stream, (subject, body), as the relay's operator could read them."""
-    return asyncio.run(_bodies(server, stream))
+    return stream_messages(server.url, stream, user=server.user, password=server.password)
+
+
+def relay_events(server: NatsServer, home_dir: Path) -> list[tuple[bytes, int, int]]:
+    """(author, epoch, seq) of every event copy the relay's streams hold, opened with the home's relay keys."""
+    with home.open_home(home_dir) as store:
+        keys, group = store.relay_keys(), store.group
+    return [e for stream in streams(server) for e in events_in(keys, group, stored_messages(server, stream))]

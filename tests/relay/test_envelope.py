@@ -79,9 +79,9 @@ def test_msg_id_is_stable_across_sealings_and_key_rotation(home):
     assert envelope.open(rotated, group, first.subject, first.body)[0] == event.record     # old key still held
 
 
-def reason(keys, group, subject, body) -> RelayMessageError:
+def reason(keys, group, subject, body, opener=envelope.open) -> RelayMessageError:
     with pytest.raises(RelayMessageError) as caught:
-        envelope.open(keys, group, subject, body)
+        opener(keys, group, subject, body)
     return caught.value
 
 
@@ -164,3 +164,54 @@ def test_a_device_without_a_relay_key_cannot_seal(tmp_path):
     finally:
         for s in (h.laptop, h.phone, h.speaker):
             s.close()
+
+
+def test_a_run_round_trips_and_a_run_of_one_is_a_single_event(home):
+    keys, group, laptop = home.laptop.relay_keys(), home.laptop.group, home.laptop.device
+    for i in range(4):
+        own_event(home.laptop, f"{CANARY}-{i}")
+    events = list(home.laptop.events(laptop))[-4:]
+    items = [(e.record, e.payload) for e in events[:3]] + [(events[3].record, None)]
+    sealed = envelope.seal_run(keys, group, laptop, [e.id for e in events], items, keys.current)
+    assert sealed.subject == envelope.subject(group, laptop) and sealed.body[:32] == keys.current
+    assert sealed.msg_id == envelope.run_id(group, events[0].id, events[-1].id) != envelope.msg_id(group, events[0].id)
+    opened = envelope.open_events(home.phone.relay_keys(), group, sealed.subject, sealed.body)
+    assert [(r, p) for r, p, _ in opened] == items
+    assert [e.header.seq for _, _, e in opened] == [e.header.seq for e in events]
+    assert reason(keys, group, sealed.subject, sealed.body).code == "frame"      # `open` takes one event
+    single = envelope.seal_run(keys, group, laptop, [events[0].id], items[:1], keys.current)
+    assert single.msg_id == envelope.msg_id(group, events[0].id)
+    assert envelope.open(keys, group, single.subject, single.body) == items[0]
+
+
+def test_a_run_with_anything_wrong_inside_is_refused_whole(home):
+    keys, group = home.laptop.relay_keys(), home.laptop.group
+    for i in range(2):
+        own_event(home.laptop, f"{CANARY}-{i}")
+    a, b = list(home.laptop.events(home.laptop.device))[-2:]
+    kid, key = keys.current, keys[keys.current]
+    subject = envelope.subject(group, home.laptop.device)
+
+    def body_of(frame: bytes, where: str = subject) -> bytes:
+        return kid + crypto.aead_encrypt(key, frame, envelope.AD_PREFIX + where.encode())
+
+    def entry(record: bytes, payload: bytes | None) -> bytes:
+        tail = b"\0" if payload is None else b"\1" + len(payload).to_bytes(4, "big") + payload
+        return len(record).to_bytes(4, "big") + record + tail
+
+    def run(*entries: bytes, count: int | None = None) -> bytes:
+        return bytes(4) + (len(entries) if count is None else count).to_bytes(4, "big") + b"".join(entries)
+
+    good = run(entry(a.record, a.payload), entry(b.record, b.payload))
+    assert len(envelope.open_events(keys, group, subject, body_of(good))) == 2
+    for frame in (run(count=0), run(entry(a.record, a.payload), count=2), good + b"x", good[:-1],
+                  run(entry(a.record, None)[:-1] + b"\7"), run(entry(b"", None))):
+        assert reason(keys, group, subject, body_of(frame), envelope.open_events).code == "frame"
+    phone = own_event(home.phone)
+    err = reason(keys, group, subject, body_of(run(entry(a.record, a.payload), entry(phone.record, phone.payload))),
+                 envelope.open_events)
+    assert err.code == "record" and "does not name" in str(err)
+    junk = run(entry(a.record, a.payload), entry(b"hello", None))
+    assert reason(keys, group, subject, body_of(junk), envelope.open_events).code == "record"
+    snapshot = envelope.snapshot_subject(group)
+    assert reason(keys, group, snapshot, body_of(good, snapshot), envelope.open_events).code == "frame"   # one event

@@ -22,7 +22,7 @@ from agentlog.store.ledger import Ledger
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.relay_peer import RelayPeer, sync_once
 from tests.helpers.nats import NatsServer
-from tests.helpers.relay import config, relay_group, relay_messages
+from tests.helpers.relay import config, relay_events, relay_group, relay_messages
 from tests.helpers.sync import sync
 
 WAIT_S = 10.0
@@ -78,12 +78,17 @@ async def test_two_stores_that_never_meet_converge_through_relay_rounds(pair, na
     assert (state.we_lack, state.they_lack, state.error) == (0, 0, "")
 
 
-async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
-    laptop, phone = pair
+async def phone_wrote(laptop, phone, n: int) -> list:
+    """Both in sync through the relay, then the phone writes `n` events (returned) that only it holds."""
     await sync_once(laptop, config(laptop), timeout=WAIT_S)
     await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 12, "phone")
-    events = list(phone.events(phone.device))[-12:]
+    write(phone, n, "phone")
+    return list(phone.events(phone.device))[-n:]
+
+
+async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
+    laptop, phone = pair
+    events = await phone_wrote(laptop, phone, 12)
     keys = phone.relay_keys()
     sealed = [envelope.seal(keys, phone.group, e.record, e.payload) for e in events]
     shuffled = sealed[6:][::-1] + sealed[:6][::-1]
@@ -95,12 +100,48 @@ async def test_events_out_of_order_and_twice_are_stored_once(pair, nats_server):
     assert [r.lo for r in Ledger(laptop).received(peer_id(config(laptop).address))] == [1]
 
 
+def run_of(store, events, payloads=None) -> tuple[str, str, bytes]:
+    """`events` (consecutive, of this store's device) sealed in one message, with these payloads if given."""
+    keys = store.relay_keys()
+    items = [(e.record, p) for e, p in zip(events, payloads or [e.payload for e in events], strict=True)]
+    return tuple(envelope.seal_run(keys, store.group, store.device, [e.id for e in events], items, keys.current))
+
+
+async def test_runs_out_of_order_and_overlapping_are_stored_once(pair, nats_server):
+    laptop, phone = pair
+    events = await phone_wrote(laptop, phone, 12)
+    publish_raw(nats_server, phone.group, [run_of(phone, events[6:]), run_of(phone, events[:6]),
+                                           run_of(phone, events[3:9])])
+    got = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert got.received == 12 and got.held == 0 and got.skipped == 0
+    assert laptop.frontier() == phone.frontier()
+
+
+async def test_a_run_holding_an_invalid_event_stays_unacked_until_the_events_behind_it_are_stored(pair, nats_server):
+    """The events before the invalid one are stored, it is skipped, those after it wait: the run's delivery is not
+    acked, so the next round has it again and stores them once the good copy has come."""
+    laptop, phone = pair
+    events = await phone_wrote(laptop, phone, 6)
+    forged = [e.payload for e in events]
+    forged[2] = b"tampered"
+    publish_raw(nats_server, phone.group, [run_of(phone, events, forged)])
+    before = laptop.frontier().get(phone.device, 0)
+    with structlog.testing.capture_logs() as logs:
+        first = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert (first.received, first.skipped, first.held) == (2, 1, 3)
+    assert [e["check"] for e in logs if e["event"] == "relay: message skipped"] == ["payload"]
+    assert laptop.frontier()[phone.device] == before + 2
+    publish_raw(nats_server, phone.group, [tuple(envelope.seal(phone.relay_keys(), phone.group, events[2].record,
+                                                               events[2].payload))])
+    second = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert second.received == 4 and second.held == 0 and laptop.frontier() == phone.frontier()
+    third = await sync_once(laptop, config(laptop), timeout=WAIT_S)
+    assert (third.received, third.skipped) == (0, 0)                  # all acked now
+
+
 async def test_bad_messages_are_skipped_logged_once_acked_and_the_consumer_goes_on(pair, nats_server):
     laptop, phone = pair
-    await sync_once(laptop, config(laptop), timeout=WAIT_S)
-    await sync_once(phone, config(phone), timeout=WAIT_S)
-    write(phone, 3, "phone")
-    good = list(phone.events(phone.device))[-3:]
+    good = await phone_wrote(laptop, phone, 3)
     keys, group = phone.relay_keys(), phone.group
     subject = envelope.subject(group, phone.device)
     forged = envelope.seal(keys, group, good[1].record, b"tampered")             # the payload hash does not match
@@ -213,7 +254,7 @@ async def test_a_server_killed_mid_publish_loses_nothing_acknowledged_and_publis
             while peer.they_lack != 0 or peer.state != "live":
                 await trio.sleep(0.05)
         nursery.cancel_scope.cancel()
-    assert relay_messages(nats_server.url, laptop.group) == laptop.count()
+    assert len(relay_events(nats_server.url, laptop)) == laptop.count()     # each event once: retries deduplicated
     got = await sync_once(phone, config(phone), timeout=60)
     assert got.received == laptop.count() and phone.frontier() == laptop.frontier()
 

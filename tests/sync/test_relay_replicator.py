@@ -13,7 +13,7 @@ from agentlog.store.ledger import Ledger
 from agentlog.store.peers import address
 from agentlog.sync.relay_log import peer_id
 from agentlog.sync.replicator import Replicator
-from tests.helpers.relay import config, relay_group, relay_messages
+from tests.helpers.relay import config, relay_events, relay_group, relay_messages
 from tests.helpers.sync import sync
 
 WAIT_S = 15.0
@@ -57,7 +57,8 @@ async def test_events_arriving_by_lan_and_relay_are_stored_once_and_idle_publish
             await trio.sleep(3.0)
             assert await trio.to_thread.run_sync(relay_messages, nats_server.url, laptop.group) == held
             assert [r.result.sent for r in (*hub.relays, *mobile.relays, *away.relays)] == sent
-            assert held == laptop.count()                # every event once on the relay, none twice
+            on_relay = await trio.to_thread.run_sync(relay_events, nats_server.url, laptop)
+            assert len(on_relay) == len(set(on_relay)) == laptop.count()    # every event once on the relay, none twice
             assert {r.state for r in (*hub.relays, *mobile.relays, *away.relays)} == {"live"}
             nursery.cancel_scope.cancel()
     finally:
