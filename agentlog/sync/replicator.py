@@ -22,15 +22,7 @@ from functools import partial
 import structlog
 import trio
 
-from agentlog.errors import (
-    ConnectionLost,
-    PeerClosed,
-    PeerError,
-    ProtocolError,
-    SnapshotError,
-    Unreachable,
-    describe,
-)
+from agentlog.errors import ConnectionLost, PeerClosed, PeerError, ProtocolError, SnapshotError, Unreachable, describe
 from agentlog.relay.config import is_relay_address
 from agentlog.store import ledger
 from agentlog.store.peers import FoundState, Peers, PeerState, address, parse_address
