@@ -54,7 +54,9 @@ async def _bodies(url: str, stream: str, **auth) -> list[tuple[str, bytes]]:
         js = nc.jetstream()
         state = (await js.stream_info(stream)).state
         out = []
-        for seq in range(state.first_seq, state.last_seq + 1):
+        if not state.messages:
+            return out      # an empty stream reports first_seq 0, a sequence the server refuses to look up
+        for seq in range(max(state.first_seq, 1), state.last_seq + 1):
             try:
                 msg = await js.get_msg(stream, seq)
             except nats.js.errors.NotFoundError:
