@@ -34,6 +34,7 @@ DONE_KEPT = 65536           # stream sequences dealt with past the cursor that a
 SAVE_EVERY_S = 1.0          # the consumed position is kept at most this often while consuming (and at the end)
 ECHOES_MAX = 1 << 17        # message ids this device published lately, whose deliveries back are not opened
 BAD_LOGGED_MAX = 1024       # distinct bad messages remembered so that each is logged once
+CARRY_HOLD_S = 1.0          # another device's events are published only when the relay still lacks them this long
 CURSOR_META = "relay_cursor "   # + address -> JSON {"stream", "seq", "done": [seq], "has": {author hex: [epoch, seq]}}
 
 
@@ -153,6 +154,8 @@ class RelayLog:
         self.there_id: tuple[bytes | None, bytes] | None = None   # (relay's snapshot message, the id it holds)
         self.too_large: bytes | None = None                         # the base snapshot the relay would not take
         self.saved_at = 0.0
+        self.lacking_since: dict[bytes, float] = {}   # another author -> when the relay was first seen to lack some
+        self.carried_waiting = False                  # the last `unpublished` held back carried events
         saved = self._load()
         same = saved.get("stream") == self.stream
         self.cursor = Cursor(saved.get("seq", 0), saved.get("done", [])) if same else Cursor(0)
@@ -197,12 +200,14 @@ class RelayLog:
             total += max(0, top - (seq if epoch == head.epoch else 0))
         return total
 
-    def unpublished(self, max_payload: int = 1 << 20) -> list[tuple[envelope.Sealed, list[tuple[bytes, int, int]],
-                                                                     list[bytes]]]:
+    def unpublished(self, max_payload: int = 1 << 20, hold_carried: float = 0.0
+                    ) -> list[tuple[envelope.Sealed, list[tuple[bytes, int, int]], list[bytes]]]:
         """Up to PUBLISH_MAX events the relay lacks, in causal order, sealed in runs (each one author's consecutive
         events under one sealing key, at most RUN_EVENTS of them and about RUN_BYTES, or half the largest message
         the relay takes): (sealed, [(author, epoch, seq)], [record]) per message. None of them when this device
-        holds no relay key yet (logged once)."""
+        holds no relay key yet (logged once). With `hold_carried` (seconds), another device's events are left
+        out until the relay has lacked them that long: their author, when it reaches the relay, publishes them
+        first, and the relay holds each event once (`carried_waiting` says some were left out)."""
         keys = self.store.relay_keys()
         if keys.current is None:
             if not self.no_key_logged:
@@ -211,7 +216,8 @@ class RelayLog:
             return []
         self.no_key_logged = False
         limits, truncated = self.store.revoked_limits(), self.store.truncated()
-        found = []
+        found, now, me = [], time.monotonic(), self.store.device
+        self.carried_waiting = False
         for author, head in self.store.heads().items():
             epoch, seq = self.has.get(author, (head.epoch, 0))
             lo, hi = (seq + 1 if epoch == head.epoch else 1), min(head.seq, limits.get(author, head.seq))
@@ -219,6 +225,10 @@ class RelayLog:
             if cut is not None and cut.epoch == head.epoch:
                 lo = max(lo, cut.seq + 1)
             if lo > hi:
+                self.lacking_since.pop(author, None)
+                continue
+            if hold_carried and author != me and now - self.lacking_since.setdefault(author, now) < hold_carried:
+                self.carried_waiting = True
                 continue
             rows = self.store.read_range(author, head.epoch, lo, hi, PUBLISH_MAX)
             found.extend((lamport, author, lo + i, head.epoch, record, payload)

@@ -22,7 +22,7 @@ from agentlog.relay import envelope
 from agentlog.relay.config import RelayConfig
 from agentlog.store import relay as relay_keys
 from agentlog.store.store import Store
-from agentlog.sync.relay_log import AckFloor, RelayLog
+from agentlog.sync.relay_log import CARRY_HOLD_S, AckFloor, RelayLog
 
 if TYPE_CHECKING:
     from agentlog.relay.bridge import Bridge, Delivery
@@ -233,11 +233,13 @@ class RelayPeer:
         await caught_up.wait()
         while True:
             self._wake = trio.Event()
-            await self._publish_all(bridge)
-            await self._wake.wait()
+            await self._publish_all(bridge, CARRY_HOLD_S)
+            with trio.move_on_after(CARRY_HOLD_S if self.log.carried_waiting else math.inf):
+                await self._wake.wait()
 
-    async def _publish_all(self, bridge: Bridge) -> None:
-        while found := await self.run_sync(self.log.unpublished, bridge.max_payload):
+    async def _publish_all(self, bridge: Bridge, hold_carried: float = 0.0) -> None:
+        """Publish what the relay lacks (another device's events only once it lacked them `hold_carried` s)."""
+        while found := await self.run_sync(self.log.unpublished, bridge.max_payload, hold_carried):
             sealed = [message for message, _, _ in found]
             positions = [p for _, run, _ in found for p in run]
             self.log.cursor.resolved(await _result(bridge.publish(self.log.stream, sealed)))   # no need to consume
