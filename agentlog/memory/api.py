@@ -536,7 +536,7 @@ class Memory:
         store, embedder = self._store, self.embedder
         matrix = store.memory_cache.get(embedder.name)
         if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
-            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
+            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim, getattr(embedder, "sparse", False))
         return matrix
 
     def matrix(self) -> Matrix:
