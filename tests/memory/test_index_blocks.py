@@ -171,3 +171,35 @@ def test_a_model_of_another_size_under_the_same_name_is_indexed_again(store):
         with store.raw_txn() as txn:
             rows = MemoryIndex(store.dbs, memory.embedder).stored(txn)
         assert len(rows[entry].vector) == dim
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed):
+    rng = np.random.default_rng(seed)
+    dim = HashingEmbedder().dim
+    units = rng.standard_normal((700, dim)).astype(np.float32)
+    units[200:206] = units[7]                      # equal rows: ranked by entry id
+    units[300:340, 40:] = 0                        # rows that only a few dims reach
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    items = [payloads.MemoryPut(entry=os.urandom(16), type=("fact", "decision")[i % 3 == 0], content=f"row {i}",
+                                embedding=payloads.Embedding(model=DEFAULT_EMBEDDER, vector=tuple(v)))
+             for i, v in enumerate(units.tolist())]
+    store.append_many(items)
+    by_dim = store.memory.matrix()
+    assert by_dim.by_dim
+    by_row = loaded(store)
+    assert not by_row.by_dim
+    sparse = np.zeros(dim, dtype=np.float32)
+    sparse[[3, 17, 39]] = (0.6, -0.7, 0.3873)
+    tiny = units[7].copy()
+    tiny[100:] *= 1e-5                             # a query whose smallest dims are skipped, within the bound
+    queries = [units[7], sparse, tiny, *HashingEmbedder().embed(["row 12", "row"]),
+               *rng.standard_normal((3, dim)).astype(np.float32)]
+    for q in queries:
+        q = q / np.linalg.norm(q)
+        for mask_type in (None, "decision"):
+            for k in (1, 10, 60):
+                mask = by_row.mask(mask_type, None, None)
+                assert np.array_equal(mask, by_dim.mask(mask_type, None, None))
+                assert by_dim.semantic(q, k, mask) == by_row.semantic(q, k, mask)
+    assert by_dim.semantic(np.zeros(dim, dtype=np.float32), 10, by_dim.mask(None, None, None)) == []
