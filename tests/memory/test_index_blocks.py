@@ -203,3 +203,17 @@ def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed):
                 assert np.array_equal(mask, by_dim.mask(mask_type, None, None))
                 assert by_dim.semantic(q, k, mask) == by_row.semantic(q, k, mask)
     assert by_dim.semantic(np.zeros(dim, dtype=np.float32), 10, by_dim.mask(None, None, None)) == []
+
+
+def test_the_kth_largest_score_is_the_partitions_whatever_the_sample_sees():
+    rng = np.random.default_rng(9)
+    for n, k in ((100_000, 100), (20_000, 300), (6_400, 100), (500, 10), (64, 1)):
+        for shape in range(4):
+            values = (rng.standard_normal(n) * 0.05).astype(np.float32)
+            if shape == 1:
+                values[rng.integers(0, n, n // 2)] = 0.25             # many equal scores
+            elif shape == 2:
+                values.sort()                                          # every 8th value holds the low end
+            elif shape == 3:
+                values[rng.random(n) < 0.9] = -np.inf                 # rows a filter left out
+            assert memory_index.kth_largest(values, k) == np.sort(values)[n - k]
