@@ -571,8 +571,10 @@ class Matrix:
         rest = np.sqrt(np.cumsum(np.square(weight[order])[::-1])[::-1])
         used = int(np.count_nonzero(rest > REST))
         left = float(rest[used]) if used < self.dim else 0.0
-        dims = np.sort(order[:used])
         columns = self.vectors[: self.n].T
+        if 2 * used > self.dim:                             # a dense query: every dim, read in place
+            return np.einsum("ji,j->i", columns, query), 0.0
+        dims = np.sort(order[:used])
         coarse = np.zeros(self.n, dtype=np.float32)
         for at in range(0, used, 16):
             some = dims[at : at + 16]

@@ -173,8 +173,9 @@ def test_a_model_of_another_size_under_the_same_name_is_indexed_again(store):
         assert len(rows[entry].vector) == dim
 
 
-@pytest.mark.parametrize("seed", [4, 5])
-def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed):
+@pytest.mark.parametrize(("seed", "rest"), [(4, memory_index.REST), (5, memory_index.REST), (6, 0.3)])
+def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed, rest, monkeypatch):
+    monkeypatch.setattr(memory_index, "REST", rest)       # 0.3: most rows' cosines far from their partial scores
     rng = np.random.default_rng(seed)
     dim = HashingEmbedder().dim
     units = rng.standard_normal((700, dim)).astype(np.float32)
@@ -193,7 +194,9 @@ def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed):
     sparse[[3, 17, 39]] = (0.6, -0.7, 0.3873)
     tiny = units[7].copy()
     tiny[100:] *= 1e-5                             # a query whose smallest dims are skipped, within the bound
-    queries = [units[7], sparse, tiny, *HashingEmbedder().embed(["row 12", "row"]),
+    lopsided = rng.standard_normal(dim).astype(np.float32)
+    lopsided[60:] *= 0.02                          # at 0.3, scored by its 60 large dims
+    queries = [units[7], sparse, tiny, lopsided, *HashingEmbedder().embed(["row 12", "row"]),
                *rng.standard_normal((3, dim)).astype(np.float32)]
     for q in queries:
         q = q / np.linalg.norm(q)
