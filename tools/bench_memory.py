@@ -233,7 +233,7 @@ def memory_run(path: Path, ids: list[bytes], sizes, rng: random.Random, vocab: l
         out["mem_get_best_p99"] = percentile([min(a, b) for a, b in zip(times["mem_get"], again["mem_get"])], 99) / 1e3
 
         embedder, matrix = memory.embedder, memory.matrix()
-        vectors = matrix.vectors[: matrix.n]
+        vectors = np.ascontiguousarray(matrix.vectors[: matrix.n])      # row-major, as the primitives scan it
         hits = []
         synced: dict[str, list[bool]] = {"mem_search": [], "mem_search_lexical": [], "mem_search_type": []}
         unindexed = store.memory_cache.setdefault(("pending", embedder.name, embedder.dim), {})

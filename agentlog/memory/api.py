@@ -457,7 +457,7 @@ class Memory:
         hits = tuple(Hit(entry_of(e), score) for e, score in self._top(found, k, decay))
         meaning = getattr(self.embedder, "meaning", False)
         mode = "lexical" if ranking == "lexical" or not meaning else ("semantic" if ranking == "vector" else "hybrid")
-        return SearchResult(hits, self.embedder.name, mode, int(rows.sum()),
+        return SearchResult(hits, self.embedder.name, mode, int(np.count_nonzero(rows)),
                             *table.count(rows, (REEMBEDDED, EXCLUDED)), ranking=ranking, decay=decay)
 
     def duplicates(self, threshold: float = tidy.DEFAULT_THRESHOLD) -> list[tuple[MemoryEntry, MemoryEntry, float]]:
@@ -536,7 +536,7 @@ class Memory:
         store, embedder = self._store, self.embedder
         matrix = store.memory_cache.get(embedder.name)
         if matrix is None or matrix.dim != embedder.dim:        # another size under the same name: a new copy
-            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim)
+            matrix = store.memory_cache[embedder.name] = Matrix(embedder.dim, getattr(embedder, "sparse", False))
         return matrix
 
     def matrix(self) -> Matrix:

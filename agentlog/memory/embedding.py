@@ -43,6 +43,7 @@ class Embedder(Protocol):
     name: str
     dim: int
     meaning: bool                     # vectors close in meaning, not only in shared letters
+    sparse: bool                      # a query's vector has few nonzero dims: the index is kept by dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Returns an array of shape (len(texts), dim), each row unit length or all zero."""
@@ -85,6 +86,7 @@ class HashingEmbedder:
     name = DEFAULT_EMBEDDER
     dim = _DIM
     meaning = False
+    sparse = True                     # a query of a few words fills a few dozen of the 384 dims
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeds each text; a text with no words gets an all-zero row.
@@ -148,6 +150,7 @@ class Model2VecEmbedder:
     """
 
     meaning = True
+    sparse = False
 
     def __init__(self, spec: str, cache: Path | None = None):
         """Loads the model.

@@ -42,6 +42,7 @@ _BLOCK_KEY = b"\0"
 STORED, EMBEDDED, REEMBEDDED, EXCLUDED = range(4)
 EMPTY = 255
 MIN_SCORE = 1e-4                   # a cosine at or below this is no similarity at all
+REST = 1e-3                        # a by-dimension scan skips the query's smallest dims up to this much of its length
 
 
 def _pack_text(s: str) -> bytes:
@@ -142,6 +143,19 @@ def zeros(rows: int, dim: int) -> np.ndarray:
         return np.zeros((rows, dim), dtype=np.float32)
     pages = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
     return np.frombuffer(pages, dtype=np.float32).reshape(rows, dim)
+
+
+def kth_largest(values: np.ndarray, k: int) -> float:
+    """The k-th largest of `values` (k at most their number): partitioned among those at or above a guess
+    from every 8th value when at least k are, which then hold the k largest (a partition of 100,000
+    scores took 0.4 ms)."""
+    if len(values) >= 64 * k:
+        sample = values[::8]
+        rank = len(sample) - (2 * k // 8 + 2)
+        top = values[values >= np.partition(sample, rank)[rank]]
+        if len(top) >= k:
+            return np.partition(top, len(top) - k)[len(top) - k]
+    return np.partition(values, len(values) - k)[len(values) - k]
 
 
 def block_key(number: int) -> bytes:
@@ -353,10 +367,12 @@ class Matrix:
 
     Row i is slot i. A full load copies each stored block's arrays in; the rows' texts stay packed per block
     until a filter by tag or scope, or near-duplicate pairs (agentlog.memory.tidy), first needs them (BM25
-    reads its stored postings)."""
+    reads its stored postings). `by_dim` keeps the vectors a dimension at a time (column-major), for an
+    embedder whose queries have few nonzero dims: a search then reads only those (see `semantic`)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, by_dim: bool = False):
         self.dim = dim
+        self.by_dim = by_dim
         self.gen = -1
         self.model = ""
         self.reset()
@@ -364,6 +380,7 @@ class Matrix:
     def reset(self, vectors: bool = True) -> None:
         self.has_vectors = vectors               # False: the vectors stay in the stored blocks (see `semantic`)
         self.vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self.reach = 0.0                                        # at least the longest row's length (by_dim)
         self.n = 0
         self.alive = np.zeros(0, dtype=bool)
         self.how = np.zeros(0, dtype=np.uint8)                  # per row: STORED, EMBEDDED, ...; EMPTY when empty
@@ -409,7 +426,7 @@ class Matrix:
             return
         size = max(need + need // 8, 64)
         if self.has_vectors:
-            vectors = zeros(size, self.dim)
+            vectors = zeros(self.dim, size).T if self.by_dim else zeros(size, self.dim)
             vectors[: self.n] = self.vectors[: self.n]
             self.vectors = vectors
         for name, fill, shape in (("alive", False, ()), ("how", EMPTY, ()), ("kind", EMPTY, ()), ("_id", 0, (16,)),
@@ -436,6 +453,9 @@ class Matrix:
             rows = lo + js
         if self.has_vectors:
             self.vectors[rows] = block.vectors[js]
+            if self.by_dim and len(filled):
+                given = block.vectors[js]
+                self.reach = max(self.reach, float(np.sqrt(np.einsum("ij,ij->i", given, given).max())))
         self.how[rows], self.kind[rows], self._id[rows] = block.how[js], block.kind[js], block.ids[js]
         self.lengths[rows] = block.lengths[js]
         self.alive[rows] = (block.how[js] != EMPTY) & (block.how[js] != EXCLUDED)
@@ -497,8 +517,8 @@ class Matrix:
 
     def count(self, mask: np.ndarray, hows: tuple[int, ...]) -> list[int]:
         """How many rows under `mask` were indexed each way in `hows`."""
-        picked = self.how[: self.n][mask]
-        return [int(np.count_nonzero(picked == how)) for how in hows]
+        indexed = self.how[: self.n]
+        return [int(np.count_nonzero(mask & (indexed == how))) for how in hows]
 
     def semantic(self, query: np.ndarray, k: int, mask: np.ndarray, txn=None) -> list[tuple[bytes, float]]:
         """The k rows nearest `query` (a unit vector) by cosine, best first, ties by entry id; rows with
@@ -509,15 +529,23 @@ class Matrix:
         loaded machine, and may sum a row in another order than its neighbours); a filter that keeps
         few rows scans only those. The rows that could be in the top k (within twice a sum's rounding
         error of the k-th) are scored again in one contiguous copy and ranked on those scores.
+        By dimension, only the query's largest dims are read (`_by_dim`), and the rows that could be in
+        the top k are those within twice that scan's error bound of the k-th: the ranking is the same.
         """
         query = np.asarray(query, dtype=np.float32)
         live = int(np.count_nonzero(mask)) if self.n else 0
         k = min(k, live)
-        if k <= 0:
+        if k <= 0 or not query.any():              # a query of no words is near nothing
             return []
+        slack = 2 * self.dim * float(np.finfo(np.float32).eps)
         if not self.has_vectors:
             picked, coarse = None, self._scan(txn, query)
             coarse[~mask] = -np.inf
+        elif self.by_dim:
+            coarse, spread = self._by_dim(query)
+            picked = np.flatnonzero(mask) if live < self.n else None    # partition is slow over many -inf
+            coarse = coarse[picked] if picked is not None else coarse
+            slack = 2 * (spread + slack * max(1.0, self.reach))
         elif live * 4 < self.n:
             picked = np.flatnonzero(mask)
             coarse = np.einsum("ij,j->i", self.vectors[picked], query)
@@ -525,14 +553,33 @@ class Matrix:
             picked = None
             coarse = np.einsum("ij,j->i", self.vectors[: self.n], query)
             coarse[~mask] = -np.inf
-        kth = np.partition(coarse, len(coarse) - k)[len(coarse) - k] if k < len(coarse) else -np.inf
-        slack = 2 * self.dim * float(np.finfo(np.float32).eps)
+        kth = kth_largest(coarse, k) if k < len(coarse) else -np.inf
         rows = np.flatnonzero(coarse >= max(kth, MIN_SCORE) - slack)
         if picked is not None:
             rows = picked[rows]
-        exact = np.einsum("ij,j->i", self.vectors[rows] if self.has_vectors else self._stored(txn, rows), query)
+        chosen = np.ascontiguousarray(self.vectors[rows]) if self.has_vectors else self._stored(txn, rows)
+        exact = np.einsum("ij,j->i", chosen, query)
         best = sorted((-float(score), self.id_at(i)) for i, score in zip(rows.tolist(), exact) if score > MIN_SCORE)
         return [(entry_id, -neg) for neg, entry_id in best[:k]]
+
+    def _by_dim(self, query: np.ndarray) -> tuple[np.ndarray, float]:
+        """Each row's score over the query's largest dims, all but REST of its length (its nonzero ones when
+        few), and how far that may lie from the row's cosine: the rest of the query's length times the
+        longest row's (Cauchy-Schwarz). 16 dims at a time, each a contiguous copy of rows."""
+        weight = np.abs(query.astype(np.float64))
+        order = np.argsort(-weight, kind="stable")
+        rest = np.sqrt(np.cumsum(np.square(weight[order])[::-1])[::-1])
+        used = int(np.count_nonzero(rest > REST))
+        left = float(rest[used]) if used < self.dim else 0.0
+        columns = self.vectors[: self.n].T
+        if 2 * used > self.dim:                             # a dense query: every dim, read in place
+            return np.einsum("ji,j->i", columns, query), 0.0
+        dims = np.sort(order[:used])
+        coarse = np.zeros(self.n, dtype=np.float32)
+        for at in range(0, used, 16):
+            some = dims[at : at + 16]
+            coarse += np.einsum("ji,j->i", columns[some], query[some])
+        return coarse, left * self.reach * (1 + 1e-6)
 
     def _scan(self, txn, query: np.ndarray) -> np.ndarray:
         """Every row's cosine with `query`, each stored block's vectors scanned where the map holds them."""

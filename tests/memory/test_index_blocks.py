@@ -171,3 +171,52 @@ def test_a_model_of_another_size_under_the_same_name_is_indexed_again(store):
         with store.raw_txn() as txn:
             rows = MemoryIndex(store.dbs, memory.embedder).stored(txn)
         assert len(rows[entry].vector) == dim
+
+
+@pytest.mark.parametrize(("seed", "rest"), [(4, memory_index.REST), (5, memory_index.REST), (6, 0.3)])
+def test_a_search_by_dimension_ranks_and_scores_as_the_row_scan(store, seed, rest, monkeypatch):
+    monkeypatch.setattr(memory_index, "REST", rest)       # 0.3: most rows' cosines far from their partial scores
+    rng = np.random.default_rng(seed)
+    dim = HashingEmbedder().dim
+    units = rng.standard_normal((700, dim)).astype(np.float32)
+    units[200:206] = units[7]                      # equal rows: ranked by entry id
+    units[300:340, 40:] = 0                        # rows that only a few dims reach
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    items = [payloads.MemoryPut(entry=os.urandom(16), type=("fact", "decision")[i % 3 == 0], content=f"row {i}",
+                                embedding=payloads.Embedding(model=DEFAULT_EMBEDDER, vector=tuple(v)))
+             for i, v in enumerate(units.tolist())]
+    store.append_many(items)
+    by_dim = store.memory.matrix()
+    assert by_dim.by_dim
+    by_row = loaded(store)
+    assert not by_row.by_dim
+    sparse = np.zeros(dim, dtype=np.float32)
+    sparse[[3, 17, 39]] = (0.6, -0.7, 0.3873)
+    tiny = units[7].copy()
+    tiny[100:] *= 1e-5                             # a query whose smallest dims are skipped, within the bound
+    lopsided = rng.standard_normal(dim).astype(np.float32)
+    lopsided[60:] *= 0.02                          # at 0.3, scored by its 60 large dims
+    queries = [units[7], sparse, tiny, lopsided, *HashingEmbedder().embed(["row 12", "row"]),
+               *rng.standard_normal((3, dim)).astype(np.float32)]
+    for q in queries:
+        q = q / np.linalg.norm(q)
+        for mask_type in (None, "decision"):
+            for k in (1, 10, 60):
+                mask = by_row.mask(mask_type, None, None)
+                assert np.array_equal(mask, by_dim.mask(mask_type, None, None))
+                assert by_dim.semantic(q, k, mask) == by_row.semantic(q, k, mask)
+    assert by_dim.semantic(np.zeros(dim, dtype=np.float32), 10, by_dim.mask(None, None, None)) == []
+
+
+def test_the_kth_largest_score_is_the_partitions_whatever_the_sample_sees():
+    rng = np.random.default_rng(9)
+    for n, k in ((100_000, 100), (20_000, 300), (6_400, 100), (500, 10), (64, 1)):
+        for shape in range(4):
+            values = (rng.standard_normal(n) * 0.05).astype(np.float32)
+            if shape == 1:
+                values[rng.integers(0, n, n // 2)] = 0.25             # many equal scores
+            elif shape == 2:
+                values.sort()                                          # every 8th value holds the low end
+            elif shape == 3:
+                values[rng.random(n) < 0.9] = -np.inf                 # rows a filter left out
+            assert memory_index.kth_largest(values, k) == np.sort(values)[n - k]
