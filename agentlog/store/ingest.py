@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agentlog import crypto
-from agentlog.errors import DecodeError, ForkError, SignatureError
+from agentlog.errors import DecodeError, EventError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
 from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import (
+    LAMPORT_STEP,
     ROSTER_KINDS,
     TRUNCATED,
     Duplicate,
@@ -59,6 +60,7 @@ class TxnLog:
         self.genesis = txn.get(b"genesis", db=dbs["meta"])
         self.roster = roster
         self._heads: dict[bytes, Head | None] = {}
+        self._lamports: dict[bytes, tuple[Head, int | None]] = {}   # author -> (its head, that event's lamport)
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
         self._uncarried: dict[bytes, bytes] = {}         # event key -> key id: stored header-only by choice
         self._fills: dict[bytes, Event] = {}             # event key -> delivery completing one held header-only
@@ -107,11 +109,36 @@ class TxnLog:
         event = self._accepted.get(key)
         return event.record if event is not None else None
 
+    def follows(self, pre: Predecoded) -> Event | None:
+        """The predecoded event when check_event (signature aside) would surely accept it: the next of its author's
+        chain in its head's epoch, linked to the head, with no clock, by an enrolled device never revoked, its
+        lamport within LAMPORT_STEP above the head's, its own checks passed. None: check_event decides."""
+        event = pre.event
+        if event is None or isinstance(pre.checked, EventError):
+            return None
+        h = event.header
+        author = h.author
+        head = self.head(author)
+        if head is None or h.seq != head.seq + 1 or h.epoch != head.epoch or h.prev != head.id or h.clock \
+                or h.group != self.group:
+            return None
+        member = self.roster.members.get(author)
+        if member is None or not member.enrollments or member.until_seq is not None:
+            return None
+        known = self._lamports.get(author)
+        if known is None or known[0] is not head:
+            known = self._lamports[author] = (head, self.lamport_at(author, head.epoch, head.seq))
+        before = known[1]
+        if before is not None and not before < h.lamport <= before + LAMPORT_STEP:
+            return None
+        return event
+
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
         h = event.header
         self._accepted[event_key(h.author, h.epoch, h.seq)] = event
-        self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+        head = self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+        self._lamports[h.author] = (head, h.lamport)
 
     def unchecked(self, checked) -> list[tuple[bytes, bytes]]:
         """(event key, b"") of the accepted events but the `checked` ones: their signatures were not verified."""
@@ -216,26 +243,29 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     for pre in batch:
         if type(pre) is not Predecoded:
             pre = predecode(*pre)
-        record, payload = pre.record, pre.payload
-        try:
-            event, decoded = check_event(record, payload, log, check_signature=every_signature, pre=pre)
-        except Duplicate as dup:
-            was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
-            filled += was_filled
-            healed += was_healed
-            duplicates += not (was_filled or was_healed)
-            continue
-        except forks.BRANCHABLE as refused:
-            placed = forks.place(store, txn, log, record, payload, refused)   # raises `refused` when no fork
-            if placed is None:
-                duplicates += 1
+        event = None if every_signature else log.follows(pre)
+        if event is not None:
+            decoded = pre.checked
+        else:
+            try:
+                event, decoded = check_event(pre.record, pre.payload, log, check_signature=every_signature, pre=pre)
+            except Duplicate as dup:
+                was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
+                filled += was_filled
+                healed += was_healed
+                duplicates += not (was_filled or was_healed)
                 continue
-            event, decoded = placed
-            forked[event.id] = event.header.author
-            folded.append(Folded.of(event.header, event.id, decoded))
-            lamport = max(lamport, event.header.lamport)
-            accepted += 1
-            continue
+            except forks.BRANCHABLE as refused:
+                placed = forks.place(store, txn, log, pre.record, pre.payload, refused)  # raises `refused`: no fork
+                if placed is None:
+                    duplicates += 1
+                    continue
+                event, decoded = placed
+                forked[event.id] = event.header.author
+                folded.append(Folded.of(event.header, event.id, decoded))
+                lamport = max(lamport, event.header.lamport)
+                accepted += 1
+                continue
         h = event.header
         if h.kind in SCOPE_KINDS or h.payload_codec != "plain" or (h.scope != USER_SCOPE and is_sealed_scope(h.scope)):
             sealed = sealed or SealedBatch(store, txn, roster)
