@@ -31,7 +31,7 @@ from agentlog.prefs.view import Folded
 from agentlog.store import carry, forks, ledger
 from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
-from agentlog.store.layout import event_key, head_from, head_value
+from agentlog.store.layout import POS, event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
 from agentlog.watch.changelog import Capture
 
@@ -45,6 +45,9 @@ class IngestResult:
     healed: int = 0                            # events held unchecked or damaged whose signature this batch replaced
     caught: tuple = ()                         # (event id, reason) this device's own erase rules caught on arrival
     forked: tuple = ()                         # authors of the events this batch kept on a forked branch
+
+
+_tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
 
 
 class TxnLog:
@@ -111,16 +114,17 @@ class TxnLog:
 
     def follows(self, pre: Predecoded) -> Event | None:
         """The predecoded event when check_event (signature aside) would surely accept it: the next of its author's
-        chain in its head's epoch, linked to the head, with no clock, by an enrolled device never revoked, its
-        lamport within LAMPORT_STEP above the head's, its own checks passed. None: check_event decides."""
+        chain in its head's epoch past seq 1, linked to the head, with no clock, by an enrolled device never
+        revoked, its lamport within LAMPORT_STEP above the head's, its own checks passed. None: check_event
+        decides (and raises what it finds first)."""
         event = pre.event
         if event is None or isinstance(pre.checked, EventError):
             return None
         h = event.header
         author = h.author
         head = self.head(author)
-        if head is None or h.seq != head.seq + 1 or h.epoch != head.epoch or h.prev != head.id or h.clock \
-                or h.group != self.group:
+        if head is None or h.seq != head.seq + 1 or h.seq < 2 or h.epoch != head.epoch or h.prev != head.id \
+                or h.clock or h.group != self.group:
             return None
         member = self.roster.members.get(author)
         if member is None or not member.enrollments or member.until_seq is not None:
@@ -136,9 +140,10 @@ class TxnLog:
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
         h = event.header
-        self._accepted[event_key(h.author, h.epoch, h.seq)] = event
-        head = self._heads[h.author] = Head(h.epoch, h.seq, event.id)
-        self._lamports[h.author] = (head, h.lamport)
+        author = h.author
+        self._accepted[author + POS.pack(h.epoch, h.seq)] = event
+        head = self._heads[author] = _tuple_new(Head, (h.epoch, h.seq, event.id))
+        self._lamports[author] = (head, h.lamport)
 
     def unchecked(self, checked) -> list[tuple[bytes, bytes]]:
         """(event key, b"") of the accepted events but the `checked` ones: their signatures were not verified."""
@@ -207,8 +212,9 @@ class TxnLog:
             txn.put(key + event.id, event.record, db=db["forks"])
         return True
 
-    def flush(self) -> None:
-        """Store the accepted events (as agentlog.store.append stores its own) and each author's last head."""
+    def flush(self, authors) -> None:
+        """Store the accepted events (as agentlog.store.append stores its own) and the new head of `authors`, those
+        whose events were accepted."""
         db, txn, events = self._db, self._txn, self._accepted.items()
         txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
@@ -223,7 +229,6 @@ class TxnLog:
         for key, e in self._fills.items():
             txn.put(key, e.payload, db=db["payloads"])
             txn.delete(key, db=db["withheld"])
-        authors = {e.header.author for e in self._accepted.values()}
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
         self._accepted.clear()
@@ -272,7 +277,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             sealed.check(event, decoded, len(folded))
         last[h.author] = event
         log.accept(event)
-        lamport = max(lamport, h.lamport)
+        if h.lamport > lamport:
+            lamport = h.lamport
         if h.kind in ROSTER_KINDS:      # saved even when the join token's anchor already applied it
             roster.apply(h, event.id, decoded)
             roster_changed = True
@@ -302,7 +308,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     opens_held = sealed is not None and sealed.finish(folded)   # a new key opens events held unread: fold again
     if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
         log.uncarry(sealed.uncarried)
-    log.flush()
+    log.flush(last)
     changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()
