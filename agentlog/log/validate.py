@@ -108,7 +108,10 @@ def predecode(record: bytes, payload: bytes | None, event: Event | None = None) 
         checked = check_payload(event)
     except EventError as exc:
         checked = exc
-    return Predecoded(record, payload, event, None, checked)
+    return _tuple_new(Predecoded, (record, payload, event, None, checked))
+
+
+_tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
 
 
 def _payload_of(pre: Predecoded) -> object:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agentlog import crypto
-from agentlog.errors import DecodeError, ForkError, SignatureError
+from agentlog.errors import DecodeError, EventError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
 from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
 from agentlog.log.roster import Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import (
+    LAMPORT_STEP,
     ROSTER_KINDS,
     TRUNCATED,
     Duplicate,
@@ -30,7 +31,7 @@ from agentlog.prefs.view import Folded
 from agentlog.store import carry, forks, ledger
 from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
-from agentlog.store.layout import event_key, head_from, head_value
+from agentlog.store.layout import POS, event_key, head_from, head_value
 from agentlog.store.views import drop_past_revocations, refold, roster_in, save_roster
 from agentlog.watch.changelog import Capture
 
@@ -46,6 +47,9 @@ class IngestResult:
     forked: tuple = ()                         # authors of the events this batch kept on a forked branch
 
 
+_tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
+
+
 class TxnLog:
     """The validator's view of the store inside one write transaction.
 
@@ -59,6 +63,7 @@ class TxnLog:
         self.genesis = txn.get(b"genesis", db=dbs["meta"])
         self.roster = roster
         self._heads: dict[bytes, Head | None] = {}
+        self._lamports: dict[bytes, tuple[Head, int | None]] = {}   # author -> (its head, that event's lamport)
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
         self._uncarried: dict[bytes, bytes] = {}         # event key -> key id: stored header-only by choice
         self._fills: dict[bytes, Event] = {}             # event key -> delivery completing one held header-only
@@ -107,11 +112,38 @@ class TxnLog:
         event = self._accepted.get(key)
         return event.record if event is not None else None
 
+    def follows(self, pre: Predecoded) -> Event | None:
+        """The predecoded event when check_event (signature aside) would surely accept it: the next of its author's
+        chain in its head's epoch past seq 1, linked to the head, with no clock, by an enrolled device never
+        revoked, its lamport within LAMPORT_STEP above the head's, its own checks passed. None: check_event
+        decides (and raises what it finds first)."""
+        event = pre.event
+        if event is None or isinstance(pre.checked, EventError):
+            return None
+        h = event.header
+        author = h.author
+        head = self.head(author)
+        if head is None or h.seq != head.seq + 1 or h.seq < 2 or h.epoch != head.epoch or h.prev != head.id \
+                or h.clock or h.group != self.group:
+            return None
+        member = self.roster.members.get(author)
+        if member is None or not member.enrollments or member.until_seq is not None:
+            return None
+        known = self._lamports.get(author)
+        if known is None or known[0] is not head:
+            known = self._lamports[author] = (head, self.lamport_at(author, head.epoch, head.seq))
+        before = known[1]
+        if before is not None and not before < h.lamport <= before + LAMPORT_STEP:
+            return None
+        return event
+
     def accept(self, event: Event) -> None:
         """Hold a validated event as its author's new head, to be stored by `flush`."""
         h = event.header
-        self._accepted[event_key(h.author, h.epoch, h.seq)] = event
-        self._heads[h.author] = Head(h.epoch, h.seq, event.id)
+        author = h.author
+        self._accepted[author + POS.pack(h.epoch, h.seq)] = event
+        head = self._heads[author] = _tuple_new(Head, (h.epoch, h.seq, event.id))
+        self._lamports[author] = (head, h.lamport)
 
     def unchecked(self, checked) -> list[tuple[bytes, bytes]]:
         """(event key, b"") of the accepted events but the `checked` ones: their signatures were not verified."""
@@ -180,8 +212,9 @@ class TxnLog:
             txn.put(key + event.id, event.record, db=db["forks"])
         return True
 
-    def flush(self) -> None:
-        """Store the accepted events (as agentlog.store.append stores its own) and each author's last head."""
+    def flush(self, authors) -> None:
+        """Store the accepted events (as agentlog.store.append stores its own) and the new head of `authors`, those
+        whose events were accepted."""
         db, txn, events = self._db, self._txn, self._accepted.items()
         txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
@@ -196,7 +229,6 @@ class TxnLog:
         for key, e in self._fills.items():
             txn.put(key, e.payload, db=db["payloads"])
             txn.delete(key, db=db["withheld"])
-        authors = {e.header.author for e in self._accepted.values()}
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
         self._accepted.clear()
@@ -216,33 +248,37 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     for pre in batch:
         if type(pre) is not Predecoded:
             pre = predecode(*pre)
-        record, payload = pre.record, pre.payload
-        try:
-            event, decoded = check_event(record, payload, log, check_signature=every_signature, pre=pre)
-        except Duplicate as dup:
-            was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
-            filled += was_filled
-            healed += was_healed
-            duplicates += not (was_filled or was_healed)
-            continue
-        except forks.BRANCHABLE as refused:
-            placed = forks.place(store, txn, log, record, payload, refused)   # raises `refused` when no fork
-            if placed is None:
-                duplicates += 1
+        event = None if every_signature else log.follows(pre)
+        if event is not None:
+            decoded = pre.checked
+        else:
+            try:
+                event, decoded = check_event(pre.record, pre.payload, log, check_signature=every_signature, pre=pre)
+            except Duplicate as dup:
+                was_filled, was_healed = log.fill(dup.event), log.heal(dup.event)
+                filled += was_filled
+                healed += was_healed
+                duplicates += not (was_filled or was_healed)
                 continue
-            event, decoded = placed
-            forked[event.id] = event.header.author
-            folded.append(Folded.of(event.header, event.id, decoded))
-            lamport = max(lamport, event.header.lamport)
-            accepted += 1
-            continue
+            except forks.BRANCHABLE as refused:
+                placed = forks.place(store, txn, log, pre.record, pre.payload, refused)  # raises `refused`: no fork
+                if placed is None:
+                    duplicates += 1
+                    continue
+                event, decoded = placed
+                forked[event.id] = event.header.author
+                folded.append(Folded.of(event.header, event.id, decoded))
+                lamport = max(lamport, event.header.lamport)
+                accepted += 1
+                continue
         h = event.header
         if h.kind in SCOPE_KINDS or h.payload_codec != "plain" or (h.scope != USER_SCOPE and is_sealed_scope(h.scope)):
             sealed = sealed or SealedBatch(store, txn, roster)
             sealed.check(event, decoded, len(folded))
         last[h.author] = event
         log.accept(event)
-        lamport = max(lamport, h.lamport)
+        if h.lamport > lamport:
+            lamport = h.lamport
         if h.kind in ROSTER_KINDS:      # saved even when the join token's anchor already applied it
             roster.apply(h, event.id, decoded)
             roster_changed = True
@@ -272,7 +308,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     opens_held = sealed is not None and sealed.finish(folded)   # a new key opens events held unread: fold again
     if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
         log.uncarry(sealed.uncarried)
-    log.flush()
+    log.flush(last)
     changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()

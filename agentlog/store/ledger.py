@@ -45,14 +45,18 @@ class Range:
 
 def runs(positions: Iterable[tuple[bytes, int, int]]) -> list[tuple[bytes, int, int, int]]:
     """(author, epoch, seq) positions -> contiguous (author, epoch, lo, hi) runs, in position order."""
-    out: list[list] = []
+    out: list[tuple[bytes, int, int, int]] = []
+    run, hi = None, 0
     for author, epoch, seq in sorted(positions):
-        last = out[-1] if out else None
-        if last and last[0] == author and last[1] == epoch and last[3] + 1 == seq:
-            last[3] = seq
-        else:
-            out.append([author, epoch, seq, seq])
-    return [tuple(r) for r in out]
+        if run is not None and seq == hi + 1 and epoch == run[1] and author == run[0]:
+            hi = seq
+            continue
+        if run is not None:
+            out.append((*run, hi))
+        run, hi = (author, epoch, seq), seq
+    if run is not None:
+        out.append((*run, hi))
+    return out
 
 
 def record(txn, db, peer: bytes, positions: Iterable[tuple[bytes, int, int]], time_ms: int) -> None:

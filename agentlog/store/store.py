@@ -51,6 +51,7 @@ from agentlog.store.views import (
     fold_roster,
     folded_log,
     limits_in,
+    quiet_gc,
     rebuild_roster,
     refold,
     roster_in,
@@ -256,7 +257,8 @@ class Store:
     def _ingest_group(self, batches: list[list], every_signature: bool, source: bytes | None
                       ) -> tuple[list[IngestResult], EventError | None]:
         """Store batches from the first on in one write transaction, up to one that fails or needs follow-up
-        writes (a fork, events caught); the first batch's failure leaves the transaction uncommitted."""
+        writes (a fork, events caught); the first batch's failure leaves the transaction uncommitted. The cyclic
+        garbage collector is off meanwhile: the batches' events are acyclic objects it would only walk again."""
         def write(txn):
             out: list[IngestResult] = []
             for batch in batches:
@@ -278,7 +280,8 @@ class Store:
                     break
             return out, None
         try:
-            return self.write(write)
+            with quiet_gc():
+                return self.write(write)
         except EventError as exc:
             return [], exc
 
