@@ -197,6 +197,34 @@ def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | Non
     return config, explicit, overrides, anchor, forget, tmax, sums
 
 
+def only(raw: bytes, keys) -> bytes:
+    """A binary state's bytes with the buckets named in `keys` alone (cut out, not re-encoded): it answers
+    a lookup that reads only those buckets as the whole state does. A JSON state comes back whole."""
+    if raw[:1] != _TAG:
+        return raw
+    r = _Reader(raw, 1)
+    n = r.uvarint()
+    r.at += n
+    r.integer()
+    r.integer()
+    r.at += 1
+    if raw[r.at - 1]:
+        r.integer()
+    head = r.at
+    kept = []
+    for _ in range(r.uvarint()):
+        start = r.at
+        key = r.text()
+        count, wt, wo = r.uvarint(), r.uvarint(), r.uvarint()
+        n = r.uvarint()
+        r.at += n + count * (wt + wo)
+        if key in keys:
+            kept.append(raw[start : r.at])
+            if len(kept) == len(keys):
+                break
+    return b"".join((raw[:head], uvarint(len(kept)), *kept))
+
+
 class _Reader:
     """A position in a state's bytes."""
 
