@@ -222,27 +222,39 @@ def only(raw: bytes, keys) -> bytes:
     a lookup that reads only those buckets as the whole state does. A JSON state comes back whole."""
     if raw[:1] != _TAG:
         return raw
-    r = _Reader(raw, 1)
-    n = r.uvarint()
-    r.at += n
-    r.integer()
-    r.integer()
-    r.at += 1
-    if raw[r.at - 1]:
-        r.integer()
-    head = r.at
+    n, at = _uvarint_at(raw, 1)
+    n, at = _uvarint_at(raw, at + n)             # past the configuration, statements and overrides: the anchor
+    n, at = _uvarint_at(raw, at + n)             # the forget mark
+    at += n + 1
+    if raw[at - 1]:                              # the newest time
+        n, at = _uvarint_at(raw, at)
+        at += n
+    head = at
+    count, at = _uvarint_at(raw, at)
     kept = []
-    for _ in range(r.uvarint()):
-        start = r.at
-        key = r.text()
-        count, wt, wo = r.uvarint(), r.uvarint(), r.uvarint()
-        n = r.uvarint()
-        r.at += n + count * (wt + wo)
+    for _ in range(count):
+        start = at
+        n, at = _uvarint_at(raw, at)
+        key = raw[at : at + n].decode()
+        values, at = _uvarint_at(raw, at + n)
+        wt, at = _uvarint_at(raw, at)
+        wo, at = _uvarint_at(raw, at)
+        n, at = _uvarint_at(raw, at)
+        at += n + values * (wt + wo)
         if key in keys:
-            kept.append(raw[start : r.at])
+            kept.append(raw[start:at])
             if len(kept) == len(keys):
                 break
     return b"".join((raw[:head], uvarint(len(kept)), *kept))
+
+
+def _uvarint_at(raw: bytes, at: int) -> tuple[int, int]:
+    """The uvarint at `at`, and where it ends."""
+    b = raw[at]
+    if b < 0x80:
+        return b, at + 1
+    r = _Reader(raw, at)
+    return r.uvarint(), r.at
 
 
 class _Reader:

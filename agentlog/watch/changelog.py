@@ -112,7 +112,7 @@ class Capture:
             new = _copy(view.raw_setting(txn, name))
             old = self.old_prefs[name]
             if new != old:
-                rows.append((PREF, name.encode(), _answered(old), _answered(new), events))
+                rows.append((PREF, name.encode(), _answered(name, old), _answered(name, new), events))
         for entry, events in self.memory.items():
             new = _copy(txn.get(entry, db=entries))
             if new != self.old_memory[entry]:
@@ -164,8 +164,22 @@ def _state(raw: bytes | None) -> bytes:
     return _LEN.pack(_ABSENT) if raw is None else _LEN.pack(len(raw)) + raw
 
 
-def _answered(raw: bytes | None) -> bytes | None:
-    return None if raw is None else only(raw, ANSWERED)
+_CUTS: dict[str, tuple[bytes, bytes]] = {}
+"""Setting -> (a state, its cut): a batch's state after is the next one's before, cut once. Pure, so shared."""
+
+
+def _answered(name: str, raw: bytes | None) -> bytes | None:
+    """The part of a setting's state its answer with no context reads (see `only`)."""
+    if raw is None:
+        return None
+    hit = _CUTS.get(name)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    if len(_CUTS) >= 4096:
+        _CUTS.clear()
+    cut = only(raw, ANSWERED)
+    _CUTS[name] = (raw, cut)
+    return cut
 
 
 def _copy(raw) -> bytes | None:
