@@ -236,9 +236,14 @@ def only(raw: bytes, keys) -> bytes:
         start = at
         n, at = _uvarint_at(raw, at)
         key = raw[at : at + n].decode()
-        values, at = _uvarint_at(raw, at + n)
-        wt, at = _uvarint_at(raw, at)
-        wo, at = _uvarint_at(raw, at)
+        at += n
+        values, wt, wo = raw[at], raw[at + 1], raw[at + 2]
+        if values < 0x80 and wt < 0x80 and wo < 0x80:
+            at += 3
+        else:
+            values, at = _uvarint_at(raw, at)
+            wt, at = _uvarint_at(raw, at)
+            wo, at = _uvarint_at(raw, at)
         n, at = _uvarint_at(raw, at)
         at += n + values * (wt + wo)
         if key in keys:
