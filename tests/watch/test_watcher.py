@@ -40,15 +40,19 @@ def test_a_change_names_the_setting_values_events_and_device(laptop, phone):
 
 
 def test_a_preference_row_keeps_only_what_its_answer_reads(laptop):
+    db, states = laptop.dbs["watch.changes"], []
     for n, value in enumerate(("dark", "light", "dark", "dark")):
         laptop.prefs.observe("editor.theme", value, context={"project": f"p{n % 2}", "host": "h"})
+        with laptop.raw_txn() as txn:
+            states.append(bytes(laptop.pref_view.raw_setting(txn, "editor.theme")))
     with laptop.raw_txn() as txn:
-        raw = bytes(laptop.pref_view.raw_setting(txn, "editor.theme"))
-        _, last = changelog.bounds(txn, laptop.dbs["watch.changes"])
-        row = next(changelog.rows_after(txn, laptop.dbs["watch.changes"], last - 1, 1))
+        _, last = changelog.bounds(txn, db)
+        row = next(changelog.rows_after(txn, db, last - 1, 1))
+    raw = states[-1]
     full = pr.Setting.from_bytes("editor.theme", raw)
     kept = pr.Setting.from_bytes("editor.theme", bytes(row.new))
     assert len(full.sums) > 1 and set(kept.sums) == {""} and kept.sums[""] == full.sums[""]
+    assert row.old == canonical.only(states[-2], changelog.ANSWERED) != row.new
     device = laptop.device.hex()
     assert change_of(row, device, {}).new == pr.answer(full, device, (), row.time_ms).to_json()
     old_format = row._replace(new=raw)                  # rows written before: the whole state, read the same
