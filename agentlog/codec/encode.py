@@ -29,7 +29,7 @@ _WORD = struct.Struct("<Q")
 class Layout:
     """The encoder of one struct: `encode(obj)` gives a whole message with that struct as root; `source` is its code."""
 
-    __slots__ = ("fill", "size", "source", "values", "word")
+    __slots__ = ("fill", "lists", "size", "source", "values", "word")
 
     def __init__(self, struct_type, fields: Sequence[str], attrs: Sequence[str] | None = None,
                  nested: dict[str, Layout] | None = None):
@@ -46,6 +46,8 @@ class Layout:
         self.source, env = _generate(struct_type.schema, fields, nested or {})
         exec(compile(self.source, f"<capnp {struct_type.schema.node.displayName}>", "exec"), env)  # noqa: S102
         self.fill = env["fill"]
+        kinds = {struct_type.schema.fields[name].proto.slot.type.which() for name in fields}
+        self.lists: dict | None = {} if kinds <= {"text", "data"} else None
 
     def encode(self, obj: Any) -> bytes:
         """One single-segment message whose root is this struct, filled from `obj`.
@@ -201,17 +203,41 @@ def _struct(parts: list, end: int, pos: int, layout: Layout, value) -> tuple[int
 
 
 def _struct_list(parts: list, end: int, pos: int, layout: Layout, items) -> tuple[int, int]:
-    """Append a list of structs (tag word, then the elements) and their objects; pointer word and new end."""
-    n, k = len(items), len(parts)
-    parts.append(None)
-    sections = [_WORD.pack(n << 2 | layout.word)]
-    at, new_end = end + 8, end + 8 + n * layout.size
+    """Append a list of structs (tag word, then the elements) and their objects; pointer word and new end.
+
+    Its bytes do not depend on where it goes (pointers are relative): a list of structs of text and data
+    alone (a context's pairs, again and again) is encoded once and its bytes kept, by value."""
+    n, memo = len(items), layout.lists
+    block = None
+    if memo is not None:
+        try:
+            block = memo.get(items)
+        except TypeError:                     # an unhashable list: encoded every time
+            memo = None
+    if block is None:
+        block = _list_block(layout, items)
+        if memo is not None:
+            if len(memo) >= _LISTS_KEPT:
+                memo.clear()
+            memo[items] = block
+    parts.append(block)
+    return (end - pos - 8) >> 1 | 1 | (n * layout.size | 7) << 32, end + len(block)
+
+
+_LISTS_KEPT = 1024
+
+
+def _list_block(layout: Layout, items) -> bytes:
+    """A list of structs' tag word, elements and their objects, as if placed at 0."""
+    parts = [None]
+    sections = [_WORD.pack(len(items) << 2 | layout.word)]
+    at, end = 8, 8 + len(items) * layout.size
     for item in items:
-        section, new_end = layout.fill(parts, at, new_end, layout.values(item))
+        section, end = layout.fill(parts, at, end, layout.values(item))
         sections.append(section)
         at += layout.size
-    parts[k] = b"".join(sections)
-    return (end - pos - 8) >> 1 | 1 | (n * layout.size | 7) << 32, new_end
+    parts[0] = b"".join(sections)
+    return b"".join(parts)
 
 
 def _pointer_list(parts: list, end: int, pos: int, put: Callable, items) -> tuple[int, int]:

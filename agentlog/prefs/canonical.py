@@ -13,6 +13,7 @@ States stored as JSON (by reducer version 3 and earlier, as a compaction base ma
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 
 FORMAT = 1                       # the first byte of a binary state; a JSON state begins with "{"
 _TAG = bytes((FORMAT,))
@@ -54,63 +55,82 @@ def _bucket_head(key: str, values: list[str], wt: int, wo: int) -> bytes:
 
 
 class _Bucket:
-    """One bucket's encoded pieces: each value's total and old sum at the bucket's widths, in value order."""
+    """One bucket's encoding, kept as a buffer: its head, then each value's total and old sum at the bucket's
+    widths, in value order. A changed sum that still fits is written over its old bytes in place, a new value
+    that fits is spliced in; a dropped value, or a width that changed, encodes the bucket again."""
 
-    __slots__ = ("wt", "wo", "head", "pieces")
+    __slots__ = ("wt", "wo", "t_w", "o_w", "names", "at", "hl", "buf")
 
     def __init__(self) -> None:
         self.wt: dict[str, int] = {}          # value -> bytes its total needs
         self.wo: dict[str, int] = {}          # value -> bytes its old sum needs
-        self.head: tuple[int, int, bytes] | None = None     # (total width, old width, encoded head)
-        self.pieces: dict[str, bytes] = {}    # value -> total ‖ old at the widths
+        self.t_w = self.o_w = 0               # the bucket's widths: the largest of those
+        self.names: list[str] = []            # the values, in order
+        self.at: dict[str, int] | None = None     # value -> its place in `names`; None: not encoded
+        self.hl = 0                           # the head's length: the sums follow it in `buf`
+        self.buf = bytearray()
 
-    def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytes | None:
+    def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytearray | None:
         """The bucket's bytes after `changed` values' sums changed (those at [0, 0] dropped from `vals`);
         None when no sum is left."""
-        wt, wo, pieces, head = self.wt, self.wo, self.pieces, self.head
-        t_w, o_w = (head[0], head[1]) if head is not None else (0, 0)
-        reorder = shrunk = False
-        for v in changed:
-            t = vals.get(v)
-            if t is None or not (t[0] or t[1]):
-                vals.pop(v, None)
-                before = wt.pop(v, None)
-                if before is not None:
-                    old_width = wo.pop(v)
-                    shrunk |= before == t_w or old_width == o_w
-                    del pieces[v]
-                    reorder = True
-                continue
-            x, y = t
-            a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
-            before = wt.get(v)
-            if before is None:
-                reorder = True
-            else:
-                shrunk |= (before == t_w and a < before) or (wo[v] == o_w and b < wo[v])
-            wt[v], wo[v] = a, b
-            if a > t_w:
-                t_w = a
-            if b > o_w:
-                o_w = b
-        if not wt:
-            return None
-        if shrunk:
-            t_w, o_w = max(wt.values()), max(wo.values())
-        if head is None or head[0] != t_w or head[1] != o_w:        # a width changed: every piece again
-            self.pieces = pieces = {v: vals[v][0].to_bytes(t_w, "big", signed=True)
-                                    + vals[v][1].to_bytes(o_w, "big", signed=True) for v in sorted(wt)}
-            reorder = True
-        else:
+        at = self.at
+        if at is not None:
+            t_w, o_w, wt, wo = self.t_w, self.o_w, self.wt, self.wo
+            patches, new = [], False
             for v in changed:
-                if v in wt:
-                    t = vals[v]
-                    pieces[v] = t[0].to_bytes(t_w, "big", signed=True) + t[1].to_bytes(o_w, "big", signed=True)
-            if reorder:
-                self.pieces = pieces = dict(sorted(pieces.items()))
-        if reorder:
-            self.head = head = (t_w, o_w, _bucket_head(key, list(pieces), t_w, o_w))
-        return head[2] + b"".join(pieces.values())
+                t = vals.get(v)
+                if t is None:
+                    break
+                x, y = t
+                a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
+                if a > t_w or b > o_w or not (x or y):
+                    break
+                if v not in at:
+                    new = True
+                elif a < wt[v] == t_w or b < wo[v] == o_w:
+                    break
+                patches.append((v, a, b, x, y))
+            else:
+                if new:
+                    self._insert(key, [p[0] for p in patches if p[0] not in at])
+                    at = self.at
+                buf, hl, j = self.buf, self.hl, t_w + o_w
+                for v, a, b, x, y in patches:
+                    wt[v], wo[v] = a, b
+                    i = hl + at[v] * j
+                    buf[i : i + j] = x.to_bytes(t_w, "big", signed=True) + y.to_bytes(o_w, "big", signed=True)
+                return buf
+        return self._encode(key, vals)
+
+    def _insert(self, key: str, values: list[str]) -> None:
+        """Make room for new values at the bucket's widths (their sums are written next)."""
+        names, j, hl, buf = self.names, self.t_w + self.o_w, self.hl, self.buf
+        for v in values:
+            k = bisect_left(names, v)
+            names.insert(k, v)
+            buf[hl + k * j : hl + k * j] = bytes(j)
+        head = _bucket_head(key, names, self.t_w, self.o_w)
+        buf[:hl] = head
+        self.hl, self.at = len(head), dict(zip(names, range(len(names))))
+
+    def _encode(self, key: str, vals: dict[str, list[int]]) -> bytearray | None:
+        for v in [v for v, t in vals.items() if not (t[0] or t[1])]:
+            del vals[v]
+        if not vals:
+            self.at = None
+            return None
+        names = self.names = sorted(vals)
+        wt = self.wt = {v: width(vals[v][0]) for v in names}
+        wo = self.wo = {v: width(vals[v][1]) for v in names}
+        t_w, o_w = self.t_w, self.o_w = max(wt.values()), max(wo.values())
+        head = _bucket_head(key, names, t_w, o_w)
+        self.hl, self.at = len(head), dict(zip(names, range(len(names))))
+        buf = self.buf = bytearray(head)
+        for v in names:
+            x, y = vals[v]
+            buf += x.to_bytes(t_w, "big", signed=True)
+            buf += y.to_bytes(o_w, "big", signed=True)
+        return buf
 
 
 class Canonical:
@@ -195,6 +215,51 @@ def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | Non
             sums[key] = {v: [fb(raw[i : i + wt], "big", signed=True), 0] for v, i in zip(values, range(at, end, step))}
         r.at = end
     return config, explicit, overrides, anchor, forget, tmax, sums
+
+
+def only(raw: bytes, keys) -> bytes:
+    """A binary state's bytes with the buckets named in `keys` alone (cut out, not re-encoded): it answers
+    a lookup that reads only those buckets as the whole state does. A JSON state comes back whole."""
+    if raw[:1] != _TAG:
+        return raw
+    n, at = _uvarint_at(raw, 1)
+    n, at = _uvarint_at(raw, at + n)             # past the configuration, statements and overrides: the anchor
+    n, at = _uvarint_at(raw, at + n)             # the forget mark
+    at += n + 1
+    if raw[at - 1]:                              # the newest time
+        n, at = _uvarint_at(raw, at)
+        at += n
+    head = at
+    count, at = _uvarint_at(raw, at)
+    kept = []
+    for _ in range(count):
+        start = at
+        n, at = _uvarint_at(raw, at)
+        key = raw[at : at + n].decode()
+        at += n
+        values, wt, wo = raw[at], raw[at + 1], raw[at + 2]
+        if values < 0x80 and wt < 0x80 and wo < 0x80:
+            at += 3
+        else:
+            values, at = _uvarint_at(raw, at)
+            wt, at = _uvarint_at(raw, at)
+            wo, at = _uvarint_at(raw, at)
+        n, at = _uvarint_at(raw, at)
+        at += n + values * (wt + wo)
+        if key in keys:
+            kept.append(raw[start:at])
+            if len(kept) == len(keys):
+                break
+    return b"".join((raw[:head], uvarint(len(kept)), *kept))
+
+
+def _uvarint_at(raw: bytes, at: int) -> tuple[int, int]:
+    """The uvarint at `at`, and where it ends."""
+    b = raw[at]
+    if b < 0x80:
+        return b, at + 1
+    r = _Reader(raw, at)
+    return r.uvarint(), r.at
 
 
 class _Reader:

@@ -2,11 +2,11 @@
 
 Database `watch.changes` (docs/format.md section 10): position(8, big-endian) -> one row per changed setting or
 entry: view(1: p, m, or * for "folded again, re-read everything") time(8) name, state before, state after (the
-view's stored bytes, length-prefixed; absent: 0xffffffff) and the events behind it (how many, and the last
-REFS_KEPT of them). Positions count up from 1
-and are never reused; the oldest rows go once more than RETAIN are kept, and every row goes when the views
-are folded again (one `*` row stands for all of it). Rows are written only when a state's
-bytes changed, so a duplicate or an event that moved nothing leaves none. The writer does no work per watcher:
+view's stored bytes, length-prefixed; absent: 0xffffffff; a setting's cut down to the buckets its answer with no
+context reads, so a row stays small) and the events behind it (how many, and the last REFS_KEPT of them).
+Positions count up from 1 and are never reused; the oldest rows go once more than RETAIN are kept, and every
+row goes when the views are folded again (one `*` row stands for all of it). Rows are written only when a
+state's bytes changed, so a duplicate or an event that moved nothing leaves none. The writer does no work per watcher:
 watchers read the rows after their position when woken.
 """
 
@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from agentlog.log.kinds import MEMORY_KINDS, PREF_KINDS
+from agentlog.prefs.canonical import only
+from agentlog.prefs.reducer import lookup_buckets
 
 DBS = ("watch.changes",)
+ANSWERED = frozenset(lookup_buckets(()))
+"""The buckets a setting's answer with no context reads: all of its state a preference row keeps."""
 RETAIN = 10_000
 """Rows kept: a watcher further behind than this is told it missed changes (a `gap`)."""
 TRIM_EVERY = 256
@@ -106,8 +110,9 @@ class Capture:
         rows = []
         for name, events in self.prefs.items():
             new = _copy(view.raw_setting(txn, name))
-            if new != self.old_prefs[name]:
-                rows.append((PREF, name.encode(), self.old_prefs[name], new, events))
+            old = self.old_prefs[name]
+            if new != old:
+                rows.append((PREF, name.encode(), _answered(name, old), _answered(name, new), events))
         for entry, events in self.memory.items():
             new = _copy(txn.get(entry, db=entries))
             if new != self.old_memory[entry]:
@@ -157,6 +162,24 @@ def _trim(txn, db, upto: int) -> None:
 
 def _state(raw: bytes | None) -> bytes:
     return _LEN.pack(_ABSENT) if raw is None else _LEN.pack(len(raw)) + raw
+
+
+_CUTS: dict[str, tuple[bytes, bytes]] = {}
+"""Setting -> (a state, its cut): a batch's state after is the next one's before, cut once. Pure, so shared."""
+
+
+def _answered(name: str, raw: bytes | None) -> bytes | None:
+    """The part of a setting's state its answer with no context reads (see `only`)."""
+    if raw is None:
+        return None
+    hit = _CUTS.get(name)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    if len(_CUTS) >= 4096:
+        _CUTS.clear()
+    cut = only(raw, ANSWERED)
+    _CUTS[name] = (raw, cut)
+    return cut
 
 
 def _copy(raw) -> bytes | None:

@@ -12,7 +12,10 @@ import pytest
 import trio
 
 from agentlog.errors import InvalidValueError
+from agentlog.prefs import canonical
+from agentlog.prefs import reducer as pr
 from agentlog.watch import changelog
+from agentlog.watch.changes import change_of
 from tests.helpers.sync import sync
 
 
@@ -34,6 +37,27 @@ def test_a_change_names_the_setting_values_events_and_device(laptop, phone):
     sync(phone, laptop)                                  # nothing new: a duplicate records no change
     assert watcher.poll() == []
     watcher.close()
+
+
+def test_a_preference_row_keeps_only_what_its_answer_reads(laptop):
+    db, states = laptop.dbs["watch.changes"], []
+    for n, value in enumerate(("dark", "light", "dark", "dark")):
+        laptop.prefs.observe("editor.theme", value, context={"project": f"p{n % 2}", "host": "h"})
+        with laptop.raw_txn() as txn:
+            states.append(bytes(laptop.pref_view.raw_setting(txn, "editor.theme")))
+    with laptop.raw_txn() as txn:
+        _, last = changelog.bounds(txn, db)
+        row = next(changelog.rows_after(txn, db, last - 1, 1))
+    raw = states[-1]
+    full = pr.Setting.from_bytes("editor.theme", raw)
+    kept = pr.Setting.from_bytes("editor.theme", bytes(row.new))
+    assert len(full.sums) > 1 and set(kept.sums) == {""} and kept.sums[""] == full.sums[""]
+    assert row.old == canonical.only(states[-2], changelog.ANSWERED) != row.new
+    device = laptop.device.hex()
+    assert change_of(row, device, {}).new == pr.answer(full, device, (), row.time_ms).to_json()
+    old_format = row._replace(new=raw)                  # rows written before: the whole state, read the same
+    assert change_of(old_format, device, {}) == change_of(row, device, {})
+    assert canonical.only(b'{"json": 1}', changelog.ANSWERED) == b'{"json": 1}'
 
 
 def test_memory_conflict_opened_and_resolved(laptop, phone):
