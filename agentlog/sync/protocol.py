@@ -357,14 +357,17 @@ class Connection:
         They are pushed only once the peer holds, or has asked for, everything our hello
         announced: sent before that want is answered, they would arrive ahead of the
         events they follow (a gap in an author's chain, or a clock naming a missing event).
-        Nor while all of them are in batches of the peer's still being stored (the change noticed
-        is then those batches): `ingested` marks them held by the peer, instead of them going back
-        to it. Anything else owed goes at once, as when no batch is being stored.
+        Nor while a batch we sent is unacked: its ack brings the peer's frontier, so what a third
+        device gave it meanwhile is left out instead of sent twice (an idle link pushes at once;
+        a mesh catching up relayed about half its events twice). Nor while all of them are in
+        batches of the peer's still being stored (the change noticed is then those batches):
+        `ingested` marks them held by the peer, instead of them going back to it. Anything else
+        owed goes at once, as when no batch is being stored.
         """
         if self.state not in ("syncing", "live") or self.guarded:
             return []
         asked = self._ask_payloads(now)
-        if self._announced_unasked():
+        if self.unacked or self._announced_unasked():
             self.push_held = True
             return asked
         owed = []

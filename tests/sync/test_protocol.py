@@ -94,6 +94,26 @@ def test_a_local_write_leaves_while_a_batch_of_other_events_is_stored(laptop, ph
     assert [decode_record(e.record).header.author for m in pushed for e in m.events] == [laptop.device]
 
 
+def test_a_push_waits_for_the_ack_in_flight_which_says_what_a_third_device_gave_the_peer(laptop, phone, tablet):
+    """Events the peer got from a third device while our batch was in flight are not pushed to it again: the
+    push waits for that batch's ack, whose frontier shows them."""
+    link = Link(laptop, phone)
+    link.start()
+    link.run()
+    for i in range(3):
+        tablet.memory.put(f"fact {i}")
+    laptop.prefs.observe("ui.theme", "dark")
+    link.handle(link.a, link.a.local_changed(1.0))
+    before = len(link.sent)
+    sync(tablet, laptop)
+    sync(tablet, phone)
+    assert link.a.local_changed(1.0) == []
+    link.run()
+    pushed = [m for who, m in link.sent[before:] if who == "a" and isinstance(m, Events)]
+    assert [decode_record(e.record).header.author for m in pushed for e in m.events] == []
+    assert laptop.frontier() == phone.frontier()
+
+
 def test_at_most_window_batches_are_unacked(laptop, phone):
     for _i in range(100):
         laptop.prefs.observe("ui.theme", "dark")
