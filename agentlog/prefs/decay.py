@@ -36,6 +36,10 @@ def _table() -> tuple[int, ...]:
     return tuple(out)
 
 
+TABLE = _table()
+"""2^(j/STEPS) in FRAC_BITS fixed point, for `term` and the folds' loops that compute terms inline."""
+
+
 def position(time_ms: int, half_life_ms: int) -> int:
     """A time in 1/STEPS half-lives since 1970 (floor)."""
     return time_ms * STEPS // half_life_ms
@@ -48,11 +52,10 @@ def halvings(time_ms: int, half_life_ms: int) -> int:
 
 def term(weight: int, time_ms: int, half_life_ms: int, anchor: int) -> int:
     """weight * 2^(time/h - anchor) in FRAC_BITS fixed point, exact; time must be at or after the anchor."""
-    x = position(time_ms, half_life_ms)
-    k, j = divmod(x, STEPS)
+    k, j = divmod(time_ms * STEPS // half_life_ms, STEPS)
     if k < anchor:
         raise ValueError("a decay term before its anchor")
-    return (weight * _table()[j]) << (k - anchor)
+    return (weight * TABLE[j]) << (k - anchor)
 
 
 def value_at(total: int, anchor: int, now_ms: int, half_life_ms: int) -> float:

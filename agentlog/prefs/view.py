@@ -82,10 +82,12 @@ _BYTE = tuple(bytes((i,)) for i in range(256))
 
 
 class _Index:
-    """One setting's evidence in LMDB, for the reducer (pr.Index)."""
+    """One setting's evidence in LMDB, for the reducer (pr.Index); `waiting` holds a batch's evidence
+    for the setting not yet folded (PrefView._flush folds it in one go)."""
 
     def __init__(self, txn, db, skey: bytes):
         self.txn, self.db, self.skey = txn, db, skey
+        self.waiting: list[pr.Evidence] = []
 
     def scan(self, lo: int, hi: int) -> Iterator[pr.Evidence]:
         lo, hi = max(lo, 0), max(hi, 0)
@@ -93,19 +95,24 @@ class _Index:
             return
         end = self.skey + _U64.pack(hi)
         with self.txn.cursor(db=self.db) as cur:
-            found = cur.set_range(self.skey + _U64.pack(lo))
-            while found:
-                key = cur.key()
+            if not cur.set_range(self.skey + _U64.pack(lo)):
+                return
+            for key, value in cur:
                 if key >= end:
                     break
-                yield _evidence_from(key, cur.value())
-                found = cur.next()
+                yield _evidence_from(key, value)
 
     def everything(self) -> list[pr.Evidence]:
         return list(self.scan(0, 2**64 - 1))
 
     def put(self, ev: pr.Evidence) -> None:
         self.txn.put(_evidence_key(self.skey, ev), ev.to_bytes(), db=self.db)
+
+    def put_many(self, evs: list[pr.Evidence]) -> None:
+        skey, key = self.skey, _EVIDENCE_KEY.pack
+        rows = sorted(zip([key(skey, ev.eff, ev.eid, ev.role) for ev in evs], pr.evidence_bytes(evs, {})))
+        with self.txn.cursor(db=self.db) as cur:
+            cur.putmulti(rows)
 
     def delete(self, ev: pr.Evidence) -> None:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
@@ -178,8 +185,8 @@ def _decision_row(fact: pr.Fact) -> bytes:
 
 
 def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
-    key = bytes(key)
-    return pr.Evidence.from_bytes(_U64.unpack_from(key, 16)[0], key[24:56], key[56], bytes(value))
+    _, eff, eid, role = _EVIDENCE_KEY.unpack(key)
+    return pr.Evidence.from_bytes(eff, eid, role, bytes(value))
 
 
 class PrefView:
@@ -253,7 +260,18 @@ class PrefView:
                 txn.put(author, _U64.pack(newest), db=self.seen)
         self._save(txn, open_settings)
 
+    @staticmethod
+    def _flush(open_settings: dict) -> None:
+        """Fold every open setting's waiting evidence: before anything reads a setting's sums or evidence
+        other than to add to them (a statement, a witness, a snapshot, saving)."""
+        for opened in open_settings.values():
+            if opened is not None and opened[1].waiting:
+                s, index = opened
+                s.add_many(index.waiting, index)
+                index.waiting = []
+
     def _save(self, txn, open_settings: dict) -> None:
+        self._flush(open_settings)
         for name, opened in open_settings.items():
             if opened is None:
                 continue
@@ -276,6 +294,7 @@ class PrefView:
             if old is not None and old >= cap:
                 continue
             txn.put(c.author, _U64.pack(cap), db=self.early)
+            self._flush(open_settings)
             moved = {}
             for key, raw in self._early_rows(txn, c.author):
                 eff, time_ms = _EARLY.unpack_from(raw)
@@ -378,6 +397,8 @@ class PrefView:
                 self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
             return
         opened = self._setting(txn, fact.payload.setting, open_settings)
+        if opened is not None and opened[1].waiting:
+            self._flush({None: opened})
         if opened is not None and opened[0].state(fact) == "recompute":
             s, index = opened
             everything = index.everything()
@@ -389,9 +410,7 @@ class PrefView:
     def _add(self, txn, name: str, evidence: list[pr.Evidence], open_settings: dict) -> None:
         opened = self._setting(txn, name, open_settings) if evidence else None
         if opened is not None:
-            s, index = opened
-            for ev in evidence:
-                s.add(ev, index)
+            opened[1].waiting += evidence
 
     def _decision(self, txn, did: bytes, facts: dict) -> pr.Fact | None:
         """The decision a correction names, if folded here (its event may since have been compacted away)."""
@@ -434,6 +453,7 @@ class PrefView:
     def _summarize(self, txn, snap: payloads.Snapshot, open_settings: dict) -> None:
         """Fold a snapshot: each setting's evidence at or below its stable frontier and cut becomes day summaries."""
         stable = {p.author: p.lamport for p in snap.stable}     # an author's lamports grow with its seq
+        self._flush(open_settings)
         for cut in snap.cuts:
             opened = self._setting(txn, cut.setting, open_settings)
             if opened is None:
