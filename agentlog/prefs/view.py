@@ -23,10 +23,13 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
+from itertools import islice
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from agentlog import crypto
 from agentlog.errors import EventError
+from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
 from agentlog.log import payloads
 from agentlog.log.event import PEEK_READER, Header, decode_header
 from agentlog.log.kinds import MEMORY_KINDS
@@ -65,6 +68,7 @@ class Folded(NamedTuple):
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
+_POSITION, _TIME, _CLOCK = itemgetter(0, 1, 2), itemgetter(4), itemgetter(6)     # a Folded's fields
 
 
 @lru_cache(maxsize=4096)
@@ -486,16 +490,15 @@ class PrefView:
         """
         self.clear(txn)
         folded: list[Folded] = []
-        times: dict[tuple, int] = {}
-        for n, f in enumerate(events, 1):
-            folded.append(f)
-            times[(f.author, f.epoch, f.seq)] = f.time_ms
-            if progress and n % 10000 == 0:
-                progress(n)
-        snapshots = sorted((f for f in folded if f.kind == "snapshot" and f.payload is not None),
-                           key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+        read = iter(events)
+        while chunk := list(islice(read, 10_000)):
+            folded += chunk
+            if progress and len(chunk) == 10_000:
+                progress(len(folded))
+        clocked = list(filter(_CLOCK, folded))
+        times = dict(zip(map(_POSITION, folded), map(_TIME, folded))) if clocked else {}
         witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
-        for f in folded:
+        for f in clocked:
             for c in f.clock:
                 witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
         caps: dict[bytes, int] = {}
@@ -504,33 +507,48 @@ class PrefView:
         early: dict[bytes, pr.Fact] = {}                  # author 0x01 event id -> an unwitnessed evidence fact
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
+        snapshots: list[Folded] = []
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
-        kinds, new, direct, effective_time = pr.KINDS, tuple.__new__, pr.direct_evidence, pr.effective_time
+        observed: dict[int, tuple | None] = {}             # id of an observation's payload -> how its evidence reads
+        kinds, evidence_kinds, new, direct = pr.KINDS, pr.EVIDENCE_KINDS, tuple.__new__, pr.direct_evidence
+        lo, hi, lead = MIN_TIME_MS, MAX_TIME_MS, pr.LEAD_MS
         for f in folded:
-            author, kind, payload = f.author, f.kind, f.payload
-            newest = self._newest_seen(txn, f, times, seen.get(author)) if f.clock else seen.get(author)
-            if newest is not None:
-                seen[author] = newest
+            author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
+            if clock:
+                newest = self._newest_seen(txn, f, times, seen.get(author))
+                if newest is not None:
+                    seen[author] = newest
+            else:
+                newest = seen.get(author)
             if kind not in kinds or payload is None:
+                if kind == "snapshot" and payload is not None:
+                    snapshots.append(f)
                 continue
-            unwitnessed = newest is None and kind in pr.EVIDENCE_KINDS
-            time_ms = pr.clamp_time(f.time_ms)
-            eff = effective_time(time_ms, newest, caps.get(author) if unwitnessed else None)
-            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, time_ms, eff, kind, f.eid, payload)) \
-                if unwitnessed or kind != "observation" else None
-            if unwitnessed:
-                early[_early_key(author, time_ms, f.eid)] = fact
-            if kind == "observation" or kind == "decision":
-                ev = direct(kind, payload, eff, f.eid, f.lamport, author, time_ms)
+            if not lo <= time_ms <= hi:
+                time_ms = pr.clamp_time(time_ms)
+            if newest is not None:                       # pr.effective_time, inline
+                eff = time_ms if time_ms <= newest + lead else newest + lead
+            elif kind in evidence_kinds:
+                eff = pr.effective_time(time_ms, None, caps.get(author))
+                early[_early_key(author, time_ms, eid)] = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff,
+                                                                        kind, eid, payload))
+            else:
+                eff = time_ms
+            if kind == "observation":                     # pr.direct_evidence, its rule read once per payload
+                how = observed.get(id(payload), False)
+                if how is False:
+                    ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
+                    how = observed[id(payload)] = None if ev is None else (
+                        evidence.setdefault(payload.setting, []).append, ev.value, ev.context, ev.weight)
+                if how is not None:
+                    how[0](new(pr.Evidence, (eff, eid, 0, kind, how[1], how[2], how[3], lamport, author, time_ms)))
+                continue
+            if kind == "decision":
+                ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
                 if ev is not None:
-                    found = evidence.get(payload.setting)
-                    if found is None:
-                        evidence[payload.setting] = [ev]
-                    else:
-                        found.append(ev)
-                if kind == "observation":
-                    continue
-            facts.append(fact)
+                    evidence.setdefault(payload.setting, []).append(ev)
+            facts.append(new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload)))
+        snapshots.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
         txn.cursor(db=self.early).putmulti(sorted([(a, _U64.pack(cap)) for a, cap in caps.items()]
                                                   + [(key, b"") for key in witnessed]
                                                   + [(key, _early_row(f)) for key, f in early.items()]))
