@@ -41,6 +41,7 @@ _DECISION = struct.Struct(">32sIQQQ")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
 _U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
 _POS = struct.Struct(">IQ")
 _CACHED_PAYLOAD, _CACHED_PAYLOADS = 256, 100_000
 
@@ -641,12 +642,15 @@ class PrefView:
 
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
-        h = hashlib.blake2b(digest_size=32)
+        h, length = hashlib.blake2b(digest_size=32), _U32.pack
         for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             h.update(b"\xff")
+            parts: list[bytes] = []
+            add = parts.extend
             with txn.cursor(db=db) as cur:
                 for k, v in cur:
-                    h.update(len(k).to_bytes(4, "big") + bytes(k) + len(v).to_bytes(4, "big") + bytes(v))
+                    add((length(len(k)), bytes(k), length(len(v)), bytes(v)))
+            h.update(b"".join(parts))
         return h.digest()
 
 
