@@ -228,6 +228,7 @@ class PrefView:
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
         kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
+        direct = pr.direct_evidence
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
             time_ms = clamp_time(time_ms)
@@ -253,6 +254,13 @@ class PrefView:
                 continue
             early = newest is None and kind in pr.EVIDENCE_KINDS
             eff = effective_time(time_ms, newest, _cap(txn.get(author, db=self.early)) if early else None)
+            if kind == "observation" and not early:       # the common case, without a Fact: none reads it
+                ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
+                if ev is not None:
+                    opened = self._setting(txn, payload.setting, open_settings)
+                    if opened is not None:
+                        opened[1].waiting.append(ev)
+                continue
             fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload))
             facts[eid] = fact
             if early:
