@@ -477,7 +477,8 @@ class Setting:
 
     def recompute(self, everything: Iterable[Evidence]) -> None:
         """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""
-        kept = [ev for ev in everything if ev.lamport >= self.forget]
+        forget = self.forget
+        kept = [ev for ev in everything if ev.lamport >= forget] if forget else list(everything)
         self.sums = {}
         self._canon.stale()
         if not kept:

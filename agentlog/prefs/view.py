@@ -591,7 +591,9 @@ class PrefView:
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
                                                                        f.eid)):
                 s.state(f)
-            kept = [ev for ev in evidence.get(name, ()) if ev.lamport >= s.forget]
+            kept = evidence.get(name, [])
+            if s.forget:
+                kept = [ev for ev in kept if ev.lamport >= s.forget]
             for snap in snapshots:
                 for cut in snap.cuts:
                     if cut.setting == name:
