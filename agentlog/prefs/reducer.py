@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
-from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
@@ -190,16 +189,10 @@ class Evidence(NamedTuple):
 
     @classmethod
     def from_bytes(cls, eff: int, eid: bytes, role: int, raw: bytes) -> Evidence:
-        """The evidence `to_bytes` gave `raw`; each distinct (value, context) is decoded once (the same few repeat,
-        and a fold reads rows back as the newest time moves)."""
+        """The evidence `to_bytes` gave `raw` (a fold reads rows back as the newest time moves)."""
         code, weight, lamport, time_ms, author, n = _EVIDENCE.unpack_from(raw)
-        tail = raw[_EVIDENCE.size :]
-        pair = _TAILS.get((n, tail))
-        if pair is None:
-            if len(_TAILS) >= _CACHED_TAILS:
-                _TAILS.clear()
-            pair = _TAILS[n, tail] = (tail[:n].decode(), tail[n:].decode())
-        return _new(cls, (eff, eid, role, _KIND_NAMES[code], pair[0], pair[1], weight, lamport, author, time_ms))
+        value, context = _value_context(n, raw[_EVIDENCE.size :])
+        return _new(cls, (eff, eid, role, _KIND_NAMES[code], value, context, weight, lamport, author, time_ms))
 
 
 def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple[int, bytes]]) -> list[bytes]:
@@ -219,8 +212,10 @@ _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
 _KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
-_TAILS: dict[tuple[int, bytes], tuple[str, str]] = {}     # (value length, value ‖ context) -> (value, context)
-_CACHED_TAILS = 4096
+@lru_cache(maxsize=4096)
+def _value_context(n: int, tail: bytes) -> tuple[str, str]:
+    """An evidence row's value (its first n bytes) and context: the same few pairs repeat."""
+    return tail[:n].decode(), tail[n:].decode()
 
 
 @lru_cache(maxsize=4096)
@@ -436,23 +431,23 @@ class Setting:
             evs = [ev for ev in evs if ev.lamport >= forget]
         if not evs:
             return
-        h, top = self.half_life, max(map(_EFF, evs))
+        h, top = self.half_life, max(ev.eff for ev in evs)
         if self.tmax is None:
             self.tmax, self.anchor = top, decay.halvings(top, h) - KEEP_HALVINGS
         elif top > self.tmax:
             self._advance(top, index)        # over the evidence stored before this batch
         index.put_many(evs)
-        self._add_sums(_totals(evs, h, self.anchor, self.tmax - self.recent_ms))
+        self._add_sums(decay.totals(evs, h, self.anchor, self.tmax - self.recent_ms))
 
     def _advance(self, tmax: int, index: Index) -> None:
         """Move the newest time: promote evidence out of the recent window, drop what is too old."""
         h, anchor, recent = self.half_life, self.anchor, self.recent_ms
         floor = anchor * h
-        promoted = _totals(index.scan(max(floor, self.tmax - recent + 1), tmax - recent + 1), h, anchor, tmax)
+        promoted = decay.totals(index.scan(max(floor, self.tmax - recent + 1), tmax - recent + 1), h, anchor, tmax)
         self._add_sums({key: (0, old) for key, (_, old) in promoted.items()})   # all old now
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
-            dropped = _totals(index.scan(floor, anchor * h), h, self.anchor, tmax)
+            dropped = decay.totals(index.scan(floor, anchor * h), h, self.anchor, tmax)
             self._add_sums({key: (-total, -total) for key, (total, _) in dropped.items()})
             shift = anchor - self.anchor
             for vals in self.sums.values():
@@ -485,9 +480,9 @@ class Setting:
             self.tmax, self.anchor = None, 0
             return
         h = self.half_life
-        self.tmax = max(map(_EFF, kept))
+        self.tmax = max(ev.eff for ev in kept)
         self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
-        self._add_sums(_totals(kept, h, self.anchor, self.tmax - self.recent_ms))
+        self._add_sums(decay.totals(kept, h, self.anchor, self.tmax - self.recent_ms))
 
     # statements, configuration, overrides
     def state(self, fact: Fact) -> str:
@@ -540,30 +535,6 @@ class Setting:
             self.overrides[device] = {"value": None, "pos": pos}
         elif current is not None and current["value"] is not None:
             current.update(baseline=p.baseline, pos=pos)
-
-
-def _totals(evs: Iterable[Evidence], h: int, anchor: int, cut: int) -> dict[tuple[str, str], list[int]]:
-    """Per (context, value), the sum of the terms (decay.term, inline) of `evs` at or after the anchor, and of
-    those at or before `cut` (old): exact integers, so adding them to the sums first changes nothing."""
-    table, steps, floor = decay.TABLE, decay.STEPS, anchor * h
-    totals: dict[tuple[str, str], list[int]] = {}
-    for ev in evs:
-        eff = ev.eff
-        if eff >= floor:
-            k, j = divmod(eff * steps // h, steps)
-            t = (ev.weight * table[j]) << (k - anchor)
-            key = (ev.context, ev.value)
-            found = totals.get(key)
-            if found is None:
-                totals[key] = [t, t] if eff <= cut else [t, 0]
-            else:
-                found[0] += t
-                if eff <= cut:
-                    found[1] += t
-    return totals
-
-
-_EFF = itemgetter(0)                 # an Evidence's effective time
 
 
 def _later(a: list, b: list) -> bool:

@@ -278,7 +278,7 @@ class PrefView:
         """Fold every open setting's waiting evidence: before anything reads a setting's sums or evidence
         other than to add to them (a statement, a witness, a snapshot, saving)."""
         for opened in open_settings.values():
-            if opened is not None and opened[1].waiting:
+            if opened and opened[1].waiting:
                 s, index = opened
                 s.add_many(index.waiting, index)
                 index.waiting = []
@@ -410,8 +410,7 @@ class PrefView:
                 self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
             return
         opened = self._setting(txn, fact.payload.setting, open_settings)
-        if opened is not None and opened[1].waiting:
-            self._flush({None: opened})
+        self._flush({None: opened})
         if opened is not None and opened[0].state(fact) == "recompute":
             s, index = opened
             everything = index.everything()
@@ -655,12 +654,8 @@ class PrefView:
         h, length = hashlib.blake2b(digest_size=32), _U32.pack
         for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             h.update(b"\xff")
-            parts: list[bytes] = []
-            add = parts.extend
             with txn.cursor(db=db) as cur:
-                for k, v in cur:
-                    add((length(len(k)), bytes(k), length(len(v)), bytes(v)))
-            h.update(b"".join(parts))
+                h.update(b"".join([b for k, v in cur for b in (length(len(k)), bytes(k), length(len(v)), bytes(v))]))
         return h.digest()
 
 
