@@ -426,6 +426,8 @@ class Setting:
     def add_many(self, evs: list[Evidence], index: Index) -> None:
         """Fold a batch of evidence in: the state `add` of each in turn leaves (a function of the set of
         evidence), with one move of the newest time and one change of each bucket's sum per (context, value)."""
+        if len(evs) == 1:                    # an append of one: no batch to share the work
+            return self.add(evs[0], index)
         forget = self.forget
         if forget:
             evs = [ev for ev in evs if ev.lamport >= forget]
