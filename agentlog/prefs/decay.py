@@ -11,6 +11,7 @@ square roots only (no libm), identical on every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import cache
 
 STEPS = 256          # fractional half-life resolution of a term's time
@@ -36,6 +37,10 @@ def _table() -> tuple[int, ...]:
     return tuple(out)
 
 
+TABLE = _table()
+"""2^(j/STEPS) in FRAC_BITS fixed point, for `term` and the folds' loops that compute terms inline."""
+
+
 def position(time_ms: int, half_life_ms: int) -> int:
     """A time in 1/STEPS half-lives since 1970 (floor)."""
     return time_ms * STEPS // half_life_ms
@@ -48,11 +53,31 @@ def halvings(time_ms: int, half_life_ms: int) -> int:
 
 def term(weight: int, time_ms: int, half_life_ms: int, anchor: int) -> int:
     """weight * 2^(time/h - anchor) in FRAC_BITS fixed point, exact; time must be at or after the anchor."""
-    x = position(time_ms, half_life_ms)
-    k, j = divmod(x, STEPS)
+    k, j = divmod(time_ms * STEPS // half_life_ms, STEPS)
     if k < anchor:
         raise ValueError("a decay term before its anchor")
-    return (weight * _table()[j]) << (k - anchor)
+    return (weight * TABLE[j]) << (k - anchor)
+
+
+def totals(evs: Iterable, h: int, anchor: int, cut: int) -> dict[tuple[str, str], list[int]]:
+    """Per (context, value) of the evidence `evs` at or after the anchor (whole half-lives of `h`), the sum
+    of their terms and of those at or before `cut` (old): exact integers, so adding them up first changes nothing."""
+    floor = anchor * h
+    out: dict[tuple[str, str], list[int]] = {}
+    for ev in evs:
+        eff = ev.eff
+        if eff >= floor:
+            k, j = divmod(eff * STEPS // h, STEPS)
+            t = (ev.weight * TABLE[j]) << (k - anchor)
+            key = (ev.context, ev.value)
+            found = out.get(key)
+            if found is None:
+                out[key] = [t, t] if eff <= cut else [t, 0]
+            else:
+                found[0] += t
+                if eff <= cut:
+                    found[1] += t
+    return out
 
 
 def value_at(total: int, anchor: int, now_ms: int, half_life_ms: int) -> float:

@@ -189,10 +189,10 @@ class Evidence(NamedTuple):
 
     @classmethod
     def from_bytes(cls, eff: int, eid: bytes, role: int, raw: bytes) -> Evidence:
+        """The evidence `to_bytes` gave `raw` (a fold reads rows back as the newest time moves)."""
         code, weight, lamport, time_ms, author, n = _EVIDENCE.unpack_from(raw)
-        at = _EVIDENCE.size
-        return cls(eff, eid, role, _KIND_NAMES[code], raw[at : at + n].decode(), raw[at + n :].decode(), weight,
-                   lamport, author, time_ms)
+        value, context = _value_context(n, raw[_EVIDENCE.size :])
+        return _new(cls, (eff, eid, role, _KIND_NAMES[code], value, context, weight, lamport, author, time_ms))
 
 
 def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple[int, bytes]]) -> list[bytes]:
@@ -212,6 +212,10 @@ _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
 _KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
+@lru_cache(maxsize=4096)
+def _value_context(n: int, tail: bytes) -> tuple[str, str]:
+    """An evidence row's value (its first n bytes) and context: the same few pairs repeat."""
+    return tail[:n].decode(), tail[n:].decode()
 
 
 @lru_cache(maxsize=4096)
@@ -317,6 +321,8 @@ class Index(Protocol):
 
     def put(self, ev: Evidence) -> None: ...
 
+    def put_many(self, evs: list[Evidence]) -> None: ...
+
     def delete(self, ev: Evidence) -> None: ...
 
 
@@ -377,27 +383,30 @@ class Setting:
     # evidence
     def _add_term(self, ev: Evidence, old: bool, h: int, sign: int = 1) -> None:
         """Add (or with sign -1, take away) ev's term to its buckets' sums; `h` is the half-life."""
-        self._add_sum(ev.context, ev.value, sign * decay.term(ev.weight, ev.eff, h, self.anchor), old)
+        t = sign * decay.term(ev.weight, ev.eff, h, self.anchor)
+        self._add_sums({(ev.context, ev.value): (t, t if old else 0)})
 
-    def _add_sum(self, context: str, value: str, t: int, old: bool) -> None:
-        """Add the decayed term `t` for `value` to the sums of every bucket `context` counts in."""
+    def _add_sums(self, totals: dict[tuple[str, str], Any]) -> None:
+        """Add each (context, value) -> (total, old) of `totals` to the total and old sum of the value in every
+        bucket the context counts in (a sum that cancelled to [0, 0] was not stored: it is made again)."""
         sums, dirty = self.sums, self._canon.dirty
-        for b in _subsets(context):
-            vals = sums.get(b)
-            if vals is None:
-                vals = sums[b] = {}
-            s = vals.get(value)
-            if s is None:
-                s = vals[value] = [0, 0]
-            s[0] += t
-            if old:
-                s[1] += t
-            if dirty is not None:
-                marked = dirty.get(b)
-                if marked is None:
-                    dirty[b] = {value}
+        for (context, value), (total, old) in totals.items():
+            for b in _subsets(context):
+                vals = sums.get(b)
+                if vals is None:
+                    vals = sums[b] = {}
+                s = vals.get(value)
+                if s is None:
+                    vals[value] = [total, old]
                 else:
-                    marked.add(value)
+                    s[0] += total
+                    s[1] += old
+                if dirty is not None:
+                    marked = dirty.get(b)
+                    if marked is None:
+                        dirty[b] = {value}
+                    else:
+                        marked.add(value)
 
     def add(self, ev: Evidence, index: Index) -> None:
         """Fold one piece of evidence in, O(1) amortized (the cut-offs only move forward)."""
@@ -414,21 +423,34 @@ class Setting:
         elif eff >= self.anchor * h:
             self._add_term(ev, eff <= self.tmax - min(DAY_MS, h // 4), h)
 
+    def add_many(self, evs: list[Evidence], index: Index) -> None:
+        """Fold a batch of evidence in: the state `add` of each in turn leaves (a function of the set of
+        evidence), with one move of the newest time and one change of each bucket's sum per (context, value)."""
+        if len(evs) == 1:                    # an append of one: no batch to share the work
+            return self.add(evs[0], index)
+        forget = self.forget
+        if forget:
+            evs = [ev for ev in evs if ev.lamport >= forget]
+        if not evs:
+            return
+        h, top = self.half_life, max(ev.eff for ev in evs)
+        if self.tmax is None:
+            self.tmax, self.anchor = top, decay.halvings(top, h) - KEEP_HALVINGS
+        elif top > self.tmax:
+            self._advance(top, index)        # over the evidence stored before this batch
+        index.put_many(evs)
+        self._add_sums(decay.totals(evs, h, self.anchor, self.tmax - self.recent_ms))
+
     def _advance(self, tmax: int, index: Index) -> None:
         """Move the newest time: promote evidence out of the recent window, drop what is too old."""
-        h = self.half_life
-        floor = self.anchor * h
-        dirty = self._canon.dirty
-        for ev in index.scan(max(floor, self.tmax - self.recent_ms + 1), tmax - self.recent_ms + 1):
-            for b in ev.buckets:     # a sum that cancelled to [0, 0] was not stored: it may be missing
-                s = self.sums.setdefault(b, {}).setdefault(ev.value, [0, 0])
-                s[1] += decay.term(ev.weight, ev.eff, h, self.anchor)
-                if dirty is not None:
-                    dirty.setdefault(b, set()).add(ev.value)
+        h, anchor, recent = self.half_life, self.anchor, self.recent_ms
+        floor = anchor * h
+        promoted = decay.totals(index.scan(max(floor, self.tmax - recent + 1), tmax - recent + 1), h, anchor, tmax)
+        self._add_sums({key: (0, old) for key, (_, old) in promoted.items()})   # all old now
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
-            for ev in index.scan(floor, anchor * h):
-                self._add_term(ev, True, h, -1)
+            dropped = decay.totals(index.scan(floor, anchor * h), h, self.anchor, tmax)
+            self._add_sums({key: (-total, -total) for key, (total, _) in dropped.items()})
             shift = anchor - self.anchor
             for vals in self.sums.values():
                 for s in vals.values():
@@ -452,7 +474,8 @@ class Setting:
 
     def recompute(self, everything: Iterable[Evidence]) -> None:
         """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""
-        kept = [ev for ev in everything if ev.lamport >= self.forget]
+        forget = self.forget
+        kept = [ev for ev in everything if ev.lamport >= forget] if forget else list(everything)
         self.sums = {}
         self._canon.stale()
         if not kept:
@@ -461,15 +484,7 @@ class Setting:
         h = self.half_life
         self.tmax = max(ev.eff for ev in kept)
         self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
-        floor, cut, anchor, term = self.anchor * h, self.tmax - self.recent_ms, self.anchor, decay.term
-        totals: dict[tuple[str, str, bool], int] = {}       # exact integer sums: adding them first changes nothing
-        for ev in kept:
-            eff = ev.eff
-            if eff >= floor:
-                key = (ev.context, ev.value, eff <= cut)
-                totals[key] = totals.get(key, 0) + term(ev.weight, eff, h, anchor)
-        for (context, value, old), t in totals.items():
-            self._add_sum(context, value, t, old)
+        self._add_sums(decay.totals(kept, h, self.anchor, self.tmax - self.recent_ms))
 
     # statements, configuration, overrides
     def state(self, fact: Fact) -> str:

@@ -23,10 +23,13 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
+from itertools import islice
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from agentlog import crypto
 from agentlog.errors import EventError
+from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
 from agentlog.log import payloads
 from agentlog.log.event import PEEK_READER, Header, decode_header
 from agentlog.log.kinds import MEMORY_KINDS
@@ -38,6 +41,7 @@ _DECISION = struct.Struct(">32sIQQQ")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
 _U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
 _POS = struct.Struct(">IQ")
 _CACHED_PAYLOAD, _CACHED_PAYLOADS = 256, 100_000
 
@@ -65,6 +69,7 @@ class Folded(NamedTuple):
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
+_POSITION, _TIME, _CLOCK = itemgetter(0, 1, 2), itemgetter(4), itemgetter(6)     # a Folded's fields
 
 
 @lru_cache(maxsize=4096)
@@ -82,10 +87,12 @@ _BYTE = tuple(bytes((i,)) for i in range(256))
 
 
 class _Index:
-    """One setting's evidence in LMDB, for the reducer (pr.Index)."""
+    """One setting's evidence in LMDB, for the reducer (pr.Index); `waiting` holds a batch's evidence
+    for the setting not yet folded (PrefView._flush folds it in one go)."""
 
     def __init__(self, txn, db, skey: bytes):
         self.txn, self.db, self.skey = txn, db, skey
+        self.waiting: list[pr.Evidence] = []
 
     def scan(self, lo: int, hi: int) -> Iterator[pr.Evidence]:
         lo, hi = max(lo, 0), max(hi, 0)
@@ -93,19 +100,24 @@ class _Index:
             return
         end = self.skey + _U64.pack(hi)
         with self.txn.cursor(db=self.db) as cur:
-            found = cur.set_range(self.skey + _U64.pack(lo))
-            while found:
-                key = cur.key()
+            if not cur.set_range(self.skey + _U64.pack(lo)):
+                return
+            for key, value in cur:
                 if key >= end:
                     break
-                yield _evidence_from(key, cur.value())
-                found = cur.next()
+                yield _evidence_from(key, value)
 
     def everything(self) -> list[pr.Evidence]:
         return list(self.scan(0, 2**64 - 1))
 
     def put(self, ev: pr.Evidence) -> None:
         self.txn.put(_evidence_key(self.skey, ev), ev.to_bytes(), db=self.db)
+
+    def put_many(self, evs: list[pr.Evidence]) -> None:
+        skey, key = self.skey, _EVIDENCE_KEY.pack
+        rows = sorted(zip([key(skey, ev.eff, ev.eid, ev.role) for ev in evs], pr.evidence_bytes(evs, {})))
+        with self.txn.cursor(db=self.db) as cur:
+            cur.putmulti(rows)
 
     def delete(self, ev: pr.Evidence) -> None:
         self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
@@ -178,8 +190,8 @@ def _decision_row(fact: pr.Fact) -> bytes:
 
 
 def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
-    key = bytes(key)
-    return pr.Evidence.from_bytes(_U64.unpack_from(key, 16)[0], key[24:56], key[56], bytes(value))
+    _, eff, eid, role = _EVIDENCE_KEY.unpack(key)
+    return pr.Evidence.from_bytes(eff, eid, role, bytes(value))
 
 
 class PrefView:
@@ -216,6 +228,7 @@ class PrefView:
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
         kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
+        direct = pr.direct_evidence
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
             time_ms = clamp_time(time_ms)
@@ -241,6 +254,13 @@ class PrefView:
                 continue
             early = newest is None and kind in pr.EVIDENCE_KINDS
             eff = effective_time(time_ms, newest, _cap(txn.get(author, db=self.early)) if early else None)
+            if kind == "observation" and not early:       # the common case, without a Fact: none reads it
+                ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
+                if ev is not None:
+                    opened = self._setting(txn, payload.setting, open_settings)
+                    if opened is not None:
+                        opened[1].waiting.append(ev)
+                continue
             fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload))
             facts[eid] = fact
             if early:
@@ -253,7 +273,18 @@ class PrefView:
                 txn.put(author, _U64.pack(newest), db=self.seen)
         self._save(txn, open_settings)
 
+    @staticmethod
+    def _flush(open_settings: dict) -> None:
+        """Fold every open setting's waiting evidence: before anything reads a setting's sums or evidence
+        other than to add to them (a statement, a witness, a snapshot, saving)."""
+        for opened in open_settings.values():
+            if opened and opened[1].waiting:
+                s, index = opened
+                s.add_many(index.waiting, index)
+                index.waiting = []
+
     def _save(self, txn, open_settings: dict) -> None:
+        self._flush(open_settings)
         for name, opened in open_settings.items():
             if opened is None:
                 continue
@@ -276,6 +307,7 @@ class PrefView:
             if old is not None and old >= cap:
                 continue
             txn.put(c.author, _U64.pack(cap), db=self.early)
+            self._flush(open_settings)
             moved = {}
             for key, raw in self._early_rows(txn, c.author):
                 eff, time_ms = _EARLY.unpack_from(raw)
@@ -378,6 +410,7 @@ class PrefView:
                 self._add(txn, fact.payload.setting, pr.evidence_of(correction, fact), open_settings)
             return
         opened = self._setting(txn, fact.payload.setting, open_settings)
+        self._flush({None: opened})
         if opened is not None and opened[0].state(fact) == "recompute":
             s, index = opened
             everything = index.everything()
@@ -389,9 +422,7 @@ class PrefView:
     def _add(self, txn, name: str, evidence: list[pr.Evidence], open_settings: dict) -> None:
         opened = self._setting(txn, name, open_settings) if evidence else None
         if opened is not None:
-            s, index = opened
-            for ev in evidence:
-                s.add(ev, index)
+            opened[1].waiting += evidence
 
     def _decision(self, txn, did: bytes, facts: dict) -> pr.Fact | None:
         """The decision a correction names, if folded here (its event may since have been compacted away)."""
@@ -434,6 +465,7 @@ class PrefView:
     def _summarize(self, txn, snap: payloads.Snapshot, open_settings: dict) -> None:
         """Fold a snapshot: each setting's evidence at or below its stable frontier and cut becomes day summaries."""
         stable = {p.author: p.lamport for p in snap.stable}     # an author's lamports grow with its seq
+        self._flush(open_settings)
         for cut in snap.cuts:
             opened = self._setting(txn, cut.setting, open_settings)
             if opened is None:
@@ -466,16 +498,15 @@ class PrefView:
         """
         self.clear(txn)
         folded: list[Folded] = []
-        times: dict[tuple, int] = {}
-        for n, f in enumerate(events, 1):
-            folded.append(f)
-            times[(f.author, f.epoch, f.seq)] = f.time_ms
-            if progress and n % 10000 == 0:
-                progress(n)
-        snapshots = sorted((f for f in folded if f.kind == "snapshot" and f.payload is not None),
-                           key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
+        read = iter(events)
+        while chunk := list(islice(read, 10_000)):
+            folded += chunk
+            if progress and len(chunk) == 10_000:
+                progress(len(folded))
+        clocked = list(filter(_CLOCK, folded))
+        times = dict(zip(map(_POSITION, folded), map(_TIME, folded))) if clocked else {}
         witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
-        for f in folded:
+        for f in clocked:
             for c in f.clock:
                 witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
         caps: dict[bytes, int] = {}
@@ -484,33 +515,48 @@ class PrefView:
         early: dict[bytes, pr.Fact] = {}                  # author 0x01 event id -> an unwitnessed evidence fact
         seen: dict[bytes, int] = {}
         facts: list[pr.Fact] = []
+        snapshots: list[Folded] = []
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
-        kinds, new, direct, effective_time = pr.KINDS, tuple.__new__, pr.direct_evidence, pr.effective_time
+        observed: dict[int, tuple | None] = {}             # id of an observation's payload -> how its evidence reads
+        kinds, evidence_kinds, new, direct = pr.KINDS, pr.EVIDENCE_KINDS, tuple.__new__, pr.direct_evidence
+        lo, hi, lead = MIN_TIME_MS, MAX_TIME_MS, pr.LEAD_MS
         for f in folded:
-            author, kind, payload = f.author, f.kind, f.payload
-            newest = self._newest_seen(txn, f, times, seen.get(author)) if f.clock else seen.get(author)
-            if newest is not None:
-                seen[author] = newest
+            author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
+            if clock:
+                newest = self._newest_seen(txn, f, times, seen.get(author))
+                if newest is not None:
+                    seen[author] = newest
+            else:
+                newest = seen.get(author)
             if kind not in kinds or payload is None:
+                if kind == "snapshot" and payload is not None:
+                    snapshots.append(f)
                 continue
-            unwitnessed = newest is None and kind in pr.EVIDENCE_KINDS
-            time_ms = pr.clamp_time(f.time_ms)
-            eff = effective_time(time_ms, newest, caps.get(author) if unwitnessed else None)
-            fact = new(pr.Fact, (author, f.epoch, f.seq, f.lamport, time_ms, eff, kind, f.eid, payload)) \
-                if unwitnessed or kind != "observation" else None
-            if unwitnessed:
-                early[_early_key(author, time_ms, f.eid)] = fact
-            if kind == "observation" or kind == "decision":
-                ev = direct(kind, payload, eff, f.eid, f.lamport, author, time_ms)
+            if not lo <= time_ms <= hi:
+                time_ms = pr.clamp_time(time_ms)
+            if newest is not None:                       # pr.effective_time, inline
+                eff = time_ms if time_ms <= newest + lead else newest + lead
+            elif kind in evidence_kinds:
+                eff = pr.effective_time(time_ms, None, caps.get(author))
+                early[_early_key(author, time_ms, eid)] = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff,
+                                                                        kind, eid, payload))
+            else:
+                eff = time_ms
+            if kind == "observation":                     # pr.direct_evidence, its rule read once per payload
+                how = observed.get(id(payload), False)
+                if how is False:
+                    ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
+                    how = observed[id(payload)] = None if ev is None else (
+                        evidence.setdefault(payload.setting, []).append, ev.value, ev.context, ev.weight)
+                if how is not None:
+                    how[0](new(pr.Evidence, (eff, eid, 0, kind, how[1], how[2], how[3], lamport, author, time_ms)))
+                continue
+            if kind == "decision":
+                ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
                 if ev is not None:
-                    found = evidence.get(payload.setting)
-                    if found is None:
-                        evidence[payload.setting] = [ev]
-                    else:
-                        found.append(ev)
-                if kind == "observation":
-                    continue
-            facts.append(fact)
+                    evidence.setdefault(payload.setting, []).append(ev)
+            facts.append(new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload)))
+        snapshots.sort(key=lambda f: (f.lamport, f.author, f.epoch, f.seq))
         txn.cursor(db=self.early).putmulti(sorted([(a, _U64.pack(cap)) for a, cap in caps.items()]
                                                   + [(key, b"") for key in witnessed]
                                                   + [(key, _early_row(f)) for key, f in early.items()]))
@@ -544,7 +590,9 @@ class PrefView:
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
                                                                        f.eid)):
                 s.state(f)
-            kept = [ev for ev in evidence.get(name, ()) if ev.lamport >= s.forget]
+            kept = evidence.get(name, [])
+            if s.forget:
+                kept = [ev for ev in kept if ev.lamport >= s.forget]
             for snap in snapshots:
                 for cut in snap.cuts:
                     if cut.setting == name:
@@ -603,12 +651,11 @@ class PrefView:
 
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
-        h = hashlib.blake2b(digest_size=32)
+        h, length = hashlib.blake2b(digest_size=32), _U32.pack
         for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             h.update(b"\xff")
             with txn.cursor(db=db) as cur:
-                for k, v in cur:
-                    h.update(len(k).to_bytes(4, "big") + bytes(k) + len(v).to_bytes(4, "big") + bytes(v))
+                h.update(b"".join([b for k, v in cur for b in (length(len(k)), bytes(k), length(len(v)), bytes(v))]))
         return h.digest()
 
 

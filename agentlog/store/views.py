@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 
 from agentlog import crypto
 from agentlog.errors import EventError
@@ -180,17 +181,26 @@ def _refold(store, txn, progress: Callable[[int], None] | None, roster: bool) ->
         folded = fork_order(folded)
 
     def events():
-        for f in folded:
-            if f.kind in ROSTER_KINDS:
-                roster_keys.append(event_key(f.author, f.epoch, f.seq))
-            memory.add(f)
-            yield f if f.kind not in MEMORY_KINDS else f._replace(payload=None)
+        """The log in chunks: each folded by the memory view first, then given to the preference view
+        without the memory writes' payloads (it does not read them: their vectors need not stay held)."""
+        while chunk := list(islice(folded, 10_000)):
+            memory.add_all(chunk)
+            for i, f in enumerate(chunk):
+                if f[5] in _SPECIAL_KINDS:
+                    if f.kind in MEMORY_KINDS:
+                        chunk[i] = f._replace(payload=None)
+                    else:
+                        roster_keys.append(event_key(f.author, f.epoch, f.seq))
+            yield from chunk
     n = store.pref_view.rebuild(txn, events(), progress)
     memory.finish()
     save_unread(dbs, txn, opener)
     if roster:
         rebuild_roster(dbs, txn, None if limits_in(dbs, txn) else roster_keys)
     return n
+
+
+_SPECIAL_KINDS = frozenset(ROSTER_KINDS) | MEMORY_KINDS     # the events a refold looks at one by one
 
 
 def drop_past_revocations(store, txn) -> None:
