@@ -41,7 +41,6 @@ from agentlog.sync.messages import (
     WireEvent,
     frontier_digest,
 )
-from agentlog.sync.positions import batch_heads
 from agentlog.sync.transfer import Incoming, Outgoing
 
 HEARTBEAT_S = 5.0
@@ -234,8 +233,6 @@ class Connection:
         self.next_batch = 1
         self.expect_batch = 1
         self.ingesting = 0
-        self.arriving: dict[int, tuple[WireEvent, ...] | Frontier] = {}   # the peer's batches being stored: their
-                                                                           # events, or once read, their heads
         self.last_sent = self.last_heard = now
         self.sent_events = 0
         self.announced: Frontier = {}       # our frontier as our hello gave it: the peer asks for up to there
@@ -307,7 +304,6 @@ class Connection:
     def ingested(self, batch: int, heads: Frontier, frontier: Frontier, now: float) -> list[Action]:
         """Batch `batch` is stored: `heads` is the newest event per author it held, `frontier` ours now."""
         self.ingesting -= 1
-        self.arriving.pop(batch, None)
         self.last_heard = max(self.last_heard, now)      # the peer's silence while we stored its batch is ours
         _merge(self.theirs, heads)
         _merge(self.sent, heads)
@@ -324,7 +320,6 @@ class Connection:
     def rejected(self, batch: int, exc: EventError, now: float) -> list[Action]:
         """Batch `batch` failed validation: nothing of it was stored; tell the peer why and close."""
         self.ingesting -= 1
-        self.arriving.pop(batch, None)
         code = getattr(exc, "check", "event")
         return self._fail(code, f"batch {batch}: {exc}", now)
 
@@ -357,42 +352,21 @@ class Connection:
         They are pushed only once the peer holds, or has asked for, everything our hello
         announced: sent before that want is answered, they would arrive ahead of the
         events they follow (a gap in an author's chain, or a clock naming a missing event).
-        Nor while a batch we sent is unacked: its ack brings the peer's frontier, so what a third
-        device gave it meanwhile is left out instead of sent twice (an idle link pushes at once;
-        a mesh catching up relayed about half its events twice). Nor while all of them are in
-        batches of the peer's still being stored (the change noticed is then those batches):
-        `ingested` marks them held by the peer, instead of them going back to it. Anything else
-        owed goes at once, as when no batch is being stored.
         """
         if self.state not in ("syncing", "live") or self.guarded:
             return []
         asked = self._ask_payloads(now)
-        if self.unacked or self._announced_unasked():
-            self.push_held = True
-            return asked
-        owed = []
-        for author, (epoch, seq) in self.log.frontier().items():
-            have = _after(self.sent, author, epoch)
-            if have is not None and seq > have:
-                owed.append((author, epoch, have + 1, seq))
-        if owed and self.arriving and self._arriving_cover(owed):
+        if self._announced_unasked():
             self.push_held = True
             return asked
         self.push_held = False
-        for author, epoch, lo, hi in owed:
-            self.outbox.owe(author, epoch, lo, hi)
-            self.sent[author] = (epoch, hi)
+        ours = self.log.frontier()
+        for author, (epoch, seq) in ours.items():
+            have = _after(self.sent, author, epoch)
+            if have is not None and seq > have:
+                self.outbox.owe(author, epoch, have + 1, seq)
+                self.sent[author] = (epoch, seq)
         return asked + self._flush(now)
-
-    def _arriving_cover(self, owed: list[tuple[bytes, int, int, int]]) -> bool:
-        """Whether the batches of the peer's being stored reach the end of every owed range (each batch's
-        records are read once, when first asked)."""
-        coming: Frontier = {}
-        for batch, got in self.arriving.items():
-            if not isinstance(got, dict):
-                got = self.arriving[batch] = batch_heads(got)
-            _merge(coming, got)
-        return all(coming.get(author, (-1, 0)) >= (epoch, hi) for author, epoch, _, hi in owed)
 
     def tick(self, now: float) -> list[Action]:
         """Time passed: send a heartbeat when due; close a peer that went silent."""
@@ -601,7 +575,6 @@ class Connection:
         self.payloads_pending -= msg.answered
         self.expect_batch += 1
         self.ingesting += 1
-        self.arriving[msg.batch] = msg.events
         return [Ingest(msg.batch, msg.events)]
 
     def _ack(self, msg: Ack, now: float) -> list[Action]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from agentlog.log.event import decode_record
 from agentlog.store import devices, home
 from agentlog.sync import messages
 from agentlog.sync.messages import VERSION, Ack, Error, Events, FrontierMsg, Heartbeat, Hello, Want, WireEvent
@@ -52,66 +51,6 @@ def test_live_push_reaches_the_peer_and_is_not_echoed(laptop, phone):
     link.handle(link.a, link.a.local_changed(1.0))
     link.run()
     assert [m for _, m in link.sent[before:] if isinstance(m, Events)] == []
-
-
-def test_a_change_noticed_while_the_peers_batch_is_stored_is_not_pushed_back(laptop, phone):
-    """A daemon's watch may see its own ingest commit before `ingested` reaches the connection: that change is
-    the peer's batch and goes nowhere, then or once the batch is stored."""
-    link = Link(laptop, phone)
-    link.start()
-    link.run()
-    phone.memory.put("bought oat milk")
-    link.handle(link.b, link.b.local_changed(1.0))
-    [(target, raw)] = link.queue
-    link.queue.clear()
-    [ingest] = target.receive(messages.decode(raw), 1.0)
-    assert target is link.a and isinstance(ingest, Ingest)
-    heads, frontier, _ = StoreLog(laptop).ingest(ingest.events)   # stored; `ingested` not delivered yet
-    assert [a for a in link.a.local_changed(1.0) if isinstance(a, Send) and isinstance(a.message, Events)] == []
-    after = link.a.ingested(ingest.batch, heads, StoreLog(laptop).frontier(), 1.0)
-    assert [a for a in after if isinstance(a, Send) and isinstance(a.message, Events)] == []
-    link.handle(link.a, after)
-    link.run()
-    assert laptop.frontier() == phone.frontier()
-    laptop.prefs.observe("ui.theme", "dark")
-    pushed = [a.message for a in link.a.local_changed(2.0) if isinstance(a, Send) and isinstance(a.message, Events)]
-    assert [decode_record(e.record).header.author for m in pushed for e in m.events] == [laptop.device]
-
-
-def test_a_local_write_leaves_while_a_batch_of_other_events_is_stored(laptop, phone):
-    """Only a change that batches being stored hold whole waits for them: a write of this device's own goes
-    out at once."""
-    link = Link(laptop, phone)
-    link.start()
-    link.run()
-    phone.memory.put("bought oat milk")
-    link.handle(link.b, link.b.local_changed(1.0))
-    [(target, raw)] = link.queue
-    link.queue.clear()
-    [ingest] = target.receive(messages.decode(raw), 1.0)
-    laptop.prefs.observe("ui.theme", "dark")
-    pushed = [a.message for a in link.a.local_changed(1.0) if isinstance(a, Send) and isinstance(a.message, Events)]
-    assert [decode_record(e.record).header.author for m in pushed for e in m.events] == [laptop.device]
-
-
-def test_a_push_waits_for_the_ack_in_flight_which_says_what_a_third_device_gave_the_peer(laptop, phone, tablet):
-    """Events the peer got from a third device while our batch was in flight are not pushed to it again: the
-    push waits for that batch's ack, whose frontier shows them."""
-    link = Link(laptop, phone)
-    link.start()
-    link.run()
-    for i in range(3):
-        tablet.memory.put(f"fact {i}")
-    laptop.prefs.observe("ui.theme", "dark")
-    link.handle(link.a, link.a.local_changed(1.0))
-    before = len(link.sent)
-    sync(tablet, laptop)
-    sync(tablet, phone)
-    assert link.a.local_changed(1.0) == []
-    link.run()
-    pushed = [m for who, m in link.sent[before:] if who == "a" and isinstance(m, Events)]
-    assert [decode_record(e.record).header.author for m in pushed for e in m.events] == []
-    assert laptop.frontier() == phone.frontier()
 
 
 def test_at_most_window_batches_are_unacked(laptop, phone):
