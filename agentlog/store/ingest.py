@@ -127,7 +127,7 @@ class TxnLog:
                 or h.clock or h.group != self.group:
             return None
         member = self.roster.members.get(author)
-        if member is None or not member.enrollments or member.until_seq is not None:
+        if member is None or not member.active:
             return None
         known = self._lamports.get(author)
         if known is None or known[0] is not head:

@@ -183,10 +183,11 @@ def _refold(store, txn, progress: Callable[[int], None] | None, roster: bool) ->
     def events():
         """The log in chunks: each folded by the memory view first, then given to the preference view
         without the memory writes' payloads (it does not read them: their vectors need not stay held)."""
-        while chunk := list(islice(folded, 10_000)):
+        read = iter(folded)
+        while chunk := list(islice(read, 10_000)):
             memory.add_all(chunk)
             for i, f in enumerate(chunk):
-                if f[5] in _SPECIAL_KINDS:
+                if f.kind in _SPECIAL_KINDS:
                     if f.kind in MEMORY_KINDS:
                         chunk[i] = f._replace(payload=None)
                     else:
