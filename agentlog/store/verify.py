@@ -16,22 +16,15 @@ reached once, keys in order, the free list whole); after it, every view is folde
 from the log in a scratch environment, as `agentlog replay` does, and its digest must be
 the stored view's.
 
-Large stores are split into key ranges checked by worker processes (Ed25519 verify
-is the cost; processes use every core). Ranges report their first and last event
-per author so chains are checked across range boundaries too.
+On a large store this process scans the events once and helper processes check the signatures
+(Ed25519 verify is the cost; agentlog.store.verify_worker), while this process folds the views again.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import queue
-import subprocess
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agentlog import crypto
 from agentlog.errors import EventError, SnapshotError, StoreError, UsageError
@@ -46,9 +39,11 @@ from agentlog.store.erasure import request_at
 from agentlog.store.layout import KEY_LEN, POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
-from agentlog.store.workers import drain, split_keys
+from agentlog.store.verify_worker import FRAME, SignaturePool, failed_records
 
 PARALLEL_MIN_EVENTS = 4000
+RECORD = KEY_LEN + crypto.ID_LEN + crypto.SIG_LEN
+"""What the signature check of one event needs: its key (author first), id and signature."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +92,7 @@ class Report:
 
 @dataclass(slots=True)
 class _Range:
-    """What one worker found in [start, end) of the events and of the id index."""
+    """What the scan of the events and of the id index found."""
 
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -119,10 +114,19 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     heads = store.heads()
     total = store.count()
     jobs = jobs or os.cpu_count() or 1
-    if total < PARALLEL_MIN_EVENTS or jobs == 1:
-        ranges = [_check_range(store, None, None, store.group, (None, None))]
-    else:
-        ranges = _check_parallel(store, total, jobs, progress)
+    pool = SignaturePool(jobs, RECORD) if total >= PARALLEL_MIN_EVENTS and jobs > 1 else None
+    views = Report()
+    try:
+        ranges = [_check_range(store, store.group, pool, progress, total)]
+        _check_views(store, views)          # while the helpers check signatures
+        if pool is not None:
+            failed, errors = pool.finish()
+            if errors:
+                raise StoreError(f"verify worker failed: {errors[0]}")
+            ranges[0].bad_signatures += _keys_of(failed)
+    finally:
+        if pool is not None:
+            pool.close()
     report.checked = sum(r.checked for r in ranges)
     report.problems = [p for r in ranges for p in r.problems]
     _check_boundaries(report, ranges, store.truncated())
@@ -147,7 +151,9 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     if covered:
         report.notes.append(f"{covered} erased event{'s are' if covered != 1 else ' is'} covered by the base "
                             "snapshot: its content may remain in the snapshot's view states (docs/erasure.md)")
-    _check_views(store, report)
+    report.damage += views.damage
+    report.problems += views.problems
+    report.notes += views.notes
     if progress:
         progress(total, total)
     report.problems.sort(key=lambda p: (p.author, p.seq))
@@ -198,53 +204,10 @@ def _check_sealed(report: Report, unread: list[tuple[bytes, bytes, bool]]) -> No
                             "carried as ciphertext (expected)")
 
 
-def _check_parallel(store: Store, total: int, jobs: int, progress) -> list[_Range]:
-    """Hand the ranges to `jobs` worker processes (python -m agentlog.store.verify_worker)."""
-    parts = jobs * 4
-    starts = split_keys(store, total, parts)
-    id_cuts = [None] + [bytes([256 * i // parts]) for i in range(1, parts)] + [None]
-    tasks = [(i, lo, hi, (id_cuts[i], id_cuts[i + 1])) for i, (lo, hi) in enumerate(zip(starts, starts[1:] + [None]))]
-    results: queue.Queue = queue.Queue()
-    workers = []
-    for n in range(jobs):
-        proc = subprocess.Popen([sys.executable, "-m", "agentlog.store.verify_worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        pickle.dump((str(store.path), store.group, tasks[n::jobs]), proc.stdin)
-        proc.stdin.close()
-        reader = threading.Thread(target=drain, args=(proc, results), daemon=True)
-        reader.start()
-        workers.append((proc, reader))
-    found: dict[int, _Range] = {}
-    done = 0
-    while len(found) < len(tasks):
-        item = results.get()
-        if isinstance(item, str):
-            for proc, _ in workers:
-                proc.kill()
-            raise StoreError(f"verify worker failed: {item}")
-        found[item[0]] = item[1]
-        done += item[1].checked
-        if progress:
-            progress(min(done, total), total)
-    for proc, reader in workers:
-        proc.wait()
-        reader.join()
-    return [found[i] for i in range(len(tasks))]
-
-
-def run_worker(stdin, stdout) -> None:
-    """Worker side: check each task's ranges and write (index, _Range) pickles as they finish."""
-    path, group, tasks = pickle.load(stdin)
-    with Store(Path(path), None) as store:
-        for index, lo, hi, ids in tasks:
-            pickle.dump((index, _check_range(store, lo, hi, group, ids)), stdout)
-            stdout.flush()
-
-
-def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes, ids: tuple) -> _Range:
-    """Check events with lo <= key < hi, and id-index entries in the `ids` byte range."""
+def _check_range(store: Store, group: bytes, pool: SignaturePool | None, progress, total: int) -> _Range:
+    """Check every event and id-index entry; signatures go to `pool` in frames (checked here without one)."""
     out = _Range()
-    batch: list[tuple[bytes, int, bytes, bytes]] = []
+    batch, frame = bytearray(), FRAME * RECORD
     db_events, db_payloads, db_withheld, db_ids, db_erased = (
         store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     db_uncarried = store.db("uncarried")
@@ -252,11 +215,9 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
     cuts = store.truncated()
     with store.raw_txn() as txn:
         cur = txn.cursor(db=db_events)
-        found = cur.set_range(lo) if lo else cur.first()
+        found = cur.first()
         while found:
             key, record = cur.item()
-            if hi is not None and key >= hi:
-                break
             author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
             out.checked += 1
             payload = txn.get(key, db=db_payloads)
@@ -306,13 +267,17 @@ def _check_range(store: Store, lo: bytes | None, hi: bytes | None, group: bytes,
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
             if (seq, epoch) == (1, 0) or h.kind in ROSTER_KINDS:
                 out.notable.append((bytes(record), payload))
-            batch.append((author, epoch, seq, event.id, event.signature))
-            if len(batch) >= 256:
-                _check_signatures(out, batch)
+            batch += key
+            batch += event.id
+            batch += event.signature
+            if len(batch) >= frame:
+                _check_signatures(out, batch, pool)
+                if progress:
+                    progress(min(out.checked, total), total)
             found = cur.next()
-        _check_signatures(out, batch)
+        _check_signatures(out, batch, pool)
         out.last = last
-        _check_ids(txn, store, out, *ids)
+        _check_ids(txn, store, out)
     return out
 
 
@@ -335,11 +300,18 @@ def _seqs(lo: int, hi: int) -> str:
     return f"seq {lo}" if lo == hi else f"seqs {lo}..{hi}"
 
 
-def _check_signatures(out: _Range, batch: list) -> None:
-    for author, epoch, seq, eid, sig in batch:
-        if not crypto.verify(author, eid, sig):
-            out.bad_signatures.append((author, epoch, seq))
+def _check_signatures(out: _Range, batch: bytearray, pool: SignaturePool | None) -> None:
+    """Hand a frame of records (key ++ id ++ signature) to the pool, or check it here."""
+    if pool is not None:
+        pool.put(bytes(batch))
+    else:
+        out.bad_signatures += _keys_of(failed_records(bytes(batch), RECORD))
     batch.clear()
+
+
+def _keys_of(records: bytes) -> list[tuple[bytes, int, int]]:
+    """(author, epoch, seq) of each record."""
+    return [(records[at : at + 32], *POS.unpack_from(records, at + 32)) for at in range(0, len(records), RECORD)]
 
 
 def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, int, int]]) -> None:
@@ -413,14 +385,12 @@ def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
             last = r.last
 
 
-def _check_ids(txn, store: Store, out: _Range, lo: bytes | None, hi: bytes | None) -> None:
-    """Every id-index entry in [lo, hi) must name a stored event with exactly that id."""
+def _check_ids(txn, store: Store, out: _Range) -> None:
+    """Every id-index entry must name a stored event with exactly that id."""
     cur = txn.cursor(db=store.db("ids"))
-    found = cur.set_range(lo) if lo else cur.first()
+    found = cur.first()
     while found:
         eid, key = cur.item()
-        if hi is not None and eid >= hi:
-            break
         record = txn.get(key, db=store.db("events"))
         if record is None or record_id(record) != eid:
             author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
