@@ -21,6 +21,8 @@ from agentlog.prefs import reducer as pr
 from agentlog.prefs.reducer import Answer, Contribution
 
 ContextArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
+_FRONTIER = ("frontier",)
+"""The key of the frontier in store.pref_cache (beside settings' states, by name: never a tuple)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,21 +217,39 @@ class Preferences:
         ctx = context_of(context)
         now = self._now_ms() if now_ms is None else now_ms
         store = self._store
-        raw, frontier = store.read(lambda txn: (store.pref_view.raw_setting(txn, setting), store.frontier_in(txn)))
+        raw, frontier = store.read(lambda txn: (store.pref_view.raw_setting(txn, setting), self._frontier(txn)))
         if raw is None:
             return Lookup(pr.default_answer(setting), frontier)
-        return Lookup(pr.answer(self._parsed(setting, raw), store.device.hex(), ctx, now), frontier)
+        return Lookup(pr.answer(self._parsed(setting, ctx, raw), store.device.hex(), ctx, now), frontier)
 
-    def _parsed(self, setting: str, raw: bytes) -> pr.Setting:
-        """The setting's state, parsed once per version of its bytes (lookups repeat; the state is read-only here)."""
+    def _frontier(self, txn) -> dict[bytes, int]:
+        """The view's frontier in `txn`, read once per commit (its id names the snapshot): every lookup gives it,
+        and a writer commits far less often than agents ask. A copy: the caller may change it."""
+        cache = self._store.pref_cache
+        version, known = txn.id(), cache.get(_FRONTIER)
+        if known is None or known[0] != version:
+            known = cache[_FRONTIER] = (version, self._store.frontier_in(txn))
+        return dict(known[1])
+
+    def _parsed(self, setting: str, ctx: tuple[tuple[str, str], ...], raw: bytes) -> pr.Setting:
+        """The setting's state, parsed once per version of its bytes (lookups repeat; the state is read-only here).
+        A lookup with no context reads one bucket: until a lookup in a context parses the whole state, it
+        parses only that bucket's sums (Setting.for_answer)."""
         cache = self._store.pref_cache
         hit = cache.get(setting)
         if hit is not None and hit[0] == raw:
-            return hit[1]
-        if len(cache) >= 4096:
+            if hit[1] is not None:
+                return hit[1]
+            if not ctx:
+                return hit[2]
+        elif len(cache) >= 4096:
             cache.clear()
-        parsed = pr.Setting.from_bytes(setting, raw)
-        cache[setting] = (raw, parsed)
+        if ctx:
+            parsed = pr.Setting.from_bytes(setting, raw)
+            cache[setting] = (raw, parsed, None)
+        else:
+            parsed = pr.Setting.for_answer(setting, raw, ctx)
+            cache[setting] = (raw, None, parsed)
         return parsed
 
     def explain(
