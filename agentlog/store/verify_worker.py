@@ -82,9 +82,10 @@ class SignaturePool:
                 proc.stdin.write(frame)
                 proc.stdin.flush()
             out, err = proc.communicate()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:          # it died before reading every frame
             proc.kill()
-            self._errors.append(f"{type(exc).__name__}: {exc}")
+            lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self._errors.append(lines[-1] if lines else f"{type(exc).__name__}: {exc}")
             return
         if proc.returncode:
             lines = err.decode(errors="replace").strip().splitlines()
