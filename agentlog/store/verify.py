@@ -16,7 +16,7 @@ reached once, keys in order, the free list whole); after it, every view is folde
 from the log in a scratch environment, as `agentlog replay` does, and its digest must be
 the stored view's.
 
-On a large store this process scans the events once and `jobs` - 1 helper processes check the signatures
+On a large store this process scans the events once and `jobs` helper processes check the signatures
 (Ed25519 verify is the cost; agentlog.store.verify_worker) while this process folds the views again, then
 checks the ones no helper has taken yet.
 """
@@ -115,7 +115,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     heads = store.heads()
     total = store.count()
     jobs = jobs or os.cpu_count() or 1
-    pool = SignaturePool(jobs - 1, RECORD) if total >= PARALLEL_MIN_EVENTS and jobs > 1 else None
+    pool = SignaturePool(jobs, RECORD) if total >= PARALLEL_MIN_EVENTS and jobs > 1 else None
     views = Report()
     try:
         ranges = [_check_range(store, store.group, pool, progress, total)]
