@@ -668,8 +668,8 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
     """
-    kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
-    decoded: dict[tuple[str, bytes], Any] = {}
+    kinds, new, decode = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__, payloads.decode
+    decoded: dict[bytes, tuple[str, Any]] = {}          # payload bytes -> (kind, payload)
     peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
         stored = iter(pcur)                          # payloads share the events' keys: read them alongside
@@ -683,18 +683,21 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
                 payload = None
-                if kind in kinds and codec == "sealed" and pkey == key and opener is not None:
-                    plain = opener(key, header, pvalue)
-                    payload = None if plain is None else payloads.decode(kind, plain)
-                elif kind in kinds and codec == "plain" and pkey == key:
-                    payload = decoded.get((kind, pvalue))
-                    if payload is None:
-                        payload = payloads.decode(kind, pvalue)
-                        if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
-                            decoded[kind, pvalue] = payload
+                if pkey == key and kind in kinds:
+                    if codec == "plain":
+                        hit = decoded.get(pvalue)
+                        if hit is not None and hit[0] == kind:
+                            payload = hit[1]
+                        else:
+                            payload = decode(kind, pvalue)
+                            if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
+                                decoded[pvalue] = (kind, payload)
+                    elif codec == "sealed" and opener is not None:
+                        plain = opener(key, header, pvalue)
+                        payload = None if plain is None else decode(kind, plain)
             except EventError:
                 continue
             epoch, seq = unpack(key, 32)
-            scope = decode_header(header).scope if kind == "memory.put" else ""
-            eid = blake2b(header, digest_size=32).digest()
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload, scope))
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock,
+                               blake2b(header, digest_size=32).digest(), payload,
+                               decode_header(header).scope if kind == "memory.put" else ""))
