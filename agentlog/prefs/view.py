@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
 from itertools import islice
@@ -69,7 +70,7 @@ class Folded(NamedTuple):
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
-_POSITION, _TIME, _CLOCK = itemgetter(0, 1, 2), itemgetter(4), itemgetter(6)     # a Folded's fields
+_POSITION, _CLOCK = itemgetter(0, 1, 2), itemgetter(6)     # a Folded's fields
 
 
 @lru_cache(maxsize=4096)
@@ -494,7 +495,7 @@ class PrefView:
     def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
         """Fold the whole log again from scratch, in memory, then write the view; returns events read.
 
-        `events` yields each author's events in (epoch, seq) order, authors one after another.
+        `events` yields the events in key order (author, epoch, seq), a fork's branches in id order (fork_order).
         """
         self.clear(txn)
         folded: list[Folded] = []
@@ -504,18 +505,19 @@ class PrefView:
             if progress and len(chunk) == 10_000:
                 progress(len(folded))
         clocked = list(filter(_CLOCK, folded))
-        times = dict(zip(map(_POSITION, folded), map(_TIME, folded))) if clocked else {}
+        times: dict[tuple[bytes, int, int], int] = {}   # the times clocks name, found by bisection (key order)
         witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
         for f in clocked:
             for c in f.clock:
                 witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
+                i = bisect_right(folded, (c.author, c.epoch, c.seq), key=_POSITION)
+                if i and _POSITION(folded[i - 1]) == (c.author, c.epoch, c.seq):     # a fork's: its last branch's
+                    times[c.author, c.epoch, c.seq] = folded[i - 1].time_ms
         caps: dict[bytes, int] = {}
         for key, time_ms in witnessed.items():
             caps[key[:32]] = max(caps.get(key[:32], 0), pr.witness_cap(time_ms))
         early: dict[bytes, pr.Fact] = {}                  # author 0x01 event id -> an unwitnessed evidence fact
-        seen: dict[bytes, int] = {}
-        facts: list[pr.Fact] = []
-        snapshots: list[Folded] = []
+        seen, facts, snapshots = {}, [], []             # author -> newest time seen; the non-observation facts
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
         observed: dict[int, tuple | None] = {}             # id of an observation's payload -> how its evidence reads
         kinds, evidence_kinds, new, direct = pr.KINDS, pr.EVIDENCE_KINDS, tuple.__new__, pr.direct_evidence
@@ -570,8 +572,7 @@ class PrefView:
         """Write the view from the non-observation facts and the evidence rebuild took directly; each
         snapshot (in causal order) summarizes what it covers, as folding it does (`_summarize`)."""
         decisions = {f.eid: f for f in facts if f.kind == "decision"}
-        by_setting: dict[str, list[pr.Fact]] = {}
-        pending = []
+        by_setting, pending = {}, []                    # setting -> its statements; pending correction rows
         for f in facts:
             if f.kind == "correction":
                 d = decisions.get(f.payload.decision)
@@ -583,8 +584,7 @@ class PrefView:
                 continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
-        rows, tails = [], {}
-        order = {"pref.config": 0, "pref.forget": 1}
+        rows, tails, order = [], {}, {"pref.config": 0, "pref.forget": 1}
         for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
             s = pr.Setting(name)
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
@@ -683,21 +683,18 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
                 payload = None
-                if pkey == key and kind in kinds:
-                    if codec == "plain":
-                        hit = decoded.get(pvalue)
-                        if hit is not None and hit[0] == kind:
-                            payload = hit[1]
-                        else:
-                            payload = decode(kind, pvalue)
-                            if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
-                                decoded[pvalue] = (kind, payload)
-                    elif codec == "sealed" and opener is not None:
-                        plain = opener(key, header, pvalue)
-                        payload = None if plain is None else decode(kind, plain)
+                if pkey == key and kind in kinds and codec == "plain":
+                    hit = decoded.get(pvalue)
+                    if hit is None or hit[0] != kind:
+                        hit = (kind, decode(kind, pvalue))
+                        if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
+                            decoded[pvalue] = hit
+                    payload = hit[1]
+                elif pkey == key and kind in kinds and codec == "sealed" and opener is not None:
+                    plain = opener(key, header, pvalue)
+                    payload = None if plain is None else decode(kind, plain)
             except EventError:
                 continue
-            epoch, seq = unpack(key, 32)
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock,
-                               blake2b(header, digest_size=32).digest(), payload,
+            epoch, seq, eid = *unpack(key, 32), blake2b(header, digest_size=32).digest()
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload,
                                decode_header(header).scope if kind == "memory.put" else ""))
