@@ -495,7 +495,7 @@ class PrefView:
     def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
         """Fold the whole log again from scratch, in memory, then write the view; returns events read.
 
-        `events` yields the events in key order (author, epoch, seq), a fork's branches in id order (fork_order).
+        `events` yields the events in key order (author, epoch, seq), a fork's branches side by side.
         """
         self.clear(txn)
         folded: list[Folded] = []
