@@ -505,8 +505,7 @@ class PrefView:
             if progress and len(chunk) == 10_000:
                 progress(len(folded))
         clocked = list(filter(_CLOCK, folded))
-        times: dict[tuple[bytes, int, int], int] = {}   # the times clocks name, found by bisection (key order)
-        witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
+        times, witnessed = {}, {}      # the times clocks name (by bisection); author 0x00 witness -> its first naming
         for f in clocked:
             for c in f.clock:
                 witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
@@ -572,7 +571,8 @@ class PrefView:
         """Write the view from the non-observation facts and the evidence rebuild took directly; each
         snapshot (in causal order) summarizes what it covers, as folding it does (`_summarize`)."""
         decisions = {f.eid: f for f in facts if f.kind == "decision"}
-        by_setting, pending = {}, []                    # setting -> its statements; pending correction rows
+        by_setting: dict[str, list[pr.Fact]] = {}
+        pending = []
         for f in facts:
             if f.kind == "correction":
                 d = decisions.get(f.payload.decision)
@@ -668,8 +668,8 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     Records were validated when stored, so only the fields the view folds are read. Payloads
     repeat (the same observation, again and again), so each distinct small one is decoded once.
     """
-    kinds, new, decode = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__, payloads.decode
-    decoded: dict[bytes, tuple[str, Any]] = {}          # payload bytes -> (kind, payload)
+    kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
+    decoded: dict[tuple[str, bytes], Any] = {}
     peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
         stored = iter(pcur)                          # payloads share the events' keys: read them alongside
@@ -683,18 +683,18 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
                 payload = None
-                if pkey == key and kind in kinds and codec == "plain":
-                    hit = decoded.get(pvalue)
-                    if hit is None or hit[0] != kind:
-                        hit = (kind, decode(kind, pvalue))
-                        if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
-                            decoded[pvalue] = hit
-                    payload = hit[1]
-                elif pkey == key and kind in kinds and codec == "sealed" and opener is not None:
+                if kind in kinds and codec == "sealed" and pkey == key and opener is not None:
                     plain = opener(key, header, pvalue)
-                    payload = None if plain is None else decode(kind, plain)
+                    payload = None if plain is None else payloads.decode(kind, plain)
+                elif kind in kinds and codec == "plain" and pkey == key:
+                    payload = decoded.get((kind, pvalue))
+                    if payload is None:
+                        payload = payloads.decode(kind, pvalue)
+                        if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
+                            decoded[kind, pvalue] = payload
             except EventError:
                 continue
-            epoch, seq, eid = *unpack(key, 32), blake2b(header, digest_size=32).digest()
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload,
-                               decode_header(header).scope if kind == "memory.put" else ""))
+            epoch, seq = unpack(key, 32)
+            scope = decode_header(header).scope if kind == "memory.put" else ""
+            eid = blake2b(header, digest_size=32).digest()
+            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload, scope))
