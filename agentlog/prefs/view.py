@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, partial
 from itertools import islice
@@ -69,7 +70,7 @@ class Folded(NamedTuple):
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
-_POSITION, _TIME, _CLOCK = itemgetter(0, 1, 2), itemgetter(4), itemgetter(6)     # a Folded's fields
+_POSITION, _CLOCK = itemgetter(0, 1, 2), itemgetter(6)     # a Folded's fields
 
 
 @lru_cache(maxsize=4096)
@@ -494,7 +495,7 @@ class PrefView:
     def rebuild(self, txn, events: Iterable[Folded], progress: Callable[[int], None] | None = None) -> int:
         """Fold the whole log again from scratch, in memory, then write the view; returns events read.
 
-        `events` yields each author's events in (epoch, seq) order, authors one after another.
+        `events` yields the events in key order (author, epoch, seq), a fork's branches side by side.
         """
         self.clear(txn)
         folded: list[Folded] = []
@@ -504,18 +505,18 @@ class PrefView:
             if progress and len(chunk) == 10_000:
                 progress(len(folded))
         clocked = list(filter(_CLOCK, folded))
-        times = dict(zip(map(_POSITION, folded), map(_TIME, folded))) if clocked else {}
-        witnessed: dict[bytes, int] = {}                 # author 0x00 witness -> the witness's first naming time
+        times, witnessed = {}, {}      # the times clocks name (by bisection); author 0x00 witness -> its first naming
         for f in clocked:
             for c in f.clock:
                 witnessed.setdefault(c.author + _WITNESS + f.author, f.time_ms)
+                i = bisect_right(folded, (c.author, c.epoch, c.seq), key=_POSITION)
+                if i and _POSITION(folded[i - 1]) == (c.author, c.epoch, c.seq):     # a fork's: its last branch's
+                    times[c.author, c.epoch, c.seq] = folded[i - 1].time_ms
         caps: dict[bytes, int] = {}
         for key, time_ms in witnessed.items():
             caps[key[:32]] = max(caps.get(key[:32], 0), pr.witness_cap(time_ms))
         early: dict[bytes, pr.Fact] = {}                  # author 0x01 event id -> an unwitnessed evidence fact
-        seen: dict[bytes, int] = {}
-        facts: list[pr.Fact] = []
-        snapshots: list[Folded] = []
+        seen, facts, snapshots = {}, [], []             # author -> newest time seen; the non-observation facts
         evidence: dict[str, list[pr.Evidence]] = {}        # observations' and decisions', taken here directly
         observed: dict[int, tuple | None] = {}             # id of an observation's payload -> how its evidence reads
         kinds, evidence_kinds, new, direct = pr.KINDS, pr.EVIDENCE_KINDS, tuple.__new__, pr.direct_evidence
@@ -583,8 +584,7 @@ class PrefView:
                 continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
-        rows, tails = [], {}
-        order = {"pref.config": 0, "pref.forget": 1}
+        rows, tails, order = [], {}, {"pref.config": 0, "pref.forget": 1}
         for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
             s = pr.Setting(name)
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,

@@ -658,9 +658,12 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
 def _frontier(events: list[Folded], key_order: bool, start: dict[bytes, int]) -> dict[bytes, int]:
     """Each author's greatest seq among `events` (in key order, or not) and `start`."""
     frontier = dict(start)
-    if key_order:                                  # each (author, epoch)'s last event has its greatest seq
-        pairs: Iterable = ((log[0], seq) for log, seq in dict(zip(map(_AUTHOR_EPOCH, events),
-                                                                  map(_SEQ, events))).items())
+    if key_order:                                  # each (author, epoch)'s last event, found by bisection
+        pairs: Iterable = []
+        lo = 0
+        while lo < len(events):
+            lo = bisect_right(events, events[lo][:2], lo, key=_AUTHOR_EPOCH)
+            pairs.append((events[lo - 1][0], events[lo - 1][2]))
     else:
         pairs = zip(map(_AUTHOR, events), map(_SEQ, events))
     for author, seq in pairs:
