@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agentlog.errors import EventError, ProtocolError
-from agentlog.log.validate import Predecoded, predecode
+from agentlog.log.validate import Predecoded, predecode_batch
 from agentlog.sync.messages import (
     MAX_BATCH,
     MAX_ENTRIES,
@@ -577,7 +577,7 @@ class Connection:
         self.payloads_pending -= msg.answered
         self.expect_batch += 1
         self.ingesting += 1
-        return [Ingest(msg.batch, tuple([predecode(e.record, e.payload) for e in msg.events]))]
+        return [Ingest(msg.batch, predecode_batch(msg.events))]
 
     def _ack(self, msg: Ack, now: float) -> list[Action]:
         if msg.batch not in self.unacked:
