@@ -10,8 +10,6 @@ rules run on LMDB, in memory, or in a simulated peer.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 from agentlog import crypto
@@ -114,18 +112,6 @@ def predecode(record: bytes, payload: bytes | None, event: Event | None = None) 
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
-
-
-def predecode_batch(events: Iterable[tuple[bytes, bytes | None]]) -> tuple[Predecoded, ...]:
-    """`predecode` of each (record, payload) of a batch, the cyclic garbage collector paused meanwhile: the
-    events are acyclic objects kept until the batch is stored, which it would only walk again and again."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return tuple([predecode(record, payload) for record, payload in events])
-    finally:
-        if was:
-            gc.enable()
 
 
 def _payload_of(pre: Predecoded) -> object:

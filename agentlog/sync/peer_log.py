@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from agentlog.errors import EventError
 from agentlog.log.snapshot import Bundle
-from agentlog.log.validate import Predecoded
 from agentlog.store import compaction, forks
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
@@ -39,7 +38,7 @@ class StoreLog:
     def signature_ok(self, author: bytes, epoch: int, seq: int, record: bytes) -> bool:
         return self.store.signature_ok(author, epoch, seq, record)
 
-    def ingest(self, events: tuple[WireEvent | Predecoded, ...]) -> tuple[Frontier, Frontier, int]:
+    def ingest(self, events: tuple[WireEvent, ...]) -> tuple[Frontier, Frontier, int]:
         """Validate and store a batch whole (one signature per author run); returns
         (newest event per author in the batch, our frontier after it, events accepted, completed with
         the payload they lacked, or given back their signature).
@@ -52,12 +51,12 @@ class StoreLog:
             raise failed
         return stored[0]
 
-    def ingest_batches(self, batches: list[tuple[WireEvent | Predecoded, ...]]
+    def ingest_batches(self, batches: list[tuple[WireEvent, ...]]
                        ) -> tuple[list[tuple[Frontier, Frontier, int]], EventError | None]:
         """`ingest` of batches queued together, in as few commits as Store.ingest_batches allows: what
         `ingest` returns for each batch stored, and the error of the one refused (None: all were stored)."""
         self.forked = {}
-        full = [events for events in batches if events]       # (record, payload) pairs, or their predecode
+        full = [events for events in batches if events]       # WireEvents are (record, payload) pairs
         results, failed = self.store.ingest_batches(full, every_signature=False, source=self.peer) if full \
             else ([], None)                        # an empty batch only ends a payload want
         forked = {author for r in results for author in r.forked}

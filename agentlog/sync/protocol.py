@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agentlog.errors import EventError, ProtocolError
-from agentlog.log.validate import Predecoded, predecode_batch
 from agentlog.sync.messages import (
     MAX_BATCH,
     MAX_ENTRIES,
@@ -95,11 +94,10 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Ingest:
-    """Validate and store this batch in one transaction, then call `ingested` (or `rejected`). Its events come
-    with the checks that read no store made on arrival (validate.predecode), while the batch before is stored."""
+    """Validate and store this batch in one transaction, then call `ingested` (or `rejected`)."""
 
     batch: int
-    events: tuple[Predecoded, ...]
+    events: tuple[WireEvent, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -577,7 +575,7 @@ class Connection:
         self.payloads_pending -= msg.answered
         self.expect_batch += 1
         self.ingesting += 1
-        return [Ingest(msg.batch, predecode_batch(msg.events))]
+        return [Ingest(msg.batch, msg.events)]
 
     def _ack(self, msg: Ack, now: float) -> list[Action]:
         if msg.batch not in self.unacked:
