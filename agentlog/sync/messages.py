@@ -11,6 +11,7 @@ MAX_REASON characters: senders cut theirs, receivers refuse a longer one.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -300,11 +301,22 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(raw: bytes) -> Message:
-    """One message from a peer.
+    """One message from a peer, the cyclic garbage collector paused meanwhile: a batch's thousand events are
+    acyclic tuples, kept until the batch is stored, that it would only walk again and again.
 
     Raises:
         ProtocolError: it does not decode, has no member set, or breaks a limit.
     """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _decode(raw)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _decode(raw: bytes) -> Message:
     try:
         wire = _READER.read(raw, MAX_MESSAGE, "message")
     except (DecodeError, SizeLimitError) as exc:
