@@ -236,8 +236,7 @@ class PrefView:
         folded without their payload (docs/compaction.md, "Sealed scopes"): only their payload is folded now,
         as of then, in whatever order. `notes`: event ids whose newest time to record there as they are folded.
         """
-        times = None
-        facts = {}
+        times, facts = None, {}
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
         caps: dict[bytes, int | None] = {}          # an author's witness cap, read once (a witness changes them)
@@ -304,11 +303,13 @@ class PrefView:
                 index.waiting = []
 
     def _save(self, txn, open_settings: dict) -> None:
+        """Write the open states, each deleted first: LMDB merges the leaf an outgrown state left nearly empty."""
         self._flush(open_settings)
         for name, opened in open_settings.items():
             if opened is not None:
-                raw = opened[0].to_bytes()
-                txn.put(name.encode(), raw, db=self.settings)
+                key, raw = name.encode(), opened[0].to_bytes()
+                txn.delete(key, db=self.settings)            # an update in place never merges: more pages a commit
+                txn.put(key, raw, db=self.settings)
                 self._folded[name] = (raw, opened[0])
 
     def _witness(self, txn, f: Folded, facts: dict, open_settings: dict) -> None:
