@@ -16,7 +16,7 @@ from agentlog.prefs.view import Folded
 from agentlog.store.erasure import Eraser, has_state
 from agentlog.store.keyring import has_scopes, save_scopes, scopes_in
 from agentlog.store.layout import event_key, head_from, head_value, pack_clock, unpack_anchor, unpack_clock
-from agentlog.store.signing import start as start_signing
+from agentlog.store.signing import sign_many
 from agentlog.store.views import drop_past_revocations, refold, save_roster
 from agentlog.watch.changelog import Capture
 
@@ -71,8 +71,8 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     if eraser is not None:       # a rule may catch this device's own write: stored header-only from the start
         rows = [(key, hb, eid, None if eraser.screen(decode_header(hb), eid, body) else body)
                 for key, hb, eid, body in rows]
-    signed = start_signing(store.key, [row[2] for row in rows])      # the workers sign while this folds
-    _put_events(txn, db, rows, [_UNSIGNED] * len(rows))      # their pages taken now: the signed records go over them
+    signatures = sign_many(store.key, [row[2] for row in rows])
+    txn.cursor(db["events"]).putmulti([(row[0], row[1] + sig) for row, sig in zip(rows, signatures)])
     txn.cursor(db["ids"]).putmulti([(eid, key) for key, _, eid, _ in rows])
     txn.cursor(db["payloads"]).putmulti([(key, body) for key, _, _, body in rows if body is not None])
     txn.put(me, head_value(Head(epoch, seq, prev)), db=db["heads"])
@@ -82,9 +82,6 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
         save_roster(db, txn, roster)
     if sealed is not None or (roster_changed and has_scopes(db, txn)):
         (sealed or _SealedWrites(store, txn, roster)).save(roster)
-    read_back = eraser is not None or roster_changed         # what follows may read this batch's records
-    if read_back:
-        _put_events(txn, db, rows, signed())
     changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()
@@ -96,19 +93,9 @@ def append_in(store, txn, pairs: list, roster: Roster, genesis: bool = False) ->
     if roster_changed:
         drop_past_revocations(store, txn)
     changes.record()
-    if not read_back:
-        _put_events(txn, db, rows, signed())
     if sealed is not None and sealed.inserted:
         return [row[2] for row, (payload, _) in zip(rows, pairs) if id(payload) not in sealed.inserted]
     return [row[2] for row in rows]
-
-
-_UNSIGNED = bytes(crypto.SIG_LEN)
-
-
-def _put_events(txn, db: dict, rows: list, signatures: list[bytes]) -> None:
-    """Store the batch's records: each its header and signature."""
-    txn.cursor(db["events"]).putmulti([(row[0], row[1] + sig) for row, sig in zip(rows, signatures)])
 
 
 def _seen_in(dbs: dict, txn, me: bytes) -> dict[bytes, tuple[int, int]]:

@@ -1,13 +1,12 @@
 """A batch's signatures made on several threads: libsodium drops the GIL, so append_many's ids are
-signed in chunks at once, by a small pool of workers while the calling thread folds the batch, then by both."""
+signed in chunks at once, by the calling thread and a small pool of workers."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache, partial
+from functools import lru_cache
 
 from agentlog.crypto import DeviceKey
 
@@ -21,18 +20,13 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def sign_many(key: DeviceKey, event_ids: list[bytes]) -> list[bytes]:
-    """Sign many ids with `key`, order kept: this thread and the workers take chunks in turn."""
-    return start(key, event_ids)()
+    """Sign many ids with `key`, order kept: this thread and the workers take chunks in turn.
 
-
-def start(key: DeviceKey, event_ids: list[bytes]) -> Callable[[], list[bytes]]:
-    """Start signing ids with `key` on the workers; the call returned signs the chunks they have not taken
-    yet and gives every signature, order kept. The caller may do other work in between (the workers sign
-    meanwhile), and never waits for a worker to wake up (that can take a millisecond on a VM), only for
-    chunks a worker has already taken.
+    The caller signs too and never waits for a worker to wake up (that can take a
+    millisecond on a VM), only for chunks a worker has already taken.
     """
     if len(event_ids) < 2 * CHUNK or WORKERS == 1:
-        return partial(key.sign_all, event_ids)
+        return key.sign_all(event_ids)
     chunks = [event_ids[i : i + CHUNK] for i in range(0, len(event_ids), CHUNK)]
     parts: list = [None] * len(chunks)
     todo, done = iter(range(len(chunks))), threading.Condition()
@@ -47,15 +41,12 @@ def start(key: DeviceKey, event_ids: list[bytes]) -> Callable[[], list[bytes]]:
                 parts[k] = part
                 done.notify()
 
-    def finish() -> list[bytes]:
-        work()
-        with done:
-            done.wait_for(lambda: all(part is not None for part in parts))
-        for part in parts:
-            if isinstance(part, Exception):
-                raise part
-        return [sig for part in parts for sig in part]
-
     for _ in range(WORKERS - 1):
         _executor().submit(work)
-    return finish
+    work()
+    with done:
+        done.wait_for(lambda: all(part is not None for part in parts))
+    for part in parts:
+        if isinstance(part, Exception):
+            raise part
+    return [sig for part in parts for sig in part]
