@@ -141,13 +141,14 @@ class Canonical:
     overrides, None when they may have changed.
     """
 
-    __slots__ = ("dirty", "pieces", "buckets", "meta")
+    __slots__ = ("dirty", "pieces", "buckets", "meta", "head")
 
     def __init__(self) -> None:
         self.dirty: dict[str, set[str]] | None = None
         self.pieces: dict[str, _Bucket] = {}
         self.buckets: dict[str, bytes] = {}             # bucket -> its whole encoding, in key order
         self.meta: bytes | None = None
+        self.head = b""                                  # the last bytes' part before the buckets
 
     def stale(self) -> None:
         """Every piece must be encoded again."""
@@ -180,8 +181,13 @@ class Canonical:
             meta = _dumps([s.config, s.explicit, s.overrides]).encode()
             self.meta = uvarint(len(meta)) + meta
         tmax = b"\x00" if s.tmax is None else b"\x01" + integer(s.tmax)
-        return b"".join((_TAG, self.meta, integer(s.anchor), integer(s.forget), tmax, uvarint(len(buckets)),
-                         *buckets.values()))
+        self.head = head = b"".join((_TAG, self.meta, integer(s.anchor), integer(s.forget), tmax))
+        return b"".join((head, uvarint(len(buckets)), *buckets.values()))
+
+    def only(self, keys) -> bytes:
+        """`only` of the bytes `encode` gave last, from their pieces (valid while nothing changed since)."""
+        kept = [piece for b, piece in self.buckets.items() if b in keys]
+        return b"".join((self.head, uvarint(len(kept)), *kept))
 
 
 def decode(raw: bytes, only=None) -> tuple[dict, dict, dict, int, int, int | None, dict[str, dict[str, list[int]]]]:

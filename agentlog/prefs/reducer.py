@@ -320,9 +320,7 @@ class Index(Protocol):
         """Evidence with lo <= eff < hi, in order."""
 
     def put(self, ev: Evidence) -> None: ...
-
     def put_many(self, evs: list[Evidence]) -> None: ...
-
     def delete(self, ev: Evidence) -> None: ...
 
 
@@ -366,6 +364,10 @@ class Setting:
     def to_bytes(self) -> bytes:
         """The canonical bytes of the state (sums of [0, 0] left out), re-encoding only what changed."""
         return self._canon.encode(self)
+
+    def only(self, keys) -> bytes:
+        """canonical.only(self.to_bytes(), keys) without encoding again: valid right after `to_bytes`."""
+        return self._canon.only(keys)
 
     @classmethod
     def from_bytes(cls, name: str, raw: bytes) -> Setting:
@@ -652,9 +654,7 @@ def _scores(s: Setting, bucket: str, ok, scale: float, now_ms: int, vote: dict |
 def _winner_before(sums: dict[str, list[int]], ok) -> str | None:
     """The winner among the evidence older than the recent window: every sum shares one scale, so
     the integers rank as the decayed weights do."""
-    best = min(
-        ((v, t[1]) for v, t in sums.items() if ok is None or ok(v)), key=lambda kv: (-kv[1], kv[0]), default=None
-    )
+    best = min(((v, t[1]) for v, t in sums.items() if ok is None or ok(v)), key=lambda p: (-p[1], p[0]), default=None)
     return best[0] if best and best[1] > 0 else None
 
 

@@ -190,6 +190,16 @@ def _decision_row(fact: pr.Fact) -> bytes:
     return _DECISION.pack(fact.author, fact.epoch, fact.seq, fact.lamport, fact.time_ms) + payloads.encode(fact.payload)
 
 
+def _rows_under(txn, db, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of `db` whose key begins with `prefix`, copied."""
+    with txn.cursor(db=db) as cur:
+        rows, found = [], cur.set_range(prefix)
+        while found and cur.key()[: len(prefix)] == prefix:
+            rows.append((bytes(cur.key()), bytes(cur.value())))
+            found = cur.next()
+    return rows
+
+
 def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
     _, eff, eid, role = _EVIDENCE_KEY.unpack(key)
     return pr.Evidence.from_bytes(eff, eid, role, bytes(value))
@@ -206,14 +216,17 @@ class PrefView:
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
         self.decisions, self.early = dbs["views.pref.decisions"], dbs["views.pref.early"]
         self._time_of, self._event_of = time_of, event_of
-        # setting -> (bytes written, the state they encode): the next batch that finds those bytes
-        # still stored skips parsing them (if the transaction was aborted, the bytes differ)
+        # setting -> (bytes written, their state): reused while those bytes are stored (an abort leaves others)
         self._folded: dict[str, tuple[bytes, pr.Setting]] = {}
 
     def setting_of(self, name: str, raw: bytes) -> pr.Setting:
         """The state a setting's stored bytes `raw` encode: the fold's own parse when it just wrote them."""
+        return self.folded(name, raw) or pr.Setting.from_bytes(name, bytes(raw))
+
+    def folded(self, name: str, raw: bytes) -> pr.Setting | None:
+        """The fold's own state of a setting when it just wrote `raw` (unchanged since, so `only` holds), else None."""
         hit = self._folded.get(name)
-        return hit[1] if hit is not None and hit[0] == raw else pr.Setting.from_bytes(name, bytes(raw))
+        return hit[1] if hit is not None and hit[0] == raw else None
 
     # -- folding ----------------------------------------------------------------
 
@@ -224,10 +237,10 @@ class PrefView:
         folded without their payload (docs/compaction.md, "Sealed scopes"): only their payload is folded now,
         as of then, in whatever order. `notes`: event ids whose newest time to record there as they are folded.
         """
-        times = None
-        facts = {}
+        times, facts = None, {}
         open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
         seen: dict[bytes, int | None] = {}
+        caps: dict[bytes, int | None] = {}          # an author's witness cap, read once (a witness changes them)
         kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
         direct = pr.direct_evidence
         for f in batch:
@@ -246,6 +259,7 @@ class PrefView:
                         times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
                     newest = self._newest_seen(txn, f, times, newest)
                     self._witness(txn, f, facts, open_settings)
+                    caps.clear()
                 seen[author] = newest
                 if notes is not None and eid in notes:
                     notes[eid] = newest
@@ -254,8 +268,13 @@ class PrefView:
                     self._summarize(txn, payload, open_settings)
                 continue
             early = newest is None and kind in pr.EVIDENCE_KINDS
-            eff = effective_time(time_ms, newest, _cap(txn.get(author, db=self.early)) if early else None)
-            if kind == "observation" and not early:       # the common case, without a Fact: none reads it
+            if early and author not in caps:
+                caps[author] = _cap(txn.get(author, db=self.early))
+            eff = effective_time(time_ms, newest, caps[author] if early else None)
+            if kind == "observation":       # the common case, without a Fact: none reads it
+                if early:
+                    row = _EARLY.pack(eff, time_ms) + b"s" + payload.setting.encode()       # as _early_row
+                    txn.put(_early_key(author, time_ms, eid), row, db=self.early)
                 ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
                 if ev is not None:
                     opened = self._setting(txn, payload.setting, open_settings)
@@ -285,14 +304,14 @@ class PrefView:
                 index.waiting = []
 
     def _save(self, txn, open_settings: dict) -> None:
+        """Write the open states, each deleted first: LMDB merges the leaf an outgrown state left nearly empty."""
         self._flush(open_settings)
         for name, opened in open_settings.items():
-            if opened is None:
-                continue
-            s = opened[0]
-            raw = s.to_bytes()
-            txn.put(name.encode(), raw, db=self.settings)
-            self._folded[name] = (raw, s)
+            if opened is not None:
+                key, raw = name.encode(), opened[0].to_bytes()
+                txn.delete(key, db=self.settings)            # an update in place never merges: more pages a commit
+                txn.put(key, raw, db=self.settings)
+                self._folded[name] = (raw, opened[0])
 
     def _witness(self, txn, f: Folded, facts: dict, open_settings: dict) -> None:
         """For each author `f`'s clock names for the first time from `f`'s author: raise that author's witness
@@ -310,7 +329,7 @@ class PrefView:
             txn.put(c.author, _U64.pack(cap), db=self.early)
             self._flush(open_settings)
             moved = {}
-            for key, raw in self._early_rows(txn, c.author):
+            for key, raw in _rows_under(txn, self.early, c.author + _UNWITNESSED):
                 eff, time_ms = _EARLY.unpack_from(raw)
                 new = pr.effective_time(time_ms, None, cap)
                 if new != eff:
@@ -323,16 +342,6 @@ class PrefView:
                     txn.put(key, _EARLY.pack(new, time_ms) + raw[_EARLY.size :], db=self.early)
             for s, index in moved.values():
                 s.recompute(index.everything())
-
-    def _early_rows(self, txn, author: bytes) -> list[tuple[bytes, bytes]]:
-        prefix = author + _UNWITNESSED
-        with txn.cursor(db=self.early) as cur:
-            rows = []
-            found = cur.set_range(prefix)
-            while found and cur.key()[:33] == prefix:
-                rows.append((bytes(cur.key()), bytes(cur.value())))
-                found = cur.next()
-        return rows
 
     def _move(self, txn, eid: bytes, row: bytes, new: int, facts: dict,
               open_settings: dict) -> tuple[pr.Setting, _Index] | None:
@@ -394,9 +403,7 @@ class PrefView:
         return opened
 
     def _apply(self, txn, fact: pr.Fact, facts: dict, open_settings: dict) -> None:
-        if fact.kind == "observation":
-            self._add(txn, fact.payload.setting, pr.evidence_of(fact), open_settings)
-            return
+        """Fold a decision, correction or statement (`fold` folds an observation itself)."""
         if fact.kind == "correction":
             decision = self._decision(txn, fact.payload.decision, facts)
             if decision is None:
@@ -441,18 +448,11 @@ class PrefView:
 
     def _pending_for(self, txn, did: bytes, facts: dict) -> list[pr.Fact]:
         """Corrections that arrived before decision `did`, removed from the pending list."""
-        with txn.cursor(db=self.pending) as cur:
-            found = cur.set_range(did)
-            rows = []
-            while found and cur.key()[:32] == did:
-                rows.append((bytes(cur.key()), bytes(cur.value())))
-                found = cur.next()
-        out = []
-        for key, raw in rows:
+        rows = _rows_under(txn, self.pending, did)
+        for key, _ in rows:
             txn.delete(key, db=self.pending)
-            cid = key[32:]
-            out.append(facts.get(cid) or _fact_from_row(cid, "correction", raw[8:], _U64.unpack_from(raw)[0]))
-        return out
+        return [facts.get(key[32:]) or _fact_from_row(key[32:], "correction", raw[8:], _U64.unpack_from(raw)[0])
+                for key, raw in rows]
 
     # -- snapshots ------------------------------------------------------------------
 

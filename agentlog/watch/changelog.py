@@ -112,7 +112,7 @@ class Capture:
             new = _copy(view.raw_setting(txn, name))
             old = self.old_prefs[name]
             if new != old:
-                rows.append((PREF, name.encode(), _answered(name, old), _answered(name, new), events))
+                rows.append((PREF, name.encode(), _answered(name, old), _answered(name, new, view), events))
         for entry, events in self.memory.items():
             new = _copy(txn.get(entry, db=entries))
             if new != self.old_memory[entry]:
@@ -168,8 +168,9 @@ _CUTS: dict[str, tuple[bytes, bytes]] = {}
 """Setting -> (a state, its cut): a batch's state after is the next one's before, cut once. Pure, so shared."""
 
 
-def _answered(name: str, raw: bytes | None) -> bytes | None:
-    """The part of a setting's state its answer with no context reads (see `only`)."""
+def _answered(name: str, raw: bytes | None, view=None) -> bytes | None:
+    """The part of a setting's state its answer with no context reads (see `only`); `view`: the pref view
+    whose fold may just have written `raw` (its pieces give the part without parsing the bytes)."""
     if raw is None:
         return None
     hit = _CUTS.get(name)
@@ -177,7 +178,8 @@ def _answered(name: str, raw: bytes | None) -> bytes | None:
         return hit[1]
     if len(_CUTS) >= 4096:
         _CUTS.clear()
-    cut = only(raw, ANSWERED)
+    folded = view.folded(name, raw) if view is not None else None
+    cut = only(raw, ANSWERED) if folded is None else folded.only(ANSWERED)
     _CUTS[name] = (raw, cut)
     return cut
 
