@@ -98,12 +98,18 @@ class Env:
             raise self._failed("open", exc) from None
 
     def _open_env(self, map_size: int, options: dict) -> lmdb.Environment:
-        try:
-            return lmdb.open(str(self.path), map_size=map_size, subdir=True, **options)
-        except lmdb.MemoryError:
-            if map_size <= _FALLBACK_MAP:
-                raise
-            return lmdb.open(str(self.path), map_size=_FALLBACK_MAP, subdir=True, **options)
+        """lmdb.open, again when another process grew the map between reading its size and the first
+        transaction of the open (MDB_MAP_RESIZED: a new open adopts the grown size)."""
+        for _ in range(8):
+            try:
+                return lmdb.open(str(self.path), map_size=map_size, subdir=True, **options)
+            except lmdb.MapResizedError:
+                continue
+            except lmdb.MemoryError:
+                if map_size <= _FALLBACK_MAP:
+                    raise
+                map_size = _FALLBACK_MAP
+        raise StoreError(f"{self.what} keeps being resized while it is opened")
 
     def open_dbs(self, names, create: bool = True) -> dict:
         """Name -> handle of each named database (lmdb.NotFoundError if one is missing and not `create`).

@@ -6,6 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+import lmdb
+import pytest
+
+from agentlog.errors import StoreError
+from agentlog.store.env import Env
+
 SCRIPT = textwrap.dedent("""
     import sys, threading, time
     from agentlog.store import home
@@ -35,3 +41,31 @@ def test_opening_a_database_while_another_thread_commits_does_not_deadlock(tmp_p
                           text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["opened"]
+
+
+def test_opening_while_another_process_grows_the_map_opens_at_the_grown_size(tmp_path, monkeypatch):
+    """lmdb.open reads the map size, then begins a transaction: a process growing the map in between makes
+    that fail with MDB_MAP_RESIZED (seen under load: three processes opening a home that grew). The open is
+    tried again; a map that keeps growing ends in one StoreError, not a traceback."""
+    real_open, calls = lmdb.open, []
+
+    def resized_once(*args, **kwargs):
+        calls.append(kwargs["map_size"])
+        if len(calls) == 1:
+            raise lmdb.MapResizedError("mdb_txn_begin: MDB_MAP_RESIZED")
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(lmdb, "open", resized_once)
+    env = Env(tmp_path / "db", "the test store", map_size=1 << 20, max_dbs=2)
+    try:
+        env.write(lambda txn: txn.put(b"k", b"v"))
+        assert env.read(lambda txn: txn.get(b"k")) == b"v" and len(calls) == 2
+    finally:
+        env.close()
+
+    def always_resized(*args, **kwargs):
+        raise lmdb.MapResizedError("mdb_txn_begin: MDB_MAP_RESIZED")
+
+    monkeypatch.setattr(lmdb, "open", always_resized)
+    with pytest.raises(StoreError, match="keeps being resized while it is opened"):
+        Env(tmp_path / "db", "the test store", map_size=1 << 20, max_dbs=2)
