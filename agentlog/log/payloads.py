@@ -347,6 +347,12 @@ def encode(payload: Any) -> bytes:
     return raw
 
 
+def encode_decoded(payload: Any) -> bytes:
+    """`encode`'s bytes for a payload `decode` gave (its fields passed the same checks then): a rebuild
+    re-encodes every decision it keeps, and repeating `check` on each cost as much as the encoding."""
+    return _LAYOUTS[type(payload)].encode(payload)
+
+
 _DECODED: dict[tuple[str, bytes], Any] = {}
 _DECODED_MAX_BYTES, _DECODED_MAX = 256, 4096
 
