@@ -380,6 +380,20 @@ def decode(kind: str, raw: bytes) -> Any:
     return payload
 
 
+def decode_stored(kind: str, raw: bytes) -> Any:
+    """`decode` of payload bytes the store validated when it accepted them (never input from outside):
+    the same object, read without the framing checks when laid out as every encoder lays it out; the
+    field rules are checked as `decode` checks them."""
+    cls = KINDS.get(kind)
+    if cls is None or type(raw) is not bytes or len(raw) < 16:        # 16: a message's framing and root pointer
+        return _decode(kind, raw)
+    payload = _READERS[cls].read_stored(raw, f"{kind} payload")
+    problem = _decoded_problem(payload)
+    if problem:
+        raise DecodeError(f"{kind} payload {problem}")
+    return payload
+
+
 def _decode(kind: str, raw: bytes) -> Any:
     cls = KINDS.get(kind)
     if cls is None:

@@ -689,7 +689,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
                 elif kind in kinds and codec == "plain" and pkey == key:
                     payload = decoded.get((kind, pvalue))
                     if payload is None:
-                        payload = payloads.decode(kind, pvalue)
+                        payload = payloads.decode_stored(kind, pvalue)
                         if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
                             decoded[kind, pvalue] = payload
             except EventError:
