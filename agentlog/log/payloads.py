@@ -347,6 +347,12 @@ def encode(payload: Any) -> bytes:
     return raw
 
 
+def encode_decoded(payload: Any) -> bytes:
+    """`encode`'s bytes for a payload `decode` gave (its fields passed the same checks then): a rebuild
+    re-encodes every decision it keeps, and repeating `check` on each cost as much as the encoding."""
+    return _LAYOUTS[type(payload)].encode(payload)
+
+
 _DECODED: dict[tuple[str, bytes], Any] = {}
 _DECODED_MAX_BYTES, _DECODED_MAX = 256, 4096
 
@@ -371,6 +377,20 @@ def decode(kind: str, raw: bytes) -> Any:
         if len(_DECODED) >= _DECODED_MAX:
             _DECODED.clear()
         _DECODED[kind, raw] = payload
+    return payload
+
+
+def decode_stored(kind: str, raw: bytes) -> Any:
+    """`decode` of payload bytes the store validated when it accepted them (never input from outside):
+    the same object, read without the framing checks when laid out as every encoder lays it out; the
+    field rules are checked as `decode` checks them."""
+    cls = KINDS.get(kind)
+    if cls is None or type(raw) is not bytes or len(raw) < 16:        # 16: a message's framing and root pointer
+        return _decode(kind, raw)
+    payload = _READERS[cls].read_stored(raw, f"{kind} payload")
+    problem = _decoded_problem(payload)
+    if problem:
+        raise DecodeError(f"{kind} payload {problem}")
     return payload
 
 

@@ -204,12 +204,11 @@ class MemoryView:
 
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
-        h = hashlib.blake2b(digest_size=32)
+        h, length = hashlib.blake2b(digest_size=32), struct.Struct(">I").pack
         for db in (self.entries, self.vectors, self.conflicts, self.past):
             h.update(b"\xff")
             with txn.cursor(db=db) as cur:
-                for k, v in cur:
-                    h.update(len(k).to_bytes(4, "big") + bytes(k) + len(v).to_bytes(4, "big") + bytes(v))
+                h.update(b"".join([length(len(k)) + k + length(len(v)) + v for k, v in cur.iternext()]))
         return h.digest()
 
 

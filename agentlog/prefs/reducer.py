@@ -195,16 +195,16 @@ class Evidence(NamedTuple):
         return _new(cls, (eff, eid, role, _KIND_NAMES[code], value, context, weight, lamport, author, time_ms))
 
 
-def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple[int, bytes]]) -> list[bytes]:
-    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps the encoded
-    value and context of each (value, context) pair seen, since the same few repeat across a log."""
-    pack, codes, out = _EVIDENCE.pack, _KIND_CODES, []
-    for ev in evs:
-        tail = tails.get((ev.value, ev.context))
+def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple]) -> list[bytes]:
+    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps, for each (value, context)
+    pair seen (the same few repeat across a log), a packer of the whole row, its value's length and its tail."""
+    codes, out = _KIND_CODES, []
+    for _, _, _, kind, value, context, weight, lamport, author, time_ms in evs:
+        tail = tails.get((value, context))
         if tail is None:
-            value = ev.value.encode()
-            tail = tails[ev.value, ev.context] = (len(value), value + ev.context.encode())
-        out.append(pack(codes[ev.kind], ev.weight, ev.lamport, ev.time_ms, ev.author, tail[0]) + tail[1])
+            n, raw = len(value.encode()), value.encode() + context.encode()
+            tail = tails[value, context] = (struct.Struct(f">BqQQ32sH{len(raw)}s").pack, n, raw)
+        out.append(tail[0](codes[kind], weight, lamport, time_ms, author, tail[1], tail[2]))
     return out
 
 

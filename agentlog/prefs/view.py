@@ -186,8 +186,8 @@ def decision_in_row(raw: bytes) -> payloads.Decision:
     return payloads.decode("decision", bytes(raw[_DECISION.size :]))
 
 
-def _decision_row(fact: pr.Fact) -> bytes:
-    return _DECISION.pack(fact.author, fact.epoch, fact.seq, fact.lamport, fact.time_ms) + payloads.encode(fact.payload)
+def _decision_row(fact: pr.Fact, encode: Callable[[Any], bytes] = payloads.encode) -> bytes:
+    return _DECISION.pack(fact.author, fact.epoch, fact.seq, fact.lamport, fact.time_ms) + encode(fact.payload)
 
 
 def _rows_under(txn, db, prefix: bytes) -> list[tuple[bytes, bytes]]:
@@ -603,8 +603,8 @@ class PrefView:
             txn.put(name.encode(), s.to_bytes(), db=self.settings)
         rows.sort()
         txn.cursor(db=self.evidence).putmulti(rows, append=True)
-        txn.cursor(db=self.decisions).putmulti(sorted((eid, _decision_row(d)) for eid, d in decisions.items()),
-                                               append=True)
+        txn.cursor(db=self.decisions).putmulti(sorted((eid, _decision_row(d, payloads.encode_decoded))
+                                                      for eid, d in decisions.items()), append=True)
         txn.cursor(db=self.pending).putmulti(sorted(pending))
         txn.cursor(db=self.seen).putmulti(sorted((a, _U64.pack(t)) for a, t in seen.items()), append=True)
         txn.put(VERSION_KEY, _VERSION, db=self.settings)
@@ -655,7 +655,7 @@ class PrefView:
         for db in (self.settings, self.evidence, self.pending, self.seen, self.decisions, self.early):
             h.update(b"\xff")
             with txn.cursor(db=db) as cur:
-                h.update(b"".join([b for k, v in cur for b in (length(len(k)), bytes(k), length(len(v)), bytes(v))]))
+                h.update(b"".join([length(len(k)) + k + length(len(v)) + v for k, v in cur.iternext()]))
         return h.digest()
 
 
@@ -689,7 +689,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
                 elif kind in kinds and codec == "plain" and pkey == key:
                     payload = decoded.get((kind, pvalue))
                     if payload is None:
-                        payload = payloads.decode(kind, pvalue)
+                        payload = payloads.decode_stored(kind, pvalue)
                         if len(pvalue) <= _CACHED_PAYLOAD and len(decoded) < _CACHED_PAYLOADS:
                             decoded[kind, pvalue] = payload
             except EventError:
