@@ -43,6 +43,7 @@ from agentlog.store.layout import KEY_LEN, POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
 from agentlog.store.verify_worker import CHUNK, ChunkReader, SignaturePool
+from agentlog.store.views import fold_roster
 
 PARALLEL_MIN_EVENTS = 4000
 
@@ -107,6 +108,7 @@ class _Range:
     erased: int = 0                            # events held header-only, erased by a request held here
     txnid: int = 0                             # the scan's read snapshot
     unchecked: set = field(default_factory=set)  # keys whose signature the scan does not check (undecodable)
+    roster_keys: list = field(default_factory=list)  # keys of the roster events, forked branches' too
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
@@ -125,7 +127,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         total = store.count()
         views = Report()
         ranges = [_check_range(store, store.group, pool is None, progress, total)]
-        _check_views(store, views)          # while the helpers check signatures
+        _check_views(store, views, ranges[0])          # while the helpers check signatures
         if pool is not None:
             ranges[0].bad_signatures += _pooled_signatures(store, pool, ranges[0])
     finally:
@@ -164,7 +166,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     return report
 
 
-def _check_views(store: Store, report: Report) -> None:
+def _check_views(store: Store, report: Report, scan: _Range) -> None:
     """Fold the preference and memory views again from the log in a scratch environment, and the roster as
     the store rebuilds it, and compare digests with the stored views; when another process commits
     meanwhile, try again, at most three times. (The scratch replay leaves out a revoked device's roster
@@ -172,6 +174,7 @@ def _check_views(store: Store, report: Report) -> None:
     compacted store, where both start from the base snapshot's roster.)"""
     for _ in range(3):
         before = store.last_txnid()
+        keys = scan.roster_keys if before == scan.txnid else None
         stored = store.views()
         try:
             with store.live_log() as live:
@@ -182,7 +185,7 @@ def _check_views(store: Store, report: Report) -> None:
         unread = live.unread
         folded = dict(done.views)
         if not done.base:
-            folded["roster"] = {"digest": crypto.blake2b256(store.folded_roster())}
+            folded["roster"] = {"digest": crypto.blake2b256(_folded_roster(store, keys))}
         if store.last_txnid() == before:
             for name, v in stored.items():
                 if folded[name]["digest"] != v["digest"]:
@@ -192,6 +195,15 @@ def _check_views(store: Store, report: Report) -> None:
             _check_sealed(report, unread)
             return
     report.notes.append("views not checked: the store kept changing under the check")
+
+
+def _folded_roster(store: Store, keys: list[bytes] | None) -> bytes:
+    """The roster as a rebuild from the log would store it, from the roster events at `keys` when the scan found
+    them in the snapshot read now (saves a pass over every event)."""
+    if keys is None:
+        return store.folded_roster()
+    with store.raw_txn() as txn:
+        return fold_roster(store.dbs, txn, keys).to_bytes()
 
 
 def _check_sealed(report: Report, unread: list[tuple[bytes, bytes, bool]]) -> None:
@@ -229,7 +241,7 @@ def _pooled_signatures(store: Store, pool: SignaturePool, scan: _Range) -> list[
 
 def _check_range(store: Store, group: bytes, signatures: bool, progress, total: int) -> _Range:
     """Check every event and id-index entry; signatures too when `signatures` (else helpers check them)."""
-    out = _Range()
+    out, ids = _Range(), {}
     db_events, db_payloads, db_withheld, db_ids, db_erased = (
         store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     db_uncarried = store.db("uncarried")
@@ -253,6 +265,9 @@ def _check_range(store: Store, group: bytes, signatures: bool, progress, total: 
                 found = cur.next()
                 continue
             h = event.header
+            ids[key] = event.id
+            if h.kind in ROSTER_KINDS:
+                out.roster_keys.append(bytes(key))
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
             if len(key) != KEY_LEN:                                  # an event of a forked branch
@@ -297,7 +312,7 @@ def _check_range(store: Store, group: bytes, signatures: bool, progress, total: 
                 progress(min(out.checked, total), total)
             found = cur.next()
         out.last = last
-        _check_ids(txn, store, out)
+        _check_ids(txn, store, out, ids)
     return out
 
 
@@ -391,14 +406,18 @@ def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
             last = r.last
 
 
-def _check_ids(txn, store: Store, out: _Range) -> None:
-    """Every id-index entry must name a stored event with exactly that id."""
-    cur = txn.cursor(db=store.db("ids"))
+def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> None:
+    """Every id-index entry must name a stored event with exactly that id (`ids`: key -> id of each event the
+    scan decoded in this transaction)."""
+    cur, db_events = txn.cursor(db=store.db("ids")), store.db("events")
     found = cur.first()
     while found:
         eid, key = cur.item()
-        record = txn.get(key, db=store.db("events"))
-        if record is None or record_id(record) != eid:
+        held = ids.get(key)
+        if held is None:
+            record = txn.get(key, db=db_events)
+            held = None if record is None else record_id(record)
+        if held != eid:
             author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
             out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the "
                                                      "stored event"))
