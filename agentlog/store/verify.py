@@ -16,7 +16,7 @@ reached once, keys in order, the free list whole); after it, every view is folde
 from the log in a scratch environment, as `agentlog replay` does, and its digest must be
 the stored view's.
 
-On a large store `jobs` helper processes check the signatures (Ed25519 verify is the cost;
+On a large store `jobs - 1` helper processes check the signatures (Ed25519 verify is the cost;
 agentlog.store.verify_worker), reading the store in a snapshot of their own, from before the structure walk
 on: meanwhile this process walks, scans the events and folds the views again, then checks the chunks no
 helper has taken yet. When the helpers' snapshot is not the scan's (another process committed), this process
@@ -118,7 +118,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         many = jobs > 1 and store.count() >= PARALLEL_MIN_EVENTS
     except StoreError:                     # a damaged file: the walk below says how
         many = False
-    pool = SignaturePool(jobs, str(store.path)) if many else None
+    pool = SignaturePool(jobs - 1, str(store.path)) if many else None      # this process is one more
     try:
         report = Report(damage=store.structure_problems())     # while the helpers already check
         if report.damage:
