@@ -16,9 +16,11 @@ reached once, keys in order, the free list whole); after it, every view is folde
 from the log in a scratch environment, as `agentlog replay` does, and its digest must be
 the stored view's.
 
-On a large store this process scans the events once and `jobs` helper processes check the signatures
-(Ed25519 verify is the cost; agentlog.store.verify_worker) while this process folds the views again, then
-checks the ones no helper has taken yet.
+On a large store `jobs - 1` helper processes check the signatures (Ed25519 verify is the cost;
+agentlog.store.verify_worker), reading the store in a snapshot of their own, from before the structure walk
+on: meanwhile this process walks, scans the events and folds the views again, then checks the chunks no
+helper has taken yet. When the helpers' snapshot is not the scan's (another process committed), this process
+checks every signature itself.
 """
 
 from __future__ import annotations
@@ -40,11 +42,10 @@ from agentlog.store.erasure import request_at
 from agentlog.store.layout import KEY_LEN, POS, event_key, seq_runs
 from agentlog.store.scratch import Point, replay
 from agentlog.store.store import Store
-from agentlog.store.verify_worker import FRAME, SignaturePool, failed_records
+from agentlog.store.verify_worker import CHUNK, ChunkReader, SignaturePool
+from agentlog.store.views import fold_roster
 
 PARALLEL_MIN_EVENTS = 4000
-RECORD = KEY_LEN + crypto.ID_LEN + crypto.SIG_LEN
-"""What the signature check of one event needs: its key (author first), id and signature."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,26 +106,30 @@ class _Range:
     uncarried: int = 0                            # sealed events held header-only by choice (carry readable)
     bad_signatures: list = field(default_factory=list)  # (author, epoch, seq) whose signature does not verify
     erased: int = 0                            # events held header-only, erased by a request held here
+    txnid: int = 0                             # the scan's read snapshot
+    unchecked: set = field(default_factory=set)  # keys whose signature the scan does not check (undecodable)
+    roster_keys: list = field(default_factory=list)  # keys of the roster events, forked branches' too
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
     """Check the file, every stored event and every view; returns all problems found (none: intact)."""
-    report = Report(damage=store.structure_problems())
-    if report.damage:
-        return report                      # a broken tree cannot be walked reliably
-    heads = store.heads()
-    total = store.count()
     jobs = jobs or os.cpu_count() or 1
-    pool = SignaturePool(jobs, RECORD) if total >= PARALLEL_MIN_EVENTS and jobs > 1 else None
-    views = Report()
     try:
-        ranges = [_check_range(store, store.group, pool, progress, total)]
-        _check_views(store, views)          # while the helpers check signatures
+        many = jobs > 1 and store.count() >= PARALLEL_MIN_EVENTS
+    except StoreError:                     # a damaged file: the walk below says how
+        many = False
+    pool = SignaturePool(jobs - 1, str(store.path)) if many else None      # this process is one more
+    try:
+        report = Report(damage=store.structure_problems())     # while the helpers already check
+        if report.damage:
+            return report                  # a broken tree cannot be walked reliably
+        heads = store.heads()
+        total = store.count()
+        views = Report()
+        ranges = [_check_range(store, store.group, pool is None, progress, total)]
+        _check_views(store, views, ranges[0])          # while the helpers check signatures
         if pool is not None:
-            failed, errors = pool.finish()
-            if errors:
-                raise StoreError(f"verify worker failed: {errors[0]}")
-            ranges[0].bad_signatures += _keys_of(failed)
+            ranges[0].bad_signatures += _pooled_signatures(store, pool, ranges[0])
     finally:
         if pool is not None:
             pool.close()
@@ -161,7 +166,7 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     return report
 
 
-def _check_views(store: Store, report: Report) -> None:
+def _check_views(store: Store, report: Report, scan: _Range) -> None:
     """Fold the preference and memory views again from the log in a scratch environment, and the roster as
     the store rebuilds it, and compare digests with the stored views; when another process commits
     meanwhile, try again, at most three times. (The scratch replay leaves out a revoked device's roster
@@ -169,6 +174,7 @@ def _check_views(store: Store, report: Report) -> None:
     compacted store, where both start from the base snapshot's roster.)"""
     for _ in range(3):
         before = store.last_txnid()
+        keys = scan.roster_keys if before == scan.txnid else None
         stored = store.views()
         try:
             with store.live_log() as live:
@@ -179,7 +185,7 @@ def _check_views(store: Store, report: Report) -> None:
         unread = live.unread
         folded = dict(done.views)
         if not done.base:
-            folded["roster"] = {"digest": crypto.blake2b256(store.folded_roster())}
+            folded["roster"] = {"digest": crypto.blake2b256(_folded_roster(store, keys))}
         if store.last_txnid() == before:
             for name, v in stored.items():
                 if folded[name]["digest"] != v["digest"]:
@@ -189,6 +195,15 @@ def _check_views(store: Store, report: Report) -> None:
             _check_sealed(report, unread)
             return
     report.notes.append("views not checked: the store kept changing under the check")
+
+
+def _folded_roster(store: Store, keys: list[bytes] | None) -> bytes:
+    """The roster as a rebuild from the log would store it, from the roster events at `keys` when the scan found
+    them in the snapshot read now (saves a pass over every event)."""
+    if keys is None:
+        return store.folded_roster()
+    with store.raw_txn() as txn:
+        return fold_roster(store.dbs, txn, keys).to_bytes()
 
 
 def _check_sealed(report: Report, unread: list[tuple[bytes, bytes, bool]]) -> None:
@@ -205,16 +220,35 @@ def _check_sealed(report: Report, unread: list[tuple[bytes, bytes, bool]]) -> No
                             "carried as ciphertext (expected)")
 
 
-def _check_range(store: Store, group: bytes, pool: SignaturePool | None, progress, total: int) -> _Range:
-    """Check every event and id-index entry; signatures go to `pool` in frames (checked here without one)."""
-    out = _Range()
-    batch, frame = bytearray(), FRAME * RECORD
+def _pooled_signatures(store: Store, pool: SignaturePool, scan: _Range) -> list[tuple[bytes, int, int]]:
+    """(author, epoch, seq) of each event whose signature the helpers (and this process, for the chunks left)
+    found not to verify; every signature checked here again when their snapshot is not the scan's."""
+    with store.raw_txn() as txn:
+        failed, errors = pool.finish(ChunkReader(txn, store.db("events")))
+        same = txn.id() == scan.txnid and all(t == scan.txnid for t in pool.txnids)
+    if errors:
+        raise StoreError(f"verify worker failed: {errors[0]}")
+    if not same:
+        with store.raw_txn() as txn:
+            reader, parts, ended = ChunkReader(txn, store.db("events")), [], False
+            while not ended:
+                keys, ended = reader.check(len(parts))
+                parts.append(keys)
+            failed = b"".join(parts)
+    keys = [(failed[at : at + 32], *POS.unpack_from(failed, at + 32)) for at in range(0, len(failed), KEY_LEN)]
+    return [k for k in keys if event_key(*k) not in scan.unchecked]
+
+
+def _check_range(store: Store, group: bytes, signatures: bool, progress, total: int) -> _Range:
+    """Check every event and id-index entry; signatures too when `signatures` (else helpers check them)."""
+    out, ids = _Range(), {}
     db_events, db_payloads, db_withheld, db_ids, db_erased = (
         store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     db_uncarried = store.db("uncarried")
     last = None
     cuts = store.truncated()
     with store.raw_txn() as txn:
+        out.txnid = txn.id()
         cur = txn.cursor(db=db_events)
         found = cur.first()
         while found:
@@ -226,10 +260,14 @@ def _check_range(store: Store, group: bytes, pool: SignaturePool | None, progres
                 event = decode_record(record, payload)
             except EventError as exc:
                 out.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
+                out.unchecked.add(bytes(key))
                 last = (author, epoch, seq, b"")
                 found = cur.next()
                 continue
             h = event.header
+            ids[key] = event.id
+            if h.kind in ROSTER_KINDS:
+                out.roster_keys.append(bytes(key))
             if h.group != group:
                 out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
             if len(key) != KEY_LEN:                                  # an event of a forked branch
@@ -268,17 +306,13 @@ def _check_range(store: Store, group: bytes, pool: SignaturePool | None, progres
                 out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
             if (seq, epoch) == (1, 0) or h.kind in ROSTER_KINDS:
                 out.notable.append((bytes(record), payload))
-            batch += key
-            batch += event.id
-            batch += event.signature
-            if len(batch) >= frame:
-                _check_signatures(out, batch, pool)
-                if progress:
-                    progress(min(out.checked, total), total)
+            if signatures and not crypto.verify(author, event.id, event.signature):
+                out.bad_signatures.append((author, epoch, seq))
+            if progress and out.checked % CHUNK == 0:
+                progress(min(out.checked, total), total)
             found = cur.next()
-        _check_signatures(out, batch, pool)
         out.last = last
-        _check_ids(txn, store, out)
+        _check_ids(txn, store, out, ids)
     return out
 
 
@@ -299,20 +333,6 @@ def _withheld_runs(found: list[tuple[bytes, int, int]]) -> list[Problem]:
 
 def _seqs(lo: int, hi: int) -> str:
     return f"seq {lo}" if lo == hi else f"seqs {lo}..{hi}"
-
-
-def _check_signatures(out: _Range, batch: bytearray, pool: SignaturePool | None) -> None:
-    """Hand a frame of records (key ++ id ++ signature) to the pool, or check it here."""
-    if pool is not None:
-        pool.put(bytes(batch))
-    else:
-        out.bad_signatures += _keys_of(failed_records(bytes(batch), RECORD))
-    batch.clear()
-
-
-def _keys_of(records: bytes) -> list[tuple[bytes, int, int]]:
-    """(author, epoch, seq) of each record."""
-    return [(records[at : at + 32], *POS.unpack_from(records, at + 32)) for at in range(0, len(records), RECORD)]
 
 
 def _classify_signatures(store: Store, report: Report, bad: list[tuple[bytes, int, int]]) -> None:
@@ -386,14 +406,18 @@ def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
             last = r.last
 
 
-def _check_ids(txn, store: Store, out: _Range) -> None:
-    """Every id-index entry must name a stored event with exactly that id."""
-    cur = txn.cursor(db=store.db("ids"))
+def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> None:
+    """Every id-index entry must name a stored event with exactly that id (`ids`: key -> id of each event the
+    scan decoded in this transaction)."""
+    cur, db_events = txn.cursor(db=store.db("ids")), store.db("events")
     found = cur.first()
     while found:
         eid, key = cur.item()
-        record = txn.get(key, db=store.db("events"))
-        if record is None or record_id(record) != eid:
+        held = ids.get(key)
+        if held is None:
+            record = txn.get(key, db=db_events)
+            held = None if record is None else record_id(record)
+        if held != eid:
             author, (_, seq) = bytes(key[:32]), POS.unpack_from(key, 32)
             out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the "
                                                      "stored event"))
