@@ -20,8 +20,6 @@ import json
 import os
 import pickle
 import queue
-import subprocess
-import sys
 import threading
 import time
 from binascii import b2a_base64
@@ -264,13 +262,12 @@ def _render(store: Store, names: dict, select: dict, redact: bool, total: int):
     if total < PARALLEL_MIN_EVENTS or jobs == 1:
         yield render_part(store, None, None, names, select, redact)
         return
-    from agentlog.store.workers import drain, split_keys
+    from agentlog.store.workers import drain, spawn, split_keys
     starts = split_keys(store, total, jobs * PARTS_PER_JOB)
     tasks = list(zip(starts, starts[1:] + [None]))
     workers = []
     for n in range(jobs):
-        proc = subprocess.Popen([sys.executable, "-m", "agentlog.audit.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = spawn("agentlog.audit.worker")
         pickle.dump((str(store.path), names, select, redact, tasks[n::jobs]), proc.stdin)
         proc.stdin.close()
         results: queue.Queue = queue.Queue(maxsize=2)

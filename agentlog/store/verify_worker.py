@@ -64,8 +64,8 @@ class SignaturePool:
         self._failed: list[bytes] = []
         self._errors: list[str] = []
         self.txnids: list[int] = []
-        self._procs = [subprocess.Popen([sys.executable, "-m", __name__, path], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(jobs)]
+        from agentlog.store.workers import spawn  # the store stack: loaded here in the parent, never in a helper
+        self._procs = [spawn(__name__, path) for _ in range(jobs)]
         self._feeders = [threading.Thread(target=self._feed, args=(p,), daemon=True) for p in self._procs]
         for t in self._feeders:
             t.start()

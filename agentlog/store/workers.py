@@ -1,4 +1,5 @@
-"""Worker processes over ranges of the events database, shared by `verify` and `audit export` on large stores.
+"""Worker processes of `verify` and `audit export` on large stores: how they are started, and for `audit
+export` the ranges of the events database they take.
 
 The parent cuts the key space into ranges of about equal count and reads each worker's pickled results on a
 thread of its own, so a worker that dies early is reported instead of hanging the parent.
@@ -6,11 +7,24 @@ thread of its own, so a worker that dies early is reported instead of hanging th
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import subprocess
+import sys
+from pathlib import Path
 
+import agentlog
 from agentlog.store.store import Store
+
+
+def spawn(module: str, *args: str) -> subprocess.Popen:
+    """`python -m module args` with pipes to all three streams, importing the agentlog this process runs (`-P`:
+    not a package of that name in the current directory, which `-m` would otherwise put first)."""
+    root = str(Path(agentlog.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def drain(proc: subprocess.Popen, results: queue.Queue) -> None:

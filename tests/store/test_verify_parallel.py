@@ -1,6 +1,6 @@
 """`verify` on a store large enough for its signature helpers (agentlog.store.verify_worker): a helper process
 checks chunks of the events while this process scans and folds, and together they find exactly what one
-process alone finds."""
+process alone finds; a helper runs the agentlog of its parent, whatever the current directory holds."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ def _damage_signatures(store, seqs: list[int]) -> None:
             txn.put(key, bytes(record), db=db)
 
 
-def test_helpers_find_the_damaged_signatures_one_process_finds(laptop):
+def test_helpers_find_the_damaged_signatures_one_process_finds(laptop, tmp_path, monkeypatch):
+    (tmp_path / "cwd" / "agentlog").mkdir(parents=True)
+    (tmp_path / "cwd" / "agentlog" / "__init__.py").write_text('raise SystemExit("not the agentlog verify runs")')
+    monkeypatch.chdir(tmp_path / "cwd")          # `python -m` would import this package first
     for first in range(0, EVENTS, 500):
         laptop.append_many([payloads.Observation(setting=f"s{i % 7}", value=f"v{i}")
                             for i in range(first, min(first + 500, EVENTS))])
