@@ -14,7 +14,7 @@ from agentlog.errors import DecodeError, EventError, ForkError, SignatureError
 from agentlog.log import payloads, sealing
 from agentlog.log.event import Event, decode_record, peek_record, record_id
 from agentlog.log.kinds import ERASE_KIND, SCOPE_KINDS, USER_SCOPE, is_sealed_scope
-from agentlog.log.roster import Roster
+from agentlog.log.roster import Member, Roster
 from agentlog.log.scopes import ScopeEvent
 from agentlog.log.validate import (
     LAMPORT_STEP,
@@ -48,6 +48,24 @@ class IngestResult:
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
+
+
+def roster_of(store, txn) -> Roster:
+    """`roster_in` (a fresh Roster the caller may change), parsed again only when the stored roster, founder or
+    join anchor changed: parsing them cost each append and each ingested batch tens of µs, most of it on code
+    a durable commit had left cold. The cached Roster is never handed out, so threads may share it."""
+    dbs = store.dbs
+    key = (txn.get(b"state", db=dbs["views.roster"]), txn.get(b"founder", db=dbs["meta"]),
+           txn.get(b"anchor", db=dbs["meta"]))
+    key = tuple(None if v is None else bytes(v) for v in key)
+    cached = store.roster_cache
+    if cached is None or cached[0] != key:
+        cached = store.roster_cache = (key, roster_in(dbs, txn))
+    roster = cached[1]
+    out = Roster(roster.founder)
+    out.members = {device: Member(m.device, list(m.enrollments), m.until_seq, list(m.revoked_by))
+                   for device, m in roster.members.items()}
+    return out
 
 
 class TxnLog:
@@ -239,7 +257,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     """Validate and store (record, payload) pairs from outside, or their checks made ahead (validate.predecode:
     a relay delivery's, decoded when it was opened), in `txn` (Store.ingest says how)."""
     dbs = store.dbs
-    roster = roster_in(dbs, txn)
+    roster = roster_of(store, txn)
     log = TxnLog(dbs, txn, roster)
     accepted = duplicates = filled = healed = 0
     lamport = int.from_bytes(txn.get(b"lamport", db=dbs["meta"]) or b"\0", "big")

@@ -30,7 +30,7 @@ from agentlog.prefs.view import PrefView
 from agentlog.store import carry, erasure, forks, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
-from agentlog.store.ingest import IngestResult, ingest_in, record_fork
+from agentlog.store.ingest import IngestResult, ingest_in, record_fork, roster_of
 from agentlog.store.keyring import VERSION as SCOPES_VERSION
 from agentlog.store.keyring import Keyring, opener_in, rebuild_scopes
 from agentlog.store.layout import (
@@ -58,6 +58,8 @@ from agentlog.store.views import (
     time_of,
     view_digests,
 )
+
+_NOT_JOINED = "this device has not joined a group yet: run agentlog devices join TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class Store:
         self.now_ms = clock or (lambda: time.time_ns() // 1_000_000)
         self.pref_cache: dict = {}          # setting -> (state bytes, parsed), for store.prefs lookups
         self.memory_cache: dict = {}        # embedder name -> memory_index.Matrix, for store.memory searches
+        self.roster_cache: tuple | None = None   # (stored roster bytes, Roster): agentlog.store.ingest.roster_of
         self.nudge = Nudger(self.path)
         self.keyring = Keyring(key)          # the content keys sealed to this device, opened in memory
         self._checked: set[bytes] = set()    # keys of unverified events whose signature signature_ok checked
@@ -198,9 +201,11 @@ class Store:
             return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
-        if forks.needs_heal(self):
+        ids = self.write(lambda txn: None if txn.get(forks.HEAL_FLAG, db=self.dbs["meta"]) is not None
+                         else append_in(self, txn, pairs, roster_of(self, txn)))
+        if ids is None:                          # this device's own log forked: healed first, in its own commits
             forks.heal(self)
-        ids = self.write(lambda txn: append_in(self, txn, pairs, roster_in(self.dbs, txn)))
+            ids = self.write(lambda txn: append_in(self, txn, pairs, roster_in(self.dbs, txn)))
         self.nudge()
         return ids
 
@@ -235,8 +240,8 @@ class Store:
         batches after a failed one are not looked at. A batch that forked or caught events for this device's
         erase rules ends its commit: what follows it runs after its follow-up writes, as it would alone."""
         todo = [list(batch) for batch in batches]
-        if self.group is None:
-            raise UsageError("this device has not joined a group yet: run agentlog devices join TOKEN")
+        if not todo and self.group is None:          # else checked in the batches' own write transaction
+            raise UsageError(_NOT_JOINED)
         results: list[IngestResult] = []
         while todo:
             stored, failed = self._ingest_group(todo, every_signature, source)
@@ -260,6 +265,8 @@ class Store:
         writes (a fork, events caught); the first batch's failure leaves the transaction uncommitted. The cyclic
         garbage collector is off meanwhile: the batches' events are acyclic objects it would only walk again."""
         def write(txn):
+            if txn.get(b"group", db=self.dbs["meta"]) is None:
+                raise UsageError(_NOT_JOINED)
             out: list[IngestResult] = []
             for batch in batches:
                 if not out:
