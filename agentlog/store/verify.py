@@ -182,6 +182,10 @@ def _check_views(store: Store, report: Report, scan: _Range) -> None:
         except UsageError as exc:          # a truncated store without its snapshot: reported above
             report.notes.append(f"views not checked: {exc}")
             return
+        except StoreError as exc:          # a stored record the fold cannot read (the scan names its event)
+            reason = str(exc).split(": the file is damaged")[0]         # its advice is this very check
+            report.damage.append(f"views not checked: the log does not fold ({reason})")
+            return
         unread = live.unread
         folded = dict(done.views)
         if not done.base:

@@ -131,3 +131,19 @@ def test_deleted_payload_is_named(sealed_log, tmp_path):
     assert [(p.author, p.seq, p.what) for p in report.problems] == [
         (victim.header.author, victim.header.seq, "payload is missing")
     ]
+
+
+def test_a_record_cut_short_is_named_and_the_views_are_reported_unchecked(sealed_log, tmp_path):
+    """A record too short to hold a signature: verify names the event and says the views could not be
+    folded, as a report (it raised the fold's StoreError before, which told the user to run verify)."""
+    path, events = sealed_log
+    victim = events[4]
+
+    def cut(store, txn):
+        key = key_of(victim)
+        txn.put(key, bytes(txn.get(key, db=store.db("events"))[:40]), db=store.db("events"))
+
+    report = verify_copy(path, tmp_path / "copy", mutate_store=cut)
+    assert not report.ok
+    assert any(p.seq == victim.header.seq and "too short to hold a signature" in p.what for p in report.problems)
+    assert [d for d in report.damage if d.startswith("views not checked: the log does not fold")]
