@@ -8,7 +8,8 @@ import sys
 
 from agentlog.cli.common import LINE_LIMIT, Parser, open_home, print_json, shown
 from agentlog.cli.exits import EXIT_PROBLEMS
-from agentlog.errors import NotFoundError
+from agentlog.errors import NotFoundError, StoreError
+from agentlog.log.roster import Roster
 
 
 def register(sub, common) -> None:
@@ -95,7 +96,7 @@ def cmd_verify(args) -> int:
     with open_home(args) as store:
         with Progress("verify", enabled=not args.json) as progress:
             report = verify_store(store, progress.update)
-        roster = None if report.damage else store.roster()     # a damaged file may not read
+        roster = _naming_roster(store)
     if args.json:
         print_json(_verify_doc(report))
         return 0 if report.ok else EXIT_PROBLEMS
@@ -112,6 +113,15 @@ def cmd_verify(args) -> int:
     missing = f", {runs} run{'' if runs == 1 else 's'} of payloads missing" if report.withheld else ""
     print(f"{report.checked} events checked, {n} problem{'' if n == 1 else 's'}{missing}", file=sys.stderr)
     return 0 if report.ok else EXIT_PROBLEMS
+
+
+def _naming_roster(store) -> Roster:
+    """The store's roster, to name devices; an empty one (devices named by their keys) when a damaged file
+    does not read."""
+    try:
+        return store.roster()
+    except StoreError:
+        return Roster()
 
 
 def _verify_doc(report) -> dict:

@@ -159,6 +159,32 @@ def test_verify_names_a_tampered_event(tmp_path):
     ]
 
 
+def test_verify_reports_a_record_cut_short_and_views_it_cannot_fold(tmp_path):
+    """Damage that stops the views' fold as well as naming an event: a report and exit 1, no traceback (the
+    lines naming events used to need a roster the damaged-views case never read)."""
+    from agentlog.store.layout import event_key
+    from agentlog.store.store import Store
+
+    home = tmp_path / "h"
+    run(home, "init", "--name", "laptop")
+    for value in ("dark", "light", "sepia"):
+        run(home, "observe", "theme", value)
+    device = bytes.fromhex(json.loads(run(home, "status", "--json").stdout)["device"])
+    store = Store(home / "store", None)
+    try:
+        with store.raw_txn(write=True) as txn:
+            key = event_key(device, 0, 3)
+            txn.put(key, bytes(txn.get(key, db=store.db("events"))[:40]), db=store.db("events"))
+    finally:
+        store.close()
+    proc = run(home, "verify", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("views not checked: the log does not fold (")
+    assert f"laptop ({device.hex()[:16]}) seq 3: header does not decode: event record is 40 bytes, too short " \
+           "to hold a signature" in lines
+
+
 def test_status_reports_heads_and_each_view_with_its_frontier(two_devices):
     laptop, phone, _ = two_devices
     status = json.loads(run(laptop, "status", "--json").stdout)
