@@ -9,7 +9,6 @@ import sys
 from agentlog.cli.common import LINE_LIMIT, Parser, open_home, print_json, shown
 from agentlog.cli.exits import EXIT_PROBLEMS
 from agentlog.errors import NotFoundError, StoreError
-from agentlog.log.roster import Roster
 
 
 def register(sub, common) -> None:
@@ -115,9 +114,11 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else EXIT_PROBLEMS
 
 
-def _naming_roster(store) -> Roster:
+def _naming_roster(store):
     """The store's roster, to name devices; an empty one (devices named by their keys) when a damaged file
     does not read."""
+    from agentlog.log.roster import Roster
+
     try:
         return store.roster()
     except StoreError:
