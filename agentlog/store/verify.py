@@ -98,8 +98,7 @@ class _Range:
 
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
-    first: tuple | None = None                 # (author, epoch, seq, prev) of the range's first event
-    last: tuple | None = None                  # (author, epoch, seq, id) of its last event
+    first: tuple | None = None                 # (author, epoch, seq, prev, kept) of the store's first event
     tails: dict = field(default_factory=dict)  # author -> (epoch, seq, id)
     notable: list = field(default_factory=list)  # (record, payload) of seq-1 and roster events
     withheld: list = field(default_factory=list)  # (author, epoch, seq) of events held without their payload
@@ -126,31 +125,28 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         heads = store.heads()
         total = store.count()
         views = Report()
-        ranges = [_check_range(store, store.group, pool is None, progress, total)]
-        _check_views(store, views, ranges[0])          # while the helpers check signatures
+        scan = _check_range(store, store.group, pool is None, progress, total)
+        _check_views(store, views, scan)          # while the helpers check signatures
         if pool is not None:
-            ranges[0].bad_signatures += _pooled_signatures(store, pool, ranges[0])
+            scan.bad_signatures += _pooled_signatures(store, pool, scan)
     finally:
         if pool is not None:
             pool.close()
-    report.checked = sum(r.checked for r in ranges)
-    report.problems = [p for r in ranges for p in r.problems]
-    _check_boundaries(report, ranges, store.truncated())
-    report.withheld = _withheld_runs([w for r in ranges for w in r.withheld])
-    report.uncarried = sum(r.uncarried for r in ranges)
+    report.checked = scan.checked
+    report.problems = list(scan.problems)
+    _check_first(report, scan, store.truncated())
+    report.withheld = _withheld_runs(scan.withheld)
+    report.uncarried = scan.uncarried
     if report.uncarried:
         report.notes.append(f"{report.uncarried} sealed event{'s' if report.uncarried != 1 else ''} of scopes this "
                             "device does not read held as headers only (carry readable; expected)")
-    erased = sum(r.erased for r in ranges)
+    erased = scan.erased
     if erased:
         report.notes.append(f"{erased} event{'s' if erased != 1 else ''} held header-only, erased by a request "
                             "this store holds (expected)")
-    _classify_signatures(store, report, [b for r in ranges for b in r.bad_signatures])
-    tails = {}
-    for r in ranges:
-        tails.update(r.tails)
-    _check_enrolment(store, report, [n for r in ranges for n in r.notable], heads)
-    _check_heads(store, report, heads, store.heads(), tails)
+    _classify_signatures(store, report, scan.bad_signatures)
+    _check_enrolment(store, report, scan.notable, heads)
+    _check_heads(store, report, heads, store.heads(), scan.tails)
     _check_forks(store, report)
     _check_snapshot(store, report)
     covered = store.erasure_status()["covered"]
@@ -315,7 +311,6 @@ def _check_range(store: Store, group: bytes, signatures: bool, progress, total: 
             if progress and out.checked % CHUNK == 0:
                 progress(min(out.checked, total), total)
             found = cur.next()
-        out.last = last
         _check_ids(txn, store, out, ids)
     return out
 
@@ -398,16 +393,13 @@ def _link_problem(last: tuple | None, author: bytes, epoch: int, seq: int, prev:
     return None if prev == last[3] else "prev does not link to the previous event's id"
 
 
-def _check_boundaries(report: Report, ranges: list[_Range], cuts: dict) -> None:
-    last = None
-    for r in ranges:
-        if r.first is not None:
-            author, epoch, seq, prev, kept = r.first
-            gap = _link_problem(last, author, epoch, seq, prev, cuts, kept)
-            if gap:
-                report.problems.append(Problem(author, seq, gap))
-        if r.last is not None:
-            last = r.last
+def _check_first(report: Report, scan: _Range, cuts: dict) -> None:
+    """The link of the store's first event, which has no event before it (the scan checks every later one)."""
+    if scan.first is not None:
+        author, epoch, seq, prev, kept = scan.first
+        gap = _link_problem(None, author, epoch, seq, prev, cuts, kept)
+        if gap:
+            report.problems.append(Problem(author, seq, gap))
 
 
 def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> None:
