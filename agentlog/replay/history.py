@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentlog.errors import NotFoundError, UsageError
+from agentlog.gcpause import quiet_gc
 from agentlog.log import payloads
 from agentlog.log.validate import ROSTER_KINDS
 from agentlog.memory import reducer as mr
@@ -26,7 +27,7 @@ from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded
 from agentlog.store.erasure import Erasure
 from agentlog.store.retained import contexts
-from agentlog.store.scratch import Log, Point, Scratch, quiet_gc
+from agentlog.store.scratch import Log, Point, Scratch
 from agentlog.text import iso
 
 _new = tuple.__new__

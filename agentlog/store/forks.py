@@ -369,7 +369,12 @@ def heal(store) -> bytes | None:
 
 
 def needs_heal(store) -> bool:
-    return store.key is not None and store.meta(HEAL_FLAG.decode()) is not None
+    return store.key is not None and store.read(lambda txn: heal_pending(store.dbs, txn))
+
+
+def heal_pending(dbs: dict, txn) -> bool:
+    """This device's own log forked and is not healed yet (as `txn` sees it)."""
+    return txn.get(HEAL_FLAG, db=dbs["meta"]) is not None
 
 
 def fork_counts(store, authors) -> dict[bytes, int]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import lmdb
 
 from agentlog.errors import EventError, NotFoundError, StoreError, UsageError
+from agentlog.gcpause import quiet_gc
 from agentlog.log import payloads, snapshot
 from agentlog.log.epochs import fork_order
 from agentlog.log.event import decode_record, record_id
@@ -49,7 +50,7 @@ from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
 from agentlog.store.layout import LAYOUT_VERSION, MAX_DBS, POS, ROSTER_VERSION, event_key, unpack_anchor
 from agentlog.store.retained import contexts
 from agentlog.store.snapshots import kept_in, stored
-from agentlog.store.views import quiet_gc, save_roster, view_digests
+from agentlog.store.views import save_roster, view_digests
 from agentlog.text import iso
 
 VIEW_DBS = ("views.roster", *pref_view.DBS, *memory_view.DBS)
@@ -672,5 +673,4 @@ def _frontier(events: list[Folded], key_order: bool, start: dict[bytes, int]) ->
     return frontier
 
 
-__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "quiet_gc",
-           "replay"]
+__all__ = ["Base", "LiveLog", "Log", "Point", "Replayed", "Scratch", "arrivals", "check_truncation", "replay"]

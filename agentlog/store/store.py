@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agentlog import crypto
 from agentlog.errors import ChainError, EventError, ForkError, InvalidValueError, StoreError, UsageError
+from agentlog.gcpause import quiet_gc
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
 from agentlog.log.event import Event, decode_record, peek_record, record_id
@@ -51,7 +52,6 @@ from agentlog.store.views import (
     fold_roster,
     folded_log,
     limits_in,
-    quiet_gc,
     rebuild_roster,
     refold,
     roster_in,
@@ -201,7 +201,7 @@ class Store:
             return []
         if self.key is None:
             raise UsageError("this store was opened without the device key; it cannot append")
-        ids = self.write(lambda txn: None if txn.get(forks.HEAL_FLAG, db=self.dbs["meta"]) is not None
+        ids = self.write(lambda txn: None if forks.heal_pending(self.dbs, txn)
                          else append_in(self, txn, pairs, roster_of(self, txn)))
         if ids is None:                          # this device's own log forked: healed first, in its own commits
             forks.heal(self)

@@ -7,13 +7,12 @@ Store, compaction and the scratch folds share them, so none of them reaches into
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from itertools import islice
 
 from agentlog import crypto
 from agentlog.errors import EventError
+from agentlog.gcpause import quiet_gc
 from agentlog.log import payloads, snapshot
 from agentlog.log.epochs import fork_order
 from agentlog.log.event import decode_record, peek_record, record_id
@@ -146,19 +145,6 @@ def _kind_or_none(record: bytes) -> str | None:
 
 
 # -- folding again ---------------------------------------------------------------------------------------
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """The cyclic garbage collector off while a replay or a refold makes its hundreds of thousands of small
-    acyclic objects (tuples, payloads): it would only walk them again and again (a sixth of a replay's time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
 
 def refold(store, txn, progress: Callable[[int], None] | None = None, roster: bool = True) -> int:
     """Fold the preference and memory views (and the roster, which counts every accepted event) again:

@@ -11,7 +11,6 @@ MAX_REASON characters: senders cut theirs, receivers refuse a longer one.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from agentlog.codec.decode import Reader
 from agentlog.codec.encode import Layout
 from agentlog.codec.schema import protocol as _schema
 from agentlog.errors import DecodeError, ProtocolError, SizeLimitError
+from agentlog.gcpause import quiet_gc
 from agentlog.log.event import MAX_EPOCH, MAX_SEQ
 
 VERSION = 3                                    # 2: hello and frontier carry truncation points; snapshots
@@ -307,13 +307,8 @@ def decode(raw: bytes) -> Message:
     Raises:
         ProtocolError: it does not decode, has no member set, or breaks a limit.
     """
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with quiet_gc():
         return _decode(raw)
-    finally:
-        if was:
-            gc.enable()
 
 
 def _decode(raw: bytes) -> Message:
