@@ -114,10 +114,11 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
     """Check the file, every stored event and every view; returns all problems found (none: intact)."""
     jobs = jobs or os.cpu_count() or 1
     try:
-        many = jobs > 1 and store.count() >= PARALLEL_MIN_EVENTS
+        counted = store.count() if jobs > 1 else 0
     except StoreError:                     # a damaged file: the walk below says how
-        many = False
-    pool = SignaturePool(jobs - 1, str(store.path)) if many else None      # this process is one more
+        counted = 0
+    many = jobs > 1 and counted >= PARALLEL_MIN_EVENTS
+    pool = SignaturePool(jobs - 1, str(store.path), -(-counted // CHUNK)) if many else None  # this process is one more
     try:
         report = Report(damage=store.structure_problems())     # while the helpers already check
         if report.damage:

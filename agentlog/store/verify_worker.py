@@ -1,17 +1,18 @@
 """Signature checks of `agentlog verify` in helper processes: `python -m agentlog.store.verify_worker STORE`.
 
 Ed25519 verification is most of a verify's cost. Each helper opens the store read-only, in one read snapshot,
-and checks the chunks (CHUNK events each, in key order) the parent hands it one at a time, so a faster one
-takes more and the parent takes what is left when it is done. Helpers start before the parent's walk of the
-file's structure and check meanwhile: one reading a damaged file may die or stop, never the parent, which
-reports the walk's findings and ends them. A helper imports only lmdb and agentlog.crypto, so it starts in a
-few tens of milliseconds.
+and checks the chunks (CHUNK events each, in key order) it takes from a queue it shares with the parent: a pipe
+of chunk numbers on its stdin, each read whole by one reader. A faster helper takes more, the parent takes what
+is left when its own work is done, and no helper waits for the parent (busy in Python, holding its GIL) between
+chunks. Helpers start before the parent's walk of the file's structure and check meanwhile: one reading a damaged
+file may die or stop, never the parent, which reports the walk's findings and ends them. A helper imports only
+lmdb and agentlog.crypto, so it starts in a few tens of milliseconds.
 """
 
 from __future__ import annotations
 
-import itertools
-import subprocess
+import os
+import select
 import sys
 import threading
 
@@ -25,6 +26,11 @@ KEY_LEN = 44
 """An event key (agentlog.store.layout.KEY_LEN); a forked branch's keys are longer, and not checked here."""
 MAX_DBS = 64
 """agentlog.store.layout.MAX_DBS: what Store opens the environment with."""
+ORDER = 4
+"""Bytes of a chunk number in the queue (little-endian)."""
+ORDERS_PER_WRITE = select.PIPE_BUF // ORDER
+"""Chunk numbers written to the queue at once: a write of at most PIPE_BUF bytes lands whole, so a read of ORDER
+bytes always takes exactly one number."""
 
 
 class ChunkReader:
@@ -54,98 +60,91 @@ class ChunkReader:
 
 
 class SignaturePool:
-    """`jobs` helper processes checking chunks of the store at `path`, each fed by a thread of its own; `finish`
-    checks the chunks left in this process and gives every failing key."""
+    """`jobs` helper processes checking chunks of the store at `path`, taken from a queue of the chunk numbers
+    below `chunks` (a thread writes them); `finish` checks here the chunks left and gives every failing key."""
 
-    def __init__(self, jobs: int, path: str):
-        self._next = itertools.count()
-        self._lock = threading.Lock()
-        self._ended = False
-        self._failed: list[bytes] = []
-        self._errors: list[str] = []
-        self.txnids: list[int] = []
+    def __init__(self, jobs: int, path: str, chunks: int):
         from agentlog.store.workers import spawn  # the store stack: loaded here in the parent, never in a helper
-        self._procs = [spawn(__name__, path) for _ in range(jobs)]
-        self._feeders = [threading.Thread(target=self._feed, args=(p,), daemon=True) for p in self._procs]
-        for t in self._feeders:
-            t.start()
-
-    def _claim(self) -> int | None:
-        with self._lock:
-            return None if self._ended else next(self._next)
-
-    def _end(self) -> None:
-        with self._lock:
-            self._ended = True
+        self.txnids: list[int] = []
+        self._chunks = chunks
+        self._queue, queue_in = os.pipe()
+        try:
+            self._procs = [spawn(__name__, path, stdin=self._queue) for _ in range(jobs)]
+        except BaseException:
+            os.close(queue_in)
+            os.close(self._queue)
+            raise
+        self._writer = threading.Thread(target=_write_orders, args=(queue_in, chunks), daemon=True)
+        self._writer.start()
 
     def finish(self, reader: ChunkReader) -> tuple[bytes, list[str]]:
-        """Wait for every chunk's checks (checking here, with `reader`, the chunks no helper has taken yet): the
-        failing keys, and why a helper failed (then some chunks may be unchecked)."""
-        while (chunk := self._claim()) is not None:
-            failed, ended = reader.check(chunk)
-            self._failed.append(failed)
-            if ended:
-                self._end()
-        for t in self._feeders:
-            t.join()
-        return b"".join(self._failed), self._errors
+        """Check here, with `reader`, the chunks no helper takes (and any past the queue's, if the store grew since
+        it was counted), then wait for the helpers: the failing keys, and why a helper failed (then some chunks
+        may be unchecked)."""
+        failed, ended = [], False
+        while (chunk := take(self._queue)) is not None:
+            keys, ended = reader.check(chunk)
+            failed.append(keys)
+        chunk = self._chunks
+        while not ended:
+            keys, ended = reader.check(chunk)
+            failed.append(keys)
+            chunk += 1
+        errors = []
+        for proc in self._procs:
+            out, err = proc.communicate()
+            if proc.returncode or len(out) < 8:
+                lines = err.decode(errors="replace").strip().splitlines()
+                errors.append(lines[-1] if lines else f"exit status {proc.returncode}")
+            else:
+                self.txnids.append(int.from_bytes(out[:8], "little"))
+                failed.append(out[8:])
+        return b"".join(failed), errors
 
     def close(self) -> None:
-        """Stop every helper (after finish, they have exited already)."""
-        self._end()
+        """Stop every helper (after finish, they have exited already) and the queue's writer."""
         for p in self._procs:
             if p.poll() is None:
                 p.kill()
-        for t in self._feeders:
-            t.join()
-
-    def _feed(self, proc: subprocess.Popen) -> None:
-        try:
-            head = proc.stdout.read(8)
-            if len(head) != 8:
-                raise EOFError("no read snapshot")
-            self.txnids.append(int.from_bytes(head, "little"))
-            while (chunk := self._claim()) is not None:
-                proc.stdin.write(chunk.to_bytes(4, "little"))
-                proc.stdin.flush()
-                ack = proc.stdout.read(1)
-                if ack == b"e":
-                    self._end()
-                elif ack != b"k":
-                    raise EOFError("no answer")
-            out, err = proc.communicate()
-        except (OSError, ValueError, EOFError) as exc:          # it died, or the parent ended it
-            self._end()
-            proc.kill()
-            proc.wait()
-            lines = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            self._errors.append(lines[-1] if lines else f"{type(exc).__name__}: {exc}")
-            return
-        if proc.returncode:
-            self._end()
-            lines = err.decode(errors="replace").strip().splitlines()
-            self._errors.append(lines[-1] if lines else f"exit status {proc.returncode}")
-        else:
-            self._failed.append(out)
+            p.wait()
+        os.close(self._queue)                 # a writer blocked on a full queue fails and ends
+        self._writer.join()
 
 
-def serve(stdin, stdout, path: str) -> None:
-    """Helper side: write the read snapshot's id, then check each chunk read from `stdin`, answering `k` (or `e`
-    when the database ends within it); at the end of input, write the failing keys."""
+def _write_orders(fd: int, chunks: int) -> None:
+    """Write the chunk numbers below `chunks` to the queue at `fd`, in writes that each land whole, then close it."""
+    try:
+        for first in range(0, chunks, ORDERS_PER_WRITE):
+            os.write(fd, b"".join(n.to_bytes(ORDER, "little") for n in range(first, min(first + ORDERS_PER_WRITE,
+                                                                                          chunks))))
+    except OSError:                            # every reader is gone: verify ended early
+        pass
+    finally:
+        os.close(fd)
+
+
+def take(fd: int) -> int | None:
+    """The next chunk number from the queue at `fd`, or None when every number is taken and the writer is done."""
+    order = os.read(fd, ORDER)
+    if not order:
+        return None
+    if len(order) != ORDER:
+        raise EOFError(f"the chunk queue gave {len(order)} bytes, not {ORDER}")
+    return int.from_bytes(order, "little")
+
+
+def serve(queue: int, stdout, path: str) -> None:
+    """Helper side: check each chunk taken from the queue at `queue`; at its end, write the read snapshot's id and
+    the failing keys."""
     env = lmdb.open(path, max_dbs=MAX_DBS, readonly=True, create=False, subdir=True, readahead=False,
                     max_readers=126)
     with env.begin(db=env.open_db(b"events", create=False)) as txn:
-        stdout.write(txn.id().to_bytes(8, "little"))
-        stdout.flush()
-        reader, failed = ChunkReader(txn, None), []
-        while len(order := stdin.read(4)) == 4:
-            keys, ended = reader.check(int.from_bytes(order, "little"))
-            failed.append(keys)
-            stdout.write(b"e" if ended else b"k")
-            stdout.flush()
-    stdout.write(b"".join(failed))
+        reader, out = ChunkReader(txn, None), [txn.id().to_bytes(8, "little")]
+        while (chunk := take(queue)) is not None:
+            out.append(reader.check(chunk)[0])
+    stdout.write(b"".join(out))
     stdout.flush()
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer, sys.argv[1])
+    serve(sys.stdin.fileno(), sys.stdout.buffer, sys.argv[1])

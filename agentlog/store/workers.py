@@ -18,12 +18,13 @@ import agentlog
 from agentlog.store.store import Store
 
 
-def spawn(module: str, *args: str) -> subprocess.Popen:
-    """`python -m module args` with pipes to all three streams, importing the agentlog this process runs (`-P`:
-    not a package of that name in the current directory, which `-m` would otherwise put first)."""
+def spawn(module: str, *args: str, stdin: int = subprocess.PIPE) -> subprocess.Popen:
+    """`python -m module args` with pipes to its output streams and to its input (or `stdin`, a file descriptor),
+    importing the agentlog this process runs (`-P`: not a package of that name in the current directory, which
+    `-m` would otherwise put first)."""
     root = str(Path(agentlog.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
-    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], stdin=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-P", "-m", module, *args], stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 

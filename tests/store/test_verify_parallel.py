@@ -41,3 +41,19 @@ def test_helpers_find_the_damaged_signatures_one_process_finds(laptop, tmp_path,
     assert found == sorted(damaged) and len(helped.problems) == len(damaged)
     assert (helped.bad_signatures, helped.problems, helped.damage, helped.notes) == \
         (alone.bad_signatures, alone.problems, alone.damage, alone.notes)
+
+
+def test_events_past_the_counted_chunks_are_checked_here(laptop, monkeypatch):
+    """The helpers' queue holds the chunks of the events counted before their snapshot; when the store held more by
+    then (a commit in between), this process checks the chunks past the queue's, and finds what is damaged there."""
+    for first in range(0, EVENTS, 500):
+        laptop.append_many([payloads.Observation(setting=f"s{i % 7}", value=f"v{i}")
+                            for i in range(first, min(first + 500, EVENTS))])
+    top = laptop.heads()[laptop.device].seq
+    _damage_signatures(laptop, [top - 2])
+    alone = verify_store(laptop, jobs=1)
+    monkeypatch.setattr(type(laptop), "count", lambda self: verify.PARALLEL_MIN_EVENTS)   # chunks past it unqueued
+    helped = verify_store(laptop, jobs=2)
+    assert [p.seq for p in helped.problems] == [top - 2]
+    assert helped.checked == alone.checked > verify.PARALLEL_MIN_EVENTS
+    assert (helped.bad_signatures, helped.problems, helped.notes) == (alone.bad_signatures, alone.problems, alone.notes)
