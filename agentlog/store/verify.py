@@ -246,72 +246,67 @@ def _check_range(store: Store, group: bytes, signatures: bool, progress, total: 
     db_events, db_payloads, db_withheld, db_ids, db_erased = (
         store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     db_uncarried = store.db("uncarried")
-    last = None
+    problems, tails, blake = out.problems, out.tails, crypto.blake2b256
+    checked, last = 0, None
     cuts = store.truncated()
     with store.raw_txn() as txn:
         out.txnid = txn.id()
-        cur = txn.cursor(db=db_events)
-        found = cur.first()
-        while found:
-            key, record = cur.item()
+        for key, record in txn.cursor(db=db_events):
             author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
-            out.checked += 1
+            checked += 1
             payload = txn.get(key, db=db_payloads)
             try:
                 event = decode_record(record, payload)
             except EventError as exc:
-                out.problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
-                out.unchecked.add(bytes(key))
+                problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
+                out.unchecked.add(key)
                 last = (author, epoch, seq, b"")
-                found = cur.next()
                 continue
-            h = event.header
-            ids[key] = event.id
-            if h.kind in ROSTER_KINDS:
-                out.roster_keys.append(bytes(key))
+            h, eid = event.header, event.id
+            ids[key] = eid
+            roster = h.kind in ROSTER_KINDS
+            if roster:
+                out.roster_keys.append(key)
             if h.group != group:
-                out.problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+                problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
             if len(key) != KEY_LEN:                                  # an event of a forked branch
-                out.problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
-                found = cur.next()
+                problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
                 continue
             if (h.author, h.epoch, h.seq) != (author, epoch, seq):
-                out.problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
-                                                         f"seq {h.seq} (moved or swapped)"))
-            kept = retained.kept(h.kind, h.payload_codec)
+                problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
+                                                     f"seq {h.seq} (moved or swapped)"))
             if last is None:
-                out.first = (author, epoch, seq, h.prev, kept)
-            else:
-                gap = _link_problem(last, author, epoch, seq, h.prev, cuts, kept)
+                out.first = (author, epoch, seq, h.prev, retained.kept(h.kind, h.payload_codec))
+            elif last != (author, epoch, seq - 1, h.prev) or author in cuts:     # else linked to the one before
+                gap = _link_problem(last, author, epoch, seq, h.prev, cuts, retained.kept(h.kind, h.payload_codec))
                 if gap:
-                    out.problems.append(Problem(author, seq, gap))
-            last = (author, epoch, seq, event.id)
-            out.tails[author] = (epoch, seq, event.id)
-            if txn.get(event.id, db=db_ids) != key:
-                out.problems.append(Problem(author, seq, "id index does not point at this event"))
-            erased_by = txn.get(key, db=db_erased) if payload is None else None
-            if erased_by is not None:
+                    problems.append(Problem(author, seq, gap))
+            last = (author, epoch, seq, eid)
+            tails[author] = (epoch, seq, eid)
+            if txn.get(eid, db=db_ids) != key:
+                problems.append(Problem(author, seq, "id index does not point at this event"))
+            if payload is not None:
+                if len(payload) != h.payload_len or blake(payload) != h.payload_hash:
+                    problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
+            elif (erased_by := txn.get(key, db=db_erased)) is not None:
                 problem = _erasure_problem(store, txn, h, bytes(erased_by))
                 if problem:
-                    out.problems.append(Problem(author, seq, problem))
+                    problems.append(Problem(author, seq, problem))
                 else:
                     out.erased += 1
-            elif payload is None and h.payload_codec == "sealed" and txn.get(key, db=db_uncarried) is not None:
+            elif h.payload_codec == "sealed" and txn.get(key, db=db_uncarried) is not None:
                 out.uncarried += 1
-            elif payload is None:
-                if txn.get(key, db=db_withheld) is None or h.kind in ROSTER_KINDS:
-                    out.problems.append(Problem(author, seq, "payload is missing"))
-                else:
-                    out.withheld.append((author, epoch, seq))
-            elif len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
-                out.problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
-            if (seq, epoch) == (1, 0) or h.kind in ROSTER_KINDS:
-                out.notable.append((bytes(record), payload))
-            if signatures and not crypto.verify(author, event.id, event.signature):
+            elif txn.get(key, db=db_withheld) is None or roster:
+                problems.append(Problem(author, seq, "payload is missing"))
+            else:
+                out.withheld.append((author, epoch, seq))
+            if roster or (seq, epoch) == (1, 0):
+                out.notable.append((record, payload))
+            if signatures and not crypto.verify(author, eid, event.signature):
                 out.bad_signatures.append((author, epoch, seq))
-            if progress and out.checked % CHUNK == 0:
-                progress(min(out.checked, total), total)
-            found = cur.next()
+            if progress and checked % CHUNK == 0:
+                progress(min(checked, total), total)
+        out.checked = checked
         _check_ids(txn, store, out, ids)
     return out
 
