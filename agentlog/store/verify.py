@@ -108,6 +108,7 @@ class _Range:
     txnid: int = 0                             # the scan's read snapshot
     unchecked: set = field(default_factory=set)  # keys whose signature the scan does not check (undecodable)
     roster_keys: list = field(default_factory=list)  # keys of the roster events, forked branches' too
+    indexed: int = 0                           # decoded events of the authors' chains, which the id index must name
 
 
 def verify_store(store: Store, progress: Callable[[int, int], None] | None = None, jobs: int | None = None) -> Report:
@@ -241,74 +242,87 @@ def _pooled_signatures(store: Store, pool: SignaturePool, scan: _Range) -> list[
 
 
 def _check_range(store: Store, group: bytes, signatures: bool, progress, total: int) -> _Range:
-    """Check every event and id-index entry; signatures too when `signatures` (else helpers check them)."""
+    """Check every event and id-index entry; signatures too when `signatures` (else helpers check them). That the
+    id index points at each event is first checked as a whole, by the index's own walk (a get per event saved);
+    when it misses some, the events are scanned again to name each among its event's other problems, in order."""
+    cuts = store.truncated()
+    with store.raw_txn() as txn:
+        out, ids = _scan(store, txn, group, cuts, signatures, progress, total, False)
+        if _check_ids(txn, store, out, ids) != out.indexed:
+            out, ids = _scan(store, txn, group, cuts, signatures, None, total, True)
+            _check_ids(txn, store, out, ids)
+    return out
+
+
+def _scan(store: Store, txn, group: bytes, cuts: dict, signatures: bool, progress, total: int,
+          index: bool) -> tuple[_Range, dict[bytes, bytes]]:
+    """What is wrong with each event in `txn` (whether the id index points at it: only with `index`), and the id
+    of each event that decodes, by its key."""
     out, ids = _Range(), {}
     db_events, db_payloads, db_withheld, db_ids, db_erased = (
         store.db(n) for n in ("events", "payloads", "withheld", "ids", "erased"))
     db_uncarried = store.db("uncarried")
     problems, tails, blake = out.problems, out.tails, crypto.blake2b256
-    checked, last = 0, None
-    cuts = store.truncated()
-    with store.raw_txn() as txn:
-        out.txnid = txn.id()
-        for key, record in txn.cursor(db=db_events):
-            author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
-            checked += 1
-            payload = txn.get(key, db=db_payloads)
-            try:
-                event = decode_record(record, payload)
-            except EventError as exc:
-                problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
-                out.unchecked.add(key)
-                last = (author, epoch, seq, b"")
-                continue
-            h, eid = event.header, event.id
-            ids[key] = eid
-            roster = h.kind in ROSTER_KINDS
-            if roster:
-                out.roster_keys.append(key)
-            if h.group != group:
-                problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
-            if len(key) != KEY_LEN:                                  # an event of a forked branch
-                problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
-                continue
-            if (h.author, h.epoch, h.seq) != (author, epoch, seq):
-                problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
-                                                     f"seq {h.seq} (moved or swapped)"))
-            if last is None:
-                out.first = (author, epoch, seq, h.prev, retained.kept(h.kind, h.payload_codec))
-            elif last != (author, epoch, seq - 1, h.prev) or author in cuts:     # else linked to the one before
-                gap = _link_problem(last, author, epoch, seq, h.prev, cuts, retained.kept(h.kind, h.payload_codec))
-                if gap:
-                    problems.append(Problem(author, seq, gap))
-            last = (author, epoch, seq, eid)
-            tails[author] = (epoch, seq, eid)
-            if txn.get(eid, db=db_ids) != key:
-                problems.append(Problem(author, seq, "id index does not point at this event"))
-            if payload is not None:
-                if len(payload) != h.payload_len or blake(payload) != h.payload_hash:
-                    problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
-            elif (erased_by := txn.get(key, db=db_erased)) is not None:
-                problem = _erasure_problem(store, txn, h, bytes(erased_by))
-                if problem:
-                    problems.append(Problem(author, seq, problem))
-                else:
-                    out.erased += 1
-            elif h.payload_codec == "sealed" and txn.get(key, db=db_uncarried) is not None:
-                out.uncarried += 1
-            elif txn.get(key, db=db_withheld) is None or roster:
-                problems.append(Problem(author, seq, "payload is missing"))
+    checked, indexed, last = 0, 0, None
+    out.txnid = txn.id()
+    for key, record in txn.cursor(db=db_events):
+        author, (epoch, seq) = key[:32], POS.unpack_from(key, 32)
+        checked += 1
+        payload = txn.get(key, db=db_payloads)
+        try:
+            event = decode_record(record, payload)
+        except EventError as exc:
+            problems.append(Problem(author, seq, f"header does not decode: {exc.args[0]}"))
+            out.unchecked.add(key)
+            last = (author, epoch, seq, b"")
+            continue
+        h, eid = event.header, event.id
+        ids[key] = eid
+        roster = h.kind in ROSTER_KINDS
+        if roster:
+            out.roster_keys.append(key)
+        if h.group != group:
+            problems.append(Problem(author, seq, f"belongs to group {h.group.hex()[:16]}, not this store's"))
+        if len(key) != KEY_LEN:                                  # an event of a forked branch
+            problems += [Problem(author, seq, p) for p in forks.branch_problems(store.dbs, txn, key, event)]
+            continue
+        if (h.author, h.epoch, h.seq) != (author, epoch, seq):
+            problems.append(Problem(author, seq, f"stored under the wrong key: holds {h.author.hex()[:16]} "
+                                                 f"seq {h.seq} (moved or swapped)"))
+        if last is None:
+            out.first = (author, epoch, seq, h.prev, retained.kept(h.kind, h.payload_codec))
+        elif last != (author, epoch, seq - 1, h.prev) or author in cuts:     # else linked to the one before
+            gap = _link_problem(last, author, epoch, seq, h.prev, cuts, retained.kept(h.kind, h.payload_codec))
+            if gap:
+                problems.append(Problem(author, seq, gap))
+        last = (author, epoch, seq, eid)
+        tails[author] = (epoch, seq, eid)
+        indexed += 1
+        if index and txn.get(eid, db=db_ids) != key:
+            problems.append(Problem(author, seq, "id index does not point at this event"))
+        if payload is not None:
+            if len(payload) != h.payload_len or blake(payload) != h.payload_hash:
+                problems.append(Problem(author, seq, "payload does not match the header's payload hash"))
+        elif (erased_by := txn.get(key, db=db_erased)) is not None:
+            problem = _erasure_problem(store, txn, h, bytes(erased_by))
+            if problem:
+                problems.append(Problem(author, seq, problem))
             else:
-                out.withheld.append((author, epoch, seq))
-            if roster or (seq, epoch) == (1, 0):
-                out.notable.append((record, payload))
-            if signatures and not crypto.verify(author, eid, event.signature):
-                out.bad_signatures.append((author, epoch, seq))
-            if progress and checked % CHUNK == 0:
-                progress(min(checked, total), total)
-        out.checked = checked
-        _check_ids(txn, store, out, ids)
-    return out
+                out.erased += 1
+        elif h.payload_codec == "sealed" and txn.get(key, db=db_uncarried) is not None:
+            out.uncarried += 1
+        elif txn.get(key, db=db_withheld) is None or roster:
+            problems.append(Problem(author, seq, "payload is missing"))
+        else:
+            out.withheld.append((author, epoch, seq))
+        if roster or (seq, epoch) == (1, 0):
+            out.notable.append((record, payload))
+        if signatures and not crypto.verify(author, eid, event.signature):
+            out.bad_signatures.append((author, epoch, seq))
+        if progress and checked % CHUNK == 0:
+            progress(min(checked, total), total)
+    out.checked, out.indexed = checked, indexed
+    return out, ids
 
 
 def _erasure_problem(store: Store, txn, h, rid: bytes) -> str | None:
@@ -398,15 +412,19 @@ def _check_first(report: Report, scan: _Range, cuts: dict) -> None:
             report.problems.append(Problem(author, seq, gap))
 
 
-def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> None:
+def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> int:
     """Every id-index entry must name a stored event with exactly that id (`ids`: key -> id of each event the
-    scan decoded in this transaction)."""
+    scan decoded in this transaction). Returns how many entries point at a decoded event of an author's chain
+    (not a forked branch) under its own id: each such event is pointed at by one, so all are when that many."""
     cur, db_events = txn.cursor(db=store.db("ids")), store.db("events")
+    pointed = 0
     found = cur.first()
     while found:
         eid, key = cur.item()
         held = ids.get(key)
-        if held is None:
+        if held == eid and len(key) == KEY_LEN:
+            pointed += 1
+        elif held is None:
             record = txn.get(key, db=db_events)
             held = None if record is None else record_id(record)
         if held != eid:
@@ -414,6 +432,7 @@ def _check_ids(txn, store: Store, out: _Range, ids: dict[bytes, bytes]) -> None:
             out.problems.append(Problem(author, seq, f"id index entry {bytes(eid).hex()[:16]} does not match the "
                                                      "stored event"))
         found = cur.next()
+    return pointed
 
 
 def _check_enrolment(store: Store, report: Report, notable: list, heads: dict) -> None:

@@ -147,3 +147,31 @@ def test_a_record_cut_short_is_named_and_the_views_are_reported_unchecked(sealed
     assert not report.ok
     assert any(p.seq == victim.header.seq and "too short to hold a signature" in p.what for p in report.problems)
     assert [d for d in report.damage if d.startswith("views not checked: the log does not fold")]
+
+
+def test_an_id_index_that_misses_events_is_named_in_each_events_place(sealed_log, tmp_path, monkeypatch):
+    """An id-index entry deleted, and one pointing at the next event instead, whose own payload was altered too:
+    each event the index misses is named, before its payload's problem, and the wrong entry is named at the
+    event it points at. The events are scanned again for that only: once when the index is whole."""
+    from agentlog.log.event import record_id
+    from agentlog.store import verify
+    path, events = sealed_log
+    lost, moved = events[2], events[6]
+    scans, scan = [], verify._scan
+    monkeypatch.setattr(verify, "_scan", lambda *args: scans.append(args[-1]) or scan(*args))
+    assert verify_copy(path, tmp_path / "copy").ok and scans == [False]
+    scans.clear()
+
+    def damage(store, txn):
+        assert txn.delete(record_id(lost.record), db=store.db("ids"))
+        txn.put(record_id(moved.record), key_of(events[7]), db=store.db("ids"))
+        txn.put(key_of(moved), moved.payload + b"!", db=store.db("payloads"))
+
+    report = verify_copy(path, tmp_path / "copy", mutate_store=damage)
+    assert scans == [False, True]
+    assert [(p.seq, p.what) for p in report.problems] == [
+        (lost.header.seq, "id index does not point at this event"),
+        (moved.header.seq, "id index does not point at this event"),
+        (moved.header.seq, "payload does not match the header's payload hash"),
+        (events[7].header.seq, f"id index entry {record_id(moved.record).hex()[:16]} does not match the stored event"),
+    ]
