@@ -209,9 +209,10 @@ class PrefView:
     """Folds events into the preference view and reads it, inside the store's transactions."""
 
     def __init__(self, dbs: dict, time_of: Callable[[Any, bytes, int, int], int | None],
-                 event_of: Callable[[Any, bytes], tuple[Header, bytes, Any] | None]):
+                 event_of: Callable[[Any, bytes], tuple[Header, bytes, Any] | None], compact: bool = True):
         """`time_of(txn, author, epoch, seq)` gives a stored event's time; `event_of(txn, id)` an event's
-        header, id and decoded payload (both None when not held)."""
+        header, id and decoded payload (both None when not held); not `compact` (a scratch): states overwritten."""
+        self.compact = compact          # _save deletes a state first: else its outgrown leaf is never merged
         self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
         self.decisions, self.early = dbs["views.pref.decisions"], dbs["views.pref.early"]
@@ -309,7 +310,8 @@ class PrefView:
         for name, opened in open_settings.items():
             if opened is not None:
                 key, raw = name.encode(), opened[0].to_bytes()
-                txn.delete(key, db=self.settings)            # an update in place never merges: more pages a commit
+                if self.compact:
+                    txn.delete(key, db=self.settings)        # an update in place never merges: more pages a commit
                 txn.put(key, raw, db=self.settings)
                 self._folded[name] = (raw, opened[0])
 
@@ -661,15 +663,12 @@ class PrefView:
 
 def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None = None,
                     opener: Callable[[bytes, bytes, bytes], bytes | None] | None = None) -> Iterator[Folded]:
-    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped,
-    and so are a revoked device's events past its revocation seq (`limits`: device -> last seq that counts).
-    A sealed payload is folded when `opener(event key, header bytes, envelope)` gives its plain bytes.
-
-    Records were validated when stored, so only the fields the view folds are read. Payloads
-    repeat (the same observation, again and again), so each distinct small one is decoded once.
-    """
-    kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
-    decoded: dict[tuple[str, bytes], Any] = {}
+    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped, and
+    a revoked device's past its revocation seq (`limits`: device -> last seq that counts). A sealed payload is
+    folded when `opener(event key, header bytes, envelope)` gives its plain bytes. Only what folds is read (records
+    were validated when stored); each distinct small payload is decoded once; one object per author, per kind."""
+    kinds, new, author = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__, b""
+    named, decoded = {kind: kind for kind in kinds}, {}
     peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
         stored = iter(pcur)                          # payloads share the events' keys: read them alongside
@@ -682,7 +681,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             header = record[:-sig]
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
-                payload = None
+                kind, payload = named.get(kind, kind), None
                 if kind in kinds and codec == "sealed" and pkey == key and opener is not None:
                     plain = opener(key, header, pvalue)
                     payload = None if plain is None else payloads.decode(kind, plain)
@@ -694,7 +693,8 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
                             decoded[kind, pvalue] = payload
             except EventError:
                 continue
+            author = author if key[:32] == author else key[:32]
             epoch, seq = unpack(key, 32)
-            scope = decode_header(header).scope if kind == "memory.put" else ""
             eid = blake2b(header, digest_size=32).digest()
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload, scope))
+            yield new(Folded, (author, epoch, seq, lamport, time_ms, kind, clock, eid, payload,
+                               decode_header(header).scope if kind == "memory.put" else ""))
