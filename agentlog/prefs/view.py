@@ -209,10 +209,9 @@ class PrefView:
     """Folds events into the preference view and reads it, inside the store's transactions."""
 
     def __init__(self, dbs: dict, time_of: Callable[[Any, bytes, int, int], int | None],
-                 event_of: Callable[[Any, bytes], tuple[Header, bytes, Any] | None], compact: bool = True):
+                 event_of: Callable[[Any, bytes], tuple[Header, bytes, Any] | None]):
         """`time_of(txn, author, epoch, seq)` gives a stored event's time; `event_of(txn, id)` an event's
-        header, id and decoded payload (both None when not held); not `compact` (a scratch): states overwritten."""
-        self.compact = compact          # _save deletes a state first: else its outgrown leaf is never merged
+        header, id and decoded payload (both None when not held)."""
         self.settings, self.evidence = dbs["views.pref"], dbs["views.pref.evidence"]
         self.pending, self.seen = dbs["views.pref.pending"], dbs["views.pref.seen"]
         self.decisions, self.early = dbs["views.pref.decisions"], dbs["views.pref.early"]
@@ -310,8 +309,7 @@ class PrefView:
         for name, opened in open_settings.items():
             if opened is not None:
                 key, raw = name.encode(), opened[0].to_bytes()
-                if self.compact:
-                    txn.delete(key, db=self.settings)        # an update in place never merges: more pages a commit
+                txn.delete(key, db=self.settings)            # an update in place never merges: more pages a commit
                 txn.put(key, raw, db=self.settings)
                 self._folded[name] = (raw, opened[0])
 
@@ -663,10 +661,11 @@ class PrefView:
 
 def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None = None,
                     opener: Callable[[bytes, bytes, bytes], bytes | None] | None = None) -> Iterator[Folded]:
-    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped, and
-    a revoked device's past its revocation seq (`limits`: device -> last seq that counts). A sealed payload is
-    folded when `opener(event key, header bytes, envelope)` gives its plain bytes. Only what folds is read (records
-    were validated when stored); each distinct small payload is decoded once; one object per author, per kind."""
+    """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped,
+    and so are a revoked device's events past its revocation seq (`limits`: device -> last seq that counts).
+    A sealed payload is folded when `opener(event key, header bytes, envelope)` gives its plain bytes.
+    Records were validated when stored, so only the fields the view folds are read. Payloads repeat, so each
+    distinct small one is decoded once; an author's events share one author object, each kind one string."""
     kinds, new, author = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__, b""
     named, decoded = {kind: kind for kind in kinds}, {}
     peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN

@@ -158,7 +158,7 @@ class _HeldPrefView(PrefView):
     and written after every event (a third of a --setting history's fold); nothing else reads the states."""
 
     def __init__(self, dbs: dict, time_of, event_of):
-        super().__init__(dbs, time_of, event_of, compact=False)
+        super().__init__(dbs, time_of, event_of)
         self.held: dict[str, pr.Setting] = {}
 
     def _save(self, txn, open_settings: dict) -> None:

@@ -532,7 +532,7 @@ class Scratch:
         except (lmdb.Error, StoreError) as exc:
             shutil.rmtree(self.dir, ignore_errors=True)
             raise UsageError(f"cannot make a scratch store in {tempfile.gettempdir()}: {exc}") from None
-        self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None), compact=False)
+        self.pref = PrefView(self.db, time_of, event_of or (lambda _txn, _eid: None))
         self.memory = MemoryView(self.db)
         self.initial = initial or {}
         if initial:
