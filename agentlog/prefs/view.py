@@ -664,12 +664,10 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
     """Every stored event as the view folds it, in key order (author, epoch, seq); undecodable ones skipped,
     and so are a revoked device's events past its revocation seq (`limits`: device -> last seq that counts).
     A sealed payload is folded when `opener(event key, header bytes, envelope)` gives its plain bytes.
-
-    Records were validated when stored, so only the fields the view folds are read. Payloads
-    repeat (the same observation, again and again), so each distinct small one is decoded once.
-    """
-    kinds, new = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__
-    decoded: dict[tuple[str, bytes], Any] = {}
+    Records were validated when stored, so only the fields the view folds are read. Payloads repeat, so each
+    distinct small one is decoded once; an author's events share one author object, each kind one string."""
+    kinds, new, author = pr.KINDS | MEMORY_KINDS | {"snapshot"}, tuple.__new__, b""
+    named, decoded = {kind: kind for kind in kinds}, {}
     peek, unpack, blake2b, sig = PEEK_READER.read_stored, _POS.unpack_from, hashlib.blake2b, crypto.SIG_LEN
     with txn.cursor(db=events_db) as cur, txn.cursor(db=payloads_db) as pcur:
         stored = iter(pcur)                          # payloads share the events' keys: read them alongside
@@ -682,7 +680,7 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
             header = record[:-sig]
             try:
                 lamport, time_ms, kind, codec, clock = peek(header, "header")
-                payload = None
+                kind, payload = named.get(kind, kind), None
                 if kind in kinds and codec == "sealed" and pkey == key and opener is not None:
                     plain = opener(key, header, pvalue)
                     payload = None if plain is None else payloads.decode(kind, plain)
@@ -694,7 +692,8 @@ def folded_from_log(txn, events_db, payloads_db, limits: dict[bytes, int] | None
                             decoded[kind, pvalue] = payload
             except EventError:
                 continue
+            author = author if key[:32] == author else key[:32]
             epoch, seq = unpack(key, 32)
-            scope = decode_header(header).scope if kind == "memory.put" else ""
             eid = blake2b(header, digest_size=32).digest()
-            yield new(Folded, (key[:32], epoch, seq, lamport, time_ms, kind, clock, eid, payload, scope))
+            yield new(Folded, (author, epoch, seq, lamport, time_ms, kind, clock, eid, payload,
+                               decode_header(header).scope if kind == "memory.put" else ""))

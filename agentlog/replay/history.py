@@ -24,7 +24,7 @@ from agentlog.memory import view as memory_view
 from agentlog.memory.api import entry_of
 from agentlog.prefs import reducer as pr
 from agentlog.prefs import view as pref_view
-from agentlog.prefs.view import Folded
+from agentlog.prefs.view import Folded, PrefView
 from agentlog.store.erasure import Erasure
 from agentlog.store.retained import contexts
 from agentlog.store.scratch import Log, Point, Scratch
@@ -96,11 +96,12 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
     marks = [k for k, f in enumerate(map(events.__getitem__, order))
              if f.clock or f.kind in ROSTER_KINDS or (f.payload is None and f.eid in log.erased) or touches(f)]
     with quiet_gc(), Scratch(time_of, event_of, initial=base.rows() if base else None) as scratch:
-        view = scratch.pref if which == "pref" else scratch.memory
+        view = _HeldPrefView(scratch.db, time_of, event_of) if which == "pref" else scratch.memory
         names = pref_view.DBS if which == "pref" else memory_view.DBS
         kept = newest if which == "pref" else past
 
         def run(txn) -> list[Step]:
+            _release(view)
             held.done = 0
             held.skipped.clear()
             limits.clear()
@@ -137,8 +138,10 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                         if base is None:
                             in_order = sorted(folded, key=lambda g: (g.author, g.epoch, g.seq, g.eid))
                             view.rebuild(txn, [g if touches(g) else _stripped(g) for g in in_order])
+                            _release(view)
                         else:                           # again from the snapshot's state, in the held order
                             scratch.load(txn, [name for name in names if name in scratch.initial])
+                            _release(view)
                             view.fold(txn, [g if touches(g) else _stripped(g) for g in folded], kept=kept)
                 if hit:
                     view.fold(txn, batch, kept=kept)
@@ -148,6 +151,43 @@ def _history(log: Log, n: int, which: str, touches: Callable[[Folded], bool], re
                     before = state
             return steps
         return scratch.write(run)
+
+
+class _HeldPrefView(PrefView):
+    """A history's preference view: each setting's state kept here from one fold to the next instead of encoded
+    and written after every event (a third of a --setting history's fold); nothing else reads the states."""
+
+    def __init__(self, dbs: dict, time_of, event_of):
+        super().__init__(dbs, time_of, event_of)
+        self.held: dict[str, pr.Setting] = {}
+
+    def _save(self, txn, open_settings: dict) -> None:
+        self._flush(open_settings)
+        for name, opened in open_settings.items():
+            if opened is not None:
+                if name not in self.held:            # a stored state (a snapshot's, a rebuild's) is old from now on
+                    txn.delete(name.encode(), db=self.settings)
+                self.held[name] = opened[0]
+
+    def _setting(self, txn, name: str, open_settings: dict):
+        """As PrefView's, with the held state in place of a stored one."""
+        opened = super()._setting(txn, name, open_settings)
+        if opened is not None and name in self.held and opened[0] is not self.held[name]:
+            opened = open_settings[name] = (self.held[name], opened[1])
+        return opened
+
+    def state(self, txn, name: str) -> pr.Setting | None:
+        """The setting's state after the events folded so far (None: none named it)."""
+        if name in self.held:
+            return self.held[name]
+        raw = txn.get(name.encode(), db=self.settings)
+        return None if raw is None else self.setting_of(name, raw)
+
+
+def _release(view) -> None:
+    """Forget a history's held states once the view's databases were written otherwise (a rebuild, a reload)."""
+    if isinstance(view, _HeldPrefView):
+        view.held.clear()
 
 
 class _Held:
@@ -233,11 +273,8 @@ def setting_history(log: Log, point: Point, setting: str, device: bytes,
     key, device_hex = setting.encode(), device.hex()
 
     def read(view, txn, now: int) -> dict:
-        raw = txn.get(key, db=view.settings)
-        if raw is None:
-            a = pr.default_answer(setting)
-        else:
-            a = pr.answer(view.setting_of(setting, raw), device_hex, context, now)
+        state = view.state(txn, setting)
+        a = pr.default_answer(setting) if state is None else pr.answer(state, device_hex, context, now)
         return {"value": a.value, "confidence": round(a.confidence, 4), "source": a.source,
                 "uncertain": a.uncertain, "stale_override": a.stale_override}
 
