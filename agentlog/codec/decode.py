@@ -60,11 +60,12 @@ class _Malformed(Exception):
 class Reader:
     """The decoder of one struct: `read(raw, limit, what)` decodes a whole message with that struct as root.
 
-    `fn` is its generated function and `source` that function's code; `depth` bounds
-    how many pointers deep reading the struct goes, counting the one to it.
+    `fn` is its generated function and `source` that function's code, both made on first use (a process
+    reads few of the structs its modules declare: `agentlog serve` starts faster); `depth` bounds how many
+    pointers deep reading the struct goes, counting the one to it.
     """
 
-    __slots__ = ("depth", "fn", "source", "_canonical")
+    __slots__ = ("depth", "fn", "_canonical", "_source", "_spec")
 
     def __init__(self, struct_type, fields: Sequence[str], make: Callable | None = None,
                  attrs: Sequence[str] | None = None, nested: dict[str, Reader] | None = None,
@@ -81,11 +82,30 @@ class Reader:
         self.depth = 2 + max((r.depth for r in nested.values()), default=1)
         if self.depth > NESTING_LIMIT:
             raise NotImplementedError(f"{struct_type.schema.node.displayName} nests deeper than {NESTING_LIMIT}")
-        self.source, env = _generate(struct_type.schema, fields, make, attrs, nested, checks or {})
-        exec(compile(self.source, f"<capnp read {struct_type.schema.node.displayName}>", "exec"), env)  # noqa: S102
-        self.fn = env["read"]
+        self._spec = (struct_type, tuple(fields), make, attrs, nested, checks or {})
+        self._source: str | None = None
+        self.fn: Callable = self._compile_and_read
         node = struct_type.schema.node.struct
         self._canonical = (node.pointerCount << 16) | node.dataWordCount
+
+    @property
+    def source(self) -> str:
+        """The generated function's code."""
+        self.compiled()
+        return self._source
+
+    def compiled(self) -> Callable:
+        """The generated function `read(buf, at, dw, pc, budget)`, compiled now if it was not yet; `fn` is it after."""
+        if self._source is None:
+            struct_type, fields, make, attrs, nested, checks = self._spec
+            source, env = _generate(struct_type.schema, fields, make, attrs, nested, checks)
+            exec(compile(source, f"<capnp read {struct_type.schema.node.displayName}>", "exec"), env)  # noqa: S102
+            self.fn, self._source = env["read"], source
+        return self.fn
+
+    def _compile_and_read(self, buf: bytes, at: int, dw: int, pc: int, budget: int) -> tuple[Any, int]:
+        """`fn` until the first read compiles the real one."""
+        return self.compiled()(buf, at, dw, pc, budget)
 
     def read_stored(self, buf: bytes, what: str) -> Any:
         """Decode a message the store validated when it accepted it, skipping the checks `read` makes
@@ -217,13 +237,13 @@ def _pointer(f, name: str, i: int, word: tuple[str, str], rel: int, nested: Read
                 "    budget -= n + 7 >> 3",
                 f"    v{i} = buf[t : t + n - 1].decode()" if text else f"    v{i} = buf[t : t + n]"]
     if kind == "struct" and nested is not None:
-        env[f"read{i}"] = nested.fn
+        env[f"read{i}"] = nested.compiled()
         return [f"v{i} = None", f"if {lo} or {hi}:", f"    v{i}, budget = _struct({args}, read{i})"]
     if kind == "list":
         env[f"check{i}"] = check
         element = f.slot.type.list.elementType.which()
         if element == "struct" and nested is not None:
-            env[f"read{i}"] = nested.fn
+            env[f"read{i}"] = nested.compiled()
             call = f"_struct_list({args}, read{i}, check{i})"
         elif element in ("text", "data"):
             env[f"read{i}"], env[f"default{i}"] = (_bytes, b"") if element == "data" else (_text, "")

@@ -27,9 +27,11 @@ _WORD = struct.Struct("<Q")
 
 
 class Layout:
-    """The encoder of one struct: `encode(obj)` gives a whole message with that struct as root; `source` is its code."""
+    """The encoder of one struct: `encode(obj)` gives a whole message with that struct as root; `source` is its code.
 
-    __slots__ = ("fill", "lists", "size", "source", "values", "word")
+    `fill` and `source` are made on first use: a process encodes few of the structs its modules declare."""
+
+    __slots__ = ("fill", "lists", "size", "values", "word", "_source", "_spec")
 
     def __init__(self, struct_type, fields: Sequence[str], attrs: Sequence[str] | None = None,
                  nested: dict[str, Layout] | None = None):
@@ -43,11 +45,30 @@ class Layout:
         self.size = 8 * (node.dataWordCount + node.pointerCount)
         self.word = (node.dataWordCount | node.pointerCount << 16) << 32
         self.values = _getter(attrs) if attrs else (lambda item: item)
-        self.source, env = _generate(struct_type.schema, fields, nested or {})
-        exec(compile(self.source, f"<capnp {struct_type.schema.node.displayName}>", "exec"), env)  # noqa: S102
-        self.fill = env["fill"]
+        self._spec = (struct_type, tuple(fields), nested or {})
+        self._source: str | None = None
+        self.fill: Callable = self._compile_and_fill
         kinds = {struct_type.schema.fields[name].proto.slot.type.which() for name in fields}
         self.lists: dict | None = {} if kinds <= {"text", "data"} else None
+
+    @property
+    def source(self) -> str:
+        """The generated function's code."""
+        self.compiled()
+        return self._source
+
+    def compiled(self) -> Callable:
+        """The generated function `fill(parts, at, end, values)`, compiled now if it was not yet; `fill` is it after."""
+        if self._source is None:
+            struct_type, fields, nested = self._spec
+            source, env = _generate(struct_type.schema, fields, nested)
+            exec(compile(source, f"<capnp {struct_type.schema.node.displayName}>", "exec"), env)  # noqa: S102
+            self.fill, self._source = env["fill"], source
+        return self.fill
+
+    def _compile_and_fill(self, parts: list, at: int, end: int, values) -> tuple[bytes, int]:
+        """`fill` until the first encode compiles the real one."""
+        return self.compiled()(parts, at, end, values)
 
     def encode(self, obj: Any) -> bytes:
         """One single-segment message whose root is this struct, filled from `obj`.

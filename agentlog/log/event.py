@@ -213,6 +213,14 @@ def peek_record(record: bytes) -> tuple[int, int, str, str, tuple[ClockEntry, ..
     return PEEK_READER.read_stored(record[: -crypto.SIG_LEN], "header")
 
 
+_LAMPORT_READER = Reader(_schema.Header, ("lamport",))
+
+
+def record_lamport(record: bytes) -> int:
+    """`peek_record(record)[0]` alone: what a sender orders events by, without reading the clock."""
+    return _LAMPORT_READER.read_stored(record[: -crypto.SIG_LEN], "header")[0]
+
+
 def check_shape(h: Header) -> None:
     """Raise unless every header field has its required shape (the ranges are check_ranges')."""
     _check_shape(h.group, h.author, h.seq, h.prev, h.lamport, h.clock, h.scope, h.kind, h.payload_hash,

@@ -22,7 +22,7 @@ from agentlog.errors import ChainError, EventError, ForkError, InvalidValueError
 from agentlog.gcpause import quiet_gc
 from agentlog.ids import id_bytes
 from agentlog.log import payloads
-from agentlog.log.event import Event, decode_record, peek_record, record_id
+from agentlog.log.event import Event, decode_record, record_id, record_lamport
 from agentlog.log.kinds import MAX_ERASE_IDS, MAX_REASON_LEN
 from agentlog.log.roster import Roster
 from agentlog.log.validate import Head
@@ -446,7 +446,7 @@ class Store:
                 key, record = cur.item()
                 if key != event_key(author, epoch, seq):
                     break
-                out.append((peek_record(record)[0], record, txn.get(key, db=self.dbs["payloads"])))
+                out.append((record_lamport(record), record, txn.get(key, db=self.dbs["payloads"])))
                 seq += 1
                 found = cur.next()
         return out

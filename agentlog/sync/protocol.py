@@ -184,22 +184,24 @@ class _Outbox:
         heapq.heapify(heap)
         out, size, ends, checked = [], 0, {}, {}
         while heap and len(out) < MAX_BATCH:
-            lamport, author = heap[0]
-            _, epoch, seq, event = self.buffers[author][0]
+            author = heap[0][1]
+            buf = self.buffers[author]
+            _, epoch, seq, event = buf[0]
             cost = len(event.record) + len(event.payload or b"") + 16
             if out and (len(out) >= max_events or size + cost > max_bytes) and self._ends_ok(out, ends, checked):
                 break
-            heapq.heappop(heap)
-            self.buffers[author].popleft()
-            if held.get(author, (-1, 0)) >= (epoch, seq):
+            buf.popleft()
+            if held and held.get(author, (-1, 0)) >= (epoch, seq):
                 cost = 0
             else:
                 ends[author] = len(out)
                 out.append((author, epoch, seq, event))
             size += cost
-            head = self._head(author)
-            if head is not None:
-                heapq.heappush(heap, (head[0], author))
+            head = buf[0] if buf else self._head(author)
+            if head is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (head[0], author))
         return out
 
     def _ends_ok(self, out: list, ends: dict[bytes, int], checked: dict[int, bool]) -> bool:

@@ -87,8 +87,10 @@ def _printable_fields(logger, method: str, event: dict) -> dict:
 def run(store: Store, listen: tuple[str, int] | None, peers: list[str], heartbeat: float,
         policy: Policy | None = None, discovery: bool = False) -> None:
     """`serve` as a blocking call, for a caller that runs no trio of its own (the CLI). What is loaded so far
-    (modules, the open store) lives as long as the daemon: frozen, the cyclic collector's full passes skip it."""
+    (modules, the open store) lives as long as the daemon: frozen, the cyclic collector's full passes skip it;
+    the collector is on from here (the CLI starts without it)."""
     gc.freeze()
+    gc.enable()
     trio.run(partial(serve, store, listen, peers, heartbeat, policy, discovery=discovery))
 
 

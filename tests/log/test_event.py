@@ -18,6 +18,7 @@ from agentlog.log.event import (
     encode_header,
     event_id,
     peek_record,
+    record_lamport,
     seal,
 )
 from tests.helpers.samples import ALL_PAYLOADS
@@ -46,6 +47,14 @@ def test_peek_of_a_stored_record_reads_what_the_full_decoder_reads():
     assert peek_record(far + b"s" * 64) == (42, h.time_ms, "decision", "plain", h.clock)
     with pytest.raises(DecodeError):
         peek_record(raw[:40] + b"\xff" * (len(raw) - 40) + b"s" * 64)
+
+
+def test_the_lamport_of_a_stored_record_is_the_peeks():
+    h = header(seq=7, lamport=42, clock=(ClockEntry(b"b" * 32, 0, 5),))
+    raw = encode_header(h)
+    far = raw[:8] + struct.pack("<iI", 4, struct.unpack_from("<I", raw, 12)[0]) + b"\0" * 8 + raw[16:]
+    far = struct.pack("<II", 0, len(far) // 8 - 1) + far[8:]
+    assert record_lamport(raw + b"s" * 64) == record_lamport(far + b"s" * 64) == peek_record(raw + b"s" * 64)[0] == 42
 
 
 def test_id_is_blake2b_of_exact_header_bytes_and_signature_covers_it():
