@@ -1,6 +1,6 @@
 """The replicator's side of the writers' nudges (agentlog/store/nudge.py): a trio UDP socket on
-127.0.0.1 whose port is published in the store for writers to send "look again" to; and the wake-ups it
-passes on to the store's watchers (`Fanout`)."""
+127.0.0.1 whose port is published in the store for writers to send "look again" to; the look at LMDB it
+wakes (`watch`); and the wake-ups it passes on to the store's watchers (`Fanout`)."""
 
 from __future__ import annotations
 
