@@ -363,8 +363,9 @@ class Store:
     # -- roster --------------------------------------------------------------
 
     def roster(self) -> Roster:
-        """The current group roster, plus the enrolment a join token vouched for."""
-        return self.read(lambda txn: roster_in(self.dbs, txn))
+        """The current group roster, plus the enrolment a join token vouched for (a copy of the parse cached while
+        the stored roster is unchanged: the replicator asks on every local change)."""
+        return self.read(lambda txn: roster_of(self, txn))
 
     def revoked_limits(self) -> dict[bytes, int]:
         """Revoked device -> the last seq of its that this group accepts."""

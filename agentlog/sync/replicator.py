@@ -93,6 +93,7 @@ class Link:
         self.ingest_send, self.ingest_recv = trio.open_memory_channel(math.inf)
         self.result = SyncResult(channel.peer, address_)
         self.local_pending = False
+        self.local_held = False             # a poke waiting for the peer's batch being stored (`poke`)
         self.caught_up = False              # the peer's frontier was checked against this device's suspects
         self.done = trio.Event()
         self.scope: trio.CancelScope | None = None
@@ -101,8 +102,13 @@ class Link:
         self.sent_log: list[tuple[int, tuple[bytes, ...]]] = []      # (time_ms, records) sent, not yet in the ledger
         self.sent_wake = trio.Event()
 
-    def poke(self) -> None:
-        """Local events changed: wake the loop (coalesced)."""
+    def poke(self, noticed: bool = False) -> None:
+        """Local events changed: wake the loop (coalesced). `noticed`: a commit the watcher saw, which may be
+        this link's own store of the peer's batch: while one is under way, wait for its result, so the peer's
+        events are known to be its own and are not pushed back to it (the daemon's echo)."""
+        if noticed and self.conn.ingesting:
+            self.local_held = True
+            return
         if not self.local_pending:
             self.local_pending = True
             self.inbox_send.send_nowait(("local",))
@@ -176,6 +182,9 @@ class Link:
             actions = self.conn.ingested(batch, heads, frontier, now)
             if accepted:
                 self.r.changed(exclude=self)
+            if self.local_held:
+                self.local_held = False
+                self.poke()
             if self.on_progress:
                 remaining = sum(max(0, seq - frontier.get(a, (0, 0))[1]) for a, (_, seq) in self.conn.theirs.items())
                 self.on_progress(self.result.received, self.result.received + remaining)
@@ -541,26 +550,12 @@ class Replicator:
         return result
 
     async def _watch(self) -> None:
-        """Notice events written by any process (the CLI, an agent) or ingested, wake the store's watchers and
-        push the events to live peers: writers nudge us (wakeups.py); LMDB's last transaction id says whether
-        anything changed."""
-        sock = await wakeups.listen(self.store.path)
-        fanout = wakeups.Fanout(self.store.path)
-        try:
-            last = self.store.last_txnid()
-            while True:
-                with trio.move_on_after(wakeups.POLL_S):
-                    await sock.recv(64)
-                txnid = self.store.last_txnid()
-                if txnid != last:
-                    last = txnid
-                    fanout()
-                    self.changed()
-                    self.dialers.book_changed()
-        finally:
-            wakeups.unpublish(self.store.path, sock)
-            sock.close()
-            fanout.close()
+        """Notice events written by any process (the CLI, an agent) or ingested: push them to live peers and
+        wake the store's watchers (wakeups.watch)."""
+        def noticed() -> None:
+            self.changed(noticed=True)
+            self.dialers.book_changed()
+        await wakeups.watch(self.store, noticed)
 
     async def _check_signatures(self) -> None:
         """Check, a little at a time, the signatures of events a peer sent inside a run (ingest checked each
@@ -572,9 +567,10 @@ class Replicator:
             checked = busy or await self.run_sync(self.store.check_signatures, SIGNATURES_PER_S)
             await trio.sleep(1.0 if checked else self.heartbeat)
 
-    def changed(self, exclude: Link | None = None) -> None:
+    def changed(self, exclude: Link | None = None, noticed: bool = False) -> None:
         """Local events changed: push them, drop any peer the roster no longer accepts (revoked; unknown once
-        the history is here), and start sending to a receive-only peer the roster now admits."""
+        the history is here), and start sending to a receive-only peer the roster now admits. `noticed`: by
+        the watcher, which cannot tell a link's own store of its peer's events from another write (`poke`)."""
         check = check_peer(self.store) if self.links else None
         for link in self.links.values():
             reason = check(link.channel.peer)
@@ -583,7 +579,7 @@ class Replicator:
             elif link.conn.guarded and admits(self.store, link.channel.peer):
                 link.inbox_send.send_nowait(("admit",))
             elif link is not exclude:
-                link.poke()
+                link.poke(noticed)
         for relay in self.relays:
             if relay is not exclude:
                 relay.poke()

@@ -1,11 +1,12 @@
 """The replicator's side of the writers' nudges (agentlog/store/nudge.py): a trio UDP socket on
-127.0.0.1 whose port is published in the store for writers to send "look again" to; and the wake-ups it
-passes on to the store's watchers (`Fanout`)."""
+127.0.0.1 whose port is published in the store for writers to send "look again" to; the look at LMDB it
+wakes (`watch`); and the wake-ups it passes on to the store's watchers (`Fanout`)."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -41,6 +42,28 @@ def unpublish(store_dir: Path, sock) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
+
+
+async def watch(store, changed: Callable[[], None]) -> None:
+    """Call `changed()` whenever LMDB's last transaction id moved (a commit by any process), then wake the
+    store's watchers: writers nudge the published socket, and it is looked at every POLL_S in case a nudge is
+    lost. Runs until cancelled."""
+    sock = await listen(store.path)
+    fanout = Fanout(store.path)
+    try:
+        last = store.last_txnid()
+        while True:
+            with trio.move_on_after(POLL_S):
+                await sock.recv(64)
+            txnid = store.last_txnid()
+            if txnid != last:
+                last = txnid
+                changed()
+                fanout()
+    finally:
+        unpublish(store.path, sock)
+        sock.close()
+        fanout.close()
 
 
 class Fanout:

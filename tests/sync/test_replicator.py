@@ -29,3 +29,26 @@ async def test_a_refused_dial_is_retried_within_a_second_or_so_once_the_peer_lis
         waited = trio.current_time() - listening
         nursery.cancel_scope.cancel()
     assert waited < 1.8, f"connected {waited:.2f} s after the peer listened"
+
+
+async def test_events_a_peer_pushed_are_not_pushed_back_to_it(laptop, phone):
+    """The phone's look at LMDB (wakeups.watch) sees its own store of the laptop's pushes; the push it then asks
+    of the laptop's connection waits for that store's result, so the laptop's events do not go back to it."""
+    port = closed_port()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(Replicator(laptop, listen=("127.0.0.1", port), heartbeat=0.5).run)
+        phone_side = await nursery.start(Replicator(phone, peers=[f"127.0.0.1:{port}"], heartbeat=0.5).run)
+        with trio.fail_after(10):
+            while laptop.device not in phone_side.links or phone.frontier() != laptop.frontier():
+                await trio.sleep(0.01)
+        link = phone_side.links[laptop.device]
+        sent_before = link.result.sent
+        for i in range(10):
+            laptop.prefs.observe("ui.theme", "dark" if i % 2 else "light")
+            with trio.fail_after(10):
+                while phone.frontier() != laptop.frontier():
+                    await trio.sleep(0.002)
+        await trio.sleep(0.2)
+        sent = link.result.sent - sent_before
+        nursery.cancel_scope.cancel()
+    assert sent == 0, f"the phone pushed {sent} of the laptop's own events back to it"
