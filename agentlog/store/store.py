@@ -236,8 +236,9 @@ class Store:
         """`ingest` of several batches in order, as few commits as their rules allow (one disk sync for a
         catch-up's queued batches instead of one each): one that fails is rejected whole while the batches
         before it commit (`_ingest_group`). Returns the results of the batches stored and the error of the
-        one that failed (None: all were stored); the batches after a failed one are not looked at. A batch that forked or caught events for this device's
-        erase rules ends its commit: what follows it runs after its follow-up writes, as it would alone."""
+        one that failed (None: all were stored); the batches after a failed one are not looked at. A batch that
+        forked or caught events for this device's erase rules ends its commit: what follows it runs after its
+        follow-up writes, as it would alone."""
         todo = [list(batch) for batch in batches]
         if not todo and self.group is None:          # else checked in the batches' own write transaction
             raise UsageError(_NOT_JOINED)
