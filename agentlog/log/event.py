@@ -454,13 +454,15 @@ def decode_record(record: bytes, payload: bytes | None = None) -> Event:
         raise SizeLimitError(
             f"event record is {len(record)} bytes, over the limit of {MAX_HEADER_BYTES + crypto.SIG_LEN}"
         )
-    header_bytes, signature = split_record(record)
+    if len(record) <= crypto.SIG_LEN:                    # split_record's check, inline
+        raise DecodeError(f"event record is {len(record)} bytes, too short to hold a signature")
+    header_bytes = record[: -crypto.SIG_LEN]
     header = decode_header(header_bytes)
     event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__
     _set_header_bytes(event, header_bytes)
-    _set_signature(event, signature)
+    _set_signature(event, record[-crypto.SIG_LEN :])
     _set_header(event, header)
-    _set_id(event, event_id(header_bytes))
+    _set_id(event, crypto.blake2b256(header_bytes))
     _set_payload(event, payload)
     return event
 

@@ -8,6 +8,7 @@ transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from agentlog import crypto
 from agentlog.errors import DecodeError, EventError, ForkError, SignatureError
@@ -48,6 +49,7 @@ class IngestResult:
 
 
 _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-level __new__
+_KIND, _POSITION = attrgetter("kind"), attrgetter("author", "epoch", "seq")     # of a Folded
 
 
 def roster_of(store, txn) -> Roster:
@@ -82,7 +84,9 @@ class TxnLog:
         self.roster = roster
         self._heads: dict[bytes, Head | None] = {}
         self._lamports: dict[bytes, tuple[Head, int | None]] = {}   # author -> (its head, that event's lamport)
+        self._active: set[bytes] = set()                 # authors `follows` found enrolled and never revoked
         self._accepted: dict[bytes, Event] = {}          # event key -> event, in the order accepted
+        self._records: dict[bytes, bytes] = {}           # event key -> its record as it arrived (header ++ signature)
         self._uncarried: dict[bytes, bytes] = {}         # event key -> key id: stored header-only by choice
         self._fills: dict[bytes, Event] = {}             # event key -> delivery completing one held header-only
         self._erased: set[bytes] = set()                 # keys stored header-only because a request erases them
@@ -127,8 +131,7 @@ class TxnLog:
 
     def accepted_record(self, key: bytes) -> bytes | None:
         """The record of an event this batch accepted at `key` and has not stored yet."""
-        event = self._accepted.get(key)
-        return event.record if event is not None else None
+        return self._records.get(key)
 
     def follows(self, pre: Predecoded) -> Event | None:
         """The predecoded event when check_event (signature aside) would surely accept it: the next of its author's
@@ -140,13 +143,18 @@ class TxnLog:
             return None
         h = event.header
         author = h.author
-        head = self.head(author)
+        try:
+            head = self._heads[author]
+        except KeyError:
+            head = self.head(author)
         if head is None or h.seq != head.seq + 1 or h.seq < 2 or h.epoch != head.epoch or h.prev != head.id \
                 or h.clock or h.group != self.group:
             return None
-        member = self.roster.members.get(author)
-        if member is None or not member.active:
-            return None
+        if author not in self._active:
+            member = self.roster.members.get(author)
+            if member is None or not member.active:
+                return None
+            self._active.add(author)
         known = self._lamports.get(author)
         if known is None or known[0] is not head:
             known = self._lamports[author] = (head, self.lamport_at(author, head.epoch, head.seq))
@@ -155,11 +163,18 @@ class TxnLog:
             return None
         return event
 
-    def accept(self, event: Event) -> None:
-        """Hold a validated event as its author's new head, to be stored by `flush`."""
+    def roster_changed(self) -> None:
+        """The batch applied a roster event: who is enrolled and active is looked up again."""
+        self._active.clear()
+
+    def accept(self, event: Event, record: bytes) -> None:
+        """Hold a validated event, and `record` as it arrived (its header bytes and signature, stored as they are
+        without joining them again), as its author's new head, to be stored by `flush`."""
         h = event.header
         author = h.author
-        self._accepted[author + POS.pack(h.epoch, h.seq)] = event
+        key = author + POS.pack(h.epoch, h.seq)
+        self._accepted[key] = event
+        self._records[key] = record
         head = self._heads[author] = _tuple_new(Head, (h.epoch, h.seq, event.id))
         self._lamports[author] = (head, h.lamport)
 
@@ -234,7 +249,7 @@ class TxnLog:
         """Store the accepted events (as agentlog.store.append stores its own) and the new head of `authors`, those
         whose events were accepted."""
         db, txn, events = self._db, self._txn, self._accepted.items()
-        txn.cursor(db["events"]).putmulti([(key, e.record) for key, e in events])
+        txn.cursor(db["events"]).putmulti(self._records.items())
         txn.cursor(db["ids"]).putmulti([(e.id, key) for key, e in events])
         txn.cursor(db["payloads"]).putmulti([(key, e.payload) for key, e in events if e.payload is not None])
         kept = self._uncarried.keys() | self._erased
@@ -250,6 +265,7 @@ class TxnLog:
         for author in sorted(authors):
             txn.put(author, head_value(self._heads[author]), db=db["heads"])
         self._accepted.clear()
+        self._records.clear()
         self._fills.clear()
 
 
@@ -294,11 +310,12 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             sealed = sealed or SealedBatch(store, txn, roster)
             sealed.check(event, decoded, len(folded))
         last[h.author] = event
-        log.accept(event)
+        log.accept(event, pre.record)
         if h.lamport > lamport:
             lamport = h.lamport
         if h.kind in ROSTER_KINDS:      # saved even when the join token's anchor already applied it
             roster.apply(h, event.id, decoded)
+            log.roster_changed()
             roster_changed = True
         folded.append(Folded.of(h, event.id, decoded))
         accepted += 1
@@ -308,7 +325,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                 raise SignatureError("signature does not verify for this author and event id",
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
-    requests = any(f.kind == ERASE_KIND for f in folded)
+    requests = ERASE_KIND in map(_KIND, folded)
     eraser = Eraser(store, txn, folded) if requests or has_state(dbs, txn) else None
     if eraser is not None:
         log.screen(eraser)
@@ -344,8 +361,7 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
         drop_past_revocations(store, txn)
     changes.record()
     if source is not None and folded:
-        ledger.record(txn, dbs["ledger.received"], source, [(f.author, f.epoch, f.seq) for f in folded],
-                      store.now_ms())
+        ledger.record(txn, dbs["ledger.received"], source, map(_POSITION, folded), store.now_ms())
     caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
     return IngestResult(accepted, duplicates, heads, filled, healed, caught, tuple(set(forked.values())))
 

@@ -234,11 +234,11 @@ class Store:
                        every_signature: bool = True, source: bytes | None = None
                        ) -> tuple[list[IngestResult], EventError | None]:
         """`ingest` of several batches in order, as few commits as their rules allow (one disk sync for a
-        catch-up's queued batches instead of one each): each batch after the first is stored in a nested
-        transaction, so one that fails is rejected whole while the batches before it commit. Returns the
-        results of the batches stored and the error of the one that failed (None: all were stored); the
-        batches after a failed one are not looked at. A batch that forked or caught events for this device's
-        erase rules ends its commit: what follows it runs after its follow-up writes, as it would alone."""
+        catch-up's queued batches instead of one each): one that fails is rejected whole while the batches
+        before it commit (`_ingest_group`). Returns the results of the batches stored and the error of the
+        one that failed (None: all were stored); the batches after a failed one are not looked at. A batch that
+        forked or caught events for this device's erase rules ends its commit: what follows it runs after its
+        follow-up writes, as it would alone."""
         todo = [list(batch) for batch in batches]
         if not todo and self.group is None:          # else checked in the batches' own write transaction
             raise UsageError(_NOT_JOINED)
@@ -262,27 +262,18 @@ class Store:
     def _ingest_group(self, batches: list[list], every_signature: bool, source: bytes | None
                       ) -> tuple[list[IngestResult], EventError | None]:
         """Store batches from the first on in one write transaction, up to one that fails or needs follow-up
-        writes (a fork, events caught); the first batch's failure leaves the transaction uncommitted. The cyclic
-        garbage collector is off meanwhile: the batches' events are acyclic objects it would only walk again."""
+        writes (a fork, events caught). A batch's failure undoes the whole transaction; when batches came before
+        it, they alone are stored again in a new one (a failure is rare: a nested transaction per batch copied
+        the pages each batch touched). The cyclic garbage collector is off meanwhile: the batches' events are
+        acyclic objects it would only walk again."""
+        out: list[IngestResult] = []
+
         def write(txn):
             if txn.get(b"group", db=self.dbs["meta"]) is None:
                 raise UsageError(_NOT_JOINED)
-            out: list[IngestResult] = []
+            out.clear()
             for batch in batches:
-                if not out:
-                    out.append(ingest_in(self, txn, batch, every_signature, source))
-                else:
-                    child = self.env.begin(write=True, parent=txn)
-                    try:
-                        result = ingest_in(self, child, batch, every_signature, source)
-                    except EventError as exc:
-                        child.abort()
-                        return out, exc
-                    except BaseException:
-                        child.abort()
-                        raise
-                    child.commit()
-                    out.append(result)
+                out.append(ingest_in(self, txn, batch, every_signature, source))
                 if out[-1].forked or out[-1].caught:
                     break
             return out, None
@@ -290,7 +281,9 @@ class Store:
             with quiet_gc():
                 return self.write(write)
         except EventError as exc:
-            return [], exc
+            if not out:
+                return [], exc
+            return self._ingest_group(batches[:len(out)], every_signature, source)   # the failed batch comes next
 
     def _refused(self, refused: EventError, batch: list) -> None:
         """A refused batch's fork is kept as proof, and a chain it could not link is asked for from below."""

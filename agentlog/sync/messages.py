@@ -214,6 +214,8 @@ class _Wire:
 
 _WIRE_EVENT_FIELDS = ("record", "payload", "flags")
 WITHHELD = 1
+_KNOWN_FLAGS = {0, WITHHELD}
+_tuple_new = tuple.__new__                     # a WireEvent without NamedTuple's Python-level _make
 _HELLO_FIELDS = ("version", "group", "device", "frontier", "truncated")
 _WANT_FIELDS = ("ranges", "payloads")
 _EVENTS_FIELDS = ("batch", "events", "answered")
@@ -326,11 +328,10 @@ def _decode(raw: bytes) -> Message:
         return Want(unpack_ranges(wire.want[0]), unpack_ranges(wire.want[1], "payload want"))
     if wire.events is not None:
         batch, events, answered = wire.events
-        if any(flags & ~WITHHELD for _, _, flags in events):
+        if {flags for _, _, flags in events} - _KNOWN_FLAGS:
             raise ProtocolError("events: unknown event flags")
-        wire_event = WireEvent._make
         return Events(_check_count("events batch number", batch),
-                      tuple([wire_event((r, None if flags else p)) for r, p, flags in events]), answered)
+                      tuple([_tuple_new(WireEvent, (r, None if flags else p)) for r, p, flags in events]), answered)
     if wire.ack is not None:
         return Ack(_check_count("ack batch number", wire.ack[0]), unpack_frontier(wire.ack[1], "ack frontier"))
     if wire.heartbeat is not None:
