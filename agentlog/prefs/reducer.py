@@ -184,7 +184,7 @@ class Evidence(NamedTuple):
 
     def to_bytes(self) -> bytes:
         value = self.value.encode()
-        return (_EVIDENCE.pack(_KIND_CODES[self.kind], self.weight, self.lamport, self.time_ms, self.author, len(value))
+        return (_EVIDENCE.pack(KIND_CODES[self.kind], self.weight, self.lamport, self.time_ms, self.author, len(value))
                 + value + self.context.encode())
 
     @classmethod
@@ -195,23 +195,12 @@ class Evidence(NamedTuple):
         return _new(cls, (eff, eid, role, _KIND_NAMES[code], value, context, weight, lamport, author, time_ms))
 
 
-def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple]) -> list[bytes]:
-    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps, for each (value, context)
-    pair seen (the same few repeat across a log), a packer of the whole row, its value's length and its tail."""
-    codes, out = _KIND_CODES, []
-    for _, _, _, kind, value, context, weight, lamport, author, time_ms in evs:
-        tail = tails.get((value, context))
-        if tail is None:
-            n, raw = len(value.encode()), value.encode() + context.encode()
-            tail = tails[value, context] = (struct.Struct(f">BqQQ32sH{len(raw)}s").pack, n, raw)
-        out.append(tail[0](codes[kind], weight, lamport, time_ms, author, tail[1], tail[2]))
-    return out
-
-
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
-_KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
+KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}     # an evidence row's kind byte
+
+
 @lru_cache(maxsize=4096)
 def _value_context(n: int, tail: bytes) -> tuple[str, str]:
     """An evidence row's value (its first n bytes) and context: the same few pairs repeat."""
