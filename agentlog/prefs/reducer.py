@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
@@ -197,6 +198,7 @@ class Evidence(NamedTuple):
 
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
+_EFF = itemgetter(0)         # an Evidence's eff
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
 KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}     # an evidence row's kind byte
 
@@ -424,7 +426,7 @@ class Setting:
             evs = [ev for ev in evs if ev.lamport >= forget]
         if not evs:
             return
-        h, top = self.half_life, max(ev.eff for ev in evs)
+        h, top = self.half_life, max(map(_EFF, evs))
         if self.tmax is None:
             self.tmax, self.anchor = top, decay.halvings(top, h) - KEEP_HALVINGS
         elif top > self.tmax:
@@ -473,7 +475,7 @@ class Setting:
             self.tmax, self.anchor = None, 0
             return
         h = self.half_life
-        self.tmax = max(ev.eff for ev in kept)
+        self.tmax = max(map(_EFF, kept))
         self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
         self._add_sums(decay.totals(kept, h, self.anchor, self.tmax - self.recent_ms))
 

@@ -101,6 +101,10 @@ def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int,
         + list(changed.values())
 
 
+def _by_key(name: str) -> tuple[bytes, str]:
+    return setting_key(name), name
+
+
 def _cap(raw) -> int | None:
     return _U64.unpack(raw)[0] if raw else None
 
@@ -551,8 +555,8 @@ class PrefView:
                 continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
-        rows, order = [], {"pref.config": 0, "pref.forget": 1}
-        for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
+        rows, states, order = [], [], {"pref.config": 0, "pref.forget": 1}
+        for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}, key=_by_key):
             s = pr.Setting(name)
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
                                                                        f.eid)):
@@ -565,10 +569,12 @@ class PrefView:
                     if cut.setting == name:
                         kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before, early)
             s.recompute(kept)
-            rows += evidence_rows(setting_key(name), kept)
-            txn.put(name.encode(), s.to_bytes(), db=self.settings)
-        rows.sort()
+            ordered = evidence_rows(setting_key(name), kept)
+            ordered.sort()                  # the settings in key order: their rows, each sorted, are in order whole
+            rows += ordered
+            states.append((name.encode(), s.to_bytes()))
         txn.cursor(db=self.evidence).putmulti(rows, append=True)
+        txn.cursor(db=self.settings).putmulti(sorted(states))
         txn.cursor(db=self.decisions).putmulti(sorted((eid, _decision_row(d, payloads.encode_decoded))
                                                       for eid, d in decisions.items()), append=True)
         txn.cursor(db=self.pending).putmulti(sorted(pending))
