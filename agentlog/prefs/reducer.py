@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from agentlog.limits import MAX_TIME_MS, MIN_TIME_MS
@@ -184,7 +185,7 @@ class Evidence(NamedTuple):
 
     def to_bytes(self) -> bytes:
         value = self.value.encode()
-        return (_EVIDENCE.pack(_KIND_CODES[self.kind], self.weight, self.lamport, self.time_ms, self.author, len(value))
+        return (_EVIDENCE.pack(KIND_CODES[self.kind], self.weight, self.lamport, self.time_ms, self.author, len(value))
                 + value + self.context.encode())
 
     @classmethod
@@ -195,23 +196,13 @@ class Evidence(NamedTuple):
         return _new(cls, (eff, eid, role, _KIND_NAMES[code], value, context, weight, lamport, author, time_ms))
 
 
-def evidence_bytes(evs: Iterable[Evidence], tails: dict[tuple[str, str], tuple]) -> list[bytes]:
-    """`Evidence.to_bytes` of each of `evs`, for a rebuild's many rows: `tails` keeps, for each (value, context)
-    pair seen (the same few repeat across a log), a packer of the whole row, its value's length and its tail."""
-    codes, out = _KIND_CODES, []
-    for _, _, _, kind, value, context, weight, lamport, author, time_ms in evs:
-        tail = tails.get((value, context))
-        if tail is None:
-            n, raw = len(value.encode()), value.encode() + context.encode()
-            tail = tails[value, context] = (struct.Struct(f">BqQQ32sH{len(raw)}s").pack, n, raw)
-        out.append(tail[0](codes[kind], weight, lamport, time_ms, author, tail[1], tail[2]))
-    return out
-
-
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
+_EFF = itemgetter(0)         # an Evidence's eff
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
-_KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}
+KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}     # an evidence row's kind byte
+
+
 @lru_cache(maxsize=4096)
 def _value_context(n: int, tail: bytes) -> tuple[str, str]:
     """An evidence row's value (its first n bytes) and context: the same few pairs repeat."""
@@ -435,7 +426,7 @@ class Setting:
             evs = [ev for ev in evs if ev.lamport >= forget]
         if not evs:
             return
-        h, top = self.half_life, max(ev.eff for ev in evs)
+        h, top = self.half_life, max(map(_EFF, evs))
         if self.tmax is None:
             self.tmax, self.anchor = top, decay.halvings(top, h) - KEEP_HALVINGS
         elif top > self.tmax:
@@ -484,7 +475,7 @@ class Setting:
             self.tmax, self.anchor = None, 0
             return
         h = self.half_life
-        self.tmax = max(ev.eff for ev in kept)
+        self.tmax = max(map(_EFF, kept))
         self.anchor = decay.halvings(self.tmax, h) - KEEP_HALVINGS
         self._add_sums(decay.totals(kept, h, self.anchor, self.tmax - self.recent_ms))
 

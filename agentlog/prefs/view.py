@@ -23,7 +23,7 @@ import hashlib
 import struct
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache, partial
+from functools import partial
 from itertools import islice
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -35,6 +35,7 @@ from agentlog.log import payloads
 from agentlog.log.event import PEEK_READER, Header, decode_header
 from agentlog.log.kinds import MEMORY_KINDS
 from agentlog.prefs import reducer as pr
+from agentlog.prefs.rows import ROLE_BYTE, Index, evidence_from, evidence_rows, setting_key
 
 DBS = ("views.pref", "views.pref.evidence", "views.pref.pending", "views.pref.seen", "views.pref.decisions",
        "views.pref.early")
@@ -42,9 +43,11 @@ _DECISION = struct.Struct(">32sIQQQ")
 VERSION_KEY = b"\0version"
 _VERSION = pr.VERSION.to_bytes(4, "big")
 _U64 = struct.Struct(">Q")
+_PACK_U64 = _U64.pack
 _U32 = struct.Struct(">I")
 _POS = struct.Struct(">IQ")
 _CACHED_PAYLOAD, _CACHED_PAYLOADS = 256, 100_000
+_UNOPENED = object()                # a setting a batch has not opened yet (None: not a setting name)
 
 
 class Folded(NamedTuple):
@@ -73,57 +76,6 @@ _tuple_new = tuple.__new__           # builds a NamedTuple without its Python-le
 _POSITION, _CLOCK = itemgetter(0, 1, 2), itemgetter(6)     # a Folded's fields
 
 
-@lru_cache(maxsize=4096)
-def setting_key(name: str) -> bytes:
-    return hashlib.blake2b(name.encode(), digest_size=16).digest()
-
-
-def _evidence_key(skey: bytes, ev: pr.Evidence) -> bytes:
-    return skey + _PACK_U64(ev.eff) + ev.eid + _BYTE[ev.role]
-
-
-_PACK_U64 = _U64.pack
-_EVIDENCE_KEY = struct.Struct(">16sQ32sB")      # _evidence_key's layout, packed whole
-_BYTE = tuple(bytes((i,)) for i in range(256))
-
-
-class _Index:
-    """One setting's evidence in LMDB, for the reducer (pr.Index); `waiting` holds a batch's evidence
-    for the setting not yet folded (PrefView._flush folds it in one go)."""
-
-    def __init__(self, txn, db, skey: bytes):
-        self.txn, self.db, self.skey = txn, db, skey
-        self.waiting: list[pr.Evidence] = []
-
-    def scan(self, lo: int, hi: int) -> Iterator[pr.Evidence]:
-        lo, hi = max(lo, 0), max(hi, 0)
-        if lo >= hi:
-            return
-        end = self.skey + _U64.pack(hi)
-        with self.txn.cursor(db=self.db) as cur:
-            if not cur.set_range(self.skey + _U64.pack(lo)):
-                return
-            for key, value in cur:
-                if key >= end:
-                    break
-                yield _evidence_from(key, value)
-
-    def everything(self) -> list[pr.Evidence]:
-        return list(self.scan(0, 2**64 - 1))
-
-    def put(self, ev: pr.Evidence) -> None:
-        self.txn.put(_evidence_key(self.skey, ev), ev.to_bytes(), db=self.db)
-
-    def put_many(self, evs: list[pr.Evidence]) -> None:
-        skey, key = self.skey, _EVIDENCE_KEY.pack
-        rows = sorted(zip([key(skey, ev.eff, ev.eid, ev.role) for ev in evs], pr.evidence_bytes(evs, {})))
-        with self.txn.cursor(db=self.db) as cur:
-            cur.putmulti(rows)
-
-    def delete(self, ev: pr.Evidence) -> None:
-        self.txn.delete(_evidence_key(self.skey, ev), db=self.db)
-
-
 def _summary_step(rows: list[pr.Evidence], stable: dict[bytes, int], before: int, early: Callable[[pr.Evidence], bool]):
     """What a snapshot does to one setting's `rows`: (the rows it covers, the summaries that change, the
     existing summaries by (cell, id)). Covered: an observation's or decision's, effective at or before
@@ -147,6 +99,10 @@ def _summarized(rows: list[pr.Evidence], stable: dict[bytes, int], before: int,
     dropped = set(gone)
     return [ev for ev in rows if ev not in dropped and (ev.kind != "summary" or (ev.eff, ev.eid) not in changed)] \
         + list(changed.values())
+
+
+def _by_key(name: str) -> tuple[bytes, str]:
+    return setting_key(name), name
 
 
 def _cap(raw) -> int | None:
@@ -200,11 +156,6 @@ def _rows_under(txn, db, prefix: bytes) -> list[tuple[bytes, bytes]]:
     return rows
 
 
-def _evidence_from(key: bytes, value: bytes) -> pr.Evidence:
-    _, eff, eid, role = _EVIDENCE_KEY.unpack(key)
-    return pr.Evidence.from_bytes(eff, eid, role, bytes(value))
-
-
 class PrefView:
     """Folds events into the preference view and reads it, inside the store's transactions."""
 
@@ -238,14 +189,16 @@ class PrefView:
         as of then, in whatever order. `notes`: event ids whose newest time to record there as they are folded.
         """
         times, facts = None, {}
-        open_settings: dict[str, tuple[pr.Setting, _Index] | None] = {}
+        open_settings: dict[str, tuple[pr.Setting, Index] | None] = {}
         seen: dict[bytes, int | None] = {}
         caps: dict[bytes, int | None] = {}          # an author's witness cap, read once (a witness changes them)
-        kinds, new, effective_time, clamp_time = pr.KINDS, tuple.__new__, pr.effective_time, pr.clamp_time
-        direct = pr.direct_evidence
+        early_rows: list[tuple[bytes, bytes]] = []   # views.pref.early rows, written before anything reads them
+        kinds, evidence_kinds, new, direct = pr.KINDS, pr.EVIDENCE_KINDS, tuple.__new__, pr.direct_evidence
+        lo, hi, lead = MIN_TIME_MS, MAX_TIME_MS, pr.LEAD_MS
         for f in batch:
             author, epoch, seq, lamport, time_ms, kind, clock, eid, payload, _ = f
-            time_ms = clamp_time(time_ms)
+            if not lo <= time_ms <= hi:
+                time_ms = pr.clamp_time(time_ms)
             if kept is not None and eid in kept:
                 newest = kept[eid]           # its clock's effects are in the state already
             else:
@@ -258,6 +211,7 @@ class PrefView:
                     if times is None:
                         times = {(e.author, e.epoch, e.seq): e.time_ms for e in batch}
                     newest = self._newest_seen(txn, f, times, newest)
+                    self._put_early(txn, early_rows)
                     self._witness(txn, f, facts, open_settings)
                     caps.clear()
                 seen[author] = newest
@@ -265,33 +219,50 @@ class PrefView:
                     notes[eid] = newest
             if kind not in kinds or payload is None:
                 if kind == "snapshot" and payload is not None:
+                    self._put_early(txn, early_rows)
                     self._summarize(txn, payload, open_settings)
                 continue
-            early = newest is None and kind in pr.EVIDENCE_KINDS
-            if early and author not in caps:
-                caps[author] = _cap(txn.get(author, db=self.early))
-            eff = effective_time(time_ms, newest, caps[author] if early else None)
+            early = newest is None and kind in evidence_kinds
+            if newest is not None:                       # pr.effective_time, inline
+                eff = time_ms if time_ms <= newest + lead else newest + lead
+            elif early:
+                if author not in caps:
+                    caps[author] = _cap(txn.get(author, db=self.early))
+                cap = caps[author]
+                eff = time_ms if cap is None or time_ms <= cap else cap
+            else:
+                eff = time_ms
             if kind == "observation":       # the common case, without a Fact: none reads it
                 if early:
                     row = _EARLY.pack(eff, time_ms) + b"s" + payload.setting.encode()       # as _early_row
-                    txn.put(_early_key(author, time_ms, eid), row, db=self.early)
+                    early_rows.append((_early_key(author, time_ms, eid), row))
                 ev = direct(kind, payload, eff, eid, lamport, author, time_ms)
                 if ev is not None:
-                    opened = self._setting(txn, payload.setting, open_settings)
+                    opened = open_settings.get(payload.setting, _UNOPENED)
+                    if opened is _UNOPENED:
+                        opened = self._setting(txn, payload.setting, open_settings)
                     if opened is not None:
                         opened[1].waiting.append(ev)
                 continue
             fact = new(pr.Fact, (author, epoch, seq, lamport, time_ms, eff, kind, eid, payload))
             facts[eid] = fact
             if early:
-                txn.put(_early_key(author, time_ms, eid), _early_row(fact), db=self.early)
+                early_rows.append((_early_key(author, time_ms, eid), _early_row(fact)))
             self._apply(txn, fact, facts, open_settings)
+        self._put_early(txn, early_rows)
         if len(self._folded) > 4096:
             self._folded.clear()
         for author, newest in seen.items():
             if newest is not None:
                 txn.put(author, _U64.pack(newest), db=self.seen)
         self._save(txn, open_settings)
+
+    def _put_early(self, txn, rows: list[tuple[bytes, bytes]]) -> None:
+        """Write the unwitnessed events' rows a batch has gathered so far (one LMDB call, not one per row)."""
+        if rows:
+            rows.sort()
+            txn.cursor(db=self.early).putmulti(rows)
+            rows.clear()
 
     @staticmethod
     def _flush(open_settings: dict) -> None:
@@ -344,7 +315,7 @@ class PrefView:
                 s.recompute(index.everything())
 
     def _move(self, txn, eid: bytes, row: bytes, new: int, facts: dict,
-              open_settings: dict) -> tuple[pr.Setting, _Index] | None:
+              open_settings: dict) -> tuple[pr.Setting, Index] | None:
         """Move one unwitnessed event's evidence (or its pending correction) to effective time `new`; returns
         the setting whose sums must be folded again, if any."""
         eff, ref = _EARLY.unpack_from(row)[0], row[_EARLY.size + 1 :]
@@ -360,14 +331,14 @@ class PrefView:
         if pr.setting_problem(name):
             return None
         skey = setting_key(name)
-        found = [(key, bytes(raw)) for key in (skey + _U64.pack(eff) + eid + _BYTE[role] for role in (0, 1))
+        found = [(key, bytes(raw)) for key in (skey + _U64.pack(eff) + eid + ROLE_BYTE[role] for role in (0, 1))
                  if (raw := txn.get(key, db=self.evidence)) is not None]
         if not found:
             return None             # evidence of no weight left no row: the setting stays as a rebuild leaves it
         opened = self._setting(txn, name, open_settings)
         for key, raw in found:
             txn.delete(key, db=self.evidence)
-            opened[1].put(_evidence_from(key, raw)._replace(eff=new))
+            opened[1].put(evidence_from(key, raw)._replace(eff=new))
         return opened
 
     def _newest_seen(self, txn, f: Folded, times: dict, newest: int | None) -> int | None:
@@ -381,7 +352,7 @@ class PrefView:
                 newest = pr.clamp_time(t)
         return newest
 
-    def _setting(self, txn, name: str, open_settings: dict) -> tuple[pr.Setting, _Index] | None:
+    def _setting(self, txn, name: str, open_settings: dict) -> tuple[pr.Setting, Index] | None:
         """The setting `name` names, and its evidence, as this batch folds them (None: not a setting name)."""
         try:
             return open_settings[name]
@@ -398,7 +369,7 @@ class PrefView:
                 s = hit[1]
             else:
                 s = pr.Setting.from_bytes(name, bytes(raw))
-            opened = (s, _Index(txn, self.evidence, setting_key(name)))
+            opened = (s, Index(txn, self.evidence, setting_key(name)))
         open_settings[name] = opened
         return opened
 
@@ -584,8 +555,8 @@ class PrefView:
                 continue
             elif not pr.setting_problem(f.payload.setting):
                 by_setting.setdefault(f.payload.setting, []).append(f)
-        rows, tails, order = [], {}, {"pref.config": 0, "pref.forget": 1}
-        for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}):
+        rows, states, order = [], [], {"pref.config": 0, "pref.forget": 1}
+        for name in sorted(set(by_setting) | {n for n, evs in evidence.items() if evs}, key=_by_key):
             s = pr.Setting(name)
             for f in sorted(by_setting.get(name, ()), key=lambda f: (order.get(f.kind, 2), f.author, f.epoch, f.seq,
                                                                        f.eid)):
@@ -598,11 +569,12 @@ class PrefView:
                     if cut.setting == name:
                         kept = _summarized(kept, {p.author: p.lamport for p in snap.stable}, cut.before, early)
             s.recompute(kept)
-            skey, key = setting_key(name), _EVIDENCE_KEY.pack
-            rows.extend(zip([key(skey, ev.eff, ev.eid, ev.role) for ev in kept], pr.evidence_bytes(kept, tails)))
-            txn.put(name.encode(), s.to_bytes(), db=self.settings)
-        rows.sort()
+            ordered = evidence_rows(setting_key(name), kept)
+            ordered.sort()                  # the settings in key order: their rows, each sorted, are in order whole
+            rows += ordered
+            states.append((name.encode(), s.to_bytes()))
         txn.cursor(db=self.evidence).putmulti(rows, append=True)
+        txn.cursor(db=self.settings).putmulti(sorted(states))
         txn.cursor(db=self.decisions).putmulti(sorted((eid, _decision_row(d, payloads.encode_decoded))
                                                       for eid, d in decisions.items()), append=True)
         txn.cursor(db=self.pending).putmulti(sorted(pending))
@@ -647,7 +619,7 @@ class PrefView:
             return [bytes(k).decode() for k in cur.iternext(keys=True, values=False) if k != VERSION_KEY]
 
     def evidence_of(self, txn, name: str) -> list[pr.Evidence]:
-        return _Index(txn, self.evidence, setting_key(name)).everything()
+        return Index(txn, self.evidence, setting_key(name)).everything()
 
     def digest(self, txn) -> bytes:
         """BLAKE2b-256 of the view's canonical bytes: every key and value of its databases, in order."""
