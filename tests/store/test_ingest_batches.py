@@ -53,3 +53,16 @@ def test_a_first_batch_refused_leaves_the_store_unchanged(laptop, phone):
     results, failed = laptop.ingest_batches([pairs(events[1:]), pairs(events)])
     assert results == [] and isinstance(failed, SequenceError)
     assert store_digest(laptop) == before
+
+
+def test_a_batch_of_duplicates_writes_nothing(laptop, phone):
+    """A batch the store already holds commits no change (no disk sync, no wake-up of the store's watchers),
+    with or without a sender for the ledger."""
+    events = phone.events_after(laptop.frontier()) + phone_events(phone, 5)
+    laptop.ingest(pairs(events), source=phone.device)
+    before, digest = laptop.last_txnid(), store_digest(laptop)
+    for source in (None, phone.device):
+        result = laptop.ingest(pairs(events), source=source)
+        assert (result.accepted, result.duplicates) == (0, len(events))
+    assert laptop.last_txnid() == before
+    assert store_digest(laptop) == digest
