@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
 
 from agentlog import crypto
 from agentlog.codec.decode import Reader
@@ -166,11 +167,14 @@ def decode_header(raw: bytes) -> Header:
         DecodeError: not a valid header (framing, schema, field shapes).
     """
     buf = raw if type(raw) is bytes else memoryview(raw).tobytes()
-    header = _KNOWN.decode(buf)
-    if header is None:
-        header = _HEADER_READER.read(buf, MAX_HEADER_BYTES, "header")
-        check_shape(header)
-        _KNOWN.learn(buf, header)
+    return _KNOWN.decode(buf) or _decode_unknown(buf)
+
+
+def _decode_unknown(buf: bytes) -> Header:
+    """decode_header of a header _KNOWN does not know: the full decoder and check_shape, then learned."""
+    header = _HEADER_READER.read(buf, MAX_HEADER_BYTES, "header")
+    check_shape(header)
+    _KNOWN.learn(buf, header)
     return header
 
 
@@ -333,8 +337,8 @@ class _KnownHeaders:
         prev_at = _PREV_PTR + 8 + (prev_ptr >> 2 << 3)
         hash_at = _HASH_PTR + 8 + (hash_ptr >> 2 << 3)
         if _END_OF_POINTERS <= prev_at and prev_at + _ID_LEN <= hash_at and hash_at + _ID_LEN <= len(buf):
-            rest = (buf[:_VARYING_FROM] + buf[_VARYING_TO:prev_at] + buf[prev_at + _ID_LEN : hash_at]
-                    + buf[hash_at + _ID_LEN :])
+            rest = b"".join((buf[:_VARYING_FROM], buf[_VARYING_TO:prev_at], buf[prev_at + _ID_LEN : hash_at],
+                             buf[hash_at + _ID_LEN :]))
             return rest, prev_at, hash_at
         return None
 
@@ -457,12 +461,15 @@ def decode_record(record: bytes, payload: bytes | None = None) -> Event:
     if len(record) <= crypto.SIG_LEN:                    # split_record's check, inline
         raise DecodeError(f"event record is {len(record)} bytes, too short to hold a signature")
     header_bytes = record[: -crypto.SIG_LEN]
-    header = decode_header(header_bytes)
+    if type(header_bytes) is bytes:                      # decode_header, inline
+        header = _KNOWN.decode(header_bytes) or _decode_unknown(header_bytes)
+    else:
+        header = decode_header(header_bytes)
     event = _new(Event)                   # the slots Event(...) would set, without its frozen __setattr__
     _set_header_bytes(event, header_bytes)
     _set_signature(event, record[-crypto.SIG_LEN :])
     _set_header(event, header)
-    _set_id(event, crypto.blake2b256(header_bytes))
+    _set_id(event, _blake2b(header_bytes, digest_size=32).digest())       # event_id, without its call
     _set_payload(event, payload)
     return event
 

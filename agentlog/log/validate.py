@@ -10,6 +10,7 @@ rules run on LMDB, in memory, or in a simulated peer.
 
 from __future__ import annotations
 
+from hashlib import blake2b as _blake2b
 from typing import NamedTuple, Protocol
 
 from agentlog import crypto
@@ -27,6 +28,7 @@ from agentlog.errors import (
     SignatureError,
     SizeLimitError,
 )
+from agentlog.limits import MAX_EPOCH, MAX_LAMPORT, MAX_SEQ, MAX_TIME_MS, MIN_TIME_MS
 from agentlog.log import epochs, payloads
 from agentlog.log.event import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, Event, check_ranges, decode_record
 from agentlog.log.roster import Roster
@@ -101,7 +103,10 @@ def predecode(record: bytes, payload: bytes | None, event: Event | None = None) 
             raise SizeLimitError(f"payload is {len(payload)} bytes, over the limit of {MAX_PAYLOAD_BYTES}")
         if event is None:
             event = decode_record(record, payload)
-        check_ranges(event.header)
+        h = event.header
+        if h.clock or not (h.seq <= MAX_SEQ and h.lamport <= MAX_LAMPORT and MIN_TIME_MS <= h.time_ms <= MAX_TIME_MS
+                           and h.epoch <= MAX_EPOCH):
+            check_ranges(h)                # raises the first range it finds broken (or checks the clock's)
     except EventError as exc:
         return Predecoded(record, payload, None, exc, None)
     try:
@@ -240,7 +245,7 @@ def check_payload(event: Event) -> object:
         if kind in WHOLE_KINDS:
             raise PayloadHashError(f"{kind} event arrived without its payload", h.author, h.seq)
         return None
-    if len(payload) != h.payload_len or crypto.blake2b256(payload) != h.payload_hash:
+    if len(payload) != h.payload_len or _blake2b(payload, digest_size=32).digest() != h.payload_hash:
         raise PayloadHashError("payload does not match the header's payload hash", h.author, h.seq)
     if codec != "plain" or kind not in payloads.KINDS:
         return None

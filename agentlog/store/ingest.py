@@ -317,7 +317,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
             roster.apply(h, event.id, decoded)
             log.roster_changed()
             roster_changed = True
-        folded.append(Folded.of(h, event.id, decoded))
+        folded.append(_tuple_new(Folded, (h.author, h.epoch, h.seq, h.lamport, h.time_ms, h.kind, h.clock, event.id,
+                                          decoded, h.scope)))       # Folded.of, without its call
         accepted += 1
     if not every_signature:
         for event in last.values():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -168,3 +169,20 @@ def test_status_shows_no_lag_from_a_rogue_or_unknown_authors_claim(laptop, phone
     assert (peer["we_lack"], peer["they_lack"]) == (5, ours)
     assert "27670116110564327413" not in agentlog(home, "status").stdout
     json.dumps(peer)
+
+
+@pytest.mark.parametrize("changes, match", [({"seq": 2**53}, "seq is over the limit"),
+                                            ({"lamport": 2**53}, "lamport .* over the limit"),
+                                            ({"time_ms": MAX_TIME_MS + 1}, "time .* outside"),
+                                            ({"time_ms": -1}, "time .* outside"),
+                                            ({"epoch": 2**31}, "epoch .* over the limit")],
+                         ids=["seq", "lamport", "time-high", "time-low", "epoch"])
+def test_predecode_finds_a_range_broken_in_a_header_like_the_ones_before(phone, changes, match):
+    """predecode checks the ranges inline and leaves the rest to check_ranges: a header decoded from the known
+    layout of the one before it, with one number past its edge, fails there as check_ranges says."""
+    honest = phone_events(phone, 2)[1]
+    assert validate.predecode(honest.record, honest.payload).failed is None      # its layout is now known
+    rogue = resign(honest, phone.key, **changes)
+    pre = validate.predecode(rogue.record, rogue.payload)
+    assert isinstance(pre.failed, DecodeError) and pre.event is None, pre.failed
+    assert re.search(match, pre.failed.args[0]), pre.failed.args[0]
