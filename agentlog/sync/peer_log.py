@@ -16,6 +16,7 @@ class StoreLog:
         self.store = store
         self.peer = peer                 # the device on the other end, for the replication ledger
         self.forked: dict[bytes, int] = {}   # author -> its fork positions held, for the last batch's new forks
+        self.own: tuple[int, int] | None = None   # the last ingest_batches' one commit (`ingest_batches`)
 
     def frontier(self) -> Frontier:
         """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
@@ -54,13 +55,19 @@ class StoreLog:
     def ingest_batches(self, batches: list[tuple[WireEvent, ...]]
                        ) -> tuple[list[tuple[Frontier, Frontier, int]], EventError | None]:
         """`ingest` of batches queued together, in as few commits as Store.ingest_batches allows: what
-        `ingest` returns for each batch stored, and the error of the one refused (None: all were stored)."""
-        self.forked = {}
+        `ingest` returns for each batch stored, and the error of the one refused (None: all were stored).
+        Sets `own` to LMDB's last transaction ids (before, after) when the batches were stored in one commit and
+        no other process committed meanwhile (else None): the replicator's watcher skips that commit."""
+        self.forked, self.own = {}, None
+        before = self.store.last_txnid()
         full = [events for events in batches if events]       # WireEvents are (record, payload) pairs
         results, failed = self.store.ingest_batches(full, every_signature=False, source=self.peer) if full \
             else ([], None)                        # an empty batch only ends a payload want
         forked = {author for r in results for author in r.forked}
         self.forked = forks.fork_counts(self.store, forked) if forked else {}
+        after = self.store.last_txnid()
+        if after == before + 1 and failed is None and any(r.accepted or r.filled or r.healed for r in results):
+            self.own = (before, after)
         frontier, found, stored = self.frontier(), iter(results), []
         for events in batches:
             result = next(found, None) if events else None

@@ -312,11 +312,16 @@ class Link:
                 act = None
                 continue
             group, act = self._queued(act)
+            self.r.ingests += 1
             try:
                 stored, failed = await self.r.run_sync(self.log.ingest_batches, [a.events for a in group])
             except Exception as exc:
                 self._cannot_store(f"batch {group[0].batch}", exc)
                 return
+            finally:
+                self.r.ingests -= 1
+                if self.r.watcher is not None:       # its commit was pushed by `_step`, not by the watcher
+                    self.r.watcher.settle(self.log.own)
             for done, (heads, frontier, accepted) in zip(group, stored):
                 self.inbox_send.send_nowait(("ingested", done.batch, heads, frontier, accepted))
                 self.r.stored += accepted
@@ -389,6 +394,8 @@ class Replicator:
         self.connect = connect
         self.run_sync = run_sync or trio.to_thread.run_sync
         self.watch = watch
+        self.ingests = 0                    # links' stores of a peer's batches under way (`Watch.settle`)
+        self.watcher = wakeups.Watch(store, self._noticed, lambda: self.ingests > 0) if watch else None
         self.rng = rng or random.Random()
         self.peer_book = Peers(store)
         fixed = [address(*parse_address(p)) for p in peers if not is_relay_address(p)]
@@ -434,7 +441,7 @@ class Replicator:
             if self.upkeep:
                 nursery.start_soon(self._supervised, "relay key upkeep", self.upkeep.run)
             if self.watch:
-                nursery.start_soon(self._supervised, "watching local writes", self._watch)
+                nursery.start_soon(self._supervised, "watching local writes", self.watcher.run)
                 nursery.start_soon(self._supervised, "following the peer book", self.dialers.follow_book)
             nursery.start_soon(self._supervised, "saving peer states", self._save_states)
             nursery.start_soon(self._supervised, "checking signatures", self._check_signatures)
@@ -549,13 +556,10 @@ class Replicator:
             self.set_state(device, "partitioned", addr, link.result.reason if link.result.error else "")
         return result
 
-    async def _watch(self) -> None:
-        """Notice events written by any process (the CLI, an agent) or ingested: push them to live peers and
-        wake the store's watchers (wakeups.watch)."""
-        def noticed() -> None:
-            self.changed(noticed=True)
-            self.dialers.book_changed()
-        await wakeups.watch(self.store, noticed)
+    def _noticed(self) -> None:
+        """The watcher saw events written by any process (the CLI, an agent) or ingested: push them to live peers."""
+        self.changed(noticed=True)
+        self.dialers.book_changed()
 
     async def _check_signatures(self) -> None:
         """Check, a little at a time, the signatures of events a peer sent inside a run (ingest checked each

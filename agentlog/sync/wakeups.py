@@ -1,6 +1,6 @@
 """The replicator's side of the writers' nudges (agentlog/store/nudge.py): a trio UDP socket on
 127.0.0.1 whose port is published in the store for writers to send "look again" to; the look at LMDB it
-wakes (`watch`); and the wake-ups it passes on to the store's watchers (`Fanout`)."""
+wakes (`Watch`); and the wake-ups it passes on to the store's watchers (`Fanout`)."""
 
 from __future__ import annotations
 
@@ -44,26 +44,53 @@ def unpublish(store_dir: Path, sock) -> None:
         pass
 
 
-async def watch(store, changed: Callable[[], None]) -> None:
-    """Call `changed()` whenever LMDB's last transaction id moved (a commit by any process), then wake the
-    store's watchers: writers nudge the published socket, and it is looked at every POLL_S in case a nudge is
-    lost. Runs until cancelled."""
-    sock = await listen(store.path)
-    fanout = Fanout(store.path)
-    try:
-        last = store.last_txnid()
-        while True:
-            with trio.move_on_after(POLL_S):
-                await sock.recv(64)
-            txnid = store.last_txnid()
-            if txnid != last:
-                last = txnid
-                changed()
-                fanout()
-    finally:
-        unpublish(store.path, sock)
-        sock.close()
-        fanout.close()
+class Watch:
+    """The replicator's look at LMDB's last transaction id (`run`): `changed()` hears of every commit by any
+    process, then the store's watchers are woken; writers nudge the published socket, and it is looked at every
+    POLL_S in case a nudge is lost. A commit seen while the replicator stores a peer's batch (`busy()`) waits
+    for that store's result (`settle`): when it was only that store, which the replicator pushes on itself,
+    `changed` hears nothing of it."""
+
+    def __init__(self, store, changed: Callable[[], None], busy: Callable[[], bool]):
+        self.store, self.changed, self.busy = store, changed, busy
+        self.last: int | None = None
+        self.pending: tuple[int, int] | None = None    # commits (after, up to) seen while busy
+        self.fanout: Fanout | None = None
+
+    async def run(self) -> None:
+        """Look until cancelled."""
+        sock = await listen(self.store.path)
+        self.fanout = Fanout(self.store.path)
+        try:
+            self.last = self.store.last_txnid()
+            while True:
+                with trio.move_on_after(POLL_S):
+                    await sock.recv(64)
+                txnid = self.store.last_txnid()
+                if txnid != self.last:
+                    since, self.last = self.last, txnid
+                    self.fanout()
+                    if self.busy():
+                        self.pending = (self.pending[0] if self.pending else since, txnid)
+                    else:
+                        self.changed()
+        finally:
+            unpublish(self.store.path, sock)
+            sock.close()
+            self.fanout.close()
+            self.fanout = None
+
+    def settle(self, own: tuple[int, int] | None) -> None:
+        """A store of a peer's batch ended; `own`: it made exactly the commits after `own[0]` up to `own[1]`,
+        and no other process committed meanwhile. Those commits are taken as seen (the store's watchers are
+        woken now when they were not yet); the commits seen meanwhile reach `changed` unless they were only
+        those."""
+        if own is not None and self.fanout is not None and self.last == own[0]:
+            self.last = own[1]
+            self.fanout()
+        pending, self.pending = self.pending, None
+        if pending is not None and not (own is not None and own[0] <= pending[0] and pending[1] <= own[1]):
+            self.changed()
 
 
 class Fanout:

@@ -32,7 +32,7 @@ async def test_a_refused_dial_is_retried_within_a_second_or_so_once_the_peer_lis
 
 
 async def test_events_a_peer_pushed_are_not_pushed_back_to_it(laptop, phone):
-    """The phone's look at LMDB (wakeups.watch) sees its own store of the laptop's pushes; the push it then asks
+    """The phone's look at LMDB (wakeups.Watch) may see its own store of the laptop's pushes; the push it then asks
     of the laptop's connection waits for that store's result, so the laptop's events do not go back to it."""
     port = closed_port()
     async with trio.open_nursery() as nursery:
@@ -52,3 +52,32 @@ async def test_events_a_peer_pushed_are_not_pushed_back_to_it(laptop, phone):
         sent = link.result.sent - sent_before
         nursery.cancel_scope.cancel()
     assert sent == 0, f"the phone pushed {sent} of the laptop's own events back to it"
+
+
+async def test_a_peers_pushes_stored_here_are_not_taken_for_local_writes(laptop, phone):
+    """The phone's store of each event the laptop pushed is its replicator's own commit (wakeups.Watch.settle): its
+    watcher does not take it for a local write to push (a look at every link, for nothing, per push), while a
+    write of another process's still is, and reaches the laptop."""
+    port = closed_port()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(Replicator(laptop, listen=("127.0.0.1", port), heartbeat=0.5).run)
+        phone_side = await nursery.start(Replicator(phone, peers=[f"127.0.0.1:{port}"], heartbeat=0.5).run)
+        with trio.fail_after(10):
+            while laptop.device not in phone_side.links or phone.frontier() != laptop.frontier():
+                await trio.sleep(0.01)
+        noticed, changed = [], phone_side.watcher.changed
+        phone_side.watcher.changed = lambda: (noticed.append(phone.last_txnid()), changed())
+        for i in range(10):
+            laptop.prefs.observe("ui.theme", "dark" if i % 2 else "light")
+            with trio.fail_after(10):
+                while phone.frontier() != laptop.frontier():
+                    await trio.sleep(0.002)
+        await trio.sleep(0.2)
+        of_pushes = len(noticed)
+        phone.prefs.observe("ui.font", "mono")
+        with trio.fail_after(10):
+            while laptop.frontier() != phone.frontier():
+                await trio.sleep(0.002)
+        nursery.cancel_scope.cancel()
+    assert of_pushes <= 2, f"the phone's watcher took {of_pushes} of its stores of 10 pushes for local writes"
+    assert len(noticed) > of_pushes
