@@ -35,7 +35,12 @@ def _walk(walker, path):
 
 
 def test_the_faster_walk_is_in_use():
-    assert structure._usable()            # a py-lmdb whose walker differs would fall back to its own, slower walk
+    """On the py-lmdb release it was written against; a later one whose walker differs falls back to its own
+    walk (slower, same findings: the tests below run on whichever is in use)."""
+    import lmdb
+    if not lmdb.__version__.startswith("3.0."):
+        pytest.skip(f"py-lmdb {lmdb.__version__}: the faster walk was written against 3.0")
+    assert structure._usable()
 
 
 def test_a_sound_file_passes_both_walks(data_file):
