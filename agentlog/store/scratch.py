@@ -44,6 +44,7 @@ from agentlog.memory.view import MemoryView
 from agentlog.prefs import view as pref_view
 from agentlog.prefs.view import Folded, PrefView, folded_from_log
 from agentlog.store import erasure, ledger
+from agentlog.store.arrivals import Positions, arrivals, raised, received_at
 from agentlog.store.env import Env, check_data_file
 from agentlog.store.erasure import Forgotten, drop_entries
 from agentlog.store.keyring import Keyring, Opener, has_scopes, scopes_in
@@ -158,8 +159,9 @@ class LiveLog:
         base = self.base if self.truncated else None       # with the whole log held, fold it all: every point works
         cuts = {(a, *POS.unpack_from(v)): int.from_bytes(v[44:52], "big") for a, v in self.truncated.items()
                 if len(v) >= 52}
-        return Log(events, arrivals(events, self.device, received), roster_events, self.founder, self.anchor,
-                   base, cuts, erased, requests)
+        index = Positions(events)
+        return Log(events, received_at(events, index, received), roster_events, self.founder, self.anchor,
+                   base, cuts, erased, requests, index)
 
     def _opener(self, txn) -> Opener | None:
         """The opener of sealed payloads by the live store's scopes view and this device's keys (None: the
@@ -264,7 +266,7 @@ def _read_base(txn, db, sid: bytes, roster: Roster) -> Base | None:
 _EMBEDDING_KINDS = frozenset({"memory.put", "memory.update"})
 _SPECIAL_KINDS = _EMBEDDING_KINDS | set(ROSTER_KINDS)    # the events `LiveLog.read` looks at one by one
 _AUTHOR, _AUTHOR_EPOCH, _SEQ = itemgetter(0), itemgetter(0, 1), itemgetter(2)         # a Folded's fields
-_LAMPORT, _TIME = itemgetter(3), itemgetter(4)
+_LAMPORT = itemgetter(3)
 
 
 def _compact(f: Folded) -> Folded:
@@ -318,82 +320,20 @@ def _erasures(txn, db: dict) -> tuple[dict[bytes, erasure.Erasure], dict[bytes, 
     return erased, {rid: req.payload for rid, req in requests.items() if req is not None}
 
 
-class _Positions:
-    """(author, epoch, seq) -> index in `events` (key order): one entry per run of consecutive seqs, not per event."""
-
-    def __init__(self, events: list[Folded]):
-        self.runs: dict[tuple[bytes, int], list[tuple[int, int, int]]] = {}   # -> [(first index, first seq, count)]
-        seqs = list(map(_SEQ, events))
-        lo = 0
-        while lo < len(events):                    # each (author, epoch)'s events, found by bisection
-            log = events[lo][:2]
-            hi = bisect_right(events, log, lo, key=_AUTHOR_EPOCH)
-            if seqs[lo:hi] == list(range(seqs[lo], seqs[lo] + hi - lo)):     # the common case: one run
-                self.runs[log] = [(lo, seqs[lo], hi - lo)]
-            else:
-                runs, start = self.runs.setdefault(log, []), lo
-                for i in range(lo + 1, hi + 1):
-                    if i == hi or seqs[i] != seqs[i - 1] + 1:
-                        runs.append((start, seqs[start], i - start))
-                        start = i
-            lo = hi
-
-    def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
-        """The indices of the events at (author, epoch, seq): one, a fork's branches, or none."""
-        return [first + seq - start for first, start, count in self.runs.get((author, epoch), ())
-                if 0 <= seq - start < count]
-
-    def get(self, position: tuple[bytes, int, int]) -> int | None:
-        found = self.at(*position)
-        return found[0] if found else None
-
-
-def arrivals(events: list[Folded], device: bytes, received: Iterable[ledger.Range]) -> list[int]:
-    """Each event's arrival time (ms), aligned with `events` (key order): own events at their time,
-    received ones at their ledger range's last_ms, no row: their time; then raised to the arrival of
-    everything in their causal past, so that a cut by arrival is causally closed."""
-    index = _Positions(events)
-    arrival = list(map(_TIME, events))
-    for r in received:
-        runs = index.runs.get((r.author, r.epoch), ())
-        if len(runs) == 1:                             # the range's held events are one slice
-            first, seq, count = runs[0]
-            lo, hi = max(r.lo, seq), min(r.hi, seq + count - 1)
-            if lo <= hi:
-                arrival[first + lo - seq:first + hi - seq + 1] = [r.last_ms] * (hi - lo + 1)
-            continue
-        for seq in range(r.lo, r.hi + 1):
-            i = index.get((r.author, r.epoch, seq))
-            if i is not None:
-                arrival[i] = r.last_ms
-    lamports = list(map(_LAMPORT, events))
-    for i in sorted(range(len(events)), key=lamports.__getitem__):
-        f = events[i]
-        t = arrival[i]
-        if i and arrival[i - 1] > t:
-            g = events[i - 1]                          # key order: the author's previous event, if any
-            if g.author == f.author and g.epoch == f.epoch:
-                t = arrival[i - 1]
-        for c in f.clock:
-            j = index.get((c.author, c.epoch, c.seq))
-            if j is not None and arrival[j] > t:
-                t = arrival[j]
-        arrival[i] = t
-    return arrival
-
-
 @dataclass
 class Log:
     """The events a store holds (key order) with their arrivals; `order` is the held order (indices).
 
-    Erased events are held header-only (payload None) and named in `erased`, with the `requests` that erased
-    them. With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
+    `arrival` and `order` are computed when first read from `received_at` (`arrivals` before the causal past
+    raises them): a replay of everything held needs neither, only the latest arrival, which raising leaves as
+    it was. Erased events are held header-only (payload None) and named in `erased`, with the `requests` that
+    erased them. With a `base` (a compacted store), `order` holds only the events after the snapshot's frontier:
     the ones a replay folds on top of the snapshot's state; `cuts` are the truncation points'
     times ((author, epoch, seq) -> ms), which the live store still answers for.
     """
 
     events: list[Folded]
-    arrival: list[int]
+    received_at: list[int]
     roster_events: dict[bytes, tuple]
     founder: bytes | None
     anchor: object | None
@@ -401,16 +341,42 @@ class Log:
     cuts: dict[tuple, int] = dataclasses.field(default_factory=dict)
     erased: dict[bytes, erasure.Erasure] = dataclasses.field(default_factory=dict)    # event id -> its erasure
     requests: dict[bytes, payloads.Erase] = dataclasses.field(default_factory=dict)   # the erase requests, by id
+    positions: Positions | None = dataclasses.field(default=None, repr=False)    # of `events`, if made already
 
     def __post_init__(self):
-        # (arrival, lamport), ties in key order (author, epoch, seq): the events' own order, kept by a stable sort
-        keys = [a << 64 | lamport for a, lamport in zip(self.arrival, map(_LAMPORT, self.events))]
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        base, events = self.base, self.events
-        self.order = order if base is None else [i for i in order if not base.covers(events[i])]
+        self._arrival: list[int] | None = None
+        self._order: list[int] | None = None
         self._covered: dict | None = None
         self._by_id: dict | None = None
-        self._positions: _Positions | None = None
+
+    @property
+    def arrival(self) -> list[int]:
+        """Each event's arrival (as `arrivals` gives it), aligned with `events`."""
+        if self._arrival is None:
+            self._arrival = raised(self.events, self._index(), list(self.received_at))
+        return self._arrival
+
+    @property
+    def order(self) -> list[int]:
+        """The held order: indices in `events` by (arrival, lamport), ties in key order (author, epoch, seq)."""
+        if self._order is None:
+            keys = [a << 64 | lamport for a, lamport in zip(self.arrival, map(_LAMPORT, self.events))]
+            order = sorted(range(len(keys)), key=keys.__getitem__)    # a stable sort keeps the key order of ties
+            base, events = self.base, self.events
+            self._order = order if base is None else [i for i in order if not base.covers(events[i])]
+        return self._order
+
+    def arrival_of(self, n: int) -> int:
+        """The arrival of the nth event (from 1) of the held order; of the last, with every event held and no base,
+        the latest arrival before raising (raising takes each arrival up to another's, never past the latest)."""
+        if self._order is None and self.base is None and n == len(self.events):
+            return max(self.received_at)
+        return self.arrival[self.order[n - 1]]
+
+    def _index(self) -> Positions:
+        if self.positions is None:
+            self.positions = Positions(self.events)
+        return self.positions
 
     def prefix(self, point: Point) -> int:
         """How many events of the held order `point` takes.
@@ -431,7 +397,7 @@ class Log:
                                  f"the events before it, so a replay starts there (points from {iso(base.time_ms)})")
             raise NotFoundError(f"this device holds no event {point.text}")
         if point.until is None:
-            return len(self.order)
+            return len(self.events) if base is None else len(self.order)
         if base is not None and point.until < base.time_ms:
             raise UsageError(f"{point.text} is before {base.text}: this store dropped the events before it, so "
                              f"a replay starts there (points from {iso(base.time_ms)})")
@@ -447,7 +413,7 @@ class Log:
     def held(self, n: int, key_order: bool = True) -> list[Folded]:
         """The first n events of the held order, in key order (as the view rebuild takes them) or in the
         held order, less any revoked device's events past its revocation seq by the roster they give."""
-        if key_order and n == len(self.order) == len(self.events):
+        if key_order and n == len(self.events) and (self.base is None or len(self.order) == n):
             events = self.events                   # every event: key order is the log's own (not to be changed)
         else:
             chosen = sorted(self.order[:n]) if key_order else self.order[:n]
@@ -478,9 +444,7 @@ class Log:
 
     def at(self, author: bytes, epoch: int, seq: int) -> list[int]:
         """The indices in `events` of the held events at (author, epoch, seq): one, or a fork's branches."""
-        if self._positions is None:
-            self._positions = _Positions(self.events)
-        return self._positions.at(author, epoch, seq)
+        return self._index().at(author, epoch, seq)
 
     def covered(self) -> dict[tuple, Folded]:
         """(author, epoch, seq) -> the held events the base snapshot covers (empty without a base)."""
@@ -652,7 +616,7 @@ def replay(live: LiveLog, point: Point, log: Log | None = None, progress: Progre
                 scratch.write(lambda txn: drop_entries(scratch.db, txn, scratch.memory, live.forgotten))
             views = scratch.views()
             kept = keep(scratch) if keep else None
-    when = log.arrival[log.order[n - 1]] if n else (base.time_ms if base else None)
+    when = log.arrival_of(n) if n else (base.time_ms if base else None)
     return Replayed(len(events), len(log.events), when, frontier, views, base.text if base else None), kept
 
 
