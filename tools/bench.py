@@ -100,6 +100,7 @@ FIGURES = (
     ("batched", "append_many, batches of {batch} over 200 settings", "events/s"),
     ("batched_cpu", "append_many CPU per event, every thread", "µs"),
     ("batched_written", "append_many bytes written to storage per event", "B"),
+    ("batched_handed", "append_many bytes handed to write() per event", "B"),
     ("verify_store", "verify_store, {events} events", "events/s"),
     ("pref_get_quiet_p50", "prefs.get p50, {pref_events} events, no writer", "µs"),
     ("pref_get_quiet_p99", "prefs.get p99, {pref_events} events, no writer", "µs"),
@@ -219,23 +220,36 @@ def bench_single(path: Path, n: int) -> tuple[float, float]:
     return percentile(latencies, 50) / 1e6, percentile(latencies, 99) / 1e6
 
 
-def bench_batched(path: Path, total: int, batch: int) -> tuple[float, float, float]:
+def bench_batched(path: Path, total: int, batch: int) -> tuple[float, float, float, float | None]:
     """Events per second through `store.append_many` in fixed-size batches; the CPU time per event (µs, every
-    thread of the process: steadier than wall time on a shared machine) and the bytes written to storage per
-    event (the pages each commit writes)."""
+    thread of the process: steadier than wall time on a shared machine); the bytes written to storage per event
+    as the kernel charges them (ru_oublock: a kernel that caches files in large folios charges a whole folio,
+    up to 2 MB, for each clean one a commit dirties, however few of its pages LMDB rewrote); and the bytes the
+    process handed to write() and its kin per event (the pages each commit writes, exactly; None where
+    /proc/self/io is missing)."""
     store = home.create(path, "bench")
     try:
         store.create_group("bench")
         batches = [[observation(i) for i in range(s, min(s + batch, total))] for s in range(0, total, batch)]
-        blocks = resource.getrusage(resource.RUSAGE_SELF).ru_oublock
+        blocks, handed = resource.getrusage(resource.RUSAGE_SELF).ru_oublock, _handed()
         cpu, start = time.process_time(), time.perf_counter()
         for items in batches:
             store.append_many(items)
         elapsed = time.perf_counter() - start
         cpu, blocks = time.process_time() - cpu, resource.getrusage(resource.RUSAGE_SELF).ru_oublock - blocks
-        return rate(total, elapsed), cpu / total * 1e6, blocks * 512 / total
+        handed = None if handed is None else (_handed() - handed) / total
+        return rate(total, elapsed), cpu / total * 1e6, blocks * 512 / total, handed
     finally:
         store.close()
+
+
+def _handed() -> int | None:
+    """Bytes this process has passed to write(), pwrite() and writev() so far (wchar), or None off Linux."""
+    try:
+        with open("/proc/self/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+    except (OSError, StopIteration):
+        return None
 
 
 def bench_verify_store(path: Path, expected: int) -> float:
@@ -258,8 +272,10 @@ def one_run(workdir: Path, sizes: Sizes) -> dict[str, float]:
     out["lmdb_put"], out["lmdb_put_p50"] = bench_lmdb_put(workdir / "lmdb", sizes.puts)
     out["lmdb_put_bulk"] = bench_lmdb_put_bulk(workdir / "lmdb-bulk", sizes.bulk_puts)
     out["append_p50"], out["append_p99"] = bench_single(workdir / "single", sizes.appends)
-    out["batched"], out["batched_cpu"], out["batched_written"] = bench_batched(workdir / "batched", sizes.events,
-                                                                              sizes.batch)
+    out["batched"], out["batched_cpu"], out["batched_written"], handed = bench_batched(workdir / "batched",
+                                                                                       sizes.events, sizes.batch)
+    if handed is not None:
+        out["batched_handed"] = handed
     out["verify_store"] = bench_verify_store(workdir / "batched", sizes.events + 1)
     return out
 
