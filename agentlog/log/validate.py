@@ -111,6 +111,9 @@ def predecode(record: bytes, payload: bytes | None, event: Event | None = None) 
         return Predecoded(record, payload, None, exc, None)
     try:
         checked = check_payload(event)
+        if h.kind == "device.revoke" and checked is not None and checked.device == h.author:
+            raise NotEnrolledError("a device cannot revoke itself: its revocation would lie past the cut it "
+                                   "names, which peers never send, so they could not learn of it", h.author, h.seq)
     except EventError as exc:
         checked = exc
     return _tuple_new(Predecoded, (record, payload, event, None, checked))

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from agentlog import crypto
-from agentlog.errors import AgentlogError, DecodeError, ProtocolError, SequenceError
+from agentlog.errors import AgentlogError, DecodeError, NotEnrolledError, ProtocolError, SequenceError
 from agentlog.log import payloads, validate
 from agentlog.log.event import MAX_LAMPORT, MAX_TIME_MS, Event, seal
 from agentlog.store.peers import Peers, PeerState
@@ -140,6 +140,16 @@ def test_payload_limits_of_local_writes_hold_on_ingest(laptop, phone, kind, payl
         phone.append(payload)
     honest = phone_events(phone, 1)[0]
     refused(laptop, with_payload(honest, phone.key, kind, _raw(payload)), DecodeError, match)
+
+
+def test_a_device_revoking_itself_is_refused_whole(laptop, phone):
+    """Its revocation would lie past the cut it names, which peers never send: a peer that stored it would write
+    events following it, which another peer could never take (found by the rogue peer property test)."""
+    honest = phone_events(phone, 1)[0]
+    own = payloads.DeviceRevoke(device=phone.device, until_seq=0)
+    refused(laptop, with_payload(honest, phone.key, "device.revoke", _raw(own)), NotEnrolledError,
+            "cannot revoke itself")
+    assert laptop.ingest([(honest.record, honest.payload)]).accepted == 1
 
 
 ROGUE = b"\x42" * 32
