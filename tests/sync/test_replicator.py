@@ -32,24 +32,35 @@ async def test_a_refused_dial_is_retried_within_a_second_or_so_once_the_peer_lis
     assert waited < 1.8, f"connected {waited:.2f} s after the peer listened"
 
 
+async def _synced_pair(nursery, laptop, phone) -> Replicator:
+    """The laptop's replicator listening and the phone's dialing it, connected and in sync: the phone's."""
+    port = closed_port()
+    await nursery.start(Replicator(laptop, listen=("127.0.0.1", port), heartbeat=0.5).run)
+    phone_side = await nursery.start(Replicator(phone, peers=[f"127.0.0.1:{port}"], heartbeat=0.5).run)
+    with trio.fail_after(10):
+        while laptop.device not in phone_side.links or phone.frontier() != laptop.frontier():
+            await trio.sleep(0.01)
+    return phone_side
+
+
+async def _ten_pushes(laptop, phone) -> None:
+    """Ten writes on the laptop, each waited for until the phone holds it, then a moment for any echo."""
+    for i in range(10):
+        laptop.prefs.observe("ui.theme", "dark" if i % 2 else "light")
+        with trio.fail_after(10):
+            while phone.frontier() != laptop.frontier():
+                await trio.sleep(0.002)
+    await trio.sleep(0.2)
+
+
 async def test_events_a_peer_pushed_are_not_pushed_back_to_it(laptop, phone):
     """The phone's look at LMDB (wakeups.Watch) may see its own store of the laptop's pushes; the push it then asks
     of the laptop's connection waits for that store's result, so the laptop's events do not go back to it."""
-    port = closed_port()
     async with trio.open_nursery() as nursery:
-        await nursery.start(Replicator(laptop, listen=("127.0.0.1", port), heartbeat=0.5).run)
-        phone_side = await nursery.start(Replicator(phone, peers=[f"127.0.0.1:{port}"], heartbeat=0.5).run)
-        with trio.fail_after(10):
-            while laptop.device not in phone_side.links or phone.frontier() != laptop.frontier():
-                await trio.sleep(0.01)
+        phone_side = await _synced_pair(nursery, laptop, phone)
         link = phone_side.links[laptop.device]
         sent_before = link.result.sent
-        for i in range(10):
-            laptop.prefs.observe("ui.theme", "dark" if i % 2 else "light")
-            with trio.fail_after(10):
-                while phone.frontier() != laptop.frontier():
-                    await trio.sleep(0.002)
-        await trio.sleep(0.2)
+        await _ten_pushes(laptop, phone)
         sent = link.result.sent - sent_before
         nursery.cancel_scope.cancel()
     assert sent == 0, f"the phone pushed {sent} of the laptop's own events back to it"
@@ -61,21 +72,11 @@ async def test_a_peers_pushes_stored_here_are_not_taken_for_local_writes(laptop,
     write of another process's still is, and reaches the laptop. Peer states are not saved meanwhile: on a slow
     machine those commits of the phone's, once a second, would be counted too."""
     monkeypatch.setattr(replicator, "SAVE_EVERY_S", 600.0)
-    port = closed_port()
     async with trio.open_nursery() as nursery:
-        await nursery.start(Replicator(laptop, listen=("127.0.0.1", port), heartbeat=0.5).run)
-        phone_side = await nursery.start(Replicator(phone, peers=[f"127.0.0.1:{port}"], heartbeat=0.5).run)
-        with trio.fail_after(10):
-            while laptop.device not in phone_side.links or phone.frontier() != laptop.frontier():
-                await trio.sleep(0.01)
+        phone_side = await _synced_pair(nursery, laptop, phone)
         noticed, changed = [], phone_side.watcher.changed
         phone_side.watcher.changed = lambda: (noticed.append(phone.last_txnid()), changed())
-        for i in range(10):
-            laptop.prefs.observe("ui.theme", "dark" if i % 2 else "light")
-            with trio.fail_after(10):
-                while phone.frontier() != laptop.frontier():
-                    await trio.sleep(0.002)
-        await trio.sleep(0.2)
+        await _ten_pushes(laptop, phone)
         of_pushes = len(noticed)
         phone.prefs.observe("ui.font", "mono")
         with trio.fail_after(10):
