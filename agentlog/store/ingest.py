@@ -269,9 +269,12 @@ class TxnLog:
         self._fills.clear()
 
 
-def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None) -> IngestResult:
+def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | None = None,
+              later: list | None = None) -> IngestResult:
     """Validate and store (record, payload) pairs from outside, or their checks made ahead (validate.predecode:
-    a relay delivery's, decoded when it was opened), in `txn` (Store.ingest says how)."""
+    a relay delivery's, decoded when it was opened), in `txn` (Store.ingest says how). `later`: the events of
+    the transaction's earlier batches not folded yet (`fold_later`); a batch that needs nothing but its fold
+    joins them, so that each setting a group of batches touches is folded, encoded and written once."""
     dbs = store.dbs
     roster = roster_of(store, txn)
     log = TxnLog(dbs, txn, roster)
@@ -327,7 +330,11 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
                                      event.header.author, event.header.seq)
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
     requests = ERASE_KIND in map(_KIND, folded)
-    eraser = Eraser(store, txn, folded) if requests or has_state(dbs, txn) else None
+    erasing = requests or has_state(dbs, txn)
+    if later is not None and (erasing or roster_changed or sealed is not None or filled or forked):
+        fold_later(store, txn, later)             # what this batch does next reads the views as they would be
+        later = None
+    eraser = Eraser(store, txn, folded) if erasing else None
     if eraser is not None:
         log.screen(eraser)
     if not every_signature:
@@ -346,6 +353,9 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if sealed is not None and sealed.uncarried:   # before flush: a payload not carried is never written
         log.uncarry(sealed.uncarried)
     log.flush(last)
+    if later is not None:
+        later += folded
+        return _result(source, store, txn, folded, accepted, duplicates, heads, filled, healed, (), forked)
     changes = Capture(store, txn, folded)
     if eraser is not None:
         eraser.carry_out()
@@ -362,10 +372,26 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     if roster_changed:
         drop_past_revocations(store, txn)
     changes.record()
-    if source is not None and folded:
-        ledger.record(txn, dbs["ledger.received"], source, map(_POSITION, folded), store.now_ms())
     caught = tuple((eid, req.payload.reason) for eid, req in eraser.caught) if eraser is not None else ()
+    return _result(source, store, txn, folded, accepted, duplicates, heads, filled, healed, caught, forked)
+
+
+def _result(source, store, txn, folded, accepted, duplicates, heads, filled, healed, caught, forked) -> IngestResult:
+    """Enter the batch's events in the replication ledger (when a peer sent them); the batch's result."""
+    if source is not None and folded:
+        ledger.record(txn, store.dbs["ledger.received"], source, map(_POSITION, folded), store.now_ms())
     return IngestResult(accepted, duplicates, heads, filled, healed, caught, tuple(set(forked.values())))
+
+
+def fold_later(store, txn, later: list) -> None:
+    """Fold the events `ingest_in` put off (`later`, emptied), as one batch: what folding each batch in turn
+    leaves, since a fold is a function of the events folded; the watch log gets one row per state changed."""
+    if later:
+        changes = Capture(store, txn, later)
+        store.pref_view.fold(txn, later)
+        store.memory_view.fold(txn, later)
+        changes.record()
+        later.clear()
 
 
 class SealedBatch:

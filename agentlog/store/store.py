@@ -31,7 +31,7 @@ from agentlog.prefs.view import PrefView
 from agentlog.store import carry, erasure, forks, peers
 from agentlog.store.append import append_in
 from agentlog.store.env import Env, check_data_file
-from agentlog.store.ingest import IngestResult, ingest_in, record_fork, roster_of
+from agentlog.store.ingest import IngestResult, fold_later, ingest_in, record_fork, roster_of
 from agentlog.store.keyring import VERSION as SCOPES_VERSION
 from agentlog.store.keyring import Keyring, opener_in, rebuild_scopes
 from agentlog.store.layout import (
@@ -272,10 +272,12 @@ class Store:
             if txn.get(b"group", db=self.dbs["meta"]) is None:
                 raise UsageError(_NOT_JOINED)
             out.clear()
+            later: list = []
             for batch in batches:
-                out.append(ingest_in(self, txn, batch, every_signature, source))
+                out.append(ingest_in(self, txn, batch, every_signature, source, later))
                 if out[-1].forked or out[-1].caught:
                     break
+            fold_later(self, txn, later)
             return out, None
         try:
             with quiet_gc():

@@ -66,3 +66,40 @@ def test_a_batch_of_duplicates_writes_nothing(laptop, phone):
         assert (result.accepted, result.duplicates) == (0, len(events))
     assert laptop.last_txnid() == before
     assert store_digest(laptop) == digest
+
+
+def test_batches_stored_together_fold_a_setting_they_all_change_once(laptop, phone, tablet):
+    """The views of one commit's batches are folded once, as one batch: one change of a setting all of them
+    name, from its state before the first to its state after the last, as batches stored alone leave it."""
+    sync(laptop, tablet)
+    events = phone.events_after(laptop.frontier()) + phone_events(phone, 9)
+    batches = [pairs(events[:-6]), pairs(events[-6:-3]), pairs(events[-3:])]
+    alone, together = tablet.watch(), laptop.watch()
+    for batch in batches:
+        tablet.ingest(batch, every_signature=False)
+    results, failed = laptop.ingest_batches(batches, every_signature=False)
+    assert failed is None and [r.accepted for r in results] == [len(events) - 6, 3, 3]
+    assert views(laptop) == views(tablet)
+    one_by_one = [c for c in alone.poll() if c.setting == "theme"]
+    (grouped,) = [c for c in together.poll() if c.setting == "theme"]
+    assert len(one_by_one) == 3
+    assert (grouped.old, grouped.new) == (one_by_one[0].old, one_by_one[-1].new)
+    alone.close()
+    together.close()
+
+
+def test_a_batch_with_an_erase_request_among_batches_stored_together_sees_the_views_folded(laptop, phone, tablet):
+    """A batch that does more than fold (here an erase request, which reads and refolds the views) comes after
+    the fold of the batches before it in the commit: the same views as batches stored one at a time."""
+    sync(laptop, tablet)
+    held = phone.events_after(laptop.frontier()) + phone_events(phone, 6)
+    target = held[-3]
+    (request,) = [phone.get(eid) for eid in phone.erase([target.id], reason="test")]
+    batches = [pairs(held[:-2]), pairs([*held[-2:], request]), pairs(phone_events(phone, 3, value="w"))]
+    for batch in batches:
+        tablet.ingest(batch, every_signature=False)
+    results, failed = laptop.ingest_batches(batches, every_signature=False)
+    assert failed is None and [r.accepted for r in results] == [len(held) - 2, 3, 3]
+    assert laptop.erased(target.id) is not None
+    assert views(laptop) == views(tablet)
+    assert laptop.frontier() == tablet.frontier()
