@@ -259,33 +259,40 @@ class Store:
             del todo[:len(stored)]
         return results, None
 
-    def _ingest_group(self, batches: list[list], every_signature: bool, source: bytes | None
+    def _ingest_group(self, batches: list[list], every_signature: bool, source: bytes | None, together: bool = True
                       ) -> tuple[list[IngestResult], EventError | None]:
         """Store batches from the first on in one write transaction, up to one that fails or needs follow-up
         writes (a fork, events caught). A batch's failure undoes the whole transaction; when batches came before
         it, they alone are stored again in a new one (a failure is rare: a nested transaction per batch copied
-        the pages each batch touched). The cyclic garbage collector is off meanwhile: the batches' events are
-        acyclic objects it would only walk again."""
+        the pages each batch touched). `together`: the batches' views are folded at once (ingest.fold_later);
+        when that fold fails, each batch's is folded with it, to find the batch that fails. The cyclic garbage
+        collector is off meanwhile: the batches' events are acyclic objects it would only walk again."""
         out: list[IngestResult] = []
+        folding: list[bool] = []
 
         def write(txn):
             if txn.get(b"group", db=self.dbs["meta"]) is None:
                 raise UsageError(_NOT_JOINED)
             out.clear()
-            later: list = []
+            folding.clear()
+            later = [] if together else None
             for batch in batches:
                 out.append(ingest_in(self, txn, batch, every_signature, source, later))
                 if out[-1].forked or out[-1].caught:
                     break
-            fold_later(self, txn, later)
+            if later:
+                folding.append(True)
+                fold_later(self, txn, later)
             return out, None
         try:
             with quiet_gc():
                 return self.write(write)
         except EventError as exc:
+            if folding:
+                return self._ingest_group(batches[:len(out)], every_signature, source, together=False)
             if not out:
                 return [], exc
-            return self._ingest_group(batches[:len(out)], every_signature, source)   # the failed batch comes next
+            return self._ingest_group(batches[:len(out)], every_signature, source, together)  # the failed one next
 
     def _refused(self, refused: EventError, batch: list) -> None:
         """A refused batch's fork is kept as proof, and a chain it could not link is asked for from below."""

@@ -3,7 +3,7 @@ all, the same store as one batch at a time, and a refused batch rejected whole w
 
 from __future__ import annotations
 
-from agentlog.errors import PayloadHashError, SequenceError
+from agentlog.errors import DecodeError, PayloadHashError, SequenceError
 from tests.helpers.events import phone_events, store_digest
 from tests.helpers.sync import sync
 
@@ -103,3 +103,24 @@ def test_a_batch_with_an_erase_request_among_batches_stored_together_sees_the_vi
     assert laptop.erased(target.id) is not None
     assert views(laptop) == views(tablet)
     assert laptop.frontier() == tablet.frontier()
+
+
+def test_a_fold_that_fails_among_batches_stored_together_refuses_only_its_batch(laptop, phone, tablet, monkeypatch):
+    """Folded together, the batches' views fail as one; stored again with a fold each, the batches before the
+    one whose fold fails are kept and that one is refused, as when each batch was folded with itself."""
+    sync(laptop, tablet)
+    events = phone.events_after(laptop.frontier()) + phone_events(phone, 9)
+    batches = [pairs(events[:-6]), pairs(events[-6:-3]), pairs(events[-3:])]
+    tablet.ingest(batches[0], every_signature=False)
+    bad, fold = events[-5].id, laptop.pref_view.fold
+
+    def failing(txn, batch, *args, **kwargs):
+        if any(f.eid == bad for f in batch):
+            raise DecodeError("a fold that fails")
+        return fold(txn, batch, *args, **kwargs)
+    monkeypatch.setattr(laptop.pref_view, "fold", failing)
+    results, failed = laptop.ingest_batches(batches, every_signature=False)
+    assert [r.accepted for r in results] == [len(batches[0])]
+    assert isinstance(failed, DecodeError)
+    assert laptop.frontier() == tablet.frontier()
+    assert views(laptop) == views(tablet)
