@@ -60,6 +60,13 @@ def test_a_seed_replays_exactly():
     assert simulate.run(8).trace != first.trace
 
 
+def test_a_seed_that_cuts_writes_replays_exactly():
+    """Where a write is cut depends on the size of what is in flight, so on every byte a store put there."""
+    runs = [simulate.run(1) for _ in range(3)]
+    assert any("drop mid-write" in line for line in runs[0].trace)
+    assert runs[1].trace == runs[0].trace and runs[2].trace == runs[0].trace
+
+
 def test_the_fault_phase_exercises_every_fault():
     """Over a few seeds, every kind of fault happens and devices converge after it."""
     totals: dict[str, int] = {}
