@@ -96,7 +96,10 @@ class Trace:
         self.lines: list[str] = []
         self.findings: list[str] = []
         self.verbose = verbose
-        self.benign: tuple[str, ...] = ()       # more reasons a fault explains (a restore: a chain that forked)
+        # more reasons a fault explains, after a restore: a prev that does not link or a branch that arrives
+        # without its first event (a chain that forked), and an event whose clock names an event of a restored
+        # device's lost branch (its sender may hold that branch while the receiver holds the other)
+        self.benign: tuple[str, ...] = ()
 
     def add(self, device: str, event: str, **fields) -> None:
         try:
@@ -654,8 +657,7 @@ class Simulation:
         copy.mkdir()
         d.store.environment.copy(copy)
         self.stats["restores"] += 1
-        self.trace.benign = ("prev:", "fork:")  # a restored chain that forked is found by a prev that does not link,
-        #                                         or a branch that arrives without its first event
+        self.trace.benign = self.trace.benign or ("prev:", "fork:")
         self.trace.add(d.name, "backup", at=d.store.frontier().get(d.store.device, 0))
         await trio.sleep(after)
         if not d.up:                            # a restart has it down: its own start follows
@@ -667,6 +669,7 @@ class Simulation:
             d.store = d._open()
             forks.mark_restored(d.store)
             self.restored.add(d.store.device)
+            self.trace.benign += (f"follows {d.store.device.hex()[:16]} ",)
             self.trace.add(d.name, "restored", at=d.store.frontier().get(d.store.device, 0))
             await d.start()
 

@@ -62,7 +62,7 @@ def test_a_seed_replays_exactly():
 
 def test_a_seed_that_cuts_writes_replays_exactly():
     """Where a write is cut depends on the size of what is in flight, so on every byte a store put there."""
-    runs = [simulate.run(1) for _ in range(3)]
+    runs = [simulate.run(4) for _ in range(3)]
     assert any("drop mid-write" in line for line in runs[0].trace)
     assert runs[1].trace == runs[0].trace and runs[2].trace == runs[0].trace
 
