@@ -392,3 +392,41 @@ async def test_concurrent_senders_do_not_interleave_frames():
         assert received == sent
         await channel.aclose()
         nursery.cancel_scope.cancel()
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the resumptions of one task after it yielded to the scheduler."""
+
+    def __init__(self, task):
+        self.task, self.count = task, 0
+
+    def before_task_step(self, task) -> None:
+        self.count += task is self.task
+
+
+async def _steps_of(send) -> int:
+    steps = _Steps(trio.lowlevel.current_task())
+    trio.lowlevel.add_instrument(steps)
+    try:
+        await send()
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    return steps.count
+
+
+async def test_a_send_with_the_channel_free_yields_only_where_its_stream_does():
+    client, server = await channel_pair()
+    left, _ = trio.testing.memory_stream_pair()
+    stream_alone = await _steps_of(partial(left.send_all, b"x" * 64))
+    assert await _steps_of(partial(client.send, b"live push")) == stream_alone     # no pass for the free lock
+    assert await server.receive() == b"live push"
+
+
+async def test_a_send_cancelled_before_it_began_sends_nothing_and_leaves_the_channel_usable():
+    client, server = await channel_pair()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await client.send(b"never")
+    assert scope.cancelled_caught
+    await client.send(b"fine")
+    assert await server.receive() == b"fine"
