@@ -216,7 +216,8 @@ class Link:
         if self.conn.state == "live" and not self.caught_up:
             self.caught_up = True
             await self.r.run_sync(self.log.caught_up, dict(self.conn.theirs))
-        self.r.note(self)
+        if kind != "local":                  # heard nothing of the peer: a push leaves before any bookkeeping
+            self.r.note(self)
 
     def _perform(self, actions) -> None:
         for act in actions:
