@@ -169,19 +169,11 @@ class Channel:
             packed = zlib.compress(message, 1)
             if len(packed) < len(message):
                 flags, body = hs.FLAG_COMPRESSED, packed
-        lock = self._frames.send_lock
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            lock.acquire_nowait()               # free: no scheduler pass before the frame leaves
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
+        async with self._frames.send_lock:
             if 1 + len(body) + self._cipher.overhead() > MAX_FRAME:
                 raise InvalidValueError(f"message is {len(message)} bytes ({len(body)} as sent), too large "
                                         f"for a frame of at most {MAX_FRAME}")
             await self._frames.write(self._cipher.encrypt(bytes([flags]) + body))
-        finally:
-            lock.release()
 
     async def receive(self) -> bytes:
         """The next message from the peer.
