@@ -1,6 +1,6 @@
 """Blocking store work in a worker thread for the replicator (`run_sync`): trio.to_thread.run_sync without the
-scheduler pass its default thread limiter spends handing out a free slot, since a live push pays two thread hops
-(the sender's read is on the loop; the receiver's store is not) and every pass before a commit delays it."""
+scheduler pass its default thread limiter spends handing out a free slot: a live push is stored by its receiver in
+a worker thread, and every pass before that commit delays the event."""
 
 from __future__ import annotations
 
