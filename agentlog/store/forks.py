@@ -279,24 +279,25 @@ def caught_up(store, theirs: dict) -> None:
 
 def frontier(store, base: dict) -> dict:
     """`base` (author -> (epoch, seq)) lowered for suspects, plus every branch under its branch id."""
-    dbs = store.dbs
+    return store.read(lambda txn: frontier_in(store.dbs, txn, base))
 
-    def read(txn):
-        if not (txn.stat(dbs["branches"])["entries"] or txn.stat(dbs["suspects"])["entries"]):
-            return base
-        out = dict(base)
-        with txn.cursor(db=dbs["suspects"]) as cur:
-            for author, raw in cur:
-                if bytes(author) in out:
-                    out[bytes(author)] = min(out[bytes(author)], POS.unpack(bytes(raw)))
-                    if out[bytes(author)][1] == 0:
-                        del out[bytes(author)]          # shown as not held at all: peers send from seq 1
-        for b in branches_in(dbs, txn):
-            last = _main_last(dbs, txn, b.author, b.epoch) if b.main else Head(b.epoch, b.head_seq, b.head_id)
-            if last is not None:
-                out[b.bid] = (last.epoch, last.seq)
-        return out
-    return store.read(read)
+
+def frontier_in(dbs: dict, txn, base: dict) -> dict:
+    """`frontier` in the caller's transaction."""
+    if not (txn.stat(dbs["branches"])["entries"] or txn.stat(dbs["suspects"])["entries"]):
+        return base
+    out = dict(base)
+    with txn.cursor(db=dbs["suspects"]) as cur:
+        for author, raw in cur:
+            if bytes(author) in out:
+                out[bytes(author)] = min(out[bytes(author)], POS.unpack(bytes(raw)))
+                if out[bytes(author)][1] == 0:
+                    del out[bytes(author)]          # shown as not held at all: peers send from seq 1
+    for b in branches_in(dbs, txn):
+        last = _main_last(dbs, txn, b.author, b.epoch) if b.main else Head(b.epoch, b.head_seq, b.head_id)
+        if last is not None:
+            out[b.bid] = (last.epoch, last.seq)
+    return out
 
 
 def read(store, bid: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, bytes, bytes | None]]:

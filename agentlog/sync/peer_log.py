@@ -5,6 +5,7 @@ from __future__ import annotations
 from agentlog.errors import EventError
 from agentlog.log.snapshot import Bundle
 from agentlog.store import compaction, forks
+from agentlog.store.layout import POS, limits_in
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
@@ -20,8 +21,17 @@ class StoreLog:
 
     def frontier(self) -> Frontier:
         """What this device offers: its heads, a revoked device's cut at the revocation's seq (events past
-        it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them)."""
-        return forks.frontier(self.store, _clamped(self.store.heads(), self.store.revoked_limits()))
+        it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them).
+        One read: a live push asks on each local change, before its events leave."""
+        dbs = self.store.dbs
+
+        def read(txn) -> Frontier:
+            with txn.cursor(db=dbs["heads"]) as cur:
+                heads = {bytes(author): POS.unpack_from(raw) for author, raw in cur}
+            limits = limits_in(dbs, txn)
+            return forks.frontier_in(dbs, txn, {author: (epoch, min(seq, limits[author]) if author in limits else seq)
+                                                for author, (epoch, seq) in heads.items() if limits.get(author, 1) > 0})
+        return self.store.read(read)
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
         """Held events of an author, or of a forked branch named by its branch id (agentlog.store.forks)."""

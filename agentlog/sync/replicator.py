@@ -27,7 +27,7 @@ from agentlog.relay.config import is_relay_address
 from agentlog.store import ledger
 from agentlog.store.peers import FoundState, Peers, PeerState, address, parse_address
 from agentlog.store.store import Store
-from agentlog.sync import listener, messages, net, wakeups
+from agentlog.sync import listener, messages, net, threads, wakeups
 from agentlog.sync.admission import admits, check_peer
 from agentlog.sync.dialing import Dialers
 from agentlog.sync.peer_log import StoreLog
@@ -216,7 +216,8 @@ class Link:
         if self.conn.state == "live" and not self.caught_up:
             self.caught_up = True
             await self.r.run_sync(self.log.caught_up, dict(self.conn.theirs))
-        self.r.note(self)
+        if kind != "local":                  # heard nothing of the peer: a push leaves before any bookkeeping
+            self.r.note(self)
 
     def _perform(self, actions) -> None:
         for act in actions:
@@ -392,7 +393,7 @@ class Replicator:
         `on_pair` answers a connection that opens a pairing (agentlog.sync.pair_net); without it, one ends at once."""
         self.store, self.listen, self.heartbeat, self.on_pair = store, listen, heartbeat, on_pair
         self.connect = connect
-        self.run_sync = run_sync or trio.to_thread.run_sync
+        self.run_sync = run_sync or threads.run_sync
         self.watch = watch
         self.ingests = 0                    # links' stores of a peer's batches under way (`Watch.settle`)
         self.watcher = wakeups.Watch(store, self._noticed, lambda: self.ingests > 0) if watch else None

@@ -85,3 +85,28 @@ async def test_a_peers_pushes_stored_here_are_not_taken_for_local_writes(laptop,
         nursery.cancel_scope.cancel()
     assert of_pushes <= 2, f"the phone's watcher took {of_pushes} of its stores of 10 pushes for local writes"
     assert len(noticed) > of_pushes
+
+
+async def test_a_push_of_local_writes_is_not_taken_for_news_of_the_peer(laptop, phone, monkeypatch):
+    """A link's step for a local change notes nothing of the peer (its last-seen time, what it holds): the push
+    leaves without that bookkeeping, and the peer's acks of it are still noted."""
+    kinds, current = [], [""]
+    step = replicator.Link._step
+
+    async def spied(self, item):
+        current[0] = item[0]
+        await step(self, item)
+    monkeypatch.setattr(replicator.Link, "_step", spied)
+    async with trio.open_nursery() as nursery:
+        phone_side = await _synced_pair(nursery, laptop, phone)
+        note = phone_side.note
+        phone_side.note = lambda link: (kinds.append(current[0]), note(link))
+        for i in range(5):
+            phone.prefs.observe("ui.font", f"size {i}")
+            with trio.fail_after(10):
+                while laptop.frontier() != phone.frontier():
+                    await trio.sleep(0.002)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert "msg" in kinds
+    assert "local" not in kinds
