@@ -5,7 +5,7 @@ from __future__ import annotations
 from agentlog.errors import EventError
 from agentlog.log.snapshot import Bundle
 from agentlog.store import compaction, forks
-from agentlog.store.layout import POS, limits_in
+from agentlog.store.layout import head_from, limits_in
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
@@ -27,10 +27,8 @@ class StoreLog:
 
         def read(txn) -> Frontier:
             with txn.cursor(db=dbs["heads"]) as cur:
-                heads = {bytes(author): POS.unpack_from(raw) for author, raw in cur}
-            limits = limits_in(dbs, txn)
-            return forks.frontier_in(dbs, txn, {author: (epoch, min(seq, limits[author]) if author in limits else seq)
-                                                for author, (epoch, seq) in heads.items() if limits.get(author, 1) > 0})
+                heads = {bytes(author): head_from(raw) for author, raw in cur}
+            return forks.frontier_in(dbs, txn, _clamped(heads, limits_in(dbs, txn)))
         return self.store.read(read)
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
