@@ -274,7 +274,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     """Validate and store (record, payload) pairs from outside, or their checks made ahead (validate.predecode:
     a relay delivery's, decoded when it was opened), in `txn` (Store.ingest says how). `later`: the events of
     the transaction's earlier batches not folded yet (`fold_later`); a batch that needs nothing but its fold
-    joins them, so that each setting a group of batches touches is folded, encoded and written once."""
+    (sealed payloads opened with keys held before it included) joins them, so that each setting a group of
+    batches touches is folded, encoded and written once."""
     dbs = store.dbs
     roster = roster_of(store, txn)
     log = TxnLog(dbs, txn, roster)
@@ -331,7 +332,8 @@ def ingest_in(store, txn, batch, every_signature: bool = True, source: bytes | N
     heads = {author: (e.header.epoch, e.header.seq) for author, e in last.items()}
     requests = ERASE_KIND in map(_KIND, folded)
     erasing = requests or has_state(dbs, txn)
-    if later is not None and (erasing or roster_changed or sealed is not None or filled or forked):
+    if later is not None and (erasing or roster_changed or (sealed is not None and sealed.changed) or filled
+                              or forked):
         fold_later(store, txn, later)             # what this batch does next reads the views as they would be
         later = None
     eraser = Eraser(store, txn, folded) if erasing else None

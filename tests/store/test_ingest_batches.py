@@ -4,7 +4,9 @@ all, the same store as one batch at a time, and a refused batch rejected whole w
 from __future__ import annotations
 
 from agentlog.errors import DecodeError, PayloadHashError, SequenceError
+from agentlog.log import payloads
 from tests.helpers.events import phone_events, store_digest
+from tests.helpers.scoped import health_home
 from tests.helpers.sync import sync
 
 
@@ -124,3 +126,20 @@ def test_a_fold_that_fails_among_batches_stored_together_refuses_only_its_batch(
     assert isinstance(failed, DecodeError)
     assert laptop.frontier() == tablet.frontier()
     assert views(laptop) == views(tablet)
+
+
+def test_sealed_batches_stored_together_are_folded_once(tmp_path):
+    """Batches of sealed events opened with keys held before them need nothing but their fold: folded as one,
+    one change of the setting they all name, and the views the writer's own are."""
+    with health_home(tmp_path) as home:
+        ids = [home.phone.append(payloads.Observation(setting="diet", value=f"v{i}"), scope="health")
+               for i in range(9)]
+        events = [home.phone.get(i) for i in ids]
+        watch = home.laptop.watch()
+        results, failed = home.laptop.ingest_batches([pairs(events[i:i + 3]) for i in (0, 3, 6)],
+                                                     every_signature=False)
+        assert failed is None and [r.accepted for r in results] == [3, 3, 3]
+        assert home.laptop.prefs.get("diet") == home.phone.prefs.get("diet")
+        assert views(home.laptop) == views(home.phone)
+        assert len([c for c in watch.poll() if c.setting == "diet"]) == 1
+        watch.close()
