@@ -24,7 +24,7 @@ from agentlog.store import retained, scratch
 from agentlog.store.append import append_in
 from agentlog.store.erasure import Eraser, Forgotten, drop_entries
 from agentlog.store.keyring import rebuild_scopes
-from agentlog.store.layout import POS, event_key, head_from, head_value, truncation_value
+from agentlog.store.layout import POS, event_key, head_from, head_value, heads_in, truncation_value
 from agentlog.store.snapshots import base_in, dump, set_base, stored
 from agentlog.store.store import Store
 from agentlog.store.views import event_of, folded_log, limits_in, refold_from_base, roster_in, time_of
@@ -78,7 +78,7 @@ def stable_frontier(store: Store, txn, now_ms: int,
     """
     db = store.dbs
     roster = roster_in(store.dbs, txn)
-    heads = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    heads = heads_in(db, txn)
     limits = limits_in(db, txn)
     me = store.device
     stable: dict[bytes, tuple[int, int]] | None = None
@@ -184,7 +184,7 @@ def write_snapshot(store: Store, *, horizon_ms: int = DEFAULT_HORIZON_MS, now_ms
                 stable[bytes(author)] = (cut.epoch, cut.seq)
         limits = limits_in(db, txn)
         frontier = {}
-        for author, h in ((bytes(a), head_from(v)) for a, v in txn.cursor(db=db["heads"])):
+        for author, h in heads_in(db, txn).items():
             seq = min(h.seq, limits[author]) if author in limits else h.seq
             if seq > 0:
                 frontier[author] = (h.epoch, seq)
@@ -496,8 +496,7 @@ def _check_held(store: Store, txn, snap: payloads.Snapshot, dropped: dict[bytes,
     """
     db = store.dbs
     covered = {p.author: p for p in snap.frontier}
-    cuts = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["truncated"])}
-    heads = {bytes(a): head_from(v) for a, v in txn.cursor(db=db["heads"])}
+    cuts, heads = heads_in(db, txn, "truncated"), heads_in(db, txn)
     at_head = {a: (h.epoch, h.seq) for a, h in heads.items()}
     # the signer's own chain does not count: a rogue signer could claim that alone to move this device past
     # another author's head

@@ -84,6 +84,12 @@ def head_from(raw: bytes) -> Head:
     return Head(epoch, seq, bytes(raw[12:44]))
 
 
+def heads_in(dbs: dict, txn, name: str = "heads") -> dict[bytes, Head]:
+    """Author -> Head of a database of heads keyed by author (`heads`, or `truncated`), in `txn`."""
+    with txn.cursor(db=dbs[name]) as cur:
+        return {bytes(author): head_from(raw) for author, raw in cur}
+
+
 def truncation_value(epoch: int, seq: int, eid: bytes, time_ms: int, lamport: int) -> bytes:
     """A `truncated` row: the head form (epoch, seq, id), then the dropped event's time (for the horizon)
     and lamport (for a later snapshot that names it)."""

@@ -41,7 +41,7 @@ from agentlog.store.layout import (
     POS,
     ROSTER_VERSION,
     event_key,
-    head_from,
+    heads_in,
     seq_runs,
     unpack_anchor,
 )
@@ -396,10 +396,7 @@ class Store:
     # -- reading -------------------------------------------------------------
 
     def heads(self) -> dict[bytes, Head]:
-        def read(txn):
-            with txn.cursor(db=self.dbs["heads"]) as cur:
-                return {bytes(a): head_from(v) for a, v in cur}
-        return self.read(read)
+        return self.read(lambda txn: heads_in(self.dbs, txn))
 
     def count(self) -> int:
         return self.read(lambda txn: txn.stat(self.dbs["events"])["entries"])
@@ -557,10 +554,7 @@ class Store:
 
     def truncated(self) -> dict[bytes, Head]:
         """Author -> its last event compaction dropped here (the retained log continues from it)."""
-        def read(txn):
-            with txn.cursor(db=self.dbs["truncated"]) as cur:
-                return {bytes(a): head_from(v) for a, v in cur}
-        return self.read(read)
+        return self.read(lambda txn: heads_in(self.dbs, txn, "truncated"))
 
     def frontier(self) -> dict[bytes, int]:
         """Author -> highest seq held: what a peer needs to know to send what is missing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from agentlog.errors import EventError
 from agentlog.log.snapshot import Bundle
 from agentlog.store import compaction, forks
-from agentlog.store.layout import head_from, limits_in
+from agentlog.store.layout import heads_in, limits_in
 from agentlog.store.store import Store
 from agentlog.sync.messages import MAX_ENTRIES, Frontier, WireEvent
 
@@ -24,12 +24,8 @@ class StoreLog:
         it, accepted before the revocation arrived, are never asked for nor sent: peers would refuse them).
         One read: a live push asks on each local change, before its events leave."""
         dbs = self.store.dbs
-
-        def read(txn) -> Frontier:
-            with txn.cursor(db=dbs["heads"]) as cur:
-                heads = {bytes(author): head_from(raw) for author, raw in cur}
-            return forks.frontier_in(dbs, txn, _clamped(heads, limits_in(dbs, txn)))
-        return self.store.read(read)
+        return self.store.read(lambda txn: forks.frontier_in(dbs, txn, _clamped(heads_in(dbs, txn),
+                                                                                 limits_in(dbs, txn))))
 
     def read(self, author: bytes, epoch: int, lo: int, hi: int, limit: int) -> list[tuple[int, WireEvent]]:
         """Held events of an author, or of a forked branch named by its branch id (agentlog.store.forks)."""
