@@ -259,14 +259,19 @@ def test_largest_valid_header_is_within_the_limit():
     assert len(raw) <= MAX_HEADER_BYTES and decode_header(raw) == h
 
 
+@pytest.mark.parametrize("pool_from", [16, signing.POOL_FROM])
 @pytest.mark.parametrize("count", [0, 1, 15, 16, 17, 100, 1001])
-def test_sign_many_keeps_order_and_matches_single_signatures(count):
+def test_sign_many_keeps_order_and_matches_single_signatures(count, pool_from, monkeypatch):
+    monkeypatch.setattr(signing, "POOL_FROM", pool_from)
+    monkeypatch.setattr(signing, "CHUNK", 8)
     key = crypto.DeviceKey.generate()
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(count)]
     assert signing.sign_many(key, ids) == [key.sign(i) for i in ids]
 
 
-def test_sign_many_from_several_threads_at_once():
+def test_sign_many_from_several_threads_at_once(monkeypatch):
+    monkeypatch.setattr(signing, "POOL_FROM", 16)
+    monkeypatch.setattr(signing, "CHUNK", 8)
     key = crypto.DeviceKey.generate()
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(200)]
     expected, results = [key.sign(i) for i in ids], []
@@ -287,8 +292,20 @@ def test_sign_many_raises_a_failure_on_any_thread(monkeypatch):
         return real(message, secret)
 
     monkeypatch.setattr(crypto.sodium, "crypto_sign", failing)
+    monkeypatch.setattr(signing, "POOL_FROM", 16)
+    monkeypatch.setattr(signing, "CHUNK", 8)
     key = crypto.DeviceKey.generate()
     ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(100)]
     for at in (0, 50, 99):
         with pytest.raises(RuntimeError, match="boom"):
             signing.sign_many(key, ids[:at] + [bad] + ids[at:])
+
+
+def test_sign_many_signs_a_small_batch_on_the_calling_thread_alone(monkeypatch):
+    def no_pool():
+        raise AssertionError("a batch below POOL_FROM started the worker pool")
+
+    monkeypatch.setattr(signing, "_executor", no_pool)
+    key = crypto.DeviceKey.generate()
+    ids = [crypto.blake2b256(i.to_bytes(4, "big")) for i in range(signing.POOL_FROM - 1)]
+    assert signing.sign_many(key, ids) == [key.sign(i) for i in ids]
