@@ -3,6 +3,8 @@ fold keeps in memory are used only while the bytes they encode are still stored.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from agentlog.log import payloads
@@ -39,3 +41,20 @@ def test_an_append_aborted_after_its_fold_leaves_no_stale_state(laptop, monkeypa
         assert row.new == only(states[row.name.decode()], changelog.ANSWERED)
     laptop.rebuild_views()
     assert laptop.views()["pref"]["digest"] == folded
+
+
+def test_an_append_pauses_the_cyclic_collector_and_turns_it_back_on(laptop, monkeypatch):
+    during, real = [], laptop.memory_view.fold
+
+    def fold(txn, batch, *args, **kwargs):
+        during.append(gc.isenabled())
+        return real(txn, batch, *args, **kwargs)
+
+    monkeypatch.setattr(laptop.memory_view, "fold", fold)
+    assert gc.isenabled()
+    laptop.append_many(_observations(0, 3))
+    assert during == [False] and gc.isenabled()
+    monkeypatch.setattr(laptop.memory_view, "fold", _fail)
+    with pytest.raises(RuntimeError, match="after its fold"):
+        laptop.append_many(_observations(3, 3))
+    assert gc.isenabled()
