@@ -6,7 +6,8 @@ order) with its values (in order) and each one's total and old sum as fixed-widt
 the least widths that hold the bucket's totals and its old sums. About half the JSON of the same state (whose sums are
 33-digit decimals), so a batch writes, and the change log copies, that much less. Encoding a busy setting
 whole costs far more than the few sums one batch changes, so a `Canonical` keeps the bytes of every sum and
-of every bucket, and rebuilds only those marked since the last call: the same bytes, at the cost of the change.
+of every bucket: a changed sum that still fits is written over its bytes as it is added, and `encode` rebuilds
+only the pieces marked since the last call: the same bytes, at the cost of the change.
 States stored as JSON (by reducer version 3 and earlier, as a compaction base may still hold) are read too.
 """
 
@@ -69,6 +70,23 @@ class _Bucket:
         self.at: dict[str, int] | None = None     # value -> its place in `names`; None: not encoded
         self.hl = 0                           # the head's length: the sums follow it in `buf`
         self.buf = bytearray()
+
+    def patch(self, v: str, x: int, y: int) -> bool:
+        """Write value `v`'s new total `x` and old sum `y` over its bytes, as `update` does for one changed value
+        that still fits; False (nothing written) when `update` would not: the bucket is then marked changed."""
+        at = self.at
+        k = None if at is None else at.get(v)
+        if k is None:
+            return False
+        t_w, o_w = self.t_w, self.o_w
+        a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
+        if a > t_w or b > o_w or not (x or y) or a < self.wt[v] == t_w or b < self.wo[v] == o_w:
+            return False
+        self.wt[v], self.wo[v] = a, b
+        j = t_w + o_w
+        i = self.hl + k * j
+        self.buf[i : i + j] = x.to_bytes(t_w, "big", signed=True) + y.to_bytes(o_w, "big", signed=True)
+        return True
 
     def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytearray | None:
         """The bucket's bytes after `changed` values' sums changed (those at [0, 0] dropped from `vals`);
@@ -153,6 +171,21 @@ class Canonical:
     def stale(self) -> None:
         """Every piece must be encoded again."""
         self.dirty = None
+
+    def changed(self, bucket: str, value: str, sums: list[int] | None) -> None:
+        """The sums of `value` in `bucket` changed to `sums` (None: a value new to the bucket): written over
+        their bytes at once when they fit, while the bucket's other bytes are current and its sums are at hand
+        (most of a batch's changes: cheaper than finding them again at `encode`), else marked for `encode`."""
+        dirty = self.dirty
+        if dirty is None:
+            return
+        marked = dirty.get(bucket)
+        if marked is not None:
+            marked.add(value)
+            return
+        piece = self.pieces.get(bucket)
+        if sums is None or piece is None or not piece.patch(value, sums[0], sums[1]):
+            dirty[bucket] = {value}
 
     def encode(self, s) -> bytes:
         """The canonical bytes of Setting `s`; sums that cancelled to [0, 0] are dropped from `s.sums`."""

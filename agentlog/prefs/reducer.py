@@ -382,7 +382,7 @@ class Setting:
     def _add_sums(self, totals: dict[tuple[str, str], Any]) -> None:
         """Add each (context, value) -> (total, old) of `totals` to the total and old sum of the value in every
         bucket the context counts in (a sum that cancelled to [0, 0] was not stored: it is made again)."""
-        sums, dirty = self.sums, self._canon.dirty
+        sums, changed = self.sums, self._canon.changed
         for (context, value), (total, old) in totals.items():
             for b in _subsets(context):
                 vals = sums.get(b)
@@ -394,12 +394,7 @@ class Setting:
                 else:
                     s[0] += total
                     s[1] += old
-                if dirty is not None:
-                    marked = dirty.get(b)
-                    if marked is None:
-                        dirty[b] = {value}
-                    else:
-                        marked.add(value)
+                changed(b, value, s)
 
     def add(self, ev: Evidence, index: Index) -> None:
         """Fold one piece of evidence in, O(1) amortized (the cut-offs only move forward)."""
