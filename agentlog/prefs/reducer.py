@@ -199,6 +199,7 @@ class Evidence(NamedTuple):
 _EVIDENCE = struct.Struct(">BqQQ32sH")
 _new = tuple.__new__         # builds a NamedTuple without its Python-level __new__: the fold's hot path
 _EFF = itemgetter(0)         # an Evidence's eff
+_NONE_LEFT = 2**64           # Setting._recent_from when no evidence lies in or after the recent window
 _KIND_NAMES = ("observation", "decision", "correction", "summary")
 KIND_CODES = {name: i for i, name in enumerate(_KIND_NAMES)}     # an evidence row's kind byte
 
@@ -310,6 +311,9 @@ class Index(Protocol):
     def scan(self, lo: int, hi: int) -> Iterable[Evidence]:
         """Evidence with lo <= eff < hi, in order."""
 
+    def first(self, lo: int) -> int | None:
+        """The effective time of the first evidence with eff >= lo (None: there is none)."""
+
     def put(self, ev: Evidence) -> None: ...
     def put_many(self, evs: list[Evidence]) -> None: ...
     def delete(self, ev: Evidence) -> None: ...
@@ -330,6 +334,8 @@ class Setting:
     overrides: dict[str, dict] = field(default_factory=dict)  # device hex -> override
     # the encoded pieces of the canonical bytes, and which sums changed since (agentlog.prefs.canonical)
     _canon: Canonical = field(default_factory=Canonical, init=False, repr=False, compare=False)
+    # no evidence in the index from the recent window's start up to this (None: unknown): no promotion scan below
+    _recent_from: int | None = field(default=None, init=False, repr=False, compare=False)
 
     # configuration
     @property
@@ -402,6 +408,8 @@ class Setting:
             return
         index.put(ev)
         h, eff = self.half_life, ev.eff
+        if self._recent_from is not None and eff < self._recent_from:
+            self._recent_from = eff
         if self.tmax is None:
             self.tmax, self.anchor = eff, decay.halvings(eff, h) - KEEP_HALVINGS
             self._add_term(ev, False, h)
@@ -427,14 +435,19 @@ class Setting:
         elif top > self.tmax:
             self._advance(top, index)        # over the evidence stored before this batch
         index.put_many(evs)
+        if self._recent_from is not None:
+            self._recent_from = min(self._recent_from, min(map(_EFF, evs)))
         self._add_sums(decay.totals(evs, h, self.anchor, self.tmax - self.recent_ms))
 
     def _advance(self, tmax: int, index: Index) -> None:
         """Move the newest time: promote evidence out of the recent window, drop what is too old."""
         h, anchor, recent = self.half_life, self.anchor, self.recent_ms
-        floor = anchor * h
-        promoted = decay.totals(index.scan(max(floor, self.tmax - recent + 1), tmax - recent + 1), h, anchor, tmax)
-        self._add_sums({key: (0, old) for key, (_, old) in promoted.items()})   # all old now
+        floor, start = anchor * h, tmax - recent + 1
+        if self._recent_from is None or start > self._recent_from:
+            promoted = decay.totals(index.scan(max(floor, self.tmax - recent + 1), start), h, anchor, tmax)
+            self._add_sums({key: (0, old) for key, (_, old) in promoted.items()})   # all old now
+            first = index.first(start)
+            self._recent_from = _NONE_LEFT if first is None else first
         anchor = decay.halvings(tmax, h) - KEEP_HALVINGS
         if anchor > self.anchor:
             dropped = decay.totals(index.scan(floor, anchor * h), h, self.anchor, tmax)
@@ -451,6 +464,7 @@ class Setting:
     def swap(self, gone: Iterable[Evidence], deltas: Iterable[Evidence]) -> None:
         """Take `gone` evidence out of the sums and add `deltas` (summaries' added weight): a snapshot's
         summary step, exact because terms are linear in weight. All of it is old evidence."""
+        self._recent_from = None                 # the caller moves the summaries' rows in the index
         h = self.half_life
         floor = self.anchor * h
         for ev in gone:
@@ -464,7 +478,7 @@ class Setting:
         """Fold the setting's evidence again from scratch (its half-life changed, or it was forgotten)."""
         forget = self.forget
         kept = [ev for ev in everything if ev.lamport >= forget] if forget else list(everything)
-        self.sums = {}
+        self.sums, self._recent_from = {}, None
         self._canon.stale()
         if not kept:
             self.tmax, self.anchor = None, 0

@@ -16,7 +16,8 @@ from agentlog.prefs import reducer as pr
 
 KEY = struct.Struct(">16sQ32sB")
 ROLE_BYTE = tuple(bytes((i,)) for i in range(256))
-_PACK_U64 = struct.Struct(">Q").pack
+_U64 = struct.Struct(">Q")
+_PACK_U64 = _U64.pack
 _PACKERS: dict[tuple[str, str], tuple] = {}      # (value, context) -> (packer of the value, value's length, tail)
 _MAX_PACKERS = 4096
 
@@ -76,6 +77,13 @@ class Index:
                 if key >= end:
                     break
                 yield evidence_from(key, value)
+
+    def first(self, lo: int) -> int | None:
+        with self.txn.cursor(db=self.db) as cur:
+            if not cur.set_range(self.skey + _PACK_U64(max(lo, 0))):
+                return None
+            key = cur.key()
+        return _U64.unpack_from(key, 16)[0] if key[:16] == self.skey else None
 
     def everything(self) -> list[pr.Evidence]:
         return list(self.scan(0, 2**64 - 1))

@@ -21,6 +21,9 @@ class MemoryIndex:
         lo, hi = max(lo, 0), max(hi, 0)
         return [ev for key, ev in sorted(self.rows.items()) if lo <= key[0] < hi]
 
+    def first(self, lo):
+        return min((key[0] for key in self.rows if key[0] >= max(lo, 0)), default=None)
+
     def put(self, ev):
         self.rows[ev.eff, ev.eid, ev.role] = ev
 

@@ -175,6 +175,18 @@ def test_evidence_that_cancels_to_zero_does_not_break_later_folds():
     assert s.to_bytes() == from_scratch(items).to_bytes()
 
 
+@pytest.mark.parametrize("reload", [False, True])
+def test_late_evidence_in_the_recent_window_is_promoted_when_the_newest_time_passes_it(reload):
+    """A state skips the index scan of a move of its newest time that cannot reach its oldest recent evidence
+    (here light's, once dark is promoted); sepia, arriving late, older than light but still recent, must be
+    promoted all the same when the newest time moves past it, though not past light."""
+    items = [evidence(1, NOW), evidence(2, NOW + 2 * DAY, value="light"),
+             evidence(3, NOW + 3 * DAY // 2, value="sepia"), evidence(4, NOW + 11 * DAY // 4)]
+    s, _ = fold(items, [reload] * len(items))
+    assert s.to_bytes() == from_scratch(items).to_bytes()
+    assert s.sums[""]["sepia"][1] == s.sums[""]["sepia"][0] != 0        # old now: promoted
+
+
 def test_evidence_older_than_keep_halvings_is_dropped_from_the_sums_but_kept_in_the_index():
     h = pr.DEFAULT_HALF_LIFE_MS
     old, new = evidence(1, NOW), evidence(2, NOW + (pr.KEEP_HALVINGS + 2) * h, value="light")
