@@ -139,7 +139,8 @@ def test_sealed_batches_stored_together_are_folded_once(tmp_path):
         results, failed = home.laptop.ingest_batches([pairs(events[i:i + 3]) for i in (0, 3, 6)],
                                                      every_signature=False)
         assert failed is None and [r.accepted for r in results] == [3, 3, 3]
-        assert home.laptop.prefs.get("diet") == home.phone.prefs.get("diet")
+        at = home.phone.now_ms()                  # one moment for both answers: their scores decay with time
+        assert home.laptop.prefs.get("diet", now_ms=at) == home.phone.prefs.get("diet", now_ms=at)
         assert views(home.laptop) == views(home.phone)
         assert len([c for c in watch.poll() if c.setting == "diet"]) == 1
         watch.close()
