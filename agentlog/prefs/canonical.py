@@ -72,8 +72,8 @@ class _Bucket:
         self.buf = bytearray()
 
     def patch(self, v: str, x: int, y: int) -> bool:
-        """Write value `v`'s new total `x` and old sum `y` over its bytes, as `update` does for one changed value
-        that still fits; False (nothing written) when `update` would not: the bucket is then marked changed."""
+        """Write value `v`'s new total `x` and old sum `y` over its bytes when the bucket's widths stay as they are
+        (not [0, 0], within the widths, not narrowing a value that sets one); False, nothing written, otherwise."""
         at = self.at
         k = None if at is None else at.get(v)
         if k is None:
@@ -90,40 +90,22 @@ class _Bucket:
 
     def update(self, key: str, vals: dict[str, list[int]], changed: set[str]) -> bytearray | None:
         """The bucket's bytes after `changed` values' sums changed (those at [0, 0] dropped from `vals`);
-        None when no sum is left."""
+        None when no sum is left. Values new to the bucket are spliced in and every changed sum patched; when
+        one does not fit (a width changed, a value dropped), the bucket is encoded again from `vals`."""
         at = self.at
-        if at is not None:
-            t_w, o_w, wt, wo = self.t_w, self.o_w, self.wt, self.wo
-            patches, new = [], False
-            for v in changed:
-                t = vals.get(v)
-                if t is None:
-                    break
-                x, y = t
-                a, b = (x.bit_length() + 8) >> 3 if x else 0, (y.bit_length() + 8) >> 3 if y else 0
-                if a > t_w or b > o_w or not (x or y):
-                    break
-                if v not in at:
-                    new = True
-                elif a < wt[v] == t_w or b < wo[v] == o_w:
-                    break
-                patches.append((v, a, b, x, y))
-            else:
-                if new:
-                    self._insert(key, [p[0] for p in patches if p[0] not in at])
-                    at = self.at
-                buf, hl, j = self.buf, self.hl, t_w + o_w
-                for v, a, b, x, y in patches:
-                    wt[v], wo[v] = a, b
-                    i = hl + at[v] * j
-                    buf[i : i + j] = x.to_bytes(t_w, "big", signed=True) + y.to_bytes(o_w, "big", signed=True)
-                return buf
+        if at is not None and all(v in vals for v in changed):
+            new = [v for v in changed if v not in at]
+            if new:
+                self._insert(key, new)
+            if all(self.patch(v, *vals[v]) for v in changed):
+                return self.buf
         return self._encode(key, vals)
 
     def _insert(self, key: str, values: list[str]) -> None:
-        """Make room for new values at the bucket's widths (their sums are written next)."""
+        """Make room for new values at the bucket's widths, their sums zero until patched."""
         names, j, hl, buf = self.names, self.t_w + self.o_w, self.hl, self.buf
         for v in values:
+            self.wt[v] = self.wo[v] = 0
             k = bisect_left(names, v)
             names.insert(k, v)
             buf[hl + k * j : hl + k * j] = bytes(j)
